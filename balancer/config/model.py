@@ -1,0 +1,178 @@
+"""The typed configuration model: what the readers produce and everyone else consumes.
+
+Frozen dataclasses. Field names are the mod_jk directive names (reference modjk.md §2), so the
+directive table (``balancer.config.directives``) and these classes line up one to one; a unit
+test checks that they do. Units are mod_jk's: the unit is in each field's comment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Activation(Enum):
+    """Member activation (mod_jk §3.7). ``value`` is the status page's text."""
+
+    ACTIVE = "ACT"
+    DISABLED = "DIS"
+    STOPPED = "STP"
+
+
+class Method(Enum):
+    """lb method (mod_jk §3.3). ``value`` is the status page's text."""
+
+    REQUEST = "Request"
+    TRAFFIC = "Traffic"
+    BUSYNESS = "Busyness"
+    SESSIONS = "Sessions"
+    NEXT = "Next"
+
+
+class Lock(Enum):
+    OPTIMISTIC = "Optimistic"
+    PESSIMISTIC = "Pessimistic"
+
+
+MEMBER_TYPES = ("http", "ajp13")
+WORKER_TYPES = ("lb", "status", *MEMBER_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a worker or directive was defined."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberConfig:
+    """A backend endpoint (``type=http`` or ``type=ajp13``), usable alone or as an lb member."""
+
+    name: str
+    type: str = "ajp13"
+    host: str = "localhost"
+    port: int = 8009
+    source: str = ""
+    prefer_ipv6: bool = False
+    socket_timeout: int = 0  # s, 0 = none
+    socket_connect_timeout: int = 0  # ms; mod_jk default socket_timeout*1000
+    socket_keepalive: bool = False
+    socket_buffer: int = 0  # bytes
+    connection_pool_size: int = 64  # connections held per balancer process
+    connection_pool_minsize: int = 32
+    connection_pool_timeout: int = 0  # s, idle pooled connections closed after; 0 = never
+    connection_acquire_timeout: int = 200  # ms; mod_jk default retries*retry_interval
+    ping_mode: str = ""  # letters from C, P, I, A
+    ping_timeout: int = 10000  # ms
+    connect_timeout: int = 0  # ms
+    prepost_timeout: int = 0  # ms
+    connection_ping_interval: int = 0  # s
+    reply_timeout: int = 0  # ms, 0 = wait forever
+    retries: int = 2  # attempts on this member for connection-level errors (min 1)
+    retry_interval: int = 100  # ms
+    recovery_options: int = 0  # bitmask, see docs/configuration.md
+    fail_on_status: tuple[int, ...] = ()  # negative = soft
+    busy_limit: int = 0  # 0 = off
+    max_packet_size: int = 8192  # bytes, ajp13 only
+    secret: str = ""  # ajp13 only
+    lbfactor: int = 1  # >= 1
+    # member-only (meaningful through an lb)
+    route: str = ""  # defaults to name
+    domain: str = ""  # defaults to route before its first "."
+    redirect: str = ""  # a route
+    distance: int = 0
+    activation: Activation = Activation.ACTIVE
+    # pyjk's own (health checks, slow start, limits): added by the data-plane issue
+    extra: Mapping[str, object] = field(default_factory=dict)
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LbConfig:
+    """A ``type=lb`` worker."""
+
+    name: str
+    balance_workers: tuple[str, ...] = ()
+    sticky_session: bool = True
+    sticky_session_force: bool = False
+    method: Method = Method.REQUEST
+    lock: Lock = Lock.OPTIMISTIC
+    retries: int = 2  # rounds over the members (min 1)
+    lb_retries: int = 2  # members tried per round (min 1)
+    retry_interval: int = 100  # ms, sleep between rounds
+    recover_time: int = 60  # s (min 1)
+    error_escalation_time: int = 30  # s; default recover_time / 2
+    max_reply_timeouts: int = 0
+    session_cookie: str = "JSESSIONID"
+    session_path: str = ";jsessionid"
+    set_session_cookie: bool = False
+    session_cookie_path: str = "/"
+    secret: str = ""
+    extra: Mapping[str, object] = field(default_factory=dict)
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusConfig:
+    """A ``type=status`` worker (the jkmanager)."""
+
+    name: str
+    css: str = ""
+    prefix: str = "worker"
+    ns: str = "jk:"
+    xmlns: str = 'xmlns:jk="http://tomcat.apache.org"'
+    doctype: str = ""
+    read_only: bool = False
+    user: tuple[str, ...] = ()
+    user_case_insensitive: bool = False
+    good: tuple[str, ...] = ("a.o", "a.i", "a.b", "a.r")
+    bad: tuple[str, ...] = ("s", "e")
+    extra: Mapping[str, object] = field(default_factory=dict)
+    location: Location | None = None
+
+
+WorkerConfig = MemberConfig | LbConfig | StatusConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RuleExtensions:
+    """Per-rule overrides from uriworkermap (mod_jk §4.5). ``None`` = use the worker's."""
+
+    reply_timeout: int | None = None  # ms
+    sticky_ignore: bool = False
+    stateless: bool = False
+    activation: Mapping[str, Activation] = field(default_factory=dict)  # member name -> act
+    fail_on_status: tuple[int, ...] | None = None
+    use_server_errors: int | None = None  # replace backend bodies for status >= N
+    session_cookie: str | None = None
+    session_path: str | None = None
+    set_session_cookie: bool | None = None
+    session_cookie_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersConfig:
+    """Everything workers.properties says, validated."""
+
+    worker_list: tuple[str, ...]
+    maintain: int  # s, worker.maintain; 0 = maintenance off
+    lbs: Mapping[str, LbConfig]
+    members: Mapping[str, MemberConfig]  # every http/ajp13 worker, listed or lb member
+    statuses: Mapping[str, StatusConfig]
+    # worker.NAME.mount rules: (pattern text, worker name, location)
+    mounts: tuple[tuple[str, str, Location], ...] = ()
+    # the effective key=value map after references, for the status worker's dump command
+    properties: Mapping[str, str] = field(default_factory=dict)
+    file: str = ""
+
+    def worker(self, name: str) -> WorkerConfig | None:
+        return self.lbs.get(name) or self.members.get(name) or self.statuses.get(name)
+
+    def lb_members(self, lb: LbConfig) -> tuple[MemberConfig, ...]:
+        return tuple(self.members[n] for n in lb.balance_workers)

@@ -1,0 +1,111 @@
+"""What the data plane tells the lb engine, and what the engine tells it to do.
+
+The contract between the pure engine (``balancer.lb``) and the I/O around it. A request is
+driven like this (``now`` is ``time.monotonic()`` read by the caller, in seconds):
+
+    plan = engine.plan(facts, now)
+    while True:
+        step = plan.next(now)
+        match step:
+            case Wait(seconds):      await asyncio.sleep(seconds)           # retry_interval
+            case Fail(status):       answer the client with status; stop
+            case Forward(member, ...):
+                try the member once (one connection attempt + request)
+                - connect/send/read failure, timeout, busy, bad response:
+                      plan.report(Outcome(kind, ...), now) and loop
+                - a response head arrived: if plan.response_head(status, now) is False the
+                      response is discarded (fail_on_status) and the loop goes on; otherwise relay
+                      it, then plan.finish(bytes_sent, bytes_received, now) and stop
+                      (plan.report(Outcome(CLIENT_ERROR | READ_FAILED, response_started=True))
+                      if relaying broke half way — the engine never retries then).
+
+Every Forward is closed by exactly one of ``report``, ``finish``, or ``response_head`` returning
+False: that is how the engine keeps ``busy`` right.
+
+Member-level retries (``retries`` on the member, with ``retry_interval`` sleeps), lb rounds
+(lb ``retries``), ``lb_retries`` per round, forced recovery and the final status are all the
+plan's decisions (mod_jk §3.6 and §9.2); the data plane only carries them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from balancer.config.model import RuleExtensions
+
+if TYPE_CHECKING:
+    from balancer.lb.member import Member
+
+# Methods whose replay after the backend may have received them is harmless (RFC 9110 §9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What the engine needs to know of a request to route it."""
+
+    method: str
+    uri: str  # the forwarded URI (raw path, ;jsessionid kept, no query) — path-param session
+    cookies: Sequence[str] = ()  # every Cookie header value, in order
+    rule: RuleExtensions = field(default_factory=RuleExtensions)
+    route_override: str | None = None  # mod_jk's JK_ROUTE
+    secure: bool = False  # the client connection is TLS (adds ;Secure to the routing cookie)
+
+
+class OutcomeKind(Enum):
+    """How one try on a member ended, when it did not end with a relayed response."""
+
+    CONNECT_FAILED = "connect-failed"  # nothing was sent: always safe to try elsewhere
+    BUSY = "busy"  # no free pooled connection in connection_acquire_timeout
+    SEND_FAILED = "send-failed"  # broke while sending the request
+    READ_FAILED = "read-failed"  # broke before/while reading the response
+    BAD_RESPONSE = "bad-response"  # backend sent something that is not valid HTTP -> 502
+    REPLY_TIMEOUT = "reply-timeout"  # no byte from the backend within reply_timeout
+    CLIENT_ERROR = "client-error"  # the client went away or sent a broken body: stop
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: OutcomeKind
+    # the backend may have received the request (anything after the head started going out)
+    request_sent: bool = False
+    # the request can be sent again (its body is fully buffered or there is none)
+    replayable: bool = True
+    # some byte of the response reached the client: never retry after that
+    response_started: bool = False
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    reason: str = ""  # for logs and the status page's last error, e.g. "connect-refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Send the request to ``member`` now."""
+
+    member: Member
+    sticky: bool  # routed by the session's route
+    set_cookie: str | None  # a Set-Cookie header value to add to the response, or None
+    reply_timeout_ms: int  # 0 = none; the rule's override already applied
+    probe: bool  # the member was ERR/REC: this request is its recovery probe
+    activation: str  # ACT / DIS / STP as the member is now, for the activation header
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Sleep before the next step (retry_interval between tries and between rounds)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Give up: answer the client with ``status``."""
+
+    status: int
+    reason: str
+
+
+Step = Forward | Wait | Fail

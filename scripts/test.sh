@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs pyjk's checks and tests: ruff, then pytest (unit + integration).
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -k sticky
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+scripts/bootstrap.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest "$@"
