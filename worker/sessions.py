@@ -1,0 +1,278 @@
+"""The session store: every session this node holds. Pure: no I/O, time passed in.
+
+A request works on a `RequestSession` (from `store.begin()` or `store.create()`): a mapping of
+attribute name to JSON-safe value. Reading an attribute decodes the stored JSON text into the
+request's own working copy, so changing that value in place (appending to a list) is seen at
+`store.commit()`, which re-encodes what the request touched, compares it with the text it
+started from, applies the difference to the store and returns it as a `SessionDelta` — the
+unit replication ships. Apps never need Tomcat's "call setAttribute again" rule
+(tomcat-cluster.md §3.2, §9.4). A request that only reads produces no delta; its access time
+is kept as state.
+
+Effects are atomic per request: nothing a request does is visible in the store before commit,
+and `store.abort()` (or a failing commit) leaves the store as it was. (A session the request
+creates is entered at once, empty, so that it counts against the limit; abort removes it.)
+Two concurrent requests on one session merge attribute by attribute; for the same attribute
+the last commit wins (what Tomcat documents for frames/AJAX, §3.7).
+
+Limits (defaults): max_inactive_interval 1800 s per session (<= 0: never expires);
+max_active_sessions 10000 (counting replicas; creating one more raises TooManySessions, live
+sessions are never evicted); max_session_bytes 65536, counted as attribute names plus their
+JSON text (a set() that would pass it raises SessionTooLarge right there; growth in place is
+caught at commit, which then raises and keeps none of the request's changes).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+
+from .delta import SessionDelta, SessionState, apply_delta
+from .request_session import (
+    RequestSession,
+    SessionClosedError,
+    SessionError,
+    SessionInvalidatedError,
+    SessionTooLarge,
+    TooManySessions,
+)
+from .session_ids import check_route, make_session_id, new_random_part, split_session_id
+
+__all__ = [
+    "DEFAULT_MAX_ACTIVE_SESSIONS",
+    "DEFAULT_MAX_INACTIVE_INTERVAL",
+    "DEFAULT_MAX_SESSION_BYTES",
+    "DEFAULT_REPLICA_GRACE",
+    "RequestSession",
+    "SessionClosedError",
+    "SessionError",
+    "SessionInvalidatedError",
+    "SessionStore",
+    "SessionTooLarge",
+    "TooManySessions",
+]
+
+DEFAULT_MAX_INACTIVE_INTERVAL = 1800.0
+DEFAULT_MAX_ACTIVE_SESSIONS = 10_000
+DEFAULT_MAX_SESSION_BYTES = 64 * 1024
+# Tomcat's replicas expire a session only after 2 x max_inactive (tomcat-cluster.md §3.6): a
+# replica does not see the owner's read-only requests, so it must not give up at 1 x.
+DEFAULT_REPLICA_GRACE = 2.0
+
+
+class SessionStore:
+    """All sessions this node holds (its own and replicas), keyed by the ids' random part."""
+
+    def __init__(
+        self,
+        route: str,
+        *,
+        max_inactive_interval: float = DEFAULT_MAX_INACTIVE_INTERVAL,
+        max_active_sessions: int = DEFAULT_MAX_ACTIVE_SESSIONS,
+        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
+        replica_grace: float = DEFAULT_REPLICA_GRACE,
+        retired_capacity: int | None = None,
+        random_part: Callable[[], str] = new_random_part,
+    ) -> None:
+        if max_active_sessions < 1 or max_session_bytes < 1:
+            raise ValueError("max_active_sessions and max_session_bytes must be at least 1")
+        self.route = check_route(route)
+        self.max_inactive_interval = float(max_inactive_interval)
+        self.max_active_sessions = max_active_sessions
+        self.max_session_bytes = max_session_bytes
+        self.replica_grace = replica_grace
+        self._random_part = random_part
+        self._states: dict[str, SessionState] = {}
+        self._open: dict[str, int] = {}  # random part -> views not yet committed/aborted
+        # Random parts of sessions that ended, so this store never issues them again. 128-bit
+        # collisions do not happen in practice; this is a cheap guard against a broken random
+        # source, bounded FIFO (default: max_active_sessions entries) to keep memory flat.
+        self._retired: OrderedDict[str, None] = OrderedDict()
+        self._retired_capacity = retired_capacity or max_active_sessions
+
+    # -- lookups ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, session_id: object) -> bool:
+        return isinstance(session_id, str) and self.get_state(session_id) is not None
+
+    def get_state(self, session_id: str) -> SessionState | None:
+        """The session whose random part matches `session_id` (whatever its route)."""
+        parts = split_session_id(session_id)
+        return None if parts is None else self._states.get(parts[0])
+
+    def states(self) -> list[SessionState]:
+        return list(self._states.values())
+
+    # -- a request's life -------------------------------------------------------------------
+    def begin(self, session_id: str, now: float) -> RequestSession | None:
+        """Open the session named by `session_id` for one request; None if there is none.
+
+        The route part does not matter for the lookup: a session taken over by another node
+        is still found by its random part. A session idle past its limit is expired here
+        rather than handed out.
+        """
+        parts = split_session_id(session_id)
+        state = None if parts is None else self._states.get(parts[0])
+        if state is None:
+            return None
+        if not self._open.get(parts[0]) and self._expired(state, now):  # type: ignore[index]
+            self._drop(state)
+            return None
+        return self._open_view(state, is_new=False)
+
+    def create(self, now: float, *, max_inactive_interval: float | None = None) -> RequestSession:
+        """Create a session routed to this node and open it for the current request."""
+        if len(self._states) >= self.max_active_sessions:
+            raise TooManySessions(
+                f"{len(self._states)} sessions are live, the limit (max_active_sessions) is "
+                f"{self.max_active_sessions}"
+            )
+        for _ in range(4):
+            random_part = self._random_part()
+            if random_part not in self._states and random_part not in self._retired:
+                break
+        else:
+            raise RuntimeError("the random source keeps returning session ids already used")
+        max_inactive = self.max_inactive_interval
+        if max_inactive_interval is not None:
+            max_inactive = float(max_inactive_interval)
+        now = float(now)
+        state = SessionState(make_session_id(random_part, self.route), now, now, max_inactive)
+        self._states[random_part] = state
+        return self._open_view(state, is_new=True)
+
+    def commit(self, view: RequestSession, now: float) -> SessionDelta | None:
+        """Apply what the request changed and return it as a delta (None: nothing to tell).
+
+        Raises SessionTooLarge or values.AttributeValueError when a value changed in place
+        broke a limit or a type rule; the store then keeps none of this request's changes.
+        """
+        self._finish(view)
+        random_part = view._start.random_part
+        current = self._states.get(random_part)
+        if current is None:  # invalidated or expired by another request meanwhile
+            return None
+        try:
+            delta = self._delta_of(view, current, now)
+            new_state = self._checked_apply(current, delta, view)
+        except Exception:
+            self._undo(view, current)
+            raise
+        if view._invalidated:
+            self._drop(current)
+            return None if view._is_new else delta
+        if new_state is None:  # read only: the access time is state, not a delta
+            new_state = replace(current, last_accessed=max(current.last_accessed, float(now)))
+        self._states[random_part] = new_state
+        return delta
+
+    def abort(self, view: RequestSession) -> None:
+        """End the view without keeping any of its changes (the handler failed)."""
+        self._finish(view)
+        current = self._states.get(view._start.random_part)
+        if current is not None:
+            self._undo(view, current)
+
+    # -- housekeeping and replication -------------------------------------------------------
+    def expire(self, now: float) -> list[str]:
+        """Remove sessions idle past their limit (not those in use); return their ids.
+
+        Sessions routed to another node (replicas) get `replica_grace` x their limit.
+        """
+        gone = [
+            s for rp, s in self._states.items() if not self._open.get(rp) and self._expired(s, now)
+        ]
+        for state in gone:
+            self._drop(state)
+        return [s.id for s in gone]
+
+    def apply(self, delta: SessionDelta) -> None:
+        """Apply a delta made on another node (no limits: refusing would make replicas differ)."""
+        parts = split_session_id(delta.session_id)
+        assert parts is not None
+        new_state = apply_delta(self._states.get(parts[0]), delta)
+        if new_state is None:
+            if parts[0] in self._states:
+                self._drop(self._states[parts[0]])
+        else:
+            self._states[parts[0]] = new_state
+
+    def install(self, state: SessionState) -> None:
+        """Add or replace a whole session (state transfer from another node)."""
+        self._states[state.random_part] = state
+
+    # -- internals --------------------------------------------------------------------------
+    def _open_view(self, state: SessionState, *, is_new: bool) -> RequestSession:
+        self._open[state.random_part] = self._open.get(state.random_part, 0) + 1
+        return RequestSession(self, state, is_new=is_new, max_session_bytes=self.max_session_bytes)
+
+    def _finish(self, view: RequestSession) -> None:
+        if view._owner is not self:
+            raise ValueError("this session view belongs to another store")
+        if view._finished:
+            raise SessionClosedError(f"session {view.id}: request already ended")
+        view._finished = True
+        random_part = view._start.random_part
+        count = self._open.get(random_part, 0) - 1
+        if count > 0:
+            self._open[random_part] = count
+        else:
+            self._open.pop(random_part, None)
+
+    def _undo(self, view: RequestSession, current: SessionState) -> None:
+        if view._is_new:  # the session only existed for this request: it never happened
+            self._drop(current)
+
+    def _expired(self, state: SessionState, now: float) -> bool:
+        factor = 1.0 if state.route == self.route else self.replica_grace
+        return state.idle_too_long(now, factor)
+
+    def _drop(self, state: SessionState) -> None:
+        random_part = state.random_part
+        self._states.pop(random_part, None)
+        self._retired[random_part] = None
+        self._retired.move_to_end(random_part)
+        while len(self._retired) > self._retired_capacity:
+            self._retired.popitem(last=False)
+
+    def _checked_apply(
+        self, current: SessionState, delta: SessionDelta | None, view: RequestSession
+    ) -> SessionState | None:
+        if delta is None or delta.invalidated:
+            return None
+        new_state = apply_delta(current, delta)
+        assert new_state is not None
+        if delta.set_attributes and new_state.size > max(self.max_session_bytes, current.size):
+            raise SessionTooLarge(
+                f"session {view.id}: its values grew in place to {new_state.size} bytes, over "
+                f"the limit of {self.max_session_bytes}; none of this request's session "
+                "changes were kept"
+            )
+        return new_state
+
+    def _delta_of(
+        self, view: RequestSession, current: SessionState, now: float
+    ) -> SessionDelta | None:
+        if view._invalidated:
+            return SessionDelta(current.id, float(now), invalidated=True)
+        sets, removes = view._changes()
+        created = view._start.created if view._is_new else None
+        # measured against the request's start, so a concurrent change is not undone
+        max_inactive: float | None = view._max_inactive
+        if created is None and max_inactive == view._start.max_inactive:
+            max_inactive = None
+        new_id = view.id if view.id != current.id else None
+        if not (sets or removes or created is not None or max_inactive is not None or new_id):
+            return None
+        return SessionDelta(
+            session_id=current.id,
+            at=float(now),
+            created=created,
+            max_inactive=max_inactive,
+            new_id=new_id,
+            set_attributes=tuple(sets),
+            removed_attributes=tuple(removes),
+        )
