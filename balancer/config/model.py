@@ -2,7 +2,14 @@
 
 Frozen dataclasses. Field names are the mod_jk directive names (reference modjk.md §2), so the
 directive table (``balancer.config.directives``) and these classes line up one to one; a unit
-test checks that they do. Units are mod_jk's: the unit is in each field's comment.
+test checks that they do, defaults included. Units are mod_jk's: the unit is in each field's
+comment. pyjk's own directives (health checks, slow start, the status worker's ``allow`` and
+``token``) are typed fields too, marked "pyjk" below; ``extra`` stays empty (reserved).
+
+Where a default differs from mod_jk's, it is because mod_jk's default assumes a forking web
+server with blocking sockets (see docs/configuration.md for each):
+``socket_connect_timeout`` is 5000 ms (mod_jk: socket_timeout x 1000, i.e. none), and
+``connection_pool_size`` is 64 (mod_jk: the web server's threads per child).
 """
 
 from __future__ import annotations
@@ -61,14 +68,14 @@ class MemberConfig:
     source: str = ""
     prefer_ipv6: bool = False
     socket_timeout: int = 0  # s, 0 = none
-    socket_connect_timeout: int = 0  # ms; mod_jk default socket_timeout*1000
+    socket_connect_timeout: int = 5000  # ms; socket_timeout*1000 when that is set
     socket_keepalive: bool = False
     socket_buffer: int = 0  # bytes
     connection_pool_size: int = 64  # connections held per balancer process
-    connection_pool_minsize: int = 32
+    connection_pool_minsize: int = 32  # (connection_pool_size + 1) // 2 unless set
     connection_pool_timeout: int = 0  # s, idle pooled connections closed after; 0 = never
     connection_acquire_timeout: int = 200  # ms; mod_jk default retries*retry_interval
-    ping_mode: str = ""  # letters from C, P, I, A
+    ping_mode: str = ""  # canonical letters from "CPI" (A is expanded)
     ping_timeout: int = 10000  # ms
     connect_timeout: int = 0  # ms
     prepost_timeout: int = 0  # ms
@@ -88,7 +95,12 @@ class MemberConfig:
     redirect: str = ""  # a route
     distance: int = 0
     activation: Activation = Activation.ACTIVE
-    # pyjk's own (health checks, slow start, limits): added by the data-plane issue
+    # pyjk: active health checks (GET health_check_path; off while the interval is 0)
+    health_check_path: str = "/-/ready"
+    health_check_interval: int = 0  # ms, 0 = off (mod_jk judges members by real traffic only)
+    health_check_rise: int = 2  # consecutive passes to come back
+    health_check_fall: int = 2  # consecutive failures to go down
+    slow_start: int = 0  # s, ramp a recovered member's share up over this long; 0 = off
     extra: Mapping[str, object] = field(default_factory=dict)
     location: Location | None = None
 
@@ -133,6 +145,10 @@ class StatusConfig:
     user_case_insensitive: bool = False
     good: tuple[str, ...] = ("a.o", "a.i", "a.b", "a.r")
     bad: tuple[str, ...] = ("s", "e")
+    # pyjk: networks allowed besides loopback (CIDR text, normalised), and the bearer token
+    # that authorises changes through the API
+    allow: tuple[str, ...] = ()
+    token: str = ""
     extra: Mapping[str, object] = field(default_factory=dict)
     location: Location | None = None
 
