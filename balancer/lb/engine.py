@@ -1,0 +1,280 @@
+"""The lb engine: one ``type=lb`` worker's members, states and counters, free of I/O.
+
+The data plane asks it for a ``RequestPlan`` per request (``plan``) and carries out the plan's
+steps; a timer calls ``maintain`` (every second is fine: it does its work only once
+``worker.maintain`` seconds have passed since the last run). The status worker reads the members
+and the counters and edits them through ``update_member``, ``update_settings``, ``reset`` and
+``recover``. Time is always an argument (``now``: monotonic seconds, float).
+
+State changes are reported so the data plane can log them
+(``lb=lb member=n2 state=ERR reason=connect-refused from=OK``):
+- ``maintain(now)`` returns the changes its run made;
+- every other change (request outcomes, forced recovery, reset, recover) is queued and handed
+  out by ``drain_changes()``.
+OK/IDLE <-> OK is bookkeeping rather than news and is not reported.
+
+mod_jk behaviour followed here: reference modjk.md §3 (§9 where it differs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from balancer.config.model import LbConfig, MemberConfig, Method
+from balancer.lb import controls
+from balancer.lb.decisions import RequestFacts
+from balancer.lb.errors import LbError, UnknownMember
+from balancer.lb.maintenance import run_maintenance
+from balancer.lb.member import Member, State
+from balancer.lb.plan import RequestPlan
+from balancer.lb.settings import LbSettings
+
+# recovery_options bits (reference §2.2). Bits 1-16 are mod_jk's; 0x80 is pyjk's own.
+RECOVERY_NO_RETRY_AFTER_SEND = 0x01  # no retry/failover once the backend may have the request
+RECOVERY_NO_RETRY_AFTER_HEADERS = 0x02  # not once response headers reached the client
+RECOVERY_CLOSE_ON_CLIENT_ERROR = 0x04  # close the backend connection on a client error
+RECOVERY_ALWAYS_RETRY_HEAD = 0x08  # overrides 0x01/0x02 for HEAD
+RECOVERY_ALWAYS_RETRY_GET = 0x10  # overrides 0x01/0x02 for GET
+# pyjk: allow re-sending a non-idempotent request (POST...) that the backend may have received.
+# mod_jk does this by default (reference §9.10); pyjk refuses unless this bit is set.
+RECOVERY_REPLAY_UNSAFE = 0x80
+
+# Silent transitions: OK/IDLE <-> OK happens on every first request after a quiet spell.
+_QUIET = {(State.OK_IDLE, State.OK), (State.OK, State.OK_IDLE)}
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    lb: str
+    member: str
+    old: State
+    new: State
+    reason: str
+    at: float  # monotonic s
+
+    def __str__(self) -> str:
+        return (
+            f"lb={self.lb} member={self.member} state={self.new.value} "
+            f"reason={self.reason} from={self.old.value}"
+        )
+
+
+class LbEngine:
+    """One lb worker at runtime. Single-threaded: call it from the event loop only."""
+
+    def __init__(
+        self,
+        config: LbConfig,
+        members: Sequence[MemberConfig],
+        maintain_interval: int,
+        now: float,
+    ) -> None:
+        if not members:
+            raise LbError(f"lb {config.name!r} has no members")
+        self.config = config
+        self.name = config.name
+        self.settings = LbSettings.from_config(config)
+        self.members: tuple[Member, ...] = tuple(Member.from_config(m, now) for m in members)
+        self._check_unique()
+        self.maintain_interval = maintain_interval  # s, worker.maintain; 0 = never
+        self.next_offset = 0  # where find_best_byvalue starts scanning
+        self.busy = 0  # Forwards in flight through this lb
+        self.max_busy = 0
+        self.last_maintain_time = now
+        self.last_reset = now
+        # Set by the data plane: does the member's connection pool have a free slot? A member
+        # left OK/BUSY is put back to OK at the start of a request when it has (mod_jk §3.6).
+        # None = assume it has.
+        self.pool_has_room: Callable[[Member], bool] | None = None
+        self._changes: list[StateChange] = []
+        self.update_multipliers()
+
+    def _check_unique(self) -> None:
+        names = [m.name for m in self.members]
+        routes = [m.route for m in self.members]
+        for label, values in (("name", names), ("route", routes)):
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise LbError(f"lb {self.name!r}: members share a {label}: {', '.join(dupes)}")
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def member(self, name: str) -> Member:
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise UnknownMember(self.name, name)
+
+    def index(self, member: Member) -> int:
+        for i, m in enumerate(self.members):
+            if m is member:
+                return i
+        raise UnknownMember(self.name, member.name)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def plan(self, facts: RequestFacts, now: float) -> RequestPlan:
+        """Start routing one request; drive it with ``next``/``report``/``finish``."""
+        for m in self.members:
+            if m.state is State.OK_BUSY and self._has_room(m):
+                self.set_state(m, State.OK, "busy-cleared", now)
+        return RequestPlan(self, facts, now)
+
+    def _has_room(self, member: Member) -> bool:
+        if member.busy_limit and member.busy >= member.busy_limit:
+            return False
+        return self.pool_has_room is None or self.pool_has_room(member)
+
+    # -- what plans and maintenance use -----------------------------------------------------
+
+    def set_state(self, member: Member, new: State, reason: str, now: float) -> None:
+        old = member.state
+        if old is new:
+            return
+        member.state = new
+        if (old, new) not in _QUIET:
+            self._changes.append(StateChange(self.name, member.name, old, new, reason, now))
+
+    def count_choice(self, member: Member, has_session: bool, stateless: bool) -> None:
+        """Counters of one lb attempt on ``member`` (mod_jk §3.3)."""
+        member.elected += 1
+        member.chosen_since_maintenance = True
+        new_session = not has_session and not stateless
+        method = self.settings.method
+        if method in (Method.REQUEST, Method.BUSYNESS) or (
+            new_session and method in (Method.SESSIONS, Method.NEXT)
+        ):
+            member.lb_value += member.lb_mult
+        if new_session:
+            member.sessions += 1
+
+    def open_forward(self, member: Member) -> None:
+        member.note_busy(+1)
+        self.busy += 1
+        self.max_busy = max(self.max_busy, self.busy)
+
+    def close_forward(self, member: Member, sent: int, received: int) -> None:
+        """End of one Forward: in-flight counts, byte counters, T and B load values."""
+        member.note_busy(-1)
+        self.busy = max(0, self.busy - 1)
+        member.bytes_transferred += max(0, sent)
+        member.bytes_read += max(0, received)
+        method = self.settings.method
+        if method is Method.TRAFFIC:
+            member.lb_value += (max(0, sent) + max(0, received)) * member.lb_mult
+        elif method is Method.BUSYNESS:
+            member.lb_value = max(0, member.lb_value - member.lb_mult)
+
+    def open_busyness(self, member: Member) -> None:
+        """B counts Forwards in flight: one more for a member retry on the same lb attempt
+        (the lb attempt itself was counted by ``count_choice``)."""
+        if self.settings.method is Method.BUSYNESS:
+            member.lb_value += member.lb_mult
+
+    def force_recovery(self, states: list[State] | None, now: float) -> int:
+        """Every ERR member to ERR/FRC with reply_timeouts cleared; returns how many."""
+        forced = 0
+        for i, m in enumerate(self.members):
+            if m.state is State.ERR:
+                m.reply_timeouts = 0
+                self.set_state(m, State.ERR_FRC, "forced-recovery", now)
+                if states is not None:
+                    states[i] = State.ERR_FRC
+                forced += 1
+        return forced
+
+    def max_lb_value(self) -> int:
+        return max(m.lb_value for m in self.members)
+
+    def reset_lb_values(self) -> None:
+        """mod_jk resets every lb_value after an activation change, except for Busyness,
+        whose value counts requests in flight."""
+        if self.settings.method is not Method.BUSYNESS:
+            for m in self.members:
+                m.lb_value = 0
+
+    def update_multipliers(self) -> None:
+        """lb_mult = LCM(lbfactors) / lbfactor (mod_jk §3.2); lb_values are kept."""
+        lcm = math.lcm(*(m.lbfactor for m in self.members))
+        for m in self.members:
+            m.lb_mult = lcm // m.lbfactor
+
+    # -- maintenance and reporting ----------------------------------------------------------
+
+    def maintain(self, now: float) -> list[StateChange]:
+        """Decay and recovery (mod_jk §3.8), if ``maintain_interval`` s passed since the last
+        run; returns the state changes it made (they are not queued for ``drain_changes``)."""
+        mark = len(self._changes)
+        ran = run_maintenance(self, now)
+        if not ran:
+            return []
+        made = self._changes[mark:]
+        del self._changes[mark:]
+        return made
+
+    def drain_changes(self) -> list[StateChange]:
+        """State changes since the last drain, oldest first (not those of ``maintain``)."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    # -- the status worker's commands (balancer.lb.controls) --------------------------------
+
+    def update_member(self, name: str, now: float, **changes: object) -> None:
+        """Edit member settings: activation, lbfactor, route, redirect, domain, distance,
+        retries, retry_interval, recovery_options, busy_limit, reply_timeout."""
+        controls.update_member(self, self.member(name), now, changes)
+
+    def update_settings(self, **changes: object) -> None:
+        """Edit lb settings (``LbSettings`` field names)."""
+        controls.update_settings(self, changes)
+
+    def reset(self, now: float, member: str | None = None) -> None:
+        """Clear statistics of one member or (None) of the whole lb (mod_jk §5.1, §9.8)."""
+        controls.reset(self, None if member is None else self.member(member), now)
+
+    def recover(self, member: str, now: float) -> None:
+        """ERR -> ERR/REC now; raises ``RecoverRefused`` in any other state."""
+        controls.recover(self, self.member(member), now)
+
+    # -- reload -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_previous(
+        cls,
+        old: LbEngine,
+        config: LbConfig,
+        members: Sequence[MemberConfig],
+        maintain_interval: int,
+        now: float,
+    ) -> LbEngine:
+        """A new engine for a reloaded config that keeps what is still true.
+
+        A member whose name and whole ``MemberConfig`` are unchanged is carried over as the
+        same object: state, runtime edits and counters stay, and requests still in flight on
+        the old engine keep counting on it. Other members start fresh. The lb's settings come
+        from the new config (a reload is an explicit edit); its counters and maintenance clock
+        are kept.
+        """
+        new = cls(config, members, maintain_interval, now)
+        fresh = new.members
+        previous = {m.name: m for m in old.members}
+        rebuilt = [
+            kept if (kept := previous.get(m.name)) is not None and kept.config == m.config else m
+            for m in fresh
+        ]
+        # A carried runtime route edit must not clash with a route of the new config.
+        routes = [m.route for m in rebuilt]
+        rebuilt = [
+            fresh[i] if m is not fresh[i] and routes.count(m.route) > 1 else m
+            for i, m in enumerate(rebuilt)
+        ]
+        new.members = tuple(rebuilt)
+        new.update_multipliers()
+        new.next_offset = old.next_offset % len(new.members)
+        new.max_busy = old.max_busy
+        new.last_reset = old.last_reset
+        new.last_maintain_time = old.last_maintain_time
+        new.pool_has_room = old.pool_has_room
+        return new

@@ -1,0 +1,373 @@
+"""One request's way through the lb: mod_jk's attempt loop as a sequence of decisions.
+
+The loop (reference modjk.md §3.6, with the counts observed in §9.2):
+
+    round 0 .. lb retries-1     (Wait(lb retry_interval) and a fresh copy of the states
+                                 between rounds)
+      attempt 0 .. min(members, lb_retries)-1
+        choose a member (sticky.py, choice.py) on the request's local copy of the states
+        none -> the first time, every ERR member goes ERR/FRC and the attempt is repeated;
+                afterwards the attempt just counts ("no member": 503)
+        ERR/REC -> ERR/PRB: this request is its probe
+        busy_limit reached -> OK/BUSY, next attempt
+        member tries 0 .. member retries-1   (Wait(member retry_interval) between tries)
+          Forward; a failure the request may be re-sent after is tried again on the same
+          member; otherwise the failure is classified (table below) and the loop moves on
+          or stops
+    the client gets the status of the last failed attempt, 503 when it was "no member"
+
+Classification of the last try on a member (§3.6 table; §9.3 for reply timeouts):
+
+    success              -> OK, error times cleared
+    client error         -> OK, error times cleared, client_errors+1; stop with 400
+    fail_on_status -code -> OK, error times cleared; elsewhere; 503
+    fail_on_status code  -> ERR, errors+1, error time now; elsewhere; 503
+    reply timeout        -> reply_timeouts+1 on every try; ERR with errors+1 once
+                            reply_timeouts > max_reply_timeouts; elsewhere; 504
+    bad response         -> state kept (OK unless ERR); elsewhere; 502
+    busy                 -> OK/BUSY (unless ERR); elsewhere; 503
+    connect/send/read    -> errors+1, ERR when the member has no other request in flight, or
+                            error_escalation_time is 0, or its first error is that old;
+                            else a local error (state kept); 503 / 503 / 502
+
+The request's local copy marks the member ERR (BUSY for busy) in every failure case, so the
+same request does not choose it again until the next round. Whether a failed request may be
+sent again at all is ``recovery.resend_refusal``: when it may not, the loop stops with 502 (504
+after a reply timeout; 503 after fail_on_status).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from balancer.lb.choice import Choice, Chooser
+from balancer.lb.decisions import Fail, Forward, Outcome, OutcomeKind, RequestFacts, Step, Wait
+from balancer.lb.member import Member, State
+from balancer.lb.recovery import resend_refusal
+from balancer.lb.sticky import session_id, session_routes
+
+if TYPE_CHECKING:
+    from balancer.lb.engine import LbEngine
+
+# Client status when the last failed attempt ended this way (§3.10, §9.2).
+STATUS_BY_KIND = {
+    OutcomeKind.CONNECT_FAILED: 503,
+    OutcomeKind.BUSY: 503,
+    OutcomeKind.SEND_FAILED: 503,
+    OutcomeKind.READ_FAILED: 502,
+    OutcomeKind.BAD_RESPONSE: 502,
+    OutcomeKind.REPLY_TIMEOUT: 504,
+    OutcomeKind.CLIENT_ERROR: 400,
+}
+
+
+class _Verdict(Enum):
+    RETRY_SAME = "retry-same-member"
+    NEXT = "next-attempt"
+    STOP = "stop"
+    DONE = "done"
+
+
+@dataclass(slots=True)
+class _Open:
+    """The Forward handed out and not yet closed."""
+
+    member: Member
+    index: int
+    try_no: int
+    head_status: int | None = None
+
+
+class RequestPlan:
+    """Drive with ``next(now)``; close every Forward with ``report``, ``finish`` or a
+    ``response_head`` that returns False (see ``balancer.lb.decisions``)."""
+
+    def __init__(self, engine: LbEngine, facts: RequestFacts, now: float) -> None:
+        self._engine = engine
+        self.facts = facts
+        self.session = session_id(facts, engine.settings)
+        self._routes = session_routes(self.session) if self.session else []
+        self._states = [m.state for m in engine.members]
+        self._attempt = 0
+        self._round = 0
+        self._forced = False
+        self._now = now
+        self._open: _Open | None = None
+        self._verdict: _Verdict | None = None
+        # what the data plane and logs may read
+        self.status = 503  # the answer so far: the last failed attempt's status
+        self.reason = "no member"
+        self.forwards = 0  # Forward steps handed out
+        self.member: Member | None = None  # member of the current (or last) lb attempt
+        self.sticky = False
+        self._steps = self._run()
+
+    @property
+    def done(self) -> bool:
+        return self._verdict in (_Verdict.DONE, _Verdict.STOP)
+
+    # -- the data plane's calls -------------------------------------------------------------
+
+    def next(self, now: float) -> Step:
+        if self._open is not None:
+            raise RuntimeError("next() with a Forward still open: report() or finish() it")
+        if self._verdict is _Verdict.DONE:
+            raise RuntimeError("next() after finish(): the request was answered")
+        self._now = now
+        return next(self._steps)
+
+    def report(self, outcome: Outcome, now: float) -> None:
+        """The open Forward ended without a relayed response (or broke while relaying)."""
+        self._now = now
+        op = self._close(outcome.bytes_sent, outcome.bytes_received)
+        m, kind = op.member, outcome.kind
+        reason = outcome.reason or kind.value
+        status = STATUS_BY_KIND[kind]
+        if kind is OutcomeKind.REPLY_TIMEOUT:
+            m.reply_timeouts += 1  # every try counts (§9.3)
+        if kind is OutcomeKind.CLIENT_ERROR:
+            # Not the member's fault: it is fine, but this request goes nowhere else.
+            m.client_errors += 1
+            m.clear_error_times()
+            self._engine.set_state(m, State.OK, "client-error", now)
+            self._states[op.index] = State.ERR
+            self._stop(status, reason)
+            return
+        if kind is OutcomeKind.BUSY:
+            self._mark_busy(op.index, reason)
+            self._verdict = _Verdict.NEXT
+            return
+        refusal = resend_refusal(
+            self.facts.method,
+            m.recovery_options,
+            kind,
+            request_sent=outcome.request_sent,
+            replayable=outcome.replayable,
+            response_started=outcome.response_started,
+        )
+        if refusal is None and op.try_no + 1 < m.retries:
+            self._set_status(status, reason)
+            self._verdict = _Verdict.RETRY_SAME
+            return
+        self._classify_failure(op.index, kind, reason, now)
+        if refusal is None:
+            self._set_status(status, reason)
+            self._verdict = _Verdict.NEXT
+        elif outcome.response_started or kind is OutcomeKind.REPLY_TIMEOUT:
+            self._stop(status, f"{reason}; not sent again: {refusal}")
+        else:
+            self._stop(502, f"{reason}; not sent again: {refusal}")
+
+    def response_head(self, status: int, now: float, *, replayable: bool = True) -> bool:
+        """A response head arrived. False: it matches fail_on_status and is to be discarded
+        (the Forward is closed); True: relay it, then ``finish`` (or ``report`` a break).
+        ``replayable``: the request body could be sent again."""
+        self._now = now
+        op = self._open
+        if op is None:
+            raise RuntimeError("response_head() without an open Forward")
+        m = op.member
+        rule_codes = self.facts.rule.fail_on_status
+        codes = m.fail_on_status if rule_codes is None else rule_codes
+        hard, soft = status in codes, -status in codes
+        if not (hard or soft):
+            op.head_status = status
+            return True
+        self._close(0, 0)
+        reason = f"fail-on-status-{status}"
+        refusal = resend_refusal(
+            self.facts.method,
+            m.recovery_options,
+            OutcomeKind.READ_FAILED,
+            request_sent=True,
+            replayable=replayable,
+            response_started=False,
+        )
+        # The same member is asked again first, like any failure (§9.5: ~105 ms after a hard
+        # fail_on_status with the default member retries).
+        if refusal is None and op.try_no + 1 < m.retries:
+            self._set_status(503, reason)
+            self._verdict = _Verdict.RETRY_SAME
+            return False
+        self._states[op.index] = State.ERR
+        m.last_error_reason = reason
+        if hard:
+            m.errors += 1
+            m.first_error_time = m.last_error_time = now
+            self._engine.set_state(m, State.ERR, reason, now)
+        else:
+            m.clear_error_times()
+            self._engine.set_state(m, State.OK, reason, now)
+        if refusal is None:
+            self._set_status(503, reason)
+            self._verdict = _Verdict.NEXT
+        else:
+            self._stop(503, f"{reason}; not sent again: {refusal}")
+        return False
+
+    def finish(self, bytes_sent: int, bytes_received: int, now: float) -> None:
+        """The response was relayed completely: the member served the request."""
+        self._now = now
+        op = self._close(bytes_sent, bytes_received)
+        m = op.member
+        m.clear_error_times()
+        self._engine.set_state(m, State.OK, "success", now)
+        self._states[op.index] = State.OK
+        self.status = op.head_status if op.head_status is not None else 200
+        self.reason = "served"
+        self._verdict = _Verdict.DONE
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _run(self) -> Iterator[Step]:
+        engine = self._engine
+        n = len(engine.members)
+        while True:
+            settings = engine.settings  # runtime edits apply from the next step on
+            if self._attempt >= min(n, settings.lb_retries):
+                self._round += 1
+                if self._round >= settings.retries:
+                    break
+                yield Wait(settings.retry_interval / 1000)
+                self._states = [m.state for m in engine.members]
+                self._attempt = 0
+            self._set_status(503, "no member")
+            choice = self._chooser().choose(self.session, self._routes)
+            if choice is None:
+                if not self._forced:
+                    self._forced = True
+                    if engine.force_recovery(self._states, self._now):
+                        continue  # the same attempt again, now with the forced members
+                self._attempt += 1
+                continue
+            verdict = yield from self._attempt_on(choice)
+            if verdict is _Verdict.STOP:
+                break
+            self._attempt += 1
+        self._verdict = _Verdict.STOP
+        while True:
+            yield Fail(self.status, self.reason)
+
+    def _attempt_on(self, choice: Choice) -> Iterator[Step]:
+        """One lb attempt on one member: its tries; returns the verdict of the last one."""
+        engine, now = self._engine, self._now
+        i = choice.index
+        m = engine.members[i]
+        self.member, self.sticky = m, choice.sticky
+        probe = m.state is State.ERR_REC
+        if probe:
+            engine.set_state(m, State.ERR_PRB, "probe", now)
+            self._states[i] = State.ERR_PRB
+        if m.busy_limit and m.busy >= m.busy_limit:
+            self._mark_busy(i, "busy-limit")
+            return _Verdict.NEXT
+        engine.count_choice(m, self.session is not None, self.facts.rule.stateless)
+        cookie = self._routing_cookie(m, choice.sticky)
+        try_no = 0
+        while True:
+            if try_no:
+                yield Wait(m.retry_interval / 1000)
+                engine.open_busyness(m)
+            engine.open_forward(m)
+            self._open = _Open(m, i, try_no)
+            self._verdict = None
+            self.forwards += 1
+            yield Forward(
+                member=m,
+                sticky=choice.sticky,
+                set_cookie=cookie,
+                reply_timeout_ms=self._reply_timeout(m),
+                probe=probe,
+                activation=m.effective_activation(self.facts.rule).value,
+            )
+            if self._verdict is not _Verdict.RETRY_SAME:
+                return self._verdict
+            try_no += 1
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _chooser(self) -> Chooser:
+        engine = self._engine
+        return Chooser(
+            members=engine.members,
+            states=self._states,
+            rule=self.facts.rule,
+            stateless=self.facts.rule.stateless,
+            force=engine.settings.sticky_session_force,
+            rotation=engine,
+        )
+
+    def _close(self, sent: int, received: int) -> _Open:
+        op = self._open
+        if op is None:
+            raise RuntimeError("no open Forward to close")
+        self._open = None
+        self._engine.close_forward(op.member, sent, received)
+        return op
+
+    def _set_status(self, status: int, reason: str) -> None:
+        self.status, self.reason = status, reason
+
+    def _stop(self, status: int, reason: str) -> None:
+        self._set_status(status, reason)
+        self._verdict = _Verdict.STOP
+
+    def _mark_busy(self, index: int, reason: str) -> None:
+        m = self._engine.members[index]
+        if m.state is not State.ERR:
+            self._engine.set_state(m, State.OK_BUSY, reason, self._now)
+        self._states[index] = State.OK_BUSY
+        self._set_status(503, reason)
+
+    def _classify_failure(self, index: int, kind: OutcomeKind, reason: str, now: float) -> None:
+        engine = self._engine
+        settings = engine.settings
+        m = engine.members[index]
+        self._states[index] = State.ERR
+        m.last_error_reason = reason
+        if kind is OutcomeKind.BAD_RESPONSE:
+            self._ran(m, reason)
+        elif kind is OutcomeKind.REPLY_TIMEOUT:
+            if m.reply_timeouts > settings.max_reply_timeouts:
+                m.errors += 1
+                m.first_error_time = m.last_error_time = now
+                engine.set_state(m, State.ERR, reason, now)
+            else:
+                self._ran(m, reason)
+        else:
+            m.errors += 1
+            escalation = settings.error_escalation_time
+            first = m.first_error_time
+            if m.busy == 0 or escalation == 0 or (first is not None and now - first >= escalation):
+                engine.set_state(m, State.ERR, reason, now)
+            else:
+                self._ran(m, reason)  # a local error: other requests keep using the member
+            if first is None:
+                m.first_error_time = now
+            m.last_error_time = now
+
+    def _ran(self, m: Member, reason: str) -> None:
+        """mod_jk counts any completed attempt as OK unless the member is ERR."""
+        if m.state is not State.ERR:
+            self._engine.set_state(m, State.OK, reason, self._now)
+
+    def _routing_cookie(self, m: Member, sticky: bool) -> str | None:
+        """Set-Cookie for a request not routed sticky (§3.11, format from §9.4). The lb's
+        cookie name and path are used even when the rule overrides session_cookie."""
+        settings = self._engine.settings
+        if sticky or not (self.facts.rule.set_session_cookie or settings.set_session_cookie):
+            return None
+        value = f"{settings.session_cookie}=.{m.route}"
+        if settings.session_cookie_path:
+            value += f";PATH={settings.session_cookie_path}"
+        value += ";HttpOnly"
+        if self.facts.secure:
+            value += ";Secure"
+        return value
+
+    def _reply_timeout(self, m: Member) -> int:
+        override = self.facts.rule.reply_timeout
+        return override if override is not None and override >= 0 else m.reply_timeout

@@ -1,0 +1,99 @@
+"""The lb's runtime settings: a mutable copy of the LbConfig the status worker may edit.
+
+mod_jk lets the status worker change an lb's retries, retry_interval, recover_time,
+error_escalation_time, max_reply_timeouts, sticky_session, sticky_session_force, method and
+lock at runtime (reference modjk.md §5.1); the engine always reads them from here, never from
+the frozen config. Edits are validated; mod_jk's minimums (§1.5) are applied at load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from balancer.config.model import LbConfig, Lock, Method
+from balancer.lb.errors import InvalidSetting
+
+
+@dataclass(slots=True)
+class LbSettings:
+    sticky_session: bool = True
+    sticky_session_force: bool = False
+    method: Method = Method.REQUEST
+    lock: Lock = Lock.OPTIMISTIC
+    retries: int = 2  # rounds (min 1)
+    lb_retries: int = 2  # members per round (min 1)
+    retry_interval: int = 100  # ms between rounds
+    recover_time: int = 60  # s (min 1)
+    error_escalation_time: int = 30  # s, 0 = at once
+    max_reply_timeouts: int = 0
+    session_cookie: str = "JSESSIONID"
+    session_path: str = ";jsessionid"
+    set_session_cookie: bool = False
+    session_cookie_path: str = "/"
+
+    @classmethod
+    def from_config(cls, config: LbConfig) -> LbSettings:
+        return cls(
+            sticky_session=config.sticky_session,
+            sticky_session_force=config.sticky_session_force,
+            method=config.method,
+            lock=config.lock,
+            retries=max(1, config.retries),
+            lb_retries=max(1, config.lb_retries),
+            retry_interval=max(0, config.retry_interval),
+            recover_time=max(1, config.recover_time),
+            error_escalation_time=max(0, config.error_escalation_time),
+            max_reply_timeouts=max(0, config.max_reply_timeouts),
+            session_cookie=config.session_cookie,
+            session_path=config.session_path,
+            set_session_cookie=config.set_session_cookie,
+            session_cookie_path=config.session_cookie_path,
+        )
+
+    def validated(self, where: str, name: str, value: object) -> object:
+        """``value`` checked for field ``name``; raises InvalidSetting naming ``where``."""
+        if name not in _FIELDS:
+            raise InvalidSetting(where, name, value, f"one of {', '.join(sorted(_FIELDS))}")
+        return check_value(where, name, value, _RULES[name])
+
+
+# name -> (type, minimum); the minimum only for ints
+_RULES: dict[str, tuple[type, int | None]] = {
+    "sticky_session": (bool, None),
+    "sticky_session_force": (bool, None),
+    "method": (Method, None),
+    "lock": (Lock, None),
+    "retries": (int, 1),
+    "lb_retries": (int, 1),
+    "retry_interval": (int, 0),
+    "recover_time": (int, 1),
+    "error_escalation_time": (int, 0),
+    "max_reply_timeouts": (int, 0),
+    "session_cookie": (str, None),
+    "session_path": (str, None),
+    "set_session_cookie": (bool, None),
+    "session_cookie_path": (str, None),
+}
+# a unit test checks these are exactly the dataclass fields
+_FIELDS = frozenset(_RULES)
+
+
+def check_value(where: str, name: str, value: object, rule: tuple[type, int | None]) -> object:
+    """Type and range check shared by lb and member edits."""
+    kind, minimum = rule
+    if kind is int:
+        # bool is an int subclass; an lb count given as True is a caller bug
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidSetting(where, name, value, "an integer")
+        if minimum is not None and value < minimum:
+            raise InvalidSetting(where, name, value, f"an integer >= {minimum}")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise InvalidSetting(where, name, value, "a string")
+        if name in ("session_cookie", "session_path") and not value:
+            raise InvalidSetting(where, name, value, "a non-empty name")
+        return value
+    if not isinstance(value, kind):
+        raise InvalidSetting(where, name, value, f"a {kind.__name__}")
+    return value

@@ -1,0 +1,122 @@
+"""Reading the session id of a request and the routes it names (reference modjk.md §3.5).
+
+Pure string work, kept apart from member choice so every quirk can be tested on its own:
+
+- ``JK_ROUTE`` (``RequestFacts.route_override``) wins and stands for the id ``.<route>``;
+- then the path parameter: the first ``<session_path>=`` anywhere in the forwarded URI, the
+  value running to the first ``?``, ``;`` or ``/``;
+- then cookies: every ``<session_cookie>=value`` in every Cookie header, in order, joined by
+  ``;`` (multiple JSESSIONID cookies, mod_jk bug 44116);
+- the route of one id is what follows its *first* ``.`` (the docs say "after a dot"; the code
+  takes the first, reference §8).
+
+The route is untrusted client input. It is only ever compared with configured routes and
+domains; it never names a host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from balancer.config.model import RuleExtensions
+from balancer.lb.decisions import RequestFacts
+from balancer.lb.settings import LbSettings
+
+# C isspace(): what mod_jk accepts before a cookie name and around its "="
+_SPACE = " \t\n\v\f\r"
+
+
+def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
+    """The request's session id, or None when the request has none (or must not be sticky).
+
+    An empty value counts as none. The rule's ``session_cookie``/``session_path`` replace the
+    lb's; ``sticky_session=false`` and the rule's ``sticky_ignore`` skip the lookup entirely.
+    """
+    rule = facts.rule
+    if not settings.sticky_session or rule.sticky_ignore:
+        return None
+    if facts.route_override:
+        return "." + facts.route_override
+    value = path_parameter(facts.uri, session_path(rule, settings))
+    if value is None:
+        # mod_jk consults cookies only when no path parameter was found at all: an empty
+        # ";jsessionid=" value hides the cookie, and the request then has no session.
+        value = cookie_value(facts.cookies, session_cookie(rule, settings))
+    return value or None
+
+
+def session_cookie(rule: RuleExtensions, settings: LbSettings) -> str:
+    return rule.session_cookie or settings.session_cookie
+
+
+def session_path(rule: RuleExtensions, settings: LbSettings) -> str:
+    return rule.session_path or settings.session_path
+
+
+def path_parameter(uri: str, name: str) -> str | None:
+    """Value of the first ``name=`` in ``uri`` that has something after the ``=``.
+
+    ``name`` includes its leading ``;`` (``;jsessionid``) and is case-sensitive. The value ends
+    at the first ``?``, ``;`` or ``/``; it may come out empty (``;jsessionid=/x``), which the
+    caller treats as no session.
+    """
+    if not name:
+        return None
+    start = uri.find(name)
+    while start >= 0:
+        after = start + len(name)
+        if uri.startswith("=", after) and after + 1 < len(uri):
+            value = uri[after + 1 :]
+            for stop in "?;/":
+                cut = value.find(stop)
+                if cut >= 0:
+                    value = value[:cut]
+            return value
+        start = uri.find(name, start + 1)
+    return None
+
+
+def cookie_value(headers: Iterable[str], name: str) -> str | None:
+    """Every value of cookie ``name`` across ``headers`` (Cookie header values), joined by ``;``.
+
+    The name must start the header or follow ``;``, ``,`` or whitespace; whitespace may sit
+    between the name and ``=``; the value must not be empty right after the ``=`` and ends at
+    ``;`` or ``,``; one pair of surrounding double quotes is removed.
+    """
+    if not name:
+        return None
+    found: list[str] = []
+    for header in headers:
+        pos = header.find(name)
+        while pos >= 0:
+            nxt = pos + 1
+            if pos == 0 or header[pos - 1] in ";," or header[pos - 1] in _SPACE:
+                i = pos + len(name)
+                while i < len(header) and header[i] in _SPACE:
+                    i += 1
+                if header.startswith("=", i) and i + 1 < len(header):
+                    i += 1
+                    end = _first_of(header, ";,", i)
+                    value = header[i:end]
+                    if len(value) > 1 and value[0] == '"' and value[-1] == '"':
+                        value = value[1:-1]
+                    found.append(value)
+                    nxt = end
+            pos = header.find(name, nxt) if nxt < len(header) else -1
+    return ";".join(found) if found else None
+
+
+def _first_of(text: str, chars: str, start: int) -> int:
+    ends = [i for i in (text.find(c, start) for c in chars) if i >= 0]
+    return min(ends) if ends else len(text)
+
+
+def session_routes(session: str) -> list[str]:
+    """Routes named by a session id, in order: per ``;``-separated id, the text after its
+    first ``.``; ids without a dot are skipped (``ABC.dc1.n1`` names ``dc1.n1``)."""
+    routes = []
+    for part in session.split(";"):
+        _, dot, route = part.partition(".")
+        if dot:
+            routes.append(route)
+    return routes
