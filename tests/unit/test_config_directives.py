@@ -1,0 +1,125 @@
+"""The directive table: in step with the model, with mod_jk's list/clamp rules, and the docs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from balancer.config import directives as dt
+from balancer.config.docs import render
+from balancer.config.model import LbConfig, MemberConfig, StatusConfig
+
+NOT_DIRECTIVES = {"name", "extra", "location", "type"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("cls", "types"),
+    [(MemberConfig, (dt.HTTP, dt.AJP13)), (LbConfig, (dt.LB,)), (StatusConfig, (dt.STATUS,))],
+)
+def test_model_fields_and_table_entries_match_with_equal_defaults(cls, types):
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in NOT_DIRECTIVES}
+    table = {d.name: d for t in types for d in dt.directives_for_type(t) if d.stored}
+    assert set(fields) == set(table)
+    for name, f in fields.items():
+        assert f.default == table[name].default, name
+
+
+def test_list_directives_are_mod_jks_plus_allow():
+    listed = {d.name for d in dt.DIRECTIVES if d.is_list}
+    assert listed == {
+        "list", "balance_workers", "mount", "user", "good", "bad", "fail_on_status", "allow"
+    }  # fmt: skip
+
+
+def test_a_name_used_twice_covers_disjoint_worker_types():
+    seen: dict[str, frozenset[str]] = {}
+    for d in dt.DIRECTIVES:
+        assert not (seen.get(d.name, frozenset()) & d.types), d.name
+        seen[d.name] = seen.get(d.name, frozenset()) | d.types
+
+
+def test_mod_jk_clamps_below_one():
+    for name, wtype in [
+        ("lbfactor", dt.HTTP),
+        ("retries", dt.HTTP),
+        ("retries", dt.LB),
+        ("lb_retries", dt.LB),
+        ("recover_time", dt.LB),
+    ]:
+        directive = dt.directive_for(name, wtype)
+        assert directive is not None and directive.minimum == 1
+
+
+def test_pyjk_only_directives():
+    assert {d.name for d in dt.DIRECTIVES if d.pyjk_only} == {
+        "health_check_path", "health_check_interval", "health_check_rise",
+        "health_check_fall", "slow_start", "allow", "token",
+    }  # fmt: skip
+
+
+def test_member_only_directives():
+    assert {d.name for d in dt.DIRECTIVES if d.member_only} == {
+        "route", "domain", "redirect", "distance", "activation", "lbfactor"
+    }  # fmt: skip
+
+
+def test_aliases_point_at_directives_their_types_accept():
+    for alias in dt.ALIASES:
+        assert alias.name not in dt.WORKER_DIRECTIVE_NAMES
+        for wtype in alias.types:
+            assert dt.directive_for(alias.target, wtype) is not None, alias.name
+
+
+def test_ignored_keys_are_not_directives():
+    assert not dt.IGNORED & dt.WORKER_DIRECTIVE_NAMES
+    assert not dt.IGNORED & set(dt.ALIAS_BY_NAME)
+
+
+def test_every_directive_is_documented_with_a_known_unit():
+    for d in dt.DIRECTIVES:
+        assert d.doc.endswith("."), d.name
+        assert d.unit in ("", "ms", "s", "bytes", "count"), d.name
+        if d.name.endswith("_timeout") or d.name.endswith("_interval"):
+            assert d.unit in ("ms", "s"), d.name
+
+
+def test_list_keys_include_aliases_of_list_directives():
+    assert dt.is_list_key("worker.list")
+    assert dt.is_list_key("worker.lb.balance_workers")
+    assert dt.is_list_key("worker.lb.balanced_workers")
+    assert dt.is_list_key("worker.a.b.mount")
+    assert not dt.is_list_key("worker.n1.port")
+    assert not dt.is_list_key("pyjk.list")
+
+
+def test_sensitive_keys_are_secrets_and_tokens():
+    assert dt.is_sensitive_key("worker.n1.secret")
+    assert dt.is_sensitive_key("worker.jkstatus.token")
+    assert not dt.is_sensitive_key("worker.n1.host")
+    assert not dt.is_sensitive_key("secret")
+
+
+def test_suggestion_finds_the_nearest_directive():
+    assert dt.suggest("hots", dt.WORKER_DIRECTIVE_NAMES) == "host"
+    assert dt.suggest("sticky_sesion", dt.WORKER_DIRECTIVE_NAMES) == "sticky_session"
+    assert dt.suggest("zzzzzz", dt.WORKER_DIRECTIVE_NAMES) is None
+
+
+def test_types_accepting_names_the_worker_types():
+    assert dt.types_accepting("sticky_session") == {dt.LB}
+    assert dt.types_accepting("retries") == {dt.LB, dt.HTTP, dt.AJP13}
+    assert dt.types_accepting("cachesize") == dt.MEMBER
+
+
+def test_committed_configuration_reference_is_the_generated_one():
+    committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == render(), "run: python -m balancer.config.docs > docs/configuration.md"
+
+
+def test_reference_page_names_every_directive_alias_and_ignored_key():
+    page = render()
+    for name in {d.name for d in dt.DIRECTIVES} | set(dt.ALIAS_BY_NAME) | dt.IGNORED:
+        assert f"`{name}`" in page or f"`worker.{name}`" in page, name
