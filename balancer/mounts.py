@@ -29,7 +29,7 @@ from pathlib import Path
 from balancer.config.errors import ConfigError, Problem
 from balancer.config.model import Activation, Location, RuleExtensions, WorkersConfig
 from balancer.config.properties import read_properties
-from balancer.uri import NormalizedPath, Rejected, normalize_path
+from balancer.uri import Rejected, normalize
 
 __all__ = [
     "MapDecision",
@@ -48,6 +48,8 @@ __all__ = [
 DEFAULT_CACHE_SIZE = 4096
 # Longer raw paths are matched but not cached, so the cache's memory stays small.
 _CACHEABLE_LENGTH = 256
+# Larger than any rule's rank: "no hit to beat".
+_NO_RANK = 1 << 62
 
 
 class RuleSource(Enum):
@@ -106,80 +108,126 @@ MapDecision = Mapped | Unmapped | Rejected
 class UriMap:
     """The rules in priority order, indexed for matching.
 
-    Matching is one dict lookup for the exact rules plus one ``re.fullmatch`` of all wildchar
-    rules joined in priority order (the first alternative that matches is the highest-priority
-    wildchar rule); the better-ranked of the two wins, so exact and wildchar rules keep their
-    relative order. Exclusions are one joined pattern per mapped worker. Decisions for short
-    raw paths are kept in a bounded LRU: the same few paths make up most traffic.
+    Exact rules are a dict. Wildchar rules are grouped by the first path segment of their
+    literal prefix (``/app/*`` under ``/app/``; ``/*.jsp`` and ``/app*`` in the group every path
+    tries), so a path only tries the rules that could match it. Each group has one joined regex
+    that says whether any of its rules matches (a single C call, and the usual answer for
+    unmapped paths); only then are its rules tried in rank order. The exact hit and the first
+    wildchar hit are compared by rank, so the two kinds keep their relative priority.
+    Exclusions are checked the same way, one group per mapped worker. Decisions for short
+    paths are kept in two bounded LRUs, by raw and by normalized path: the same few paths make
+    up most traffic, and raw paths that differ only in ``;jsessionid=...`` share a decision.
     """
 
     def __init__(self, rules: Iterable[MountRule], *, cache_size: int = DEFAULT_CACHE_SIZE):
         self.rules: tuple[MountRule, ...] = tuple(sorted(rules, key=MountRule.priority))
         active = [r for r in self.rules if r.enabled and not r.exclusion]
         self._exact: dict[str, tuple[int, MountRule]] = {}
-        wild: list[tuple[int, MountRule]] = []
+        everywhere: list[tuple[int, MountRule]] = []
+        grouped: dict[str, list[tuple[int, MountRule]]] = {}
         for rank, rule in enumerate(active):
-            if rule.wildcard:
-                wild.append((rank, rule))
-            else:
+            if not rule.wildcard:
                 self._exact.setdefault(rule.pattern, (rank, rule))
-        self._wild = wild
-        self._wild_re = _join([r.pattern for _, r in wild])
+                continue
+            key = _first_segment(re.split(r"[*?]", rule.pattern, maxsplit=1)[0])
+            (everywhere if key is None else grouped.setdefault(key, [])).append((rank, rule))
+        compiled: dict[str, re.Pattern[str]] = {}
+        self._wild_any = _RuleGroup(everywhere, compiled) if everywhere else None
+        self._wild: dict[str, _RuleGroup] = {
+            key: _RuleGroup(sorted(group + everywhere, key=lambda x: x[0]), compiled)
+            for key, group in grouped.items()
+        }
         exclusions = [r for r in self.rules if r.enabled and r.exclusion]
-        self._exclusions: dict[str, tuple[re.Pattern[str], list[MountRule]]] = {}
+        self._exclusions: dict[str, _RuleGroup] = {}
         for worker in {r.worker for r in active}:
-            mine = [r for r in exclusions if r.worker in (worker, "*")]
-            joined = _join([r.pattern for r in mine])
-            if joined is not None:
-                self._exclusions[worker] = (joined, mine)
-        self._cached = lru_cache(maxsize=cache_size)(self._decide) if cache_size else self._decide
+            mine = list(enumerate(r for r in exclusions if r.worker in (worker, "*")))
+            if mine:
+                self._exclusions[worker] = _RuleGroup(mine, compiled)
+        # Two caches: by raw path (the common case: the same URLs again and again), then by
+        # normalized path (raw paths that differ only in ";jsessionid=..." or escapes).
+        self._by_raw = lru_cache(maxsize=cache_size)(self._decide) if cache_size else self._decide
+        self._by_path = lru_cache(maxsize=cache_size)(self._match) if cache_size else self._match
 
     def match(self, raw_path: str) -> MapDecision:
         """Decide for the raw request path (no query; ``;params`` and escapes still in)."""
         if len(raw_path) <= _CACHEABLE_LENGTH:
-            return self._cached(raw_path)
+            return self._by_raw(raw_path)
         return self._decide(raw_path)
 
     def match_path(self, path: str) -> Mapped | Unmapped:
         """Decide for an already normalized path (``balancer.uri.normalize_path``)."""
-        best = self._exact.get(path)
-        if self._wild_re is not None:
-            m = self._wild_re.fullmatch(path)
-            if m is not None:
-                wild = self._wild[m.lastindex - 1]  # type: ignore[operator]
-                if best is None or wild[0] < best[0]:
-                    best = wild
-        if best is None:
-            return Unmapped(path)
-        rule = best[1]
-        excl = self._exclusions.get(rule.worker)
-        if excl is not None:
-            m = excl[0].fullmatch(path)
-            if m is not None:
-                return Unmapped(path, excluded_by=excl[1][m.lastindex - 1])  # type: ignore[operator]
-        return Mapped(rule.worker, rule, path)
+        if len(path) <= _CACHEABLE_LENGTH:
+            return self._by_path(path)
+        return self._match(path)
 
     def rules_for(self, worker: str) -> tuple[MountRule, ...]:
         """The rules naming ``worker`` (the status page's map list), in priority order."""
         return tuple(r for r in self.rules if r.worker == worker)
 
     def _decide(self, raw_path: str) -> MapDecision:
-        normalized = normalize_path(raw_path)
-        if isinstance(normalized, NormalizedPath):
-            return self.match_path(normalized.path)
-        return normalized
+        path = normalize(raw_path)
+        return self.match_path(path) if type(path) is str else path  # type: ignore[return-value,arg-type]
+
+    def _match(self, path: str) -> Mapped | Unmapped:
+        best = self._exact.get(path)
+        end = path.find("/", 1)
+        group = self._wild_any if end < 0 else self._wild.get(path[: end + 1], self._wild_any)
+        if group is not None:
+            hit = group.first(path, _NO_RANK if best is None else best[0])
+            if hit is not None:
+                best = hit
+        if best is None:
+            return Unmapped(path)
+        rule = best[1]
+        exclusions = self._exclusions.get(rule.worker)
+        if exclusions is not None:
+            excluded = exclusions.first(path, _NO_RANK)
+            if excluded is not None:
+                return Unmapped(path, excluded_by=excluded[1])
+        return Mapped(rule.worker, rule, path)
+
+
+class _RuleGroup:
+    """Rules tried in rank order behind one joined regex that says whether any can match.
+
+    The joined regex has no capturing groups on purpose: with one group per alternative,
+    ``re`` loses its literal-prefix shortcuts and a 2000-rule miss goes from ~0.2 µs to ~3 ms.
+    """
+
+    __slots__ = ("any", "ranked")
+
+    def __init__(
+        self, ranked: list[tuple[int, MountRule]], compiled: dict[str, re.Pattern[str]]
+    ) -> None:
+        for _, rule in ranked:
+            if rule.pattern not in compiled:
+                compiled[rule.pattern] = re.compile(_wildchar_regex(rule.pattern), re.DOTALL)
+        self.ranked = tuple((rank, compiled[r.pattern], r) for rank, r in ranked)
+        joined = "|".join(f"(?:{_wildchar_regex(r.pattern)})" for _, r in ranked)
+        self.any = re.compile(joined, re.DOTALL)
+
+    def first(self, path: str, below: int) -> tuple[int, MountRule] | None:
+        """The best-ranked rule matching ``path`` whose rank is under ``below``, if any."""
+        if self.any.fullmatch(path) is None:
+            return None
+        for rank, regex, rule in self.ranked:
+            if rank >= below:
+                return None
+            if regex.fullmatch(path) is not None:
+                return rank, rule
+        return None
+
+
+def _first_segment(path: str) -> str | None:
+    """``/app/x`` → ``/app/``; None when there is no complete first segment (``/app``)."""
+    end = path.find("/", 1)
+    return path[: end + 1] if end > 0 else None
 
 
 def _wildchar_regex(pattern: str) -> str:
     # fnmatch-like, but "*" crosses "/" (mod_jk's wildchar match) and nothing else is special.
+    # Exact patterns go through here too (exclusions): they simply have no wildchar.
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-
-
-def _join(patterns: list[str]) -> re.Pattern[str] | None:
-    """One regex whose group N (1-based) matches patterns[N-1]; earlier groups win."""
-    if not patterns:
-        return None
-    return re.compile("|".join(f"({_wildchar_regex(p)})" for p in patterns), re.DOTALL)
 
 
 # ---------------------------------------------------------------------------------------------

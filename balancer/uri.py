@@ -46,6 +46,7 @@ MAX_URI_LENGTH = 4095
 
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PARAMS = re.compile(r";[^/]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,12 @@ class Rejected:
 
 def normalize_path(raw: str, *, max_length: int = MAX_URI_LENGTH) -> NormalizedPath | Rejected:
     """Normalize the raw request path ``raw`` for matching (see the module docstring)."""
+    result = normalize(raw, max_length)
+    return NormalizedPath(result) if type(result) is str else result  # type: ignore[return-value]
+
+
+def normalize(raw: str, max_length: int = MAX_URI_LENGTH) -> str | Rejected:
+    """``normalize_path`` without the wrapper object, for the URI map's hot path."""
     query = raw.find("?")
     if query >= 0:
         raw = raw[:query]
@@ -72,31 +79,25 @@ def normalize_path(raw: str, *, max_length: int = MAX_URI_LENGTH) -> NormalizedP
         return Rejected(414, f"request path is {len(raw)} characters; the limit is {max_length}")
     if not raw.startswith("/"):
         return Rejected(400, "request path does not start with '/'")
-    # Hot path: nothing to decode, strip or resolve. Every dot segment starts with "/." since
-    # the path starts with "/", so this test is exact, not a heuristic.
-    if (
-        "%" not in raw
-        and ";" not in raw
-        and "//" not in raw
-        and "/." not in raw
-        and raw.isprintable()
-    ):
-        return NormalizedPath(raw)
+    if ";" in raw:
+        # Cutting every ";..." up to the next raw "/" is cutting each segment at its first ";".
+        raw = _PARAMS.sub("", raw)
+    # Hot path: nothing to decode or resolve. Every dot segment starts with "/." since the path
+    # starts with "/", so this test is exact, not a heuristic.
+    if "%" not in raw and "//" not in raw and "/." not in raw and raw.isprintable():
+        return raw
     return _normalize_segments(raw)
 
 
-def _normalize_segments(raw: str) -> NormalizedPath | Rejected:
+def _normalize_segments(raw: str) -> str | Rejected:
     out: list[str] = []
     trailing_slash = False
     for segment in raw.split("/")[1:]:
-        semi = segment.find(";")
-        if semi >= 0:
-            segment = segment[:semi]
         if "%" in segment:
             decoded = _decode(segment)
-            if isinstance(decoded, Rejected):
+            if type(decoded) is Rejected:
                 return decoded
-            segment = decoded
+            segment = decoded  # type: ignore[assignment]
         if _CONTROL.search(segment):
             return Rejected(400, "control character in request path")
         if segment in ("", "."):
@@ -112,7 +113,7 @@ def _normalize_segments(raw: str) -> NormalizedPath | Rejected:
     path = "/" + "/".join(out)
     if trailing_slash and out:
         path += "/"
-    return NormalizedPath(path)
+    return path
 
 
 def _decode(segment: str) -> str | Rejected:
