@@ -29,6 +29,7 @@ from pathlib import Path
 from balancer.config.errors import ConfigError, Problem
 from balancer.config.model import Activation, Location, RuleExtensions, WorkersConfig
 from balancer.config.properties import read_properties
+from balancer.config.values import parse_bool, split_list
 from balancer.uri import Rejected, normalize
 
 __all__ = [
@@ -338,7 +339,6 @@ def _parse_rule(
 # Rule extensions (§4.5): one table, from which parsing, errors and the docs follow.
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_LIST_SPLIT = re.compile(r"[\s,]+")
 _INT = re.compile(r"-?[0-9]+")
 
 
@@ -361,25 +361,15 @@ def _flag(value: str) -> bool:
     return _int(value) != 0  # mod_jk reads these as integers: non-zero is on
 
 
-def _bool(value: str) -> bool:
-    # mod_jk's boolean: on/off, 1/0, or a first letter t/y/f/n, any case.
-    low = value.lower()
-    if low in ("on", "1") or low[:1] in ("t", "y"):
-        return True
-    if low in ("off", "0") or low[:1] in ("f", "n"):
-        return False
-    raise ValueError(f"expected true/false (on/off, yes/no, 1/0), found {value!r}")
-
-
 def _members(value: str) -> tuple[str, ...]:
-    names = tuple(n for n in _LIST_SPLIT.split(value) if n)
+    names = tuple(split_list(value))
     if not names:
         raise ValueError("expected a list of lb member names")
     return names
 
 
 def _statuses(value: str) -> tuple[int, ...]:
-    codes = tuple(_int(c) for c in _LIST_SPLIT.split(value) if c)
+    codes = tuple(_int(c) for c in split_list(value))
     for code in codes:
         if not 100 <= abs(code) <= 599:
             raise ValueError(f"expected HTTP status codes (100-599, '-' for soft), found {code}")
@@ -429,7 +419,7 @@ EXTENSIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "use_server_errors": ("use_server_errors", _use_server_errors),
     "session_cookie": ("session_cookie", _cookie_name),
     "session_path": ("session_path", _session_path),
-    "set_session_cookie": ("set_session_cookie", _bool),
+    "set_session_cookie": ("set_session_cookie", parse_bool),
     "session_cookie_path": ("session_cookie_path", _cookie_path),
 }
 _ACTIVATIONS = {
