@@ -102,6 +102,11 @@ class RequestSession(MutableMapping[str, Any]):
     def invalidated(self) -> bool:
         return self._invalidated
 
+    @property
+    def ended(self) -> bool:
+        """True once the store committed or aborted this view (its request is over)."""
+        return self._finished
+
     def invalidate(self) -> None:
         """End the session. Later use of this view raises SessionInvalidatedError."""
         self._usable()

@@ -1,0 +1,315 @@
+"""aiohttp integration: `setup_sessions(app, route=...)` and `await get_session(request)`.
+
+Per request (paths under `/-/`, pyjk's own endpoints, are left alone):
+1. The requested session id comes from the `JSESSIONID` cookie(s) or a `;jsessionid=` path
+   parameter (cookie first, as Tomcat does; every duplicate cookie is tried, mod_jk bug 44116).
+2. If that session is held here but routed to another node, this is a failover: the session
+   is renamed to this node's route (same random part) and the client gets the new cookie
+   (Tomcat's JvmRouteBinderValve, tomcat-cluster.md §5.2). Unknown ids mean "no session".
+3. `get_session(request)` returns that session, or creates one (Tomcat's getSession());
+   `get_session(request, create=False)` returns None instead of creating.
+4. When the handler returns (or raises an HTTPException, which is a response too), the views
+   are committed and each delta is awaited through the DeltaSink *before* the response leaves
+   the middleware, so replication can hold the response until peers acknowledge. Any other
+   exception discards the request's session changes.
+
+The `;jsessionid=` parameter is removed from the path before routing. A middleware runs only
+after the route was matched, so setup_sessions wraps the app router's `resolve()` to match on
+the cleaned path, and the middleware hands the handler a clone whose path is clean too. This
+works the same under web.run_app, AppRunner and the test client; the original path (kept by
+aiohttp's access log) is what the client sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from .delta import SessionDelta
+from .request_session import RequestSession, TooManySessions
+from .sessions import SessionStore
+
+log = logging.getLogger("pyjk.worker.sessions")
+
+DeltaSink = Callable[[SessionDelta], Awaitable[None]]
+REQUEST_ID_HEADER = "X-Pyjk-Request-Id"
+INTERNAL_PREFIX = "/-/"
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_REQUEST_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _request_key(name: str) -> Any:
+    # web.RequestKey (aiohttp >= 3.14) avoids NotAppKeyWarning; plain str keys before that.
+    factory = getattr(web, "RequestKey", None)
+    return factory(name, object) if factory is not None else name
+
+
+_CONTEXT_KEY = _request_key("pyjk.sessions")
+_REQUEST_ID_KEY = _request_key("pyjk.request_id")
+
+
+async def _discard(delta: SessionDelta) -> None:
+    return None
+
+
+@dataclass
+class SessionManager:
+    """The per-app session settings; `sink` may be replaced later (replication plugs in)."""
+
+    store: SessionStore
+    cookie_name: str = "JSESSIONID"
+    path_parameter: str = "jsessionid"
+    sink: DeltaSink = _discard
+    clock: Callable[[], float] = time.time
+    internal_prefix: str = INTERNAL_PREFIX
+    takeovers: int = field(default=0, init=False)
+
+    @property
+    def route(self) -> str:
+        return self.store.route
+
+
+SESSIONS: web.AppKey[SessionManager] = web.AppKey("pyjk.sessions", SessionManager)
+
+
+def setup_sessions(
+    app: web.Application,
+    *,
+    route: str,
+    store: SessionStore | None = None,
+    cookie_name: str = "JSESSIONID",
+    path_parameter: str = "jsessionid",
+    sink: DeltaSink | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SessionManager:
+    """Enable sessions on `app` (call once, on the top-level app, before it starts)."""
+    if store is None:
+        store = SessionStore(route)
+    elif store.route != route:
+        raise ValueError(
+            f"setup_sessions: route {route!r} but the store's route is {store.route!r}"
+        )
+    for what, value in (("cookie_name", cookie_name), ("path_parameter", path_parameter)):
+        if not _TOKEN_RE.fullmatch(value):
+            raise ValueError(f"setup_sessions: {what} {value!r} is not an HTTP token")
+    if SESSIONS in app:
+        raise RuntimeError("setup_sessions: sessions are already set up on this app")
+    manager = SessionManager(store, cookie_name, path_parameter, sink or _discard, clock)
+    app[SESSIONS] = manager
+    app.middlewares.insert(0, _make_middleware(manager))
+    _route_on_clean_path(app.router, path_parameter)
+    return manager
+
+
+async def get_session(request: web.Request, *, create: bool = True) -> RequestSession | None:
+    """This request's session; created when absent unless `create=False` (then None).
+
+    Raises TooManySessions when a new one is needed past max_active_sessions (answered 503 by
+    the middleware if the handler does not catch it).
+    """
+    context = request.get(_CONTEXT_KEY)
+    if context is None:
+        raise RuntimeError(
+            f"no sessions for {request.path!r}: call worker.setup_sessions(app, route=...) "
+            "(paths under /-/ never have sessions)"
+        )
+    return context.session(create)
+
+
+def request_id(request: web.Request) -> str | None:
+    """The balancer's `X-Pyjk-Request-Id` for this request (None if absent or malformed)."""
+    if _REQUEST_ID_KEY in request:
+        return request[_REQUEST_ID_KEY]
+    return _read_request_id(request)
+
+
+def split_path_parameter(raw_path: str, name: str) -> tuple[str | None, str | None]:
+    """Find `;name=value` path parameters: (first value, path without them) or (None, None).
+
+    Other path parameters are kept. The value ends at the next `;` or `/`.
+    """
+    prefix = name + "="
+    if ";" + prefix not in raw_path:
+        return None, None
+    value: str | None = None
+    segments = []
+    for segment in raw_path.split("/"):
+        if ";" + prefix in segment:
+            head, *params = segment.split(";")
+            kept = [head]
+            for param in params:
+                if param.startswith(prefix):
+                    value = param[len(prefix) :] if value is None else value
+                else:
+                    kept.append(param)
+            segment = ";".join(kept)
+        segments.append(segment)
+    return value, "/".join(segments)
+
+
+def cookie_values(request: web.BaseRequest, name: str) -> list[str]:
+    """Every value of cookie `name`, in order (aiohttp's request.cookies keeps only one)."""
+    found = []
+    for header in request.headers.getall("Cookie", ()):
+        for part in header.split(";"):
+            key, eq, value = part.partition("=")
+            if eq and key.strip() == name:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                found.append(value)
+    return found
+
+
+def _with_path(url: URL, raw_path: str) -> URL:
+    return URL.build(path=raw_path, query_string=url.raw_query_string, encoded=True)
+
+
+def _route_on_clean_path(router: web.UrlDispatcher, name: str) -> None:
+    original = router.resolve
+    marker = f";{name}="
+
+    async def resolve(request: web.Request) -> Any:
+        if marker in request.rel_url.raw_path:
+            _, clean = split_path_parameter(request.rel_url.raw_path, name)
+            assert clean is not None
+            request = request.clone(rel_url=_with_path(request.rel_url, clean))
+        return await original(request)
+
+    router.resolve = resolve  # type: ignore[method-assign]
+
+
+def _read_request_id(request: web.BaseRequest) -> str | None:
+    value = request.headers.get(REQUEST_ID_HEADER)
+    return value if value is not None and _REQUEST_ID_RE.fullmatch(value) else None
+
+
+def _is_https(request: web.BaseRequest) -> bool:
+    forwarded = request.headers.get("X-Forwarded-Proto", "")
+    return request.secure or forwarded.split(",")[0].strip().lower() == "https"
+
+
+class _RequestSessions:
+    """The sessions one request opened, and what to do with them at its end."""
+
+    def __init__(self, manager: SessionManager, request: web.Request, path_id: str | None):
+        self.manager = manager
+        self.request = request
+        self.cookie_ids = cookie_values(request, manager.cookie_name)
+        self.requested = [*self.cookie_ids, *([path_id] if path_id else [])]
+        self.views: list[RequestSession] = []
+        self.current: RequestSession | None = None
+
+    def open_requested(self) -> None:
+        store, now = self.manager.store, self.manager.clock()
+        for session_id in self.requested:
+            view = store.begin(session_id, now)
+            if view is None:
+                continue
+            if view.route != store.route:
+                # failover: this node now serves the session; the new cookie routes it here
+                log.info("session takeover id=%s from=%s to=%s", view.id, view.route, store.route)
+                view.change_route(store.route)
+                self.manager.takeovers += 1
+            self.views.append(view)
+            self.current = view
+            return
+
+    def session(self, create: bool) -> RequestSession | None:
+        if self.current is not None and not self.current.invalidated:
+            return self.current
+        if not create:
+            return None
+        view = self.manager.store.create(self.manager.clock())
+        self.views.append(view)
+        self.current = view
+        return view
+
+    def abort(self) -> None:
+        for view in self.views:
+            if not view.ended:
+                self.manager.store.abort(view)
+
+    async def finish(self, response: web.StreamResponse) -> None:
+        store, now = self.manager.store, self.manager.clock()
+        deltas = []
+        try:
+            for view in self.views:
+                delta = store.commit(view, now)
+                if delta is not None:
+                    deltas.append(delta)
+        except Exception:
+            self.abort()
+            raise
+        for delta in deltas:
+            try:
+                await self.manager.sink(delta)
+            except Exception:
+                log.exception("session delta sink failed id=%s", delta.session_id)
+        self._set_cookie(response)
+
+    def _set_cookie(self, response: web.StreamResponse) -> None:
+        name, view = self.manager.cookie_name, self.current
+        if view is not None and not view.invalidated:
+            if view.id in self.cookie_ids:
+                return
+            if response.prepared:
+                log.warning("session cookie not sent id=%s: response already started", view.id)
+                return
+            response.set_cookie(
+                name, view.id, path="/", httponly=True, samesite="Lax",
+                secure=True if _is_https(self.request) else None,
+            )  # fmt: skip
+        elif self.cookie_ids and any(v.invalidated for v in self.views) and not response.prepared:
+            response.del_cookie(name, path="/")
+
+
+def _make_middleware(manager: SessionManager) -> Any:
+    @web.middleware
+    async def sessions_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        path_id, clean = split_path_parameter(request.rel_url.raw_path, manager.path_parameter)
+        if clean is not None:
+            request = request.clone(rel_url=_with_path(request.rel_url, clean))
+        request[_REQUEST_ID_KEY] = _read_request_id(request)
+        if request.path.startswith(manager.internal_prefix):
+            return await handler(request)
+        context = _RequestSessions(manager, request, path_id)
+        request[_CONTEXT_KEY] = context
+        context.open_requested()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # a response raised: it still commits
+            await _finish_or_500(context, exc)
+            raise
+        except TooManySessions as exc:
+            context.abort()
+            log.warning("session refused: %s", exc)
+            raise web.HTTPServiceUnavailable(
+                text="This server cannot open more sessions right now. Please retry later.\n",
+                headers={"Retry-After": "10"},
+            ) from exc
+        except BaseException:
+            context.abort()
+            raise
+        await _finish_or_500(context, response)
+        return response
+
+    return sessions_middleware
+
+
+async def _finish_or_500(context: _RequestSessions, response: web.StreamResponse) -> None:
+    try:
+        await context.finish(response)
+    except (ValueError, TypeError) as exc:  # SessionTooLarge, AttributeValueError
+        log.error("session changes not saved path=%s: %s", context.request.path, exc)
+        raise web.HTTPInternalServerError(
+            text="The session could not be saved; no changes were kept.\n"
+        ) from exc

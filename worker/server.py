@@ -1,0 +1,141 @@
+"""Running a worker: load the app, enable sessions, serve, sweep expired sessions, stop cleanly.
+
+The I/O shell around the pure store: `serve()` binds the listener, answers `/-/ready`, runs the
+periodic expiry sweep, and on SIGTERM/SIGINT holds readiness at 503 (for `drain` seconds, if
+set), stops accepting, lets in-flight requests finish (up to `shutdown_timeout`) and returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .delta import SessionDelta
+from .middleware import SESSIONS, SessionManager, setup_sessions
+from .readiness import Readiness, install_ready_endpoint
+from .sessions import DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
+
+log = logging.getLogger("pyjk.worker")
+
+DEFAULT_APP = "worker.demo:create_app"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    route: str
+    host: str = "127.0.0.1"
+    port: int = 8101
+    app: str = DEFAULT_APP
+    cookie_name: str = "JSESSIONID"
+    max_inactive: float = DEFAULT_MAX_INACTIVE_INTERVAL
+    sweep_interval: float = 30.0
+    shutdown_timeout: float = 30.0
+    drain: float = 0.0  # seconds to keep answering (readiness 503) before closing the listener
+
+
+class WorkerSetupError(Exception):
+    """The worker cannot start: a bad `--app`, or settings the app or sessions refuse."""
+
+
+async def load_app(spec: str) -> web.Application:
+    """Import `pkg.module:factory`, call it (sync or async) and check what it returns."""
+    module_name, colon, attr = spec.partition(":")
+    if not colon or not module_name or not attr:
+        raise WorkerSetupError(f"--app {spec!r}: expected 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise WorkerSetupError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise WorkerSetupError(f"--app {spec!r}: {module_name} has no callable {attr!r}")
+    app = factory()
+    if inspect.isawaitable(app):
+        app = await app
+    if not isinstance(app, web.Application):
+        raise WorkerSetupError(
+            f"--app {spec!r}: the factory returned {type(app).__name__}, not web.Application"
+        )
+    return app
+
+
+def prepare_app(app: web.Application, options: WorkerOptions) -> tuple[SessionManager, Readiness]:
+    """Sessions (unless the app set them up itself) and the `/-/ready` endpoint."""
+    manager = app.get(SESSIONS)
+    if manager is None:
+        try:
+            store = SessionStore(options.route, max_inactive_interval=options.max_inactive)
+            manager = setup_sessions(
+                app, route=options.route, store=store, cookie_name=options.cookie_name
+            )
+        except ValueError as exc:
+            raise WorkerSetupError(str(exc)) from exc
+    elif manager.route != options.route:
+        raise WorkerSetupError(
+            f"the app set up sessions for route {manager.route!r}, but --route is {options.route!r}"
+        )
+    readiness = Readiness()
+    install_ready_endpoint(app, readiness)
+    return manager, readiness
+
+
+async def sweep_once(manager: SessionManager) -> list[str]:
+    """Expire idle sessions; the expiry of sessions owned here is shipped as an invalidation."""
+    now = manager.clock()
+    expired = manager.store.expire(now)
+    for session_id in expired:
+        if session_id.partition(".")[2] == manager.route:
+            try:
+                await manager.sink(SessionDelta(session_id, now, invalidated=True))
+            except Exception:
+                log.exception("session delta sink failed id=%s", session_id)
+    if expired:
+        log.info("sessions expired count=%d", len(expired))
+    return expired
+
+
+async def _sweep_forever(manager: SessionManager, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await sweep_once(manager)
+
+
+async def serve(options: WorkerOptions) -> int:
+    app = await load_app(options.app)
+    manager, readiness = prepare_app(app, options)
+    runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, options.host, options.port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    sweeper = asyncio.create_task(_sweep_forever(manager, options.sweep_interval))
+    host, port = runner.addresses[0][:2]
+    print(f"pyjk worker route={options.route} listening on http://{host}:{port}", flush=True)
+    try:
+        await stop.wait()
+        log.info("worker stopping route=%s", options.route)
+        readiness.hold("shutting-down")
+        if options.drain > 0:  # let the balancer's health probe see the 503 first
+            await asyncio.sleep(options.drain)
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await runner.cleanup()  # stop accepting, finish in-flight requests, close
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    return 0
