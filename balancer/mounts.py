@@ -270,9 +270,10 @@ def parse_mounts(
     report.errors.extend(props.problems)
     report.warnings.extend(props.warnings)
     last = {entry.key: entry for entry in props.entries}  # a repeated key: the last one wins
+    broken = {p.line for p in props.problems}  # already reported (e.g. an undefined $(name))
     rules: list[MountRule] = []
     for entry in props.entries:
-        if last[entry.key] is entry:
+        if last[entry.key] is entry and entry.line not in broken:
             loc = Location(entry.file, entry.line)
             rules += _parse_rule(
                 entry.key, entry.value, loc, RuleSource.URIWORKERMAP, len(rules), workers, report
