@@ -33,6 +33,7 @@ from balancer.config.values import parse_bool, split_list
 from balancer.uri import Rejected, normalize
 
 __all__ = [
+    "EXTENSIONS",
     "MapDecision",
     "Mapped",
     "MountRule",
