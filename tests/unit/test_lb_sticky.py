@@ -1,0 +1,251 @@
+"""Session ids, routes and sticky routing (modjk.md §3.5, §3.9, §9.1)."""
+
+from __future__ import annotations
+
+from balancer.config.model import Activation, LbConfig, MemberConfig, Method, RuleExtensions
+from balancer.lb.decisions import RequestFacts
+from balancer.lb.member import State
+from balancer.lb.settings import LbSettings
+from balancer.lb.sticky import cookie_value, path_parameter, session_id, session_routes
+from tests.unit.test_lb_driver import REFUSED, engine, facts, run
+
+DEFAULTS = LbSettings.from_config(LbConfig("lb"))
+
+
+def sid(uri="/app/x", cookies=(), settings=DEFAULTS, **kw):
+    return session_id(RequestFacts("GET", uri, cookies=tuple(cookies), **kw), settings)
+
+
+# -- reading the session id -----------------------------------------------------------------
+
+
+def test_path_parameter_beats_cookie():
+    assert sid("/app;jsessionid=P.n1/x", ["JSESSIONID=C.n2"]) == "P.n1"
+
+
+def test_path_parameter_may_sit_in_any_segment_and_ends_at_slash_semicolon_or_query():
+    assert path_parameter("/a;jsessionid=X.n1/b", ";jsessionid") == "X.n1"
+    assert path_parameter("/a/b;jsessionid=X.n1;v=2", ";jsessionid") == "X.n1"
+    assert path_parameter("/a;jsessionid=X.n1?q=1", ";jsessionid") == "X.n1"
+
+
+def test_path_parameter_needs_an_equals_sign_and_is_case_sensitive():
+    assert path_parameter("/a;jsessionidx=1;jsessionid=Y.n2", ";jsessionid") == "Y.n2"
+    assert path_parameter("/a;JSESSIONID=Y.n2", ";jsessionid") is None
+
+
+def test_empty_path_parameter_means_no_session_and_hides_the_cookie():
+    # mod_jk looks at cookies only when no path parameter was found at all
+    assert sid("/a;jsessionid=/b", ["JSESSIONID=C.n2"]) is None
+    # "=" at the very end is not a value: the cookie is used
+    assert sid("/a;jsessionid=", ["JSESSIONID=C.n2"]) == "C.n2"
+
+
+def test_every_matching_cookie_in_every_header_is_joined_in_order():
+    headers = ["a=1; JSESSIONID=A.n1", "JSESSIONID=B.n2, other=3; JSESSIONID=C.n3"]
+    assert cookie_value(headers, "JSESSIONID") == "A.n1;B.n2;C.n3"
+
+
+def test_cookie_name_must_start_the_header_or_follow_a_separator():
+    assert cookie_value(["XJSESSIONID=A.n1"], "JSESSIONID") is None
+    assert cookie_value(["a=1;JSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
+    assert cookie_value(["a=1,JSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
+    assert cookie_value(["a=1\tJSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
+
+
+def test_cookie_allows_whitespace_before_equals_and_strips_one_pair_of_quotes():
+    assert cookie_value(['JSESSIONID  ="A.n1"'], "JSESSIONID") == "A.n1"
+    assert cookie_value(['JSESSIONID=""A.n1""'], "JSESSIONID") == '"A.n1"'
+    assert cookie_value(['JSESSIONID="'], "JSESSIONID") == '"'
+
+
+def test_cookie_without_value_is_skipped_and_name_is_case_sensitive():
+    assert cookie_value(["JSESSIONID="], "JSESSIONID") is None
+    assert cookie_value(["jsessionid=A.n1"], "JSESSIONID") is None
+    assert sid(cookies=["JSESSIONID=;x=1"]) is None
+
+
+def test_route_override_stands_for_a_session_of_that_route():
+    assert sid(cookies=["JSESSIONID=A.n1"], route_override="n2") == ".n2"
+
+
+def test_no_session_when_sticky_is_off_or_ignored_by_the_rule():
+    off = LbSettings.from_config(LbConfig("lb", sticky_session=False))
+    assert sid(cookies=["JSESSIONID=A.n1"], settings=off) is None
+    ignore = RuleExtensions(sticky_ignore=True)
+    assert sid(cookies=["JSESSIONID=A.n1"], rule=ignore) is None
+
+
+def test_rule_session_cookie_and_path_replace_the_lbs():
+    rule = RuleExtensions(session_cookie="SID", session_path=";sid")
+    assert sid(cookies=["JSESSIONID=A.n1; SID=B.n2"], rule=rule) == "B.n2"
+    assert sid("/a;sid=C.n3;jsessionid=D.n1", rule=rule) == "C.n3"
+
+
+def test_route_is_everything_after_the_first_dot():
+    assert session_routes("ABC.node1") == ["node1"]
+    assert session_routes("ABC.dc1.n1") == ["dc1.n1"]
+    assert session_routes("nodot;X.n2;.n3") == ["n2", "n3"]
+
+
+# -- routing by route -----------------------------------------------------------------------
+
+
+def test_sticky_request_follows_route_suffix():
+    eng = engine("n1", "n2", "n3")
+    result = run(eng, facts(cookie="JSESSIONID=abc.n3"))
+    assert result.tried == ["n3"]
+    assert result.forwards[0].sticky
+
+
+def test_multiple_session_cookies_are_tried_in_order():
+    eng = engine("n1", "n2", "n3")
+    eng.update_member("n1", 0.0, activation=Activation.STOPPED)
+    result = run(eng, facts(cookie="JSESSIONID=A.n9; JSESSIONID=B.n1; JSESSIONID=C.n2"))
+    # n9 unknown, n1 stopped without redirect or domain: the third id wins, still sticky
+    assert result.tried == ["n2"] and result.forwards[0].sticky
+
+
+def test_route_naming_a_domain_goes_to_the_best_member_of_that_domain():
+    eng = engine(
+        MemberConfig("a1", route="dc1.a1"),
+        MemberConfig("a2", route="dc1.a2"),
+        MemberConfig("b1", route="dc2.b1"),
+    )
+    eng.member("a1").lb_value = 5
+    result = run(eng, facts(cookie="JSESSIONID=X.dc1.gone"))
+    assert result.tried == ["a2"]
+    assert not result.forwards[0].sticky
+
+
+def test_disabled_member_keeps_sticky_sessions_but_gets_no_new_ones():
+    eng = engine("n1", MemberConfig("n2", activation=Activation.DISABLED))
+    assert run(eng, facts(cookie="JSESSIONID=x.n2")).tried == ["n2"]
+    assert [run(eng).tried[0] for _ in range(3)] == ["n1"] * 3
+
+
+def test_stopped_member_gets_nothing_and_its_sessions_are_rebalanced():
+    eng = engine("n1", MemberConfig("n2", activation=Activation.STOPPED))
+    result = run(eng, facts(cookie="JSESSIONID=x.n2"))
+    assert result.tried == ["n1"] and not result.forwards[0].sticky
+
+
+def test_unusable_sticky_member_sends_to_its_redirect_even_if_disabled():
+    eng = engine(
+        "n1",
+        MemberConfig("n2", redirect="n3"),
+        MemberConfig("n3", activation=Activation.DISABLED),
+    )
+    eng.member("n2").state = State.ERR
+    result = run(eng, facts(cookie="JSESSIONID=x.n2"))
+    assert result.tried == ["n3"] and not result.forwards[0].sticky
+
+
+def test_unusable_sticky_member_without_redirect_uses_its_domain():
+    eng = engine(
+        MemberConfig("n1", domain="other"),
+        MemberConfig("n2", domain="d"),
+        MemberConfig("n3", domain="d"),
+    )
+    eng.update_member("n2", 0.0, activation=Activation.STOPPED)
+    eng.member("n1").lb_value = 0
+    eng.member("n3").lb_value = 9
+    result = run(eng, facts(cookie="JSESSIONID=x.n2"))
+    assert result.tried == ["n3"]
+
+
+def test_busy_sticky_member_fails_over():
+    eng = engine("n1", "n2")
+    eng.member("n2").state = State.OK_BUSY
+    eng.pool_has_room = lambda member: False
+    assert run(eng, facts(cookie="JSESSIONID=x.n2")).tried == ["n1"]
+
+
+def test_exact_route_match_wins_over_a_domain_of_the_same_name():
+    eng = engine(MemberConfig("n1", route="d"), MemberConfig("n2", domain="d"))
+    assert run(eng, facts(cookie="JSESSIONID=x.d")).tried == ["n1"]
+
+
+# -- sticky_session_force -------------------------------------------------------------------
+
+
+def test_force_answers_503_for_a_stopped_route_after_one_retry_interval():
+    eng = engine("n1", MemberConfig("n2", activation=Activation.STOPPED), sticky_session_force=True)
+    result = run(eng, facts(cookie="JSESSIONID=x.n2"))
+    assert result.tried == []
+    assert result.client_status == 503
+    assert result.waited == 0.1  # §9.1: every such 503 took about 101 ms
+
+
+def test_force_answers_503_for_an_unknown_route_and_for_no_route():
+    eng = engine("n1", "n2", sticky_session_force=True)
+    assert run(eng, facts(cookie="JSESSIONID=x.n9")).client_status == 503
+    assert run(eng, facts(cookie="JSESSIONID=x")).client_status == 503
+
+
+def test_force_still_balances_requests_without_session():
+    eng = engine("n1", "n2", sticky_session_force=True)
+    assert run(eng).status == 200
+
+
+def test_force_gives_an_err_member_its_forced_recovery_try():
+    eng = engine("n1", "n2", sticky_session_force=True)
+    eng.member("n2").state = State.ERR
+    result = run(eng, facts(cookie="JSESSIONID=x.n2"))
+    assert result.tried == ["n2"] and result.status == 200
+    assert eng.member("n2").state is State.OK
+
+
+def test_without_force_an_unresolved_session_is_balanced_but_not_counted_as_new():
+    eng = engine("n1", "n2", method=Method.SESSIONS)
+    result = run(eng, facts(cookie="JSESSIONID=x.n9"))
+    assert result.status == 200
+    assert all(m.sessions == 0 and m.lb_value == 0 for m in eng.members)
+
+
+# -- single member, hot standby -------------------------------------------------------------
+
+
+def test_single_member_is_used_as_sticky_with_or_without_session():
+    eng = engine("only")
+    result = run(eng)
+    assert result.tried == ["only"] and result.forwards[0].sticky
+
+
+def test_single_disabled_member_serves_sticky_requests_but_not_new_ones():
+    eng = engine(MemberConfig("only", activation=Activation.DISABLED))
+    assert run(eng, facts(cookie="JSESSIONID=x.only")).status == 200
+    assert run(eng).client_status == 503
+
+
+def test_single_err_member_gets_its_forced_recovery_try():
+    eng = engine("only")
+    eng.member("only").state = State.ERR
+    result = run(eng)
+    assert result.tried == ["only"] and result.status == 200
+
+
+def test_disabled_hot_standby_takes_new_requests_when_every_active_member_is_down():
+    eng = engine(
+        MemberConfig("n1", redirect="standby"),
+        "n2",
+        MemberConfig("standby", activation=Activation.DISABLED),
+    )
+    result = run(eng, backends={"n1": REFUSED, "n2": REFUSED})
+    assert result.tried == ["n1", "n1", "n2", "n2", "standby"]
+    assert result.status == 200
+    assert not result.forwards[-1].sticky
+
+
+def test_rule_activation_override_applies_to_choice_and_to_the_forwarded_activation():
+    eng = engine("n1", "n2")
+    n1_disabled = facts(rule=RuleExtensions(activation={"n1": Activation.DISABLED}))
+    assert [run(eng, n1_disabled).tried[0] for _ in range(2)] == ["n2", "n2"]
+    assert run(eng, n1_disabled).forwards[0].activation == "ACT"
+    n2_stopped = RuleExtensions(activation={"n2": Activation.STOPPED})
+    assert run(eng, facts(cookie="JSESSIONID=x.n2", rule=n2_stopped)).tried == ["n1"]
+    sticky = facts(
+        cookie="JSESSIONID=x.n1", rule=RuleExtensions(activation={"n1": Activation.DISABLED})
+    )
+    result = run(eng, sticky)
+    assert result.tried == ["n1"] and result.forwards[0].activation == "DIS"
