@@ -169,6 +169,11 @@ class RequestSession(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def __bool__(self) -> bool:
+        # Always true, even when empty: `if session:` after get_session(create=False) must
+        # mean "there is a session", not "it has attributes". Use len() for emptiness.
+        return True
+
     def __repr__(self) -> str:
         return f"<RequestSession {self._id} new={self._is_new} invalidated={self._invalidated}>"
 

@@ -367,6 +367,11 @@ def test_route_change_keeps_the_random_part_and_is_recorded_as_a_rename():
     assert store.begin("F" * 32 + ".n2", T0 + 2)["a"] == 1
 
 
+def test_an_empty_session_is_still_truthy():
+    view = SessionStore("n1").create(T0)
+    assert len(view) == 0 and view
+
+
 def test_a_view_cannot_be_used_after_its_request_ended():
     store = SessionStore("n1")
     view = store.create(T0)
