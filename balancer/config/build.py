@@ -41,10 +41,16 @@ class Built:
 
 
 def build_workers(
-    resolved: Mapping[str, Keys], listed: Sequence[tuple[str, Entry | None]], findings: Findings
+    resolved: Mapping[str, Keys],
+    listed: Sequence[tuple[str, Entry | None]],
+    origins: Mapping[str, Entry],
+    findings: Findings,
 ) -> Built:
-    """Build every worker in ``listed`` (name, the worker.list entry naming it) and lb members."""
+    """Build every worker in ``listed`` (name, the worker.list entry naming it) and lb members.
+
+    ``origins`` holds each worker's first line, where it is said to be defined."""
     built = Built()
+    listed_names = {name for name, _ in listed}
     types: dict[str, str | None] = {}
     for name, at in listed:
         if name not in resolved:
@@ -55,18 +61,22 @@ def build_workers(
     lb_items: dict[str, list[tuple[str, Entry]]] = {}
     for name, wtype in list(types.items()):  # lb members are added to types on the way
         if wtype == LB:
-            lb_items[name] = _lb_members(name, resolved, types, findings)
+            lb_items[name] = _lb_members(name, resolved, types, origins[name], findings)
             for member, _ in lb_items[name]:
                 membership.setdefault(member, []).append(name)
     built.lb_members = set(membership)
     for name, wtype in types.items():
         if wtype in MEMBER:
-            built.members[name] = _member(name, wtype, resolved[name], name in membership, findings)
+            built.members[name] = _member(
+                name, wtype, resolved[name], name in membership, origins[name], findings
+            )
     for name, wtype in types.items():
+        if name not in lb_items and name not in listed_names:
+            continue  # an lb or status worker named as a member: reported, not built
         if wtype == LB:
-            built.lbs[name] = _lb(name, resolved, lb_items[name], built, findings)
+            built.lbs[name] = _lb(name, resolved, lb_items[name], built, origins[name], findings)
         elif wtype == STATUS:
-            built.statuses[name] = _status(name, resolved[name], findings)
+            built.statuses[name] = _status(name, resolved[name], origins[name], findings)
     _check_redirects(built, membership, resolved, findings)
     _inherit_secrets(built, resolved, findings)
     return built
@@ -106,11 +116,8 @@ def _own(name: str, entry: Entry) -> bool:
     return entry.key.startswith(f"worker.{name}.")
 
 
-def _location(name: str, keys: Keys) -> Location:
-    entries = [e for es in keys.values() for e in es]
-    own = [e for e in entries if _own(name, e)] or entries
-    first = min(own, key=lambda e: e.line)
-    return Location(first.file, first.line)
+def _location(origin: Entry) -> Location:
+    return Location(origin.file, origin.line)
 
 
 def _parse(name: str, wtype: str, keys: Keys, findings: Findings) -> dict[str, object]:
@@ -158,7 +165,9 @@ def _int(v: Mapping[str, object], key: str, wtype: str) -> int:
     return directive.default
 
 
-def _member(name: str, wtype: str, keys: Keys, in_lb: bool, findings: Findings) -> MemberConfig:
+def _member(
+    name: str, wtype: str, keys: Keys, in_lb: bool, origin: Entry, findings: Findings
+) -> MemberConfig:
     v = _parse(name, wtype, keys, findings)
     if not in_lb:
         for dname, entries in keys.items():
@@ -187,7 +196,7 @@ def _member(name: str, wtype: str, keys: Keys, in_lb: bool, findings: Findings) 
         retries = _int(v, "retries", wtype)
         v["connection_acquire_timeout"] = retries * _int(v, "retry_interval", wtype)
     _derive_ping(v, wtype)
-    return MemberConfig(name=name, type=wtype, location=_location(name, keys), **v)  # type: ignore[arg-type]
+    return MemberConfig(name=name, type=wtype, location=_location(origin), **v)  # type: ignore[arg-type]
 
 
 def _derive_ping(v: dict[str, object], wtype: str) -> None:
@@ -209,7 +218,11 @@ def _derive_ping(v: dict[str, object], wtype: str) -> None:
 
 
 def _lb_members(
-    name: str, resolved: Mapping[str, Keys], types: dict[str, str | None], findings: Findings
+    name: str,
+    resolved: Mapping[str, Keys],
+    types: dict[str, str | None],
+    origin: Entry,
+    findings: Findings,
 ) -> list[tuple[str, Entry]]:
     """The lb's usable members with the entry naming each; errors for the others."""
     members: list[tuple[str, Entry]] = []
@@ -236,15 +249,11 @@ def _lb_members(
                 members.append((member, entry))
     if not seen:
         findings.error(
-            _first(resolved[name]),
+            origin,
             f"worker.{name}.balance_workers",
             f"lb worker {name!r} has no members",
         )
     return members
-
-
-def _first(keys: Keys) -> Entry:
-    return min((e for es in keys.values() for e in es), key=lambda e: e.line)
 
 
 def _lb(
@@ -252,6 +261,7 @@ def _lb(
     resolved: Mapping[str, Keys],
     items: list[tuple[str, Entry]],
     built: Built,
+    origin: Entry,
     findings: Findings,
 ) -> LbConfig:
     keys = resolved[name]
@@ -281,17 +291,17 @@ def _lb(
                 f"{routes[config.route]!r} in lb {name!r}",
             )
         routes.setdefault(config.route, member)
-    return LbConfig(name=name, location=_location(name, keys), **v)  # type: ignore[arg-type]
+    return LbConfig(name=name, location=_location(origin), **v)  # type: ignore[arg-type]
 
 
-def _status(name: str, keys: Keys, findings: Findings) -> StatusConfig:
+def _status(name: str, keys: Keys, origin: Entry, findings: Findings) -> StatusConfig:
     v = _parse(name, STATUS, keys, findings)
     token = v.get("token")
     if isinstance(token, str) and len(token) < _MIN_TOKEN:
         findings.warn(
             keys["token"][-1], None, f"a token shorter than {_MIN_TOKEN} characters is guessable"
         )
-    return StatusConfig(name=name, location=_location(name, keys), **v)  # type: ignore[arg-type]
+    return StatusConfig(name=name, location=_location(origin), **v)  # type: ignore[arg-type]
 
 
 def _check_redirects(
@@ -316,12 +326,11 @@ def _check_redirects(
             if m in built.members
         }
         if member.redirect not in routes:
-            close = suggest(member.redirect, routes)
-            hint = f"; did you mean {close!r}?" if close else ""
             findings.error(
                 entry,
                 None,
-                f"redirect {member.redirect!r} is not a route in the lb of {name!r}{hint}",
+                f"redirect {member.redirect!r} is not a route in the lb of {name!r} "
+                f"(routes: {', '.join(sorted(routes))})",
             )
 
 

@@ -353,5 +353,5 @@ def is_sensitive_key(key: str) -> bool:
 
 def suggest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate closest to ``word`` (a typo's likely intent), if any is close."""
-    matches = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.5)
     return matches[0] if matches else None

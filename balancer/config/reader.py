@@ -65,20 +65,19 @@ def parse_workers(
     )
     findings.errors.extend(props.problems)
     findings.warnings.extend(props.warnings)
-    globals_, raw = _sort_keys(props, findings)
+    globals_, raw, origins = _sort_keys(props, findings)
     _rename_aliases(raw, findings)
     resolved, targets = resolve(raw, findings)
     listed = _worker_list(globals_.get("list", []), findings)
     maintain = _maintain(globals_.get("maintain", []), findings)
-    built = build_workers(resolved, listed, findings)
+    built = build_workers(resolved, listed, origins, findings)
     names = [name for name, _ in listed]
     mounts = _mounts(resolved, set(names), targets, findings)
     used = set(names) | built.lb_members | targets
-    for name, keys in raw.items():
+    for name in raw:
         if name not in used:
-            first = min((e for es in keys.values() for e in es), key=lambda e: e.line)
             findings.warn(
-                first,
+                origins[name],
                 None,
                 f"worker {name!r} is not in worker.list, not an lb member and not referenced: "
                 "it is not used",
@@ -99,10 +98,12 @@ def parse_workers(
 
 def _sort_keys(
     props: Properties, findings: Findings
-) -> tuple[dict[str, list[Entry]], dict[str, Keys]]:
-    """Globals (list, maintain) and per-worker keys; errors for unknown directives."""
+) -> tuple[dict[str, list[Entry]], dict[str, Keys], dict[str, Entry]]:
+    """Globals (list, maintain), per-worker keys, and each worker's first line; errors for
+    unknown directives."""
     globals_: dict[str, list[Entry]] = {}
     raw: dict[str, Keys] = {}
+    origins: dict[str, Entry] = {}
     checked: dict[str, bool] = {}  # worker name -> valid
     for entry in props.entries:
         key = entry.key
@@ -142,7 +143,8 @@ def _sort_keys(
             findings.error(entry, None, message)
             continue
         raw.setdefault(name, {}).setdefault(directive, []).append(entry)
-    return globals_, raw
+        origins.setdefault(name, entry)
+    return globals_, raw, origins
 
 
 def _check_name(name: str, entry: Entry, findings: Findings) -> bool:
