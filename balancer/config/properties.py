@@ -80,8 +80,7 @@ def read_properties(
                     file,
                     lineno,
                     key,
-                    f"$({name}) is not defined: define it on an earlier line or in the "
-                    "environment",
+                    f"$({name}) is not defined: define it on an earlier line or in the environment",
                 )
             )
         props.entries.append(Entry(key, value, file, lineno))
