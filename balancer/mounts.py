@@ -324,10 +324,9 @@ def _parse_rule(
     if not worker:
         report.error(loc, key, "no worker named before ';' (expected pattern=worker[;ext=val])")
         return []
-    if not _check_worker(worker, enabled, exclusion, workers, loc, key, report):
-        return []
+    target_ok = _check_worker(worker, enabled, exclusion, workers, loc, key, report)
     extensions = parse_extensions(ext_text, loc, key, report.error)
-    if extensions is None:
+    if not target_ok or extensions is None:
         return []
     if extensions != RuleExtensions():
         _check_extensions(extensions, worker, exclusion, workers, loc, key, report)

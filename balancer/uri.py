@@ -32,6 +32,9 @@ Refusals, and why they differ from mod_jk where they do:
 * Anything that does not start with ``/`` (``*`` of ``OPTIONS *``, absolute-form targets the
   caller did not reduce to their path) → 400.
 
+A backslash is an ordinary character, as for httpd on Unix and for aiohttp workers (it is not
+a separator, so ``/app\\..\\x`` is one segment named that).
+
 The *forwarded* URI is the raw one, untouched: the session-id search (lb engine) looks for
 ``;jsessionid=`` there, so callers keep the raw path for ``RequestFacts.uri``.
 """

@@ -473,3 +473,8 @@ def test_raw_paths_that_differ_only_in_params_get_the_same_decision():
     first = m.match("/app/x;jsessionid=AAA.node1")
     second = m.match("/app/x;jsessionid=BBB.node2")
     assert first == second == m.match("/app/x")
+
+
+def test_an_unknown_worker_does_not_hide_errors_in_the_same_rules_extensions():
+    errors = errors_of("/a=nobody;bogus=1")
+    assert len(errors) == 2

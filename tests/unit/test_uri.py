@@ -192,3 +192,7 @@ def test_normalizing_a_normalized_path_changes_nothing(raw):
     result = normalize_path(raw)
     if isinstance(result, NormalizedPath) and not set(result.path) & {"%", "?"}:
         assert normalize_path(result.path) == result
+
+
+def test_a_backslash_is_an_ordinary_character_not_a_separator():
+    assert norm("/app\\..\\x") == "/app\\..\\x"
