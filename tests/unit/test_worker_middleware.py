@@ -438,3 +438,25 @@ async def test_path_parameter_is_stripped_for_sub_application_routes_too(client)
     resp = await c.get(f"/sub/x/7;jsessionid={sid}")
     body = await resp.json()
     assert (body["id"], body["path"], body["session"]) == ("7", "/sub/x/7", sid)
+
+
+async def test_after_invalidate_get_session_starts_a_fresh_session(client):
+    store, sink = SessionStore("node1"), Sink()
+
+    async def logout_login(request: web.Request) -> web.Response:
+        old = await get_session(request)
+        old.invalidate()
+        new = await get_session(request)
+        new["user"] = "ann"
+        return web.json_response({"old": old.id, "new": new.id})
+
+    app = make_app(store, sink=sink)
+    app.router.add_get("/relogin", logout_login)
+    c = await client(app)
+    sid = await new_session(c, set="user", value="bob")
+    resp = await c.get("/relogin", headers=cookie(sid))
+    body = await resp.json()
+    assert body["old"] == sid and body["new"] != sid
+    assert set_cookies(resp)["JSESSIONID"].value == body["new"]
+    assert sid not in store and store.begin(body["new"], 0)["user"] == "ann"  # type: ignore[index]
+    assert [d.invalidated for d in sink.deltas[-2:]] == [True, False]
