@@ -1,0 +1,677 @@
+"""The client side: one ``asyncio.Protocol`` per client connection, parsing with llhttp.
+
+Every request head is validated completely before the router sees it, so nothing of a
+malformed request reaches a backend. Requests are answered one at a time and in order: a
+request pipelined behind the one in flight is parsed and queued (at most
+``Limits.max_pipelined``), and a parse error behind it is answered in its turn and closes the
+connection — the parser is dead after an error, so nothing behind it is ever parsed.
+
+llhttp runs in its strict mode (no lenient flags): it rejects CL+TE, duplicate or invalid
+Content-Length, Transfer-Encoding that does not end in chunked, bare LF/CR, bad chunk framing,
+obs-fold, control characters in names and values, and unknown methods. The rest of the rules
+of front-door-security.md are checked here (``_on_headers_complete``).
+
+Deadlines use one timer per connection that is re-armed lazily: the hot path only stores
+timestamps, and the timer, when it fires, works out which deadline applies now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+)
+
+from balancer.dataplane import http11 as h
+from balancer.dataplane.exchange import Exchange
+from balancer.dataplane.request import Request
+
+if TYPE_CHECKING:
+    from balancer.dataplane.proxy import ProxyServer
+    from balancer.dataplane.tunnel import Tunnel
+
+log = logging.getLogger(__name__)
+
+# reasons to keep the client transport from reading (a bit set)
+PAUSE_PENDING = 1  # body read before an exchange took it over is over the limit
+PAUSE_UPSTREAM = 2  # the upstream connection cannot take more body now
+PAUSE_HOLD = 4  # requests are queued behind the one in flight
+PAUSE_DONE = 8  # nothing more will be parsed on this connection
+
+# fields that may appear once: aiohttp's singletons (the worker apps), plus the ones whose
+# meaning depends on a single value
+_SINGLETON_BITS = {
+    name: 1 << i
+    for i, name in enumerate(
+        [
+            *sorted(n for n, k in h.REQUEST_HEADERS.items() if k == h.H_SINGLETON),
+            b"upgrade",
+            b"expect",
+            b"x-forwarded-host",
+            b"x-forwarded-proto",
+        ]
+    )
+}
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to stop llhttp; the reason is on the connection."""
+
+
+_STOP = _Stop()
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "body_read_at",
+        "closed",
+        "conn_at",
+        "eof",
+        "exchange",
+        "fresh",
+        "head_raw",
+        "head_size",
+        "head_started",
+        "idle_since",
+        "limits",
+        "loop",
+        "n_headers",
+        "overflow",
+        "parse_dead",
+        "parser",
+        "pause_flags",
+        "peer_ip",
+        "queue",
+        "reject_status",
+        "req",
+        "reseed",
+        "secure",
+        "server",
+        "starting",
+        "stop_after",
+        "timer",
+        "timer_at",
+        "transport",
+        "trusted",
+        "tunnel",
+        "upgrade_rest",
+        "write_paused_at",
+    )
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.loop = server.loop
+        self.secure = server.secure
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpRequestParser(self)
+        self.peer_ip = ""
+        self.trusted = False
+        self.req: Request | None = None  # the request being parsed
+        self.queue: deque[Request | int] = deque()  # parsed, not started; int = reject status
+        self.exchange: Exchange | None = None
+        self.tunnel: Tunnel | None = None
+        self.head_size = 0  # exact size of the head being parsed (target + fields)
+        self.head_raw = 0  # bytes read while a head stayed incomplete
+        self.n_headers = 0
+        self.reject_status = 0
+        self.overflow = False  # too many pipelined requests: stop parsing
+        self.stop_after = False  # the last parsed request closes the connection
+        self.parse_dead = False
+        self.reseed: bytes | None = None  # see _upgrade_pause
+        self.upgrade_rest: bytes | None = None
+        self.pause_flags = 0
+        self.starting = False
+        self.closed = False
+        self.eof = False
+        self.fresh = True  # no request answered yet
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.conn_at = 0.0
+        self.head_started = 0.0
+        self.body_read_at = 0.0
+        self.idle_since = 0.0
+        self.write_paused_at = 0.0
+
+    # --- connection life ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else ""
+        status = self.server.admit(self)
+        if status:
+            self.closed = True
+            transport.write(h.local_response(status, close=True))
+            transport.close()
+            return
+        self.trusted = self.server.is_trusted(self.peer_ip)
+        transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
+        now = self.loop.time()
+        self.conn_at = self.idle_since = now
+        self._arm(now + self.limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.closed = True
+        self.server.release(self)
+        if self.tunnel is not None:
+            self.tunnel.side_lost(self)
+        elif self.exchange is not None:
+            self.exchange.client_lost()
+        self.transport = None
+
+    def eof_received(self) -> bool:
+        # A half-close after a complete request still gets its response; nothing more is read.
+        self.eof = True
+        if self.tunnel is not None:
+            return self.tunnel.side_eof(self)
+        if self.req is not None and not self.parse_dead:
+            self._reject_parsing(400)  # a request cut short
+        if self.exchange is None and not self.queue:
+            self.close()
+            return False
+        return True
+
+    def pause_writing(self) -> None:
+        self.write_paused_at = self.loop.time()
+        self._ensure_deadline(self.write_paused_at + self.limits.send_timeout)
+        if self.tunnel is not None:
+            self.tunnel.pause_from(self)
+        elif self.exchange is not None:
+            self.exchange.client_write_paused()
+
+    def resume_writing(self) -> None:
+        self.write_paused_at = 0.0
+        if self.tunnel is not None:
+            self.tunnel.resume_from(self)
+        elif self.exchange is not None:
+            self.exchange.client_write_resumed()
+
+    def close(self) -> None:
+        """Close after what was written is flushed."""
+        if not self.closed:
+            self.closed = True
+            self._pause(PAUSE_DONE)
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        """Close now, dropping unsent data (a response that cannot be completed)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- flow control -----------------------------------------------------------------------
+
+    def _pause(self, why: int) -> None:
+        if not self.pause_flags and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.pause_flags |= why
+
+    def _resume(self, why: int) -> None:
+        if self.pause_flags & why:
+            self.pause_flags &= ~why
+            if not self.pause_flags and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def pause_body(self) -> None:
+        self._pause(PAUSE_UPSTREAM)
+
+    def resume_body(self) -> None:
+        self._resume(PAUSE_UPSTREAM)
+
+    def pause_pending(self) -> None:
+        self._pause(PAUSE_PENDING)
+
+    def pending_taken(self) -> None:
+        self._resume(PAUSE_PENDING)
+
+    # --- bytes in ----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.data_from(self, data)
+            return
+        if self.parse_dead:
+            return
+        self._feed(data)
+        req = self.req
+        if req is not None and not req.head_done and not self.parse_dead:
+            # llhttp has no head size limit and buffers a field until it ends: count raw bytes
+            # while the head is incomplete (over by at most one read).
+            self.head_raw += len(data)
+            if self.head_raw > self.limits.max_head_size:
+                self._reject_parsing(431)
+            else:
+                self._ensure_deadline(self.head_started + self.limits.header_timeout)
+        if self.exchange is None:
+            if self.queue:
+                self.start_next()
+        elif self.queue:
+            self._pause(PAUSE_HOLD)
+
+    def _feed(self, data: bytes) -> None:
+        while True:
+            try:
+                self.parser.feed_data(data)
+                return
+            except HttpParserUpgrade as exc:
+                rest = self._upgrade_pause(data, exc.args[0])
+                if not rest:
+                    return
+                data = rest
+            except HttpParserError as exc:
+                self._parse_failed(exc)
+                return
+
+    # llhttp callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if len(self.queue) >= self.limits.max_pipelined:
+            self.overflow = True
+            raise _STOP
+        self.req = Request(self.peer_ip, self.secure)
+        self.head_size = self.head_raw = self.n_headers = 0
+        self.head_started = self.conn_at if self.fresh else self.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        req = self.req
+        assert req is not None
+        req.target += url
+        if len(req.target) > self.limits.max_head_size:
+            self.reject_status = 414
+            raise _STOP
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.req
+        assert req is not None
+        limits = self.limits
+        self.n_headers += 1
+        self.head_size += len(name) + len(value) + 4
+        if self.n_headers > limits.max_headers or self.head_size > limits.max_head_size:
+            self.reject_status = 431
+            raise _STOP
+        if req.head_done:
+            return  # a trailer field of a chunked body: counted above, never forwarded
+        lname = name.lower()
+        kind = h.REQUEST_HEADERS.get(lname)
+        if kind is None:
+            if b"_" in name:
+                policy = limits.underscores_in_headers
+                if policy == "reject":
+                    self.reject_status = 400
+                    raise _STOP
+                if policy == "drop":
+                    return
+            if lname.startswith(h.OWN_HEADER_PREFIX):
+                return  # ours to set, never the client's
+            req.headers.append((name, value))
+            return
+        bit = _SINGLETON_BITS.get(lname, 0)
+        if bit:
+            if req.singletons & bit:
+                self.reject_status = 400
+                raise _STOP
+            req.singletons |= bit
+        if kind == h.H_SINGLETON:
+            req.headers.append((name, value))
+        elif kind == h.H_COOKIE:
+            req.headers.append((name, value))
+            req.cookies.append(value)
+        elif kind == h.H_HOST:
+            if req.host is not None:
+                self.reject_status = 400
+                raise _STOP
+            req.host = value
+        elif kind == h.H_CONTENT_LENGTH:
+            req.content_length = int(value)  # llhttp checked digits and duplicates
+        elif kind == h.H_TRANSFER_ENCODING:
+            if req.te is not None:
+                self.reject_status = 400
+                raise _STOP
+            req.te = value
+        elif kind == h.H_CONNECTION:
+            req.connection += h.connection_tokens(value)
+        elif kind == h.H_EXPECT:
+            req.expect = value
+        elif kind == h.H_UPGRADE:
+            req.upgrade = value
+        elif kind == h.H_XFF:
+            req.xff = value if req.xff is None else req.xff + b", " + value
+        elif kind == h.H_XFPROTO:
+            req.xfproto = value
+        elif kind == h.H_XFHOST:
+            req.xfhost = value
+        elif kind == h.H_FORWARDED:
+            if req.forwarded is None:
+                req.forwarded = []
+            req.forwarded.append(value)
+        # H_HOP: dropped
+
+    def on_headers_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        status = self._check_head(req)
+        if status:
+            self.reject_status = status
+            raise _STOP
+        req.head_done = True
+        self.queue.append(req)
+
+    def _check_head(self, req: Request) -> int:
+        """The rules llhttp does not apply; 0 when the head is acceptable."""
+        parser = self.parser
+        version = parser.get_http_version()
+        if version == "1.1":
+            req.http11 = True
+        elif version == "1.0":
+            req.http11 = False
+        else:
+            return 505
+        method = parser.get_method()
+        if method == b"CONNECT":
+            return 405  # a reverse proxy, not a tunnel to arbitrary hosts
+        req.method = method
+        target = req.target
+        first = target[:1]
+        if first == b"*":
+            if method != b"OPTIONS" or target != b"*":
+                return 400
+        elif first != b"/":
+            split = h.split_absolute_target(target)
+            if split is None or not h.valid_host(split[0]):
+                return 400
+            req.host, target = split  # RFC 9112 §3.2.2: the target's authority wins over Host
+            req.target = target
+        if b"#" in target:
+            return 400
+        if req.host is None:
+            if req.http11:
+                return 400
+            req.host = b""
+        elif not h.valid_host(req.host):
+            return 400
+        has_body = bool(req.content_length)
+        if req.te is not None:
+            if not req.http11:
+                return 400  # RFC 9112 §6.1: HTTP/1.0 framing with TE is faulty
+            if req.te.strip(b" \t").lower() != b"chunked":
+                return 501
+            req.chunked = has_body = True
+        max_body = self.limits.max_body_size
+        if max_body and req.content_length is not None and req.content_length > max_body:
+            return 413
+        tokens = req.connection
+        req.keep_alive = (b"close" not in tokens) if req.http11 else (b"keep-alive" in tokens)
+        if req.expect is not None and req.http11:
+            if req.expect.strip(b" \t").lower() != b"100-continue":
+                return 417
+            req.expect_continue = has_body
+        if parser.should_upgrade():
+            # llhttp stops after this head (HttpParserUpgrade). Only a WebSocket upgrade is
+            # forwarded; any other Upgrade is ignored and the request served as plain HTTP.
+            if h.websocket_upgrade(req.upgrade, tokens) and req.http11 and method == b"GET":
+                if has_body:
+                    return 400
+                req.upgrade_ws = True
+            elif has_body:
+                self.reseed = (
+                    b"Transfer-Encoding: chunked"
+                    if req.chunked
+                    else (
+                        b"Content-Length: %d" % req.content_length  # type: ignore[str-format]
+                    )
+                )
+        if tokens:
+            named = {
+                t
+                for t in tokens
+                if t not in (b"close", b"keep-alive", b"upgrade")
+                and t not in h.PROTECTED_FROM_CONNECTION
+            }
+            if named:
+                req.headers = h.strip_named(req.headers, named)
+        q = target.find(b"?")
+        if q >= 0:
+            req.path, req.query = target[:q], target[q + 1 :]
+        else:
+            req.path = target
+        return 0
+
+    def on_body(self, body: bytes) -> None:
+        req = self.req
+        assert req is not None
+        n = len(body)
+        req.body_received += n
+        max_body = self.limits.max_body_size
+        if max_body and req.body_received > max_body:
+            self.reject_status = 413
+            raise _STOP
+        self.body_read_at = self.loop.time()
+        sink = req.sink
+        if sink is not None:
+            sink.request_body(body)
+        else:
+            req.pending.append(body)
+            req.pending_size += n
+            if req.pending_size > self.limits.replay_buffer_size:
+                self._pause(PAUSE_PENDING)
+
+    def on_message_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        if self.reseed is not None and not req.upgrade_ws:
+            return  # the body follows; see _upgrade_pause
+        self.req = None
+        req.complete = True
+        if not req.keep_alive:
+            self.stop_after = True
+        sink = req.sink
+        if sink is not None:
+            sink.request_complete()
+        if self.stop_after:
+            self.parse_dead = True
+            raise _STOP  # whatever follows a closing request is never parsed
+
+    # --- parse outcomes -----------------------------------------------------------------------
+
+    def _upgrade_pause(self, data: bytes, offset: int) -> bytes | None:
+        """llhttp stopped after a head that asked to switch protocols; returns bytes to parse."""
+        rest = data[offset:]
+        req = self.queue[-1] if self.queue else None
+        if req is not None and req.upgrade_ws:
+            # Parse nothing more: after a 101 the bytes are the new protocol's, otherwise the
+            # connection closes after the response.
+            self.parse_dead = True
+            self.upgrade_rest = rest
+            self._pause(PAUSE_DONE)
+            return None
+        # An ignored upgrade (h2c ...). llhttp ended the message at its head; when it has a
+        # body, a fresh parser is primed with a head carrying the same framing, so the body
+        # (and anything pipelined after it) is parsed and validated as usual.
+        seed, self.reseed = self.reseed, None
+        if seed is not None and req is not None:
+            relay = _Relay(self)
+            parser = HttpRequestParser(relay)
+            parser.feed_data(b"POST / HTTP/1.1\r\nHost: x\r\n" + seed + b"\r\n\r\n")
+            relay.live = True
+            self.parser = parser
+            self.req = req
+        return rest
+
+    def _parse_failed(self, exc: HttpParserError) -> None:
+        if self.overflow or self.stop_after:
+            self.parse_dead = True
+            self.req = None
+            if self.exchange is None and not self.queue:
+                self.close()
+            return
+        status = self.reject_status or 400
+        if isinstance(exc, HttpParserCallbackError) and not self.reject_status:
+            # a callback failed for a reason of ours: a bug, not the client's fault
+            log.error("request parsing failed peer=%s error=%r", self.peer_ip, exc.__context__)
+            status = 500
+        self._reject_parsing(status)
+
+    def _reject_parsing(self, status: int) -> None:
+        self.parse_dead = True
+        self._pause(PAUSE_DONE)
+        req, self.req = self.req, None
+        ex = self.exchange
+        if ex is not None and req is not None and req is ex.req:
+            ex.client_failed(status)  # the body of the request in flight is broken
+        elif ex is not None or self.queue:
+            self.queue.append(status)  # answered in its turn
+        else:
+            self.reject_now(status)
+
+    def reject_now(self, status: int) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(h.local_response(status, close=True))
+        self.close()
+
+    # --- exchanges ----------------------------------------------------------------------------
+
+    def start_next(self) -> None:
+        if self.starting:
+            return
+        self.starting = True
+        try:
+            while self.exchange is None and self.queue and not self.closed:
+                item = self.queue.popleft()
+                if type(item) is int:
+                    self.reject_now(item)
+                    return
+                assert isinstance(item, Request)
+                ex = Exchange(self, item)
+                self.exchange = ex
+                ex.start()
+        finally:
+            self.starting = False
+        if self.exchange is None and not self.closed:
+            self._idle()
+
+    def exchange_done(self, keep_alive: bool) -> None:
+        self.exchange = None
+        self.fresh = False
+        if self.closed:
+            return
+        if not keep_alive:
+            self.close()
+            return
+        if self.queue:
+            if not self.starting:
+                self.start_next()
+            return
+        if not self.starting:
+            self._idle()
+
+    def _idle(self) -> None:
+        if self.queue or self.exchange is not None:
+            return
+        if self.parse_dead or self.eof:
+            self.close()
+            return
+        self.idle_since = self.loop.time()
+        self._resume(PAUSE_HOLD)
+
+    def start_tunnel(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+        self.exchange = None
+        self.pause_flags = 0
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    # --- deadlines ----------------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = when
+        self.timer = self.loop.call_at(when, self._on_timer)
+
+    def _ensure_deadline(self, when: float) -> None:
+        if self.timer is None or self.timer_at > when:
+            self._arm(when)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.closed or self.tunnel is not None:
+            return
+        now = self.loop.time()
+        when, kind = self._deadline()
+        if when is None:
+            self._arm(now + self.limits.header_timeout)  # nothing to watch now: look again
+        elif now < when:
+            self._arm(when)
+        else:
+            self._expired(kind)
+
+    def _deadline(self) -> tuple[float | None, int]:
+        limits = self.limits
+        if self.write_paused_at:
+            return self.write_paused_at + limits.send_timeout, 3
+        req = self.req
+        if req is not None and not self.parse_dead:
+            if not req.head_done:
+                return self.head_started + limits.header_timeout, 1
+            if self.pause_flags:
+                return None, 0  # we are not reading the body: not the client's delay
+            return max(self.body_read_at, self.head_started) + limits.body_timeout, 2
+        if self.exchange is not None or self.queue:
+            return None, 0
+        if self.fresh:
+            return self.conn_at + limits.header_timeout, 0
+        return self.idle_since + limits.keepalive_timeout, 0
+
+    def _expired(self, kind: int) -> None:
+        if kind in (1, 2):  # the head did not arrive in time (slowloris), or the body stalled
+            self._reject_parsing(408)
+        elif kind == 3:  # the client does not read our response
+            self.abort()
+        else:  # idle keep-alive, or a connection that never sent a byte
+            self.close()
+
+
+class _Relay:
+    """Callbacks of a re-seeded parser: the primer head is swallowed, the rest forwarded."""
+
+    __slots__ = ("conn", "live")
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.live = False
+
+    def on_message_begin(self) -> None:
+        if self.live:
+            self.conn.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if self.live:
+            self.conn.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.live:
+            self.conn.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.live:
+            self.conn.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.live:
+            self.conn.on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.live:
+            self.conn.on_message_complete()

@@ -1,0 +1,730 @@
+"""One request, from routing to the last byte of its response: the plan loop and the relay.
+
+The loop of ``balancer.lb.decisions`` is run here, driven by callbacks rather than a
+coroutine — a task and two futures per request cost about a fifth of the throughput on one
+core, and every step of the loop is an event anyway (a connection, a response head, a failure):
+
+    _advance:   step = plan.next(now)
+                Forward -> _forward: pooled connection -> _attach (head + body go out)
+                Wait    -> call_later(seconds, _advance)
+                Fail    -> answer with the status
+    a try ends  -> upstream_failed: plan.report(Outcome) -> _advance
+                -> upstream_head: plan.response_head(status) False -> discard -> _advance
+                                  True -> relay ... upstream_complete -> plan.finish
+
+Every Forward is closed exactly once: ``fwd`` is set while one is open and cleared by the
+call that closes it (report, finish, or response_head returning False).
+
+Retries are the plan's, with one exception: a pooled connection that fails before any
+response byte, for an idempotent and replayable request, is retried once on a fresh
+connection without telling the engine — the backend closing an idle keep-alive connection
+as it is reused is not a member failure (what HTTP clients such as Go's net/http do).
+
+A request body is kept in memory while it fits ``Limits.replay_buffer_size``, so a failed try
+can be replayed; past that it streams, and once sent it cannot be replayed (replayable=False).
+"""
+
+from __future__ import annotations
+
+import logging
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from balancer.dataplane import http11 as h
+from balancer.dataplane.routes import LocalHandler, LocalResponse, ProxyTo
+from balancer.lb.decisions import (
+    IDEMPOTENT_METHODS,
+    Fail,
+    Forward,
+    Outcome,
+    OutcomeKind,
+    RequestFacts,
+    Wait,
+)
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from balancer.dataplane.downstream import ClientConnection
+    from balancer.dataplane.pool import MemberPool
+    from balancer.dataplane.request import Request
+    from balancer.dataplane.routes import Plan
+    from balancer.dataplane.upstream import UpstreamConnection
+
+log = logging.getLogger(__name__)
+
+# how the response body goes to the client
+MODE_NONE = 0  # no body (HEAD, 204, 304, 1xx)
+MODE_LENGTH = 1  # Content-Length, relayed as is
+MODE_CHUNKED = 2  # re-chunked (chunked or close-delimited upstream, HTTP/1.1 client)
+MODE_CLOSE = 3  # ends when the connection closes (HTTP/1.0 client, unknown length)
+
+_ACTIVATION = {a: b"X-Pyjk-Activation: %s\r\n" % a.encode("ascii") for a in ("ACT", "DIS", "STP")}
+_IDEMPOTENT = frozenset(m.encode("ascii") for m in IDEMPOTENT_METHODS)
+
+
+class Exchange:
+    __slots__ = (
+        "body",
+        "body_complete",
+        "body_done_up",
+        "body_size",
+        "client",
+        "client_ka",
+        "done",
+        "fwd",
+        "handler",
+        "head_common",
+        "local_limit",
+        "member",
+        "mode",
+        "plan",
+        "pool",
+        "pool_timer",
+        "received",
+        "replayable",
+        "req",
+        "request_id",
+        "request_sent",
+        "resp_bytes",
+        "resp_started",
+        "reused",
+        "route",
+        "sent",
+        "server",
+        "set_cookie",
+        "stale_retried",
+        "started",
+        "status",
+        "up",
+        "up_chunked",
+        "wait_timer",
+        "wbuf",
+    )
+
+    def __init__(self, client: ClientConnection, req: Request) -> None:
+        self.client = client
+        self.req = req
+        self.server = client.server
+        self.route: ProxyTo | None = None
+        self.plan: Plan | None = None
+        self.fwd: Forward | None = None
+        self.up: UpstreamConnection | None = None
+        self.pool: MemberPool | None = None
+        self.pool_timer: asyncio.TimerHandle | None = None
+        self.wait_timer: asyncio.TimerHandle | None = None
+        self.reused = False
+        self.stale_retried = False
+        self.done = False
+        self.body: list[bytes] = []  # body kept for a replay, or not sent yet
+        self.body_size = 0
+        self.received = 0  # body bytes read from the client so far
+        self.replayable = True  # nothing of the body was dropped after sending
+        self.body_complete = False
+        self.body_done_up = False  # this try sent the whole request
+        self.up_chunked = False
+        self.request_sent = False
+        self.sent = 0  # bytes written upstream, this try
+        self.head_common = b""
+        self.request_id = b""
+        self.resp_started = False
+        self.resp_bytes = 0
+        self.mode = MODE_NONE
+        self.client_ka = False
+        self.status = 0
+        self.set_cookie: bytes | None = None
+        self.member = ""
+        self.local_limit = -1  # >= 0: the body is read for a LocalHandler
+        self.handler: LocalHandler | None = None
+        self.wbuf: list[bytes] = []
+        self.started = monotonic()
+
+    # --- start ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            decision = self.server.router(self.req)
+        except Exception:
+            log.exception("router failed for %r", self.req)
+            self._answer(LocalResponse(500))
+            return
+        if type(decision) is ProxyTo:
+            self._proxy(decision)
+        elif type(decision) is LocalResponse:
+            self._answer(decision)
+        elif type(decision) is LocalHandler:
+            self._read_for_handler(decision)
+        else:
+            log.error("router returned %r for %r", decision, self.req)
+            self._answer(LocalResponse(500))
+
+    def _proxy(self, route: ProxyTo) -> None:
+        req = self.req
+        self.route = route
+        self.request_id = self.server.next_request_id()
+        facts = RequestFacts(
+            req.method.decode("latin-1"),
+            req.path.decode("latin-1"),
+            tuple(c.decode("latin-1") for c in req.cookies) if req.cookies else (),
+            route.rule,
+            route.route_override,
+            req.secure,
+        )
+        try:
+            self.plan = route.engine.plan(facts, monotonic())
+        except Exception:
+            log.exception("engine.plan failed for %r", req)
+            self._answer(LocalResponse(500))
+            return
+        pending, complete = req.attach(self)
+        self.body_complete = complete
+        if pending:
+            self.body = pending
+            self.body_size = sum(map(len, pending))
+            self.received = self.body_size
+            self.client.pending_taken()
+        if req.expect_continue and not complete:
+            self.client.transport.write(h.CONTINUE_100)  # type: ignore[union-attr]
+        self._advance()
+
+    # --- the plan loop -----------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        self.wait_timer = None
+        if self.done:
+            return
+        try:
+            step = self.plan.next(monotonic())  # type: ignore[union-attr]
+        except Exception:
+            log.exception("plan.next failed for %r", self.req)
+            self._fail(500)
+            return
+        kind = type(step)
+        if kind is Forward:
+            self._forward(step)  # type: ignore[arg-type]
+        elif kind is Wait:
+            self.wait_timer = self.client.loop.call_later(step.seconds, self._advance)  # type: ignore[union-attr]
+        elif kind is Fail:
+            self._fail(step.status)  # type: ignore[union-attr]
+        else:
+            log.error("plan.next returned %r", step)
+            self._fail(500)
+
+    def _forward(self, fwd: Forward) -> None:
+        self.fwd = fwd
+        self.request_sent = False
+        self.sent = 0
+        if not self.replayable:
+            # The engine was told the body cannot be sent again; close the Forward without
+            # blaming the member, and answer as for a failed send.
+            self._report(OutcomeKind.CLIENT_ERROR, "body-not-replayable")
+            self._fail(502)
+            return
+        try:
+            pool = self.server.pool_for(fwd.member)
+        except Exception:
+            log.exception("no pool for member %r", fwd.member)
+            self._report(OutcomeKind.CONNECT_FAILED, "no-pool")
+            self._advance()
+            return
+        self.pool = pool
+        self.member = pool.name
+        sc = fwd.set_cookie
+        self.set_cookie = sc.encode("latin-1") if sc else None
+        conn = pool.take_idle()
+        if conn is not None:
+            self._attach(conn, True)
+        else:
+            pool.acquire(self)
+
+    # pool callbacks
+    def pool_ready(self, conn: UpstreamConnection) -> None:
+        self._attach(conn, conn.reused)
+
+    def pool_failed(self, kind: OutcomeKind, reason: str) -> None:
+        self._report(kind, reason)
+        self._advance()
+
+    def _report(self, kind: OutcomeKind, reason: str) -> None:
+        """Close the open Forward with a failed outcome."""
+        if self.fwd is None:
+            return
+        self.fwd = None
+        outcome = Outcome(
+            kind,
+            request_sent=self.request_sent,
+            replayable=self.replayable,
+            response_started=self.resp_started,
+            bytes_sent=self.sent,
+            bytes_received=self.up.received if self.up is not None else 0,
+            reason=reason,
+        )
+        try:
+            self.plan.report(outcome, monotonic())  # type: ignore[union-attr]
+        except Exception:
+            log.exception("plan.report failed for %r", self.req)
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def _attach(self, conn: UpstreamConnection, reused: bool) -> None:
+        fwd = self.fwd
+        assert fwd is not None
+        req = self.req
+        self.up = conn
+        self.reused = reused
+        self.body_done_up = False
+        conn.begin(self, fwd.reply_timeout_ms / 1000, req.method == b"HEAD")
+        if not self.head_common:
+            self.head_common = self._head_common()
+        parts = [self.head_common, _ACTIVATION.get(fwd.activation) or _activation(fwd.activation)]
+        body = self.body
+        complete = self.body_complete
+        if req.chunked and not complete:
+            self.up_chunked = True
+            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+            for data in body:
+                parts += h.chunk(data)
+        else:
+            self.up_chunked = False
+            if req.chunked:
+                parts.append(b"Content-Length: %d\r\n\r\n" % self.body_size)
+            elif req.content_length is not None:
+                parts.append(b"Content-Length: %d\r\n\r\n" % req.content_length)
+            else:
+                parts.append(b"\r\n")
+            parts += body
+        transport = conn.transport
+        assert transport is not None
+        if len(parts) < 6:
+            data = b"".join(parts)
+            self.sent = len(data)
+            transport.write(data)
+        else:
+            self.sent = sum(map(len, parts))
+            transport.writelines(parts)
+        self.request_sent = True
+        if self.body_size > self.server.limits.replay_buffer_size or not self.replayable:
+            self.replayable = False  # sent and too big to keep: no replay from here on
+            self.body = []
+            self.body_size = 0
+        self.client.pending_taken()
+        if complete:
+            self.body_done_up = True
+            conn.request_done()
+
+    def _head_common(self) -> bytes:
+        """Request line and fields, the same for every try of this request."""
+        req = self.req
+        client = self.client
+        parts = [req.method, b" ", req.target, b" HTTP/1.1\r\nHost: ", req.host or b"", b"\r\n"]
+        for name, value in req.headers:
+            parts += (name, b": ", value, b"\r\n")
+        ip = client.peer_ip.encode("ascii")
+        scheme = b"https" if req.secure else b"http"
+        if client.trusted:
+            # a trusted proxy's forwarded fields are kept and extended (Traefik trustedIPs)
+            xff = req.xff + b", " + ip if req.xff else ip
+            proto = req.xfproto or scheme
+            xfhost = req.xfhost or req.host
+            for value in req.forwarded or ():
+                parts += (b"Forwarded: ", value, b"\r\n")
+        else:
+            # anything the client claims about the path before us is replaced
+            xff, proto, xfhost = ip, scheme, req.host
+        parts += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
+        if xfhost:
+            parts += (b"X-Forwarded-Host: ", xfhost, b"\r\n")
+        parts += (b"X-Pyjk-Request-Id: ", self.request_id, b"\r\n")
+        if req.upgrade_ws:
+            parts += (b"Connection: Upgrade\r\nUpgrade: ", req.upgrade or b"websocket", b"\r\n")
+        return b"".join(parts)
+
+    # request body from the client (BodySink)
+    def request_body(self, data: bytes) -> None:
+        if self.done:
+            return
+        n = len(data)
+        self.received += n
+        if self.local_limit >= 0:
+            self.body.append(data)
+            self.body_size += n
+            if self.body_size > self.local_limit:
+                self.client_failed(413)
+            return
+        up = self.up
+        if up is not None and not self.body_done_up:
+            transport = up.transport
+            assert transport is not None
+            if self.up_chunked:
+                pieces = h.chunk(data)
+                transport.writelines(pieces)
+                self.sent += n + len(pieces[0]) + 2
+            else:
+                transport.write(data)
+                self.sent += n
+            if self.replayable:
+                self.body_size += n
+                if self.body_size > self.server.limits.replay_buffer_size:
+                    self.replayable = False
+                    self.body = []
+                    self.body_size = 0
+                else:
+                    self.body.append(data)
+        else:
+            self.body.append(data)
+            self.body_size += n
+            if self.body_size > self.server.limits.replay_buffer_size:
+                self.client.pause_pending()  # until a connection takes it
+
+    def request_complete(self) -> None:
+        if self.done:
+            return
+        self.body_complete = True
+        if self.local_limit >= 0:
+            self._run_handler()
+            return
+        up = self.up
+        if up is not None and not self.body_done_up:
+            if self.up_chunked:
+                up.transport.write(h.LAST_CHUNK)  # type: ignore[union-attr]
+                self.sent += 5
+            self.body_done_up = True
+            up.request_done()
+
+    # --- the response -----------------------------------------------------------------------
+
+    def upstream_head(self) -> None:
+        up = self.up
+        assert up is not None
+        status = up.status
+        req = self.req
+        if status < 200:
+            if status == 101:
+                if not req.upgrade_ws:
+                    self.upstream_failed(OutcomeKind.BAD_RESPONSE, "bad-response: 101 unasked")
+                    return
+                self._switch_head(up)
+            elif status != 100 and req.http11:
+                # 102/103 go to the client (not 100: the balancer answers Expect itself)
+                self.resp_started = True
+                self.wbuf.append(self._head(up, status, MODE_NONE, interim=True))
+            return
+        try:
+            keep = self.plan.response_head(  # type: ignore[union-attr]
+                status, monotonic(), replayable=self.replayable
+            )
+        except Exception:
+            log.exception("plan.response_head failed for %r", req)
+            keep = True
+        if not keep:
+            # fail_on_status: the response is thrown away with its connection
+            self.fwd = None
+            self._drop_up()
+            if self.resp_started:
+                self._fail(503)  # a 103 went out already: no other member can answer now
+            else:
+                self._advance()
+            return
+        rule = self.route.rule if self.route is not None else None
+        use_own = rule.use_server_errors if rule is not None else None
+        if use_own and status >= use_own:
+            # the backend's error body is replaced by the balancer's own page (mod_jk §4.5)
+            self._finish_forward(up.received)
+            self._drop_up()
+            self._fail(status)
+            return
+        if req.method == b"HEAD" or status in (204, 304):
+            mode = MODE_NONE
+        elif up.content_length is not None and not up.chunked:
+            mode = MODE_LENGTH
+        elif req.http11:
+            mode = MODE_CHUNKED
+        else:
+            mode = MODE_CLOSE
+        self.mode = mode
+        self.status = status
+        self.client_ka = (
+            req.keep_alive and req.complete and mode != MODE_CLOSE and not req.upgrade_ws
+        )
+        self.resp_started = True
+        self.wbuf.append(self._head(up, status, mode))
+
+    def _head(self, up: UpstreamConnection, status: int, mode: int, interim: bool = False) -> bytes:
+        parts = [h.status_line(status, up.reason)]
+        for name, value in up.headers:
+            parts += (name, b": ", value, b"\r\n")
+        if interim:
+            parts.append(b"\r\n")
+            return b"".join(parts)
+        sc = self.set_cookie
+        if sc is not None and not self._backend_sets(sc, up):
+            parts += (b"Set-Cookie: ", sc, b"\r\n")
+        if mode == MODE_CHUNKED:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if self.req.http11:
+            if not self.client_ka:
+                parts.append(b"Connection: close\r\n")
+        elif self.client_ka:
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    @staticmethod
+    def _backend_sets(cookie: bytes, up: UpstreamConnection) -> bool:
+        # pyjk does not add the routing cookie over one of the application's own with the same
+        # name: the browser would keep ours and lose the session id (mod_jk §9 item 4)
+        if not up.set_cookies:
+            return False
+        name = h.set_cookie_name(cookie)
+        return any(h.set_cookie_name(v) == name for v in up.set_cookies)
+
+    def upstream_body(self, data: bytes) -> None:
+        n = len(data)
+        self.resp_bytes += n
+        mode = self.mode
+        if mode == MODE_CHUNKED:
+            self.wbuf += h.chunk(data)
+        elif mode != MODE_NONE:
+            self.wbuf.append(data)
+
+    def flush(self) -> None:
+        buf = self.wbuf
+        if not buf:
+            return
+        transport = self.client.transport
+        if transport is not None and not self.client.closed:
+            if len(buf) == 1:
+                transport.write(buf[0])
+            else:
+                transport.writelines(buf)
+        self.wbuf = []
+
+    def upstream_complete(self, reusable: bool) -> None:
+        """The response was read to its end (``reusable``: the connection may serve again)."""
+        if self.mode == MODE_CHUNKED:
+            self.wbuf.append(h.LAST_CHUNK)
+        self.flush()
+        up = self.up
+        received = 0
+        if up is not None:
+            received = up.received
+            self.up = None
+            if reusable and self.body_done_up and not up.closed:
+                self.pool.release(up)  # type: ignore[union-attr]
+            else:
+                self.client.resume_body()
+                self.pool.discard(up)  # type: ignore[union-attr]
+        self._finish_forward(received)
+        self._end(self.client_ka and self.req.complete)
+
+    def _finish_forward(self, received: int) -> None:
+        if self.fwd is None:
+            return
+        self.fwd = None
+        try:
+            self.plan.finish(self.sent, received, monotonic())  # type: ignore[union-attr]
+        except Exception:
+            log.exception("plan.finish failed for %r", self.req)
+
+    def upstream_failed(self, kind: OutcomeKind, reason: str) -> None:
+        """The try broke: connection lost, timeout, or a response that is not valid HTTP."""
+        up = self.up
+        if up is None or self.done:
+            return
+        received = up.received
+        self._drop_up()
+        if self.resp_started:
+            # half a response went out: it cannot be retried, only cut off
+            if kind == OutcomeKind.BAD_RESPONSE:
+                kind = OutcomeKind.READ_FAILED
+            self._report_received(kind, reason, received)
+            self.flush()
+            self.client.close()
+            self._end(False)
+            return
+        if (
+            self.reused
+            and not self.stale_retried
+            and not received
+            and kind in (OutcomeKind.READ_FAILED, OutcomeKind.SEND_FAILED)
+            and self.replayable
+            and self.req.method in _IDEMPOTENT
+        ):
+            self.stale_retried = True
+            self.request_sent = False
+            self.pool.acquire(self, fresh=True)  # type: ignore[union-attr]
+            return
+        self._report_received(kind, reason, received)
+        self._advance()
+
+    def _report_received(self, kind: OutcomeKind, reason: str, received: int) -> None:
+        if self.fwd is None:
+            return
+        self.fwd = None
+        outcome = Outcome(
+            kind,
+            request_sent=self.request_sent,
+            replayable=self.replayable,
+            response_started=self.resp_started,
+            bytes_sent=self.sent,
+            bytes_received=received,
+            reason=reason,
+        )
+        try:
+            self.plan.report(outcome, monotonic())  # type: ignore[union-attr]
+        except Exception:
+            log.exception("plan.report failed for %r", self.req)
+
+    def _drop_up(self) -> None:
+        up = self.up
+        if up is not None:
+            self.up = None
+            self.client.resume_body()
+            self.pool.discard(up)  # type: ignore[union-attr]
+
+    # --- upgrade ----------------------------------------------------------------------------
+
+    def _switch_head(self, up: UpstreamConnection) -> None:
+        parts = [h.status_line(101, up.reason)]
+        for name, value in up.headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (b"Connection: Upgrade\r\nUpgrade: ", up.upgrade or b"websocket", b"\r\n\r\n")
+        self.status = 101
+        self.resp_started = True
+        self.wbuf.append(b"".join(parts))
+
+    def upstream_upgraded(self, rest: bytes) -> None:
+        """The backend switched protocols: from now on bytes flow both ways untouched."""
+        from balancer.dataplane.tunnel import Tunnel
+
+        up = self.up
+        assert up is not None
+        self.flush()
+        self.up = None
+        self._finish_forward(up.received)
+        self.pool.forget_tunnel(up)  # type: ignore[union-attr]
+        client = self.client
+        self.done = True
+        self._log()
+        Tunnel(client, up, client.upgrade_rest or b"", rest)
+
+    # --- the client side ----------------------------------------------------------------------
+
+    def client_write_paused(self) -> None:
+        if self.up is not None:
+            self.up.pause_reading_for_client()
+
+    def client_write_resumed(self) -> None:
+        if self.up is not None:
+            self.up.resume_reading_for_client()
+
+    def client_lost(self) -> None:
+        """The client closed or broke its connection."""
+        if self.done:
+            return
+        self._report(OutcomeKind.CLIENT_ERROR, "client-gone")
+        self._drop_up()
+        self.status = self.status or 499
+        self._stop_waiting()
+        self._end(False)
+
+    def client_failed(self, status: int) -> None:
+        """The client's body broke the rules (framing, size, stall): answer and close."""
+        if self.done:
+            return
+        self._report(OutcomeKind.CLIENT_ERROR, f"client-body-{status}")
+        self._drop_up()
+        self._stop_waiting()
+        if not self.resp_started:
+            self.status = status
+            transport = self.client.transport
+            if transport is not None and not self.client.closed:
+                transport.write(h.local_response(status, close=True))
+        self._end(False)
+
+    def _stop_waiting(self) -> None:
+        if self.wait_timer is not None:
+            self.wait_timer.cancel()
+            self.wait_timer = None
+
+    # --- local answers ------------------------------------------------------------------------
+
+    def _fail(self, status: int) -> None:
+        self._answer(LocalResponse(status))
+
+    def _answer(self, resp: LocalResponse) -> None:
+        if self.done:
+            return
+        self.flush()
+        req = self.req
+        keep = req.keep_alive and req.complete and not req.upgrade_ws
+        self.status = resp.status
+        self.resp_started = True
+        data = h.local_response(
+            resp.status,
+            close=not keep,
+            body=resp.body,
+            content_type=resp.content_type,
+            headers=resp.headers,
+            head_only=req.method == b"HEAD",
+            keep_alive_10=keep and not req.http11,
+        )
+        self.resp_bytes = len(data)
+        transport = self.client.transport
+        if transport is not None and not self.client.closed:
+            transport.write(data)
+        self._end(keep)
+
+    def _read_for_handler(self, decision: LocalHandler) -> None:
+        req = self.req
+        limit = decision.max_body
+        if limit is None:
+            limit = self.server.limits.max_local_body_size
+        if req.content_length is not None and req.content_length > limit:
+            self._fail(413)
+            return
+        self.local_limit = limit
+        self.handler = decision
+        pending, complete = req.attach(self)
+        self.body = pending
+        self.body_size = sum(map(len, pending))
+        self.client.pending_taken()
+        if self.body_size > limit:
+            self.client_failed(413)
+            return
+        if complete:
+            self._run_handler()
+        elif req.expect_continue:
+            self.client.transport.write(h.CONTINUE_100)  # type: ignore[union-attr]
+
+    def _run_handler(self) -> None:
+        self.client.loop.create_task(self._handler_task())
+
+    async def _handler_task(self) -> None:
+        handler = self.handler
+        assert handler is not None
+        try:
+            resp = await handler.handler(self.req, b"".join(self.body))
+        except Exception:
+            log.exception("local handler failed for %r", self.req)
+            resp = LocalResponse(500)
+        self._answer(resp)
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def _end(self, keep_alive: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._stop_waiting()
+        self._log()
+        self.client.exchange_done(keep_alive)
+
+    def _log(self) -> None:
+        access_log = self.server.access_log
+        if access_log is not None:
+            self.server.log_access(self)
+
+
+def _activation(activation: str) -> bytes:
+    return b"X-Pyjk-Activation: %s\r\n" % activation.encode("latin-1")

@@ -1,0 +1,238 @@
+"""HTTP/1.1 facts the data plane needs, as pure functions and tables (no I/O).
+
+Header tables are keyed by lower-cased names. Values are bytes throughout: the request path
+never decodes what it only relays.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+# --- status lines and local responses ------------------------------------------------------
+
+REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+
+_STATUS_LINES: dict[int, bytes] = {
+    code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()
+}
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    """``HTTP/1.1 <status> <reason>\\r\\n``; the cached line when the reason is the standard one."""
+    line = _STATUS_LINES.get(status)
+    if line is not None and (reason == REASONS[status]):
+        return line
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+
+
+def local_response(
+    status: int,
+    *,
+    close: bool,
+    body: bytes | None = None,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+    head_only: bool = False,
+    keep_alive_10: bool = False,
+) -> bytes:
+    """A complete response of the balancer's own. The default body is the status and its reason,
+    nothing else: an error page must not leak what went wrong inside."""
+    if body is None:
+        body = b"%d %s\n" % (status, REASONS.get(status, b"Error"))
+    parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Error\r\n" % status]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if status >= 200 and status not in (204, 304):
+        parts += (b"Content-Type: ", content_type, b"\r\nContent-Length: %d\r\n" % len(body))
+    if close:
+        parts.append(b"Connection: close\r\n")
+    elif keep_alive_10:
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    if not head_only and status >= 200 and status not in (204, 304):
+        parts.append(body)
+    return b"".join(parts)
+
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# --- header classification ------------------------------------------------------------------
+
+# Request header kinds: what the client side does with each.
+H_HOST = 1
+H_CONTENT_LENGTH = 2
+H_TRANSFER_ENCODING = 3
+H_CONNECTION = 4
+H_EXPECT = 5
+H_UPGRADE = 6
+H_COOKIE = 7
+H_XFF = 8
+H_XFPROTO = 9
+H_XFHOST = 10
+H_FORWARDED = 11
+H_HOP = 12  # hop-by-hop: dropped
+H_SINGLETON = 13  # kept, but at most once
+
+REQUEST_HEADERS: dict[bytes, int] = {
+    b"host": H_HOST,
+    b"content-length": H_CONTENT_LENGTH,
+    b"transfer-encoding": H_TRANSFER_ENCODING,
+    b"connection": H_CONNECTION,
+    b"expect": H_EXPECT,
+    b"upgrade": H_UPGRADE,
+    b"cookie": H_COOKIE,
+    b"x-forwarded-for": H_XFF,
+    b"x-forwarded-proto": H_XFPROTO,
+    b"x-forwarded-host": H_XFHOST,
+    b"forwarded": H_FORWARDED,
+    # RFC 9110 §7.6.1 and the usual non-standard ones
+    b"keep-alive": H_HOP,
+    b"proxy-connection": H_HOP,
+    b"proxy-authorization": H_HOP,
+    b"proxy-authenticate": H_HOP,
+    b"te": H_HOP,
+    b"trailer": H_HOP,
+    # Singletons as aiohttp (the worker apps) counts them: a duplicate is rejected here, before
+    # two parsers can disagree about which copy wins (aiohttp http_parser.SINGLETON_HEADERS).
+    b"content-type": H_SINGLETON,
+    b"content-location": H_SINGLETON,
+    b"content-range": H_SINGLETON,
+    b"max-forwards": H_SINGLETON,
+    b"user-agent": H_SINGLETON,
+    b"authorization": H_SINGLETON,
+}
+
+# Response header kinds.
+R_CONTENT_LENGTH = 1
+R_TRANSFER_ENCODING = 2
+R_CONNECTION = 3
+R_HOP = 4
+R_UPGRADE = 5
+R_SET_COOKIE = 6
+
+RESPONSE_HEADERS: dict[bytes, int] = {
+    b"content-length": R_CONTENT_LENGTH,
+    b"transfer-encoding": R_TRANSFER_ENCODING,
+    b"connection": R_CONNECTION,
+    b"keep-alive": R_HOP,
+    b"proxy-connection": R_HOP,
+    b"proxy-authenticate": R_HOP,
+    b"te": R_HOP,
+    b"trailer": R_HOP,
+    b"upgrade": R_UPGRADE,
+    b"set-cookie": R_SET_COOKIE,
+}
+
+# Names a peer cannot have removed by listing them in Connection: the balancer's own headers,
+# framing, and what identifies the client and its session (front-door-security.md).
+PROTECTED_FROM_CONNECTION = frozenset(
+    {
+        b"host",
+        b"cookie",
+        b"set-cookie",
+        b"authorization",
+        b"content-length",
+        b"transfer-encoding",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-real-ip",
+    }
+)
+OWN_HEADER_PREFIX = b"x-pyjk-"
+
+
+def connection_tokens(value: bytes) -> list[bytes]:
+    """The lower-cased, trimmed tokens of a Connection header value (empty ones dropped)."""
+    return [t for t in (p.strip(b" \t").lower() for p in value.split(b",")) if t]
+
+
+def strip_named(headers: list[tuple[bytes, bytes]], named: set[bytes]) -> list[tuple[bytes, bytes]]:
+    """``headers`` without the fields whose lower-cased name is in ``named``."""
+    return [(n, v) for n, v in headers if n.lower() not in named]
+
+
+# --- value checks ----------------------------------------------------------------------------
+
+_CTL = bytes(range(0x20)).replace(b"\t", b"") + b"\x7f"
+_HOST_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%"
+_DIGITS = b"0123456789"
+_HEX = b"0123456789abcdefABCDEF:."
+
+
+def valid_reason(reason: bytes) -> bool:
+    """A reason phrase may hold HTAB, SP, VCHAR and obs-text, never other control bytes."""
+    return len(reason.translate(None, _CTL)) == len(reason)
+
+
+def valid_host(host: bytes) -> bool:
+    """RFC 3986 authority without userinfo: reg-name / IPv4 / "[" IPv6 "]", optional ":port"."""
+    if not host:
+        return False
+    if host[0] == 0x5B:  # "["
+        end = host.find(b"]")
+        if end < 3 or host[1:end].translate(None, _HEX):
+            return False
+        rest = host[end + 1 :]
+        return not rest or (rest[0] == 0x3A and _valid_port(rest[1:]))
+    colon = host.find(b":")
+    if colon >= 0:
+        name, port = host[:colon], host[colon + 1 :]
+        if not _valid_port(port):
+            return False
+    else:
+        name = host
+    return bool(name) and not name.translate(None, _HOST_CHARS)
+
+
+def _valid_port(port: bytes) -> bool:
+    # an empty port is allowed by RFC 3986 ("host:")
+    return len(port) <= 5 and not port.translate(None, _DIGITS)
+
+
+def split_absolute_target(target: bytes) -> tuple[bytes, bytes] | None:
+    """``http://authority/path?q`` -> (authority, ``/path?q``); None when not http(s) absolute.
+
+    RFC 9112 §3.2.2: with an absolute-form target the authority replaces Host. Forwarded
+    upstream in origin form, as a gateway does.
+    """
+    low = target[:8].lower()
+    if low.startswith(b"http://"):
+        rest = target[7:]
+    elif low.startswith(b"https://"):
+        rest = target[8:]
+    else:
+        return None
+    end = len(rest)
+    for sep in (b"/", b"?"):
+        i = rest.find(sep)
+        if 0 <= i < end:
+            end = i
+    authority, path = rest[:end], rest[end:]
+    if not path:
+        path = b"/"
+    elif path[0] == 0x3F:  # "?"
+        path = b"/" + path
+    return authority, path
+
+
+def set_cookie_name(value: bytes) -> bytes:
+    """The cookie name of a Set-Cookie value (``name=value; attrs``), trimmed."""
+    eq = value.find(b"=")
+    return (value if eq < 0 else value[:eq]).strip(b" \t")
+
+
+def websocket_upgrade(upgrade: bytes | None, connection: list[bytes]) -> bool:
+    """True for a request that asks to switch to WebSocket (RFC 6455 §4.1)."""
+    if upgrade is None or b"upgrade" not in connection:
+        return False
+    return any(t.strip(b" \t").lower() == b"websocket" for t in upgrade.split(b","))
+
+
+def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """The three pieces of one chunk of a chunked body."""
+    return (b"%x\r\n" % len(data), data, b"\r\n")
+
+
+LAST_CHUNK = b"0\r\n\r\n"

@@ -1,0 +1,225 @@
+"""Keep-alive connections to one member, shared by every request of this process.
+
+``connection_pool_size`` bounds the connections (open or opening); a request that finds none
+free waits ``connection_acquire_timeout`` for one and is BUSY after that (mod_jk §2.2).
+Idle connections are reused newest first and closed after ``connection_pool_timeout`` seconds
+of idleness, down to ``connection_pool_minsize``. One connection attempt per request: member
+retries are the engine's decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections import deque
+from typing import TYPE_CHECKING
+
+from balancer.dataplane.upstream import UpstreamConnection
+from balancer.lb.decisions import OutcomeKind
+
+if TYPE_CHECKING:
+    from balancer.config.model import MemberConfig
+    from balancer.dataplane.exchange import Exchange
+
+
+class MemberPool:
+    __slots__ = (
+        "acquire_timeout",
+        "closed",
+        "connect_timeout",
+        "host",
+        "idle",
+        "idle_timeout",
+        "loop",
+        "minsize",
+        "name",
+        "port",
+        "size",
+        "socket_buffer",
+        "socket_keepalive",
+        "socket_timeout",
+        "source",
+        "sweeper",
+        "total",
+        "waiters",
+        "write_buffer_high",
+    )
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, cfg: MemberConfig, write_buffer_high: int
+    ) -> None:
+        self.loop = loop
+        self.name = cfg.name
+        self.host = cfg.host
+        self.port = cfg.port
+        self.size = max(1, cfg.connection_pool_size)
+        self.minsize = max(0, min(cfg.connection_pool_minsize, self.size))
+        self.idle_timeout = float(cfg.connection_pool_timeout)
+        connect_ms = cfg.socket_connect_timeout or cfg.socket_timeout * 1000
+        self.connect_timeout = connect_ms / 1000 if connect_ms else None
+        self.acquire_timeout = max(0, cfg.connection_acquire_timeout) / 1000
+        self.socket_timeout = float(cfg.socket_timeout)
+        self.socket_keepalive = cfg.socket_keepalive
+        self.socket_buffer = cfg.socket_buffer
+        self.source = cfg.source
+        self.write_buffer_high = write_buffer_high
+        self.idle: list[UpstreamConnection] = []
+        self.total = 0  # open or opening
+        self.waiters: deque[Exchange] = deque()
+        self.sweeper: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<MemberPool {self.name} {self.host}:{self.port} {self.total}/{self.size}>"
+
+    @property
+    def busy(self) -> int:
+        """Connections in use by a request right now."""
+        return self.total - len(self.idle)
+
+    # --- taking and giving back -------------------------------------------------------------
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+        return None
+
+    def acquire(self, ex: Exchange, fresh: bool = False) -> None:
+        """Get ``ex`` a connection: ``ex.pool_ready(conn)`` or ``ex.pool_failed(kind, why)``."""
+        if self.total < self.size:
+            self._open(ex)
+        elif fresh:
+            ex.pool_failed(OutcomeKind.BUSY, "pool-exhausted")
+        else:
+            self.waiters.append(ex)
+            ex.pool_timer = self.loop.call_later(self.acquire_timeout, self._waited_too_long, ex)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """A connection whose response was read to the end, ready for the next request."""
+        conn.detach()
+        if conn.closed or conn.discarded:
+            return
+        if self.closed:
+            self.discard(conn)
+            return
+        while self.waiters:
+            ex = self.waiters.popleft()
+            ex.pool_timer.cancel()
+            if not ex.done:
+                conn.reused = True
+                ex.pool_ready(conn)
+                return
+        conn.idle_since = self.loop.time()
+        self.idle.append(conn)
+        if self.idle_timeout and self.sweeper is None:
+            self.sweeper = self.loop.call_later(self.idle_timeout / 2, self._sweep)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        """Close a connection that cannot be reused (failed, half-read, out of step)."""
+        conn.close()
+        self._forget(conn)
+
+    def lost(self, conn: UpstreamConnection) -> None:
+        """The connection closed (its ``connection_lost``)."""
+        self._forget(conn)
+
+    def forget_tunnel(self, conn: UpstreamConnection) -> None:
+        """The connection switched protocols: it leaves the pool (and stops counting) for good."""
+        conn.detach()
+        self._forget(conn)
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        if conn.discarded:
+            return
+        conn.discarded = True
+        self.total -= 1
+        if conn in self.idle:
+            self.idle.remove(conn)
+        self._serve_waiter()
+
+    def _serve_waiter(self) -> None:
+        # a slot came free: open a connection for the longest waiting request
+        while self.waiters and self.total < self.size:
+            ex = self.waiters.popleft()
+            ex.pool_timer.cancel()
+            if not ex.done:
+                self._open(ex)
+
+    def _waited_too_long(self, ex: Exchange) -> None:
+        try:
+            self.waiters.remove(ex)
+        except ValueError:
+            return
+        if not ex.done:
+            ex.pool_failed(OutcomeKind.BUSY, "pool-exhausted")
+
+    # --- opening ----------------------------------------------------------------------------
+
+    def _open(self, ex: Exchange) -> None:
+        self.total += 1
+        self.loop.create_task(self._connect(ex))
+
+    async def _connect(self, ex: Exchange) -> None:
+        local = (self.source, 0) if self.source else None
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: UpstreamConnection(self), self.host, self.port, local_addr=local
+                ),
+                self.connect_timeout,
+            )
+        except OSError as exc:  # TimeoutError included
+            self.total -= 1
+            if not ex.done:
+                ex.pool_failed(OutcomeKind.CONNECT_FAILED, _connect_reason(exc))
+            self._serve_waiter()
+            return
+        if self.closed:
+            self.discard(conn)
+        elif ex.done:
+            self.release(conn)
+        else:
+            conn.reused = False
+            ex.pool_ready(conn)
+
+    # --- idle housekeeping ------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        self.sweeper = None
+        if self.closed or not self.idle:
+            return
+        limit = self.loop.time() - self.idle_timeout
+        # oldest first: idle is a stack, the bottom has waited longest
+        while self.idle and self.total > self.minsize and self.idle[0].idle_since <= limit:
+            self.discard(self.idle[0])
+        if self.idle:
+            self.sweeper = self.loop.call_later(self.idle_timeout / 2, self._sweep)
+
+    def close(self) -> None:
+        """Close idle connections now; busy ones are closed when their exchange ends."""
+        self.closed = True
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
+        for conn in list(self.idle):
+            self.discard(conn)
+        while self.waiters:
+            ex = self.waiters.popleft()
+            ex.pool_timer.cancel()
+            if not ex.done:
+                ex.pool_failed(OutcomeKind.BUSY, "pool-closed")
+
+
+def _connect_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "connect-timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connect-refused"
+    code = getattr(exc, "errno", None)
+    if code is not None and code in errno.errorcode:
+        return f"connect-{errno.errorcode[code].lower()}"
+    return "connect-error"

@@ -1,0 +1,222 @@
+"""The data plane as one object: listening sockets, client connections, member pools.
+
+Wiring (balancer/server.py) gives it a router and the limits; the router returns, per
+request, a local answer or an engine to plan with (``balancer.dataplane.routes``)::
+
+    proxy = ProxyServer(router, Limits(), trusted_proxies=["10.0.0.0/8"], access_log=print)
+    await proxy.start("127.0.0.1", 8080)
+    ...
+    await proxy.close(grace=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from balancer.dataplane.downstream import ClientConnection
+from balancer.dataplane.limits import Limits
+from balancer.dataplane.pool import MemberPool
+
+if TYPE_CHECKING:
+    from balancer.config.model import MemberConfig
+    from balancer.dataplane.exchange import Exchange
+    from balancer.dataplane.routes import Router
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    """One answered request, for the access log."""
+
+    client_ip: str
+    method: str
+    target: str
+    status: int  # 499: the client went away first
+    response_bytes: int  # body bytes relayed from the member, or the local answer's size
+    duration: float  # seconds from the complete head to the end of the answer
+    worker: str  # the routed worker (ProxyTo.name), "" for local answers
+    member: str  # the member of the last try, "" if none
+    request_id: str
+
+
+def _default_member_config(member: object) -> MemberConfig:
+    return member.config  # type: ignore[attr-defined,no-any-return]
+
+
+class ProxyServer:
+    """Accepts clients and forwards their requests as the router and the engine decide.
+
+    ``router(request)`` → LocalResponse | LocalHandler | ProxyTo, called once per request.
+    ``trusted_proxies``: addresses or networks whose X-Forwarded-*/Forwarded fields are kept
+    and appended to; anyone else's are replaced. ``member_config(member)`` gives the
+    MemberConfig of a ``Forward.member`` (default: its ``config`` attribute). ``secure``: the
+    listener is TLS (X-Forwarded-Proto https, RequestFacts.secure).
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        limits: Limits | None = None,
+        trusted_proxies: Iterable[str] = (),
+        access_log: Callable[[AccessRecord], None] | None = None,
+        *,
+        member_config: Callable[[object], MemberConfig] = _default_member_config,
+        secure: bool = False,
+    ) -> None:
+        self.router = router
+        self.limits = limits or Limits()
+        self.access_log = access_log
+        self.member_config = member_config
+        self.secure = secure
+        self.trusted_networks = tuple(
+            ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies
+        )
+        self._trusted_cache: dict[str, bool] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[ClientConnection] = set()
+        self.per_ip: dict[str, int] = {}
+        self.pools: dict[tuple[str, str, int], MemberPool] = {}
+        self._by_member: dict[int, tuple[object, MemberPool]] = {}
+        self._rid_prefix = os.urandom(6).hex().encode("ascii")
+        self._rid = 0
+        self.refused = 0  # connections turned away by the caps
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    # --- listening --------------------------------------------------------------------------
+
+    def __call__(self) -> ClientConnection:
+        """Protocol factory, for ``loop.create_server(proxy, ...)``."""
+        return ClientConnection(self)
+
+    async def start(
+        self, host: str | None = "127.0.0.1", port: int = 8080, **kwargs: object
+    ) -> asyncio.Server:
+        """Listen on ``host:port`` (``kwargs`` go to ``loop.create_server``: sock, ssl, ...)."""
+        self._loop = asyncio.get_running_loop()
+        kwargs.setdefault("backlog", 1024)
+        server = await self._loop.create_server(self, host, port, **kwargs)  # type: ignore[arg-type]
+        self.servers.append(server)
+        return server
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish for up to ``grace`` s, close all."""
+        for server in self.servers:
+            server.close()
+        deadline = monotonic() + grace
+        while any(c.exchange is not None for c in self.connections) and monotonic() < deadline:
+            for conn in list(self.connections):
+                if conn.exchange is None and not conn.queue:
+                    conn.close()
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        for pool in self.pools.values():
+            pool.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.servers.clear()
+
+    # --- client connections -----------------------------------------------------------------
+
+    def admit(self, conn: ClientConnection) -> int:
+        """0 to accept ``conn``, or the status to turn it away with."""
+        limits = self.limits
+        if len(self.connections) >= limits.max_connections:
+            self.refused += 1
+            return 503
+        ip = conn.peer_ip
+        n = self.per_ip.get(ip, 0)
+        if limits.max_connections_per_ip and n >= limits.max_connections_per_ip:
+            self.refused += 1
+            return 503
+        self.per_ip[ip] = n + 1
+        self.connections.add(conn)
+        return 0
+
+    def release(self, conn: ClientConnection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            ip = conn.peer_ip
+            n = self.per_ip.get(ip, 1) - 1
+            if n > 0:
+                self.per_ip[ip] = n
+            else:
+                self.per_ip.pop(ip, None)
+
+    def is_trusted(self, ip: str) -> bool:
+        if not self.trusted_networks or not ip:
+            return False
+        known = self._trusted_cache.get(ip)
+        if known is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                return False
+            known = any(addr in net for net in self.trusted_networks)
+            if len(self._trusted_cache) > 4096:
+                self._trusted_cache.clear()
+            self._trusted_cache[ip] = known
+        return known
+
+    def next_request_id(self) -> bytes:
+        # unique per process start (random prefix) and per request (counter); the same
+        # for every try of one request
+        self._rid += 1
+        return b"%s-%x" % (self._rid_prefix, self._rid)
+
+    # --- member pools -----------------------------------------------------------------------
+
+    def pool_for(self, member: object) -> MemberPool:
+        hit = self._by_member.get(id(member))
+        if hit is not None and hit[0] is member:
+            return hit[1]
+        cfg = self.member_config(member)
+        key = (cfg.name, cfg.host, cfg.port)
+        pool = self.pools.get(key)
+        if pool is None or pool.closed:
+            pool = MemberPool(self.loop, cfg, self.limits.write_buffer_high)
+            self.pools[key] = pool
+        self._by_member[id(member)] = (member, pool)
+        return pool
+
+    def prune_pools(self, keep: Iterable[MemberConfig]) -> None:
+        """After a reload: close the pools of members that are gone or moved."""
+        wanted = {(c.name, c.host, c.port) for c in keep}
+        for key in list(self.pools):
+            if key not in wanted:
+                self.pools.pop(key).close()
+        self._by_member = {k: v for k, v in self._by_member.items() if not v[1].closed}
+
+    # --- access log -------------------------------------------------------------------------
+
+    def log_access(self, ex: Exchange) -> None:
+        access_log = self.access_log
+        if access_log is None:
+            return
+        req = ex.req
+        route = ex.route
+        record = AccessRecord(
+            client_ip=req.client_ip,
+            method=req.method.decode("latin-1"),
+            target=req.target.decode("latin-1"),
+            status=ex.status,
+            response_bytes=ex.resp_bytes,
+            duration=monotonic() - ex.started,
+            worker=route.name if route is not None else "",
+            member=ex.member,
+            request_id=ex.request_id.decode("ascii"),
+        )
+        with contextlib.suppress(Exception):  # a logging sink must not break the request path
+            access_log(record)

@@ -1,0 +1,70 @@
+"""What a router may answer for a request, and the engine interface the data plane drives.
+
+The router (written by whoever wires the balancer: URI map + workers) is a plain callable
+``router(request) -> RouteDecision``. It is called once per request, after the request head is
+fully validated and before any byte of the body is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from balancer.config.model import RuleExtensions
+
+if TYPE_CHECKING:
+    from balancer.dataplane.request import Request
+    from balancer.lb.decisions import Outcome, RequestFacts, Step
+
+
+class Plan(Protocol):
+    """One request's plan (balancer.lb.decisions): the data plane only carries it out."""
+
+    def next(self, now: float) -> Step: ...
+
+    def report(self, outcome: Outcome, now: float) -> None: ...
+
+    def response_head(self, status: int, now: float, *, replayable: bool = True) -> bool: ...
+
+    def finish(self, bytes_sent: int, bytes_received: int, now: float) -> None: ...
+
+
+class Engine(Protocol):
+    def plan(self, facts: RequestFacts, now: float) -> Plan: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResponse:
+    """Answer the request here (status worker page, 404 for an unmapped URI, 400 ...)."""
+
+    status: int
+    body: bytes | None = None  # None: "<status> <reason>\n"
+    content_type: bytes = b"text/plain; charset=utf-8"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LocalHandler:
+    """Answer here, from a coroutine that needs the request body (status worker POSTs).
+
+    The body is read first, up to ``max_body`` bytes (``Limits.max_local_body_size`` when
+    None): a longer one gets 413.
+    """
+
+    handler: Callable[[Request, bytes], Awaitable[LocalResponse]]
+    max_body: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTo:
+    """Forward through ``engine`` (an lb worker, or a single member wrapped as one)."""
+
+    engine: Engine
+    rule: RuleExtensions = field(default_factory=RuleExtensions)
+    route_override: str | None = None  # mod_jk's JK_ROUTE
+    name: str = ""  # the worker's name, for the access log
+
+
+RouteDecision = LocalResponse | LocalHandler | ProxyTo
+Router = Callable[["Request"], RouteDecision]

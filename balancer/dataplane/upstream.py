@@ -1,0 +1,398 @@
+"""The upstream side: one pooled keep-alive HTTP/1.1 connection to a member.
+
+Parses responses with llhttp (strict) and checks what llhttp lets through: the status range,
+the version, control bytes in the reason phrase, and Transfer-Encoding other than chunked.
+Anything wrong is a BAD_RESPONSE and never reaches the client.
+
+The connection reports to the exchange that owns it (``exchange``): a response head, body
+chunks, the end, or a failure. The end of a response is reported only after llhttp has
+returned, so a connection handed back to the pool is never fed the rest of an old read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from balancer.dataplane import http11 as h
+from balancer.lb.decisions import OutcomeKind
+
+if TYPE_CHECKING:
+    from balancer.dataplane.exchange import Exchange
+    from balancer.dataplane.pool import MemberPool
+    from balancer.dataplane.tunnel import Tunnel
+
+
+class _Stop(Exception):
+    pass
+
+
+_STOP = _Stop()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "chunked",
+        "close_delimited",
+        "closed",
+        "conn_tokens",
+        "content_length",
+        "discarded",
+        "error",
+        "exchange",
+        "head_request",
+        "head_stop",
+        "headers",
+        "idle_since",
+        "in_body",
+        "keep_alive",
+        "last_read",
+        "loop",
+        "msg_done",
+        "parser",
+        "pool",
+        "read_paused",
+        "reason",
+        "received",
+        "reply_timeout",
+        "request_done_at",
+        "reused",
+        "set_cookies",
+        "socket_timeout",
+        "status",
+        "te",
+        "timer",
+        "transport",
+        "tunnel",
+        "upgrade",
+        "write_paused_at",
+    )
+
+    def __init__(self, pool: MemberPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.tunnel: Tunnel | None = None
+        self.reused = False
+        self.closed = False
+        self.discarded = False
+        self.idle_since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.reply_timeout = 0.0
+        self.socket_timeout = 0.0
+        self.last_read = 0.0
+        self.request_done_at = 0.0
+        self.write_paused_at = 0.0
+        self.read_paused = False
+        self.received = 0
+        self.head_request = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.set_cookies: list[bytes] | None = None
+        self.content_length: int | None = None
+        self.te: bytes | None = None
+        self.conn_tokens: list[bytes] | None = None
+        self.upgrade: bytes | None = None
+        self.chunked = False
+        self.close_delimited = False
+        self.keep_alive = True
+        self.in_body = False
+        self.msg_done = False
+        self.head_stop = False
+        self.error = ""
+
+    # --- connection life ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        pool = self.pool
+        transport.set_write_buffer_limits(high=pool.write_buffer_high)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            if pool.socket_keepalive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if pool.socket_buffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, pool.socket_buffer)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, pool.socket_buffer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self.tunnel is not None:
+            self.tunnel.side_lost(self)
+            return
+        ex = self.exchange
+        self.pool.lost(self)
+        if ex is None:
+            return
+        if self.close_delimited and self.in_body and exc is None:
+            ex.upstream_complete(False)  # the response ends where the connection does
+        else:
+            sent_all = ex.body_done_up
+            kind = (
+                OutcomeKind.READ_FAILED if (sent_all or self.received) else OutcomeKind.SEND_FAILED
+            )
+            reason = "connection-reset" if exc is not None else "connection-closed"
+            ex.upstream_failed(kind, reason)
+        ex.flush()
+
+    def eof_received(self) -> bool:
+        if self.tunnel is not None:
+            return self.tunnel.side_eof(self)
+        return False
+
+    def pause_writing(self) -> None:
+        self.write_paused_at = self.loop.time()
+        if self.tunnel is not None:
+            self.tunnel.pause_from(self)
+        elif self.exchange is not None:
+            self.exchange.client.pause_body()
+
+    def resume_writing(self) -> None:
+        self.write_paused_at = 0.0
+        if self.tunnel is not None:
+            self.tunnel.resume_from(self)
+        elif self.exchange is not None:
+            self.exchange.client.resume_body()
+
+    def close(self) -> None:
+        self._cancel_timer()
+        self.exchange = None
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    # --- one request --------------------------------------------------------------------------
+
+    def begin(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
+        """``ex`` owns the connection now; its request head is about to be written."""
+        self.exchange = ex
+        self.received = 0
+        self.msg_done = False
+        self.head_request = head_request
+        self.reply_timeout = reply_timeout
+        self.request_done_at = 0.0
+        self.socket_timeout = st = self.pool.socket_timeout
+        if st:
+            self.last_read = self.loop.time()
+            self._arm(self.last_read + st)
+
+    def request_done(self) -> None:
+        """The whole request went out: the reply timeout runs from now."""
+        if self.reply_timeout:
+            self.request_done_at = now = self.loop.time()
+            if self.timer is None:
+                self.last_read = now
+            self._arm_by(now + self.reply_timeout)
+
+    def pause_reading_for_client(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading_for_client(self) -> None:
+        if self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = False
+            self.last_read = self.loop.time()
+            self.transport.resume_reading()
+
+    def detach(self) -> None:
+        """The exchange is done with this connection (before it goes back to the pool)."""
+        self.exchange = None
+        self._cancel_timer()
+        if self.read_paused:
+            self.resume_reading_for_client()
+
+    # --- bytes in ----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:
+            if self.tunnel is not None:
+                self.tunnel.data_from(self, data)
+            else:
+                self.pool.discard(self)  # bytes nobody asked for: the stream is out of step
+            return
+        self.received += len(data)
+        if self.timer is not None:
+            self.last_read = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            if self.exchange is ex:
+                ex.upstream_upgraded(data[exc.args[0] :])
+                return
+        except HttpParserError as exc:
+            if self.exchange is ex:
+                if self.head_stop:
+                    self._head_response_done(ex, data)
+                else:
+                    ex.upstream_failed(
+                        OutcomeKind.BAD_RESPONSE, self.error or f"bad-response: {exc}"
+                    )
+            ex.flush()
+            return
+        if self.msg_done and self.exchange is ex:
+            ex.upstream_complete(self.keep_alive)
+        ex.flush()
+
+    def _head_response_done(self, ex: Exchange, data: bytes) -> None:
+        # llhttp cannot be told that a response answers HEAD: it stopped at the head (see
+        # on_headers_complete) and a fresh parser takes over. The connection is reused only
+        # when the read ended exactly with the head.
+        self.parser = HttpResponseParser(self)
+        self.head_stop = False
+        keep = self.keep_alive and data.endswith(b"\r\n\r\n")
+        ex.upstream_head()
+        if self.exchange is ex:
+            ex.upstream_complete(keep)
+
+    # llhttp callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.msg_done:
+            self.keep_alive = False  # a second response to one request
+            raise _STOP
+        self._reset()
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_body:
+            return  # trailer fields are not relayed
+        kind = h.RESPONSE_HEADERS.get(name.lower())
+        if kind is None:
+            self.headers.append((name, value))
+        elif kind == h.R_CONTENT_LENGTH:
+            self.content_length = int(value)  # llhttp checked digits and duplicates
+            self.headers.append((name, value))
+        elif kind == h.R_SET_COOKIE:
+            self.headers.append((name, value))
+            if self.set_cookies is None:
+                self.set_cookies = []
+            self.set_cookies.append(value)
+        elif kind == h.R_TRANSFER_ENCODING:
+            self.te = value
+        elif kind == h.R_CONNECTION:
+            tokens = h.connection_tokens(value)
+            self.conn_tokens = tokens if self.conn_tokens is None else self.conn_tokens + tokens
+        elif kind == h.R_UPGRADE:
+            self.upgrade = value
+        # R_HOP: dropped
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        status = parser.get_status_code()
+        self.status = status
+        if not 100 <= status <= 599:
+            self.error = f"bad-response: status {status}"
+            raise _STOP
+        if parser.get_http_version() not in ("1.1", "1.0"):
+            self.error = "bad-response: version"
+            raise _STOP
+        if not h.valid_reason(self.reason):
+            self.error = "bad-response: reason phrase"
+            raise _STOP
+        if self.te is not None:
+            if self.te.strip(b" \t").lower() != b"chunked":
+                self.error = "bad-response: transfer-encoding"
+                raise _STOP
+            self.chunked = True
+        self.keep_alive = parser.should_keep_alive()
+        tokens = self.conn_tokens
+        if tokens:
+            named = {
+                t
+                for t in tokens
+                if t not in (b"close", b"keep-alive", b"upgrade")
+                and t not in h.PROTECTED_FROM_CONNECTION
+            }
+            if named:
+                self.headers = h.strip_named(self.headers, named)
+        if status < 200:
+            self._deliver_head()  # 101: HttpParserUpgrade follows; others: the final follows
+            return
+        self.in_body = True
+        if self.head_request:
+            self.head_stop = True
+            raise _STOP
+        self.close_delimited = (
+            not self.chunked and self.content_length is None and status not in (204, 304)
+        )
+        self._deliver_head()
+
+    def _deliver_head(self) -> None:
+        ex = self.exchange
+        assert ex is not None
+        ex.upstream_head()
+        if self.exchange is not ex:
+            raise _STOP
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is None:
+            raise _STOP
+        ex.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.status >= 200:
+            self.msg_done = True
+
+    # --- timeouts -----------------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._on_timer)
+
+    def _arm_by(self, when: float) -> None:
+        if self.timer is None or self.timer.when() > when:
+            self._arm(when)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        ex = self.exchange
+        if ex is None or self.closed:
+            return
+        now = self.loop.time()
+        if self.read_paused:
+            self.last_read = now  # we stopped reading for a slow client: not the backend's fault
+        best = 0.0
+        kind = OutcomeKind.READ_FAILED
+        reason = ""
+        if self.reply_timeout and self.request_done_at:
+            best = max(self.last_read, self.request_done_at) + self.reply_timeout
+            kind, reason = OutcomeKind.REPLY_TIMEOUT, "reply-timeout"
+        st = self.socket_timeout
+        if st:
+            t = self.last_read + st
+            if not best or t < best:
+                best, kind, reason = t, OutcomeKind.READ_FAILED, "socket-timeout"
+            if self.write_paused_at and self.write_paused_at + st < best:
+                best, kind, reason = (
+                    self.write_paused_at + st,
+                    OutcomeKind.SEND_FAILED,
+                    "send-timeout",
+                )
+        if not best:
+            return
+        if now < best:
+            self._arm(best)
+            return
+        ex.upstream_failed(kind, reason)
+        ex.flush()
