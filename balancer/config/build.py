@@ -142,12 +142,12 @@ def _parse(name: str, wtype: str, keys: Keys, findings: Findings) -> dict[str, o
             try:
                 parsed = parse_value(directive, entry.value)
             except BadValue as exc:
-                findings.error(entry, None, str(exc))
+                findings.value_error(entry, str(exc))
                 continue
             for warning in parsed.warnings:
                 findings.warn(entry, None, warning)
-            if directive.is_list:
-                items.extend(parsed.value)  # type: ignore[call-overload]
+            if isinstance(parsed.value, tuple):  # a list directive: entries append
+                items.extend(parsed.value)
             else:
                 values[dname] = parsed.value
         if directive.is_list:

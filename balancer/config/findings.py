@@ -13,6 +13,13 @@ class Findings:
     file: str
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    # lines whose value already has an error (an unresolved $(var)): a second error saying
+    # the same value is not a number would only repeat it
+    muted: set[tuple[str, int]] = field(default_factory=set)
+
+    def value_error(self, at: Entry, message: str) -> None:
+        if (at.file, at.line) not in self.muted:
+            self.error(at, None, message)
 
     def error(self, at: Entry | None, directive: str | None, message: str) -> None:
         self.errors.append(self._problem(at, directive, message))

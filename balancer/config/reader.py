@@ -64,6 +64,7 @@ def parse_workers(
         text, file, environ=os.environ if environ is None else environ, is_list_key=is_list_key
     )
     findings.errors.extend(props.problems)
+    findings.muted.update((p.file, p.line) for p in props.problems if p.line is not None)
     findings.warnings.extend(props.warnings)
     globals_, raw, origins = _sort_keys(props, findings)
     _rename_aliases(raw, findings)
@@ -182,7 +183,7 @@ def _rename_aliases(raw: dict[str, Keys], findings: Findings) -> None:
             try:
                 on = parse_bool(entry.value)
             except BadValue as exc:
-                findings.error(entry, None, str(exc))
+                findings.value_error(entry, str(exc))
                 continue
             if on:  # stopped wins over disabled: it is renamed first
                 keys[alias.target] = [Entry(entry.key, alias.activation, entry.file, entry.line)]
@@ -200,7 +201,7 @@ def _worker_list(entries: list[Entry], findings: Findings) -> list[tuple[str, En
         try:
             names = parse_value(directive, entry.value).value
         except BadValue as exc:
-            findings.error(entry, None, str(exc))
+            findings.value_error(entry, str(exc))
             continue
         assert isinstance(names, tuple)
         for name in names:
@@ -220,7 +221,7 @@ def _maintain(entries: list[Entry], findings: Findings) -> int:
     try:
         parsed = parse_value(directive, entries[-1].value)
     except BadValue as exc:
-        findings.error(entries[-1], None, str(exc))
+        findings.value_error(entries[-1], str(exc))
         return directive.default
     for warning in parsed.warnings:
         findings.warn(entries[-1], None, warning)

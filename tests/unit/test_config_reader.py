@@ -450,3 +450,30 @@ def test_load_workers_reads_a_file_and_names_it(tmp_path):
 def test_unreadable_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_workers(tmp_path / "missing.properties", environ={})
+
+
+# --- globals and the dump map -----------------------------------------------------------------
+
+
+def test_maintain_defaults_to_60_and_may_be_0():
+    assert config(BASE).maintain == 60
+    assert config(BASE + "worker.maintain=0\n").maintain == 0
+    assert "expected a whole number" in only_error(BASE + "worker.maintain=often\n")
+
+
+def test_properties_map_uses_canonical_names_and_keeps_variables():
+    cfg = config("h=127.0.0.1\n" + BASE + "worker.n1.cachesize=7\nworker.n1.host=$(h)\n")
+    assert cfg.properties["h"] == "127.0.0.1"
+    assert cfg.properties["worker.n1.connection_pool_size"] == "7"
+    assert "worker.n1.cachesize" not in cfg.properties
+    assert cfg.properties["worker.n1.host"] == "127.0.0.1"
+    assert cfg.properties["worker.list"] == "lb"
+    assert cfg.properties["worker.lb.balance_workers"] == "n1,n2"
+
+
+def test_summary_lists_lbs_members_and_status_workers():
+    text = BASE + "worker.list=jk\nworker.jk.type=status\nworker.n2.activation=D\n"
+    lines = summary(config(text)).splitlines()
+    assert lines[1].startswith("lb lb: sticky")
+    assert "n2  http localhost:8102  route=n2" in lines[3] and "activation=DIS" in lines[3]
+    assert lines[4].startswith("status jk: read-write")
