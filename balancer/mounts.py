@@ -210,8 +210,8 @@ class _RuleGroup:
 
     def first(self, path: str, below: int) -> tuple[int, MountRule] | None:
         """The best-ranked rule matching ``path`` whose rank is under ``below``, if any."""
-        if self.any.fullmatch(path) is None:
-            return None
+        if len(self.ranked) > 1 and self.any.fullmatch(path) is None:
+            return None  # (with one rule, the rule's own regex is the same test)
         for rank, regex, rule in self.ranked:
             if rank >= below:
                 return None
