@@ -62,13 +62,14 @@ def update_member(
         if checked.get(name):
             _check_route_text(where, name, checked[name])
 
+    activation_changed = checked.get("activation", member.activation) is not member.activation
     for name, value in checked.items():
         setattr(member, name, value)
     if "route" in checked and not member.domain:
         member.domain = derive_domain(member.route)
     if "lbfactor" in checked:
         engine.update_multipliers()
-    if "activation" in checked:
+    if activation_changed:  # mod_jk ignores an unchanged value
         engine.reset_lb_values()
 
 

@@ -26,7 +26,7 @@ from balancer.config.model import LbConfig, MemberConfig, Method
 from balancer.lb import controls
 from balancer.lb.decisions import RequestFacts
 from balancer.lb.errors import LbError, UnknownMember
-from balancer.lb.maintenance import run_maintenance
+from balancer.lb.maintenance import run_maintenance, seconds_to_maintenance, seconds_to_recover
 from balancer.lb.member import Member, State
 from balancer.lb.plan import RequestPlan
 from balancer.lb.settings import LbSettings
@@ -213,6 +213,13 @@ class LbEngine:
         made = self._changes[mark:]
         del self._changes[mark:]
         return made
+
+    def seconds_to_maintenance(self, now: float) -> float | None:
+        return seconds_to_maintenance(self, now)
+
+    def seconds_to_recover(self, member: str, now: float) -> float | None:
+        """For an ERR member: seconds until the maintenance run that recovers it."""
+        return seconds_to_recover(self, self.member(member), now)
 
     def drain_changes(self) -> list[StateChange]:
         """State changes since the last drain, oldest first (not those of ``maintain``)."""

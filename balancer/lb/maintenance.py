@@ -17,10 +17,11 @@ ERR member then only comes back through forced recovery). One run:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from balancer.config.model import Activation, Method
-from balancer.lb.member import State
+from balancer.lb.member import Member, State
 
 if TYPE_CHECKING:
     from balancer.lb.engine import LbEngine
@@ -91,3 +92,25 @@ def _recover(engine: LbEngine, curmax: int, now: float) -> int:
                 engine.set_state(m, State.OK_IDLE, "idle", now)
         m.chosen_since_maintenance = False
     return non_error
+
+
+def seconds_to_maintenance(engine: LbEngine, now: float) -> float | None:
+    """Seconds until maintenance is next due (None when it is off)."""
+    if engine.maintain_interval <= 0:
+        return None
+    return max(0.0, engine.last_maintain_time + engine.maintain_interval - now)
+
+
+def seconds_to_recover(engine: LbEngine, member: Member, now: float) -> float | None:
+    """Seconds until the maintenance run that will mark this ERR member ERR/REC, assuming
+    maintenance runs as soon as it is due; None when the member is not ERR or maintenance is
+    off. (mod_jk's status page shows this as "Rs".)"""
+    interval = engine.maintain_interval
+    if member.state is not State.ERR or interval <= 0:
+        return None
+    run_at = engine.last_maintain_time + interval
+    if member.last_error_time is not None:
+        due = member.last_error_time + engine.settings.recover_time
+        if run_at <= due:  # recovery needs strictly more than recover_time
+            run_at += (math.floor((due - run_at) / interval) + 1) * interval
+    return max(0.0, run_at - now)

@@ -34,6 +34,10 @@ The request's local copy marks the member ERR (BUSY for busy) in every failure c
 same request does not choose it again until the next round. Whether a failed request may be
 sent again at all is ``recovery.resend_refusal``: when it may not, the loop stops with 502 (504
 after a reply timeout; 503 after fail_on_status).
+
+Known difference: §9.3 saw 503 (n1 tried 2x, n2 4x) when every member timed out. This loop
+tries each member 2x + 2x and answers 504, the last failed attempt's status; the observed run
+needs n1 to be unusable (BUSY or probing) in the last round, which nothing here invents.
 """
 
 from __future__ import annotations
@@ -231,7 +235,8 @@ class RequestPlan:
                 self._round += 1
                 if self._round >= settings.retries:
                     break
-                yield Wait(settings.retry_interval / 1000)
+                if settings.retry_interval > 0:
+                    yield Wait(settings.retry_interval / 1000)
                 self._states = [m.state for m in engine.members]
                 self._attempt = 0
             self._set_status(503, "no member")
@@ -269,7 +274,8 @@ class RequestPlan:
         try_no = 0
         while True:
             if try_no:
-                yield Wait(m.retry_interval / 1000)
+                if m.retry_interval > 0:
+                    yield Wait(m.retry_interval / 1000)
                 engine.open_busyness(m)
             engine.open_forward(m)
             self._open = _Open(m, i, try_no)

@@ -19,7 +19,7 @@ class LbSettings:
     sticky_session: bool = True
     sticky_session_force: bool = False
     method: Method = Method.REQUEST
-    lock: Lock = Lock.OPTIMISTIC
+    lock: Lock = Lock.OPTIMISTIC  # shown and editable; one event loop needs no lock
     retries: int = 2  # rounds (min 1)
     lb_retries: int = 2  # members per round (min 1)
     retry_interval: int = 100  # ms between rounds

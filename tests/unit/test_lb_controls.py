@@ -255,3 +255,10 @@ def test_engine_refuses_duplicate_routes_and_empty_member_lists():
 
 def test_states_helper_is_consistent():
     assert states(engine("a", "b")) == {"a": State.OK_IDLE, "b": State.OK_IDLE}
+
+
+def test_setting_the_same_activation_again_changes_nothing():
+    eng = engine("n1", "n2")
+    eng.member("n1").lb_value = 4
+    eng.update_member("n1", 0.0, activation=Activation.ACTIVE)
+    assert lb_values(eng) == [4, 0]

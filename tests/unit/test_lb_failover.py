@@ -373,3 +373,10 @@ def test_rule_can_turn_the_routing_cookie_on():
     assert run(eng).forwards[0].set_cookie is None
     rule = RuleExtensions(set_session_cookie=True)
     assert run(eng, facts(rule=rule)).forwards[0].set_cookie == "JSESSIONID=.n2;PATH=/;HttpOnly"
+
+
+def test_zero_retry_intervals_produce_no_waits():
+    eng = engine(MemberConfig("n1", retry_interval=0), MemberConfig("n2", retry_interval=0))
+    eng.update_settings(retry_interval=0)
+    result = run(eng, backends=DOWN)
+    assert len(result.forwards) == 8 and result.waits == []

@@ -195,3 +195,24 @@ def test_idle_and_ok_flips_are_not_reported():
     eng.maintain(1.0)
     eng.maintain(2.0)
     assert eng.drain_changes() == []
+
+
+def test_time_to_recovery_matches_the_run_that_recovers():
+    eng = engine("n1", "n2", maintain=2, recover_time=2)
+    kill_n1(eng, 0.0)  # last error 0.1: due after 2.1, runs at 2, 4, ...
+    assert eng.seconds_to_maintenance(1.0) == 1.0
+    assert eng.seconds_to_recover("n1", 1.0) == 3.0
+    assert eng.seconds_to_recover("n2", 1.0) is None
+    eng.maintain(2.0)
+    assert eng.member("n1").state is State.ERR
+    eng.maintain(4.0)
+    assert eng.member("n1").state is State.ERR_REC
+
+
+def test_time_to_recovery_respects_strictness():
+    eng = engine("n1", "n2", maintain=1, recover_time=2)
+    n1 = eng.member("n1")
+    n1.state, n1.last_error_time = State.ERR, 3.0
+    eng.last_maintain_time = 3.0
+    assert eng.seconds_to_recover("n1", 3.0) == 3.0  # 5.0 is exactly 2 s: not yet; 6.0
+    assert engine("a", "b", maintain=0).seconds_to_maintenance(0.0) is None
