@@ -22,6 +22,7 @@ aiohttp's access log) is what the client sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -240,21 +241,32 @@ class _RequestSessions:
 
     async def finish(self, response: web.StreamResponse) -> None:
         store, now = self.manager.store, self.manager.clock()
-        deltas = []
-        try:
-            for view in self.views:
+        deltas, failure = [], None
+        # Only the last view can fail (earlier ones were invalidated in this request), but
+        # whatever was committed before a failure is in the store and must still be shipped.
+        for view in self.views:
+            try:
                 delta = store.commit(view, now)
-                if delta is not None:
-                    deltas.append(delta)
-        except Exception:
-            self.abort()
-            raise
+            except Exception as exc:
+                failure = exc
+                self.abort()
+                break
+            if delta is not None:
+                deltas.append(delta)
+        if deltas:
+            # Shielded: the store already holds these changes, so shipping them must not be
+            # cut short if the request task is cancelled (client gone, shutdown).
+            await asyncio.shield(asyncio.ensure_future(self._ship(deltas)))
+        if failure is not None:
+            raise failure
+        self._set_cookie(response)
+
+    async def _ship(self, deltas: list[SessionDelta]) -> None:
         for delta in deltas:
             try:
                 await self.manager.sink(delta)
             except Exception:
                 log.exception("session delta sink failed id=%s", delta.session_id)
-        self._set_cookie(response)
 
     def _set_cookie(self, response: web.StreamResponse) -> None:
         name, view = self.manager.cookie_name, self.current

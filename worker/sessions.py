@@ -115,10 +115,9 @@ class SessionStore:
         rather than handed out.
         """
         parts = split_session_id(session_id)
-        state = None if parts is None else self._states.get(parts[0])
-        if state is None:
+        if parts is None or (state := self._states.get(parts[0])) is None:
             return None
-        if not self._open.get(parts[0]) and self._expired(state, now):  # type: ignore[index]
+        if not self._open.get(parts[0]) and self._expired(state, now):
             self._drop(state)
             return None
         return self._open_view(state, is_new=False)

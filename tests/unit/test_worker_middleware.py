@@ -460,3 +460,23 @@ async def test_after_invalidate_get_session_starts_a_fresh_session(client):
     assert set_cookies(resp)["JSESSIONID"].value == body["new"]
     assert sid not in store and store.begin(body["new"], 0)["user"] == "ann"  # type: ignore[index]
     assert [d.invalidated for d in sink.deltas[-2:]] == [True, False]
+
+
+async def test_changes_committed_before_a_failing_commit_are_still_shipped(client):
+    store, sink = SessionStore("node1", max_session_bytes=200), Sink()
+
+    async def relogin_then_overflow(request: web.Request) -> web.Response:
+        (await get_session(request)).invalidate()
+        fresh = await get_session(request)
+        fresh["blob"] = []
+        fresh["blob"].append("x" * 500)  # in place, past the limit: fails at commit
+        return web.Response(text="done")
+
+    app = make_app(store, sink=sink)
+    app.router.add_get("/overflow", relogin_then_overflow)
+    c = await client(app)
+    sid = await new_session(c)
+    resp = await c.get("/overflow", headers=cookie(sid))
+    assert resp.status == 500
+    assert sink.deltas[-1] == SessionDelta(sid, sink.deltas[-1].at, invalidated=True)
+    assert len(store) == 0
