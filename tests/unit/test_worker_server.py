@@ -1,0 +1,70 @@
+"""The worker's wiring without a process: app preparation and the expiry sweep."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+
+from worker import SessionDelta, SessionStore, setup_sessions
+from worker.middleware import SESSIONS
+from worker.readiness import READINESS
+from worker.server import WorkerOptions, WorkerSetupError, prepare_app, sweep_once
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_prepare_app_enables_sessions_with_the_cli_settings_and_readiness():
+    app = web.Application()
+    manager, readiness = prepare_app(
+        app, WorkerOptions(route="node3", cookie_name="SID", max_inactive=60)
+    )
+    assert app[SESSIONS] is manager and app[READINESS] is readiness
+    assert (manager.route, manager.cookie_name) == ("node3", "SID")
+    assert manager.store.max_inactive_interval == 60.0
+    assert readiness.ready
+
+
+def test_prepare_app_keeps_sessions_the_app_set_up_itself():
+    app = web.Application()
+    own = setup_sessions(app, route="node1", cookie_name="MINE")
+    manager, _ = prepare_app(app, WorkerOptions(route="node1"))
+    assert manager is own
+
+
+def test_prepare_app_refuses_an_app_set_up_for_another_route():
+    app = web.Application()
+    setup_sessions(app, route="node1")
+    with pytest.raises(WorkerSetupError, match=r"'node1'.*--route is 'node2'"):
+        prepare_app(app, WorkerOptions(route="node2"))
+
+
+def test_prepare_app_turns_bad_settings_into_a_setup_error():
+    with pytest.raises(WorkerSetupError, match="cookie_name"):
+        prepare_app(web.Application(), WorkerOptions(route="node1", cookie_name="a;b"))
+
+
+async def test_sweep_expires_idle_sessions_and_ships_invalidations_for_its_own():
+    clock, shipped = Clock(), []
+
+    async def sink(delta: SessionDelta) -> None:
+        shipped.append(delta)
+
+    store = SessionStore("node1", max_inactive_interval=60)
+    manager = setup_sessions(web.Application(), route="node1", store=store, sink=sink, clock=clock)
+    own = store.create(clock.now)
+    store.commit(own, clock.now)
+    replica = "A" * 32 + ".node2"
+    store.apply(SessionDelta(replica, clock.now, created=clock.now, max_inactive=60.0))
+
+    clock.now += 61
+    assert await sweep_once(manager) == [own.id]
+    assert shipped == [SessionDelta(own.id, clock.now, invalidated=True)]
+    clock.now += 60  # past the replica's grace (2 x 60 s): dropped locally, not announced
+    assert await sweep_once(manager) == [replica]
+    assert len(shipped) == 1 and len(store) == 0
