@@ -1,0 +1,70 @@
+"""``python -m balancer --check``: like ``haproxy -c``, a summary and exit 1 on errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from balancer.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_check_accepts_the_shipped_config_and_summarizes_it(capsys):
+    rc = main(
+        [
+            "--check",
+            "--workers",
+            str(ROOT / "conf/workers.properties"),
+            "--mounts",
+            str(ROOT / "conf/uriworkermap.properties"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    for name in ("node1", "node2", "node3", "jkstatus", "/app/*=lb"):
+        assert name in out
+    assert out.rstrip().endswith("configuration OK")
+
+
+def test_check_reports_every_error_with_file_line_and_directive(tmp_path, capsys):
+    bad = tmp_path / "workers.properties"
+    bad.write_text(
+        "worker.list=lb\n"
+        "worker.lb.type=lb\n"
+        "worker.lb.balance_workers=a,b\n"
+        "worker.a.type=http\n"
+        "worker.a.hots=x\n"
+        "worker.b.type=http\n"
+        "worker.b.port=$(NOPE)\n"
+    )
+    rc = main(["--check", "--workers", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"{bad}:5: worker.a.hots: unknown directive 'hots'; did you mean worker.a.host?" in err
+    assert f"{bad}:7: worker.b.port: $(NOPE) is not defined" in err
+    assert "2 error(s)" in err
+
+
+def test_check_rejects_a_mount_naming_an_unknown_worker(tmp_path, capsys):
+    mounts = tmp_path / "uriworkermap.properties"
+    mounts.write_text("/app/*=lbb\n")
+    rc = main(
+        ["--check", "--workers", str(ROOT / "conf/workers.properties"), "--mounts", str(mounts)]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"{mounts}:1" in err and "lbb" in err
+
+
+def test_check_runs_as_a_module_from_the_shell():
+    proc = subprocess.run(
+        [sys.executable, "-m", "balancer", "--check", "--workers", "conf/workers.properties"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "configuration OK" in proc.stdout
