@@ -1,6 +1,7 @@
 """``python -m balancer``: check a configuration, or run the balancer.
 
-    python -m balancer --check --workers conf/workers.properties [--mounts conf/uriworkermap.properties]
+    python -m balancer --check --workers conf/workers.properties \
+        [--mounts conf/uriworkermap.properties]
     python -m balancer --workers conf/workers.properties --mounts conf/uriworkermap.properties \
         [--listen 127.0.0.1:8080]
 
