@@ -13,6 +13,10 @@ State changes are reported so the data plane can log them
   out by ``drain_changes()``.
 OK/IDLE <-> OK is bookkeeping rather than news and is not reported.
 
+The recovery_options bits are importable from here: mod_jk's 1-16 and pyjk's own
+``RECOVERY_REPLAY_UNSAFE`` (0x80: allow re-sending a non-idempotent request the backend may have
+received); see recovery.py.
+
 mod_jk behaviour followed here: reference modjk.md §3 (§9 where it differs).
 """
 
@@ -29,17 +33,15 @@ from balancer.lb.errors import LbError, UnknownMember
 from balancer.lb.maintenance import run_maintenance, seconds_to_maintenance, seconds_to_recover
 from balancer.lb.member import Member, State
 from balancer.lb.plan import RequestPlan
+from balancer.lb.recovery import (  # noqa: F401
+    RECOVERY_ALWAYS_RETRY_GET,
+    RECOVERY_ALWAYS_RETRY_HEAD,
+    RECOVERY_CLOSE_ON_CLIENT_ERROR,
+    RECOVERY_NO_RETRY_AFTER_HEADERS,
+    RECOVERY_NO_RETRY_AFTER_SEND,
+    RECOVERY_REPLAY_UNSAFE,
+)
 from balancer.lb.settings import LbSettings
-
-# recovery_options bits (reference §2.2). Bits 1-16 are mod_jk's; 0x80 is pyjk's own.
-RECOVERY_NO_RETRY_AFTER_SEND = 0x01  # no retry/failover once the backend may have the request
-RECOVERY_NO_RETRY_AFTER_HEADERS = 0x02  # not once response headers reached the client
-RECOVERY_CLOSE_ON_CLIENT_ERROR = 0x04  # close the backend connection on a client error
-RECOVERY_ALWAYS_RETRY_HEAD = 0x08  # overrides 0x01/0x02 for HEAD
-RECOVERY_ALWAYS_RETRY_GET = 0x10  # overrides 0x01/0x02 for GET
-# pyjk: allow re-sending a non-idempotent request (POST...) that the backend may have received.
-# mod_jk does this by default (reference §9.10); pyjk refuses unless this bit is set.
-RECOVERY_REPLAY_UNSAFE = 0x80
 
 # Silent transitions: OK/IDLE <-> OK happens on every first request after a quiet spell.
 _QUIET = {(State.OK_IDLE, State.OK), (State.OK, State.OK_IDLE)}
