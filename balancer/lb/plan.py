@@ -35,9 +35,10 @@ same request does not choose it again until the next round. Whether a failed req
 sent again at all is ``recovery.resend_refusal``: when it may not, the loop stops with 502 (504
 after a reply timeout; 503 after fail_on_status).
 
-Known difference: §9.3 saw 503 (n1 tried 2x, n2 4x) when every member timed out. This loop
-tries each member 2x + 2x and answers 504, the last failed attempt's status; the observed run
-needs n1 to be unusable (BUSY or probing) in the last round, which nothing here invents.
+When every round has run out after reply timeouts the client gets 503, as §9.3 observed
+("no more workers"). The try counts differ: §9.3 saw n1 tried 2x and n2 4x; this loop tries
+each member 2x + 2x, since the observed run needs n1 to be unusable (BUSY or probing) in the
+last round, which nothing here invents.
 """
 
 from __future__ import annotations
@@ -234,6 +235,11 @@ class RequestPlan:
             if self._attempt >= min(n, settings.lb_retries):
                 self._round += 1
                 if self._round >= settings.retries:
+                    if self.status == 504:
+                        # Every round ran out of members to wait for: mod_jk answers "no more
+                        # workers" here (§9.3), and so does pyjk. 504 stays for a request that
+                        # timed out and may not be sent again.
+                        self._set_status(503, f"{self.reason}; no member left")
                     break
                 if settings.retry_interval > 0:
                     yield Wait(settings.retry_interval / 1000)
