@@ -173,6 +173,29 @@ class RuleExtensions:
 
 
 @dataclass(frozen=True, slots=True)
+class BalancerSettings:
+    """pyjk-only global directives (``worker.<name>=...``): the front door's edge limits.
+
+    mod_jk leaves these to httpd (LimitRequestBody, RequestReadTimeout, ...); pyjk is the web
+    server, so they live in workers.properties beside worker.maintain. Defaults follow
+    nginx/HAProxy (front-door-security.md).
+    """
+
+    trusted_proxies: tuple[str, ...] = ()  # CIDR networks whose X-Forwarded-* are kept
+    max_head_size: int = 16 * 1024  # bytes, request line + headers; over -> 431
+    max_headers: int = 100  # header fields; over -> 431
+    header_timeout: int = 10  # s, whole request head (slowloris) -> 408
+    keepalive_timeout: int = 60  # s, idle keep-alive connection closed after
+    body_timeout: int = 60  # s, longest gap between two reads of a request body
+    max_body_size: int = 1024 * 1024  # bytes; over -> 413; 0 = unlimited
+    max_connections: int = 10000  # client connections; over -> 503 and close
+    max_connections_per_ip: int = 1024  # 0 = unlimited
+    underscores_in_headers: str = "reject"  # reject | drop | allow
+    mount_reload: int = 60  # s, uriworkermap re-read check (JkMountFileReload); 0 = never
+    shutdown_timeout: int = 30  # s, SIGTERM drain bound for requests in flight
+
+
+@dataclass(frozen=True, slots=True)
 class WorkersConfig:
     """Everything workers.properties says, validated."""
 
@@ -186,6 +209,7 @@ class WorkersConfig:
     # the effective key=value map after references, for the status worker's dump command
     properties: Mapping[str, str] = field(default_factory=dict)
     file: str = ""
+    balancer: BalancerSettings = field(default_factory=BalancerSettings)
 
     def worker(self, name: str) -> WorkerConfig | None:
         return self.lbs.get(name) or self.members.get(name) or self.statuses.get(name)
