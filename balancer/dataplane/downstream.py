@@ -45,6 +45,9 @@ PAUSE_UPSTREAM = 2  # the upstream connection cannot take more body now
 PAUSE_HOLD = 4  # requests are queued behind the one in flight
 PAUSE_DONE = 8  # nothing more will be parsed on this connection
 
+# how long a refused client may go on sending before the connection closes (see close())
+LINGER_SECONDS = 2.0
+
 # fields that may appear once: aiohttp's singletons (the worker apps), plus the ones whose
 # meaning depends on a single value
 _SINGLETON_BITS = {
@@ -81,6 +84,7 @@ class ClientConnection(asyncio.Protocol):
         "head_started",
         "idle_since",
         "limits",
+        "lingering",
         "loop",
         "n_headers",
         "overflow",
@@ -130,6 +134,7 @@ class ClientConnection(asyncio.Protocol):
         self.pause_flags = 0
         self.starting = False
         self.closed = False
+        self.lingering = False
         self.eof = False
         self.fresh = True  # no request answered yet
         self.timer: asyncio.TimerHandle | None = None
@@ -173,6 +178,8 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A half-close after a complete request still gets its response; nothing more is read.
         self.eof = True
+        if self.lingering:
+            return False
         if self.tunnel is not None:
             return self.tunnel.side_eof(self)
         if self.req is not None and not self.parse_dead:
@@ -197,13 +204,27 @@ class ClientConnection(asyncio.Protocol):
         elif self.exchange is not None:
             self.exchange.client_write_resumed()
 
-    def close(self) -> None:
-        """Close after what was written is flushed."""
-        if not self.closed:
-            self.closed = True
-            self._pause(PAUSE_DONE)
-            if self.transport is not None:
-                self.transport.close()
+    def close(self, linger: bool = False) -> None:
+        """Close after what was written is flushed.
+
+        ``linger``: the client may still be sending (a refused or unfinished request). Closing
+        with unread input makes the kernel reset the connection, and the reset can destroy the
+        error response before the client reads it; so send FIN after the response, read and
+        drop what still comes for up to ``LINGER_SECONDS``, then close (nginx lingering_close).
+        """
+        if self.closed:
+            return
+        self.closed = True
+        transport = self.transport
+        if transport is None:
+            return
+        if linger and transport.can_write_eof():
+            self.lingering = True
+            transport.write_eof()
+            transport.resume_reading()
+            self._arm(self.loop.time() + LINGER_SECONDS)
+        else:
+            transport.close()
 
     def abort(self) -> None:
         """Close now, dropping unsent data (a response that cannot be completed)."""
@@ -239,6 +260,8 @@ class ClientConnection(asyncio.Protocol):
     # --- bytes in ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         if self.tunnel is not None:
             self.tunnel.data_from(self, data)
             return
@@ -254,6 +277,10 @@ class ClientConnection(asyncio.Protocol):
                 self._reject_parsing(431)
             else:
                 self._ensure_deadline(self.head_started + self.limits.header_timeout)
+        elif req is not None and not self.pause_flags:
+            # a body is on its way: the client may not stall it
+            since = max(self.body_read_at, self.head_started)
+            self._ensure_deadline(since + self.limits.body_timeout)
         if self.exchange is None:
             if self.queue:
                 self.start_next()
@@ -530,7 +557,10 @@ class ClientConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is not None and req is not None and req is ex.req:
             ex.client_failed(status)  # the body of the request in flight is broken
-        elif ex is not None or self.queue:
+            return
+        if req is not None and self.queue and self.queue[-1] is req:
+            self.queue.pop()  # its head was fine, its body is not: it never starts
+        if ex is not None or self.queue:
             self.queue.append(status)  # answered in its turn
         else:
             self.reject_now(status)
@@ -538,7 +568,7 @@ class ClientConnection(asyncio.Protocol):
     def reject_now(self, status: int) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(h.local_response(status, close=True))
-        self.close()
+        self.close(linger=True)
 
     # --- exchanges ----------------------------------------------------------------------------
 
@@ -567,7 +597,8 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         if not keep_alive:
-            self.close()
+            # unread input is likely when the request itself was not read to its end
+            self.close(linger=self.req is not None or self.parse_dead)
             return
         if self.queue:
             if not self.starting:
@@ -582,7 +613,8 @@ class ClientConnection(asyncio.Protocol):
         if self.parse_dead or self.eof:
             self.close()
             return
-        self.idle_since = self.loop.time()
+        self.idle_since = now = self.loop.time()
+        self._ensure_deadline(now + self.limits.keepalive_timeout)
         self._resume(PAUSE_HOLD)
 
     def start_tunnel(self, tunnel: Tunnel) -> None:
@@ -606,6 +638,10 @@ class ClientConnection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self.timer = None
+        if self.lingering:
+            if self.transport is not None:
+                self.transport.close()
+            return
         if self.closed or self.tunnel is not None:
             return
         now = self.loop.time()

@@ -8,8 +8,9 @@ on which asyncio loop the pytest plugin picks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -373,6 +374,16 @@ class Proxy:
             return await client.response(head=head)
         finally:
             client.close()
+
+
+@contextlib.asynccontextmanager
+async def proxied(
+    limits: Limits | None = None, responder: Responder = echo, **kwargs: Any
+) -> AsyncIterator[tuple[Backend, Proxy]]:
+    """A backend and a proxy whose one-member fake engine forwards to it."""
+    async with Backend(responder) as backend:  # noqa: SIM117 - the proxy needs backend.port
+        async with Proxy(FakeEngine([member("a", backend.port)]), limits, **kwargs) as proxy:
+            yield backend, proxy
 
 
 # --- a raw HTTP client ------------------------------------------------------------------------

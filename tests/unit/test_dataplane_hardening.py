@@ -1,0 +1,389 @@
+"""Front-door hardening of the client side (front-door-security.md), over real sockets.
+
+Each malformed request is sent with a valid request pipelined behind it. The client must get
+the error status and a closed connection, and the backend — which records every byte it
+receives — must see nothing of either request. A control request on a fresh connection
+afterwards proves the proxy is alive and that the backend would have seen bytes had any been
+forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from balancer.dataplane import Limits
+from tests.unit.test_dataplane_support import (
+    Backend,
+    Proxy,
+    eventually,
+    get,
+    proxied,
+    uvloop_test,
+)
+
+H = b"Host: example.test\r\n"
+
+FIELDS_101 = b"".join(b"X-%d: v\r\n" % i for i in range(101))
+
+MALFORMED: dict[str, tuple[bytes, int]] = {
+    # smuggling: framing
+    "content-length and transfer-encoding": (
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
+        400,
+    ),
+    "duplicate content-length": (
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    "differing content-length": (
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    ),
+    "content-length list": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3, 3\r\n\r\nabc", 400),
+    "empty content-length": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: \r\n\r\n", 400),
+    "negative content-length": (b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 400),
+    "transfer-encoding gzip": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\nabc",
+        501,  # RFC 9112 §6.1: a transfer coding the server does not implement
+    ),
+    "transfer-encoding gzip, chunked": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,  # only a single chunked coding is implemented
+    ),
+    "transfer-encoding chunked twice": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    "transfer-encoding on HTTP/1.0": (
+        b"POST / HTTP/1.0\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    "bare LF in the head": (b"GET / HTTP/1.1\n" + b"Host: example.test\n\n", 400),
+    "bare LF after a field": (b"GET / HTTP/1.1\r\nHost: example.test\nX: y\r\n\r\n", 400),
+    "bare CR": (b"GET / HTTP/1.1\r\nHost: example.test\rX: y\r\n\r\n", 400),
+    "bare LF in chunk framing": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    "chunk longer than its size": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    "invalid chunk size": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+        400,
+    ),
+    "obs-fold": (b"GET / HTTP/1.1\r\n" + H + b"X-A: one\r\n two\r\n\r\n", 400),
+    # fields
+    "control character in a value": (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x01b\r\n\r\n", 400),
+    "NUL in a value": (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400),
+    "DEL in a value": (b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x7fb\r\n\r\n", 400),
+    "control character in a name": (b"GET / HTTP/1.1\r\n" + H + b"X\x01A: ab\r\n\r\n", 400),
+    "space before the colon": (b"GET / HTTP/1.1\r\nHost : example.test\r\n\r\n", 400),
+    "underscore in a name": (b"GET / HTTP/1.1\r\n" + H + b"X_Forwarded_For: 1.2.3.4\r\n\r\n", 400),
+    "duplicate host": (b"GET / HTTP/1.1\r\n" + H + H + b"\r\n", 400),
+    "missing host on HTTP/1.1": (b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n", 400),
+    "malformed host": (b"GET / HTTP/1.1\r\nHost: exa mple/..\r\n\r\n", 400),
+    "host with a bad port": (b"GET / HTTP/1.1\r\nHost: example.test:80x\r\n\r\n", 400),
+    "empty host": (b"GET / HTTP/1.1\r\nHost: \r\n\r\n", 400),
+    "duplicate content-type": (
+        b"GET / HTTP/1.1\r\n" + H + b"Content-Type: a/b\r\nContent-Type: c/d\r\n\r\n",
+        400,
+    ),
+    # request line
+    "unknown method": (b"FOO / HTTP/1.1\r\n" + H + b"\r\n", 400),
+    "lower-case method": (b"get / HTTP/1.1\r\n" + H + b"\r\n", 400),
+    "invalid method characters": (b"G@T / HTTP/1.1\r\n" + H + b"\r\n", 400),
+    "CONNECT": (b"CONNECT example.test:443 HTTP/1.1\r\n" + H + b"\r\n", 405),
+    "HTTP/1.2": (b"GET / HTTP/1.2\r\n" + H + b"\r\n", 400),
+    "HTTP/2.0 in a request line": (b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
+    "HTTP/0.9": (b"GET /\r\n\r\n", 505),
+    "not HTTP": (b"GET / HTTX/1.1\r\n" + H + b"\r\n", 400),
+    "space in the target": (b"GET /a b HTTP/1.1\r\n" + H + b"\r\n", 400),
+    "control character in the target": (b"GET /a\x01 HTTP/1.1\r\n" + H + b"\r\n", 400),
+    "fragment in the target": (b"GET /a#frag HTTP/1.1\r\n" + H + b"\r\n", 400),
+    "asterisk target for GET": (b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400),
+    "unsupported absolute target": (b"GET ftp://example.test/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+    "absolute target with a bad authority": (
+        b"GET http://exa mple/ HTTP/1.1\r\n" + H + b"\r\n",
+        400,
+    ),
+    "expectation other than 100-continue": (
+        b"POST / HTTP/1.1\r\n" + H + b"Expect: something\r\nContent-Length: 1\r\n\r\nx",
+        417,
+    ),
+    "websocket upgrade with a body": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Content-Length: 3\r\n\r\nabc",
+        400,
+    ),
+}
+
+
+async def assert_rejected(proxy: Proxy, backend: Backend, raw: bytes, status: int) -> None:
+    client = await proxy.connect()
+    client.send(raw + get("/pipelined-after"))
+    resp = await client.response()
+    assert resp.status == status
+    assert resp.header("connection") == b"close"
+    assert resp.body.startswith(b"%d " % status)  # short, and nothing of the request echoed
+    assert len(resp.body) < 64
+    assert await client.rest() == b""  # nothing answered for the pipelined request
+    client.close()
+    control = await proxy.request(get("/control"))
+    assert control.status == 200
+    assert bytes(backend.received).startswith(b"GET /control HTTP/1.1\r\n")
+    assert len(backend.requests) == 1
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+@uvloop_test
+async def test_malformed_request_is_refused_before_any_byte_reaches_a_backend(case: str) -> None:
+    raw, status = MALFORMED[case]
+    async with proxied() as (backend, proxy):
+        await assert_rejected(proxy, backend, raw, status)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+        (b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"v" * 20000 + b"\r\n\r\n", 431),
+        (
+            b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n",
+            431,
+        ),
+        (
+            b"GET / HTTP/1.1\r\n"
+            + H
+            + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 200) for i in range(90))
+            + b"\r\n",
+            431,
+        ),
+    ],
+    ids=["long target", "long field", "too many fields", "head too large"],
+)
+@uvloop_test
+async def test_request_heads_over_the_limits_are_refused(raw: bytes, status: int) -> None:
+    async with proxied() as (backend, proxy):
+        await assert_rejected(proxy, backend, raw, status)
+
+
+@uvloop_test
+async def test_head_limit_holds_when_the_head_trickles_in_without_an_end() -> None:
+    # llhttp buffers a field until it ends: the raw bytes of an unfinished head are counted
+    async with proxied() as (backend, proxy):
+        client = await proxy.connect()
+        client.send(b"GET / HTTP/1.1\r\n" + H + b"X-Endless: ")
+        reply = asyncio.ensure_future(client.response())
+        for _ in range(100):
+            if reply.done():
+                break
+            client.send(b"v" * 1024)
+            await asyncio.sleep(0.001)
+        resp = await reply
+        assert resp.status == 431
+        assert await client.closed()
+    assert backend.received == b""
+
+
+@uvloop_test
+async def test_body_over_the_limit_by_content_length_gets_413_before_it_is_read() -> None:
+    limits = Limits(max_body_size=10)
+    async with proxied(limits) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 11\r\n\r\n")
+        resp = await client.response()
+        assert resp.status == 413
+        assert await client.closed()
+    assert backend.received == b""
+
+
+@uvloop_test
+async def test_chunked_body_over_the_limit_gets_413_and_is_never_forwarded() -> None:
+    limits = Limits(max_body_size=10)
+    async with proxied(limits) as (backend, proxy):
+        raw = b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+        raw += b"6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n"
+        await assert_rejected(proxy, backend, raw, 413)
+
+
+@uvloop_test
+async def test_body_limit_zero_means_unlimited() -> None:
+    limits = Limits(max_body_size=0)
+    async with proxied(limits) as (_backend, proxy):
+        body = b"x" * (3 * 1024 * 1024)
+        resp = await proxy.request(
+            b"POST / HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+    assert resp.status == 200
+    assert resp.body == body
+
+
+@uvloop_test
+async def test_a_head_that_does_not_arrive_in_time_gets_408_even_if_it_trickles() -> None:
+    limits = Limits(header_timeout=0.3)
+    async with proxied(limits) as (backend, proxy):
+        loop = asyncio.get_running_loop()
+        client = await proxy.connect()
+        started = loop.time()
+        client.send(b"GET / HTTP/1.1\r\n")
+        # a byte every 50 ms keeps an idle timer happy; the whole-head deadline still fires
+        reply = asyncio.ensure_future(client.response())
+        for _ in range(100):
+            if reply.done():
+                break
+            client.send(b"X")
+            await asyncio.sleep(0.05)
+        resp = await reply
+        elapsed = loop.time() - started
+        assert resp.status == 408
+        assert 0.25 < elapsed < 2.0
+        assert await client.closed()
+    assert backend.received == b""
+
+
+@uvloop_test
+async def test_a_connection_that_never_sends_is_closed_silently_after_the_header_timeout() -> None:
+    limits = Limits(header_timeout=0.2)
+    async with Proxy(None, limits) as proxy:
+        client = await proxy.connect()
+        assert await client.rest(timeout=3) == b""
+
+
+@uvloop_test
+async def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() -> None:
+    limits = Limits(keepalive_timeout=0.3)
+    async with proxied(limits) as (_backend, proxy):
+        loop = asyncio.get_running_loop()
+        client = await proxy.connect()
+        client.send(get("/one"))
+        assert (await client.response()).status == 200
+        idle_from = loop.time()
+        assert await client.rest(timeout=3) == b""
+        assert loop.time() - idle_from > 0.25
+
+
+@uvloop_test
+async def test_a_stalled_body_gets_408() -> None:
+    limits = Limits(body_timeout=0.3)
+    async with proxied(limits) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc")
+        resp = await client.response()
+        assert resp.status == 408
+        assert await client.closed()
+    # the backend saw an incomplete request at most, never a complete one
+    assert backend.requests == []
+
+
+@uvloop_test
+async def test_connections_over_the_process_cap_are_turned_away() -> None:
+    limits = Limits(max_connections=2, max_connections_per_ip=0)
+    async with Proxy(None, limits) as proxy:
+        first, second = await proxy.connect(), await proxy.connect()
+        await eventually(lambda: len(proxy.server.connections) == 2)
+        third = await proxy.connect()
+        resp = await third.response()
+        assert resp.status == 503
+        assert await third.closed()
+        first.close()
+        await eventually(lambda: len(proxy.server.connections) == 1)
+        fourth = await proxy.connect()
+        fourth.send(get("/"))
+        assert (await fourth.response()).status == 404  # admitted again
+        second.close()
+        fourth.close()
+
+
+@uvloop_test
+async def test_connections_over_the_per_ip_cap_are_turned_away() -> None:
+    limits = Limits(max_connections_per_ip=1)
+    async with Proxy(None, limits) as proxy:
+        first = await proxy.connect()
+        await eventually(lambda: len(proxy.server.connections) == 1)
+        second = await proxy.connect()
+        assert (await second.response()).status == 503
+        first.close()
+        await eventually(lambda: not proxy.server.per_ip)
+
+
+@uvloop_test
+async def test_underscored_fields_are_dropped_when_configured() -> None:
+    limits = Limits(underscores_in_headers="drop")
+    async with proxied(limits) as (backend, proxy):
+        resp = await proxy.request(get("/", extra=b"X_Forwarded_For: 6.6.6.6\r\nX-Ok: 1\r\n"))
+    assert resp.status == 200
+    seen = backend.requests[0]
+    assert seen.header("x_forwarded_for") is None
+    assert seen.header("x-ok") == b"1"
+
+
+@uvloop_test
+async def test_too_many_pipelined_requests_are_answered_up_to_the_cap_then_closed() -> None:
+    limits = Limits(max_pipelined=2)
+    async with proxied(limits) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(b"".join(get(f"/{i}") for i in range(5)))
+        bodies = [(await client.response()).body for _ in range(2)]
+        assert await client.closed()
+    assert bodies == [b"/0", b"/1"]
+    assert [r.url for r in backend.requests] == [b"/0", b"/1"]
+
+
+@uvloop_test
+async def test_a_valid_request_before_a_malformed_one_is_served_then_the_error_closes() -> None:
+    async with proxied() as (backend, proxy):
+        client = await proxy.connect()
+        client.send(get("/good") + b"GET / HTTP/1.1\r\n" + H + H + b"\r\n" + get("/never"))
+        first = await client.response()
+        second = await client.response()
+        assert await client.closed()
+    assert (first.status, first.body) == (200, b"/good")
+    assert second.status == 400
+    assert [r.url for r in backend.requests] == [b"/good"]
+
+
+@uvloop_test
+async def test_absolute_form_target_goes_upstream_in_origin_form_with_its_authority() -> None:
+    target = b"http://app.test:8080/p;jsessionid=X?q=1"
+    async with proxied() as (backend, proxy):
+        resp = await proxy.request(b"GET %s HTTP/1.1\r\n%s\r\n" % (target, H))
+    assert resp.status == 200
+    seen = backend.requests[0]
+    assert seen.url == b"/p;jsessionid=X?q=1"
+    assert seen.all("host") == [b"app.test:8080"]
+
+
+@uvloop_test
+async def test_a_request_cut_short_by_the_client_never_completes_upstream() -> None:
+    async with proxied() as (backend, proxy):
+        client = await proxy.connect()
+        client.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\nabc")
+        client.writer.write_eof()
+        resp = await client.response()
+        assert resp.status == 400
+        assert (await proxy.request(get("/control"))).status == 200
+    assert [r.url for r in backend.requests] == [b"/control"]
+
+
+@uvloop_test
+async def test_a_refused_upload_still_gets_its_413_while_the_client_keeps_sending() -> None:
+    # without a lingering close the unread upload would make the kernel reset the connection,
+    # and the reset can destroy the 413 before the client reads it
+    limits = Limits(max_body_size=10)
+    async with proxied(limits) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % (4 << 20))
+        reply = asyncio.ensure_future(client.response())
+        for _ in range(64):
+            client.send(b"x" * 65536)
+            await asyncio.sleep(0)
+        resp = await reply
+        assert resp.status == 413
+        client.close()
+    assert backend.received == b""
