@@ -1,0 +1,398 @@
+"""Proxy race: pyjk against nginx and HAProxy on the same backends, same core, same load.
+
+    python bench/proxy_race.py                      # all peers, 10 s per run, 1 round
+    python bench/proxy_race.py --quick              # 3 s per run
+    python bench/proxy_race.py --peers nginx,haproxy --rounds 3 --json race.json
+
+Each proxy runs pinned to one core (--proxy-cpu, default 0); the backends (one nginx worker on
+three ports), wrk and this script share the other (--load-cpu, default 1). Peers take turns
+within each scenario, and the order rotates every round, so drift of the machine hits every
+peer alike. Nothing is installed here: bench/setup.sh installs nginx, haproxy and wrk. Every
+process started here is killed at exit. docs/benchmarks.md says what the columns mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import backend
+import race_configs as cfg
+from race_checks import (
+    STICKY_COOKIE_VALUE,
+    find_binary,
+    machine_info,
+    quiet_check,
+    smoke_check,
+    wait_until_quiet,
+)
+from race_procs import (
+    Child,
+    StartError,
+    Supervisor,
+    core_times,
+    cpu_seconds,
+    free_ports,
+    wait_http_ready,
+)
+from race_report import (
+    Run,
+    as_json,
+    crowded,
+    format_ratios,
+    format_table,
+    ratios,
+    summarise,
+)
+from race_wrk import WrkError, run_wrk, wrk_argv
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+ALL_PEERS = ("pyjk", "nginx", "haproxy", "direct")
+PYJK_CMD = "{python} -m balancer --workers {workers} --mounts {mounts} --listen {listen}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    headers: tuple[str, ...]
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("keepalive-100B", "/100", ()),
+        Scenario("keepalive-64KiB", "/64k", ()),
+        Scenario("close-100B", "/100", ("Connection: close",)),
+        Scenario("close-64KiB", "/64k", ("Connection: close",)),
+        Scenario("sticky-100B", "/100", (f"Cookie: {STICKY_COOKIE_VALUE}",)),
+        Scenario("sticky-64KiB", "/64k", (f"Cookie: {STICKY_COOKIE_VALUE}",)),
+    )
+}
+
+
+@dataclass
+class Peer:
+    name: str
+    port: int
+    child: Child | None  # None for "direct": wrk straight at backend node1, no proxy
+    smoke: list[str] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return self.child is None or self.child.popen.poll() is None
+
+
+@dataclass
+class Race:
+    """What every step needs: options, binaries, the supervisor and the scratch directory."""
+
+    args: argparse.Namespace
+    bins: dict[str, str | None]
+    sup: Supervisor
+    workdir: Path
+    proxy_cpu: int | None  # None: not pinned
+    load_cpu: int | None
+    cores: list[int]  # the cores watched for other load
+
+    def wrk_cmd(self, url: str, seconds: int, headers: Sequence[str]) -> list[str]:
+        argv = wrk_argv(
+            str(self.bins["wrk"]),
+            url,
+            duration_s=seconds,
+            connections=self.args.connections,
+            headers=headers,
+        )
+        if self.load_cpu is not None and self.bins["taskset"]:
+            argv = [str(self.bins["taskset"]), "-c", str(self.load_cpu), *argv]
+        return argv
+
+
+def peer_argv(race: Race, name: str, members: Sequence[cfg.Member], port: int) -> list[str]:
+    workdir = race.workdir
+    if name == "nginx":
+        (workdir / "nginx-tmp").mkdir(exist_ok=True)
+        conf = workdir / "nginx.conf"
+        conf.write_text(cfg.nginx_conf(members, port=port, workdir=workdir))
+        return backend.nginx_argv(str(race.bins["nginx"]), conf, workdir)
+    if name == "haproxy":
+        conf = workdir / "haproxy.cfg"
+        conf.write_text(cfg.haproxy_cfg(members, port=port))
+        return [str(race.bins["haproxy"]), "-db", "-f", str(conf)]
+    if name == "pyjk":
+        workers = workdir / "workers.properties"
+        mounts = workdir / "uriworkermap.properties"
+        workers.write_text(cfg.workers_properties(members))
+        mounts.write_text(cfg.uriworkermap())
+        values = {
+            "python": race.args.pyjk_python,
+            "workers": workers,
+            "mounts": mounts,
+            "listen": f"{HOST}:{port}",
+        }
+        return [token.format(**values) for token in shlex.split(race.args.pyjk_cmd)]
+    raise ValueError(f"unknown peer {name!r}")
+
+
+def start_peers(race: Race, members: Sequence[cfg.Member]) -> tuple[list[Peer], dict[str, str]]:
+    """Start each peer; one that fails is reported and left out, the others still race."""
+    peers: list[Peer] = []
+    failures: dict[str, str] = {}
+    for name, port in zip(race.args.peers, free_ports(len(race.args.peers)), strict=True):
+        if name == "direct":
+            peer = Peer("direct", members[0].port, None)
+        else:
+            try:
+                argv = peer_argv(race, name, members, port)
+                log = race.workdir / f"{name}.log"
+                child = race.sup.start(name, argv, cpu=race.proxy_cpu, log=log, cwd=REPO)
+                wait_http_ready(child, HOST, port, "/100", race.args.start_timeout)
+            except (StartError, OSError, ValueError) as exc:
+                failures[name] = str(exc)
+                print(f"!! {name} failed to start: {exc}", flush=True)
+                continue
+            peer = Peer(name, port, child)
+        peer.smoke = smoke_check(peer.port, balanced=peer.child is not None)
+        for problem in peer.smoke:
+            print(f"!! {name} smoke check: {problem}", flush=True)
+        peers.append(peer)
+    return peers, failures
+
+
+def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
+    """Warm up, then one measured wrk run with the proxy's CPU time read around it."""
+    args = race.args
+    url = f"http://{HOST}:{peer.port}{scenario.path}"
+    if args.warmup > 0:
+        run_wrk(race.wrk_cmd(url, args.warmup, scenario.headers), duration_s=args.warmup)
+    cores = [c for c in (race.proxy_cpu, race.load_cpu) if c is not None]
+    pid = peer.child.pid if peer.child else None
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    cores0 = core_times(cores)
+    result, _ = run_wrk(
+        race.wrk_cmd(url, args.duration, scenario.headers), duration_s=args.duration
+    )
+    cores1 = core_times(cores)
+    cpu = cpu_seconds(pid) - cpu0 if pid else None
+
+    def busy(core: int | None) -> float:
+        if core is None:
+            return 0.0
+        (b0, t0), (b1, t1) = cores0.get(core, (0, 0)), cores1.get(core, (0, 0))
+        return 100.0 * (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+    return Run(
+        round=round_no,
+        scenario=scenario.name,
+        peer=peer.name,
+        requests=result.requests,
+        duration_s=result.duration_s,
+        rps=result.rps,
+        p50_us=result.p50_us,
+        p90_us=result.p90_us,
+        p99_us=result.p99_us,
+        p999_us=result.p999_us,
+        errors=result.errors,
+        non_2xx=result.non_2xx,
+        proxy_cpu_s=cpu,
+        cpu_us_per_req=cpu * 1e6 / result.requests if cpu is not None and result.requests else None,
+        proxy_cpu_pct=100.0 * cpu / result.duration_s if cpu is not None else None,
+        proxy_core_pct=busy(race.proxy_cpu),
+        load_core_pct=busy(race.load_cpu),
+    )
+
+
+def race_rounds(race: Race, peers: Sequence[Peer]) -> list[Run]:
+    runs: list[Run] = []
+    for round_no in range(1, race.args.rounds + 1):
+        for scenario_name in race.args.scenarios:
+            # Rotate the order every round so no peer always runs first (or right after another).
+            shift = (round_no - 1) % max(1, len(peers))
+            for peer in [*peers[shift:], *peers[:shift]]:
+                if not peer.alive():
+                    continue
+                quiet = None
+                if race.args.wait_quiet > 0:
+                    quiet, busy, busiest = wait_until_quiet(race.cores, race.args.wait_quiet)
+                    if not quiet:
+                        print(f"!! cores still busy {busy} ({'; '.join(busiest)}); measuring")
+                try:
+                    run = measure(race, peer, SCENARIOS[scenario_name], round_no)
+                    run = dataclasses.replace(run, quiet_before=quiet)
+                except WrkError as exc:
+                    print(f"!! {peer.name} {scenario_name}: {exc}", flush=True)
+                    continue
+                runs.append(run)
+                print(
+                    f"  round {round_no} {scenario_name:16} {peer.name:8}"
+                    f"{run.rps:>10,.0f} req/s  p99 {run.p99_us / 1000:7.3f} ms  "
+                    f"errors {run.errors}",
+                    flush=True,
+                )
+                if peer.child and not peer.alive():
+                    print(f"!! {peer.name} died during {scenario_name}:", flush=True)
+                    print(peer.child.log_tail(), flush=True)
+    return runs
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = p.add_argument
+    add("--peers", default=",".join(ALL_PEERS), help=f"from {','.join(ALL_PEERS)} (default all)")
+    add("--scenarios", default=",".join(SCENARIOS), help=f"from {','.join(SCENARIOS)}")
+    add("--duration", type=int, default=10, help="seconds per measured run (default 10)")
+    add("--warmup", type=int, default=1, help="unmeasured seconds before each run (default 1)")
+    add("--rounds", type=int, default=1, help="how many times every peer runs every scenario")
+    add("--quick", action="store_true", help="3 s runs, 1 s warm-up, 1 round")
+    add("--connections", type=int, default=50, help="wrk -c (default 50; wrk always -t1)")
+    add("--proxy-cpu", type=int, default=0, help="core of the proxy under test (default 0)")
+    add("--load-cpu", type=int, default=1, help="core of backends, wrk, harness (default 1)")
+    add("--pyjk-python", default=str(_default_python()), help="python for {python}")
+    add("--pyjk-cmd", default=PYJK_CMD, help="pyjk's command line (default: %(default)s)")
+    add("--start-timeout", type=float, default=20.0, help="seconds a peer has to come up")
+    add(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="before the race and each run, wait up to this many s for idle cores (shared hosts)",
+    )
+    add("--json", type=Path, help="also write machine, runs, summary and ratios here")
+    add("--keep-dir", action="store_true", help="keep generated configs and logs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.rounds = 3, 1, 1
+    args.peers = list(dict.fromkeys(x for x in args.peers.split(",") if x))
+    args.scenarios = list(dict.fromkeys(x for x in args.scenarios.split(",") if x))
+    for bad in [x for x in args.peers if x not in ALL_PEERS]:
+        p.error(f"unknown peer {bad!r}; choose from {','.join(ALL_PEERS)}")
+    for bad in [x for x in args.scenarios if x not in SCENARIOS]:
+        p.error(f"unknown scenario {bad!r}; choose from {','.join(SCENARIOS)}")
+    if not (1 <= args.duration <= 600 and 0 <= args.warmup <= 60 and 1 <= args.rounds <= 50):
+        p.error("need 1 <= --duration <= 600, 0 <= --warmup <= 60, 1 <= --rounds <= 50")
+    if not 0 <= args.wait_quiet <= 3600:
+        p.error("need 0 <= --wait-quiet <= 3600")
+    return args
+
+
+def _default_python() -> Path:
+    venv = REPO / ".venv" / "bin" / "python"
+    return venv if venv.exists() else Path(sys.executable)
+
+
+def report(
+    race: Race,
+    peers: Sequence[Peer],
+    runs: Sequence[Run],
+    failures: dict[str, str],
+    extra: dict[str, object],
+) -> None:
+    order = [p.name for p in peers]
+    rows = summarise(runs, order)
+    compared = ratios(rows, others=[name for name in order if name != "pyjk"])
+    print()
+    print(format_table(rows))
+    for row in crowded(rows):
+        print(
+            f"!! {row.scenario} {row.peer}: the proxy core was {row.proxy_core_pct:.0f}% busy but "
+            f"the proxy used {row.proxy_cpu_pct:.0f}%: something else ran on it"
+        )
+    print()
+    if "pyjk" in order:
+        print(format_ratios(compared) if compared else "no ratios: no peer to compare with")
+    else:
+        failure = failures.get("pyjk")
+        why = failure.splitlines()[0] if failure else "not in --peers"
+        print(f"ratios skipped: pyjk not measured ({why})")
+    if race.args.json:
+        data = {
+            **extra,
+            "start_failures": failures,
+            "settings": {k: str(v) for k, v in vars(race.args).items()},
+            "smoke": {p.name: p.smoke for p in peers},
+            "runs": as_json(runs),
+            "summary": as_json(rows),
+            "ratios": as_json(compared),
+        }
+        race.args.json.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {race.args.json}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    bins = {name: find_binary(name) for name in ("nginx", "haproxy", "wrk", "taskset")}
+    needed = {"nginx", "wrk"} | ({"haproxy"} if "haproxy" in args.peers else set())
+    missing = sorted(n for n in needed if bins[n] is None)
+    if missing:
+        print(
+            f"proxy_race: missing {', '.join(missing)}. Install them with\n"
+            "    apt-get install -y nginx haproxy wrk     (or: bench/setup.sh)",
+            file=sys.stderr,
+        )
+        return 2
+    cores = os.sched_getaffinity(0)
+    pin = bool(bins["taskset"]) and args.proxy_cpu != args.load_cpu
+    pin = pin and {args.proxy_cpu, args.load_cpu} <= cores
+    if pin:
+        os.sched_setaffinity(0, {args.load_cpu})  # keep the harness itself off the proxy's core
+    else:
+        print(f"!! not pinning (cores {sorted(cores)}, taskset {bins['taskset']}): less reliable")
+    info = machine_info(bins)
+    print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
+    n_runs = len(args.scenarios) * len(args.peers) * args.rounds
+    print(
+        f"plan: {n_runs} runs of {args.duration} s (+{args.warmup} s warm-up), wrk -t1 "
+        f"-c{args.connections}; about {n_runs * (args.duration + args.warmup + 1)} s",
+        flush=True,
+    )
+    watched = sorted({args.proxy_cpu, args.load_cpu}) if pin else sorted(cores)
+    quiet = [quiet_check("before the race", watched, wait=args.wait_quiet)]
+
+    workdir = Path(tempfile.mkdtemp(prefix="pyjk-race-"))
+    sup = Supervisor(bins["taskset"] if pin else None)
+    sup.install_signal_handlers()
+    race = Race(
+        args=args,
+        bins=bins,
+        sup=sup,
+        workdir=workdir,
+        proxy_cpu=args.proxy_cpu if pin else None,
+        load_cpu=args.load_cpu if pin else None,
+        cores=watched,
+    )
+    try:
+        members = cfg.members_for(free_ports(3))
+        conf = backend.write_backend(members, workdir)
+        argv_backend = backend.nginx_argv(str(bins["nginx"]), conf, workdir)
+        back = sup.start("backends", argv_backend, cpu=race.load_cpu, log=workdir / "backends.log")
+        for m in members:
+            wait_http_ready(back, m.host, m.port, "/100", 10.0)
+        peers, failures = start_peers(race, members)
+        runs = race_rounds(race, peers)
+        sup.stop_all()
+        quiet.append(quiet_check("after the race", watched))
+        report(race, peers, runs, failures, {"machine": info, "quiet": quiet})
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping everything the race started", file=sys.stderr)
+        return 130
+    finally:
+        sup.stop_all()
+        if args.keep_dir:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
