@@ -85,6 +85,12 @@ class Member:
     bytes_transferred: int = 0  # sent to the backend
     busy: int = 0  # Forwards in flight
     max_busy: int = 0
+    # pyjk's own (status page): lb attempts routed here by the session's own route; requests
+    # whose route named this member but went elsewhere; requests tried here that moved on to
+    # another member
+    sticky_hits: int = 0
+    sticky_misses: int = 0
+    failovers: int = 0
     chosen_since_maintenance: bool = False
     last_reset: float = 0.0
 
@@ -136,6 +142,9 @@ class Member:
         self.bytes_read = 0
         self.bytes_transferred = 0
         self.max_busy = self.busy
+        self.sticky_hits = 0
+        self.sticky_misses = 0
+        self.failovers = 0
         self.chosen_since_maintenance = False
         self.last_error_reason = ""
         self.clear_error_times()

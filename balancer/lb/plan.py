@@ -108,6 +108,8 @@ class RequestPlan:
         self.forwards = 0  # Forward steps handed out
         self.member: Member | None = None  # member of the current (or last) lb attempt
         self.sticky = False
+        self._first_choice = True  # the session route's owner is judged once per request
+        self._last_sent: Member | None = None  # member of the last Forward (failover count)
         self._steps = self._run()
 
     @property
@@ -247,6 +249,9 @@ class RequestPlan:
                 self._attempt = 0
             self._set_status(503, "no member")
             choice = self._chooser().choose(self.session, self._routes)
+            if self._first_choice:
+                self._first_choice = False
+                self._count_sticky_miss(choice)
             if choice is None:
                 if not self._forced:
                     self._forced = True
@@ -276,6 +281,11 @@ class RequestPlan:
             self._mark_busy(i, "busy-limit")
             return _Verdict.NEXT
         engine.count_choice(m, self.session is not None, self.facts.rule.stateless)
+        if choice.sticky and m.route in self._routes:
+            m.sticky_hits += 1
+        if self._last_sent is not None and self._last_sent is not m:
+            self._last_sent.failovers += 1
+        self._last_sent = m
         cookie = self._routing_cookie(m, choice.sticky)
         try_no = 0
         while True:
@@ -311,6 +321,15 @@ class RequestPlan:
             force=engine.settings.sticky_session_force,
             rotation=engine,
         )
+
+    def _count_sticky_miss(self, choice: Choice | None) -> None:
+        """The member the session's route names did not get the request (pyjk's counter)."""
+        for route in self._routes:
+            for i, m in enumerate(self._engine.members):
+                if m.route == route:
+                    if choice is None or choice.index != i or not choice.sticky:
+                        m.sticky_misses += 1
+                    return
 
     def _close(self, sent: int, received: int) -> _Open:
         op = self._open
