@@ -219,6 +219,18 @@ class BackendConn(asyncio.Protocol):
         self.body: list[bytes] = []
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.echo = False  # after a 101: send every byte back
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+    async def drain(self) -> None:
+        await self.can_write.wait()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -229,13 +241,18 @@ class BackendConn(asyncio.Protocol):
         self.backend.open.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        self.backend.received += data
+        if self.backend.keep_bodies:
+            self.backend.received += data
+        if self.echo:
+            self.write(data)
+            return
         if self.backend.raw:
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass
+        except httptools.HttpParserUpgrade as exc:
+            if self.echo:
+                self.write(data[exc.args[0] :])
         except httptools.HttpParserError:
             self.backend.parse_errors += 1
             assert self.transport is not None
@@ -298,7 +315,7 @@ class Backend:
     def __init__(self, responder: Responder = echo, *, raw: bool = False) -> None:
         self.responder = responder
         self.raw = raw  # only record bytes, never answer
-        self.keep_bodies = True
+        self.keep_bodies = True  # False: keep neither bodies nor a copy of every byte
         self.received = bytearray()
         self.requests: list[BackendRequest] = []
         self.connections = 0
