@@ -176,7 +176,6 @@ class ClientConnection(asyncio.Protocol):
         self.transport = None
 
     def eof_received(self) -> bool:
-        # A half-close after a complete request still gets its response; nothing more is read.
         self.eof = True
         if self.lingering:
             return False
@@ -184,6 +183,10 @@ class ClientConnection(asyncio.Protocol):
             return self.tunnel.side_eof(self)
         if self.req is not None and not self.parse_dead:
             self._reject_parsing(400)  # a request cut short
+        elif self.exchange is not None:
+            # The client hung up while its request was served. Browsers and load testers close
+            # this way; treating it as an abort (nginx's 499) frees the backend try at once.
+            self.exchange.client_lost()
         if self.exchange is None and not self.queue:
             self.close()
             return False

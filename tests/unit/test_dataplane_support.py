@@ -108,6 +108,8 @@ class FakePlan:
         self.status = 503
         self.stopped = False
         self.finished = False
+        self.opened = 0  # Forwards handed out
+        self.closes = 0  # report / finish / response_head False calls
 
     def next(self, now: float) -> Step:
         assert self.open is None, "next() with a Forward open"
@@ -118,6 +120,7 @@ class FakePlan:
         m = self.engine.members[self.i]
         self.i += 1
         self.open = m
+        self.opened += 1
         self.events.append(("forward", m.name))
         return Forward(
             member=m,
@@ -132,6 +135,7 @@ class FakePlan:
         assert self.open is not None, "report() without a Forward"
         self.events.append(("report", self.open.name, outcome))
         self.open = None
+        self.closes += 1
         self.status = STATUS[outcome.kind]
         if (
             outcome.kind is OutcomeKind.CLIENT_ERROR
@@ -146,6 +150,7 @@ class FakePlan:
         self.events.append(("head", self.open.name, status))
         if status in self.engine.fail_on_status:
             self.open = None
+            self.closes += 1
             self.status = 503
             if not replayable:
                 self.stopped = True
@@ -156,6 +161,7 @@ class FakePlan:
         assert self.open is not None, "finish() without a Forward"
         self.events.append(("finish", self.open.name))
         self.open = None
+        self.closes += 1
         self.finished = True
 
     @property
@@ -165,6 +171,11 @@ class FakePlan:
     @property
     def closed(self) -> bool:
         return self.open is None
+
+    @property
+    def balanced(self) -> bool:
+        """Every Forward handed out was closed exactly once."""
+        return self.open is None and self.opened == self.closes
 
 
 def member(name: str, port: int, **settings: Any) -> FakeMember:
