@@ -7,7 +7,8 @@ member workers give it different meanings (``retries``, ``retry_interval``); the
 accept disjoint worker types.
 
 Defaults are the model's (``balancer.config.model``), which are mod_jk's except where noted in
-``modjk_default``; a unit test keeps table and model equal.
+``modjk_default``; a unit test keeps table and model equal. The pyjk-only globals are the fields
+of ``BalancerSettings`` (the front door's edge limits, httpd's job in a mod_jk setup).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from balancer.config.model import Activation, Lock, Method
 
-GLOBAL = "global"  # worker.list, worker.maintain: not a worker type, a scope
+GLOBAL = "global"  # worker.list, worker.maintain, pyjk's edge limits: not a worker type, a scope
 LB, STATUS, HTTP, AJP13 = "lb", "status", "http", "ajp13"
 MEMBER = frozenset({HTTP, AJP13})
 ALL_TYPES = frozenset({LB, STATUS, HTTP, AJP13})
@@ -40,6 +41,7 @@ class Kind(Enum):
     PATH = "path"  # an absolute URI path
     TOKEN = "token"  # an HTTP token (cookie name)
     ENUM = "enum"  # one of ``choices`` by first character
+    WORD = "word"  # one of ``choices`` (words), written whole or as its first letter
     LETTERS = "letters"  # ping_mode: any of C, P, I, A
     LIST = "list"  # words split on runs of space, tab and comma
     NAMES = "names"  # a list of worker names
@@ -65,13 +67,16 @@ class Directive:
     minimum: int | None = None  # below it the value is raised to it, with a warning (mod_jk)
     maximum: int | None = None  # above it the value is lowered to it, with a warning
     multiple: int | None = None  # rounded up to a multiple of this
-    bounds: tuple[int, int] | None = None  # outside these the value is an error (pyjk)
-    choices: Mapping[str, object] = field(default_factory=dict)  # ENUM: first char -> value
+    # outside these the value is an error (pyjk); an upper bound of None = no upper bound
+    bounds: tuple[int, int | None] | None = None
+    # ENUM: first char -> value; WORD: word -> value
+    choices: Mapping[str, object] = field(default_factory=dict)
     pyjk_only: bool = False
     stored: bool = True  # False: shapes the config (type, reference, mount), not a field
     sensitive: bool = False  # hidden from the status dump
     derived: str = ""  # how the default follows from other directives, for the docs
     modjk_default: str = ""  # mod_jk's default, when pyjk's differs
+    elsewhere: str = ""  # what does this job in httpd (a mod_jk setup) and nginx, for the docs
 
     @property
     def is_list(self) -> bool:
@@ -118,6 +123,10 @@ _ACTIVATIONS = {
     "2": Activation.STOPPED,
 }
 
+_UNDERSCORES = {"reject": "reject", "drop": "drop", "allow": "allow"}
+_G = {GLOBAL}
+_ABOVE_0 = (1, None)
+
 _I, _S, _B = Kind.INT, Kind.STR, Kind.BOOL
 
 # fmt: off
@@ -128,6 +137,62 @@ DIRECTIVES: tuple[Directive, ...] = (
        derived="ajp13, with a warning, when worker.list is missing"),
     _d("maintain", _I, 60, {GLOBAL},
        "Interval between maintenance runs (lb decay, error recovery); 0 turns them off.", unit="s"),
+    # -- global, pyjk only: the front door's edge limits (model.BalancerSettings) --
+    _d("trusted_proxies", Kind.NETWORKS, (), _G,
+       "Peers (CIDR) whose X-Forwarded-For/-Proto/-Host headers are kept; from any other peer "
+       "pyjk replaces them. Repeats append.",
+       pyjk_only=True,
+       elsewhere="httpd: RemoteIPTrustedProxy (mod_remoteip); nginx: set_real_ip_from"),
+    _d("max_head_size", _I, 16 * 1024, _G,
+       "Largest request head (request line and header fields); a larger one is answered 431.",
+       unit="bytes", bounds=(1024, None), pyjk_only=True,
+       elsewhere="httpd: LimitRequestLine and LimitRequestFieldSize (per line, no total); "
+       "nginx: large_client_header_buffers"),
+    _d("max_headers", _I, 100, _G, "Most header fields in one request; more are answered 431.",
+       unit="count", bounds=_ABOVE_0, pyjk_only=True,
+       elsewhere="httpd: LimitRequestFields; nginx: none (large_client_header_buffers bounds it)"),
+    _d("header_timeout", _I, 10, _G,
+       "Deadline for a whole request head, answered 408 when missed: a deadline, not an idle "
+       "timer, so a client trickling bytes (slowloris) cannot hold a connection.",
+       unit="s", bounds=_ABOVE_0, pyjk_only=True,
+       elsewhere="httpd: RequestReadTimeout header= (mod_reqtimeout); "
+       "nginx: client_header_timeout"),
+    _d("keepalive_timeout", _I, 60, _G,
+       "Close a keep-alive client connection idle this long between requests.",
+       unit="s", bounds=_ABOVE_0, pyjk_only=True,
+       elsewhere="httpd: KeepAliveTimeout; nginx: keepalive_timeout"),
+    _d("body_timeout", _I, 60, _G, "Longest wait between two reads of a request body.",
+       unit="s", bounds=_ABOVE_0, pyjk_only=True,
+       elsewhere="httpd: RequestReadTimeout body= (mod_reqtimeout); nginx: client_body_timeout"),
+    _d("max_body_size", _I, 1024 * 1024, _G,
+       "Largest request body; a larger one is answered 413. 0 = unlimited.",
+       unit="bytes", pyjk_only=True,
+       elsewhere="httpd: LimitRequestBody; nginx: client_max_body_size"),
+    _d("max_connections", _I, 10000, _G,
+       "Most client connections open at once; one more is answered 503 and closed.",
+       unit="count", bounds=_ABOVE_0, pyjk_only=True,
+       elsewhere="httpd: MaxRequestWorkers (the MPM's); nginx: worker_connections"),
+    _d("max_connections_per_ip", _I, 1024, _G,
+       "Most client connections open at once from one IP address; 0 = unlimited.",
+       unit="count", pyjk_only=True,
+       elsewhere="httpd: none in the core (modules such as mod_qos); "
+       "nginx: limit_conn with limit_conn_zone $binary_remote_addr"),
+    _d("underscores_in_headers", Kind.WORD, "reject", _G,
+       "Request header names containing '_': reject the request (400), drop the header, or "
+       "allow it. Many backends read '_' and '-' alike, so X_Forwarded_For could stand in for "
+       "the X-Forwarded-For that pyjk controls.",
+       choices=_UNDERSCORES, pyjk_only=True,
+       elsewhere="httpd: passes them on, but leaves them out of CGI environment variables; "
+       "nginx: underscores_in_headers (off by default: such headers are ignored)"),
+    _d("mount_reload", _I, 60, _G,
+       "How often a request may check uriworkermap.properties for changes and reload it; "
+       "0 = never.",
+       unit="s", pyjk_only=True, elsewhere="httpd: JkMountFileReload (a mod_jk directive)"),
+    _d("shutdown_timeout", _I, 30, _G,
+       "On SIGTERM, the longest wait for requests in flight before their connections are "
+       "closed.",
+       unit="s", bounds=_ABOVE_0, pyjk_only=True,
+       elsewhere="httpd: GracefulShutdownTimeout; nginx: worker_shutdown_timeout"),
     # -- every worker type --
     _d("type", _S, "ajp13", ALL_TYPES, "Worker type: lb, status, http or ajp13.", stored=False),
     _d("reference", _S, "", ALL_TYPES,

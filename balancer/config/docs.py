@@ -34,6 +34,7 @@ _KIND_TEXT = {
     Kind.PATH: "path",
     Kind.TOKEN: "token",
     Kind.ENUM: "letter",
+    Kind.WORD: "word",
     Kind.LETTERS: "letters",
     Kind.LIST: "list",
     Kind.NAMES: "list of workers",
@@ -57,7 +58,7 @@ refuses what mod_jk would silently misread. The shipped example is `conf/workers
   continuation lines.
 * `#` starts a comment anywhere on a line, even inside a value (there is no escape).
 * A line whose key or value is empty changes nothing (`worker.a.host=` does not reset `host`).
-* Keys are case-sensitive. `worker.list` and `worker.maintain` are global;
+* Keys are case-sensitive. `worker.list`, `worker.maintain` and pyjk's edge limits are global;
   `worker.NAME.DIRECTIVE` configures worker `NAME` (everything between `worker.` and the last
   `.`). Worker names use `A-Z a-z 0-9 _ -` (a `.` is accepted with a warning), at most 63
   characters.
@@ -67,7 +68,7 @@ refuses what mod_jk would silently misread. The shipped example is `conf/workers
   (mod_jk keeps the text, which made `port=$(NOPE)` a silently stopped member).
 * A directive given twice: the later line wins, with a warning. List directives (marked *list*
   below: `worker.list`, `balance_workers`, `mount`, `user`, `good`, `bad`, `fail_on_status`,
-  `allow`) append instead.
+  `allow`, `worker.trusted_proxies`) append instead.
 
 ## Values
 
@@ -77,9 +78,14 @@ refuses what mod_jk would silently misread. The shipped example is `conf/workers
   after the number is ignored with a warning (`60s` reads as 60; mind the unit: some timeouts are
   in ms, some in s).
 * **letter**: only the first character counts, any case (`method=Busyness` is `B`).
+* **word** (pyjk's own): one of the listed words, or its first letter, any case; any other
+  word is an error (`deny` is not read as `drop`).
 * **list**: items separated by any run of spaces, tabs or commas.
 * **pyjk:** a value that cannot be read (`port=abc`, `sticky_session=maybe`, `method=X`) is an
   error naming the file, line and directive; mod_jk would silently use the default.
+* A range such as `int 1..65535` or `int >= 1024` (pyjk's bounds) is checked: a value outside it
+  is an error. `int, min 1` is mod_jk's minimum: a lower value is raised to it with a
+  warning.
 
 ## References (templates)
 
@@ -98,6 +104,22 @@ member that is itself an lb or status worker; a `redirect` that names no route o
 members of one lb with the same route; an lb without members; an unknown `type`.
 Warnings (the file still loads): a missing `worker.list` (mod_jk's default `ajp13` is used),
 deprecated names, member-only directives on a worker that is in no lb, workers that nothing uses.
+"""
+
+BALANCER = """\
+## Balancer (global, pyjk only)
+
+Written like `worker.maintain`: `worker.max_body_size=1m`, not per worker. These are the front
+door's edge limits. In a mod_jk setup none of them is mod_jk's business: httpd is the web server
+and sets them in httpd.conf (`LimitRequestBody`, `RequestReadTimeout`, `KeepAliveTimeout`,
+`LimitRequestFields`, `mod_remoteip`, ...; `JkMountFileReload` is a mod_jk directive, but an
+httpd.conf one). pyjk is the web server, so they live in workers.properties; the last column
+names what does the same job in httpd and in nginx, as a guide when porting a setup.
+
+The defaults suit a server that faces the Internet: raise `worker.max_body_size` for uploads.
+Out-of-range values are errors, not clamped. The status worker's dump (the effective
+key=value map) lists these directives only when the file sets them, in canonical form (`1m`
+as `1048576`), so the dump of a mod_jk file shows nothing mod_jk would not.
 """
 
 
@@ -123,14 +145,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _row(d: Directive, types_column: bool) -> str:
+def _row(d: Directive, types_column: bool, elsewhere: bool) -> str:
     kind = _KIND_TEXT[d.kind]
-    if d.bounds:
+    if d.bounds and d.bounds[1] is None:
+        kind += f" >= {d.bounds[0]}"
+    elif d.bounds:
         kind += f" {d.bounds[0]}..{d.bounds[1]}"
+    elif d.choices and d.kind is Kind.WORD:
+        kind += ": " + ", ".join(d.choices)
     elif d.minimum is not None:
-        kind += f" >= {d.minimum}"
+        kind += f", min {d.minimum}"
     doc = d.doc
-    if d.pyjk_only:
+    if d.pyjk_only and not elsewhere:  # the elsewhere table is pyjk's only, as its title says
         doc = f"**pyjk only.** {doc}"
     if d.modjk_default:
         doc += f" (mod_jk's default: {d.modjk_default}.)"
@@ -138,15 +164,21 @@ def _row(d: Directive, types_column: bool) -> str:
     cells = [f"`{shown}`", kind, _default(d), d.unit, doc]
     if types_column:
         cells.insert(1, ", ".join(sorted(d.types & MEMBER)))
+    if elsewhere:
+        cells.append(d.elsewhere)
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
-def _table(directives: list[Directive], types_column: bool = False) -> list[str]:
+def _table(
+    directives: list[Directive], types_column: bool = False, elsewhere: bool = False
+) -> list[str]:
     head = ["directive", "value", "default", "unit", "meaning"]
     if types_column:
         head.insert(1, "workers")
+    if elsewhere:
+        head.append("httpd / nginx")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines.extend(_row(d, types_column) for d in directives)
+    lines.extend(_row(d, types_column, elsewhere) for d in directives)
     return lines
 
 
@@ -154,7 +186,10 @@ def render() -> str:
     """The whole of docs/configuration.md."""
     out = [INTRO]
     out += ["## Global", "", "Written `worker.list=...` and `worker.maintain=...`.", ""]
-    out += _table(list(directives_for_type(GLOBAL)))
+    globals_ = directives_for_type(GLOBAL)
+    out += _table([d for d in globals_ if not d.pyjk_only])
+    out += ["", BALANCER]
+    out += _table([d for d in globals_ if d.pyjk_only], elsewhere=True)
     common = [d for d in directives_for_type(LB) if not d.stored]
     out += ["", "## Every worker type", ""]
     out += _table(common)

@@ -5,6 +5,10 @@ globals, variables and ``worker.NAME.DIRECTIVE`` (the name is everything between
 the last ``.``); rename deprecated aliases; resolve ``reference`` (``references``); build the
 typed workers (``build``); collect ``mount`` rules. Every problem found on the way is kept, and
 the errors are raised together as one ``ConfigError``; warnings are returned.
+
+The pyjk-only globals (``worker.max_body_size``, ...) fill ``WorkersConfig.balancer``. In the
+effective map (the status worker's dump) they appear only when the file sets them, in canonical
+form (``16k`` as ``16384``): a dump of a mod_jk file then shows nothing mod_jk would not.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from balancer.config.directives import (
     GLOBAL_NAMES,
     IGNORED,
     WORKER_DIRECTIVE_NAMES,
+    Directive,
     directive_for,
+    directives_for_type,
     is_list_key,
     suggest,
 )
 from balancer.config.errors import ConfigError, Problem
 from balancer.config.findings import Findings, in_file_order
-from balancer.config.model import Location, WorkersConfig
+from balancer.config.model import BalancerSettings, Location, WorkersConfig
 from balancer.config.properties import Entry, Properties, read_properties
 from balancer.config.references import Keys, resolve
 from balancer.config.values import (
@@ -71,6 +77,7 @@ def parse_workers(
     resolved, targets = resolve(raw, findings)
     listed = _worker_list(globals_.get("list", []), findings)
     maintain = _maintain(globals_.get("maintain", []), findings)
+    balancer = _balancer(globals_, findings)
     built = build_workers(resolved, listed, origins, findings)
     names = [name for name, _ in listed]
     mounts = _mounts(resolved, set(names), targets, findings)
@@ -91,8 +98,9 @@ def parse_workers(
         members=built.members,
         statuses=built.statuses,
         mounts=tuple(mounts),
-        properties=_effective(props, resolved, names, maintain),
+        properties=_effective(props, resolved, names, maintain, balancer),
         file=file,
+        balancer=balancer,
     )
     return config, in_file_order(findings.warnings)
 
@@ -100,8 +108,8 @@ def parse_workers(
 def _sort_keys(
     props: Properties, findings: Findings
 ) -> tuple[dict[str, list[Entry]], dict[str, Keys], dict[str, Entry]]:
-    """Globals (list, maintain), per-worker keys, and each worker's first line; errors for
-    unknown directives."""
+    """Globals (list, maintain, pyjk's edge limits), per-worker keys, and each worker's first
+    line; errors for unknown directives."""
     globals_: dict[str, list[Entry]] = {}
     raw: dict[str, Keys] = {}
     origins: dict[str, Entry] = {}
@@ -216,17 +224,40 @@ def _worker_list(entries: list[Entry], findings: Findings) -> list[tuple[str, En
 def _maintain(entries: list[Entry], findings: Findings) -> int:
     directive = directive_for("maintain", GLOBAL)
     assert directive is not None and isinstance(directive.default, int)
-    if not entries:
-        return directive.default
-    try:
-        parsed = parse_value(directive, entries[-1].value)
-    except BadValue as exc:
-        findings.value_error(entries[-1], str(exc))
-        return directive.default
-    for warning in parsed.warnings:
-        findings.warn(entries[-1], None, warning)
-    assert isinstance(parsed.value, int)
-    return parsed.value
+    value = _global_value(directive, entries, findings)
+    return value if isinstance(value, int) else directive.default
+
+
+def _balancer(globals_: Mapping[str, list[Entry]], findings: Findings) -> BalancerSettings:
+    """The pyjk-only globals, one ``BalancerSettings`` field each; unset ones keep defaults."""
+    values: dict[str, object] = {}
+    for directive in directives_for_type(GLOBAL):
+        entries = globals_.get(directive.name)
+        if directive.pyjk_only and entries:
+            value = _global_value(directive, entries, findings)
+            if value is not None:
+                values[directive.name] = value
+    return BalancerSettings(**values)  # type: ignore[arg-type]
+
+
+def _global_value(directive: Directive, entries: list[Entry], findings: Findings) -> object:
+    """The parsed value of a global set on ``entries`` (a list appends them all, else the last
+    counts), or None when it cannot be read (reported)."""
+    items: list[object] = []
+    value: object = None
+    for entry in entries if directive.is_list else entries[-1:]:
+        try:
+            parsed = parse_value(directive, entry.value)
+        except BadValue as exc:
+            findings.value_error(entry, str(exc))
+            return None
+        for warning in parsed.warnings:
+            findings.warn(entry, None, warning)
+        if isinstance(parsed.value, tuple):
+            items.extend(parsed.value)
+        else:
+            value = parsed.value
+    return tuple(items) if directive.is_list else value
 
 
 def _mounts(
@@ -247,12 +278,23 @@ def _mounts(
 
 
 def _effective(
-    props: Properties, resolved: Mapping[str, Keys], names: list[str], maintain: int
+    props: Properties,
+    resolved: Mapping[str, Keys],
+    names: list[str],
+    maintain: int,
+    balancer: BalancerSettings,
 ) -> dict[str, str]:
-    """The key=value map after references, with canonical directive names (for status dump)."""
+    """The key=value map after references, with canonical directive names (for status dump).
+
+    pyjk's edge limits only when set in the file (see the module docstring)."""
     out = {k: v for k, v in props.merged.items() if not k.startswith("worker.")}
     out["worker.list"] = ",".join(dict.fromkeys(names))
     out["worker.maintain"] = str(maintain)
+    for directive in directives_for_type(GLOBAL):
+        key = f"worker.{directive.name}"
+        if directive.pyjk_only and key in props.merged:
+            value = getattr(balancer, directive.name)
+            out[key] = ",".join(value) if isinstance(value, tuple) else str(value)
     for name, keys in resolved.items():
         for directive, entries in keys.items():
             key = f"worker.{name}.{directive}"

@@ -94,6 +94,24 @@ def parse_enum(text: str, choices: Mapping[str, object]) -> object:
     )
 
 
+def parse_word(text: str, choices: Mapping[str, object]) -> object:
+    """One of the words in ``choices``, whole or as its first letter, any case.
+
+    Unlike mod_jk's enums, other words starting with a right letter are refused: these are
+    pyjk's own directives, and reading 'deny' as 'drop' would surprise."""
+    lowered = text.lower()
+    if lowered in choices:
+        return choices[lowered]
+    if len(lowered) == 1:
+        for word, value in choices.items():
+            if word.startswith(lowered):
+                return value
+    *head, last = choices
+    raise BadValue(
+        f"expected {', '.join(head)} or {last} (or its first letter), found {_shown(text)}"
+    )
+
+
 def _enum_word(value: object) -> str:
     return str(getattr(value, "name", value)).capitalize()
 
@@ -248,6 +266,8 @@ def parse_value(directive: Directive, text: str) -> Parsed:
     """The typed value of ``text`` for ``directive``, clamped as mod_jk clamps; or BadValue."""
     if directive.kind is Kind.ENUM:
         return Parsed(parse_enum(text, directive.choices))
+    if directive.kind is Kind.WORD:
+        return Parsed(parse_word(text, directive.choices))
     if directive.kind is not Kind.INT:
         return Parsed(_SIMPLE[directive.kind](text))
     value, rest = parse_int(text)
@@ -275,7 +295,11 @@ def _clamp(d: Directive, parsed: Parsed) -> None:
     if d.maximum is not None and value > d.maximum:
         parsed.warnings.append(f"{value} is above the maximum; {d.maximum} is used")
         value = d.maximum
-    if d.bounds is not None and not d.bounds[0] <= value <= d.bounds[1]:
-        note = _BOUND_NOTES.get(d.name, "") if value == 0 else ""
-        raise BadValue(f"must be between {d.bounds[0]} and {d.bounds[1]}, found {value}{note}")
+    if d.bounds is not None:
+        low, high = d.bounds
+        if high is None and value < low:
+            raise BadValue(f"must be at least {low}, found {value}")
+        if high is not None and not low <= value <= high:
+            note = _BOUND_NOTES.get(d.name, "") if value == 0 else ""
+            raise BadValue(f"must be between {low} and {high}, found {value}{note}")
     parsed.value = value

@@ -9,7 +9,7 @@ import pytest
 
 from balancer.config import directives as dt
 from balancer.config.docs import render
-from balancer.config.model import LbConfig, MemberConfig, StatusConfig
+from balancer.config.model import BalancerSettings, LbConfig, MemberConfig, StatusConfig
 
 NOT_DIRECTIVES = {"name", "extra", "location", "type"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,11 +27,30 @@ def test_model_fields_and_table_entries_match_with_equal_defaults(cls, types):
         assert f.default == table[name].default, name
 
 
-def test_list_directives_are_mod_jks_plus_allow():
+def test_pyjk_only_globals_are_the_balancer_settings_with_equal_defaults():
+    defaults = BalancerSettings()
+    names = {f.name for f in dataclasses.fields(BalancerSettings)}
+    table = {d.name: d for d in dt.directives_for_type(dt.GLOBAL) if d.pyjk_only}
+    assert names == set(table)
+    for name, d in table.items():
+        assert getattr(defaults, name) == d.default, name
+        assert d.types == {dt.GLOBAL}, name
+        assert d.elsewhere, f"{name}: name the httpd/nginx equivalent for the docs"
+
+
+def test_mod_jk_globals_are_not_balancer_settings():
+    assert {d.name for d in dt.directives_for_type(dt.GLOBAL) if not d.pyjk_only} == {
+        "list", "maintain"
+    }  # fmt: skip
+
+
+def test_list_directives_are_mod_jks_plus_allow_and_trusted_proxies():
     listed = {d.name for d in dt.DIRECTIVES if d.is_list}
     assert listed == {
-        "list", "balance_workers", "mount", "user", "good", "bad", "fail_on_status", "allow"
+        "list", "balance_workers", "mount", "user", "good", "bad", "fail_on_status", "allow",
+        "trusted_proxies",
     }  # fmt: skip
+    assert dt.is_list_key("worker.trusted_proxies")
 
 
 def test_a_name_used_twice_covers_disjoint_worker_types():
@@ -57,7 +76,7 @@ def test_pyjk_only_directives():
     assert {d.name for d in dt.DIRECTIVES if d.pyjk_only} == {
         "health_check_path", "health_check_interval", "health_check_rise",
         "health_check_fall", "slow_start", "allow", "token",
-    }  # fmt: skip
+    } | {f.name for f in dataclasses.fields(BalancerSettings)}  # fmt: skip
 
 
 def test_member_only_directives():
@@ -102,6 +121,11 @@ def test_sensitive_keys_are_secrets_and_tokens():
     assert not dt.is_sensitive_key("secret")
 
 
+def test_global_names_do_not_clash_with_worker_directives():
+    assert not dt.GLOBAL_NAMES & dt.WORKER_DIRECTIVE_NAMES
+    assert not dt.GLOBAL_NAMES & set(dt.ALIAS_BY_NAME)
+
+
 def test_suggestion_finds_the_nearest_directive():
     assert dt.suggest("hots", dt.WORKER_DIRECTIVE_NAMES) == "host"
     assert dt.suggest("sticky_sesion", dt.WORKER_DIRECTIVE_NAMES) == "sticky_session"
@@ -117,6 +141,22 @@ def test_types_accepting_names_the_worker_types():
 def test_committed_configuration_reference_is_the_generated_one():
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == render(), "run: python -m balancer.config.docs > docs/configuration.md"
+
+
+def test_reference_page_has_the_balancer_section_with_httpd_and_nginx_equivalents():
+    page = render()
+    section = page.split("## Balancer (global, pyjk only)", 1)[1].split("\n## ", 1)[0]
+    for d in dt.directives_for_type(dt.GLOBAL):
+        assert (f"| `worker.{d.name}` |" in section) == d.pyjk_only, d.name
+    for name in (
+        "LimitRequestBody",
+        "RequestReadTimeout",
+        "KeepAliveTimeout",
+        "client_max_body_size",
+        "set_real_ip_from",
+        "JkMountFileReload",
+    ):
+        assert name in section, name
 
 
 def test_reference_page_names_every_directive_alias_and_ignored_key():

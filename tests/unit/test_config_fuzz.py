@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from balancer.config import parse_workers
-from balancer.config.directives import ALIAS_BY_NAME, DIRECTIVES, IGNORED
+from balancer.config.directives import ALIAS_BY_NAME, DIRECTIVES, GLOBAL_NAMES, IGNORED
 from balancer.config.errors import ConfigError
 from balancer.config.model import WorkersConfig
 
@@ -18,6 +18,7 @@ VALUES = [
     "t", "worker.lb", "8101", "0", "-1", "1k", "60s", "99999999999", "on", "off", "maybe", "A",
     "D", "S", "X", "CPI", "503,-404", "10.0.0.0/8", "::1", "[::1]", "host:1", "/-/ready", "a.o",
     "$(n)", "$(NOPE)", "$(worker.n1.port)", ";jsessionid", "JSESSIONID", "é", "\x00", "=",
+    "reject", "drop", "d", "deny", "1023", "16k",
 ]  # fmt: skip
 
 values = st.one_of(st.sampled_from(VALUES), st.text(max_size=12))
@@ -29,7 +30,10 @@ worker_line = st.builds(
 )
 global_line = st.builds(
     lambda key, value: f"{key}={value}",
-    st.sampled_from(["worker.list", "worker.maintain", "worker.lists", "n", "Worker.list"]),
+    st.sampled_from(
+        ["worker.list", "worker.maintain", "worker.lists", "n", "Worker.list"]
+        + [f"worker.{name}" for name in sorted(GLOBAL_NAMES)]
+    ),
     values,
 )
 junk_line = st.sampled_from(

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from balancer.config import load_workers, parse_workers, summary
 from balancer.config.errors import ConfigError, Problem
-from balancer.config.model import Activation, Location, Method, WorkersConfig
+from balancer.config.model import (
+    Activation,
+    BalancerSettings,
+    Location,
+    Method,
+    WorkersConfig,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FILE = "w.properties"
@@ -469,6 +476,135 @@ def test_properties_map_uses_canonical_names_and_keeps_variables():
     assert cfg.properties["worker.n1.host"] == "127.0.0.1"
     assert cfg.properties["worker.list"] == "lb"
     assert cfg.properties["worker.lb.balance_workers"] == "n1,n2"
+
+
+# --- pyjk's edge limits: worker.max_body_size, ... (BalancerSettings) ------------------------
+
+
+def test_edge_limits_default_to_the_models_when_the_file_sets_none():
+    cfg, found = load(BASE)
+    assert cfg.balancer == BalancerSettings()
+    assert found == []
+
+
+def test_every_edge_limit_is_read_into_balancer_settings():
+    text = BASE + (
+        "worker.trusted_proxies=10.1.2.3/8, 192.0.2.7\n"
+        "worker.trusted_proxies=::1\n"
+        "worker.max_head_size=32k\n"
+        "worker.max_headers=50\n"
+        "worker.header_timeout=5\n"
+        "worker.keepalive_timeout=15\n"
+        "worker.body_timeout=20\n"
+        "worker.max_body_size=0\n"
+        "worker.max_connections=500\n"
+        "worker.max_connections_per_ip=0\n"
+        "worker.underscores_in_headers=Drop\n"
+        "worker.mount_reload=0\n"
+        "worker.shutdown_timeout=3\n"
+    )
+    cfg, found = load(text)
+    assert found == []
+    assert cfg.balancer == BalancerSettings(
+        trusted_proxies=("10.0.0.0/8", "192.0.2.7/32", "::1/128"),
+        max_head_size=32768,
+        max_headers=50,
+        header_timeout=5,
+        keepalive_timeout=15,
+        body_timeout=20,
+        max_body_size=0,
+        max_connections=500,
+        max_connections_per_ip=0,
+        underscores_in_headers="drop",
+        mount_reload=0,
+        shutdown_timeout=3,
+    )
+
+
+def test_a_repeated_edge_limit_overrides_with_a_warning():
+    cfg, found = load(BASE + "worker.body_timeout=20\nworker.body_timeout=30\n")
+    assert cfg.balancer.body_timeout == 30
+    assert any("overrides the one on line 8" in str(w) for w in found)
+
+
+def test_edge_limit_trailing_text_warns_with_the_unit():
+    cfg, found = load(BASE + "worker.header_timeout=5s\n")
+    assert cfg.balancer.header_timeout == 5
+    assert any("reads as 5 s" in str(w) for w in found)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("worker.header_timeout=0", "must be at least 1, found 0"),
+        ("worker.keepalive_timeout=0", "must be at least 1, found 0"),
+        ("worker.body_timeout=0", "must be at least 1, found 0"),
+        ("worker.shutdown_timeout=0", "must be at least 1, found 0"),
+        ("worker.max_headers=0", "must be at least 1, found 0"),
+        ("worker.max_connections=0", "must be at least 1, found 0"),
+        ("worker.max_head_size=1000", "must be at least 1024, found 1000"),
+        ("worker.mount_reload=-1", "must not be negative"),
+        ("worker.max_body_size=-1", "must not be negative"),
+        ("worker.max_connections_per_ip=-5", "must not be negative"),
+        ("worker.max_body_size=lots", "expected a whole number"),
+        ("worker.underscores_in_headers=deny", "expected reject, drop or allow"),
+        ("worker.trusted_proxies=10.0.0.0/8 proxy.local", "expected a network"),
+    ],
+)
+def test_an_edge_limit_out_of_range_is_an_error_naming_file_line_and_directive(line, message):
+    problem = only_error(BASE + line + "\n")
+    key = line.split("=", 1)[0]
+    assert problem.startswith(f"w.properties:8: {key}:"), problem
+    assert message in problem
+
+
+def test_every_bad_edge_limit_is_reported_at_once():
+    text = BASE + "worker.header_timeout=0\nworker.max_headers=0\nworker.max_body_size=x\n"
+    assert [p.line for p in errors(text)] == [8, 9, 10]
+
+
+@pytest.mark.parametrize(
+    ("line", "suggestion"),
+    [
+        ("worker.max_body_sise=1m", "worker.max_body_size"),
+        ("worker.keepalive=5", "worker.keepalive_timeout"),
+        ("worker.trusted_proxy=10.0.0.0/8", "worker.trusted_proxies"),
+        ("worker.underscores_in_header=allow", "worker.underscores_in_headers"),
+    ],
+)
+def test_a_misspelt_edge_limit_is_an_unknown_global_with_the_nearest_suggested(line, suggestion):
+    problem = only_error(BASE + line + "\n")
+    assert "unknown global directive" in problem
+    assert f"did you mean {suggestion}?" in problem
+
+
+def test_an_edge_limit_under_a_worker_points_at_the_global_form():
+    problem = only_error(BASE + "worker.n1.max_body_size=1m\n")
+    assert problem.startswith("w.properties:8: worker.n1.max_body_size:")
+    assert "write worker.max_body_size" in problem
+
+
+def test_shipped_files_commented_edge_limits_show_the_defaults():
+    text = (ROOT / "conf" / "workers.properties").read_text(encoding="utf-8")
+    commented = re.findall(r"(?m)^#(worker\.[a-z_]+=.*)$", text)
+    assert len(commented) >= 2
+    cfg = config(BASE + "\n".join(commented) + "\n")
+    assert cfg.balancer == BalancerSettings()
+    assert {line.split("=", 1)[0] for line in commented} <= set(cfg.properties)
+
+
+def test_dump_map_has_only_the_edge_limits_the_file_sets_in_canonical_form():
+    cfg = config(BASE)
+    globals_ = {k for k in cfg.properties if k.startswith("worker.") and k.count(".") == 1}
+    assert globals_ == {"worker.list", "worker.maintain"}
+    cfg = config(
+        BASE + "worker.max_body_size=2m\nworker.underscores_in_headers=a\n"
+        "worker.trusted_proxies=10.1.0.0/16\nworker.trusted_proxies=192.0.2.1\n"
+    )
+    assert cfg.properties["worker.max_body_size"] == str(2 * 1024 * 1024)
+    assert cfg.properties["worker.underscores_in_headers"] == "allow"
+    assert cfg.properties["worker.trusted_proxies"] == "10.1.0.0/16,192.0.2.1/32"
+    assert "worker.header_timeout" not in cfg.properties
 
 
 def test_summary_lists_lbs_members_and_status_workers():

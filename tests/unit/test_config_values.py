@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from balancer.config.directives import AJP13, HTTP, LB, directive_for
+from balancer.config.directives import AJP13, GLOBAL, HTTP, LB, directive_for
 from balancer.config.model import Activation, Lock, Method
 from balancer.config.values import (
     BadValue,
@@ -20,6 +20,7 @@ from balancer.config.values import (
     parse_status_list,
     parse_token,
     parse_value,
+    parse_word,
     split_list,
     worker_name_problems,
 )
@@ -291,3 +292,73 @@ def test_worker_names():
     assert worker_name_problems("a/b")[0]
     assert worker_name_problems("n" * 63) == ([], [])
     assert "64 characters" in worker_name_problems("n" * 64)[0][0]
+
+
+# --- pyjk's edge limits (global): words and one-sided bounds ----------------------------------
+
+UNDERSCORES = {"reject": "reject", "drop": "drop", "allow": "allow"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("reject", "reject"), ("Drop", "drop"), ("ALLOW", "allow"), ("r", "reject"), ("D", "drop")],
+)
+def test_a_word_is_read_whole_or_by_its_first_letter(text, expected):
+    assert parse_word(text, UNDERSCORES) == expected
+    assert value("underscores_in_headers", text, GLOBAL) == expected
+
+
+@pytest.mark.parametrize("text", ["deny", "accept", "rejected", "on", "x", ""])
+def test_other_words_are_an_error_listing_the_choices(text):
+    with pytest.raises(BadValue, match="expected reject, drop or allow"):
+        parse_word(text, UNDERSCORES)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("header_timeout", "0"),
+        ("keepalive_timeout", "0"),
+        ("body_timeout", "0"),
+        ("shutdown_timeout", "0"),
+        ("max_headers", "0"),
+        ("max_connections", "0"),
+        ("max_head_size", "1023"),
+    ],
+)
+def test_edge_limits_below_their_bound_are_errors_not_clamped(name, text):
+    directive = directive_for(name, GLOBAL)
+    assert directive is not None and directive.bounds is not None
+    with pytest.raises(BadValue, match=f"must be at least {directive.bounds[0]}, found {text}"):
+        value(name, text, GLOBAL)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["header_timeout", "max_body_size", "max_connections_per_ip", "mount_reload", "max_head_size"],
+)
+def test_negative_edge_limits_are_errors(name):
+    with pytest.raises(BadValue, match="negative"):
+        value(name, "-1", GLOBAL)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("max_head_size", "1024", 1024),
+        ("max_head_size", "64k", 65536),
+        ("max_body_size", "0", 0),
+        ("max_body_size", "10m", 10 * 1024 * 1024),
+        ("max_connections_per_ip", "0", 0),
+        ("mount_reload", "0", 0),
+        ("header_timeout", "1", 1),
+        ("max_connections", "1", 1),
+    ],
+)
+def test_edge_limits_at_their_bound_or_with_a_suffix_are_read(name, text, expected):
+    assert value(name, text, GLOBAL) == expected
+    assert warnings_of(name, text, GLOBAL) == []
+
+
+def test_an_edge_limit_has_no_upper_bound_below_a_c_int():
+    assert value("max_connections", "2147483647", GLOBAL) == 2**31 - 1
