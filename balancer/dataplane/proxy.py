@@ -191,6 +191,15 @@ class ProxyServer:
         self._by_member[id(member)] = (member, pool)
         return pool
 
+    def pool_has_room(self, member: object) -> bool:
+        """Whether a request for ``member`` would get a connection without waiting (for
+        ``LbEngine.pool_has_room``: an OK/BUSY member is put back to OK when it has)."""
+        hit = self._by_member.get(id(member))
+        if hit is None or hit[0] is not member:
+            return True
+        pool = hit[1]
+        return bool(pool.idle) or pool.total < pool.size
+
     def prune_pools(self, keep: Iterable[MemberConfig]) -> None:
         """After a reload: close the pools of members that are gone or moved."""
         wanted = {(c.name, c.host, c.port) for c in keep}
