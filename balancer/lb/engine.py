@@ -9,8 +9,8 @@ and the counters and edits them through ``update_member``, ``update_settings``, 
 State changes are reported so the data plane can log them
 (``lb=lb member=n2 state=ERR reason=connect-refused from=OK``):
 - ``maintain(now)`` returns the changes its run made;
-- every other change (request outcomes, forced recovery, reset, recover) is queued and handed
-  out by ``drain_changes()``.
+- every other change (request outcomes, forced recovery, reset, recover, the health check's
+  ``health_down``/``health_up``) is queued and handed out by ``drain_changes()``.
 OK/IDLE <-> OK is bookkeeping rather than news and is not reported.
 
 The recovery_options bits are importable from here: mod_jk's 1-16 and pyjk's own
@@ -45,6 +45,11 @@ from balancer.lb.settings import LbSettings
 
 # Silent transitions: OK/IDLE <-> OK happens on every first request after a quiet spell.
 _QUIET = {(State.OK_IDLE, State.OK), (State.OK, State.OK_IDLE)}
+# A member in one of these is out of service or on its way back; passing health checks bring
+# it back to OK (balancer.health).
+DOWN_STATES = frozenset({State.ERR, State.ERR_REC, State.ERR_FRC, State.ERR_PRB})
+HEALTH_FAILED = "health-check-failed"
+HEALTH_PASSED = "health-check-passed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,8 @@ class LbEngine:
         if old is new:
             return
         member.state = new
+        if new is State.OK or new is State.OK_IDLE:
+            member.health_down = False  # it serves (or was reset): no longer the checker's call
         if (old, new) not in _QUIET:
             self._changes.append(StateChange(self.name, member.name, old, new, reason, now))
 
@@ -202,6 +209,38 @@ class LbEngine:
         lcm = math.lcm(*(m.lbfactor for m in self.members))
         for m in self.members:
             m.lb_mult = lcm // m.lbfactor
+
+    # -- the active health check (balancer.health) ------------------------------------------
+
+    def health_down(self, member: Member, now: float, detail: str = "") -> None:
+        """The health check failed ``health_check_fall`` times in a row: ERR, reason
+        ``health-check-failed``. The first call counts an error; while the member stays ERR,
+        later calls only move its last error time, and maintenance does not mark it ERR/REC
+        (no client request is sent to probe a member the check knows is dead)."""
+        member.last_error_reason = f"{HEALTH_FAILED}: {detail}" if detail else HEALTH_FAILED
+        if member.first_error_time is None:
+            member.first_error_time = now
+        member.last_error_time = now
+        if member.health_down and member.state is State.ERR:
+            return
+        member.health_down = True
+        member.errors += 1
+        self.set_state(member, State.ERR, HEALTH_FAILED, now)
+
+    def health_up(self, member: Member, now: float) -> bool:
+        """The health check passed ``health_check_rise`` times in a row: a member in ERR,
+        ERR/REC, ERR/FRC or ERR/PRB (whoever put it there) goes back to OK as recovery would
+        leave it: error times and reply_timeouts cleared, lb_value the largest of the lb (not
+        for Busyness). Returns whether it came back."""
+        member.health_down = False
+        if member.state not in DOWN_STATES:
+            return False
+        member.clear_error_times()
+        member.reply_timeouts = 0
+        if self.settings.method is not Method.BUSYNESS:
+            member.lb_value = self.max_lb_value()
+        self.set_state(member, State.OK, HEALTH_PASSED, now)
+        return True
 
     # -- maintenance and reporting ----------------------------------------------------------
 

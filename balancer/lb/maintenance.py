@@ -13,6 +13,9 @@ ERR member then only comes back through forced recovery). One run:
    error older than error_escalation_time -> ERR (not from ERR/REC); else OK not chosen since
    the last run -> OK/IDLE;
 4. if no member is left outside ERR, every ERR member -> ERR/FRC.
+
+pyjk: a member the active health check took out (``Member.health_down``) stays ERR in step 3
+(the check brings it back); step 4 still forces it when nothing else is left.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ def _recover(engine: LbEngine, curmax: int, now: float) -> int:
     for m in engine.members:
         if m.state is State.ERR:
             last = m.last_error_time
-            if last is None or now - last > settings.recover_time:
+            # pyjk: a member the health check took out stays ERR; the check brings it back.
+            if not m.health_down and (last is None or now - last > settings.recover_time):
                 if settings.method is not Method.BUSYNESS:
                     m.lb_value = curmax
                 m.reply_timeouts = 0
@@ -106,7 +110,7 @@ def seconds_to_recover(engine: LbEngine, member: Member, now: float) -> float | 
     maintenance runs as soon as it is due; None when the member is not ERR or maintenance is
     off. (mod_jk's status page shows this as "Rs".)"""
     interval = engine.maintain_interval
-    if member.state is not State.ERR or interval <= 0:
+    if member.state is not State.ERR or interval <= 0 or member.health_down:
         return None
     run_at = engine.last_maintain_time + interval
     if member.last_error_time is not None:

@@ -93,6 +93,9 @@ class Member:
     failovers: int = 0
     chosen_since_maintenance: bool = False
     last_reset: float = 0.0
+    # pyjk: the active health check took this member out (balancer.health); maintenance then
+    # leaves it in ERR, and the health check brings it back. Cleared whenever it is OK again.
+    health_down: bool = False
 
     @classmethod
     def from_config(cls, config: MemberConfig, now: float) -> Member:
