@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from balancer.config.model import Activation, Method
+from balancer.lb import slowstart
 from balancer.lb.errors import InvalidSetting, RecoverRefused
 from balancer.lb.member import Member, State, derive_domain
 from balancer.lb.settings import check_value
@@ -71,6 +72,8 @@ def update_member(
         engine.update_multipliers()
     if activation_changed:  # mod_jk ignores an unchanged value
         engine.reset_lb_values()
+        if member.activation is Activation.ACTIVE:
+            slowstart.begin(member, now)  # pyjk: back to Active ramps up like a recovery
 
 
 def _check_route_text(where: str, name: str, value: object) -> None:

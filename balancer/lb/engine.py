@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from balancer.config.model import LbConfig, MemberConfig, Method
-from balancer.lb import controls
+from balancer.lb import controls, slowstart
 from balancer.lb.decisions import RequestFacts
 from balancer.lb.errors import LbError, UnknownMember
 from balancer.lb.maintenance import run_maintenance, seconds_to_maintenance, seconds_to_recover
@@ -143,19 +143,24 @@ class LbEngine:
         member.state = new
         if new is State.OK or new is State.OK_IDLE:
             member.health_down = False  # it serves (or was reset): no longer the checker's call
+            if old in DOWN_STATES:
+                slowstart.begin(member, now)
         if (old, new) not in _QUIET:
             self._changes.append(StateChange(self.name, member.name, old, new, reason, now))
 
-    def count_choice(self, member: Member, has_session: bool, stateless: bool) -> None:
-        """Counters of one lb attempt on ``member`` (mod_jk §3.3)."""
+    def count_choice(
+        self, member: Member, has_session: bool, stateless: bool, now: float | None = None
+    ) -> None:
+        """Counters of one lb attempt on ``member`` (mod_jk §3.3); with ``now``, a member in
+        its slow start counts more (slowstart.py)."""
         member.elected += 1
         member.chosen_since_maintenance = True
         new_session = not has_session and not stateless
         method = self.settings.method
-        if method in (Method.REQUEST, Method.BUSYNESS) or (
-            new_session and method in (Method.SESSIONS, Method.NEXT)
-        ):
+        if method is Method.BUSYNESS:
             member.lb_value += member.lb_mult
+        elif method is Method.REQUEST or (new_session and method in (Method.SESSIONS, Method.NEXT)):
+            member.lb_value += slowstart.scaled(member, member.lb_mult, now)
         if new_session:
             member.sessions += 1
 
@@ -164,7 +169,9 @@ class LbEngine:
         self.busy += 1
         self.max_busy = max(self.max_busy, self.busy)
 
-    def close_forward(self, member: Member, sent: int, received: int) -> None:
+    def close_forward(
+        self, member: Member, sent: int, received: int, now: float | None = None
+    ) -> None:
         """End of one Forward: in-flight counts, byte counters, T and B load values."""
         member.note_busy(-1)
         self.busy = max(0, self.busy - 1)
@@ -172,7 +179,8 @@ class LbEngine:
         member.bytes_read += max(0, received)
         method = self.settings.method
         if method is Method.TRAFFIC:
-            member.lb_value += (max(0, sent) + max(0, received)) * member.lb_mult
+            load = (max(0, sent) + max(0, received)) * member.lb_mult
+            member.lb_value += slowstart.scaled(member, load, now)
         elif method is Method.BUSYNESS:
             member.lb_value = max(0, member.lb_value - member.lb_mult)
 

@@ -96,6 +96,10 @@ class Member:
     # pyjk: the active health check took this member out (balancer.health); maintenance then
     # leaves it in ERR, and the health check brings it back. Cleared whenever it is OK again.
     health_down: bool = False
+    # pyjk: slow start (balancer.lb.slowstart): when the member came back (None = no ramp),
+    # and the part of a load unit not yet added to lb_value
+    slow_start_since: float | None = None
+    slow_start_carry: float = 0.0
 
     @classmethod
     def from_config(cls, config: MemberConfig, now: float) -> Member:

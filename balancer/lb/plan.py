@@ -280,7 +280,7 @@ class RequestPlan:
         if m.busy_limit and m.busy >= m.busy_limit:
             self._mark_busy(i, "busy-limit")
             return _Verdict.NEXT
-        engine.count_choice(m, self.session is not None, self.facts.rule.stateless)
+        engine.count_choice(m, self.session is not None, self.facts.rule.stateless, now)
         if choice.sticky and m.route in self._routes:
             m.sticky_hits += 1
         if self._last_sent is not None and self._last_sent is not m:
@@ -336,7 +336,7 @@ class RequestPlan:
         if op is None:
             raise RuntimeError("no open Forward to close")
         self._open = None
-        self._engine.close_forward(op.member, sent, received)
+        self._engine.close_forward(op.member, sent, received, self._now)
         return op
 
     def _set_status(self, status: int, reason: str) -> None:
