@@ -12,6 +12,7 @@ statistics) are left out rather than written as 0.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,6 +27,7 @@ __all__ = ["CONTENT_TYPE", "render_prometheus"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LB = ["worker"]
 _MEMBER = ["worker", "member"]
 
@@ -69,6 +71,12 @@ _LB_GAUGES = (
 )
 
 
+def _label(value: object) -> str:
+    """A label value: the library escapes quotes, backslashes and line feeds; other control
+    characters (a carriage return could still split a line for a lax reader) become U+FFFD."""
+    return _CONTROL.sub("\ufffd", "" if value is None else str(value))
+
+
 def _number(value: object) -> float | None:
     if value is None or isinstance(value, str):
         return None
@@ -106,18 +114,9 @@ class _SnapshotCollector(Collector):
         gauges = {k: GaugeMetricFamily(n, d, labels=_MEMBER) for n, k, d in _MEMBER_GAUGES}
 
         def member(worker: str, row: Row, used_key: str) -> None:
-            name = str(row["name"])
-            labels = [worker, name]
-            info.add_metric(
-                [
-                    *labels,
-                    *(
-                        str(row.get(k) or "")
-                        for k in ("type", "host", "port", "route", "domain", "redirect")
-                    ),
-                ],
-                1.0,
-            )
+            labels = [_label(worker), _label(row["name"])]
+            settings = ("type", "host", "port", "route", "domain", "redirect")
+            info.add_metric([*labels, *(_label(row.get(k)) for k in settings)], 1.0)
             current = row.get("state")
             for s in State:
                 state.add_metric([*labels, s.value], 1.0 if s.value == current else 0.0)
@@ -137,9 +136,10 @@ class _SnapshotCollector(Collector):
 
         for view in self.snap.lbs:
             r = view.row
+            worker = _label(view.name)
             lb_info.add_metric(
                 [
-                    view.name,
+                    worker,
                     str(r["method"]),
                     str(r["lock"]),
                     str(r["sticky_session"]).lower(),
@@ -148,11 +148,11 @@ class _SnapshotCollector(Collector):
                 1.0,
             )
             for rating in ("good", "degraded", "bad"):
-                rated.add_metric([view.name, rating], float(r[rating]))  # type: ignore[arg-type]
+                rated.add_metric([worker, rating], float(r[rating]))  # type: ignore[arg-type]
             for key, family in lb_gauges.items():
                 value = _number(r.get(key))
                 if value is not None:
-                    family.add_metric([view.name], value)
+                    family.add_metric([worker], value)
             for m in view.members:
                 member(view.name, m, "elected")
         for view in self.snap.ajps:

@@ -161,7 +161,12 @@ def txt_fields(line: str) -> dict[str, str]:
             while rest[i] != '"':
                 if rest[i] == "\\":
                     i += 1
-                    value.append({"n": "\n", "r": "\r", "t": "\t"}.get(rest[i], rest[i]))
+                    if rest[i] in "xu":
+                        width = 2 if rest[i] == "x" else 4
+                        value.append(chr(int(rest[i + 1 : i + 1 + width], 16)))
+                        i += width
+                    else:
+                        value.append({"n": "\n", "r": "\r", "t": "\t"}.get(rest[i], rest[i]))
                 else:
                     value.append(rest[i])
                 i += 1
