@@ -42,6 +42,9 @@ class LocalResponse:
     body: bytes | None = None  # None: "<status> <reason>\n"
     content_type: bytes = b"text/plain; charset=utf-8"
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    # close the connection after this answer: a rejected request (400 for a path that escapes
+    # the root, ...) must not let anything pipelined behind it through
+    close: bool = False
 
 
 @dataclass(frozen=True, slots=True)

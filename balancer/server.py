@@ -1,0 +1,337 @@
+"""Wiring: configuration → engines + URI map → data plane; signals, reload, shutdown.
+
+One balancer process holds one ``Runtime`` at a time: the loaded WorkersConfig, the URI map and
+an lb engine per balancing worker (a plain ``http`` worker in worker.list gets a one-member
+engine, so every forward goes through the same attempt loop). A reload builds a new Runtime
+— carrying over the state and counters of members whose configuration did not change — and
+swaps it in with one assignment; requests in flight keep the plans they started with.
+
+Signals: SIGHUP reloads both files (an invalid file is rejected with its errors and the old
+configuration stays live); SIGTERM/SIGINT stop accepting, drain requests in flight for up to
+``worker.shutdown_timeout`` seconds and exit 0. The URI map file is also re-read when its mtime
+changes, checked every ``worker.mount_reload`` seconds (mod_jk's JkMountFileReload).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from balancer.access_log import AccessLog
+from balancer.config import ConfigError, load_workers
+from balancer.config.errors import Problem
+from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
+from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
+from balancer.health import HealthMonitor
+from balancer.lb.engine import LbEngine
+from balancer.mounts import Mapped, UriMap, parse_mounts
+from balancer.status_wiring import StatusEndpoints
+from balancer.uri import Rejected
+
+log = logging.getLogger("pyjk.balancer")
+
+VERSION = "pyjk/0.1.0"
+MAINTAIN_TICK = 1.0  # s; engines run their maintenance only once worker.maintain has passed
+
+
+class StartupError(Exception):
+    """The configuration loads but cannot be served (e.g. an ajp13 member before AJP lands)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """One loaded configuration: what the router reads on every request."""
+
+    workers: WorkersConfig
+    uri_map: UriMap
+    engines: Mapping[str, LbEngine]  # lb name, or listed member name → engine
+    mounts_mtime: float | None
+
+
+def single_member_lb(member: MemberConfig) -> LbConfig:
+    """A one-member lb for a member mapped directly: its own retries, no stickiness, one round.
+
+    mod_jk services a directly mapped ajp13 worker with the member's own retries only; one lb
+    round over one member does the same, and keeps one code path for every forward.
+    """
+    return LbConfig(
+        name=member.name, balance_workers=(member.name,), sticky_session=False, retries=1
+    )
+
+
+def build_engines(
+    workers: WorkersConfig, previous: Mapping[str, LbEngine], now: float
+) -> dict[str, LbEngine]:
+    engines: dict[str, LbEngine] = {}
+    for name in workers.worker_list:
+        if name in workers.lbs:
+            lb = workers.lbs[name]
+            members = workers.lb_members(lb)
+        elif name in workers.members:
+            lb = single_member_lb(workers.members[name])
+            members = (workers.members[name],)
+        else:
+            continue  # a status worker
+        old = previous.get(name)
+        if old is None:
+            engines[name] = LbEngine(lb, members, workers.maintain, now)
+        else:
+            engines[name] = LbEngine.from_previous(old, lb, members, workers.maintain, now)
+    return engines
+
+
+def check_servable(workers: WorkersConfig) -> None:
+    """Refuse what the data plane cannot forward to yet, naming where it is configured."""
+    used: set[str] = set()
+    for name in workers.worker_list:
+        if name in workers.lbs:
+            used.update(workers.lbs[name].balance_workers)
+        elif name in workers.members:
+            used.add(name)
+    ajp = sorted(n for n in used if workers.members[n].type == "ajp13")
+    if ajp:
+        where = ", ".join(
+            f"{n} ({workers.members[n].location})" if workers.members[n].location else n
+            for n in ajp
+        )
+        raise StartupError(
+            f"type=ajp13 members are not supported by this pyjk release: {where}. "
+            "Set worker.<name>.type=http and point the member at the backend's HTTP port "
+            "(ajp13 is the default type in mod_jk, so an untyped member is ajp13)."
+        )
+
+
+def limits_for(workers: WorkersConfig) -> Limits:
+    b = workers.balancer
+    return Limits(
+        max_head_size=b.max_head_size,
+        max_headers=b.max_headers,
+        header_timeout=float(b.header_timeout),
+        keepalive_timeout=float(b.keepalive_timeout),
+        body_timeout=float(b.body_timeout),
+        max_body_size=b.max_body_size,
+        max_connections=b.max_connections,
+        max_connections_per_ip=b.max_connections_per_ip,
+        underscores_in_headers=b.underscores_in_headers,
+    )
+
+
+def _mtime(path: Path | None) -> float | None:
+    if path is None:
+        return None
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+class Balancer:
+    """The running balancer: owns the Runtime, the data plane, timers and signal handling."""
+
+    def __init__(
+        self,
+        workers_path: Path,
+        mounts_path: Path | None,
+        listen: tuple[str, int],
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.workers_path = workers_path
+        self.mounts_path = mounts_path
+        self.listen = listen
+        self.access_log = access_log
+        self.runtime = self.load(previous=None)
+        self.status = StatusEndpoints(VERSION, listen)
+        self.status.update(self.runtime)
+        self.health = HealthMonitor()
+        self.proxy = ProxyServer(
+            self.route,
+            limits_for(self.runtime.workers),
+            trusted_proxies=self.runtime.workers.balancer.trusted_proxies,
+            access_log=access_log.record if access_log else None,
+        )
+        self.status.pool_stats = self._pool_stats
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- configuration ----------------------------------------------------------------------
+
+    def load(self, previous: Runtime | None) -> Runtime:
+        """Read both files into a new Runtime; raises ConfigError or StartupError."""
+        workers, warnings = load_workers(self.workers_path, os.environ)
+        for w in warnings:
+            log.warning("config warning: %s", w)
+        check_servable(workers)
+        mounts_text = ""
+        mounts_file = "<no uriworkermap>"
+        if self.mounts_path is not None:
+            try:
+                mounts_text = self.mounts_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    [Problem(str(self.mounts_path), None, None, f"cannot read: {exc.strerror}")]
+                ) from exc
+            mounts_file = str(self.mounts_path)
+        uri_map, mount_warnings = parse_mounts(
+            mounts_text, mounts_file, workers, environ=os.environ
+        )
+        for w in mount_warnings:
+            log.warning("config warning: %s", w)
+        now = time.monotonic()
+        engines = build_engines(workers, previous.engines if previous else {}, now)
+        return Runtime(workers, uri_map, engines, _mtime(self.mounts_path))
+
+    def reload(self, reason: str) -> bool:
+        """Swap in a freshly read configuration; keep the old one on any error."""
+        try:
+            runtime = self.load(previous=self.runtime)
+        except (ConfigError, StartupError) as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else (exc,)
+            for p in problems:
+                log.error("reload rejected (%s): %s", reason, p)
+            log.error("reload rejected (%s): the running configuration stays live", reason)
+            return False
+        old = self.runtime
+        self.runtime = runtime
+        self.status.update(runtime)
+        self.health.update(runtime.engines)
+        self.proxy.prune_pools(
+            m for e in runtime.engines.values() for m in (x.config for x in e.members)
+        )
+        added = set(runtime.engines) - set(old.engines)
+        removed = set(old.engines) - set(runtime.engines)
+        log.info(
+            "reloaded (%s): workers=%s added=%s removed=%s mounts=%d",
+            reason,
+            ",".join(runtime.workers.worker_list),
+            ",".join(sorted(added)) or "-",
+            ",".join(sorted(removed)) or "-",
+            sum(1 for r in runtime.uri_map.rules if r.enabled),
+        )
+        return True
+
+    # --- per request ------------------------------------------------------------------------
+
+    def route(self, req: Request) -> RouteDecision:
+        runtime = self.runtime
+        decision = runtime.uri_map.match(req.path.decode("latin-1"))
+        if type(decision) is Mapped:
+            engine = runtime.engines.get(decision.worker)
+            if engine is not None:
+                return ProxyTo(engine, decision.rule.extensions, name=decision.worker)
+            return self.status.route(decision.worker, req)
+        if type(decision) is Rejected:
+            return LocalResponse(decision.status, close=True)
+        return LocalResponse(404)
+
+    def _pool_stats(self, member: MemberConfig) -> tuple[int, int] | None:
+        pool = self.proxy.pools.get((member.name, member.host, member.port))
+        if pool is None:
+            return None
+        return pool.total, pool.size
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = self.listen
+        await self.proxy.start(host, port)
+        log.info("listening on %s:%d (%s)", host, port, VERSION)
+        for sig, handler in (
+            (signal.SIGHUP, lambda: self.reload("SIGHUP")),
+            (signal.SIGTERM, self._stopping.set),
+            (signal.SIGINT, self._stopping.set),
+        ):
+            loop.add_signal_handler(sig, handler)
+        self.health.update(self.runtime.engines)
+        self.health.start()
+        self._tasks = [
+            asyncio.create_task(self._maintenance(), name="maintenance"),
+            asyncio.create_task(self._watch_mounts(), name="mount-reload"),
+        ]
+        if self.access_log is not None:
+            self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
+        await self._stopping.wait()
+        grace = float(self.runtime.workers.balancer.shutdown_timeout)
+        log.info("stopping: draining requests in flight for up to %.0fs", grace)
+        await self.proxy.close(grace=grace)
+        await self.health.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.access_log is not None:
+            self.access_log.flush()
+        log.info("stopped")
+
+    async def _maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTAIN_TICK)
+            now = time.monotonic()
+            for engine in self.runtime.engines.values():
+                for change in engine.maintain(now):
+                    log.info("%s", change)
+                for change in engine.drain_changes():
+                    level = logging.WARNING if change.new.value == "ERR" else logging.INFO
+                    log.log(level, "%s", change)
+
+    async def _watch_mounts(self) -> None:
+        if self.mounts_path is None:
+            return
+        while True:
+            interval = self.runtime.workers.balancer.mount_reload
+            if interval <= 0:
+                return
+            await asyncio.sleep(interval)
+            mtime = _mtime(self.mounts_path)
+            if mtime is not None and mtime != self.runtime.mounts_mtime:
+                self.reload(f"{self.mounts_path} changed")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``python -m balancer`` without --check."""
+    configure_logging(args.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
+        log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
+        uvloop = None
+    access_log = AccessLog.open(args.access_log) if args.access_log else None
+
+    async def main() -> int:
+        try:
+            balancer = Balancer(args.workers, args.mounts, args.listen, access_log)
+        except ConfigError as exc:
+            for p in exc.problems:
+                log.error("config error: %s", p)
+            return 1
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        try:
+            await balancer.serve()
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", *args.listen, exc.strerror or exc)
+            return 1
+        return 0
+
+    if uvloop is not None:
+        return uvloop.run(main())
+    return asyncio.run(main())
