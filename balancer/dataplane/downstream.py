@@ -106,6 +106,7 @@ class ClientConnection(asyncio.Protocol):
         "trusted",
         "tunnel",
         "upgrade_rest",
+        "valid_host",
         "write_paused_at",
     )
 
@@ -131,6 +132,7 @@ class ClientConnection(asyncio.Protocol):
         self.parse_dead = False
         self.reseed: bytes | None = None  # see _upgrade_pause
         self.upgrade_rest: bytes | None = None
+        self.valid_host: bytes | None = None  # the last Host that passed the check
         self.pause_flags = 0
         self.starting = False
         self.closed = False
@@ -270,7 +272,14 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.parse_dead:
             return
-        self._feed(data)
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            rest = self._upgrade_pause(data, exc.args[0])
+            if rest:
+                self._feed(rest)
+        except HttpParserError as exc:
+            self._parse_failed(exc)
         req = self.req
         if req is not None and not req.head_done and not self.parse_dead:
             # llhttp has no head size limit and buffers a field until it ends: count raw bytes
@@ -425,12 +434,15 @@ class ClientConnection(asyncio.Protocol):
             req.target = target
         if b"#" in target:
             return 400
-        if req.host is None:
+        host = req.host
+        if host is None:
             if req.http11:
                 return 400
             req.host = b""
-        elif not h.valid_host(req.host):
-            return 400
+        elif host != self.valid_host:  # keep-alive clients repeat their Host
+            if not h.valid_host(host):
+                return 400
+            self.valid_host = host
         has_body = bool(req.content_length)
         if req.te is not None:
             if not req.http11:
@@ -607,8 +619,18 @@ class ClientConnection(asyncio.Protocol):
             if not self.starting:
                 self.start_next()
             return
-        if not self.starting:
-            self._idle()
+        if self.starting:
+            return
+        if self.parse_dead or self.eof:
+            self.close()
+            return
+        # idle: _idle(), inlined for the common case
+        self.idle_since = now = self.loop.time()
+        when = now + self.limits.keepalive_timeout
+        if self.timer is None or self.timer_at > when:
+            self._arm(when)
+        if self.pause_flags:
+            self._resume(PAUSE_HOLD)
 
     def _idle(self) -> None:
         if self.queue or self.exchange is not None:

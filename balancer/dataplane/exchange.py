@@ -61,6 +61,10 @@ MODE_CLOSE = 3  # ends when the connection closes (HTTP/1.0 client, unknown leng
 
 _ACTIVATION = {a: b"X-Pyjk-Activation: %s\r\n" % a.encode("ascii") for a in ("ACT", "DIS", "STP")}
 _IDEMPOTENT = frozenset(m.encode("ascii") for m in IDEMPOTENT_METHODS)
+_METHOD_NAMES = {
+    m.encode("ascii"): m
+    for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "PROPFIND")
+}
 
 
 class Exchange:
@@ -150,7 +154,8 @@ class Exchange:
             return
         if type(decision) is ProxyTo:
             self._proxy(decision)
-        elif type(decision) is LocalResponse:
+            return
+        if type(decision) is LocalResponse:
             self._answer(decision)
         elif type(decision) is LocalHandler:
             self._read_for_handler(decision)
@@ -162,8 +167,9 @@ class Exchange:
         req = self.req
         self.route = route
         self.request_id = self.server.next_request_id()
+        method = req.method
         facts = RequestFacts(
-            req.method.decode("latin-1"),
+            _METHOD_NAMES.get(method) or method.decode("latin-1"),
             req.path.decode("latin-1"),
             tuple(c.decode("latin-1") for c in req.cookies) if req.cookies else (),
             route.rule,
@@ -176,12 +182,14 @@ class Exchange:
             log.exception("engine.plan failed for %r", req)
             self._answer(LocalResponse(500))
             return
-        pending, complete = req.attach(self)
-        self.body_complete = complete
+        req.sink = self
+        complete = self.body_complete = req.complete
+        pending = req.pending
         if pending:
+            req.pending = []
+            req.pending_size = 0
             self.body = pending
-            self.body_size = sum(map(len, pending))
-            self.received = self.body_size
+            self.body_size = self.received = sum(map(len, pending))
             self.client.pending_taken()
         if req.expect_continue and not complete:
             self.client.transport.write(h.CONTINUE_100)  # type: ignore[union-attr]
@@ -220,22 +228,30 @@ class Exchange:
             self._report(OutcomeKind.CLIENT_ERROR, "body-not-replayable")
             self._fail(502)
             return
-        try:
-            pool = self.server.pool_for(fwd.member)
-        except Exception:
-            log.exception("no pool for member %r", fwd.member)
-            self._report(OutcomeKind.CONNECT_FAILED, "no-pool")
-            self._advance()
-            return
+        member = fwd.member
+        hit = self.server.pools_by_member.get(id(member))
+        if hit is not None and hit[0] is member:
+            pool = hit[1]
+        else:
+            try:
+                pool = self.server.pool_for(member)
+            except Exception:
+                log.exception("no pool for member %r", member)
+                self._report(OutcomeKind.CONNECT_FAILED, "no-pool")
+                self._advance()
+                return
         self.pool = pool
         self.member = pool.name
         sc = fwd.set_cookie
         self.set_cookie = sc.encode("latin-1") if sc else None
-        conn = pool.take_idle()
-        if conn is not None:
-            self._attach(conn, True)
-        else:
-            pool.acquire(self)
+        idle = pool.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                self._attach(conn, True)
+                return
+        pool.acquire(self)
 
     # pool callbacks
     def pool_ready(self, conn: UpstreamConnection) -> None:
@@ -303,14 +319,16 @@ class Exchange:
             self.sent = sum(map(len, parts))
             transport.writelines(parts)
         self.request_sent = True
-        if self.body_size > self.server.limits.replay_buffer_size or not self.replayable:
+        if body and (self.body_size > self.server.limits.replay_buffer_size or not self.replayable):
             self.replayable = False  # sent and too big to keep: no replay from here on
             self.body = []
             self.body_size = 0
-        self.client.pending_taken()
+        if self.client.pause_flags:
+            self.client.pending_taken()
         if complete:
             self.body_done_up = True
-            conn.request_done()
+            if conn.reply_timeout:
+                conn.request_done()
 
     def _head_common(self) -> bytes:
         """Request line and fields, the same for every try of this request."""
@@ -491,19 +509,23 @@ class Exchange:
         buf = self.wbuf
         if not buf:
             return
-        transport = self.client.transport
-        if transport is not None and not self.client.closed:
+        self.wbuf = []
+        client = self.client
+        transport = client.transport
+        if transport is not None and not client.closed:
             if len(buf) == 1:
                 transport.write(buf[0])
+            elif len(buf) < 5:
+                transport.write(b"".join(buf))  # a small response: one buffer, one send
             else:
                 transport.writelines(buf)
-        self.wbuf = []
 
     def upstream_complete(self, reusable: bool) -> None:
         """The response was read to its end (``reusable``: the connection may serve again)."""
         if self.mode == MODE_CHUNKED:
             self.wbuf.append(h.LAST_CHUNK)
-        self.flush()
+        if self.wbuf:
+            self.flush()
         up = self.up
         received = 0
         if up is not None:
@@ -514,7 +536,12 @@ class Exchange:
             else:
                 self.client.resume_body()
                 self.pool.discard(up)  # type: ignore[union-attr]
-        self._finish_forward(received)
+        if self.fwd is not None:
+            self.fwd = None
+            try:
+                self.plan.finish(self.sent, received, monotonic())  # type: ignore[union-attr]
+            except Exception:
+                log.exception("plan.finish failed for %r", self.req)
         self._end(self.client_ka and self.req.complete)
 
     def _finish_forward(self, received: int) -> None:
@@ -657,7 +684,7 @@ class Exchange:
             return
         self.flush()
         req = self.req
-        keep = req.keep_alive and req.complete and not req.upgrade_ws
+        keep = req.keep_alive and req.complete and not req.upgrade_ws and not resp.close
         self.status = resp.status
         self.resp_started = True
         data = h.local_response(
@@ -716,8 +743,11 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        self._stop_waiting()
-        self._log()
+        if self.wait_timer is not None:
+            self.wait_timer.cancel()
+            self.wait_timer = None
+        if self.server.access_log is not None:
+            self.server.log_access(self)
         self.client.exchange_done(keep_alive)
 
     def _log(self) -> None:

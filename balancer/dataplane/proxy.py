@@ -83,8 +83,8 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()
         self.per_ip: dict[str, int] = {}
         self.pools: dict[tuple[str, str, int], MemberPool] = {}
-        self._by_member: dict[int, tuple[object, MemberPool]] = {}
-        self._rid_prefix = os.urandom(6).hex().encode("ascii")
+        self.pools_by_member: dict[int, tuple[object, MemberPool]] = {}
+        self._rid_prefix = os.urandom(6).hex().encode("ascii") + b"-"
         self._rid = 0
         self.refused = 0  # connections turned away by the caps
 
@@ -174,12 +174,12 @@ class ProxyServer:
         # unique per process start (random prefix) and per request (counter); the same
         # for every try of one request
         self._rid += 1
-        return b"%s-%x" % (self._rid_prefix, self._rid)
+        return self._rid_prefix + b"%x" % self._rid
 
     # --- member pools -----------------------------------------------------------------------
 
     def pool_for(self, member: object) -> MemberPool:
-        hit = self._by_member.get(id(member))
+        hit = self.pools_by_member.get(id(member))
         if hit is not None and hit[0] is member:
             return hit[1]
         cfg = self.member_config(member)
@@ -188,13 +188,13 @@ class ProxyServer:
         if pool is None or pool.closed:
             pool = MemberPool(self.loop, cfg, self.limits.write_buffer_high)
             self.pools[key] = pool
-        self._by_member[id(member)] = (member, pool)
+        self.pools_by_member[id(member)] = (member, pool)
         return pool
 
     def pool_has_room(self, member: object) -> bool:
         """Whether a request for ``member`` would get a connection without waiting (for
         ``LbEngine.pool_has_room``: an OK/BUSY member is put back to OK when it has)."""
-        hit = self._by_member.get(id(member))
+        hit = self.pools_by_member.get(id(member))
         if hit is None or hit[0] is not member:
             return True
         pool = hit[1]
@@ -206,7 +206,7 @@ class ProxyServer:
         for key in list(self.pools):
             if key not in wanted:
                 self.pools.pop(key).close()
-        self._by_member = {k: v for k, v in self._by_member.items() if not v[1].closed}
+        self.pools_by_member = {k: v for k, v in self.pools_by_member.items() if not v[1].closed}
 
     # --- access log -------------------------------------------------------------------------
 

@@ -30,6 +30,9 @@ class _Stop(Exception):
     pass
 
 
+_STANDARD_REASONS = frozenset(h.REASONS.values())
+
+
 _STOP = _Stop()
 
 
@@ -243,7 +246,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.msg_done and self.exchange is ex:
             ex.upstream_complete(self.keep_alive)
-        ex.flush()
+        elif ex.wbuf:
+            ex.flush()
 
     def _head_response_done(self, ex: Exchange, data: bytes) -> None:
         # llhttp cannot be told that a response answers HEAD: it stopped at the head (see
@@ -262,7 +266,11 @@ class UpstreamConnection(asyncio.Protocol):
         if self.msg_done:
             self.keep_alive = False  # a second response to one request
             raise _STOP
-        self._reset()
+        # _reset(), inlined: this runs for every response
+        self.reason = b""
+        self.headers = []
+        self.set_cookies = self.content_length = self.te = self.conn_tokens = self.upgrade = None
+        self.chunked = self.close_delimited = self.in_body = False
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
@@ -300,7 +308,8 @@ class UpstreamConnection(asyncio.Protocol):
         if parser.get_http_version() not in ("1.1", "1.0"):
             self.error = "bad-response: version"
             raise _STOP
-        if not h.valid_reason(self.reason):
+        reason = self.reason
+        if reason not in _STANDARD_REASONS and not h.valid_reason(reason):
             self.error = "bad-response: reason phrase"
             raise _STOP
         if self.te is not None:
@@ -319,19 +328,15 @@ class UpstreamConnection(asyncio.Protocol):
             }
             if named:
                 self.headers = h.strip_named(self.headers, named)
-        if status < 200:
-            self._deliver_head()  # 101: HttpParserUpgrade follows; others: the final follows
-            return
-        self.in_body = True
-        if self.head_request:
-            self.head_stop = True
-            raise _STOP
-        self.close_delimited = (
-            not self.chunked and self.content_length is None and status not in (204, 304)
-        )
-        self._deliver_head()
-
-    def _deliver_head(self) -> None:
+        if status >= 200:
+            self.in_body = True
+            if self.head_request:
+                self.head_stop = True
+                raise _STOP
+            self.close_delimited = (
+                not self.chunked and self.content_length is None and status not in (204, 304)
+            )
+        # 1xx: for 101 HttpParserUpgrade follows, for the others the final response does
         ex = self.exchange
         assert ex is not None
         ex.upstream_head()

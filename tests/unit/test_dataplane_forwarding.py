@@ -582,3 +582,67 @@ async def test_the_access_log_gets_one_record_per_answered_request() -> None:
     assert (record.method, record.target, record.status) == ("GET", "/logged?x=1", 200)
     assert (record.worker, record.member, record.client_ip) == ("lb", "a", "127.0.0.1")
     assert record.request_id and record.response_bytes == len(b"/logged?x=1")
+
+
+@uvloop_test
+async def test_a_slow_backend_reader_pauses_the_client_upload_and_nothing_is_lost() -> None:
+    from balancer.dataplane.downstream import PAUSE_UPSTREAM
+
+    held: list[BackendConn] = []
+
+    def count(conn: BackendConn, req: BackendRequest) -> bytes:
+        return ok(b"%d" % conn.backend.body_bytes)
+
+    async with proxied(Limits(max_body_size=0), responder=count) as (backend, proxy):
+        backend.keep_bodies = False
+        client = await proxy.connect()
+        total = 8 * 1024 * 1024
+        client.send(b"POST /up HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % total)
+        await eventually(lambda: bool(backend.open))
+        held.extend(backend.open)
+        for conn in held:
+            assert conn.transport is not None
+            conn.transport.pause_reading()  # the backend stops reading the body
+        sender = asyncio.ensure_future(_send_all(client, total))
+        (conn,) = proxy.server.connections
+        await eventually(lambda: bool(conn.pause_flags & PAUSE_UPSTREAM), what="backpressure")
+        for bc in held:
+            assert bc.transport is not None
+            bc.transport.resume_reading()
+        await sender
+        resp = await client.response(timeout=30)
+        client.close()
+    assert resp.body == b"%d" % total
+
+
+async def _send_all(client: object, total: int) -> None:
+    piece = b"s" * PIECE
+    for _ in range(total // PIECE):
+        client.send(piece)  # type: ignore[attr-defined]
+        await client.writer.drain()  # type: ignore[attr-defined]
+
+
+@uvloop_test
+async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout() -> None:
+    async def stream(conn: BackendConn) -> None:
+        conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG)
+        piece = b"d" * PIECE
+        for _ in range(BIG // PIECE):
+            await conn.drain()
+            if conn.transport is None or conn.transport.is_closing():
+                return
+            conn.write(piece)
+
+    def responder(conn: BackendConn, req: BackendRequest) -> None:
+        asyncio.get_running_loop().create_task(stream(conn))
+
+    async with Backend(responder) as backend:
+        engine = FakeEngine([member("a", backend.port)])
+        async with Proxy(engine, Limits(send_timeout=0.3)) as proxy:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port, limit=PIECE)
+            writer.transport.pause_reading()  # read nothing at all
+            writer.write(get("/big"))
+            await eventually(lambda: bool(engine.plans) and engine.last.balanced, timeout=10)
+            writer.close()
+    (outcome,) = engine.last.outcomes
+    assert outcome.kind is OutcomeKind.CLIENT_ERROR and outcome.response_started
