@@ -1,4 +1,7 @@
-"""`python -m worker --route node1 --listen 127.0.0.1:8101 [--app pkg.module:factory] ...`"""
+"""`python -m worker --route node1 --listen 127.0.0.1:8101 [--app pkg.module:factory] ...`
+
+Add `--cluster conf/cluster.toml` to join a replication cluster (docs/cluster.md).
+"""
 
 from __future__ import annotations
 
@@ -80,12 +83,17 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         metavar="SECONDS",
         help="answer /-/ready with 503 this long before closing (default 0)",
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="CLUSTER_TOML",
+        help="join the cluster this file describes and replicate sessions (docs/cluster.md)",
+    )
     args = parser.parse_args(argv)
     host, port = args.listen
     return WorkerOptions(
         route=args.route, host=host, port=port, app=args.app, cookie_name=args.cookie_name,
         max_inactive=args.max_inactive, shutdown_timeout=args.shutdown_timeout,
-        drain=args.drain,
+        drain=args.drain, cluster=args.cluster,
     )  # fmt: skip
 
 

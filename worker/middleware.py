@@ -12,6 +12,10 @@ Per request (paths under `/-/`, pyjk's own endpoints, are left alone):
    are committed and each delta is awaited through the DeltaSink *before* the response leaves
    the middleware, so replication can hold the response until peers acknowledge. Any other
    exception discards the request's session changes.
+5. Optional exactly-once hook (`SessionManager.observer`, set by replication): a request whose
+   `X-Pyjk-Request-Id` has a recorded response gets that response without running the handler;
+   after a request's views are committed, the observer is told synchronously (deltas, request
+   id, response) before any delta is shipped, so it can stamp them and record the response.
 
 The `;jsessionid=` parameter is removed from the path before routing. A middleware runs only
 after the route was matched, so setup_sessions wraps the app router's `resolve()` to match on
@@ -26,9 +30,9 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from yarl import URL
@@ -40,6 +44,18 @@ from .sessions import SessionStore
 log = logging.getLogger("pyjk.worker.sessions")
 
 DeltaSink = Callable[[SessionDelta], Awaitable[None]]
+
+
+class CommitObserver(Protocol):
+    """Replication's synchronous view of requests (see point 5 of the module docstring)."""
+
+    def replay(self, request_id: str) -> web.StreamResponse | None: ...
+
+    def committed(
+        self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
+    ) -> None: ...
+
+
 REQUEST_ID_HEADER = "X-Pyjk-Request-Id"
 INTERNAL_PREFIX = "/-/"
 
@@ -72,6 +88,9 @@ class SessionManager:
     clock: Callable[[], float] = time.time
     internal_prefix: str = INTERNAL_PREFIX
     takeovers: int = field(default=0, init=False)
+    observer: CommitObserver | None = field(default=None, init=False)
+    # exact paths outside internal_prefix that have no sessions either (e.g. /cluster-manager)
+    internal_paths: set[str] = field(default_factory=set, init=False)
 
     @property
     def route(self) -> str:
@@ -253,13 +272,22 @@ class _RequestSessions:
                 break
             if delta is not None:
                 deltas.append(delta)
+        if failure is None:
+            self._set_cookie(response)
+        observer = self.manager.observer
+        if deltas and observer is not None:
+            # a failed commit answers 500, not `response`: nothing to record for a replay then
+            rid = self.request.get(_REQUEST_ID_KEY) if failure is None else None
+            try:
+                observer.committed(deltas, rid, response)
+            except Exception:  # the sink still ships the deltas
+                log.exception("commit observer failed path=%s", self.request.path)
         if deltas:
             # Shielded: the store already holds these changes, so shipping them must not be
             # cut short if the request task is cancelled (client gone, shutdown).
             await asyncio.shield(asyncio.ensure_future(self._ship(deltas)))
         if failure is not None:
             raise failure
-        self._set_cookie(response)
 
     async def _ship(self, deltas: list[SessionDelta]) -> None:
         for delta in deltas:
@@ -291,8 +319,16 @@ def _make_middleware(manager: SessionManager) -> Any:
         if clean is not None:
             request = request.clone(rel_url=_with_path(request.rel_url, clean))
         request[_REQUEST_ID_KEY] = _read_request_id(request)
-        if request.path.startswith(manager.internal_prefix):
+        if (
+            request.path.startswith(manager.internal_prefix)
+            or request.path in manager.internal_paths
+        ):
             return await handler(request)
+        rid = request[_REQUEST_ID_KEY]
+        if rid is not None and manager.observer is not None:
+            recorded = manager.observer.replay(rid)
+            if recorded is not None:  # a retry of a request already answered: same answer
+                return recorded
         context = _RequestSessions(manager, request, path_id)
         request[_CONTEXT_KEY] = context
         context.open_requested()

@@ -12,8 +12,10 @@ import contextlib
 import importlib
 import inspect
 import logging
+import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -38,6 +40,7 @@ class WorkerOptions:
     sweep_interval: float = 30.0
     shutdown_timeout: float = 30.0
     drain: float = 0.0  # seconds to keep answering (readiness 503) before closing the listener
+    cluster: str | None = None  # path of a cluster.toml: join that cluster and replicate
 
 
 class WorkerSetupError(Exception):
@@ -107,16 +110,41 @@ async def _sweep_forever(manager: SessionManager, interval: float) -> None:
         await sweep_once(manager)
 
 
+def _cluster_node(options: WorkerOptions, manager: SessionManager, readiness: Readiness) -> Any:
+    """The replication node for `--cluster` (imported here: replication builds on worker)."""
+    from balancer.config.errors import ConfigError
+    from replication.config import load_cluster_config
+    from replication.keyfile import KeyFileError
+    from replication.node import ClusterNode
+
+    assert options.cluster is not None
+    try:
+        config = load_cluster_config(options.cluster)
+        # PYJK_CLUSTER_FAULTS=1 adds the loopback-only fault switch the cluster tests use
+        faults = os.environ.get("PYJK_CLUSTER_FAULTS") == "1"
+        return ClusterNode(config, manager, readiness, faults_enabled=faults)
+    except (ConfigError, KeyFileError) as exc:
+        raise WorkerSetupError(f"--cluster {options.cluster}: {exc}") from exc
+
+
 async def serve(options: WorkerOptions) -> int:
     app = await load_app(options.app)
     manager, readiness = prepare_app(app, options)
+    node = None
+    if options.cluster is not None:
+        node = _cluster_node(options, manager, readiness)
+        node.install(app)  # before the app starts: routes freeze then
     runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port)
         await site.start()
+        if node is not None:
+            await node.start()
     except BaseException:
         await runner.cleanup()
+        if node is not None:
+            await node.stop()
         raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,6 +164,8 @@ async def serve(options: WorkerOptions) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await runner.cleanup()  # stop accepting, finish in-flight requests, close
+        if node is not None:  # after the requests: their deltas still need the cluster
+            await node.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     return 0

@@ -1,0 +1,401 @@
+"""Cluster messages and their one wire form: JSON with a fixed schema per type. Never pickle.
+
+Every message is a JSON object whose `t` names its type; the field set of each type is fixed
+and every field is checked (type, range, shape) on the way in, so a message a peer sends is
+either exactly one of the dataclasses below or a CodecError naming the field. Session content
+reuses the worker's strict wire forms (SessionDelta / SessionState.from_wire). Envelopes are
+authenticated before they get here (seal.py); this is the second line, not the first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from worker.delta import SessionDelta, SessionState, WireFormatError
+from worker.session_ids import check_route
+
+from .ledger import RecordedResponse, RecordError
+from .merge import Replica, SessionMeta, Stamp
+
+MEMBER_ID_RE = re.compile(r"[0-9a-f]{32}")
+RANDOM_PART_RE = re.compile(r"[0-9A-F]{32}")
+FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}")
+CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+REQUEST_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")  # what the worker accepts in the header
+MAX_ITEMS = 1_000_000
+MAX_INT = (1 << 63) - 1
+MAX_BODY = 1 << 20  # the ceiling for recorded bodies on the wire; the ledger's bound is lower
+
+
+class CodecError(ValueError):
+    """A message that is not valid JSON or does not follow its type's schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    id: str  # 32 lowercase hex, random per process start
+    route: str
+    host: str  # where the receiver listens (an IP literal)
+    port: int
+    start: float  # Unix seconds when the member started
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    cluster: str
+    member: MemberInfo
+    seq: int  # the member's newest delta sequence number
+    digest: str  # 16 hex: a fingerprint of every live session the member holds
+    shutdown: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First frame on every connection (and the reply to it); doubles as a TCP heartbeat."""
+
+    cluster: str
+    member: MemberInfo
+    seq: int
+    to: str | None = None  # the member id this connection is meant for (None: a probe)
+    reply: bool = False
+    shutdown: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaMsg:
+    n: int  # request number on this connection (for the ack)
+    seq: int  # the origin's sequence number
+    delta: SessionDelta
+    stamp: Stamp
+    base: Stamp  # the session's version the writer had before this write
+    request_id: str | None = None
+    response: RecordedResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pull:
+    """Ask for sessions: all (everything None), those changed since a sequence number, those
+    named, or those whose fingerprint differs from `digest` (anti-entropy)."""
+
+    n: int
+    since: int | None = None
+    ids: tuple[str, ...] | None = None
+    digest: tuple[tuple[str, str], ...] | None = None
+    dead: tuple[tuple[str, Stamp], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StateChunk:
+    n: int
+    final: bool
+    seq: int  # the sender's sequence number when it took the snapshot
+    sessions: tuple[Replica, ...] = ()
+    dead: tuple[tuple[str, Stamp], ...] = ()
+    responses: tuple[tuple[str, RecordedResponse], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    items: tuple[tuple[str, float], ...]
+
+
+Message = Heartbeat | Hello | DeltaMsg | Ack | Pull | StateChunk | Touch
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+# -- encoding ---------------------------------------------------------------------------------
+def _member(m: MemberInfo) -> dict[str, Any]:
+    return {"id": m.id, "route": m.route, "host": m.host, "port": m.port, "start": m.start}
+
+
+def _meta(meta: SessionMeta) -> dict[str, Any]:
+    return {
+        "attrs": {k: list(v) for k, v in meta.attrs.items()},
+        "removed": {k: list(v) for k, v in meta.removed.items()},
+        "id": list(meta.id_stamp),
+        "mi": list(meta.max_inactive_stamp),
+    }
+
+
+def to_wire(msg: Message) -> dict[str, Any]:
+    if isinstance(msg, Heartbeat):
+        return {
+            "t": "hb",
+            "cluster": msg.cluster,
+            "member": _member(msg.member),
+            "seq": msg.seq,
+            "digest": msg.digest,
+            "shutdown": msg.shutdown,
+        }
+    if isinstance(msg, Hello):
+        return {
+            "t": "hello",
+            "cluster": msg.cluster,
+            "member": _member(msg.member),
+            "seq": msg.seq,
+            "to": msg.to,
+            "reply": msg.reply,
+            "shutdown": msg.shutdown,
+        }
+    if isinstance(msg, DeltaMsg):
+        wire = {"t": "delta", "n": msg.n, "seq": msg.seq, "delta": msg.delta.to_wire(),
+                "stamp": list(msg.stamp), "base": list(msg.base)}  # fmt: skip
+        if msg.request_id is not None and msg.response is not None:
+            wire["rid"], wire["resp"] = msg.request_id, msg.response.to_wire()
+        return wire
+    if isinstance(msg, Ack):
+        return {"t": "ack", "n": msg.n}
+    if isinstance(msg, Pull):
+        return {
+            "t": "pull", "n": msg.n, "since": msg.since,
+            "ids": None if msg.ids is None else list(msg.ids),
+            "digest": None if msg.digest is None else [list(d) for d in msg.digest],
+            "dead": [[rp, list(s)] for rp, s in msg.dead],
+        }  # fmt: skip
+    if isinstance(msg, StateChunk):
+        return {
+            "t": "state", "n": msg.n, "final": msg.final, "seq": msg.seq,
+            "sessions": [{"state": r.state.to_wire(), "meta": _meta(r.meta)} for r in msg.sessions],
+            "dead": [[rp, list(s)] for rp, s in msg.dead],
+            "responses": [[rid, r.to_wire()] for rid, r in msg.responses],
+        }  # fmt: skip
+    if isinstance(msg, Touch):
+        return {"t": "touch", "items": [[rp, at] for rp, at in msg.items]}
+    raise TypeError(f"not a cluster message: {type(msg).__name__}")
+
+
+def encode(msg: Message) -> bytes:
+    return _ENCODER.encode(to_wire(msg)).encode("ascii")
+
+
+# -- decoding ---------------------------------------------------------------------------------
+class _Obj:
+    """One JSON object with an exact key set; accessors check types and name the field."""
+
+    def __init__(self, where: str, value: object, keys: set[str]) -> None:
+        if type(value) is not dict:
+            raise CodecError(f"{where}: expected an object, found {type(value).__name__}")
+        if set(value) != keys:
+            odd = sorted(set(value) ^ keys)
+            raise CodecError(f"{where}: fields must be {sorted(keys)}; check {odd}")
+        self.where, self.d = where, value
+
+    def fail(self, name: str, problem: str) -> CodecError:
+        return CodecError(f"{self.where}.{name}: {problem}")
+
+    def integer(self, name: str, low: int = 0) -> int:
+        v = self.d[name]
+        if type(v) is not int or not low <= v <= MAX_INT:
+            raise self.fail(name, f"expected an integer >= {low}, found {v!r}")
+        return v
+
+    def number(self, name: str) -> float:
+        return _num(self.d[name], f"{self.where}.{name}")
+
+    def flag(self, name: str) -> bool:
+        if type(self.d[name]) is not bool:
+            raise self.fail(name, "expected true or false")
+        return self.d[name]
+
+    def text(self, name: str, pattern: re.Pattern[str]) -> str:
+        v = self.d[name]
+        if type(v) is not str or not pattern.fullmatch(v):
+            raise self.fail(name, f"expected {pattern.pattern}, found {str(v)[:80]!r}")
+        return v
+
+    def items(self, name: str, *, nullable: bool = False) -> list[Any] | None:
+        v = self.d[name]
+        if v is None and nullable:
+            return None
+        if type(v) is not list or len(v) > MAX_ITEMS:
+            raise self.fail(name, f"expected a list of at most {MAX_ITEMS} items")
+        return v
+
+
+def _num(v: object, where: str) -> float:
+    if type(v) not in (int, float) or not math.isfinite(v):  # type: ignore[arg-type]
+        raise CodecError(f"{where}: expected a finite number, found {v!r}")
+    return float(v)  # type: ignore[arg-type]
+
+
+def _stamp(v: object, where: str) -> Stamp:
+    if type(v) is not list or len(v) != 2 or type(v[0]) is not int or type(v[1]) is not str:
+        raise CodecError(f"{where}: expected a stamp [counter, member id]")
+    if not 0 <= v[0] <= MAX_INT or not (v[1] == "" or MEMBER_ID_RE.fullmatch(v[1])):
+        raise CodecError(f"{where}: stamp out of range")
+    if (v[0] == 0) != (v[1] == ""):
+        raise CodecError(f"{where}: only the zero stamp may lack a member id")
+    return (v[0], v[1])
+
+
+def _member_info(v: object, where: str) -> MemberInfo:
+    o = _Obj(where, v, {"id", "route", "host", "port", "start"})
+    host = o.d["host"]
+    try:
+        ipaddress.ip_address(host if type(host) is str else "")
+    except ValueError:
+        raise o.fail("host", f"expected an IP address, found {str(host)[:60]!r}") from None
+    route = o.d["route"]
+    try:
+        check_route(route)
+    except (TypeError, ValueError) as exc:
+        raise o.fail("route", str(exc)) from None
+    start = o.number("start")
+    if start <= 0:
+        raise o.fail("start", "expected a positive time")
+    port = o.integer("port", 1)
+    if port > 65535:
+        raise o.fail("port", f"{port} is not a TCP port")
+    return MemberInfo(o.text("id", MEMBER_ID_RE), route, host, port, start)
+
+
+def _random_part(v: object, where: str) -> str:
+    if type(v) is not str or not RANDOM_PART_RE.fullmatch(v):
+        raise CodecError(f"{where}: expected a session id's 32-hex random part")
+    return v
+
+
+def _dead(items: list[Any], where: str) -> tuple[tuple[str, Stamp], ...]:
+    out = []
+    for i, item in enumerate(items):
+        if type(item) is not list or len(item) != 2:
+            raise CodecError(f"{where}[{i}]: expected [random part, stamp]")
+        out.append((_random_part(item[0], f"{where}[{i}]"), _stamp(item[1], f"{where}[{i}]")))
+    return tuple(out)
+
+
+def _names(v: object, where: str) -> dict[str, Stamp]:
+    if type(v) is not dict:
+        raise CodecError(f"{where}: expected an object of attribute stamps")
+    if "" in v:
+        raise CodecError(f"{where}: attribute names must not be empty")
+    return {k: _stamp(s, f"{where}[{k[:40]!r}]") for k, s in v.items()}
+
+
+def _replica(v: object, where: str) -> Replica:
+    o = _Obj(where, v, {"state", "meta"})
+    m = _Obj(f"{where}.meta", o.d["meta"], {"attrs", "removed", "id", "mi"})
+    try:
+        state = SessionState.from_wire(o.d["state"])
+    except WireFormatError as exc:
+        raise CodecError(f"{where}.state: {exc}") from None
+    attrs, removed = (
+        _names(m.d["attrs"], f"{where}.meta.attrs"),
+        _names(m.d["removed"], f"{where}.meta.removed"),
+    )
+    if set(attrs) != set(state.attributes) or set(attrs) & set(removed):
+        raise CodecError(f"{where}.meta: stamps must cover exactly the attributes present")
+    meta = SessionMeta(attrs, removed, _stamp(m.d["id"], f"{where}.meta.id"),
+                       _stamp(m.d["mi"], f"{where}.meta.mi"))  # fmt: skip
+    return Replica(state, meta)
+
+
+def _response(v: object, where: str) -> RecordedResponse:
+    try:
+        return RecordedResponse.from_wire(v, MAX_BODY)
+    except RecordError as exc:
+        raise CodecError(f"{where}: {exc}") from None
+
+
+_FIELDS = {
+    "hb": {"t", "cluster", "member", "seq", "digest", "shutdown"},
+    "hello": {"t", "cluster", "member", "seq", "to", "reply", "shutdown"},
+    "delta": {"t", "n", "seq", "delta", "stamp", "base"},
+    "ack": {"t", "n"},
+    "pull": {"t", "n", "since", "ids", "digest", "dead"},
+    "state": {"t", "n", "final", "seq", "sessions", "dead", "responses"},
+    "touch": {"t", "items"},
+}
+
+
+def from_wire(wire: object) -> Message:
+    kind = wire.get("t") if type(wire) is dict else None
+    if kind not in _FIELDS:
+        raise CodecError(f"message: unknown or missing type {str(kind)[:20]!r}")
+    keys = _FIELDS[kind]
+    if kind == "delta" and type(wire) is dict and "rid" in wire:
+        keys = keys | {"rid", "resp"}
+    o = _Obj(kind, wire, keys)
+    if kind in ("hb", "hello"):
+        cluster = o.text("cluster", CLUSTER_NAME_RE)
+        member = _member_info(o.d["member"], f"{kind}.member")
+        if kind == "hb":
+            return Heartbeat(cluster, member, o.integer("seq"), o.text("digest", FINGERPRINT_RE),
+                             o.flag("shutdown"))  # fmt: skip
+        to = None if o.d["to"] is None else o.text("to", MEMBER_ID_RE)
+        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"))
+    if kind == "delta":
+        try:
+            delta = SessionDelta.from_wire(o.d["delta"])
+        except WireFormatError as exc:
+            raise CodecError(f"delta.delta: {exc}") from None
+        rid = resp = None
+        if "rid" in o.d:
+            rid = o.text("rid", REQUEST_ID_RE)
+            resp = _response(o.d["resp"], "delta.resp")
+        stamp, base = _stamp(o.d["stamp"], "delta.stamp"), _stamp(o.d["base"], "delta.base")
+        return DeltaMsg(o.integer("n", 1), o.integer("seq", 1), delta, stamp, base, rid, resp)
+    if kind == "ack":
+        return Ack(o.integer("n", 1))
+    if kind == "pull":
+        since = None if o.d["since"] is None else o.integer("since")
+        ids = o.items("ids", nullable=True)
+        digest = o.items("digest", nullable=True)
+        if digest is not None:
+            for i, d in enumerate(digest):
+                if type(d) is not list or len(d) != 2:
+                    raise CodecError(f"pull.digest[{i}]: expected [random part, fingerprint]")
+                _random_part(d[0], f"pull.digest[{i}]")
+                if type(d[1]) is not str or not FINGERPRINT_RE.fullmatch(d[1]):
+                    raise CodecError(f"pull.digest[{i}]: bad fingerprint")
+        return Pull(
+            o.integer("n", 1), since,
+            None if ids is None else tuple(_random_part(x, "pull.ids") for x in ids),
+            None if digest is None else tuple((d[0], d[1]) for d in digest),
+            _dead(o.items("dead") or [], "pull.dead"),
+        )  # fmt: skip
+    if kind == "state":
+        responses = []
+        for i, item in enumerate(o.items("responses") or []):
+            if type(item) is not list or len(item) != 2 or type(item[0]) is not str:
+                raise CodecError(f"state.responses[{i}]: expected [request id, response]")
+            if not REQUEST_ID_RE.fullmatch(item[0]):
+                raise CodecError(f"state.responses[{i}]: bad request id")
+            responses.append((item[0], _response(item[1], f"state.responses[{i}]")))
+        sessions = o.items("sessions") or []
+        return StateChunk(
+            o.integer("n", 1),
+            o.flag("final"),
+            o.integer("seq"),
+            tuple(_replica(s, f"state.sessions[{i}]") for i, s in enumerate(sessions)),
+            _dead(o.items("dead") or [], "state.dead"),
+            tuple(responses),
+        )
+    items = []
+    for i, item in enumerate(o.items("items") or []):
+        if type(item) is not list or len(item) != 2:
+            raise CodecError(f"touch.items[{i}]: expected [random part, time]")
+        items.append((_random_part(item[0], f"touch.items[{i}]"), _num(item[1], "touch.items")))
+    return Touch(tuple(items))
+
+
+def decode(data: bytes) -> Message:
+    try:
+        wire = json.loads(data.decode("utf-8"), parse_constant=_refuse)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CodecError(f"message: not JSON ({str(exc)[:80]})") from None
+    return from_wire(wire)
+
+
+def _refuse(token: str) -> Any:
+    raise ValueError(f"{token} is not allowed")

@@ -1,0 +1,100 @@
+"""HTTP endpoints of the cluster: `GET /cluster-manager`, and a test-only fault switch.
+
+`/cluster-manager` lists the cluster as this node sees it, itself included:
+`{"cluster", "self", "members": [{"id", "route", "host", "port", "state", "age_s",
+"live_sessions"}, ...], "counters": {...}, ...}`; `live_sessions` counts the live sessions whose
+route names that member. It answers only a loopback client that did not come through a proxy
+(no Forwarded / X-Forwarded-For), or any client with `Authorization: Bearer <manager_token>`
+when a token is configured; everyone else gets 403 (front-door-security.md: admin pages stay on
+loopback by default).
+
+`POST /-/cluster/faults {"cut": true|false}` exists only when the worker was started with
+PYJK_CLUSTER_FAULTS=1, and only for loopback clients: it cuts this node off (every frame and
+heartbeat in or out is dropped) so tests can partition a node and heal it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .node import ClusterNode
+
+MANAGER_PATH = "/cluster-manager"
+FAULTS_PATH = "/-/cluster/faults"
+
+
+def _loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _allowed(request: web.Request, token: str) -> bool:
+    if token:
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return True
+    proxied = "Forwarded" in request.headers or "X-Forwarded-For" in request.headers
+    return _loopback(request) and not proxied
+
+
+def listing(node: ClusterNode) -> dict[str, Any]:
+    now = node.clock()
+    per_route: Counter[str | None] = Counter(
+        s.route for s in node.store.states() if not s.idle_too_long(now)
+    )
+    me = node.me
+    members = [
+        {"id": me.id, "route": me.route, "host": me.host, "port": me.port, "state": "self",
+         "age_s": round(now - me.start, 3), "live_sessions": per_route[me.route]},
+    ]  # fmt: skip
+    for m in node.membership.members():
+        i = m.info
+        members.append(
+            {"id": i.id, "route": i.route, "host": i.host, "port": i.port, "state": m.state,
+             "age_s": round(now - i.start, 3), "live_sessions": per_route[i.route]}
+        )  # fmt: skip
+    return {
+        "cluster": node.config.name,
+        "self": me.id,
+        "members": members,
+        "ready": node.readiness.ready,
+        "waiting_for": list(node.readiness.waiting_for),
+        "send_mode": node.config.send_mode,
+        "sealed": node.key is not None,
+        "seq": node.replicator.seq,
+        "digest": node.digest,
+        "sessions": len(node.store),
+        "counters": dict(sorted(node.counters.items())),
+    }
+
+
+def install_endpoints(app: web.Application, node: ClusterNode) -> None:
+    node.manager.internal_paths.add(MANAGER_PATH)
+
+    async def manager(request: web.Request) -> web.Response:
+        if not _allowed(request, node.config.manager_token):
+            raise web.HTTPForbidden(text="cluster-manager: loopback or token only\n")
+        return web.json_response(listing(node), headers={"Cache-Control": "no-store"})
+
+    app.router.add_get(MANAGER_PATH, manager)
+    if not node.faults_enabled:
+        return
+
+    async def faults(request: web.Request) -> web.Response:
+        if not _loopback(request):
+            raise web.HTTPForbidden(text="faults: loopback only\n")
+        body = await request.json()
+        if type(body) is not dict or type(body.get("cut")) is not bool:
+            raise web.HTTPBadRequest(text='expected {"cut": true|false}\n')
+        node.faults.cut = body["cut"]
+        return web.json_response({"cut": node.faults.cut})
+
+    app.router.add_post(FAULTS_PATH, faults)

@@ -1,0 +1,172 @@
+"""Exactly once: responses recorded under the balancer's request id, replicated. Pure.
+
+The balancer sends `X-Pyjk-Request-Id`, the same for every retry of one client request. When a
+request changed a session, its response (status, a few headers, the body up to a bound) is
+recorded under that id and travels with the request's last delta; a node that later receives
+the same id — the original node or any replica — answers with the record instead of running
+the handler again, so a retry after a lost response does not apply the change twice.
+
+Bounded three ways: entries older than `ttl` are forgotten, at most `max_entries` are kept,
+and the recorded bodies together stay under `max_bytes` (oldest evicted first). A response
+that cannot be recorded (streamed, or a body over `max_body`) is simply not recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+# What a replay must repeat: the type of the body, the session cookie, redirects, caching.
+RECORDED_HEADERS = ("Content-Type", "Set-Cookie", "Location", "Cache-Control", "Retry-After")
+_LOWER = {h.lower(): h for h in RECORDED_HEADERS}
+MAX_HEADERS = 16
+MAX_HEADER_VALUE = 4096
+REPLAY_HEADER = "X-Pyjk-Replayed"
+
+
+class RecordError(ValueError):
+    """A recorded response from the wire that does not follow the schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedResponse:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    at: float
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(k) + len(v) for k, v in self.headers)
+
+    def to_response(self) -> web.Response:
+        response = web.Response(status=self.status, body=self.body)
+        for name, value in self.headers:
+            response.headers.add(name, value)
+        response.headers[REPLAY_HEADER] = "1"
+        return response
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "headers": [[k, v] for k, v in self.headers],
+            "body": base64.b64encode(self.body).decode("ascii"),
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: object, max_body: int) -> RecordedResponse:
+        if type(wire) is not dict or set(wire) != {"status", "headers", "body", "at"}:
+            raise RecordError("recorded response: expected keys status, headers, body, at")
+        status, headers, body, at = wire["status"], wire["headers"], wire["body"], wire["at"]
+        if type(status) is not int or not 100 <= status <= 599:
+            raise RecordError(f"recorded response: status {status!r} is not 100..599")
+        if type(at) not in (int, float) or not math.isfinite(at):
+            raise RecordError("recorded response: 'at' is not a finite number")
+        if type(headers) is not list or len(headers) > MAX_HEADERS:
+            raise RecordError(f"recorded response: headers must be a list of <= {MAX_HEADERS}")
+        pairs = []
+        for pair in headers:
+            if type(pair) is not list or len(pair) != 2 or not all(type(p) is str for p in pair):
+                raise RecordError("recorded response: each header is a [name, value] pair")
+            name, value = pair
+            if name not in RECORDED_HEADERS or not _header_value_ok(value):
+                raise RecordError(f"recorded response: header {name!r} is not allowed here")
+            pairs.append((name, value))
+        if type(body) is not str or len(body) > 4 * (max_body // 3 + 1):
+            raise RecordError("recorded response: body must be base64 within the size bound")
+        try:
+            raw = base64.b64decode(body.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise RecordError("recorded response: body is not valid base64") from None
+        if len(raw) > max_body:
+            raise RecordError(f"recorded response: body over {max_body} bytes")
+        return cls(status, tuple(pairs), raw, float(at))
+
+
+def _header_value_ok(value: str) -> bool:
+    return len(value) <= MAX_HEADER_VALUE and all(32 <= ord(c) < 127 or c == "\t" for c in value)
+
+
+def snapshot_response(
+    response: web.StreamResponse, now: float, max_body: int
+) -> RecordedResponse | None:
+    """What to replay for `response`, or None if it cannot be recorded (streamed or too big)."""
+    if not isinstance(response, web.Response) or response.prepared:
+        return None
+    body = response.body
+    if body is None:
+        body = b""
+    if not isinstance(body, bytes | bytearray) or len(body) > max_body:
+        return None
+    headers: list[tuple[str, str]] = []
+    for name, value in response.headers.items():
+        canonical = _LOWER.get(name.lower())
+        if canonical is not None and canonical != "Set-Cookie" and _header_value_ok(value):
+            headers.append((canonical, value))
+    # aiohttp keeps cookies aside until the response is prepared
+    for morsel in response.cookies.values():
+        text = morsel.OutputString()
+        if _header_value_ok(text):
+            headers.append(("Set-Cookie", text))
+    return RecordedResponse(response.status, tuple(headers[:MAX_HEADERS]), bytes(body), now)
+
+
+class Ledger:
+    """Recorded responses by request id, bounded by age, count and bytes."""
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 300.0,
+        max_entries: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+        max_body: int = 16 * 1024,
+    ) -> None:
+        self.ttl, self.max_entries, self.max_bytes, self.max_body = (
+            ttl, max_entries, max_bytes, max_body,
+        )  # fmt: skip
+        self._entries: OrderedDict[str, RecordedResponse] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, request_id: str, now: float) -> RecordedResponse | None:
+        self.expire(now)
+        return self._entries.get(request_id)
+
+    def put(self, request_id: str, record: RecordedResponse, now: float) -> None:
+        if len(record.body) > self.max_body or now - record.at > self.ttl:
+            return
+        old = self._entries.pop(request_id, None)
+        if old is not None:
+            self._bytes -= old.size
+        self._entries[request_id] = record
+        self._bytes += record.size
+        while self._entries and (
+            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            _, gone = self._entries.popitem(last=False)
+            self._bytes -= gone.size
+        self.expire(now)
+
+    def expire(self, now: float) -> None:
+        # Insertion order is nearly time order (records from peers arrive a little late), so
+        # the scan stops at the first entry still young enough.
+        while self._entries:
+            request_id, record = next(iter(self._entries.items()))
+            if now - record.at <= self.ttl:
+                break
+            del self._entries[request_id]
+            self._bytes -= record.size
+
+    def items(self, now: float) -> list[tuple[str, RecordedResponse]]:
+        self.expire(now)
+        return list(self._entries.items())

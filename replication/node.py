@@ -1,0 +1,377 @@
+"""One worker's cluster membership and replication: the asyncio shell around the pure parts.
+
+`ClusterNode(config, manager, readiness)` then `install(app)` (before the app starts: sink,
+commit observer, /cluster-manager), `await start()` (receiver, multicast, loops, state
+transfer) and `await stop()` (shutdown announcement first). It reads sockets, asks the pure
+objects — Membership, Replicator (with its Sequencer), Ledger — and writes their answers:
+
+- heartbeats every `frequency` (multicast, and Hellos to static members); silence past
+  `drop_time` → probe → drop; a shutdown heartbeat drops at once;
+- each request's deltas are stamped and queued to every member while the request commits
+  (CommitObserver), and the sink then waits for the acks in sync mode; a member that misses
+  one within `ack_timeout` becomes a suspect;
+- syncs (state transfer, gap recovery, rejoin) pull snapshots and hold readiness meanwhile;
+- anti-entropy, touches, replica expiry and housekeeping run on timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from aiohttp import web
+
+from worker.delta import SessionDelta
+from worker.middleware import SessionManager
+from worker.readiness import Readiness
+
+from . import codec
+from .channel import Channel, Endpoint, Faults
+from .codec import Ack, DeltaMsg, Heartbeat, Hello, MemberInfo, Message, Pull, Touch
+from .config import ClusterConfig
+from .keyfile import load_or_create_key
+from .ledger import Ledger, snapshot_response
+from .membership import ALIVE, Joined, Left, Membership, Probe
+from .membership import Event as MemberEvent
+from .replicator import Replicator
+from .seal import Kind, Opener, Sealer, SealError
+from .syncing import Syncer
+
+log = logging.getLogger("pyjk.cluster")
+STATE_TRANSFER = "state-transfer"
+RESYNC = "resync"
+
+
+class ClusterNode:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        manager: SessionManager,
+        readiness: Readiness,
+        *,
+        clock: Callable[[], float] = time.time,
+        faults_enabled: bool = False,
+    ) -> None:
+        self.config, self.manager, self.readiness, self.clock = config, manager, readiness, clock
+        self.store = manager.store
+        self.counters: Counter[str] = Counter()
+        self.faults, self.faults_enabled = Faults(), faults_enabled
+        self.key = None if config.insecure else load_or_create_key(config.key_file)
+        if self.key is None:
+            log.warning("cluster=%s runs UNSEALED (insecure = true)", config.name)
+        sender = secrets.token_bytes(16)
+        started = clock()
+        self.me = MemberInfo(sender.hex(), self.store.route, config.receiver_host, 1, started)
+        epoch_ms = int(started * 1000)
+        self.ledger = Ledger(
+            ttl=config.dedup_ttl, max_entries=config.dedup_max_entries,
+            max_bytes=config.dedup_max_bytes, max_body=config.dedup_max_body,
+        )  # fmt: skip
+        self.replicator = Replicator(self.store, self.me.id, ledger=self.ledger,
+                                     counters=self.counters)  # fmt: skip
+        self.membership = Membership(self.me, drop_time=config.drop_time)
+        self.opener = Opener(self.key, max_skew=config.max_clock_skew)
+        self._hb_sealer = Sealer(self.key, sender, epoch_ms, Kind.HEARTBEAT)
+        self.channel = Channel(
+            self, key=self.key, sender=sender, epoch_ms=epoch_ms, opener=self.opener,
+            counters=self.counters, clock=clock, max_frame=config.max_frame,
+            connect_timeout=config.probe_timeout, faults=self.faults,
+        )  # fmt: skip
+        self.syncer = Syncer(self)
+        self.mcast = None
+        if config.multicast:
+            from .mcast import Multicast
+
+            self.mcast = Multicast(config.group, config.mcast_port, config.interface, config.ttl)
+        self.digest = "0" * 16
+        self._prepared: dict[int, tuple[SessionDelta, dict[str, asyncio.Future[None]]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def install(self, app: web.Application) -> None:
+        from .endpoints import install_endpoints
+
+        self.manager.sink = self.sink
+        self.manager.observer = self
+        # The owner expires its sessions and says so; replicas expire only through the
+        # replicator's rules (owner gone, or 2x), never by the store's own factor.
+        self.store.replica_grace = math.inf
+        install_endpoints(app, self)
+        self.readiness.hold(STATE_TRANSFER)
+
+    async def start(self) -> None:
+        cfg = self.config
+        port = await self.channel.start(cfg.receiver_host, cfg.receiver_port)
+        self.me = replace(self.me, port=port)
+        self.membership.me = self.me
+        if self.mcast is not None:
+            await self.mcast.start(self._datagram)
+        log.info(
+            "cluster node started cluster=%s id=%s route=%s receiver=%s:%d sealed=%s mode=%s",
+            cfg.name, self.me.id, self.me.route, cfg.receiver_host, port,
+            self.key is not None, cfg.send_mode,
+        )  # fmt: skip
+        self._heartbeat()
+        for loop, every in (
+            (self._beat, cfg.frequency),
+            (self._maintain, min(1.0, cfg.anti_entropy_interval)),
+            (self._touch, cfg.touch_interval),
+            (self.syncer.anti_entropy, cfg.anti_entropy_interval),
+        ):
+            self._tasks.append(asyncio.create_task(self._every(loop, every)))
+        self._tasks.append(asyncio.create_task(self.syncer.state_transfer()))
+
+    async def stop(self) -> None:
+        """Announce the shutdown (peers drop this member at once), then close everything."""
+        self._stopping = True
+        self._heartbeat(shutdown=True)
+        targets = {(m.info.host, m.info.port) for m in self.membership.members()}
+        targets |= set(self.config.static_members)
+        targets.discard((self.me.host, self.me.port))
+        await asyncio.gather(*(self._announce_shutdown(h, p) for h, p in targets))
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        for task in [*self._tasks, *self._background]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.channel.close()
+        if self.mcast is not None:
+            self.mcast.close()
+        log.info("cluster node stopped id=%s", self.me.id)
+
+    async def _announce_shutdown(self, host: str, port: int) -> None:
+        with contextlib.suppress(Exception):
+            await self.channel.probe(host, port, self.config.probe_timeout, shutdown=True)
+
+    def spawn(self, coro: object, name: str = "") -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _every(self, step: Callable[[], object], interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("cluster timer failed step=%s", getattr(step, "__name__", step))
+
+    # -- heartbeats and membership ---------------------------------------------------------
+    def _beat(self) -> None:
+        self._heartbeat()
+        self._handle(self.membership.tick(self.clock()))
+        for host, port in self.config.static_members:
+            if (host, port) != (self.me.host, self.me.port):
+                self.spawn(self._ping(host, port))
+
+    def _heartbeat(self, shutdown: bool = False) -> None:
+        if self.mcast is None:
+            return
+        if self.faults.cut:
+            self.counters["drop_fault_out"] += 1
+            return
+        hb = Heartbeat(self.config.name, self.me, self.replicator.seq, self.digest, shutdown)
+        if self.mcast.send(self._hb_sealer.seal(codec.encode(hb), self.clock())):
+            self.counters["heartbeats_out"] += 1
+
+    def _datagram(self, data: bytes) -> None:
+        if self.faults.cut:
+            self.counters["drop_fault_in"] += 1
+            return
+        try:
+            opened = self.opener.open(data, self.clock())
+            if opened.kind is not Kind.HEARTBEAT:
+                raise SealError("malformed", "a frame envelope in a datagram")
+            hb = codec.decode(opened.payload)
+            if not isinstance(hb, Heartbeat) or hb.member.id != opened.sender.hex():
+                raise codec.CodecError("not a heartbeat from its sender")
+        except SealError as exc:
+            self.counters[f"drop_{exc.reason}"] += 1
+            return
+        except codec.CodecError:
+            self.counters["drop_malformed"] += 1
+            return
+        if hb.cluster != self.config.name:
+            self.counters["drop_foreign_cluster"] += 1
+            return
+        if hb.member.id == self.me.id:
+            return
+        self.counters["heartbeats_in"] += 1
+        self._heard(hb.member, hb.seq, hb.digest, hb.shutdown)
+
+    def _heard(
+        self, info: MemberInfo, seq: int, digest: str, shutdown: bool, *, exact: bool = False
+    ) -> None:
+        now = self.clock()
+        events = self.membership.heard(info, now, seq=seq, digest=digest, shutdown=shutdown)
+        self._handle(events)
+        if shutdown or info.id not in self.membership:
+            return
+        joined = any(isinstance(e, Joined) for e in events)
+        order = self.replicator.order
+        if exact or joined:
+            since = order.contact(info.id, seq)
+        else:
+            since = order.advertised(info.id, seq, now, self.config.ack_timeout)
+        if since is not None:
+            self.syncer.start(info, since)
+
+    async def _ping(self, host: str, port: int) -> None:
+        hello = await self.channel.probe(host, port, self.config.probe_timeout)
+        if hello is not None:
+            self.on_hello(hello, incoming=False)
+
+    def _handle(self, events: Sequence[MemberEvent]) -> None:
+        for event in events:
+            if isinstance(event, Joined):
+                m = event.member
+                log.info("member joined id=%s route=%s at=%s:%d", m.id, m.route, m.host, m.port)
+            elif isinstance(event, Left):
+                m = event.member
+                log.info("member left id=%s route=%s reason=%s", m.id, m.route, event.reason)
+                self.syncer.member_left(m.id, forever=event.reason == "shutdown")
+                self.spawn(self.channel.drop_link(m.id))
+            elif isinstance(event, Probe):
+                self.spawn(self._probe(event.member))
+        if events:
+            self.syncer.progress.set()
+
+    async def _probe(self, member: MemberInfo) -> None:
+        hello = await self.channel.probe(member.host, member.port, self.config.probe_timeout)
+        ok = hello is not None and hello.member.id == member.id
+        self.counters["probes_ok" if ok else "probes_failed"] += 1
+        self._handle(self.membership.probe_result(member.id, ok, self.clock()))
+
+    # -- channel.Handler -----------------------------------------------------------------------
+    def make_hello(
+        self, to: str | None, *, reply: bool, first_seq: int | None = None, shutdown: bool = False
+    ) -> Hello:
+        seq = self.replicator.seq if first_seq is None else first_seq
+        return Hello(self.config.name, self.me, seq, to, reply, shutdown or self._stopping)
+
+    def on_hello(self, hello: Hello, *, incoming: bool) -> bool:
+        if hello.cluster != self.config.name:
+            self.counters["drop_foreign_cluster"] += 1
+            return False
+        if hello.member.id == self.me.id:
+            return False
+        # A link from the member to us states exactly what it sent before it (ordering.py).
+        exact = incoming and hello.to == self.me.id
+        self._heard(hello.member, hello.seq, "", hello.shutdown, exact=exact)
+        return True
+
+    def on_message(self, peer: MemberInfo, msg: Message, endpoint: Endpoint) -> None:
+        now = self.clock()
+        if isinstance(msg, DeltaMsg):
+            received = self.replicator.receive(peer.id, msg, now)
+            endpoint.write(Ack(msg.n))  # after applying (or buffering): "processed" semantics
+            self.syncer.follow_up(peer, received)
+        elif isinstance(msg, Pull):
+            self.spawn(self.syncer.answer(peer, msg, endpoint))
+        elif isinstance(msg, Touch):
+            self.replicator.receive_touch(msg.items)
+        else:
+            self.counters["drop_unexpected"] += 1
+
+    def on_link_lost(self, member_id: str) -> None:
+        self.counters["links_lost"] += 1
+
+    # -- CommitObserver and sink (worker.middleware) ----------------------------------------
+    def replay(self, request_id: str) -> web.StreamResponse | None:
+        record = self.ledger.get(request_id, self.clock())
+        if record is None:
+            return None
+        self.counters["replays_answered"] += 1
+        log.info("request replayed from the ledger request_id=%s", request_id)
+        return record.to_response()
+
+    def committed(
+        self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
+    ) -> None:
+        now = self.clock()
+        record = None
+        if request_id is not None:
+            record = snapshot_response(response, now, self.config.dedup_max_body)
+            if record is not None:
+                self.ledger.put(request_id, record, now)
+        for i, delta in enumerate(deltas):
+            msg = self.replicator.local(delta, now)
+            if record is not None and i == len(deltas) - 1:
+                msg = replace(msg, request_id=request_id, response=record)
+            self._prepared[id(delta)] = (delta, self.broadcast(msg))
+
+    async def sink(self, delta: SessionDelta) -> None:
+        entry = self._prepared.pop(id(delta), None)
+        if entry is not None and entry[0] is delta:
+            futures = entry[1]
+        else:  # not seen at commit (e.g. the expiry sweep): stamp and send now
+            futures = self.broadcast(self.replicator.local(delta, self.clock()))
+        if self.config.send_mode == "sync" and futures:
+            await self._wait_acks(futures)
+
+    def broadcast(self, msg: DeltaMsg) -> dict[str, asyncio.Future[None]]:
+        """Queue `msg` to every member; the futures of those not under suspicion."""
+        waited: dict[str, asyncio.Future[None]] = {}
+        for member in self.membership.members():
+            future = self.channel.link(member.info).send(msg)
+            if future is None:
+                continue
+            future.add_done_callback(self._acked(member.info.id))
+            if member.state == ALIVE:
+                waited[member.info.id] = future
+        self.counters["deltas_sent"] += 1
+        return waited
+
+    def _acked(self, member_id: str) -> Callable[[asyncio.Future[None]], None]:
+        def done(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                self.membership.ack_seen(member_id)
+
+        return done
+
+    async def _wait_acks(self, futures: dict[str, asyncio.Future[None]]) -> None:
+        await asyncio.wait(futures.values(), timeout=self.config.ack_timeout)
+        now = self.clock()
+        for member_id, future in futures.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                continue
+            self.counters["acks_missed"] += 1
+            log.warning("ack missed member=%s; it is a suspect now", member_id)
+            self._handle(self.membership.ack_missed(member_id, now))
+
+    # -- timers --------------------------------------------------------------------------------
+    def _maintain(self) -> None:
+        now = self.clock()
+        for session_id in self.replicator.reconcile(now):
+            self.broadcast(
+                self.replicator.local(SessionDelta(session_id, now, invalidated=True), now)
+            )
+        live = {self.me.route} | {m.info.route for m in self.membership.members()}
+        slack = 2 * self.config.touch_interval + self.config.frequency
+        self.replicator.expire_replicas(now, live, slack)
+        self.ledger.expire(now)
+        self.digest = self.replicator.digest_hash()
+
+    def _touch(self) -> None:
+        items = self.replicator.touches()
+        for start in range(0, len(items), 10_000):
+            msg = Touch(tuple(items[start : start + 10_000]))
+            for member in self.membership.members():
+                self.channel.link(member.info).send(msg)
+
+    def update_readiness(self) -> None:
+        if self.syncer.running:
+            self.readiness.hold(RESYNC)
+        else:
+            self.readiness.release(RESYNC)

@@ -1,0 +1,244 @@
+"""Pulling snapshots: state transfer at start, gap recovery, anti-entropy, missing sessions.
+
+All four are the same exchange — a Pull on this node's link to a member, answered by
+StateChunks on that connection and merged as they arrive (merge is a join, so partial or
+repeated snapshots are harmless):
+
+- *sync* with an origin (ordering.py decided it is needed): a full snapshot on first contact,
+  else the sessions it changed since the first missing seq. Readiness is held ("resync") while
+  any sync runs; a sync that fails or outlasts `state_transfer_timeout` is abandoned (what was
+  buffered is applied) and retried when the next heartbeat shows the gap again.
+- *state transfer*: at start, after two heartbeat periods (Tomcat waits the same), readiness
+  stays held ("state-transfer") until every member seen then has been synced, or
+  `state_transfer_timeout` ran out — which is logged either way.
+- *anti-entropy*: every `anti_entropy_interval`, with each member whose heartbeat digest has
+  differed from ours twice in a row (static members: always), send our digest; the member
+  answers with what differs and pulls back what we have newer.
+- *fetch*: sessions a delta referred to but this node lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from .channel import Endpoint
+from .codec import MemberInfo, Pull, StateChunk
+from .membership import ALIVE
+from .replicator import Answer, Received
+
+if TYPE_CHECKING:
+    from .node import ClusterNode
+
+log = logging.getLogger("pyjk.cluster")
+MAX_DIGEST_TOMBSTONES = 10_000
+
+
+class Syncer:
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+        self.progress = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._mismatch: dict[str, int] = {}
+
+    @property
+    def running(self) -> bool:
+        return bool(self._running)
+
+    @property
+    def timeout(self) -> float:
+        return self.node.config.state_transfer_timeout or 60.0
+
+    # -- syncs with an origin ------------------------------------------------------------------
+    def start(self, member: MemberInfo, since: int) -> None:
+        if member.id in self._running:
+            return
+        task = asyncio.create_task(self._sync(member, since), name=f"sync-{member.route}")
+        self._running[member.id] = task
+        self.node.update_readiness()
+
+    async def _sync(self, member: MemberInfo, since: int) -> None:
+        node = self.node
+        full = since <= 1  # first contact: everything it holds, whoever wrote it
+        node.counters["syncs_started"] += 1
+        started = node.clock()
+        received: Received | None = None
+        try:
+            pull = Pull(1, since=None if full else since)
+            merged, seq = await self._pull(member, pull)
+            received = node.replicator.synced(member.id, seq, node.clock())
+            node.counters["syncs_done"] += 1
+            log.info(
+                "synced with member=%s route=%s kind=%s sessions_changed=%d took_ms=%.0f",
+                member.id, member.route, "full" if full else f"since-{since}", merged,
+                1000 * (node.clock() - started),
+            )  # fmt: skip
+        except (TimeoutError, ConnectionError) as exc:
+            node.counters["syncs_failed"] += 1
+            log.warning("sync with member=%s route=%s failed: %r", member.id, member.route, exc)
+            node.replicator.abandon(member.id, node.clock())
+        finally:
+            if self._running.get(member.id) is asyncio.current_task():
+                del self._running[member.id]
+            node.update_readiness()
+            self.progress.set()
+        if received is not None:
+            self.follow_up(member, received)
+
+    async def _pull(self, member: MemberInfo, pull: Pull) -> tuple[int, int]:
+        """Send `pull`, merge every chunk; (sessions changed, the snapshot's seq)."""
+        node = self.node
+        queue = node.channel.link(member).pull(pull)
+        changed = 0
+        async with asyncio.timeout(self.timeout):
+            while True:
+                chunk = await queue.get()
+                if chunk is None:
+                    raise ConnectionError(f"link to {member.route} lost during a pull")
+                changed += node.replicator.merge_chunk(chunk, node.clock())
+                if chunk.final:
+                    return changed, chunk.seq
+
+    def follow_up(self, peer: MemberInfo, received: Received) -> None:
+        if received.sync_since is not None:
+            self.start(peer, received.sync_since)
+        if received.want:
+            self.node.spawn(self.fetch(peer, received.want))
+
+    async def fetch(self, member: MemberInfo, rps: tuple[str, ...]) -> None:
+        node = self.node
+        node.counters["fetches"] += 1
+        try:
+            await self._pull(member, Pull(1, ids=rps))
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("fetch of %d sessions from %s failed: %r", len(rps), member.route, exc)
+        finally:
+            node.replicator.unwant(rps)
+
+    def member_left(self, member_id: str, *, forever: bool) -> None:
+        task = self._running.pop(member_id, None)
+        if task is not None:
+            task.cancel()
+        node = self.node
+        node.replicator.abandon(member_id, node.clock())
+        if forever:
+            node.replicator.order.forget(member_id)
+        self._mismatch.pop(member_id, None)
+        node.update_readiness()
+
+    # -- state transfer ------------------------------------------------------------------------
+    async def state_transfer(self) -> None:
+        node, cfg = self.node, self.node.config
+        started = node.clock()
+        await asyncio.sleep(2 * cfg.frequency)
+        initial = {m.info.id for m in node.membership.members()}
+        order = node.replicator.order
+        while True:
+            waiting = [
+                mid
+                for mid in initial
+                if mid in node.membership and (not order.known(mid) or order.syncing(mid))
+            ]
+            remaining = started + cfg.state_transfer_timeout - node.clock()
+            if not waiting:
+                log.info(
+                    "state transfer complete members=%d sessions=%d took_ms=%.0f",
+                    len(initial), len(node.store), 1000 * (node.clock() - started),
+                )  # fmt: skip
+                break
+            if remaining <= 0:
+                node.counters["state_transfer_timeouts"] += 1
+                log.warning(
+                    "state transfer timed out after %.0f ms (state_transfer_timeout), still "
+                    "waiting for %d member(s); serving with sessions=%d",
+                    1000 * (node.clock() - started), len(waiting), len(node.store),
+                )  # fmt: skip
+                break
+            self.progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.progress.wait(), remaining)
+        node.readiness.release("state-transfer")
+
+    # -- anti-entropy --------------------------------------------------------------------------
+    def anti_entropy(self) -> None:
+        node = self.node
+        for member in node.membership.members():
+            mid = member.info.id
+            if member.state != ALIVE or mid in self._running:
+                continue
+            if member.digest:
+                if member.digest == node.digest:
+                    self._mismatch.pop(mid, None)
+                    continue
+                self._mismatch[mid] = self._mismatch.get(mid, 0) + 1
+                if self._mismatch[mid] < 2:  # one check apart: maybe only in flight
+                    continue
+            node.spawn(self._exchange(member.info))
+
+    async def _exchange(self, member: MemberInfo) -> None:
+        node = self.node
+        dead = node.replicator.dead_list()[-MAX_DIGEST_TOMBSTONES:]
+        pull = Pull(1, digest=tuple(node.replicator.digest()), dead=dead)
+        node.counters["anti_entropy_rounds"] += 1
+        try:
+            changed, _ = await self._pull(member, pull)
+        except (TimeoutError, ConnectionError) as exc:
+            log.debug("anti-entropy with %s failed: %r", member.route, exc)
+            return
+        if changed:
+            node.counters["anti_entropy_repairs"] += changed
+            log.info("anti-entropy with route=%s repaired sessions=%d", member.route, changed)
+
+    # -- answering pulls -----------------------------------------------------------------------
+    async def answer(self, peer: MemberInfo, pull: Pull, endpoint: Endpoint) -> None:
+        node = self.node
+        answer = node.replicator.answer(pull, node.clock())
+        node.counters["pulls_answered"] += 1
+        try:
+            chunks = split(answer, node.config.max_frame // 4)
+            for i, (sessions, dead, responses) in enumerate(chunks):
+                final = i == len(chunks) - 1
+                msg = StateChunk(pull.n, final, answer.seq, sessions, dead, responses)
+                if not endpoint.write(msg):
+                    return
+                await endpoint.writer.drain()
+        except (OSError, ConnectionError):
+            return
+        if answer.want:  # anti-entropy: pull back what the asker has that we lack
+            node.spawn(self.fetch(peer, answer.want))
+
+
+def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
+    """Cut an answer into chunks of roughly `budget` bytes of JSON (at least one chunk)."""
+    chunks: list[tuple[tuple, tuple, tuple]] = []
+    sessions: list = []
+    dead: list = []
+    responses: list = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal sessions, dead, responses, size
+        chunks.append((tuple(sessions), tuple(dead), tuple(responses)))
+        sessions, dead, responses, size = [], [], [], 0
+
+    for replica in answer.sessions:
+        cost = 300 + replica.state.size + 70 * (len(replica.meta.attrs) + len(replica.meta.removed))
+        if size and size + cost > budget:
+            flush()
+        sessions.append(replica)
+        size += cost
+    for item in answer.dead:
+        if size and size + 80 > budget:
+            flush()
+        dead.append(item)
+        size += 80
+    for request_id, record in answer.responses:
+        cost = 200 + len(record.body) * 4 // 3 + sum(len(k) + len(v) + 8 for k, v in record.headers)
+        if size and size + cost > budget:
+            flush()
+        responses.append((request_id, record))
+        size += cost
+    flush()
+    return chunks
