@@ -57,6 +57,6 @@ class Context:
 
 def css_source(css: str) -> str:
     """The CSP addition for a configured stylesheet (mod_jk's ``css``), if it is a plain URL."""
-    if not css or not _CSS_URL.fullmatch(css):
+    if not css or not css.isascii() or not _CSS_URL.fullmatch(css):
         return ""
     return " 'self'" if css.startswith("/") else " " + css
