@@ -21,35 +21,30 @@ Changes apply to the running engines only and are not persisted (the pages say s
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from balancer.config.directives import is_sensitive_key
 from balancer.config.model import StatusConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
 from balancer.mounts import UriMap
 from balancer.status import commands, page
+from balancer.status.access import check_access, check_change, networks, safe_path
 from balancer.status.escape import log
 from balancer.status.jsondoc import render_json
 from balancer.status.messages import (
-    ACCESS_DENIED,
     ACTION_FINISHED,
-    BAD_TOKEN,
     CHANGES,
     COMMANDS,
-    CROSS_SITE,
     EMPTY_SUB_WORKER,
     FORM_ONLY,
     INVALID_COMMAND,
     INVALID_MIME,
     METHOD,
     MIMES,
-    NEEDS_POST,
     NO_SUB_WORKERS,
     NO_WORKER,
     OPT_NO_AJP,
@@ -74,11 +69,10 @@ from balancer.status.model import (
     Selection,
     ServerInfo,
     Sources,
-    head,
-    snapshot,
 )
 from balancer.status.prometheus import CONTENT_TYPE as PROMETHEUS_TYPE
 from balancer.status.prometheus import render_prometheus
+from balancer.status.snapshot import head, snapshot
 from balancer.status.text import render_prop, render_txt
 from balancer.status.xmldoc import render_xml
 
@@ -142,7 +136,7 @@ class StatusWorker:
             maintain_tick,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
-        self._allow = [ipaddress.ip_network(n, strict=False) for n in config.allow]
+        self._allow = networks(config)
         self._results: OrderedDict[str, Result] = OrderedDict()
 
     def update_sources(
@@ -201,7 +195,7 @@ class StatusWorker:
     def _dispatch(
         self, req: StatusRequest, params: Params, mime: str, now: float, wall: float
     ) -> StatusResponse:
-        self._check_access(req)
+        check_access(self.config, self._allow, req)
         if req.method not in ("GET", "HEAD", "POST"):
             raise StatusError(405, METHOD, (("Allow", "GET, HEAD, POST"),))
         cmd = params.cmd
@@ -213,43 +207,12 @@ class StatusWorker:
         if params.get("mime") is not None and params.mime not in MIMES:
             raise StatusError(400, INVALID_MIME)
         if cmd in CHANGES:
-            self._check_change(req, params)
+            check_change(self.config, self.csrf, req, params)
         target = self._target(params, cmd) if cmd in WORKER_NEEDED else None
         if cmd in CHANGES:
             assert target is not None
             return self._change(req, params, mime, cmd, target, now)
         return self._view(req, params, mime, cmd, now, wall)
-
-    def _check_access(self, req: StatusRequest) -> None:
-        try:
-            ip = ipaddress.ip_address(req.client_ip.split("%")[0])
-        except ValueError:
-            raise StatusError(403, ACCESS_DENIED) from None
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if not (ip.is_loopback or any(ip in net for net in self._allow)):
-            raise StatusError(403, ACCESS_DENIED)
-        users = self.config.user
-        if users:
-            user = req.user or ""
-            fold = self.config.user_case_insensitive
-            if not any(hmac.compare_digest(_fold(user, fold), _fold(u, fold)) for u in users):
-                raise StatusError(403, ACCESS_DENIED)
-
-    def _check_change(self, req: StatusRequest, params: Params) -> None:
-        if req.method != "POST":
-            raise StatusError(405, NEEDS_POST, (("Allow", "POST"),))
-        bearer = req.bearer
-        if bearer is not None:
-            token = self.config.token
-            if token and hmac.compare_digest(bearer.encode(), token.encode()):
-                return
-            raise StatusError(403, BAD_TOKEN)
-        if (req.header("sec-fetch-site") or "").strip().lower() == "cross-site":
-            raise StatusError(403, CROSS_SITE)
-        given = params.get("csrf")
-        if given is None or not hmac.compare_digest(given.encode(), self.csrf.encode()):
-            raise StatusError(403, BAD_TOKEN)
 
     def _target(self, params: Params, cmd: str) -> tuple[str, LbEngine, bool]:
         name = params.worker
@@ -396,13 +359,3 @@ class StatusWorker:
     def _take_result(self, params: Params) -> Result | None:
         key = params.get("result")
         return None if key is None else self._results.pop(key, None)
-
-
-def safe_path(path: str) -> str:
-    """The request path for links, form actions and Location: one leading slash (``//host``
-    would leave the site) and percent-escapes for anything outside the path alphabet."""
-    return "/" + quote(path.lstrip("/"), safe="/;=-._~!$&'()*+,:@%")
-
-
-def _fold(name: str, fold: bool) -> bytes:
-    return (name.casefold() if fold else name).encode()
