@@ -582,7 +582,9 @@ class ClientConnection(asyncio.Protocol):
 
     def reject_now(self, status: int) -> None:
         if self.transport is not None and not self.closed:
-            self.transport.write(h.local_response(status, close=True))
+            data = h.local_response(status, close=True)
+            self.transport.write(data)
+            self.server.log_refusal(self, status, len(data))
         self.close(linger=True)
 
     # --- exchanges ----------------------------------------------------------------------------

@@ -46,6 +46,9 @@ class Limits:
     # request bodies up to this size are kept in memory so a failed try can be replayed on
     # another member; a longer body streams and cannot be replayed once sent
     replay_buffer_size: int = 64 * 1024
+    # a backend response head (status line + fields) over this gives 502 (nginx: "upstream
+    # sent too big header")
+    max_response_head_size: int = 64 * 1024
     # transport write-buffer high-water mark, bytes (both directions): backpressure point
     write_buffer_high: int = 256 * 1024
 
@@ -53,7 +56,13 @@ class Limits:
         for name in ("header_timeout", "keepalive_timeout", "body_timeout", "send_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be > 0 seconds, got {getattr(self, name)!r}")
-        for name in ("max_head_size", "max_headers", "max_connections", "max_pipelined"):
+        for name in (
+            "max_head_size",
+            "max_headers",
+            "max_connections",
+            "max_pipelined",
+            "max_response_head_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be >= 1, got {getattr(self, name)!r}")
         for name in (

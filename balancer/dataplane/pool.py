@@ -20,6 +20,7 @@ from balancer.lb.decisions import OutcomeKind
 if TYPE_CHECKING:
     from balancer.config.model import MemberConfig
     from balancer.dataplane.exchange import Exchange
+    from balancer.dataplane.limits import Limits
 
 
 class MemberPool:
@@ -30,7 +31,9 @@ class MemberPool:
         "host",
         "idle",
         "idle_timeout",
+        "limits",
         "loop",
+        "max_response_head",
         "minsize",
         "name",
         "port",
@@ -42,12 +45,9 @@ class MemberPool:
         "sweeper",
         "total",
         "waiters",
-        "write_buffer_high",
     )
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, cfg: MemberConfig, write_buffer_high: int
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, cfg: MemberConfig, limits: Limits) -> None:
         self.loop = loop
         self.name = cfg.name
         self.host = cfg.host
@@ -62,7 +62,8 @@ class MemberPool:
         self.socket_keepalive = cfg.socket_keepalive
         self.socket_buffer = cfg.socket_buffer
         self.source = cfg.source
-        self.write_buffer_high = write_buffer_high
+        self.limits = limits
+        self.max_response_head = limits.max_response_head_size
         self.idle: list[UpstreamConnection] = []
         self.total = 0  # open or opening
         self.waiters: deque[Exchange] = deque()

@@ -186,7 +186,7 @@ class ProxyServer:
         key = (cfg.name, cfg.host, cfg.port)
         pool = self.pools.get(key)
         if pool is None or pool.closed:
-            pool = MemberPool(self.loop, cfg, self.limits.write_buffer_high)
+            pool = MemberPool(self.loop, cfg, self.limits)
             self.pools[key] = pool
         self.pools_by_member[id(member)] = (member, pool)
         return pool
@@ -228,4 +228,13 @@ class ProxyServer:
             request_id=ex.request_id.decode("ascii"),
         )
         with contextlib.suppress(Exception):  # a logging sink must not break the request path
+            access_log(record)
+
+    def log_refusal(self, conn: ClientConnection, status: int, response_bytes: int) -> None:
+        """A request refused before routing (malformed, too large, too slow) is logged too."""
+        access_log = self.access_log
+        if access_log is None:
+            return
+        record = AccessRecord(conn.peer_ip, "-", "-", status, response_bytes, 0.0, "", "", "")
+        with contextlib.suppress(Exception):
             access_log(record)

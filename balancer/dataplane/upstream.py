@@ -118,7 +118,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         pool = self.pool
-        transport.set_write_buffer_limits(high=pool.write_buffer_high)
+        transport.set_write_buffer_limits(high=pool.limits.write_buffer_high)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             if pool.socket_keepalive:
@@ -239,14 +239,17 @@ class UpstreamConnection(asyncio.Protocol):
                 if self.head_stop:
                     self._head_response_done(ex, data)
                 else:
-                    ex.upstream_failed(
-                        OutcomeKind.BAD_RESPONSE, self.error or f"bad-response: {exc}"
-                    )
+                    reason, self.error = self.error or f"bad-response: {exc}", ""
+                    ex.upstream_failed(OutcomeKind.BAD_RESPONSE, reason)
             ex.flush()
             return
         if self.msg_done and self.exchange is ex:
             ex.upstream_complete(self.keep_alive)
-        elif ex.wbuf:
+            return
+        if not self.in_body and self.received > self.pool.max_response_head:
+            # llhttp buffers a field until it ends: a backend cannot make us hold an endless head
+            ex.upstream_failed(OutcomeKind.BAD_RESPONSE, "bad-response: head too large")
+        if ex.wbuf:
             ex.flush()
 
     def _head_response_done(self, ex: Exchange, data: bytes) -> None:

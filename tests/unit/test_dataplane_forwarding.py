@@ -154,6 +154,7 @@ BAD_RESPONSES = {
     "transfer-encoding gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhi",
     "101 nobody asked for": b"HTTP/1.1 101 Switching\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
     "not HTTP at all": b"SSH-2.0-OpenSSH_9.0\r\n",
+    "a head that never ends": b"HTTP/1.1 200 OK\r\nX-Endless: " + b"v" * (200 * 1024),
 }
 
 
@@ -577,11 +578,12 @@ async def test_local_answers_and_handlers_that_read_the_body() -> None:
 async def test_the_access_log_gets_one_record_per_answered_request() -> None:
     async with proxied() as (_, proxy):
         await proxy.request(get("/logged?x=1"))
-        await proxy.request(b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")  # refused: no record
-    (record,) = proxy.records
+        await proxy.request(b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")  # refused
+    record, refused = proxy.records
     assert (record.method, record.target, record.status) == ("GET", "/logged?x=1", 200)
     assert (record.worker, record.member, record.client_ip) == ("lb", "a", "127.0.0.1")
     assert record.request_id and record.response_bytes == len(b"/logged?x=1")
+    assert (refused.status, refused.method, refused.target, refused.member) == (400, "-", "-", "")
 
 
 @uvloop_test
