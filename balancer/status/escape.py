@@ -58,9 +58,9 @@ def _prop_control(match: re.Match[str]) -> str:
 
 
 def prop_key(key: str) -> str:
-    """A properties key: separators and comment starts escaped as well."""
-    s = prop_value(key)
-    return re.sub(r"([=: ])", r"\\\1", s)
+    """A properties key: separators, comment starts and spaces escaped as well."""
+    s = re.sub(r"([=: #!])", r"\\\1", key.replace("\\", "\\\\"))
+    return _CONTROL.sub(_prop_control, s)
 
 
 def xml_attr(value: Scalar) -> str:

@@ -134,7 +134,12 @@ def lb_section(ctx: Context, view: WorkerView) -> str:
     if opt & OPT_NO_MEMBERS:
         out.append(f"<p>{ctx.toggle('Show Balancer Members', OPT_NO_MEMBERS, False)}</p>")
     else:
-        out.append(f"<h4>Balancer Members [{ctx.toggle('Hide', OPT_NO_MEMBERS, True)}]</h4>")
+        show_all = ""
+        if ctx.params.cmd == "show" and ctx.params.sub:
+            show_all = f"[{ctx.link('Show All Members', cmd='show', w=view.name)}] "
+        out.append(
+            f"<h4>Balancer Members {show_all}[{ctx.toggle('Hide', OPT_NO_MEMBERS, True)}]</h4>"
+        )
         if opt & OPT_NO_AJP_CONF:
             out.append(f"<p>{ctx.toggle('Show AJP Configuration', OPT_NO_AJP_CONF, False)}</p>")
         else:
@@ -281,11 +286,10 @@ def _member_table(ctx: Context, view: WorkerView) -> str:
             f'<span class="r-{h(m["rating"])}">{h(m["rating"])}</span>',
             h(m["last_error"]),
         ]
+        tds = "".join(f"<td>{c}</td>" for c in cells)
         if not ctx.read_only:
-            cells.append(forms.member_actions(t, view, m))
-        tds = "".join(f"<td>{c}</td>" for c in cells[:-1])
-        last = f'<td class="act">{cells[-1]}</td>' if not ctx.read_only else f"<td>{cells[-1]}</td>"
-        out.append(f"<tr>{tds}{last}</tr>")
+            tds += f'<td class="act">{forms.member_actions(t, view, m)}</td>'
+        out.append(f"<tr>{tds}</tr>")
     out.append("</table></div>")
     return "".join(out)
 

@@ -14,11 +14,14 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from balancer.config.model import LbConfig, MemberConfig
 from balancer.lb.engine import LbEngine
 from balancer.mounts import MountRule, UriMap
+from balancer.status import escape
 from tests.unit.test_status_kit import Kit, header, text, txt_fields
 
 EVIL = "<script>alert(1)</script>\"'&=: #!\r\nResult: type=OK\x00\x1b\u2028\\end"
@@ -218,3 +221,39 @@ def test_audit_lines_escape_what_they_log(caplog):
     line = record.getMessage()
     assert "\n" not in line
     assert 'user="eve\\nforged=1"' in line
+
+
+# -- the escapers, for any text -------------------------------------------------------------
+
+ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+@given(ANY_TEXT)
+@settings(max_examples=300, deadline=None)
+def test_any_txt_value_is_one_token_that_reads_back(value):
+    line = "X: a=" + escape.txt(value) + " b=1"
+    assert "\n" not in line and "\r" not in line
+    assert txt_fields(line) == {"a": value, "b": "1"}
+
+
+@given(ANY_TEXT, ANY_TEXT)
+@settings(max_examples=300, deadline=None)
+def test_any_prop_key_and_value_read_back(key, value):
+    line = escape.prop_key(key) + "=" + escape.prop_value(value)
+    assert "\n" not in line and "\r" not in line
+    assert _prop_entries(line + "\n") == [(key, value)]
+
+
+@given(ANY_TEXT)
+@settings(max_examples=300, deadline=None)
+def test_any_xml_attribute_parses_back(value):
+    root = ET.fromstring(f'<a v="{escape.xml_attr(value)}"/>')
+    assert root.get("v") == XML_BAD.sub("\ufffd", re.sub("[\ufffe\uffff]", "\ufffd", value))
+
+
+@given(ANY_TEXT)
+@settings(max_examples=300, deadline=None)
+def test_any_html_value_stays_text(value):
+    parser = _Collect()
+    parser.feed(f'<input type="hidden" name="x" value="{escape.h(value)}"><p>{escape.h(value)}</p>')
+    assert parser.tags == ["input", "p"]
