@@ -13,7 +13,7 @@ written instead, so nothing needs masking here.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -89,7 +89,7 @@ class StatusRequest:
     method: str
     path: str
     query: str = ""
-    headers: tuple[tuple[bytes, bytes], ...] = ()
+    headers: Sequence[tuple[bytes, bytes]] = ()
     body: bytes = b""
     client_ip: str = ""
     user: str | None = None
