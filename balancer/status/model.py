@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from balancer.config.model import StatusConfig, WorkersConfig
+from balancer.config.model import MemberConfig, StatusConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
 from balancer.mounts import UriMap
 
 Scalar = str | int | bool | None
 ClusterView = Callable[[], Mapping[str, int]]  # route -> live sessions
-PoolStats = Callable[[str], "tuple[int, int] | None"]  # member -> (connected, max_connected)
+# a member's endpoint config -> (connected, max_connected), None = unknown; the config rather
+# than the name because pools are keyed by endpoint and a reload may change one
+PoolStats = Callable[[MemberConfig], "tuple[int, int] | None"]
 
 TEXT_TIME = "%Y%m%d%H%M%S"  # mod_jk's txt/xml/prop date format
 

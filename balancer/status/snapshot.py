@@ -157,7 +157,7 @@ def _endpoint_fields(m: Member) -> list[Field]:
 
 
 def _traffic_fields(src: Sources, m: Member) -> list[Field]:
-    stats = src.pool_stats(m.name) if src.pool_stats is not None else None
+    stats = src.pool_stats(m.config) if src.pool_stats is not None else None
     connected, max_connected = stats if stats is not None else (None, None)
     return [
         Field("client_errors", m.client_errors),

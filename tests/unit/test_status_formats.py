@@ -398,7 +398,7 @@ def test_a_failing_cluster_view_does_not_break_the_page():
 
 
 def test_pool_statistics_fill_connected_and_max_connected():
-    kit = Kit(pool_stats=lambda name: (2, 7) if name == "n1" else None)
+    kit = Kit(pool_stats=lambda member: (2, 7) if member.name == "n1" else None)
     members = {m["name"]: m for m in txt_lines(kit.get("mime=txt"), "Member")}
     assert (members["n1"]["connected"], members["n1"]["max_connected"]) == ("2", "7")
     assert members["n2"]["connected"] == "-"
