@@ -145,14 +145,17 @@ class StatusWorker:
         workers: WorkersConfig | None = None,
         engines: Mapping[str, LbEngine] | None = None,
         uri_map: UriMap | None = None,
+        cluster_view: ClusterView | None = None,
+        pool_stats: PoolStats | None = None,
     ) -> None:
-        """After a reload: read the new config, engines and URI map from now on."""
-        if workers is not None:
-            self.sources.workers = workers
-        if engines is not None:
-            self.sources.engines = engines
-        if uri_map is not None:
-            self.sources.uri_map = uri_map
+        """After a reload (or once the cluster and the pools exist): read these from now on;
+        None keeps the current one."""
+        src = self.sources
+        src.workers = workers or src.workers
+        src.engines = engines if engines is not None else src.engines
+        src.uri_map = uri_map or src.uri_map
+        src.cluster_view = cluster_view or src.cluster_view
+        src.pool_stats = pool_stats or src.pool_stats
 
     # -- the request ------------------------------------------------------------------------
 
