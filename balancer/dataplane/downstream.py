@@ -6,10 +6,8 @@ request pipelined behind the one in flight is parsed and queued (at most
 ``Limits.max_pipelined``), and a parse error behind it is answered in its turn and closes the
 connection — the parser is dead after an error, so nothing behind it is ever parsed.
 
-llhttp runs in its strict mode (no lenient flags): it rejects CL+TE, duplicate or invalid
-Content-Length, Transfer-Encoding that does not end in chunked, bare LF/CR, bad chunk framing,
-obs-fold, control characters in names and values, and unknown methods. The rest of the rules
-of front-door-security.md are checked here (``_on_headers_complete``).
+What llhttp reports for each request and the checks it leaves to us are in
+``balancer.dataplane.request_head`` (a mixin of ``ClientConnection``).
 
 Deadlines use one timer per connection that is re-armed lazily: the hot path only stores
 timestamps, and the timer, when it fires, works out which deadline applies now.
@@ -32,6 +30,13 @@ from httptools import (
 from balancer.dataplane import http11 as h
 from balancer.dataplane.exchange import Exchange
 from balancer.dataplane.request import Request
+from balancer.dataplane.request_head import (
+    PAUSE_DONE,
+    PAUSE_HOLD,
+    PAUSE_PENDING,
+    PAUSE_UPSTREAM,
+    RequestParsing,
+)
 
 if TYPE_CHECKING:
     from balancer.dataplane.proxy import ProxyServer
@@ -39,39 +44,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# reasons to keep the client transport from reading (a bit set)
-PAUSE_PENDING = 1  # body read before an exchange took it over is over the limit
-PAUSE_UPSTREAM = 2  # the upstream connection cannot take more body now
-PAUSE_HOLD = 4  # requests are queued behind the one in flight
-PAUSE_DONE = 8  # nothing more will be parsed on this connection
+__all__ = ["PAUSE_DONE", "PAUSE_HOLD", "PAUSE_PENDING", "PAUSE_UPSTREAM", "ClientConnection"]
 
 # how long a refused client may go on sending before the connection closes (see close())
 LINGER_SECONDS = 2.0
 
-# fields that may appear once: aiohttp's singletons (the worker apps), plus the ones whose
-# meaning depends on a single value
-_SINGLETON_BITS = {
-    name: 1 << i
-    for i, name in enumerate(
-        [
-            *sorted(n for n, k in h.REQUEST_HEADERS.items() if k == h.H_SINGLETON),
-            b"upgrade",
-            b"expect",
-            b"x-forwarded-host",
-            b"x-forwarded-proto",
-        ]
-    )
-}
 
-
-class _Stop(Exception):
-    """Raised inside a parser callback to stop llhttp; the reason is on the connection."""
-
-
-_STOP = _Stop()
-
-
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(RequestParsing, asyncio.Protocol):
     __slots__ = (
         "body_read_at",
         "closed",
@@ -313,243 +292,7 @@ class ClientConnection(asyncio.Protocol):
                 self._parse_failed(exc)
                 return
 
-    # llhttp callbacks ---------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if len(self.queue) >= self.limits.max_pipelined:
-            self.overflow = True
-            raise _STOP
-        self.req = Request(self.peer_ip, self.secure)
-        self.head_size = self.head_raw = self.n_headers = 0
-        self.head_started = self.conn_at if self.fresh else self.loop.time()
-
-    def on_url(self, url: bytes) -> None:
-        req = self.req
-        assert req is not None
-        req.target += url
-        if len(req.target) > self.limits.max_head_size:
-            self.reject_status = 414
-            raise _STOP
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        req = self.req
-        assert req is not None
-        limits = self.limits
-        self.n_headers += 1
-        self.head_size += len(name) + len(value) + 4
-        if self.n_headers > limits.max_headers or self.head_size > limits.max_head_size:
-            self.reject_status = 431
-            raise _STOP
-        if req.head_done:
-            return  # a trailer field of a chunked body: counted above, never forwarded
-        lname = name.lower()
-        kind = h.REQUEST_HEADERS.get(lname)
-        if kind is None:
-            if b"_" in name:
-                policy = limits.underscores_in_headers
-                if policy == "reject":
-                    self.reject_status = 400
-                    raise _STOP
-                if policy == "drop":
-                    return
-            if lname.startswith(h.OWN_HEADER_PREFIX):
-                return  # ours to set, never the client's
-            req.headers.append((name, value))
-            return
-        bit = _SINGLETON_BITS.get(lname, 0)
-        if bit:
-            if req.singletons & bit:
-                self.reject_status = 400
-                raise _STOP
-            req.singletons |= bit
-        if kind == h.H_SINGLETON:
-            req.headers.append((name, value))
-        elif kind == h.H_COOKIE:
-            req.headers.append((name, value))
-            req.cookies.append(value)
-        elif kind == h.H_HOST:
-            if req.host is not None:
-                self.reject_status = 400
-                raise _STOP
-            req.host = value
-        elif kind == h.H_CONTENT_LENGTH:
-            req.content_length = int(value)  # llhttp checked digits and duplicates
-        elif kind == h.H_TRANSFER_ENCODING:
-            if req.te is not None:
-                self.reject_status = 400
-                raise _STOP
-            req.te = value
-        elif kind == h.H_CONNECTION:
-            req.connection += h.connection_tokens(value)
-        elif kind == h.H_EXPECT:
-            req.expect = value
-        elif kind == h.H_UPGRADE:
-            req.upgrade = value
-        elif kind == h.H_XFF:
-            req.xff = value if req.xff is None else req.xff + b", " + value
-        elif kind == h.H_XFPROTO:
-            req.xfproto = value
-        elif kind == h.H_XFHOST:
-            req.xfhost = value
-        elif kind == h.H_FORWARDED:
-            if req.forwarded is None:
-                req.forwarded = []
-            req.forwarded.append(value)
-        # H_HOP: dropped
-
-    def on_headers_complete(self) -> None:
-        req = self.req
-        assert req is not None
-        status = self._check_head(req)
-        if status:
-            self.reject_status = status
-            raise _STOP
-        req.head_done = True
-        self.queue.append(req)
-
-    def _check_head(self, req: Request) -> int:
-        """The rules llhttp does not apply; 0 when the head is acceptable."""
-        parser = self.parser
-        version = parser.get_http_version()
-        if version == "1.1":
-            req.http11 = True
-        elif version == "1.0":
-            req.http11 = False
-        else:
-            return 505
-        method = parser.get_method()
-        if method == b"CONNECT":
-            return 405  # a reverse proxy, not a tunnel to arbitrary hosts
-        req.method = method
-        target = req.target
-        first = target[:1]
-        if first == b"*":
-            if method != b"OPTIONS" or target != b"*":
-                return 400
-        elif first != b"/":
-            split = h.split_absolute_target(target)
-            if split is None or not h.valid_host(split[0]):
-                return 400
-            req.host, target = split  # RFC 9112 §3.2.2: the target's authority wins over Host
-            req.target = target
-        if b"#" in target:
-            return 400
-        host = req.host
-        if host is None:
-            if req.http11:
-                return 400
-            req.host = b""
-        elif host != self.valid_host:  # keep-alive clients repeat their Host
-            if not h.valid_host(host):
-                return 400
-            self.valid_host = host
-        has_body = bool(req.content_length)
-        if req.te is not None:
-            if not req.http11:
-                return 400  # RFC 9112 §6.1: HTTP/1.0 framing with TE is faulty
-            if req.te.strip(b" \t").lower() != b"chunked":
-                return 501
-            req.chunked = has_body = True
-        max_body = self.limits.max_body_size
-        if max_body and req.content_length is not None and req.content_length > max_body:
-            return 413
-        tokens = req.connection
-        req.keep_alive = (b"close" not in tokens) if req.http11 else (b"keep-alive" in tokens)
-        if req.expect is not None and req.http11:
-            if req.expect.strip(b" \t").lower() != b"100-continue":
-                return 417
-            req.expect_continue = has_body
-        if parser.should_upgrade():
-            # llhttp stops after this head (HttpParserUpgrade). Only a WebSocket upgrade is
-            # forwarded; any other Upgrade is ignored and the request served as plain HTTP.
-            if h.websocket_upgrade(req.upgrade, tokens) and req.http11 and method == b"GET":
-                if has_body:
-                    return 400
-                req.upgrade_ws = True
-            elif has_body:
-                self.reseed = (
-                    b"Transfer-Encoding: chunked"
-                    if req.chunked
-                    else (
-                        b"Content-Length: %d" % req.content_length  # type: ignore[str-format]
-                    )
-                )
-        if tokens:
-            named = {
-                t
-                for t in tokens
-                if t not in (b"close", b"keep-alive", b"upgrade")
-                and t not in h.PROTECTED_FROM_CONNECTION
-            }
-            if named:
-                req.headers = h.strip_named(req.headers, named)
-        q = target.find(b"?")
-        if q >= 0:
-            req.path, req.query = target[:q], target[q + 1 :]
-        else:
-            req.path = target
-        return 0
-
-    def on_body(self, body: bytes) -> None:
-        req = self.req
-        assert req is not None
-        n = len(body)
-        req.body_received += n
-        max_body = self.limits.max_body_size
-        if max_body and req.body_received > max_body:
-            self.reject_status = 413
-            raise _STOP
-        self.body_read_at = self.loop.time()
-        sink = req.sink
-        if sink is not None:
-            sink.request_body(body)
-        else:
-            req.pending.append(body)
-            req.pending_size += n
-            if req.pending_size > self.limits.replay_buffer_size:
-                self._pause(PAUSE_PENDING)
-
-    def on_message_complete(self) -> None:
-        req = self.req
-        assert req is not None
-        if self.reseed is not None and not req.upgrade_ws:
-            return  # the body follows; see _upgrade_pause
-        self.req = None
-        req.complete = True
-        if not req.keep_alive:
-            self.stop_after = True
-        sink = req.sink
-        if sink is not None:
-            sink.request_complete()
-        if self.stop_after:
-            self.parse_dead = True
-            raise _STOP  # whatever follows a closing request is never parsed
-
     # --- parse outcomes -----------------------------------------------------------------------
-
-    def _upgrade_pause(self, data: bytes, offset: int) -> bytes | None:
-        """llhttp stopped after a head that asked to switch protocols; returns bytes to parse."""
-        rest = data[offset:]
-        req = self.queue[-1] if self.queue else None
-        if req is not None and req.upgrade_ws:
-            # Parse nothing more: after a 101 the bytes are the new protocol's, otherwise the
-            # connection closes after the response.
-            self.parse_dead = True
-            self.upgrade_rest = rest
-            self._pause(PAUSE_DONE)
-            return None
-        # An ignored upgrade (h2c ...). llhttp ended the message at its head; when it has a
-        # body, a fresh parser is primed with a head carrying the same framing, so the body
-        # (and anything pipelined after it) is parsed and validated as usual.
-        seed, self.reseed = self.reseed, None
-        if seed is not None and req is not None:
-            relay = _Relay(self)
-            parser = HttpRequestParser(relay)
-            parser.feed_data(b"POST / HTTP/1.1\r\nHost: x\r\n" + seed + b"\r\n\r\n")
-            relay.live = True
-            self.parser = parser
-            self.req = req
-        return rest
 
     def _parse_failed(self, exc: HttpParserError) -> None:
         if self.overflow or self.stop_after:
@@ -704,37 +447,3 @@ class ClientConnection(asyncio.Protocol):
             self.abort()
         else:  # idle keep-alive, or a connection that never sent a byte
             self.close()
-
-
-class _Relay:
-    """Callbacks of a re-seeded parser: the primer head is swallowed, the rest forwarded."""
-
-    __slots__ = ("conn", "live")
-
-    def __init__(self, conn: ClientConnection) -> None:
-        self.conn = conn
-        self.live = False
-
-    def on_message_begin(self) -> None:
-        if self.live:
-            self.conn.on_message_begin()
-
-    def on_url(self, url: bytes) -> None:
-        if self.live:
-            self.conn.on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.live:
-            self.conn.on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        if self.live:
-            self.conn.on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        if self.live:
-            self.conn.on_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.live:
-            self.conn.on_message_complete()
