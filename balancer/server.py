@@ -159,6 +159,7 @@ class Balancer:
             access_log=access_log.record if access_log else None,
         )
         self.status.pool_stats = self._pool_stats
+        self.status.is_trusted = self.proxy.is_trusted
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 

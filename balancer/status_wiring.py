@@ -1,15 +1,22 @@
-"""Status workers (jkmanager) as the data plane sees them: a worker name → a local answer.
+"""Status workers (jkmanager) as the data plane sees them: a worker name → a local handler.
 
-Placeholder until the status worker lands: mapped status paths answer 503.
+One ``StatusWorker`` per ``type=status`` worker, kept across reloads (so the per-process CSRF
+token of open pages stays valid) and pointed at each new configuration's engines and URI map.
+The client address given to its access rules is the TCP peer, unless the peer is a trusted
+proxy (``worker.trusted_proxies``): then the right-most X-Forwarded-For entry that is not
+itself a trusted proxy, as nginx's real_ip_recursive does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from balancer.config.model import MemberConfig
-from balancer.dataplane import LocalResponse, Request, RouteDecision
+from balancer.dataplane import LocalHandler, LocalResponse, Request, RouteDecision
+from balancer.status import ServerInfo, StatusWorker
+from balancer.status.adapter import local_handler
 
 if TYPE_CHECKING:
     from balancer.server import Runtime
@@ -17,15 +24,55 @@ if TYPE_CHECKING:
 
 class StatusEndpoints:
     def __init__(self, version: str, listen: tuple[str, int]) -> None:
-        self.version = version
-        self.listen = listen
+        self.server = ServerInfo(listen[0], listen[1], version)
+        self.started = time.time()
         self.pool_stats: Callable[[MemberConfig], tuple[int, int] | None] | None = None
-        self.names: frozenset[str] = frozenset()
+        self.is_trusted: Callable[[str], bool] = lambda ip: False
+        self.cluster_view: Callable[[], Mapping[str, int]] | None = None
+        self.workers: dict[str, StatusWorker] = {}
+        self.handlers: dict[str, LocalHandler] = {}
 
     def update(self, runtime: Runtime) -> None:
-        self.names = frozenset(runtime.workers.statuses)
+        kept: dict[str, StatusWorker] = {}
+        for name, config in runtime.workers.statuses.items():
+            old = self.workers.get(name)
+            if old is not None and old.config == config:
+                old.update_sources(
+                    workers=runtime.workers, engines=runtime.engines, uri_map=runtime.uri_map
+                )
+                kept[name] = old
+            else:
+                kept[name] = StatusWorker(
+                    config,
+                    runtime.workers,
+                    runtime.engines,
+                    runtime.uri_map,
+                    self.server,
+                    self.started,
+                    cluster_view=self.cluster_view,
+                    pool_stats=self._pool_stats,
+                )
+        self.workers = kept
+        self.handlers = {
+            name: local_handler(worker, client_ip=self.client_ip) for name, worker in kept.items()
+        }
+
+    def _pool_stats(self, member: MemberConfig) -> tuple[int, int] | None:
+        return self.pool_stats(member) if self.pool_stats is not None else None
+
+    def client_ip(self, req: Request) -> str:
+        peer = req.client_ip
+        if not self.is_trusted(peer) or not req.xff:
+            return peer
+        hops = [h.strip() for h in req.xff.decode("latin-1").split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self.is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer
 
     def route(self, name: str, req: Request) -> RouteDecision:
-        if name in self.names:
-            return LocalResponse(503, b"status worker not available\n")
+        handler = self.handlers.get(name)
+        if handler is not None:
+            return handler
+        # the URI map was validated against the workers, so this is a wiring bug
         return LocalResponse(500)
