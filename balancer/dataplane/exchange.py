@@ -288,9 +288,10 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.reused = reused
         self.body_done_up = False
         conn.begin(self, fwd.reply_timeout_ms / 1000, req.method == b"HEAD")
-        if not self.head_common:
-            self.head_common = self._head_common()
-        parts = [self.head_common, _ACTIVATION.get(fwd.activation) or _activation(fwd.activation)]
+        common = self.head_common
+        if not common:
+            common = self.head_common = self._head_common()
+        parts = [common, _ACTIVATION.get(fwd.activation) or _activation(fwd.activation)]
         body = self.body
         complete = self.body_complete
         if req.chunked and not complete:

@@ -197,11 +197,11 @@ class RequestParsing:
             return 405  # a reverse proxy, not a tunnel to arbitrary hosts
         req.method = method
         target = req.target
-        first = target[:1]
-        if first == b"*":
+        first = target[0]  # llhttp never reports an empty target
+        if first == 0x2A:  # "*"
             if method != b"OPTIONS" or target != b"*":
                 return 400
-        elif first != b"/":
+        elif first != 0x2F:  # not "/"
             split = h.split_absolute_target(target)
             if split is None or not h.valid_host(split[0]):
                 return 400
@@ -234,7 +234,7 @@ class RequestParsing:
             if req.expect.strip(b" \t").lower() != b"100-continue":
                 return 417
             req.expect_continue = has_body
-        if parser.should_upgrade():
+        if req.upgrade is not None and parser.should_upgrade():
             # llhttp stops after this head (HttpParserUpgrade). Only a WebSocket upgrade is
             # forwarded; any other Upgrade is ignored and the request served as plain HTTP.
             if h.websocket_upgrade(req.upgrade, tokens) and req.http11 and method == b"GET":
