@@ -139,7 +139,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.local_limit = -1  # >= 0: the body is read for a LocalHandler
         self.handler: LocalHandler | None = None
         self.wbuf: list[bytes] = []
-        self.started = monotonic()
+        self.started = monotonic() if self.server.access_log is not None else 0.0
 
     # --- start ------------------------------------------------------------------------------
 
@@ -175,7 +175,8 @@ class Exchange(ResponseRelay, LocalAnswers):
             req.secure,
         )
         try:
-            self.plan = route.engine.plan(facts, monotonic())
+            now = monotonic()
+            self.plan = route.engine.plan(facts, now)
         except Exception:
             log.exception("engine.plan failed for %r", req)
             self._answer(LocalResponse(500))
@@ -191,16 +192,16 @@ class Exchange(ResponseRelay, LocalAnswers):
             self.client.pending_taken()
         if req.expect_continue and not complete:
             self.client.transport.write(h.CONTINUE_100)  # type: ignore[union-attr]
-        self._advance()
+        self._advance(now)
 
     # --- the plan loop -----------------------------------------------------------------------
 
-    def _advance(self) -> None:
+    def _advance(self, now: float = 0.0) -> None:
         self.wait_timer = None
         if self.done:
             return
         try:
-            step = self.plan.next(monotonic())  # type: ignore[union-attr]
+            step = self.plan.next(now or monotonic())  # type: ignore[union-attr]
         except Exception:
             log.exception("plan.next failed for %r", self.req)
             self._fail(500)
