@@ -62,6 +62,21 @@ class Stack:
         self.backends[name] = backend
         return backend
 
+    def start_worker(self, name: str, *args: str, port: int | None = None) -> Backend:
+        """A real ``python -m worker`` node with route ``name``; ready when /-/ready is 200."""
+        port = port or free_port()
+        proc = self.group.python(
+            "-m", "worker", "--route", name, "--listen", f"127.0.0.1:{port}", *args, name=name
+        )
+        wait_for(
+            lambda: http_get(f"http://127.0.0.1:{port}/-/ready", timeout=1)[0] == 200,
+            20,
+            what=f"worker {name} ready",
+        )
+        backend = Backend(name, port, proc)
+        self.backends[name] = backend
+        return backend
+
     def restart_backend(self, name: str) -> Backend:
         old = self.backends[name]
         return self.start_backend(name, old.port)
