@@ -7,12 +7,12 @@ import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 
 import aiohttp
 import pytest
 
 from tests.integration.conftest import Stack, http_get, http_json, wait_for
+from tests.support.procs import until
 
 pytestmark = pytest.mark.integration
 
@@ -54,30 +54,20 @@ async def test_a_backend_killed_under_load_costs_no_get_and_comes_back(stack: St
         asyncio.create_task(_hammer(f"{stack.url}/app/s", stop, results, "JSESSIONID=s.n2"))
         for _ in range(4)
     ]
-    await _until(lambda: len(results) >= 300)
+    await until(lambda: len(results) >= 300)
     stack.backends["n2"].proc.signal(signal.SIGKILL)
     mark = len(results)
-    await _until(lambda: len(results) >= mark + 600)
+    await until(lambda: len(results) >= mark + 600)
     assert await asyncio.to_thread(stack.member_state, "n2") == "ERR"
     stack.restart_backend("n2")
-    await _until(lambda: stack.member_state("n2") in {"OK", "OK/IDLE"}, timeout=15)
+    await until(lambda: stack.member_state("n2") in {"OK", "OK/IDLE"}, timeout=15)
     mark = len(results)
-    await _until(lambda: len(results) >= mark + 300)
+    await until(lambda: len(results) >= mark + 300)
     stop.set()
     await asyncio.gather(*clients, *sticky)
     failed = [r for r in results if r[0] != 200]
     assert failed == [], failed[:5]
     assert b'"node": "n2"' in b"".join(body for _, body in results[-200:])
-
-
-async def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll a (blocking) check off the event loop until it holds, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def backend_stats(stack: Stack, name: str) -> dict:

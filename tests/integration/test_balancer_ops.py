@@ -5,23 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
 
 from tests.integration.conftest import Stack, http_get, http_json, wait_for
+from tests.support.procs import until
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 async def _traffic(url: str, stop: asyncio.Event, results: list) -> None:
@@ -42,17 +33,17 @@ async def test_reload_under_traffic_adds_a_member_without_failing_a_request(stac
     stop = asyncio.Event()
     results: list = []
     clients = [asyncio.create_task(_traffic(f"{stack.url}/app/x", stop, results)) for _ in range(8)]
-    await _until(lambda: len(results) >= 200)
+    await until(lambda: len(results) >= 200)
     assert stack.workers_file is not None
     stack.workers_file.write_text(stack.workers_properties(["n1", "n2", "n3"]))
     stack.balancer.signal(signal.SIGHUP)
-    await _until(lambda: any(node == "n3" for _, node in results[-50:]))
+    await until(lambda: any(node == "n3" for _, node in results[-50:]))
     # an invalid file is rejected and the running configuration stays live
     stack.workers_file.write_text("worker.list=lb\nworker.lb.type=lb\nworker.lb.hots=1\n")
     stack.balancer.signal(signal.SIGHUP)
-    await _until(lambda: "reload rejected" in stack.balancer.output())
+    await until(lambda: "reload rejected" in stack.balancer.output())
     mark = len(results)
-    await _until(lambda: len(results) >= mark + 200)
+    await until(lambda: len(results) >= mark + 200)
     stop.set()
     await asyncio.gather(*clients)
     assert [r for r in results if r[0] != 200] == []
@@ -108,7 +99,7 @@ async def test_sigterm_drains_requests_in_flight_and_exits_0(stack: Stack):
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         tasks = [asyncio.create_task(slow(session)) for _ in range(10)]
-        await _until(lambda: " busy=10 " in _lb_line(stack.status_txt()), timeout=10)
+        await until(lambda: " busy=10 " in _lb_line(stack.status_txt()), timeout=10)
         stack.balancer.signal(signal.SIGTERM)
         statuses = await asyncio.gather(*tasks)
     assert statuses == [200] * 10

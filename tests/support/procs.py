@@ -6,6 +6,7 @@ a deadline, so a broken build fails fast instead of hanging CI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -40,6 +41,16 @@ def wait_for(
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: {last_exc!r}")
+
+
+async def until(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    """``wait_for`` for async tests: the (blocking) check runs off the event loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(check):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
