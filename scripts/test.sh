@@ -4,7 +4,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
-scripts/bootstrap.sh
+# chromium + chromium-driver: the status page test drives a real headless browser
+scripts/bootstrap.sh chromium chromium-driver
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"
