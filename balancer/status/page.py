@@ -130,7 +130,8 @@ def _body(ctx: Context, doc: Document) -> str:
     if not ctx.read_only:
         out.append(
             '<p class="notice">Changes made here apply at once to this process and are '
-            "<b>not persisted</b>: a restart or a configuration reload loses them.</p>"
+            "<b>not persisted</b>: a restart loses them; a configuration reload keeps them "
+            "only for members whose configuration did not change.</p>"
         )
     if ctx.banner is not None:
         kind = "ok" if ctx.banner.ok else "error"
