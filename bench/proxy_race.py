@@ -224,7 +224,11 @@ def race_rounds(race: Race, peers: Sequence[Peer]) -> list[Run]:
                 if race.args.wait_quiet > 0:
                     quiet, busy, busiest = wait_until_quiet(race.cores, race.args.wait_quiet)
                     if not quiet:
-                        print(f"!! cores still busy {busy} ({'; '.join(busiest)}); measuring")
+                        cores = ", ".join(f"core {c} {b:.0f}%" for c, b in busy.items())
+                        who = "; ".join(busiest) or "short-lived processes"
+                        print(
+                            f"!! still busy after --wait-quiet ({cores}: {who}); measuring anyway"
+                        )
                 try:
                     run = measure(race, peer, SCENARIOS[scenario_name], round_no)
                     run = dataclasses.replace(run, quiet_before=quiet)
@@ -299,7 +303,7 @@ def report(
 ) -> None:
     order = [p.name for p in peers]
     rows = summarise(runs, order)
-    compared = ratios(rows, others=[name for name in order if name != "pyjk"])
+    compared = ratios(rows, others=[n for n in order if n not in ("pyjk", "direct")])
     print()
     print(format_table(rows))
     for row in crowded(rows):
