@@ -90,7 +90,8 @@ def check(workers_path: Path, mounts_path: Path | None) -> int:
     print(summary(workers))
     if uri_map is not None:
         enabled = [r for r in uri_map.rules if r.enabled]
-        print(f"{mounts_path}: {len(enabled)} mount rule(s) ({len(uri_map.rules)} with disabled)")
+        disabled = len(uri_map.rules) - len(enabled)
+        print(f"{mounts_path}: {len(enabled)} mount rule(s) enabled, {disabled} disabled")
         for rule in enabled:
             print(f"  {rule}")
     print("configuration OK")

@@ -5,7 +5,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 # chromium + chromium-driver: the status page test drives a real headless browser
-scripts/bootstrap.sh chromium chromium-driver
+# chromium: the status page test; nginx, haproxy: the bench harness validates its peer configs
+scripts/bootstrap.sh chromium chromium-driver nginx haproxy
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"
