@@ -4,8 +4,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
-# chromium + chromium-driver: the status page test drives a real headless browser
-# chromium: the status page test; nginx, haproxy: the bench harness validates its peer configs
+# chromium + chromium-driver: the status page test drives a real headless browser;
+# nginx, haproxy: the bench harness validates its peer configs with the real binaries
 scripts/bootstrap.sh chromium chromium-driver nginx haproxy
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
