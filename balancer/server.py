@@ -44,7 +44,7 @@ MAINTAIN_TICK = 1.0  # s; engines run their maintenance only once worker.maintai
 
 
 class StartupError(Exception):
-    """The configuration loads but cannot be served (e.g. an ajp13 member before AJP lands)."""
+    """The configuration loads but cannot be served (http and ajp13 members both can)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,27 +87,6 @@ def build_engines(
         else:
             engines[name] = LbEngine.from_previous(old, lb, members, workers.maintain, now)
     return engines
-
-
-def check_servable(workers: WorkersConfig) -> None:
-    """Refuse what the data plane cannot forward to yet, naming where it is configured."""
-    used: set[str] = set()
-    for name in workers.worker_list:
-        if name in workers.lbs:
-            used.update(workers.lbs[name].balance_workers)
-        elif name in workers.members:
-            used.add(name)
-    ajp = sorted(n for n in used if workers.members[n].type == "ajp13")
-    if ajp:
-        where = ", ".join(
-            f"{n} ({workers.members[n].location})" if workers.members[n].location else n
-            for n in ajp
-        )
-        raise StartupError(
-            f"type=ajp13 members are not supported by this pyjk release: {where}. "
-            "Set worker.<name>.type=http and point the member at the backend's HTTP port "
-            "(ajp13 is the default type in mod_jk, so an untyped member is ajp13)."
-        )
 
 
 def limits_for(workers: WorkersConfig) -> Limits:
@@ -170,7 +149,6 @@ class Balancer:
         workers, warnings = load_workers(self.workers_path, os.environ)
         for w in warnings:
             log.warning("config warning: %s", w)
-        check_servable(workers)
         mounts_text = ""
         mounts_file = "<no uriworkermap>"
         if self.mounts_path is not None:

@@ -289,6 +289,9 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.reused = reused
         self.body_done_up = False
         conn.begin(self, fwd.reply_timeout_ms / 1000, req.method == b"HEAD")
+        if self.pool.ajp is not None:  # type: ignore[union-attr]
+            conn.send_request(self)  # type: ignore[attr-defined]  # AJP frames its own (ajp_upstream.py)
+            return
         common = self.head_common
         if not common:
             common = self.head_common = self._head_common()
@@ -373,7 +376,9 @@ class Exchange(ResponseRelay, LocalAnswers):
         if up is not None and not self.body_done_up:
             transport = up.transport
             assert transport is not None
-            if self.up_chunked:
+            if self.pool.ajp is not None:  # type: ignore[union-attr]
+                up.body_data(data)  # type: ignore[attr-defined]  # sent as the container asks
+            elif self.up_chunked:
                 pieces = h.chunk(data)
                 transport.writelines(pieces)
                 self.sent += n + len(pieces[0]) + 2

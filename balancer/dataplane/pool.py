@@ -14,6 +14,7 @@ import errno
 from collections import deque
 from typing import TYPE_CHECKING
 
+from balancer.dataplane.ajp_upstream import AjpConnection, ajp_settings
 from balancer.dataplane.upstream import UpstreamConnection
 from balancer.lb.decisions import OutcomeKind
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 class MemberPool:
     __slots__ = (
         "acquire_timeout",
+        "ajp",
         "closed",
         "connect_timeout",
         "host",
@@ -64,6 +66,7 @@ class MemberPool:
         self.source = cfg.source
         self.limits = limits
         self.max_response_head = limits.max_response_head_size
+        self.ajp = ajp_settings(cfg)  # None: an http member
         self.idle: list[UpstreamConnection] = []
         self.total = 0  # open or opening
         self.waiters: deque[Exchange] = deque()
@@ -168,10 +171,11 @@ class MemberPool:
 
     async def _connect(self, ex: Exchange) -> None:
         local = (self.source, 0) if self.source else None
+        protocol = UpstreamConnection if self.ajp is None else AjpConnection
         try:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(
-                    lambda: UpstreamConnection(self), self.host, self.port, local_addr=local
+                    lambda: protocol(self), self.host, self.port, local_addr=local
                 ),
                 self.connect_timeout,
             )
