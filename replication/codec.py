@@ -320,7 +320,7 @@ _FIELDS = {
 
 def from_wire(wire: object) -> Message:
     kind = wire.get("t") if type(wire) is dict else None
-    if kind not in _FIELDS:
+    if type(kind) is not str or kind not in _FIELDS:
         raise CodecError(f"message: unknown or missing type {str(kind)[:20]!r}")
     keys = _FIELDS[kind]
     if kind == "delta" and type(wire) is dict and "rid" in wire:

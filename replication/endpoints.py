@@ -70,7 +70,7 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "send_mode": node.config.send_mode,
         "sealed": node.key is not None,
         "seq": node.replicator.seq,
-        "digest": node.digest,
+        "digest": node.replicator.digest_hash(),  # fresh, not the heartbeat's (<= 1 s old)
         "sessions": len(node.store),
         "counters": dict(sorted(node.counters.items())),
     }

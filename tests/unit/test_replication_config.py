@@ -1,0 +1,118 @@
+"""cluster.toml: the shipped file, defaults and units, errors with suggestions, the key file."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from balancer.config.errors import ConfigError
+from replication.config import (
+    DIRECTIVES,
+    load_cluster_config,
+    parse_cluster_config,
+    render_reference,
+)
+from replication.keyfile import KeyFileError, load_or_create_key, parse_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_cluster_config(text, "/etc/pyjk/cluster.toml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_the_shipped_config_loads_and_keeps_multicast_on_loopback():
+    cfg = load_cluster_config(ROOT / "conf" / "cluster.toml")
+    assert (cfg.group, cfg.mcast_port, cfg.interface) == ("228.0.0.4", 45564, "127.0.0.1")
+    assert cfg.ttl in (0, 1) and cfg.receiver_host == "127.0.0.1" and cfg.receiver_port == 0
+    assert cfg.send_mode == "sync" and not cfg.insecure
+    assert cfg.key_file == ROOT / "conf" / "cluster.key"
+
+
+def test_an_empty_file_gives_tomcat_defaults_in_seconds():
+    cfg = parse_cluster_config("", "/etc/pyjk/cluster.toml")
+    assert (cfg.frequency, cfg.drop_time, cfg.ack_timeout) == (0.5, 3.0, 3.0)
+    assert cfg.state_transfer_timeout == 60.0 and cfg.name == "pyjk"
+    assert cfg.key_file == Path("/etc/pyjk/cluster.key")
+
+
+def test_values_are_read_per_section_and_durations_are_milliseconds():
+    cfg = parse_cluster_config(
+        'name = "c1"\n[membership]\nfrequency = 250\nstatic_members = ["127.0.0.1:4001"]\n'
+        '[replication]\nsend_mode = "async"\n[security]\nkey_file = "/k/x.key"\n'
+        "[exactly_once]\nttl = 1000\n"
+    )
+    assert cfg.name == "c1" and cfg.frequency == 0.25 and cfg.send_mode == "async"
+    assert cfg.static_members == (("127.0.0.1", 4001),) and cfg.key_file == Path("/k/x.key")
+    assert cfg.dedup_ttl == 1.0
+
+
+def test_an_unknown_key_names_file_and_key_and_suggests_the_nearest():
+    (message,) = problems("[membership]\ndroptime = 100\n")
+    assert message.startswith("/etc/pyjk/cluster.toml: membership.droptime: unknown key")
+    assert "did you mean 'membership.drop_time'?" in message
+
+
+def test_an_unknown_section_and_a_misplaced_key_are_errors():
+    found = problems("[replicaton]\nsend_mode = 'sync'\nfrequency = 5\n")
+    assert any("[replicaton]" in p and "'replication'" in p for p in found)
+    assert problems("frequency = 500\n")[0].endswith("did you mean 'membership.frequency'?")
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[membership]\nfrequency = 0.5\n", "expected an integer (milliseconds)"),
+        ("[membership]\nfrequency = 5\n", "expected 10..60000"),
+        ("[membership]\ngroup = '10.0.0.1'\n", "not a multicast address"),
+        ("[membership]\ninterface = 'lo'\n", "expected an IPv4 address"),
+        ("[membership]\nstatic_members = ['nohost']\n", 'expected "HOST:PORT"'),
+        ("[replication]\nsend_mode = 'maybe'\n", "expected one of sync, async"),
+        ("[security]\ninsecure = 'yes'\n", "expected true or false"),
+        ("name = 'has space'\n", "expected 1-64"),
+        ("[receiver]\nport = 70000\n", "expected 0..65535"),
+        ("x = [", "not valid TOML"),
+    ],
+)
+def test_bad_values_are_refused_with_what_was_expected(text, fragment):
+    assert any(fragment in p for p in problems(text))
+
+
+def test_every_problem_is_reported_at_once():
+    assert len(problems("[membership]\nttl = 300\nport = 0\n[receiver]\nmax_frame = 1\n")) == 3
+
+
+def test_the_docs_reference_table_is_generated_from_the_directive_table():
+    docs = (ROOT / "docs" / "cluster.md").read_text()
+    assert render_reference() in docs
+    assert len(DIRECTIVES) == render_reference().count("\n") - 2
+
+
+def test_a_missing_key_file_is_created_private_with_64_hex_characters(tmp_path):
+    path = tmp_path / "cluster.key"
+    key = load_or_create_key(path)
+    assert len(key) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == key.hex()
+    assert load_or_create_key(path) == key  # reused, not replaced
+    assert [p.name for p in tmp_path.iterdir()] == ["cluster.key"]  # no temp file left
+
+
+def test_key_files_accept_base64_and_refuse_anything_else(tmp_path):
+    path = tmp_path / "k.key"
+    assert parse_key("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", path) == bytes(range(32))
+    path.write_text("too short")
+    with pytest.raises(KeyFileError, match=r"k\.key: expected 32 bytes"):
+        load_or_create_key(path)
+
+
+def test_a_key_file_that_cannot_be_created_is_an_error_naming_the_file(tmp_path):
+    with pytest.raises(KeyFileError, match=r"missing/cluster.key: cannot read or create"):
+        load_or_create_key(tmp_path / "missing" / "cluster.key")
+
+
+def test_gitignore_keeps_key_files_out_of_the_repository():
+    assert "*.key" in (ROOT / ".gitignore").read_text().split()

@@ -1,0 +1,161 @@
+"""Exactly once: recording responses, the bounded ledger, and the worker middleware hook."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from replication.ledger import (
+    REPLAY_HEADER,
+    Ledger,
+    RecordedResponse,
+    snapshot_response,
+)
+from worker import SessionDelta, get_session, setup_sessions
+
+T0 = 1_700_000_000.0
+
+
+def record(body: bytes = b"x", at: float = T0) -> RecordedResponse:
+    return RecordedResponse(200, (("Content-Type", "text/plain"),), body, at)
+
+
+def test_a_response_is_recorded_with_status_body_and_the_headers_a_replay_needs():
+    response = web.json_response({"n": 1}, status=201, headers={"X-Other": "no"})
+    response.set_cookie("JSESSIONID", "ABC.node1", path="/", httponly=True)
+    rec = snapshot_response(response, T0, max_body=1024)
+    assert rec is not None and rec.status == 201 and rec.body == b'{"n": 1}'
+    headers = dict(rec.headers)
+    assert headers["Content-Type"].startswith("application/json")
+    assert headers["Set-Cookie"].startswith("JSESSIONID=ABC.node1") and "X-Other" not in headers
+
+
+def test_streamed_or_oversized_responses_are_not_recorded():
+    assert snapshot_response(web.StreamResponse(), T0, 1024) is None
+    assert snapshot_response(web.Response(body=b"x" * 2000), T0, 1024) is None
+
+
+def test_a_replayed_response_repeats_the_record_and_says_so():
+    rec = RecordedResponse(303, (("Location", "/app/"), ("Set-Cookie", "a=b; Path=/")), b"", T0)
+    response = rec.to_response()
+    assert response.status == 303 and response.headers["Location"] == "/app/"
+    assert response.headers.getall("Set-Cookie") == ["a=b; Path=/"]
+    assert response.headers[REPLAY_HEADER] == "1"
+
+
+def test_records_round_trip_through_the_wire_form():
+    rec = record(b"\x00binary\xff")
+    assert RecordedResponse.from_wire(rec.to_wire(), max_body=64) == rec
+
+
+def test_the_ledger_forgets_after_its_ttl():
+    ledger = Ledger(ttl=10)
+    ledger.put("r1", record(at=T0), T0)
+    assert ledger.get("r1", T0 + 10) is not None
+    assert ledger.get("r1", T0 + 10.1) is None and len(ledger) == 0
+
+
+def test_the_ledger_keeps_at_most_max_entries_and_max_bytes_oldest_out_first():
+    ledger = Ledger(max_entries=2)
+    for i in range(3):
+        ledger.put(f"r{i}", record(), T0)
+    assert [rid for rid, _ in ledger.items(T0)] == ["r1", "r2"]
+    ledger = Ledger(max_bytes=100)
+    ledger.put("big1", record(b"x" * 60), T0)
+    ledger.put("big2", record(b"y" * 60), T0)
+    assert [rid for rid, _ in ledger.items(T0)] == ["big2"]
+
+
+def test_records_over_max_body_or_already_expired_are_ignored():
+    ledger = Ledger(ttl=10, max_body=4)
+    ledger.put("long", record(b"12345"), T0)
+    ledger.put("old", record(at=T0 - 11), T0)
+    assert len(ledger) == 0
+
+
+# -- the middleware hook -----------------------------------------------------------------------
+class Observer:
+    """A stand-in for the cluster node: records in a Ledger, replays from it."""
+
+    def __init__(self) -> None:
+        self.ledger = Ledger()
+        self.calls: list[tuple[int, str | None]] = []
+        self.order: list[str] = []
+
+    def replay(self, request_id: str) -> web.StreamResponse | None:
+        rec = self.ledger.get(request_id, T0)
+        return None if rec is None else rec.to_response()
+
+    def committed(
+        self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
+    ) -> None:
+        self.order.append("committed")
+        self.calls.append((len(deltas), request_id))
+        rec = snapshot_response(response, T0, 4096)
+        if request_id is not None and rec is not None:
+            self.ledger.put(request_id, rec, T0)
+
+
+async def bump(request: web.Request) -> web.Response:
+    session = await get_session(request)
+    assert session is not None
+    session["n"] = session.get("n", 0) + 1
+    return web.json_response({"n": session["n"]})
+
+
+async def peek(request: web.Request) -> web.Response:
+    session = await get_session(request, create=False)
+    return web.json_response({"n": None if session is None else session.get("n")})
+
+
+async def quiet(request: web.Request) -> web.Response:
+    return web.json_response({"quiet": True})
+
+
+def make_app(observer: Observer) -> web.Application:
+    app = web.Application()
+    app.router.add_get("/bump", bump)
+    app.router.add_get("/peek", peek)
+    app.router.add_get("/quiet", quiet)
+
+    async def sink(delta: SessionDelta) -> None:
+        observer.order.append("sink")
+
+    manager = setup_sessions(app, route="node1", sink=sink)
+    manager.observer = observer
+    manager.internal_paths.add("/quiet")
+    return app
+
+
+async def test_a_retried_request_id_gets_the_recorded_answer_without_running_again(
+    aiohttp_client,
+):
+    observer = Observer()
+    client = await aiohttp_client(make_app(observer))
+    first = await client.get("/bump", headers={"X-Pyjk-Request-Id": "req-1"})
+    cookie = first.headers["Set-Cookie"].split(";")[0]
+    assert await first.json() == {"n": 1}
+    again = await client.get("/bump", headers={"X-Pyjk-Request-Id": "req-1", "Cookie": cookie})
+    assert await again.json() == {"n": 1} and again.headers[REPLAY_HEADER] == "1"
+    assert again.headers["Set-Cookie"].split(";")[0] == cookie  # the original cookie, too
+    peek_resp = await client.get("/peek", headers={"Cookie": cookie})
+    assert await peek_resp.json() == {"n": 1}  # the handler did not run a second time
+    other = await client.get("/bump", headers={"X-Pyjk-Request-Id": "req-2", "Cookie": cookie})
+    assert await other.json() == {"n": 2}
+
+
+async def test_the_observer_hears_of_commits_before_any_delta_is_shipped(aiohttp_client):
+    observer = Observer()
+    client = await aiohttp_client(make_app(observer))
+    await client.get("/bump")
+    await client.get("/peek")  # reads only: nothing committed, nothing told
+    assert observer.calls == [(1, None)] and observer.order == ["committed", "sink"]
+
+
+async def test_internal_paths_have_no_sessions_and_no_replay(aiohttp_client):
+    observer = Observer()
+    observer.ledger.put("req-q", record(b"recorded"), T0)
+    client = await aiohttp_client(make_app(observer))
+    resp = await client.get("/quiet", headers={"X-Pyjk-Request-Id": "req-q"})
+    assert await resp.json() == {"quiet": True} and "Set-Cookie" not in resp.headers
