@@ -106,37 +106,43 @@ def _member_row(driver: object, member: str) -> object:
     )
 
 
-def _activation(driver: object, member: str) -> str:
-    """The member's Act cell, read once the page has settled (a node of a page that is being
-    replaced goes stale: read again)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
+def _settled(driver: object, timeout: float = 15) -> object:
+    """A wait that polls through a page being replaced: chromedriver reports a node of the old
+    document as stale, or (racing the navigation) as an inspector error; both mean "not yet"."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,))
+
+
+def _activation(driver: object, member: str) -> str:
+    """The member's Act cell."""
+    from selenium.webdriver.common.by import By
 
     def read(d: object) -> str:
         return _member_row(d, member).find_element(By.XPATH, "td[3]").text.strip()
 
-    wait = WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,))
-    return wait.until(read)
+    return _settled(driver).until(read)  # type: ignore[attr-defined]
 
 
 def _click_activation(driver: object, member: str, label: str) -> str:
     """Click the member's Activate/Disable/Stop button as a person would; wait for the page the
-    change leads to and return its result banner."""
+    change leads to (the only one with a result banner) and return the banner's text."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
+    banners = (By.CSS_SELECTOR, "p.ok, p.error")
+    assert driver.find_elements(*banners) == [], "a result banner before the click"  # type: ignore[attr-defined]
     button = _member_row(driver, member).find_element(
         By.XPATH, f".//button[@name='vwa'][normalize-space()='{label}']"
     )
     assert button.is_enabled(), f"{label} is greyed out for {member}"
     button.click()
-    WebDriverWait(driver, 15).until(ec.staleness_of(button))
-    banner = WebDriverWait(driver, 15).until(
-        ec.presence_of_element_located((By.CSS_SELECTOR, "p.ok, p.error"))
-    )
-    return banner.text
+
+    def banner(d: object) -> str | bool:
+        found = d.find_elements(*banners)  # type: ignore[attr-defined]
+        return found[0].text if found else False
+
+    return _settled(driver).until(banner)  # type: ignore[attr-defined]
 
 
 def _nodes(stack: Stack, count: int, cookie: str | None = None) -> list[str]:
