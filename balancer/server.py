@@ -170,6 +170,7 @@ class Balancer:
 
     def reload(self, reason: str) -> bool:
         """Swap in a freshly read configuration; keep the old one on any error."""
+        self.log_changes()  # the new engines start with empty change queues
         try:
             runtime = self.load(previous=self.runtime)
         except (ConfigError, StartupError) as exc:
@@ -252,6 +253,13 @@ class Balancer:
             self.access_log.flush()
         log.info("stopped")
 
+    def log_changes(self) -> None:
+        """Log the member state changes requests and commands made since the last call."""
+        for engine in self.runtime.engines.values():
+            for change in engine.drain_changes():
+                level = logging.WARNING if change.new.value == "ERR" else logging.INFO
+                log.log(level, "%s", change)
+
     async def _maintenance(self) -> None:
         while True:
             await asyncio.sleep(MAINTAIN_TICK)
@@ -259,9 +267,7 @@ class Balancer:
             for engine in self.runtime.engines.values():
                 for change in engine.maintain(now):
                     log.info("%s", change)
-                for change in engine.drain_changes():
-                    level = logging.WARNING if change.new.value == "ERR" else logging.INFO
-                    log.log(level, "%s", change)
+            self.log_changes()
 
     async def _watch_mounts(self) -> None:
         if self.mounts_path is None:
