@@ -5,8 +5,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 # chromium + chromium-driver: the status page test drives a real headless browser;
-# nginx, haproxy: the bench harness validates its peer configs with the real binaries
-scripts/bootstrap.sh chromium chromium-driver nginx haproxy
+# nginx, haproxy: the bench harness validates its peer configs with the real binaries;
+# tomcat10 (pulls in a headless JRE): the ajp13 interop tests run real Tomcat instances
+# (bootstrap.sh's policy-rc.d keeps the packaged service from starting)
+scripts/bootstrap.sh chromium chromium-driver nginx haproxy tomcat10
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"
