@@ -15,16 +15,20 @@ hop-by-hop fields are dropped: AJP frames the body itself.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from balancer.ajp import codes as c
 from balancer.ajp.errors import AjpError
 from balancer.ajp.reply import SendHeaders
 from balancer.ajp.request import ForwardRequest
 from balancer.dataplane import http11 as h
-from balancer.dataplane.request import Request
+
+if TYPE_CHECKING:
+    from balancer.dataplane.request import Request
 
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DIGITS = b"0123456789"
@@ -75,12 +79,31 @@ def split_host(host: bytes, secure: bool) -> tuple[bytes, int]:
     return name, int(port) if port else default
 
 
+def client_address(req: Request, is_trusted: Callable[[str], bool]) -> str | None:
+    """The client behind trusted proxies: the last X-Forwarded-For hop that is not a trusted
+    proxy itself (as Tomcat's RemoteIpValve and httpd's mod_remoteip read it); None when the
+    peer is not trusted or names no valid address."""
+    if not req.xff or not is_trusted(req.client_ip):
+        return None
+    hops = [hop.strip() for hop in req.xff.decode("latin-1").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            break
+    else:
+        hop = hops[0] if hops else ""
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        return None
+
+
 def forward_request(
     req: Request,
     *,
     content_length: int | None,
     request_id: bytes,
     trusted: bool,
+    is_trusted: Callable[[str], bool] | None = None,
     route: str,
     secret: str,
     activation: str | None,
@@ -89,9 +112,22 @@ def forward_request(
     tls: TlsInfo | None = None,
 ) -> ForwardRequest:
     """The forward request for ``req``. ``activation`` None: no JK_LB_ACTIVATION attribute
-    (mod_jk sends it only for lb members)."""
+    (mod_jk sends it only for lb members).
+
+    AJP carries the client's address and TLS flag itself (remote_addr, is_ssl): behind a trusted
+    proxy (``trusted``; ``is_trusted`` tells which addresses are) they are the client's, from
+    X-Forwarded-For and X-Forwarded-Proto, as httpd with mod_remoteip would send them.
+    """
     ip = req.client_ip.encode("ascii")
     secure = req.secure
+    remote = ip
+    if trusted and is_trusted is not None:
+        client = client_address(req, is_trusted)
+        if client is not None:
+            remote = client.encode("ascii")
+            peer_port = None  # the proxy's port, not the client's
+        if req.xfproto is not None:
+            secure = secure or req.xfproto.strip().lower() == b"https"
     host = req.host or b""
     headers: list[tuple[bytes, bytes]] = []
     if host:
@@ -129,8 +165,8 @@ def forward_request(
         method=req.method,
         uri=req.path,
         protocol=b"HTTP/1.1" if req.http11 else b"HTTP/1.0",
-        remote_addr=ip,
-        remote_host=ip,  # no reverse lookups (mod_jk without HostnameLookups)
+        remote_addr=remote,
+        remote_host=remote,  # no reverse lookups (mod_jk without HostnameLookups)
         server_name=server_name,
         server_port=server_port,
         is_ssl=secure,

@@ -340,6 +340,7 @@ class AjpConnection(asyncio.Protocol):
                 content_length=length,
                 request_id=ex.request_id,
                 trusted=client.trusted,
+                is_trusted=ex.server.is_trusted,
                 route=getattr(member, "route", "") or self.pool.name,
                 secret=self.settings.secret,
                 activation=None if direct or fwd is None else fwd.activation,

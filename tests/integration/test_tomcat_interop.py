@@ -52,7 +52,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         # a member that points at n1 with the wrong secret, mapped under /bad/
         bad = n1.worker_lines("wrongsecret", secret="not-the-secret")
         site.start_pyjk(
-            extra=("worker.max_body_size=0", *bad),
+            # the tests are their own TLS-terminating proxy: 127.0.0.1 is trusted
+            extra=("worker.max_body_size=0", "worker.trusted_proxies=127.0.0.1/32", *bad),
             mounts="/bad/*=wrongsecret\n" + kit.MOUNTS,
             worker_list="lb,jkstatus,wrongsecret",
         )
@@ -112,6 +113,19 @@ def test_tomcat_sees_what_mod_jk_would_tell_it(site: Site) -> None:
     assert info["activation"] == "ACT"  # JK_LB_ACTIVATION, admitted by the connector
     assert info["x_forwarded_for"] == "127.0.0.1"
     assert info["request_id"] != "null" and info["x_custom"] == "yes"
+
+
+def test_behind_a_trusted_proxy_tomcat_sees_the_client_and_tls(site: Site) -> None:
+    status, _, body = http_get(
+        f"{site.url}/info.jsp",
+        {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https", "Host": "shop.test"},
+    )
+    assert status == 200, body
+    info = dict(line.split("=", 1) for line in body.decode().splitlines())
+    # AJP's own fields, as httpd + mod_remoteip + mod_ssl would fill them
+    assert info["remote_addr"] == "203.0.113.9"
+    assert info["secure"] == "true" and info["server_port"] == "443"
+    assert info["x_forwarded_for"] == "203.0.113.9, 127.0.0.1"
 
 
 def test_a_member_with_the_wrong_secret_gets_403_from_tomcat(site: Site) -> None:
