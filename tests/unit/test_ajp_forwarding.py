@@ -364,3 +364,17 @@ async def test_an_unanswered_cping_is_a_connect_failure_and_nothing_is_sent() ->
     assert outcome.kind is OutcomeKind.CONNECT_FAILED and outcome.reason == "cping-timeout"
     assert not outcome.request_sent
     assert silent.cpings == 1 and silent.seen == []  # the POST never reached it
+
+
+@uvloop_test
+async def test_a_pooled_connection_lost_during_its_cping_is_replaced_silently() -> None:
+    async with Container(echo, close_reused_on_cping=True) as container:
+        engine = FakeEngine([ajp_member("t1", container.port, prepost_timeout=1000)])
+        async with Proxy(engine) as proxy:
+            client = await proxy.connect()
+            for path in ("/a", "/b", "/c"):  # one keep-alive client: the pooled connection
+                client.send(get(path))  # is reused at once, and dropped at its CPing
+                assert (await client.response()).body == path.encode()
+            client.close()
+    assert all(plan.outcomes == [] for plan in engine.plans)  # no member failure reported
+    assert container.connections == 3 and len(container.seen) == 3

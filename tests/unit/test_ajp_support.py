@@ -202,6 +202,9 @@ class ContainerConn(asyncio.Protocol):
                 payload = await self.next_packet()
                 if payload == b"\x0a":  # CPING
                     container.cpings += 1
+                    if container.close_reused_on_cping and self.requests:
+                        self.close()
+                        return
                     if container.answer_cping:
                         self.write(CPONG_PACKET)
                     continue
@@ -232,6 +235,9 @@ class Container:
 
     script: Script = echo
     answer_cping: bool = True
+    # close a connection that already served a request when it gets a CPing (as if the
+    # container had dropped the idle connection just as pyjk reused it)
+    close_reused_on_cping: bool = False
     record: bool = True  # keep every byte and packet received (off for big transfers)
     seen: list[Seen] = field(default_factory=list)
     packets: list[bytes] = field(default_factory=list)  # every payload received, in order
