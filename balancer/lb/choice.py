@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from balancer.config.model import Activation, RuleExtensions
-from balancer.lb.member import STICKY_STATES, Member, State
+from balancer.lb.member import Member, State
 
 
 class Rotation(Protocol):
@@ -41,7 +41,14 @@ class Chooser:
     # -- predicates -------------------------------------------------------------------------
 
     def activation(self, i: int) -> Activation:
-        return self.members[i].effective_activation(self.rule)
+        # Member.effective_activation(rule), inlined: it runs for every member of every pass
+        member = self.members[i]
+        overrides = self.rule.activation
+        if overrides:
+            override = overrides.get(member.name)
+            if override is not None:
+                return override
+        return member.activation
 
     def eligible(self, i: int) -> bool:
         """May take a new request: state <= ERR/FRC and effectively Active."""
@@ -49,7 +56,7 @@ class Chooser:
 
     def usable_for_sticky(self, i: int) -> bool:
         """May take a request routed to it: a usable state and not Stopped (Disabled is fine)."""
-        return self.states[i] in STICKY_STATES and self.activation(i) is not Activation.STOPPED
+        return self.states[i].sticky_ok and self.activation(i) is not Activation.STOPPED
 
     # -- the pass ---------------------------------------------------------------------------
 
@@ -120,18 +127,27 @@ class Chooser:
         """mod_jk ``find_best_byvalue``: scan n members from ``next_offset``; the lowest
         distance wins, then (unless stateless) the lowest lb_value; ties go to the first in
         rotation order. Every pick moves ``next_offset`` past the picked member."""
-        n = len(self.members)
-        offset = self.rotation.next_offset % n if n else 0
-        best: int | None = None
+        members = self.members
+        n = len(members)
+        rotation = self.rotation
+        offset = rotation.next_offset % n if n else 0
+        by_value = not self.stateless
+        states = self.states
+        best: Member | None = None
+        best_i: int | None = None
         for j in range(offset, offset + n):
-            i = j % n
-            if not self.eligible(i):
+            i = j % n if j >= n else j
+            if not states[i].takes_requests or self.activation(i) is not Activation.ACTIVE:
                 continue
-            member = self.members[i]
-            if best is None or _better(member, self.members[best], by_value=not self.stateless):
-                best = i
-                self.rotation.next_offset = (i + 1) % n
-        return best
+            member = members[i]
+            if best is None or (
+                member.distance < best.distance
+                if member.distance != best.distance
+                else by_value and member.lb_value < best.lb_value
+            ):
+                best, best_i = member, i
+                rotation.next_offset = (i + 1) % n
+        return best_i
 
     def failover(self) -> Choice | None:
         """Hot standby (mod_jk ``find_failover_worker``): when nothing is eligible, route as if

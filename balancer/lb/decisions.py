@@ -25,6 +25,10 @@ False: that is how the engine keeps ``busy`` right.
 Member-level retries (``retries`` on the member, with ``retry_interval`` sleeps), lb rounds
 (lb ``retries``), ``lb_retries`` per round, forced recovery and the final status are all the
 plan's decisions (mod_jk §3.6 and §9.2); the data plane only carries them out.
+
+The classes below are values: treat them as immutable. They are not ``frozen`` dataclasses
+only because one of each is made per request, and a frozen dataclass's ``__init__`` costs about
+three times as much (``object.__setattr__`` per field).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestFacts:
     """What the engine needs to know of a request to route it."""
 
@@ -67,7 +71,7 @@ class OutcomeKind(Enum):
     CLIENT_ERROR = "client-error"  # the client went away or sent a broken body: stop
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     kind: OutcomeKind
     # the backend may have received the request (anything after the head started going out)
@@ -81,7 +85,7 @@ class Outcome:
     reason: str = ""  # for logs and the status page's last error, e.g. "connect-refused"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forward:
     """Send the request to ``member`` now."""
 
@@ -93,14 +97,14 @@ class Forward:
     activation: str  # ACT / DIS / STP as the member is now, for the activation header
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Wait:
     """Sleep before the next step (retry_interval between tries and between rounds)."""
 
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fail:
     """Give up: answer the client with ``status``."""
 

@@ -26,21 +26,23 @@ class State(Enum):
     ERR = "ERR"
     ERR_PRB = "ERR/PRB"
 
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
+    # Plain attributes of every member, set below: the chooser reads them for every member
+    # of every request, and an Enum's hash (for set or dict lookups) is a Python-level call.
+    rank: int  # position in the order above
+    takes_requests: bool  # may be chosen (mod_jk: state <= ERR/FRC)
+    sticky_ok: bool  # in STICKY_STATES
 
-    @property
-    def takes_requests(self) -> bool:
-        """May be chosen (mod_jk: state <= ERR/FRC)."""
-        return self.rank <= _RANK[State.ERR_FRC]
-
-
-_RANK = {state: i for i, state in enumerate(State)}
 
 # States a sticky request may still use (mod_jk §3.5 "usable for sticky"). OK/BUSY is not one of
 # them: a member whose pool is exhausted makes its sticky requests fail over (reference §3.7).
 STICKY_STATES = frozenset({State.OK_IDLE, State.OK, State.ERR_REC, State.ERR_FRC})
+
+_ORDER = list(State)
+for _state in _ORDER:
+    _state.rank = _ORDER.index(_state)
+    _state.takes_requests = _state.rank <= _ORDER.index(State.ERR_FRC)
+    _state.sticky_ok = _state in STICKY_STATES
+del _ORDER, _state
 
 
 def derive_domain(route: str) -> str:

@@ -110,7 +110,11 @@ class RequestPlan:
         self.sticky = False
         self._first_choice = True  # the session route's owner is judged once per request
         self._last_sent: Member | None = None  # member of the last Forward (failover count)
-        self._steps = self._run()
+        # The loop is a generator (_run), made only when the first Forward did not end the
+        # request: the first Forward, which usually does, comes from _first_step.
+        self._steps: Iterator[Step] | None = None
+        self._cur: tuple[Member, int, bool, str | None] | None = None  # the attempt's member,
+        # its index, probe, routing cookie
 
     @property
     def done(self) -> bool:
@@ -124,7 +128,13 @@ class RequestPlan:
         if self._verdict is _Verdict.DONE:
             raise RuntimeError("next() after finish(): the request was answered")
         self._now = now
-        return next(self._steps)
+        steps = self._steps
+        if steps is None:
+            if self.forwards == 0:
+                return self._first_step()
+            # the first Forward failed: the loop goes on right after it
+            steps = self._steps = self._run(resume=True)
+        return next(steps)
 
     def report(self, outcome: Outcome, now: float) -> None:
         """The open Forward ended without a relayed response (or broke while relaying)."""
@@ -229,37 +239,62 @@ class RequestPlan:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def _run(self) -> Iterator[Step]:
+    def _first_step(self) -> Step:
+        """The loop's first step, without the generator (the same as ``_run``'s first one)."""
+        if self._engine.settings.lb_retries < 1:
+            steps = self._steps = self._run()
+            return next(steps)
+        choice = self._choose()
+        if choice is None:
+            steps = self._steps = self._run(choice=None)
+            return next(steps)
+        if not self._begin_attempt(choice):
+            self._attempt += 1
+            steps = self._steps = self._run()
+            return next(steps)
+        return self._forward(0)
+
+    def _run(self, *, resume: bool = False, choice: Choice | bool | None = False) -> Iterator[Step]:
+        """The attempt loop. ``resume``: start right after the first Forward (handed out by
+        ``_first_step``); ``choice``: the first attempt's choice was made already (None)."""
         engine = self._engine
         n = len(engine.members)
         while True:
-            settings = engine.settings  # runtime edits apply from the next step on
-            if self._attempt >= min(n, settings.lb_retries):
-                self._round += 1
-                if self._round >= settings.retries:
-                    if self.status == 504:
-                        # Every round ran out of members to wait for: mod_jk answers "no more
-                        # workers" here (§9.3), and so does pyjk. 504 stays for a request that
-                        # timed out and may not be sent again.
-                        self._set_status(503, f"{self.reason}; no member left")
+            if resume:
+                resume = False
+                verdict = yield from self._attempt_on(None)
+                if verdict is _Verdict.STOP:
                     break
-                if settings.retry_interval > 0:
-                    yield Wait(settings.retry_interval / 1000)
-                self._states = [m.state for m in engine.members]
-                self._attempt = 0
-            self._set_status(503, "no member")
-            choice = self._chooser().choose(self.session, self._routes)
-            if self._first_choice:
-                self._first_choice = False
-                self._count_sticky_miss(choice)
+                self._attempt += 1
+                continue
+            if choice is False:
+                settings = engine.settings  # runtime edits apply from the next step on
+                if self._attempt >= min(n, settings.lb_retries):
+                    self._round += 1
+                    if self._round >= settings.retries:
+                        if self.status == 504:
+                            # Every round ran out of members to wait for: mod_jk answers "no
+                            # more workers" here (§9.3), and so does pyjk. 504 stays for a
+                            # request that timed out and may not be sent again.
+                            self._set_status(503, f"{self.reason}; no member left")
+                        break
+                    if settings.retry_interval > 0:
+                        yield Wait(settings.retry_interval / 1000)
+                    self._states = [m.state for m in engine.members]
+                    self._attempt = 0
+                self._set_status(503, "no member")
+                choice = self._choose()
             if choice is None:
+                choice = False
                 if not self._forced:
                     self._forced = True
                     if engine.force_recovery(self._states, self._now):
                         continue  # the same attempt again, now with the forced members
                 self._attempt += 1
                 continue
+            assert isinstance(choice, Choice)
             verdict = yield from self._attempt_on(choice)
+            choice = False
             if verdict is _Verdict.STOP:
                 break
             self._attempt += 1
@@ -267,8 +302,35 @@ class RequestPlan:
         while True:
             yield Fail(self.status, self.reason)
 
-    def _attempt_on(self, choice: Choice) -> Iterator[Step]:
-        """One lb attempt on one member: its tries; returns the verdict of the last one."""
+    def _choose(self) -> Choice | None:
+        choice = self._chooser().choose(self.session, self._routes)
+        if self._first_choice:
+            self._first_choice = False
+            if self._routes:
+                self._count_sticky_miss(choice)
+        return choice
+
+    def _attempt_on(self, choice: Choice | None) -> Iterator[Step]:
+        """One lb attempt on one member: its tries; returns the verdict of the last one.
+        ``choice`` None: the attempt began in ``_first_step`` and its first try is over."""
+        if choice is not None:
+            if not self._begin_attempt(choice):
+                return _Verdict.NEXT
+            yield self._forward(0)
+        assert self._cur is not None
+        m = self._cur[0]
+        try_no = 0
+        while self._verdict is _Verdict.RETRY_SAME:
+            try_no += 1
+            if m.retry_interval > 0:
+                yield Wait(m.retry_interval / 1000)
+            self._engine.open_busyness(m)
+            yield self._forward(try_no)
+        return self._verdict
+
+    def _begin_attempt(self, choice: Choice) -> bool:
+        """The attempt's bookkeeping before its first try; False: the member is at its
+        busy_limit (OK/BUSY, next attempt)."""
         engine, now = self._engine, self._now
         i = choice.index
         m = engine.members[i]
@@ -279,35 +341,39 @@ class RequestPlan:
             self._states[i] = State.ERR_PRB
         if m.busy_limit and m.busy >= m.busy_limit:
             self._mark_busy(i, "busy-limit")
-            return _Verdict.NEXT
-        engine.count_choice(m, self.session is not None, self.facts.rule.stateless, now)
+            return False
+        rule = self.facts.rule
+        engine.count_choice(m, self.session is not None, rule.stateless, now)
         if choice.sticky and m.route in self._routes:
             m.sticky_hits += 1
-        if self._last_sent is not None and self._last_sent is not m:
-            self._last_sent.failovers += 1
+        last = self._last_sent
+        if last is not None and last is not m:
+            last.failovers += 1
         self._last_sent = m
-        cookie = self._routing_cookie(m, choice.sticky)
-        try_no = 0
-        while True:
-            if try_no:
-                if m.retry_interval > 0:
-                    yield Wait(m.retry_interval / 1000)
-                engine.open_busyness(m)
-            engine.open_forward(m)
-            self._open = _Open(m, i, try_no)
-            self._verdict = None
-            self.forwards += 1
-            yield Forward(
-                member=m,
-                sticky=choice.sticky,
-                set_cookie=cookie,
-                reply_timeout_ms=self._reply_timeout(m),
-                probe=probe,
-                activation=m.effective_activation(self.facts.rule).value,
-            )
-            if self._verdict is not _Verdict.RETRY_SAME:
-                return self._verdict
-            try_no += 1
+        self._cur = (m, i, probe, self._routing_cookie(m, choice.sticky))
+        return True
+
+    def _forward(self, try_no: int) -> Forward:
+        """Open the attempt's try ``try_no``."""
+        m, i, probe, cookie = self._cur  # type: ignore[misc]
+        self._engine.open_forward(m)
+        self._open = _Open(m, i, try_no)
+        self._verdict = None
+        self.forwards += 1
+        rule = self.facts.rule
+        override = rule.reply_timeout
+        overrides = rule.activation
+        activation = overrides.get(m.name) if overrides else None  # effective_activation
+        if activation is None:
+            activation = m.activation
+        return Forward(
+            m,
+            self.sticky,
+            cookie,
+            override if override is not None and override >= 0 else m.reply_timeout,
+            probe,
+            activation._value_,  # .value is a Python-level descriptor call
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -398,7 +464,3 @@ class RequestPlan:
         if self.facts.secure:
             value += ";Secure"
         return value
-
-    def _reply_timeout(self, m: Member) -> int:
-        override = self.facts.rule.reply_timeout
-        return override if override is not None and override >= 0 else m.reply_timeout

@@ -24,6 +24,7 @@ from balancer.lb.settings import LbSettings
 
 # C isspace(): what mod_jk accepts before a cookie name and around its "="
 _SPACE = " \t\n\v\f\r"
+_BEFORE_NAME = ";," + _SPACE  # what may precede a cookie name
 
 
 def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
@@ -37,11 +38,14 @@ def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
         return None
     if facts.route_override:
         return "." + facts.route_override
-    value = path_parameter(facts.uri, session_path(rule, settings))
+    value = path_parameter(facts.uri, rule.session_path or settings.session_path)
     if value is None:
         # mod_jk consults cookies only when no path parameter was found at all: an empty
         # ";jsessionid=" value hides the cookie, and the request then has no session.
-        value = cookie_value(facts.cookies, session_cookie(rule, settings))
+        cookies = facts.cookies
+        if not cookies:
+            return None
+        value = cookie_value(cookies, rule.session_cookie or settings.session_cookie)
     return value or None
 
 
@@ -86,15 +90,17 @@ def cookie_value(headers: Iterable[str], name: str) -> str | None:
     if not name:
         return None
     found: list[str] = []
+    size = len(name)
     for header in headers:
         pos = header.find(name)
         while pos >= 0:
             nxt = pos + 1
-            if pos == 0 or header[pos - 1] in ";," or header[pos - 1] in _SPACE:
-                i = pos + len(name)
-                while i < len(header) and header[i] in _SPACE:
+            if pos == 0 or header[pos - 1] in _BEFORE_NAME:
+                i = pos + size
+                end = len(header)
+                while i < end and header[i] in _SPACE:
                     i += 1
-                if header.startswith("=", i) and i + 1 < len(header):
+                if header.startswith("=", i) and i + 1 < end:
                     i += 1
                     end = _first_of(header, ";,", i)
                     value = header[i:end]
@@ -107,8 +113,12 @@ def cookie_value(headers: Iterable[str], name: str) -> str | None:
 
 
 def _first_of(text: str, chars: str, start: int) -> int:
-    ends = [i for i in (text.find(c, start) for c in chars) if i >= 0]
-    return min(ends) if ends else len(text)
+    end = len(text)
+    for c in chars:
+        i = text.find(c, start, end)
+        if i >= 0:
+            end = i
+    return end
 
 
 def session_routes(session: str) -> list[str]:
