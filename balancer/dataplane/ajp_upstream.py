@@ -334,6 +334,10 @@ class AjpConnection(asyncio.Protocol):
         member = fwd.member if fwd is not None else None
         # mod_jk sends JK_LB_ACTIVATION for lb members, not for a directly mapped worker
         direct = route is not None and route.name == self.pool.name
+        # the member's configuration as loaded now: a reload that changed the secret applies
+        # to the next request, even on a connection opened before it
+        cfg = getattr(member, "config", None)
+        secret = cfg.secret if cfg is not None else self.settings.secret
         try:
             msg = forward_request(
                 req,
@@ -342,7 +346,7 @@ class AjpConnection(asyncio.Protocol):
                 trusted=client.trusted,
                 is_trusted=ex.server.is_trusted,
                 route=getattr(member, "route", "") or self.pool.name,
-                secret=self.settings.secret,
+                secret=secret,
                 activation=None if direct or fwd is None else fwd.activation,
                 peer_port=peer[1] if isinstance(peer, tuple) else None,
                 local_addr=local[0] if isinstance(local, tuple) else None,

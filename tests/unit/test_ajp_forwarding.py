@@ -4,6 +4,7 @@ both ways, CPing. Real sockets on 127.0.0.1: the proxy in front, a fake AJP cont
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from balancer.ajp import ForwardRequest
 from balancer.dataplane import Limits, ProxyTo
@@ -378,3 +379,14 @@ async def test_a_pooled_connection_lost_during_its_cping_is_replaced_silently() 
             client.close()
     assert all(plan.outcomes == [] for plan in engine.plans)  # no member failure reported
     assert container.connections == 3 and len(container.seen) == 3
+
+
+@uvloop_test
+async def test_a_changed_secret_applies_to_the_next_request_on_a_pooled_connection() -> None:
+    async with ajp_proxied(secret="old") as (container, proxy):
+        assert (await proxy.request(get("/1"))).status == 200
+        member = proxy.engine.members[0]
+        member.config = replace(member.config, secret="new")  # what a reload hands the engine
+        assert (await proxy.request(get("/2"))).status == 200
+    assert [s.request.secret for s in container.seen] == [b"old", b"new"]
+    assert container.connections == 1
