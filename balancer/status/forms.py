@@ -222,12 +222,12 @@ def attribute_picker(path: str, view: WorkerView, origin: str) -> str:
     )
 
 
-def member_actions(t: Target, view: WorkerView, m: Row) -> str:
-    """Disable / stop / activate, and set the lbfactor, right from the member table."""
-    name = str(m["name"])
+def activation_buttons(t: Target, view: WorkerView, m: Row, css: str = "inline") -> str:
+    """One form, three submit buttons: Activate, Disable, Stop. The member's current activation
+    is the greyed-out one, so the buttons also say where the member stands."""
     current = m["activation"]
     buttons = "".join(
-        f'<button type="submit" name="vwa" value="{code}"'
+        f'<button type="submit" name="vwa" value="{code}" class="b-{code}"'
         f"{' disabled' if shown == current else ''}>{label}</button>"
         for code, shown, label in (
             ("a", "ACT", "Activate"),
@@ -235,13 +235,19 @@ def member_actions(t: Target, view: WorkerView, m: Row) -> str:
             ("s", "STP", "Stop"),
         )
     )
+    return t.start("update", view.name, str(m["name"]), css) + buttons + "</form>"
+
+
+def member_actions(t: Target, view: WorkerView, m: Row) -> str:
+    """Disable / stop / activate, and set the lbfactor, right from the member table."""
+    name = str(m["name"])
     factor = (
         t.start("update", view.name, name, "inline")
         + f'<input type="number" name="vwf" value="{h(str(m["lbfactor"]))}" min="1" step="1" '
         f'inputmode="numeric" class="short" aria-label="lbfactor of {h(name)}">'
         '<button type="submit">Set F</button></form>'
     )
-    return t.start("update", view.name, name, "inline") + buttons + "</form> " + factor
+    return activation_buttons(t, view, m) + " " + factor
 
 
 def small_post(t: Target, cmd: str, view: WorkerView, sub: str | None, text: str) -> str:

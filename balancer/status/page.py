@@ -1,10 +1,12 @@
 """The HTML status page: one self-contained document (inline CSS, no scripts, no assets).
 
 Readable on a laptop and a phone: a viewport meta, wide tables in horizontally scrolling
-wrappers. Columns and legend follow mod_jk's page (reference modjk.md §5.2), plus pyjk's live
-sessions, drained mark, sticky hits/misses and failovers. State changes are POST forms carrying
-the CSRF token (``balancer.status.forms``); after one the worker answers 303 to the view with a
-one-shot result, so reloading the page never repeats a change.
+wrappers, each member's actions next to its name, and at phone width the members-at-a-glance
+cards first (``balancer.status.glance``; the layout is CSS only, ``balancer.status.style``).
+Columns and legend follow mod_jk's page (reference modjk.md §5.2), plus pyjk's live sessions,
+drained mark, sticky hits/misses and failovers. State changes are POST forms carrying the CSRF
+token (``balancer.status.forms``); after one the worker answers 303 to the view with a one-shot
+result, so reloading the page never repeats a change.
 """
 
 from __future__ import annotations
@@ -14,39 +16,26 @@ import time
 from balancer.status import forms
 from balancer.status.commands import Change
 from balancer.status.escape import h, text
+from balancer.status.glance import glance
 from balancer.status.htmlctx import Context, css_source
-from balancer.status.messages import OPT_NO_AJP, OPT_NO_LB, OPT_NO_LEGEND, OPT_READ_ONLY
+from balancer.status.messages import (
+    OPT_NO_AJP,
+    OPT_NO_LB,
+    OPT_NO_LEGEND,
+    OPT_NO_MEMBERS,
+    OPT_READ_ONLY,
+)
 from balancer.status.model import Document, Head
+from balancer.status.style import STYLE
 from balancer.status.tables import lb_section, single_section
 
 __all__ = ["Context", "css_source", "describe", "render"]
 
-_STYLE = (
-    "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;"
-    "padding:0 1rem 2rem;max-width:120rem;color:#1f2328;background:#fff}"
-    "h1{font-size:1.4rem;margin:1rem 0 .5rem}h2{font-size:1.2rem;border-top:1px solid #d0d7de;"
-    "padding-top:.8rem}h3{font-size:1.05rem;margin:1.2rem 0 .3rem}h4{margin:.8rem 0 .3rem}"
-    ".scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;margin:.3rem 0 .9rem;"
-    "max-width:100%}table{border-collapse:collapse;font-variant-numeric:tabular-nums}"
-    "th,td{border:1px solid #d0d7de;padding:.2rem .45rem;text-align:left;white-space:nowrap;"
-    "vertical-align:middle}th{background:#f3f5f7;font-weight:600}td.n{text-align:right}"
-    ".notice,.ok,.error{padding:.5rem .75rem;border-radius:4px;margin:.6rem 0}"
-    ".notice{background:#fff8c5;border:1px solid #d4a72c}"
-    ".ok{background:#dafbe1;border:1px solid #4ac26b}"
-    ".error{background:#ffebe9;border:1px solid #ff8182}"
-    ".s-ok{color:#1a7f37}.s-err{color:#cf222e;font-weight:600}.s-warn{color:#9a6700}"
-    ".r-good{color:#1a7f37}.r-degraded{color:#9a6700}.r-bad{color:#cf222e;font-weight:600}"
-    "nav{display:flex;flex-wrap:wrap;gap:.4rem 1.2rem;align-items:center;margin:.5rem 0}"
-    "form.inline{display:inline;margin:0}form.bar{margin:.4rem 0}"
-    "button,input,select{font:inherit}input.short{width:4.5em}"
-    "button.link{border:0;background:none;color:#0969da;padding:0 .1rem;cursor:pointer;"
-    "text-decoration:underline}a{color:#0969da}.muted{color:#57606a}"
-    "td.act button{margin-right:.2rem}"
-    "@media (max-width:40rem){body{padding:0 .5rem 1rem}h1{font-size:1.15rem}}"
-)
 _LEGEND = (
     ("Name", "Worker name"),
+    ("Actions", "Activate, Disable or Stop the member; set its LB factor (pyjk)"),
     ("Act", "Activation: ACT Active, DIS Disabled, STP Stopped"),
+    ("Drained", "Disabled and no live session left: safe to stop (pyjk)"),
     (
         "State",
         "OK, OK/IDLE no request since the last maintenance, OK/BUSY all connections "
@@ -74,7 +63,6 @@ _LEGEND = (
     ("LR", "Seconds since the last reset of the counters"),
     ("LE", "Time of the last error"),
     ("Live", "Live sessions the cluster reports (pyjk)"),
-    ("Drained", "Disabled and no live session left: safe to stop (pyjk)"),
     (
         "SH / SM",
         "Sticky hits / misses: requests routed by their session / whose route named "
@@ -116,7 +104,7 @@ def _top(ctx: Context, doc: Document) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"{meta}<title>{h(title)}</title><style>{_STYLE}</style>{link}</head><body>"
+        f"{meta}<title>{h(title)}</title><style>{STYLE}</style>{link}</head><body>"
         f"<h1>{h(title)}{' (read only)' if ctx.read_only else ''}</h1>"
     )
 
@@ -124,6 +112,13 @@ def _top(ctx: Context, doc: Document) -> str:
 def _body(ctx: Context, doc: Document) -> str:
     cmd = ctx.params.cmd
     out = []
+    # The result of a change first, then (at phone width only) the member cards: after a
+    # button press the page comes back scrolled to the top, where both are in view.
+    if ctx.banner is not None:
+        kind = "ok" if ctx.banner.ok else "error"
+        out.append(f'<p class="{kind}">Result: {ctx.banner.type} - {h(ctx.banner.message)}</p>')
+    if doc.snapshot is not None and cmd in ("list", "show") and not ctx.opt & OPT_NO_MEMBERS:
+        out.append(glance(ctx, doc.snapshot.lbs))
     if doc.head is not None:
         out.append(_head(doc.head))
     out.append(_nav(ctx))
@@ -133,9 +128,6 @@ def _body(ctx: Context, doc: Document) -> str:
             "<b>not persisted</b>: a restart loses them; a configuration reload keeps them "
             "only for members whose configuration did not change.</p>"
         )
-    if ctx.banner is not None:
-        kind = "ok" if ctx.banner.ok else "error"
-        out.append(f'<p class="{kind}">Result: {ctx.banner.type} - {h(ctx.banner.message)}</p>')
     if cmd == "edit":
         out.append(_edit(ctx, doc))
         return "".join(out)

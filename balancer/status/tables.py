@@ -3,9 +3,7 @@ their S/E/R/T links and action forms, single-member workers and URI mappings."""
 
 from __future__ import annotations
 
-import time
-
-from balancer.status import forms
+from balancer.status import cells, forms
 from balancer.status.escape import h, text
 from balancer.status.htmlctx import Context
 from balancer.status.messages import (
@@ -17,10 +15,14 @@ from balancer.status.messages import (
 )
 from balancer.status.model import Row, WorkerView
 
+# mod_jk's member columns (reference modjk.md §5.2), then pyjk's. Two moves, both so that
+# what an operator acts on is in view without scrolling sideways: the row's actions (after
+# Name, when the page is writable) and pyjk's Drained, next to the activation it qualifies.
 _MEMBER_HEAD = (
     "",
     "Name",
     "Act",
+    "Drained",
     "State",
     "D",
     "F",
@@ -44,13 +46,13 @@ _MEMBER_HEAD = (
     "LR",
     "LE",
     "Live",
-    "Drained",
     "SH",
     "SM",
     "FO",
     "Rating",
     "Last error",
 )
+_NAME_AT = _MEMBER_HEAD.index("Name")
 
 
 def _worker_links(ctx: Context, view: WorkerView) -> str:
@@ -182,19 +184,19 @@ def single_section(ctx: Context, view: WorkerView) -> str:
             ],
             [
                 [
-                    _state(r),
-                    _rate(r["used"], r),
+                    cells.state(r),
+                    cells.rate(r["used"], r),
                     r["errors"],
                     r["client_errors"],
                     r["reply_timeouts"],
-                    _bytes(r["transferred"], r),
-                    _bytes(r["read"], r),
+                    cells.byte_rate(r["transferred"], r),
+                    cells.byte_rate(r["read"], r),
                     r["busy"],
                     r["max_busy"],
                     r["connected"],
                     r["max_connected"],
                     r["last_reset_ago"],
-                    _error_time(r),
+                    cells.error_time(r),
                     r["live_sessions"],
                     r["last_error"],
                 ]
@@ -249,8 +251,11 @@ def _endpoint_table(ctx: Context, rows: tuple[Row, ...], *, with_name: bool) -> 
 
 def _member_table(ctx: Context, view: WorkerView) -> str:
     t = ctx.target()
-    heads = list(_MEMBER_HEAD) + ([] if ctx.read_only else ["Actions"])
-    out = ['<div class="scroll"><table><tr>', *(f"<th>{h(c)}</th>" for c in heads), "</tr>"]
+    heads = [f"<th>{h(c)}</th>" for c in _MEMBER_HEAD]
+    heads[_NAME_AT] = '<th class="name">Name</th>'
+    if not ctx.read_only:
+        heads.insert(_NAME_AT + 1, "<th>Actions</th>")
+    out = ['<div class="scroll"><table class="members"><tr>', *heads, "</tr>"]
     for m in view.members:
         name = str(m["name"])
         links = [ctx.link("S", "Show", cmd="show", w=view.name, sw=name)]
@@ -261,37 +266,42 @@ def _member_table(ctx: Context, view: WorkerView) -> str:
             links.append(forms.small_post(t, "reset", view, name, "R"))
             if m["state"] == "ERR":
                 links.append(forms.small_post(t, "recover", view, name, "T"))
-        cells = [
-            "[" + "|".join(links) + "]",
-            h(name),
-            h(m["activation"]),
-            _state(m),
-            *(_num(m[k]) for k in ("distance", "lbfactor", "lbmult", "lbvalue")),
-            _rate(m["elected"], m),
-            *(_num(m[k]) for k in ("sessions", "errors", "client_errors", "reply_timeouts")),
-            _bytes(m["transferred"], m),
-            _bytes(m["read"], m),
-            *(_num(m[k]) for k in ("busy", "max_busy", "connected", "max_connected")),
-            h(m["route"]),
-            h(m["redirect"]),
-            h(m["domain"]),
-            f"{m['time_to_recover_min']}/{m['time_to_recover_max']}",
-            _num(m["last_reset_ago"]),
-            _error_time(m),
-            _num(m["live_sessions"]),
-            {True: "<b>drained</b>", False: "", None: "-"}[m["drained"]],  # type: ignore[index]
-            _num(m["sticky_hits"]),
-            _num(m["sticky_misses"]),
-            _num(m["failovers"]),
-            f'<span class="r-{h(m["rating"])}">{h(m["rating"])}</span>',
-            h(m["last_error"]),
+        tds = [
+            "<td>[" + "|".join(links) + "]</td>",
+            f'<td class="name">{h(name)}</td>',
+            f'<td class="activation">{cells.activation(m)}</td>',
+            f"<td>{cells.drained(m)}</td>",
+            f'<td class="state">{cells.state(m)}</td>',
+            *(f"<td>{_cell(c)}</td>" for c in _member_counters(m)),
         ]
-        tds = "".join(f"<td>{c}</td>" for c in cells)
         if not ctx.read_only:
-            tds += f'<td class="act">{forms.member_actions(t, view, m)}</td>'
-        out.append(f"<tr>{tds}</tr>")
+            tds.insert(_NAME_AT + 1, f'<td class="actions">{forms.member_actions(t, view, m)}</td>')
+        out.append(f'<tr class="{cells.member_classes(m)}">{"".join(tds)}</tr>')
     out.append("</table></div>")
     return "".join(out)
+
+
+def _member_counters(m: Row) -> list[object]:
+    """The member row's cells from D on, in _MEMBER_HEAD's order."""
+    return [
+        *(m[k] for k in ("distance", "lbfactor", "lbmult", "lbvalue")),
+        cells.rate(m["elected"], m),
+        *(m[k] for k in ("sessions", "errors", "client_errors", "reply_timeouts")),
+        cells.byte_rate(m["transferred"], m),
+        cells.byte_rate(m["read"], m),
+        *(m[k] for k in ("busy", "max_busy", "connected", "max_connected", "route")),
+        m["redirect"],
+        m["domain"],
+        f"{m['time_to_recover_min']}/{m['time_to_recover_max']}",
+        m["last_reset_ago"],
+        cells.Html(cells.error_time(m)),
+        m["live_sessions"],
+        m["sticky_hits"],
+        m["sticky_misses"],
+        m["failovers"],
+        cells.Html(f'<span class="r-{h(m["rating"])}">{h(m["rating"])}</span>'),
+        m["last_error"],
+    ]
 
 
 def _maps(ctx: Context, view: WorkerView) -> str:
@@ -337,58 +347,8 @@ def _table(heads: list[str], rows: list[list[object]]) -> str:
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, _Html):
+    if isinstance(value, cells.Html):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return h(value)  # type: ignore[arg-type]
-
-
-class _Html(str):
-    """Markup built here from escaped parts: a table cell writes it as is."""
-
-
-def _num(value: object) -> str:
-    return h(value)  # type: ignore[arg-type]
-
-
-def _state(r: Row) -> _Html:
-    state = str(r.get("state"))
-    cls = (
-        "s-ok"
-        if state.startswith("OK") and state != "OK/BUSY"
-        else ("s-err" if state in ("ERR", "ERR/PRB") else "s-warn")
-    )
-    return _Html(f'<span class="{cls}">{h(state)}</span>')
-
-
-def _per_second(value: int, r: Row) -> float | None:
-    ago = r.get("last_reset_ago")
-    return value / ago if isinstance(ago, int) and ago > 0 else None
-
-
-def _rate(value: object, r: Row) -> _Html:
-    rate = _per_second(value, r) if isinstance(value, int) else None
-    return _Html(f"{h(value)} ({'-' if rate is None else int(rate)}/sec)")  # type: ignore[arg-type]
-
-
-def _bytes(value: object, r: Row) -> _Html:
-    if not isinstance(value, int):
-        return _Html(h(value))  # type: ignore[arg-type]
-    rate = _per_second(value, r)
-    return _Html(f"{_size(value)} ({'-' if rate is None else _size(int(rate))}/sec)")
-
-
-def _size(n: int) -> str:
-    for unit in ("", "K", "M", "G", "T"):
-        if n < 1024 or unit == "T":
-            return f"{n}" if not unit else f"{n:.1f}{unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def _error_time(r: Row) -> str:
-    at = r.get("error_time_unix_seconds")
-    if not isinstance(at, int):
-        return ""
-    return h(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)))

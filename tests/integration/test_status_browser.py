@@ -98,11 +98,13 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]
 
 
 def _member_row(driver: object, member: str) -> object:
-    """The member table's row of ``member`` (the Name cell is the second one)."""
+    """The member table's row of ``member``: the row whose Name cell names it and that has an
+    Actions cell (the columns are found by their class, not their position)."""
     from selenium.webdriver.common.by import By
 
     return driver.find_element(  # type: ignore[attr-defined]
-        By.XPATH, f"//tr[td[2][normalize-space()='{member}']][td[@class='act']]"
+        By.XPATH,
+        f"//tr[td[@class='name'][normalize-space()='{member}']][td[@class='actions']]",
     )
 
 
@@ -120,7 +122,7 @@ def _activation(driver: object, member: str) -> str:
     from selenium.webdriver.common.by import By
 
     def read(d: object) -> str:
-        return _member_row(d, member).find_element(By.XPATH, "td[3]").text.strip()
+        return _member_row(d, member).find_element(By.XPATH, "td[@class='activation']").text.strip()
 
     return _settled(driver).until(read)  # type: ignore[attr-defined]
 
@@ -210,7 +212,8 @@ def _txt_member(stack: Stack, member: str) -> str:
 def test_status_page_fits_a_laptop_and_a_phone(stack: Stack, browser: object, tmp_path: Path):
     """Demo-like: node1..node3 (node3 twice the lbfactor), some traffic, node2 disabled. No
     horizontal overflow of the page itself at either size (wide tables scroll in their own
-    wrappers); the screenshots are kept when PYJK_SCREENSHOTS names a directory."""
+    wrappers), and every member's Activate/Disable/Stop on the first screen at both; the
+    screenshots are kept when PYJK_SCREENSHOTS names a directory."""
     for name in ("node1", "node2", "node3"):
         stack.start_backend(name)
     stack.start_balancer(
@@ -237,6 +240,7 @@ def test_status_page_fits_a_laptop_and_a_phone(stack: Stack, browser: object, tm
         )
         assert inner == width, (label, inner)
         assert scroll <= inner, f"{label}: the page is {scroll}px wide in a {inner}px window"
+        _assert_actions_in_view(driver, label, width, height)
         path = tmp_path / f"status-{label}.png"
         assert driver.save_screenshot(str(path))  # type: ignore[attr-defined]
         assert _png_size(path) == (width, height)
@@ -246,6 +250,29 @@ def test_status_page_fits_a_laptop_and_a_phone(stack: Stack, browser: object, tm
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shots["laptop"], Path(keep) / "status-page.png")
         shutil.copy(shots["phone"], Path(keep) / "status-page-phone.png")
+
+
+def _assert_actions_in_view(driver: object, label: str, width: int, height: int) -> None:
+    """What an operator acts on is on the first screen, without scrolling: on the laptop the
+    member row's buttons (the cards are hidden), on the phone the members' cards."""
+    from selenium.webdriver.common.by import By
+
+    cards = driver.find_elements(By.CSS_SELECTOR, ".glance .card")  # type: ignore[attr-defined]
+    if label == "laptop":
+        assert not [c for c in cards if c.is_displayed()], "cards on a laptop"
+        buttons = [
+            b
+            for m in ("node1", "node2", "node3")
+            for b in _member_row(driver, m).find_elements(By.XPATH, ".//button[@name='vwa']")
+        ]
+    else:
+        assert len([c for c in cards if c.is_displayed()]) == 3, "no member cards on a phone"
+        buttons = [b for c in cards for b in c.find_elements(By.XPATH, ".//button[@name='vwa']")]
+    assert len(buttons) == 9
+    for b in buttons:
+        r = b.rect
+        inside = r["x"] >= 0 and r["x"] + r["width"] <= width and r["y"] + r["height"] <= height
+        assert b.is_displayed() and inside, f"{label}: {b.text} button at {r}"
 
 
 def _disable_by_post(stack: Stack, member: str) -> None:
