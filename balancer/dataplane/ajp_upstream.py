@@ -5,7 +5,8 @@ calls both ways (``begin``, ``request_done``, ``pause_reading_for_client`` ...; 
 ``upstream_head``, ``upstream_body``, ``upstream_complete``, ``upstream_failed``) and the same
 attributes for the relay (``status``, ``reason``, ``headers``, ``content_length`` ...) — so the
 plan loop, the relay, the pool and the lb engine treat both kinds of member alike. The bytes
-are the codec's (``balancer.ajp``); the field mapping is ``ajp_fields``.
+are the codec's (``balancer.ajp``); the field mapping is ``ajp_fields``, the request body's
+packets ``ajp_body``, the reading half ``ajp_response``, the member's settings ``ajp_settings``.
 
 One request on a connection:
 
@@ -26,81 +27,28 @@ after the end).
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
-from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from balancer.ajp import codes
 from balancer.ajp.errors import AjpError
-from balancer.ajp.reply import (
-    BodyChunk,
-    CPong,
-    EndResponse,
-    GetBodyChunk,
-    SendHeaders,
-    decode_reply,
-)
-from balancer.ajp.request import (
-    CPING_PACKET,
-    END_OF_BODY_PACKET,
-    body_packet,
-    encode_forward_request,
-    max_body_chunk,
-)
+from balancer.ajp.request import CPING_PACKET, encode_forward_request, max_body_chunk
 from balancer.ajp.wire import from_container_deframer
-from balancer.dataplane.ajp_fields import forward_request, response_head, tls_info
+from balancer.dataplane.ajp_body import RequestBody
+from balancer.dataplane.ajp_fields import forward_request, tls_info
+from balancer.dataplane.ajp_response import DONE, IDLE, PING, SENT, AjpResponse, log
+from balancer.dataplane.ajp_settings import AjpSettings, ajp_settings
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
-    from balancer.config.model import MemberConfig
     from balancer.dataplane.exchange import Exchange
     from balancer.dataplane.pool import MemberPool
 
-log = logging.getLogger("balancer.dataplane.ajp")
-
-# request phases on one connection
-_IDLE = 0  # no request, or one not started
-_PING = 1  # CPing sent, waiting for CPong
-_SENT = 2  # forward request sent, response being read
-_DONE = 3  # END_RESPONSE read
+__all__ = ["AjpConnection", "AjpSettings", "ajp_settings"]
 
 
-@dataclass(frozen=True, slots=True)
-class AjpSettings:
-    """What a member's pool needs to speak AJP. Times in seconds; 0 = off."""
-
-    max_packet_size: int = codes.DEFAULT_PACKET_SIZE
-    secret: str = ""
-    connect_timeout: float = 0.0  # CPing after connecting (ping_mode C)
-    prepost_timeout: float = 0.0  # CPing before each request (ping_mode P)
-
-
-def packet_size(value: int) -> int:
-    """mod_jk's rule: rounded up to a multiple of 1024, within 8192..65536."""
-    rounded = -(-value // 1024) * 1024
-    return min(codes.MAX_PACKET_SIZE, max(codes.MIN_PACKET_SIZE, rounded))
-
-
-def ajp_settings(cfg: MemberConfig) -> AjpSettings | None:
-    """The AJP settings of an ``ajp13`` member; None for any other type."""
-    if cfg.type != "ajp13":
-        return None
-    return AjpSettings(
-        max_packet_size=packet_size(cfg.max_packet_size),
-        secret=cfg.secret,
-        connect_timeout=max(0, cfg.connect_timeout) / 1000,
-        prepost_timeout=max(0, cfg.prepost_timeout) / 1000,
-    )
-
-
-class AjpConnection(asyncio.Protocol):
+class AjpConnection(AjpResponse, asyncio.Protocol):
     __slots__ = (
-        "body_buf",
-        "body_complete",
         "body_got",
-        "body_left",
         "body_paused",
         "chunked",
         "closed",
@@ -115,7 +63,6 @@ class AjpConnection(asyncio.Protocol):
         "last_read",
         "loop",
         "max_chunk",
-        "owed",
         "phase",
         "ping_timer",
         "pool",
@@ -132,6 +79,7 @@ class AjpConnection(asyncio.Protocol):
         "transport",
         "tunnel",
         "upgrade",
+        "upload",
         "write_paused_at",
     )
 
@@ -159,12 +107,9 @@ class AjpConnection(asyncio.Protocol):
         self.read_paused = False
         self.received = 0
         self.head_request = False
-        self.phase = _IDLE
-        self.body_buf = bytearray()
-        self.body_complete = False
-        self.body_left: int | None = None
+        self.phase = IDLE
+        self.upload = RequestBody(self.max_chunk)
         self.body_paused = False
-        self.owed: deque[int] = deque()
         self._reset_response()
 
     def _reset_response(self) -> None:
@@ -200,7 +145,7 @@ class AjpConnection(asyncio.Protocol):
         if ex is None:
             return
         reason = "connection-reset" if exc is not None else "connection-closed"
-        if self.phase == _PING:
+        if self.phase == PING:
             if self.reused and not ex.stale_retried:
                 # a pooled connection the container closed while it was idle is not a
                 # failure of the member: ask once for a fresh one (as for http members)
@@ -210,7 +155,7 @@ class AjpConnection(asyncio.Protocol):
                 return
             ex.upstream_failed(OutcomeKind.CONNECT_FAILED, f"cping-failed: {reason}")
         else:
-            sent_all = ex.body_done_up and not self.body_buf
+            sent_all = ex.body_done_up and not self.upload
             kind = (
                 OutcomeKind.READ_FAILED if (sent_all or self.received) else OutcomeKind.SEND_FAILED
             )
@@ -247,16 +192,12 @@ class AjpConnection(asyncio.Protocol):
         self.head_request = head_request
         self.reply_timeout = reply_timeout
         self.socket_timeout = self.pool.socket_timeout
-        self.phase = _IDLE
-        self.owed.clear()
-        self.body_left = None
+        self.phase = IDLE
         self._reset_response()
 
     def send_request(self, ex: Exchange) -> None:
         """Start the request (Exchange._attach hands AJP framing over to us)."""
-        body = ex.body
-        self.body_buf = bytearray(b"".join(body)) if body else bytearray()
-        self.body_complete = ex.body_complete
+        self.upload = RequestBody(self.max_chunk, b"".join(ex.body), ex.body_complete)
         if ex.client.pause_flags:
             ex.client.pending_taken()  # the body read so far is ours now
         s = self.settings
@@ -264,7 +205,7 @@ class AjpConnection(asyncio.Protocol):
             s.connect_timeout if (s.connect_timeout and not self.reused) else s.prepost_timeout
         )
         if timeout:
-            self.phase = _PING
+            self.phase = PING
             self._write(CPING_PACKET)
             self.ping_timer = self.loop.call_later(timeout, self._ping_expired)
             self._body_flow(ex)
@@ -276,17 +217,17 @@ class AjpConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is None:
             return
-        self.body_buf += data
-        if self.phase == _SENT and self.owed:
+        self.upload.add(data)
+        if self.phase == SENT and self.upload.waiting:
             self._pump(ex)
         else:
             self._body_flow(ex)
 
     def request_done(self) -> None:
         """The client's body is complete (Exchange.request_complete)."""
-        self.body_complete = True
+        self.upload.finish()
         ex = self.exchange
-        if ex is not None and self.phase == _SENT and self.owed:
+        if ex is not None and self.phase == SENT and self.upload.waiting:
             self._pump(ex)
 
     def pause_reading_for_client(self) -> None:
@@ -305,7 +246,7 @@ class AjpConnection(asyncio.Protocol):
         self._unpause_client()
         self.exchange = None
         self._cancel_timers()
-        self.body_buf = bytearray()
+        self.upload = RequestBody(self.max_chunk)
         if self.read_paused:
             self.resume_reading_for_client()
 
@@ -318,10 +259,10 @@ class AjpConnection(asyncio.Protocol):
 
     def _send_forward(self, ex: Exchange) -> None:
         req = ex.req
-        complete = self.body_complete
+        complete = self.upload.complete
         # a chunked body read whole goes with its length, as for http members; otherwise its
         # length is unknown and the container asks for every packet
-        length = (len(self.body_buf) if complete else None) if req.chunked else req.content_length
+        length = (len(self.upload) if complete else None) if req.chunked else req.content_length
         client = ex.client
         transport = client.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
@@ -360,17 +301,15 @@ class AjpConnection(asyncio.Protocol):
                 self.settings.max_packet_size,
                 exc,
             )
-            self.phase = _DONE
+            self.phase = DONE
             ex.client_failed(431)
             return
-        self.phase = _SENT
+        self.phase = SENT
         self._write(packet)
         ex.sent += len(packet)
         ex.request_sent = True
         ex.up_chunked = False
-        self.body_left = length
-        if length:
-            self.owed.append(self.max_chunk)  # the first packet goes unasked
+        self.upload.announce(length)
         if ex.body and (ex.body_size > ex.server.limits.replay_buffer_size or not ex.replayable):
             ex.replayable = False  # sent and too big to keep: no replay from here on
             ex.body = []
@@ -382,23 +321,7 @@ class AjpConnection(asyncio.Protocol):
 
     def _pump(self, ex: Exchange) -> None:
         """Answer what the container asked for with what the client has sent."""
-        buf = self.body_buf
-        owed = self.owed
-        out = []
-        while owed:
-            left = self.body_left
-            if buf and (left is None or left > 0):
-                n = min(owed[0], len(buf))
-                if left is not None:
-                    n = min(n, left)
-                    self.body_left = left - n
-                out.append(body_packet(bytes(buf[:n])))
-                del buf[:n]
-            elif self.body_complete or left == 0:
-                out.append(END_OF_BODY_PACKET)  # nothing (more) to send: the body ends
-            else:
-                break  # the client has not sent it yet
-            owed.popleft()
+        out = self.upload.packets()
         if out and self.transport is not None and not self.closed:
             if len(out) == 1:
                 self.transport.write(out[0])
@@ -411,7 +334,7 @@ class AjpConnection(asyncio.Protocol):
     def _body_flow(self, ex: Exchange) -> None:
         """Hold the client's body back while the container has not asked for what we hold."""
         high = self.pool.limits.write_buffer_high
-        held = len(self.body_buf)
+        held = len(self.upload)
         if self.write_paused_at or held > high:
             if not self.body_paused:
                 self.body_paused = True
@@ -420,6 +343,12 @@ class AjpConnection(asyncio.Protocol):
             self.body_paused = False
             ex.client.resume_body()
 
+    def _finish(self) -> None:
+        """The response ended: nothing more to time, hold back or send for this request."""
+        self._cancel_timers()
+        self._unpause_client()
+        self.upload = RequestBody(self.max_chunk)
+
     def _unpause_client(self) -> None:
         if self.body_paused:
             self.body_paused = False
@@ -427,127 +356,12 @@ class AjpConnection(asyncio.Protocol):
             if ex is not None:
                 ex.client.resume_body()
 
-    # --- bytes in ----------------------------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        ex = self.exchange
-        if ex is None:
-            self.pool.discard(self)  # bytes nobody asked for: the stream is out of step
-            return
-        self.received += len(data)
-        if self.timer is not None:
-            self.last_read = self.loop.time()
-        try:
-            payloads = self.deframer.feed(data)
-        except AjpError as exc:
-            self._broken(ex, exc)
-            return
-        last = len(payloads) - 1
-        for i, payload in enumerate(payloads):
-            try:
-                msg = decode_reply(payload)
-            except AjpError as exc:
-                self._broken(ex, exc)
-                return
-            kind = type(msg)
-            if self.phase == _PING:
-                if kind is not CPong:
-                    self._broken(ex, AjpError(f"{kind.__name__} while waiting for CPONG"))
-                    return
-                self._pinged(ex)
-            elif kind is BodyChunk:
-                if not self._body(ex, msg.data):  # type: ignore[union-attr]
-                    return
-            elif kind is GetBodyChunk:
-                self.owed.append(min(msg.size, self.max_chunk))  # type: ignore[union-attr]
-                self._pump(ex)
-            elif kind is SendHeaders:
-                if not self._head(ex, msg):  # type: ignore[arg-type]
-                    return
-            elif kind is EndResponse:
-                self._end(ex, msg.reuse, i < last or self.deframer.pending > 0)  # type: ignore[union-attr]
-                return
-            else:
-                self._broken(ex, AjpError("CPONG without a CPING"))
-                return
-            if self.exchange is not ex:
-                return  # the exchange let go of this connection (fail_on_status, ...)
-        if ex.wbuf:
-            ex.flush()
-
-    def _pinged(self, ex: Exchange) -> None:
-        if self.ping_timer is not None:
-            self.ping_timer.cancel()
-            self.ping_timer = None
-        self._send_forward(ex)
-
-    def _head(self, ex: Exchange, msg: SendHeaders) -> bool:
-        if self.final_head:
-            self._broken(ex, AjpError("a second SEND_HEADERS"))
-            return False
-        try:
-            head = response_head(msg)
-        except AjpError as exc:
-            self._broken(ex, exc)
-            return False
-        self.status = head.status
-        self.reason = head.reason
-        self.headers = head.headers
-        self.set_cookies = head.set_cookies
-        self.content_length = head.content_length
-        self.final_head = head.status >= 200
-        ex.upstream_head()
-        return self.exchange is ex
-
-    def _counts_length(self) -> bool:
-        return (
-            self.content_length is not None
-            and not self.head_request
-            and self.status not in (204, 304)
-        )
-
-    def _body(self, ex: Exchange, data: bytes) -> bool:
-        if not self.final_head:
-            self._broken(ex, AjpError("SEND_BODY_CHUNK before SEND_HEADERS"))
-            return False
-        self.body_got += len(data)
-        if self._counts_length() and self.body_got > self.content_length:  # type: ignore[operator]
-            self._broken(ex, AjpError("more body than its Content-Length"))
-            return False
-        if data:
-            ex.upstream_body(data)
-        return True
-
-    def _end(self, ex: Exchange, reuse: bool, more: bool) -> None:
-        if not self.final_head:
-            self._broken(ex, AjpError("END_RESPONSE before SEND_HEADERS"))
-            return
-        if self._counts_length() and self.body_got < self.content_length:  # type: ignore[operator]
-            ex.upstream_failed(OutcomeKind.READ_FAILED, "response shorter than its Content-Length")
-            ex.flush()
-            return
-        self.phase = _DONE
-        # reusable only in step: nothing after the end, no body packet the container waits for
-        reusable = reuse and not more and not self.owed and not self.closed
-        self._cancel_timers()
-        self._unpause_client()
-        self.body_buf = bytearray()
-        ex.upstream_complete(reusable)
-
-    def _broken(self, ex: Exchange, exc: AjpError) -> None:
-        log.info("member=%s bad AJP from the container: %s", self.pool.name, exc)
-        if self.phase == _PING:
-            ex.upstream_failed(OutcomeKind.CONNECT_FAILED, f"cping-failed: {exc}")
-        else:
-            ex.upstream_failed(OutcomeKind.BAD_RESPONSE, f"bad-response: {exc}")
-        ex.flush()
-
     # --- timeouts -----------------------------------------------------------------------------
 
     def _ping_expired(self) -> None:
         self.ping_timer = None
         ex = self.exchange
-        if ex is None or self.closed or self.phase != _PING:
+        if ex is None or self.closed or self.phase != PING:
             return
         ex.upstream_failed(OutcomeKind.CONNECT_FAILED, "cping-timeout")
         ex.flush()
@@ -562,10 +376,10 @@ class AjpConnection(asyncio.Protocol):
     def _on_timer(self) -> None:
         self.timer = None
         ex = self.exchange
-        if ex is None or self.closed or self.phase != _SENT:
+        if ex is None or self.closed or self.phase != SENT:
             return
         now = self.loop.time()
-        if self.read_paused or self.owed:
+        if self.read_paused or self.upload.waiting:
             # we hold reading back for a slow client, or the container waits for the
             # client's body: neither is the container's silence
             self.last_read = now

@@ -30,7 +30,7 @@ from balancer.ajp.reply import (
 from balancer.ajp.request import CPING_PACKET, body_packet
 from balancer.dataplane.ajp_fields import response_head
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VALID_REPLIES = [
     encode_send_headers(
