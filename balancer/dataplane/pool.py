@@ -105,7 +105,7 @@ class MemberPool:
     def release(self, conn: UpstreamConnection) -> None:
         """A connection whose response was read to the end, ready for the next request."""
         conn.exchange = None
-        if conn.timer is not None or conn.read_paused:
+        if conn.read_paused:
             conn.detach()
         if conn.closed or conn.discarded:
             return

@@ -68,6 +68,7 @@ class UpstreamConnection(asyncio.Protocol):
         "status",
         "te",
         "timer",
+        "timer_at",
         "transport",
         "tunnel",
         "upgrade",
@@ -86,6 +87,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.discarded = False
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
         self.reply_timeout = 0.0
         self.socket_timeout = 0.0
         self.last_read = 0.0
@@ -187,7 +189,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.socket_timeout = st = self.pool.socket_timeout
         if st:
             self.last_read = self.loop.time()
-            self._arm(self.last_read + st)
+            self._arm_by(self.last_read + st)
 
     def request_done(self) -> None:
         """The whole request went out: the reply timeout runs from now."""
@@ -209,9 +211,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def detach(self) -> None:
-        """The exchange is done with this connection (before it goes back to the pool)."""
+        """The exchange is done with this connection (before it goes back to the pool).
+
+        A pending timer is left to fire: with no exchange it does nothing, and a request that
+        reuses the connection before then keeps it when its own deadline is later (one timer
+        per deadline span rather than a new timer and a cancel for every request)."""
         self.exchange = None
-        self._cancel_timer()
         if self.read_paused:
             self.resume_reading_for_client()
 
@@ -361,10 +366,13 @@ class UpstreamConnection(asyncio.Protocol):
     def _arm(self, when: float) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        self.timer_at = when
         self.timer = self.loop.call_at(when, self._on_timer)
 
     def _arm_by(self, when: float) -> None:
-        if self.timer is None or self.timer.when() > when:
+        """Make sure the timer fires by ``when``; an earlier one is kept (when it fires,
+        ``_on_timer`` works out the deadline that applies then)."""
+        if self.timer is None or self.timer_at > when:
             self._arm(when)
 
     def _cancel_timer(self) -> None:
