@@ -12,9 +12,12 @@ webapp has started.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -92,6 +95,7 @@ class Tomcat:
         self.ajp_port = free_port()
         self.receiver_port = free_port() if cluster else 0
         self.proc: Proc | None = None
+        self.log_path = self.base / "logs" / f"tomcat-{node}.log"  # the console output
         self._prepare()
 
     def _prepare(self) -> None:
@@ -132,7 +136,7 @@ class Tomcat:
         }
         for var in ("CATALINA_OPTS", "CATALINA_PID", "LOGGING_CONFIG"):
             env[var] = ""
-        self.proc = Proc([str(CATALINA_SH), "run"], self.base / "logs" / "console.log", env)
+        self.proc = Proc([str(CATALINA_SH), "run"], self.log_path, env)
         if group is not None:
             group.procs.append(self.proc)
         return self
@@ -163,13 +167,23 @@ class Tomcat:
         return self.proc is not None and self.proc.alive()
 
     def output(self) -> str:
-        log = self.base / "logs" / "console.log"
+        log = self.log_path
         return log.read_text(errors="replace") if log.exists() else ""
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (a clean shutdown, cluster goodbye included), SIGKILL after ``timeout``."""
-        if self.proc is not None:
-            self.proc.stop(timeout)
+        """SIGTERM (a clean shutdown, cluster goodbye included), SIGKILL after ``timeout``.
+
+        The log stays open: a test that stopped a Tomcat still shows its log if it fails."""
+        proc = self.proc
+        if proc is None or not proc.alive():
+            return
+        proc.signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
     def worker_lines(self, name: str | None = None, **extra: object) -> list[str]:
         """workers.properties lines for this node as an ajp13 member called ``name``."""
