@@ -41,6 +41,9 @@ log = logging.getLogger("pyjk.balancer")
 
 VERSION = "pyjk/0.1.0"
 MAINTAIN_TICK = 1.0  # s; engines run their maintenance only once worker.maintain has passed
+# route() remembers its answer for this many raw paths of up to ANSWER_CACHE_PATH bytes
+ANSWER_CACHE_SIZE = 4096
+ANSWER_CACHE_PATH = 256
 
 
 class StartupError(Exception):
@@ -128,6 +131,8 @@ class Balancer:
         self.listen = listen
         self.access_log = access_log
         self.runtime = self.load(previous=None)
+        self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
+        self._answers_for = self.runtime
         self.status = StatusEndpoints(VERSION, listen)
         self.status.update(self.runtime)
         self.health = HealthMonitor()
@@ -202,15 +207,32 @@ class Balancer:
 
     def route(self, req: Request) -> RouteDecision:
         runtime = self.runtime
-        decision = runtime.uri_map.match(req.path.decode("latin-1"))
+        if runtime is not self._answers_for:
+            self._answers = {}  # a reload: other rules and engines
+            self._answers_for = runtime
+        path = req.path
+        answer = self._answers.get(path)
+        if answer is not None:
+            return answer
+        decision = runtime.uri_map.match(path.decode("latin-1"))
         if type(decision) is Mapped:
             engine = runtime.engines.get(decision.worker)
-            if engine is not None:
-                return ProxyTo(engine, decision.rule.extensions, name=decision.worker)
-            return self.status.route(decision.worker, req)
-        if type(decision) is Rejected:
-            return LocalResponse(decision.status, close=True)
-        return LocalResponse(404)
+            if engine is None:
+                return self.status.route(decision.worker, req)  # depends on more than the path
+            answer = ProxyTo(engine, decision.rule.extensions, name=decision.worker)
+        elif type(decision) is Rejected:
+            answer = LocalResponse(decision.status, close=True)
+        else:
+            answer = LocalResponse(404)
+        # The answer depends on the raw path alone (and the runtime): most requests repeat a
+        # few paths, and a hit costs one dict lookup instead of decoding, the URI map's cache
+        # and a new ProxyTo.
+        if len(path) <= ANSWER_CACHE_PATH:
+            answers = self._answers
+            if len(answers) >= ANSWER_CACHE_SIZE:
+                answers.clear()
+            answers[path] = answer
+        return answer
 
     def _pool_stats(self, member: MemberConfig) -> tuple[int, int] | None:
         pool = self.proxy.pools.get((member.name, member.host, member.port))
