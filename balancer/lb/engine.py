@@ -49,6 +49,13 @@ _QUIET = {(State.OK_IDLE, State.OK), (State.OK, State.OK_IDLE)}
 # it back to OK (balancer.health).
 DOWN_STATES = frozenset({State.ERR, State.ERR_REC, State.ERR_FRC, State.ERR_PRB})
 HEALTH_FAILED = "health-check-failed"
+# Hot-path aliases: an attribute of an Enum class is a slow lookup in CPython 3.11.
+_BUSYNESS = Method.BUSYNESS
+_REQUEST = Method.REQUEST
+_SESSIONS = Method.SESSIONS
+_NEXT = Method.NEXT
+_TRAFFIC = Method.TRAFFIC
+_OK_BUSY = State.OK_BUSY
 HEALTH_PASSED = "health-check-passed"
 
 
@@ -125,7 +132,7 @@ class LbEngine:
     def plan(self, facts: RequestFacts, now: float) -> RequestPlan:
         """Start routing one request; drive it with ``next``/``report``/``finish``."""
         for m in self.members:
-            if m.state is State.OK_BUSY and self._has_room(m):
+            if m.state is _OK_BUSY and self._has_room(m):
                 self.set_state(m, State.OK, "busy-cleared", now)
         return RequestPlan(self, facts, now)
 
@@ -157,31 +164,41 @@ class LbEngine:
         member.chosen_since_maintenance = True
         new_session = not has_session and not stateless
         method = self.settings.method
-        if method is Method.BUSYNESS:
+        if method is _BUSYNESS:
             member.lb_value += member.lb_mult
-        elif method is Method.REQUEST or (new_session and method in (Method.SESSIONS, Method.NEXT)):
-            member.lb_value += slowstart.scaled(member, member.lb_mult, now)
+        elif method is _REQUEST or (new_session and (method is _SESSIONS or method is _NEXT)):
+            if member.slow_start_since is None or now is None:
+                member.lb_value += member.lb_mult  # slowstart.scaled without a ramp
+            else:
+                member.lb_value += slowstart.scaled(member, member.lb_mult, now)
         if new_session:
             member.sessions += 1
 
     def open_forward(self, member: Member) -> None:
-        member.note_busy(+1)
-        self.busy += 1
-        self.max_busy = max(self.max_busy, self.busy)
+        # member.note_busy(+1), inlined: once per Forward
+        busy = member.busy + 1
+        member.busy = busy
+        if busy > member.max_busy:
+            member.max_busy = busy
+        busy = self.busy = self.busy + 1
+        if busy > self.max_busy:
+            self.max_busy = busy
 
     def close_forward(
         self, member: Member, sent: int, received: int, now: float | None = None
     ) -> None:
         """End of one Forward: in-flight counts, byte counters, T and B load values."""
         member.note_busy(-1)
-        self.busy = max(0, self.busy - 1)
-        member.bytes_transferred += max(0, sent)
-        member.bytes_read += max(0, received)
+        self.busy = self.busy - 1 if self.busy > 0 else 0
+        if sent > 0:
+            member.bytes_transferred += sent
+        if received > 0:
+            member.bytes_read += received
         method = self.settings.method
-        if method is Method.TRAFFIC:
+        if method is _TRAFFIC:
             load = (max(0, sent) + max(0, received)) * member.lb_mult
             member.lb_value += slowstart.scaled(member, load, now)
-        elif method is Method.BUSYNESS:
+        elif method is _BUSYNESS:
             member.lb_value = max(0, member.lb_value - member.lb_mult)
 
     def open_busyness(self, member: Member) -> None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from balancer.lb.choice import Choice, Chooser
@@ -76,6 +77,13 @@ class _Verdict(Enum):
     DONE = "done"
 
 
+# Hot-path aliases: an attribute of an Enum class is a slow lookup in CPython 3.11.
+_DONE = _Verdict.DONE
+_OK = State.OK
+_ERR_REC = State.ERR_REC
+_STATE_OF = attrgetter("state")
+
+
 @dataclass(slots=True)
 class _Open:
     """The Forward handed out and not yet closed."""
@@ -95,7 +103,7 @@ class RequestPlan:
         self.facts = facts
         self.session = session_id(facts, engine.settings)
         self._routes = session_routes(self.session) if self.session else []
-        self._states = [m.state for m in engine.members]
+        self._states = list(map(_STATE_OF, engine.members))
         self._attempt = 0
         self._round = 0
         self._forced = False
@@ -125,7 +133,7 @@ class RequestPlan:
     def next(self, now: float) -> Step:
         if self._open is not None:
             raise RuntimeError("next() with a Forward still open: report() or finish() it")
-        if self._verdict is _Verdict.DONE:
+        if self._verdict is _DONE:
             raise RuntimeError("next() after finish(): the request was answered")
         self._now = now
         steps = self._steps
@@ -230,12 +238,13 @@ class RequestPlan:
         self._now = now
         op = self._close(bytes_sent, bytes_received)
         m = op.member
-        m.clear_error_times()
-        self._engine.set_state(m, State.OK, "success", now)
-        self._states[op.index] = State.OK
+        m.first_error_time = m.last_error_time = None  # m.clear_error_times()
+        if m.state is not _OK:
+            self._engine.set_state(m, _OK, "success", now)
+        self._states[op.index] = _OK
         self.status = op.head_status if op.head_status is not None else 200
         self.reason = "served"
-        self._verdict = _Verdict.DONE
+        self._verdict = _DONE
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -335,7 +344,7 @@ class RequestPlan:
         i = choice.index
         m = engine.members[i]
         self.member, self.sticky = m, choice.sticky
-        probe = m.state is State.ERR_REC
+        probe = m.state is _ERR_REC
         if probe:
             engine.set_state(m, State.ERR_PRB, "probe", now)
             self._states[i] = State.ERR_PRB
