@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from balancer.access_log import AccessLog
+from balancer.cluster_view import ClusterView
 from balancer.config import ConfigError, load_workers
 from balancer.config.errors import Problem
 from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
@@ -133,7 +134,10 @@ class Balancer:
         self.runtime = self.load(previous=None)
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
         self._answers_for = self.runtime
+        self.cluster = ClusterView()
+        self._configure_cluster_view()
         self.status = StatusEndpoints(VERSION, listen)
+        self.status.cluster_view = self.cluster.counts
         self.status.update(self.runtime)
         self.health = HealthMonitor()
         self.proxy = ProxyServer(
@@ -188,6 +192,7 @@ class Balancer:
         self.runtime = runtime
         self.status.update(runtime)
         self.health.update(runtime.engines)
+        self._configure_cluster_view()
         self.proxy.prune_pools(
             m for e in runtime.engines.values() for m in (x.config for x in e.members)
         )
@@ -202,6 +207,12 @@ class Balancer:
             sum(1 for r in runtime.uri_map.rules if r.enabled),
         )
         return True
+
+    def _configure_cluster_view(self) -> None:
+        settings = self.runtime.workers.balancer
+        self.cluster.update(
+            self.runtime.engines, settings.cluster_manager_token, settings.cluster_poll_interval
+        )
 
     # --- per request ------------------------------------------------------------------------
 
@@ -255,6 +266,7 @@ class Balancer:
             loop.add_signal_handler(sig, handler)
         self.health.update(self.runtime.engines)
         self.health.start()
+        self.cluster.start()
         self._tasks = [
             asyncio.create_task(self._maintenance(), name="maintenance"),
             asyncio.create_task(self._watch_mounts(), name="mount-reload"),
@@ -266,6 +278,7 @@ class Balancer:
         log.info("stopping: draining requests in flight for up to %.0fs", grace)
         await self.proxy.close(grace=grace)
         await self.health.stop()
+        await self.cluster.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -193,6 +193,14 @@ DIRECTIVES: tuple[Directive, ...] = (
        "closed.",
        unit="s", bounds=_ABOVE_0, pyjk_only=True,
        elsewhere="httpd: GracefulShutdownTimeout; nginx: worker_shutdown_timeout"),
+    _d("cluster_poll_interval", _I, 2, _G,
+       "How often the balancer reads a member's /cluster-manager listing (pyjk workers with "
+       "--cluster) for the status page's live sessions and drained marks; 0 = never.",
+       unit="s", pyjk_only=True, elsewhere="none: mod_jk does not know the cluster"),
+    _d("cluster_manager_token", _S, "", _G,
+       "Bearer token the balancer sends to the workers' /cluster-manager (their "
+       "security.manager_token); empty: only members on loopback can be read.",
+       pyjk_only=True, sensitive=True, elsewhere="none: mod_jk does not know the cluster"),
     # -- every worker type --
     _d("type", _S, "ajp13", ALL_TYPES, "Worker type: lb, status, http or ajp13.", stored=False),
     _d("reference", _S, "", ALL_TYPES,
