@@ -1,0 +1,153 @@
+"""The failover benchmark's arithmetic and table (pure: no processes, no clock).
+
+Inputs: locust's `--json-file` stats, the locustfile's JSON summary (moves, anomalies, and every
+request's end time and latency) and the wall times of the kill and the restart. A request
+belongs to the phase in which its reply arrived:
+
+- before: until the kill;
+- during: from the kill until the last session that had to move was re-stuck (the last move
+  before the restart), or until the last failed check before the restart if that is later
+  (without replication sessions are not moved but lost);
+- after: from then until the restart;
+- restarted: from the restart (the victim back on its port) until the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PHASES = ("before", "during", "after", "restarted")
+FAILOVER_TYPE = "FAILOVER"
+
+
+@dataclass(frozen=True)
+class PhaseStats:
+    name: str
+    start: float
+    end: float
+    requests: int
+    failures: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+    @property
+    def seconds(self) -> float:
+        return max(self.end - self.start, 0.0)
+
+    def as_dict(self, origin: float = 0.0) -> dict[str, Any]:
+        """JSON-ready, with start and end in seconds after `origin` (e.g. the kill)."""
+        return {
+            "name": self.name, "start": self.start - origin, "end": self.end - origin,
+            "seconds": self.seconds, "requests": self.requests, "failures": self.failures,
+            "p50_ms": self.p50_ms, "p99_ms": self.p99_ms,
+        }  # fmt: skip
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of an ascending sequence; None when empty."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return float(sorted_values[rank - 1])
+
+
+def settled_at(events: Sequence[dict[str, Any]], kill: float, restart: float) -> float:
+    """The last event (`{"t": wall time}`) between the kill and the restart (else the kill)."""
+    times = [e["t"] for e in events if kill <= e["t"] < restart]
+    return max(times, default=kill)
+
+
+def phase_bounds(first: float, kill: float, restuck: float, restart: float,
+                 last: float) -> list[tuple[str, float, float]]:  # fmt: skip
+    return [
+        ("before", first, kill),
+        ("during", kill, restuck),
+        ("after", restuck, restart),
+        ("restarted", restart, last),
+    ]
+
+
+def phase_stats(
+    ends: Sequence[float], ms: Sequence[float], ok: Sequence[int],
+    bounds: Sequence[tuple[str, float, float]],
+) -> list[PhaseStats]:  # fmt: skip
+    """Requests, failures and latency percentiles per phase; samples sorted by end time."""
+    order = sorted(range(len(ends)), key=ends.__getitem__)
+    ends_sorted = [ends[i] for i in order]
+    out = []
+    for index, (name, start, end) in enumerate(bounds):
+        lo = bisect_left(ends_sorted, start)
+        # the last phase keeps its final sample
+        hi = len(ends_sorted) if index == len(bounds) - 1 else bisect_left(ends_sorted, end)
+        chosen = order[lo:hi]
+        latencies = sorted(ms[i] for i in chosen)
+        failures = sum(1 for i in chosen if not ok[i])
+        out.append(PhaseStats(name, start, end, len(chosen), failures,
+                              percentile(latencies, 50), percentile(latencies, 99)))  # fmt: skip
+    return out
+
+
+def read_locust_json(path: Path) -> dict[str, Any]:
+    """HTTP totals from locust's `--json-file` output (the FAILOVER rows are not requests).
+
+    The JSON is written after the last user stopped; `--csv`'s stats file can miss the last
+    requests.
+    """
+    requests = failures = failover_rows = 0
+    for entry in json.loads(path.read_text()):
+        if entry["method"] == FAILOVER_TYPE:
+            failover_rows += int(entry["num_requests"])
+            continue
+        requests += int(entry["num_requests"])
+        failures += int(entry["num_failures"])
+    return {"requests": requests, "failures": failures, "failover_rows": failover_rows}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table(results: Sequence[dict[str, Any]]) -> str:
+    """One row per mode: totals and checks, then p50/p99 (ms) and req/s per phase."""
+    head = ["mode", "requests", "failures", "lost writes", "applied twice", "wrong node",
+            "moved", "max re-stick s", "re-stuck after s"]  # fmt: skip
+    rows = []
+    for r in results:
+        rows.append([
+            r["mode"], f"{r['requests']:,}", f"{r['failures']:,}", str(r["lost_writes"]),
+            str(r["double_writes"]), str(r["wrong_node"]), str(r["sessions_moved"]),
+            _s(r["restick_max_s"]), _s(r["restuck_after_s"]),
+        ])  # fmt: skip
+    lines = _grid(head, rows)
+    head2 = ["mode", "phase", "seconds", "requests", "req/s", "failures", "p50 ms", "p99 ms"]
+    rows2 = []
+    for r in results:
+        for p in r["phases"]:
+            rps = p["requests"] / p["seconds"] if p["seconds"] > 0 else None
+            rows2.append([
+                r["mode"], p["name"], f"{p['seconds']:.1f}", f"{p['requests']:,}",
+                "-" if rps is None else f"{rps:,.0f}", str(p["failures"]), _ms(p["p50_ms"]),
+                _ms(p["p99_ms"]),
+            ])  # fmt: skip
+    return "\n".join([*lines, "", *_grid(head2, rows2)])
+
+
+def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(head)]  # fmt: skip
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))  # fmt: skip
+
+    return [line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)]
