@@ -101,6 +101,7 @@ class Endpoint:
         blob = self.sealer.seal(codec.encode(msg), ch.clock())
         self.writer.write(PREFIX.pack(len(blob)) + blob)
         ch.counters["frames_out"] += 1
+        ch.counters["bytes_out"] += PREFIX.size + len(blob)
         if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             log.warning("peer too slow, closing connection peer=%s", self.peer and self.peer.route)
             ch.counters["slow_peer_closed"] += 1
@@ -119,6 +120,7 @@ class Endpoint:
                 return None
             if data is None:
                 return None
+            ch.counters["bytes_in"] += PREFIX.size + len(data)
             if ch.faults.cut:
                 ch.counters["drop_fault_in"] += 1
                 continue

@@ -140,7 +140,10 @@ async def serve(options: WorkerOptions) -> int:
         site = web.TCPSite(runner, options.host, options.port)
         await site.start()
         if node is not None:
-            await node.start()
+            try:
+                await node.start()
+            except OSError as exc:  # e.g. the multicast join or the receiver port refused
+                raise WorkerSetupError(f"--cluster {options.cluster}: cannot start: {exc}") from exc
     except BaseException:
         await runner.cleanup()
         if node is not None:

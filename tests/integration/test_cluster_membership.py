@@ -3,9 +3,12 @@ who must never join (another cluster's name, the wrong key)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.integration.test_cluster_kit import Cluster, cluster, wait_until
+from tests.integration.test_cluster_kit import Cluster, cluster, session_cookie, wait_until
+from tests.support.procs import free_port
 
 __all__ = ["cluster"]
 
@@ -63,3 +66,29 @@ def test_a_node_with_the_wrong_key_never_joins(cluster: Cluster):
     for node in (a, intruder):
         wait_until(lambda n=node: n.counters().get("drop_auth", 0) >= 5, 5, "refused heartbeats")
     assert a.routes() == {"node1"} and intruder.routes() == {"node7"}
+
+
+def test_static_members_find_each_other_without_multicast(cluster: Cluster):
+    ports = [free_port() for _ in range(3)]
+    statics = [f"127.0.0.1:{p}" for p in ports]
+
+    def config(port: int) -> Path:
+        return cluster.config(
+            membership={"multicast": False, "static_members": statics},
+            receiver={"port": port},
+        )
+
+    a, b = cluster.start("node1", config(ports[0])), cluster.start("node2", config(ports[1]))
+    wait_until(lambda: a.routes() == b.routes() == {"node1", "node2"}, 5, "static pings")
+    status, headers, _ = a.get("/app/counter")
+    status, _, body = b.get("/app/counter", {"Cookie": session_cookie(headers)})
+    assert status == 200 and b'"count": 2' in body
+    assert a.counters().get("heartbeats_out", 0) == 0  # no multicast at all
+
+    c = cluster.start("node3", config(ports[2]))
+    wait_until(lambda: c.manager()["sessions"] == 1, 5, "state transfer to node3")
+    c.proc.stop()
+    left = wait_until(lambda: "node3" not in a.routes(), 5, "node3 gone after its shutdown")
+    assert left < 0.5
+    b.kill9()
+    wait_until(lambda: a.routes() == {"node1"}, 5, "node2 dropped after silence and a probe")

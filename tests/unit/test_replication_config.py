@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from replication.config import (
     render_reference,
 )
 from replication.keyfile import KeyFileError, load_or_create_key, parse_key
+from worker.__main__ import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,3 +119,20 @@ def test_a_key_file_that_cannot_be_created_is_an_error_naming_the_file(tmp_path)
 
 def test_gitignore_keeps_key_files_out_of_the_repository():
     assert "*.key" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_worker_cli_takes_a_cluster_file_and_refuses_a_bad_one(tmp_path):
+    assert parse_args(["--route", "n1", "--cluster", "conf/cluster.toml"]).cluster == (
+        "conf/cluster.toml"
+    )
+    bad = tmp_path / "cluster.toml"
+    bad.write_text("[replication]\nack_timout = 5\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--route", "n1", "--listen", "127.0.0.1:0",
+         "--cluster", str(bad)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "replication.ack_timout: unknown key; did you mean 'replication.ack_timeout'?" in (
+        result.stderr
+    )
