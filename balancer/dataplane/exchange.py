@@ -527,6 +527,9 @@ class Exchange(ResponseRelay, LocalAnswers):
         if self.wait_timer is not None:
             self.wait_timer.cancel()
             self.wait_timer = None
+        # request <-> exchange is a reference cycle: break it, so both (and the plan) are freed
+        # at once rather than by the cyclic collector (whose passes cost ~6% of the CPU)
+        self.req.sink = None
         if self.server.access_log is not None:
             self.server.log_access(self)
         self.client.exchange_done(keep_alive)
