@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -345,6 +346,11 @@ def run(args: argparse.Namespace) -> int:
         except StartupError as exc:
             log.error("cannot start: %s", exc)
             return 1
+        # What is loaded by now lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which otherwise walk every module and config object each
+        # time requests in flight have survived enough young collections.
+        gc.collect()
+        gc.freeze()
         try:
             await balancer.serve()
         except OSError as exc:
