@@ -2,10 +2,11 @@
 
     scripts/demo.sh            (installs what is missing, then runs this)
 
-Starts ``python -m worker --route nodeN --listen 127.0.0.1:810N`` for N = 1..3 (as
-conf/workers.properties expects) and ``python -m balancer`` on 127.0.0.1:8080 with the shipped
-conf/, waits until each answers, prints where to look, and stops everything on Ctrl-C or
-SIGTERM. ``--duration S`` stops by itself after S seconds (used by the demo's own test).
+Starts ``python -m worker --route nodeN --listen 127.0.0.1:810N --cluster conf/cluster.toml``
+for N = 1..3 (as conf/workers.properties expects: one replicated cluster over loopback
+multicast) and ``python -m balancer`` on 127.0.0.1:8080 with the shipped conf/, waits until each
+answers, prints where to look, and stops everything on Ctrl-C or SIGTERM. ``--duration S``
+stops by itself after S seconds (used by the demo's own test).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def main() -> int:
                         route,
                         "--listen",
                         f"127.0.0.1:{port}",
+                        "--cluster",
+                        str(CONF / "cluster.toml"),
                     ],
                     cwd=ROOT,
                     env=env,
@@ -102,7 +105,10 @@ def main() -> int:
             f"  session counter (JSON)        {base}/app/counter\n"
             f"  status page (jkmanager)       {base}/jkmanager\n"
             f"  status as text                {base}/jkmanager?mime=txt\n"
-            f"  workers                       node1..node3 on 127.0.0.1:8101-8103\n"
+            f"  workers (one replicated cluster) node1..node3 on 127.0.0.1:8101-8103\n"
+            f"  the cluster as node1 sees it  http://127.0.0.1:8101/cluster-manager\n"
+            "Try it: note the node serving you, kill it (kill -9 the worker with that --route),\n"
+            "and reload: another node answers with the same session and counter.\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -31,5 +31,11 @@ def test_the_demo_serves_sticky_sessions_through_the_balancer(tmp_path):
         assert answers[0]["session"].endswith("." + answers[0]["node"])
         page = opener.open("http://127.0.0.1:8080/app/", timeout=10).read().decode()
         assert answers[0]["node"] in page and "Cart" in page
+        # the three workers are one replicated cluster: every node knows every member
+        for port in (8101, 8102, 8103):
+            listing = json.load(
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster-manager", timeout=10)
+            )
+            assert {m["route"] for m in listing["members"]} == {"node1", "node2", "node3"}
     finally:
         group.stop_all()
