@@ -49,6 +49,8 @@ def _ipv4(multicast: bool) -> Callable[[Any], str | None]:
             return f"expected an IPv4 address, found {v!r}"
         if multicast and not addr.is_multicast:
             return f"{v} is not a multicast address (224.0.0.0/4)"
+        if not multicast and (addr.is_unspecified or addr.is_multicast):
+            return f"{v} cannot be advertised to peers: name one address of this host"
         return None
 
     return check

@@ -125,18 +125,26 @@ class Cluster:
         return self.start_many([route], config, wait_ready=wait_ready)[0]
 
     def start_many(
-        self, routes: list[str], config: Path | None = None, *, wait_ready: bool = True
+        self,
+        routes: list[str],
+        config: Path | list[Path] | None = None,
+        *,
+        wait_ready: bool = True,
     ) -> list[Node]:
-        """Start workers side by side, then wait for each (ready, or its cluster node up)."""
+        """Start workers side by side (one config, or one per route), then wait for each
+        (ready, or at least its cluster node answering)."""
+        configs = (
+            config if isinstance(config, list) else [config or self.default_config] * len(routes)
+        )
         nodes = []
-        for route in routes:
+        for route, path in zip(routes, configs, strict=True):
             port = free_port()
             proc = self.group.python(
                 "-m", "worker", "--route", route, "--listen", f"127.0.0.1:{port}",
-                "--cluster", str(config or self.default_config),
-                name=f"{route}-{port}", env={"PYJK_CLUSTER_FAULTS": "1"},
+                "--cluster", str(path), name=f"{route}-{port}",
+                env={"PYJK_CLUSTER_FAULTS": "1"},
             )  # fmt: skip
-            nodes.append(Node(route, port, proc, config or self.default_config))
+            nodes.append(Node(route, port, proc, path))
         for node in nodes:
             try:
                 wait_for(lambda n=node: n.up(wait_ready), 20, what=f"{node.route} to start")
@@ -149,6 +157,8 @@ class Cluster:
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with proc_group(tmp_path) as group:
         yield Cluster(group, tmp_path)
+        for proc in group.procs:  # all stop together; proc_group then waits for each
+            proc.signal(signal.SIGTERM)
         for proc in group.procs:  # pytest shows captured output only when the test failed
             print(f"--- {proc.log_path.name}\n{proc.log_path.read_text(errors='replace')[-4000:]}")
 

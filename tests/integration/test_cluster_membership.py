@@ -47,8 +47,10 @@ def test_join_within_a_second_crash_after_drop_time_and_probe_clean_leave_at_onc
 
 
 def test_another_cluster_name_on_the_same_group_stays_apart(cluster: Cluster):
-    a, b = cluster.start_many(["node1", "node2"])
-    other = cluster.start("node9", cluster.config(name=cluster.name + "-other"))
+    other_config = cluster.config(name=cluster.name + "-other")
+    a, b, other = cluster.start_many(
+        ["node1", "node2", "node9"], [cluster.default_config, cluster.default_config, other_config]
+    )
     for node in (a, other):
         wait_until(
             lambda n=node: n.counters().get("drop_foreign_cluster", 0) >= 5, 5, "foreign beats"
@@ -58,8 +60,8 @@ def test_another_cluster_name_on_the_same_group_stays_apart(cluster: Cluster):
 
 
 def test_a_node_with_the_wrong_key_never_joins(cluster: Cluster):
-    a = cluster.start("node1")
-    intruder = cluster.start("node7", cluster.config(key_dir=cluster.tmp / "elsewhere"))
+    elsewhere = cluster.config(key_dir=cluster.tmp / "elsewhere")
+    a, intruder = cluster.start_many(["node1", "node7"], [cluster.default_config, elsewhere])
     assert (cluster.tmp / "elsewhere" / "cluster.key").read_bytes() != (
         cluster.tmp / "cluster.key"
     ).read_bytes()
@@ -78,7 +80,7 @@ def test_static_members_find_each_other_without_multicast(cluster: Cluster):
             receiver={"port": port},
         )
 
-    a, b = cluster.start("node1", config(ports[0])), cluster.start("node2", config(ports[1]))
+    a, b = cluster.start_many(["node1", "node2"], [config(ports[0]), config(ports[1])])
     wait_until(lambda: a.routes() == b.routes() == {"node1", "node2"}, 5, "static pings")
     status, headers, _ = a.get("/app/counter")
     status, _, body = b.get("/app/counter", {"Cookie": session_cookie(headers)})

@@ -73,6 +73,7 @@ def test_an_unknown_section_and_a_misplaced_key_are_errors():
         ("[membership]\nfrequency = 5\n", "expected 10..60000"),
         ("[membership]\ngroup = '10.0.0.1'\n", "not a multicast address"),
         ("[membership]\ninterface = 'lo'\n", "expected an IPv4 address"),
+        ("[receiver]\nhost = '0.0.0.0'\n", "cannot be advertised"),
         ("[membership]\nstatic_members = ['nohost']\n", 'expected "HOST:PORT"'),
         ("[replication]\nsend_mode = 'maybe'\n", "expected one of sync, async"),
         ("[security]\ninsecure = 'yes'\n", "expected true or false"),
