@@ -43,10 +43,11 @@ from failover_report import (
     phase_stats,
     read_locust_json,
     settled_at,
+    split_moves,
     table,
 )
 from failover_stack import ROOT, ROUTES, Stack
-from race_procs import StartError, Supervisor
+from race_procs import StartError, Supervisor, core_times, cpu_seconds
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 
@@ -83,6 +84,24 @@ def _wait_log(path: Path, text: str, child: Any, timeout: float) -> float:
     raise StartError(f"locust did not log {text!r} within {timeout:.0f}s:\n{child.log_tail(30)}")
 
 
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, Any]:
+    """CPU seconds of each named process tree, the machine's busy/total jiffies, the time."""
+    cores = list(range(os.cpu_count() or 1))
+    return {"procs": {n: cpu_seconds(p) for n, p in pids.items()}, "cores": core_times(cores),
+            "t": time.time()}  # fmt: skip
+
+
+def cpu_percent(a: dict[str, Any], b: dict[str, Any]) -> dict[str, int]:
+    """% of one core per process between two snapshots; `machine`: all cores (100 per core),
+    `others`: what processes not started here used."""
+    out = {n: round(100 * (b["procs"][n] - a["procs"][n]) / (b["t"] - a["t"])) for n in a["procs"]}
+    busy = sum(b["cores"][c][0] - a["cores"][c][0] for c in a["cores"])
+    total = sum(b["cores"][c][1] - a["cores"][c][1] for c in a["cores"])
+    out["machine"] = round(100 * len(a["cores"]) * busy / max(total, 1))
+    out["others"] = out["machine"] - sum(out[n] for n in a["procs"])
+    return out
+
+
 def _sleep_until(wall: float, child: Any) -> None:
     while time.time() < wall:
         if child.popen.poll() is not None:
@@ -106,7 +125,13 @@ def run_mode(mode: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) ->
     locust = sup.start("locust", argv, cpu=None, log=tmp / "locust.log", cwd=ROOT)
     spawned = _wait_log(tmp / "locust.log", "All users spawned", locust, 30)
     print(f"[{mode}] locust: {args.users} users, {args.duration} s", flush=True)
+    pids = {"balancer": stack.balancer_pid, "locust": locust.pid,
+            **{r: c.pid for r, c in stack.workers.items()}}  # fmt: skip
+    before = cpu_snapshot(pids)
     _sleep_until(spawned + args.duration * args.kill_at, locust)
+    busy = cpu_percent(before, cpu_snapshot(pids))
+    print(f"[{mode}] CPU % of one core before the kill (machine: all cores; others: processes "
+          f"not started here): {busy}", flush=True)  # fmt: skip
     victim = args.victim if args.victim != "busiest" else stack.busiest()
     kill = stack.kill9(victim)
     print(f"[{mode}] kill -9 {victim} at +{kill - spawned:.1f} s", flush=True)
@@ -124,7 +149,8 @@ def run_mode(mode: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) ->
     summary = json.loads(summary_file.read_text())
     totals = read_locust_json(Path(f"{prefix}.json"))
     samples = summary.pop("samples")
-    restuck = settled_at(summary["moves"], kill, times["restart"])
+    moves = split_moves(summary["moves"], victim, kill, times["restart"])
+    restuck = moves.pop("restuck")
     settled = max(restuck, settled_at(summary["anomalies"], kill, times["restart"]))
     first = min(samples["end"], default=spawned)
     last = max(samples["end"], default=time.time())
@@ -139,9 +165,11 @@ def run_mode(mode: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) ->
         "double_writes": summary["double_writes"],
         "wrong_node": summary["wrong_node"],
         "sessions_opened": summary["sessions_opened"],
-        "sessions_moved": summary["sessions_moved"],
-        "restick_max_s": summary["restick_max_s"],
+        "sessions_moved": moves.pop("off_victim"),
+        **moves,
         "restuck_after_s": restuck - kill,
+        "balancer_events": balancer_events(tmp / "balancer.log"),
+        "cpu_percent_before_kill": busy,
         "restart": {k: v - kill for k, v in times.items()},
         "checks": summary["checks"],
         "phases": [p.as_dict(kill) for p in phases],
@@ -151,12 +179,25 @@ def run_mode(mode: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) ->
     }
 
 
+def balancer_events(log: Path) -> dict[str, int]:
+    """How often each `reason=` of a member state change appears in the balancer's log."""
+    counts: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if " state=" in line and " reason=" in line:
+            reason = line.split(" reason=", 1)[1].split(" ", 1)[0]
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
 def print_details(r: dict[str, Any]) -> None:
     print(f"\n[{r['mode']}] victim {r['victim']}; sessions opened {r['sessions_opened']}; "
           f"checks {r['checks']}; restart (s after kill) "
           f"{ {k: round(v, 2) for k, v in r['restart'].items()} }")  # fmt: skip
     print(f"[{r['mode']}] cluster counters at the end (survivors and the restarted node): "
           f"{r['cluster']}")  # fmt: skip
+    print(f"[{r['mode']}] balancer member state changes by reason: {r['balancer_events']}")
+    if r["other_pairs"]:
+        print(f"[{r['mode']}] other moves (from->to, when): {r['other_pairs']}")
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for a in r["anomalies"]:
         by_kind.setdefault(a["kind"], []).append(a)

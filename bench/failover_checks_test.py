@@ -31,6 +31,7 @@ from failover_report import (
     phase_stats,
     read_locust_json,
     settled_at,
+    split_moves,
     table,
 )
 
@@ -192,8 +193,25 @@ def test_the_table_has_a_row_per_mode_and_per_phase() -> None:
     result = {
         "mode": "sync", "requests": 2, "failures": 0, "lost_writes": 0, "double_writes": 0,
         "wrong_node": 0, "sessions_moved": 0, "restick_max_s": None, "restuck_after_s": 0.0,
-        "phases": [p.as_dict() for p in stats],
+        "other_moves": 0, "other_restick_max_s": None, "phases": [p.as_dict() for p in stats],
     }  # fmt: skip
     lines = table([result]).splitlines()
     assert lines[2].split()[:3] == ["sync", "2", "0"]
     assert sum(1 for line in lines if line.startswith("sync ")) == 1 + 4
+
+
+def test_only_moves_off_the_victim_between_kill_and_restart_decide_when_all_re_stuck() -> None:
+    moves = [
+        {"t": 5.0, "restick_s": 0.1, "from": "node1", "to": "node2"},  # before the kill: busy
+        {"t": 10.2, "restick_s": 0.2, "from": "node2", "to": "node3"},  # off the victim
+        {"t": 10.4, "restick_s": 0.3, "from": "node2", "to": "node1"},
+        {"t": 15.0, "restick_s": 0.9, "from": "node1", "to": "node3"},  # survivors, busy
+        {"t": 21.0, "restick_s": 2.0, "from": "node3", "to": "node2"},  # after the restart
+    ]
+    split = split_moves(moves, "node2", 10.0, 20.0)
+    assert split["off_victim"] == 2 and split["restick_max_s"] == 0.3
+    assert split["restuck"] == 10.4
+    assert split["other_moves"] == 3 and split["other_restick_max_s"] == 2.0
+    assert split["other_pairs"] == {
+        "node1->node2 before": 1, "node1->node3 after kill": 1, "node3->node2 restarted": 1,
+    }  # fmt: skip

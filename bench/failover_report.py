@@ -63,6 +63,32 @@ def settled_at(events: Sequence[dict[str, Any]], kill: float, restart: float) ->
     return max(times, default=kill)
 
 
+def split_moves(
+    moves: Sequence[dict[str, Any]], victim: str, kill: float, restart: float
+) -> dict[str, Any]:
+    """Moves off the killed node between kill and restart, and every other move.
+
+    Other moves are sessions the balancer sent from one live node to another: mod_jk's lb
+    fails a sticky request over when its member is busy (pool exhausted) or in error, and the
+    node that serves it takes the session over.
+    """
+    off = [m for m in moves if m["from"] == victim and kill <= m["t"] < restart]
+    other = [m for m in moves if not (m["from"] == victim and kill <= m["t"] < restart)]
+    pairs: dict[str, int] = {}
+    for m in other:
+        phase = "before" if m["t"] < kill else "after kill" if m["t"] < restart else "restarted"
+        key = f"{m['from']}->{m['to']} {phase}"
+        pairs[key] = pairs.get(key, 0) + 1
+    return {
+        "off_victim": len(off),
+        "restick_max_s": max((m["restick_s"] for m in off), default=None),
+        "restuck": settled_at(off, kill, restart),
+        "other_moves": len(other),
+        "other_restick_max_s": max((m["restick_s"] for m in other), default=None),
+        "other_pairs": dict(sorted(pairs.items())),
+    }
+
+
 def phase_bounds(first: float, kill: float, restuck: float, restart: float,
                  last: float) -> list[tuple[str, float, float]]:  # fmt: skip
     return [
@@ -118,15 +144,21 @@ def _s(value: float | None) -> str:
 
 
 def table(results: Sequence[dict[str, Any]]) -> str:
-    """One row per mode: totals and checks, then p50/p99 (ms) and req/s per phase."""
+    """One row per mode: totals and checks, then p50/p99 (ms) and req/s per phase.
+
+    `failures` is locust's count of failed HTTP requests (every failed check, and 5xx and
+    connection errors); the check columns count replies that failed that check.
+    """
     head = ["mode", "requests", "failures", "lost writes", "applied twice", "wrong node",
-            "moved", "max re-stick s", "re-stuck after s"]  # fmt: skip
+            "moved off victim", "max re-stick s", "re-stuck after s", "other moves",
+            "their max re-stick s"]  # fmt: skip
     rows = []
     for r in results:
         rows.append([
             r["mode"], f"{r['requests']:,}", f"{r['failures']:,}", str(r["lost_writes"]),
             str(r["double_writes"]), str(r["wrong_node"]), str(r["sessions_moved"]),
-            _s(r["restick_max_s"]), _s(r["restuck_after_s"]),
+            _s(r["restick_max_s"]), _s(r["restuck_after_s"]), str(r["other_moves"]),
+            _s(r["other_restick_max_s"]),
         ])  # fmt: skip
     lines = _grid(head, rows)
     head2 = ["mode", "phase", "seconds", "requests", "req/s", "failures", "p50 ms", "p99 ms"]

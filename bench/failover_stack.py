@@ -92,6 +92,7 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     workers: dict[str, Child] = field(default_factory=dict)
     balancer_port: int = 0
+    balancer_pid: int = 0
     cluster_file: Path | None = None
     starts: int = 0
 
@@ -127,6 +128,7 @@ class Stack:
              str(mounts_file), "--listen", f"127.0.0.1:{self.balancer_port}"],
             cpu=None, log=self.tmp / "balancer.log", cwd=ROOT,
         )  # fmt: skip
+        self.balancer_pid = balancer.pid
         wait_http_ready(balancer, "127.0.0.1", self.balancer_port, "/app/counter", timeout)
         self.wait_members_ok(set(ROUTES), timeout)
 

@@ -1,10 +1,12 @@
 """Locust users for pyjk's demo app behind the balancer: every reply is checked.
 
-Always bound a run (`--run-time`, or `-i` iterations; without either, headless locust runs
-until interrupted):
+Always bound a run with `--run-time` (without it locust runs until interrupted; locust 2.x's
+core has no iteration limit, `-i` comes with locust-plugins). `--run-time` applies to headless
+runs and to `--autostart` web UI runs; when you start from the web UI, fill in its run time.
 
-    .venv/bin/locust -f bench/locustfile.py --host http://127.0.0.1:8080 --run-time 5m
-        (web UI on http://127.0.0.1:8089; press Start there; stops by itself after 5 min)
+    .venv/bin/locust -f bench/locustfile.py --host http://127.0.0.1:8080 \
+        --web-host 127.0.0.1 --autostart -u 20 -r 20 --run-time 5m
+        (web UI on http://127.0.0.1:8089; starts at once, stops by itself after 5 min)
     .venv/bin/locust -f bench/locustfile.py --host http://127.0.0.1:8080 --headless \
         -u 40 -r 40 --run-time 30s --csv /tmp/pyjk-locust
 
@@ -265,6 +267,9 @@ def _on_request(request_type: str, response_time: float, exception: Any, start_t
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     tally.reset()
+    options = environment.parsed_options
+    if options is not None and not getattr(options, "run_time", None):
+        log.warning("no --run-time: this run stops only when you stop it")
 
 
 @events.test_stop.add_listener
