@@ -23,8 +23,9 @@ import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
@@ -36,8 +37,10 @@ from . import codec
 from .channel import Channel, Endpoint, Faults
 from .codec import Ack, DeltaMsg, Heartbeat, Hello, MemberInfo, Message, Pull, Touch
 from .config import ClusterConfig
+from .endpoints import install_endpoints
 from .keyfile import load_or_create_key
 from .ledger import Ledger, snapshot_response
+from .mcast import Multicast
 from .membership import ALIVE, Joined, Left, Membership, Probe
 from .membership import Event as MemberEvent
 from .replicator import Replicator
@@ -87,8 +90,6 @@ class ClusterNode:
         self.syncer = Syncer(self)
         self.mcast = None
         if config.multicast:
-            from .mcast import Multicast
-
             self.mcast = Multicast(config.group, config.mcast_port, config.interface, config.ttl)
         self.digest = "0" * 16
         self._prepared: dict[int, tuple[SessionDelta, dict[str, asyncio.Future[None]]]] = {}
@@ -98,8 +99,6 @@ class ClusterNode:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def install(self, app: web.Application) -> None:
-        from .endpoints import install_endpoints
-
         self.manager.sink = self.sink
         self.manager.observer = self
         # The owner expires its sessions and says so; replicas expire only through the
@@ -152,10 +151,16 @@ class ClusterNode:
         with contextlib.suppress(Exception):
             await self.channel.probe(host, port, self.config.probe_timeout, shutdown=True)
 
-    def spawn(self, coro: object, name: str = "") -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` in the background; it is cancelled at stop()."""
+        task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("cluster background task failed: %r", exc, exc_info=exc)
 
     async def _every(self, step: Callable[[], object], interval: float) -> None:
         while True:
