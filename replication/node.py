@@ -242,6 +242,9 @@ class ClusterNode:
             if isinstance(event, Joined):
                 m = event.member
                 log.info("member joined id=%s route=%s at=%s:%d", m.id, m.route, m.host, m.port)
+                if m.route == self.me.route:
+                    log.warning("member id=%s has this node's route=%s: one of us is "
+                                "misconfigured (routes must be unique)", m.id, m.route)  # fmt: skip
             elif isinstance(event, Left):
                 m = event.member
                 log.info("member left id=%s route=%s reason=%s", m.id, m.route, event.reason)
