@@ -111,7 +111,7 @@ def _sleep_until(wall: float, child: Any) -> None:
 
 def run_mode(mode: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) -> dict[str, Any]:
     tmp.mkdir(parents=True, exist_ok=True)
-    stack = Stack(sup, tmp, mode)
+    stack = Stack(sup, tmp, mode, pool_size=args.pool_size)
     print(f"[{mode}] starting 3 workers + balancer in {tmp}", flush=True)
     stack.start()
     summary_file, prefix = tmp / "locust-summary.json", tmp / "locust"
@@ -218,6 +218,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--victim", choices=["busiest", *ROUTES], default="busiest")
     p.add_argument("--kill-at", type=float, default=0.3, help="fraction of the run (0.3)")
     p.add_argument("--restart-at", type=float, default=0.6, help="fraction of the run (0.6)")
+    p.add_argument(
+        "--pool-size",
+        type=int,
+        default=0,
+        help="the balancer's connection_pool_size per member (default: its own, 64)",
+    )
     p.add_argument("--json", type=Path, help="write every result (no samples) here")
     p.add_argument("--keep-dir", action="store_true", help="keep configs and logs")
     args = p.parse_args(argv)

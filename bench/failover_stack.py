@@ -58,7 +58,8 @@ def cluster_toml(name: str, mport: int, mode: str, key_file: Path) -> str:
     )
 
 
-def workers_properties(ports: dict[str, int]) -> str:
+def workers_properties(ports: dict[str, int], pool_size: int = 0) -> str:
+    """Members with health checks; `pool_size` > 0 sets connection_pool_size (else default)."""
     lines = [
         "worker.list=lb,jkstatus",
         "worker.maintain=1",
@@ -75,6 +76,8 @@ def workers_properties(ports: dict[str, int]) -> str:
             f"worker.{route}.route={route}",
         ]
         lines += [f"worker.{route}.{key}={value}" for key, value in HEALTH.items()]
+        if pool_size > 0:
+            lines.append(f"worker.{route}.connection_pool_size={pool_size}")
     lines.append("worker.jkstatus.type=status")
     return "\n".join(lines) + "\n"
 
@@ -95,6 +98,7 @@ class Stack:
     balancer_pid: int = 0
     cluster_file: Path | None = None
     starts: int = 0
+    pool_size: int = 0  # the balancer's connection_pool_size per member; 0: its default
 
     @property
     def url(self) -> str:
@@ -120,7 +124,7 @@ class Stack:
         else:
             self.wait_cluster(timeout)
         workers_file, mounts_file = self.tmp / "workers.properties", self.tmp / "uriworkermap"
-        workers_file.write_text(workers_properties(self.ports))
+        workers_file.write_text(workers_properties(self.ports, self.pool_size))
         mounts_file.write_text(MOUNTS)
         balancer = self.sup.start(
             "balancer",

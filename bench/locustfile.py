@@ -48,6 +48,7 @@ import random
 import time
 from array import array
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,9 @@ class _CheckedUser(FastHttpUser):
             ended = time.time()
             reply = parse(resp.status_code, resp.content, _set_cookie(resp))
             finding = judge(reply, started, ended)
+            if finding.failed:  # who answered: the balancer (pyjk) or a worker (aiohttp)
+                server = resp.headers.get("server") if resp.headers else None
+                finding = replace(finding, detail=f"{finding.detail} [server: {server}]")
             tally.record(finding, ended, f"{type(self).__name__}-{id(self):x}")
             if finding.failed:
                 resp.failure(MESSAGES[finding.kind])
