@@ -57,6 +57,8 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         "conn_at",
         "eof",
         "exchange",
+        "forwarded_fields",
+        "forwarded_host",
         "fresh",
         "head_raw",
         "head_size",
@@ -112,6 +114,9 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         self.reseed: bytes | None = None  # see _upgrade_pause
         self.upgrade_rest: bytes | None = None
         self.valid_host: bytes | None = None  # the last Host that passed the check
+        # X-Forwarded-* for the last Host (untrusted peer): built by the exchange, kept here
+        self.forwarded_host: bytes | None = None
+        self.forwarded_fields = b""
         self.pause_flags = 0
         self.starting = False
         self.closed = False

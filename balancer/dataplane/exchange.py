@@ -166,10 +166,16 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.route = route
         self.request_id = self.server.next_request_id()
         method = req.method
+        cookies = req.cookies
+        if cookies:
+            if len(cookies) == 1:
+                cookies = (cookies[0].decode("latin-1"),)
+            else:
+                cookies = tuple([c.decode("latin-1") for c in cookies])
         facts = RequestFacts(
             _METHOD_NAMES.get(method) or method.decode("latin-1"),
             req.path.decode("latin-1"),
-            tuple(c.decode("latin-1") for c in req.cookies) if req.cookies else (),
+            cookies or (),
             route.rule,
             route.route_override,
             req.secure,
@@ -340,21 +346,25 @@ class Exchange(ResponseRelay, LocalAnswers):
         parts = [req.method, b" ", req.target, b" HTTP/1.1\r\nHost: ", req.host or b"", b"\r\n"]
         for name, value in req.headers:
             parts += (name, b": ", value, b"\r\n")
-        ip = client.peer_ip.encode("ascii")
-        scheme = b"https" if req.secure else b"http"
         if client.trusted:
             # a trusted proxy's forwarded fields are kept and extended (Traefik trustedIPs)
+            ip = client.peer_ip.encode("ascii")
             xff = req.xff + b", " + ip if req.xff else ip
-            proto = req.xfproto or scheme
+            proto = req.xfproto or (b"https" if req.secure else b"http")
             xfhost = req.xfhost or req.host
             for value in req.forwarded or ():
                 parts += (b"Forwarded: ", value, b"\r\n")
+            parts += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
+            if xfhost:
+                parts += (b"X-Forwarded-Host: ", xfhost, b"\r\n")
         else:
-            # anything the client claims about the path before us is replaced
-            xff, proto, xfhost = ip, scheme, req.host
-        parts += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
-        if xfhost:
-            parts += (b"X-Forwarded-Host: ", xfhost, b"\r\n")
+            # anything the client claims about the path before us is replaced: the fields
+            # depend on the connection and the Host only, and are kept for the next request
+            host = req.host
+            if host != client.forwarded_host or not client.forwarded_fields:
+                client.forwarded_host = host
+                client.forwarded_fields = _forwarded_fields(client.peer_ip, req.secure, host)
+            parts.append(client.forwarded_fields)
         parts += (b"X-Pyjk-Request-Id: ", self.request_id, b"\r\n")
         if req.upgrade_ws:
             parts += (b"Connection: Upgrade\r\nUpgrade: ", req.upgrade or b"websocket", b"\r\n")
@@ -538,6 +548,17 @@ class Exchange(ResponseRelay, LocalAnswers):
         access_log = self.server.access_log
         if access_log is not None:
             self.server.log_access(self)
+
+
+def _forwarded_fields(peer_ip: str, secure: bool, host: bytes | None) -> bytes:
+    """X-Forwarded-* for a peer that is not a trusted proxy."""
+    fields = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n" % (
+        peer_ip.encode("ascii"),
+        b"https" if secure else b"http",
+    )
+    if host:
+        fields += b"X-Forwarded-Host: %s\r\n" % host
+    return fields
 
 
 def _activation(activation: str) -> bytes:

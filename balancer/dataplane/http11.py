@@ -145,7 +145,26 @@ OWN_HEADER_PREFIX = b"x-pyjk-"
 
 def connection_tokens(value: bytes) -> list[bytes]:
     """The lower-cased, trimmed tokens of a Connection header value (empty ones dropped)."""
+    if b"," not in value:  # the usual single token ("keep-alive", "close")
+        token = value.strip(b" \t").lower()
+        return [token] if token else []
     return [t for t in (p.strip(b" \t").lower() for p in value.split(b",")) if t]
+
+
+# Connection tokens that name no field to drop: the options themselves, and the fields a peer
+# cannot have removed (PROTECTED_FROM_CONNECTION, below).
+_NOT_FIELDS = frozenset({b"close", b"keep-alive", b"upgrade"})
+
+
+def named_fields(tokens: list[bytes]) -> set[bytes] | None:
+    """The fields a Connection header's ``tokens`` ask to drop as hop-by-hop, or None."""
+    named = None
+    for t in tokens:
+        if t not in _NOT_FIELDS and t not in PROTECTED_FROM_CONNECTION:
+            if named is None:
+                named = set()
+            named.add(t)
+    return named
 
 
 def strip_named(headers: list[tuple[bytes, bytes]], named: set[bytes]) -> list[tuple[bytes, bytes]]:

@@ -50,6 +50,10 @@ _SINGLETON_BITS = {
 }
 
 
+# lower-cased name -> (kind, singleton bit or 0): one lookup per known field
+_KINDS = {name: (kind, _SINGLETON_BITS.get(name, 0)) for name, kind in h.REQUEST_HEADERS.items()}
+
+
 class _Stop(Exception):
     """Raised inside a parser callback to stop llhttp; the reason is on the connection."""
 
@@ -118,8 +122,8 @@ class RequestParsing:
         if req.head_done:
             return  # a trailer field of a chunked body: counted above, never forwarded
         lname = name.lower()
-        kind = h.REQUEST_HEADERS.get(lname)
-        if kind is None:
+        entry = _KINDS.get(lname)
+        if entry is None:
             if b"_" in name:
                 policy = limits.underscores_in_headers
                 if policy == "reject":
@@ -131,22 +135,22 @@ class RequestParsing:
                 return  # ours to set, never the client's
             req.headers.append((name, value))
             return
-        bit = _SINGLETON_BITS.get(lname, 0)
+        kind, bit = entry
         if bit:
             if req.singletons & bit:
                 self.reject_status = 400
                 raise _STOP
             req.singletons |= bit
-        if kind == h.H_SINGLETON:
-            req.headers.append((name, value))
-        elif kind == h.H_COOKIE:
-            req.headers.append((name, value))
-            req.cookies.append(value)
-        elif kind == h.H_HOST:
+        if kind == h.H_HOST:
             if req.host is not None:
                 self.reject_status = 400
                 raise _STOP
             req.host = value
+        elif kind == h.H_SINGLETON:
+            req.headers.append((name, value))
+        elif kind == h.H_COOKIE:
+            req.headers.append((name, value))
+            req.cookies.append(value)
         elif kind == h.H_CONTENT_LENGTH:
             req.content_length = int(value)  # llhttp checked digits and duplicates
         elif kind == h.H_TRANSFER_ENCODING:
@@ -250,12 +254,7 @@ class RequestParsing:
                     )
                 )
         if tokens:
-            named = {
-                t
-                for t in tokens
-                if t not in (b"close", b"keep-alive", b"upgrade")
-                and t not in h.PROTECTED_FROM_CONNECTION
-            }
+            named = h.named_fields(tokens)
             if named:
                 req.headers = h.strip_named(req.headers, named)
         q = target.find(b"?")

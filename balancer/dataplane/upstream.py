@@ -328,12 +328,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = parser.should_keep_alive()
         tokens = self.conn_tokens
         if tokens:
-            named = {
-                t
-                for t in tokens
-                if t not in (b"close", b"keep-alive", b"upgrade")
-                and t not in h.PROTECTED_FROM_CONNECTION
-            }
+            named = h.named_fields(tokens)
             if named:
                 self.headers = h.strip_named(self.headers, named)
         if status >= 200:
