@@ -388,13 +388,14 @@ class RequestPlan:
 
     def _chooser(self) -> Chooser:
         engine = self._engine
+        rule = self.facts.rule
         return Chooser(
-            members=engine.members,
-            states=self._states,
-            rule=self.facts.rule,
-            stateless=self.facts.rule.stateless,
-            force=engine.settings.sticky_session_force,
-            rotation=engine,
+            engine.members,
+            self._states,
+            rule,
+            rule.stateless,
+            engine.settings.sticky_session_force,
+            engine,
         )
 
     def _count_sticky_miss(self, choice: Choice | None) -> None:

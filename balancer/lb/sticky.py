@@ -16,7 +16,9 @@ domains; it never names a host.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from balancer.config.model import RuleExtensions
 from balancer.lb.decisions import RequestFacts
@@ -24,7 +26,6 @@ from balancer.lb.settings import LbSettings
 
 # C isspace(): what mod_jk accepts before a cookie name and around its "="
 _SPACE = " \t\n\v\f\r"
-_BEFORE_NAME = ";," + _SPACE  # what may precede a cookie name
 
 
 def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
@@ -89,36 +90,30 @@ def cookie_value(headers: Iterable[str], name: str) -> str | None:
     """
     if not name:
         return None
-    found: list[str] = []
-    size = len(name)
+    pattern = _cookie_pattern(name)
+    found: list[str] | None = None
     for header in headers:
-        pos = header.find(name)
-        while pos >= 0:
-            nxt = pos + 1
-            if pos == 0 or header[pos - 1] in _BEFORE_NAME:
-                i = pos + size
-                end = len(header)
-                while i < end and header[i] in _SPACE:
-                    i += 1
-                if header.startswith("=", i) and i + 1 < end:
-                    i += 1
-                    end = _first_of(header, ";,", i)
-                    value = header[i:end]
-                    if len(value) > 1 and value[0] == '"' and value[-1] == '"':
-                        value = value[1:-1]
-                    found.append(value)
-                    nxt = end
-            pos = header.find(name, nxt) if nxt < len(header) else -1
-    return ";".join(found) if found else None
+        values = pattern.findall(header)
+        if values:
+            if found is None:
+                found = values
+            else:
+                found += values
+    if found is None:
+        return None
+    for k, value in enumerate(found):
+        if len(value) > 1 and value[0] == '"' and value[-1] == '"':
+            found[k] = value[1:-1]
+    return ";".join(found)
 
 
-def _first_of(text: str, chars: str, start: int) -> int:
-    end = len(text)
-    for c in chars:
-        i = text.find(c, start, end)
-        if i >= 0:
-            end = i
-    return end
+@lru_cache(maxsize=64)
+def _cookie_pattern(name: str) -> re.Pattern[str]:
+    """The scan ``cookie_value`` describes, as one regex: the name at the start or after a
+    separator, spaces, ``=`` with something after it, the value up to ``;`` or ``,``. A match
+    resumes the search at the end of its value, a miss one character after where it began."""
+    space = re.escape(_SPACE)
+    return re.compile(f"(?:^|(?<=[;,{space}])){re.escape(name)}[{space}]*=(?=.)([^;,]*)", re.DOTALL)
 
 
 def session_routes(session: str) -> list[str]:
