@@ -208,10 +208,16 @@ class LbEngine:
             member.lb_value += member.lb_mult
 
     def force_recovery(self, states: list[State] | None, now: float) -> int:
-        """Every ERR member to ERR/FRC with reply_timeouts cleared; returns how many."""
+        """Every ERR member to ERR/FRC with reply_timeouts cleared; returns how many.
+
+        pyjk: not a member the active health check holds down. mod_jk forces every ERR member
+        because it has nothing better than a guess; a failing check is evidence. Forcing such
+        a member sent traffic to a worker still answering 503 on /-/ready (restarting, taking
+        its state over) as soon as the others' pools ran dry, and lost sessions.
+        """
         forced = 0
         for i, m in enumerate(self.members):
-            if m.state is State.ERR:
+            if m.state is State.ERR and not m.health_down:
                 m.reply_timeouts = 0
                 self.set_state(m, State.ERR_FRC, "forced-recovery", now)
                 if states is not None:

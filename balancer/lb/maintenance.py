@@ -14,8 +14,8 @@ ERR member then only comes back through forced recovery). One run:
    the last run -> OK/IDLE;
 4. if no member is left outside ERR, every ERR member -> ERR/FRC.
 
-pyjk: a member the active health check took out (``Member.health_down``) stays ERR in step 3
-(the check brings it back); step 4 still forces it when nothing else is left.
+pyjk: a member the active health check took out (``Member.health_down``) stays ERR in steps 3
+and 4: only the check brings it back (``LbEngine.force_recovery`` skips it).
 """
 
 from __future__ import annotations
