@@ -224,10 +224,13 @@ DIRECTIVES: tuple[Directive, ...] = (
        "wait minutes on a black-holed address"),
     _d("socket_keepalive", _B, False, MEMBER, "Enable TCP keepalive on backend connections."),
     _d("socket_buffer", _I, 0, MEMBER, "Socket buffer size; 0 = the system's.", unit="bytes"),
-    _d("connection_pool_size", _I, 64, MEMBER,
-       "Most connections to this backend held by the balancer process.", unit="count", minimum=1,
-       modjk_default="the web server's threads per child; pyjk is one process"),
-    _d("connection_pool_minsize", _I, 32, MEMBER,
+    _d("connection_pool_size", _I, 512, MEMBER,
+       "Most connections to this backend held by the balancer process; a request finding none "
+       "free within connection_acquire_timeout marks the member busy and fails over.",
+       unit="count", minimum=1,
+       modjk_default="the web server's threads per child; pyjk is one process serving every "
+       "client, so it needs as many as there are concurrent requests to one member"),
+    _d("connection_pool_minsize", _I, 256, MEMBER,
        "Idle connections kept when connection_pool_timeout closes the others.", unit="count",
        derived="(connection_pool_size + 1) / 2"),
     _d("connection_pool_timeout", _I, 0, MEMBER,

@@ -9,7 +9,7 @@ comment. pyjk's own directives (health checks, slow start, the status worker's `
 Where a default differs from mod_jk's, it is because mod_jk's default assumes a forking web
 server with blocking sockets (see docs/configuration.md for each):
 ``socket_connect_timeout`` is 5000 ms (mod_jk: socket_timeout x 1000, i.e. none), and
-``connection_pool_size`` is 64 (mod_jk: the web server's threads per child).
+``connection_pool_size`` is 512 (mod_jk: the web server's threads per child).
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ class MemberConfig:
     socket_connect_timeout: int = 5000  # ms; socket_timeout*1000 when that is set
     socket_keepalive: bool = False
     socket_buffer: int = 0  # bytes
-    connection_pool_size: int = 64  # connections held per balancer process
-    connection_pool_minsize: int = 32  # (connection_pool_size + 1) // 2 unless set
+    connection_pool_size: int = 512  # connections held per balancer process
+    connection_pool_minsize: int = 256  # (connection_pool_size + 1) // 2 unless set
     connection_pool_timeout: int = 0  # s, idle pooled connections closed after; 0 = never
     connection_acquire_timeout: int = 200  # ms; mod_jk default retries*retry_interval
     ping_mode: str = ""  # canonical letters from "CPI" (A is expanded)
