@@ -129,30 +129,8 @@ class Chooser:
         return best
 
     def best_by_value(self) -> int | None:
-        """mod_jk ``find_best_byvalue``: scan n members from ``next_offset``; the lowest
-        distance wins, then (unless stateless) the lowest lb_value; ties go to the first in
-        rotation order. Every pick moves ``next_offset`` past the picked member."""
-        members = self.members
-        n = len(members)
-        rotation = self.rotation
-        offset = rotation.next_offset % n if n else 0
-        by_value = not self.stateless
-        states = self.states
-        best: Member | None = None
-        best_i: int | None = None
-        for j in range(offset, offset + n):
-            i = j % n if j >= n else j
-            if not states[i].takes_requests or self.activation(i) is not _ACTIVE:
-                continue
-            member = members[i]
-            if best is None or (
-                member.distance < best.distance
-                if member.distance != best.distance
-                else by_value and member.lb_value < best.lb_value
-            ):
-                best, best_i = member, i
-                rotation.next_offset = (i + 1) % n
-        return best_i
+        """mod_jk ``find_best_byvalue`` (see ``best_by_value`` below)."""
+        return best_by_value(self.members, self.states, self.rule, self.stateless, self.rotation)
 
     def failover(self) -> Choice | None:
         """Hot standby (mod_jk ``find_failover_worker``): when nothing is eligible, route as if
@@ -162,6 +140,41 @@ class Chooser:
                 found = self.by_session_route(member.redirect)
                 return None if found is None else Choice(found.index, sticky=False)
         return None
+
+
+def best_by_value(
+    members: Sequence[Member],
+    states: list[State],
+    rule: RuleExtensions,
+    stateless: bool,
+    rotation: Rotation,
+) -> int | None:
+    """mod_jk ``find_best_byvalue``: scan n members from ``next_offset``; among the eligible
+    ones (``Chooser.eligible``) the lowest distance wins, then (unless stateless) the lowest
+    lb_value; ties go to the first in rotation order. Every pick moves ``next_offset`` past
+    the picked member."""
+    n = len(members)
+    offset = rotation.next_offset % n if n else 0
+    by_value = not stateless
+    overrides = rule.activation
+    best: Member | None = None
+    best_i: int | None = None
+    for j in range(offset, offset + n):
+        i = j % n if j >= n else j
+        if not states[i].takes_requests:
+            continue
+        member = members[i]
+        activation = overrides.get(member.name) if overrides else None
+        if (member.activation if activation is None else activation) is not _ACTIVE:
+            continue
+        if best is None or (
+            member.distance < best.distance
+            if member.distance != best.distance
+            else by_value and member.lb_value < best.lb_value
+        ):
+            best, best_i = member, i
+            rotation.next_offset = (i + 1) % n
+    return best_i
 
 
 def _better(candidate: Member, best: Member, *, by_value: bool) -> bool:

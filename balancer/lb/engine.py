@@ -103,6 +103,7 @@ class LbEngine:
         # None = assume it has.
         self.pool_has_room: Callable[[Member], bool] | None = None
         self._changes: list[StateChange] = []
+        self._routes: dict[str, int] = {}  # route_index's table
         self.update_multipliers()
 
     def _check_unique(self) -> None:
@@ -120,6 +121,18 @@ class LbEngine:
             if m.name == name:
                 return m
         raise UnknownMember(self.name, name)
+
+    def route_index(self, route: str) -> int:
+        """Index of the member whose route is ``route``, or -1 (routes are unique in an lb).
+        A lookup table, checked on every hit and rebuilt when a route has changed."""
+        i = self._routes.get(route, -1)
+        members = self.members
+        if i < 0 or i >= len(members) or members[i].route != route:
+            self._routes = {}
+            for k, m in enumerate(members):
+                self._routes.setdefault(m.route, k)
+            i = self._routes.get(route, -1)
+        return i
 
     def index(self, member: Member) -> int:
         for i, m in enumerate(self.members):
@@ -188,7 +201,10 @@ class LbEngine:
         self, member: Member, sent: int, received: int, now: float | None = None
     ) -> None:
         """End of one Forward: in-flight counts, byte counters, T and B load values."""
-        member.note_busy(-1)
+        busy = member.busy - 1  # member.note_busy(-1), inlined: once per Forward
+        member.busy = busy = busy if busy > 0 else 0
+        if busy > member.max_busy:
+            member.max_busy = busy
         self.busy = self.busy - 1 if self.busy > 0 else 0
         if sent > 0:
             member.bytes_transferred += sent

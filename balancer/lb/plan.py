@@ -49,7 +49,8 @@ from enum import Enum
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from balancer.lb.choice import Choice, Chooser
+from balancer.config.model import Activation
+from balancer.lb.choice import Choice, Chooser, best_by_value
 from balancer.lb.decisions import Fail, Forward, Outcome, OutcomeKind, RequestFacts, Step, Wait
 from balancer.lb.member import Member, State
 from balancer.lb.recovery import resend_refusal
@@ -82,6 +83,7 @@ _DONE = _Verdict.DONE
 _OK = State.OK
 _ERR_REC = State.ERR_REC
 _STATE_OF = attrgetter("state")
+_STOPPED = Activation.STOPPED
 
 
 @dataclass(slots=True)
@@ -253,15 +255,46 @@ class RequestPlan:
         if self._engine.settings.lb_retries < 1:
             steps = self._steps = self._run()
             return next(steps)
-        choice = self._choose()
-        if choice is None:
-            steps = self._steps = self._run(choice=None)
-            return next(steps)
-        if not self._begin_attempt(choice):
+        index = self._quick_choice()
+        if index >= 0:
+            sticky = self.session is not None
+            self._first_choice = False
+        else:
+            choice = self._choose()
+            if choice is None:
+                steps = self._steps = self._run(choice=None)
+                return next(steps)
+            index, sticky = choice.index, choice.sticky
+        if not self._begin_attempt(index, sticky):
             self._attempt += 1
             steps = self._steps = self._run()
             return next(steps)
         return self._forward(0)
+
+    def _quick_choice(self) -> int:
+        """What ``Chooser.choose`` answers in the two common cases, or -1 for the full pass.
+
+        With several members and no per-rule activation: a session whose first route names a
+        member usable for sticky gets that member, sticky (and counts no sticky miss); a
+        request without a session gets ``best_by_value``, not sticky, when it finds one."""
+        engine = self._engine
+        members = engine.members
+        rule = self.facts.rule
+        if len(members) < 2 or rule.activation:
+            return -1
+        routes = self._routes
+        if routes:
+            route = routes[0]
+            i = engine.route_index(route)
+            if i < 0:
+                return -1
+            if not self._states[i].sticky_ok or members[i].activation is _STOPPED:
+                return -1
+            return i
+        if self.session is not None:
+            return -1
+        best = best_by_value(members, self._states, rule, rule.stateless, engine)
+        return -1 if best is None else best
 
     def _run(self, *, resume: bool = False, choice: Choice | bool | None = False) -> Iterator[Step]:
         """The attempt loop. ``resume``: start right after the first Forward (handed out by
@@ -271,7 +304,7 @@ class RequestPlan:
         while True:
             if resume:
                 resume = False
-                verdict = yield from self._attempt_on(None)
+                verdict = yield from self._attempt_on(-1, False)
                 if verdict is _Verdict.STOP:
                     break
                 self._attempt += 1
@@ -302,7 +335,7 @@ class RequestPlan:
                 self._attempt += 1
                 continue
             assert isinstance(choice, Choice)
-            verdict = yield from self._attempt_on(choice)
+            verdict = yield from self._attempt_on(choice.index, choice.sticky)
             choice = False
             if verdict is _Verdict.STOP:
                 break
@@ -319,11 +352,11 @@ class RequestPlan:
                 self._count_sticky_miss(choice)
         return choice
 
-    def _attempt_on(self, choice: Choice | None) -> Iterator[Step]:
-        """One lb attempt on one member: its tries; returns the verdict of the last one.
-        ``choice`` None: the attempt began in ``_first_step`` and its first try is over."""
-        if choice is not None:
-            if not self._begin_attempt(choice):
+    def _attempt_on(self, index: int, sticky: bool) -> Iterator[Step]:
+        """One lb attempt on member ``index``: its tries; returns the verdict of the last one.
+        ``index`` -1: the attempt began in ``_first_step`` and its first try is over."""
+        if index >= 0:
+            if not self._begin_attempt(index, sticky):
                 return _Verdict.NEXT
             yield self._forward(0)
         assert self._cur is not None
@@ -337,13 +370,12 @@ class RequestPlan:
             yield self._forward(try_no)
         return self._verdict
 
-    def _begin_attempt(self, choice: Choice) -> bool:
-        """The attempt's bookkeeping before its first try; False: the member is at its
-        busy_limit (OK/BUSY, next attempt)."""
+    def _begin_attempt(self, i: int, sticky: bool) -> bool:
+        """The attempt's bookkeeping before its first try on member ``i``; False: the member
+        is at its busy_limit (OK/BUSY, next attempt)."""
         engine, now = self._engine, self._now
-        i = choice.index
         m = engine.members[i]
-        self.member, self.sticky = m, choice.sticky
+        self.member, self.sticky = m, sticky
         probe = m.state is _ERR_REC
         if probe:
             engine.set_state(m, State.ERR_PRB, "probe", now)
@@ -353,13 +385,16 @@ class RequestPlan:
             return False
         rule = self.facts.rule
         engine.count_choice(m, self.session is not None, rule.stateless, now)
-        if choice.sticky and m.route in self._routes:
+        if sticky and m.route in self._routes:
             m.sticky_hits += 1
         last = self._last_sent
         if last is not None and last is not m:
             last.failovers += 1
         self._last_sent = m
-        self._cur = (m, i, probe, self._routing_cookie(m, choice.sticky))
+        cookie = None
+        if not sticky and (rule.set_session_cookie or engine.settings.set_session_cookie):
+            cookie = self._routing_cookie(m, sticky)
+        self._cur = (m, i, probe, cookie)
         return True
 
     def _forward(self, try_no: int) -> Forward:
