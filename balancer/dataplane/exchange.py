@@ -164,7 +164,9 @@ class Exchange(ResponseRelay, LocalAnswers):
     def _proxy(self, route: ProxyTo) -> None:
         req = self.req
         self.route = route
-        self.request_id = self.server.next_request_id()
+        server = self.server
+        server.rid_counter += 1  # server.next_request_id(), inlined
+        self.request_id = server.rid_prefix + b"%x" % server.rid_counter
         method = req.method
         cookies = req.cookies
         if cookies:

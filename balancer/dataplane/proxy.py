@@ -84,8 +84,8 @@ class ProxyServer:
         self.per_ip: dict[str, int] = {}
         self.pools: dict[tuple[str, str, int], MemberPool] = {}
         self.pools_by_member: dict[int, tuple[object, MemberPool]] = {}
-        self._rid_prefix = os.urandom(6).hex().encode("ascii") + b"-"
-        self._rid = 0
+        self.rid_prefix = os.urandom(6).hex().encode("ascii") + b"-"
+        self.rid_counter = 0
         self.refused = 0  # connections turned away by the caps
 
     @property
@@ -173,8 +173,8 @@ class ProxyServer:
     def next_request_id(self) -> bytes:
         # unique per process start (random prefix) and per request (counter); the same
         # for every try of one request
-        self._rid += 1
-        return self._rid_prefix + b"%x" % self._rid
+        self.rid_counter += 1
+        return self.rid_prefix + b"%x" % self.rid_counter
 
     # --- member pools -----------------------------------------------------------------------
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("balancer.dataplane.exchange")
 
+_OK_LINE = h.status_line(200, b"OK")
+
 # how the response body goes to the client
 MODE_NONE = 0  # no body (HEAD, 204, 304, 1xx)
 MODE_LENGTH = 1  # Content-Length, relayed as is
@@ -129,7 +131,9 @@ class ResponseRelay:
         self.wbuf.append(self._head(up, status, mode))
 
     def _head(self, up: UpstreamConnection, status: int, mode: int, interim: bool = False) -> bytes:
-        parts = [h.status_line(status, up.reason)]
+        reason = up.reason
+        line = _OK_LINE if status == 200 and reason == b"OK" else h.status_line(status, reason)
+        parts = [line]
         for name, value in up.headers:
             parts += (name, b": ", value, b"\r\n")
         if interim:
@@ -183,10 +187,21 @@ class ResponseRelay:
 
     def upstream_complete(self, reusable: bool) -> None:
         """The response was read to its end (``reusable``: the connection may serve again)."""
+        buf = self.wbuf
         if self.mode == MODE_CHUNKED:
-            self.wbuf.append(h.LAST_CHUNK)
-        if self.wbuf:
-            self.flush()
+            buf.append(h.LAST_CHUNK)
+        if buf:
+            # flush(), inlined for the usual small response
+            self.wbuf = []
+            client = self.client
+            transport = client.transport
+            if transport is not None and not client.closed:
+                if len(buf) == 1:
+                    transport.write(buf[0])
+                elif len(buf) < 5:
+                    transport.write(b"".join(buf))  # a small response: one buffer, one send
+                else:
+                    transport.writelines(buf)
         up = self.up
         received = 0
         if up is not None:

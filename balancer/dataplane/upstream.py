@@ -35,6 +35,29 @@ _STANDARD_REASONS = frozenset(h.REASONS.values())
 
 _STOP = _Stop()
 
+# Response field names as servers usually spell them -> their RESPONSE_HEADERS kind, 0 for a
+# field relayed as is. Any other spelling is lower-cased and looked up in RESPONSE_HEADERS.
+_USUAL_NAMES = {
+    **{
+        name: 0
+        for name in (
+            b"Server",
+            b"Date",
+            b"Content-Type",
+            b"Last-Modified",
+            b"ETag",
+            b"Cache-Control",
+            b"Expires",
+            b"Vary",
+            b"Location",
+            b"Accept-Ranges",
+            b"Content-Encoding",
+            b"Content-Language",
+        )
+    },
+    **{name.title(): kind for name, kind in h.RESPONSE_HEADERS.items()},
+}
+
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
@@ -195,9 +218,12 @@ class UpstreamConnection(asyncio.Protocol):
         """The whole request went out: the reply timeout runs from now."""
         if self.reply_timeout:
             self.request_done_at = now = self.loop.time()
+            when = now + self.reply_timeout
             if self.timer is None:
                 self.last_read = now
-            self._arm_by(now + self.reply_timeout)
+                self._arm(when)
+            elif self.timer_at > when:  # _arm_by(when)
+                self._arm(when)
 
     def pause_reading_for_client(self) -> None:
         if not self.read_paused and self.transport is not None and not self.closed:
@@ -286,8 +312,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.in_body:
             return  # trailer fields are not relayed
-        kind = h.RESPONSE_HEADERS.get(name.lower())
+        kind = _USUAL_NAMES.get(name)  # saves lower() for the usual spellings
         if kind is None:
+            kind = h.RESPONSE_HEADERS.get(name.lower(), 0)
+        if not kind:
             self.headers.append((name, value))
         elif kind == h.R_CONTENT_LENGTH:
             self.content_length = int(value)  # llhttp checked digits and duplicates
@@ -300,6 +328,8 @@ class UpstreamConnection(asyncio.Protocol):
         elif kind == h.R_TRANSFER_ENCODING:
             self.te = value
         elif kind == h.R_CONNECTION:
+            if value == b"keep-alive" or value == b"close":
+                return  # names no field (llhttp reads keep-alive itself)
             tokens = h.connection_tokens(value)
             self.conn_tokens = tokens if self.conn_tokens is None else self.conn_tokens + tokens
         elif kind == h.R_UPGRADE:
