@@ -72,8 +72,15 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "seq": node.replicator.seq,
         "digest": node.replicator.digest_hash(),  # fresh, not the heartbeat's (<= 1 s old)
         "sessions": len(node.store),
-        "counters": dict(sorted(node.counters.items())),
+        "counters": dict(sorted((node.counters + refused(node)).items())),
     }
+
+
+def refused(node: ClusterNode) -> Counter[str]:
+    """The session middleware's 503s by reason, as `requests_refused_<reason>` counters."""
+    return Counter(
+        {f"requests_refused_{k.replace('-', '_')}": v for k, v in node.manager.refused.items()}
+    )
 
 
 def install_endpoints(app: web.Application, node: ClusterNode) -> None:

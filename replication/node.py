@@ -11,6 +11,8 @@ objects — Membership, Replicator (with its Sequencer), Ledger — and writes t
   (CommitObserver), and the sink then waits for the acks in sync mode; a member that misses
   one within `ack_timeout` becomes a suspect;
 - syncs (state transfer, gap recovery, rejoin) pull snapshots and hold readiness meanwhile;
+  requests are refused (503) then, and a session id not held here is asked of the members
+  before the request may go on without it (SessionPeers, worker/peers.py);
 - anti-entropy, touches, replica expiry and housekeeping run on timers.
 """
 
@@ -31,6 +33,7 @@ from aiohttp import web
 
 from worker.delta import SessionDelta
 from worker.middleware import SessionManager
+from worker.peers import Hold, Lookup
 from worker.readiness import Readiness
 
 from . import codec
@@ -50,6 +53,10 @@ from .syncing import Syncer
 log = logging.getLogger("pyjk.cluster")
 STATE_TRANSFER = "state-transfer"
 RESYNC = "resync"
+# readiness holds that mean "sessions may be missing or stale"; during a resync (one member's
+# writes) sessions routed here are still complete: this node wrote them last
+INCOMPLETE = {STATE_TRANSFER: Hold(STATE_TRANSFER), RESYNC: Hold(RESYNC, own_sessions=True)}
+LOOKUP_TIMEOUT = 1.0  # s, at most (ack_timeout if shorter): asking members for a session
 
 
 class ClusterNode:
@@ -101,6 +108,7 @@ class ClusterNode:
     def install(self, app: web.Application) -> None:
         self.manager.sink = self.sink
         self.manager.observer = self
+        self.manager.peers = self
         # The owner expires its sessions and says so; replicas expire only through the
         # replicator's rules (owner gone, or 2x), never by the store's own factor.
         self.store.replica_grace = math.inf
@@ -357,6 +365,15 @@ class ClusterNode:
             self.counters["acks_missed"] += 1
             log.warning("ack missed member=%s; it is a suspect now", member_id)
             self._handle(self.membership.ack_missed(member_id, now))
+
+    # -- SessionPeers (worker.peers) ----------------------------------------------------------
+    def holding_back(self) -> Hold | None:
+        held = self.readiness.waiting_for
+        return next((hold for reason, hold in INCOMPLETE.items() if reason in held), None)
+
+    async def find(self, random_parts: Sequence[str]) -> Lookup:
+        timeout = min(LOOKUP_TIMEOUT, self.config.ack_timeout)
+        return await self.syncer.lookup(tuple(random_parts), timeout)
 
     # -- timers --------------------------------------------------------------------------------
     def _maintain(self) -> None:

@@ -15,6 +15,8 @@ repeated snapshots are harmless):
   differed from ours twice in a row (static members: always), send our digest; the member
   answers with what differs and pulls back what we have newer.
 - *fetch*: sessions a delta referred to but this node lacks.
+- *lookup*: sessions a request names but this node lacks (worker/peers.py): every member is
+  asked at once, the request waits until one had them, all answered, or the time ran out.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING
+
+from worker.peers import ABSENT, FOUND, UNKNOWN, Lookup
 
 from .channel import Endpoint
 from .codec import MemberInfo, Pull, StateChunk
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyjk.cluster")
 MAX_DIGEST_TOMBSTONES = 10_000
+# Lookups in flight at once; past it a request is told UNKNOWN (503) rather than adding cluster
+# traffic: a flood of made-up session ids must not turn into a flood of pulls.
+MAX_LOOKUPS = 256
 
 
 class Syncer:
@@ -42,6 +49,7 @@ class Syncer:
         self.progress = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._mismatch: dict[str, int] = {}
+        self._lookups = 0
 
     @property
     def running(self) -> bool:
@@ -116,6 +124,51 @@ class Syncer:
             log.warning("fetch of %d sessions from %s failed: %r", len(rps), member.route, exc)
         finally:
             node.replicator.unwant(rps)
+
+    async def lookup(self, rps: tuple[str, ...], timeout: float) -> Lookup:
+        """Ask every member for the sessions `rps` and merge the answers (within `timeout`):
+        FOUND once one is held here, ABSENT when every member answered (or is gone) without
+        it, UNKNOWN when a member did not answer in time."""
+        node = self.node
+        rps = tuple(rp for rp in rps if rp not in node.replicator.dead)  # invalidated: gone
+        members = [m.info for m in node.membership.members()]
+        if not rps or not members:
+            return ABSENT
+        if self._lookups >= MAX_LOOKUPS:
+            node.counters["lookups_refused"] += 1
+            return UNKNOWN
+        self._lookups += 1
+        node.counters["lookups"] += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        asks = {asyncio.ensure_future(self._ask(m, rps)) for m in members}
+        pending = asks
+        try:
+            while pending and not self._holds_any(rps):
+                done, pending = await asyncio.wait(
+                    pending, timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )  # fmt: skip
+                if not done:
+                    break
+        finally:
+            self._lookups -= 1
+            for task in pending:
+                task.cancel()
+        if self._holds_any(rps):
+            result = FOUND
+            log.info("session found on a member ids=%s", ",".join(rps))
+        else:
+            result = UNKNOWN if pending else ABSENT
+        node.counters[f"lookups_{result}"] += 1
+        return result
+
+    async def _ask(self, member: MemberInfo, rps: tuple[str, ...]) -> None:
+        with contextlib.suppress(ConnectionError):  # gone: it cannot hold them for us
+            await self._pull(member, Pull(1, ids=rps))
+
+    def _holds_any(self, rps: tuple[str, ...]) -> bool:
+        return any(self.node.store.get_state(rp) is not None for rp in rps)
 
     def member_left(self, member_id: str, *, forever: bool) -> None:
         task = self._running.pop(member_id, None)

@@ -12,7 +12,12 @@ Per request (paths under `/-/`, pyjk's own endpoints, are left alone):
    are committed and each delta is awaited through the DeltaSink *before* the response leaves
    the middleware, so replication can hold the response until peers acknowledge. Any other
    exception discards the request's session changes.
-5. Optional exactly-once hook (`SessionManager.observer`, set by replication): a request whose
+5. Clustered nodes (`SessionManager.peers`, set by replication; see peers.py): while this
+   node's sessions are known to be incomplete (state transfer, resync), requests it cannot
+   vouch for get 503 with `Retry-After: 1`; when ready, a session id not held here is first
+   asked of the other members (and taken over if one has it), so a session that exists is
+   never replaced by a new one. Standalone (peers None): unknown ids simply mean "no session".
+6. Optional exactly-once hook (`SessionManager.observer`, set by replication): a request whose
    `X-Pyjk-Request-Id` has a recorded response gets that response without running the handler;
    after a request's views are committed, the observer is told synchronously (deltas, request
    id, response) before any delta is shipped, so it can stamp them and record the response.
@@ -30,6 +35,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,6 +44,7 @@ from aiohttp import web
 from yarl import URL
 
 from .delta import SessionDelta
+from .peers import ABSENT, FOUND, SessionPeers, missing, own_or_none, unavailable
 from .request_session import RequestSession, TooManySessions
 from .sessions import SessionStore
 
@@ -47,7 +54,7 @@ DeltaSink = Callable[[SessionDelta], Awaitable[None]]
 
 
 class CommitObserver(Protocol):
-    """Replication's synchronous view of requests (see point 5 of the module docstring)."""
+    """Replication's synchronous view of requests (see point 6 of the module docstring)."""
 
     def replay(self, request_id: str) -> web.StreamResponse | None: ...
 
@@ -89,6 +96,8 @@ class SessionManager:
     internal_prefix: str = INTERNAL_PREFIX
     takeovers: int = field(default=0, init=False)
     observer: CommitObserver | None = field(default=None, init=False)
+    peers: SessionPeers | None = field(default=None, init=False)
+    refused: Counter[str] = field(default_factory=Counter, init=False)  # 503s by reason
     # exact paths outside internal_prefix that have no sessions either (e.g. /cluster-manager)
     internal_paths: set[str] = field(default_factory=set, init=False)
 
@@ -228,7 +237,8 @@ class _RequestSessions:
         self.views: list[RequestSession] = []
         self.current: RequestSession | None = None
 
-    def open_requested(self) -> None:
+    def open_requested(self) -> bool:
+        """Open the first requested session held here (taking it over if routed elsewhere)."""
         store, now = self.manager.store, self.manager.clock()
         for session_id in self.requested:
             view = store.begin(session_id, now)
@@ -241,7 +251,8 @@ class _RequestSessions:
                 self.manager.takeovers += 1
             self.views.append(view)
             self.current = view
-            return
+            return True
+        return False
 
     def session(self, create: bool) -> RequestSession | None:
         if self.current is not None and not self.current.invalidated:
@@ -330,8 +341,23 @@ def _make_middleware(manager: SessionManager) -> Any:
             if recorded is not None:  # a retry of a request already answered: same answer
                 return recorded
         context = _RequestSessions(manager, request, path_id)
+        peers = manager.peers
+        hold = peers.holding_back() if peers is not None else None
+        if hold is not None and not (
+            hold.own_sessions and own_or_none(context.requested, manager.store)
+        ):
+            manager.refused[hold.reason] += 1
+            return unavailable(hold.reason)  # missing here, or maybe stale
+        if not context.open_requested() and peers is not None:
+            wanted = missing(context.requested, manager.store)
+            lookup = await peers.find(wanted) if wanted else ABSENT
+            if lookup == FOUND:
+                context.open_requested()
+            elif lookup != ABSENT:  # a member did not answer: the session may well exist
+                log.warning("session lookup unanswered ids=%d path=%s", len(wanted), request.path)
+                manager.refused["lookup"] += 1
+                return unavailable("a cluster member did not answer in time")
         request[_CONTEXT_KEY] = context
-        context.open_requested()
         try:
             response = await handler(request)
         except web.HTTPException as exc:  # a response raised: it still commits

@@ -2,7 +2,8 @@
 
 Ready unless something holds it. Holds are named, so the answer says what is being waited for:
 replication holds "state-transfer" until it has the cluster's sessions (tomcat-cluster.md
-§3.4: a joiner serves no request before state transfer ends), and shutdown holds
+§3.4: a joiner serves no request before state transfer ends; the session middleware refuses
+application requests meanwhile, see peers.py), and shutdown holds
 "shutting-down" so the balancer's health probe sees 503 while in-flight requests finish.
 """
 
