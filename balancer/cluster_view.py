@@ -45,7 +45,7 @@ def live_by_route(listing: Mapping[str, Any]) -> dict[str, int]:
 class ClusterView:
     """Polls one reachable member per lb; ``counts()`` is what the status worker reads."""
 
-    def __init__(self, token: str = "", interval: float = 2.0) -> None:
+    def __init__(self, token: str = "", interval: float = 0.0) -> None:
         self.token = token
         self.interval = interval
         self.engines: Mapping[str, LbEngine] = {}

@@ -193,9 +193,10 @@ DIRECTIVES: tuple[Directive, ...] = (
        "closed.",
        unit="s", bounds=_ABOVE_0, pyjk_only=True,
        elsewhere="httpd: GracefulShutdownTimeout; nginx: worker_shutdown_timeout"),
-    _d("cluster_poll_interval", _I, 2, _G,
+    _d("cluster_poll_interval", _I, 0, _G,
        "How often the balancer reads a member's /cluster-manager listing (pyjk workers with "
-       "--cluster) for the status page's live sessions and drained marks; 0 = never.",
+       "--cluster) for the status page's live sessions and drained marks; 0 = never (the "
+       "default: other backends, Tomcat among them, have no such page).",
        unit="s", pyjk_only=True, elsewhere="none: mod_jk does not know the cluster"),
     _d("cluster_manager_token", _S, "", _G,
        "Bearer token the balancer sends to the workers' /cluster-manager (their "
