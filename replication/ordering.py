@@ -10,8 +10,10 @@ sessions the origin changed since the first missing number, or all of them — w
 - a delta arrives past the expected number (frames were lost: connection reset, partition);
 - a new connection from the origin announces a seq at or past the expected number (whatever
   the old connection carried after that was lost with it);
-- heartbeats keep advertising a seq this replica has not received for longer than `patience`
-  (the delta path is cut while heartbeats still flow).
+- a seq a heartbeat advertised is still not received `patience` later (the delta path is cut
+  while heartbeats still flow). The lag is timed per advertised seq: under a steady stream of
+  writes every heartbeat shows some delta still in flight, which is no gap as long as each
+  advertised seq arrives in time.
 
 While a sync with an origin runs, its deltas are buffered; when the snapshot arrives (taken at
 the origin's seq S), buffered deltas up to S are dropped (the snapshot has them) and the rest
@@ -32,7 +34,8 @@ class _Origin(Generic[T]):
     expected: int | None = None  # next seq to deliver; None until the first sync
     syncing: bool = False
     buffer: dict[int, T] = field(default_factory=dict)
-    behind_since: float | None = None
+    behind_since: float | None = None  # when a heartbeat advertised behind_seq, not yet here
+    behind_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +79,10 @@ class Sequencer(Generic[T]):
         if seq < o.expected:
             o.behind_since = None
             return None
+        if o.behind_since is not None and o.behind_seq < o.expected:
+            o.behind_since = None  # what the earlier heartbeat advertised came: only in flight
         if o.behind_since is None:
-            o.behind_since = now
+            o.behind_since, o.behind_seq = now, seq
             return None
         if now - o.behind_since < patience:
             return None

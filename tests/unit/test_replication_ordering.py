@@ -80,6 +80,24 @@ def test_heartbeats_start_a_sync_only_after_the_lag_outlasts_the_patience():
     assert s.advertised(ORIGIN, 3, 12.1, patience=1.0) == 3
 
 
+def test_a_steady_stream_of_writes_always_in_flight_is_not_a_gap():
+    # every heartbeat advertises a seq not received yet, but each one arrives soon after
+    s = synced_at(0)
+    s.offer(ORIGIN, 1, "d1")
+    for k in range(1, 40):
+        assert s.advertised(ORIGIN, k + 1, 10.0 + 0.5 * k, patience=1.0) is None, k
+        assert s.offer(ORIGIN, k + 1, f"d{k + 1}").deliver == (f"d{k + 1}",)
+    assert not s.syncing(ORIGIN)
+
+
+def test_an_advertised_seq_that_never_arrives_starts_a_sync_even_while_others_do():
+    s = synced_at(0)
+    assert s.advertised(ORIGIN, 2, 10.0, patience=1.0) is None  # seq 1 and 2: in flight?
+    assert s.offer(ORIGIN, 1, "a").deliver == ("a",)  # 1 came, 2 never does
+    assert s.advertised(ORIGIN, 5, 10.5, patience=1.0) is None
+    assert s.advertised(ORIGIN, 6, 11.1, patience=1.0) == 2
+
+
 def test_heartbeat_first_contact_syncs_at_once():
     s: Sequencer[str] = Sequencer()
     assert s.advertised(ORIGIN, 7, 0.0, patience=5.0) == 1
