@@ -15,6 +15,7 @@ from replication.config import parse_cluster_config
 from replication.membership import ALIVE
 from replication.merge import Replica, SessionMeta
 from replication.node import RESYNC, STATE_TRANSFER, ClusterNode
+from replication.syncing import MAX_LOOKUPS
 from tests.support.procs import free_port
 from tests.unit.test_replication_node import OTHER, PEER, RANDOM, FakeLink, make_node, with_links
 from worker import setup_sessions
@@ -31,7 +32,7 @@ def replica(rp: str = RANDOM, route: str = "node2", count: int = 7) -> Replica:
 
 
 async def pulls_sent(links: dict[str, FakeLink], count: int) -> None:
-    for _ in range(50):
+    for _ in range(100):
         if sum(len(link.pulls) for link in links.values()) >= count:
             return
         await asyncio.sleep(0)
@@ -202,3 +203,14 @@ async def test_over_real_links_a_member_hands_over_the_session_the_other_lacks()
         assert b.counters["lookups_found"] == b.counters["lookups_absent"] == 1
     finally:
         await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_past_the_cap_of_lookups_in_flight_a_request_is_told_unknown_without_asking():
+    node, _, _ = make_node()
+    links = with_links(node)
+    waiting = [asyncio.create_task(node.find([f"{i:032X}"])) for i in range(MAX_LOOKUPS)]
+    await pulls_sent(links, 2 * MAX_LOOKUPS)
+    assert await node.find([RANDOM]) == UNKNOWN
+    assert sum(len(link.pulls) for link in links.values()) == 2 * MAX_LOOKUPS  # none added
+    assert node.counters["lookups_refused"] == 1
+    assert set(await asyncio.gather(*waiting)) == {UNKNOWN}  # nobody answered them either
