@@ -22,8 +22,11 @@ from tests.support.procs import until, wait_for
 
 pytestmark = pytest.mark.integration
 
+# as the shipped conf: /-/ready probed, a worker's 503 (taking its sessions over) retried elsewhere
 HEALTH = "".join(
-    f"worker.n{i}.health_check_interval=200\nworker.n{i}.health_check_rise=1\n" for i in (1, 2, 3)
+    f"worker.n{i}.health_check_interval=200\nworker.n{i}.health_check_rise=1\n"
+    f"worker.n{i}.fail_on_status=-503\n"
+    for i in (1, 2, 3)
 )
 
 
