@@ -232,6 +232,10 @@ def test_stop_all_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert len(family) == 3
     sup.stop_all()
     assert sup.children == []
+    # SIGKILL to the group is delivered asynchronously: poll, with a deadline
+    deadline = time.monotonic() + 5
+    while any(_running(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert [pid for pid in family if _running(pid)] == []
 
 
