@@ -92,9 +92,7 @@ async def test_websocket_is_passed_through_to_the_sticky_member(stack: Stack):
     three(stack)
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(
-            f"{stack.url}/app/ws", headers={"Cookie": "JSESSIONID=s.n2"}
-        ) as ws,
+        session.ws_connect(f"{stack.url}/app/ws", headers={"Cookie": "JSESSIONID=s.n2"}) as ws,
     ):
         for word in ("hello", "again"):
             await ws.send_str(word)
