@@ -105,8 +105,8 @@ class MemberPool:
     def release(self, conn: UpstreamConnection) -> None:
         """A connection whose response was read to the end, ready for the next request."""
         conn.exchange = None
-        if conn.read_paused:
-            conn.detach()
+        if conn.timer is not None or conn.read_paused:
+            conn.detach()  # (an HTTP connection keeps its timer; see UpstreamConnection.detach)
         if conn.closed or conn.discarded:
             return
         if self.closed:
