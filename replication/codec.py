@@ -92,6 +92,9 @@ class Pull:
     ids: tuple[str, ...] | None = None
     digest: tuple[tuple[str, str], ...] | None = None
     dead: tuple[tuple[str, Stamp], ...] = ()
+    # the asker's version of sessions it holds: of their recorded responses, only those of
+    # newer writes come back (sessions not listed come with all of theirs)
+    have: tuple[tuple[str, Stamp], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,8 @@ class StateChunk:
     seq: int  # the sender's sequence number when it took the snapshot
     sessions: tuple[Replica, ...] = ()
     dead: tuple[tuple[str, Stamp], ...] = ()
+    # on the wire [request id, response], or [request id, response, random part, stamp] when
+    # the record is attached to its write (RecordedResponse.session / .stamp)
     responses: tuple[tuple[str, RecordedResponse], ...] = ()
 
 
@@ -114,6 +119,12 @@ _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",",
 
 
 # -- encoding ---------------------------------------------------------------------------------
+def _recorded(request_id: str, record: RecordedResponse) -> list[Any]:
+    if record.session is None or record.stamp is None:
+        return [request_id, record.to_wire()]
+    return [request_id, record.to_wire(), record.session, list(record.stamp)]
+
+
 def _member(m: MemberInfo) -> dict[str, Any]:
     return {"id": m.id, "route": m.route, "host": m.host, "port": m.port, "start": m.start}
 
@@ -156,18 +167,21 @@ def to_wire(msg: Message) -> dict[str, Any]:
     if isinstance(msg, Ack):
         return {"t": "ack", "n": msg.n}
     if isinstance(msg, Pull):
-        return {
+        pull = {
             "t": "pull", "n": msg.n, "since": msg.since,
             "ids": None if msg.ids is None else list(msg.ids),
             "digest": None if msg.digest is None else [list(d) for d in msg.digest],
             "dead": [[rp, list(s)] for rp, s in msg.dead],
         }  # fmt: skip
+        if msg.have:
+            pull["have"] = [[rp, list(s)] for rp, s in msg.have]
+        return pull
     if isinstance(msg, StateChunk):
         return {
             "t": "state", "n": msg.n, "final": msg.final, "seq": msg.seq,
             "sessions": [{"state": r.state.to_wire(), "meta": _meta(r.meta)} for r in msg.sessions],
             "dead": [[rp, list(s)] for rp, s in msg.dead],
-            "responses": [[rid, r.to_wire()] for rid, r in msg.responses],
+            "responses": [_recorded(rid, r) for rid, r in msg.responses],
         }  # fmt: skip
     if isinstance(msg, Touch):
         return {"t": "touch", "items": [[rp, at] for rp, at in msg.items]}
@@ -325,6 +339,8 @@ def from_wire(wire: object) -> Message:
     keys = _FIELDS[kind]
     if kind == "delta" and type(wire) is dict and "rid" in wire:
         keys = keys | {"rid", "resp"}
+    if kind == "pull" and type(wire) is dict and "have" in wire:
+        keys = keys | {"have"}
     o = _Obj(kind, wire, keys)
     if kind in ("hb", "hello"):
         cluster = o.text("cluster", CLUSTER_NAME_RE)
@@ -363,15 +379,26 @@ def from_wire(wire: object) -> Message:
             None if ids is None else tuple(_random_part(x, "pull.ids") for x in ids),
             None if digest is None else tuple((d[0], d[1]) for d in digest),
             _dead(o.items("dead") or [], "pull.dead"),
+            _dead(o.items("have") or [], "pull.have") if "have" in o.d else (),
         )  # fmt: skip
     if kind == "state":
         responses = []
         for i, item in enumerate(o.items("responses") or []):
-            if type(item) is not list or len(item) != 2 or type(item[0]) is not str:
-                raise CodecError(f"state.responses[{i}]: expected [request id, response]")
+            where = f"state.responses[{i}]"
+            if type(item) is not list or len(item) not in (2, 4) or type(item[0]) is not str:
+                raise CodecError(
+                    f"{where}: expected [request id, response] or [request id, response, "
+                    "random part, stamp]"
+                )
             if not REQUEST_ID_RE.fullmatch(item[0]):
-                raise CodecError(f"state.responses[{i}]: bad request id")
-            responses.append((item[0], _response(item[1], f"state.responses[{i}]")))
+                raise CodecError(f"{where}: bad request id")
+            record = _response(item[1], where)
+            if len(item) == 4:
+                stamp = _stamp(item[3], f"{where}.stamp")
+                if stamp == (0, ""):
+                    raise CodecError(f"{where}.stamp: a write's stamp is never zero")
+                record = record.attached(_random_part(item[2], f"{where}.session"), stamp)
+            responses.append((item[0], record))
         sessions = o.items("sessions") or []
         return StateChunk(
             o.integer("n", 1),

@@ -6,6 +6,14 @@ recorded under that id and travels with the request's last delta; a node that la
 the same id — the original node or any replica — answers with the record instead of running
 the handler again, so a retry after a lost response does not apply the change twice.
 
+A record is attached to the write it answered: the session (random part) of that last delta
+and the delta's stamp. A session's state can reach a member without the delta — a snapshot, an
+anti-entropy answer, a lookup — and a member that holds a write must hold its record too, or a
+retry would run the request again on top of its own effect. So every answer carrying a session
+also carries the records attached to it that the asker may lack (`for_session`: those newer
+than the asker's version of the session), and a delta's record is kept as soon as the delta is
+received, even while the delta waits to be applied in order.
+
 Bounded three ways: entries older than `ttl` are forgotten, at most `max_entries` are kept,
 and the recorded bodies together stay under `max_bytes` (oldest evicted first). A response
 that cannot be recorded (streamed, or a body over `max_body`) is simply not recorded.
@@ -17,10 +25,12 @@ import base64
 import binascii
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
+
+from .merge import ZERO, Stamp
 
 # What a replay must repeat: the type of the body, the session cookie, redirects, caching.
 RECORDED_HEADERS = ("Content-Type", "Set-Cookie", "Location", "Cache-Control", "Retry-After")
@@ -40,6 +50,14 @@ class RecordedResponse:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     at: float
+    # The write this response answered (the request's last delta): its session's random part
+    # and its stamp. Not part of the response (nor of its wire form): it decides which answers
+    # carry the record along with the session (see the module docstring).
+    session: str | None = field(default=None, compare=False)
+    stamp: Stamp | None = field(default=None, compare=False)
+
+    def attached(self, session: str, stamp: Stamp) -> RecordedResponse:
+        return replace(self, session=session, stamp=stamp)
 
     @property
     def size(self) -> int:
@@ -134,6 +152,7 @@ class Ledger:
         )  # fmt: skip
         self._entries: OrderedDict[str, RecordedResponse] = OrderedDict()
         self._bytes = 0
+        self._by_session: dict[str, dict[str, None]] = {}  # random part -> request ids
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -145,16 +164,19 @@ class Ledger:
     def put(self, request_id: str, record: RecordedResponse, now: float) -> None:
         if len(record.body) > self.max_body or now - record.at > self.ttl:
             return
-        old = self._entries.pop(request_id, None)
+        old = self._entries.get(request_id)
         if old is not None:
-            self._bytes -= old.size
+            if record.session is None and old.session is not None and record == old:
+                return  # the same record again, without its attachment: keep what we know
+            self._drop(request_id)
         self._entries[request_id] = record
         self._bytes += record.size
+        if record.session is not None:
+            self._by_session.setdefault(record.session, {})[request_id] = None
         while self._entries and (
             len(self._entries) > self.max_entries or self._bytes > self.max_bytes
         ):
-            _, gone = self._entries.popitem(last=False)
-            self._bytes -= gone.size
+            self._drop(next(iter(self._entries)))
         self.expire(now)
 
     def expire(self, now: float) -> None:
@@ -164,9 +186,31 @@ class Ledger:
             request_id, record = next(iter(self._entries.items()))
             if now - record.at <= self.ttl:
                 break
-            del self._entries[request_id]
-            self._bytes -= record.size
+            self._drop(request_id)
 
     def items(self, now: float) -> list[tuple[str, RecordedResponse]]:
         self.expire(now)
         return list(self._entries.items())
+
+    def for_session(
+        self, session: str, now: float, newer_than: Stamp = ZERO
+    ) -> list[tuple[str, RecordedResponse]]:
+        """Records attached to writes of `session` stamped after `newer_than`, oldest first:
+        what a member holding that version of the session may lack."""
+        self.expire(now)
+        out = []
+        for request_id in self._by_session.get(session, ()):
+            record = self._entries[request_id]
+            if record.stamp is not None and record.stamp > newer_than:
+                out.append((request_id, record))
+        return out
+
+    def _drop(self, request_id: str) -> None:
+        record = self._entries.pop(request_id)
+        self._bytes -= record.size
+        if record.session is not None:
+            ids = self._by_session.get(record.session)
+            if ids is not None:
+                ids.pop(request_id, None)
+                if not ids:
+                    del self._by_session[record.session]

@@ -319,12 +319,12 @@ class ClusterNode:
         record = None
         if request_id is not None:
             record = snapshot_response(response, now, self.config.dedup_max_body)
-            if record is not None:
-                self.ledger.put(request_id, record, now)
+        last = len(deltas) - 1
         for i, delta in enumerate(deltas):
-            msg = self.replicator.local(delta, now)
-            if record is not None and i == len(deltas) - 1:
-                msg = replace(msg, request_id=request_id, response=record)
+            if i == last and record is not None:  # recorded here, attached to this write
+                msg = self.replicator.local(delta, now, request_id, record)
+            else:
+                msg = self.replicator.local(delta, now)
             self._prepared[id(delta)] = (delta, self.broadcast(msg))
 
     async def sink(self, delta: SessionDelta) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from worker.delta import SessionDelta, SessionState
@@ -28,7 +29,7 @@ from worker.session_ids import split_session_id
 from worker.sessions import SessionStore
 
 from .codec import DeltaMsg, Pull, StateChunk
-from .ledger import Ledger
+from .ledger import Ledger, RecordedResponse
 from .merge import ZERO, Replica, SessionMeta, Stamp, filter_remote, merge, stamp_local
 from .ordering import Sequencer
 
@@ -83,8 +84,16 @@ class Replicator:
         self._wanted: set[str] = set()
 
     # -- this node's writes -----------------------------------------------------------------
-    def local(self, delta: SessionDelta, now: float) -> DeltaMsg:
-        """Stamp and number a delta this node's store just committed; returns what to send."""
+    def local(
+        self,
+        delta: SessionDelta,
+        now: float,
+        request_id: str | None = None,
+        response: RecordedResponse | None = None,
+    ) -> DeltaMsg:
+        """Stamp and number a delta this node's store just committed; returns what to send.
+        `request_id` and `response`: the request's recorded response, when this is its last
+        delta; it is kept here, attached to this write, and travels with the delta."""
         rp = _rp(delta.session_id)
         self.lamport += 1
         self.seq += 1
@@ -97,11 +106,21 @@ class Replicator:
             self.meta[rp] = stamp_local(meta, delta, stamp)
             self._seen_access(rp, delta.at)
         self._log.append((self.seq, rp))
-        return DeltaMsg(1, self.seq, delta, stamp, base)
+        if request_id is None or response is None:
+            return DeltaMsg(1, self.seq, delta, stamp, base)
+        response = response.attached(rp, stamp)
+        self.ledger.put(request_id, response, now)
+        return DeltaMsg(1, self.seq, delta, stamp, base, request_id, response)
 
     # -- others' writes ---------------------------------------------------------------------
     def receive(self, origin: str, msg: DeltaMsg, now: float) -> Received:
         self.lamport = max(self.lamport, msg.stamp[0])
+        if msg.request_id is not None and msg.response is not None:
+            # Kept at once, even if the delta waits for an earlier one: the ack that follows
+            # tells the writer this member has the request, and a retry arriving here must
+            # find its record (a replay is right whether or not the write is applied yet).
+            record = msg.response.attached(_rp(msg.delta.session_id), msg.stamp)
+            self.ledger.put(msg.request_id, record, now)
         offer = self.order.offer(origin, msg.seq, msg)
         if offer.duplicate:
             self.counters["deltas_duplicate"] += 1
@@ -118,8 +137,6 @@ class Replicator:
         """Apply one delivered delta; returns a random part to fetch if it was unknown."""
         delta, stamp = msg.delta, msg.stamp
         rp = _rp(delta.session_id)
-        if msg.request_id is not None and msg.response is not None:
-            self.ledger.put(msg.request_id, msg.response, now)
         if rp in self.dead:
             self.counters["deltas_after_invalidate"] += 1
             return None
@@ -185,10 +202,19 @@ class Replicator:
             rps = list(self.dead) + [rp for rp, _ in self.digest()]
         sessions = tuple(r for rp in rps if (r := self.replica(rp)) is not None)
         dead = tuple((rp, self.dead[rp][0]) for rp in rps if rp in self.dead)
-        # recorded responses ride along when the asker may have missed whole deltas
-        responses = (
-            () if pull.ids is not None or pull.digest is not None else self.ledger.items(now)
-        )
+        if pull.ids is not None or pull.digest is not None:
+            # A session's writes must not arrive without their records: the asker may have
+            # missed the deltas that carried them (their writer died before sending them on).
+            have = dict(pull.have)
+            responses = [
+                item
+                for replica in sessions
+                for item in self.ledger.for_session(
+                    replica.state.random_part, now, have.get(replica.state.random_part, ZERO)
+                )
+            ]
+        else:  # the asker may have missed whole deltas: every record rides along
+            responses = self.ledger.items(now)
         return Answer(self.seq, sessions, dead, tuple(responses), tuple(want))
 
     def merge_chunk(self, chunk: StateChunk, now: float) -> int:
@@ -246,6 +272,15 @@ class Replicator:
             if meta is not None:
                 out.append((state.random_part, meta.fingerprint))
         return out
+
+    def versions(self, rps: Iterable[str]) -> tuple[tuple[str, Stamp], ...]:
+        """This node's version of each of `rps` it holds (a Pull's `have`)."""
+        out = []
+        for rp in rps:
+            meta = self.meta.get(rp)
+            if meta is not None and self.store.get_state(rp) is not None:
+                out.append((rp, meta.version))
+        return tuple(out)
 
     def digest_hash(self) -> str:
         """One fingerprint of the whole digest, order-independent (XOR of per-session hashes)."""

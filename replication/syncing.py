@@ -30,6 +30,7 @@ from worker.peers import ABSENT, FOUND, UNKNOWN, Lookup
 
 from .channel import Endpoint
 from .codec import MemberInfo, Pull, StateChunk
+from .ledger import RecordedResponse
 from .membership import ALIVE
 from .replicator import Answer, Received
 
@@ -119,7 +120,7 @@ class Syncer:
         node = self.node
         node.counters["fetches"] += 1
         try:
-            await self._pull(member, Pull(1, ids=rps))
+            await self._pull(member, Pull(1, ids=rps, have=node.replicator.versions(rps)))
         except (TimeoutError, ConnectionError) as exc:
             log.warning("fetch of %d sessions from %s failed: %r", len(rps), member.route, exc)
         finally:
@@ -165,7 +166,8 @@ class Syncer:
 
     async def _ask(self, member: MemberInfo, rps: tuple[str, ...]) -> None:
         with contextlib.suppress(ConnectionError):  # gone: it cannot hold them for us
-            await self._pull(member, Pull(1, ids=rps))
+            have = self.node.replicator.versions(rps)  # none, unless another answer came first
+            await self._pull(member, Pull(1, ids=rps, have=have))
 
     def _holds_any(self, rps: tuple[str, ...]) -> bool:
         return any(self.node.store.get_state(rp) is not None for rp in rps)
@@ -233,7 +235,9 @@ class Syncer:
     async def _exchange(self, member: MemberInfo) -> None:
         node = self.node
         dead = node.replicator.dead_list()[-MAX_DIGEST_TOMBSTONES:]
-        pull = Pull(1, digest=tuple(node.replicator.digest()), dead=dead)
+        digest = tuple(node.replicator.digest())
+        have = node.replicator.versions(rp for rp, _ in digest)
+        pull = Pull(1, digest=digest, dead=dead, have=have)
         node.counters["anti_entropy_rounds"] += 1
         try:
             changed, _ = await self._pull(member, pull)
@@ -264,7 +268,11 @@ class Syncer:
 
 
 def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
-    """Cut an answer into chunks of roughly `budget` bytes of JSON (at least one chunk)."""
+    """Cut an answer into chunks of roughly `budget` bytes of JSON (at least one chunk).
+
+    A session's records travel in the chunk that carries the session (merge_chunk keeps the
+    records before it merges the sessions), so a connection lost between two chunks cannot
+    leave a write here without its record."""
     chunks: list[tuple[tuple, tuple, tuple]] = []
     sessions: list = []
     dead: list = []
@@ -276,22 +284,38 @@ def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
         chunks.append((tuple(sessions), tuple(dead), tuple(responses)))
         sessions, dead, responses, size = [], [], [], 0
 
+    sent = {replica.state.random_part for replica in answer.sessions}
+    with_session: dict[str, list] = {}
+    others = []
+    for item in answer.responses:
+        session = item[1].session
+        if session in sent:
+            with_session.setdefault(session, []).append(item)
+        else:
+            others.append(item)
     for replica in answer.sessions:
+        records = with_session.get(replica.state.random_part, ())
         cost = 300 + replica.state.size + 70 * (len(replica.meta.attrs) + len(replica.meta.removed))
+        cost += sum(_record_cost(record) for _, record in records)
         if size and size + cost > budget:
             flush()
         sessions.append(replica)
+        responses.extend(records)
         size += cost
     for item in answer.dead:
         if size and size + 80 > budget:
             flush()
         dead.append(item)
         size += 80
-    for request_id, record in answer.responses:
-        cost = 200 + len(record.body) * 4 // 3 + sum(len(k) + len(v) + 8 for k, v in record.headers)
+    for request_id, record in others:
+        cost = _record_cost(record)
         if size and size + cost > budget:
             flush()
         responses.append((request_id, record))
         size += cost
     flush()
     return chunks
+
+
+def _record_cost(record: RecordedResponse) -> int:
+    return 250 + len(record.body) * 4 // 3 + sum(len(k) + len(v) + 8 for k, v in record.headers)

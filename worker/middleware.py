@@ -18,7 +18,8 @@ Per request (paths under `/-/`, pyjk's own endpoints, are left alone):
    asked of the other members (and taken over if one has it), so a session that exists is
    never replaced by a new one. Standalone (peers None): unknown ids simply mean "no session".
 6. Optional exactly-once hook (`SessionManager.observer`, set by replication): a request whose
-   `X-Pyjk-Request-Id` has a recorded response gets that response without running the handler;
+   `X-Pyjk-Request-Id` has a recorded response gets that response without running the handler
+   (asked again after a lookup brought the session in: the records of its writes come with it);
    after a request's views are committed, the observer is told synchronously (deltas, request
    id, response) before any delta is shipped, so it can stamp them and record the response.
 
@@ -336,10 +337,9 @@ def _make_middleware(manager: SessionManager) -> Any:
         ):
             return await handler(request)
         rid = request[_REQUEST_ID_KEY]
-        if rid is not None and manager.observer is not None:
-            recorded = manager.observer.replay(rid)
-            if recorded is not None:  # a retry of a request already answered: same answer
-                return recorded
+        recorded = _replay(manager, rid)
+        if recorded is not None:  # a retry of a request already answered: same answer
+            return recorded
         context = _RequestSessions(manager, request, path_id)
         peers = manager.peers
         hold = peers.holding_back() if peers is not None else None
@@ -352,6 +352,11 @@ def _make_middleware(manager: SessionManager) -> Any:
             wanted = missing(context.requested, manager.store)
             lookup = await peers.find(wanted) if wanted else ABSENT
             if lookup == FOUND:
+                # The session came with the records of its writes: if this request is the
+                # retry of one of them, it ran already (elsewhere) and must not run again.
+                recorded = _replay(manager, rid)
+                if recorded is not None:
+                    return recorded
                 context.open_requested()
             elif lookup != ABSENT:  # a member did not answer: the session may well exist
                 log.warning("session lookup unanswered ids=%d path=%s", len(wanted), request.path)
@@ -377,6 +382,12 @@ def _make_middleware(manager: SessionManager) -> Any:
         return response
 
     return sessions_middleware
+
+
+def _replay(manager: SessionManager, rid: str | None) -> web.StreamResponse | None:
+    if rid is None or manager.observer is None:
+        return None
+    return manager.observer.replay(rid)
 
 
 async def _finish_or_500(context: _RequestSessions, response: web.StreamResponse) -> None:

@@ -58,6 +58,8 @@ MESSAGES = [
     StateChunk(1, True, 12, (Replica(STATE, META),), ((RP, (9, M1)),), (("req-1", RECORD),)),
     StateChunk(1, False, 0),
     Touch(((RP, 12.5),)),
+    Pull(5, ids=(RP,), have=((RP, (9, M1)),)),
+    StateChunk(2, True, 3, (), (), (("req-2", RECORD.attached(RP, (6, M1))),)),
 ]
 
 
@@ -162,12 +164,35 @@ def test_recorded_responses_only_carry_allowed_headers():
     assert "not allowed" in refused(w)
 
 
+def test_a_record_keeps_the_write_it_is_attached_to_across_the_wire():
+    ((_, record),) = codec.decode(codec.encode(MESSAGES[-1])).responses
+    assert (record.session, record.stamp) == (RP, (6, M1))
+    ((_, bare),) = codec.decode(codec.encode(MESSAGES[12])).responses
+    assert (bare.session, bare.stamp) == (None, None)
+    assert codec.decode(codec.encode(MESSAGES[-2])).have == ((RP, (9, M1)),)
+    assert "have" not in wire(MESSAGES[10])  # left out when empty, as before
+
+
+@pytest.mark.parametrize(
+    "item",
+    [["req-2", {}, RP], ["req-2", None, RP, [6, M1]], ["req-2", "RESP", "0123", [6, M1]],
+     ["req-2", "RESP", RP, [0, ""]], ["req-2", "RESP", RP, [6]]],
+)  # fmt: skip
+def test_attached_records_are_checked(item):
+    w = wire(MESSAGES[-1])
+    w["responses"] = [[x if x != "RESP" else w["responses"][0][1] for x in item]]
+    refused(w)
+
+
 def test_pull_lists_are_checked():
     w = wire(MESSAGES[11])
     w["digest"] = [["0123", "00"]]
     refused(w)
     w = wire(MESSAGES[10])
     w["ids"] = "all"
+    refused(w)
+    w = wire(MESSAGES[-2])
+    w["have"] = [[RP, [1]]]
     refused(w)
 
 

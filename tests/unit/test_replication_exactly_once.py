@@ -13,6 +13,10 @@ from replication.ledger import (
     snapshot_response,
 )
 from worker import SessionDelta, get_session, setup_sessions
+from worker.delta import SessionState
+from worker.middleware import SESSIONS
+from worker.peers import FOUND, Hold, Lookup
+from worker.sessions import SessionStore
 
 T0 = 1_700_000_000.0
 
@@ -159,3 +163,38 @@ async def test_internal_paths_have_no_sessions_and_no_replay(aiohttp_client):
     client = await aiohttp_client(make_app(observer))
     resp = await client.get("/quiet", headers={"X-Pyjk-Request-Id": "req-q"})
     assert await resp.json() == {"quiet": True} and "Set-Cookie" not in resp.headers
+
+
+class BringsRecords:
+    """SessionPeers whose lookup brings a session written elsewhere together with the records of
+    its writes, as a member's answer does."""
+
+    def __init__(self, store: SessionStore, observer: Observer) -> None:
+        self.store, self.observer = store, observer
+
+    def holding_back(self) -> Hold | None:
+        return None
+
+    async def find(self, random_parts: Sequence[str]) -> Lookup:
+        rp = random_parts[0]
+        self.store.install(SessionState(f"{rp}.node3", 1.0, T0, 0.0, {"n": "5"}))
+        self.observer.ledger.put("req-5", record(b'{"n": 5}'), T0)  # the write that made n 5
+        return FOUND
+
+
+async def test_a_retry_whose_session_a_lookup_brings_in_is_answered_from_its_record(
+    aiohttp_client,
+):
+    # node3 ran req-5 and died before answering; the retry reaches this node, which lacks the
+    # session: the lookup brings n=5 and req-5's record, so req-5 must not run again (n=6)
+    observer = Observer()
+    app = make_app(observer)
+    manager = app[SESSIONS]
+    manager.peers = BringsRecords(manager.store, observer)
+    client = await aiohttp_client(app)
+    cookie = f"JSESSIONID={'AB' * 16}.node3"
+    retry = await client.get("/bump", headers={"X-Pyjk-Request-Id": "req-5", "Cookie": cookie})
+    assert await retry.read() == b'{"n": 5}' and retry.headers[REPLAY_HEADER] == "1"
+    assert manager.store.get_state("AB" * 16).attributes["n"] == "5"  # not run a second time
+    nxt = await client.get("/bump", headers={"X-Pyjk-Request-Id": "req-6", "Cookie": cookie})
+    assert await nxt.json() == {"n": 6}
