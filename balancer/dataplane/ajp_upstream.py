@@ -37,6 +37,7 @@ from balancer.dataplane.ajp_body import RequestBody
 from balancer.dataplane.ajp_fields import forward_request, tls_info
 from balancer.dataplane.ajp_response import DONE, IDLE, PING, SENT, AjpResponse, log
 from balancer.dataplane.ajp_settings import AjpSettings, ajp_settings
+from balancer.dataplane.deadlines import next_deadline
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -383,25 +384,14 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
             # we hold reading back for a slow client, or the container waits for the
             # client's body: neither is the container's silence
             self.last_read = now
-        best = 0.0
-        kind = OutcomeKind.READ_FAILED
-        reason = ""
-        if self.reply_timeout:
-            best = self.last_read + self.reply_timeout
-            kind, reason = OutcomeKind.REPLY_TIMEOUT, "reply-timeout"
-        st = self.socket_timeout
-        if st:
-            t = self.last_read + st
-            if not best or t < best:
-                best, kind, reason = t, OutcomeKind.READ_FAILED, "socket-timeout"
-            if self.write_paused_at and self.write_paused_at + st < best:
-                best, kind, reason = (
-                    self.write_paused_at + st,
-                    OutcomeKind.SEND_FAILED,
-                    "send-timeout",
-                )
-        if not best:
+        last_read = self.last_read
+        # the reply clock restarts with each read (the request is out: phase SENT)
+        due = next_deadline(
+            last_read, self.reply_timeout, last_read, self.socket_timeout, self.write_paused_at
+        )
+        if due is None:
             return
+        best, kind, reason = due
         if now < best:
             self.timer = self.loop.call_at(best, self._on_timer)
             return

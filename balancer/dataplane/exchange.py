@@ -270,22 +270,8 @@ class Exchange(ResponseRelay, LocalAnswers):
 
     def _report(self, kind: OutcomeKind, reason: str) -> None:
         """Close the open Forward with a failed outcome."""
-        if self.fwd is None:
-            return
-        self.fwd = None
-        outcome = Outcome(
-            kind,
-            request_sent=self.request_sent,
-            replayable=self.replayable,
-            response_started=self.resp_started,
-            bytes_sent=self.sent,
-            bytes_received=self.up.received if self.up is not None else 0,
-            reason=reason,
-        )
-        try:
-            self.plan.report(outcome, monotonic())  # type: ignore[union-attr]
-        except Exception:
-            log.exception("plan.report failed for %r", self.req)
+        up = self.up
+        self._report_received(kind, reason, up.received if up is not None else 0)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -467,6 +453,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         self._advance()
 
     def _report_received(self, kind: OutcomeKind, reason: str, received: int) -> None:
+        """Close the open Forward with a failed outcome, ``received`` bytes read from upstream."""
         if self.fwd is None:
             return
         self.fwd = None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from balancer.dataplane import http11 as h
+from balancer.dataplane.deadlines import next_deadline
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -413,25 +414,19 @@ class UpstreamConnection(asyncio.Protocol):
         now = self.loop.time()
         if self.read_paused:
             self.last_read = now  # we stopped reading for a slow client: not the backend's fault
-        best = 0.0
-        kind = OutcomeKind.READ_FAILED
-        reason = ""
-        if self.reply_timeout and self.request_done_at:
-            best = max(self.last_read, self.request_done_at) + self.reply_timeout
-            kind, reason = OutcomeKind.REPLY_TIMEOUT, "reply-timeout"
-        st = self.socket_timeout
-        if st:
-            t = self.last_read + st
-            if not best or t < best:
-                best, kind, reason = t, OutcomeKind.READ_FAILED, "socket-timeout"
-            if self.write_paused_at and self.write_paused_at + st < best:
-                best, kind, reason = (
-                    self.write_paused_at + st,
-                    OutcomeKind.SEND_FAILED,
-                    "send-timeout",
-                )
-        if not best:
+        last_read = self.last_read
+        done_at = self.request_done_at
+        # the reply clock starts once the request is complete (and restarts with each read)
+        due = next_deadline(
+            max(last_read, done_at) if done_at else None,
+            self.reply_timeout,
+            last_read,
+            self.socket_timeout,
+            self.write_paused_at,
+        )
+        if due is None:
             return
+        best, kind, reason = due
         if now < best:
             self._arm(best)
             return
