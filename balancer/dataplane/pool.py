@@ -187,6 +187,13 @@ class MemberPool:
             return
         if self.closed:
             self.discard(conn)
+        elif conn.closed:
+            # Lost before its first use (the member died right as it accepted: its kernel
+            # completed the handshake, then reset): nothing was sent. uvloop raises on a write
+            # to such a transport, which would leave the request waiting forever.
+            if not ex.done:
+                ex.pool_failed(OutcomeKind.CONNECT_FAILED, "connection-reset")
+            self._serve_waiter()
         elif ex.done:
             self.release(conn)
         else:
