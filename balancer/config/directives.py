@@ -389,10 +389,6 @@ def directive_for(name: str, worker_type: str) -> Directive | None:
     return None
 
 
-def directives_named(name: str) -> tuple[Directive, ...]:
-    return _BY_NAME.get(name, ())
-
-
 def directives_for_type(worker_type: str) -> tuple[Directive, ...]:
     """Every directive ``worker_type`` accepts, in table order."""
     return tuple(d for d in DIRECTIVES if worker_type in d.types)

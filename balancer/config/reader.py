@@ -53,12 +53,17 @@ def load_workers(
 
     ``environ`` (default ``os.environ``) resolves ``$(name)`` not defined earlier in the file.
     """
-    file = str(path)
+    return parse_workers(read_config_file(path, "the worker definitions"), str(path), environ)
+
+
+def read_config_file(path: str | os.PathLike[str], what: str) -> str:
+    """The UTF-8 text of the file at ``path``, or ConfigError naming it and saying why not."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(file, None, None, f"cannot read: {exc}")]) from exc
-    return parse_workers(text, file, environ)
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8 text"
+        problem = Problem(str(path), None, None, f"cannot read {what}: {why}")
+        raise ConfigError([problem]) from exc
 
 
 def parse_workers(
@@ -69,9 +74,7 @@ def parse_workers(
     props = read_properties(
         text, file, environ=os.environ if environ is None else environ, is_list_key=is_list_key
     )
-    findings.errors.extend(props.problems)
-    findings.muted.update((p.file, p.line) for p in props.problems if p.line is not None)
-    findings.warnings.extend(props.warnings)
+    findings.take(props)
     globals_, raw, origins = _sort_keys(props, findings)
     _rename_aliases(raw, findings)
     resolved, targets = resolve(raw, findings)

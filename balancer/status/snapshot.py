@@ -92,7 +92,7 @@ def _live_sessions(src: Sources) -> Mapping[str, int] | None:
 def _count_maps(uri_map: UriMap | None, name: str) -> int:
     if uri_map is None:
         return 0
-    return sum(1 for r in uri_map.rules if r.worker in (name, "*"))
+    return len(uri_map.rules_for(name))
 
 
 def _lb_row(
@@ -258,8 +258,7 @@ def _single_row(
 def _maps(uri_map: UriMap | None, name: str) -> tuple[Row, ...]:
     if uri_map is None:
         return ()
-    rules = [r for r in uri_map.rules if r.worker in (name, "*")]
-    return tuple(_map_row(i, r) for i, r in enumerate(rules, start=1))
+    return tuple(_map_row(i, r) for i, r in enumerate(uri_map.rules_for(name), start=1))
 
 
 def map_type(rule: MountRule) -> str:
