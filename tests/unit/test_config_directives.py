@@ -10,6 +10,7 @@ import pytest
 from balancer.config import directives as dt
 from balancer.config.docs import render
 from balancer.config.model import BalancerSettings, LbConfig, MemberConfig, StatusConfig
+from balancer.mounts.extensions import EXTENSIONS
 
 NOT_DIRECTIVES = {"name", "extra", "location", "type"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,3 +164,14 @@ def test_reference_page_names_every_directive_alias_and_ignored_key():
     page = render()
     for name in {d.name for d in dt.DIRECTIVES} | set(dt.ALIAS_BY_NAME) | dt.IGNORED:
         assert f"`{name}`" in page or f"`worker.{name}`" in page, name
+
+
+def test_reference_page_has_a_row_for_every_rule_extension_from_its_table():
+    page = render()
+    section = page.split("## Rule extensions", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(EXTENSIONS)
+    for row, ext in zip(rows, EXTENSIONS.values(), strict=True):
+        assert f"| {ext.scope.value} |" in row and ext.default in row, ext.name
+    for name in ("use_server_errors", "sticky_ignore", "stateless"):
+        assert f"`{name}`" in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
