@@ -30,12 +30,11 @@ from pathlib import Path
 from balancer.access_log import AccessLog
 from balancer.cluster_view import ClusterView
 from balancer.config import ConfigError, load_workers
-from balancer.config.errors import Problem
 from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
 from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
 from balancer.health import HealthMonitor
 from balancer.lb.engine import LbEngine
-from balancer.mounts import Mapped, UriMap, parse_mounts
+from balancer.mounts import Mapped, UriMap, load_mounts, parse_mounts
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
 
@@ -159,19 +158,10 @@ class Balancer:
         workers, warnings = load_workers(self.workers_path, os.environ)
         for w in warnings:
             log.warning("config warning: %s", w)
-        mounts_text = ""
-        mounts_file = "<no uriworkermap>"
         if self.mounts_path is not None:
-            try:
-                mounts_text = self.mounts_path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(
-                    [Problem(str(self.mounts_path), None, None, f"cannot read: {exc.strerror}")]
-                ) from exc
-            mounts_file = str(self.mounts_path)
-        uri_map, mount_warnings = parse_mounts(
-            mounts_text, mounts_file, workers, environ=os.environ
-        )
+            uri_map, mount_warnings = load_mounts(self.mounts_path, workers, environ=os.environ)
+        else:  # the worker.NAME.mount rules alone
+            uri_map, mount_warnings = parse_mounts("", "<no uriworkermap>", workers)
         for w in mount_warnings:
             log.warning("config warning: %s", w)
         now = time.monotonic()
