@@ -32,7 +32,7 @@ from balancer.cluster_view import ClusterView
 from balancer.config import ConfigError, load_workers
 from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
 from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
-from balancer.health import HealthMonitor
+from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.mounts import Mapped, UriMap, load_mounts, parse_mounts
 from balancer.status_wiring import StatusEndpoints

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from balancer.config.model import LbConfig, MemberConfig
-from balancer.health import HealthMonitor, ProbeSpec
+from balancer.health import ProbeSpec
+from balancer.health_monitor import HealthMonitor
 from balancer.health_probe import ProbeResult
 from balancer.lb.engine import HEALTH_FAILED, HEALTH_PASSED, LbEngine, StateChange
 from balancer.lb.member import State
