@@ -20,6 +20,7 @@ from worker.delta import SessionDelta, SessionState, WireFormatError
 from worker.session_ids import check_route
 
 from .ledger import RecordedResponse, RecordError
+from .member_info import MemberInfo
 from .merge import Replica, SessionMeta, Stamp
 
 MEMBER_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -34,15 +35,6 @@ MAX_BODY = 1 << 20  # the ceiling for recorded bodies on the wire; the ledger's 
 
 class CodecError(ValueError):
     """A message that is not valid JSON or does not follow its type's schema."""
-
-
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    id: str  # 32 lowercase hex, random per process start
-    route: str
-    host: str  # where the receiver listens (an IP literal)
-    port: int
-    start: float  # Unix seconds when the member started
 
 
 @dataclass(frozen=True, slots=True)

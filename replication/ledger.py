@@ -17,6 +17,7 @@ received, even while the delta waits to be applied in order.
 Bounded three ways: entries older than `ttl` are forgotten, at most `max_entries` are kept,
 and the recorded bodies together stay under `max_bytes` (oldest evicted first). A response
 that cannot be recorded (streamed, or a body over `max_body`) is simply not recorded.
+Taking a record from an aiohttp response and replaying it as one is `replay.py`'s.
 """
 
 from __future__ import annotations
@@ -28,16 +29,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aiohttp import web
-
 from .merge import ZERO, Stamp
 
 # What a replay must repeat: the type of the body, the session cookie, redirects, caching.
 RECORDED_HEADERS = ("Content-Type", "Set-Cookie", "Location", "Cache-Control", "Retry-After")
-_LOWER = {h.lower(): h for h in RECORDED_HEADERS}
 MAX_HEADERS = 16
 MAX_HEADER_VALUE = 4096
-REPLAY_HEADER = "X-Pyjk-Replayed"
 
 
 class RecordError(ValueError):
@@ -63,13 +60,6 @@ class RecordedResponse:
     def size(self) -> int:
         return len(self.body) + sum(len(k) + len(v) for k, v in self.headers)
 
-    def to_response(self) -> web.Response:
-        response = web.Response(status=self.status, body=self.body)
-        for name, value in self.headers:
-            response.headers.add(name, value)
-        response.headers[REPLAY_HEADER] = "1"
-        return response
-
     def to_wire(self) -> dict[str, Any]:
         return {
             "status": self.status,
@@ -94,7 +84,7 @@ class RecordedResponse:
             if type(pair) is not list or len(pair) != 2 or not all(type(p) is str for p in pair):
                 raise RecordError("recorded response: each header is a [name, value] pair")
             name, value = pair
-            if name not in RECORDED_HEADERS or not _header_value_ok(value):
+            if name not in RECORDED_HEADERS or not header_value_ok(value):
                 raise RecordError(f"recorded response: header {name!r} is not allowed here")
             pairs.append((name, value))
         if type(body) is not str or len(body) > 4 * (max_body // 3 + 1):
@@ -108,32 +98,9 @@ class RecordedResponse:
         return cls(status, tuple(pairs), raw, float(at))
 
 
-def _header_value_ok(value: str) -> bool:
+def header_value_ok(value: str) -> bool:
+    """Whether a header value may be recorded (and so be replayed): short, visible ASCII."""
     return len(value) <= MAX_HEADER_VALUE and all(32 <= ord(c) < 127 or c == "\t" for c in value)
-
-
-def snapshot_response(
-    response: web.StreamResponse, now: float, max_body: int
-) -> RecordedResponse | None:
-    """What to replay for `response`, or None if it cannot be recorded (streamed or too big)."""
-    if not isinstance(response, web.Response) or response.prepared:
-        return None
-    body = response.body
-    if body is None:
-        body = b""
-    if not isinstance(body, bytes | bytearray) or len(body) > max_body:
-        return None
-    headers: list[tuple[str, str]] = []
-    for name, value in response.headers.items():
-        canonical = _LOWER.get(name.lower())
-        if canonical is not None and canonical != "Set-Cookie" and _header_value_ok(value):
-            headers.append((canonical, value))
-    # aiohttp keeps cookies aside until the response is prepared
-    for morsel in response.cookies.values():
-        text = morsel.OutputString()
-        if _header_value_ok(text):
-            headers.append(("Set-Cookie", text))
-    return RecordedResponse(response.status, tuple(headers[:MAX_HEADERS]), bytes(body), now)
 
 
 class Ledger:

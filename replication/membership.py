@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .codec import MemberInfo
+from .member_info import MemberInfo
 
 ALIVE = "alive"
 SUSPECT = "suspect"

@@ -42,10 +42,11 @@ from .codec import Ack, DeltaMsg, Heartbeat, Hello, MemberInfo, Message, Pull, T
 from .config import ClusterConfig
 from .endpoints import install_endpoints
 from .keyfile import load_or_create_key
-from .ledger import Ledger, snapshot_response
+from .ledger import Ledger
 from .mcast import Multicast
 from .membership import ALIVE, Joined, Left, Membership, Probe
 from .membership import Event as MemberEvent
+from .replay import replay_response, snapshot_response
 from .replicator import Replicator
 from .seal import Kind, Opener, Sealer, SealError
 from .syncing import Syncer
@@ -310,7 +311,7 @@ class ClusterNode:
             return None
         self.counters["replays_answered"] += 1
         log.info("request replayed from the ledger request_id=%s", request_id)
-        return record.to_response()
+        return replay_response(record)
 
     def committed(
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse

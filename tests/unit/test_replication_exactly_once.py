@@ -6,12 +6,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from replication.ledger import (
-    REPLAY_HEADER,
-    Ledger,
-    RecordedResponse,
-    snapshot_response,
-)
+from replication.ledger import Ledger, RecordedResponse
+from replication.replay import REPLAY_HEADER, replay_response, snapshot_response
 from worker import SessionDelta, get_session, setup_sessions
 from worker.delta import SessionState
 from worker.middleware import SESSIONS
@@ -42,7 +38,7 @@ def test_streamed_or_oversized_responses_are_not_recorded():
 
 def test_a_replayed_response_repeats_the_record_and_says_so():
     rec = RecordedResponse(303, (("Location", "/app/"), ("Set-Cookie", "a=b; Path=/")), b"", T0)
-    response = rec.to_response()
+    response = replay_response(rec)
     assert response.status == 303 and response.headers["Location"] == "/app/"
     assert response.headers.getall("Set-Cookie") == ["a=b; Path=/"]
     assert response.headers[REPLAY_HEADER] == "1"
@@ -89,7 +85,7 @@ class Observer:
 
     def replay(self, request_id: str) -> web.StreamResponse | None:
         rec = self.ledger.get(request_id, T0)
-        return None if rec is None else rec.to_response()
+        return None if rec is None else replay_response(rec)
 
     def committed(
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse

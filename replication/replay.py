@@ -1,0 +1,46 @@
+"""The aiohttp side of the exactly-once ledger (`ledger.py`, pure): what a worker's response
+leaves as its record, and the response a replay of that record answers with.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .ledger import MAX_HEADERS, RECORDED_HEADERS, RecordedResponse, header_value_ok
+
+# Tells the client (and the tests) that the handler did not run again.
+REPLAY_HEADER = "X-Pyjk-Replayed"
+_LOWER = {h.lower(): h for h in RECORDED_HEADERS}
+
+
+def snapshot_response(
+    response: web.StreamResponse, now: float, max_body: int
+) -> RecordedResponse | None:
+    """What to replay for `response`, or None if it cannot be recorded (streamed or too big)."""
+    if not isinstance(response, web.Response) or response.prepared:
+        return None
+    body = response.body
+    if body is None:
+        body = b""
+    if not isinstance(body, bytes | bytearray) or len(body) > max_body:
+        return None
+    headers: list[tuple[str, str]] = []
+    for name, value in response.headers.items():
+        canonical = _LOWER.get(name.lower())
+        if canonical is not None and canonical != "Set-Cookie" and header_value_ok(value):
+            headers.append((canonical, value))
+    # aiohttp keeps cookies aside until the response is prepared
+    for morsel in response.cookies.values():
+        text = morsel.OutputString()
+        if header_value_ok(text):
+            headers.append(("Set-Cookie", text))
+    return RecordedResponse(response.status, tuple(headers[:MAX_HEADERS]), bytes(body), now)
+
+
+def replay_response(record: RecordedResponse) -> web.Response:
+    """The response to answer a retried request with, from its record."""
+    response = web.Response(status=record.status, body=record.body)
+    for name, value in record.headers:
+        response.headers.add(name, value)
+    response.headers[REPLAY_HEADER] = "1"
+    return response
