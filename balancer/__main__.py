@@ -61,8 +61,10 @@ def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
     wanted = any(listen.tls for listen in args.listen)
     given = bool(certs or keys or args.tls_dir)
     if not wanted:
-        if given:
-            raise argparse.ArgumentTypeError("--tls-cert/--tls-dir need a --listen https://...")
+        if given or args.https_redirect or args.hsts:
+            raise argparse.ArgumentTypeError(
+                "--tls-cert/--tls-dir/--hsts/--https-redirect need a --listen https://..."
+            )
         return None
     if len(certs) != len(keys):
         raise argparse.ArgumentTypeError(
@@ -129,6 +131,20 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="SECONDS",
         help="from accept to a finished handshake (default 10)",
+    )
+    tls.add_argument(
+        "--hsts",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="send Strict-Transport-Security: max-age=SECONDS on HTTPS responses (default 0: "
+        "off; a member's own header wins)",
+    )
+    tls.add_argument(
+        "--https-redirect",
+        action="store_true",
+        help="plain listeners answer every request with a redirect to the first https "
+        "listener (301, 308 for methods other than GET/HEAD); off by default",
     )
     tls.add_argument(
         "--tls-max-client-hello",

@@ -34,6 +34,7 @@ from balancer.config import ConfigError, load_workers
 from balancer.config.errors import Problem
 from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
 from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
+from balancer.dataplane.ajp_fields import split_host
 from balancer.dataplane.tls import TlsError, TlsSettings
 from balancer.dataplane.tls_listener import Terminator
 from balancer.health import HealthMonitor
@@ -132,6 +133,9 @@ class Balancer:
         listen: Sequence[tuple[str, int, bool]],
         access_log: AccessLog | None = None,
         tls: TlsSettings | None = None,
+        *,
+        hsts: int = 0,
+        https_redirect: bool = False,
     ) -> None:
         self.workers_path = workers_path
         self.mounts_path = mounts_path
@@ -156,6 +160,12 @@ class Balancer:
             trusted_proxies=self.runtime.workers.balancer.trusted_proxies,
             access_log=access_log.record if access_log else None,
         )
+        if hsts > 0:
+            self.proxy.hsts = b"Strict-Transport-Security: max-age=%d\r\n" % hsts
+        https_ports = [port for _, port, tls in self.listens if tls]
+        # --https-redirect: plain listeners answer every request with a redirect to the first
+        # HTTPS listener (nginx's "return 301 https://$host$request_uri")
+        self.redirect_port = https_ports[0] if https_redirect and https_ports else None
         self.status.pool_stats = self._pool_stats
         self.status.is_trusted = self.proxy.is_trusted
         self._stopping = asyncio.Event()
@@ -227,6 +237,8 @@ class Balancer:
     # --- per request ------------------------------------------------------------------------
 
     def route(self, req: Request) -> RouteDecision:
+        if self.redirect_port is not None and not req.secure:
+            return https_redirect(req, self.redirect_port)
         runtime = self.runtime
         if runtime is not self._answers_for:
             self._answers = {}  # a reload: other rules and engines
@@ -341,6 +353,16 @@ class Balancer:
                 self.reload(f"{self.mounts_path} changed")
 
 
+def https_redirect(req: Request, port: int) -> LocalResponse:
+    """The redirect of a plain request to the same URL over HTTPS: 301 for GET and HEAD, 308
+    (method and body kept) for the others."""
+    name, _ = split_host(req.host or b"localhost", True)
+    authority = name if port == 443 else name + b":%d" % port
+    status = 301 if req.method in (b"GET", b"HEAD") else 308
+    location = b"https://" + authority + req.target
+    return LocalResponse(status, headers=((b"Location", location),), close=req.has_body)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -362,7 +384,13 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> int:
         try:
             balancer = Balancer(
-                args.workers, args.mounts, args.listen, access_log, getattr(args, "tls", None)
+                args.workers,
+                args.mounts,
+                args.listen,
+                access_log,
+                getattr(args, "tls", None),
+                hsts=getattr(args, "hsts", 0),
+                https_redirect=getattr(args, "https_redirect", False),
             )
         except TlsError as exc:
             log.error("tls error: %s", exc)

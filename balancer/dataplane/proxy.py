@@ -90,6 +90,8 @@ class ProxyServer:
         self.rid_prefix = os.urandom(6).hex().encode("ascii") + b"-"
         self.rid_counter = 0
         self.refused = 0  # connections turned away by the caps
+        # "Strict-Transport-Security: ..." for responses on TLS connections (--hsts), or b""
+        self.hsts = b""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -146,6 +148,13 @@ class ProxyServer:
         for server in self.servers:
             await server.wait_closed()
         self.servers.clear()
+
+    def hsts_for(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The HSTS field to add to a response over TLS: none when the member set its own."""
+        for name, _ in headers:
+            if len(name) == 25 and name.lower() == b"strict-transport-security":
+                return b""
+        return self.hsts
 
     # --- client connections -----------------------------------------------------------------
 

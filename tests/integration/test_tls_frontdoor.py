@@ -341,3 +341,52 @@ def test_the_malformed_corpus_gets_4xx_over_tls_and_nothing_reaches_the_backend(
         tls.port, b"GET /app/fine HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", wrap=wrap
     )
     assert ok.startswith(b"HTTP/1.1 200") and b"recorded" in ok
+
+
+def _plain(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_hsts_and_the_https_redirect_when_asked_for(stack: Stack, tls: Tls):
+    start(stack, tls, "--hsts", "31536000", "--https-redirect")
+    answer = _plain(
+        stack.port, b"GET /app/x?q=1 HTTP/1.1\r\nHost: a.test:8080\r\nConnection: close\r\n\r\n"
+    )
+    head = answer.split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 301 ")
+    assert f"Location: https://a.test:{tls.port}/app/x?q=1" in head
+    assert "Strict-Transport-Security" not in head  # never over plain HTTP (RFC 6797 §7.2)
+    post = _plain(
+        stack.port,
+        b"POST /app/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    assert post.startswith(b"HTTP/1.1 308 ")
+    ctx = tls.context()
+    raw = socket.create_connection(("127.0.0.1", tls.port), timeout=5)
+    with raw, ctx.wrap_socket(raw, server_hostname="a.test") as sock:
+        sock.sendall(b"GET /app/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("HTTP/1.1 200 ")
+    assert "Strict-Transport-Security: max-age=31536000" in head
+
+
+def test_without_the_settings_there_is_no_hsts_and_no_redirect(stack: Stack, tls: Tls):
+    start(stack, tls)
+    assert (
+        _plain(stack.port, b"GET /app/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")[:12]
+        == b"HTTP/1.1 200"
+    )
+    ctx = tls.context()
+    raw = socket.create_connection(("127.0.0.1", tls.port), timeout=5)
+    with raw, ctx.wrap_socket(raw, server_hostname="a.test") as sock:
+        sock.sendall(b"GET /app/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        data = sock.recv(65536)
+    assert b"Strict-Transport-Security" not in data
