@@ -103,6 +103,22 @@ def https(
     return int(head.split(b" ", 2)[1]), body, cert
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length from a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def metrics(stack: Stack) -> str:
     status, _, body = http_get(f"{stack.url}/jkmanager?mime=prometheus")
     assert status == 200, body[:300]
@@ -201,13 +217,23 @@ def test_bad_input_on_the_tls_port_closes_that_connection_and_is_counted(stack: 
     assert stack.balancer is not None and stack.balancer.alive()
 
 
-def test_an_unknown_server_name_is_refused_when_configured(stack: Stack, tls: Tls):
-    start(stack, tls, "--tls-unknown-sni", "refuse")
+def test_a_certificate_directory_serves_by_name_and_refuses_unknown_names(stack: Stack, tls: Tls):
+    cert_dir = stack.tmp / "tls-dir"
+    make_pair(cert_dir, "shop.test", ["shop.test", "www.shop.test"], tls.ca)
+    make_pair(cert_dir, "api.test", ["api.test"], tls.ca)
+    stack.start_backend("n1")
+    args = ("--listen", f"https://127.0.0.1:{tls.port}", "--tls-dir", str(cert_dir))
+    stack.start_balancer(
+        stack.workers_properties(["n1"]), args=(*args, "--tls-unknown-sni", "refuse")
+    )
+    wait_for(lambda: port_open(tls.port), 10, what="https listener")
+    assert cn(https(tls, "/app/x", "www.shop.test")[2]) == "CN=shop.test"
+    assert cn(https(tls, "/app/x", "api.test")[2]) == "CN=api.test"
     name_ctx = tls.context()
     name_ctx.check_hostname = False
     with pytest.raises((ssl.SSLError, ConnectionError)):
         https(tls, "/app/x", "unknown.test", ctx=name_ctx)
-    assert https(tls, "/app/x", "b.test")[0] == 200
+    assert https(tls, "/app/x", "shop.test")[0] == 200
     assert 'pyjk_tls_handshake_failures_total{reason="unknown-sni"} 1.0' in metrics(stack)
 
 
@@ -287,6 +313,10 @@ def test_sighup_swaps_certificates_under_traffic_with_no_failed_request(stack: S
     threads = [threading.Thread(target=traffic) for _ in range(3)]
     for t in threads:
         t.start()
+    # a keep-alive connection opened before the reloads: it goes on with its certificate
+    kept = tls.context().wrap_socket(
+        socket.create_connection(("127.0.0.1", tls.port), timeout=5), server_hostname="a.test"
+    )
     try:
         wait_for(lambda: len(served) > 20, 10, what="traffic")
         # a bad pair first: rejected, the running certificate stays
@@ -305,10 +335,16 @@ def test_sighup_swaps_certificates_under_traffic_with_no_failed_request(stack: S
         wait_for(lambda: served[-1] != first_serial, 10, what="the new certificate")
         n = len(served)
         wait_for(lambda: len(served) > n + 20, 10, what="traffic after the reload")
+        for _ in range(3):
+            kept.sendall(b"GET /app/kept HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert read_response(kept).startswith(b"HTTP/1.1 200 ")
+        kept_cert = x509.load_der_x509_certificate(kept.getpeercert(binary_form=True))
+        assert kept_cert.serial_number == first_serial
     finally:
         stop.set()
         for t in threads:
             t.join(20)
+        kept.close()
     assert failures == []
     text = metrics(stack)
     assert "pyjk_tls_handshake_failures_total" in text
