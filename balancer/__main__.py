@@ -82,6 +82,7 @@ def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
         client_verify=args.tls_client_verify,
         handshake_timeout=args.tls_handshake_timeout,
         max_client_hello=args.tls_max_client_hello,
+        ticket_rotation=args.tls_session_tickets * 60.0,
     )
 
 
@@ -131,6 +132,14 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="SECONDS",
         help="from accept to a finished handshake (default 10)",
+    )
+    tls.add_argument(
+        "--tls-session-tickets",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="turn stateless session tickets on, with new ticket keys every MINUTES (the "
+        "contexts are rebuilt from the same files); default 0: off, no resumption",
     )
     tls.add_argument(
         "--hsts",

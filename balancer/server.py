@@ -299,6 +299,8 @@ class Balancer:
         ]
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
+        if self.tls is not None:
+            self._tasks.append(asyncio.create_task(self.tls.rotate(), name="tls-tickets"))
         await self._stopping.wait()
         grace = float(self.runtime.workers.balancer.shutdown_timeout)
         log.info("stopping: draining requests in flight for up to %.0fs", grace)

@@ -97,7 +97,7 @@ class Terminator:
 
         return choose
 
-    def reload(self, settings: TlsSettings | None = None) -> bool:
+    def reload(self, settings: TlsSettings | None = None, why: str = "reloaded") -> bool:
         """Read the certificates again; on any error keep the running ones (and say why)."""
         settings = settings or self.settings
         try:
@@ -109,10 +109,18 @@ class Terminator:
         self.certs, self.settings = certs, settings
         self.stats.reloads += 1
         log.info(
-            "tls reloaded: %s",
+            "tls %s: %s",
+            why,
             " ".join(f"{i.cert_file}(until {i.not_after:%Y-%m-%d})" for i in certs.infos),
         )
         return True
+
+    async def rotate(self) -> None:
+        """With session tickets on: new contexts (fresh ticket keys) every ``ticket_rotation``
+        seconds, read from the same files and checked as a reload is."""
+        while self.settings.ticket_rotation > 0:
+            await asyncio.sleep(self.settings.ticket_rotation)
+            self.reload(why="session ticket keys rotated")
 
 
 class _Waiting:

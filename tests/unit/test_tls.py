@@ -122,6 +122,14 @@ def test_contexts_have_the_safe_defaults(certs: Path):
     assert c.verify_mode == ssl.CERT_NONE  # no client certificates unless asked for
 
 
+def test_session_tickets_are_off_unless_rotation_is_set(certs: Path):
+    pairs = ((certs / "one.crt", certs / "one.key"),)
+    off = load_certificates(TlsSettings(pairs=pairs), NOW).default
+    on = load_certificates(TlsSettings(pairs=pairs, ticket_rotation=600), NOW).default
+    assert off.options & ssl.OP_NO_TICKET
+    assert not on.options & ssl.OP_NO_TICKET
+
+
 def test_client_certificates_optional_or_required(certs: Path):
     pairs = ((certs / "one.crt", certs / "one.key"),)
     ca = next(certs.glob("*CA.pem"))
