@@ -3,9 +3,11 @@
     python -m balancer --check --workers conf/workers.properties \
         [--mounts conf/uriworkermap.properties]
     python -m balancer --workers conf/workers.properties --mounts conf/uriworkermap.properties \
-        [--listen 127.0.0.1:8080]
+        [--listen 127.0.0.1:8080] [--listen https://127.0.0.1:8443 --tls-cert C --tls-key K]
 
-``--check`` is ``haproxy -c``: it validates both files, prints a summary and exits 1 on errors.
+``--check`` is ``haproxy -c``: it validates both files (and the certificates of https
+listeners: readable, key matches, valid now, names covered, when each expires), prints a
+summary and exits 1 on errors.
 """
 
 from __future__ import annotations
@@ -15,16 +17,151 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from balancer.config import ConfigError, Problem, load_workers, summary
+from balancer.dataplane.tls import (
+    CLIENT_VERIFY_CHOICES,
+    UNKNOWN_SNI_CHOICES,
+    TlsError,
+    TlsSettings,
+    check_lines,
+)
 from balancer.mounts import UriMap, load_mounts
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
+class Listen(NamedTuple):
+    """One ``--listen``: plain ``HOST:PORT`` or ``https://HOST:PORT``."""
+
+    host: str
+    port: int
+    tls: bool = False
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https://' if self.tls else ''}{host}:{self.port}"
+
+
+def parse_listen(text: str) -> Listen:
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "http", text
+    if scheme not in ("http", "https"):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or https://HOST:PORT, got {text!r}")
+    host, sep, port = rest.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or https://HOST:PORT, got {text!r}")
+    return Listen(host.strip("[]") or "127.0.0.1", int(port), scheme == "https")
+
+
+def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
+    """The TLS settings of the command line; None without an https listener. Raises
+    ``argparse.ArgumentTypeError`` for options that do not fit together."""
+    certs, keys = args.tls_cert or [], args.tls_key or []
+    wanted = any(listen.tls for listen in args.listen)
+    given = bool(certs or keys or args.tls_dir)
+    if not wanted:
+        if given or args.https_redirect or args.hsts:
+            raise argparse.ArgumentTypeError(
+                "--tls-cert/--tls-dir/--hsts/--https-redirect need a --listen https://..."
+            )
+        return None
+    if len(certs) != len(keys):
+        raise argparse.ArgumentTypeError(
+            f"--tls-cert and --tls-key pair in order: {len(certs)} cert(s), {len(keys)} key(s)"
+        )
+    if not given:
+        raise argparse.ArgumentTypeError(
+            "an https listener needs --tls-cert/--tls-key or --tls-dir"
+        )
+    return TlsSettings(
+        pairs=tuple(zip(certs, keys, strict=True)),
+        cert_dir=args.tls_dir,
+        unknown_sni=args.tls_unknown_sni,
+        client_ca=args.tls_client_ca,
+        client_verify=args.tls_client_verify,
+        handshake_timeout=args.tls_handshake_timeout,
+        max_client_hello=args.tls_max_client_hello,
+        ticket_rotation=args.tls_session_tickets * 60.0,
+    )
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group("TLS (for --listen https://HOST:PORT)")
+    tls.add_argument(
+        "--tls-cert",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="certificate (PEM, chain after the leaf); repeatable, paired in order with "
+        "--tls-key; the first pair is the default certificate",
+    )
+    tls.add_argument(
+        "--tls-key", type=Path, action="append", metavar="FILE", help="private key (PEM)"
+    )
+    tls.add_argument(
+        "--tls-dir",
+        type=Path,
+        metavar="DIR",
+        help="NAME.crt/NAME.key pairs chosen by SNI (default.crt, or the first name, is the "
+        "default when no --tls-cert is given)",
+    )
+    tls.add_argument(
+        "--tls-unknown-sni",
+        choices=UNKNOWN_SNI_CHOICES,
+        default="default",
+        help="a server name no certificate covers: serve the default one, or refuse the "
+        "handshake (default: default)",
+    )
+    tls.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="ask clients for a certificate signed by these CAs (off by default); it is "
+        "forwarded to members (AJP SSL_CERT, http Client-Cert)",
+    )
+    tls.add_argument(
+        "--tls-client-verify",
+        choices=CLIENT_VERIFY_CHOICES,
+        default="optional",
+        help="with --tls-client-ca: whether a client certificate is optional or required",
+    )
+    tls.add_argument(
+        "--tls-handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="from accept to a finished handshake (default 10)",
+    )
+    tls.add_argument(
+        "--tls-session-tickets",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="turn stateless session tickets on, with new ticket keys every MINUTES (the "
+        "contexts are rebuilt from the same files); default 0: off, no resumption",
+    )
+    tls.add_argument(
+        "--hsts",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="send Strict-Transport-Security: max-age=SECONDS on HTTPS responses (default 0: "
+        "off; a member's own header wins)",
+    )
+    tls.add_argument(
+        "--https-redirect",
+        action="store_true",
+        help="plain listeners answer every request with a redirect to the first https "
+        "listener (301, 308 for methods other than GET/HEAD); off by default",
+    )
+    tls.add_argument(
+        "--tls-max-client-hello",
+        type=int,
+        default=16 * 1024,
+        metavar="BYTES",
+        help="a larger ClientHello is refused unread (default 16384)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,10 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--listen",
         type=parse_listen,
-        default=("127.0.0.1", 8080),
-        metavar="HOST:PORT",
-        help="address to accept clients on (default 127.0.0.1:8080)",
+        action="append",
+        metavar="[https://]HOST:PORT",
+        help="address to accept clients on, repeatable; https:// for TLS (default 127.0.0.1:8080)",
     )
+    add_tls_arguments(parser)
     parser.add_argument(
         "--access-log",
         metavar="PATH",
@@ -67,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_problems(label: str, problems: Sequence[Problem]) -> None:
     for problem in problems:
         print(f"{label}: {problem}", file=sys.stderr)
+
+
+def check_tls(settings: TlsSettings) -> int:
+    """``--check`` for certificates: each pair's names and expiry, or the error."""
+    try:
+        lines = check_lines(settings)
+    except TlsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    return 0
 
 
 def check(workers_path: Path, mounts_path: Path | None) -> int:
@@ -99,9 +249,18 @@ def check(workers_path: Path, mounts_path: Path | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.listen = args.listen or [Listen("127.0.0.1", 8080)]
+    try:
+        args.tls = tls_settings(args)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     if args.check:
-        return check(args.workers, args.mounts)
+        status = check(args.workers, args.mounts)
+        if args.tls is not None:
+            status = check_tls(args.tls) or status
+        return status
     from balancer.server import run  # imported late: --check needs no event loop machinery
 
     return run(args)

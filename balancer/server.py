@@ -6,8 +6,9 @@ engine, so every forward goes through the same attempt loop). A reload builds a 
 — carrying over the state and counters of members whose configuration did not change — and
 swaps it in with one assignment; requests in flight keep the plans they started with.
 
-Signals: SIGHUP reloads both files (an invalid file is rejected with its errors and the old
-configuration stays live); SIGTERM/SIGINT stop accepting, drain requests in flight for up to
+Signals: SIGHUP reloads both files and the TLS certificates (an invalid file or certificate
+is rejected with its errors and the old one stays live; TLS connections in flight keep
+theirs); SIGTERM/SIGINT stop accepting, drain requests in flight for up to
 ``worker.shutdown_timeout`` seconds and exit 0. The URI map file is also re-read when its mtime
 changes, checked every ``worker.mount_reload`` seconds (mod_jk's JkMountFileReload).
 """
@@ -23,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +33,13 @@ from balancer.cluster_view import ClusterView
 from balancer.config import ConfigError, load_workers
 from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
 from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
+from balancer.dataplane.ajp_fields import split_host
+from balancer.dataplane.tls import TlsError, TlsSettings
+from balancer.dataplane.tls_listener import Terminator
 from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.mounts import Mapped, UriMap, load_mounts, parse_mounts
+from balancer.status.tls_view import TlsView, tls_view
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
 
@@ -124,19 +129,27 @@ class Balancer:
         self,
         workers_path: Path,
         mounts_path: Path | None,
-        listen: tuple[str, int],
+        listen: Sequence[tuple[str, int, bool]],
         access_log: AccessLog | None = None,
+        tls: TlsSettings | None = None,
+        *,
+        hsts: int = 0,
+        https_redirect: bool = False,
     ) -> None:
         self.workers_path = workers_path
         self.mounts_path = mounts_path
-        self.listen = listen
+        self.listens = [(host, port, tls) for host, port, tls in listen]  # tls: https://
+        self.listen = self.listens[0][:2]
+        # TlsError (a certificate that cannot be served) stops the start, as a config error
+        self.tls = Terminator(tls) if tls is not None else None
         self.access_log = access_log
         self.runtime = self.load(previous=None)
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
         self._answers_for = self.runtime
         self.cluster = ClusterView()
         self._configure_cluster_view()
-        self.status = StatusEndpoints(VERSION, listen)
+        self.status = StatusEndpoints(VERSION, self.listen)
+        self.status.tls_view = self._tls_view if self.tls is not None else None
         self.status.cluster_view = self.cluster.counts
         self.status.update(self.runtime)
         self.health = HealthMonitor()
@@ -146,6 +159,12 @@ class Balancer:
             trusted_proxies=self.runtime.workers.balancer.trusted_proxies,
             access_log=access_log.record if access_log else None,
         )
+        if hsts > 0:
+            self.proxy.hsts = b"Strict-Transport-Security: max-age=%d\r\n" % hsts
+        https_ports = [port for _, port, tls in self.listens if tls]
+        # --https-redirect: plain listeners answer every request with a redirect to the first
+        # HTTPS listener (nginx's "return 301 https://$host$request_uri")
+        self.redirect_port = https_ports[0] if https_redirect and https_ports else None
         self.status.pool_stats = self._pool_stats
         self.status.is_trusted = self.proxy.is_trusted
         self._stopping = asyncio.Event()
@@ -208,6 +227,8 @@ class Balancer:
     # --- per request ------------------------------------------------------------------------
 
     def route(self, req: Request) -> RouteDecision:
+        if self.redirect_port is not None and not req.secure:
+            return https_redirect(req, self.redirect_port)
         runtime = self.runtime
         if runtime is not self._answers_for:
             self._answers = {}  # a reload: other rules and engines
@@ -246,11 +267,15 @@ class Balancer:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
-        host, port = self.listen
-        await self.proxy.start(host, port)
-        log.info("listening on %s:%d (%s)", host, port, VERSION)
+        for host, port, tls in self.listens:
+            if tls:
+                assert self.tls is not None
+                self.proxy.start_tls(host, port, self.tls)
+            else:
+                await self.proxy.start(host, port)
+            log.info("listening on %s%s:%d (%s)", "https://" if tls else "", host, port, VERSION)
         for sig, handler in (
-            (signal.SIGHUP, lambda: self.reload("SIGHUP")),
+            (signal.SIGHUP, self._sighup),
             (signal.SIGTERM, self._stopping.set),
             (signal.SIGINT, self._stopping.set),
         ):
@@ -264,6 +289,8 @@ class Balancer:
         ]
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
+        if self.tls is not None:
+            self._tasks.append(asyncio.create_task(self.tls.rotate(), name="tls-tickets"))
         await self._stopping.wait()
         grace = float(self.runtime.workers.balancer.shutdown_timeout)
         log.info("stopping: draining requests in flight for up to %.0fs", grace)
@@ -278,6 +305,16 @@ class Balancer:
         if self.access_log is not None:
             self.access_log.flush()
         log.info("stopped")
+
+    def _sighup(self) -> None:
+        self.reload("SIGHUP")
+        if self.tls is not None:
+            self.tls.reload()  # new contexts first; a bad pair keeps the running certificates
+
+    def _tls_view(self) -> TlsView | None:
+        if self.tls is None:
+            return None
+        return tls_view(self.tls, self.listens)
 
     def log_changes(self) -> None:
         """Log the member state changes requests and commands made since the last call."""
@@ -308,6 +345,16 @@ class Balancer:
                 self.reload(f"{self.mounts_path} changed")
 
 
+def https_redirect(req: Request, port: int) -> LocalResponse:
+    """The redirect of a plain request to the same URL over HTTPS: 301 for GET and HEAD, 308
+    (method and body kept) for the others."""
+    name, _ = split_host(req.host or b"localhost", True)
+    authority = name if port == 443 else name + b":%d" % port
+    status = 301 if req.method in (b"GET", b"HEAD") else 308
+    location = b"https://" + authority + req.target
+    return LocalResponse(status, headers=((b"Location", location),), close=req.has_body)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -328,7 +375,18 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         try:
-            balancer = Balancer(args.workers, args.mounts, args.listen, access_log)
+            balancer = Balancer(
+                args.workers,
+                args.mounts,
+                args.listen,
+                access_log,
+                getattr(args, "tls", None),
+                hsts=getattr(args, "hsts", 0),
+                https_redirect=getattr(args, "https_redirect", False),
+            )
+        except TlsError as exc:
+            log.error("tls error: %s", exc)
+            return 1
         except ConfigError as exc:
             for p in exc.problems:
                 log.error("config error: %s", p)
@@ -344,7 +402,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             await balancer.serve()
         except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", *args.listen, exc.strerror or exc)
+            where = " ".join(str(x) for x in args.listen)
+            log.error("cannot listen on %s: %s", where, exc.strerror or exc)
             return 1
         return 0
 

@@ -17,6 +17,7 @@ from balancer.config.model import MemberConfig
 from balancer.dataplane import LocalHandler, LocalResponse, Request, RouteDecision
 from balancer.status import ServerInfo, StatusWorker
 from balancer.status.adapter import local_handler
+from balancer.status.tls_view import TlsView
 
 if TYPE_CHECKING:
     from balancer.server import Runtime
@@ -29,6 +30,7 @@ class StatusEndpoints:
         self.pool_stats: Callable[[MemberConfig], tuple[int, int] | None] | None = None
         self.is_trusted: Callable[[str], bool] = lambda ip: False
         self.cluster_view: Callable[[], Mapping[str, int]] | None = None
+        self.tls_view: Callable[[], TlsView | None] | None = None
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -51,6 +53,7 @@ class StatusEndpoints:
                     self.started,
                     cluster_view=self.cluster_view,
                     pool_stats=self._pool_stats,
+                    tls_view=self.tls_view,
                 )
         self.workers = kept
         self.handlers = {

@@ -3,12 +3,18 @@
     python bench/proxy_race.py                      # all peers, 10 s per run, 1 round
     python bench/proxy_race.py --quick              # 3 s per run
     python bench/proxy_race.py --peers nginx,haproxy --rounds 3 --json race.json
+    python bench/proxy_race.py --quick --scenarios tls-keepalive-100B,tls-close-100B
 
 Each proxy runs pinned to one core (--proxy-cpu, default 0); the backends (one nginx worker on
 three ports), wrk and this script share the other (--load-cpu, default 1). Peers take turns
 within each scenario, and the order rotates every round, so drift of the machine hits every
 peer alike. Nothing is installed here: bench/setup.sh installs nginx, haproxy and wrk. Every
 process started here is killed at exit. docs/benchmarks.md says what the columns mean.
+
+The ``tls-*`` scenarios send the same requests over HTTPS: every peer terminates TLS itself
+with one certificate made for the run (race_tls.py) and the same settings; ``tls-close-100B``
+opens a new connection (a full handshake, no resumption) per request, so its req/s is the
+peer's handshakes per second. The ``direct`` peer has no TLS and skips them.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import backend
 import race_configs as cfg
+import race_tls
 from race_checks import (
     STICKY_COOKIE_VALUE,
     find_binary,
@@ -66,6 +73,7 @@ class Scenario:
     name: str
     path: str
     headers: tuple[str, ...]
+    tls: bool = False  # to the peer's HTTPS port
 
 
 SCENARIOS = {
@@ -77,6 +85,8 @@ SCENARIOS = {
         Scenario("close-64KiB", "/64k", ("Connection: close",)),
         Scenario("sticky-100B", "/100", (f"Cookie: {STICKY_COOKIE_VALUE}",)),
         Scenario("sticky-64KiB", "/64k", (f"Cookie: {STICKY_COOKIE_VALUE}",)),
+        Scenario("tls-keepalive-100B", "/100", (), tls=True),
+        Scenario("tls-close-100B", "/100", ("Connection: close",), tls=True),
     )
 }
 
@@ -87,6 +97,7 @@ class Peer:
     port: int
     child: Child | None  # None for "direct": wrk straight at backend node1, no proxy
     smoke: list[str] = field(default_factory=list)
+    tls_port: int | None = None  # its HTTPS listener ("direct" has none)
 
     def alive(self) -> bool:
         return self.child is None or self.child.popen.poll() is None
@@ -103,6 +114,7 @@ class Race:
     proxy_cpu: int | None  # None: not pinned
     load_cpu: int | None
     cores: list[int]  # the cores watched for other load
+    cert: race_tls.RaceCert | None = None  # when a tls-* scenario runs
 
     def wrk_cmd(self, url: str, seconds: int, headers: Sequence[str]) -> list[str]:
         argv = wrk_argv(
@@ -117,16 +129,21 @@ class Race:
         return argv
 
 
-def peer_argv(race: Race, name: str, members: Sequence[cfg.Member], port: int) -> list[str]:
+def peer_argv(
+    race: Race, name: str, members: Sequence[cfg.Member], port: int, tls_port: int | None = None
+) -> list[str]:
     workdir = race.workdir
+    cert = race.cert if tls_port is not None else None
     if name == "nginx":
         (workdir / "nginx-tmp").mkdir(exist_ok=True)
         conf = workdir / "nginx.conf"
-        conf.write_text(cfg.nginx_conf(members, port=port, workdir=workdir))
+        tls_server = race_tls.nginx_server(tls_port, cert) if cert and tls_port else ""
+        conf.write_text(cfg.nginx_conf(members, port=port, workdir=workdir, tls_server=tls_server))
         return backend.nginx_argv(str(race.bins["nginx"]), conf, workdir)
     if name == "haproxy":
         conf = workdir / "haproxy.cfg"
-        conf.write_text(cfg.haproxy_cfg(members, port=port))
+        tls_bind = race_tls.haproxy_bind(tls_port, cert) if cert and tls_port else ""
+        conf.write_text(cfg.haproxy_cfg(members, port=port, tls_bind=tls_bind))
         return [str(race.bins["haproxy"]), "-db", "-f", str(conf)]
     if name == "pyjk":
         workers = workdir / "workers.properties"
@@ -139,7 +156,10 @@ def peer_argv(race: Race, name: str, members: Sequence[cfg.Member], port: int) -
             "mounts": mounts,
             "listen": f"{HOST}:{port}",
         }
-        return [token.format(**values) for token in shlex.split(race.args.pyjk_cmd)]
+        argv = [token.format(**values) for token in shlex.split(race.args.pyjk_cmd)]
+        if cert and tls_port:
+            argv += race_tls.pyjk_args(tls_port, cert)
+        return argv
     raise ValueError(f"unknown peer {name!r}")
 
 
@@ -147,12 +167,15 @@ def start_peers(race: Race, members: Sequence[cfg.Member]) -> tuple[list[Peer], 
     """Start each peer; one that fails is reported and left out, the others still race."""
     peers: list[Peer] = []
     failures: dict[str, str] = {}
-    for name, port in zip(race.args.peers, free_ports(len(race.args.peers)), strict=True):
+    n = len(race.args.peers)
+    ports = free_ports(2 * n)
+    for name, port, tls_port in zip(race.args.peers, ports[:n], ports[n:], strict=True):
         if name == "direct":
             peer = Peer("direct", members[0].port, None)
         else:
+            tls = tls_port if race.cert is not None else None
             try:
-                argv = peer_argv(race, name, members, port)
+                argv = peer_argv(race, name, members, port, tls)
                 log = race.workdir / f"{name}.log"
                 child = race.sup.start(name, argv, cpu=race.proxy_cpu, log=log, cwd=REPO)
                 wait_http_ready(child, HOST, port, "/100", race.args.start_timeout)
@@ -160,8 +183,10 @@ def start_peers(race: Race, members: Sequence[cfg.Member]) -> tuple[list[Peer], 
                 failures[name] = str(exc)
                 print(f"!! {name} failed to start: {exc}", flush=True)
                 continue
-            peer = Peer(name, port, child)
+            peer = Peer(name, port, child, tls_port=tls)
         peer.smoke = smoke_check(peer.port, balanced=peer.child is not None)
+        if peer.tls_port is not None:
+            peer.smoke += race_tls.smoke(peer.tls_port)
         for problem in peer.smoke:
             print(f"!! {name} smoke check: {problem}", flush=True)
         peers.append(peer)
@@ -171,7 +196,10 @@ def start_peers(race: Race, members: Sequence[cfg.Member]) -> tuple[list[Peer], 
 def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
     """Warm up, then one measured wrk run with the proxy's CPU time read around it."""
     args = race.args
-    url = f"http://{HOST}:{peer.port}{scenario.path}"
+    if scenario.tls:
+        url = f"https://{HOST}:{peer.tls_port}{scenario.path}"
+    else:
+        url = f"http://{HOST}:{peer.port}{scenario.path}"
     if args.warmup > 0:
         run_wrk(race.wrk_cmd(url, args.warmup, scenario.headers), duration_s=args.warmup)
     cores = [c for c in (race.proxy_cpu, race.load_cpu) if c is not None]
@@ -218,7 +246,7 @@ def race_rounds(race: Race, peers: Sequence[Peer]) -> list[Run]:
             # Rotate the order every round so no peer always runs first (or right after another).
             shift = (round_no - 1) % max(1, len(peers))
             for peer in [*peers[shift:], *peers[:shift]]:
-                if not peer.alive():
+                if not peer.alive() or (SCENARIOS[scenario_name].tls and peer.tls_port is None):
                     continue
                 quiet = None
                 if race.args.wait_quiet > 0:
@@ -374,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_cpu=args.load_cpu if pin else None,
         cores=watched,
     )
+    if any(SCENARIOS[s].tls for s in args.scenarios):
+        race.cert = race_tls.make_cert(workdir)
     try:
         members = cfg.members_for(free_ports(3))
         conf = backend.write_backend(members, workdir)

@@ -15,6 +15,7 @@ from pathlib import Path
 import backend
 import pytest
 import race_configs as cfg
+import race_tls
 from race_checks import find_binary
 from race_procs import Supervisor, cpu_seconds, descendants
 from race_report import Run, crowded, ratios, summarise
@@ -142,6 +143,40 @@ def test_haproxy_accepts_its_generated_config(tmp_path: Path) -> None:
     conf.write_text(cfg.haproxy_cfg(MEMBERS, port=18000))
     proc = subprocess.run([haproxy, "-c", "-f", str(conf)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_nginx_and_haproxy_accept_their_tls_listeners(tmp_path: Path) -> None:
+    nginx = find_binary("nginx") or pytest.skip("nginx not installed (bench/setup.sh)")
+    haproxy = find_binary("haproxy") or pytest.skip("haproxy not installed (bench/setup.sh)")
+    cert = race_tls.make_cert(tmp_path)
+    (tmp_path / "nginx-tmp").mkdir()
+    conf = tmp_path / "nginx.conf"
+    server = race_tls.nginx_server(18443, cert)
+    conf.write_text(cfg.nginx_conf(MEMBERS, port=18000, workdir=tmp_path, tls_server=server))
+    proc = subprocess.run(
+        [*backend.nginx_argv(nginx, conf, tmp_path), "-t"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "listen 127.0.0.1:18443 ssl" in conf.read_text()
+    conf = tmp_path / "haproxy.cfg"
+    conf.write_text(
+        cfg.haproxy_cfg(MEMBERS, port=18000, tls_bind=race_tls.haproxy_bind(18443, cert))
+    )
+    proc = subprocess.run([haproxy, "-c", "-f", str(conf)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"bind 127.0.0.1:18443 ssl crt {cert.combined}" in conf.read_text()
+
+
+def test_pyjk_checks_the_race_certificate(tmp_path: Path) -> None:
+    cert = race_tls.make_cert(tmp_path)
+    workers = tmp_path / "workers.properties"
+    workers.write_text(cfg.workers_properties(MEMBERS))
+    args = ["--check", "--workers", str(workers), *race_tls.pyjk_args(18443, cert)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "balancer", *args], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"{cert.cert} (default): localhost; expires" in proc.stdout
 
 
 def test_backend_bodies_have_the_advertised_sizes() -> None:

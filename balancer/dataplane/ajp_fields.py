@@ -16,16 +16,16 @@ hop-by-hop fields are dropped: AJP frames the body itself.
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from balancer.ajp import codes as c
 from balancer.ajp.errors import AjpError
 from balancer.ajp.reply import SendHeaders
 from balancer.ajp.request import ForwardRequest
 from balancer.dataplane import http11 as h
+from balancer.dataplane.tls_facts import TlsInfo, tls_info
 
 if TYPE_CHECKING:
     from balancer.dataplane.request import Request
@@ -34,36 +34,15 @@ _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH
 _DIGITS = b"0123456789"
 _CTL = bytes(range(0x20)).replace(b"\t", b"") + b"\x7f"
 
-
-@dataclass(frozen=True, slots=True)
-class TlsInfo:
-    """What AJP tells the container of a TLS client connection."""
-
-    cipher: bytes
-    key_size: int | None
-    session: bytes | None  # hex session id
-    protocol: bytes | None  # TLSv1.3 ...
-    cert: bytes | None  # the client's certificate, PEM
-
-
-def tls_info(ssl_object: Any) -> TlsInfo | None:
-    """TLS facts of a client connection (``transport.get_extra_info("ssl_object")``)."""
-    if ssl_object is None:
-        return None
-    cipher = ssl_object.cipher()
-    if not cipher:
-        return None
-    name, protocol, bits = cipher
-    session = getattr(ssl_object, "session", None)
-    session_id = getattr(session, "id", b"") if session is not None else b""
-    cert = ssl_object.getpeercert(binary_form=True)
-    return TlsInfo(
-        cipher=name.encode("ascii"),
-        key_size=bits if isinstance(bits, int) else None,
-        session=session_id.hex().encode("ascii") if session_id else None,
-        protocol=(ssl_object.version() or protocol or "").encode("ascii") or None,
-        cert=ssl.DER_cert_to_PEM_cert(cert).encode("ascii") if cert else None,
-    )
+__all__ = [
+    "ResponseHead",
+    "TlsInfo",
+    "client_address",
+    "forward_request",
+    "response_head",
+    "split_host",
+    "tls_info",
+]
 
 
 def split_host(host: bytes, secure: bool) -> tuple[bytes, int]:

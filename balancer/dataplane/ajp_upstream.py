@@ -34,7 +34,7 @@ from balancer.ajp.errors import AjpError
 from balancer.ajp.request import CPING_PACKET, encode_forward_request, max_body_chunk
 from balancer.ajp.wire import from_container_deframer
 from balancer.dataplane.ajp_body import RequestBody
-from balancer.dataplane.ajp_fields import forward_request, tls_info
+from balancer.dataplane.ajp_fields import forward_request
 from balancer.dataplane.ajp_response import DONE, IDLE, PING, SENT, AjpResponse, log
 from balancer.dataplane.ajp_settings import AjpSettings, ajp_settings
 from balancer.dataplane.deadlines import next_deadline
@@ -268,9 +268,7 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         transport = client.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
         local = transport.get_extra_info("sockname") if transport is not None else None
-        tls = None
-        if req.secure and transport is not None:
-            tls = tls_info(transport.get_extra_info("ssl_object"))
+        tls = client.tls
         route = ex.route
         fwd = ex.fwd
         member = fwd.member if fwd is not None else None

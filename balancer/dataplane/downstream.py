@@ -37,6 +37,7 @@ from balancer.dataplane.request_head import (
     PAUSE_UPSTREAM,
     RequestParsing,
 )
+from balancer.dataplane.tls_facts import TlsInfo, tls_info
 
 if TYPE_CHECKING:
     from balancer.dataplane.proxy import ProxyServer
@@ -83,6 +84,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         "stop_after",
         "timer",
         "timer_at",
+        "tls",
         "transport",
         "trusted",
         "tunnel",
@@ -96,6 +98,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         self.limits = server.limits
         self.loop = server.loop
         self.secure = server.secure
+        self.tls: TlsInfo | None = None  # set when the connection is TLS (tls_listener)
         self.transport: asyncio.Transport | None = None
         self.parser = HttpRequestParser(self)
         self.peer_ip = ""
@@ -144,6 +147,8 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
             transport.close()
             return
         self.trusted = self.server.is_trusted(self.peer_ip)
+        if self.secure:  # what members learn of the TLS connection, read once
+            self.tls = tls_info(transport.get_extra_info("ssl_object"))
         transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
         now = self.loop.time()
         self.conn_at = self.idle_since = now

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from balancer.dataplane.pool import MemberPool
     from balancer.dataplane.request import Request
     from balancer.dataplane.routes import Plan
+    from balancer.dataplane.tls_facts import TlsInfo
     from balancer.dataplane.upstream import UpstreamConnection
 
 log = logging.getLogger(__name__)
@@ -345,6 +346,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             parts += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
             if xfhost:
                 parts += (b"X-Forwarded-Host: ", xfhost, b"\r\n")
+            parts.append(_tls_fields(client.peer_ip, req.host, client.tls))
         else:
             # anything the client claims about the path before us is replaced: the fields
             # depend on the connection and the Host only, and are kept for the next request
@@ -352,6 +354,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             if host != client.forwarded_host or not client.forwarded_fields:
                 client.forwarded_host = host
                 client.forwarded_fields = _forwarded_fields(client.peer_ip, req.secure, host)
+                client.forwarded_fields += _tls_fields(client.peer_ip, host, client.tls)
             parts.append(client.forwarded_fields)
         parts += (b"X-Pyjk-Request-Id: ", self.request_id, b"\r\n")
         if req.upgrade_ws:
@@ -547,6 +550,25 @@ def _forwarded_fields(peer_ip: str, secure: bool, host: bytes | None) -> bytes:
     )
     if host:
         fields += b"X-Forwarded-Host: %s\r\n" % host
+    return fields
+
+
+def _tls_fields(peer_ip: str, host: bytes | None, tls: TlsInfo | None) -> bytes:
+    """What an http member learns of a TLS connection (tls_facts): RFC 7239 ``Forwarded``
+    with ``proto=https`` and, when the client showed one, its certificate (RFC 9440). Both
+    names are dropped from client requests (http11.REQUEST_HEADERS), so only pyjk sets them."""
+    if tls is None:
+        return b""
+    node = peer_ip.encode("ascii")
+    if b":" in node:
+        node = b'"[' + node + b']"'
+    fields = b"Forwarded: for=" + node
+    if host:
+        fields += b';host="' + host + b'"' if b":" in host else b";host=" + host
+    fields += b";proto=https\r\n"
+    cert = tls.client_cert_field
+    if cert is not None:
+        fields += b"Client-Cert: " + cert + b"\r\n"
     return fields
 
 

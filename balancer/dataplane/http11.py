@@ -92,6 +92,9 @@ REQUEST_HEADERS: dict[bytes, int] = {
     b"proxy-authenticate": H_HOP,
     b"te": H_HOP,
     b"trailer": H_HOP,
+    # what pyjk says of a TLS client certificate (RFC 9440): never taken from a client
+    b"client-cert": H_HOP,
+    b"client-cert-chain": H_HOP,
     # Singletons as aiohttp (the worker apps) counts them: a duplicate is rejected here, before
     # two parsers can disagree about which copy wins (aiohttp http_parser.SINGLETON_HEADERS).
     b"content-type": H_SINGLETON,

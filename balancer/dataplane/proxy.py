@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from balancer.dataplane.downstream import ClientConnection
 from balancer.dataplane.limits import Limits
 from balancer.dataplane.pool import MemberPool
+from balancer.dataplane.tls_listener import Terminator, TlsListener
 
 if TYPE_CHECKING:
     from balancer.config.model import MemberConfig
@@ -55,8 +56,9 @@ class ProxyServer:
     ``router(request)`` → LocalResponse | LocalHandler | ProxyTo, called once per request.
     ``trusted_proxies``: addresses or networks whose X-Forwarded-*/Forwarded fields are kept
     and appended to; anyone else's are replaced. ``member_config(member)`` gives the
-    MemberConfig of a ``Forward.member`` (default: its ``config`` attribute). ``secure``: the
-    listener is TLS (X-Forwarded-Proto https, RequestFacts.secure).
+    MemberConfig of a ``Forward.member`` (default: its ``config`` attribute). ``secure``: every
+    listener is TLS (X-Forwarded-Proto https, RequestFacts.secure); ``start_tls`` adds one
+    HTTPS listener beside plain ones.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class ProxyServer:
         self._trusted_cache: dict[str, bool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.servers: list[asyncio.Server] = []
+        self.tls_listeners: list[TlsListener] = []
         self.connections: set[ClientConnection] = set()
         self.per_ip: dict[str, int] = {}
         self.pools: dict[tuple[str, str, int], MemberPool] = {}
@@ -87,6 +90,8 @@ class ProxyServer:
         self.rid_prefix = os.urandom(6).hex().encode("ascii") + b"-"
         self.rid_counter = 0
         self.refused = 0  # connections turned away by the caps
+        # "Strict-Transport-Security: ..." for responses on TLS connections (--hsts), or b""
+        self.hsts = b""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -110,10 +115,26 @@ class ProxyServer:
         self.servers.append(server)
         return server
 
+    def start_tls(self, host: str, port: int, terminator: Terminator) -> TlsListener:
+        """Listen for HTTPS on ``host:port`` with ``terminator``'s certificates."""
+        self._loop = asyncio.get_running_loop()
+
+        def secure_connection() -> ClientConnection:
+            conn = ClientConnection(self)
+            conn.secure = True
+            return conn
+
+        listener = TlsListener(terminator, secure_connection, self.limits.max_connections)
+        listener.start(host, port)
+        self.tls_listeners.append(listener)
+        return listener
+
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting, let requests in flight finish for up to ``grace`` s, close all."""
         for server in self.servers:
             server.close()
+        for listener in self.tls_listeners:
+            listener.close()
         deadline = monotonic() + grace
         while any(c.exchange is not None for c in self.connections) and monotonic() < deadline:
             for conn in list(self.connections):
@@ -127,6 +148,13 @@ class ProxyServer:
         for server in self.servers:
             await server.wait_closed()
         self.servers.clear()
+
+    def hsts_for(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The HSTS field to add to a response over TLS: none when the member set its own."""
+        for name, _ in headers:
+            if len(name) == 25 and name.lower() == b"strict-transport-security":
+                return b""
+        return self.hsts
 
     # --- client connections -----------------------------------------------------------------
 

@@ -144,6 +144,8 @@ class ResponseRelay:
             parts += (b"Set-Cookie: ", sc, b"\r\n")
         if mode == MODE_CHUNKED:
             parts.append(b"Transfer-Encoding: chunked\r\n")
+        if self.req.secure and self.client.server.hsts:
+            parts.append(self.client.server.hsts_for(up.headers))
         if self.req.http11:
             if not self.client_ka:
                 parts.append(b"Connection: close\r\n")

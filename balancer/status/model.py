@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from balancer.config.model import MemberConfig, StatusConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
 from balancer.mounts import UriMap
+
+if TYPE_CHECKING:
+    from balancer.status.tls_view import TlsView
 
 Scalar = str | int | bool | None
 ClusterView = Callable[[], Mapping[str, int]]  # route -> live sessions
@@ -99,6 +103,7 @@ class Snapshot:
     # cmd=list prints a count line per kind that has workers and is not hidden; show: None
     lb_count: int | None = None
     ajp_count: int | None = None
+    tls: TlsView | None = None  # pyjk: the HTTPS listeners, when there are some
 
     @property
     def workers(self) -> tuple[WorkerView, ...]:
@@ -152,6 +157,7 @@ class Sources:
     cluster_view: ClusterView | None = None
     pool_stats: PoolStats | None = None
     maintain_tick: float = 1.0  # s between the wiring's maintain() calls
+    tls_view: Callable[[], TlsView | None] | None = None  # HTTPS listeners (tls_view.py)
 
     def ordered(self) -> list[tuple[str, LbEngine]]:
         """Engines in worker.list order, then any others in the mapping's order."""

@@ -28,6 +28,7 @@ from balancer.status.messages import (
 from balancer.status.model import Document, Head
 from balancer.status.style import STYLE
 from balancer.status.tables import lb_section, single_section
+from balancer.status.tls_view import tls_html
 
 __all__ = ["Context", "css_source", "describe", "render"]
 
@@ -149,6 +150,7 @@ def _body(ctx: Context, doc: Document) -> str:
                 f"[{ctx.toggle('Hide', OPT_NO_AJP, True)}]</h2>"
             )
         out += [single_section(ctx, v) for v in snap.ajps]
+        out.append(tls_html(snap.tls))
         out.append(_legend(ctx))
     if doc.dump is not None:
         out.append(

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from balancer.config.model import Activation
 from balancer.lb.member import State
 from balancer.status.model import Row, Snapshot
+from balancer.status.tls_view import tls_metrics
 
 __all__ = ["CONTENT_TYPE", "render_prometheus"]
 
@@ -166,6 +167,7 @@ class _SnapshotCollector(Collector):
         yield activation
         yield from counters.values()
         yield from gauges.values()
+        yield from tls_metrics(self.snap.tls)
 
 
 def render_prometheus(snap: Snapshot) -> bytes:

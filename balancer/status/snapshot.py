@@ -77,7 +77,10 @@ def snapshot(src: Sources, sel: Selection, now: float, wall: float) -> Snapshot:
                 continue
             row = _single_row(src, name, engine, live, now, wall)
             ajps.append(WorkerView(name, "ajp", row, (), maps, engine))
-    return Snapshot(head(src, wall), tuple(lbs), tuple(ajps), lb_count or None, ajp_count or None)
+    tls = src.tls_view() if src.tls_view is not None and listing else None
+    return Snapshot(
+        head(src, wall), tuple(lbs), tuple(ajps), lb_count or None, ajp_count or None, tls
+    )
 
 
 def _live_sessions(src: Sources) -> Mapping[str, int] | None:

@@ -74,6 +74,7 @@ from balancer.status.prometheus import CONTENT_TYPE as PROMETHEUS_TYPE
 from balancer.status.prometheus import render_prometheus
 from balancer.status.snapshot import head, snapshot
 from balancer.status.text import render_prop, render_txt
+from balancer.status.tls_view import TlsView
 from balancer.status.xmldoc import render_xml
 
 audit = logging.getLogger("pyjk.audit")
@@ -122,6 +123,7 @@ class StatusWorker:
         cluster_view: ClusterView | None = None,
         pool_stats: PoolStats | None = None,
         maintain_tick: float = 1.0,
+        tls_view: Callable[[], TlsView | None] | None = None,
     ) -> None:
         self.config = config
         self.sources = Sources(
@@ -134,6 +136,7 @@ class StatusWorker:
             cluster_view,
             pool_stats,
             maintain_tick,
+            tls_view,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
         self._allow = networks(config)

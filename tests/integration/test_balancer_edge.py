@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
+import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -93,8 +95,14 @@ MALFORMED = [
 ]
 
 
-def _exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def _exchange(
+    port: int,
+    payload: bytes,
+    timeout: float = 5.0,
+    wrap: Callable[[socket.socket], socket.socket] = lambda s: s,
+) -> bytes:
+    """Send ``payload`` and a good request behind it; ``wrap`` makes it TLS (test_tls_*)."""
+    with wrap(socket.create_connection(("127.0.0.1", port), timeout=timeout)) as sock:
         sock.sendall(payload)
         # a valid request pipelined behind the bad one must not reach the backend either
         with contextlib.suppress(OSError):
@@ -104,7 +112,7 @@ def _exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
         while time.monotonic() < deadline:
             try:
                 chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
+            except (ConnectionResetError, TimeoutError, ssl.SSLError):
                 break
             if not chunk:
                 break

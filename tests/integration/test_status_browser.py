@@ -64,8 +64,11 @@ def _need_browser() -> None:
 
 
 @pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """A headless Chromium with a fresh profile; Selenium Manager is made to fail if called."""
+def browser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[object]:
+    """A headless Chromium with a fresh profile; Selenium Manager is made to fail if called.
+    A test module may add flags with ``BROWSER_FLAGS`` (test_tls_browser)."""
     _need_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -81,7 +84,9 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]
     options.binary_location = str(CHROMIUM)
     profile = tmp_path / "chromium-profile"
     profile.mkdir()
-    for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={LAPTOP[0]},{LAPTOP[1]}"):
+    extra = getattr(request.module, "BROWSER_FLAGS", ())
+    window = f"--window-size={LAPTOP[0]},{LAPTOP[1]}"
+    for flag in (*FLAGS, *extra, f"--user-data-dir={profile}", window):
         options.add_argument(flag)
     service = Service(
         executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")

@@ -32,7 +32,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_a_reload_with_a_map_that_is_not_utf8_is_refused_and_the_running_map_stays(files):
     workers, mounts = files
-    balancer = Balancer(workers, mounts, ("127.0.0.1", 0))
+    balancer = Balancer(workers, mounts, [("127.0.0.1", 0, False)])
     mounts.write_bytes(b"/caf\xe9/*=lb\n")  # Latin-1, as an old editor might save it
     assert balancer.reload("test") is False
     assert isinstance(balancer.runtime.uri_map.match("/app/x"), Mapped)
@@ -42,14 +42,14 @@ def test_a_map_that_is_not_utf8_at_start_is_a_config_error_naming_the_file(files
     workers, mounts = files
     mounts.write_bytes(b"/caf\xe9/*=lb\n")
     with pytest.raises(ConfigError) as caught:
-        Balancer(workers, mounts, ("127.0.0.1", 0))
+        Balancer(workers, mounts, [("127.0.0.1", 0, False)])
     (problem,) = caught.value.problems
     assert problem.file == str(mounts) and "not UTF-8" in problem.message
 
 
 def test_a_reload_after_the_map_file_vanished_is_refused(files):
     workers, mounts = files
-    balancer = Balancer(workers, mounts, ("127.0.0.1", 0))
+    balancer = Balancer(workers, mounts, [("127.0.0.1", 0, False)])
     mounts.unlink()
     assert balancer.reload("test") is False
     assert isinstance(balancer.runtime.uri_map.match("/app"), Mapped)

@@ -40,6 +40,8 @@ async def info(request: web.Request) -> web.Response:
             "xfproto": request.headers.get("X-Forwarded-Proto"),
             "xfhost": request.headers.get("X-Forwarded-Host"),
             "hop": request.headers.get("X-Hop"),
+            "forwarded": request.headers.getall("Forwarded", []),
+            "client_cert": request.headers.get("Client-Cert"),
             "body_len": len(body),
         }
     )

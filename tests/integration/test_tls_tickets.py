@@ -1,0 +1,93 @@
+"""Session resumption on pyjk's TLS listener: off by default, and with
+``--tls-session-tickets`` a ticket resumes until the next key rotation (real TLS over
+loopback, the listener in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+
+from balancer.dataplane.tls import TlsSettings
+from balancer.dataplane.tls_listener import Terminator, TlsListener
+from tests.support.certs import make_ca, make_pair
+from tests.support.procs import until
+
+pytestmark = pytest.mark.integration
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[attr-defined]
+
+
+def connect(
+    port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None
+) -> tuple[bool, ssl.SSLSession | None]:
+    """One connection: (whether it resumed ``session``, the session to offer next)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="a.test", session=session) as sock,
+    ):
+        sock.sendall(b"ping")
+        assert sock.recv(16) == b"ping"  # reading lets the TLS 1.3 tickets arrive
+        return sock.session_reused, sock.session
+
+
+async def serve(tmp: Path, rotation: float) -> tuple[Terminator, TlsListener, ssl.SSLContext]:
+    ca = make_ca(tmp)
+    pair = make_pair(tmp, "a", ["a.test"], ca)
+    terminator = Terminator(TlsSettings(pairs=((pair.cert, pair.key),), ticket_rotation=rotation))
+    listener = TlsListener(terminator, Echo, 100)
+    listener.start("127.0.0.1", 0)
+    return terminator, listener, ssl.create_default_context(cafile=str(ca.cert))
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_without_tickets_nothing_resumes(tmp_path: Path, version: ssl.TLSVersion):
+    _, listener, ctx = await serve(tmp_path, 0)
+    ctx.maximum_version = version
+    try:
+        port = listener.address[1]
+        reused, session = await asyncio.to_thread(connect, port, ctx, None)
+        assert not reused
+        reused, _ = await asyncio.to_thread(connect, port, ctx, session)
+        assert not reused
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_a_ticket_resumes_until_the_keys_rotate(tmp_path: Path, version: ssl.TLSVersion):
+    terminator, listener, ctx = await serve(tmp_path, 3600)
+    ctx.maximum_version = version
+    try:
+        port = listener.address[1]
+        _, session = await asyncio.to_thread(connect, port, ctx, None)
+        reused, session = await asyncio.to_thread(connect, port, ctx, session)
+        assert reused
+        assert terminator.reload(why="session ticket keys rotated")  # what rotate() does
+        reused, session = await asyncio.to_thread(connect, port, ctx, session)
+        assert not reused  # the old key is gone: one full handshake
+        reused, _ = await asyncio.to_thread(connect, port, ctx, session)
+        assert reused
+    finally:
+        listener.close()
+
+
+async def test_rotation_renews_the_contexts_on_its_interval(tmp_path: Path):
+    terminator, listener, _ = await serve(tmp_path, 0.2)
+    first = terminator.certs
+    task = asyncio.create_task(terminator.rotate())
+    try:
+        await until(lambda: terminator.stats.reloads >= 2, 5, what="two rotations")
+        assert terminator.certs is not first
+    finally:
+        task.cancel()
+        listener.close()
