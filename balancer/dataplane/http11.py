@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+
+class ParserStop(Exception):
+    """Raised inside an llhttp callback to stop the parser (the reason is kept elsewhere).
+
+    Always raise the class (``raise ParserStop``), never one shared instance: raising the same
+    exception object again chains the new traceback onto the one it carries, so a module-level
+    instance kept every frame it was ever raised through — and with them every connection and
+    transport (the balancer grew ~37 KB per fail_on_status response, issue 11 item 6).
+    """
+
+
 # --- status lines and local responses ------------------------------------------------------
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}

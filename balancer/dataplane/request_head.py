@@ -6,7 +6,7 @@ Content-Length, Transfer-Encoding that does not end in chunked, bare LF/CR, bad 
 obs-fold, control characters in names and values, and unknown methods. ``RequestParsing``
 adds the rest of front-door-security.md (``_check_head``): Host, singletons, underscores,
 versions, targets, framing, Expect, Upgrade, sizes and counts. A callback refuses a request by
-setting ``reject_status`` and raising ``_STOP``, which leaves llhttp dead: nothing after a
+setting ``reject_status`` and raising ``h.ParserStop``, which leaves llhttp dead: nothing after a
 refused request is ever parsed.
 
 A mixin of ``ClientConnection`` (balancer.dataplane.downstream), whose state it uses.
@@ -54,13 +54,6 @@ _SINGLETON_BITS = {
 _KINDS = {name: (kind, _SINGLETON_BITS.get(name, 0)) for name, kind in h.REQUEST_HEADERS.items()}
 
 
-class _Stop(Exception):
-    """Raised inside a parser callback to stop llhttp; the reason is on the connection."""
-
-
-_STOP = _Stop()
-
-
 class RequestParsing:
     """llhttp's callbacks for one client connection (a mixin: the state is the connection's)."""
 
@@ -97,7 +90,7 @@ class RequestParsing:
     def on_message_begin(self) -> None:
         if len(self.queue) >= self.limits.max_pipelined:
             self.overflow = True
-            raise _STOP
+            raise h.ParserStop
         self.req = Request(self.peer_ip, self.secure)
         self.head_size = self.head_raw = self.n_headers = 0
         self.head_started = self.conn_at if self.fresh else self.loop.time()
@@ -108,7 +101,7 @@ class RequestParsing:
         req.target += url
         if len(req.target) > self.limits.max_head_size:
             self.reject_status = 414
-            raise _STOP
+            raise h.ParserStop
 
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.req
@@ -118,7 +111,7 @@ class RequestParsing:
         self.head_size += len(name) + len(value) + 4
         if self.n_headers > limits.max_headers or self.head_size > limits.max_head_size:
             self.reject_status = 431
-            raise _STOP
+            raise h.ParserStop
         if req.head_done:
             return  # a trailer field of a chunked body: counted above, never forwarded
         lname = name.lower()
@@ -128,7 +121,7 @@ class RequestParsing:
                 policy = limits.underscores_in_headers
                 if policy == "reject":
                     self.reject_status = 400
-                    raise _STOP
+                    raise h.ParserStop
                 if policy == "drop":
                     return
             if lname.startswith(h.OWN_HEADER_PREFIX):
@@ -139,12 +132,12 @@ class RequestParsing:
         if bit:
             if req.singletons & bit:
                 self.reject_status = 400
-                raise _STOP
+                raise h.ParserStop
             req.singletons |= bit
         if kind == h.H_HOST:
             if req.host is not None:
                 self.reject_status = 400
-                raise _STOP
+                raise h.ParserStop
             req.host = value
         elif kind == h.H_SINGLETON:
             req.headers.append((name, value))
@@ -156,7 +149,7 @@ class RequestParsing:
         elif kind == h.H_TRANSFER_ENCODING:
             if req.te is not None:
                 self.reject_status = 400
-                raise _STOP
+                raise h.ParserStop
             req.te = value
         elif kind == h.H_CONNECTION:
             req.connection += h.connection_tokens(value)
@@ -182,7 +175,7 @@ class RequestParsing:
         status = self._check_head(req)
         if status:
             self.reject_status = status
-            raise _STOP
+            raise h.ParserStop
         req.head_done = True
         self.queue.append(req)
 
@@ -272,7 +265,7 @@ class RequestParsing:
         max_body = self.limits.max_body_size
         if max_body and req.body_received > max_body:
             self.reject_status = 413
-            raise _STOP
+            raise h.ParserStop
         self.body_read_at = self.loop.time()
         sink = req.sink
         if sink is not None:
@@ -297,7 +290,7 @@ class RequestParsing:
             sink.request_complete()
         if self.stop_after:
             self.parse_dead = True
-            raise _STOP  # whatever follows a closing request is never parsed
+            raise h.ParserStop  # whatever follows a closing request is never parsed
 
     def _upgrade_pause(self, data: bytes, offset: int) -> bytes | None:
         """llhttp stopped after a head that asked to switch protocols; returns bytes to parse."""
