@@ -202,7 +202,13 @@ class RequestParsing:
             split = h.split_absolute_target(target)
             if split is None or not h.valid_host(split[0]):
                 return 400
-            req.host, target = split  # RFC 9112 §3.2.2: the target's authority wins over Host
+            # RFC 9112 §3.2.2 lets the target's authority win over Host; a reverse proxy that
+            # followed it would serve (and let a cache store) another host's page under this
+            # one's name. pyjk takes an absolute-form target only when it names the Host the
+            # request carries — what the client says twice cannot disagree — else 400.
+            authority, target = split
+            if req.host is None or not h.same_authority(authority, req.host):
+                return 400
             req.target = target
         if b"#" in target:
             return 400
@@ -235,8 +241,8 @@ class RequestParsing:
             # llhttp stops after this head (HttpParserUpgrade). Only a WebSocket upgrade is
             # forwarded; any other Upgrade is ignored and the request served as plain HTTP.
             if h.websocket_upgrade(req.upgrade, tokens) and req.http11 and method == b"GET":
-                if has_body:
-                    return 400
+                if has_body or not h.websocket_handshake_ok(req.headers):
+                    return 400  # refused at the edge rather than left to the backend
                 req.upgrade_ws = True
             elif has_body:
                 self.reseed = (

@@ -412,7 +412,8 @@ async def test_a_websocket_upgrade_is_spliced_both_ways() -> None:
             client = await proxy.connect()
             client.send(
                 b"GET /ws HTTP/1.1\r\n" + H + b"Connection: keep-alive, Upgrade\r\n"
-                b"Upgrade: websocket\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
                 b"early"
             )
             resp = await client.response()

@@ -116,6 +116,34 @@ MALFORMED: dict[str, tuple[bytes, int]] = {
         b"POST / HTTP/1.1\r\n" + H + b"Expect: something\r\nContent-Length: 1\r\n\r\nx",
         417,
     ),
+    "absolute target naming another host": (
+        b"GET http://other.example/p HTTP/1.1\r\n" + H + b"\r\n",
+        400,  # not a forward proxy: the authority must be the Host the request carries
+    ),
+    "absolute target on HTTP/1.0 without a Host": (
+        b"GET http://example.test/p HTTP/1.0\r\n\r\n",
+        400,
+    ),
+    "websocket upgrade without Sec-WebSocket-Key": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n",
+        400,
+    ),
+    "websocket upgrade with a key that is not 16 bytes": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: a2V5\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        400,
+    ),
+    "websocket upgrade with version 8": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        400,
+    ),
+    "websocket upgrade without a version": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        400,
+    ),
     "websocket upgrade with a body": (
         b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
         b"Content-Length: 3\r\n\r\nabc",
@@ -349,14 +377,19 @@ async def test_a_valid_request_before_a_malformed_one_is_served_then_the_error_c
 
 
 @uvloop_test
-async def test_absolute_form_target_goes_upstream_in_origin_form_with_its_authority() -> None:
-    target = b"http://app.test:8080/p;jsessionid=X?q=1"
+async def test_absolute_form_target_naming_the_host_goes_upstream_in_origin_form() -> None:
+    # the same origin as Host: case and an explicit default port do not matter
+    target = b"http://Example.TEST:80/p;jsessionid=X?q=1"
     async with proxied() as (backend, proxy):
         resp = await proxy.request(b"GET %s HTTP/1.1\r\n%s\r\n" % (target, H))
-    assert resp.status == 200
+        other = await proxy.request(
+            b"GET http://app.test:8080/p HTTP/1.1\r\nHost: app.test:8080\r\n\r\n"
+        )
+    assert resp.status == other.status == 200
     seen = backend.requests[0]
     assert seen.url == b"/p;jsessionid=X?q=1"
-    assert seen.all("host") == [b"app.test:8080"]
+    assert seen.all("host") == [b"example.test"]
+    assert backend.requests[1].all("host") == [b"app.test:8080"]
 
 
 @uvloop_test
