@@ -104,6 +104,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         "stale_retried",
         "started",
         "status",
+        "unsent_head",
         "up",
         "up_chunked",
         "wait_timer",
@@ -140,6 +141,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.mode = MODE_NONE
         self.client_ka = False
         self.status = 0
+        self.unsent_head: bytes | None = None  # the relayed head, while only in wbuf
         self.set_cookie: bytes | None = None
         self.member = ""
         self.local_limit = -1  # >= 0: the body is read for a LocalHandler
@@ -434,6 +436,13 @@ class Exchange(ResponseRelay, LocalAnswers):
             return
         received = up.received
         self._drop_up()
+        if self.resp_started and self.wbuf and self.wbuf[0] is self.unsent_head:
+            # The head and what followed it came in the read that broke and are still only
+            # in wbuf: nothing reached the client, so it gets a clean answer (a malformed
+            # chunk in the same read as the head: 502 like HAProxy, or another member).
+            self.wbuf = []
+            self.resp_started = False
+            self.resp_bytes = 0
         if self.resp_started:
             # half a response went out: it cannot be retried, only cut off
             if kind == OutcomeKind.BAD_RESPONSE:

@@ -149,16 +149,22 @@ async def test_a_container_that_closes_before_answering_is_a_read_failure() -> N
 
 @uvloop_test
 async def test_a_short_body_then_end_response_cuts_the_client_off() -> None:
+    head_seen = asyncio.Event()
+
     async def script(talk: Talk, req: ForwardRequest) -> None:
         talk.headers(200, [(b"Content-Length", b"10")])
         talk.chunk(b"abc")
+        await head_seen.wait()
         talk.end()
 
     async with ajp_proxied(script) as (_, proxy):
         client = await proxy.connect()
         client.send(get("/"))
+        assert (await client.reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+        head_seen.set()
+        await client.reader.readuntil(b"\r\n\r\n")
         with pytest.raises(asyncio.IncompleteReadError):
-            await client.response()
+            await client.reader.readexactly(10)
         (outcome,) = proxy.engine.last.outcomes
         client.close()
     assert outcome.kind is OutcomeKind.READ_FAILED and outcome.response_started
@@ -166,21 +172,48 @@ async def test_a_short_body_then_end_response_cuts_the_client_off() -> None:
 
 @uvloop_test
 async def test_more_body_than_content_length_cuts_the_client_off() -> None:
+    head_seen = asyncio.Event()
+
     async def script(talk: Talk, req: ForwardRequest) -> None:
         talk.headers(200, [(b"Content-Length", b"3")])
+        await head_seen.wait()
         talk.chunk(b"abcdef")
         talk.end()
 
     async with ajp_proxied(script) as (container, proxy):
         client = await proxy.connect()
         client.send(get("/") + get("/second"))
-        rest = await client.rest()  # never more than the announced 3 bytes, then closed
+        head = await client.reader.readuntil(b"\r\n\r\n")
+        head_seen.set()
+        body = await client.rest()  # never more than the announced 3 bytes, then closed
         client.close()
         (outcome,) = proxy.engine.last.outcomes
-    head, _, body = rest.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and len(body) <= 3 and b"HTTP/1.1" not in body
     assert outcome.kind is OutcomeKind.READ_FAILED
     assert len(container.seen) == 1  # the pipelined request behind it was not served
+
+
+@pytest.mark.parametrize(
+    ("length", "sent"), [(b"10", b"abc"), (b"3", b"abcdef")], ids=["short", "long"]
+)
+@uvloop_test
+async def test_a_wrong_body_in_the_same_read_as_its_head_gives_a_clean_502(
+    length: bytes, sent: bytes
+) -> None:
+    # nothing of it had gone to the client when the read turned out bad (as HAProxy answers)
+    async def script(talk: Talk, req: ForwardRequest) -> None:
+        talk.headers(200, [(b"Content-Length", length)])
+        talk.chunk(sent)
+        talk.end()
+
+    async with ajp_proxied(script) as (_, proxy):
+        client = await proxy.connect()
+        client.send(get("/"))
+        resp = await client.response()
+        client.close()
+        (outcome,) = proxy.engine.last.outcomes
+    assert resp.status == 502 and sent not in resp.body
+    assert not outcome.response_started
 
 
 @uvloop_test
