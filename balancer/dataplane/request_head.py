@@ -81,6 +81,7 @@ class RequestParsing:
     parse_dead: bool
     reseed: bytes | None
     upgrade_rest: bytes | None
+    chunked_heads: list[Request] | None
     valid_host: bytes | None
 
     if TYPE_CHECKING:  # provided by the class this is mixed into
@@ -228,6 +229,11 @@ class RequestParsing:
             if req.te.strip(b" \t").lower() != b"chunked":
                 return 501
             req.chunked = has_body = True
+            # its size lines are followed (downstream._follow_chunks)
+            if self.chunked_heads is None:
+                self.chunked_heads = [req]
+            else:
+                self.chunked_heads.append(req)
         max_body = self.limits.max_body_size
         if max_body and req.content_length is not None and req.content_length > max_body:
             return 413
