@@ -173,7 +173,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         req = self.req
         self.route = route
         server = self.server
-        server.rid_counter += 1  # server.next_request_id(), inlined
+        server.rid_counter += 1  # the request id (ProxyServer.rid_prefix)
         self.request_id = server.rid_prefix + b"%x" % server.rid_counter
         method = req.method
         cookies = req.cookies
