@@ -167,6 +167,7 @@ class Balancer:
         self.redirect_port = https_ports[0] if https_redirect and https_ports else None
         self.status.pool_stats = self._pool_stats
         self.status.is_trusted = self.proxy.is_trusted
+        self._wire_engines(self.runtime)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -199,6 +200,7 @@ class Balancer:
             log.error("reload rejected (%s): the running configuration stays live", reason)
             return False
         old = self.runtime
+        self._wire_engines(runtime)
         self.runtime = runtime
         self.status.update(runtime)
         self.health.update(runtime.engines)
@@ -217,6 +219,13 @@ class Balancer:
             sum(1 for r in runtime.uri_map.rules if r.enabled),
         )
         return True
+
+    def _wire_engines(self, runtime: Runtime) -> None:
+        """Let each engine see its members' connection pools: an OK/BUSY member goes back to
+        OK only when its pool has a free connection as well as room under busy_limit (mod_jk
+        §3.6). Every engine of a reload, new ones included, gets it."""
+        for engine in runtime.engines.values():
+            engine.pool_has_room = self.proxy.pool_has_room
 
     def _configure_cluster_view(self) -> None:
         settings = self.runtime.workers.balancer

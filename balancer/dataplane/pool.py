@@ -83,15 +83,6 @@ class MemberPool:
 
     # --- taking and giving back -------------------------------------------------------------
 
-    def take_idle(self) -> UpstreamConnection | None:
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                return conn
-        return None
-
     def acquire(self, ex: Exchange, fresh: bool = False) -> None:
         """Get ``ex`` a connection: ``ex.pool_ready(conn)`` or ``ex.pool_failed(kind, why)``."""
         if self.total < self.size:

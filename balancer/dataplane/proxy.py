@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import monotonic
@@ -87,7 +87,9 @@ class ProxyServer:
         self.per_ip: dict[str, int] = {}
         self.pools: dict[tuple[str, str, int], MemberPool] = {}
         self.pools_by_member: dict[int, tuple[object, MemberPool]] = {}
-        self.rid_prefix = os.urandom(6).hex().encode("ascii") + b"-"
+        # request ids (X-Pyjk-Request-Id, made by Exchange._proxy): unique per process start
+        # (random prefix) and per request (counter), the same for every try of one request
+        self.rid_prefix = secrets.token_hex(6).encode("ascii") + b"-"
         self.rid_counter = 0
         self.refused = 0  # connections turned away by the caps
         # "Strict-Transport-Security: ..." for responses on TLS connections (--hsts), or b""
@@ -197,12 +199,6 @@ class ProxyServer:
                 self._trusted_cache.clear()
             self._trusted_cache[ip] = known
         return known
-
-    def next_request_id(self) -> bytes:
-        # unique per process start (random prefix) and per request (counter); the same
-        # for every try of one request
-        self.rid_counter += 1
-        return self.rid_prefix + b"%x" % self.rid_counter
 
     # --- member pools -----------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ class ResponseRelay:
     client_ka: bool
     status: int
     set_cookie: bytes | None
+    unsent_head: bytes | None
     wbuf: list[bytes]
 
     if TYPE_CHECKING:  # provided by the class this is mixed into
@@ -128,7 +129,9 @@ class ResponseRelay:
             req.keep_alive and req.complete and mode != MODE_CLOSE and not req.upgrade_ws
         )
         self.resp_started = True
-        self.wbuf.append(self._head(up, status, mode))
+        # kept to tell, if the read that brought it breaks, that it never left (exchange.py)
+        head = self.unsent_head = self._head(up, status, mode)
+        self.wbuf.append(head)
 
     def _head(self, up: UpstreamConnection, status: int, mode: int, interim: bool = False) -> bytes:
         reason = up.reason

@@ -74,7 +74,8 @@ class OutcomeKind(Enum):
 @dataclass(slots=True)
 class Outcome:
     kind: OutcomeKind
-    # the backend may have received the request (anything after the head started going out)
+    # a member may have received the request: true from its first byte written, on this try
+    # or an earlier one (the data plane never resets it within a request)
     request_sent: bool = False
     # the request can be sent again (its body is fully buffered or there is none)
     replayable: bool = True

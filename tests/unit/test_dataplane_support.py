@@ -61,6 +61,10 @@ class FakeMember:
     name: str
     config: MemberConfig
 
+    @property
+    def recovery_options(self) -> int:
+        return self.config.recovery_options
+
 
 @dataclass
 class FakeEngine:
