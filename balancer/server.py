@@ -23,8 +23,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from balancer.access_log import AccessLog
@@ -33,6 +33,7 @@ from balancer.config import ConfigError, load_workers
 from balancer.config.errors import Problem
 from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
 from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
+from balancer.dynamic import DynamicLbs
 from balancer.health import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.mounts import Mapped, UriMap, parse_mounts
@@ -74,13 +75,18 @@ def single_member_lb(member: MemberConfig) -> LbConfig:
 
 
 def build_engines(
-    workers: WorkersConfig, previous: Mapping[str, LbEngine], now: float
+    workers: WorkersConfig,
+    previous: Mapping[str, LbEngine],
+    now: float,
+    dynamic: Mapping[str, Sequence[MemberConfig]] | None = None,
 ) -> dict[str, LbEngine]:
+    """An engine per listed lb or member; an lb's members are its static ones followed by the
+    ``dynamic`` ones its cluster brought (balancer.cluster_members)."""
     engines: dict[str, LbEngine] = {}
     for name in workers.worker_list:
         if name in workers.lbs:
             lb = workers.lbs[name]
-            members = workers.lb_members(lb)
+            members = workers.lb_members(lb) + tuple((dynamic or {}).get(name, ()))
         elif name in workers.members:
             lb = single_member_lb(workers.members[name])
             members = (workers.members[name],)
@@ -132,6 +138,7 @@ class Balancer:
         self.mounts_path = mounts_path
         self.listen = listen
         self.access_log = access_log
+        self.dynamic = DynamicLbs(self._members_changed)  # worker.<lb>.cluster listeners
         self.runtime = self.load(previous=None)
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
         self._answers_for = self.runtime
@@ -175,7 +182,8 @@ class Balancer:
         for w in mount_warnings:
             log.warning("config warning: %s", w)
         now = time.monotonic()
-        engines = build_engines(workers, previous.engines if previous else {}, now)
+        dynamic = self.dynamic.members(workers)
+        engines = build_engines(workers, previous.engines if previous else {}, now, dynamic)
         return Runtime(workers, uri_map, engines, _mtime(self.mounts_path))
 
     def reload(self, reason: str) -> bool:
@@ -190,13 +198,8 @@ class Balancer:
             log.error("reload rejected (%s): the running configuration stays live", reason)
             return False
         old = self.runtime
-        self.runtime = runtime
-        self.status.update(runtime)
-        self.health.update(runtime.engines)
-        self._configure_cluster_view()
-        self.proxy.prune_pools(
-            m for e in runtime.engines.values() for m in (x.config for x in e.members)
-        )
+        self._swap(runtime)
+        self.dynamic.sync(runtime.workers, runtime.engines)
         added = set(runtime.engines) - set(old.engines)
         removed = set(old.engines) - set(runtime.engines)
         log.info(
@@ -208,6 +211,23 @@ class Balancer:
             sum(1 for r in runtime.uri_map.rules if r.enabled),
         )
         return True
+
+    def _swap(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.status.update(runtime)
+        self.health.update(runtime.engines)
+        self._configure_cluster_view()
+        self.proxy.prune_pools(
+            m for e in runtime.engines.values() for m in (x.config for x in e.members)
+        )
+
+    def _members_changed(self, lb_name: str) -> None:
+        """A dynamic lb's members changed: swap in its rebuilt engine (balancer.dynamic)."""
+        self.log_changes()  # the new engine starts with an empty change queue
+        runtime = self.runtime
+        engine = self.dynamic.rebuild(runtime.workers, runtime.engines, lb_name, time.monotonic())
+        if engine is not None:
+            self._swap(replace(runtime, engines={**runtime.engines, lb_name: engine}))
 
     def _configure_cluster_view(self) -> None:
         settings = self.runtime.workers.balancer
@@ -272,6 +292,7 @@ class Balancer:
             asyncio.create_task(self._maintenance(), name="maintenance"),
             asyncio.create_task(self._watch_mounts(), name="mount-reload"),
         ]
+        self.dynamic.sync(self.runtime.workers, self.runtime.engines)
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         await self._stopping.wait()
@@ -280,6 +301,7 @@ class Balancer:
         await self.proxy.close(grace=grace)
         await self.health.stop()
         await self.cluster.stop()
+        await self.dynamic.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -21,6 +21,7 @@ from worker.session_ids import check_route
 
 from .ledger import RecordedResponse, RecordError
 from .merge import Replica, SessionMeta, Stamp
+from .seal import Kind, Opener, SealError
 
 MEMBER_ID_RE = re.compile(r"[0-9a-f]{32}")
 RANDOM_PART_RE = re.compile(r"[0-9A-F]{32}")
@@ -43,6 +44,14 @@ class MemberInfo:
     host: str  # where the receiver listens (an IP literal)
     port: int
     start: float  # Unix seconds when the member started
+    # Optional on the wire (absent = these defaults, what older members send): where the
+    # member's HTTP listener is, its weight in a balancer's lb, and whether it is stopping
+    # gracefully (SIGTERM: no new sessions, sticky ones drain). A balancer with a dynamic lb
+    # (worker.<lb>.cluster) builds its members from them; replication ignores them.
+    http_host: str = ""
+    http_port: int = 0  # 0 = no HTTP address advertised
+    lbfactor: int = 1
+    leaving: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +135,15 @@ def _recorded(request_id: str, record: RecordedResponse) -> list[Any]:
 
 
 def _member(m: MemberInfo) -> dict[str, Any]:
-    return {"id": m.id, "route": m.route, "host": m.host, "port": m.port, "start": m.start}
+    wire: dict[str, Any] = {
+        "id": m.id, "route": m.route, "host": m.host, "port": m.port, "start": m.start
+    }  # fmt: skip
+    if m.http_port:
+        wire["http"] = [m.http_host, m.http_port]
+        wire["lbfactor"] = m.lbfactor
+    if m.leaving:
+        wire["leaving"] = True
+    return wire
 
 
 def _meta(meta: SessionMeta) -> dict[str, Any]:
@@ -252,13 +269,26 @@ def _stamp(v: object, where: str) -> Stamp:
     return (v[0], v[1])
 
 
-def _member_info(v: object, where: str) -> MemberInfo:
-    o = _Obj(where, v, {"id", "route", "host", "port", "start"})
-    host = o.d["host"]
+_MEMBER_KEYS = {"id", "route", "host", "port", "start"}
+_MEMBER_OPTIONAL = ({"http", "lbfactor"}, {"leaving"})  # each group present whole or not at all
+
+
+def _ip(o: _Obj, name: str, host: object) -> str:
     try:
         ipaddress.ip_address(host if type(host) is str else "")
     except ValueError:
-        raise o.fail("host", f"expected an IP address, found {str(host)[:60]!r}") from None
+        raise o.fail(name, f"expected an IP address, found {str(host)[:60]!r}") from None
+    return host  # type: ignore[return-value]
+
+
+def _member_info(v: object, where: str) -> MemberInfo:
+    keys = set(_MEMBER_KEYS)
+    if type(v) is dict:
+        for group in _MEMBER_OPTIONAL:
+            if group & v.keys():
+                keys |= group
+    o = _Obj(where, v, keys)
+    host = _ip(o, "host", o.d["host"])
     route = o.d["route"]
     try:
         check_route(route)
@@ -270,7 +300,21 @@ def _member_info(v: object, where: str) -> MemberInfo:
     port = o.integer("port", 1)
     if port > 65535:
         raise o.fail("port", f"{port} is not a TCP port")
-    return MemberInfo(o.text("id", MEMBER_ID_RE), route, host, port, start)
+    http_host, http_port, lbfactor = "", 0, 1
+    if "http" in o.d:
+        http = o.d["http"]
+        if type(http) is not list or len(http) != 2:
+            raise o.fail("http", "expected [IP address, port]")
+        http_host = _ip(o, "http", http[0])
+        if type(http[1]) is not int or not 0 < http[1] <= 65535:
+            raise o.fail("http", f"{str(http[1])[:20]} is not a TCP port")
+        http_port = http[1]
+        lbfactor = o.integer("lbfactor", 1)
+        if lbfactor > 100_000:
+            raise o.fail("lbfactor", f"expected 1..100000, found {lbfactor}")
+    leaving = o.flag("leaving") if "leaving" in o.d else False
+    return MemberInfo(o.text("id", MEMBER_ID_RE), route, host, port, start, http_host, http_port,
+                      lbfactor, leaving)  # fmt: skip
 
 
 def _random_part(v: object, where: str) -> str:
@@ -426,3 +470,16 @@ def decode(data: bytes) -> Message:
 
 def _refuse(token: str) -> Any:
     raise ValueError(f"{token} is not allowed")
+
+
+def open_heartbeat(opener: Opener, data: bytes, now: float) -> Heartbeat:
+    """A multicast datagram → the Heartbeat it seals, or SealError / CodecError (the caller
+    counts the reason). The sender id inside must be the envelope's: a member cannot speak for
+    another with its own key stream."""
+    opened = opener.open(data, now)
+    if opened.kind is not Kind.HEARTBEAT:
+        raise SealError("malformed", "a frame envelope in a datagram")
+    hb = decode(opened.payload)
+    if not isinstance(hb, Heartbeat) or hb.member.id != opened.sender.hex():
+        raise CodecError("not a heartbeat from its sender")
+    return hb

@@ -68,3 +68,62 @@ def test_check_runs_as_a_module_from_the_shell():
     )
     assert proc.returncode == 0, proc.stderr
     assert "configuration OK" in proc.stdout
+
+
+DYNAMIC = (
+    "worker.list=lb\n"
+    "worker.lb.type=lb\n"
+    "worker.lb.cluster={cluster}\n"
+    "worker.lb.cluster_template=worker.template\n"
+    "worker.template.type=http\n"
+    "worker.template.reply_timeout=30000\n"
+)
+
+
+def test_check_accepts_a_dynamic_lb_without_static_members(tmp_path, capsys):
+    (tmp_path / "cluster.toml").write_text('name = "c"\n')
+    workers = tmp_path / "workers.properties"
+    workers.write_text(DYNAMIC.format(cluster="cluster.toml"))  # relative to the file's folder
+    assert main(["--check", "--workers", str(workers)]) == 0
+    from balancer.config import load_workers
+
+    config, _ = load_workers(workers, {})
+    lb = config.lbs["lb"]
+    assert lb.cluster == str(tmp_path / "cluster.toml")
+    assert lb.cluster_template == "template" and lb.balance_workers == ()
+    assert lb.cluster_allow == ("127.0.0.0/8", "::1/128")
+    assert config.members["template"].reply_timeout == 30000
+
+
+def test_check_rejects_a_cluster_directive_naming_a_missing_file_with_file_and_line(
+    tmp_path, capsys
+):
+    workers = tmp_path / "workers.properties"
+    workers.write_text(DYNAMIC.format(cluster="nope/cluster.toml"))
+    assert main(["--check", "--workers", str(workers)]) == 1
+    err = capsys.readouterr().err
+    assert f"{workers}:3: worker.lb.cluster: cluster file {tmp_path}/nope/cluster.toml" in err
+    assert "cannot read" in err
+
+
+def test_check_rejects_a_cluster_directive_naming_an_invalid_file_with_file_and_line(
+    tmp_path, capsys
+):
+    (tmp_path / "cluster.toml").write_text("[membership]\nfrequncy = 500\n")
+    workers = tmp_path / "workers.properties"
+    workers.write_text(DYNAMIC.format(cluster="cluster.toml"))
+    assert main(["--check", "--workers", str(workers)]) == 1
+    err = capsys.readouterr().err
+    assert f"{workers}:3: worker.lb.cluster: cluster file {tmp_path}/cluster.toml" in err
+    assert "membership.frequncy" in err and "did you mean 'membership.frequency'" in err
+
+
+def test_check_rejects_a_template_that_is_not_a_member_worker(tmp_path, capsys):
+    (tmp_path / "cluster.toml").write_text('name = "c"\n')
+    workers = tmp_path / "workers.properties"
+    text = DYNAMIC.format(cluster="cluster.toml").replace("worker.template.type=http", "") + (
+        "worker.template.type=status\n"
+    )
+    workers.write_text(text)
+    assert main(["--check", "--workers", str(workers)]) == 1
+    assert "template 'template' is not an http or ajp13 worker" in capsys.readouterr().err
