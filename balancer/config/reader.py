@@ -81,7 +81,8 @@ def parse_workers(
     built = build_workers(resolved, listed, origins, findings)
     names = [name for name, _ in listed]
     mounts = _mounts(resolved, set(names), targets, findings)
-    used = set(names) | built.lb_members | targets
+    templates = {lb.cluster_template for lb in built.lbs.values() if lb.cluster_template}
+    used = set(names) | built.lb_members | targets | templates
     for name in raw:
         if name not in used:
             findings.warn(

@@ -87,7 +87,8 @@ def test_check_accepts_a_dynamic_lb_without_static_members(tmp_path, capsys):
     assert main(["--check", "--workers", str(workers)]) == 0
     from balancer.config import load_workers
 
-    config, _ = load_workers(workers, {})
+    config, warnings = load_workers(workers, {})
+    assert warnings == []  # the template is used, by the lb
     lb = config.lbs["lb"]
     assert lb.cluster == str(tmp_path / "cluster.toml")
     assert lb.cluster_template == "template" and lb.balance_workers == ()
