@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -83,6 +84,10 @@ def test_a_dynamic_lb_answers_503_until_a_worker_is_ready_then_routes_to_it(stac
     assert 'member="node4"' in metrics and 'origin="cluster"' in metrics
     assert 'pyjk_member_joined_timestamp_seconds{member="node4",worker="lb"}' in metrics
     assert "origin=cluster" in http_get(f"{stack.url}/jkmanager?mime=txt")[2].decode()
+    assert 'origin="cluster"' in http_get(f"{stack.url}/jkmanager?mime=xml")[2].decode()
+    assert ".origin=cluster" in http_get(f"{stack.url}/jkmanager?mime=prop")[2].decode()
+    html = http_get(f"{stack.url}/jkmanager")[2].decode()
+    assert re.search(r"<td>cluster \d\d:\d\d:\d\d UTC</td>", html), html[-3000:]
     assert "lb=lb member=node4 state=JOINED reason=ready" in stack.balancer.output()
 
 

@@ -26,6 +26,11 @@ def test_check_accepts_the_shipped_config_and_summarizes_it(capsys):
     for name in ("node1", "node2", "node3", "jkstatus", "/app/*=lb"):
         assert name in out
     assert out.rstrip().endswith("configuration OK")
+    from balancer.config import load_workers
+
+    shipped, _ = load_workers(ROOT / "conf/workers.properties", {})
+    lb = shipped.lbs["lb"]  # the demo's lb is dynamic too: pyjk-cluster scale adds to it
+    assert lb.cluster == str(ROOT / "conf/cluster.toml") and lb.cluster_template == "template"
 
 
 def test_check_reports_every_error_with_file_line_and_directive(tmp_path, capsys):
