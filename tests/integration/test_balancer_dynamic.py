@@ -229,3 +229,21 @@ def test_forged_replayed_and_foreign_heartbeats_add_and_remove_nothing(stack: St
         sock.close()
     assert has_members(stack, {"node1"})
     assert counter(stack)[1]["node"] == "node1"
+
+
+def test_a_reload_keeps_the_dynamic_members_with_their_state(stack: Stack):
+    cluster = start(stack)
+    cluster.start("node1")
+    wait_for(lambda: has_members(stack, {"node1"}), 10, what="node1 to join")
+    for _ in range(3):
+        assert counter(stack)[0] == 200
+    before = members(stack)["node1"]
+    assert stack.workers_file is not None and stack.balancer is not None
+    stack.workers_file.write_text(dynamic_workers(cluster.default_config, "worker.lb.retries=3\n"))
+    stack.balancer.signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded (SIGHUP)" in stack.balancer.output(), 10, what="the reload")
+    after = members(stack)["node1"]
+    assert after["elected"] == before["elected"] == 3
+    assert (after["joined_at"], after["origin"]) == (before["joined_at"], "cluster")
+    assert counter(stack)[0] == 200
+    assert stack.balancer.output().count("listens to cluster") == 1  # the listener was kept
