@@ -40,6 +40,9 @@ from replication.seal import Opener, SealError
 log = logging.getLogger("pyjk.balancer")
 
 READY_PATH = "/-/ready"
+# a candidate's /-/ready is asked this often at most (or every heartbeat interval if shorter):
+# it joins within this long of becoming ready, at the cost of a few small GETs while it syncs
+CANDIDATE_PROBE = 0.1  # s
 LOG_EVERY = 100  # dropped heartbeats of one reason: log the first, then every LOG_EVERY-th
 
 
@@ -69,7 +72,7 @@ class ClusterSource:
         self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
         self.pool = DynamicLb(
             lb.name, allow=lb.cluster_allow, template=template, static=static,
-            probe_interval=cfg.frequency,
+            probe_interval=min(cfg.frequency, CANDIDATE_PROBE),
         )  # fmt: skip
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +130,9 @@ class ClusterSource:
         events = self.membership.heard(hb.member, self.clock(), shutdown=hb.shutdown)
         changes = self._events(events)
         if not hb.shutdown and hb.member.id in self.membership:
-            changes += self.pool.heard(hb.member, self.monotonic())
+            now = self.monotonic()
+            changes += self.pool.heard(hb.member, now)
+            self._probe_candidates(now)  # a new candidate is asked at once, not at the next tick
         self._apply(changes)
 
     def _dropped(self, reason: str, detail: str) -> None:
@@ -162,14 +167,17 @@ class ClusterSource:
 
     # -- timers and probes --------------------------------------------------------------------
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.frequency)
+        while True:  # the table's drop checks and the candidates' probes, paced by the latter
+            await asyncio.sleep(self.pool.probe_interval)
             try:
                 self._apply(self._events(self.membership.tick(self.clock())))
-                for info in self.pool.probes_due(self.monotonic()):
-                    self._spawn(self._readiness(info))
+                self._probe_candidates(self.monotonic())
             except Exception:  # one bad turn must not end the listener
                 log.exception("lb=%s cluster source tick failed", self.lb_name)
+
+    def _probe_candidates(self, now: float) -> None:
+        for info in self.pool.probes_due(now):
+            self._spawn(self._readiness(info))
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]

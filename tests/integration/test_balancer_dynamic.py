@@ -176,6 +176,7 @@ def test_a_killed_member_is_failed_over_then_removed_and_may_come_back(stack: St
     assert status == 200 and (answer["node"], answer["count"]) == ("node1", 3)
     wait_for(lambda: has_members(stack, {"node1"}), 10, what="node2 dropped")
     assert "lb=lb member=node2 state=REMOVED reason=dropped" in stack.balancer.output()
+    assert 'member="node2"' not in http_get(f"{stack.url}/metrics")[2].decode()  # series gone
     cluster.start("node2")  # the same route again: the same member again
     wait_for(lambda: has_members(stack, {"node1", "node2"}), 10, what="node2 back")
 
