@@ -90,6 +90,8 @@ def test_check_accepts_a_dynamic_lb_without_static_members(tmp_path, capsys):
     workers = tmp_path / "workers.properties"
     workers.write_text(DYNAMIC.format(cluster="cluster.toml"))  # relative to the file's folder
     assert main(["--check", "--workers", str(workers)]) == 0
+    out = capsys.readouterr().out
+    assert f"+ dynamic members from cluster {tmp_path}/cluster.toml template=template" in out
     from balancer.config import load_workers
 
     config, warnings = load_workers(workers, {})
