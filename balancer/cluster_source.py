@@ -29,7 +29,8 @@ import aiohttp
 from balancer.cluster_members import DynamicLb, MemberChange
 from balancer.config.model import LbConfig, MemberConfig
 from replication import codec
-from replication.codec import MemberInfo
+from replication.channel import Channel, Endpoint, Faults
+from replication.codec import Hello, MemberInfo, Message
 from replication.config import ClusterConfig, load_cluster_config
 from replication.keyfile import load_or_create_key
 from replication.mcast import receive_only
@@ -67,9 +68,18 @@ class ClusterSource:
         self.counters: Counter[str] = Counter()
         # The table needs a "me" to ignore; this listener never sends, so a random id no
         # heartbeat can carry is enough.
-        me = MemberInfo(secrets.token_hex(16), "balancer", "127.0.0.1", 1, clock())
-        self.membership = Membership(me, drop_time=cfg.drop_time)
+        sender = secrets.token_bytes(16)
+        started = clock()
+        self.me = MemberInfo(sender.hex(), "balancer", "127.0.0.1", 1, started)
+        self.membership = Membership(self.me, drop_time=cfg.drop_time)
         self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
+        # Without multicast, the members of membership.static_members are asked over TCP:
+        # a sealed Hello marked "observer", which a worker answers without adding the asker.
+        self.channel = Channel(
+            _Observer(self), key=self.key, sender=sender, epoch_ms=int(started * 1000),
+            opener=self.opener, counters=self.counters, clock=clock, max_frame=cfg.max_frame,
+            connect_timeout=cfg.probe_timeout, faults=Faults(),
+        )  # fmt: skip
         self.pool = DynamicLb(
             lb.name, allow=lb.cluster_allow, template=template, static=static,
             probe_interval=min(cfg.frequency, CANDIDATE_PROBE),
@@ -82,20 +92,20 @@ class ClusterSource:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
-        if not cfg.multicast:
-            log.warning(
-                "lb=%s cluster=%s has multicast = false: dynamic members come only from "
-                "multicast heartbeats, so none will join", self.lb_name, cfg.source,
-            )  # fmt: skip
-            return
         timeout = aiohttp.ClientTimeout(total=cfg.probe_timeout)
         self._session = aiohttp.ClientSession(timeout=timeout)
-        self._transport = await receive_only(cfg.group, cfg.mcast_port, cfg.interface,
-                                             self._datagram)  # fmt: skip
+        if cfg.multicast:
+            self._transport = await receive_only(cfg.group, cfg.mcast_port, cfg.interface,
+                                                 self._datagram)  # fmt: skip
+        elif not cfg.static_members:
+            log.warning("lb=%s cluster=%s has neither multicast nor static_members: no member "
+                        "can join", self.lb_name, cfg.source)  # fmt: skip
         self._task = asyncio.create_task(self._run(), name=f"cluster-source-{self.lb_name}")
+        sources = [f"group={cfg.group}:{cfg.mcast_port}"] if cfg.multicast else []
+        sources += [f"static={h}:{p}" for h, p in cfg.static_members]
         log.info(
-            "lb=%s listens to cluster=%s group=%s:%d interface=%s sealed=%s",
-            self.lb_name, cfg.name, cfg.group, cfg.mcast_port, cfg.interface, self.key is not None,
+            "lb=%s listens to cluster=%s %s sealed=%s",
+            self.lb_name, cfg.name, " ".join(sources) or "-", self.key is not None,
         )  # fmt: skip
 
     async def stop(self) -> None:
@@ -127,11 +137,15 @@ class ClusterSource:
             self._dropped("foreign_cluster", f"cluster {hb.cluster!r}")
             return
         self.counters["heartbeats_in"] += 1
-        events = self.membership.heard(hb.member, self.clock(), shutdown=hb.shutdown)
+        self._heard(hb.member, hb.shutdown)
+
+    def _heard(self, member: MemberInfo, shutdown: bool) -> None:
+        """A heartbeat, or a static member's answer to our Hello."""
+        events = self.membership.heard(member, self.clock(), shutdown=shutdown)
         changes = self._events(events)
-        if not hb.shutdown and hb.member.id in self.membership:
+        if not shutdown and member.id in self.membership:
             now = self.monotonic()
-            changes += self.pool.heard(hb.member, now)
+            changes += self.pool.heard(member, now)
             self._probe_candidates(now)  # a new candidate is asked at once, not at the next tick
         self._apply(changes)
 
@@ -167,8 +181,13 @@ class ClusterSource:
 
     # -- timers and probes --------------------------------------------------------------------
     async def _run(self) -> None:
+        next_hello = 0.0
         while True:  # the table's drop checks and the candidates' probes, paced by the latter
             await asyncio.sleep(self.pool.probe_interval)
+            if self.config.static_members and self.monotonic() >= next_hello:
+                next_hello = self.monotonic() + self.config.frequency
+                for host, port in self.config.static_members:
+                    self._spawn(self._hello(host, port))
             try:
                 self._apply(self._events(self.membership.tick(self.clock())))
                 self._probe_candidates(self.monotonic())
@@ -200,6 +219,13 @@ class ClusterSource:
         status = await self._get_ready(info)
         self._apply(self.pool.ready_result(info.id, status == 200, self.clock()))
 
+    async def _hello(self, host: str, port: int) -> None:
+        hello = await self.channel.probe(host, port, self.config.probe_timeout)
+        if hello is None or hello.cluster != self.config.name:
+            return
+        self.counters["hellos_in"] += 1
+        self._heard(hello.member, hello.shutdown)
+
     async def _liveness(self, info: MemberInfo) -> None:
         ok = await self._get_ready(info) is not None
         self.counters["probes_ok" if ok else "probes_failed"] += 1
@@ -209,3 +235,24 @@ class ClusterSource:
 def signature(lb: LbConfig, template: MemberConfig | None) -> tuple[object, ...]:
     """What a source is built from: when it changes on reload, the source is replaced."""
     return (lb.cluster, lb.cluster_allow, template)
+
+
+class _Observer:
+    """The channel's handler for a balancer: it only ever probes (replication.channel.Handler)."""
+
+    def __init__(self, source: ClusterSource) -> None:
+        self.source = source
+
+    def make_hello(
+        self, to: str | None, *, reply: bool, first_seq: int | None = None, shutdown: bool = False
+    ) -> Hello:
+        return Hello(self.source.config.name, self.source.me, 0, to, reply, shutdown, True)
+
+    def on_hello(self, hello: Hello, *, incoming: bool) -> bool:
+        return False  # nothing connects to a balancer: it has no receiver
+
+    def on_message(self, peer: MemberInfo, msg: Message, endpoint: Endpoint) -> None:
+        return None
+
+    def on_link_lost(self, member_id: str) -> None:
+        return None

@@ -73,6 +73,9 @@ class Hello:
     to: str | None = None  # the member id this connection is meant for (None: a probe)
     reply: bool = False
     shutdown: bool = False
+    # A probe from a reader of the membership that is no member (a balancer's dynamic lb with
+    # static_members): answered, never added. Optional on the wire (absent = false).
+    observer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,7 @@ def to_wire(msg: Message) -> dict[str, Any]:
             "shutdown": msg.shutdown,
         }
     if isinstance(msg, Hello):
-        return {
+        hello = {
             "t": "hello",
             "cluster": msg.cluster,
             "member": _member(msg.member),
@@ -175,6 +178,9 @@ def to_wire(msg: Message) -> dict[str, Any]:
             "reply": msg.reply,
             "shutdown": msg.shutdown,
         }
+        if msg.observer:
+            hello["observer"] = True
+        return hello
     if isinstance(msg, DeltaMsg):
         wire = {"t": "delta", "n": msg.n, "seq": msg.seq, "delta": msg.delta.to_wire(),
                 "stamp": list(msg.stamp), "base": list(msg.base)}  # fmt: skip
@@ -385,6 +391,8 @@ def from_wire(wire: object) -> Message:
         keys = keys | {"rid", "resp"}
     if kind == "pull" and type(wire) is dict and "have" in wire:
         keys = keys | {"have"}
+    if kind == "hello" and type(wire) is dict and "observer" in wire:
+        keys = keys | {"observer"}
     o = _Obj(kind, wire, keys)
     if kind in ("hb", "hello"):
         cluster = o.text("cluster", CLUSTER_NAME_RE)
@@ -393,7 +401,9 @@ def from_wire(wire: object) -> Message:
             return Heartbeat(cluster, member, o.integer("seq"), o.text("digest", FINGERPRINT_RE),
                              o.flag("shutdown"))  # fmt: skip
         to = None if o.d["to"] is None else o.text("to", MEMBER_ID_RE)
-        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"))
+        observer = o.flag("observer") if "observer" in o.d else False
+        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"),
+                     observer)  # fmt: skip
     if kind == "delta":
         try:
             delta = SessionDelta.from_wire(o.d["delta"])

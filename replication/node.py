@@ -290,6 +290,9 @@ class ClusterNode:
             return False
         if hello.member.id == self.me.id:
             return False
+        if hello.observer:  # a balancer reading who is here: answer a probe, add nothing
+            self.counters["observer_probes"] += 1
+            return hello.to is None and not hello.reply
         # A link from the member to us states exactly what it sent before it (ordering.py).
         exact = incoming and hello.to == self.me.id
         self._heard(hello.member, hello.seq, "", hello.shutdown, exact=exact)

@@ -248,3 +248,27 @@ def test_a_reload_keeps_the_dynamic_members_with_their_state(stack: Stack):
     assert (after["joined_at"], after["origin"]) == (before["joined_at"], "cluster")
     assert counter(stack)[0] == 200
     assert stack.balancer.output().count("listens to cluster") == 1  # the listener was kept
+
+
+def test_without_multicast_the_balancer_asks_the_static_members_and_joins_none_of_them(
+    stack: Stack,
+):
+    cluster = Cluster(stack.group, stack.tmp)
+    ports = [free_port(), free_port()]
+    static = [f"127.0.0.1:{p}" for p in ports]
+    configs = [
+        cluster.config(
+            membership={"multicast": False, "static_members": static}, receiver={"port": p}
+        )
+        for p in ports
+    ]
+    stack.start_balancer(dynamic_workers(configs[0]), MOUNTS)
+    a, b = cluster.start_many(["node1", "node2"], configs)
+    wait_for(lambda: has_members(stack, {"node1", "node2"}), 10, what="both to join")
+    assert f"static={static[0]} static={static[1]}" in stack.balancer.output()
+    for node in (a, b):  # the balancer asked, and is no member of theirs
+        assert node.routes() == {"node1", "node2"}
+        assert node.counters().get("observer_probes", 0) > 0
+    assert counter(stack)[0] == 200
+    b.proc.signal(signal.SIGTERM)
+    wait_for(lambda: has_members(stack, {"node1"}), 10, what="node2 to leave")

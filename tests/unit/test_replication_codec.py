@@ -264,6 +264,7 @@ def test_advertised_http_fields_are_checked(extra):
 
 # members advertising an HTTP address, a weight and a graceful stop (dynamic lbs)
 ADVERTISING = [
+    Hello("c", MEMBER, 0, None, False, False, True),  # a balancer's probe (observer)
     Heartbeat("c", MemberInfo(M1, "w1", "127.0.0.1", 4000, 1.5, "127.0.0.1", 8101, 3), 0, "0" * 16),
     Heartbeat("c", MemberInfo(M1, "w1", "::1", 4000, 1.5, "::1", 8101, 1, True), 0, "0" * 16),
 ]
@@ -272,3 +273,12 @@ ADVERTISING = [
 @pytest.mark.parametrize("msg", ADVERTISING)
 def test_advertised_http_address_weight_and_leaving_survive_the_wire(msg):
     assert codec.decode(codec.encode(msg)) == msg
+
+
+def test_an_observer_flag_must_be_a_boolean_and_is_left_out_when_false():
+    assert "observer" not in codec.to_wire(Hello("c", MEMBER, 0))
+    wire = codec.to_wire(Hello("c", MEMBER, 0, observer=True))
+    assert wire["observer"] is True
+    wire["observer"] = "yes"
+    with pytest.raises(CodecError):
+        codec.from_wire(wire)
