@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import aiohttp
 
-from balancer.cluster_members import DynamicLb, MemberChange
+from balancer.cluster_members import REFUSED, DynamicLb, MemberChange
 from balancer.config.model import LbConfig, MemberConfig
 from replication import codec
 from replication.channel import Channel, Endpoint, Faults
@@ -53,7 +53,7 @@ class ClusterSource:
         lb: LbConfig,
         template: MemberConfig | None,
         static: Iterable[MemberConfig],
-        on_change: Callable[[str, Sequence[MemberChange]], None],
+        on_change: Callable[[str], None],  # lb name: its members changed
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -174,10 +174,10 @@ class ClusterSource:
         if not changes:
             return
         for change in changes:
-            level = logging.WARNING if change.state == "REFUSED" else logging.INFO
+            level = logging.WARNING if change.state == REFUSED else logging.INFO
             log.log(level, "%s", change)
-        if any(c.state != "REFUSED" for c in changes):
-            self.on_change(self.lb_name, changes)
+        if any(c.state != REFUSED for c in changes):
+            self.on_change(self.lb_name)
 
     # -- timers and probes --------------------------------------------------------------------
     async def _run(self) -> None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
-from balancer.cluster_members import MemberChange
 from balancer.cluster_source import ClusterSource, signature
 from balancer.config.model import Activation, LbConfig, MemberConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
@@ -55,7 +54,7 @@ class DynamicLbs:
                 continue
             try:
                 source = ClusterSource(
-                    lb, _template(workers, lb), workers.lb_members(lb), self._changed
+                    lb, _template(workers, lb), workers.lb_members(lb), self.on_change
                 )
             except Exception as exc:  # the file was checked at load; e.g. an unreadable key
                 log.error("lb=%s cannot listen to cluster %s: %s", name, lb.cluster, exc)
@@ -86,9 +85,6 @@ class DynamicLbs:
         self.sources.clear()
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
-
-    def _changed(self, lb_name: str, changes: Sequence[MemberChange]) -> None:
-        self.on_change(lb_name)
 
     def _background(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ def test_dynamic_members_follow_the_static_ones_and_a_rebuild_keeps_everyones_st
     changed: list[str] = []
     dynamic = DynamicLbs(changed.append)
     lb = config.lbs["lb"]
-    source = ClusterSource(lb, config.members["t"], config.lb_members(lb), dynamic._changed)
+    source = ClusterSource(lb, config.members["t"], config.lb_members(lb), dynamic.on_change)
     dynamic.sources["lb"] = source
     engines = build_engines(config, {}, 0.0, dynamic.members(config))
     assert [m.name for m in engines["lb"].members] == ["s1"]  # 503 until someone joins
