@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from balancer.access_log import AccessLog
@@ -36,6 +36,7 @@ from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Requ
 from balancer.dataplane.ajp_fields import split_host
 from balancer.dataplane.tls import TlsError, TlsSettings
 from balancer.dataplane.tls_listener import Terminator
+from balancer.dynamic import DynamicLbs
 from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.mounts import Mapped, UriMap, load_mounts, parse_mounts
@@ -78,13 +79,18 @@ def single_member_lb(member: MemberConfig) -> LbConfig:
 
 
 def build_engines(
-    workers: WorkersConfig, previous: Mapping[str, LbEngine], now: float
+    workers: WorkersConfig,
+    previous: Mapping[str, LbEngine],
+    now: float,
+    dynamic: Mapping[str, Sequence[MemberConfig]] | None = None,
 ) -> dict[str, LbEngine]:
+    """An engine per listed lb or member; an lb's members are its static ones followed by the
+    ``dynamic`` ones its cluster brought (balancer.cluster_members)."""
     engines: dict[str, LbEngine] = {}
     for name in workers.worker_list:
         if name in workers.lbs:
             lb = workers.lbs[name]
-            members = workers.lb_members(lb)
+            members = workers.lb_members(lb) + tuple((dynamic or {}).get(name, ()))
         elif name in workers.members:
             lb = single_member_lb(workers.members[name])
             members = (workers.members[name],)
@@ -143,6 +149,7 @@ class Balancer:
         # TlsError (a certificate that cannot be served) stops the start, as a config error
         self.tls = Terminator(tls) if tls is not None else None
         self.access_log = access_log
+        self.dynamic = DynamicLbs(self._members_changed)  # worker.<lb>.cluster listeners
         self.runtime = self.load(previous=None)
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
         self._answers_for = self.runtime
@@ -185,7 +192,8 @@ class Balancer:
         for w in mount_warnings:
             log.warning("config warning: %s", w)
         now = time.monotonic()
-        engines = build_engines(workers, previous.engines if previous else {}, now)
+        dynamic = self.dynamic.members(workers)
+        engines = build_engines(workers, previous.engines if previous else {}, now, dynamic)
         return Runtime(workers, uri_map, engines, _mtime(self.mounts_path))
 
     def reload(self, reason: str) -> bool:
@@ -200,14 +208,8 @@ class Balancer:
             log.error("reload rejected (%s): the running configuration stays live", reason)
             return False
         old = self.runtime
-        self._wire_engines(runtime)
-        self.runtime = runtime
-        self.status.update(runtime)
-        self.health.update(runtime.engines)
-        self._configure_cluster_view()
-        self.proxy.prune_pools(
-            m for e in runtime.engines.values() for m in (x.config for x in e.members)
-        )
+        self._swap(runtime)
+        self.dynamic.sync(runtime.workers, runtime.engines)
         added = set(runtime.engines) - set(old.engines)
         removed = set(old.engines) - set(runtime.engines)
         log.info(
@@ -223,9 +225,27 @@ class Balancer:
     def _wire_engines(self, runtime: Runtime) -> None:
         """Let each engine see its members' connection pools: an OK/BUSY member goes back to
         OK only when its pool has a free connection as well as room under busy_limit (mod_jk
-        §3.6). Every engine of a reload, new ones included, gets it."""
+        §3.6). Every engine of a reload or a dynamic lb's rebuild, new ones included, gets it."""
         for engine in runtime.engines.values():
             engine.pool_has_room = self.proxy.pool_has_room
+
+    def _swap(self, runtime: Runtime) -> None:
+        self._wire_engines(runtime)
+        self.runtime = runtime
+        self.status.update(runtime)
+        self.health.update(runtime.engines)
+        self._configure_cluster_view()
+        self.proxy.prune_pools(
+            m for e in runtime.engines.values() for m in (x.config for x in e.members)
+        )
+
+    def _members_changed(self, lb_name: str) -> None:
+        """A dynamic lb's members changed: swap in its rebuilt engine (balancer.dynamic)."""
+        self.log_changes()  # the new engine starts with an empty change queue
+        runtime = self.runtime
+        engine = self.dynamic.rebuild(runtime.workers, runtime.engines, lb_name, time.monotonic())
+        if engine is not None:
+            self._swap(replace(runtime, engines={**runtime.engines, lb_name: engine}))
 
     def _configure_cluster_view(self) -> None:
         settings = self.runtime.workers.balancer
@@ -296,6 +316,7 @@ class Balancer:
             asyncio.create_task(self._maintenance(), name="maintenance"),
             asyncio.create_task(self._watch_mounts(), name="mount-reload"),
         ]
+        self.dynamic.sync(self.runtime.workers, self.runtime.engines)
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         if self.tls is not None:
@@ -306,6 +327,7 @@ class Balancer:
         await self.proxy.close(grace=grace)
         await self.health.stop()
         await self.cluster.stop()
+        await self.dynamic.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

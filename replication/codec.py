@@ -22,6 +22,7 @@ from worker.session_ids import check_route
 from .ledger import RecordedResponse, RecordError
 from .member_info import MemberInfo
 from .merge import Replica, SessionMeta, Stamp
+from .seal import Kind, Opener, SealError
 
 MEMBER_ID_RE = re.compile(r"[0-9a-f]{32}")
 RANDOM_PART_RE = re.compile(r"[0-9A-F]{32}")
@@ -56,6 +57,9 @@ class Hello:
     to: str | None = None  # the member id this connection is meant for (None: a probe)
     reply: bool = False
     shutdown: bool = False
+    # A probe from a reader of the membership that is no member (a balancer's dynamic lb with
+    # static_members): answered, never added. Optional on the wire (absent = false).
+    observer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,15 @@ def _recorded(request_id: str, record: RecordedResponse) -> list[Any]:
 
 
 def _member(m: MemberInfo) -> dict[str, Any]:
-    return {"id": m.id, "route": m.route, "host": m.host, "port": m.port, "start": m.start}
+    wire: dict[str, Any] = {
+        "id": m.id, "route": m.route, "host": m.host, "port": m.port, "start": m.start
+    }  # fmt: skip
+    if m.http_port:
+        wire["http"] = [m.http_host, m.http_port]
+        wire["lbfactor"] = m.lbfactor
+    if m.leaving:
+        wire["leaving"] = True
+    return wire
 
 
 def _meta(meta: SessionMeta) -> dict[str, Any]:
@@ -141,7 +153,7 @@ def to_wire(msg: Message) -> dict[str, Any]:
             "shutdown": msg.shutdown,
         }
     if isinstance(msg, Hello):
-        return {
+        hello = {
             "t": "hello",
             "cluster": msg.cluster,
             "member": _member(msg.member),
@@ -150,6 +162,9 @@ def to_wire(msg: Message) -> dict[str, Any]:
             "reply": msg.reply,
             "shutdown": msg.shutdown,
         }
+        if msg.observer:
+            hello["observer"] = True
+        return hello
     if isinstance(msg, DeltaMsg):
         wire = {"t": "delta", "n": msg.n, "seq": msg.seq, "delta": msg.delta.to_wire(),
                 "stamp": list(msg.stamp), "base": list(msg.base)}  # fmt: skip
@@ -244,13 +259,26 @@ def _stamp(v: object, where: str) -> Stamp:
     return (v[0], v[1])
 
 
-def _member_info(v: object, where: str) -> MemberInfo:
-    o = _Obj(where, v, {"id", "route", "host", "port", "start"})
-    host = o.d["host"]
+_MEMBER_KEYS = {"id", "route", "host", "port", "start"}
+_MEMBER_OPTIONAL = ({"http", "lbfactor"}, {"leaving"})  # each group present whole or not at all
+
+
+def _ip(o: _Obj, name: str, host: object) -> str:
     try:
         ipaddress.ip_address(host if type(host) is str else "")
     except ValueError:
-        raise o.fail("host", f"expected an IP address, found {str(host)[:60]!r}") from None
+        raise o.fail(name, f"expected an IP address, found {str(host)[:60]!r}") from None
+    return host  # type: ignore[return-value]
+
+
+def _member_info(v: object, where: str) -> MemberInfo:
+    keys = set(_MEMBER_KEYS)
+    if type(v) is dict:
+        for group in _MEMBER_OPTIONAL:
+            if group & v.keys():
+                keys |= group
+    o = _Obj(where, v, keys)
+    host = _ip(o, "host", o.d["host"])
     route = o.d["route"]
     try:
         check_route(route)
@@ -262,7 +290,21 @@ def _member_info(v: object, where: str) -> MemberInfo:
     port = o.integer("port", 1)
     if port > 65535:
         raise o.fail("port", f"{port} is not a TCP port")
-    return MemberInfo(o.text("id", MEMBER_ID_RE), route, host, port, start)
+    http_host, http_port, lbfactor = "", 0, 1
+    if "http" in o.d:
+        http = o.d["http"]
+        if type(http) is not list or len(http) != 2:
+            raise o.fail("http", "expected [IP address, port]")
+        http_host = _ip(o, "http", http[0])
+        if type(http[1]) is not int or not 0 < http[1] <= 65535:
+            raise o.fail("http", f"{str(http[1])[:20]} is not a TCP port")
+        http_port = http[1]
+        lbfactor = o.integer("lbfactor", 1)
+        if lbfactor > 100_000:
+            raise o.fail("lbfactor", f"expected 1..100000, found {lbfactor}")
+    leaving = o.flag("leaving") if "leaving" in o.d else False
+    return MemberInfo(o.text("id", MEMBER_ID_RE), route, host, port, start, http_host, http_port,
+                      lbfactor, leaving)  # fmt: skip
 
 
 def _random_part(v: object, where: str) -> str:
@@ -333,6 +375,8 @@ def from_wire(wire: object) -> Message:
         keys = keys | {"rid", "resp"}
     if kind == "pull" and type(wire) is dict and "have" in wire:
         keys = keys | {"have"}
+    if kind == "hello" and type(wire) is dict and "observer" in wire:
+        keys = keys | {"observer"}
     o = _Obj(kind, wire, keys)
     if kind in ("hb", "hello"):
         cluster = o.text("cluster", CLUSTER_NAME_RE)
@@ -341,7 +385,9 @@ def from_wire(wire: object) -> Message:
             return Heartbeat(cluster, member, o.integer("seq"), o.text("digest", FINGERPRINT_RE),
                              o.flag("shutdown"))  # fmt: skip
         to = None if o.d["to"] is None else o.text("to", MEMBER_ID_RE)
-        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"))
+        observer = o.flag("observer") if "observer" in o.d else False
+        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"),
+                     observer)  # fmt: skip
     if kind == "delta":
         try:
             delta = SessionDelta.from_wire(o.d["delta"])
@@ -418,3 +464,16 @@ def decode(data: bytes) -> Message:
 
 def _refuse(token: str) -> Any:
     raise ValueError(f"{token} is not allowed")
+
+
+def open_heartbeat(opener: Opener, data: bytes, now: float) -> Heartbeat:
+    """A multicast datagram → the Heartbeat it seals, or SealError / CodecError (the caller
+    counts the reason). The sender id inside must be the envelope's: a member cannot speak for
+    another with its own key stream."""
+    opened = opener.open(data, now)
+    if opened.kind is not Kind.HEARTBEAT:
+        raise SealError("malformed", "a frame envelope in a datagram")
+    hb = decode(opened.payload)
+    if not isinstance(hb, Heartbeat) or hb.member.id != opened.sender.hex():
+        raise CodecError("not a heartbeat from its sender")
+    return hb

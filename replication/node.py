@@ -138,6 +138,19 @@ class ClusterNode:
             self._tasks.append(asyncio.create_task(self._every(loop, every)))
         self._tasks.append(asyncio.create_task(self.syncer.state_transfer()))
 
+    def advertise_http(self, host: str, port: int, lbfactor: int = 1) -> None:
+        """Where this node serves HTTP, sent in every heartbeat from now on: balancers with a
+        dynamic lb (worker.<lb>.cluster) add it as a member once its /-/ready answers 200."""
+        self.me = replace(self.me, http_host=host, http_port=port, lbfactor=lbfactor)
+        self.membership.me = self.me
+
+    def announce_leaving(self) -> None:
+        """A graceful stop began: say so at once (balancers give no new sessions here, sticky
+        requests go on while the worker drains); stop() later announces the shutdown itself."""
+        self.me = replace(self.me, leaving=True)
+        self.membership.me = self.me
+        self._heartbeat()
+
     async def stop(self) -> None:
         """Announce the shutdown (peers drop this member at once), then close everything."""
         self._stopping = True
@@ -204,12 +217,7 @@ class ClusterNode:
             self.counters["drop_fault_in"] += 1
             return
         try:
-            opened = self.opener.open(data, self.clock())
-            if opened.kind is not Kind.HEARTBEAT:
-                raise SealError("malformed", "a frame envelope in a datagram")
-            hb = codec.decode(opened.payload)
-            if not isinstance(hb, Heartbeat) or hb.member.id != opened.sender.hex():
-                raise codec.CodecError("not a heartbeat from its sender")
+            hb = codec.open_heartbeat(self.opener, data, self.clock())
         except SealError as exc:
             self.counters[f"drop_{exc.reason}"] += 1
             return
@@ -283,6 +291,9 @@ class ClusterNode:
             return False
         if hello.member.id == self.me.id:
             return False
+        if hello.observer:  # a balancer reading who is here: answer a probe, add nothing
+            self.counters["observer_probes"] += 1
+            return hello.to is None and not hello.reply
         # A link from the member to us states exactly what it sent before it (ordering.py).
         exact = incoming and hello.to == self.me.id
         self._heard(hello.member, hello.seq, "", hello.shutdown, exact=exact)

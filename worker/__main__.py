@@ -12,7 +12,7 @@ import sys
 import uvloop
 
 from .server import DEFAULT_APP, WorkerOptions, WorkerSetupError, serve
-from .session_ids import check_route
+from .session_ids import AUTO_ROUTE, auto_route, check_route
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -24,10 +24,18 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def _route(text: str) -> str:
+    if text == AUTO_ROUTE:
+        return auto_route()
     try:
         return check_route(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _lbfactor(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"expected a whole number 1..100000, found {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -48,13 +56,21 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         "--route",
         required=True,
         type=_route,
-        help="this node's session route (the balancer member's route)",
+        help="this node's session route (the balancer member's route); 'auto' picks a unique one",
     )
     parser.add_argument(
         "--listen",
         default="127.0.0.1:8101",
         type=_listen,
-        help="HOST:PORT to listen on (default 127.0.0.1:8101)",
+        help="HOST:PORT to listen on (default 127.0.0.1:8101); port 0 picks a free one, "
+        "advertised to the cluster",
+    )
+    parser.add_argument(
+        "--lbfactor",
+        type=_lbfactor,
+        default=1,
+        metavar="N",
+        help="weight advertised to balancers with a dynamic lb (1..100000, default 1)",
     )
     parser.add_argument(
         "--app",
@@ -93,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
     return WorkerOptions(
         route=args.route, host=host, port=port, app=args.app, cookie_name=args.cookie_name,
         max_inactive=args.max_inactive, shutdown_timeout=args.shutdown_timeout,
-        drain=args.drain, cluster=args.cluster,
+        drain=args.drain, cluster=args.cluster, lbfactor=args.lbfactor,
     )  # fmt: skip
 
 

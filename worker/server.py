@@ -41,6 +41,7 @@ class WorkerOptions:
     shutdown_timeout: float = 30.0
     drain: float = 0.0  # seconds to keep answering (readiness 503) before closing the listener
     cluster: str | None = None  # path of a cluster.toml: join that cluster and replicate
+    lbfactor: int = 1  # advertised in heartbeats, for balancers with a dynamic lb
 
 
 class WorkerSetupError(Exception):
@@ -140,6 +141,8 @@ async def serve(options: WorkerOptions) -> int:
         site = web.TCPSite(runner, options.host, options.port)
         await site.start()
         if node is not None:
+            host, port = runner.addresses[0][:2]  # the port actually bound (--listen HOST:0)
+            node.advertise_http(host, port, options.lbfactor)
             try:
                 await node.start()
             except OSError as exc:  # e.g. the multicast join or the receiver port refused
@@ -159,6 +162,8 @@ async def serve(options: WorkerOptions) -> int:
     try:
         await stop.wait()
         log.info("worker stopping route=%s", options.route)
+        if node is not None:  # balancers stop sending new sessions at once; sticky ones drain
+            node.announce_leaving()
         readiness.hold("shutting-down")
         if options.drain > 0:  # let the balancer's health probe see the 503 first
             await asyncio.sleep(options.drain)

@@ -85,7 +85,7 @@ class LbEngine:
         maintain_interval: int,
         now: float,
     ) -> None:
-        if not members:
+        if not members and not config.cluster:  # a dynamic lb waits for its first member
             raise LbError(f"lb {config.name!r} has no members")
         self.config = config
         self.name = config.name
@@ -367,7 +367,7 @@ class LbEngine:
         ]
         new.members = tuple(rebuilt)
         new.update_multipliers()
-        new.next_offset = old.next_offset % len(new.members)
+        new.next_offset = old.next_offset % max(1, len(new.members))
         new.max_busy = old.max_busy
         new.last_reset = old.last_reset
         new.last_maintain_time = old.last_maintain_time

@@ -62,6 +62,7 @@ _MEMBER_GAUGES = (
     ("pyjk_member_drained", "drained", "1 = disabled and no live session left"),
     ("pyjk_member_last_reset_timestamp_seconds", "last_reset_at", "time of the last reset"),
     ("pyjk_member_last_error_timestamp_seconds", "error_time_unix_seconds", "last error time"),
+    ("pyjk_member_joined_timestamp_seconds", "joined_at", "when a cluster member joined"),
 )
 _LB_GAUGES = (
     ("pyjk_lb_members", "member_count", "members of the lb"),
@@ -101,7 +102,17 @@ class _SnapshotCollector(Collector):
         info = GaugeMetricFamily(
             "pyjk_member_info",
             "member settings (value 1)",
-            labels=["worker", "member", "type", "host", "port", "route", "domain", "redirect"],
+            labels=[
+                "worker",
+                "member",
+                "type",
+                "host",
+                "port",
+                "route",
+                "domain",
+                "redirect",
+                "origin",
+            ],
         )
         state = GaugeMetricFamily(
             "pyjk_member_state", "1 for the member's state", labels=[*_MEMBER, "state"]
@@ -116,7 +127,7 @@ class _SnapshotCollector(Collector):
 
         def member(worker: str, row: Row, used_key: str) -> None:
             labels = [_label(worker), _label(row["name"])]
-            settings = ("type", "host", "port", "route", "domain", "redirect")
+            settings = ("type", "host", "port", "route", "domain", "redirect", "origin")
             info.add_metric([*labels, *(_label(row.get(k)) for k in settings)], 1.0)
             current = row.get("state")
             for s in State:

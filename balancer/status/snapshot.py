@@ -228,6 +228,9 @@ def _member_row(
             Field("sticky_misses", m.sticky_misses, pyjk=True),
             Field("failovers", m.failovers, pyjk=True),
             Field("last_error", m.last_error_reason, quoted=True, pyjk=True),
+            # static (workers.properties) or cluster (joined by heartbeat: balancer.dynamic)
+            Field("origin", m.config.origin, pyjk=True),
+            Field("joined_at", int(m.config.joined_at) or None, pyjk=True),
         ]
     )
 

@@ -3,6 +3,8 @@ their S/E/R/T links and action forms, single-member workers and URI mappings."""
 
 from __future__ import annotations
 
+import time
+
 from balancer.status import cells, forms
 from balancer.status.escape import h, text
 from balancer.status.htmlctx import Context
@@ -50,6 +52,7 @@ _MEMBER_HEAD = (
     "SM",
     "FO",
     "Rating",
+    "Origin",
     "Last error",
 )
 _NAME_AT = _MEMBER_HEAD.index("Name")
@@ -300,8 +303,16 @@ def _member_counters(m: Row) -> list[object]:
         m["sticky_misses"],
         m["failovers"],
         cells.Html(f'<span class="r-{h(m["rating"])}">{h(m["rating"])}</span>'),
+        _origin(m),
         m["last_error"],
     ]
+
+
+def _origin(m: Row) -> str:
+    joined = m["joined_at"]
+    if m["origin"] != "cluster" or not isinstance(joined, int):
+        return str(m["origin"])
+    return f"cluster {time.strftime('%H:%M:%S', time.gmtime(joined))} UTC"
 
 
 def _maps(ctx: Context, view: WorkerView) -> str:

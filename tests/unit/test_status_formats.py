@@ -110,6 +110,8 @@ def test_txt_member_fields_are_mod_jk_s_then_pyjk_s():
         "sticky_misses",
         "failovers",
         "last_error",
+        "origin",
+        "joined_at",
     ]
 
 

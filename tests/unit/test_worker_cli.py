@@ -209,3 +209,21 @@ def test_a_bad_app_spec_exits_2_with_a_message(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert proc.returncode == 2 and "returned str" in proc.stderr
+
+
+def test_route_auto_picks_a_fresh_valid_route_and_port_0_is_accepted():
+    from worker.session_ids import check_route
+
+    first = parse_args(["--route", "auto", "--listen", "127.0.0.1:0"])
+    second = parse_args(["--route", "auto"])
+    assert first.route != second.route and first.route.startswith("w")
+    assert check_route(first.route) == first.route and len(first.route) == 9
+    assert (first.host, first.port, first.lbfactor) == ("127.0.0.1", 0, 1)
+    assert parse_args(["--route", "n1", "--lbfactor", "7"]).lbfactor == 7
+
+
+@pytest.mark.parametrize("bad", ["0", "100001", "x", "-1"])
+def test_lbfactor_out_of_range_is_refused(bad, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--route", "n1", "--lbfactor", bad])
+    assert "expected a whole number 1..100000" in capsys.readouterr().err
