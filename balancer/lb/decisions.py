@@ -85,6 +85,11 @@ class Outcome:
     reason: str = ""  # for logs and the status page's last error, e.g. "connect-refused"
 
 
+# The reason of a connect the member's host refused (RST to the SYN): nothing listens there, so
+# the plan tries the member again without the retry_interval pause (see plan.py).
+CONNECT_REFUSED = "connect-refused"
+
+
 @dataclass(slots=True)
 class Forward:
     """Send the request to ``member`` now."""
