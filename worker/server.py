@@ -101,6 +101,7 @@ async def sweep_once(manager: SessionManager) -> list[str]:
                 log.exception("session delta sink failed id=%s", session_id)
     if expired:
         log.info("sessions expired count=%d", len(expired))
+    manager.log_refusals(now, manager.full_log.due(now))  # the rest of a burst of refusals
     return expired
 
 

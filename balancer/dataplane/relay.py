@@ -12,7 +12,7 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from balancer.dataplane import http11 as h
-from balancer.lb.decisions import OutcomeKind
+from balancer.lb.decisions import OutcomeKind, refusal_of
 
 if TYPE_CHECKING:
     from balancer.dataplane.downstream import ClientConnection
@@ -90,9 +90,11 @@ class ResponseRelay:
                 self.resp_started = True
                 self.wbuf.append(self._head(up, status, MODE_NONE, interim=True))
             return
+        # a member's "cluster full" 503 names itself (plan.py: passed through, not retried)
+        refusal = refusal_of(up.headers) if status == 503 else None
         try:
             keep = self.plan.response_head(  # type: ignore[union-attr]
-                status, monotonic(), replayable=self.replayable
+                status, monotonic(), replayable=self.replayable, refusal=refusal
             )
         except Exception:
             log.exception("plan.response_head failed for %r", req)

@@ -207,10 +207,15 @@ class RequestPlan:
         else:
             self._stop(502, f"{reason}; not sent again: {refusal}")
 
-    def response_head(self, status: int, now: float, *, replayable: bool = True) -> bool:
+    def response_head(
+        self, status: int, now: float, *, replayable: bool = True, refusal: str | None = None
+    ) -> bool:
         """A response head arrived. False: it matches fail_on_status and is to be discarded
         (the Forward is closed); True: relay it, then ``finish`` (or ``report`` a break).
-        ``replayable``: the request body could be sent again."""
+        ``replayable``: the request body could be sent again. ``refusal``: the response's
+        ``X-Pyjk-Refusal`` (a cluster-wide refusal, e.g. ``sessions-full``): relayed as it is,
+        even when fail_on_status names its status — every member would answer the same, and
+        trying them all would only delay the client's ``Retry-After``."""
         self._now = now
         op = self._open
         if op is None:
@@ -219,7 +224,7 @@ class RequestPlan:
         rule_codes = self.facts.rule.fail_on_status
         codes = m.fail_on_status if rule_codes is None else rule_codes
         hard, soft = status in codes, -status in codes
-        if not (hard or soft):
+        if not (hard or soft) or refusal is not None:
             op.head_status = status
             return True
         self._close(0, 0)

@@ -342,7 +342,9 @@ class WaitingPlan:
     def report(self, outcome: Outcome, now: float) -> None:
         self.log.append("report")
 
-    def response_head(self, status: int, now: float, *, replayable: bool = True) -> bool:
+    def response_head(
+        self, status: int, now: float, *, replayable: bool = True, refusal: str | None = None
+    ) -> bool:
         return True
 
     def finish(self, sent: int, received: int, now: float) -> None:

@@ -145,7 +145,9 @@ class FakePlan:
         ):
             self.stopped = True
 
-    def response_head(self, status: int, now: float, *, replayable: bool = True) -> bool:
+    def response_head(
+        self, status: int, now: float, *, replayable: bool = True, refusal: str | None = None
+    ) -> bool:
         assert self.open is not None, "response_head() without a Forward"
         self.events.append(("head", self.open.name, status))
         if status in self.engine.fail_on_status:

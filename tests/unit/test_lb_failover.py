@@ -416,3 +416,28 @@ def test_reply_timeout_on_a_request_that_may_not_be_resent_answers_504():
     result = run(eng, facts("POST"), backends={"n1": TIMEOUT, "n2": TIMEOUT})
     assert result.tried == ["n1"]
     assert result.client_status == 504
+
+
+# -- a cluster-wide refusal (pyjk workers at max_active_sessions) ----------------------------
+
+
+def test_a_cluster_full_503_goes_to_the_client_at_once_even_with_fail_on_status():
+    for codes in ((-503,), (503,)):
+        eng = engine(
+            MemberConfig("n1", fail_on_status=codes), MemberConfig("n2", fail_on_status=codes)
+        )
+        plan = eng.plan(facts(), 0.0)
+        step = plan.next(0.0)
+        assert plan.response_head(503, 0.0, refusal="sessions-full") is True  # relay it
+        plan.finish(0, 100, 0.0)
+        assert plan.status == 503 and plan.forwards == 1
+        assert step.member.state is State.OK and step.member.errors == 0
+
+
+def test_a_plain_503_under_fail_on_status_still_tries_the_other_member():
+    eng = engine(
+        MemberConfig("n1", fail_on_status=(-503,)), MemberConfig("n2", fail_on_status=(-503,))
+    )
+    plan = eng.plan(facts(), 0.0)
+    plan.next(0.0)
+    assert plan.response_head(503, 0.0) is False  # discarded: the next try comes
