@@ -22,7 +22,7 @@ from aiohttp import web
 from .delta import SessionDelta
 from .middleware import SESSIONS, SessionManager, setup_sessions
 from .readiness import Readiness, install_ready_endpoint
-from .sessions import DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
+from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
 
 log = logging.getLogger("pyjk.worker")
 
@@ -41,6 +41,7 @@ class WorkerOptions:
     shutdown_timeout: float = 30.0
     drain: float = 0.0  # seconds to keep answering (readiness 503) before closing the listener
     cluster: str | None = None  # path of a cluster.toml: join that cluster and replicate
+    max_active_sessions: int = DEFAULT_MAX_ACTIVE_SESSIONS  # replicas included
 
 
 class WorkerSetupError(Exception):
@@ -74,7 +75,11 @@ def prepare_app(app: web.Application, options: WorkerOptions) -> tuple[SessionMa
     manager = app.get(SESSIONS)
     if manager is None:
         try:
-            store = SessionStore(options.route, max_inactive_interval=options.max_inactive)
+            store = SessionStore(
+                options.route,
+                max_inactive_interval=options.max_inactive,
+                max_active_sessions=options.max_active_sessions,
+            )
             manager = setup_sessions(
                 app, route=options.route, store=store, cookie_name=options.cookie_name
             )
