@@ -139,6 +139,7 @@ class Balancer:
         self._configure_cluster_view()
         self.status = StatusEndpoints(VERSION, listen)
         self.status.cluster_view = self.cluster.counts
+        self.status.cluster_limits = self.cluster.limits
         self.status.update(self.runtime)
         self.health = HealthMonitor()
         self.proxy = ProxyServer(

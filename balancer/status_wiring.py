@@ -29,6 +29,7 @@ class StatusEndpoints:
         self.pool_stats: Callable[[MemberConfig], tuple[int, int] | None] | None = None
         self.is_trusted: Callable[[str], bool] = lambda ip: False
         self.cluster_view: Callable[[], Mapping[str, int]] | None = None
+        self.cluster_limits: Callable[[], Mapping[str, int]] | None = None
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -51,6 +52,7 @@ class StatusEndpoints:
                     self.started,
                     cluster_view=self.cluster_view,
                     pool_stats=self._pool_stats,
+                    cluster_limits=self.cluster_limits,
                 )
         self.workers = kept
         self.handlers = {

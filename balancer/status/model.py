@@ -24,6 +24,7 @@ from balancer.mounts import UriMap
 
 Scalar = str | int | bool | None
 ClusterView = Callable[[], Mapping[str, int]]  # route -> live sessions
+ClusterLimits = Callable[[], Mapping[str, int]]  # lb -> sessions limit (max_active_sessions)
 # a member's endpoint config -> (connected, max_connected), None = unknown; the config rather
 # than the name because pools are keyed by endpoint and a reload may change one
 PoolStats = Callable[[MemberConfig], "tuple[int, int] | None"]
@@ -152,6 +153,7 @@ class Sources:
     cluster_view: ClusterView | None = None
     pool_stats: PoolStats | None = None
     maintain_tick: float = 1.0  # s between the wiring's maintain() calls
+    cluster_limits: ClusterLimits | None = None
 
     def ordered(self) -> list[tuple[str, LbEngine]]:
         """Engines in worker.list order, then any others in the mapping's order."""

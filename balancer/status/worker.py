@@ -62,6 +62,7 @@ from balancer.status.messages import (
     StatusResponse,
 )
 from balancer.status.model import (
+    ClusterLimits,
     ClusterView,
     Document,
     PoolStats,
@@ -122,6 +123,7 @@ class StatusWorker:
         cluster_view: ClusterView | None = None,
         pool_stats: PoolStats | None = None,
         maintain_tick: float = 1.0,
+        cluster_limits: ClusterLimits | None = None,
     ) -> None:
         self.config = config
         self.sources = Sources(
@@ -134,6 +136,7 @@ class StatusWorker:
             cluster_view,
             pool_stats,
             maintain_tick,
+            cluster_limits,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
         self._allow = networks(config)

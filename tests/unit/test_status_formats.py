@@ -382,6 +382,15 @@ def test_live_sessions_and_drained_come_from_the_cluster_view():
     assert lb["live_sessions"] == "5"
 
 
+def test_the_lb_shows_its_clusters_sessions_limit_beside_live_sessions():
+    kit = Kit(cluster_view=lambda: {"n1": 5, "n2": 7}, cluster_limits=lambda: {"lb": 12})
+    (lb,) = txt_lines(kit.get("mime=txt"), "Balancer Worker")
+    assert (lb["live_sessions"], lb["sessions_limit"]) == ("12", "12")
+    assert "<td>12 / 12</td>" in kit.get("").body.decode()  # the HTML summary: live / limit
+    (lb,) = txt_lines(Kit().get("mime=txt"), "Balancer Worker")
+    assert lb["sessions_limit"] == "-"
+
+
 def test_without_a_cluster_view_live_sessions_show_a_dash():
     members = txt_lines(Kit().get("mime=txt"), "Member")
     assert {m["live_sessions"] for m in members} == {"-"}
