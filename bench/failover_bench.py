@@ -184,8 +184,15 @@ def run_mode(mode: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) ->
         **moves,
         "restuck_after_s": restuck - kill,
         "kill_to_write_p50_ms": percentile(sorted(f.write_ms for f in moved), 50),
+        "request_p50_ms": percentile(sorted(f.request_ms for f in moved), 50),
         "failovers": [
-            vars(f) | {"balancer_ms": f.balancer_ms, "new_node_ms": f.new_node_ms} for f in moved
+            vars(f)
+            | {
+                "balancer_ms": f.balancer_ms,
+                "new_node_ms": f.new_node_ms,
+                "request_ms": f.request_ms,
+            }
+            for f in moved
         ],
         "breakdown": breakdown(moved, [ms for t, ms in lookups if t >= kill], dict(refused)),
         "balancer_events": balancer_events(tmp / "balancer.log"),

@@ -240,8 +240,9 @@ def test_failover_breakdown_joins_moves_with_the_new_nodes_takeover_lines() -> N
     items = failovers(moves, kill, takeovers)
     assert [f.session for f in items] == ["CD34", "AB12"]  # by write time
     ab = items[1]
-    got = (ab.sent_ms, ab.balancer_ms, ab.new_node_ms, ab.write_ms)
-    assert got == pytest.approx((-20, 100, 11, 111), abs=0.01)
+    got = (ab.sent_ms, ab.balancer_ms, ab.new_node_ms, ab.request_ms, ab.write_ms)
+    assert got == pytest.approx((-20, 100, 11, 111, 111), abs=0.01)
+    assert items[0].request_ms == pytest.approx(5, abs=0.01)  # sent 25 ms after the kill
     assert items[0].balancer_ms is None
     text = breakdown(items, [3.5], {"state_transfer": 2})
     assert "median" in text and "lookups found after the kill: 1, max 3.5 ms" in text

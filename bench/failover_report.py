@@ -237,6 +237,12 @@ class Failover:
         return self.takeover_ms - max(self.sent_ms, 0.0)
 
     @property
+    def request_ms(self) -> float:
+        """From the later of kill and request start to the reply: what the failover cost this
+        request (kill->write also holds the time the client had not sent anything yet)."""
+        return self.write_ms - max(self.sent_ms, 0.0)
+
+    @property
     def new_node_ms(self) -> float | None:
         """From the takeover to the reply: the handler, the sync replication ack, the relay."""
         return None if self.takeover_ms is None else self.write_ms - self.takeover_ms
@@ -266,7 +272,7 @@ def breakdown(items: Sequence[Failover], lookups: Sequence[float], refused: dict
         return "-" if v is None else f"{v:.0f}"
 
     rows = [[f.session[:8], cell(f.sent_ms), cell(f.balancer_ms), cell(f.new_node_ms),
-             cell(f.write_ms)] for f in items]  # fmt: skip
+             cell(f.request_ms), cell(f.write_ms)] for f in items]  # fmt: skip
 
     def median(vals: list[float | None]) -> str:
         got = sorted(v for v in vals if v is not None)
@@ -274,12 +280,14 @@ def breakdown(items: Sequence[Failover], lookups: Sequence[float], refused: dict
 
     rows.append(["median", median([f.sent_ms for f in items]),
                  median([f.balancer_ms for f in items]), median([f.new_node_ms for f in items]),
+                 median([f.request_ms for f in items]),
                  median([f.write_ms for f in items])])  # fmt: skip
-    head = ["session", "sent ms", "to takeover ms", "takeover->reply ms", "kill->write ms"]
+    head = ["session", "sent ms", "to takeover ms", "takeover->reply ms", "request ms",
+            "kill->write ms"]  # fmt: skip
     lines = [
         "failover breakdown (ms after the kill; 'sent' < 0: in flight at the kill; 'to "
-        "takeover': failed tries, pauses, the new node's queue and lookup; log times in 1 ms "
-        "steps):",
+        "takeover': failed tries, pauses, the new node's queue and lookup; 'request': from the "
+        "later of kill and send to the reply; log times in 1 ms steps):",
         *_grid(head, rows),
         f"lookups found after the kill: {len(lookups)}"
         + (f", max {max(lookups):.1f} ms" if lookups else ""),
