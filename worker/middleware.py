@@ -45,7 +45,15 @@ from aiohttp import web
 from yarl import URL
 
 from .delta import SessionDelta
-from .peers import ABSENT, FOUND, SessionPeers, missing, own_or_none, unavailable
+from .peers import (
+    ABSENT,
+    FOUND,
+    SessionPeers,
+    missing,
+    own_or_none,
+    taken_over,
+    unavailable,
+)
 from .refusals import REFUSAL_HEADER, RETRY_AFTER_S, SESSIONS_FULL, RefusalLog
 from .request_session import RequestSession, TooManySessions
 from .sessions import SessionStore
@@ -367,6 +375,20 @@ def _make_middleware(manager: SessionManager) -> Any:
         ):
             manager.refused[hold.reason] += 1
             return unavailable(hold.reason)  # missing here, or maybe stale
+        if peers is not None and (taking := taken_over(context.requested, manager.store)):
+            asked = time.monotonic()
+            if await peers.refresh(taking) != FOUND:
+                log.warning("session refresh unanswered ids=%d path=%s", len(taking), request.path)
+                manager.refused["refresh"] += 1
+                return unavailable("a cluster member did not answer in time")
+            log.info(  # the failover bench reads these
+                "session refresh ids=%d took_ms=%.1f",
+                len(taking),
+                (time.monotonic() - asked) * 1000,
+            )
+            recorded = _replay(manager, rid)  # a newer write came with its record: this one?
+            if recorded is not None:
+                return recorded
         if not context.open_requested() and peers is not None:
             wanted = missing(context.requested, manager.store)
             asked = time.monotonic()
