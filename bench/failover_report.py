@@ -192,7 +192,7 @@ def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
 
 _STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 _TAKEOVER_RE = re.compile(r"session takeover id=([^. ]+)\.\S* from=(\S+) to=(\S+)")
-_LOOKUP_RE = re.compile(r"session lookup found ids=\d+ took_ms=([\d.]+)")
+_LOOKUP_RE = re.compile(r"session (?:lookup found|refresh) ids=\d+ took_ms=([\d.]+)")
 
 
 def log_time(line: str) -> float | None:
@@ -205,7 +205,7 @@ def log_time(line: str) -> float | None:
 
 def worker_events(lines: Sequence[str]) -> tuple[dict[str, float], list[tuple[float, float]]]:
     """From worker logs: each takeover's time by the session's random part, and each found
-    lookup as (time, ms)."""
+    lookup or takeover refresh (asking the members for the session) as (time, ms)."""
     takeovers: dict[str, float] = {}
     lookups: list[tuple[float, float]] = []
     for line in lines:
@@ -289,7 +289,7 @@ def breakdown(items: Sequence[Failover], lookups: Sequence[float], refused: dict
         "takeover': failed tries, pauses, the new node's queue and lookup; 'request': from the "
         "later of kill and send to the reply; log times in 1 ms steps):",
         *_grid(head, rows),
-        f"lookups found after the kill: {len(lookups)}"
+        f"lookups and takeover refreshes after the kill: {len(lookups)}"
         + (f", max {max(lookups):.1f} ms" if lookups else ""),
         f"503s the workers answered (by reason, whole run): {refused or 'none'}",
     ]
