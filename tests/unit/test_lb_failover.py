@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from balancer.config.model import MemberConfig, RuleExtensions
-from balancer.lb.decisions import Outcome, OutcomeKind
+from balancer.lb.decisions import Outcome, OutcomeKind, refusal_of
 from balancer.lb.engine import RECOVERY_REPLAY_UNSAFE
 from balancer.lb.member import State
 from tests.unit.test_lb_driver import (
@@ -441,3 +441,9 @@ def test_a_plain_503_under_fail_on_status_still_tries_the_other_member():
     plan = eng.plan(facts(), 0.0)
     plan.next(0.0)
     assert plan.response_head(503, 0.0) is False  # discarded: the next try comes
+
+
+def test_the_refusal_header_is_found_in_any_case_and_only_by_its_name():
+    assert refusal_of([(b"X-Pyjk-Refusal", b" sessions-full ")]) == "sessions-full"
+    assert refusal_of([(b"x-pyjk-refusal", b"sessions-full")]) == "sessions-full"
+    assert refusal_of([(b"Retry-After", b"10"), (b"X-Pyjk-Refusals", b"x")]) is None
