@@ -389,6 +389,10 @@ def test_the_lb_shows_its_clusters_sessions_limit_beside_live_sessions():
     assert "<td>12 / 12</td>" in kit.get("").body.decode()  # the HTML summary: live / limit
     (lb,) = txt_lines(Kit().get("mime=txt"), "Balancer Worker")
     assert lb["sessions_limit"] == "-"
+    metrics = text(kit.get("mime=prometheus"))
+    assert 'pyjk_lb_sessions_limit{worker="lb"} 12.0' in metrics
+    assert 'pyjk_lb_live_sessions{worker="lb"} 12.0' in metrics
+    assert "pyjk_lb_sessions_limit{" not in text(Kit().get("mime=prometheus"))
 
 
 def test_without_a_cluster_view_live_sessions_show_a_dash():
