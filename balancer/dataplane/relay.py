@@ -90,12 +90,17 @@ class ResponseRelay:
                 self.resp_started = True
                 self.wbuf.append(self._head(up, status, MODE_NONE, interim=True))
             return
-        # a member's "cluster full" 503 names itself (plan.py: passed through, not retried)
+        # a member's "cluster full" 503 names itself (plan.py: relayed, not retried); the
+        # keyword goes only with it, so plans written before it keep working
         refusal = refusal_of(up.headers) if status == 503 else None
+        plan = self.plan
         try:
-            keep = self.plan.response_head(  # type: ignore[union-attr]
-                status, monotonic(), replayable=self.replayable, refusal=refusal
-            )
+            if refusal is None:
+                keep = plan.response_head(status, monotonic(), replayable=self.replayable)  # type: ignore[union-attr]
+            else:
+                keep = plan.response_head(  # type: ignore[union-attr]
+                    status, monotonic(), replayable=self.replayable, refusal=refusal
+                )
         except Exception:
             log.exception("plan.response_head failed for %r", req)
             keep = True

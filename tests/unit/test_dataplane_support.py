@@ -150,6 +150,8 @@ class FakePlan:
     ) -> bool:
         assert self.open is not None, "response_head() without a Forward"
         self.events.append(("head", self.open.name, status))
+        if refusal is not None:
+            self.events.append(("refusal", self.open.name, refusal))
         if status in self.engine.fail_on_status:
             self.open = None
             self.closes += 1
