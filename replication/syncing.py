@@ -171,7 +171,14 @@ class Syncer:
         from its ledger — so the survivor taking the session over must not serve its older
         copy. FOUND when every live member answered (or is gone), UNKNOWN otherwise."""
         node = self.node
-        members = [m.info for m in node.membership.members() if m.state == ALIVE]
+        # A member whose link just failed is gone or cut off: it cannot answer now, and waiting
+        # for the link's next attempt (RECONNECT_DELAY, then a refusal) would cost the failover
+        # ~100 ms while the membership still lists it as alive (async mode has no missed acks).
+        members = [
+            m.info
+            for m in node.membership.members()
+            if m.state == ALIVE and not node.channel.link_down(m.info.id)
+        ]
         if not rps or not members:
             return FOUND
         node.counters["refreshes"] += 1

@@ -250,3 +250,15 @@ async def test_a_takeover_refresh_with_no_live_member_asks_nobody():
     node.store.install(replica(count=5).state)
     assert await node.refresh([RANDOM]) == FOUND
     assert node.counters["refreshes"] == 0
+
+
+async def test_a_takeover_refresh_skips_a_member_whose_link_just_failed():
+    node, _, _ = make_node()
+    links = with_links(node)
+    node.store.install(replica(count=5).state)
+    node.channel.note_failure(PEER.id)  # its connection was reset: killed, or cut off
+    refresh = asyncio.create_task(node.refresh([RANDOM]))
+    await pulls_sent(links, 1)
+    answer(links[OTHER.id])
+    assert await refresh == FOUND
+    assert links[PEER.id].pulls == []
