@@ -158,6 +158,7 @@ class Balancer:
         self.status = StatusEndpoints(VERSION, self.listen)
         self.status.tls_view = self._tls_view if self.tls is not None else None
         self.status.cluster_view = self.cluster.counts
+        self.status.cluster_limits = self.cluster.limits
         self.status.update(self.runtime)
         self.health = HealthMonitor()
         self.proxy = ProxyServer(

@@ -31,6 +31,7 @@ class StatusEndpoints:
         self.is_trusted: Callable[[str], bool] = lambda ip: False
         self.cluster_view: Callable[[], Mapping[str, int]] | None = None
         self.tls_view: Callable[[], TlsView | None] | None = None
+        self.cluster_limits: Callable[[], Mapping[str, int]] | None = None
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -54,6 +55,7 @@ class StatusEndpoints:
                     cluster_view=self.cluster_view,
                     pool_stats=self._pool_stats,
                     tls_view=self.tls_view,
+                    cluster_limits=self.cluster_limits,
                 )
         self.workers = kept
         self.handlers = {

@@ -172,6 +172,10 @@ class Link:
         self._pulls: dict[int, asyncio.Queue[StateChunk | None]] = {}
         self._closed = False
 
+    @property
+    def connected(self) -> bool:
+        return self._ep is not None
+
     def send(self, msg: Message) -> asyncio.Future[None] | None:
         """Queue or write `msg`; a DeltaMsg gets a future resolved by its ack."""
         future = None
@@ -325,6 +329,14 @@ class Channel:
 
     def last_failure(self, member_id: str) -> float | None:
         return self._failures.get(member_id)
+
+    def link_down(self, member_id: str) -> bool:
+        """The link to the member failed and is not connected again (a killed member's link
+        fails at once: its kernel resets the connection)."""
+        if member_id not in self._failures:
+            return False
+        link = self.links.get(member_id)
+        return link is None or not link.connected
 
     async def probe(
         self, host: str, port: int, timeout: float, *, shutdown: bool = False

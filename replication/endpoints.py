@@ -2,11 +2,13 @@
 
 `/cluster-manager` lists the cluster as this node sees it, itself included:
 `{"cluster", "self", "members": [{"id", "route", "host", "port", "state", "age_s",
-"live_sessions"}, ...], "counters": {...}, ...}`; `live_sessions` counts the live sessions whose
-route names that member. It answers only a loopback client that did not come through a proxy
-(no Forwarded / X-Forwarded-For), or any client with `Authorization: Bearer <manager_token>`
-when a token is configured; everyone else gets 403 (front-door-security.md: admin pages stay on
-loopback by default).
+"live_sessions"}, ...], "sessions", "sessions_limit", "counters": {...}, ...}`; `live_sessions`
+counts the live sessions whose route names that member; `sessions` is every session this node
+holds (replicas included) and `sessions_limit` its max_active_sessions, where it starts to refuse
+new ones (503 `X-Pyjk-Refusal: sessions-full`). It answers only a loopback client that did not
+come through a proxy (no Forwarded / X-Forwarded-For), or any client with
+`Authorization: Bearer <manager_token>` when a token is configured; everyone else gets 403
+(front-door-security.md: admin pages stay on loopback by default).
 
 `POST /-/cluster/faults {"cut": true|false}` exists only when the worker was started with
 PYJK_CLUSTER_FAULTS=1, and only for loopback clients: it cuts this node off (every frame and
@@ -72,6 +74,8 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "seq": node.replicator.seq,
         "digest": node.replicator.digest_hash(),  # fresh, not the heartbeat's (<= 1 s old)
         "sessions": len(node.store),
+        # every node holds every session: at the limit the whole cluster refuses new visitors
+        "sessions_limit": node.store.max_active_sessions,
         "counters": dict(sorted((node.counters + refused(node)).items())),
     }
 

@@ -387,6 +387,10 @@ class ClusterNode:
         timeout = min(LOOKUP_TIMEOUT, self.config.ack_timeout)
         return await self.syncer.lookup(tuple(random_parts), timeout)
 
+    async def refresh(self, random_parts: Sequence[str]) -> Lookup:
+        timeout = min(LOOKUP_TIMEOUT, self.config.ack_timeout)
+        return await self.syncer.refresh(tuple(random_parts), timeout)
+
     # -- timers --------------------------------------------------------------------------------
     def _maintain(self) -> None:
         now = self.clock()

@@ -164,6 +164,33 @@ class Syncer:
         node.counters[f"lookups_{result}"] += 1
         return result
 
+    async def refresh(self, rps: tuple[str, ...], timeout: float) -> Lookup:
+        """Before a takeover: ask the live members for versions of `rps` newer than ours and
+        merge them (within `timeout`). A writer that died mid-broadcast can leave its last
+        write on some survivors only — one of them may even have answered the client's retry
+        from its ledger — so the survivor taking the session over must not serve its older
+        copy. FOUND when every live member answered (or is gone), UNKNOWN otherwise."""
+        node = self.node
+        # A member whose link just failed is gone or cut off: it cannot answer now, and waiting
+        # for the link's next attempt (RECONNECT_DELAY, then a refusal) would cost the failover
+        # ~100 ms while the membership still lists it as alive (async mode has no missed acks).
+        members = [
+            m.info
+            for m in node.membership.members()
+            if m.state == ALIVE and not node.channel.link_down(m.info.id)
+        ]
+        if not rps or not members:
+            return FOUND
+        node.counters["refreshes"] += 1
+        asks = [asyncio.ensure_future(self._ask(m, rps)) for m in members]
+        _, pending = await asyncio.wait(asks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            node.counters["refreshes_unanswered"] += 1
+            return UNKNOWN
+        return FOUND
+
     async def _ask(self, member: MemberInfo, rps: tuple[str, ...]) -> None:
         with contextlib.suppress(ConnectionError):  # gone: it cannot hold them for us
             have = self.node.replicator.versions(rps)  # none, unless another answer came first

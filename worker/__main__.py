@@ -13,6 +13,7 @@ import uvloop
 
 from .server import DEFAULT_APP, WorkerOptions, WorkerSetupError, serve
 from .session_ids import AUTO_ROUTE, auto_route, check_route
+from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -46,6 +47,12 @@ def _seconds(text: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"expected finite seconds, found {text!r}")
     return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}")
+    return int(text)
 
 
 def parse_args(argv: list[str] | None = None) -> WorkerOptions:
@@ -86,6 +93,14 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         help="default session idle timeout; <= 0 never expires (default 1800)",
     )
     parser.add_argument(
+        "--max-active-sessions",
+        type=_positive,
+        default=DEFAULT_MAX_ACTIVE_SESSIONS,
+        metavar="N",
+        help="sessions this node holds at most, replicas included; past it new visitors get "
+        f"503 (default {DEFAULT_MAX_ACTIVE_SESSIONS}; sizing: docs/cluster.md)",
+    )
+    parser.add_argument(
         "--shutdown-timeout",
         type=_seconds,
         default=30.0,
@@ -110,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         route=args.route, host=host, port=port, app=args.app, cookie_name=args.cookie_name,
         max_inactive=args.max_inactive, shutdown_timeout=args.shutdown_timeout,
         drain=args.drain, cluster=args.cluster, lbfactor=args.lbfactor,
+        max_active_sessions=args.max_active_sessions,
     )  # fmt: skip
 
 

@@ -45,7 +45,16 @@ from aiohttp import web
 from yarl import URL
 
 from .delta import SessionDelta
-from .peers import ABSENT, FOUND, SessionPeers, missing, own_or_none, unavailable
+from .peers import (
+    ABSENT,
+    FOUND,
+    SessionPeers,
+    missing,
+    own_or_none,
+    taken_over,
+    unavailable,
+)
+from .refusals import REFUSAL_HEADER, RETRY_AFTER_S, SESSIONS_FULL, RefusalLog
 from .request_session import RequestSession, TooManySessions
 from .sessions import SessionStore
 
@@ -99,12 +108,30 @@ class SessionManager:
     observer: CommitObserver | None = field(default=None, init=False)
     peers: SessionPeers | None = field(default=None, init=False)
     refused: Counter[str] = field(default_factory=Counter, init=False)  # 503s by reason
+    full_log: RefusalLog = field(default_factory=RefusalLog, init=False)  # sessions-full 503s
     # exact paths outside internal_prefix that have no sessions either (e.g. /cluster-manager)
     internal_paths: set[str] = field(default_factory=set, init=False)
 
     @property
     def route(self) -> str:
         return self.store.route
+
+    def capacity(self) -> tuple[int, int]:
+        """(sessions held here, replicas included; max_active_sessions): how full this node
+        is, for /cluster-manager, metrics and the balancer's status page."""
+        return len(self.store), self.store.max_active_sessions
+
+    def log_refusals(self, now: float, count: int | None) -> None:
+        """One line for ``count`` sessions-full refusals (RefusalLog decides when)."""
+        if count:
+            live, limit = self.capacity()
+            log.warning(
+                "sessions refused count=%d live=%d limit=%d: max_active_sessions reached "
+                "(every node holds every session; see docs/cluster.md)",
+                count,
+                live,
+                limit,
+            )
 
 
 SESSIONS: web.AppKey[SessionManager] = web.AppKey("pyjk.sessions", SessionManager)
@@ -348,10 +375,29 @@ def _make_middleware(manager: SessionManager) -> Any:
         ):
             manager.refused[hold.reason] += 1
             return unavailable(hold.reason)  # missing here, or maybe stale
+        if peers is not None and (taking := taken_over(context.requested, manager.store)):
+            asked = time.monotonic()
+            if await peers.refresh(taking) != FOUND:
+                log.warning("session refresh unanswered ids=%d path=%s", len(taking), request.path)
+                manager.refused["refresh"] += 1
+                return unavailable("a cluster member did not answer in time")
+            log.info(  # the failover bench reads these
+                "session refresh ids=%d took_ms=%.1f",
+                len(taking),
+                (time.monotonic() - asked) * 1000,
+            )
+            recorded = _replay(manager, rid)  # a newer write came with its record: this one?
+            if recorded is not None:
+                return recorded
         if not context.open_requested() and peers is not None:
             wanted = missing(context.requested, manager.store)
+            asked = time.monotonic()
             lookup = await peers.find(wanted) if wanted else ABSENT
             if lookup == FOUND:
+                # one line per found session: how long a failover waited for it (the
+                # failover bench reads these)
+                took = (time.monotonic() - asked) * 1000
+                log.info("session lookup found ids=%d took_ms=%.1f", len(wanted), took)
                 # The session came with the records of its writes: if this request is the
                 # retry of one of them, it ran already (elsewhere) and must not run again.
                 recorded = _replay(manager, rid)
@@ -370,10 +416,12 @@ def _make_middleware(manager: SessionManager) -> Any:
             raise
         except TooManySessions as exc:
             context.abort()
-            log.warning("session refused: %s", exc)
+            manager.refused[SESSIONS_FULL] += 1
+            now = manager.clock()
+            manager.log_refusals(now, manager.full_log.note(now))
             raise web.HTTPServiceUnavailable(
                 text="This server cannot open more sessions right now. Please retry later.\n",
-                headers={"Retry-After": "10"},
+                headers={"Retry-After": str(RETRY_AFTER_S), REFUSAL_HEADER: SESSIONS_FULL},
             ) from exc
         except BaseException:
             context.abort()

@@ -22,7 +22,7 @@ from aiohttp import web
 from .delta import SessionDelta
 from .middleware import SESSIONS, SessionManager, setup_sessions
 from .readiness import Readiness, install_ready_endpoint
-from .sessions import DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
+from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
 
 log = logging.getLogger("pyjk.worker")
 
@@ -42,6 +42,7 @@ class WorkerOptions:
     drain: float = 0.0  # seconds to keep answering (readiness 503) before closing the listener
     cluster: str | None = None  # path of a cluster.toml: join that cluster and replicate
     lbfactor: int = 1  # advertised in heartbeats, for balancers with a dynamic lb
+    max_active_sessions: int = DEFAULT_MAX_ACTIVE_SESSIONS  # replicas included
 
 
 class WorkerSetupError(Exception):
@@ -75,7 +76,11 @@ def prepare_app(app: web.Application, options: WorkerOptions) -> tuple[SessionMa
     manager = app.get(SESSIONS)
     if manager is None:
         try:
-            store = SessionStore(options.route, max_inactive_interval=options.max_inactive)
+            store = SessionStore(
+                options.route,
+                max_inactive_interval=options.max_inactive,
+                max_active_sessions=options.max_active_sessions,
+            )
             manager = setup_sessions(
                 app, route=options.route, store=store, cookie_name=options.cookie_name
             )
@@ -102,6 +107,7 @@ async def sweep_once(manager: SessionManager) -> list[str]:
                 log.exception("session delta sink failed id=%s", session_id)
     if expired:
         log.info("sessions expired count=%d", len(expired))
+    manager.log_refusals(now, manager.full_log.due(now))  # the rest of a burst of refusals
     return expired
 
 

@@ -16,7 +16,7 @@ Two concurrent requests on one session merge attribute by attribute; for the sam
 the last commit wins (what Tomcat documents for frames/AJAX, §3.7).
 
 Limits (defaults): max_inactive_interval 1800 s per session (<= 0: never expires);
-max_active_sessions 10000 (counting replicas; creating one more raises TooManySessions, live
+max_active_sessions 100000 (counting replicas; creating one more raises TooManySessions, live
 sessions are never evicted); max_session_bytes 65536, counted as attribute names plus their
 JSON text (a set() that would pass it raises SessionTooLarge right there; growth in place is
 caught at commit, which then raises and keeps none of the request's changes).
@@ -54,7 +54,11 @@ __all__ = [
 ]
 
 DEFAULT_MAX_INACTIVE_INTERVAL = 1800.0
-DEFAULT_MAX_ACTIVE_SESSIONS = 10_000
+# Sized from the measured cost (bench/session_cost.py: ~2-2.5 KB of RSS per session, replica
+# or not): ~250 MB per node at the limit. With all-to-all replication every node holds every
+# session, so this bounds the whole cluster: 100,000 covers ~55 new sessions/s at the default
+# 30-minute timeout (docs/cluster.md, "How many sessions"). 10,000 was reached by a 10/s soak.
+DEFAULT_MAX_ACTIVE_SESSIONS = 100_000
 DEFAULT_MAX_SESSION_BYTES = 64 * 1024
 # Tomcat's replicas expire a session only after 2 x max_inactive (tomcat-cluster.md §3.6): a
 # replica does not see the owner's read-only requests, so it must not give up at 1 x.

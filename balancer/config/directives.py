@@ -256,7 +256,8 @@ DIRECTIVES: tuple[Directive, ...] = (
     _d("retries", _I, 2, MEMBER,
        "Attempts on this member for connection-level errors, the first one included.", unit="count",
        minimum=1),
-    _d("retry_interval", _I, 100, MEMBER, "Sleep between two attempts on this member.", unit="ms"),
+    _d("retry_interval", _I, 100, MEMBER,
+       "Sleep between two attempts on this member (none after a refused connect).", unit="ms"),
     _d("recovery_options", _I, 0, MEMBER,
        "Bitmask: 1 no retry once the backend got the request, 2 not once headers were sent, "
        "4 close on client write error, 8 always retry HEAD, 16 always retry GET."),

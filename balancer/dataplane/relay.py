@@ -12,7 +12,7 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from balancer.dataplane import http11 as h
-from balancer.lb.decisions import OutcomeKind
+from balancer.lb.decisions import OutcomeKind, refusal_of
 
 if TYPE_CHECKING:
     from balancer.dataplane.downstream import ClientConnection
@@ -91,10 +91,17 @@ class ResponseRelay:
                 self.resp_started = True
                 self.wbuf.append(self._head(up, status, MODE_NONE, interim=True))
             return
+        # a member's "cluster full" 503 names itself (plan.py: relayed, not retried); the
+        # keyword goes only with it, so plans written before it keep working
+        refusal = refusal_of(up.headers) if status == 503 else None
+        plan = self.plan
         try:
-            keep = self.plan.response_head(  # type: ignore[union-attr]
-                status, monotonic(), replayable=self.replayable
-            )
+            if refusal is None:
+                keep = plan.response_head(status, monotonic(), replayable=self.replayable)  # type: ignore[union-attr]
+            else:
+                keep = plan.response_head(  # type: ignore[union-attr]
+                    status, monotonic(), replayable=self.replayable, refusal=refusal
+                )
         except Exception:
             log.exception("plan.response_head failed for %r", req)
             keep = True

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 Scalar = str | int | bool | None
 ClusterView = Callable[[], Mapping[str, int]]  # route -> live sessions
+ClusterLimits = Callable[[], Mapping[str, int]]  # lb -> sessions limit (max_active_sessions)
 # a member's endpoint config -> (connected, max_connected), None = unknown; the config rather
 # than the name because pools are keyed by endpoint and a reload may change one
 PoolStats = Callable[[MemberConfig], "tuple[int, int] | None"]
@@ -158,6 +159,7 @@ class Sources:
     pool_stats: PoolStats | None = None
     maintain_tick: float = 1.0  # s between the wiring's maintain() calls
     tls_view: Callable[[], TlsView | None] | None = None  # HTTPS listeners (tls_view.py)
+    cluster_limits: ClusterLimits | None = None
 
     def ordered(self) -> list[tuple[str, LbEngine]]:
         """Engines in worker.list order, then any others in the mapping's order."""

@@ -69,6 +69,8 @@ _LB_GAUGES = (
     ("pyjk_lb_busy", "busy", "requests in flight through the lb"),
     ("pyjk_lb_max_busy", "max_busy", "most requests in flight since the last reset"),
     ("pyjk_lb_maps", "map_count", "URI map rules naming the lb"),
+    ("pyjk_lb_live_sessions", "live_sessions", "live sessions the cluster reports"),
+    ("pyjk_lb_sessions_limit", "sessions_limit", "the cluster's max_active_sessions"),
     ("pyjk_lb_last_reset_timestamp_seconds", "last_reset_at", "time of the last reset"),
 )
 

@@ -130,7 +130,7 @@ def lb_section(ctx: Context, view: WorkerView) -> str:
                         r["max_busy"],
                         f"{text(r['time_to_maintenance_min'])}/{text(r['time_to_maintenance_max'])}",
                         r["last_reset_ago"],
-                        r["live_sessions"],
+                        cells.live_of_limit(r),
                         "",
                     ]
                 ],

@@ -62,6 +62,7 @@ from balancer.status.messages import (
     StatusResponse,
 )
 from balancer.status.model import (
+    ClusterLimits,
     ClusterView,
     Document,
     PoolStats,
@@ -124,6 +125,7 @@ class StatusWorker:
         pool_stats: PoolStats | None = None,
         maintain_tick: float = 1.0,
         tls_view: Callable[[], TlsView | None] | None = None,
+        cluster_limits: ClusterLimits | None = None,
     ) -> None:
         self.config = config
         self.sources = Sources(
@@ -137,6 +139,7 @@ class StatusWorker:
             pool_stats,
             maintain_tick,
             tls_view,
+            cluster_limits,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
         self._allow = networks(config)

@@ -144,12 +144,14 @@ async def test_async_mode_returns_without_waiting():
 
 
 async def test_cluster_manager_answers_loopback_or_the_token_only(aiohttp_client):
-    _, app, _ = make_node(security='manager_token = "s3cret"')
+    node, app, _ = make_node(security='manager_token = "s3cret"')
     client = await aiohttp_client(app)
     resp = await client.get("/cluster-manager")
     listing = await resp.json()
     assert resp.status == 200 and listing["members"][0]["state"] == "self"
     assert listing["members"][0]["route"] == "node1" and listing["cluster"] == "unit"
+    # sessions held vs max_active_sessions: where this node (and so the cluster) starts refusing
+    assert listing["sessions"] == 0 and listing["sessions_limit"] == node.store.max_active_sessions
     proxied = {"X-Forwarded-For": "203.0.113.9"}
     resp = await client.get("/cluster-manager", headers=proxied)
     assert resp.status == 403

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from worker.__main__ import parse_args
 from worker.server import WorkerSetupError, load_app
+from worker.sessions import DEFAULT_MAX_ACTIVE_SESSIONS
 
 REPO = Path(__file__).resolve().parents[2]
 START_DEADLINE = 20.0
@@ -57,6 +58,11 @@ def test_parse_args_defaults_and_listen_forms():
     assert (options.host, options.port, options.max_inactive) == ("::1", 9000, -1.0)
 
 
+def test_max_active_sessions_has_the_sized_default_and_can_be_set():
+    assert parse_args(["--route", "n1"]).max_active_sessions == DEFAULT_MAX_ACTIVE_SESSIONS
+    assert parse_args(["--route", "n1", "--max-active-sessions", "3"]).max_active_sessions == 3
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -65,6 +71,8 @@ def test_parse_args_defaults_and_listen_forms():
         ["--route", "n1", "--listen", "8101"],
         ["--route", "n1", "--listen", "h:99999"],
         ["--route", "n1", "--max-inactive", "nan"],
+        ["--route", "n1", "--max-active-sessions", "0"],
+        ["--route", "n1", "--max-active-sessions", "many"],
     ],
 )
 def test_parse_args_refuses_bad_arguments(argv, capsys):
