@@ -8,7 +8,7 @@ cd "$here"
 # nginx, haproxy: the bench harness validates its peer configs with the real binaries;
 # tomcat10 (pulls in a headless JRE): the ajp13 interop tests run real Tomcat instances
 # (bootstrap.sh's policy-rc.d keeps the packaged service from starting)
-scripts/bootstrap.sh chromium chromium-driver nginx haproxy tomcat10
+PYJK_EXTRAS=test,bench scripts/bootstrap.sh chromium chromium-driver nginx haproxy tomcat10
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"
