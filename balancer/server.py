@@ -36,6 +36,7 @@ from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Requ
 from balancer.health import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.mounts import Mapped, UriMap, parse_mounts
+from balancer.status.traffic_metrics import TrafficCollector, standard_collectors
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
 
@@ -149,6 +150,11 @@ class Balancer:
         )
         self.status.pool_stats = self._pool_stats
         self.status.is_trusted = self.proxy.is_trusted
+        self.status.collectors = (
+            TrafficCollector(self.proxy.stats, lambda: len(self.proxy.connections)),
+            *standard_collectors(),
+        )
+        self.status.update(self.runtime)  # again: the status workers take the collectors
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 

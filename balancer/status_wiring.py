@@ -19,6 +19,8 @@ from balancer.status import ServerInfo, StatusWorker
 from balancer.status.adapter import local_handler
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from balancer.server import Runtime
 
 
@@ -29,6 +31,7 @@ class StatusEndpoints:
         self.pool_stats: Callable[[MemberConfig], tuple[int, int] | None] | None = None
         self.is_trusted: Callable[[str], bool] = lambda ip: False
         self.cluster_view: Callable[[], Mapping[str, int]] | None = None
+        self.collectors: tuple[Collector, ...] = ()  # more families for /metrics
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -52,6 +55,8 @@ class StatusEndpoints:
                     cluster_view=self.cluster_view,
                     pool_stats=self._pool_stats,
                 )
+        for worker in kept.values():
+            worker.collectors = self.collectors
         self.workers = kept
         self.handlers = {
             name: local_handler(worker, client_ip=self.client_ip) for name, worker in kept.items()

@@ -67,6 +67,7 @@ _METHOD_NAMES = {
 
 class Exchange(ResponseRelay, LocalAnswers):
     __slots__ = (
+        "attached_at",
         "body",
         "body_complete",
         "body_done_up",
@@ -74,6 +75,8 @@ class Exchange(ResponseRelay, LocalAnswers):
         "client",
         "client_ka",
         "done",
+        "failed",
+        "first_byte_at",
         "fwd",
         "handler",
         "head_common",
@@ -139,7 +142,10 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.local_limit = -1  # >= 0: the body is read for a LocalHandler
         self.handler: LocalHandler | None = None
         self.wbuf: list[bytes] = []
-        self.started = monotonic() if self.server.access_log is not None else 0.0
+        self.started = monotonic()
+        self.attached_at = 0.0  # when the last try got its member connection
+        self.first_byte_at = 0.0  # when the response head was taken for the client
+        self.failed = ""  # the reason the last try failed: the next one is a retry
 
     # --- start ------------------------------------------------------------------------------
 
@@ -227,6 +233,9 @@ class Exchange(ResponseRelay, LocalAnswers):
 
     def _forward(self, fwd: Forward) -> None:
         self.fwd = fwd
+        if self.failed:
+            self.server.stats.retry(self.route.name, self.failed)  # type: ignore[union-attr]
+            self.failed = ""
         self.request_sent = False
         self.sent = 0
         if not self.replayable:
@@ -280,6 +289,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         assert fwd is not None
         req = self.req
         self.up = conn
+        self.attached_at = monotonic()
         self.reused = reused
         self.body_done_up = False
         conn.begin(self, fwd.reply_timeout_ms / 1000, req.method == b"HEAD")
@@ -447,6 +457,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         ):
             self.stale_retried = True
             self.request_sent = False
+            self.server.stats.retry(self.route.name, "stale-connection")  # type: ignore[union-attr]
             self.pool.acquire(self, fresh=True)  # type: ignore[union-attr]
             return
         self._report_received(kind, reason, received)
@@ -457,6 +468,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         if self.fwd is None:
             return
         self.fwd = None
+        self.failed = kind.value
         outcome = Outcome(
             kind,
             request_sent=self.request_sent,
@@ -529,14 +541,11 @@ class Exchange(ResponseRelay, LocalAnswers):
         # request <-> exchange is a reference cycle: break it, so both (and the plan) are freed
         # at once rather than by the cyclic collector (whose passes cost ~6% of the CPU)
         self.req.sink = None
-        if self.server.access_log is not None:
-            self.server.log_access(self)
+        self.server.finished(self)
         self.client.exchange_done(keep_alive)
 
     def _log(self) -> None:
-        access_log = self.server.access_log
-        if access_log is not None:
-            self.server.log_access(self)
+        self.server.finished(self)
 
 
 def _forwarded_fields(peer_ip: str, secure: bool, host: bytes | None) -> bytes:

@@ -56,6 +56,8 @@ class ResponseRelay:
     client_ka: bool
     status: int
     set_cookie: bytes | None
+    failed: str
+    first_byte_at: float
     wbuf: list[bytes]
 
     if TYPE_CHECKING:  # provided by the class this is mixed into
@@ -90,9 +92,10 @@ class ResponseRelay:
                 self.resp_started = True
                 self.wbuf.append(self._head(up, status, MODE_NONE, interim=True))
             return
+        now = monotonic()
         try:
             keep = self.plan.response_head(  # type: ignore[union-attr]
-                status, monotonic(), replayable=self.replayable
+                status, now, replayable=self.replayable
             )
         except Exception:
             log.exception("plan.response_head failed for %r", req)
@@ -100,6 +103,7 @@ class ResponseRelay:
         if not keep:
             # fail_on_status: the response is thrown away with its connection
             self.fwd = None
+            self.failed = "fail-on-status"
             self._drop_up()
             if self.resp_started:
                 self._fail(503)  # a 103 went out already: no other member can answer now
@@ -128,6 +132,7 @@ class ResponseRelay:
             req.keep_alive and req.complete and mode != MODE_CLOSE and not req.upgrade_ws
         )
         self.resp_started = True
+        self.first_byte_at = now
         self.wbuf.append(self._head(up, status, mode))
 
     def _head(self, up: UpstreamConnection, status: int, mode: int, interim: bool = False) -> bytes:

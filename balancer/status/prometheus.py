@@ -13,7 +13,7 @@ statistics) are left out rather than written as 0.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -34,7 +34,11 @@ _MEMBER = ["worker", "member"]
 # (metric name, row key, help); counters get "_total" from the library
 _MEMBER_COUNTERS = (
     ("pyjk_member_requests", "elected", "lb attempts that chose the member (mod_jk elected/used)"),
-    ("pyjk_member_sessions", "sessions", "requests without a session id sent to the member"),
+    (
+        "pyjk_member_requests_without_session",
+        "sessions",
+        "lb attempts without a session id that chose the member (mod_jk's Sess)",
+    ),
     ("pyjk_member_errors", "errors", "failed requests"),
     ("pyjk_member_client_errors", "client_errors", "requests the client broke off"),
     ("pyjk_member_transferred_bytes", "transferred", "bytes sent to the backend"),
@@ -168,7 +172,10 @@ class _SnapshotCollector(Collector):
         yield from gauges.values()
 
 
-def render_prometheus(snap: Snapshot) -> bytes:
+def render_prometheus(snap: Snapshot, extra: Iterable[Collector] = ()) -> bytes:
+    """The snapshot's families, then those of ``extra`` (traffic, process, python)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snap))
+    for collector in extra:
+        registry.register(collector)
     return generate_latest(registry)

@@ -28,6 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
+from prometheus_client.registry import Collector
+
 from balancer.config.directives import is_sensitive_key
 from balancer.config.model import StatusConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
@@ -137,6 +139,8 @@ class StatusWorker:
             maintain_tick,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
+        # rendered after the snapshot on /metrics (traffic, process, python); set by the wiring
+        self.collectors: tuple[Collector, ...] = ()
         self._allow = networks(config)
         self._results: OrderedDict[str, Result] = OrderedDict()
 
@@ -317,7 +321,9 @@ class StatusWorker:
             )
             snap = snapshot(self.sources, sel, now, wall)
             if mime == "prometheus":
-                return StatusResponse(200, _TYPES[mime], render_prometheus(snap), _COMMON_HEADERS)
+                return StatusResponse(
+                    200, _TYPES[mime], render_prometheus(snap, self.collectors), _COMMON_HEADERS
+                )
             doc = Document(ok, head(self.sources, wall), snap)
         elif cmd == "version":
             doc = Document(ok, head(self.sources, wall))
