@@ -6,9 +6,10 @@ engine, so every forward goes through the same attempt loop). A reload builds a 
 — carrying over the state and counters of members whose configuration did not change — and
 swaps it in with one assignment; requests in flight keep the plans they started with.
 
-Signals: SIGHUP reloads both files (an invalid file is rejected with its errors and the old
-configuration stays live); SIGTERM/SIGINT stop accepting, drain requests in flight for up to
-``worker.shutdown_timeout`` seconds and exit 0. The URI map file is also re-read when its mtime
+Signals: SIGUSR1 reopens the access log (logrotate's postrotate); SIGHUP reloads both files
+(an invalid file is rejected with its errors and the old configuration stays live);
+SIGTERM/SIGINT stop accepting, drain requests in flight for up to ``worker.shutdown_timeout``
+seconds and exit 0. The URI map file is also re-read when its mtime
 changes, checked every ``worker.mount_reload`` seconds (mod_jk's JkMountFileReload).
 """
 
@@ -21,7 +22,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,10 +39,12 @@ from balancer.mounts import Mapped, UriMap, parse_mounts
 from balancer.status.traffic_metrics import TrafficCollector, standard_collectors
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
+from pyjk import __version__
+from pyjk.logs import configure_logging
 
 log = logging.getLogger("pyjk.balancer")
 
-VERSION = "pyjk/0.1.0"
+VERSION = f"pyjk/{__version__}"
 MAINTAIN_TICK = 1.0  # s; engines run their maintenance only once worker.maintain has passed
 # route() remembers its answer for this many raw paths of up to ANSWER_CACHE_PATH bytes
 ANSWER_CACHE_SIZE = 4096
@@ -269,6 +271,7 @@ class Balancer:
             (signal.SIGHUP, lambda: self.reload("SIGHUP")),
             (signal.SIGTERM, self._stopping.set),
             (signal.SIGINT, self._stopping.set),
+            (signal.SIGUSR1, self.reopen_access_log),
         ):
             loop.add_signal_handler(sig, handler)
         self.health.update(self.runtime.engines)
@@ -294,6 +297,17 @@ class Balancer:
         if self.access_log is not None:
             self.access_log.flush()
         log.info("stopped")
+
+    def reopen_access_log(self) -> None:
+        """SIGUSR1: logrotate renamed the access log; go on in a new file of the old name."""
+        if self.access_log is None:
+            return
+        try:
+            self.access_log.reopen()
+        except OSError as exc:
+            log.error("access log not reopened path=%s error=%r", self.access_log.path, str(exc))
+            return
+        log.info("access log reopened path=%s", self.access_log.path or "-")
 
     def log_changes(self) -> None:
         """Log the member state changes requests and commands made since the last call."""
@@ -324,23 +338,16 @@ class Balancer:
                 self.reload(f"{self.mounts_path} changed")
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    """``python -m balancer`` without --check."""
-    configure_logging(args.log_level)
+    """``pyjk-balancer`` without --check."""
+    configure_logging(args.log_level, args.log_format)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
         log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
         uvloop = None
-    access_log = AccessLog.open(args.access_log) if args.access_log else None
+    access_format = args.access_log_format or ("json" if args.log_format == "json" else "combined")
+    access_log = AccessLog.open(args.access_log, access_format) if args.access_log else None
 
     async def main() -> int:
         try:

@@ -41,6 +41,7 @@ class WorkerOptions:
     shutdown_timeout: float = 30.0
     drain: float = 0.0  # seconds to keep answering (readiness 503) before closing the listener
     cluster: str | None = None  # path of a cluster.toml: join that cluster and replicate
+    log_format: str = "text"  # the CLI's --log-format (text or json)
 
 
 class WorkerSetupError(Exception):
@@ -155,7 +156,8 @@ async def serve(options: WorkerOptions) -> int:
         loop.add_signal_handler(signum, stop.set)
     sweeper = asyncio.create_task(_sweep_forever(manager, options.sweep_interval))
     host, port = runner.addresses[0][:2]
-    print(f"pyjk worker route={options.route} listening on http://{host}:{port}", flush=True)
+    # logged (stderr) rather than printed: with --log-format json every line is one object
+    log.info("worker listening route=%s url=http://%s:%d", options.route, host, port)
     try:
         await stop.wait()
         log.info("worker stopping route=%s", options.route)
