@@ -61,6 +61,8 @@ class RequestSession(MutableMapping[str, Any]):
         self._size: int | None = None
         self._invalidated = False
         self._finished = False
+        self._replaces: str | None = None  # a rotation's new view: the id it replaces
+        self._rotated = False  # a rotation's old view: ended without a delta of its own
 
     # -- identity and metadata -------------------------------------------------------------
     @property
