@@ -36,11 +36,12 @@ from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Requ
 from balancer.health import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.mounts import Mapped, UriMap, parse_mounts
-from balancer.status.traffic_metrics import TrafficCollector, standard_collectors
+from balancer.status.traffic_metrics import TrafficCollector
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
 from pyjk import __version__
 from pyjk.logs import configure_logging
+from pyjk.metrics import standard_collectors
 
 log = logging.getLogger("pyjk.balancer")
 

@@ -72,6 +72,7 @@ class ClusterNode:
         self.config, self.manager, self.readiness, self.clock = config, manager, readiness, clock
         self.store = manager.store
         self.counters: Counter[str] = Counter()
+        self.state_transfer_seconds: float | None = None  # set when the start-up one ends
         self.faults, self.faults_enabled = Faults(), faults_enabled
         self.key = None if config.insecure else load_or_create_key(config.key_file)
         if self.key is None:

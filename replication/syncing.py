@@ -198,12 +198,14 @@ class Syncer:
             ]
             remaining = started + cfg.state_transfer_timeout - node.clock()
             if not waiting:
+                node.state_transfer_seconds = node.clock() - started
                 log.info(
                     "state transfer complete members=%d sessions=%d took_ms=%.0f",
                     len(initial), len(node.store), 1000 * (node.clock() - started),
                 )  # fmt: skip
                 break
             if remaining <= 0:
+                node.state_transfer_seconds = node.clock() - started
                 node.counters["state_transfer_timeouts"] += 1
                 log.warning(
                     "state transfer timed out after %.0f ms (state_transfer_timeout), still "

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from .delta import SessionDelta
+from .metrics import install_metrics
 from .middleware import SESSIONS, SessionManager, setup_sessions
 from .readiness import Readiness, install_ready_endpoint
 from .sessions import DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
@@ -135,6 +136,11 @@ async def serve(options: WorkerOptions) -> int:
     if options.cluster is not None:
         node = _cluster_node(options, manager, readiness)
         node.install(app)  # before the app starts: routes freeze then
+        from replication.metrics import ReplicationCollector
+
+        install_metrics(app, manager, (ReplicationCollector(node),), node.config.manager_token)
+    else:
+        install_metrics(app, manager)
     runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=None)
     await runner.setup()
     try:

@@ -91,6 +91,9 @@ class SessionStore:
         # source, bounded FIFO (default: max_active_sessions entries) to keep memory flat.
         self._retired: OrderedDict[str, None] = OrderedDict()
         self._retired_capacity = retired_capacity or max_active_sessions
+        # for /metrics: sessions this store created, and sessions it expired (any route)
+        self.created_total = 0
+        self.expired_total = 0
 
     # -- lookups ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -120,6 +123,7 @@ class SessionStore:
             return None
         if not self._open.get(parts[0]) and self._expired(state, now):
             self._drop(state)
+            self.expired_total += 1
             return None
         return self._open_view(state, is_new=False)
 
@@ -137,6 +141,7 @@ class SessionStore:
         now = float(now)
         state = SessionState(make_session_id(random_part, self.route), now, now, max_inactive)
         self._states[random_part] = state
+        self.created_total += 1
         return self._open_view(state, is_new=True)
 
     def rotate(self, view: RequestSession, now: float) -> RequestSession:
@@ -224,6 +229,7 @@ class SessionStore:
         ]
         for state in gone:
             self._drop(state)
+        self.expired_total += len(gone)
         return [s.id for s in gone]
 
     def apply(self, delta: SessionDelta) -> None:

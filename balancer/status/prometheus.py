@@ -15,17 +15,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from balancer.config.model import Activation
 from balancer.lb.member import State
 from balancer.status.model import Row, Snapshot
+from pyjk.metrics import CONTENT_TYPE, render
 
 __all__ = ["CONTENT_TYPE", "render_prometheus"]
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LB = ["worker"]
@@ -174,8 +172,4 @@ class _SnapshotCollector(Collector):
 
 def render_prometheus(snap: Snapshot, extra: Iterable[Collector] = ()) -> bytes:
     """The snapshot's families, then those of ``extra`` (traffic, process, python)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snap))
-    for collector in extra:
-        registry.register(collector)
-    return generate_latest(registry)
+    return render((_SnapshotCollector(snap), *extra))

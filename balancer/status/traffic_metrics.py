@@ -3,36 +3,24 @@
 Rendered with the status worker's snapshot on ``/metrics``: latency histograms per lb and per
 member (time to the response head, and total), answers by status class, front-end connections
 (open, accepted, refused by reason), requests refused before routing by status, and retries by
-the reason the try before failed. ``standard_collectors()`` adds prometheus-client's own
-``process_*``, ``python_*`` and ``python_gc_*`` families, which a private registry leaves out.
+the reason the try before failed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from balancer.dataplane.stats import STATUS_CLASSES, Answers, TrafficStats
 
-__all__ = ["TrafficCollector", "standard_collectors"]
-
-
-def standard_collectors() -> tuple[Collector, ...]:
-    """The process/python collectors, kept out of the global registry (we render per answer;
-    GCCollector insists on registering somewhere, so it gets a registry of its own)."""
-    return (
-        ProcessCollector(registry=None),
-        PlatformCollector(registry=None),
-        GCCollector(registry=CollectorRegistry(auto_describe=False)),
-    )
+__all__ = ["TrafficCollector"]
 
 
 class TrafficCollector(Collector):
