@@ -346,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
         log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
-        uvloop = None
+        uvloop = None  # type: ignore[assignment]
     access_format = args.access_log_format or ("json" if args.log_format == "json" else "combined")
     access_log = AccessLog.open(args.access_log, access_format) if args.access_log else None
 

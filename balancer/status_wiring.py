@@ -10,13 +10,14 @@ itself a trusted proxy, as nginx's real_ip_recursive does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from balancer.config.model import MemberConfig
 from balancer.dataplane import LocalHandler, LocalResponse, Request, RouteDecision
 from balancer.status import ServerInfo, StatusWorker
 from balancer.status.adapter import local_handler
+from balancer.status.model import ClusterView
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -30,7 +31,7 @@ class StatusEndpoints:
         self.started = time.time()
         self.pool_stats: Callable[[MemberConfig], tuple[int, int] | None] | None = None
         self.is_trusted: Callable[[str], bool] = lambda ip: False
-        self.cluster_view: Callable[[], Mapping[str, int]] | None = None
+        self.cluster_view: ClusterView | None = None
         self.collectors: tuple[Collector, ...] = ()  # more families for /metrics
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}

@@ -237,8 +237,8 @@ class Link:
             ):
                 ch.counters["hello_refused"] += 1
                 return
-            while (msg := await ep.read()) is not None:
-                self._dispatch(msg)
+            while (received := await ep.read()) is not None:
+                self._dispatch(received)
         except (OSError, TimeoutError) as exc:
             log.debug("link to %s failed: %r", member.route, exc)
         finally:

@@ -167,7 +167,7 @@ class ClusterNode:
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Future[None]) -> None:
-        self._background.discard(task)  # type: ignore[arg-type]
+        self._background.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("cluster background task failed: %r", exc, exc_info=exc)
 

@@ -57,7 +57,7 @@ class Answer:
     seq: int
     sessions: tuple[Replica, ...]
     dead: tuple[tuple[str, Stamp], ...]
-    responses: tuple
+    responses: tuple[tuple[str, RecordedResponse], ...]
     want: tuple[str, ...] = ()
 
 

@@ -32,6 +32,7 @@ from .channel import Endpoint
 from .codec import MemberInfo, Pull, StateChunk
 from .ledger import RecordedResponse
 from .membership import ALIVE
+from .merge import Replica, Stamp
 from .replicator import Answer, Received
 
 if TYPE_CHECKING:
@@ -269,16 +270,22 @@ class Syncer:
             node.spawn(self.fetch(peer, answer.want))
 
 
-def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
+Records = list[tuple[str, RecordedResponse]]
+Chunk = tuple[
+    tuple[Replica, ...], tuple[tuple[str, Stamp], ...], tuple[tuple[str, RecordedResponse], ...]
+]
+
+
+def split(answer: Answer, budget: int) -> list[Chunk]:
     """Cut an answer into chunks of roughly `budget` bytes of JSON (at least one chunk).
 
     A session's records travel in the chunk that carries the session (merge_chunk keeps the
     records before it merges the sessions), so a connection lost between two chunks cannot
     leave a write here without its record."""
-    chunks: list[tuple[tuple, tuple, tuple]] = []
-    sessions: list = []
-    dead: list = []
-    responses: list = []
+    chunks: list[Chunk] = []
+    sessions: list[Replica] = []
+    dead: list[tuple[str, Stamp]] = []
+    responses: Records = []
     size = 0
 
     def flush() -> None:
@@ -287,8 +294,8 @@ def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
         sessions, dead, responses, size = [], [], [], 0
 
     sent = {replica.state.random_part for replica in answer.sessions}
-    with_session: dict[str, list] = {}
-    others = []
+    with_session: dict[str | None, Records] = {}
+    others: Records = []
     for item in answer.responses:
         session = item[1].session
         if session in sent:
@@ -304,10 +311,10 @@ def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
         sessions.append(replica)
         responses.extend(records)
         size += cost
-    for item in answer.dead:
+    for tombstone in answer.dead:
         if size and size + 80 > budget:
             flush()
-        dead.append(item)
+        dead.append(tombstone)
         size += 80
     for request_id, record in others:
         cost = _record_cost(record)

@@ -121,7 +121,7 @@ def import_from_cwd() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    configure_logging("info", options.log_format)
+    configure_logging("info", "json" if options.log_format == "json" else "text")
     import_from_cwd()
     try:
         return uvloop.run(serve(options))

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, overload
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from yarl import URL
 
 from .delta import SessionDelta
@@ -180,7 +181,8 @@ async def rotate_session_id(request: web.Request) -> RequestSession:
 def request_id(request: web.Request) -> str | None:
     """The balancer's `X-Pyjk-Request-Id` for this request (None if absent or malformed)."""
     if _REQUEST_ID_KEY in request:
-        return request[_REQUEST_ID_KEY]
+        known: str | None = request[_REQUEST_ID_KEY]
+        return known
     return _read_request_id(request)
 
 
@@ -363,7 +365,7 @@ class _RequestSessions:
 
 def _make_middleware(manager: SessionManager) -> Any:
     @web.middleware
-    async def sessions_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def sessions_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path_id, clean = split_path_parameter(request.rel_url.raw_path, manager.path_parameter)
         if clean is not None:
             request = request.clone(rel_url=_with_path(request.rel_url, clean))

@@ -159,7 +159,7 @@ class RequestSession(MutableMapping[str, Any]):
     def __contains__(self, name: object) -> bool:
         self._usable()
         if name in self._working:
-            return self._working[name] is not _ABSENT  # type: ignore[index]
+            return self._working[name] is not _ABSENT
         return name in self._start.attributes
 
     def __iter__(self) -> Iterator[str]:

@@ -174,16 +174,17 @@ class Exchange(ResponseRelay, LocalAnswers):
         server.rid_counter += 1  # server.next_request_id(), inlined
         self.request_id = server.rid_prefix + b"%x" % server.rid_counter
         method = req.method
-        cookies = req.cookies
-        if cookies:
-            if len(cookies) == 1:
-                cookies = (cookies[0].decode("latin-1"),)
+        raw_cookies = req.cookies
+        cookies: tuple[str, ...] = ()
+        if raw_cookies:
+            if len(raw_cookies) == 1:
+                cookies = (raw_cookies[0].decode("latin-1"),)
             else:
-                cookies = tuple([c.decode("latin-1") for c in cookies])
+                cookies = tuple([c.decode("latin-1") for c in raw_cookies])
         facts = RequestFacts(
             _METHOD_NAMES.get(method) or method.decode("latin-1"),
             req.path.decode("latin-1"),
-            cookies or (),
+            cookies,
             route.rule,
             route.route_override,
             req.secure,

@@ -110,7 +110,7 @@ class ProxyServer:
         """Listen on ``host:port`` (``kwargs`` go to ``loop.create_server``: sock, ssl, ...)."""
         self._loop = asyncio.get_running_loop()
         kwargs.setdefault("backlog", 1024)
-        server = await self._loop.create_server(self, host, port, **kwargs)  # type: ignore[arg-type]
+        server: asyncio.Server = await self._loop.create_server(self, host, port, **kwargs)  # type: ignore[call-overload]
         self.servers.append(server)
         return server
 

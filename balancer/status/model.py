@@ -23,7 +23,7 @@ from balancer.lb.engine import LbEngine
 from balancer.mounts import UriMap
 
 Scalar = str | int | bool | None
-ClusterView = Callable[[], Mapping[str, int]]  # route -> live sessions
+ClusterView = Callable[[], Mapping[str, int] | None]  # route -> live sessions; None: unknown
 # a member's endpoint config -> (connected, max_connected), None = unknown; the config rather
 # than the name because pools are keyed by endpoint and a reload may change one
 PoolStats = Callable[[MemberConfig], "tuple[int, int] | None"]

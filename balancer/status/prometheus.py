@@ -131,10 +131,10 @@ class _SnapshotCollector(Collector):
                 value = _number(row.get(used_key if key == "elected" else key))
                 if value is not None:
                     family.add_metric(labels, value)
-            for key, family in gauges.items():
+            for key, gauge in gauges.items():
                 value = _number(row.get(key))
                 if value is not None:
-                    family.add_metric(labels, value)
+                    gauge.add_metric(labels, value)
 
         for view in self.snap.lbs:
             r = view.row
