@@ -2,15 +2,20 @@
 
 Plain numbers, no I/O and no Prometheus objects: the data plane calls ``answered`` once per
 request at its end (where the access log is written) and the failure paths call ``retry`` /
-``refused``; ``balancer/status/traffic_metrics.py`` turns them into Prometheus families when
-``/metrics`` is read. A histogram here is a list of bucket counts plus a sum — one bisect and
-two additions per observation, cheaper than a prometheus-client ``Histogram`` with its lock and
-label lookup, and it costs nothing between scrapes.
+``refuse`` / ``reject``; ``balancer/status/traffic_metrics.py`` turns them into Prometheus
+families when ``/metrics`` is read.
+
+Shaped for the request path (measured: docs/benchmarks.md, "Metrics on the request path"):
+one ``Answers`` per (worker, member) and one observation per request, two bisects and a few
+additions inlined, no min()/max(), no per-lb or front-end copies — the lb's and the front
+end's figures are sums over these, made at scrape time. A prometheus-client ``Histogram``
+with its lock and label lookup costs several times as much.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterable
 
 # seconds; Prometheus' default buckets widened to the proxy's range (1 ms .. a long download)
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -31,79 +36,77 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     60.0,
 )
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# status // 100 -> index in STATUS_CLASSES (0 and anything past 5xx fold into the ends)
+_CLASS_OF = (0, 0, 1, 2, 3, 4, 4, 4, 4, 4)
 
 
-class Latency:
-    """One histogram: ``counts[i]`` observations in bucket i (the last one is +Inf)."""
+def status_class(status: int) -> int:
+    return _CLASS_OF[min(max(status, 0), 999) // 100]
 
-    __slots__ = ("counts", "sum")
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.sum += seconds
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        """``(le, count)`` pairs as Prometheus wants them, ending with ``+Inf``."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, n in zip((*map(repr, LATENCY_BUCKETS), "+Inf"), self.counts, strict=True):
-            running += n
-            out.append((bound, float(running)))
-        return out
+def cumulative(counts: Iterable[int]) -> list[tuple[str, float]]:
+    """``(le, count)`` pairs as Prometheus wants them, ending with ``+Inf``."""
+    out: list[tuple[str, float]] = []
+    running = 0
+    for bound, n in zip((*map(repr, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+        running += n
+        out.append((bound, float(running)))
+    return out
 
 
 class Answers:
-    """Requests answered for one lb or one member: two latencies and status classes."""
+    """Requests answered for one (worker, member): two latency histograms (bucket counts, the
+    last one +Inf, and sums) and the status classes."""
 
-    __slots__ = ("classes", "first_byte", "total")
+    __slots__ = ("classes", "first_byte", "first_byte_sum", "total", "total_sum")
 
     def __init__(self) -> None:
-        self.first_byte = Latency()
-        self.total = Latency()
+        self.first_byte = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.first_byte_sum = 0.0
+        self.total_sum = 0.0
         self.classes = [0] * len(STATUS_CLASSES)
 
-    def observe(self, status: int, first_byte: float, total: float) -> None:
-        self.first_byte.observe(first_byte)
-        self.total.observe(total)
-        self.classes[min(max(status // 100, 1), 5) - 1] += 1
+    def add(self, other: Answers) -> None:
+        for mine, theirs in (
+            (self.first_byte, other.first_byte),
+            (self.total, other.total),
+            (self.classes, other.classes),
+        ):
+            for i, n in enumerate(theirs):
+                mine[i] += n
+        self.first_byte_sum += other.first_byte_sum
+        self.total_sum += other.total_sum
 
 
 class TrafficStats:
     """Everything ``/metrics`` reports about traffic beyond the engines' own counters.
 
-    ``lbs[worker]`` and ``members[(worker, member)]`` hold the answered requests; a request
-    routed to no worker (a local answer, a status page) counts in ``frontend`` only.
+    ``answers[(worker, member)]``: ``member`` is "" when no member answered (every try failed,
+    the client left first); ``worker`` is "" for a request routed to no lb (a local answer, a
+    status page).
     """
 
     def __init__(self) -> None:
         self.accepted = 0  # client connections admitted
         self.refused: dict[str, int] = {}  # connections turned away, by reason
         self.rejected: dict[int, int] = {}  # requests refused before routing, by status
-        self.frontend = [0] * len(STATUS_CLASSES)  # every answered request, by class
-        self.lbs: dict[str, Answers] = {}
-        self.members: dict[tuple[str, str], Answers] = {}
+        self.answers: dict[tuple[str, str], Answers] = {}
         self.retries: dict[tuple[str, str], int] = {}  # (worker, reason of the failed try)
 
     def answered(
         self, worker: str, member: str, status: int, first_byte: float, total: float
     ) -> None:
-        self.frontend[min(max(status // 100, 1), 5) - 1] += 1
-        if not worker:
-            return
-        lb = self.lbs.get(worker)
-        if lb is None:
-            lb = self.lbs[worker] = Answers()
-        lb.observe(status, first_byte, total)
-        if member:
-            key = (worker, member)
-            answers = self.members.get(key)
-            if answers is None:
-                answers = self.members[key] = Answers()
-            answers.observe(status, first_byte, total)
+        key = (worker, member)
+        a = self.answers.get(key)
+        if a is None:
+            a = self.answers[key] = Answers()
+        # inlined for speed (see the module docstring)
+        a.first_byte[bisect_left(LATENCY_BUCKETS, first_byte)] += 1
+        a.first_byte_sum += first_byte
+        a.total[bisect_left(LATENCY_BUCKETS, total)] += 1
+        a.total_sum += total
+        a.classes[_CLASS_OF[status // 100] if 0 <= status < 1000 else 4] += 1
 
     def retry(self, worker: str, reason: str) -> None:
         key = (worker, reason)
@@ -114,4 +117,25 @@ class TrafficStats:
 
     def reject(self, status: int) -> None:
         self.rejected[status] = self.rejected.get(status, 0) + 1
-        self.frontend[min(max(status // 100, 1), 5) - 1] += 1
+
+    # -- at scrape time ---------------------------------------------------------------------
+    def lbs(self) -> dict[str, Answers]:
+        """Per lb: the sum over its members (and its member-less answers)."""
+        out: dict[str, Answers] = {}
+        for (worker, _), answers in self.answers.items():
+            if worker:
+                out.setdefault(worker, Answers()).add(answers)
+        return out
+
+    def members(self) -> dict[tuple[str, str], Answers]:
+        return {k: v for k, v in self.answers.items() if k[0] and k[1]}
+
+    def frontend(self) -> list[int]:
+        """Every answered request by status class, refusals before routing included."""
+        classes = [0] * len(STATUS_CLASSES)
+        for answers in self.answers.values():
+            for i, n in enumerate(answers.classes):
+                classes[i] += n
+        for status, n in self.rejected.items():
+            classes[status_class(status)] += n
+        return classes

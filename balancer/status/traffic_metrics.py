@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from balancer.dataplane.stats import STATUS_CLASSES, Answers, TrafficStats
+from balancer.dataplane.stats import STATUS_CLASSES, Answers, TrafficStats, cumulative
 
 __all__ = ["TrafficCollector"]
 
@@ -57,12 +57,12 @@ class TrafficCollector(Collector):
         frontend = CounterMetricFamily(
             "pyjk_frontend_responses", "every answered request, by status class", labels=["code"]
         )
-        for name, n in zip(STATUS_CLASSES, s.frontend, strict=True):
+        for name, n in zip(STATUS_CLASSES, s.frontend(), strict=True):
             frontend.add_metric([name], n)
         yield frontend
 
-        yield from _answers("pyjk_lb", ["worker"], [((k,), v) for k, v in s.lbs.items()])
-        yield from _answers("pyjk_member", ["worker", "member"], s.members.items())
+        yield from _answers("pyjk_lb", ["worker"], [((k,), v) for k, v in s.lbs().items()])
+        yield from _answers("pyjk_member", ["worker", "member"], s.members().items())
 
         retries = CounterMetricFamily(
             "pyjk_lb_retries",
@@ -94,8 +94,8 @@ def _answers(
     )
     for key, answers in sorted(items, key=lambda item: item[0]):
         values = list(key)
-        first.add_metric(values, answers.first_byte.cumulative(), answers.first_byte.sum)
-        total.add_metric(values, answers.total.cumulative(), answers.total.sum)
+        first.add_metric(values, cumulative(answers.first_byte), answers.first_byte_sum)
+        total.add_metric(values, cumulative(answers.total), answers.total_sum)
         for name, n in zip(STATUS_CLASSES, answers.classes, strict=True):
             classes.add_metric([*values, name], n)
     yield first

@@ -6,20 +6,22 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from balancer.dataplane.stats import LATENCY_BUCKETS, Latency, TrafficStats
+from balancer.dataplane.stats import LATENCY_BUCKETS, TrafficStats, cumulative
 from balancer.status.traffic_metrics import TrafficCollector
 
 
 def test_a_latency_lands_in_the_first_bucket_at_or_above_it():
-    h = Latency()
+    stats = TrafficStats()
     for seconds in (0.0005, 0.001, 0.02, 100.0):
-        h.observe(seconds)
-    cumulative = dict(h.cumulative())
-    assert cumulative["0.001"] == 2  # le is inclusive
-    assert cumulative["0.025"] == 3
-    assert cumulative[repr(LATENCY_BUCKETS[-1])] == 3
-    assert cumulative["+Inf"] == 4
-    assert h.sum == 0.0005 + 0.001 + 0.02 + 100.0
+        stats.answered("lb", "n1", 200, seconds, seconds)
+    answers = stats.answers[("lb", "n1")]
+    buckets = dict(cumulative(answers.total))
+    assert buckets["0.001"] == 2  # le is inclusive
+    assert buckets["0.025"] == 3
+    assert buckets[repr(LATENCY_BUCKETS[-1])] == 3
+    assert buckets["+Inf"] == 4
+    assert answers.total_sum == 0.0005 + 0.001 + 0.02 + 100.0
+    assert dict(cumulative(answers.first_byte)) == buckets
 
 
 def test_an_answer_counts_for_its_lb_its_member_and_the_front_end():
@@ -27,10 +29,16 @@ def test_an_answer_counts_for_its_lb_its_member_and_the_front_end():
     stats.answered("lb", "n1", 200, 0.01, 0.02)
     stats.answered("lb", "", 503, 0.0, 0.5)  # no member could answer
     stats.answered("", "", 404, 0.0, 0.0)  # a local answer
-    assert stats.lbs["lb"].classes == [0, 1, 0, 0, 1]
-    assert stats.members[("lb", "n1")].classes == [0, 1, 0, 0, 0]
-    assert list(stats.members) == [("lb", "n1")]
-    assert stats.frontend == [0, 1, 0, 1, 1]
+    stats.answered("lb", "n2", 499, 0.1, 0.1)  # the client left
+    stats.reject(431)
+    lbs = stats.lbs()
+    assert list(lbs) == ["lb"]
+    assert lbs["lb"].classes == [0, 1, 0, 1, 1]
+    assert lbs["lb"].total_sum == 0.02 + 0.5 + 0.1
+    assert sum(lbs["lb"].total) == 3
+    assert stats.members()[("lb", "n1")].classes == [0, 1, 0, 0, 0]
+    assert sorted(stats.members()) == [("lb", "n1"), ("lb", "n2")]
+    assert stats.frontend() == [0, 1, 0, 3, 1]
 
 
 def test_the_collector_writes_histograms_prometheus_can_read():
