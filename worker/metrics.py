@@ -10,6 +10,7 @@ A clustered worker adds replication's families (``replication/metrics.py``) thro
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 
 from aiohttp import web
@@ -22,6 +23,8 @@ from .admin import allowed
 from .middleware import SessionManager
 
 __all__ = ["METRICS_PATH", "SessionCollector", "install_metrics"]
+
+log = logging.getLogger("pyjk.worker")
 
 METRICS_PATH = "/metrics"
 
@@ -84,7 +87,14 @@ def install_metrics(
     extra: Sequence[Collector] = (),
     token: str = "",
 ) -> None:
-    """``GET /metrics`` on ``app`` (before it starts); outside sessions, like /-/ready."""
+    """``GET /metrics`` on ``app`` (before it starts); outside sessions, like /-/ready.
+
+    An app that serves ``/metrics`` itself keeps it (and its sessions): pyjk's is left out,
+    with a warning, rather than failing the start."""
+    if any(r.canonical == METRICS_PATH for r in app.router.resources()):
+        log.warning("the app serves %s itself: pyjk's worker metrics are not installed",
+                    METRICS_PATH)  # fmt: skip
+        return
     collectors = (SessionCollector(manager), *extra, *standard_collectors())
     manager.internal_paths.add(METRICS_PATH)
 
