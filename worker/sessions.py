@@ -180,7 +180,9 @@ class SessionStore:
         new._working = working
         new._texts = {**start.attributes, **view._texts}
         new._size = view._current_size()
-        new._replaces = None if view._is_new else view.id
+        # rotating a session this request created (or rotated already) replaces what that one
+        # replaced: the id the cluster knows
+        new._replaces = view._replaces if view._is_new else view.id
         view._invalidated = True
         view._rotated = True
         return new
@@ -204,6 +206,9 @@ class SessionStore:
             raise
         if view._invalidated:
             self._drop(current)
+            if view._replaces is not None and not view._rotated:
+                # rotated, then invalidated in the same request: the old id still has to end
+                return SessionDelta(view._replaces, float(now), invalidated=True)
             # a rotated session's end travels in its successor's delta (``replaces``)
             return None if view._is_new or view._rotated else delta
         if new_state is None:  # read only: the access time is state, not a delta

@@ -117,3 +117,26 @@ async def test_the_middleware_sets_the_new_cookie_and_forgets_the_old_id(aiohttp
     assert (await stale.json())["n"] == 1  # the old id opens nothing
     fresh = await client.get("/visit", headers={"Cookie": f"JSESSIONID={rotated['id']}"})
     assert (await fresh.json())["n"] == 2
+
+
+def test_rotating_twice_in_one_request_still_replaces_the_id_the_cluster_knows():
+    store = SessionStore("node1")
+    old_id = new_session(store, n=1)
+    view = store.begin(old_id, T0)
+    first = store.rotate(view, T0)
+    second = store.rotate(first, T0)
+    deltas = [store.commit(v, T0) for v in (second, first, view)]
+    assert deltas[1:] == [None, None]
+    assert deltas[0].replaces == old_id and deltas[0].session_id == second.id
+    assert set(s.id for s in store.states()) == {second.id}
+
+
+def test_rotating_then_invalidating_ends_the_old_id_everywhere():
+    store = SessionStore("node1")
+    old_id = new_session(store, n=1)
+    view = store.begin(old_id, T0)
+    new = store.rotate(view, T0)
+    new.invalidate()
+    deltas = [store.commit(v, T0) for v in (new, view)]
+    assert deltas == [SessionDelta(old_id, T0, invalidated=True), None]
+    assert store.states() == []
