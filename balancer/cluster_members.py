@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from balancer.config.model import MemberConfig
-from replication.codec import MemberInfo
+from replication.member_info import MemberInfo
 
 ORIGIN = "cluster"
 JOINED, DISABLED, REMOVED, REFUSED = "JOINED", "DIS", "REMOVED", "REFUSED"

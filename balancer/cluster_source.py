@@ -22,7 +22,8 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -30,10 +31,11 @@ from balancer.cluster_members import REFUSED, DynamicLb, MemberChange
 from balancer.config.model import LbConfig, MemberConfig
 from replication import codec
 from replication.channel import Channel, Endpoint, Faults
-from replication.codec import Hello, MemberInfo, Message
+from replication.codec import Hello, Message
 from replication.config import ClusterConfig, load_cluster_config
 from replication.keyfile import load_or_create_key
 from replication.mcast import receive_only
+from replication.member_info import MemberInfo
 from replication.membership import Event as MemberEvent
 from replication.membership import Joined, Left, Membership, Probe
 from replication.seal import Opener, SealError
@@ -198,8 +200,8 @@ class ClusterSource:
         for info in self.pool.probes_due(now):
             self._spawn(self._readiness(info))
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._probes.add(task)
         task.add_done_callback(self._probes.discard)
 

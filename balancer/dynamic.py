@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from balancer.cluster_source import ClusterSource, signature
 from balancer.config.model import Activation, LbConfig, MemberConfig, WorkersConfig
@@ -86,8 +87,8 @@ class DynamicLbs:
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
 
-    def _background(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

@@ -8,8 +8,9 @@ swaps it in with one assignment; requests in flight keep the plans they started 
 
 Signals: SIGHUP reloads both files and the TLS certificates (an invalid file or certificate
 is rejected with its errors and the old one stays live; TLS connections in flight keep
-theirs); SIGTERM/SIGINT stop accepting, drain requests in flight for up to
-``worker.shutdown_timeout`` seconds and exit 0. The URI map file is also re-read when its mtime
+theirs); SIGUSR1 reopens the access log (logrotate's postrotate); SIGTERM/SIGINT stop
+accepting, drain requests in flight for up to ``worker.shutdown_timeout`` seconds and exit 0.
+The URI map file is also re-read when its mtime
 changes, checked every ``worker.mount_reload`` seconds (mod_jk's JkMountFileReload).
 """
 
@@ -22,7 +23,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -41,12 +41,16 @@ from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.mounts import Mapped, UriMap, load_mounts, parse_mounts
 from balancer.status.tls_view import TlsView, tls_view
+from balancer.status.traffic_metrics import TrafficCollector
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
+from pyjk import __version__
+from pyjk.logs import configure_logging
+from pyjk.metrics import standard_collectors
 
 log = logging.getLogger("pyjk.balancer")
 
-VERSION = "pyjk/0.1.0"
+VERSION = f"pyjk/{__version__}"
 MAINTAIN_TICK = 1.0  # s; engines run their maintenance only once worker.maintain has passed
 # route() remembers its answer for this many raw paths of up to ANSWER_CACHE_PATH bytes
 ANSWER_CACHE_SIZE = 4096
@@ -176,6 +180,11 @@ class Balancer:
         self.status.pool_stats = self._pool_stats
         self.status.is_trusted = self.proxy.is_trusted
         self._wire_engines(self.runtime)
+        self.status.collectors = (
+            TrafficCollector(self.proxy.stats, lambda: len(self.proxy.connections)),
+            *standard_collectors(),
+        )
+        self.status.update(self.runtime)  # again: the status workers take the collectors
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -308,6 +317,7 @@ class Balancer:
             (signal.SIGHUP, self._sighup),
             (signal.SIGTERM, self._stopping.set),
             (signal.SIGINT, self._stopping.set),
+            (signal.SIGUSR1, self.reopen_access_log),
         ):
             loop.add_signal_handler(sig, handler)
         self.health.update(self.runtime.engines)
@@ -348,6 +358,17 @@ class Balancer:
             return None
         return tls_view(self.tls, self.listens)
 
+    def reopen_access_log(self) -> None:
+        """SIGUSR1: logrotate renamed the access log; go on in a new file of the old name."""
+        if self.access_log is None:
+            return
+        try:
+            self.access_log.reopen()
+        except OSError as exc:
+            log.error("access log not reopened path=%s error=%r", self.access_log.path, str(exc))
+            return
+        log.info("access log reopened path=%s", self.access_log.path or "-")
+
     def log_changes(self) -> None:
         """Log the member state changes requests and commands made since the last call."""
         for engine in self.runtime.engines.values():
@@ -387,23 +408,16 @@ def https_redirect(req: Request, port: int) -> LocalResponse:
     return LocalResponse(status, headers=((b"Location", location),), close=req.has_body)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    """``python -m balancer`` without --check."""
-    configure_logging(args.log_level)
+    """``pyjk-balancer`` without --check."""
+    configure_logging(args.log_level, args.log_format)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
         log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
-        uvloop = None
-    access_log = AccessLog.open(args.access_log) if args.access_log else None
+        uvloop = None  # type: ignore[assignment]
+    access_format = args.access_log_format or ("json" if args.log_format == "json" else "combined")
+    access_log = AccessLog.open(args.access_log, access_format) if args.access_log else None
 
     async def main() -> int:
         try:

@@ -10,16 +10,19 @@ itself a trusted proxy, as nginx's real_ip_recursive does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from balancer.config.model import MemberConfig
 from balancer.dataplane import LocalHandler, LocalResponse, Request, RouteDecision
 from balancer.status import ServerInfo, StatusWorker
 from balancer.status.adapter import local_handler
+from balancer.status.model import ClusterLimits, ClusterView
 from balancer.status.tls_view import TlsView
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from balancer.server import Runtime
 
 
@@ -29,9 +32,10 @@ class StatusEndpoints:
         self.started = time.time()
         self.pool_stats: Callable[[MemberConfig], tuple[int, int] | None] | None = None
         self.is_trusted: Callable[[str], bool] = lambda ip: False
-        self.cluster_view: Callable[[], Mapping[str, int]] | None = None
+        self.cluster_view: ClusterView | None = None
         self.tls_view: Callable[[], TlsView | None] | None = None
-        self.cluster_limits: Callable[[], Mapping[str, int]] | None = None
+        self.cluster_limits: ClusterLimits | None = None
+        self.collectors: tuple[Collector, ...] = ()  # more families for /metrics
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -57,6 +61,8 @@ class StatusEndpoints:
                     tls_view=self.tls_view,
                     cluster_limits=self.cluster_limits,
                 )
+        for worker in kept.values():
+            worker.collectors = self.collectors
         self.workers = kept
         self.handlers = {
             name: local_handler(worker, client_ip=self.client_ip) for name, worker in kept.items()

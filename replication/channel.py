@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import codec
-from .codec import Ack, DeltaMsg, Hello, MemberInfo, Message, Pull, StateChunk
+from .codec import Ack, DeltaMsg, Hello, Message, Pull, StateChunk
+from .member_info import MemberInfo
 from .seal import Kind, Opener, Sealer, SealError
 
 log = logging.getLogger("pyjk.cluster")
@@ -102,6 +103,10 @@ class Endpoint:
         self.writer.write(PREFIX.pack(len(blob)) + blob)
         ch.counters["frames_out"] += 1
         ch.counters["bytes_out"] += PREFIX.size + len(blob)
+        if self.peer is not None:
+            per_peer = ch.per_peer[self.peer.route]
+            per_peer["frames_out"] += 1
+            per_peer["bytes_out"] += PREFIX.size + len(blob)
         if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             log.warning("peer too slow, closing connection peer=%s", self.peer and self.peer.route)
             ch.counters["slow_peer_closed"] += 1
@@ -127,6 +132,10 @@ class Endpoint:
             msg = self._open(data)
             if msg is not None:
                 ch.counters["frames_in"] += 1
+                if self.peer is not None:  # known once its Hello was taken
+                    per_peer = ch.per_peer[self.peer.route]
+                    per_peer["frames_in"] += 1
+                    per_peer["bytes_in"] += PREFIX.size + len(data)
                 return msg
             if self.bound is None:  # a connection that starts with garbage is not worth keeping
                 return None
@@ -233,8 +242,8 @@ class Link:
             ):
                 ch.counters["hello_refused"] += 1
                 return
-            while (msg := await ep.read()) is not None:
-                self._dispatch(msg)
+            while (received := await ep.read()) is not None:
+                self._dispatch(received)
         except (OSError, TimeoutError) as exc:
             log.debug("link to %s failed: %r", member.route, exc)
         finally:
@@ -302,6 +311,8 @@ class Channel:
         self.max_frame, self.connect_timeout, self.faults = max_frame, connect_timeout, faults
         self.links: dict[str, Link] = {}
         self._server: asyncio.Server | None = None
+        # frames and bytes by peer route, for /metrics (the counters above are the totals)
+        self.per_peer: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._incoming: set[Endpoint] = set()
         self._failures: dict[str, float] = {}
 

@@ -226,7 +226,7 @@ class _Obj:
     def flag(self, name: str) -> bool:
         if type(self.d[name]) is not bool:
             raise self.fail(name, "expected true or false")
-        return self.d[name]
+        return bool(self.d[name])
 
     def text(self, name: str, pattern: re.Pattern[str]) -> str:
         v = self.d[name]

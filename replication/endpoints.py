@@ -17,34 +17,19 @@ heartbeat in or out is dropped) so tests can partition a node and heal it.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from worker.admin import allowed as _allowed
+from worker.admin import loopback as _loopback
 
 if TYPE_CHECKING:
     from .node import ClusterNode
 
 MANAGER_PATH = "/cluster-manager"
 FAULTS_PATH = "/-/cluster/faults"
-
-
-def _loopback(request: web.Request) -> bool:
-    try:
-        return ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:
-        return False
-
-
-def _allowed(request: web.Request, token: str) -> bool:
-    if token:
-        given = request.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return True
-    proxied = "Forwarded" in request.headers or "X-Forwarded-For" in request.headers
-    return _loopback(request) and not proxied
 
 
 def listing(node: ClusterNode) -> dict[str, Any]:

@@ -38,12 +38,13 @@ from worker.readiness import Readiness
 
 from . import codec
 from .channel import Channel, Endpoint, Faults
-from .codec import Ack, DeltaMsg, Heartbeat, Hello, MemberInfo, Message, Pull, Touch
+from .codec import Ack, DeltaMsg, Heartbeat, Hello, Message, Pull, Touch
 from .config import ClusterConfig
 from .endpoints import install_endpoints
 from .keyfile import load_or_create_key
 from .ledger import Ledger
 from .mcast import Multicast
+from .member_info import MemberInfo
 from .membership import ALIVE, Joined, Left, Membership, Probe
 from .membership import Event as MemberEvent
 from .replay import replay_response, snapshot_response
@@ -73,6 +74,7 @@ class ClusterNode:
         self.config, self.manager, self.readiness, self.clock = config, manager, readiness, clock
         self.store = manager.store
         self.counters: Counter[str] = Counter()
+        self.state_transfer_seconds: float | None = None  # set when the start-up one ends
         self.faults, self.faults_enabled = Faults(), faults_enabled
         self.key = None if config.insecure else load_or_create_key(config.key_file)
         if self.key is None:
@@ -180,7 +182,7 @@ class ClusterNode:
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Future[None]) -> None:
-        self._background.discard(task)  # type: ignore[arg-type]
+        self._background.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("cluster background task failed: %r", exc, exc_info=exc)
 

@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING
 from worker.peers import ABSENT, FOUND, UNKNOWN, Lookup
 
 from .channel import Endpoint
-from .codec import MemberInfo, Pull, StateChunk
+from .codec import Pull, StateChunk
 from .ledger import RecordedResponse
+from .member_info import MemberInfo
 from .membership import ALIVE
+from .merge import Replica, Stamp
 from .replicator import Answer, Received
 
 if TYPE_CHECKING:
@@ -225,12 +227,14 @@ class Syncer:
             ]
             remaining = started + cfg.state_transfer_timeout - node.clock()
             if not waiting:
+                node.state_transfer_seconds = node.clock() - started
                 log.info(
                     "state transfer complete members=%d sessions=%d took_ms=%.0f",
                     len(initial), len(node.store), 1000 * (node.clock() - started),
                 )  # fmt: skip
                 break
             if remaining <= 0:
+                node.state_transfer_seconds = node.clock() - started
                 node.counters["state_transfer_timeouts"] += 1
                 log.warning(
                     "state transfer timed out after %.0f ms (state_transfer_timeout), still "
@@ -294,16 +298,22 @@ class Syncer:
             node.spawn(self.fetch(peer, answer.want))
 
 
-def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
+Records = list[tuple[str, RecordedResponse]]
+Chunk = tuple[
+    tuple[Replica, ...], tuple[tuple[str, Stamp], ...], tuple[tuple[str, RecordedResponse], ...]
+]
+
+
+def split(answer: Answer, budget: int) -> list[Chunk]:
     """Cut an answer into chunks of roughly `budget` bytes of JSON (at least one chunk).
 
     A session's records travel in the chunk that carries the session (merge_chunk keeps the
     records before it merges the sessions), so a connection lost between two chunks cannot
     leave a write here without its record."""
-    chunks: list[tuple[tuple, tuple, tuple]] = []
-    sessions: list = []
-    dead: list = []
-    responses: list = []
+    chunks: list[Chunk] = []
+    sessions: list[Replica] = []
+    dead: list[tuple[str, Stamp]] = []
+    responses: Records = []
     size = 0
 
     def flush() -> None:
@@ -312,8 +322,8 @@ def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
         sessions, dead, responses, size = [], [], [], 0
 
     sent = {replica.state.random_part for replica in answer.sessions}
-    with_session: dict[str, list] = {}
-    others = []
+    with_session: dict[str | None, Records] = {}
+    others: Records = []
     for item in answer.responses:
         session = item[1].session
         if session in sent:
@@ -329,10 +339,10 @@ def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
         sessions.append(replica)
         responses.extend(records)
         size += cost
-    for item in answer.dead:
+    for tombstone in answer.dead:
         if size and size + 80 > budget:
             flush()
-        dead.append(item)
+        dead.append(tombstone)
         size += 80
     for request_id, record in others:
         cost = _record_cost(record)

@@ -1,15 +1,19 @@
-"""`python -m worker --route node1 --listen 127.0.0.1:8101 [--app pkg.module:factory] ...`
+"""`pyjk-worker --route node1 --listen 127.0.0.1:8101 [--app pkg.module:factory] ...`
 
-Add `--cluster conf/cluster.toml` to join a replication cluster (docs/cluster.md).
+(`python -m worker` is the same command.) Add `--cluster conf/cluster.toml` to join a
+replication cluster (docs/cluster.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 
 import uvloop
+
+from pyjk import __version__
+from pyjk.logs import LOG_FORMATS, configure_logging
 
 from .server import DEFAULT_APP, WorkerOptions, WorkerSetupError, serve
 from .session_ids import AUTO_ROUTE, auto_route, check_route
@@ -57,8 +61,9 @@ def _positive(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> WorkerOptions:
     parser = argparse.ArgumentParser(
-        prog="python -m worker", description="Run an aiohttp app as a pyjk worker node."
+        prog="pyjk-worker", description="Run an aiohttp app as a pyjk worker node."
     )
+    parser.add_argument("--version", action="version", version=f"pyjk-worker {__version__}")
     parser.add_argument(
         "--route",
         required=True,
@@ -82,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
     parser.add_argument(
         "--app",
         default=DEFAULT_APP,
-        help=f"app factory 'package.module:callable' (default {DEFAULT_APP})",
+        help=f"app factory 'package.module:callable', imported from the current directory "
+        f"first, as python -m does (default {DEFAULT_APP})",
     )
     parser.add_argument("--cookie-name", default="JSESSIONID", help="session cookie name")
     parser.add_argument(
@@ -119,19 +125,36 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         metavar="CLUSTER_TOML",
         help="join the cluster this file describes and replicate sessions (docs/cluster.md)",
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="log on stderr as text (key=value) or json, one object per line; timestamps in "
+        "UTC with the offset (default text)",
+    )
     args = parser.parse_args(argv)
     host, port = args.listen
     return WorkerOptions(
         route=args.route, host=host, port=port, app=args.app, cookie_name=args.cookie_name,
         max_inactive=args.max_inactive, shutdown_timeout=args.shutdown_timeout,
         drain=args.drain, cluster=args.cluster, lbfactor=args.lbfactor,
-        max_active_sessions=args.max_active_sessions,
+        max_active_sessions=args.max_active_sessions, log_format=args.log_format,
     )  # fmt: skip
+
+
+def import_from_cwd() -> None:
+    """``python -m worker`` puts the current directory first on sys.path, the installed
+    ``pyjk-worker`` script puts its own bin directory there instead: add the current directory
+    so ``--app myapp:make_app`` finds ``myapp.py`` either way (uvicorn's --app-dir default)."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging("info", "json" if options.log_format == "json" else "text")
+    import_from_cwd()
     try:
         return uvloop.run(serve(options))
     except WorkerSetupError as exc:

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from .server import DEFAULT_APP
 
-LISTENING = re.compile(r"pyjk worker route=(\S+) listening on (http://\S+)")
+# the worker logs "worker listening route=R url=http://H:P" (text) once it listens
+LISTENING = re.compile(r"worker listening route=(\S+) url=(http://[^\s\"]+)")
 START_TIMEOUT = 60.0  # s for a new worker to listen and become ready (state transfer included)
 
 
@@ -136,7 +137,7 @@ def ready(url: str, timeout: float = 1.0) -> bool | None:
     """GET /-/ready: True (200), False (another status), None (no answer)."""
     try:
         with urllib.request.urlopen(f"{url}/-/ready", timeout=timeout) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except urllib.error.HTTPError:
         return False
     except OSError:

@@ -39,9 +39,10 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from yarl import URL
 
 from .delta import SessionDelta
@@ -166,25 +167,49 @@ def setup_sessions(
     return manager
 
 
+@overload
+async def get_session(request: web.Request) -> RequestSession: ...
+@overload
+async def get_session(request: web.Request, *, create: Literal[True]) -> RequestSession: ...
+@overload
+async def get_session(request: web.Request, *, create: bool) -> RequestSession | None: ...
+
+
 async def get_session(request: web.Request, *, create: bool = True) -> RequestSession | None:
     """This request's session; created when absent unless `create=False` (then None).
 
     Raises TooManySessions when a new one is needed past max_active_sessions (answered 503 by
     the middleware if the handler does not catch it).
     """
-    context = request.get(_CONTEXT_KEY)
+    return _context(request).session(create)
+
+
+def _context(request: web.Request) -> _RequestSessions:
+    context: _RequestSessions | None = request.get(_CONTEXT_KEY)
     if context is None:
         raise RuntimeError(
             f"no sessions for {request.path!r}: call worker.setup_sessions(app, route=...) "
             "(paths under /-/ never have sessions)"
         )
-    return context.session(create)
+    return context
+
+
+async def rotate_session_id(request: web.Request) -> RequestSession:
+    """Give this request's session a new id with the same data (created when there is none).
+
+    Call it where a user's privileges change — at login — against session fixation (Tomcat's
+    ``changeSessionId``, Django's ``cycle_key``): the new id carries this node's route, the
+    response sets its cookie, and the old id ends on every node in the same replicated change,
+    so a request that still presents it finds no session. Returns the session to go on with.
+    """
+    return _context(request).rotate()
 
 
 def request_id(request: web.Request) -> str | None:
     """The balancer's `X-Pyjk-Request-Id` for this request (None if absent or malformed)."""
     if _REQUEST_ID_KEY in request:
-        return request[_REQUEST_ID_KEY]
+        known: str | None = request[_REQUEST_ID_KEY]
+        return known
     return _read_request_id(request)
 
 
@@ -292,6 +317,20 @@ class _RequestSessions:
         self.current = view
         return view
 
+    def rotate(self) -> RequestSession:
+        old = self.current
+        if old is None or old.invalidated:
+            view = self.session(True)
+            assert view is not None
+            return view
+        new = self.manager.store.rotate(old, self.manager.clock())
+        # committed before the old view: if the new one cannot be kept, both are aborted and
+        # the old session stays as it was
+        self.views.insert(self.views.index(old), new)
+        self.current = new
+        log.info("session id rotated route=%s", self.manager.route)
+        return new
+
     def abort(self) -> None:
         for view in self.views:
             if not view.ended:
@@ -353,7 +392,7 @@ class _RequestSessions:
 
 def _make_middleware(manager: SessionManager) -> Any:
     @web.middleware
-    async def sessions_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def sessions_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path_id, clean = split_path_parameter(request.rel_url.raw_path, manager.path_parameter)
         if clean is not None:
             request = request.clone(rel_url=_with_path(request.rel_url, clean))

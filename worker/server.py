@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from .delta import SessionDelta
+from .metrics import install_metrics
 from .middleware import SESSIONS, SessionManager, setup_sessions
 from .readiness import Readiness, install_ready_endpoint
 from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
@@ -43,6 +44,7 @@ class WorkerOptions:
     cluster: str | None = None  # path of a cluster.toml: join that cluster and replicate
     lbfactor: int = 1  # advertised in heartbeats, for balancers with a dynamic lb
     max_active_sessions: int = DEFAULT_MAX_ACTIVE_SESSIONS  # replicas included
+    log_format: str = "text"  # the CLI's --log-format (text or json)
 
 
 class WorkerSetupError(Exception):
@@ -141,6 +143,11 @@ async def serve(options: WorkerOptions) -> int:
     if options.cluster is not None:
         node = _cluster_node(options, manager, readiness)
         node.install(app)  # before the app starts: routes freeze then
+        from replication.metrics import ReplicationCollector
+
+        install_metrics(app, manager, (ReplicationCollector(node),), node.config.manager_token)
+    else:
+        install_metrics(app, manager)
     runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=None)
     await runner.setup()
     try:
@@ -164,7 +171,8 @@ async def serve(options: WorkerOptions) -> int:
         loop.add_signal_handler(signum, stop.set)
     sweeper = asyncio.create_task(_sweep_forever(manager, options.sweep_interval))
     host, port = runner.addresses[0][:2]
-    print(f"pyjk worker route={options.route} listening on http://{host}:{port}", flush=True)
+    # logged (stderr) rather than printed: with --log-format json every line is one object
+    log.info("worker listening route=%s url=http://%s:%d", options.route, host, port)
     try:
         await stop.wait()
         log.info("worker stopping route=%s", options.route)

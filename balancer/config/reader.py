@@ -315,8 +315,8 @@ def _effective(
             value = getattr(balancer, directive.name)
             out[key] = ",".join(value) if isinstance(value, tuple) else str(value)
     for name, keys in resolved.items():
-        for directive, entries in keys.items():
-            key = f"worker.{name}.{directive}"
+        for directive_name, entries in keys.items():
+            key = f"worker.{name}.{directive_name}"
             if is_list_key(key):
                 out[key] = ",".join(e.value for e in entries)
             else:

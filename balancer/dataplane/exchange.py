@@ -74,6 +74,7 @@ _METHOD_NAMES = {
 
 class Exchange(ResponseRelay, LocalAnswers):
     __slots__ = (
+        "attached_at",
         "body",
         "body_complete",
         "body_done_up",
@@ -81,6 +82,8 @@ class Exchange(ResponseRelay, LocalAnswers):
         "client",
         "client_ka",
         "done",
+        "failed",
+        "first_byte_at",
         "fwd",
         "handler",
         "head_common",
@@ -148,7 +151,10 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.local_limit = -1  # >= 0: the body is read for a LocalHandler
         self.handler: LocalHandler | None = None
         self.wbuf: list[bytes] = []
-        self.started = monotonic() if self.server.access_log is not None else 0.0
+        self.started = monotonic()
+        self.attached_at = 0.0  # when the last try got its member connection
+        self.first_byte_at = 0.0  # when the response head was taken for the client
+        self.failed = ""  # the reason the last try failed: the next one is a retry
 
     # --- start ------------------------------------------------------------------------------
 
@@ -177,16 +183,17 @@ class Exchange(ResponseRelay, LocalAnswers):
         server.rid_counter += 1  # the request id (ProxyServer.rid_prefix)
         self.request_id = server.rid_prefix + b"%x" % server.rid_counter
         method = req.method
-        cookies = req.cookies
-        if cookies:
-            if len(cookies) == 1:
-                cookies = (cookies[0].decode("latin-1"),)
+        raw_cookies = req.cookies
+        cookies: tuple[str, ...] = ()
+        if raw_cookies:
+            if len(raw_cookies) == 1:
+                cookies = (raw_cookies[0].decode("latin-1"),)
             else:
-                cookies = tuple([c.decode("latin-1") for c in cookies])
+                cookies = tuple([c.decode("latin-1") for c in raw_cookies])
         facts = RequestFacts(
             _METHOD_NAMES.get(method) or method.decode("latin-1"),
             req.path.decode("latin-1"),
-            cookies or (),
+            cookies,
             route.rule,
             route.route_override,
             req.secure,
@@ -237,6 +244,9 @@ class Exchange(ResponseRelay, LocalAnswers):
     def _forward(self, fwd: Forward) -> None:
         self.fwd = fwd
         # (request_sent is not reset: once written anywhere, the request stays "sent")
+        if self.failed:
+            self.server.stats.retry(self.route.name, self.failed)  # type: ignore[union-attr]
+            self.failed = ""
         self.sent = 0
         if not self.replayable:
             # The engine was told the body cannot be sent again; close the Forward without
@@ -289,6 +299,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         assert fwd is not None
         req = self.req
         self.up = conn
+        self.attached_at = monotonic()
         self.reused = reused
         self.body_done_up = False
         conn.begin(self, fwd.reply_timeout_ms / 1000, req.method == b"HEAD")
@@ -463,6 +474,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             and self._may_resend(kind)
         ):
             self.stale_retried = True
+            self.server.stats.retry(self.route.name, "stale-connection")  # type: ignore[union-attr]
             self.pool.acquire(self, fresh=True)  # type: ignore[union-attr]
             return
         self._report_received(kind, reason, received)
@@ -489,6 +501,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         if self.fwd is None:
             return
         self.fwd = None
+        self.failed = kind.value
         outcome = Outcome(
             kind,
             request_sent=self.request_sent,
@@ -561,14 +574,11 @@ class Exchange(ResponseRelay, LocalAnswers):
         # request <-> exchange is a reference cycle: break it, so both (and the plan) are freed
         # at once rather than by the cyclic collector (whose passes cost ~6% of the CPU)
         self.req.sink = None
-        if self.server.access_log is not None:
-            self.server.log_access(self)
+        self.server.finished(self)
         self.client.exchange_done(keep_alive)
 
     def _log(self) -> None:
-        access_log = self.server.access_log
-        if access_log is not None:
-            self.server.log_access(self)
+        self.server.finished(self)
 
 
 def _forwarded_fields(peer_ip: str, secure: bool, host: bytes | None) -> bytes:

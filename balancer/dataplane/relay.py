@@ -57,6 +57,8 @@ class ResponseRelay:
     status: int
     set_cookie: bytes | None
     unsent_head: bytes | None
+    failed: str
+    first_byte_at: float
     wbuf: list[bytes]
 
     if TYPE_CHECKING:  # provided by the class this is mixed into
@@ -95,12 +97,13 @@ class ResponseRelay:
         # keyword goes only with it, so plans written before it keep working
         refusal = refusal_of(up.headers) if status == 503 else None
         plan = self.plan
+        now = monotonic()
         try:
             if refusal is None:
-                keep = plan.response_head(status, monotonic(), replayable=self.replayable)  # type: ignore[union-attr]
+                keep = plan.response_head(status, now, replayable=self.replayable)  # type: ignore[union-attr]
             else:
                 keep = plan.response_head(  # type: ignore[union-attr]
-                    status, monotonic(), replayable=self.replayable, refusal=refusal
+                    status, now, replayable=self.replayable, refusal=refusal
                 )
         except Exception:
             log.exception("plan.response_head failed for %r", req)
@@ -108,6 +111,7 @@ class ResponseRelay:
         if not keep:
             # fail_on_status: the response is thrown away with its connection
             self.fwd = None
+            self.failed = "fail-on-status"
             self._drop_up()
             if self.resp_started:
                 self._fail(503)  # a 103 went out already: no other member can answer now
@@ -136,6 +140,7 @@ class ResponseRelay:
             req.keep_alive and req.complete and mode != MODE_CLOSE and not req.upgrade_ws
         )
         self.resp_started = True
+        self.first_byte_at = now
         # kept to tell, if the read that brought it breaks, that it never left (exchange.py)
         head = self.unsent_head = self._head(up, status, mode)
         self.wbuf.append(head)

@@ -51,7 +51,7 @@ last round, which nothing here invents.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from operator import attrgetter
@@ -377,7 +377,7 @@ class RequestPlan:
                 self._count_sticky_miss(choice)
         return choice
 
-    def _attempt_on(self, index: int, sticky: bool) -> Iterator[Step]:
+    def _attempt_on(self, index: int, sticky: bool) -> Generator[Step, None, _Verdict | None]:
         """One lb attempt on member ``index``: its tries; returns the verdict of the last one.
         ``index`` -1: the attempt began in ``_first_step`` and its first try is over."""
         if index >= 0:

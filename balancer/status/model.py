@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from balancer.status.tls_view import TlsView
 
 Scalar = str | int | bool | None
-ClusterView = Callable[[], Mapping[str, int]]  # route -> live sessions
+ClusterView = Callable[[], Mapping[str, int] | None]  # route -> live sessions; None: unknown
 ClusterLimits = Callable[[], Mapping[str, int]]  # lb -> sessions limit (max_active_sessions)
 # a member's endpoint config -> (connected, max_connected), None = unknown; the config rather
 # than the name because pools are keyed by endpoint and a reload may change one

@@ -13,20 +13,18 @@ statistics) are left out rather than written as 0.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from balancer.config.model import Activation
 from balancer.lb.member import State
 from balancer.status.model import Row, Snapshot
 from balancer.status.tls_view import tls_metrics
+from pyjk.metrics import CONTENT_TYPE, render
 
 __all__ = ["CONTENT_TYPE", "render_prometheus"]
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LB = ["worker"]
@@ -35,7 +33,11 @@ _MEMBER = ["worker", "member"]
 # (metric name, row key, help); counters get "_total" from the library
 _MEMBER_COUNTERS = (
     ("pyjk_member_requests", "elected", "lb attempts that chose the member (mod_jk elected/used)"),
-    ("pyjk_member_sessions", "sessions", "requests without a session id sent to the member"),
+    (
+        "pyjk_member_requests_without_session",
+        "sessions",
+        "lb attempts without a session id that chose the member (mod_jk's Sess)",
+    ),
     ("pyjk_member_errors", "errors", "failed requests"),
     ("pyjk_member_client_errors", "client_errors", "requests the client broke off"),
     ("pyjk_member_transferred_bytes", "transferred", "bytes sent to the backend"),
@@ -143,10 +145,10 @@ class _SnapshotCollector(Collector):
                 value = _number(row.get(used_key if key == "elected" else key))
                 if value is not None:
                     family.add_metric(labels, value)
-            for key, family in gauges.items():
+            for key, gauge in gauges.items():
                 value = _number(row.get(key))
                 if value is not None:
-                    family.add_metric(labels, value)
+                    gauge.add_metric(labels, value)
 
         for view in self.snap.lbs:
             r = view.row
@@ -183,7 +185,6 @@ class _SnapshotCollector(Collector):
         yield from tls_metrics(self.snap.tls)
 
 
-def render_prometheus(snap: Snapshot) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snap))
-    return generate_latest(registry)
+def render_prometheus(snap: Snapshot, extra: Iterable[Collector] = ()) -> bytes:
+    """The snapshot's families, then those of ``extra`` (traffic, process, python)."""
+    return render((_SnapshotCollector(snap), *extra))

@@ -4,6 +4,7 @@ their S/E/R/T links and action forms, single-member workers and URI mappings."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from balancer.status import cells, forms
 from balancer.status.escape import h, text
@@ -351,7 +352,7 @@ def _maps(ctx: Context, view: WorkerView) -> str:
     )
 
 
-def _table(heads: list[str], rows: list[list[object]]) -> str:
+def _table(heads: list[str], rows: Sequence[Sequence[object]]) -> str:
     head = "".join(f"<th>{c if c.startswith('[') else h(c)}</th>" for c in heads)
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
