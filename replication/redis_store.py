@@ -197,7 +197,9 @@ class RedisStore:
                 replies = await pipe.execute()
         except FAILURES as exc:
             self._failed("read", exc)
-            return UNKNOWN
+            # without a session id only a retry's record was asked for: the request may run
+            # (if it creates a session, its write fails and it gets 503 then)
+            return UNKNOWN if wanted else ABSENT
         self._recovered()
         self.counters["loads"] += 1
         self.counters["load_seconds_sum_us"] += int((time.monotonic() - started) * 1e6)
@@ -279,36 +281,47 @@ class RedisStore:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.config.store_timeout):
+                if self.cluster:  # the slot map (a no-op once known): WAIT goes by node
+                    await self.client.initialize()
                 pipe = self.client.pipeline(transaction=False)
                 for w in writes:
                     if w.script:
                         pipe.eval(WRITE_SCRIPT, 2, *w.keys, *w.args)
                     else:
                         pipe.set(w.keys[0], w.args[0], px=int(w.args[1]))
-                waited = self.config.store_wait_replicas > 0
-                if waited:
-                    # on the connection that wrote (WAIT counts that connection's writes); in
-                    # a cluster, the node that holds the session's slot
+                waits = self._waits(writes)
+                for target in waits:
+                    # on the connection that wrote: WAIT counts that connection's writes
                     wait_ms = max(1, int(self.config.store_timeout * 500))
-                    target = {}
-                    if self.cluster:
-                        target = {"target_nodes": self.client.get_node_from_key(writes[0].keys[0])}
                     pipe.execute_command("WAIT", self.config.store_wait_replicas, wait_ms, **target)
                 replies = await pipe.execute()
         except FAILURES as exc:
             self._failed("write", exc)
             raise SessionNotSaved(f"session store write failed: {exc!r}") from exc
         self._recovered()
-        if waited and _acks(replies[-1]) < self.config.store_wait_replicas:
+        acks = [_acks(reply) for reply in replies[len(replies) - len(waits) :]]
+        if any(n < self.config.store_wait_replicas for n in acks):
             self.counters["wait_short"] += 1
             log.warning("session store write not on a replica in time (WAIT answered %r)",
-                        replies[-1])  # fmt: skip
+                        acks)  # fmt: skip
             raise SessionNotSaved("the write reached no replica in time (wait_replicas = 1)")
         self.counters["writes"] += 1
         self.counters["write_bytes"] += sum(w.size for w in writes)
         self.counters["write_seconds_sum_us"] += int((time.monotonic() - started) * 1e6)
 
     # -- internals ---------------------------------------------------------------------------
+    def _waits(self, writes: list[Write]) -> list[dict[str, Any]]:
+        """One WAIT per node written to (a rotation's two sessions may sit on two masters)."""
+        if self.config.store_wait_replicas < 1:
+            return []
+        if not self.cluster:
+            return [{}]
+        nodes = {}
+        for w in writes:
+            node = self.client.get_node_from_key(w.keys[0])
+            nodes[node.name] = node
+        return [{"target_nodes": node} for node in nodes.values()]
+
     def _remember(self, request_id: str, record: RecordedResponse) -> None:
         self.ledger.put(request_id, record, self.clock())
 
