@@ -53,7 +53,12 @@ class RedisServer:
         ]  # fmt: skip
         self.proc = Proc(args, self.dir / f"redis-{self.port}.log")
         self.group.procs.append(self.proc)
-        wait_for(lambda: "PONG" in cli(self.port, "ping"), 15, what=f"redis on {self.port}")
+        auth = (
+            ["-a", self.extra[self.extra.index("--requirepass") + 1], "--no-auth-warning"]
+            if ("--requirepass" in self.extra)
+            else []
+        )
+        wait_for(lambda: "PONG" in cli(self.port, *auth, "ping"), 15, what=f"redis on {self.port}")
         return self
 
     def stop(self) -> None:

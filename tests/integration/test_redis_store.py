@@ -203,3 +203,14 @@ async def test_a_redis_master_killed_under_load_loses_no_write_with_wait_replica
     assert load.errors == [], load.errors[:10]
     assert load.unavailable > 0, "no request met the failover: the test proved nothing"
     print(f"answered={load.answered} unavailable={load.unavailable}")
+
+
+def test_the_password_comes_from_a_file_beside_the_config(stack: Stack):
+    server = RedisServer(stack.group, stack.tmp / "redis-auth", free_port(),
+                         ("--requirepass", "s3cret-pw")).start()  # fmt: skip
+    (stack.tmp / "redis.pw").write_text("s3cret-pw\n")
+    config = store_config(stack.tmp, f'url = "{server.url}"\npassword_file = "redis.pw"\n')
+    workers(stack, config, ("n1",))
+    n1 = f"http://127.0.0.1:{stack.backends['n1'].port}"
+    assert counter(n1)[0] == 200
+    assert "s3cret-pw" not in stack.backends["n1"].proc.output()

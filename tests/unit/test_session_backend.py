@@ -89,3 +89,14 @@ async def test_a_change_the_store_did_not_keep_is_not_acknowledged(aiohttp_clien
     resp = await client.get("/count")  # a new visitor: its new session could not be saved
     assert resp.status == 503 and "Set-Cookie" not in resp.headers
     assert manager.refused["store"] == 2
+
+
+def test_a_missing_redis_password_file_stops_the_worker_with_a_clear_error(tmp_path, capsys):
+    from worker.__main__ import main
+
+    config = tmp_path / "cluster.toml"
+    config.write_text('[store]\nkind = "redis"\nurl = "redis://127.0.0.1:1"\n'
+                      'password_file = "missing.pw"\n')  # fmt: skip
+    assert main(["--route", "n1", "--listen", "127.0.0.1:0", "--cluster", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "store.password_file" in err and "missing.pw" in err
