@@ -17,7 +17,7 @@ import pytest
 from tests.integration.conftest import Stack, http_get
 from tests.integration.counter_load import CounterLoad
 from tests.integration.redis_kit import RedisClusterKit, RedisServer, cli, needs_redis
-from tests.support.procs import free_port, until
+from tests.support.procs import free_port, until, wait_for
 
 pytestmark = [pytest.mark.integration, needs_redis]
 
@@ -84,6 +84,9 @@ def test_a_retry_is_answered_once_from_the_ledger_on_another_node(stack: Stack, 
     status, headers, replayed = counter(n2, rid="first-visit")
     assert (status, replayed, headers["X-Pyjk-Replayed"]) == (200, body, "1")
     session = f"{cookie[1]}.n1"
+    # the session's TTL is its max_inactive (the worker's default, 1800 s), from the last use
+    ttl = int(cli(redis.port, "pttl", f"pyjk:{{{cookie[1]}}}").strip())
+    assert 1_790_000 < ttl <= 1_800_000, ttl
     assert json.loads(counter(n1, session, rid="second")[2])["count"] == 2
     status, headers, body = counter(n2, session, rid="second")  # its retry after a failover
     assert (status, json.loads(body)["count"], headers["X-Pyjk-Replayed"]) == (200, 2, "1")
@@ -214,3 +217,16 @@ def test_the_password_comes_from_a_file_beside_the_config(stack: Stack):
     n1 = f"http://127.0.0.1:{stack.backends['n1'].port}"
     assert counter(n1)[0] == 200
     assert "s3cret-pw" not in stack.backends["n1"].proc.output()
+
+
+def test_redis_expires_an_idle_session_after_max_inactive(stack: Stack, redis: RedisServer):
+    config = store_config(stack.tmp, f'url = "{redis.url}"\n')
+    stack.start_worker("n1", "--cluster", config, "--max-inactive", "1")
+    n1 = f"http://127.0.0.1:{stack.backends['n1'].port}"
+    _, headers, _ = counter(n1)
+    random_part, route = COOKIE_RE.search(headers["Set-Cookie"]).groups()
+    key = f"pyjk:{{{random_part}}}"
+    assert json.loads(counter(n1, f"{random_part}.{route}")[2])["count"] == 2  # restarts the TTL
+    wait_for(lambda: cli(redis.port, "exists", key).strip() == "0", 10, what="the key expired")
+    _, headers, body = counter(n1, f"{random_part}.{route}")
+    assert json.loads(body)["count"] == 1 and random_part not in headers["Set-Cookie"]
