@@ -22,6 +22,11 @@ Per request (paths under `/-/`, pyjk's own endpoints, are left alone):
    (asked again after a lookup brought the session in: the records of its writes come with it);
    after a request's views are committed, the observer is told synchronously (deltas, request
    id, response) before any delta is shipped, so it can stamp them and record the response.
+7. External store (`SessionManager.loader`, set by a backend such as Redis; worker/backend.py):
+   before anything else the loader brings the request's sessions and its request id's record
+   into the local store (UNKNOWN: 503 `Retry-After: 1`), and forgets them when the request
+   ends. A sink raising SessionNotSaved (the store did not keep the change) turns the
+   response into 503 `Retry-After: 1`: a change is acknowledged only once it is kept.
 
 The `;jsessionid=` parameter is removed from the path before routing. A middleware runs only
 after the route was matched, so setup_sessions wraps the app router's `resolve()` to match on
