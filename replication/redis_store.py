@@ -24,6 +24,7 @@ and the request gets 503: the session is neither used nor replaced.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -40,7 +41,7 @@ from redis.asyncio.cluster import ClusterNode as RedisNode
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from worker.backend import SessionNotSaved
 from worker.delta import SessionDelta
@@ -66,6 +67,9 @@ from .redis_codec import (
 from .replay import replay_from, snapshot_response
 
 log = logging.getLogger("pyjk.store")
+# Redis names a script by the SHA-1 of its text (EVALSHA): an identifier, not a security use
+WRITE_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
+LOAD_SHA = hashlib.sha1(LOAD_SCRIPT.encode()).hexdigest()
 
 MAX_LOAD_IDS = 4  # as worker/peers.py: more ids in one request are not worth a read each
 FAILURES = (RedisError, OSError, TimeoutError)
@@ -189,12 +193,15 @@ class RedisStore:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.config.store_timeout):
-                pipe = self.client.pipeline(transaction=False)
-                for rp in wanted:
-                    pipe.eval(LOAD_SCRIPT, 2, self.keys.session(rp), self.keys.record(rp, rid))
-                if request_id is not None:
-                    pipe.get(self.keys.loose_record(request_id))
-                replies = await pipe.execute()
+
+                def build(pipe: Any) -> None:
+                    for rp in wanted:
+                        keys = (self.keys.session(rp), self.keys.record(rp, rid))
+                        pipe.evalsha(LOAD_SHA, 2, *keys)
+                    if request_id is not None:
+                        pipe.get(self.keys.loose_record(request_id))
+
+                replies = await self._run(build)
         except FAILURES as exc:
             self._failed("read", exc)
             # without a session id only a retry's record was asked for: the request may run
@@ -283,18 +290,21 @@ class RedisStore:
             async with asyncio.timeout(self.config.store_timeout):
                 if self.cluster:  # the slot map (a no-op once known): WAIT goes by node
                     await self.client.initialize()
-                pipe = self.client.pipeline(transaction=False)
-                for w in writes:
-                    if w.script:
-                        pipe.eval(WRITE_SCRIPT, 2, *w.keys, *w.args)
-                    else:
-                        pipe.set(w.keys[0], w.args[0], px=int(w.args[1]))
                 waits = self._waits(writes)
-                for target in waits:
-                    # on the connection that wrote: WAIT counts that connection's writes
+
+                def build(pipe: Any) -> None:
+                    for w in writes:
+                        if w.script:
+                            pipe.evalsha(WRITE_SHA, 2, *w.keys, *w.args)
+                        else:
+                            pipe.set(w.keys[0], w.args[0], px=int(w.args[1]))
                     wait_ms = max(1, int(self.config.store_timeout * 500))
-                    pipe.execute_command("WAIT", self.config.store_wait_replicas, wait_ms, **target)
-                replies = await pipe.execute()
+                    for target in waits:
+                        # on the connection that wrote: WAIT counts that connection's writes
+                        pipe.execute_command("WAIT", self.config.store_wait_replicas, wait_ms,
+                                             **target)  # fmt: skip
+
+                replies = await self._run(build)
         except FAILURES as exc:
             self._failed("write", exc)
             raise SessionNotSaved(f"session store write failed: {exc!r}") from exc
@@ -310,6 +320,26 @@ class RedisStore:
         self.counters["write_seconds_sum_us"] += int((time.monotonic() - started) * 1e6)
 
     # -- internals ---------------------------------------------------------------------------
+    async def _run(self, build: Callable[[Any], None]) -> list[Any]:
+        """One pipelined round trip of the commands `build` queues. Scripts go by digest
+        (EVALSHA: their text is not sent with every request); a node that lacks them (restarted,
+        or a replica just promoted: SCRIPT LOAD is not replicated) gets them, and the pipeline
+        runs once more. Every command in it is idempotent (absolute HSET/HDEL/SET values, reads,
+        WAIT), so running it again is safe."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            build(pipe)
+            try:
+                replies: list[Any] = await pipe.execute()
+                return replies
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self.counters["scripts_loaded"] += 1
+                for script in (WRITE_SCRIPT, LOAD_SCRIPT):
+                    await self.client.script_load(script)  # every master, in a cluster
+        raise AssertionError("unreachable")
+
     def _waits(self, writes: list[Write]) -> list[dict[str, Any]]:
         """One WAIT per node written to (a rotation's two sessions may sit on two masters)."""
         if self.config.store_wait_replicas < 1:
@@ -362,7 +392,8 @@ class StoreCollector(Collector):
             "outages, replays, writes not on a replica in time)", labels=["event"],
         )  # fmt: skip
         for name in ("loads", "writes", "read_failures", "write_failures", "ping_failures",
-                     "malformed", "outages", "replays_answered", "wait_short"):  # fmt: skip
+                     "malformed", "outages", "replays_answered", "wait_short",
+                     "scripts_loaded"):  # fmt: skip
             events.add_metric([name], counters[name])
         yield events
         sent = CounterMetricFamily("pyjk_store_write_bytes", "bytes of keys and values written")
