@@ -22,6 +22,7 @@ from replication.codec import (
     StateChunk,
     Touch,
 )
+from replication.election import Advert
 from replication.ledger import RecordedResponse
 from replication.merge import Replica, SessionMeta
 from worker.delta import SessionDelta, SessionState
@@ -230,3 +231,48 @@ def test_replacing_any_nested_part_never_crashes_the_decoder(msg, data):
     target[path[-1]] = data.draw(JSONISH)
     with contextlib.suppress(CodecError):
         codec.from_wire(w)
+
+
+ELECTION_BEATS = [
+    Heartbeat(
+        "c",
+        MEMBER,
+        0,
+        "0" * 16,
+        False,
+        Advert(frozenset({"counter", "r.1"}), {"counter": 7}, {"counter": 7, "x": 2}),
+    ),
+    Heartbeat("c", MEMBER, 0, "0" * 16, False, Advert()),
+]
+
+
+@pytest.mark.parametrize("msg", ELECTION_BEATS)
+def test_election_adverts_survive_the_wire(msg):
+    assert codec.decode(codec.encode(msg)) == msg
+
+
+@pytest.mark.parametrize(
+    "svc",
+    [
+        None,
+        [],
+        {"runs": [], "owns": {}},
+        {"runs": ["bad name"], "owns": {}, "epochs": {}},
+        {"runs": ["x" * 65], "owns": {}, "epochs": {}},
+        {"runs": [], "owns": {"counter": 0}, "epochs": {}},
+        {"runs": [], "owns": {"counter": True}, "epochs": {}},
+        {"runs": [], "owns": {}, "epochs": {"counter": 1.5}},
+        {"runs": [], "owns": {}, "epochs": {"": 1}},
+        {"runs": [f"n{i}" for i in range(257)], "owns": {}, "epochs": {}},
+        {"runs": [], "owns": {}, "epochs": {}, "extra": 1},
+    ],
+)
+def test_election_adverts_in_heartbeats_are_checked(svc):
+    wire = codec.to_wire(Heartbeat("c", MEMBER, 0, "0" * 16, False, Advert()))
+    wire["svc"] = svc
+    with pytest.raises(CodecError, match=r"hb\.svc"):
+        codec.from_wire(wire)
+
+
+def test_a_heartbeat_without_election_state_has_no_svc_field():
+    assert "svc" not in codec.to_wire(Heartbeat("c", MEMBER, 0, "0" * 16))
