@@ -139,14 +139,20 @@ class Election:
         self._had_quorum = True
 
     # -- input ----------------------------------------------------------------------------------
-    def heard(self, member: str, route: str, start: float, advert: Advert, now: float) -> None:
-        """A heartbeat of `member` (the member table holds it) carrying `advert`."""
+    def heard(
+        self, member: str, route: str, start: float, advert: Advert | None, now: float
+    ) -> None:
+        """A heartbeat of `member` (the member table holds it) carrying `advert` (None: a
+        message without one, e.g. a TCP Hello: the last advert stands)."""
         if member == self.me:
             return
         peer = self._peers.get(member)
         if peer is None:
             peer = self._peers[member] = _Peer(member, route, start, now, Advert())
             self._hold_until = max(self._hold_until, now + self.settle)
+        if advert is None:
+            advert = peer.advert
+        self._orphaned -= set(advert.owns)  # someone holds it again
         for name in advert.owns:
             if name not in peer.advert.owns or peer.advert.owns[name] != advert.owns[name]:
                 peer.owned_since[name] = now
@@ -180,7 +186,9 @@ class Election:
         return [self._stop(name, LEAVING) for name in list(self._owned)]
 
     # -- the decision -------------------------------------------------------------------------
-    def decide(self, now: float) -> list[Action]:
+    def decide(self, now: float, *, may_start: bool = True) -> list[Action]:
+        """Starts and stops due now. `may_start=False` (e.g. while this member's copy of the
+        cluster's data is incomplete) still stops what must stop, and starts nothing."""
         quorum = self._quorum(now)
         if quorum and not self._had_quorum:
             self._hold_until = max(self._hold_until, now + self.settle)
@@ -194,7 +202,7 @@ class Election:
                 reason = self._why_stop(name, quorum)
                 if reason is not None:
                     actions.append(self._stop(name, reason))
-            elif name not in self._stopping and self._may_start(name, now, quorum):
+            elif may_start and name not in self._stopping and self._may_start(name, now, quorum):
                 reason = self._start_reason(name)
                 epoch = self._epochs.get(name, 0) + 1
                 self._epochs[name] = epoch

@@ -73,6 +73,7 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "digest": node.replicator.digest_hash(),  # fresh, not the heartbeat's (<= 1 s old)
         "sessions": len(node.store),
         "counters": dict(sorted((node.counters + refused(node)).items())),
+        "singletons": [] if node.singletons is None else node.singletons.listing(),
     }
 
 

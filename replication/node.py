@@ -35,11 +35,13 @@ from worker.delta import SessionDelta
 from worker.middleware import SessionManager
 from worker.peers import Hold, Lookup
 from worker.readiness import Readiness
+from worker.singletons import SINGLETONS
 
 from . import codec
 from .channel import Channel, Endpoint, Faults
 from .codec import Ack, DeltaMsg, Heartbeat, Hello, MemberInfo, Message, Pull, Touch
 from .config import ClusterConfig
+from .election import Advert
 from .endpoints import install_endpoints
 from .keyfile import load_or_create_key
 from .ledger import Ledger
@@ -49,6 +51,7 @@ from .membership import Event as MemberEvent
 from .replay import replay_response, snapshot_response
 from .replicator import Replicator
 from .seal import Kind, Opener, Sealer, SealError
+from .singleton import SingletonRunner
 from .syncing import Syncer
 
 log = logging.getLogger("pyjk.cluster")
@@ -104,6 +107,7 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.singletons: SingletonRunner | None = None  # the app's singletons, if it has any
 
     # -- lifecycle ----------------------------------------------------------------------------
     def install(self, app: web.Application) -> None:
@@ -115,6 +119,13 @@ class ClusterNode:
         self.store.replica_grace = math.inf
         install_endpoints(app, self)
         self.readiness.hold(STATE_TRANSFER)
+        if specs := app.get(SINGLETONS):
+            self.singletons = SingletonRunner(
+                specs, member_id=self.me.id, route=self.me.route, started=self.me.start,
+                drop_time=self.config.drop_time, frequency=self.config.frequency,
+                clock=self.clock, counters=self.counters, announce=self._heartbeat,
+                may_start=lambda: self.holding_back() is None,  # not before the state transfer
+            )  # fmt: skip
 
     async def start(self) -> None:
         cfg = self.config
@@ -137,9 +148,19 @@ class ClusterNode:
         ):
             self._tasks.append(asyncio.create_task(self._every(loop, every)))
         self._tasks.append(asyncio.create_task(self.syncer.state_transfer()))
+        if self.singletons is not None:
+            self.singletons.start()
+
+    async def release_singletons(self) -> None:
+        """Graceful: stop the singletons held here and tell the cluster (a handover)."""
+        if self.singletons is not None:
+            await self.singletons.release()
 
     async def stop(self) -> None:
-        """Announce the shutdown (peers drop this member at once), then close everything."""
+        """Stop the singletons, announce the shutdown (peers drop this member at once), then
+        close everything."""
+        if self.singletons is not None:
+            await self.singletons.close()
         self._stopping = True
         self._heartbeat(shutdown=True)
         targets = {(m.info.host, m.info.port) for m in self.membership.members()}
@@ -195,7 +216,9 @@ class ClusterNode:
         if self.faults.cut:
             self.counters["drop_fault_out"] += 1
             return
-        hb = Heartbeat(self.config.name, self.me, self.replicator.seq, self.digest, shutdown)
+        advert = None if self.singletons is None else self.singletons.advert()
+        hb = Heartbeat(self.config.name, self.me, self.replicator.seq, self.digest, shutdown,
+                       advert)  # fmt: skip
         if self.mcast.send(self._hb_sealer.seal(codec.encode(hb), self.clock())):
             self.counters["heartbeats_out"] += 1
 
@@ -222,16 +245,19 @@ class ClusterNode:
         if hb.member.id == self.me.id:
             return
         self.counters["heartbeats_in"] += 1
-        self._heard(hb.member, hb.seq, hb.digest, hb.shutdown)
+        self._heard(hb.member, hb.seq, hb.digest, hb.shutdown, advert=hb.election)
 
     def _heard(
-        self, info: MemberInfo, seq: int, digest: str, shutdown: bool, *, exact: bool = False
-    ) -> None:
+        self, info: MemberInfo, seq: int, digest: str, shutdown: bool, *, exact: bool = False,
+        advert: Advert | None = None,
+    ) -> None:  # fmt: skip
         now = self.clock()
         events = self.membership.heard(info, now, seq=seq, digest=digest, shutdown=shutdown)
         self._handle(events)
         if shutdown or info.id not in self.membership:
             return
+        if self.singletons is not None:
+            self.singletons.heard(info.id, info.route, info.start, advert)
         joined = any(isinstance(e, Joined) for e in events)
         order = self.replicator.order
         if exact or joined:
@@ -258,6 +284,8 @@ class ClusterNode:
                 m = event.member
                 log.info("member left id=%s route=%s reason=%s", m.id, m.route, event.reason)
                 self.syncer.member_left(m.id, forever=event.reason == "shutdown")
+                if self.singletons is not None:
+                    self.singletons.left(m.id, graceful=event.reason == "shutdown")
                 self.spawn(self.channel.drop_link(m.id))
             elif isinstance(event, Probe):
                 self.spawn(self._probe(event.member))

@@ -13,7 +13,9 @@ import importlib
 import inspect
 import logging
 import os
+import secrets
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from .delta import SessionDelta
 from .middleware import SESSIONS, SessionManager, setup_sessions
 from .readiness import Readiness, install_ready_endpoint
 from .sessions import DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
+from .singletons import SINGLETONS
 
 log = logging.getLogger("pyjk.worker")
 
@@ -127,13 +130,26 @@ def _cluster_node(options: WorkerOptions, manager: SessionManager, readiness: Re
         raise WorkerSetupError(f"--cluster {options.cluster}: {exc}") from exc
 
 
+def _local_singletons(app: web.Application, route: str) -> Any:
+    """Without a cluster this node is the only candidate: it runs every singleton at once."""
+    from replication.singleton import SingletonRunner
+
+    specs = app.get(SINGLETONS)
+    if not specs:
+        return None
+    return SingletonRunner(specs, member_id=secrets.token_hex(16), route=route,
+                           started=time.time())  # fmt: skip
+
+
 async def serve(options: WorkerOptions) -> int:
     app = await load_app(options.app)
     manager, readiness = prepare_app(app, options)
-    node = None
+    node = local = None
     if options.cluster is not None:
         node = _cluster_node(options, manager, readiness)
         node.install(app)  # before the app starts: routes freeze then
+    else:
+        local = _local_singletons(app, options.route)
     runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=None)
     await runner.setup()
     try:
@@ -154,12 +170,19 @@ async def serve(options: WorkerOptions) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     sweeper = asyncio.create_task(_sweep_forever(manager, options.sweep_interval))
+    if local is not None:
+        local.start()
     host, port = runner.addresses[0][:2]
     print(f"pyjk worker route={options.route} listening on http://{host}:{port}", flush=True)
     try:
         await stop.wait()
         log.info("worker stopping route=%s", options.route)
         readiness.hold("shutting-down")
+        # singletons first: another node takes them over while requests drain here
+        if node is not None:
+            await node.release_singletons()
+        elif local is not None:
+            await local.close()
         if options.drain > 0:  # let the balancer's health probe see the 503 first
             await asyncio.sleep(options.drain)
     finally:

@@ -326,3 +326,11 @@ def test_never_two_owners_and_epochs_only_grow_while_members_hear_each_other(ste
     for name in sim.names:
         epochs = sim.epochs(name)
         assert epochs == sorted(set(epochs))
+
+
+def test_a_member_whose_data_is_incomplete_starts_nothing_but_still_stops():
+    e = Election("a" * 32, "node1", 0.0, ["counter"], lease=LEASE, settle=0.0)
+    assert e.decide(1.0, may_start=False) == []
+    assert e.decide(1.1) == [Start("counter", 1, ELECTED)]
+    e.heard("b" * 32, "node2", 0.0, Advert(frozenset({"counter"}), {"counter": 5}), 1.2)
+    assert e.decide(1.3, may_start=False) == [Stop("counter", 1, CONFLICT)]
