@@ -22,7 +22,8 @@ each of its singletons. The rules, and why they keep one owner per name:
   it and start the name themselves; a member without quorum never starts anything. The set
   "last known" shrinks when a member leaves gracefully, and on a drop only while the member
   has a quorum — so the minority side of a partition never talks itself into a majority.
-- **Handover**: an owner that is no longer the preferred candidate (a better one joined), or
+- **Handover**: an owner that is no longer the preferred candidate (a better one joined; not
+  for `sticky` names, whose owner keeps them while it lives — failover mode's master), or
   that leaves gracefully (`leave()`), stops the name first; only when its `stop` finished
   (`stopped(name)`) does its advert drop the claim, and only then may the next owner start.
 - **Epochs** (fencing tokens): a new owner takes one more than the highest epoch it has heard
@@ -121,9 +122,11 @@ class Election:
         *,
         lease: float,
         settle: float,
+        sticky: Iterable[str] = (),
     ) -> None:
         self.me, self.route, self.start = me, route, start
         self.names = frozenset(names)
+        self.sticky = frozenset(sticky)  # names whose owner keeps them when a better one joins
         self.lease, self.settle = lease, settle
         self._peers: dict[str, _Peer] = {}
         self._known: set[str] = {me}  # the members "last known" for the quorum rule
@@ -220,7 +223,7 @@ class Election:
             theirs = peer.advert.owns.get(name)
             if theirs is not None and (theirs, peer.id) > (epoch, self.me):
                 return CONFLICT
-        if self._candidate(name) != self.me:
+        if name not in self.sticky and self._candidate(name) != self.me:
             return HANDOVER
         return None
 

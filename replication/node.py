@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from worker.delta import SessionDelta
+from worker.failover import DORMANT
 from worker.middleware import SessionManager
 from worker.peers import Hold, Lookup
 from worker.readiness import Readiness
@@ -60,6 +61,8 @@ RESYNC = "resync"
 # readiness holds that mean "sessions may be missing or stale"; during a resync (one member's
 # writes) sessions routed here are still complete: this node wrote them last
 INCOMPLETE = {STATE_TRANSFER: Hold(STATE_TRANSFER), RESYNC: Hold(RESYNC, own_sessions=True)}
+# failover mode: a dormant node serves nothing, though its sessions are complete
+REFUSING = {**INCOMPLETE, DORMANT: Hold(DORMANT)}
 LOOKUP_TIMEOUT = 1.0  # s, at most (ack_timeout if shorter): asking members for a session
 
 
@@ -124,7 +127,7 @@ class ClusterNode:
                 specs, member_id=self.me.id, route=self.me.route, started=self.me.start,
                 drop_time=self.config.drop_time, frequency=self.config.frequency,
                 clock=self.clock, counters=self.counters, announce=self._heartbeat,
-                may_start=lambda: self.holding_back() is None,  # not before the state transfer
+                may_start=self._complete,  # nothing starts before the state transfer
             )  # fmt: skip
 
     async def start(self) -> None:
@@ -398,7 +401,10 @@ class ClusterNode:
     # -- SessionPeers (worker.peers) ----------------------------------------------------------
     def holding_back(self) -> Hold | None:
         held = self.readiness.waiting_for
-        return next((hold for reason, hold in INCOMPLETE.items() if reason in held), None)
+        return next((hold for reason, hold in REFUSING.items() if reason in held), None)
+
+    def _complete(self) -> bool:
+        return not set(INCOMPLETE) & set(self.readiness.waiting_for)
 
     async def find(self, random_parts: Sequence[str]) -> Lookup:
         timeout = min(LOOKUP_TIMEOUT, self.config.ack_timeout)

@@ -71,8 +71,9 @@ class SingletonRunner:
         self.lease = math.inf if alone else LEASE_SHARE * drop_time
         self.forced_stop = GRACEFUL_STOP if alone else max(0.1, drop_time - self.lease - frequency)
         settle = 0.0 if alone else min(self.lease, 3 * frequency)
+        sticky = [s.name for s in self.specs.values() if s.sticky]
         self.election = Election(member_id, route, started, self.specs,
-                                 lease=self.lease, settle=settle)  # fmt: skip
+                                 lease=self.lease, settle=settle, sticky=sticky)  # fmt: skip
         self.failures: Counter[str] = Counter()
         self._routes: dict[str, str] = {}
         self._running: dict[str, _Running] = {}

@@ -11,6 +11,7 @@ import sys
 
 import uvloop
 
+from .failover import check_group
 from .server import DEFAULT_APP, WorkerOptions, WorkerSetupError, serve
 from .session_ids import check_route
 
@@ -26,6 +27,13 @@ def _listen(text: str) -> tuple[str, int]:
 def _route(text: str) -> str:
     try:
         return check_route(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _group(text: str) -> str:
+    try:
+        return check_group(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -88,12 +96,19 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         metavar="CLUSTER_TOML",
         help="join the cluster this file describes and replicate sessions (docs/cluster.md)",
     )
+    parser.add_argument(
+        "--failover",
+        metavar="GROUP",
+        type=_group,
+        help="failover mode: of the nodes in GROUP only the elected master serves; the others "
+        "stay dormant (/-/ready 503) with replicas, and one is promoted when it dies",
+    )
     args = parser.parse_args(argv)
     host, port = args.listen
     return WorkerOptions(
         route=args.route, host=host, port=port, app=args.app, cookie_name=args.cookie_name,
         max_inactive=args.max_inactive, shutdown_timeout=args.shutdown_timeout,
-        drain=args.drain, cluster=args.cluster,
+        drain=args.drain, cluster=args.cluster, failover=args.failover,
     )  # fmt: skip
 
 

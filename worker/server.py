@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from .delta import SessionDelta
+from .failover import failover_spec
 from .middleware import SESSIONS, SessionManager, setup_sessions
 from .readiness import Readiness, install_ready_endpoint
 from .sessions import DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
@@ -44,6 +45,7 @@ class WorkerOptions:
     shutdown_timeout: float = 30.0
     drain: float = 0.0  # seconds to keep answering (readiness 503) before closing the listener
     cluster: str | None = None  # path of a cluster.toml: join that cluster and replicate
+    failover: str | None = None  # a failover group: serve only while this node is its master
 
 
 class WorkerSetupError(Exception):
@@ -145,6 +147,10 @@ async def serve(options: WorkerOptions) -> int:
     app = await load_app(options.app)
     manager, readiness = prepare_app(app, options)
     node = local = None
+    if options.failover is not None:
+        if options.cluster is None:
+            raise WorkerSetupError("--failover needs --cluster (the group elects over it)")
+        app.setdefault(SINGLETONS, []).append(failover_spec(options.failover, readiness))
     if options.cluster is not None:
         node = _cluster_node(options, manager, readiness)
         node.install(app)  # before the app starts: routes freeze then

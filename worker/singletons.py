@@ -70,6 +70,7 @@ class SingletonSpec:
     start: Callback  # the daemon (runs until it returns or the ownership ends), or the job
     stop: Callback | None = None  # called when the ownership ends, before the daemon's cancel
     every: float | None = None  # a job: `start` runs every `every` seconds
+    sticky: bool = False  # the owner keeps it while alive, even when a preferred node joins
 
 
 SINGLETONS: web.AppKey[list[SingletonSpec]] = web.AppKey("pyjk.singletons", list)

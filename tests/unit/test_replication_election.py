@@ -334,3 +334,17 @@ def test_a_member_whose_data_is_incomplete_starts_nothing_but_still_stops():
     assert e.decide(1.1) == [Start("counter", 1, ELECTED)]
     e.heard("b" * 32, "node2", 0.0, Advert(frozenset({"counter"}), {"counter": 5}), 1.2)
     assert e.decide(1.3, may_start=False) == [Stop("counter", 1, CONFLICT)]
+
+
+def test_a_sticky_name_stays_with_its_owner_when_a_preferred_member_joins():
+    first, other = "a" * 32, "b" * 32
+    if preferred("counter", [first, other]) == first:
+        first, other = other, first  # the joiner must be the preferred one
+    e = Election(first, "node1", 0.0, ["counter"], lease=LEASE, settle=0.0, sticky=["counter"])
+    assert e.decide(1.0) == [Start("counter", 1, ELECTED)]
+    e.heard(other, "node2", 0.5, Advert(frozenset({"counter"}), {}, {}), 1.1)
+    assert e.decide(1.2) == []
+    plain = Election(first, "node1", 0.0, ["counter"], lease=LEASE, settle=0.0)
+    plain.decide(1.0)
+    plain.heard(other, "node2", 0.5, Advert(frozenset({"counter"}), {}, {}), 1.1)
+    assert plain.decide(1.2) == [Stop("counter", 1, HANDOVER)]
