@@ -166,6 +166,7 @@ class SingletonRunner:
         finally:
             self.election.stopped(action.name)
             self.counters["singleton_stops"] += 1
+            self.counters[f"singleton_stops_{action.reason.replace('-', '_')}"] += 1
             log.info("singleton=%s stopped owner=%s epoch=%d reason=%s took_ms=%d",
                      action.name, self.route, action.epoch, action.reason,
                      (self.clock() - began) * 1000)  # fmt: skip

@@ -124,3 +124,29 @@ def test_counter_singleton_survives_crash_stop_and_restart_without_overlap(
     assert all(s >= 1 for s in steps), f"a reset or a double step: {counts}"
     # a step of 2 only where a crash lost the log line of a tick that did replicate
     assert sum(s != 1 for s in steps) <= 1 and max(steps) <= 2, counts
+
+
+def test_a_cut_off_owner_stops_ticking_before_the_others_start(cluster: Cluster, tmp_path: Path):
+    ticks = tmp_path / "ticks.jsonl"
+    env = {"SINGLETON_COUNTER_TICKS": str(ticks)}
+    nodes = {n.route: n for n in cluster.start_many(["node1", "node2", "node3"], args=APP, env=env)}
+    wait_until(lambda: len(read_ticks(ticks)) >= 2, 15, "counting")
+    owner, epoch = owner_seen_by(nodes["node1"])
+    cut = nodes.pop(owner)
+    cut.cut(True)  # a partition: the owner hears nobody and nobody hears it
+    others = list(nodes.values())
+    wait_until(lambda: owner_seen_by(others[0])[0] not in (None, owner), 10, "the majority")
+    wait_until(lambda: owner_seen_by(cut)[0] != owner, 5, "the cut-off owner to let go")
+    assert "reason=lost-quorum" in cut.log()
+    assert cut.counters()["singleton_stops_lost_quorum"] == 1
+    cut.cut(False)
+    wait_until(lambda: len({owner_seen_by(n) for n in (cut, *others)}) == 1, 10, "one view")
+    wait_until(lambda: len(read_ticks(ticks)) >= 8, 15, "ticks after the heal")
+
+    records = read_ticks(ticks)
+    first_other = next(r["t"] for r in records if r["node"] != owner)
+    last_cut = max(r["t"] for r in records if r["node"] == owner and r["epoch"] == epoch)
+    print(f"cut-off owner's last tick {first_other - last_cut:.2f} s before the next owner's first")
+    assert last_cut < first_other
+    epochs = [r["epoch"] for r in records]
+    assert epochs == sorted(epochs)
