@@ -58,6 +58,7 @@ class Hello:
     to: str | None = None  # the member id this connection is meant for (None: a probe)
     reply: bool = False
     shutdown: bool = False
+    election: Advert | None = None  # as in Heartbeat: static members have no multicast
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,7 @@ def to_wire(msg: Message) -> dict[str, Any]:
             hb["svc"] = advert_to_wire(msg.election)
         return hb
     if isinstance(msg, Hello):
-        return {
+        hello = {
             "t": "hello",
             "cluster": msg.cluster,
             "member": _member(msg.member),
@@ -155,6 +156,9 @@ def to_wire(msg: Message) -> dict[str, Any]:
             "reply": msg.reply,
             "shutdown": msg.shutdown,
         }
+        if msg.election is not None:
+            hello["svc"] = advert_to_wire(msg.election)
+        return hello
     if isinstance(msg, DeltaMsg):
         wire = {"t": "delta", "n": msg.n, "seq": msg.seq, "delta": msg.delta.to_wire(),
                 "stamp": list(msg.stamp), "base": list(msg.base)}  # fmt: skip
@@ -338,18 +342,19 @@ def from_wire(wire: object) -> Message:
         keys = keys | {"rid", "resp"}
     if kind == "pull" and type(wire) is dict and "have" in wire:
         keys = keys | {"have"}
-    if kind == "hb" and type(wire) is dict and "svc" in wire:
+    if kind in ("hb", "hello") and type(wire) is dict and "svc" in wire:
         keys = keys | {"svc"}
     o = _Obj(kind, wire, keys)
     if kind in ("hb", "hello"):
         cluster = o.text("cluster", CLUSTER_NAME_RE)
         member = _member_info(o.d["member"], f"{kind}.member")
+        advert = advert_from_wire(o.d["svc"], f"{kind}.svc") if "svc" in o.d else None
         if kind == "hb":
-            advert = advert_from_wire(o.d["svc"], "hb.svc") if "svc" in o.d else None
             return Heartbeat(cluster, member, o.integer("seq"), o.text("digest", FINGERPRINT_RE),
                              o.flag("shutdown"), advert)  # fmt: skip
         to = None if o.d["to"] is None else o.text("to", MEMBER_ID_RE)
-        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"))
+        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"),
+                     advert)  # fmt: skip
     if kind == "delta":
         try:
             delta = SessionDelta.from_wire(o.d["delta"])
@@ -416,26 +421,39 @@ def from_wire(wire: object) -> Message:
     return Touch(tuple(items))
 
 
-# -- cluster singletons: the optional "svc" field of heartbeats ----------------------------------
+# -- cluster singletons: the optional "svc" field of heartbeats and hellos -------------------
 SINGLETON_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_SINGLETONS = 256
 
 
 def advert_to_wire(advert: Advert) -> dict[str, Any]:
     return {"runs": sorted(advert.runs), "owns": dict(sorted(advert.owns.items())),
-            "epochs": dict(sorted(advert.epochs.items()))}  # fmt: skip
+            "epochs": dict(sorted(advert.epochs.items())),
+            "seen": {k: list(v) for k, v in sorted(advert.seen.items())}}  # fmt: skip
 
 
 def advert_from_wire(v: object, where: str) -> Advert:
-    o = _Obj(where, v, {"runs", "owns", "epochs"})
+    o = _Obj(where, v, {"runs", "owns", "epochs", "seen"})
     runs = o.items("runs") or []
     if len(runs) > MAX_SINGLETONS:
         raise o.fail("runs", f"at most {MAX_SINGLETONS} names")
     for i, name in enumerate(runs):
         if type(name) is not str or not SINGLETON_NAME_RE.fullmatch(name):
             raise CodecError(f"{where}.runs[{i}]: expected {SINGLETON_NAME_RE.pattern}")
+    seen = o.d["seen"]
+    if type(seen) is not dict or len(seen) > MAX_SINGLETONS:
+        raise o.fail("seen", f"expected an object of at most {MAX_SINGLETONS} claims")
+    claims = {}
+    for name, claim in seen.items():
+        if not SINGLETON_NAME_RE.fullmatch(name):
+            raise o.fail("seen", f"bad singleton name {name[:70]!r}")
+        if (type(claim) is not list or len(claim) != 2 or type(claim[0]) is not str
+                or not MEMBER_ID_RE.fullmatch(claim[0]) or type(claim[1]) is not int
+                or not 1 <= claim[1] <= MAX_INT):  # fmt: skip
+            raise CodecError(f"{where}.seen[{name!r}]: expected [member id, epoch >= 1]")
+        claims[name] = (claim[0], claim[1])
     return Advert(frozenset(runs), _epochs(o.d["owns"], f"{where}.owns"),
-                  _epochs(o.d["epochs"], f"{where}.epochs"))  # fmt: skip
+                  _epochs(o.d["epochs"], f"{where}.epochs"), claims)  # fmt: skip
 
 
 def _epochs(v: object, where: str) -> dict[str, int]:

@@ -12,16 +12,18 @@ each of its singletons. The rules, and why they keep one owner per name:
 - **Start only when nobody holds it**: a member starts a name only when it is the preferred
   candidate, no member still in its table claims the name (a claim lasts until the claimant
   says it let go, or until the member table drops it: silence past drop_time and a failed
-  TCP probe), it has a quorum (below), and `settle` seconds passed since it started, since it
-  first heard a member and since it regained a quorum (long enough to have heard the
+  TCP probe), every member in its table was heard within the lease (a silent one may hold a
+  claim not heard of), it has a quorum (below), and `settle` seconds passed since it started,
+  since it first heard a member and since it regained a quorum (long enough to have heard the
   heartbeats, and so the claims, of everyone: a healed partition's other side may hold it).
 - **Stop before another may start**: an owner keeps a name while it has a quorum: it heard,
   within the last `lease` seconds, more than half of the members it last knew (itself
   included; exactly half counts when the oldest of them is among those heard). `lease` is
   shorter than the drop time, so an owner cut off from the others stops before they can drop
   it and start the name themselves; a member without quorum never starts anything. The set
-  "last known" shrinks when a member leaves gracefully, and on a drop only while the member
-  has a quorum — so the minority side of a partition never talks itself into a majority.
+  "last known" shrinks when a member is certainly gone (it announced its shutdown, or its host
+  refused the probe: the process is dead), and on any other drop only while the member has a
+  quorum — so the minority side of a partition never talks itself into a majority.
 - **Handover**: an owner that is no longer the preferred candidate (a better one joined; not
   for `sticky` names, whose owner keeps them while it lives — failover mode's master), or
   that leaves gracefully (`leave()`), stops the name first; only when its `stop` finished
@@ -35,10 +37,11 @@ The guarantee: while members hear each other, never two owners of one name at on
 partition the minority stops at `lease` and the majority starts after the drop time.
 
 Two members: the older one (earliest start) breaks the tie. When the younger goes silent the
-older keeps (or takes) its singletons; when the older goes silent the younger cannot tell its
-death from a partition and does not start them — they resume when the older comes back (as a
-new member the younger then counts) or when the older left gracefully, which hands them over
-at once. Run three members where failover after a crash matters.
+older keeps (or takes) its singletons. When the older goes silent, the younger takes them over
+once its probe is refused (the older's process is dead, its host up), but not when the probe
+times out: a machine that is down cannot be told from a partition, so the younger waits until
+the older is back (as a new member) — a graceful stop of the older hands them over at once.
+Three members ride through any single failure.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ class Advert:
     runs: frozenset[str] = frozenset()  # names it can run
     owns: Mapping[str, int] = field(default_factory=dict)  # names it holds now → epoch
     epochs: Mapping[str, int] = field(default_factory=dict)  # highest epoch known per name
+    # claims of other members this one hears now: name → (holder id, epoch). Relayed so that
+    # a member that cannot hear the holder itself (an asymmetric partition) does not start
+    seen: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +175,16 @@ class Election:
             if epoch > self._epochs.get(name, 0):
                 self._epochs[name] = epoch
 
-    def left(self, member: str, *, graceful: bool, now: float) -> None:
-        """The member table removed `member`: a shutdown announcement, or a drop."""
+    def left(self, member: str, *, certain: bool, now: float) -> None:
+        """The member table removed `member`. `certain`: it is gone for sure — it announced
+        its shutdown, or the probe that dropped it was refused by its host (nothing listens
+        there: the process is dead), or another member answered at its address. Otherwise
+        (a probe that timed out) it may be alive behind a partition."""
         peer = self._peers.pop(member, None)
         if peer is None:
             return
         self._orphaned |= set(peer.advert.owns)  # it never said it let go
-        if graceful or self._quorum(now):
+        if certain or self._quorum(now):
             self._known.discard(member)
             self._starts.pop(member, None)
 
@@ -232,6 +241,14 @@ class Election:
             return False
         if any(name in p.advert.owns for p in self._peers.values()):
             return False
+        # a peer silent for longer than the lease may hold a claim we have not heard of (e.g.
+        # behind a partition): wait until it is heard again or dropped
+        if any(now - p.heard > self.lease for p in self._peers.values()):
+            return False
+        for peer in self._peers.values():  # a claim relayed for a holder we do not hear
+            holder = peer.advert.seen.get(name)
+            if holder is not None and holder[0] != self.me and not self._fresh(holder[0], now):
+                return False
         return self._candidate(name) == self.me
 
     def _candidate(self, name: str) -> str | None:
@@ -265,11 +282,20 @@ class Election:
         return min(members, key=lambda m: (self._starts.get(m, float("inf")), m))
 
     # -- output ---------------------------------------------------------------------------------
-    def advert(self) -> Advert:
+    def advert(self, now: float) -> Advert:
         owns = {name: epoch for name, (epoch, _) in self._owned.items()}
         owns.update(self._stopping)
         runs = frozenset() if self._leaving else self.names
-        return Advert(runs, owns, dict(self._epochs))
+        seen = {}
+        for peer in self._peers.values():
+            if now - peer.heard <= self.lease:
+                for name, epoch in peer.advert.owns.items():
+                    seen[name] = (peer.id, epoch)
+        return Advert(runs, owns, dict(self._epochs), seen)
+
+    def _fresh(self, member: str, now: float) -> bool:
+        peer = self._peers.get(member)
+        return peer is not None and now - peer.heard <= self.lease
 
     def owns(self, name: str) -> int | None:
         held = self._owned.get(name)

@@ -111,6 +111,7 @@ class ClusterNode:
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.singletons: SingletonRunner | None = None  # the app's singletons, if it has any
+        self._dead: set[str] = set()  # members whose last probe proved them gone (refused)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def install(self, app: web.Application) -> None:
@@ -126,7 +127,7 @@ class ClusterNode:
             self.singletons = SingletonRunner(
                 specs, member_id=self.me.id, route=self.me.route, started=self.me.start,
                 drop_time=self.config.drop_time, frequency=self.config.frequency,
-                clock=self.clock, counters=self.counters, announce=self._heartbeat,
+                clock=self.clock, counters=self.counters, announce=self._announce,
                 may_start=self._complete,  # nothing starts before the state transfer
             )  # fmt: skip
 
@@ -209,6 +210,14 @@ class ClusterNode:
     def _beat(self) -> None:
         self._heartbeat()
         self._handle(self.membership.tick(self.clock()))
+        self._ping_static()
+
+    def _announce(self) -> None:
+        """An election change travels now: a heartbeat, and a Hello to each static member."""
+        self._heartbeat()
+        self._ping_static()
+
+    def _ping_static(self) -> None:
         for host, port in self.config.static_members:
             if (host, port) != (self.me.host, self.me.port):
                 self.spawn(self._ping(host, port))
@@ -288,7 +297,9 @@ class ClusterNode:
                 log.info("member left id=%s route=%s reason=%s", m.id, m.route, event.reason)
                 self.syncer.member_left(m.id, forever=event.reason == "shutdown")
                 if self.singletons is not None:
-                    self.singletons.left(m.id, graceful=event.reason == "shutdown")
+                    certain = event.reason == "shutdown" or m.id in self._dead
+                    self.singletons.left(m.id, certain=certain)
+                self._dead.discard(m.id)
                 self.spawn(self.channel.drop_link(m.id))
             elif isinstance(event, Probe):
                 self.spawn(self._probe(event.member))
@@ -296,8 +307,12 @@ class ClusterNode:
             self.syncer.progress.set()
 
     async def _probe(self, member: MemberInfo) -> None:
-        hello = await self.channel.probe(member.host, member.port, self.config.probe_timeout)
+        hello, refused = await self.channel.probe_verdict(
+            member.host, member.port, self.config.probe_timeout
+        )
         ok = hello is not None and hello.member.id == member.id
+        if refused or (hello is not None and not ok):  # its process is gone, not cut off
+            self._dead.add(member.id)
         self.counters["probes_ok" if ok else "probes_failed"] += 1
         self._handle(self.membership.probe_result(member.id, ok, self.clock()))
 
@@ -306,7 +321,8 @@ class ClusterNode:
         self, to: str | None, *, reply: bool, first_seq: int | None = None, shutdown: bool = False
     ) -> Hello:
         seq = self.replicator.seq if first_seq is None else first_seq
-        return Hello(self.config.name, self.me, seq, to, reply, shutdown or self._stopping)
+        advert = None if self.singletons is None else self.singletons.advert()
+        return Hello(self.config.name, self.me, seq, to, reply, shutdown or self._stopping, advert)
 
     def on_hello(self, hello: Hello, *, incoming: bool) -> bool:
         if hello.cluster != self.config.name:
@@ -316,7 +332,8 @@ class ClusterNode:
             return False
         # A link from the member to us states exactly what it sent before it (ordering.py).
         exact = incoming and hello.to == self.me.id
-        self._heard(hello.member, hello.seq, "", hello.shutdown, exact=exact)
+        self._heard(hello.member, hello.seq, "", hello.shutdown, exact=exact,
+                    advert=hello.election)  # fmt: skip
         return True
 
     def on_message(self, peer: MemberInfo, msg: Message, endpoint: Endpoint) -> None:

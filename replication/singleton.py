@@ -86,12 +86,12 @@ class SingletonRunner:
         self.election.heard(member, route, start, advert, self.clock())
         self.decide()
 
-    def left(self, member: str, *, graceful: bool) -> None:
-        self.election.left(member, graceful=graceful, now=self.clock())
+    def left(self, member: str, *, certain: bool) -> None:
+        self.election.left(member, certain=certain, now=self.clock())
         self.decide()
 
     def advert(self) -> Advert:
-        return self.election.advert()
+        return self.election.advert(self.clock())
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:

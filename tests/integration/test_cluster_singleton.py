@@ -20,6 +20,7 @@ from replication.codec import Heartbeat, MemberInfo
 from replication.election import Advert
 from replication.seal import Kind, Sealer
 from tests.integration.test_cluster_kit import Cluster, Node, cluster, multicast_socket, wait_until
+from tests.support.procs import free_port
 
 __all__ = ["cluster"]
 
@@ -150,3 +151,27 @@ def test_a_cut_off_owner_stops_ticking_before_the_others_start(cluster: Cluster,
     assert last_cut < first_other
     epochs = [r["epoch"] for r in records]
     assert epochs == sorted(epochs)
+
+
+def test_static_members_elect_one_owner_without_multicast(cluster: Cluster, tmp_path: Path):
+    ports = [free_port() for _ in range(3)]
+    statics = [f"127.0.0.1:{p}" for p in ports]
+    configs = [
+        cluster.config(membership={"multicast": False, "static_members": statics},
+                       receiver={"port": p})
+        for p in ports
+    ]  # fmt: skip
+    ticks = tmp_path / "ticks.jsonl"
+    env = {"SINGLETON_COUNTER_TICKS": str(ticks)}
+    nodes = cluster.start_many(["node1", "node2", "node3"], configs, args=APP, env=env)
+    wait_until(lambda: len(read_ticks(ticks)) >= 3, 15, "counting")
+    assert len({owner_seen_by(n) for n in nodes}) == 1
+    owner, epoch = owner_seen_by(nodes[0])
+    [victim] = [n for n in nodes if n.route == owner]
+    victim.kill9()
+    rest = [n for n in nodes if n is not victim]
+    wait_until(lambda: owner_seen_by(rest[0])[1] > epoch, 10, "a failover over static pings")
+    wait_until(lambda: read_ticks(ticks)[-1]["node"] != owner, 10, "ticks from the new owner")
+    nodes_of = [r["node"] for r in read_ticks(ticks)]
+    switch = nodes_of.index(next(n for n in nodes_of if n != owner))
+    assert set(nodes_of[:switch]) == {owner} and owner not in nodes_of[switch:]

@@ -240,9 +240,15 @@ ELECTION_BEATS = [
         0,
         "0" * 16,
         False,
-        Advert(frozenset({"counter", "r.1"}), {"counter": 7}, {"counter": 7, "x": 2}),
+        Advert(
+            frozenset({"counter", "r.1"}),
+            {"counter": 7},
+            {"counter": 7, "x": 2},
+            {"x": ("b" * 32, 2)},
+        ),
     ),
     Heartbeat("c", MEMBER, 0, "0" * 16, False, Advert()),
+    Hello("c", MEMBER, 3, None, False, False, Advert(frozenset({"counter"}), {"counter": 2})),
 ]
 
 
@@ -256,15 +262,18 @@ def test_election_adverts_survive_the_wire(msg):
     [
         None,
         [],
-        {"runs": [], "owns": {}},
-        {"runs": ["bad name"], "owns": {}, "epochs": {}},
-        {"runs": ["x" * 65], "owns": {}, "epochs": {}},
-        {"runs": [], "owns": {"counter": 0}, "epochs": {}},
-        {"runs": [], "owns": {"counter": True}, "epochs": {}},
-        {"runs": [], "owns": {}, "epochs": {"counter": 1.5}},
-        {"runs": [], "owns": {}, "epochs": {"": 1}},
-        {"runs": [f"n{i}" for i in range(257)], "owns": {}, "epochs": {}},
-        {"runs": [], "owns": {}, "epochs": {}, "extra": 1},
+        {"runs": [], "owns": {}, "epochs": {}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["b" * 32]}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["nothex", 1]}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["b" * 32, 0]}},
+        {"runs": ["bad name"], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": ["x" * 65], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {"counter": 0}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {"counter": True}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {"counter": 1.5}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {"": 1}, "seen": {}},
+        {"runs": [f"n{i}" for i in range(257)], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {}, "extra": 1},
     ],
 )
 def test_election_adverts_in_heartbeats_are_checked(svc):
