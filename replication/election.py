@@ -1,7 +1,8 @@
 """Who runs each cluster singleton: owners, epochs, leases. Pure: heartbeats in, actions out.
 
 Every member advertises in its heartbeats (`Advert`) the singleton names it runs, the names it
-owns now with their epochs, and the highest epoch it knows per name. From those adverts and
+owns now with their epochs, the highest epoch it knows per name, and the claims of others it
+hears (relayed, for members that cannot hear the holder themselves). From those adverts and
 its own clock, each member decides alone (`Election.decide(now)`) whether to start or stop
 each of its singletons. The rules, and why they keep one owner per name:
 
@@ -34,7 +35,10 @@ each of its singletons. The rules, and why they keep one owner per name:
   with one stored beside its data and refuse to act on a newer one.
 
 The guarantee: while members hear each other, never two owners of one name at once. Under a
-partition the minority stops at `lease` and the majority starts after the drop time.
+clean partition of a settled cluster the minority stops at `lease` and the majority starts
+after the drop time. Members joining one side of a partition, repeated partitions that split
+the views of who is "last known", and asymmetric partitions are outside it (no consensus on
+membership here); the epoch is the fence for those.
 
 Two members: the older one (earliest start) breaks the tie. When the younger goes silent the
 older keeps (or takes) its singletons. When the older goes silent, the younger takes them over
@@ -50,9 +54,9 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-ELECTED = "elected"  # nobody held it before (first start, or after the owner's handover)
+ELECTED = "elected"  # nobody held it before: the first start
 FAILOVER = "failover"  # the previous owner was dropped (it died or was cut off)
-HANDOVER = "handover"  # a better candidate appeared: this owner lets go
+HANDOVER = "handover"  # stop: a better candidate appeared; start: the owner let go
 LEAVING = "leaving"  # this member stops gracefully
 LOST_QUORUM = "lost-quorum"  # this member stopped hearing most of the members it knew
 CONFLICT = "conflict"  # another member holds it with a higher epoch (never while they hear)
