@@ -181,7 +181,9 @@ class Balancer:
         self.status.is_trusted = self.proxy.is_trusted
         self._wire_engines(self.runtime)
         self.status.collectors = (
-            TrafficCollector(self.proxy.stats, lambda: len(self.proxy.connections)),
+            TrafficCollector(
+                self.proxy.stats, lambda: len(self.proxy.connections), self._members_now
+            ),
             *standard_collectors(),
         )
         self.status.update(self.runtime)  # again: the status workers take the collectors
@@ -231,6 +233,10 @@ class Balancer:
             sum(1 for r in runtime.uri_map.rules if r.enabled),
         )
         return True
+
+    def _members_now(self) -> set[tuple[str, str]]:
+        """(worker, member) of every member configured now, for the traffic metrics."""
+        return {(name, m.name) for name, e in self.runtime.engines.items() for m in e.members}
 
     def _wire_engines(self, runtime: Runtime) -> None:
         """Let each engine see its members' connection pools: an OK/BUSY member goes back to

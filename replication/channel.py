@@ -353,6 +353,13 @@ class Channel:
         self, host: str, port: int, timeout: float, *, shutdown: bool = False
     ) -> Hello | None:
         """Open a connection, trade Hellos, close: the peer's Hello, or None if it failed."""
+        return (await self.probe_verdict(host, port, timeout, shutdown=shutdown))[0]
+
+    async def probe_verdict(
+        self, host: str, port: int, timeout: float, *, shutdown: bool = False
+    ) -> tuple[Hello | None, bool]:
+        """As probe(), and whether the connection was refused: the host answered that nothing
+        listens there — proof the member's process is gone, which a timeout is not."""
         writer = None
         try:
             async with asyncio.timeout(timeout):
@@ -360,12 +367,14 @@ class Channel:
                 ep = Endpoint(self, reader, writer)
                 ep.write(self.handler.make_hello(None, reply=False, shutdown=shutdown))
                 msg = await ep.read()
+        except ConnectionRefusedError:
+            return None, True
         except (OSError, TimeoutError):
-            return None
+            return None, False
         finally:
             if writer is not None:
                 writer.close()
-        return msg if isinstance(msg, Hello) and msg.reply else None
+        return (msg if isinstance(msg, Hello) and msg.reply else None), False
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ep = Endpoint(self, reader, writer)

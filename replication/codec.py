@@ -19,6 +19,7 @@ from typing import Any
 from worker.delta import SessionDelta, SessionState, WireFormatError
 from worker.session_ids import check_route
 
+from .election import Advert
 from .ledger import RecordedResponse, RecordError
 from .member_info import MemberInfo
 from .merge import Replica, SessionMeta, Stamp
@@ -45,6 +46,7 @@ class Heartbeat:
     seq: int  # the member's newest delta sequence number
     digest: str  # 16 hex: a fingerprint of every live session the member holds
     shutdown: bool = False
+    election: Advert | None = None  # cluster singletons (election.py), as "svc" on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class Hello:
     # A probe from a reader of the membership that is no member (a balancer's dynamic lb with
     # static_members): answered, never added. Optional on the wire (absent = false).
     observer: bool = False
+    election: Advert | None = None  # as in Heartbeat: static members have no multicast
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,7 @@ def _meta(meta: SessionMeta) -> dict[str, Any]:
 
 def to_wire(msg: Message) -> dict[str, Any]:
     if isinstance(msg, Heartbeat):
-        return {
+        hb = {
             "t": "hb",
             "cluster": msg.cluster,
             "member": _member(msg.member),
@@ -152,6 +155,9 @@ def to_wire(msg: Message) -> dict[str, Any]:
             "digest": msg.digest,
             "shutdown": msg.shutdown,
         }
+        if msg.election is not None:
+            hb["svc"] = advert_to_wire(msg.election)
+        return hb
     if isinstance(msg, Hello):
         hello = {
             "t": "hello",
@@ -164,6 +170,8 @@ def to_wire(msg: Message) -> dict[str, Any]:
         }
         if msg.observer:
             hello["observer"] = True
+        if msg.election is not None:
+            hello["svc"] = advert_to_wire(msg.election)
         return hello
     if isinstance(msg, DeltaMsg):
         wire = {"t": "delta", "n": msg.n, "seq": msg.seq, "delta": msg.delta.to_wire(),
@@ -377,17 +385,20 @@ def from_wire(wire: object) -> Message:
         keys = keys | {"have"}
     if kind == "hello" and type(wire) is dict and "observer" in wire:
         keys = keys | {"observer"}
+    if kind in ("hb", "hello") and type(wire) is dict and "svc" in wire:
+        keys = keys | {"svc"}
     o = _Obj(kind, wire, keys)
     if kind in ("hb", "hello"):
         cluster = o.text("cluster", CLUSTER_NAME_RE)
         member = _member_info(o.d["member"], f"{kind}.member")
+        advert = advert_from_wire(o.d["svc"], f"{kind}.svc") if "svc" in o.d else None
         if kind == "hb":
             return Heartbeat(cluster, member, o.integer("seq"), o.text("digest", FINGERPRINT_RE),
-                             o.flag("shutdown"))  # fmt: skip
+                             o.flag("shutdown"), advert)  # fmt: skip
         to = None if o.d["to"] is None else o.text("to", MEMBER_ID_RE)
         observer = o.flag("observer") if "observer" in o.d else False
         return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"),
-                     observer)  # fmt: skip
+                     observer, advert)  # fmt: skip
     if kind == "delta":
         try:
             delta = SessionDelta.from_wire(o.d["delta"])
@@ -452,6 +463,52 @@ def from_wire(wire: object) -> Message:
             raise CodecError(f"touch.items[{i}]: expected [random part, time]")
         items.append((_random_part(item[0], f"touch.items[{i}]"), _num(item[1], "touch.items")))
     return Touch(tuple(items))
+
+
+# -- cluster singletons: the optional "svc" field of heartbeats and hellos -------------------
+SINGLETON_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_SINGLETONS = 256
+
+
+def advert_to_wire(advert: Advert) -> dict[str, Any]:
+    return {"runs": sorted(advert.runs), "owns": dict(sorted(advert.owns.items())),
+            "epochs": dict(sorted(advert.epochs.items())),
+            "seen": {k: list(v) for k, v in sorted(advert.seen.items())}}  # fmt: skip
+
+
+def advert_from_wire(v: object, where: str) -> Advert:
+    o = _Obj(where, v, {"runs", "owns", "epochs", "seen"})
+    runs = o.items("runs") or []
+    if len(runs) > MAX_SINGLETONS:
+        raise o.fail("runs", f"at most {MAX_SINGLETONS} names")
+    for i, name in enumerate(runs):
+        if type(name) is not str or not SINGLETON_NAME_RE.fullmatch(name):
+            raise CodecError(f"{where}.runs[{i}]: expected {SINGLETON_NAME_RE.pattern}")
+    seen = o.d["seen"]
+    if type(seen) is not dict or len(seen) > MAX_SINGLETONS:
+        raise o.fail("seen", f"expected an object of at most {MAX_SINGLETONS} claims")
+    claims = {}
+    for name, claim in seen.items():
+        if not SINGLETON_NAME_RE.fullmatch(name):
+            raise o.fail("seen", f"bad singleton name {name[:70]!r}")
+        if (type(claim) is not list or len(claim) != 2 or type(claim[0]) is not str
+                or not MEMBER_ID_RE.fullmatch(claim[0]) or type(claim[1]) is not int
+                or not 1 <= claim[1] <= MAX_INT):  # fmt: skip
+            raise CodecError(f"{where}.seen[{name!r}]: expected [member id, epoch >= 1]")
+        claims[name] = (claim[0], claim[1])
+    return Advert(frozenset(runs), _epochs(o.d["owns"], f"{where}.owns"),
+                  _epochs(o.d["epochs"], f"{where}.epochs"), claims)  # fmt: skip
+
+
+def _epochs(v: object, where: str) -> dict[str, int]:
+    if type(v) is not dict or len(v) > MAX_SINGLETONS:
+        raise CodecError(f"{where}: expected an object of at most {MAX_SINGLETONS} epochs")
+    for name, epoch in v.items():
+        if not SINGLETON_NAME_RE.fullmatch(name):
+            raise CodecError(f"{where}: bad singleton name {name[:70]!r}")
+        if type(epoch) is not int or not 1 <= epoch <= MAX_INT:
+            raise CodecError(f"{where}[{name!r}]: expected an epoch >= 1, found {epoch!r}")
+    return dict(v)
 
 
 def decode(data: bytes) -> Message:

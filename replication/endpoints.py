@@ -62,6 +62,7 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         # every node holds every session: at the limit the whole cluster refuses new visitors
         "sessions_limit": node.store.max_active_sessions,
         "counters": dict(sorted((node.counters + refused(node)).items())),
+        "singletons": [] if node.singletons is None else node.singletons.listing(),
     }
 
 

@@ -49,6 +49,7 @@ from worker.middleware import SessionManager
 from worker.peers import ABSENT, FOUND, UNKNOWN, Lookup
 from worker.readiness import Readiness
 from worker.session_ids import split_session_id
+from worker.singletons import SINGLETONS
 
 from .config import ClusterConfig
 from .ledger import Ledger, RecordedResponse
@@ -75,7 +76,7 @@ MAX_LOAD_IDS = 4  # as worker/peers.py: more ids in one request are not worth a 
 FAILURES = (RedisError, OSError, TimeoutError)
 
 
-class StoreSetupError(Exception):
+class StoreSetupError(ValueError):
     """The store's settings cannot be used (e.g. an unreadable password file)."""
 
 
@@ -150,6 +151,13 @@ class RedisStore:
 
     # -- SessionBackend ----------------------------------------------------------------------
     def install(self, app: web.Application) -> None:
+        if app.get(SINGLETONS):
+            # singletons (and --failover) are elected over the built-in cluster's membership;
+            # a Redis store has none, so every node would run them: refuse instead
+            raise StoreSetupError(
+                "singletons and --failover need the built-in cluster (its election); "
+                '[store] kind = "redis" has no membership to elect over'
+            )
         self.manager.sink = self.sink
         self.manager.observer = self
         self.manager.loader = self
@@ -175,6 +183,9 @@ class RedisStore:
 
     def announce_leaving(self) -> None:
         return None
+
+    async def release_singletons(self) -> None:
+        return None  # install() refused singletons
 
     def collectors(self) -> Sequence[Collector]:
         return (StoreCollector(self),)

@@ -15,6 +15,7 @@ import uvloop
 from pyjk import __version__
 from pyjk.logs import LOG_FORMATS, configure_logging
 
+from .failover import check_group
 from .server import DEFAULT_APP, WorkerOptions, WorkerSetupError, serve
 from .session_ids import AUTO_ROUTE, auto_route, check_route
 from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS
@@ -41,6 +42,13 @@ def _lbfactor(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 100_000:
         raise argparse.ArgumentTypeError(f"expected a whole number 1..100000, found {text!r}")
     return int(text)
+
+
+def _group(text: str) -> str:
+    try:
+        return check_group(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _seconds(text: str) -> float:
@@ -132,6 +140,13 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         help="log on stderr as text (key=value) or json, one object per line; timestamps in "
         "UTC with the offset (default text)",
     )
+    parser.add_argument(
+        "--failover",
+        metavar="GROUP",
+        type=_group,
+        help="failover mode: of the nodes in GROUP only the elected master serves; the others "
+        "stay dormant (/-/ready 503) with replicas, and one is promoted when it dies",
+    )
     args = parser.parse_args(argv)
     host, port = args.listen
     return WorkerOptions(
@@ -139,6 +154,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         max_inactive=args.max_inactive, shutdown_timeout=args.shutdown_timeout,
         drain=args.drain, cluster=args.cluster, lbfactor=args.lbfactor,
         max_active_sessions=args.max_active_sessions, log_format=args.log_format,
+        failover=args.failover,
     )  # fmt: skip
 
 

@@ -67,6 +67,10 @@ class SessionBackend(Protocol):
 
     def announce_leaving(self) -> None: ...
 
+    async def release_singletons(self) -> None:
+        """Graceful stop: hand the app's singletons over (the built-in cluster elects them)."""
+        ...
+
     def collectors(self) -> Sequence[Collector]:
         """Prometheus collectors for the worker's /metrics."""
         ...

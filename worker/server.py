@@ -13,17 +13,21 @@ import importlib
 import inspect
 import logging
 import os
+import secrets
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from .delta import SessionDelta
+from .failover import failover_spec
 from .metrics import install_metrics
 from .middleware import SESSIONS, SessionManager, setup_sessions
 from .readiness import Readiness, install_ready_endpoint
 from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
+from .singletons import SINGLETONS
 
 log = logging.getLogger("pyjk.worker")
 
@@ -45,6 +49,7 @@ class WorkerOptions:
     lbfactor: int = 1  # advertised in heartbeats, for balancers with a dynamic lb
     max_active_sessions: int = DEFAULT_MAX_ACTIVE_SESSIONS  # replicas included
     log_format: str = "text"  # the CLI's --log-format (text or json)
+    failover: str | None = None  # a failover group: serve only while this node is its master
 
 
 class WorkerSetupError(Exception):
@@ -145,16 +150,35 @@ def _backend(options: WorkerOptions, manager: SessionManager, readiness: Readine
         raise WorkerSetupError(f"--cluster {options.cluster}: {exc}") from exc
 
 
+def _local_singletons(app: web.Application, route: str) -> Any:
+    """Without a cluster this node is the only candidate: it runs every singleton at once."""
+    from replication.singleton import SingletonRunner
+
+    specs = app.get(SINGLETONS)
+    if not specs:
+        return None
+    return SingletonRunner(specs, member_id=secrets.token_hex(16), route=route,
+                           started=time.time())  # fmt: skip
+
+
 async def serve(options: WorkerOptions) -> int:
     app = await load_app(options.app)
     manager, readiness = prepare_app(app, options)
-    node = None
+    node = local = None
+    if options.failover is not None:
+        if options.cluster is None:
+            raise WorkerSetupError("--failover needs --cluster (the group elects over it)")
+        app.setdefault(SINGLETONS, []).append(failover_spec(options.failover, readiness))
     if options.cluster is not None:
         node = _backend(options, manager, readiness)
-        node.install(app)  # before the app starts: routes freeze then
+        try:
+            node.install(app)  # before the app starts: routes freeze then
+        except ValueError as exc:  # the backend refuses what the app asks of it
+            raise WorkerSetupError(f"--cluster {options.cluster}: {exc}") from exc
         install_metrics(app, manager, node.collectors(), node.manager_token)
     else:
         install_metrics(app, manager)
+        local = _local_singletons(app, options.route)
     runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=None)
     await runner.setup()
     try:
@@ -177,6 +201,8 @@ async def serve(options: WorkerOptions) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     sweeper = asyncio.create_task(_sweep_forever(manager, options.sweep_interval))
+    if local is not None:
+        local.start()
     host, port = runner.addresses[0][:2]
     # logged (stderr) rather than printed: with --log-format json every line is one object
     log.info("worker listening route=%s url=http://%s:%d", options.route, host, port)
@@ -186,6 +212,11 @@ async def serve(options: WorkerOptions) -> int:
         if node is not None:  # balancers stop sending new sessions at once; sticky ones drain
             node.announce_leaving()
         readiness.hold("shutting-down")
+        # singletons first: another node takes them over while requests drain here
+        if node is not None:
+            await node.release_singletons()
+        elif local is not None:
+            await local.close()
         if options.drain > 0:  # let the balancer's health probe see the 503 first
             await asyncio.sleep(options.drain)
     finally:

@@ -8,7 +8,7 @@ the reason the try before failed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -24,11 +24,20 @@ __all__ = ["TrafficCollector"]
 
 
 class TrafficCollector(Collector):
-    """``open_connections()`` gives the client connections open now."""
+    """``open_connections()`` gives the client connections open now; ``members_now()``, when
+    given, the (worker, member) pairs configured now: a member that left (a reload, a dynamic
+    member removed) loses its series, while the lb's sums keep what it answered (counters of an
+    lb never go back)."""
 
-    def __init__(self, stats: TrafficStats, open_connections: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        stats: TrafficStats,
+        open_connections: Callable[[], int],
+        members_now: Callable[[], Collection[tuple[str, str]]] | None = None,
+    ) -> None:
         self.stats = stats
         self.open_connections = open_connections
+        self.members_now = members_now
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -62,7 +71,11 @@ class TrafficCollector(Collector):
         yield frontend
 
         yield from _answers("pyjk_lb", ["worker"], [((k,), v) for k, v in s.lbs().items()])
-        yield from _answers("pyjk_member", ["worker", "member"], s.members().items())
+        members: Iterable[tuple[tuple[str, str], Answers]] = s.members().items()
+        if self.members_now is not None:
+            now = self.members_now()
+            members = [(key, a) for key, a in members if not key[1] or key in now]
+        yield from _answers("pyjk_member", ["worker", "member"], members)
 
         retries = CounterMetricFamily(
             "pyjk_lb_retries",

@@ -64,3 +64,22 @@ def test_the_collector_writes_histograms_prometheus_can_read():
     assert samples[("pyjk_frontend_requests_rejected_total", (("code", "431"),))] == 1
     assert samples[("pyjk_frontend_connections_refused_total", (("reason", "max_connections"),))]
     assert samples[("pyjk_frontend_connections_open", ())] == 7
+
+
+def test_a_member_that_left_loses_its_series_but_its_lb_keeps_the_count():
+    stats = TrafficStats()
+    stats.answered("lb", "n1", 200, 0.003, 0.004)
+    stats.answered("lb", "n2", 200, 0.003, 0.004)
+    stats.answered("lb", "", 503, 0.001, 0.001)  # no member answered: the lb's alone
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TrafficCollector(stats, lambda: 0, lambda: {("lb", "n1")}))
+    families = text_string_to_metric_families(generate_latest(registry).decode())
+    counts = {
+        (s.name, s.labels.get("member")): s.value
+        for f in families
+        for s in f.samples
+        if s.name.endswith("request_duration_seconds_count")
+    }
+    assert ("pyjk_member_request_duration_seconds_count", "n1") in counts
+    assert ("pyjk_member_request_duration_seconds_count", "n2") not in counts  # n2 was removed
+    assert counts[("pyjk_lb_request_duration_seconds_count", None)] == 3  # the lb's sum: all

@@ -22,6 +22,7 @@ from replication.codec import (
     StateChunk,
     Touch,
 )
+from replication.election import Advert
 from replication.ledger import RecordedResponse
 from replication.merge import Replica, SessionMeta
 from worker.delta import SessionDelta, SessionState
@@ -282,3 +283,59 @@ def test_an_observer_flag_must_be_a_boolean_and_is_left_out_when_false():
     wire["observer"] = "yes"
     with pytest.raises(CodecError):
         codec.from_wire(wire)
+
+
+ELECTION_BEATS = [
+    Heartbeat(
+        "c",
+        MEMBER,
+        0,
+        "0" * 16,
+        False,
+        Advert(
+            frozenset({"counter", "r.1"}),
+            {"counter": 7},
+            {"counter": 7, "x": 2},
+            {"x": ("b" * 32, 2)},
+        ),
+    ),
+    Heartbeat("c", MEMBER, 0, "0" * 16, False, Advert()),
+    Hello(
+        "c", MEMBER, 3, None, False, False, election=Advert(frozenset({"counter"}), {"counter": 2})
+    ),
+]
+
+
+@pytest.mark.parametrize("msg", ELECTION_BEATS)
+def test_election_adverts_survive_the_wire(msg):
+    assert codec.decode(codec.encode(msg)) == msg
+
+
+@pytest.mark.parametrize(
+    "svc",
+    [
+        None,
+        [],
+        {"runs": [], "owns": {}, "epochs": {}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["b" * 32]}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["nothex", 1]}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["b" * 32, 0]}},
+        {"runs": ["bad name"], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": ["x" * 65], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {"counter": 0}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {"counter": True}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {"counter": 1.5}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {"": 1}, "seen": {}},
+        {"runs": [f"n{i}" for i in range(257)], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {}, "extra": 1},
+    ],
+)
+def test_election_adverts_in_heartbeats_are_checked(svc):
+    wire = codec.to_wire(Heartbeat("c", MEMBER, 0, "0" * 16, False, Advert()))
+    wire["svc"] = svc
+    with pytest.raises(CodecError, match=r"hb\.svc"):
+        codec.from_wire(wire)
+
+
+def test_a_heartbeat_without_election_state_has_no_svc_field():
+    assert "svc" not in codec.to_wire(Heartbeat("c", MEMBER, 0, "0" * 16))

@@ -100,3 +100,13 @@ def test_a_missing_redis_password_file_stops_the_worker_with_a_clear_error(tmp_p
     assert main(["--route", "n1", "--listen", "127.0.0.1:0", "--cluster", str(config)]) == 2
     err = capsys.readouterr().err
     assert "store.password_file" in err and "missing.pw" in err
+
+
+def test_singletons_with_a_redis_store_are_refused_at_start(tmp_path, capsys):
+    from worker.__main__ import main
+
+    config = tmp_path / "cluster.toml"
+    config.write_text('[store]\nkind = "redis"\nurl = "redis://127.0.0.1:1"\n')
+    argv = ["--route", "n1", "--listen", "127.0.0.1:0", "--cluster", str(config)]
+    assert main([*argv, "--failover", "group1"]) == 2
+    assert "need the built-in cluster" in capsys.readouterr().err

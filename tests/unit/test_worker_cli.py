@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from worker.__main__ import parse_args
-from worker.server import WorkerSetupError, load_app
+from worker.server import WorkerSetupError, load_app, serve
 from worker.sessions import DEFAULT_MAX_ACTIVE_SESSIONS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,12 +73,20 @@ def test_max_active_sessions_has_the_sized_default_and_can_be_set():
         ["--route", "n1", "--max-inactive", "nan"],
         ["--route", "n1", "--max-active-sessions", "0"],
         ["--route", "n1", "--max-active-sessions", "many"],
+        ["--route", "n1", "--failover", "bad group"],
     ],
 )
 def test_parse_args_refuses_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit) as info:
         parse_args(argv)
     assert info.value.code == 2
+
+
+def test_failover_takes_a_group_and_needs_a_cluster():
+    options = parse_args(["--route", "n1", "--failover", "front", "--cluster", "c.toml"])
+    assert options.failover == "front"
+    with pytest.raises(WorkerSetupError, match="--failover needs --cluster"):
+        asyncio.run(serve(parse_args(["--route", "n1", "--failover", "front"])))
 
 
 async def test_load_app_accepts_sync_and_async_factories():
