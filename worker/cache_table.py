@@ -16,6 +16,7 @@ raises CacheFull; existing keys can always be replaced), `max_value_bytes` per v
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_SESSION_BYTES
 
 Version = tuple[int, str]  # (counter, writer id): compared as a tuple, the writer breaks ties
 TOMBSTONE_TTL = 600.0  # s a delete is remembered: longer than any copy can be in flight
+MAX_OPS = 10_000  # write ids remembered, so a retried write is recognised, not applied twice
 
 
 class CacheError(Exception):
@@ -65,6 +67,7 @@ class CacheTable:
         self._entries: dict[str, Entry] = {}
         self._live = 0  # entries with a text (expired ones count until expire() or a read)
         self._clock = 0  # the highest version counter seen (a Lamport clock per table)
+        self._ops: OrderedDict[str, None] = OrderedDict()  # ids of the writes applied here
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, key: str, now: float) -> str | None:
@@ -91,38 +94,62 @@ class CacheTable:
         return iter(list(self._entries.items()))
 
     # -- local writes -------------------------------------------------------------------------
-    def put(self, key: str, text: str, now: float, ttl: float | None = None) -> Entry:
-        """Store `text` under a new version; the entry written (to ship to other nodes)."""
+    def put(
+        self, key: str, text: str, now: float, ttl: float | None = None, op: str | None = None
+    ) -> Entry:
+        """Store `text` under a new version; the entry written (to ship to other nodes).
+        `op`: the write's id, remembered so that a retry of it is recognised (`seen`)."""
         self._check(key, text, now)
         expires = None if ttl is None else now + ttl
-        entry = Entry(text, self._next(key), expires)
+        entry = Entry(text, self._next(key, now), expires)
         self._store(key, entry)
+        self.remember(op)
         return entry
 
-    def delete(self, key: str, now: float) -> Entry | None:
+    def delete(self, key: str, now: float, op: str | None = None) -> Entry | None:
         """Remove `key`; the tombstone written, or None when there was nothing live."""
         if self.get(key, now) is None:
             return None
-        entry = Entry(None, self._next(key), now + self.tombstone_ttl)
+        entry = Entry(None, self._next(key, now), now + self.tombstone_ttl)
         self._store(key, entry)
+        self.remember(op)
         return entry
 
     def compare_and_set(
-        self, key: str, expected: str | None, text: str, now: float, ttl: float | None = None
+        self,
+        key: str,
+        expected: str | None,
+        text: str,
+        now: float,
+        ttl: float | None = None,
+        op: str | None = None,
     ) -> Entry | None:
         """Put `text` only if the live value's text is `expected` (None: only if absent);
         the entry written, or None when the value was something else."""
         if self.get(key, now) != expected:
             return None
-        return self.put(key, text, now, ttl)
+        return self.put(key, text, now, ttl, op)
+
+    def seen(self, op: str) -> bool:
+        """Whether the write `op` was applied here (written here, or copied with its id)."""
+        return op in self._ops
+
+    def remember(self, op: str | None) -> None:
+        if op is None:
+            return
+        self._ops[op] = None
+        self._ops.move_to_end(op)
+        while len(self._ops) > MAX_OPS:
+            self._ops.popitem(last=False)
 
     # -- copies from other nodes --------------------------------------------------------------
-    def apply(self, key: str, entry: Entry) -> bool:
+    def apply(self, key: str, entry: Entry, op: str | None = None) -> bool:
         """Take a copy written elsewhere if it is newer than ours; True if it was taken. A copy
         is never refused for the limits: the writer checked them, and refusing it here would
         leave this node's copy stale."""
         mine = self._entries.get(key)
         self._clock = max(self._clock, entry.version[0])
+        self.remember(op)
         if mine is not None and mine.version >= entry.version:
             return False
         self._store(key, entry)
@@ -163,9 +190,11 @@ class CacheTable:
                     f"{self.max_entries}; key {key!r} not stored"
                 )
 
-    def _next(self, key: str) -> Version:
+    def _next(self, key: str, now: float) -> Version:
+        # A hybrid clock: at least the wall clock in ms, so a write on a member that has not
+        # yet received the key's last copy (a rebalance in progress) still outranks it
         mine = self._entries.get(key)
-        counter = max(self._clock, mine.version[0] if mine else 0) + 1
+        counter = max(self._clock + 1, (mine.version[0] + 1) if mine else 0, int(now * 1000))
         self._clock = counter
         return (counter, self.writer)
 

@@ -1,0 +1,57 @@
+"""A test app with one cache per mode and plain HTTP endpoints over them.
+
+GET /c/{cache}/{key} → {"value", "found"}; POST /c/{cache}/{key} (JSON body) puts;
+POST /c/{cache}/{key}/incr adds one (update); POST /c/{cache}/{key}/delete deletes;
+GET /c/{cache}/-/held → the keys this node's own table holds (live), to count copies.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from worker.caches import ClusterCache, cluster_cache
+
+MODES = {"dist": ("distributed", 2), "repl": ("replicated", 2), "inval": ("invalidated", 2)}
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    caches = {n: cluster_cache(app, n, mode=m, owners=o) for n, (m, o) in MODES.items()}
+
+    def cache_of(request: web.Request) -> ClusterCache:
+        name = request.match_info["cache"]
+        if name not in caches:
+            raise web.HTTPNotFound()
+        return caches[name]
+
+    async def get(request: web.Request) -> web.Response:
+        marker = object()
+        value = await cache_of(request).get(request.match_info["key"], marker)
+        found = value is not marker
+        return web.json_response({"value": value if found else None, "found": found})
+
+    async def put(request: web.Request) -> web.Response:
+        await cache_of(request).put(request.match_info["key"], json.loads(await request.read()))
+        return web.json_response({"ok": True})
+
+    async def incr(request: web.Request) -> web.Response:
+        n = await cache_of(request).update(request.match_info["key"], lambda n: n + 1, default=0)
+        return web.json_response({"value": n})
+
+    async def delete(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"deleted": await cache_of(request).delete(request.match_info["key"])}
+        )
+
+    async def held(request: web.Request) -> web.Response:
+        table = cache_of(request).backend.table  # type: ignore[attr-defined]
+        return web.json_response(sorted(k for k, e in table.items() if e.text is not None))
+
+    app.router.add_get("/c/{cache}/-/held", held)
+    app.router.add_get("/c/{cache}/{key}", get)
+    app.router.add_post("/c/{cache}/{key}", put)
+    app.router.add_post("/c/{cache}/{key}/incr", incr)
+    app.router.add_post("/c/{cache}/{key}/delete", delete)
+    return app

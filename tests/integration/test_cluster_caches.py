@@ -1,0 +1,135 @@
+"""Cluster caches with real worker processes over loopback multicast (issue 16): each mode on
+three nodes, distributed keys through a kill -9 and a join (copies back to `owners`), no stale
+read after an acknowledged put in invalidated mode, and counters that lose no increment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.integration.test_cluster_kit import Cluster, Node, cluster, http, wait_until
+
+__all__ = ["cluster"]
+
+pytestmark = pytest.mark.integration
+
+APP = ("--app", "tests.integration.apps.caches:make_app")
+ROUTES = ["node1", "node2", "node3"]
+
+
+def put(node: Node, cache: str, key: str, value: Any) -> None:
+    status, _, body = http(f"{node.url}/c/{cache}/{key}", {"Content-Type": "application/json"},
+                           json.dumps(value).encode())  # fmt: skip
+    assert status == 200, body
+
+
+def get(node: Node, cache: str, key: str) -> tuple[bool, Any]:
+    status, _, body = node.get(f"/c/{cache}/{key}")
+    assert status == 200, body
+    reply = json.loads(body)
+    return reply["found"], reply["value"]
+
+
+def incr(node: Node, cache: str, key: str) -> int:
+    status, _, body = http(f"{node.url}/c/{cache}/{key}/incr", data=b"")
+    assert status == 200, body
+    return json.loads(body)["value"]
+
+
+def held(node: Node, cache: str) -> set[str]:
+    status, _, body = node.get(f"/c/{cache}/-/held")
+    assert status == 200, body
+    return set(json.loads(body))
+
+
+def copies(nodes: list[Node], cache: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in nodes:
+        for key in held(node, cache):
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def start(cluster: Cluster, routes: list[str]) -> list[Node]:
+    nodes = cluster.start_many(routes, args=APP)
+    wait_until(lambda: all(len(n.routes()) == len(routes) for n in nodes), 10, "membership")
+    return nodes
+
+
+def test_each_mode_across_three_nodes(cluster: Cluster) -> None:
+    nodes = start(cluster, ROUTES)
+    keys = [f"k{i}" for i in range(24)]
+    for i, key in enumerate(keys):
+        put(nodes[i % 3], "dist", key, {"i": i})
+        put(nodes[i % 3], "repl", key, [i])
+    # distributed: readable everywhere, and on exactly two nodes (owners = 2)
+    for node in nodes:
+        assert all(get(node, "dist", k) == (True, {"i": i}) for i, k in enumerate(keys))
+    assert copies(nodes, "dist") == dict.fromkeys(keys, 2)
+    # replicated: every entry on every node, read locally
+    assert copies(nodes, "repl") == dict.fromkeys(keys, 3)
+    assert all(get(n, "repl", "k5") == (True, [5]) for n in nodes)
+
+    # counters: increments from every node in turn, none lost
+    for i in range(30):
+        incr(nodes[i % 3], "dist", "hits")
+        incr(nodes[i % 3], "repl", "hits")
+    assert {get(n, "dist", "hits") for n in nodes} == {(True, 30)}
+    assert {get(n, "repl", "hits") for n in nodes} == {(True, 30)}
+
+    # the listing: mode, entries, owned vs backup
+    listing = {c["name"]: c for c in nodes[0].manager()["caches"]}
+    assert listing["dist"]["mode"] == "distributed" and listing["dist"]["owners"] == 2
+    total_owned = sum({c["name"]: c for c in n.manager()["caches"]}["dist"]["owned"] for n in nodes)
+    assert total_owned == len(keys) + 1  # each key is primary on exactly one node
+
+
+def test_invalidated_mode_never_reads_a_stale_value_after_an_acknowledged_put(
+    cluster: Cluster,
+) -> None:
+    nodes = start(cluster, ROUTES)
+    for round_ in range(12):
+        writer, last = nodes[round_ % 3], nodes[(round_ - 1) % 3]
+        if round_:
+            assert get(last, "inval", "price") == (True, round_ - 1)  # the last writer's copy
+        put(writer, "inval", "price", round_)
+        # acknowledged: no other node answers an old value (the last writer's copy is gone)
+        assert all(get(n, "inval", "price") == (False, None) for n in nodes if n is not writer)
+        assert get(writer, "inval", "price") == (True, round_)
+    evictions = sum(n.counters().get("cache_evictions_in", 0) for n in nodes)
+    assert evictions >= 2 * 12
+
+
+def test_distributed_keys_stay_readable_through_kill9_and_join(cluster: Cluster) -> None:
+    nodes = start(cluster, ROUTES)
+    keys = [f"key-{i}" for i in range(60)]
+    for i, key in enumerate(keys):
+        put(nodes[i % 3], "dist", key, i)
+    assert copies(nodes, "dist") == dict.fromkeys(keys, 2)
+
+    victim = nodes.pop(0)
+    victim.kill9()
+    # every key readable at once from the survivors (the other owner answers)
+    for node in nodes:
+        assert all(get(node, "dist", k) == (True, i) for i, k in enumerate(keys))
+    wait_until(lambda: copies(nodes, "dist") == dict.fromkeys(keys, 2), 10, "back at 2 copies")
+
+    joined = cluster.start("node4", args=APP)
+    nodes.append(joined)
+    wait_until(lambda: all(len(n.routes()) == 3 for n in nodes), 10, "the join")
+    for node in nodes:
+        assert all(get(node, "dist", k) == (True, i) for i, k in enumerate(keys))
+    try:
+        wait_until(lambda: copies(nodes, "dist") == dict.fromkeys(keys, 2), 10, "after join")
+    finally:
+        print(
+            "copies after the join:", copies(nodes, "dist"), [n.manager()["caches"] for n in nodes]
+        )
+    assert held(joined, "dist"), "the newcomer took its share"
+    moved = sum(
+        {c["name"]: c for c in n.manager()["caches"]}["dist"]["rebalanced_keys"] for n in nodes
+    )
+    # only keys that move travel: fewer copies than the 120 a full resend would be
+    assert 0 < moved < 120
