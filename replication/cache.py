@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from worker.cache_table import CacheError, CacheFull, CacheTable, CacheValueTooLarge, Entry
-from worker.caches import ClusterCache, LocalBackend
+from worker.caches import CacheStats, ClusterCache, LocalBackend
 
 from .cache_codec import CacheReply, CacheReq
 from .member_info import MemberInfo
@@ -89,7 +89,7 @@ class Caches:
                 limits = {"max_entries": local.table.max_entries,
                           "max_value_bytes": local.table.max_value_bytes}  # fmt: skip
             table = CacheTable(name, writer=self.me, **limits)
-            backend = ModeBackend(self, cache.mode, cache.owners, table)
+            backend = ModeBackend(self, cache.mode, cache.owners, table, cache.stats)
             self.backends[name] = backend
             cache.bind(backend)
 
@@ -163,11 +163,11 @@ class Caches:
 class ModeBackend:
     """One cache bound to its mode (worker.caches.CacheBackend)."""
 
-    def __init__(self, caches: Caches, mode: str, owners: int, table: CacheTable) -> None:
-        self.caches, self.mode, self.table = caches, mode, table
+    def __init__(
+        self, caches: Caches, mode: str, owners: int, table: CacheTable, stats: CacheStats
+    ) -> None:
+        self.caches, self.mode, self.table, self.stats = caches, mode, table, stats
         self.owners = ALL if mode in ("replicated", "invalidated", "local") else owners
-        self.rebalanced_keys = 0
-        self.rebalanced_bytes = 0
 
     # -- placement ---------------------------------------------------------------------------
     def owners_of(self, key: str, view: frozenset[str] | None = None) -> tuple[str, ...]:
@@ -347,8 +347,8 @@ class ModeBackend:
             if (pause := self.caches.bucket.delay(size * len(transfer.to), now)) > 0:
                 await asyncio.sleep(pause)
             sent = await self.caches.copy_to(transfer.to, copy)
-            self.rebalanced_keys += sent
-            self.rebalanced_bytes += sent * size
+            self.stats.rebalanced_keys += sent
+            self.stats.rebalanced_bytes += sent * size
         # A copy this member no longer owns goes only once every new owner confirmed it holds
         # the key at least as new (and got a copy from here when it did not): members joining
         # see the others one by one, so their views — and plans — may differ for a moment
@@ -367,8 +367,8 @@ class ModeBackend:
                 copy = self._req("copy", key, text=mine.text, version=mine.version,
                                  expires=mine.expires)  # fmt: skip
                 await self.caches.ask(owner, copy)
-                self.rebalanced_keys += 1
-                self.rebalanced_bytes += len(mine.text or "") + len(key) + 64
+                self.stats.rebalanced_keys += 1
+                self.stats.rebalanced_bytes += len(mine.text or "") + len(key) + 64
         self.table.evict(key)
 
     def describe(self) -> dict[str, Any]:
@@ -385,5 +385,6 @@ class ModeBackend:
             "owners": None if self.owners == ALL else self.owners,
             "entries": owned + backup, "owned": owned, "backup": backup,
             "rebalancing": self.caches.rebalancing,
-            "rebalanced_keys": self.rebalanced_keys, "rebalanced_bytes": self.rebalanced_bytes,
+            "rebalanced_keys": self.stats.rebalanced_keys,
+            "rebalanced_bytes": self.stats.rebalanced_bytes,
         }  # fmt: skip

@@ -105,6 +105,8 @@ class CacheStats:
     puts: int = 0
     deletes: int = 0
     conflicts: int = 0  # compare-and-set calls (or update rounds) that found another value
+    rebalanced_keys: int = 0  # copies this node sent when members joined or left
+    rebalanced_bytes: int = 0
 
 
 class ClusterCache:

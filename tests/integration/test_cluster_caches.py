@@ -85,6 +85,19 @@ def test_each_mode_across_three_nodes(cluster: Cluster) -> None:
     total_owned = sum({c["name"]: c for c in n.manager()["caches"]}["dist"]["owned"] for n in nodes)
     assert total_owned == len(keys) + 1  # each key is primary on exactly one node
 
+    # the worker's metrics count what the app asked of each cache
+    status, _, body = nodes[0].get("/metrics")
+    text = body.decode()
+    assert status == 200
+    for family in ("hits", "misses", "puts", "rebalanced_keys", "rebalanced_bytes"):
+        assert f'pyjk_worker_cache_{family}_total{{cache="dist"}}' in text
+    hits = [
+        ln
+        for ln in text.splitlines()
+        if ln.startswith('pyjk_worker_cache_hits_total{cache="dist"}')
+    ]
+    assert float(hits[0].split()[-1]) >= len(keys)
+
 
 def test_invalidated_mode_never_reads_a_stale_value_after_an_acknowledged_put(
     cluster: Cluster,
