@@ -2,7 +2,8 @@
 
 GET /c/{cache}/{key} → {"value", "found"}; POST /c/{cache}/{key} (JSON body) puts;
 POST /c/{cache}/{key}/incr adds one (update); POST /c/{cache}/{key}/delete deletes;
-GET /c/{cache}/-/held → the keys this node's own table holds (live), to count copies.
+GET /c/{cache}/-/held → the keys this node's own table holds (live), to count copies;
+POST /s → a 1-attribute session write (bench/cluster_caches.py compares its bytes).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from aiohttp import web
 
 from worker.caches import ClusterCache, cluster_cache
+from worker.middleware import get_session
 
 MODES = {"dist": ("distributed", 2), "repl": ("replicated", 2), "inval": ("invalidated", 2)}
 
@@ -49,6 +51,12 @@ def make_app() -> web.Application:
         table = cache_of(request).backend.table  # type: ignore[attr-defined]
         return web.json_response(sorted(k for k, e in table.items() if e.text is not None))
 
+    async def session_write(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session["n"] = session.get("n", 0) + 1
+        return web.json_response({"n": session["n"]})
+
+    app.router.add_post("/s", session_write)
     app.router.add_get("/c/{cache}/-/held", held)
     app.router.add_get("/c/{cache}/{key}", get)
     app.router.add_post("/c/{cache}/{key}", put)
