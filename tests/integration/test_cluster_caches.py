@@ -5,6 +5,7 @@ read after an acknowledged put in invalidated mode, and counters that lose no in
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -146,3 +147,52 @@ def test_distributed_keys_stay_readable_through_kill9_and_join(cluster: Cluster)
     )
     # only keys that move travel: fewer copies than the 120 a full resend would be
     assert 0 < moved < 120
+
+
+def test_a_counter_loses_no_acknowledged_increment_when_its_primary_is_killed(
+    cluster: Cluster,
+) -> None:
+    nodes = start(cluster, ROUTES)
+    for i in range(9):
+        incr(nodes[i % 3], "dist", "counter")
+    status, _, body = nodes[0].get("/c/dist/-/owners/counter")
+    assert status == 200, body
+    primary_id = json.loads(body)[0]
+    ids = {m["id"]: m["route"] for m in nodes[0].manager()["members"]}
+    victim = next(n for n in nodes if n.route == ids[primary_id])  # it applied every write
+    survivors = [n for n in nodes if n is not victim]
+
+    acked, failed = [0, 0], [0, 0]
+    stop = threading.Event()
+
+    def hammer(index: int, node: Node) -> None:
+        while not stop.is_set():
+            try:
+                status, _, _ = http(f"{node.url}/c/dist/counter/incr", data=b"")
+            except OSError:
+                status = 0
+            if status == 200:
+                acked[index] += 1
+            else:
+                failed[index] += 1
+
+    threads = [threading.Thread(target=hammer, args=(i, n)) for i, n in enumerate(survivors)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: sum(acked) >= 20, 10, "increments before the kill")
+        victim.kill9()
+        at_kill = sum(acked)
+        wait_until(lambda: sum(acked) >= at_kill + 40, 15, "increments after the kill")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+    final = {get(n, "dist", "counter") for n in survivors}
+    assert len(final) == 1
+    [(found, value)] = final
+    total_acked = 9 + sum(acked)
+    print(f"acked {total_acked}, failed {sum(failed)}, final {value}")
+    # every acknowledged increment is there, and none twice (a failed one may have landed)
+    assert found and total_acked <= value <= total_acked + sum(failed)
+    wait_until(lambda: sum("counter" in held(n, "dist") for n in survivors) == 2, 10, "2 copies")

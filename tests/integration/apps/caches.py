@@ -3,6 +3,7 @@
 GET /c/{cache}/{key} → {"value", "found"}; POST /c/{cache}/{key} (JSON body) puts;
 POST /c/{cache}/{key}/incr adds one (update); POST /c/{cache}/{key}/delete deletes;
 GET /c/{cache}/-/held → the keys this node's own table holds (live), to count copies;
+GET /c/{cache}/-/owners/{key} → the member ids that own the key, the primary first;
 POST /s → a 1-attribute session write (bench/cluster_caches.py compares its bytes).
 """
 
@@ -56,7 +57,12 @@ def make_app() -> web.Application:
         session["n"] = session.get("n", 0) + 1
         return web.json_response({"n": session["n"]})
 
+    async def owners(request: web.Request) -> web.Response:
+        backend = cache_of(request).backend
+        return web.json_response(list(backend.owners_of(request.match_info["key"])))  # type: ignore[attr-defined]
+
     app.router.add_post("/s", session_write)
+    app.router.add_get("/c/{cache}/-/owners/{key}", owners)
     app.router.add_get("/c/{cache}/-/held", held)
     app.router.add_get("/c/{cache}/{key}", get)
     app.router.add_post("/c/{cache}/{key}", put)
