@@ -142,6 +142,12 @@ class Caches:
     def describe(self) -> list[dict[str, Any]]:
         return [b.describe() for b in self.backends.values()]
 
+    def expire(self) -> int:
+        """Forget expired entries and old tombstones (the node's housekeeping timer): keys
+        with a TTL that nobody reads again must not pile up."""
+        now = self.clock()
+        return sum(b.table.expire(now) for b in self.backends.values())
+
     # -- sending -----------------------------------------------------------------------------
     async def ask(self, member: str, req: CacheReq) -> CacheReply:
         info = self.members().get(member)

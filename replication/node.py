@@ -503,6 +503,8 @@ class ClusterNode:
         slack = 2 * self.config.touch_interval + self.config.frequency
         self.replicator.expire_replicas(now, live, slack)
         self.ledger.expire(now)
+        if self.caches is not None:
+            self.caches.expire()
         self.digest = self.replicator.digest_hash()
 
     def _touch(self) -> None:

@@ -114,6 +114,21 @@ async def test_keys_survive_losing_fewer_than_owners_members_and_copies_come_bac
     assert all(len(net.holders(k)) == 2 for k in keys)
 
 
+async def test_housekeeping_forgets_expired_entries_nobody_reads() -> None:
+    net = Net(2, "replicated")
+    clock = [100.0]
+    for caches in net.caches.values():
+        caches.clock = lambda: clock[0]
+    await net.apps[IDS[0]].put("k", 1, ttl=5)
+    assert all(c.backends["c"].table.entry("k") is not None for c in net.caches.values())
+    clock[0] += 5
+    assert sum(c.expire() for c in net.caches.values()) == 2
+    clock[0] += 3600  # the tombstones too, later
+    for caches in net.caches.values():
+        caches.expire()
+        assert caches.backends["c"].table.entry("k") is None
+
+
 async def test_replicated_puts_reach_every_member() -> None:
     net = Net(3, "replicated")
     await net.apps[IDS[1]].put("k", {"v": 1})
