@@ -5,12 +5,20 @@ read after an acknowledged put in invalidated mode, and counters that lose no in
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from typing import Any
 
 import pytest
 
+from replication import codec
+from replication.cache_codec import CacheReq
+from replication.codec import Hello
+from replication.keyfile import parse_key
+from replication.seal import Kind, Sealer
 from tests.integration.test_cluster_kit import Cluster, Node, cluster, http, wait_until
+from tests.integration.test_cluster_security import fake_member, frame, grew, receiver, send_tcp
 
 __all__ = ["cluster"]
 
@@ -196,3 +204,29 @@ def test_a_counter_loses_no_acknowledged_increment_when_its_primary_is_killed(
     # every acknowledged increment is there, and none twice (a failed one may have landed)
     assert found and total_acked <= value <= total_acked + sum(failed)
     wait_until(lambda: sum("counter" in held(n, "dist") for n in survivors) == 2, 10, "2 copies")
+
+
+def test_forged_and_malformed_cache_frames_are_dropped_counted_and_store_nothing(
+    cluster: Cluster,
+) -> None:
+    [node] = start(cluster, ["node1"])
+    address = receiver(node)
+    me = next(m["id"] for m in node.manager()["members"] if m["state"] == "self")
+    before = node.counters()
+    sender, mallory = fake_member()
+    hello = codec.encode(Hello(cluster.name, mallory, 0, me, False, True))
+    put_wire = codec.to_wire(CacheReq(1, "dist", "copy", "planted", "1", None, (1, mallory.id)))
+
+    # sealed with a key that is not the cluster's
+    forged = Sealer(os.urandom(32), sender, 1, Kind.FRAME)
+    send_tcp(address, frame(forged.seal(hello, time.time())))
+    wait_until(lambda: grew(node, before, "drop_auth"), 5, "forged frame counted")
+
+    # with the real key, a cache frame off its schema (a value that is not canonical JSON)
+    key = parse_key((cluster.tmp / "cluster.key").read_text(), cluster.tmp / "cluster.key")
+    sealer = Sealer(key, sender, 2, Kind.FRAME)
+    bad = json.dumps({**put_wire, "v": "{'x': 1}"}).encode()
+    send_tcp(address, frame(sealer.seal(hello, time.time())) + frame(sealer.seal(bad, time.time())))
+    wait_until(lambda: grew(node, before, "drop_malformed"), 5, "malformed cache frame counted")
+    assert "planted" not in held(node, "dist")
+    assert get(node, "dist", "planted") == (False, None)
