@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from replication import codec
 from replication.cache import Caches
@@ -17,7 +19,7 @@ from replication.codec import CodecError
 from replication.member_info import MemberInfo
 from worker.caches import ClusterCache, cluster_cache
 
-IDS = [f"{i:032x}" for i in range(1, 6)]
+IDS = [f"{i:032x}" for i in range(1, 13)]
 
 
 class Net:
@@ -28,13 +30,17 @@ class Net:
         self.apps: dict[str, ClusterCache] = {}
         self.caches: dict[str, Caches] = {}
         self.frames: list[tuple[str, CacheReq]] = []
+        self.mode, self.owners = mode, owners
         for member in IDS[:count]:
-            app = web.Application()
-            cache = cluster_cache(app, "c", mode=mode, owners=owners)
-            caches = Caches(member, self._members(member), self._request, timeout=0.5,
-                            rate=1e9)  # fmt: skip
-            caches.install({"c": cache})
-            self.apps[member], self.caches[member] = cache, caches
+            self.join(member)
+
+    def join(self, member: str) -> None:
+        app = web.Application()
+        cache = cluster_cache(app, "c", mode=self.mode, owners=self.owners)
+        caches = Caches(member, self._members(member), self._request, timeout=0.5,
+                        rate=1e9)  # fmt: skip
+        caches.install({"c": cache})
+        self.apps[member], self.caches[member] = cache, caches
 
     def _members(self, me: str):
         def members() -> Mapping[str, MemberInfo]:
@@ -127,6 +133,50 @@ async def test_housekeeping_forgets_expired_entries_nobody_reads() -> None:
     for caches in net.caches.values():
         caches.expire()
         assert caches.backends["c"].table.entry("k") is None
+
+
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.integers(0, 7), st.integers(0, 99)),
+        st.tuples(st.just("kill"), st.integers(0, 11), st.just(0)),
+        st.tuples(st.just("join"), st.just(0), st.just(0)),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(STEPS, st.integers(2, 3))
+def test_no_acknowledged_write_is_lost_through_one_failure_at_a_time(
+    steps: list[tuple[str, int, int]], owners: int
+) -> None:
+    """Puts, kill -9s (fewer than `owners` at once: each followed by its rebalance) and joins
+    in any order: every acknowledged value stays readable from every live member, on exactly
+    `owners` of them."""
+
+    async def run() -> None:
+        net = Net(owners + 1, "distributed", owners=owners)
+        joined = owners + 1
+        acked: dict[str, int] = {}
+        for op, a, b in steps:
+            live = [m for m in net.caches if m not in net.dead]
+            if op == "put":
+                await net.apps[live[b % len(live)]].put(f"k{a}", b)
+                acked[f"k{a}"] = b
+            elif op == "kill" and len(live) > owners:
+                net.dead.add(live[a % len(live)])
+            elif op == "join" and joined < len(IDS):
+                net.join(IDS[joined])
+                joined += 1
+            await net.settle()
+            live = [m for m in net.caches if m not in net.dead]
+            for key, value in acked.items():
+                for member in live:
+                    assert await net.apps[member].get(key) == value, (key, member)
+                assert len(net.holders(key)) == owners, key
+
+    asyncio.run(run())
 
 
 async def test_replicated_puts_reach_every_member() -> None:
