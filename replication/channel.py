@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import codec
+from .cache_codec import CacheReply, CacheReq
 from .codec import Ack, DeltaMsg, Hello, Message, Pull, StateChunk
 from .member_info import MemberInfo
 from .seal import Kind, Opener, Sealer, SealError
@@ -179,6 +180,7 @@ class Link:
         self._n = 0
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._pulls: dict[int, asyncio.Queue[StateChunk | None]] = {}
+        self._requests: dict[int, asyncio.Future[CacheReply]] = {}
         self._closed = False
 
     @property
@@ -203,6 +205,15 @@ class Link:
         self._pulls[self._n] = queue
         self._write(replace(msg, n=self._n))
         return queue
+
+    def request(self, msg: CacheReq) -> asyncio.Future[CacheReply]:
+        """Send a cache request; the future gets its reply, or ConnectionError if the link
+        is lost first."""
+        self._n += 1
+        future: asyncio.Future[CacheReply] = asyncio.get_running_loop().create_future()
+        self._requests[self._n] = future
+        self._write(replace(msg, n=self._n))
+        return future
 
     def _write(self, msg: Message) -> None:
         if self._closed:
@@ -266,6 +277,10 @@ class Link:
                 queue.put_nowait(msg)
                 if msg.final:
                     del self._pulls[msg.n]
+        elif isinstance(msg, CacheReply):
+            waiting = self._requests.pop(msg.n, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(msg)
         else:
             self.channel.counters["drop_unexpected"] += 1
 
@@ -277,6 +292,11 @@ class Link:
                 future.set_exception(ConnectionError(f"link to {self.member.route} lost"))
                 future.exception()  # retrieved here: nobody may be waiting any more
         self._acks.clear()
+        for waiting in self._requests.values():
+            if not waiting.done():
+                waiting.set_exception(ConnectionError(f"link to {self.member.route} lost"))
+                waiting.exception()
+        self._requests.clear()
         for queue in self._pulls.values():
             queue.put_nowait(None)
         self._pulls.clear()

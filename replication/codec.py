@@ -19,6 +19,8 @@ from typing import Any
 from worker.delta import SessionDelta, SessionState, WireFormatError
 from worker.session_ids import check_route
 
+from . import cache_codec
+from .cache_codec import CacheReply, CacheReq
 from .election import Advert
 from .ledger import RecordedResponse, RecordError
 from .member_info import MemberInfo
@@ -113,7 +115,7 @@ class Touch:
     items: tuple[tuple[str, float], ...]
 
 
-Message = Heartbeat | Hello | DeltaMsg | Ack | Pull | StateChunk | Touch
+Message = Heartbeat | Hello | DeltaMsg | Ack | Pull | StateChunk | Touch | CacheReq | CacheReply
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
@@ -200,6 +202,8 @@ def to_wire(msg: Message) -> dict[str, Any]:
         }  # fmt: skip
     if isinstance(msg, Touch):
         return {"t": "touch", "items": [[rp, at] for rp, at in msg.items]}
+    if isinstance(msg, CacheReq | CacheReply):
+        return cache_codec.to_wire(msg)
     raise TypeError(f"not a cluster message: {type(msg).__name__}")
 
 
@@ -376,6 +380,11 @@ _FIELDS = {
 
 def from_wire(wire: object) -> Message:
     kind = wire.get("t") if type(wire) is dict else None
+    if kind in ("cache", "cache-re"):  # the cluster caches' frames (cache_codec.py)
+        try:
+            return cache_codec.from_wire(wire)  # type: ignore[arg-type]
+        except cache_codec.CacheWireError as exc:
+            raise CodecError(str(exc)) from None
     if type(kind) is not str or kind not in _FIELDS:
         raise CodecError(f"message: unknown or missing type {str(kind)[:20]!r}")
     keys = _FIELDS[kind]

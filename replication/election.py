@@ -50,9 +50,10 @@ Three members ride through any single failure.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from .placement import score
 
 ELECTED = "elected"  # nobody held it before: the first start
 FAILOVER = "failover"  # the previous owner was dropped (it died or was cut off)
@@ -110,12 +111,6 @@ class _Peer:
     heard: float
     advert: Advert
     owned_since: dict[str, float] = field(default_factory=dict)
-
-
-def score(name: str, member_id: str) -> int:
-    """Rendezvous weight of `member_id` for `name` (the highest weight wins)."""
-    digest = hashlib.blake2b(f"{name}\x00{member_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
 
 
 def preferred(name: str, candidates: Iterable[str]) -> str | None:

@@ -63,6 +63,8 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "sessions_limit": node.store.max_active_sessions,
         "counters": dict(sorted((node.counters + refused(node)).items())),
         "singletons": [] if node.singletons is None else node.singletons.listing(),
+        # each cache: mode, entries, owned (primary here) vs backup, rebalance state
+        "caches": [] if node.caches is None else node.caches.describe(),
     }
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.registry import Collector
 
+from worker.caches import CACHES
 from worker.delta import SessionDelta
 from worker.failover import DORMANT
 from worker.middleware import SessionManager
@@ -40,6 +41,8 @@ from worker.readiness import Readiness
 from worker.singletons import SINGLETONS
 
 from . import codec
+from .cache import Caches
+from .cache_codec import CacheReply, CacheReq
 from .channel import Channel, Endpoint, Faults
 from .codec import Ack, DeltaMsg, Heartbeat, Hello, Message, Pull, Touch
 from .config import ClusterConfig
@@ -66,6 +69,7 @@ INCOMPLETE = {STATE_TRANSFER: Hold(STATE_TRANSFER), RESYNC: Hold(RESYNC, own_ses
 # failover mode: a dormant node serves nothing, though its sessions are complete
 REFUSING = {**INCOMPLETE, DORMANT: Hold(DORMANT)}
 LOOKUP_TIMEOUT = 1.0  # s, at most (ack_timeout if shorter): asking members for a session
+CACHE_REBALANCE_RATE = 8 * 1024 * 1024  # bytes/s of cache copies a rebalance may send
 
 
 class ClusterNode:
@@ -114,6 +118,7 @@ class ClusterNode:
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.singletons: SingletonRunner | None = None  # the app's singletons, if it has any
+        self.caches: Caches | None = None  # the app's cluster caches, if it has any
         self._dead: set[str] = set()  # members whose last probe proved them gone (refused)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -126,6 +131,13 @@ class ClusterNode:
         self.store.replica_grace = math.inf
         install_endpoints(app, self)
         self.readiness.hold(STATE_TRANSFER)
+        if caches := app.get(CACHES):
+            self.caches = Caches(
+                self.me.id, self._cache_members, self._cache_request,
+                timeout=self.config.ack_timeout, rate=CACHE_REBALANCE_RATE,
+                counters=self.counters, clock=self.clock,
+            )  # fmt: skip
+            self.caches.install(caches)
         if specs := app.get(SINGLETONS):
             self.singletons = SingletonRunner(
                 specs, member_id=self.me.id, route=self.me.route, started=self.me.start,
@@ -157,6 +169,8 @@ class ClusterNode:
         self._tasks.append(asyncio.create_task(self.syncer.state_transfer()))
         if self.singletons is not None:
             self.singletons.start()
+        if self.caches is not None:
+            self.caches.start()
 
     async def release_singletons(self) -> None:
         """Graceful: stop the singletons held here and tell the cluster (a handover)."""
@@ -191,6 +205,8 @@ class ClusterNode:
         close everything."""
         if self.singletons is not None:
             await self.singletons.close()
+        if self.caches is not None:
+            await self.caches.close()
         self._stopping = True
         self._heartbeat(shutdown=True)
         targets = {(m.info.host, m.info.port) for m in self.membership.members()}
@@ -326,6 +342,8 @@ class ClusterNode:
                 self.spawn(self._probe(event.member))
         if events:
             self.syncer.progress.set()
+            if self.caches is not None:
+                self.caches.view_changed()
 
     async def _probe(self, member: MemberInfo) -> None:
         hello, refused = await self.channel.probe_verdict(
@@ -372,11 +390,39 @@ class ClusterNode:
             self.spawn(self.syncer.answer(peer, msg, endpoint))
         elif isinstance(msg, Touch):
             self.replicator.receive_touch(msg.items)
+        elif isinstance(msg, CacheReq) and self.caches is not None:
+            self.spawn(self._serve_cache(peer, msg, endpoint))
         else:
             self.counters["drop_unexpected"] += 1
 
     def on_link_lost(self, member_id: str) -> None:
         self.counters["links_lost"] += 1
+        if self.caches is not None:  # a killed member's keys move now, not at its drop
+            self.caches.view_changed()
+
+    # -- cluster caches (cache.py) -------------------------------------------------------------
+    def _cache_members(self) -> dict[str, MemberInfo]:
+        """The members caches place keys on: the member table, less those whose link just
+        failed (a killed member resets it at once; the table drops it only after drop_time).
+        The exclusion lasts 2 x drop_time: by then it was dropped or must be tried again."""
+        now = self.clock()
+        out = {}
+        for member in self.membership.members():
+            failed = self.channel.last_failure(member.info.id)
+            recent = failed is not None and now - failed < 2 * self.config.drop_time
+            if not (recent and self.channel.link_down(member.info.id)):
+                out[member.info.id] = member.info
+        return out
+
+    def _cache_request(self, info: MemberInfo, req: CacheReq) -> asyncio.Future[CacheReply]:
+        return self.channel.link(info).request(req)
+
+    async def _serve_cache(self, peer: MemberInfo, req: CacheReq, endpoint: Endpoint) -> None:
+        assert self.caches is not None
+        reply = self.caches.handle(peer, req)
+        if not isinstance(reply, CacheReply):
+            reply = await reply
+        endpoint.write(reply)
 
     # -- CommitObserver and sink (worker.middleware) ----------------------------------------
     def replay(self, request_id: str) -> web.StreamResponse | None:
@@ -463,6 +509,8 @@ class ClusterNode:
         slack = 2 * self.config.touch_interval + self.config.frequency
         self.replicator.expire_replicas(now, live, slack)
         self.ledger.expire(now)
+        if self.caches is not None:
+            self.caches.expire()
         self.digest = self.replicator.digest_hash()
 
     def _touch(self) -> None:

@@ -1,8 +1,10 @@
 """A worker's ``GET /metrics``: its sessions, plus whatever the cluster adds, for Prometheus.
 
 Families here: sessions live by kind (``own``: routed to this node; ``replica``: held for
-another node), the session limit, sessions created and expired, takeovers (failovers that
-renamed a session to this node) and requests the session middleware refused (503) by reason.
+another node), the app's cluster caches (hits, misses, puts, deletes, conflicts, keys and
+bytes rebalanced, per cache), the session limit, sessions created and expired, takeovers
+(failovers that renamed a session to this node) and requests the session middleware
+refused (503) by reason.
 A clustered worker adds replication's families (``replication/metrics.py``) through
 ``extra``; both add prometheus-client's ``process_*``/``python_*``. Read access as for
 ``/cluster-manager``: loopback without proxy headers, or the bearer token (worker/admin.py).
@@ -20,9 +22,10 @@ from prometheus_client.registry import Collector
 from pyjk.metrics import CONTENT_TYPE, render, standard_collectors
 
 from .admin import allowed
+from .caches import CACHES
 from .middleware import SessionManager
 
-__all__ = ["METRICS_PATH", "SessionCollector", "install_metrics"]
+__all__ = ["METRICS_PATH", "CacheCollector", "SessionCollector", "install_metrics"]
 
 log = logging.getLogger("pyjk.worker")
 
@@ -81,6 +84,32 @@ class SessionCollector(Collector):
         yield refused
 
 
+class CacheCollector(Collector):
+    """The app's cluster caches (worker/caches.py): what the app asked of each on this node,
+    and what this node copied when members joined or left."""
+
+    _COUNTS = (
+        ("hits", "cache reads that found the key"),
+        ("misses", "cache reads that did not find the key (absent or expired)"),
+        ("puts", "cache writes stored (put, compare-and-set or update that won)"),
+        ("deletes", "cache deletes that removed a key"),
+        ("conflicts", "compare-and-set calls and update rounds that found another value"),
+        ("rebalanced_keys", "key copies this node sent to new owners when members changed"),
+        ("rebalanced_bytes", "bytes of those copies"),
+    )
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        caches = self.app.get(CACHES, {})
+        for field, text in self._COUNTS:
+            family = CounterMetricFamily(f"pyjk_worker_cache_{field}", text, labels=["cache"])
+            for name, cache in sorted(caches.items()):
+                family.add_metric([name], getattr(cache.stats, field))
+            yield family
+
+
 def install_metrics(
     app: web.Application,
     manager: SessionManager,
@@ -95,7 +124,7 @@ def install_metrics(
         log.warning("the app serves %s itself: pyjk's worker metrics are not installed",
                     METRICS_PATH)  # fmt: skip
         return
-    collectors = (SessionCollector(manager), *extra, *standard_collectors())
+    collectors = (SessionCollector(manager), CacheCollector(app), *extra, *standard_collectors())
     manager.internal_paths.add(METRICS_PATH)
 
     async def metrics(request: web.Request) -> web.Response:

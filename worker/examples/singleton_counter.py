@@ -5,13 +5,14 @@ continues the count — no reset, no double step.
         --app worker.examples.singleton_counter:make_app       (and node2, node3 likewise)
     curl -s 127.0.0.1:8102/counter   →  {"count": 17, "owner": "node1", "epoch": 1, "node": "node2"}
 
-Where the count lives: pyjk has no cluster cache yet (issue 16), so the counter is a session
-that never expires, replicated to every member like any session. Each tick reads it, adds one,
-commits, and waits for the members' acks (sync mode) before it counts as done: a tick that
-finished is on every live member, so the next owner continues from it. The record carries the
-epoch of the owner that wrote it; an owner whose epoch is older than the record's stops (a
-fenced write), so even a node that missed its handover cannot step the count back. When the
-cluster caches land, the counter moves there and this example keeps its interface.
+Where the count lives: a distributed cluster cache (worker/caches.py, Immutant's
+`:distributed` mode) holds one record `{"count", "epoch", "owner"}` on two nodes (owners = 2).
+Each tick is an atomic `update` of that record (compare-and-set at the key's primary, copied
+to its backup before it returns): a tick that finished is on two live nodes, so the next owner
+continues from it even after kill -9 of the node that wrote last (and of the key's primary).
+The record carries the epoch of the owner that wrote it; an owner whose epoch is older than
+the record's stops (a fenced write), so even a node that missed its handover cannot step the
+count back.
 
 `SINGLETON_COUNTER_TICKS=FILE` appends one JSON line per finished tick (node, epoch, count,
 time): the integration test reads it to check that no two nodes ever tick at once.
@@ -26,42 +27,30 @@ from typing import Any
 
 from aiohttp import web
 
-from worker.middleware import SESSIONS, SessionManager
+from worker.caches import ClusterCache, cluster_cache
+from worker.middleware import SESSIONS
 from worker.singletons import SingletonContext, singleton
 
 NAME = "counter"
-ATTRIBUTE = "pyjk.singleton_counter"  # marks the session that holds the count
+CACHE = "counters"  # the distributed cache that holds the record, under the key NAME
 PERIOD = 1.0  # s between ticks
+EMPTY = {"count": 0, "epoch": 0, "owner": None}
 
 
-def find_record(manager: SessionManager) -> tuple[str | None, dict[str, Any]]:
-    """The counter session's id and record (on any node: every member holds a replica)."""
-    best: tuple[str | None, dict[str, Any]] = (None, {"count": 0, "epoch": 0, "owner": None})
-    for state in manager.store.states():
-        text = state.attributes.get(ATTRIBUTE)
-        if text is not None:
-            record = json.loads(text)
-            if record["count"] >= best[1]["count"]:  # two only after a total restart race
-                best = (state.id, record)
-    return best
+class Fenced(Exception):
+    """A newer owner wrote the record: this one must stop."""
 
 
-async def tick(manager: SessionManager, ctx: SingletonContext) -> bool:
-    """One step of the count; False when a newer owner's record fences this one off."""
-    now = manager.clock()
-    session_id, record = find_record(manager)
-    if record["epoch"] > ctx.epoch:
-        return False
-    view = None if session_id is None else manager.store.begin(session_id, now)
-    if view is None:
-        view = manager.store.create(now, max_inactive_interval=0)  # never expires
-    elif view.route != ctx.route:
-        view.change_route(ctx.route)  # this node writes it now (as a session takeover)
-    view[ATTRIBUTE] = {"count": record["count"] + 1, "epoch": ctx.epoch, "owner": ctx.route}
-    delta = manager.store.commit(view, now)
-    if delta is not None:
-        await manager.sink(delta)  # sync mode: every live member acked it
-    return True
+async def tick(cache: ClusterCache, ctx: SingletonContext) -> int:
+    """One step of the count; the count written. Fenced when a newer owner's record is there."""
+
+    def step(record: dict[str, Any]) -> dict[str, Any]:
+        if record["epoch"] > ctx.epoch:
+            raise Fenced(record["epoch"])
+        return {"count": record["count"] + 1, "epoch": ctx.epoch, "owner": ctx.route}
+
+    record = await cache.update(NAME, step, default=EMPTY)
+    return int(record["count"])
 
 
 def _log_tick(path: str, ctx: SingletonContext, count: int) -> None:
@@ -72,25 +61,26 @@ def _log_tick(path: str, ctx: SingletonContext, count: int) -> None:
 
 def make_app() -> web.Application:
     app = web.Application()
+    cache = cluster_cache(app, CACHE, mode="distributed", owners=2)
     ticks_file = os.environ.get("SINGLETON_COUNTER_TICKS")
 
     async def count(ctx: SingletonContext) -> None:
-        manager = app[SESSIONS]  # set up by the worker before the app starts
         while ctx.active:
             began = time.monotonic()
-            if not await tick(manager, ctx):
-                return  # fenced: a newer owner wrote the record
+            try:
+                written = await tick(cache, ctx)
+            except Fenced:
+                return  # a newer owner wrote the record
             if ticks_file and ctx.active:
-                _log_tick(ticks_file, ctx, find_record(manager)[1]["count"])
+                _log_tick(ticks_file, ctx, written)
             await ctx.sleep(max(0.0, PERIOD - (time.monotonic() - began)))
 
     singleton(app, NAME, count)
 
     async def show(request: web.Request) -> web.Response:
-        manager = request.app[SESSIONS]
-        _, record = find_record(manager)
+        record = await cache.get(NAME, EMPTY)
         body = {"count": record["count"], "owner": record["owner"], "epoch": record["epoch"],
-                "node": manager.route}  # fmt: skip
+                "node": request.app[SESSIONS].route}  # fmt: skip
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     app.router.add_get("/counter", show)
