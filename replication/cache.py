@@ -184,12 +184,20 @@ class ModeBackend:
         return CacheReq(0, self.table.name, op, key, **fields)
 
     # -- the app's calls (CacheBackend) ------------------------------------------------------
-    async def get(self, key: str) -> str | None:
+    async def get(self, key: str, fresh: bool = False) -> str | None:
+        """This node's copy when it holds one, else the newest the owners hold. ``fresh``: the
+        newest copy unless this node is the key's primary (whose copy is the one a
+        compare-and-set is checked against) — a backup's copy can lag behind the primary."""
         now = self.caches.clock()
-        if self.mode in ("replicated", "invalidated", "local"):
+        if self.mode in ("invalidated", "local") or (self.mode == "replicated" and not fresh):
             return self.table.get(key, now)
         owners = self.owners_of(key)
-        if self.caches.me in owners and (text := self.table.get(key, now)) is not None:
+        me = self.caches.me
+        if (
+            me in owners
+            and (not fresh or owners[0] == me)
+            and (text := self.table.get(key, now)) is not None
+        ):
             return text
         # not an owner, or an owner still waiting for its copy: ask the others, best first
         entry = await self._fetch(key, tuple(m for m in owners if m != self.caches.me))

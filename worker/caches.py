@@ -53,7 +53,7 @@ class CacheBackend(Protocol):
     """Where a cache's entries live: this node (LocalBackend) or the cluster in one mode
     (replication/cache.py). Values are canonical JSON texts; None means absent."""
 
-    async def get(self, key: str) -> str | None: ...
+    async def get(self, key: str, fresh: bool = False) -> str | None: ...
     async def put(self, key: str, text: str, ttl: float | None) -> None: ...
     async def delete(self, key: str) -> bool: ...
     async def compare_and_set(
@@ -71,8 +71,8 @@ class LocalBackend:
         self.table, self.clock = table, clock
         self._writes = 0
 
-    async def get(self, key: str) -> str | None:
-        return self.table.get(key, self.clock())
+    async def get(self, key: str, fresh: bool = False) -> str | None:
+        return self.table.get(key, self.clock())  # the only copy: always fresh
 
     async def put(self, key: str, text: str, ttl: float | None) -> None:
         self._wrote()
@@ -168,8 +168,10 @@ class ClusterCache:
         writer came first; `fn` may run more than once, so keep it pure). An absent key reads
         as `default` (no default: KeyError). Returns the value stored."""
         key, ttl = self._key(key), _ttl(ttl)
-        for _ in range(UPDATE_ATTEMPTS):
-            current = await self.backend.get(key)
+        for attempt in range(UPDATE_ATTEMPTS):
+            # after a lost compare-and-set, read what the primary compares against: this
+            # node's own copy may be one the primary has moved past (missed while cut off)
+            current = await self.backend.get(key, fresh=attempt > 0)
             if current is None and default is _MISSING:
                 raise KeyError(key)
             value = fn(default if current is None else values.decode(current))

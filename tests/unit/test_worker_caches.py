@@ -158,8 +158,8 @@ async def test_update_applies_the_function_and_returns_the_new_value() -> None:
 
 async def test_concurrent_updates_lose_no_increment() -> None:
     class Interleaving(LocalBackend):
-        async def get(self, key: str) -> str | None:
-            value = await super().get(key)
+        async def get(self, key: str, fresh: bool = False) -> str | None:
+            value = await super().get(key, fresh)
             await asyncio.sleep(0)  # let another update read the same value
             return value
 
