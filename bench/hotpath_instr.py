@@ -80,7 +80,7 @@ def drive(port: int, scenario: str, n: int) -> None:
 
 
 def instructions(
-    python: str, workdir: Path, members: Sequence[cfg.Member], scenario: str, n: int
+    python: str, source: Path, workdir: Path, members: Sequence[cfg.Member], scenario: str, n: int
 ) -> int:
     workers = workdir / "workers.properties"
     mounts = workdir / "uriworkermap.properties"
@@ -95,7 +95,7 @@ def instructions(
         "--listen", f"{HOST}:{port}",
     ]  # fmt: skip
     with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=source, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while True:  # valgrind start-up is slow: poll until the listener answers
@@ -126,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=1000, help="requests of the short run (long: 3n)")
     p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     p.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
+    p.add_argument(
+        "--source",
+        type=Path,
+        default=ROOT,
+        help="the tree the balancer runs from (e.g. `git archive` of another commit)",
+    )
     args = p.parse_args(argv)
     nginx = find_nginx()
     if nginx is None or shutil.which("valgrind") is None:
@@ -136,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         members = cfg.members_for(free_ports(3))
         sup = Supervisor(taskset=None)
+        sup.install_signal_handlers()  # SIGTERM runs the finally blocks: nothing left running
         try:
             conf = write_backend(members, workdir)
             child = sup.start(
@@ -145,8 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_http_ready(child, m.host, m.port, "/100", 10.0)
             pure = " (PYJK_PURE=1)" if os.environ.get("PYJK_PURE") == "1" else ""
             for scenario in scenarios:
-                short = instructions(args.python, workdir, members, scenario, args.n)
-                long = instructions(args.python, workdir, members, scenario, 3 * args.n)
+                run = (args.python, args.source, workdir, members, scenario)
+                short = instructions(*run, args.n)
+                long = instructions(*run, 3 * args.n)
                 per = (long - short) / (2 * args.n)
                 print(f"{scenario:16s} {per:10,.0f} instructions per request{pure}", flush=True)
         finally:

@@ -28,7 +28,6 @@ after the end).
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import TYPE_CHECKING
 
 from balancer.ajp.errors import AjpError
@@ -39,6 +38,7 @@ from balancer.dataplane.ajp_fields import forward_request
 from balancer.dataplane.ajp_response import DONE, IDLE, PING, SENT, AjpResponse, log
 from balancer.dataplane.ajp_settings import AjpSettings, ajp_settings
 from balancer.dataplane.deadlines import next_deadline
+from balancer.dataplane.member_connection import MemberSocket
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["AjpConnection", "AjpSettings", "ajp_settings"]
 
 
-class AjpConnection(AjpResponse, asyncio.Protocol):
+class AjpConnection(AjpResponse, MemberSocket):
     __slots__ = (
         "body_got",
         "body_paused",
@@ -127,18 +127,6 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
 
     # --- connection life ------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        pool = self.pool
-        transport.set_write_buffer_limits(high=pool.limits.write_buffer_high)  # type: ignore[attr-defined]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            if pool.socket_keepalive:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if pool.socket_buffer:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, pool.socket_buffer)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, pool.socket_buffer)
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timers()
@@ -185,9 +173,7 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         self._cancel_timers()
         self._unpause_client()
         self.exchange = None
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.transport.close()
+        self._close_transport()
 
     # --- one request: the exchange's calls -------------------------------------------------
 
@@ -235,17 +221,6 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         ex = self.exchange
         if ex is not None and self.phase == SENT and self.upload.waiting:
             self._pump(ex)
-
-    def pause_reading_for_client(self) -> None:
-        if not self.read_paused and self.transport is not None and not self.closed:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading_for_client(self) -> None:
-        if self.read_paused and self.transport is not None and not self.closed:
-            self.read_paused = False
-            self.last_read = self.loop.time()
-            self.transport.resume_reading()
 
     def detach(self) -> None:
         """The exchange is done with this connection (before it goes back to the pool)."""
@@ -311,15 +286,8 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         self.phase = SENT
         self._write(packet)
         ex.sent += len(packet)
-        ex.request_sent = True
-        ex.up_chunked = False
         self.upload.announce(length)
-        if ex.body and (ex.body_size > ex.server.limits.replay_buffer_size or not ex.replayable):
-            ex.replayable = False  # sent and too big to keep: no replay from here on
-            ex.body = []
-            ex.body_size = 0
-        if complete:
-            ex.body_done_up = True
+        ex.request_out(complete)
         self._pump(ex)
         self._watch()
 
