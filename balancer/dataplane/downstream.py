@@ -273,6 +273,9 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
             return
         if self.parse_dead:
             return
+        if self.stop_after:  # more after a closing request: dropped, and the close lingers
+            self.parse_dead = True
+            return
         lines = self.chunk_lines
         if lines is not None:
             # checked before llhttp reads any of it: nothing of a refused line goes anywhere

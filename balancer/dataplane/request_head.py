@@ -89,6 +89,11 @@ class RequestParsing:
         def _pause(self, why: int) -> None: ...
 
     def on_message_begin(self) -> None:
+        if self.stop_after:
+            # bytes after a closing request (in the read that ended it): never parsed, and
+            # the close lingers since the client may still be sending
+            self.parse_dead = True
+            raise h.ParserStop
         if len(self.queue) >= self.limits.max_pipelined:
             self.overflow = True
             raise h.ParserStop
@@ -300,9 +305,9 @@ class RequestParsing:
         sink = req.sink
         if sink is not None:
             sink.request_complete()
-        if self.stop_after:
-            self.parse_dead = True
-            raise h.ParserStop  # whatever follows a closing request is never parsed
+        # After a closing request nothing more is parsed: on_message_begin stops llhttp if
+        # this read holds more, data_received drops later reads. Not stopping llhttp here
+        # spares the common Connection: close request two exceptions and a lingering close.
 
     def _upgrade_pause(self, data: bytes, offset: int) -> bytes | None:
         """llhttp stopped after a head that asked to switch protocols; returns bytes to parse."""

@@ -373,6 +373,38 @@ async def test_connection_close_from_the_client_closes_after_the_response() -> N
 
 
 @uvloop_test
+async def test_a_complete_closing_request_is_closed_at_once_without_lingering() -> None:
+    # Nothing unread: the balancer closes as nginx does, instead of sending FIN and waiting up
+    # to LINGER_SECONDS for the client's (a timer, a shutdown and a read more per connection).
+    async with proxied() as (_, proxy):
+        client = await proxy.connect()
+        client.send(get("/x", extra=b"Connection: close\r\n"))
+        assert (await client.response()).header("connection") == b"close"
+        deadline = asyncio.get_running_loop().time() + 1.0  # lingering would last 2 s
+        while proxy.server.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert not proxy.server.connections  # while the client still holds its end open
+        client.close()
+
+
+@uvloop_test
+async def test_a_request_sent_after_a_closing_one_in_a_later_read_is_never_forwarded() -> None:
+    async def slow(req: BackendRequest) -> bytes:
+        await asyncio.sleep(0.2)
+        return ok(req.url)
+
+    async with proxied(responder=lambda c, r: slow(r)) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(get("/x", extra=b"Connection: close\r\n"))
+        await asyncio.sleep(0.05)  # a later read, while the first is in flight
+        client.send(get("/never"))
+        resp = await client.response()
+        assert resp.body == b"/x"
+        assert await client.rest() == b""
+    assert [r.url for r in backend.requests] == [b"/x"]
+
+
+@uvloop_test
 async def test_pipelined_requests_are_answered_in_order() -> None:
     async def slow_first(req: BackendRequest) -> bytes:
         await asyncio.sleep(0.1 if req.url == b"/1" else 0)
