@@ -52,7 +52,7 @@ def _read_response(sock: socket.socket) -> None:
             raise ConnectionError("balancer closed before a response head")
         buf += chunk
     head, _, body = buf.partition(_HEAD_END)
-    if not head.startswith(b"HTTP/1.1 200"):
+    if not head.startswith(b"HTTP/1.1 200") or b"\r\nX-Backend: " not in head:
         raise RuntimeError(f"unexpected response: {head[:80]!r}")
     length = int(re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
     while len(body) < length:
@@ -79,7 +79,22 @@ def drive(port: int, scenario: str, n: int) -> None:
         sock.close()
 
 
+class PortTaken(RuntimeError):
+    """Another process answered on the port picked for the balancer (or it could not bind)."""
+
+
 def instructions(
+    python: str, source: Path, workdir: Path, members: Sequence[cfg.Member], scenario: str, n: int
+) -> int:
+    for _ in range(5):  # a free port can be taken by another process before valgrind binds it
+        try:
+            return _instructions(python, source, workdir, members, scenario, n)
+        except PortTaken:
+            continue
+    raise RuntimeError("no free port for the balancer after 5 tries")
+
+
+def _instructions(
     python: str, source: Path, workdir: Path, members: Sequence[cfg.Member], scenario: str, n: int
 ) -> int:
     workers = workdir / "workers.properties"
@@ -98,16 +113,18 @@ def instructions(
         proc = subprocess.Popen(argv, cwd=source, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
-        while True:  # valgrind start-up is slow: poll until the listener answers
-            try:
-                drive(port, "keepalive-100B", 1)
-                break
-            except OSError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"balancer did not start: {log.read_text()[-2000:]}"
-                    ) from exc
-                time.sleep(0.5)
+        while b"listening on" not in log.read_bytes():  # valgrind start-up is slow
+            if proc.poll() is not None:
+                if b"cannot listen" in log.read_bytes():
+                    raise PortTaken(port)
+                raise RuntimeError(f"balancer did not start: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"balancer did not start in time: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        try:
+            drive(port, "keepalive-100B", 1)
+        except RuntimeError as exc:  # not our balancer's answer
+            raise PortTaken(port) from exc
         drive(port, scenario, n)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
