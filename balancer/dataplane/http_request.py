@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from balancer.dataplane.http11 import CACHE_LIMIT
+
 if TYPE_CHECKING:
     from balancer.dataplane.exchange import Exchange
     from balancer.dataplane.tls_facts import TlsInfo
@@ -50,8 +52,19 @@ def request_head(ex: Exchange) -> bytes:
         host = req.host
         if host != client.forwarded_host or not client.forwarded_fields:
             client.forwarded_host = host
-            client.forwarded_fields = forwarded_fields(client.peer_ip, req.secure, host)
-            client.forwarded_fields += tls_fields(client.peer_ip, host, client.tls)
+            if client.tls is None:  # the same for every connection of this peer and Host
+                key = (client.peer_ip, req.secure, host)
+                cache = ex.server.forwarded_cache
+                fields = cache.get(key)
+                if fields is None:
+                    fields = forwarded_fields(client.peer_ip, req.secure, host)
+                    if len(cache) >= CACHE_LIMIT:
+                        cache.clear()
+                    cache[key] = fields
+            else:
+                fields = forwarded_fields(client.peer_ip, req.secure, host)
+                fields += tls_fields(client.peer_ip, host, client.tls)
+            client.forwarded_fields = fields
         parts.append(client.forwarded_fields)
     parts += (b"X-Pyjk-Request-Id: ", ex.request_id, b"\r\n")
     if req.upgrade_ws:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from balancer.dataplane.exchange import Exchange
     from balancer.dataplane.limits import Limits
+    from balancer.dataplane.proxy import ProxyServer
 
 # reasons for a client connection to stop reading (a bit set)
 PAUSE_PENDING = 1  # body read before an exchange took it over is over the limit
@@ -60,6 +61,7 @@ class RequestParsing:
     __slots__ = ()
 
     # the connection's state this mixin uses
+    server: ProxyServer
     parser: HttpRequestParser
     limits: Limits
     loop: asyncio.AbstractEventLoop
@@ -224,8 +226,13 @@ class RequestParsing:
                 return 400
             req.host = b""
         elif host != self.valid_host:  # keep-alive clients repeat their Host
-            if not h.valid_host(host):
-                return 400
+            known = self.server.valid_hosts
+            if host not in known:
+                if not h.valid_host(host):
+                    return 400
+                if len(known) >= h.CACHE_LIMIT:
+                    known.clear()
+                known.add(host)
             self.valid_host = host
         has_body = bool(req.content_length)
         if req.te is not None:

@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 
 from balancer.config.model import RuleExtensions
-from balancer.dataplane import Limits, LocalHandler, LocalResponse, ProxyTo
+from balancer.dataplane import Limits, LocalHandler, LocalResponse, ProxyTo, http11, http_request
 from balancer.lb.decisions import OutcomeKind
 from tests.unit.test_dataplane_support import (
     Backend,
@@ -86,6 +86,26 @@ async def test_forwarded_fields_from_an_untrusted_peer_are_replaced() -> None:
     assert seen.all("x-forwarded-proto") == [b"http"]
     assert seen.all("x-forwarded-host") == [b"example.test"]
     assert seen.all("forwarded") == []
+
+
+@uvloop_test
+async def test_per_connection_fields_kept_per_process_follow_each_host_and_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Host checks and X-Forwarded-* are kept per process (not redone per connection); the
+    # caches are emptied when full, and an invalid Host is refused whatever they hold.
+    monkeypatch.setattr(http11, "CACHE_LIMIT", 2)
+    monkeypatch.setattr(http_request, "CACHE_LIMIT", 2)
+    hosts = [b"a.test", b"b.test", b"c.test", b"a.test", b"a.test:123456"]
+    async with proxied() as (backend, proxy):
+        statuses = [
+            (await proxy.request(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")).status
+            for host in hosts
+        ]
+        assert len(proxy.server.valid_hosts) <= 2
+        assert len(proxy.server.forwarded_cache) <= 2
+    assert statuses == [200, 200, 200, 200, 400]
+    assert [r.header("x-forwarded-host") for r in backend.requests] == hosts[:4]
 
 
 @uvloop_test
