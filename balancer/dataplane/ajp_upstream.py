@@ -177,8 +177,8 @@ class AjpConnection(AjpResponse, MemberSocket):
 
     # --- one request: the exchange's calls -------------------------------------------------
 
-    def begin(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
-        """``ex`` owns the connection now; ``send_request`` follows at once."""
+    def send_request(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
+        """``ex`` owns the connection now: start its request (CPing first when configured)."""
         self.exchange = ex
         self.received = 0
         self.head_request = head_request
@@ -186,9 +186,6 @@ class AjpConnection(AjpResponse, MemberSocket):
         self.socket_timeout = self.pool.socket_timeout
         self.phase = IDLE
         self._reset_response()
-
-    def send_request(self, ex: Exchange) -> None:
-        """Start the request (Exchange._attach hands AJP framing over to us)."""
         self.upload = RequestBody(self.max_chunk, b"".join(ex.body), ex.body_complete)
         if ex.client.pause_flags:
             ex.client.pending_taken()  # the body read so far is ours now

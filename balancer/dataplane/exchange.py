@@ -301,8 +301,8 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.attached_at = monotonic()
         self.reused = reused
         self.body_done_up = False
-        conn.begin(self, fwd.reply_timeout_ms / 1000, self.req.method == b"HEAD")
-        conn.send_request(self)  # each protocol frames the request its own way
+        # each protocol frames the request its own way
+        conn.send_request(self, fwd.reply_timeout_ms / 1000, self.req.method == b"HEAD")
 
     def request_out(self, complete: bool) -> None:
         """The attached connection wrote the request head (and the body so far)."""

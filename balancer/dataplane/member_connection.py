@@ -2,9 +2,9 @@
 
 ``UpstreamConnection`` (http members, upstream.py) and ``AjpConnection`` (ajp13 members,
 ajp_upstream.py) both implement it, so the exchange, the relay and the pool never ask which
-protocol a member speaks: the exchange attaches a connection (``begin``), hands it the request
-(``send_request`` frames and writes the head and the body read so far, each protocol its own
-way), feeds it the rest of the body (``body_data``, ``request_done``) and holds its reading
+protocol a member speaks: the exchange hands a connection its request (``send_request``
+takes the exchange and frames and writes the head and the body read so far, each protocol its
+own way), feeds it the rest of the body (``body_data``, ``request_done``) and holds its reading
 back for a slow client. The connection answers through the exchange's ``upstream_*`` calls
 and fills the response attributes the relay reads.
 
@@ -46,9 +46,7 @@ class MemberConnection(Protocol):
     chunked: bool
     upgrade: bytes | None
 
-    def begin(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None: ...
-
-    def send_request(self, ex: Exchange) -> None: ...
+    def send_request(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None: ...
 
     def body_data(self, data: bytes) -> None: ...
 

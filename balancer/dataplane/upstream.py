@@ -185,8 +185,9 @@ class UpstreamConnection(MemberSocket):
 
     # --- one request --------------------------------------------------------------------------
 
-    def begin(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
-        """``ex`` owns the connection now; its request head is about to be written."""
+    def send_request(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
+        """``ex`` owns the connection now: write its request head and the body read so far,
+        framed for this try."""
         self.exchange = ex
         self.received = 0
         self.msg_done = False
@@ -197,9 +198,6 @@ class UpstreamConnection(MemberSocket):
         if st:
             self.last_read = self.loop.time()
             self._arm_by(self.last_read + st)
-
-    def send_request(self, ex: Exchange) -> None:
-        """Write the request head and the body read so far, framed for this try."""
         head = ex.head_common
         if not head:
             head = ex.head_common = request_head(ex)
