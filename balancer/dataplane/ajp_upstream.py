@@ -1,12 +1,20 @@
 """The upstream side for ``ajp13`` members: one pooled AJP/1.3 connection to a container.
 
-It drives an exchange exactly as ``UpstreamConnection`` does for ``http`` members — the same
-calls both ways (``begin``, ``request_done``, ``pause_reading_for_client`` ...; the exchange's
-``upstream_head``, ``upstream_body``, ``upstream_complete``, ``upstream_failed``) and the same
-attributes for the relay (``status``, ``reason``, ``headers``, ``content_length`` ...) — so the
-plan loop, the relay, the pool and the lb engine treat both kinds of member alike. The bytes
-are the codec's (``balancer.ajp``); the field mapping is ``ajp_fields``, the request body's
-packets ``ajp_body``, the reading half ``ajp_response``, the member's settings ``ajp_settings``.
+It implements ``MemberConnection`` (member_connection.py) as ``UpstreamConnection`` does for
+``http`` members — the same calls both ways (``send_request``, ``body_data``,
+``request_done``, ``pause_reading_for_client`` ...; the exchange's ``upstream_head``,
+``upstream_body``, ``upstream_complete``, ``upstream_failed``) and the same attributes for the
+relay (``status``, ``reason``, ``headers``, ``content_length`` ...) — so the plan loop, the
+relay, the pool and the lb engine treat both kinds of member alike. The bytes are the codec's
+(``balancer.ajp``); the field mapping is ``ajp_fields``, the request body's packets
+``ajp_body``, the member's settings ``ajp_settings``.
+
+Reading: each read is split into packets and decoded by the codec; SEND_HEADERS is checked
+(``ajp_fields.response_head``) before the relay sees it, SEND_BODY_CHUNK is counted against
+the Content-Length, GET_BODY_CHUNK is answered from the request body, END_RESPONSE ends the
+try. Anything malformed, out of order or oversized is BAD_RESPONSE (502) — READ_FAILED once
+response bytes reached the client, which then loses its connection — and never more than
+that one request.
 
 One request on a connection:
 
@@ -28,17 +36,25 @@ after the end).
 from __future__ import annotations
 
 import asyncio
-import socket
+import logging
 from typing import TYPE_CHECKING
 
 from balancer.ajp.errors import AjpError
+from balancer.ajp.reply import (
+    BodyChunk,
+    CPong,
+    EndResponse,
+    GetBodyChunk,
+    SendHeaders,
+    decode_reply,
+)
 from balancer.ajp.request import CPING_PACKET, encode_forward_request, max_body_chunk
 from balancer.ajp.wire import from_container_deframer
 from balancer.dataplane.ajp_body import RequestBody
-from balancer.dataplane.ajp_fields import forward_request
-from balancer.dataplane.ajp_response import DONE, IDLE, PING, SENT, AjpResponse, log
+from balancer.dataplane.ajp_fields import forward_request, response_head
 from balancer.dataplane.ajp_settings import AjpSettings, ajp_settings
 from balancer.dataplane.deadlines import next_deadline
+from balancer.dataplane.member_connection import MemberSocket
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -48,7 +64,16 @@ if TYPE_CHECKING:
 __all__ = ["AjpConnection", "AjpSettings", "ajp_settings"]
 
 
-class AjpConnection(AjpResponse, asyncio.Protocol):
+log = logging.getLogger("balancer.dataplane.ajp")
+
+# the phases of one request on a connection
+IDLE = 0  # no request, or one not started
+PING = 1  # CPing sent, waiting for CPong
+SENT = 2  # forward request sent, response being read
+DONE = 3  # END_RESPONSE read
+
+
+class AjpConnection(MemberSocket):
     __slots__ = (
         "body_got",
         "body_paused",
@@ -127,18 +152,6 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
 
     # --- connection life ------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        pool = self.pool
-        transport.set_write_buffer_limits(high=pool.limits.write_buffer_high)  # type: ignore[attr-defined]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            if pool.socket_keepalive:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if pool.socket_buffer:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, pool.socket_buffer)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, pool.socket_buffer)
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timers()
@@ -185,14 +198,12 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         self._cancel_timers()
         self._unpause_client()
         self.exchange = None
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.transport.close()
+        self._close_transport()
 
     # --- one request: the exchange's calls -------------------------------------------------
 
-    def begin(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
-        """``ex`` owns the connection now; ``send_request`` follows at once."""
+    def send_request(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
+        """``ex`` owns the connection now: start its request (CPing first when configured)."""
         self.exchange = ex
         self.received = 0
         self.head_request = head_request
@@ -200,9 +211,6 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         self.socket_timeout = self.pool.socket_timeout
         self.phase = IDLE
         self._reset_response()
-
-    def send_request(self, ex: Exchange) -> None:
-        """Start the request (Exchange._attach hands AJP framing over to us)."""
         self.upload = RequestBody(self.max_chunk, b"".join(ex.body), ex.body_complete)
         if ex.client.pause_flags:
             ex.client.pending_taken()  # the body read so far is ours now
@@ -236,17 +244,6 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         if ex is not None and self.phase == SENT and self.upload.waiting:
             self._pump(ex)
 
-    def pause_reading_for_client(self) -> None:
-        if not self.read_paused and self.transport is not None and not self.closed:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading_for_client(self) -> None:
-        if self.read_paused and self.transport is not None and not self.closed:
-            self.read_paused = False
-            self.last_read = self.loop.time()
-            self.transport.resume_reading()
-
     def detach(self) -> None:
         """The exchange is done with this connection (before it goes back to the pool)."""
         self._unpause_client()
@@ -255,6 +252,122 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         self.upload = RequestBody(self.max_chunk)
         if self.read_paused:
             self.resume_reading_for_client()
+
+    # --- bytes in: container packets, the exchange told what came --------------------------
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:
+            self.pool.discard(self)  # type: ignore[arg-type]  # bytes nobody asked for
+            return
+        self.received += len(data)
+        if self.timer is not None:
+            self.last_read = self.loop.time()
+        try:
+            payloads = self.deframer.feed(data)
+        except AjpError as exc:
+            self._broken(ex, exc)
+            return
+        last = len(payloads) - 1
+        for i, payload in enumerate(payloads):
+            try:
+                msg = decode_reply(payload)
+            except AjpError as exc:
+                self._broken(ex, exc)
+                return
+            kind = type(msg)
+            if self.phase == PING:
+                if kind is not CPong:
+                    self._broken(ex, AjpError(f"{kind.__name__} while waiting for CPONG"))
+                    return
+                self._pinged(ex)
+            elif kind is BodyChunk:
+                if not self._body(ex, msg.data):  # type: ignore[union-attr]
+                    return
+            elif kind is GetBodyChunk:
+                self.upload.ask(msg.size)  # type: ignore[union-attr]
+                self._pump(ex)
+            elif kind is SendHeaders:
+                if not self._head(ex, msg):  # type: ignore[arg-type]
+                    return
+            elif kind is EndResponse:
+                more = i < last or self.deframer.pending > 0
+                self._end(ex, msg.reuse, more)  # type: ignore[union-attr]
+                return
+            else:
+                self._broken(ex, AjpError("CPONG without a CPING"))
+                return
+            if self.exchange is not ex:
+                return  # the exchange let go of this connection (fail_on_status, ...)
+        if ex.wbuf:
+            ex.flush()
+
+    def _pinged(self, ex: Exchange) -> None:
+        if self.ping_timer is not None:
+            self.ping_timer.cancel()
+            self.ping_timer = None
+        self._send_forward(ex)
+
+    def _head(self, ex: Exchange, msg: SendHeaders) -> bool:
+        if self.final_head:
+            self._broken(ex, AjpError("a second SEND_HEADERS"))
+            return False
+        try:
+            head = response_head(msg)
+        except AjpError as exc:
+            self._broken(ex, exc)
+            return False
+        self.status = head.status
+        self.reason = head.reason
+        self.headers = head.headers
+        self.set_cookies = head.set_cookies
+        self.content_length = head.content_length
+        self.final_head = head.status >= 200  # 1xx: interim, the final head follows
+        ex.upstream_head()
+        return self.exchange is ex
+
+    def _counts_length(self) -> bool:
+        return (
+            self.content_length is not None
+            and not self.head_request
+            and self.status not in (204, 304)
+        )
+
+    def _body(self, ex: Exchange, data: bytes) -> bool:
+        if not self.final_head:
+            self._broken(ex, AjpError("SEND_BODY_CHUNK before SEND_HEADERS"))
+            return False
+        self.body_got += len(data)
+        if self._counts_length() and self.body_got > self.content_length:  # type: ignore[operator]
+            # the client was promised Content-Length bytes: a byte more would be the start
+            # of a response it never asked for
+            self._broken(ex, AjpError("more body than its Content-Length"))
+            return False
+        if data:
+            ex.upstream_body(data)
+        return True
+
+    def _end(self, ex: Exchange, reuse: bool, more: bool) -> None:
+        if not self.final_head:
+            self._broken(ex, AjpError("END_RESPONSE before SEND_HEADERS"))
+            return
+        if self._counts_length() and self.body_got < self.content_length:  # type: ignore[operator]
+            ex.upstream_failed(OutcomeKind.READ_FAILED, "response shorter than its Content-Length")
+            ex.flush()
+            return
+        self.phase = DONE
+        # reusable only in step: nothing after the end, no body packet the container waits for
+        reusable = reuse and not more and not self.upload.owed and not self.closed
+        self._finish()
+        ex.upstream_complete(reusable)
+
+    def _broken(self, ex: Exchange, exc: AjpError) -> None:
+        log.info("member=%s bad AJP from the container: %s", self.pool.name, exc)
+        if self.phase == PING:
+            ex.upstream_failed(OutcomeKind.CONNECT_FAILED, f"cping-failed: {exc}")
+        else:
+            ex.upstream_failed(OutcomeKind.BAD_RESPONSE, f"bad-response: {exc}")
+        ex.flush()
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -311,15 +424,8 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
         self.phase = SENT
         self._write(packet)
         ex.sent += len(packet)
-        ex.request_sent = True
-        ex.up_chunked = False
         self.upload.announce(length)
-        if ex.body and (ex.body_size > ex.server.limits.replay_buffer_size or not ex.replayable):
-            ex.replayable = False  # sent and too big to keep: no replay from here on
-            ex.body = []
-            ex.body_size = 0
-        if complete:
-            ex.body_done_up = True
+        ex.request_out(complete)
         self._pump(ex)
         self._watch()
 

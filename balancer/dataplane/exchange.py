@@ -28,6 +28,10 @@ connection that then fails to connect is still reported as "sent" (issue 11 item
 A request body is kept in memory while it fits ``Limits.replay_buffer_size``, so a failed try
 can be replayed; past that it streams, and once sent it cannot be replayed (replayable=False).
 
+The exchange never asks which protocol a member speaks: it attaches a ``MemberConnection``
+(member_connection.py) and calls ``send_request``; the http connection frames an HTTP/1.1
+request (upstream.py, http_request.py), the ajp13 one an AJP forward request.
+
 The response half is in ``relay.py`` and the balancer's own answers in ``local.py`` (mixins).
 """
 
@@ -55,15 +59,13 @@ if TYPE_CHECKING:
     import asyncio
 
     from balancer.dataplane.downstream import ClientConnection
+    from balancer.dataplane.member_connection import MemberConnection
     from balancer.dataplane.pool import MemberPool
     from balancer.dataplane.request import Request
     from balancer.dataplane.routes import Plan
-    from balancer.dataplane.tls_facts import TlsInfo
-    from balancer.dataplane.upstream import UpstreamConnection
 
 log = logging.getLogger(__name__)
 
-_ACTIVATION = {a: b"X-Pyjk-Activation: %s\r\n" % a.encode("ascii") for a in ("ACT", "DIS", "STP")}
 _READ_FAILED = OutcomeKind.READ_FAILED
 _SEND_FAILED = OutcomeKind.SEND_FAILED
 _METHOD_NAMES = {
@@ -110,7 +112,6 @@ class Exchange(ResponseRelay, LocalAnswers):
         "status",
         "unsent_head",
         "up",
-        "up_chunked",
         "wait_timer",
         "wbuf",
     )
@@ -122,7 +123,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.route: ProxyTo | None = None
         self.plan: Plan | None = None
         self.fwd: Forward | None = None
-        self.up: UpstreamConnection | None = None
+        self.up: MemberConnection | None = None
         self.pool: MemberPool | None = None
         self.pool_timer: asyncio.TimerHandle | None = None
         self.wait_timer: asyncio.TimerHandle | None = None
@@ -135,7 +136,6 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.replayable = True  # nothing of the body was dropped after sending
         self.body_complete = False
         self.body_done_up = False  # this try sent the whole request
-        self.up_chunked = False
         self.request_sent = False
         self.sent = 0  # bytes written upstream, this try
         self.head_common = b""
@@ -280,7 +280,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         pool.acquire(self)
 
     # pool callbacks
-    def pool_ready(self, conn: UpstreamConnection) -> None:
+    def pool_ready(self, conn: MemberConnection) -> None:
         self._attach(conn, conn.reused)
 
     def pool_failed(self, kind: OutcomeKind, reason: str) -> None:
@@ -294,91 +294,27 @@ class Exchange(ResponseRelay, LocalAnswers):
 
     # --- sending ----------------------------------------------------------------------------
 
-    def _attach(self, conn: UpstreamConnection, reused: bool) -> None:
+    def _attach(self, conn: MemberConnection, reused: bool) -> None:
         fwd = self.fwd
         assert fwd is not None
-        req = self.req
         self.up = conn
         self.attached_at = monotonic()
         self.reused = reused
         self.body_done_up = False
-        conn.begin(self, fwd.reply_timeout_ms / 1000, req.method == b"HEAD")
-        if self.pool.ajp is not None:  # type: ignore[union-attr]
-            conn.send_request(self)  # type: ignore[attr-defined]  # AJP frames its own (ajp_upstream.py)
-            return
-        common = self.head_common
-        if not common:
-            common = self.head_common = self._head_common()
-        parts = [common, _ACTIVATION.get(fwd.activation) or _activation(fwd.activation)]
-        body = self.body
-        complete = self.body_complete
-        if req.chunked and not complete:
-            self.up_chunked = True
-            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
-            for data in body:
-                parts += h.chunk(data)
-        else:
-            self.up_chunked = False
-            if req.chunked:
-                parts.append(b"Content-Length: %d\r\n\r\n" % self.body_size)
-            elif req.content_length is not None:
-                parts.append(b"Content-Length: %d\r\n\r\n" % req.content_length)
-            else:
-                parts.append(b"\r\n")
-            parts += body
-        transport = conn.transport
-        assert transport is not None
-        if len(parts) < 6:
-            data = b"".join(parts)
-            self.sent = len(data)
-            transport.write(data)
-        else:
-            self.sent = sum(map(len, parts))
-            transport.writelines(parts)
+        # each protocol frames the request its own way
+        conn.send_request(self, fwd.reply_timeout_ms / 1000, self.req.method == b"HEAD")
+
+    def request_out(self, complete: bool) -> None:
+        """The attached connection wrote the request head (and the body so far)."""
         self.request_sent = True
-        if body and (self.body_size > self.server.limits.replay_buffer_size or not self.replayable):
+        if self.body and (
+            self.body_size > self.server.limits.replay_buffer_size or not self.replayable
+        ):
             self.replayable = False  # sent and too big to keep: no replay from here on
             self.body = []
             self.body_size = 0
-        if self.client.pause_flags:
-            self.client.pending_taken()
         if complete:
             self.body_done_up = True
-            if conn.reply_timeout:
-                conn.request_done()
-
-    def _head_common(self) -> bytes:
-        """Request line and fields, the same for every try of this request."""
-        req = self.req
-        client = self.client
-        parts = [req.method, b" ", req.target, b" HTTP/1.1\r\nHost: ", req.host or b"", b"\r\n"]
-        for name, value in req.headers:
-            parts += (name, b": ", value, b"\r\n")
-        if client.trusted:
-            # a trusted proxy's forwarded fields are kept and extended (Traefik trustedIPs)
-            ip = client.peer_ip.encode("ascii")
-            xff = req.xff + b", " + ip if req.xff else ip
-            proto = req.xfproto or (b"https" if req.secure else b"http")
-            xfhost = req.xfhost or req.host
-            for value in req.forwarded or ():
-                parts += (b"Forwarded: ", value, b"\r\n")
-            parts += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
-            if xfhost:
-                parts += (b"X-Forwarded-Host: ", xfhost, b"\r\n")
-            parts.append(_tls_fields(client.peer_ip, req.host, client.tls))
-        else:
-            # anything the client claims about the path before us is replaced: the fields
-            # depend on the connection and the Host only, and are kept for the next request
-            host = req.host
-            if host != client.forwarded_host or not client.forwarded_fields:
-                client.forwarded_host = host
-                client.forwarded_fields = _forwarded_fields(client.peer_ip, req.secure, host)
-                client.forwarded_fields += _tls_fields(client.peer_ip, host, client.tls)
-            parts.append(client.forwarded_fields)
-        parts += (b"X-Pyjk-Request-Id: ", self.request_id, b"\r\n")
-        if req.upgrade_ws:
-            parts += (b"Connection: Upgrade\r\nUpgrade: ", req.upgrade or b"websocket", b"\r\n")
-        return b"".join(parts)
 
     # request body from the client (BodySink)
     def request_body(self, data: bytes) -> None:
@@ -394,17 +330,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             return
         up = self.up
         if up is not None and not self.body_done_up:
-            transport = up.transport
-            assert transport is not None
-            if self.pool.ajp is not None:  # type: ignore[union-attr]
-                up.body_data(data)  # type: ignore[attr-defined]  # sent as the container asks
-            elif self.up_chunked:
-                pieces = h.chunk(data)
-                transport.writelines(pieces)
-                self.sent += n + len(pieces[0]) + 2
-            else:
-                transport.write(data)
-                self.sent += n
+            up.body_data(data)
             if self.replayable:
                 self.body_size += n
                 if self.body_size > self.server.limits.replay_buffer_size:
@@ -428,9 +354,6 @@ class Exchange(ResponseRelay, LocalAnswers):
             return
         up = self.up
         if up is not None and not self.body_done_up:
-            if self.up_chunked:
-                up.transport.write(h.LAST_CHUNK)  # type: ignore[union-attr]
-                self.sent += 5
             self.body_done_up = True
             up.request_done()
 
@@ -579,37 +502,3 @@ class Exchange(ResponseRelay, LocalAnswers):
 
     def _log(self) -> None:
         self.server.finished(self)
-
-
-def _forwarded_fields(peer_ip: str, secure: bool, host: bytes | None) -> bytes:
-    """X-Forwarded-* for a peer that is not a trusted proxy."""
-    fields = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n" % (
-        peer_ip.encode("ascii"),
-        b"https" if secure else b"http",
-    )
-    if host:
-        fields += b"X-Forwarded-Host: %s\r\n" % host
-    return fields
-
-
-def _tls_fields(peer_ip: str, host: bytes | None, tls: TlsInfo | None) -> bytes:
-    """What an http member learns of a TLS connection (tls_facts): RFC 7239 ``Forwarded``
-    with ``proto=https`` and, when the client showed one, its certificate (RFC 9440). Both
-    names are dropped from client requests (http11.REQUEST_HEADERS), so only pyjk sets them."""
-    if tls is None:
-        return b""
-    node = peer_ip.encode("ascii")
-    if b":" in node:
-        node = b'"[' + node + b']"'
-    fields = b"Forwarded: for=" + node
-    if host:
-        fields += b';host="' + host + b'"' if b":" in host else b";host=" + host
-    fields += b";proto=https\r\n"
-    cert = tls.client_cert_field
-    if cert is not None:
-        fields += b"Client-Cert: " + cert + b"\r\n"
-    return fields
-
-
-def _activation(activation: str) -> bytes:
-    return b"X-Pyjk-Activation: %s\r\n" % activation.encode("latin-1")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from balancer.config.model import MemberConfig
     from balancer.dataplane.exchange import Exchange
     from balancer.dataplane.limits import Limits
+    from balancer.dataplane.member_connection import MemberConnection
 
 
 class MemberPool:
@@ -67,7 +68,7 @@ class MemberPool:
         self.limits = limits
         self.max_response_head = limits.max_response_head_size
         self.ajp = ajp_settings(cfg)  # None: an http member
-        self.idle: list[UpstreamConnection] = []
+        self.idle: list[MemberConnection] = []
         self.total = 0  # open or opening
         self.waiters: deque[Exchange] = deque()
         self.sweeper: asyncio.TimerHandle | None = None
@@ -93,7 +94,7 @@ class MemberPool:
             self.waiters.append(ex)
             ex.pool_timer = self.loop.call_later(self.acquire_timeout, self._waited_too_long, ex)
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: MemberConnection) -> None:
         """A connection whose response was read to the end, ready for the next request."""
         conn.exchange = None
         if conn.timer is not None or conn.read_paused:
@@ -115,21 +116,21 @@ class MemberPool:
         if self.idle_timeout and self.sweeper is None:
             self.sweeper = self.loop.call_later(self.idle_timeout / 2, self._sweep)
 
-    def discard(self, conn: UpstreamConnection) -> None:
+    def discard(self, conn: MemberConnection) -> None:
         """Close a connection that cannot be reused (failed, half-read, out of step)."""
         conn.close()
         self._forget(conn)
 
-    def lost(self, conn: UpstreamConnection) -> None:
+    def lost(self, conn: MemberConnection) -> None:
         """The connection closed (its ``connection_lost``)."""
         self._forget(conn)
 
-    def forget_tunnel(self, conn: UpstreamConnection) -> None:
+    def forget_tunnel(self, conn: MemberConnection) -> None:
         """The connection switched protocols: it leaves the pool (and stops counting) for good."""
         conn.detach()
         self._forget(conn)
 
-    def _forget(self, conn: UpstreamConnection) -> None:
+    def _forget(self, conn: MemberConnection) -> None:
         if conn.discarded:
             return
         conn.discarded = True

@@ -98,6 +98,12 @@ class ProxyServer:
         # "Strict-Transport-Security: ..." for responses on TLS connections (--hsts), or b""
         self.hsts = b""
         self.stats = TrafficStats()
+        # Per-connection work done once per process rather than once per connection (a new
+        # connection per request is the close scenario): Host values that passed
+        # http11.valid_host, and the X-Forwarded-* fields of (peer, scheme, Host). Bounded:
+        # emptied when full.
+        self.valid_hosts: set[bytes] = set()
+        self.forwarded_cache: dict[tuple[str, bool, bytes | None], bytes] = {}
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

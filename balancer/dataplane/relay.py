@@ -16,10 +16,10 @@ from balancer.lb.decisions import OutcomeKind, refusal_of
 
 if TYPE_CHECKING:
     from balancer.dataplane.downstream import ClientConnection
+    from balancer.dataplane.member_connection import MemberConnection
     from balancer.dataplane.pool import MemberPool
     from balancer.dataplane.request import Request
     from balancer.dataplane.routes import Plan, ProxyTo
-    from balancer.dataplane.upstream import UpstreamConnection
     from balancer.lb.decisions import Forward
 
 log = logging.getLogger("balancer.dataplane.exchange")
@@ -43,7 +43,7 @@ class ResponseRelay:
     route: ProxyTo | None
     plan: Plan | None
     fwd: Forward | None
-    up: UpstreamConnection | None
+    up: MemberConnection | None
     pool: MemberPool | None
     done: bool
     replayable: bool
@@ -145,7 +145,7 @@ class ResponseRelay:
         head = self.unsent_head = self._head(up, status, mode)
         self.wbuf.append(head)
 
-    def _head(self, up: UpstreamConnection, status: int, mode: int, interim: bool = False) -> bytes:
+    def _head(self, up: MemberConnection, status: int, mode: int, interim: bool = False) -> bytes:
         reason = up.reason
         line = _OK_LINE if status == 200 and reason == b"OK" else h.status_line(status, reason)
         parts = [line]
@@ -170,7 +170,7 @@ class ResponseRelay:
         return b"".join(parts)
 
     @staticmethod
-    def _backend_sets(cookie: bytes, up: UpstreamConnection) -> bool:
+    def _backend_sets(cookie: bytes, up: MemberConnection) -> bool:
         # pyjk does not add the routing cookie over one of the application's own with the same
         # name: the browser would keep ours and lose the session id (mod_jk §9 item 4)
         if not up.set_cookies:
@@ -237,7 +237,7 @@ class ResponseRelay:
                 log.exception("plan.finish failed for %r", self.req)
         self._end(self.client_ka and self.req.complete)
 
-    def _switch_head(self, up: UpstreamConnection) -> None:
+    def _switch_head(self, up: MemberConnection) -> None:
         parts = [h.status_line(101, up.reason)]
         for name, value in up.headers:
             parts += (name, b": ", value, b"\r\n")

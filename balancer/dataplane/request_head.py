@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from balancer.dataplane.exchange import Exchange
     from balancer.dataplane.limits import Limits
+    from balancer.dataplane.proxy import ProxyServer
 
 # reasons for a client connection to stop reading (a bit set)
 PAUSE_PENDING = 1  # body read before an exchange took it over is over the limit
@@ -60,6 +61,7 @@ class RequestParsing:
     __slots__ = ()
 
     # the connection's state this mixin uses
+    server: ProxyServer
     parser: HttpRequestParser
     limits: Limits
     loop: asyncio.AbstractEventLoop
@@ -89,6 +91,11 @@ class RequestParsing:
         def _pause(self, why: int) -> None: ...
 
     def on_message_begin(self) -> None:
+        if self.stop_after:
+            # bytes after a closing request (in the read that ended it): never parsed, and
+            # the close lingers since the client may still be sending
+            self.parse_dead = True
+            raise h.ParserStop
         if len(self.queue) >= self.limits.max_pipelined:
             self.overflow = True
             raise h.ParserStop
@@ -219,8 +226,13 @@ class RequestParsing:
                 return 400
             req.host = b""
         elif host != self.valid_host:  # keep-alive clients repeat their Host
-            if not h.valid_host(host):
-                return 400
+            known = self.server.valid_hosts
+            if host not in known:
+                if not h.valid_host(host):
+                    return 400
+                if len(known) >= h.CACHE_LIMIT:
+                    known.clear()
+                known.add(host)
             self.valid_host = host
         has_body = bool(req.content_length)
         if req.te is not None:
@@ -300,9 +312,9 @@ class RequestParsing:
         sink = req.sink
         if sink is not None:
             sink.request_complete()
-        if self.stop_after:
-            self.parse_dead = True
-            raise h.ParserStop  # whatever follows a closing request is never parsed
+        # After a closing request nothing more is parsed: on_message_begin stops llhttp if
+        # this read holds more, data_received drops later reads. Not stopping llhttp here
+        # spares the common Connection: close request two exceptions and a lingering close.
 
     def _upgrade_pause(self, data: bytes, offset: int) -> bytes | None:
         """llhttp stopped after a head that asked to switch protocols; returns bytes to parse."""

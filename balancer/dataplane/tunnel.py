@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from balancer.dataplane.downstream import ClientConnection
-    from balancer.dataplane.upstream import UpstreamConnection
+    from balancer.dataplane.member_connection import MemberConnection
 
 
 class _Side(Protocol):
@@ -25,7 +25,7 @@ class Tunnel:
     __slots__ = ("client", "closed", "eofs", "up")
 
     def __init__(
-        self, client: ClientConnection, up: UpstreamConnection, from_client: bytes, from_up: bytes
+        self, client: ClientConnection, up: MemberConnection, from_client: bytes, from_up: bytes
     ) -> None:
         self.client = client
         self.up = up

@@ -12,13 +12,14 @@ returned, so a connection handed back to the pool is never fed the rest of an ol
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from balancer.dataplane import http11 as h
 from balancer.dataplane.deadlines import next_deadline
+from balancer.dataplane.http_request import ACTIVATION_FIELDS, activation_field, request_head
+from balancer.dataplane.member_connection import MemberSocket
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -54,9 +55,10 @@ _USUAL_NAMES = {
 }
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(MemberSocket):
     __slots__ = (
         "chunked",
+        "chunked_up",
         "close_delimited",
         "closed",
         "conn_tokens",
@@ -114,6 +116,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_paused = False
         self.received = 0
         self.head_request = False
+        self.chunked_up = False  # this request's body goes up chunked
         self._reset()
 
     def _reset(self) -> None:
@@ -134,18 +137,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.error = ""
 
     # --- connection life ------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        pool = self.pool
-        transport.set_write_buffer_limits(high=pool.limits.write_buffer_high)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            if pool.socket_keepalive:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if pool.socket_buffer:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, pool.socket_buffer)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, pool.socket_buffer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -190,14 +181,13 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         self._cancel_timer()
         self.exchange = None
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.transport.close()
+        self._close_transport()
 
     # --- one request --------------------------------------------------------------------------
 
-    def begin(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
-        """``ex`` owns the connection now; its request head is about to be written."""
+    def send_request(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
+        """``ex`` owns the connection now: write its request head and the body read so far,
+        framed for this try."""
         self.exchange = ex
         self.received = 0
         self.msg_done = False
@@ -208,9 +198,71 @@ class UpstreamConnection(asyncio.Protocol):
         if st:
             self.last_read = self.loop.time()
             self._arm_by(self.last_read + st)
+        head = ex.head_common
+        if not head:
+            head = ex.head_common = request_head(ex)
+        activation = ex.fwd.activation  # type: ignore[union-attr]
+        parts = [head, ACTIVATION_FIELDS.get(activation) or activation_field(activation)]
+        req = ex.req
+        body = ex.body
+        complete = ex.body_complete
+        # re-framed always: Content-Length when the length is known (a chunked body read
+        # whole goes up with its length), chunked otherwise
+        if req.chunked and not complete:
+            self.chunked_up = True
+            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+            for data in body:
+                parts += h.chunk(data)
+        else:
+            self.chunked_up = False
+            if req.chunked:
+                parts.append(b"Content-Length: %d\r\n\r\n" % ex.body_size)
+            elif req.content_length is not None:
+                parts.append(b"Content-Length: %d\r\n\r\n" % req.content_length)
+            else:
+                parts.append(b"\r\n")
+            parts += body
+        transport = self.transport
+        assert transport is not None
+        if len(parts) < 6:
+            data = b"".join(parts)
+            ex.sent = len(data)
+            transport.write(data)
+        else:
+            ex.sent = sum(map(len, parts))
+            transport.writelines(parts)
+        if body or not complete:
+            ex.request_out(complete)
+        else:  # the common bodiless request: request_out's outcome without the call (speed)
+            ex.request_sent = ex.body_done_up = True
+        if ex.client.pause_flags:
+            ex.client.pending_taken()
+        if complete and self.reply_timeout:
+            self.request_done()
+
+    def body_data(self, data: bytes) -> None:
+        """More of the client's body, after the head went out."""
+        ex = self.exchange
+        transport = self.transport
+        if ex is None or transport is None:
+            return
+        if self.chunked_up:
+            pieces = h.chunk(data)
+            transport.writelines(pieces)
+            ex.sent += len(data) + len(pieces[0]) + 2
+        else:
+            transport.write(data)
+            ex.sent += len(data)
 
     def request_done(self) -> None:
         """The whole request went out: the reply timeout runs from now."""
+        if self.chunked_up:
+            self.chunked_up = False
+            ex = self.exchange
+            if self.transport is not None:
+                self.transport.write(h.LAST_CHUNK)
+            if ex is not None:
+                ex.sent += 5
         if self.reply_timeout:
             self.request_done_at = now = self.loop.time()
             when = now + self.reply_timeout
@@ -219,17 +271,6 @@ class UpstreamConnection(asyncio.Protocol):
                 self._arm(when)
             elif self.timer_at > when:  # _arm_by(when)
                 self._arm(when)
-
-    def pause_reading_for_client(self) -> None:
-        if not self.read_paused and self.transport is not None and not self.closed:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading_for_client(self) -> None:
-        if self.read_paused and self.transport is not None and not self.closed:
-            self.read_paused = False
-            self.last_read = self.loop.time()
-            self.transport.resume_reading()
 
     def detach(self) -> None:
         """The exchange is done with this connection (before it goes back to the pool).

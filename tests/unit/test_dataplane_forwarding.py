@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 
 from balancer.config.model import RuleExtensions
-from balancer.dataplane import Limits, LocalHandler, LocalResponse, ProxyTo
+from balancer.dataplane import Limits, LocalHandler, LocalResponse, ProxyTo, http11, http_request
 from balancer.lb.decisions import OutcomeKind
 from tests.unit.test_dataplane_support import (
     Backend,
@@ -86,6 +86,26 @@ async def test_forwarded_fields_from_an_untrusted_peer_are_replaced() -> None:
     assert seen.all("x-forwarded-proto") == [b"http"]
     assert seen.all("x-forwarded-host") == [b"example.test"]
     assert seen.all("forwarded") == []
+
+
+@uvloop_test
+async def test_per_connection_fields_kept_per_process_follow_each_host_and_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Host checks and X-Forwarded-* are kept per process (not redone per connection); the
+    # caches are emptied when full, and an invalid Host is refused whatever they hold.
+    monkeypatch.setattr(http11, "CACHE_LIMIT", 2)
+    monkeypatch.setattr(http_request, "CACHE_LIMIT", 2)
+    hosts = [b"a.test", b"b.test", b"c.test", b"a.test", b"a.test:123456"]
+    async with proxied() as (backend, proxy):
+        statuses = [
+            (await proxy.request(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")).status
+            for host in hosts
+        ]
+        assert len(proxy.server.valid_hosts) <= 2
+        assert len(proxy.server.forwarded_cache) <= 2
+    assert statuses == [200, 200, 200, 200, 400]
+    assert [r.header("x-forwarded-host") for r in backend.requests] == hosts[:4]
 
 
 @uvloop_test
@@ -370,6 +390,38 @@ async def test_connection_close_from_the_client_closes_after_the_response() -> N
         resp = await client.response()
         assert resp.header("connection") == b"close"
         assert await client.rest() == b""
+
+
+@uvloop_test
+async def test_a_complete_closing_request_is_closed_at_once_without_lingering() -> None:
+    # Nothing unread: the balancer closes as nginx does, instead of sending FIN and waiting up
+    # to LINGER_SECONDS for the client's (a timer, a shutdown and a read more per connection).
+    async with proxied() as (_, proxy):
+        client = await proxy.connect()
+        client.send(get("/x", extra=b"Connection: close\r\n"))
+        assert (await client.response()).header("connection") == b"close"
+        deadline = asyncio.get_running_loop().time() + 1.0  # lingering would last 2 s
+        while proxy.server.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert not proxy.server.connections  # while the client still holds its end open
+        client.close()
+
+
+@uvloop_test
+async def test_a_request_sent_after_a_closing_one_in_a_later_read_is_never_forwarded() -> None:
+    async def slow(req: BackendRequest) -> bytes:
+        await asyncio.sleep(0.2)
+        return ok(req.url)
+
+    async with proxied(responder=lambda c, r: slow(r)) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(get("/x", extra=b"Connection: close\r\n"))
+        await asyncio.sleep(0.05)  # a later read, while the first is in flight
+        client.send(get("/never"))
+        resp = await client.response()
+        assert resp.body == b"/x"
+        assert await client.rest() == b""
+    assert [r.url for r in backend.requests] == [b"/x"]
 
 
 @uvloop_test

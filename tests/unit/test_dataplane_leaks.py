@@ -7,6 +7,7 @@ itself and kept every frame — with it every upstream and client connection it 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 
@@ -104,3 +105,35 @@ async def test_closing_and_refused_requests_leave_no_client_connection_behind() 
                 assert resp.status == (200 if i % 2 else 400)
             left = live(ClientConnection)
     assert left <= 2
+
+
+@uvloop_test
+async def test_a_closed_client_connection_is_freed_without_the_cyclic_collector() -> None:
+    # llhttp's parser holds bound methods of its connection: a reference cycle per connection
+    # that only the cyclic collector freed, ~9 objects per Connection: close request, and its
+    # passes (up to 33 ms for the oldest generation) landed in the close scenario's tail.
+    async with Backend() as a:
+        a.keep_bodies = False
+        engine = LbEngine(
+            LbConfig(name="lb", balance_workers=("n1",)),
+            members(a.port, fail_on_status=()),
+            60,
+            time.monotonic(),
+        )
+        async with Proxy(router=lambda req: ProxyTo(engine, name="lb")) as proxy:
+            proxy.server.access_log = None
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(20):
+                    raw = b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"
+                    assert (await proxy.request(raw)).status == 200
+                deadline = time.monotonic() + 5
+                while proxy.server.connections and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)  # connection_lost runs in a later loop pass
+                await asyncio.sleep(0)
+                left = sum(1 for o in gc.get_objects() if type(o) is ClientConnection)
+            finally:
+                gc.enable()
+    assert not proxy.server.connections
+    assert left == 0

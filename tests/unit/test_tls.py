@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from balancer.__main__ import Listen, build_parser, parse_listen, tls_settings
-from balancer.dataplane.exchange import _tls_fields
+from balancer.dataplane.http_request import tls_fields as _tls_fields
 from balancer.dataplane.tls import (
     TlsError,
     TlsSettings,

@@ -1,0 +1,183 @@
+"""Instructions per request of the whole balancer process (callgrind, free of machine load).
+
+    python bench/hotpath_instr.py                       # keepalive-100B, sticky-100B, close-100B
+    python bench/hotpath_instr.py -n 2000 --scenario sticky-100B
+
+The balancer runs as in the race (``python -m balancer`` over three nginx backends,
+bench/backend.py), but under ``valgrind --tool=callgrind``. A client in this process sends N
+requests one after another (keep-alive on one connection, or one connection per request for
+close-100B), then stops the balancer; callgrind's total is read from its exit summary. Each
+scenario runs twice, with N and 3N requests, and the difference divided by 2N is the cost of
+one request: start-up, imports, config reading and shutdown cancel out. Instruction counts do
+not depend on the machine's load, so this can be measured on a busy machine (a wall-clock race
+cannot). ``PYJK_PURE`` and any other environment variable pass through to the balancer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import race_configs as cfg
+from backend import find_nginx, nginx_argv, write_backend
+from race_checks import STICKY_COOKIE_VALUE
+from race_procs import Supervisor, free_ports, wait_http_ready
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+SCENARIOS: dict[str, tuple[str, bool]] = {  # name -> (extra header lines, keep-alive)
+    "keepalive-100B": ("", True),
+    "sticky-100B": (f"Cookie: {STICKY_COOKIE_VALUE}\r\n", True),
+    "close-100B": ("Connection: close\r\n", False),
+}
+_HEAD_END = b"\r\n\r\n"
+
+
+def _read_response(sock: socket.socket) -> None:
+    """Read one response with a Content-Length body (the backends' /100 always has one)."""
+    buf = b""
+    while _HEAD_END not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("balancer closed before a response head")
+        buf += chunk
+    head, _, body = buf.partition(_HEAD_END)
+    if not head.startswith(b"HTTP/1.1 200") or b"\r\nX-Backend: " not in head:
+        raise RuntimeError(f"unexpected response: {head[:80]!r}")
+    length = int(re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("balancer closed inside a body")
+        body += chunk
+
+
+def drive(port: int, scenario: str, n: int) -> None:
+    extra, keepalive = SCENARIOS[scenario]
+    request = f"GET /100 HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}\r\n".encode()
+    sock: socket.socket | None = None
+    for _ in range(n):
+        if sock is None:
+            sock = socket.create_connection((HOST, port), timeout=30)
+        sock.sendall(request)
+        _read_response(sock)
+        if not keepalive:
+            sock.recv(1)  # the balancer's FIN: the connection is really done before the next one
+            sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+
+
+class PortTaken(RuntimeError):
+    """Another process answered on the port picked for the balancer (or it could not bind)."""
+
+
+def instructions(
+    python: str, source: Path, workdir: Path, members: Sequence[cfg.Member], scenario: str, n: int
+) -> int:
+    for _ in range(5):  # a free port can be taken by another process before valgrind binds it
+        try:
+            return _instructions(python, source, workdir, members, scenario, n)
+        except PortTaken:
+            continue
+    raise RuntimeError("no free port for the balancer after 5 tries")
+
+
+def _instructions(
+    python: str, source: Path, workdir: Path, members: Sequence[cfg.Member], scenario: str, n: int
+) -> int:
+    workers = workdir / "workers.properties"
+    mounts = workdir / "uriworkermap.properties"
+    workers.write_text(cfg.workers_properties(members))
+    mounts.write_text(cfg.uriworkermap())
+    (port,) = free_ports(1)
+    out = workdir / "callgrind.out"
+    log = workdir / "balancer.log"
+    argv = [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        python, "-m", "balancer", "--workers", str(workers), "--mounts", str(mounts),
+        "--listen", f"{HOST}:{port}",
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, cwd=source, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while b"listening on" not in log.read_bytes():  # valgrind start-up is slow
+            if proc.poll() is not None:
+                if b"cannot listen" in log.read_bytes():
+                    raise PortTaken(port)
+                raise RuntimeError(f"balancer did not start: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"balancer did not start in time: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        try:
+            drive(port, "keepalive-100B", 1)
+        except RuntimeError as exc:  # not our balancer's answer
+            raise PortTaken(port) from exc
+        drive(port, scenario, n)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    found = re.search(r"refs:\s+([\d,]+)", log.read_text())
+    if found is None:
+        raise RuntimeError(f"no callgrind summary in {log}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-n", type=int, default=1000, help="requests of the short run (long: 3n)")
+    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    p.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
+    p.add_argument(
+        "--source",
+        type=Path,
+        default=ROOT,
+        help="the tree the balancer runs from (e.g. `git archive` of another commit)",
+    )
+    args = p.parse_args(argv)
+    nginx = find_nginx()
+    if nginx is None or shutil.which("valgrind") is None:
+        print("needs nginx and valgrind (apt-get install -y nginx valgrind)", file=sys.stderr)
+        return 2
+    scenarios = args.scenario or list(SCENARIOS)
+    with tempfile.TemporaryDirectory(prefix="pyjk-instr-") as tmp:
+        workdir = Path(tmp)
+        members = cfg.members_for(free_ports(3))
+        sup = Supervisor(taskset=None)
+        sup.install_signal_handlers()  # SIGTERM runs the finally blocks: nothing left running
+        try:
+            conf = write_backend(members, workdir)
+            child = sup.start(
+                "backends", nginx_argv(nginx, conf, workdir), cpu=None, log=workdir / "be.log"
+            )
+            for m in members:
+                wait_http_ready(child, m.host, m.port, "/100", 10.0)
+            pure = " (PYJK_PURE=1)" if os.environ.get("PYJK_PURE") == "1" else ""
+            for scenario in scenarios:
+                run = (args.python, args.source, workdir, members, scenario)
+                short = instructions(*run, args.n)
+                long = instructions(*run, 3 * args.n)
+                per = (long - short) / (2 * args.n)
+                print(f"{scenario:16s} {per:10,.0f} instructions per request{pure}", flush=True)
+        finally:
+            sup.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
