@@ -41,7 +41,7 @@ from balancer.lb.recovery import (  # noqa: F401
     RECOVERY_NO_RETRY_AFTER_SEND,
     RECOVERY_REPLAY_UNSAFE,
 )
-from balancer.lb.settings import LbSettings
+from balancer.lb.state import LOCAL, LbState
 
 # Silent transitions: OK/IDLE <-> OK happens on every first request after a quiet spell.
 _QUIET = {(State.OK_IDLE, State.OK), (State.OK, State.OK_IDLE)}
@@ -84,13 +84,16 @@ class LbEngine:
         members: Sequence[MemberConfig],
         maintain_interval: int,
         now: float,
+        state: LbState = LOCAL,
     ) -> None:
         if not members:
             raise LbError(f"lb {config.name!r} has no members")
         self.config = config
         self.name = config.name
-        self.settings = LbSettings.from_config(config)
-        self.members: tuple[Member, ...] = tuple(Member.from_config(m, now) for m in members)
+        # the numbers live where ``state`` keeps them: objects, or records N processes share
+        self.lb_state = state
+        self.settings = state.settings(config)
+        self.members: tuple[Member, ...] = tuple(state.member(self.name, m, now) for m in members)
         self._check_unique()
         self.maintain_interval = maintain_interval  # s, worker.maintain; 0 = never
         self.next_offset = 0  # where find_best_byvalue starts scanning
@@ -188,11 +191,8 @@ class LbEngine:
             member.sessions += 1
 
     def open_forward(self, member: Member) -> None:
-        # member.note_busy(+1), inlined: once per Forward
-        busy = member.busy + 1
-        member.busy = busy
-        if busy > member.max_busy:
-            member.max_busy = busy
+        # through note_busy: with shared state each process counts in its own busy slot
+        member.note_busy(1)
         busy = self.busy = self.busy + 1
         if busy > self.max_busy:
             self.max_busy = busy
@@ -201,10 +201,7 @@ class LbEngine:
         self, member: Member, sent: int, received: int, now: float | None = None
     ) -> None:
         """End of one Forward: in-flight counts, byte counters, T and B load values."""
-        busy = member.busy - 1  # member.note_busy(-1), inlined: once per Forward
-        member.busy = busy = busy if busy > 0 else 0
-        if busy > member.max_busy:
-            member.max_busy = busy
+        member.note_busy(-1)
         self.busy = self.busy - 1 if self.busy > 0 else 0
         if sent > 0:
             member.bytes_transferred += sent
@@ -343,6 +340,7 @@ class LbEngine:
         members: Sequence[MemberConfig],
         maintain_interval: int,
         now: float,
+        state: LbState = LOCAL,
     ) -> LbEngine:
         """A new engine for a reloaded config that keeps what is still true.
 
@@ -352,7 +350,7 @@ class LbEngine:
         from the new config (a reload is an explicit edit); its counters and maintenance clock
         are kept.
         """
-        new = cls(config, members, maintain_interval, now)
+        new = cls(config, members, maintain_interval, now, state)
         fresh = new.members
         previous = {m.name: m for m in old.members}
         rebuilt = [
