@@ -29,6 +29,20 @@ from balancer.dataplane.tls import (
 )
 from balancer.mounts import UriMap, load_mounts
 
+MAX_PROCESSES = 63  # balancer.lb.shm.MAX_PROCS less the supervisor's slot
+
+
+def processes_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"expected 1..{MAX_PROCESSES}, got {text!r}")
+    return int(text)
+
+
+def parse_dataplane(text: str) -> object:
+    from balancer.supervisor import parse_dataplane as parse
+
+    return parse(text)
+
 
 class Listen(NamedTuple):
     """One ``--listen``: plain ``HOST:PORT`` or ``https://HOST:PORT``."""
@@ -194,6 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="write an access log in combined format to PATH ('-' = stdout); off by default",
     )
     parser.add_argument(
+        "--processes",
+        type=processes_count,
+        default=None,
+        metavar="N",
+        help="data-plane processes sharing one lb state, under a supervisor that runs health "
+        "checks, maintenance and reloads (default: worker.processes, else the CPUs this "
+        "process may run on; 1 = one process, no supervisor)",
+    )
+    parser.add_argument(
+        "--accept",
+        choices=("inherit", "reuseport"),
+        default="inherit",
+        help="with --processes N > 1: accept on the supervisor's inherited listening sockets "
+        "(default) or on one SO_REUSEPORT socket per process",
+    )
+    parser.add_argument("--dataplane", type=parse_dataplane, help=argparse.SUPPRESS)
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -251,6 +282,7 @@ def check(workers_path: Path, mounts_path: Path | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a supervisor's children get it
     args.listen = args.listen or [Listen("127.0.0.1", 8080)]
     try:
         args.tls = tls_settings(args)

@@ -4,14 +4,19 @@ The data plane hands each finished request to ``record`` (an append to a list); 
 the formatted lines every ``FLUSH_INTERVAL`` seconds. Formatting and file I/O never happen on
 the request path, and a full disk or a slow pipe cannot stall proxying: past ``MAX_PENDING``
 unwritten records new ones are counted and dropped.
+
+With several data-plane processes (``--processes``) each one writes the same file. Lines never
+interleave: the file is opened ``O_APPEND`` and every ``write()`` carries whole lines and at
+most ``PIPE_BUF`` bytes (a longer line goes alone), so each write lands in one piece at the end
+of a file and is atomic on a pipe (POSIX).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import os
+import select
 import time
-from typing import TextIO
 
 from balancer.dataplane import AccessRecord
 
@@ -38,17 +43,38 @@ def combined_line(record: AccessRecord, wall: float) -> str:
     )
 
 
+PIPE_BUF = select.PIPE_BUF
+
+
+def whole_line_chunks(lines: list[str], limit: int = PIPE_BUF) -> list[bytes]:
+    """The lines joined into writes of whole lines of at most ``limit`` bytes each (a line
+    longer than ``limit`` is a write of its own)."""
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        raw = line.encode("utf-8", "replace")
+        if current and size + len(raw) > limit:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(raw)
+        size += len(raw)
+    if current:
+        chunks.append(b"".join(current))
+    return chunks
+
+
 class AccessLog:
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
         self.pending: list[tuple[AccessRecord, float]] = []
         self.dropped = 0
 
     @classmethod
     def open(cls, path: str) -> AccessLog:
         if path == "-":
-            return cls(sys.stdout)
-        return cls(open(path, "a", encoding="utf-8", buffering=1 << 16))
+            return cls(1)
+        return cls(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
 
     def record(self, rec: AccessRecord) -> None:
         if len(self.pending) >= MAX_PENDING:
@@ -58,12 +84,14 @@ class AccessLog:
 
     def flush(self) -> None:
         batch, self.pending = self.pending, []
-        if batch:
-            self.stream.write("".join(combined_line(r, w) for r, w in batch))
+        lines = [combined_line(r, w) for r, w in batch]
         if self.dropped:
-            self.stream.write(f"# pyjk: {self.dropped} access log records dropped (backlog)\n")
+            lines.append(f"# pyjk: {self.dropped} access log records dropped (backlog)\n")
             self.dropped = 0
-        self.stream.flush()
+        for chunk in whole_line_chunks(lines):
+            view = memoryview(chunk)
+            while view:  # a regular file or a pipe takes a chunk this size whole
+                view = view[os.write(self.fd, view) :]
 
     async def run(self) -> None:
         while True:

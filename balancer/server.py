@@ -22,9 +22,10 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from balancer.dataplane.tls import TlsError, TlsSettings
 from balancer.dataplane.tls_listener import Terminator
 from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
+from balancer.lb.shm import ProcessRow
+from balancer.lb.state import LOCAL, LbState
 from balancer.mounts import Mapped, UriMap, load_mounts, parse_mounts
 from balancer.status.tls_view import TlsView, tls_view
 from balancer.status_wiring import StatusEndpoints
@@ -78,7 +81,10 @@ def single_member_lb(member: MemberConfig) -> LbConfig:
 
 
 def build_engines(
-    workers: WorkersConfig, previous: Mapping[str, LbEngine], now: float
+    workers: WorkersConfig,
+    previous: Mapping[str, LbEngine],
+    now: float,
+    state: LbState = LOCAL,
 ) -> dict[str, LbEngine]:
     engines: dict[str, LbEngine] = {}
     for name in workers.worker_list:
@@ -92,9 +98,9 @@ def build_engines(
             continue  # a status worker
         old = previous.get(name)
         if old is None:
-            engines[name] = LbEngine(lb, members, workers.maintain, now)
+            engines[name] = LbEngine(lb, members, workers.maintain, now, state)
         else:
-            engines[name] = LbEngine.from_previous(old, lb, members, workers.maintain, now)
+            engines[name] = LbEngine.from_previous(old, lb, members, workers.maintain, now, state)
     return engines
 
 
@@ -135,7 +141,13 @@ class Balancer:
         *,
         hsts: int = 0,
         https_redirect: bool = False,
+        state: LbState = LOCAL,
+        processes: Callable[[], Sequence[ProcessRow]] | None = None,
     ) -> None:
+        self.state = state  # where the engines keep their numbers (shared with --processes)
+        # Set by the supervisor (balancer/supervisor.py): runs after every successful reload.
+        self.on_reload: Callable[[], None] | None = None
+        self.requests = 0  # routed since the start (a data-plane process's row)
         self.workers_path = workers_path
         self.mounts_path = mounts_path
         self.listens = [(host, port, tls) for host, port, tls in listen]  # tls: https://
@@ -151,6 +163,7 @@ class Balancer:
         self.status = StatusEndpoints(VERSION, self.listen)
         self.status.tls_view = self._tls_view if self.tls is not None else None
         self.status.cluster_view = self.cluster.counts
+        self.status.processes = processes
         self.status.update(self.runtime)
         self.health = HealthMonitor()
         self.proxy = ProxyServer(
@@ -184,7 +197,7 @@ class Balancer:
         for w in mount_warnings:
             log.warning("config warning: %s", w)
         now = time.monotonic()
-        engines = build_engines(workers, previous.engines if previous else {}, now)
+        engines = build_engines(workers, previous.engines if previous else {}, now, self.state)
         return Runtime(workers, uri_map, engines, _mtime(self.mounts_path))
 
     def reload(self, reason: str) -> bool:
@@ -216,6 +229,8 @@ class Balancer:
             ",".join(sorted(removed)) or "-",
             sum(1 for r in runtime.uri_map.rules if r.enabled),
         )
+        if self.on_reload is not None:
+            self.on_reload()
         return True
 
     def _configure_cluster_view(self) -> None:
@@ -227,6 +242,7 @@ class Balancer:
     # --- per request ------------------------------------------------------------------------
 
     def route(self, req: Request) -> RouteDecision:
+        self.requests += 1
         if self.redirect_port is not None and not req.secure:
             return https_redirect(req, self.redirect_port)
         runtime = self.runtime
@@ -265,12 +281,21 @@ class Balancer:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def serve(self) -> None:
+    async def serve(
+        self, sockets: Sequence[socket.socket | None] = (), *, control: bool = True
+    ) -> None:
+        """Listen, run until SIGTERM/SIGINT, drain. ``sockets``: listening sockets made by the
+        supervisor, one per ``--listen`` (None: bind here). ``control``: also run the health
+        checks, maintenance and the URI map watch (a data-plane process of a supervisor does
+        not: the supervisor runs them once for all)."""
         loop = asyncio.get_running_loop()
-        for host, port, tls in self.listens:
+        for i, (host, port, tls) in enumerate(self.listens):
+            sock = sockets[i] if i < len(sockets) else None
             if tls:
                 assert self.tls is not None
-                self.proxy.start_tls(host, port, self.tls)
+                self.proxy.start_tls(host, port, self.tls, sock=sock)
+            elif sock is not None:
+                await self.proxy.start(None, None, sock=sock)
             else:
                 await self.proxy.start(host, port)
             log.info("listening on %s%s:%d (%s)", "https://" if tls else "", host, port, VERSION)
@@ -280,13 +305,11 @@ class Balancer:
             (signal.SIGINT, self._stopping.set),
         ):
             loop.add_signal_handler(sig, handler)
-        self.health.update(self.runtime.engines)
-        self.health.start()
+        if control:
+            self.start_control()
+        else:
+            self._tasks.append(asyncio.create_task(self._log_changes(), name="state-log"))
         self.cluster.start()
-        self._tasks = [
-            asyncio.create_task(self._maintenance(), name="maintenance"),
-            asyncio.create_task(self._watch_mounts(), name="mount-reload"),
-        ]
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         if self.tls is not None:
@@ -295,21 +318,48 @@ class Balancer:
         grace = float(self.runtime.workers.balancer.shutdown_timeout)
         log.info("stopping: draining requests in flight for up to %.0fs", grace)
         await self.proxy.close(grace=grace)
-        await self.health.stop()
         await self.cluster.stop()
+        await self.stop_control()
+        if self.access_log is not None:
+            self.access_log.flush()
+        log.info("stopped")
+
+    def start_control(self) -> None:
+        """Health checks, maintenance and the URI map watch: once per balancer."""
+        self.health.update(self.runtime.engines)
+        self.health.start()
+        self._tasks += [
+            asyncio.create_task(self._maintenance(), name="maintenance"),
+            asyncio.create_task(self._watch_mounts(), name="mount-reload"),
+        ]
+
+    async def stop_control(self) -> None:
+        await self.health.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.access_log is not None:
-            self.access_log.flush()
-        log.info("stopped")
+        self._tasks = []
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def process_row(self, slot: int, started: float, generation: int) -> ProcessRow:
+        """This process as the shared table's process rows show it."""
+        return ProcessRow(
+            slot, os.getpid(), started, len(self.proxy.connections), self.requests, generation
+        )
 
     def _sighup(self) -> None:
-        self.reload("SIGHUP")
+        self.reload_all("SIGHUP")
+
+    def reload_all(self, reason: str) -> bool:
+        """Both files and the TLS certificates; whether the files' reload succeeded."""
+        ok = self.reload(reason)
         if self.tls is not None:
             self.tls.reload()  # new contexts first; a bad pair keeps the running certificates
+        return ok
 
     def _tls_view(self) -> TlsView | None:
         if self.tls is None:
@@ -322,6 +372,11 @@ class Balancer:
             for change in engine.drain_changes():
                 level = logging.WARNING if change.new.value == "ERR" else logging.INFO
                 log.log(level, "%s", change)
+
+    async def _log_changes(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTAIN_TICK)
+            self.log_changes()
 
     async def _maintenance(self) -> None:
         while True:
@@ -371,7 +426,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
         log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
         uvloop = None
+    from balancer.supervisor import Role  # it imports this module
+
     access_log = AccessLog.open(args.access_log) if args.access_log else None
+    role = Role(args)
 
     async def main() -> int:
         try:
@@ -383,6 +441,8 @@ def run(args: argparse.Namespace) -> int:
                 getattr(args, "tls", None),
                 hsts=getattr(args, "hsts", 0),
                 https_redirect=getattr(args, "https_redirect", False),
+                state=role.state,
+                processes=role.table.processes if role.table is not None else None,
             )
         except TlsError as exc:
             log.error("tls error: %s", exc)
@@ -400,12 +460,11 @@ def run(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()
         try:
-            await balancer.serve()
+            return await role.run(balancer)
         except OSError as exc:
             where = " ".join(str(x) for x in args.listen)
             log.error("cannot listen on %s: %s", where, exc.strerror or exc)
             return 1
-        return 0
 
     if uvloop is not None:
         return uvloop.run(main())

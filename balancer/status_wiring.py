@@ -10,11 +10,12 @@ itself a trusted proxy, as nginx's real_ip_recursive does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from balancer.config.model import MemberConfig
 from balancer.dataplane import LocalHandler, LocalResponse, Request, RouteDecision
+from balancer.lb.shm import ProcessRow
 from balancer.status import ServerInfo, StatusWorker
 from balancer.status.adapter import local_handler
 from balancer.status.tls_view import TlsView
@@ -31,6 +32,7 @@ class StatusEndpoints:
         self.is_trusted: Callable[[str], bool] = lambda ip: False
         self.cluster_view: Callable[[], Mapping[str, int]] | None = None
         self.tls_view: Callable[[], TlsView | None] | None = None
+        self.processes: Callable[[], Sequence[ProcessRow]] | None = None  # --processes N
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -54,6 +56,7 @@ class StatusEndpoints:
                     cluster_view=self.cluster_view,
                     pool_stats=self._pool_stats,
                     tls_view=self.tls_view,
+                    processes=self.processes,
                 )
         self.workers = kept
         self.handlers = {

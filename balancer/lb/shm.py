@@ -92,16 +92,20 @@ class Table:
         self.floats = self.view.cast("d")
         self.records = records
 
+    @classmethod
+    def attach(cls, buf: Any) -> Table:
+        """The table another process formatted in ``buf``."""
+        view = memoryview(buf)
+        if bytes(view[:8]) != MAGIC:
+            raise ValueError("not a pyjk shared lb table")
+        return cls(buf, view.cast("q")[1])
+
     # -- header --------------------------------------------------------------------------
 
     def format(self) -> None:
         """Make a zeroed buffer a table (the supervisor, once)."""
         self.view[:8] = MAGIC
         self.words[1] = self.records
-
-    def check(self) -> None:
-        if bytes(self.view[:8]) != MAGIC:
-            raise ValueError("not a pyjk shared lb table")
 
     @property
     def generation(self) -> int:

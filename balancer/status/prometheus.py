@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from balancer.config.model import Activation
 from balancer.lb.member import State
 from balancer.status.model import Row, Snapshot
+from balancer.status.processes_view import processes_metrics
 from balancer.status.tls_view import tls_metrics
 
 __all__ = ["CONTENT_TYPE", "render_prometheus"]
@@ -168,6 +169,7 @@ class _SnapshotCollector(Collector):
         yield from counters.values()
         yield from gauges.values()
         yield from tls_metrics(self.snap.tls)
+        yield from processes_metrics(self.snap.processes)
 
 
 def render_prometheus(snap: Snapshot) -> bytes:

@@ -24,12 +24,13 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
 from balancer.config.directives import is_sensitive_key
 from balancer.config.model import StatusConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
+from balancer.lb.shm import ProcessRow
 from balancer.mounts import UriMap
 from balancer.status import commands, page
 from balancer.status.access import check_access, check_change, networks, safe_path
@@ -124,6 +125,7 @@ class StatusWorker:
         pool_stats: PoolStats | None = None,
         maintain_tick: float = 1.0,
         tls_view: Callable[[], TlsView | None] | None = None,
+        processes: Callable[[], Sequence[ProcessRow]] | None = None,
     ) -> None:
         self.config = config
         self.sources = Sources(
@@ -137,6 +139,7 @@ class StatusWorker:
             pool_stats,
             maintain_tick,
             tls_view,
+            processes,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
         self._allow = networks(config)

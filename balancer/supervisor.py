@@ -1,0 +1,278 @@
+"""``--processes N``: a supervisor and N data-plane processes that share one lb state.
+
+The supervisor (nginx's master) reads and checks the configuration, binds the listening
+sockets, lays out the shared lb table (balancer/lb/shm.py) in a ``memfd`` and starts N
+data-plane processes — ``python -m balancer`` again, with ``--dataplane`` naming their process
+slot and the inherited descriptors. It never proxies a request. It runs, once for all:
+health checks, maintenance, the URI map watch and reloads. The data-plane processes accept,
+route, forward and answer the status page; their engines read and write the shared records,
+so weights, states, status-page edits and counters are one set for the whole balancer.
+
+- A data-plane process that dies is reaped: its process row and its busy counts are cleared
+  (no member stays busy because of it) and it is started again, at once, then with a backoff
+  up to ``RESTART_MAX`` s while it keeps dying young.
+- SIGHUP (or a changed URI map file) reloads in the supervisor first. An invalid file is
+  rejected there and nothing changes anywhere. A valid one bumps the table's configuration
+  generation; each data-plane process sees the new generation within ``FOLLOW_INTERVAL`` s and
+  reloads the same files (its process row shows the generation it serves).
+- SIGTERM/SIGINT: every data-plane process drains (``worker.shutdown_timeout``), then the
+  supervisor exits. A data-plane process whose supervisor is gone gets SIGTERM (Linux
+  ``PR_SET_PDEATHSIG``), so a ``kill -9`` of the supervisor leaves no orphans serving.
+
+Accepting: with ``--accept inherit`` (the default) every process accepts on the supervisor's
+listening sockets (one queue; a process that dies leaves the queued connections to the others).
+``--accept reuseport`` gives each process its own ``SO_REUSEPORT`` socket (the kernel hashes
+connections over them; those queued on a dying process's socket are reset). See
+docs/benchmarks.md for how they spread connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import mmap
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from balancer.config import ConfigError, load_workers
+from balancer.lb.shm import MAX_PROCS, ShmState, Table, table_size
+from balancer.lb.state import LOCAL, LbState
+from balancer.server import Balancer
+
+log = logging.getLogger("pyjk.balancer")
+
+SUPERVISOR_SLOT = MAX_PROCS - 1  # the supervisor's busy slot (its health probes count none)
+MAX_PROCESSES = MAX_PROCS - 1
+ACCEPT_MODES = ("inherit", "reuseport")
+FOLLOW_INTERVAL = 0.2  # s: a process row's refresh and the check for a new generation
+RESTART_MIN = 0.1  # s before restarting a process that died
+RESTART_MAX = 5.0  # s, the backoff's bound for a process that keeps dying young
+YOUNG = 2.0  # s: a process that dies younger than this doubles the backoff
+_PR_SET_PDEATHSIG = 1
+
+
+def default_processes() -> int:
+    """The CPUs this process may run on (a container's or taskset's limit counts)."""
+    return len(os.sched_getaffinity(0))
+
+
+def configured_processes(args: argparse.Namespace) -> int:
+    """``worker.processes`` of the workers file; 0 when unset or the file does not load (the
+    balancer's own load reports why)."""
+    try:
+        workers, _ = load_workers(args.workers, os.environ)
+    except ConfigError:
+        return 0
+    return workers.balancer.processes
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlaneSpec:
+    """What a data-plane process is told on its command line (``--dataplane``)."""
+
+    slot: int
+    table_fd: int
+    parent: int  # the supervisor's pid
+    listen_fds: tuple[int, ...]  # one per --listen; () with --accept reuseport
+
+    def __str__(self) -> str:
+        fds = ",".join(str(fd) for fd in self.listen_fds)
+        return f"{self.slot}:{self.table_fd}:{self.parent}:{fds}"
+
+
+def parse_dataplane(text: str) -> DataPlaneSpec:
+    try:
+        slot, table_fd, parent, fds = text.split(":")
+        return DataPlaneSpec(
+            int(slot),
+            int(table_fd),
+            int(parent),
+            tuple(int(fd) for fd in fds.split(",") if fd),
+        )
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SLOT:FD:PID:FDS, got {text!r}") from None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def bind_listeners(listens: Sequence[tuple[str, int, bool]], accept: str) -> list[socket.socket]:
+    """The supervisor's sockets: listening ones to hand down (inherit), or bound, unlistened
+    SO_REUSEPORT ones that hold the ports and find a conflict before any process starts."""
+    out = []
+    for host, port, _ in listens:
+        if accept == "inherit":
+            sock = socket.create_server((host, port), family=_family(host), backlog=1024)
+        else:
+            sock = socket.socket(_family(host), socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+        out.append(sock)
+    return out
+
+
+def dataplane_listeners(
+    spec: DataPlaneSpec, listens: Sequence[tuple[str, int, bool]]
+) -> list[socket.socket]:
+    """A data-plane process's listening sockets: inherited, or its own SO_REUSEPORT ones."""
+    if spec.listen_fds:
+        return [socket.socket(fileno=fd) for fd in spec.listen_fds]
+    return [
+        socket.create_server((host, port), family=_family(host), backlog=1024, reuse_port=True)
+        for host, port, _ in listens
+    ]
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM when the supervisor goes (Linux); elsewhere the row's pid check is all."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Role:
+    """What this process is: one balancer alone, a supervisor, or a data-plane process."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.spec: DataPlaneSpec | None = getattr(args, "dataplane", None)
+        self.processes: int = args.processes or configured_processes(args) or default_processes()
+        self.table: Table | None = None
+        self.table_fd = -1
+        self.state: LbState = LOCAL
+        self.generation = 0
+        if self.spec is not None:
+            _die_with_parent(self.spec.parent)
+            size = os.fstat(self.spec.table_fd).st_size
+            self.table = Table.attach(mmap.mmap(self.spec.table_fd, size))
+            self.state = ShmState(self.table, self.spec.slot, owner=False)
+            self.generation = self.table.generation  # read before the files are
+        elif self.processes > 1:
+            self.table_fd = os.memfd_create("pyjk-lb-state")
+            os.ftruncate(self.table_fd, table_size())
+            self.table = Table(mmap.mmap(self.table_fd, table_size()))
+            self.table.format()
+            self.state = ShmState(self.table, SUPERVISOR_SLOT, owner=True)
+
+    async def run(self, balancer: Balancer) -> int:
+        if self.spec is not None:
+            return await self._dataplane(balancer, self.spec)
+        if self.table is not None:
+            return await Supervisor(self, balancer).run()
+        await balancer.serve()
+        return 0
+
+    async def _dataplane(self, balancer: Balancer, spec: DataPlaneSpec) -> int:
+        assert self.table is not None
+        sockets = dataplane_listeners(spec, balancer.listens)
+        follow = asyncio.create_task(self._follow(balancer, self.table, spec.slot))
+        try:
+            await balancer.serve(sockets, control=False)
+        finally:
+            follow.cancel()
+        return 0
+
+    async def _follow(self, balancer: Balancer, table: Table, slot: int) -> None:
+        """Publish this process's row; reload when the supervisor loaded a new generation."""
+        started = time.time()
+        seen = self.generation
+        while True:
+            current = table.generation
+            if current != seen:
+                seen = current
+                if balancer.reload_all(f"generation {current}"):
+                    self.generation = current
+            table.write_process(balancer.process_row(slot, started, self.generation))
+            await asyncio.sleep(FOLLOW_INTERVAL)
+
+
+class Supervisor:
+    def __init__(self, role: Role, balancer: Balancer) -> None:
+        assert role.table is not None
+        self.role = role
+        self.table = role.table
+        self.balancer = balancer
+        self.accept: str = role.args.accept
+        self.processes = min(role.processes, MAX_PROCESSES)
+        self.children: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.sockets = bind_listeners(self.balancer.listens, self.accept)
+        self.balancer.on_reload = self._next_generation
+        for sig, handler in (
+            (signal.SIGHUP, lambda: self.balancer.reload_all("SIGHUP")),
+            (signal.SIGTERM, self._stopping.set),
+            (signal.SIGINT, self._stopping.set),
+        ):
+            loop.add_signal_handler(sig, handler)
+        self.balancer.start_control()
+        log.info(
+            "supervisor pid=%d: %d data-plane processes, accept=%s",
+            os.getpid(),
+            self.processes,
+            self.accept,
+        )
+        keepers = [asyncio.create_task(self._keep(slot)) for slot in range(self.processes)]
+        await self._stopping.wait()
+        for proc in list(self.children.values()):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        grace = float(self.balancer.runtime.workers.balancer.shutdown_timeout) + 5.0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*keepers, return_exceptions=True), grace)
+        for proc in list(self.children.values()):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await self.balancer.stop_control()
+        log.info("stopped")
+        return 0
+
+    def _next_generation(self) -> None:
+        self.table.generation = self.table.generation + 1
+
+    def _command(self, slot: int) -> tuple[list[str], tuple[int, ...]]:
+        fds = tuple(s.fileno() for s in self.sockets) if self.accept == "inherit" else ()
+        spec = DataPlaneSpec(slot, self.role.table_fd, os.getpid(), fds)
+        argv = [*self.role.args.argv, "--processes", "1", "--dataplane", str(spec)]
+        return [sys.executable, "-m", "balancer", *argv], (self.role.table_fd, *fds)
+
+    async def _keep(self, slot: int) -> None:
+        """Run the process of ``slot``; start it again whenever it dies, until SIGTERM."""
+        backoff = RESTART_MIN
+        while not self._stopping.is_set():
+            command, fds = self._command(slot)
+            born = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(*command, pass_fds=fds)
+            self.children[slot] = proc
+            log.info("data-plane process slot=%d pid=%d started", slot, proc.pid)
+            code = await proc.wait()
+            del self.children[slot]
+            self.table.clear_process(slot)  # its row, and its busy counts in every member
+            if self._stopping.is_set():
+                log.info("data-plane process slot=%d pid=%d exited %s", slot, proc.pid, code)
+                return
+            backoff = min(backoff * 2, RESTART_MAX) if time.monotonic() - born < YOUNG else 0
+            log.warning(
+                "data-plane process slot=%d pid=%d died (%s); restarting in %.1fs",
+                slot,
+                proc.pid,
+                f"signal {-code}" if code < 0 else f"exit {code}",
+                backoff,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            backoff = max(backoff, RESTART_MIN)
