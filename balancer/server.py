@@ -31,8 +31,9 @@ from pathlib import Path
 
 from balancer.access_log import AccessLog
 from balancer.cluster_view import ClusterView
-from balancer.config import ConfigError, load_workers
+from balancer.config import ConfigError
 from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
+from balancer.config.reader import parse_workers, read_config_file
 from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
 from balancer.dataplane.ajp_fields import split_host
 from balancer.dataplane.tls import TlsError, TlsSettings
@@ -41,7 +42,7 @@ from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.lb.shm import ProcessRow
 from balancer.lb.state import LOCAL, LbState
-from balancer.mounts import Mapped, UriMap, load_mounts, parse_mounts
+from balancer.mounts import Mapped, UriMap, parse_mounts
 from balancer.status.tls_view import TlsView, tls_view
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
@@ -143,7 +144,12 @@ class Balancer:
         https_redirect: bool = False,
         state: LbState = LOCAL,
         processes: Callable[[], Sequence[ProcessRow]] | None = None,
+        config_texts: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
+        # Where the configuration's text comes from: the files, or (a data-plane process of
+        # a supervisor) the text the supervisor checked and published for all.
+        self.config_texts = config_texts or self.read_files
+        self.loaded_texts = ("", "")
         self.state = state  # where the engines keep their numbers (shared with --processes)
         # Set by the supervisor (balancer/supervisor.py): runs after every successful reload.
         self.on_reload: Callable[[], None] | None = None
@@ -185,20 +191,32 @@ class Balancer:
 
     # --- configuration ----------------------------------------------------------------------
 
+    def read_files(self) -> tuple[str, str]:
+        """The text of workers.properties and of the URI map ("" without one)."""
+        workers = read_config_file(self.workers_path, "the worker definitions")
+        if self.mounts_path is None:
+            return workers, ""
+        return workers, read_config_file(self.mounts_path, "the URI map")
+
     def load(self, previous: Runtime | None) -> Runtime:
         """Read both files into a new Runtime; raises ConfigError or StartupError."""
-        workers, warnings = load_workers(self.workers_path, os.environ)
+        mtime = _mtime(self.mounts_path)
+        texts = self.config_texts()
+        workers, warnings = parse_workers(texts[0], str(self.workers_path), os.environ)
         for w in warnings:
             log.warning("config warning: %s", w)
         if self.mounts_path is not None:
-            uri_map, mount_warnings = load_mounts(self.mounts_path, workers, environ=os.environ)
+            uri_map, mount_warnings = parse_mounts(
+                texts[1], str(self.mounts_path), workers, environ=os.environ
+            )
         else:  # the worker.NAME.mount rules alone
             uri_map, mount_warnings = parse_mounts("", "<no uriworkermap>", workers)
         for w in mount_warnings:
             log.warning("config warning: %s", w)
         now = time.monotonic()
         engines = build_engines(workers, previous.engines if previous else {}, now, self.state)
-        return Runtime(workers, uri_map, engines, _mtime(self.mounts_path))
+        self.loaded_texts = texts
+        return Runtime(workers, uri_map, engines, mtime)
 
     def reload(self, reason: str) -> bool:
         """Swap in a freshly read configuration; keep the old one on any error."""
@@ -443,6 +461,7 @@ def run(args: argparse.Namespace) -> int:
                 https_redirect=getattr(args, "https_redirect", False),
                 state=role.state,
                 processes=role.table.processes if role.table is not None else None,
+                config_texts=role.config_source(),
             )
         except TlsError as exc:
             log.error("tls error: %s", exc)

@@ -39,7 +39,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from balancer.config import ConfigError, load_workers
@@ -152,13 +152,13 @@ class Role:
         self.table: Table | None = None
         self.table_fd = -1
         self.state: LbState = LOCAL
-        self.generation = 0
+        self.generation = 0  # the configuration generation this process serves
+        self.reading = 0  # the generation of the text read last
         if self.spec is not None:
             _die_with_parent(self.spec.parent)
             size = os.fstat(self.spec.table_fd).st_size
             self.table = Table.attach(mmap.mmap(self.spec.table_fd, size))
             self.state = ShmState(self.table, self.spec.slot, owner=False)
-            self.generation = self.table.generation  # read before the files are
         elif self.processes > 1:
             self.table_fd = os.memfd_create("pyjk-lb-state")
             os.ftruncate(self.table_fd, table_size())
@@ -184,16 +184,25 @@ class Role:
             follow.cancel()
         return 0
 
+    def config_texts(self) -> tuple[str, str]:
+        """A data-plane process loads the text the supervisor published, never the files."""
+        assert self.table is not None
+        self.reading, workers, mounts = self.table.texts()
+        return workers, mounts
+
+    def config_source(self) -> Callable[[], tuple[str, str]] | None:
+        return self.config_texts if self.spec is not None else None
+
     async def _follow(self, balancer: Balancer, table: Table, slot: int) -> None:
-        """Publish this process's row; reload when the supervisor loaded a new generation."""
+        """Publish this process's row; reload when the supervisor published a generation."""
         started = time.time()
-        seen = self.generation
+        self.generation = self.reading
         while True:
-            current = table.generation
-            if current != seen:
-                seen = current
-                if balancer.reload_all(f"generation {current}"):
-                    self.generation = current
+            if table.generation != self.generation:
+                if balancer.reload_all(f"generation {table.generation}"):
+                    self.generation = self.reading
+                else:  # cannot happen with text the supervisor loaded; do not retry it
+                    self.generation = table.generation
             table.write_process(balancer.process_row(slot, started, self.generation))
             await asyncio.sleep(FOLLOW_INTERVAL)
 
@@ -212,6 +221,7 @@ class Supervisor:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.sockets = bind_listeners(self.balancer.listens, self.accept)
+        self._next_generation()  # generation 1: what the processes start with
         self.balancer.on_reload = self._next_generation
         for sig, handler in (
             (signal.SIGHUP, lambda: self.balancer.reload_all("SIGHUP")),
@@ -242,7 +252,7 @@ class Supervisor:
         return 0
 
     def _next_generation(self) -> None:
-        self.table.generation = self.table.generation + 1
+        self.table.publish(*self.balancer.loaded_texts)
 
     def _command(self, slot: int) -> tuple[list[str], tuple[int, ...]]:
         fds = tuple(s.fileno() for s in self.sockets) if self.accept == "inherit" else ()

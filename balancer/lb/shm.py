@@ -55,8 +55,13 @@ RECORD_SIZE = _BUSY_AT + MAX_PROCS * 8
 DEFAULT_RECORDS = 1024
 
 
+# Two slots for the configuration text of a generation (workers.properties, uriworkermap), so
+# the processes load what the supervisor checked, not what the files say a moment later.
+TEXT_SLOT = 1 << 20
+
+
 def table_size(records: int = DEFAULT_RECORDS) -> int:
-    return HEADER_SIZE + MAX_PROCS * PROC_SIZE + records * RECORD_SIZE
+    return HEADER_SIZE + MAX_PROCS * PROC_SIZE + records * RECORD_SIZE + 2 * TEXT_SLOT
 
 
 class TableFull(Exception):
@@ -115,6 +120,40 @@ class Table:
     @generation.setter
     def generation(self, value: int) -> None:
         self.words[2] = value
+
+    # -- the configuration text of each generation ----------------------------------------
+
+    def _text_slot(self, generation: int) -> int:
+        return table_size(self.records) - (2 - generation % 2) * TEXT_SLOT
+
+    def publish(self, workers: str, mounts: str) -> int:
+        """The supervisor's next generation: its text first, then the generation number.
+        Returns the new generation."""
+        generation = self.generation + 1
+        a, b = workers.encode("utf-8"), mounts.encode("utf-8")
+        at = self._text_slot(generation)
+        if 24 + len(a) + len(b) > TEXT_SLOT:
+            raise TableFull(f"configuration text over {TEXT_SLOT} bytes")
+        self.words[at // 8] = -1  # being written (a seqlock's odd count)
+        self.words[at // 8 + 1] = len(a)
+        self.words[at // 8 + 2] = len(b)
+        self.view[at + 24 : at + 24 + len(a) + len(b)] = a + b
+        self.words[at // 8] = generation
+        self.generation = generation
+        return generation
+
+    def texts(self) -> tuple[int, str, str]:
+        """(generation, workers text, mounts text) of the newest generation, read whole: a
+        copy the supervisor overwrote meanwhile is read again."""
+        while True:
+            generation = self.generation
+            at = self._text_slot(generation)
+            if self.words[at // 8] != generation:
+                continue  # two publishes since we looked: read the newest
+            n, m = self.words[at // 8 + 1], self.words[at // 8 + 2]
+            raw = bytes(self.view[at + 24 : at + 24 + n + m])
+            if self.words[at // 8] == generation:
+                return generation, raw[:n].decode("utf-8"), raw[n:].decode("utf-8")
 
     # -- process rows ----------------------------------------------------------------------
 

@@ -123,3 +123,19 @@ def test_process_rows_have_one_writer_each_and_go_when_reaped():
     assert [(r.pid, r.requests) for r in t.processes()] == [(100, 40), (101, 7)]
     t.clear_process(0)
     assert [r.pid for r in t.processes()] == [101]
+
+
+def test_processes_read_the_configuration_text_of_the_newest_generation():
+    t = table()
+    assert t.publish("worker.list=a\n", "/a=a\n") == 1
+    assert t.publish("worker.list=b\n", "") == 2
+    assert t.texts() == (2, "worker.list=b\n", "")
+    assert t.publish("worker.list=c ü\n", "/c=c\n") == 3  # overwrites generation 1's slot
+    assert t.texts() == (3, "worker.list=c ü\n", "/c=c\n")
+
+
+def test_a_configuration_text_too_large_for_its_slot_is_refused():
+    from balancer.lb.shm import TEXT_SLOT
+
+    with pytest.raises(TableFull, match="configuration text"):
+        table().publish("x" * TEXT_SLOT, "")
