@@ -151,8 +151,9 @@ class Balancer:
         self.config_texts = config_texts or self.read_files
         self.loaded_texts = ("", "")
         self.state = state  # where the engines keep their numbers (shared with --processes)
-        # Set by the supervisor (balancer/supervisor.py): runs after every successful reload.
-        self.on_reload: Callable[[], None] | None = None
+        # Set by the supervisor (balancer/supervisor.py): runs after every successful reload,
+        # with the line that would be logged.
+        self.on_reload: Callable[[str], None] | None = None
         self.requests = 0  # routed since the start (a data-plane process's row)
         self.workers_path = workers_path
         self.mounts_path = mounts_path
@@ -239,16 +240,16 @@ class Balancer:
         )
         added = set(runtime.engines) - set(old.engines)
         removed = set(old.engines) - set(runtime.engines)
-        log.info(
-            "reloaded (%s): workers=%s added=%s removed=%s mounts=%d",
-            reason,
-            ",".join(runtime.workers.worker_list),
-            ",".join(sorted(added)) or "-",
-            ",".join(sorted(removed)) or "-",
-            sum(1 for r in runtime.uri_map.rules if r.enabled),
+        workers_list = ",".join(runtime.workers.worker_list)
+        mounts = sum(1 for r in runtime.uri_map.rules if r.enabled)
+        summary = (
+            f"reloaded ({reason}): workers={workers_list} added={','.join(sorted(added)) or '-'} "
+            f"removed={','.join(sorted(removed)) or '-'} mounts={mounts}"
         )
         if self.on_reload is not None:
-            self.on_reload()
+            self.on_reload(summary)  # the supervisor says it once every process serves it
+        else:
+            log.info("%s", summary)
         return True
 
     def _configure_cluster_view(self) -> None:

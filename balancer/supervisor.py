@@ -55,6 +55,7 @@ ACCEPT_MODES = ("inherit", "reuseport")
 FOLLOW_INTERVAL = 0.2  # s: a process row's refresh and the check for a new generation
 RESTART_MIN = 0.1  # s before restarting a process that died
 RESTART_MAX = 5.0  # s, the backoff's bound for a process that keeps dying young
+ANNOUNCE_TIMEOUT = 10.0  # s: longest wait for every process to serve a new generation
 YOUNG = 2.0  # s: a process that dies younger than this doubles the backoff
 _PR_SET_PDEATHSIG = 1
 
@@ -155,6 +156,9 @@ class Role:
         self.generation = 0  # the configuration generation this process serves
         self.reading = 0  # the generation of the text read last
         if self.spec is not None:
+            # the supervisor signals a process once its row exists; until serve() has its
+            # handler, a SIGHUP must not end it (the new generation is polled for anyway)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             _die_with_parent(self.spec.parent)
             size = os.fstat(self.spec.table_fd).st_size
             self.table = Table.attach(mmap.mmap(self.spec.table_fd, size))
@@ -177,6 +181,8 @@ class Role:
     async def _dataplane(self, balancer: Balancer, spec: DataPlaneSpec) -> int:
         assert self.table is not None
         sockets = dataplane_listeners(spec, balancer.listens)
+        self.generation = self.reading
+        balancer.on_reload = self._loaded
         follow = asyncio.create_task(self._follow(balancer, self.table, spec.slot))
         try:
             await balancer.serve(sockets, control=False)
@@ -193,16 +199,20 @@ class Role:
     def config_source(self) -> Callable[[], tuple[str, str]] | None:
         return self.config_texts if self.spec is not None else None
 
-    async def _follow(self, balancer: Balancer, table: Table, slot: int) -> None:
-        """Publish this process's row; reload when the supervisor published a generation."""
-        started = time.time()
+    def _loaded(self, summary: str) -> None:
+        # the supervisor logs "reloaded (...)" once every process serves the generation
+        assert self.spec is not None
+        log.debug("%s", summary)
+        log.info("slot=%d pid=%d serves generation %d", self.spec.slot, os.getpid(), self.reading)
         self.generation = self.reading
+
+    async def _follow(self, balancer: Balancer, table: Table, slot: int) -> None:
+        """Publish this process's row; reload when the supervisor published a generation and
+        its SIGHUP did not arrive (a reload that failed on it is not tried again)."""
+        started = time.time()
         while True:
-            if table.generation != self.generation:
-                if balancer.reload_all(f"generation {table.generation}"):
-                    self.generation = self.reading
-                else:  # cannot happen with text the supervisor loaded; do not retry it
-                    self.generation = table.generation
+            if table.generation not in (self.generation, self.reading):
+                balancer.reload_all(f"generation {table.generation}")
             table.write_process(balancer.process_row(slot, started, self.generation))
             await asyncio.sleep(FOLLOW_INTERVAL)
 
@@ -217,6 +227,7 @@ class Supervisor:
         self.processes = min(role.processes, MAX_PROCESSES)
         self.children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
+        self._announcing: set[asyncio.Task[None]] = set()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -251,8 +262,35 @@ class Supervisor:
         log.info("stopped")
         return 0
 
-    def _next_generation(self) -> None:
-        self.table.publish(*self.balancer.loaded_texts)
+    def _next_generation(self, summary: str = "") -> None:
+        generation = self.table.publish(*self.balancer.loaded_texts)
+        for row in self.table.processes():  # a row exists once SIGHUP is safe to send
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(row.pid, signal.SIGHUP)
+        if summary:
+            task = asyncio.create_task(self._announce(summary, generation))
+            self._announcing.add(task)
+            task.add_done_callback(self._announcing.discard)
+
+    async def _announce(self, summary: str, generation: int) -> None:
+        """Log the reload once every running process serves ``generation`` (operators and
+        scripts wait for this line), or say which ones do not."""
+        deadline = time.monotonic() + ANNOUNCE_TIMEOUT
+        while time.monotonic() < deadline:
+            behind = [r for r in self.table.processes() if r.generation < generation]
+            if not behind:
+                log.info("%s processes=%d generation=%d", summary, self.processes, generation)
+                return
+            await asyncio.sleep(FOLLOW_INTERVAL / 2)
+        for r in behind:
+            log.warning(
+                "generation %d not taken by slot=%d pid=%d (serves %d)",
+                generation,
+                r.slot,
+                r.pid,
+                r.generation,
+            )
+        log.info("%s processes=%d generation=%d (partly)", summary, self.processes, generation)
 
     def _command(self, slot: int) -> tuple[list[str], tuple[int, ...]]:
         fds = tuple(s.fileno() for s in self.sockets) if self.accept == "inherit" else ()
