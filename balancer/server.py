@@ -145,6 +145,7 @@ class Balancer:
         state: LbState = LOCAL,
         processes: Callable[[], Sequence[ProcessRow]] | None = None,
         config_texts: Callable[[], tuple[str, str]] | None = None,
+        csrf: str | None = None,
     ) -> None:
         # Where the configuration's text comes from: the files, or (a data-plane process of
         # a supervisor) the text the supervisor checked and published for all.
@@ -171,6 +172,7 @@ class Balancer:
         self.status.tls_view = self._tls_view if self.tls is not None else None
         self.status.cluster_view = self.cluster.counts
         self.status.processes = processes
+        self.status.csrf = csrf
         self.status.update(self.runtime)
         self.health = HealthMonitor()
         self.proxy = ProxyServer(
@@ -463,6 +465,7 @@ def run(args: argparse.Namespace) -> int:
                 state=role.state,
                 processes=role.table.processes if role.table is not None else None,
                 config_texts=role.config_source(),
+                csrf=role.csrf(),
             )
         except TlsError as exc:
             log.error("tls error: %s", exc)

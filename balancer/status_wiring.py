@@ -33,6 +33,7 @@ class StatusEndpoints:
         self.cluster_view: Callable[[], Mapping[str, int]] | None = None
         self.tls_view: Callable[[], TlsView | None] | None = None
         self.processes: Callable[[], Sequence[ProcessRow]] | None = None  # --processes N
+        self.csrf: str | None = None  # one token for N processes (else each worker's own)
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -58,6 +59,8 @@ class StatusEndpoints:
                     tls_view=self.tls_view,
                     processes=self.processes,
                 )
+                if self.csrf is not None:
+                    kept[name].csrf = self.csrf
         self.workers = kept
         self.handlers = {
             name: local_handler(worker, client_ip=self.client_ip) for name, worker in kept.items()

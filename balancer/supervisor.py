@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import ctypes
 import logging
 import mmap
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -43,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from balancer.config import ConfigError, load_workers
-from balancer.lb.shm import MAX_PROCS, ShmState, Table, table_size
+from balancer.lb.shm import MAX_PROCS, SECRET_SIZE, ShmState, Table, table_size
 from balancer.lb.state import LOCAL, LbState
 from balancer.server import Balancer
 
@@ -167,7 +169,7 @@ class Role:
             self.table_fd = os.memfd_create("pyjk-lb-state")
             os.ftruncate(self.table_fd, table_size())
             self.table = Table(mmap.mmap(self.table_fd, table_size()))
-            self.table.format()
+            self.table.format(secrets.token_bytes(SECRET_SIZE))
             self.state = ShmState(self.table, SUPERVISOR_SLOT, owner=True)
 
     async def run(self, balancer: Balancer) -> int:
@@ -198,6 +200,13 @@ class Role:
 
     def config_source(self) -> Callable[[], tuple[str, str]] | None:
         return self.config_texts if self.spec is not None else None
+
+    def csrf(self) -> str | None:
+        """One CSRF token for every process: a page one process served may be posted to
+        another."""
+        if self.table is None:
+            return None
+        return base64.urlsafe_b64encode(self.table.secret).decode("ascii").rstrip("=")
 
     def _loaded(self, summary: str) -> None:
         # the supervisor logs "reloaded (...)" once every process serves the generation
@@ -263,6 +272,9 @@ class Supervisor:
         return 0
 
     def _next_generation(self, summary: str = "") -> None:
+        engines = self.balancer.runtime.engines
+        kept = {(lb, m.name) for lb, e in engines.items() for m in e.members}
+        self.table.release_except(kept | {(lb, "") for lb in engines})  # removed members
         generation = self.table.publish(*self.balancer.loaded_texts)
         for row in self.table.processes():  # a row exists once SIGHUP is safe to send
             with contextlib.suppress(ProcessLookupError):

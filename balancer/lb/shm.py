@@ -43,7 +43,8 @@ MAX_PROCS = 64  # process slots; --processes is capped below this
 NAME_SIZE = 64  # bytes of a record key part or a string field (mod_jk: JK_SHM_STR_SIZ 63)
 WORDS = 40  # 8-byte numeric fields per record
 STRINGS = 4  # string fields per record
-HEADER_SIZE = 64
+HEADER_SIZE = 64  # magic, record count, generation, a 32-byte secret
+SECRET_SIZE = 32
 PROC_SIZE = 64  # bytes per process row
 # record: lb name, member name ("" = the lb's settings), fingerprint, in-use, words, strings,
 # one busy word per process slot
@@ -107,10 +108,16 @@ class Table:
 
     # -- header --------------------------------------------------------------------------
 
-    def format(self) -> None:
-        """Make a zeroed buffer a table (the supervisor, once)."""
+    def format(self, secret: bytes = b"") -> None:
+        """Make a zeroed buffer a table (the supervisor, once). ``secret``: up to 32 bytes
+        every process shares (the status page's CSRF token)."""
         self.view[:8] = MAGIC
         self.words[1] = self.records
+        self.view[24 : 24 + SECRET_SIZE] = secret[:SECRET_SIZE].ljust(SECRET_SIZE, b"\0")
+
+    @property
+    def secret(self) -> bytes:
+        return bytes(self.view[24 : 24 + SECRET_SIZE])
 
     @property
     def generation(self) -> int:
