@@ -36,7 +36,7 @@ from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
 from balancer.config.reader import parse_workers, read_config_file
 from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
 from balancer.dataplane.ajp_fields import split_host
-from balancer.dataplane.tls import TlsError, TlsSettings
+from balancer.dataplane.tls import TlsError, TlsSettings, TlsStats
 from balancer.dataplane.tls_listener import Terminator
 from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
@@ -156,6 +156,8 @@ class Balancer:
         # with the line that would be logged.
         self.on_reload: Callable[[str], None] | None = None
         self.requests = 0  # routed since the start (a data-plane process's row)
+        # Set by a data-plane process of a supervisor: the TLS counters of all processes.
+        self.tls_stats: Callable[[], TlsStats] | None = None
         self.workers_path = workers_path
         self.mounts_path = mounts_path
         self.listens = [(host, port, tls) for host, port, tls in listen]  # tls: https://
@@ -385,7 +387,8 @@ class Balancer:
     def _tls_view(self) -> TlsView | None:
         if self.tls is None:
             return None
-        return tls_view(self.tls, self.listens)
+        stats = self.tls_stats() if self.tls_stats is not None else None
+        return tls_view(self.tls, self.listens, stats)
 
     def log_changes(self) -> None:
         """Log the member state changes requests and commands made since the last call."""

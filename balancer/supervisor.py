@@ -33,6 +33,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import json
 import logging
 import mmap
 import os
@@ -41,10 +42,12 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from balancer.config import ConfigError, load_workers
+from balancer.dataplane.tls import TlsStats
 from balancer.lb.shm import MAX_PROCS, SECRET_SIZE, ShmState, Table, table_size
 from balancer.lb.state import LOCAL, LbState
 from balancer.server import Balancer
@@ -54,7 +57,7 @@ log = logging.getLogger("pyjk.balancer")
 SUPERVISOR_SLOT = MAX_PROCS - 1  # the supervisor's busy slot (its health probes count none)
 MAX_PROCESSES = MAX_PROCS - 1
 ACCEPT_MODES = ("inherit", "reuseport")
-FOLLOW_INTERVAL = 0.2  # s: a process row's refresh and the check for a new generation
+FOLLOW_INTERVAL = 0.05  # s: refresh of a process row and documents; new-generation check
 RESTART_MIN = 0.1  # s before restarting a process that died
 RESTART_MAX = 5.0  # s, the backoff's bound for a process that keeps dying young
 ANNOUNCE_TIMEOUT = 10.0  # s: longest wait for every process to serve a new generation
@@ -145,6 +148,45 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def tls_document(stats: TlsStats) -> bytes:
+    """One process's TLS counters for the others to add up (JSON: never pickle)."""
+    doc = {
+        "handshakes": stats.handshakes,
+        "failures": dict(stats.failures),
+        "protocols": dict(stats.protocols),
+        "ciphers": dict(stats.ciphers),
+        "sni_default": stats.sni_default,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def all_tls_stats(table: Table, own_slot: int, own: TlsStats) -> TlsStats:
+    """This process's live counters plus the other processes' last documents. Reloads are
+    not added: every process reloads the same certificates."""
+    total = TlsStats(
+        own.handshakes,
+        Counter(own.failures),
+        Counter(own.protocols),
+        Counter(own.ciphers),
+        own.sni_default,
+        own.reloads,
+        own.reload_failures,
+    )
+    for row in table.processes():
+        if row.slot == own_slot:
+            continue
+        try:
+            doc = json.loads(table.blob(row.slot) or b"{}")
+            total.handshakes += int(doc.get("handshakes", 0))
+            total.sni_default += int(doc.get("sni_default", 0))
+            total.failures.update(doc.get("failures", {}))
+            total.protocols.update(doc.get("protocols", {}))
+            total.ciphers.update(doc.get("ciphers", {}))
+        except (ValueError, TypeError, AttributeError):
+            continue  # a document cut short: the next refresh is whole
+    return total
+
+
 class Role:
     """What this process is: one balancer alone, a supervisor, or a data-plane process."""
 
@@ -185,6 +227,9 @@ class Role:
         sockets = dataplane_listeners(spec, balancer.listens)
         self.generation = self.reading
         balancer.on_reload = self._loaded
+        if balancer.tls is not None:
+            terminator = balancer.tls
+            balancer.tls_stats = lambda: all_tls_stats(self.table, spec.slot, terminator.stats)
         follow = asyncio.create_task(self._follow(balancer, self.table, spec.slot))
         try:
             await balancer.serve(sockets, control=False)
@@ -223,6 +268,8 @@ class Role:
             if table.generation not in (self.generation, self.reading):
                 balancer.reload_all(f"generation {table.generation}")
             table.write_process(balancer.process_row(slot, started, self.generation))
+            if balancer.tls is not None:
+                table.write_blob(slot, tls_document(balancer.tls.stats))
             await asyncio.sleep(FOLLOW_INTERVAL)
 
 

@@ -59,10 +59,19 @@ DEFAULT_RECORDS = 1024
 # Two slots for the configuration text of a generation (workers.properties, uriworkermap), so
 # the processes load what the supervisor checked, not what the files say a moment later.
 TEXT_SLOT = 1 << 20
+# Per process slot: counters whose keys are not known in advance (TLS failures by reason,
+# ciphers), as a small document its process rewrites; the others read and add them up.
+BLOB_SIZE = 4096
 
 
 def table_size(records: int = DEFAULT_RECORDS) -> int:
-    return HEADER_SIZE + MAX_PROCS * PROC_SIZE + records * RECORD_SIZE + 2 * TEXT_SLOT
+    return (
+        HEADER_SIZE
+        + MAX_PROCS * PROC_SIZE
+        + records * RECORD_SIZE
+        + 2 * TEXT_SLOT
+        + MAX_PROCS * BLOB_SIZE
+    )
 
 
 class TableFull(Exception):
@@ -131,7 +140,38 @@ class Table:
     # -- the configuration text of each generation ----------------------------------------
 
     def _text_slot(self, generation: int) -> int:
-        return table_size(self.records) - (2 - generation % 2) * TEXT_SLOT
+        end = table_size(self.records) - MAX_PROCS * BLOB_SIZE
+        return end - (2 - generation % 2) * TEXT_SLOT
+
+    # -- per-process documents ----------------------------------------------------------------
+
+    def _blob(self, slot: int) -> int:
+        self._proc(slot)  # checks the slot
+        return table_size(self.records) - (MAX_PROCS - slot) * BLOB_SIZE
+
+    def write_blob(self, slot: int, data: bytes) -> None:
+        """Replace ``slot``'s document (its process only: one writer). A seqlock: the count
+        is odd while the bytes change, so a reader retries instead of reading half."""
+        at = self._blob(slot)
+        if len(data) > BLOB_SIZE - 16:
+            raise TableFull(f"a process document of {len(data)} bytes")
+        seq = self.words[at // 8]
+        self.words[at // 8] = seq + 1
+        self.words[at // 8 + 1] = len(data)
+        self.view[at + 16 : at + 16 + len(data)] = data
+        self.words[at // 8] = seq + 2
+
+    def blob(self, slot: int) -> bytes:
+        at = self._blob(slot)
+        for _ in range(1000):
+            seq = self.words[at // 8]
+            if seq % 2:
+                continue
+            n = min(max(self.words[at // 8 + 1], 0), BLOB_SIZE - 16)
+            data = bytes(self.view[at + 16 : at + 16 + n])
+            if self.words[at // 8] == seq:
+                return data
+        return b""  # its writer died mid-write: nothing to add up
 
     def publish(self, workers: str, mounts: str) -> int:
         """The supervisor's next generation: its text first, then the generation number.
@@ -199,6 +239,8 @@ class Table:
         """A reaped process: its row and its busy counts in every record go."""
         w = self._proc(slot)
         self.words[w : w + PROC_SIZE // 8] = memoryview(bytes(PROC_SIZE)).cast("q")
+        at = self._blob(slot)
+        self.words[at // 8 : at // 8 + 2] = memoryview(bytes(16)).cast("q")
         for r in range(self.records):
             self.words[self.record_word(r) + (_BUSY_AT + slot * 8) // 8] = 0
 

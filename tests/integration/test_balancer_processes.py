@@ -63,7 +63,7 @@ def served_by_each(stack: Stack) -> list[int]:
 
 
 def each_served_more(stack: Stack, before: list[int]) -> None:
-    """Both processes routed requests since ``before`` (rows refresh every 0.2 s)."""
+    """Both processes routed requests since ``before`` (rows refresh every 0.05 s)."""
 
     def more() -> bool:
         after = served_by_each(stack)

@@ -139,3 +139,16 @@ def test_a_configuration_text_too_large_for_its_slot_is_refused():
 
     with pytest.raises(TableFull, match="configuration text"):
         table().publish("x" * TEXT_SLOT, "")
+
+
+def test_a_process_document_is_read_whole_and_goes_with_its_process():
+    t = table()
+    t.write_blob(3, b'{"handshakes": 2}')
+    t.write_blob(3, b'{"handshakes": 5}')
+    assert t.blob(3) == b'{"handshakes": 5}'
+    assert t.blob(4) == b""
+    t.clear_process(3)
+    assert t.blob(3) == b""
+    seq_word = t._blob(4) // 8
+    t.words[seq_word] = 1  # a writer that died mid-write leaves an odd count
+    assert t.blob(4) == b""
