@@ -218,10 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--accept",
-        choices=("inherit", "reuseport"),
-        default="inherit",
-        help="with --processes N > 1: accept on the supervisor's inherited listening sockets "
-        "(default) or on one SO_REUSEPORT socket per process",
+        choices=("reuseport", "inherit"),
+        default="reuseport",
+        help="with --processes N > 1: one SO_REUSEPORT socket per process, the kernel spreads "
+        "connections (default), or every process accepts on the supervisor's inherited "
+        "sockets (one queue: nothing queued is lost when a process dies, but the spread of "
+        "long connections is uneven; docs/benchmarks.md)",
     )
     parser.add_argument("--dataplane", type=parse_dataplane, help=argparse.SUPPRESS)
     parser.add_argument(

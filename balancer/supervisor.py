@@ -19,11 +19,13 @@ so weights, states, status-page edits and counters are one set for the whole bal
   supervisor exits. A data-plane process whose supervisor is gone gets SIGTERM (Linux
   ``PR_SET_PDEATHSIG``), so a ``kill -9`` of the supervisor leaves no orphans serving.
 
-Accepting: with ``--accept inherit`` (the default) every process accepts on the supervisor's
-listening sockets (one queue; a process that dies leaves the queued connections to the others).
-``--accept reuseport`` gives each process its own ``SO_REUSEPORT`` socket (the kernel hashes
-connections over them; those queued on a dying process's socket are reset). See
-docs/benchmarks.md for how they spread connections.
+Accepting: ``--accept reuseport`` (the default) gives each process its own ``SO_REUSEPORT``
+socket; the kernel hashes connections over them, evenly (measured: 47-53 % each of 50
+keep-alive connections over 2 processes, bench/accept_spread.py), but the connections queued
+on a dying process's socket are reset. With ``--accept inherit`` every process accepts on the
+supervisor's sockets: one queue, nothing queued is lost when a process dies, but whichever
+process wakes first takes a burst of connections (28-72 % measured), and keep-alive connections
+stay where they landed. docs/benchmarks.md has the numbers.
 """
 
 from __future__ import annotations

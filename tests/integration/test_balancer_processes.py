@@ -18,6 +18,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
+import pytest
+
 from tests.integration.conftest import Stack, http_get, wait_for
 
 PROCS = ("--processes", "2")
@@ -129,6 +131,14 @@ def test_the_status_page_lists_every_process_and_their_totals(stack: Stack):
         assert f'pyjk_process_requests_total{{pid="{row["pid"]}"'.encode() in metrics or (
             f'slot="{row["slot"]}",pid="{row["pid"]}"'.encode() in metrics
         )
+
+
+@pytest.mark.parametrize("accept", ["reuseport", "inherit"])
+def test_every_process_accepts_in_either_accept_mode(stack: Stack, accept: str):
+    start(stack, ["n1", "n2"], args=("--accept", accept))
+    got = nodes(stack, 80, threads=8)
+    assert sum(got.values()) == 80 and abs(got["n1"] - got["n2"]) <= 4, got
+    each_served_more(stack, [0, 0])
 
 
 def test_weights_hold_for_the_processes_together(stack: Stack):
