@@ -50,7 +50,8 @@ from dataclasses import dataclass
 
 from balancer.config import ConfigError, load_workers
 from balancer.dataplane.tls import TlsStats
-from balancer.lb.shm import MAX_PROCS, SECRET_SIZE, ShmState, Table, table_size
+from balancer.lb.shared import ShmState
+from balancer.lb.shm import MAX_PROCS, SECRET_SIZE, Table, table_size
 from balancer.lb.state import LOCAL, LbState
 from balancer.server import Balancer
 

@@ -10,7 +10,8 @@ import pytest
 from balancer.config.model import Activation, LbConfig, MemberConfig
 from balancer.lb.engine import LbEngine
 from balancer.lb.member import State
-from balancer.lb.shm import SharedMember, ShmState, Table, TableFull, table_size
+from balancer.lb.shared import SharedMember, ShmState
+from balancer.lb.shm import TEXT_SLOT, ProcessRow, Table, TableFull, table_size
 from tests.unit.test_lb_driver import REFUSED, run
 
 MEMBERS = (
@@ -115,8 +116,6 @@ def test_a_full_table_is_a_clear_error():
 
 
 def test_process_rows_have_one_writer_each_and_go_when_reaped():
-    from balancer.lb.shm import ProcessRow
-
     t = table()
     t.write_process(ProcessRow(0, 100, 1.5, 3, 40, 1))
     t.write_process(ProcessRow(1, 101, 2.5, 1, 7, 1))
@@ -135,8 +134,6 @@ def test_processes_read_the_configuration_text_of_the_newest_generation():
 
 
 def test_a_configuration_text_too_large_for_its_slot_is_refused():
-    from balancer.lb.shm import TEXT_SLOT
-
     with pytest.raises(TableFull, match="configuration text"):
         table().publish("x" * TEXT_SLOT, "")
 
