@@ -68,9 +68,10 @@ def processes_html(rows: Sequence[ProcessRow]) -> str:
     )
     return (
         '<h2 id="processes">Data-plane processes</h2>'
-        '<table class="processes"><tr><th>Slot</th><th>PID</th><th>Started</th>'
-        "<th>Connections</th><th>Requests</th><th>Generation</th></tr>"
-        f"{body}{total}</table>"
+        # in a scroll wrapper, as every wide table: the page itself never scrolls sideways
+        '<div class="scroll"><table class="processes"><tr><th>Slot</th><th>PID</th>'
+        "<th>Started</th><th>Connections</th><th>Requests</th><th>Generation</th></tr>"
+        f"{body}{total}</table></div>"
     )
 
 
