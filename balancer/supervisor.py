@@ -64,6 +64,7 @@ FOLLOW_INTERVAL = 0.05  # s: refresh of a process row and documents; new-generat
 RESTART_MIN = 0.1  # s before restarting a process that died
 RESTART_MAX = 5.0  # s, the backoff's bound for a process that keeps dying young
 ANNOUNCE_TIMEOUT = 10.0  # s: longest wait for every process to serve a new generation
+STOP_GRACE = 2.0  # s a cleanly stopped process waits for the supervisor's own stop
 YOUNG = 2.0  # s: a process that dies younger than this doubles the backoff
 _PR_SET_PDEATHSIG = 1
 
@@ -372,6 +373,11 @@ class Supervisor:
             code = await proc.wait()
             del self.children[slot]
             self.table.clear_process(slot)  # its row, and its busy counts in every member
+            if code == 0 and not self._stopping.is_set():
+                # a clean exit is a stop on request: Ctrl-C reaches the whole process group,
+                # and the supervisor's own SIGINT may be a moment behind
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), STOP_GRACE)
             if self._stopping.is_set():
                 log.info("data-plane process slot=%d pid=%d exited %s", slot, proc.pid, code)
                 return

@@ -291,3 +291,27 @@ def test_the_access_log_of_two_processes_has_whole_lines(stack: Stack):
     lines = [ln for ln in log_path.read_text().splitlines() if "/app/" in ln]
     assert len(lines) == 300
     assert all(line.match(ln) for ln in lines), [ln[:120] for ln in lines if not line.match(ln)]
+
+
+def test_sigterm_drains_every_process_and_the_supervisor_exits_0(stack: Stack):
+    start(stack, ["n1", "n2"])
+    pids = [int(p["pid"]) for p in processes(stack)]
+    slow = f"{stack.url}/app/x?slow=n1&ms=1500"
+    with ThreadPoolExecutor(6) as pool:
+        # six slow requests on new connections: both processes have some in flight
+        futures = [pool.submit(http_get, slow) for _ in range(6)]
+        wait_for(lambda: int(members(stack)["n1"]["busy"]) >= 2, 10, what="requests in flight")
+        assert stack.balancer is not None
+        stack.balancer.signal(signal.SIGTERM)
+        assert [f.result(timeout=20)[0] for f in futures] == [200] * 6
+    assert stack.balancer.wait(20) == 0
+    for pid in pids:
+        wait_for(lambda pid=pid: not _running(pid), 10, what=f"process {pid} gone")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
