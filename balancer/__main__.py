@@ -1,9 +1,10 @@
-"""``python -m balancer``: check a configuration, or run the balancer.
+"""``pyjk-balancer`` (or ``python -m balancer``): check a configuration, or run the balancer.
 
-    python -m balancer --check --workers conf/workers.properties \
+    pyjk-balancer --check --workers conf/workers.properties \
         [--mounts conf/uriworkermap.properties]
-    python -m balancer --workers conf/workers.properties --mounts conf/uriworkermap.properties \
-        [--listen 127.0.0.1:8080] [--listen https://127.0.0.1:8443 --tls-cert C --tls-key K]
+    pyjk-balancer --workers conf/workers.properties --mounts conf/uriworkermap.properties \
+        [--listen 127.0.0.1:8080] [--listen https://127.0.0.1:8443 --tls-cert C --tls-key K] \
+        [--log-format json] [--access-log PATH]
 
 ``--check`` is ``haproxy -c``: it validates both files (and the certificates of https
 listeners: readable, key matches, valid now, names covered, when each expires), prints a
@@ -28,6 +29,8 @@ from balancer.dataplane.tls import (
     check_lines,
 )
 from balancer.mounts import UriMap, load_mounts
+from pyjk import __version__
+from pyjk.logs import LOG_FORMATS
 
 MAX_PROCESSES = 63  # balancer.lb.shm.MAX_PROCS less the supervisor's slot
 
@@ -180,9 +183,10 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m balancer",
+        prog="pyjk-balancer",
         description="pyjk balancer: a mod_jk-compatible asyncio reverse proxy.",
     )
+    parser.add_argument("--version", action="version", version=f"pyjk-balancer {__version__}")
     parser.add_argument(
         "--workers", required=True, type=Path, help="workers.properties (mod_jk format)"
     )
@@ -205,7 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--access-log",
         metavar="PATH",
-        help="write an access log in combined format to PATH ('-' = stdout); off by default",
+        help="write an access log to PATH ('-' = stdout); off by default. SIGUSR1 reopens it "
+        "(logrotate's postrotate)",
+    )
+    parser.add_argument(
+        "--access-log-format",
+        choices=["combined", "json"],
+        help="combined (Apache's, plus pyjk's fields) or json (the same fields plus timings); "
+        "default: json with --log-format json, else combined",
     )
     parser.add_argument(
         "--processes",
@@ -231,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="log level for the balancer's own log on stderr (default info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="the balancer's own log on stderr: text (key=value) or json, one object per line; "
+        "timestamps in UTC with the offset (default text)",
     )
     return parser
 

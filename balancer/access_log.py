@@ -1,9 +1,13 @@
-"""The optional access log, in Apache's combined format, kept off the request path.
+"""The optional access log, in Apache's combined format or JSON, kept off the request path.
 
 The data plane hands each finished request to ``record`` (an append to a list); a task writes
 the formatted lines every ``FLUSH_INTERVAL`` seconds. Formatting and file I/O never happen on
 the request path, and a full disk or a slow pipe cannot stall proxying: past ``MAX_PENDING``
 unwritten records new ones are counted and dropped.
+
+``reopen`` (SIGUSR1, as nginx does) writes what is pending to the file it has, closes it and
+opens the path again: logrotate renames the file, then its ``postrotate`` sends the signal, and
+the next line lands in a new file of the old name.
 
 With several data-plane processes (``--processes``) each one writes the same file. Lines never
 interleave: the file is opened ``O_APPEND`` and every ``write()`` carries whole lines and at
@@ -14,11 +18,14 @@ of a file and is atomic on a pipe (POSIX).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import select
 import time
+from collections.abc import Callable
 
 from balancer.dataplane import AccessRecord
+from pyjk.logs import utc_stamp
 
 FLUSH_INTERVAL = 0.5  # s
 MAX_PENDING = 100_000
@@ -43,6 +50,33 @@ def combined_line(record: AccessRecord, wall: float) -> str:
     )
 
 
+def json_line(record: AccessRecord, wall: float) -> str:
+    """The combined format's fields as one JSON object, plus the timings in milliseconds."""
+    doc = {
+        "time": utc_stamp(wall),
+        "client": record.client_ip,
+        "method": record.method,
+        "target": record.target,
+        "status": record.status,
+        "bytes": record.response_bytes,
+        "referer": getattr(record, "referer", "") or None,
+        "user_agent": getattr(record, "user_agent", "") or None,
+        "worker": record.worker or None,
+        "member": record.member or None,
+        "request_id": record.request_id or None,
+        "connect_ms": round(record.connect * 1000, 3),
+        "first_byte_ms": round(record.first_byte * 1000, 3),
+        "total_ms": round(record.duration * 1000, 3),
+    }
+    return json.dumps(doc, ensure_ascii=False) + "\n"
+
+
+FORMATS: dict[str, Callable[[AccessRecord, float], str]] = {
+    "combined": combined_line,
+    "json": json_line,
+}
+
+
 PIPE_BUF = select.PIPE_BUF
 
 
@@ -65,16 +99,29 @@ def whole_line_chunks(lines: list[str], limit: int = PIPE_BUF) -> list[bytes]:
 
 
 class AccessLog:
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, path: str | None = None, fmt: str = "combined") -> None:
         self.fd = fd
+        self.path = path  # None: a descriptor that is not ours to reopen (stdout)
+        self.line = FORMATS[fmt]
         self.pending: list[tuple[AccessRecord, float]] = []
         self.dropped = 0
 
     @classmethod
-    def open(cls, path: str) -> AccessLog:
+    def open(cls, path: str, fmt: str = "combined") -> AccessLog:
         if path == "-":
-            return cls(1)
-        return cls(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+            return cls(1, None, fmt)
+        return cls(_open(path), path, fmt)
+
+    def reopen(self) -> None:
+        """Flush to the current file, then write to a freshly opened file at ``path``.
+
+        Raises OSError when the path cannot be opened; the old file stays in use then."""
+        self.flush()
+        if self.path is None:
+            return
+        new = _open(self.path)
+        old, self.fd = self.fd, new
+        os.close(old)
 
     def record(self, rec: AccessRecord) -> None:
         if len(self.pending) >= MAX_PENDING:
@@ -84,7 +131,8 @@ class AccessLog:
 
     def flush(self) -> None:
         batch, self.pending = self.pending, []
-        lines = [combined_line(r, w) for r, w in batch]
+        line = self.line
+        lines = [line(r, w) for r, w in batch]
         if self.dropped:
             lines.append(f"# pyjk: {self.dropped} access log records dropped (backlog)\n")
             self.dropped = 0
@@ -97,3 +145,7 @@ class AccessLog:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
             self.flush()
+
+
+def _open(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

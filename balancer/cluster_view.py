@@ -42,6 +42,13 @@ def live_by_route(listing: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
+def sessions_limit(listing: Mapping[str, Any]) -> int | None:
+    """The answering node's ``sessions_limit`` (max_active_sessions): with all-to-all
+    replication every node holds every session, so it bounds the whole cluster."""
+    limit = listing.get("sessions_limit")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+
 class ClusterView:
     """Polls one reachable member per lb; ``counts()`` is what the status worker reads."""
 
@@ -50,6 +57,7 @@ class ClusterView:
         self.interval = interval
         self.engines: Mapping[str, LbEngine] = {}
         self._counts: dict[str, int] | None = None
+        self._limits: dict[str, int] = {}  # lb → sessions_limit of the member that answered
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._preferred: dict[str, tuple[str, int]] = {}  # lb → the member that answered last
@@ -57,6 +65,10 @@ class ClusterView:
     def counts(self) -> Mapping[str, int] | None:
         """Route → live sessions, or None while nothing could be read (the page shows "-")."""
         return self._counts
+
+    def limits(self) -> Mapping[str, int]:
+        """Lb name → the cluster's sessions limit, for the lbs whose cluster answered."""
+        return self._limits
 
     def update(self, engines: Mapping[str, LbEngine], token: str, interval: float) -> None:
         self.engines, self.token, self.interval = engines, token, interval
@@ -101,7 +113,13 @@ class ClusterView:
             listing = await self._fetch(host, port)
             if listing is not None:
                 self._preferred[lb] = (host, port)
+                limit = sessions_limit(listing)
+                if limit is None:
+                    self._limits.pop(lb, None)
+                else:
+                    self._limits[lb] = limit
                 return live_by_route(listing)
+        self._limits.pop(lb, None)
         return None
 
     async def _fetch(self, host: str, port: int) -> Mapping[str, Any] | None:

@@ -8,8 +8,9 @@ swaps it in with one assignment; requests in flight keep the plans they started 
 
 Signals: SIGHUP reloads both files and the TLS certificates (an invalid file or certificate
 is rejected with its errors and the old one stays live; TLS connections in flight keep
-theirs); SIGTERM/SIGINT stop accepting, drain requests in flight for up to
-``worker.shutdown_timeout`` seconds and exit 0. The URI map file is also re-read when its mtime
+theirs); SIGUSR1 reopens the access log (logrotate's postrotate); SIGTERM/SIGINT stop
+accepting, drain requests in flight for up to ``worker.shutdown_timeout`` seconds and exit 0.
+The URI map file is also re-read when its mtime
 changes, checked every ``worker.mount_reload`` seconds (mod_jk's JkMountFileReload).
 """
 
@@ -23,10 +24,9 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from balancer.access_log import AccessLog
@@ -38,18 +38,23 @@ from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Requ
 from balancer.dataplane.ajp_fields import split_host
 from balancer.dataplane.tls import TlsError, TlsSettings, TlsStats
 from balancer.dataplane.tls_listener import Terminator
+from balancer.dynamic import DynamicLbs
 from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
 from balancer.lb.shm import ProcessRow
 from balancer.lb.state import LOCAL, LbState
 from balancer.mounts import Mapped, UriMap, parse_mounts
 from balancer.status.tls_view import TlsView, tls_view
+from balancer.status.traffic_metrics import TrafficCollector
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
+from pyjk import __version__
+from pyjk.logs import configure_logging
+from pyjk.metrics import standard_collectors
 
 log = logging.getLogger("pyjk.balancer")
 
-VERSION = "pyjk/0.1.0"
+VERSION = f"pyjk/{__version__}"
 MAINTAIN_TICK = 1.0  # s; engines run their maintenance only once worker.maintain has passed
 # route() remembers its answer for this many raw paths of up to ANSWER_CACHE_PATH bytes
 ANSWER_CACHE_SIZE = 4096
@@ -85,13 +90,16 @@ def build_engines(
     workers: WorkersConfig,
     previous: Mapping[str, LbEngine],
     now: float,
+    dynamic: Mapping[str, Sequence[MemberConfig]] | None = None,
     state: LbState = LOCAL,
 ) -> dict[str, LbEngine]:
+    """An engine per listed lb or member; an lb's members are its static ones followed by the
+    ``dynamic`` ones its cluster brought (balancer.cluster_members)."""
     engines: dict[str, LbEngine] = {}
     for name in workers.worker_list:
         if name in workers.lbs:
             lb = workers.lbs[name]
-            members = workers.lb_members(lb)
+            members = workers.lb_members(lb) + tuple((dynamic or {}).get(name, ()))
         elif name in workers.members:
             lb = single_member_lb(workers.members[name])
             members = (workers.members[name],)
@@ -165,6 +173,7 @@ class Balancer:
         # TlsError (a certificate that cannot be served) stops the start, as a config error
         self.tls = Terminator(tls) if tls is not None else None
         self.access_log = access_log
+        self.dynamic = DynamicLbs(self._members_changed)  # worker.<lb>.cluster listeners
         self.runtime = self.load(previous=None)
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
         self._answers_for = self.runtime
@@ -175,6 +184,7 @@ class Balancer:
         self.status.cluster_view = self.cluster.counts
         self.status.processes = processes
         self.status.csrf = csrf
+        self.status.cluster_limits = self.cluster.limits
         self.status.update(self.runtime)
         self.health = HealthMonitor()
         self.proxy = ProxyServer(
@@ -191,6 +201,14 @@ class Balancer:
         self.redirect_port = https_ports[0] if https_redirect and https_ports else None
         self.status.pool_stats = self._pool_stats
         self.status.is_trusted = self.proxy.is_trusted
+        self._wire_engines(self.runtime)
+        self.status.collectors = (
+            TrafficCollector(
+                self.proxy.stats, lambda: len(self.proxy.connections), self._members_now
+            ),
+            *standard_collectors(),
+        )
+        self.status.update(self.runtime)  # again: the status workers take the collectors
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -219,7 +237,10 @@ class Balancer:
         for w in mount_warnings:
             log.warning("config warning: %s", w)
         now = time.monotonic()
-        engines = build_engines(workers, previous.engines if previous else {}, now, self.state)
+        dynamic = self.dynamic.members(workers)
+        engines = build_engines(
+            workers, previous.engines if previous else {}, now, dynamic, self.state
+        )
         self.loaded_texts = texts
         return Runtime(workers, uri_map, engines, mtime)
 
@@ -235,13 +256,8 @@ class Balancer:
             log.error("reload rejected (%s): the running configuration stays live", reason)
             return False
         old = self.runtime
-        self.runtime = runtime
-        self.status.update(runtime)
-        self.health.update(runtime.engines)
-        self._configure_cluster_view()
-        self.proxy.prune_pools(
-            m for e in runtime.engines.values() for m in (x.config for x in e.members)
-        )
+        self._swap(runtime)
+        self.dynamic.sync(runtime.workers, runtime.engines)
         added = set(runtime.engines) - set(old.engines)
         removed = set(old.engines) - set(runtime.engines)
         workers_list = ",".join(runtime.workers.worker_list)
@@ -255,6 +271,35 @@ class Balancer:
         else:
             log.info("%s", summary)
         return True
+
+    def _members_now(self) -> set[tuple[str, str]]:
+        """(worker, member) of every member configured now, for the traffic metrics."""
+        return {(name, m.name) for name, e in self.runtime.engines.items() for m in e.members}
+
+    def _wire_engines(self, runtime: Runtime) -> None:
+        """Let each engine see its members' connection pools: an OK/BUSY member goes back to
+        OK only when its pool has a free connection as well as room under busy_limit (mod_jk
+        §3.6). Every engine of a reload or a dynamic lb's rebuild, new ones included, gets it."""
+        for engine in runtime.engines.values():
+            engine.pool_has_room = self.proxy.pool_has_room
+
+    def _swap(self, runtime: Runtime) -> None:
+        self._wire_engines(runtime)
+        self.runtime = runtime
+        self.status.update(runtime)
+        self.health.update(runtime.engines)
+        self._configure_cluster_view()
+        self.proxy.prune_pools(
+            m for e in runtime.engines.values() for m in (x.config for x in e.members)
+        )
+
+    def _members_changed(self, lb_name: str) -> None:
+        """A dynamic lb's members changed: swap in its rebuilt engine (balancer.dynamic)."""
+        self.log_changes()  # the new engine starts with an empty change queue
+        runtime = self.runtime
+        engine = self.dynamic.rebuild(runtime.workers, runtime.engines, lb_name, time.monotonic())
+        if engine is not None:
+            self._swap(replace(runtime, engines={**runtime.engines, lb_name: engine}))
 
     def _configure_cluster_view(self) -> None:
         settings = self.runtime.workers.balancer
@@ -326,6 +371,7 @@ class Balancer:
             (signal.SIGHUP, self._sighup),
             (signal.SIGTERM, self._stopping.set),
             (signal.SIGINT, self._stopping.set),
+            (signal.SIGUSR1, self.reopen_access_log),
         ):
             loop.add_signal_handler(sig, handler)
         if control:
@@ -333,6 +379,7 @@ class Balancer:
         else:
             self._tasks.append(asyncio.create_task(self._log_changes(), name="state-log"))
         self.cluster.start()
+        self.dynamic.sync(self.runtime.workers, self.runtime.engines)
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         if self.tls is not None:
@@ -343,6 +390,7 @@ class Balancer:
         await self.proxy.close(grace=grace)
         await self.cluster.stop()
         await self.stop_control()
+        await self.dynamic.stop()
         if self.access_log is not None:
             self.access_log.flush()
         log.info("stopped")
@@ -390,6 +438,17 @@ class Balancer:
         stats = self.tls_stats() if self.tls_stats is not None else None
         return tls_view(self.tls, self.listens, stats)
 
+    def reopen_access_log(self) -> None:
+        """SIGUSR1: logrotate renamed the access log; go on in a new file of the old name."""
+        if self.access_log is None:
+            return
+        try:
+            self.access_log.reopen()
+        except OSError as exc:
+            log.error("access log not reopened path=%s error=%r", self.access_log.path, str(exc))
+            return
+        log.info("access log reopened path=%s", self.access_log.path or "-")
+
     def log_changes(self) -> None:
         """Log the member state changes requests and commands made since the last call."""
         for engine in self.runtime.engines.values():
@@ -434,25 +493,18 @@ def https_redirect(req: Request, port: int) -> LocalResponse:
     return LocalResponse(status, headers=((b"Location", location),), close=req.has_body)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    """``python -m balancer`` without --check."""
-    configure_logging(args.log_level)
+    """``pyjk-balancer`` without --check."""
+    configure_logging(args.log_level, args.log_format)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
         log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
-        uvloop = None
+        uvloop = None  # type: ignore[assignment]
     from balancer.supervisor import Role  # it imports this module
 
-    access_log = AccessLog.open(args.access_log) if args.access_log else None
+    access_format = args.access_log_format or ("json" if args.log_format == "json" else "combined")
+    access_log = AccessLog.open(args.access_log, access_format) if args.access_log else None
     role = Role(args)
 
     async def main() -> int:

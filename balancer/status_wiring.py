@@ -10,7 +10,7 @@ itself a trusted proxy, as nginx's real_ip_recursive does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from balancer.config.model import MemberConfig
@@ -18,9 +18,12 @@ from balancer.dataplane import LocalHandler, LocalResponse, Request, RouteDecisi
 from balancer.lb.shm import ProcessRow
 from balancer.status import ServerInfo, StatusWorker
 from balancer.status.adapter import local_handler
+from balancer.status.model import ClusterLimits, ClusterView
 from balancer.status.tls_view import TlsView
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from balancer.server import Runtime
 
 
@@ -30,8 +33,10 @@ class StatusEndpoints:
         self.started = time.time()
         self.pool_stats: Callable[[MemberConfig], tuple[int, int] | None] | None = None
         self.is_trusted: Callable[[str], bool] = lambda ip: False
-        self.cluster_view: Callable[[], Mapping[str, int]] | None = None
+        self.cluster_view: ClusterView | None = None
         self.tls_view: Callable[[], TlsView | None] | None = None
+        self.cluster_limits: ClusterLimits | None = None
+        self.collectors: tuple[Collector, ...] = ()  # more families for /metrics
         self.processes: Callable[[], Sequence[ProcessRow]] | None = None  # --processes N
         self.csrf: str | None = None  # one token for N processes (else each worker's own)
         self.workers: dict[str, StatusWorker] = {}
@@ -57,10 +62,13 @@ class StatusEndpoints:
                     cluster_view=self.cluster_view,
                     pool_stats=self._pool_stats,
                     tls_view=self.tls_view,
+                    cluster_limits=self.cluster_limits,
                     processes=self.processes,
                 )
                 if self.csrf is not None:
                     kept[name].csrf = self.csrf
+        for worker in kept.values():
+            worker.collectors = self.collectors
         self.workers = kept
         self.handlers = {
             name: local_handler(worker, client_ip=self.client_ip) for name, worker in kept.items()

@@ -207,6 +207,7 @@ class Role:
             # the supervisor signals a process once its row exists; until serve() has its
             # handler, a SIGHUP must not end it (the new generation is polled for anyway)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             _die_with_parent(self.spec.parent)
             size = os.fstat(self.spec.table_fd).st_size
             self.table = Table.attach(mmap.mmap(self.spec.table_fd, size))
@@ -298,9 +299,13 @@ class Supervisor:
             (signal.SIGHUP, lambda: self.balancer.reload_all("SIGHUP")),
             (signal.SIGTERM, self._stopping.set),
             (signal.SIGINT, self._stopping.set),
+            (signal.SIGUSR1, lambda: self._signal_all(signal.SIGUSR1)),  # reopen access logs
         ):
             loop.add_signal_handler(sig, handler)
         self.balancer.start_control()
+        # dynamic members (worker.<lb>.cluster): the supervisor claims their records and
+        # health-checks them; every process listens too, to rebuild its own engines
+        self.balancer.dynamic.sync(self.balancer.runtime.workers, self.balancer.runtime.engines)
         log.info(
             "supervisor pid=%d: %d data-plane processes, accept=%s",
             os.getpid(),
@@ -319,17 +324,21 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         await self.balancer.stop_control()
+        await self.balancer.dynamic.stop()
         log.info("stopped")
         return 0
+
+    def _signal_all(self, sig: int) -> None:
+        for row in self.table.processes():  # a row exists once its handlers are safe to use
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(row.pid, sig)
 
     def _next_generation(self, summary: str = "") -> None:
         engines = self.balancer.runtime.engines
         kept = {(lb, m.name) for lb, e in engines.items() for m in e.members}
         self.table.release_except(kept | {(lb, "") for lb in engines})  # removed members
         generation = self.table.publish(*self.balancer.loaded_texts)
-        for row in self.table.processes():  # a row exists once SIGHUP is safe to send
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(row.pid, signal.SIGHUP)
+        self._signal_all(signal.SIGHUP)
         if summary:
             task = asyncio.create_task(self._announce(summary, generation))
             self._announcing.add(task)

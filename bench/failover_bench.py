@@ -35,20 +35,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from failover_report import (
+    breakdown,
+    failovers,
+    percentile,
     phase_bounds,
     phase_stats,
     read_locust_json,
     settled_at,
     split_moves,
     table,
+    worker_events,
 )
 from failover_stack import ROOT, ROUTES, Stack
 from race_procs import StartError, Supervisor, core_times, cpu_seconds
 
+REFUSED = "requests_refused_"  # the workers' 503 counters (cluster-manager)
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 
 
@@ -151,12 +157,21 @@ def run_mode(mode: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) ->
     samples = summary.pop("samples")
     moves = split_moves(summary["moves"], victim, kill, times["restart"])
     restuck = moves.pop("restuck")
+    logs = sorted(tmp.glob("node*.log"))
+    takeovers, lookups = worker_events(
+        [line for f in logs for line in f.read_text("utf-8", "replace").splitlines()]
+    )
+    moved = failovers(moves.pop("off_list"), kill, takeovers)
+    refused: Counter[str] = Counter()
+    for c in counters.values():
+        refused.update({k.removeprefix(REFUSED): v for k, v in c.items() if k.startswith(REFUSED)})
     settled = max(restuck, settled_at(summary["anomalies"], kill, times["restart"]))
     first = min(samples["end"], default=spawned)
     last = max(samples["end"], default=time.time())
     bounds = phase_bounds(first, kill, settled, times["restart"], last)
     phases = phase_stats(samples["end"], samples["ms"], samples["ok"], bounds)
-    keys = ("acks_missed", "replays_answered", "concurrent_writes", "syncs_done", "gaps")
+    keys = ("acks_missed", "replays_answered", "concurrent_writes", "syncs_done", "gaps",
+            "deltas_buffered")  # fmt: skip
     return {
         "mode": mode,
         "victim": victim,
@@ -168,6 +183,18 @@ def run_mode(mode: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) ->
         "sessions_moved": moves.pop("off_victim"),
         **moves,
         "restuck_after_s": restuck - kill,
+        "kill_to_write_p50_ms": percentile(sorted(f.write_ms for f in moved), 50),
+        "request_p50_ms": percentile(sorted(f.request_ms for f in moved), 50),
+        "failovers": [
+            vars(f)
+            | {
+                "balancer_ms": f.balancer_ms,
+                "new_node_ms": f.new_node_ms,
+                "request_ms": f.request_ms,
+            }
+            for f in moved
+        ],
+        "breakdown": breakdown(moved, [ms for t, ms in lookups if t >= kill], dict(refused)),
         "balancer_events": balancer_events(tmp / "balancer.log"),
         "cpu_percent_before_kill": busy,
         "restart": {k: v - kill for k, v in times.items()},
@@ -196,6 +223,7 @@ def print_details(r: dict[str, Any]) -> None:
     print(f"[{r['mode']}] cluster counters at the end (survivors and the restarted node): "
           f"{r['cluster']}")  # fmt: skip
     print(f"[{r['mode']}] balancer member state changes by reason: {r['balancer_events']}")
+    print(r["breakdown"])
     if r["other_pairs"]:
         print(f"[{r['mode']}] other moves (from->to, when): {r['other_pairs']}")
     by_kind: dict[str, list[dict[str, Any]]] = {}

@@ -26,6 +26,9 @@ from failover_checks import (
     route_of,
 )
 from failover_report import (
+    breakdown,
+    failovers,
+    log_time,
     percentile,
     phase_bounds,
     phase_stats,
@@ -33,6 +36,7 @@ from failover_report import (
     settled_at,
     split_moves,
     table,
+    worker_events,
 )
 
 from worker.demo import render_page
@@ -215,3 +219,32 @@ def test_only_moves_off_the_victim_between_kill_and_restart_decide_when_all_re_s
     assert split["other_pairs"] == {
         "node1->node2 before": 1, "node1->node3 after kill": 1, "node3->node2 restarted": 1,
     }  # fmt: skip
+
+
+def test_failover_breakdown_joins_moves_with_the_new_nodes_takeover_lines() -> None:
+    lines = [
+        "2026-12-06 16:20:56,892 pyjk.worker.sessions session takeover id=AB12.node2 "
+        "from=node2 to=node1",
+        "2026-12-06 16:20:56,950 pyjk.worker.sessions session lookup found ids=1 took_ms=3.5",
+        "2026-12-06 16:20:56,951 pyjk.worker.sessions session refresh ids=1 took_ms=1.5",
+        "garbage without a time",
+    ]
+    takeovers, lookups = worker_events(lines)
+    at = log_time(lines[0])
+    assert at is not None and takeovers == {"AB12": at}
+    assert [ms for _, ms in lookups] == [3.5, 1.5]
+    kill = at - 0.100
+    moves = [
+        {"t": at + 0.011, "started": kill - 0.020, "session": "AB12.node1"},  # in flight
+        {"t": kill + 0.030, "started": kill + 0.025, "session": "CD34.node3"},  # no log line
+    ]
+    items = failovers(moves, kill, takeovers)
+    assert [f.session for f in items] == ["CD34", "AB12"]  # by write time
+    ab = items[1]
+    got = (ab.sent_ms, ab.balancer_ms, ab.new_node_ms, ab.request_ms, ab.write_ms)
+    assert got == pytest.approx((-20, 100, 11, 111, 111), abs=0.01)
+    assert items[0].request_ms == pytest.approx(5, abs=0.01)  # sent 25 ms after the kill
+    assert items[0].balancer_ms is None
+    text = breakdown(items, [3.5], {"state_transfer": 2})
+    assert "median" in text and "refreshes after the kill: 1, max 3.5 ms" in text
+    assert "state_transfer" in text

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +82,7 @@ def split_moves(
         key = f"{m['from']}->{m['to']} {phase}"
         pairs[key] = pairs.get(key, 0) + 1
     return {
+        "off_list": off,
         "off_victim": len(off),
         "restick_max_s": max((m["restick_s"] for m in off), default=None),
         "restuck": settled_at(off, kill, restart),
@@ -150,15 +153,15 @@ def table(results: Sequence[dict[str, Any]]) -> str:
     connection errors); the check columns count replies that failed that check.
     """
     head = ["mode", "requests", "failures", "lost writes", "applied twice", "wrong node",
-            "moved off victim", "max re-stick s", "re-stuck after s", "other moves",
-            "their max re-stick s"]  # fmt: skip
+            "moved off victim", "kill->write p50 ms", "max re-stick s", "re-stuck after s",
+            "other moves", "their max re-stick s"]  # fmt: skip
     rows = []
     for r in results:
         rows.append([
             r["mode"], f"{r['requests']:,}", f"{r['failures']:,}", str(r["lost_writes"]),
             str(r["double_writes"]), str(r["wrong_node"]), str(r["sessions_moved"]),
-            _s(r["restick_max_s"]), _s(r["restuck_after_s"]), str(r["other_moves"]),
-            _s(r["other_restick_max_s"]),
+            _ms(r.get("kill_to_write_p50_ms")), _s(r["restick_max_s"]), _s(r["restuck_after_s"]),
+            str(r["other_moves"]), _s(r["other_restick_max_s"]),
         ])  # fmt: skip
     lines = _grid(head, rows)
     head2 = ["mode", "phase", "seconds", "requests", "req/s", "failures", "p50 ms", "p99 ms"]
@@ -183,3 +186,111 @@ def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True)))  # fmt: skip
 
     return [line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+# -- where a failover's time goes -------------------------------------------------------------
+
+_STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+_TAKEOVER_RE = re.compile(r"session takeover id=([^. ]+)\.\S* from=(\S+) to=(\S+)")
+_LOOKUP_RE = re.compile(r"session (?:lookup found|refresh) ids=\d+ took_ms=([\d.]+)")
+
+
+def log_time(line: str) -> float | None:
+    """The wall time of a `2026-12-06 16:20:56,892 ...` log line (local time), or None."""
+    m = _STAMP_RE.match(line)
+    if m is None:
+        return None
+    return time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
+
+
+def worker_events(lines: Sequence[str]) -> tuple[dict[str, float], list[tuple[float, float]]]:
+    """From worker logs: each takeover's time by the session's random part, and each found
+    lookup or takeover refresh (asking the members for the session) as (time, ms)."""
+    takeovers: dict[str, float] = {}
+    lookups: list[tuple[float, float]] = []
+    for line in lines:
+        t = log_time(line)
+        if t is None:
+            continue
+        if (m := _TAKEOVER_RE.search(line)) is not None:
+            takeovers.setdefault(m.group(1), t)
+        elif (m := _LOOKUP_RE.search(line)) is not None:
+            lookups.append((t, float(m.group(1))))
+    return takeovers, lookups
+
+
+@dataclass(frozen=True)
+class Failover:
+    """One session moved off the victim, in ms relative to the kill (log times: 1 ms steps)."""
+
+    session: str
+    sent_ms: float  # the request that moved it started (negative: in flight at the kill)
+    takeover_ms: float | None  # the new node renamed the session (its log line)
+    write_ms: float  # the reply with the new cookie arrived: the session's next write
+
+    @property
+    def balancer_ms(self) -> float | None:
+        """From the later of kill and request start to the takeover: failed tries on the dead
+        member, pauses, the connect to the new node, the new node's queue and any lookup."""
+        if self.takeover_ms is None:
+            return None
+        return self.takeover_ms - max(self.sent_ms, 0.0)
+
+    @property
+    def request_ms(self) -> float:
+        """From the later of kill and request start to the reply: what the failover cost this
+        request (kill->write also holds the time the client had not sent anything yet)."""
+        return self.write_ms - max(self.sent_ms, 0.0)
+
+    @property
+    def new_node_ms(self) -> float | None:
+        """From the takeover to the reply: the handler, the sync replication ack, the relay."""
+        return None if self.takeover_ms is None else self.write_ms - self.takeover_ms
+
+
+def failovers(moves: Sequence[dict[str, Any]], kill: float,
+              takeovers: dict[str, float]) -> list[Failover]:  # fmt: skip
+    """The breakdown of each move off the victim (moves as split_moves counts them)."""
+    out = []
+    for m in moves:
+        sid = str(m.get("session") or "").split(".", 1)[0]
+        taken = takeovers.get(sid)
+        out.append(Failover(
+            sid, (m.get("started", m["t"]) - kill) * 1000,
+            None if taken is None else (taken - kill) * 1000, (m["t"] - kill) * 1000,
+        ))  # fmt: skip
+    return sorted(out, key=lambda f: f.write_ms)
+
+
+def breakdown(items: Sequence[Failover], lookups: Sequence[float], refused: dict[str, int]) -> str:
+    """Per moved session, then medians; `lookups`: ms of found lookups after the kill;
+    `refused`: the survivors' 503s by reason (requests_refused_* counters)."""
+    if not items:
+        return "failover breakdown: no session moved off the victim"
+
+    def cell(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+
+    rows = [[f.session[:8], cell(f.sent_ms), cell(f.balancer_ms), cell(f.new_node_ms),
+             cell(f.request_ms), cell(f.write_ms)] for f in items]  # fmt: skip
+
+    def median(vals: list[float | None]) -> str:
+        got = sorted(v for v in vals if v is not None)
+        return "-" if not got else cell(percentile(got, 50))
+
+    rows.append(["median", median([f.sent_ms for f in items]),
+                 median([f.balancer_ms for f in items]), median([f.new_node_ms for f in items]),
+                 median([f.request_ms for f in items]),
+                 median([f.write_ms for f in items])])  # fmt: skip
+    head = ["session", "sent ms", "to takeover ms", "takeover->reply ms", "request ms",
+            "kill->write ms"]  # fmt: skip
+    lines = [
+        "failover breakdown (ms after the kill; 'sent' < 0: in flight at the kill; 'to "
+        "takeover': failed tries, pauses, the new node's queue and lookup; 'request': from the "
+        "later of kill and send to the reply; log times in 1 ms steps):",
+        *_grid(head, rows),
+        f"lookups and takeover refreshes after the kill: {len(lookups)}"
+        + (f", max {max(lookups):.1f} ms" if lookups else ""),
+        f"503s the workers answered (by reason, whole run): {refused or 'none'}",
+    ]
+    return "\n".join(lines)

@@ -121,12 +121,15 @@ class Tally:
         self.sample_ms = array("f")
         self.sample_ok = array("b")
 
-    def record(self, finding: Finding, at: float, user: str) -> None:
+    def record(
+        self, finding: Finding, at: float, user: str, started: float = 0.0, session: str = ""
+    ) -> None:
         self.kinds[finding.kind] += 1
         if finding.kind == MOVED:
+            # started and session: failover_bench's breakdown (kill -> this request -> takeover)
             self.moves.append({
                 "t": at, "restick_s": finding.restick, "from": finding.from_route,
-                "to": finding.to_route,
+                "to": finding.to_route, "started": started, "session": session,
             })  # fmt: skip
         elif finding.failed and len(self.anomalies) < MAX_ANOMALIES:
             self.anomalies.append({"t": at, "kind": finding.kind, "user": user,
@@ -195,7 +198,8 @@ class _CheckedUser(FastHttpUser):
             if finding.failed:  # who answered: the balancer (pyjk) or a worker (aiohttp)
                 server = resp.headers.get("server") if resp.headers else None
                 finding = replace(finding, detail=f"{finding.detail} [server: {server}]")
-            tally.record(finding, ended, f"{type(self).__name__}-{id(self):x}")
+            tally.record(finding, ended, f"{type(self).__name__}-{id(self):x}", started,
+                         reply.session or "")  # fmt: skip
             if finding.failed:
                 resp.failure(MESSAGES[finding.kind])
             else:

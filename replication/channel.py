@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import codec
-from .codec import Ack, DeltaMsg, Hello, MemberInfo, Message, Pull, StateChunk
+from .codec import Ack, DeltaMsg, Hello, Message, Pull, StateChunk
+from .member_info import MemberInfo
 from .seal import Kind, Opener, Sealer, SealError
 
 log = logging.getLogger("pyjk.cluster")
@@ -102,6 +103,10 @@ class Endpoint:
         self.writer.write(PREFIX.pack(len(blob)) + blob)
         ch.counters["frames_out"] += 1
         ch.counters["bytes_out"] += PREFIX.size + len(blob)
+        if self.peer is not None:
+            per_peer = ch.per_peer[self.peer.route]
+            per_peer["frames_out"] += 1
+            per_peer["bytes_out"] += PREFIX.size + len(blob)
         if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             log.warning("peer too slow, closing connection peer=%s", self.peer and self.peer.route)
             ch.counters["slow_peer_closed"] += 1
@@ -127,6 +132,10 @@ class Endpoint:
             msg = self._open(data)
             if msg is not None:
                 ch.counters["frames_in"] += 1
+                if self.peer is not None:  # known once its Hello was taken
+                    per_peer = ch.per_peer[self.peer.route]
+                    per_peer["frames_in"] += 1
+                    per_peer["bytes_in"] += PREFIX.size + len(data)
                 return msg
             if self.bound is None:  # a connection that starts with garbage is not worth keeping
                 return None
@@ -171,6 +180,10 @@ class Link:
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._pulls: dict[int, asyncio.Queue[StateChunk | None]] = {}
         self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._ep is not None
 
     def send(self, msg: Message) -> asyncio.Future[None] | None:
         """Queue or write `msg`; a DeltaMsg gets a future resolved by its ack."""
@@ -229,8 +242,8 @@ class Link:
             ):
                 ch.counters["hello_refused"] += 1
                 return
-            while (msg := await ep.read()) is not None:
-                self._dispatch(msg)
+            while (received := await ep.read()) is not None:
+                self._dispatch(received)
         except (OSError, TimeoutError) as exc:
             log.debug("link to %s failed: %r", member.route, exc)
         finally:
@@ -298,6 +311,8 @@ class Channel:
         self.max_frame, self.connect_timeout, self.faults = max_frame, connect_timeout, faults
         self.links: dict[str, Link] = {}
         self._server: asyncio.Server | None = None
+        # frames and bytes by peer route, for /metrics (the counters above are the totals)
+        self.per_peer: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._incoming: set[Endpoint] = set()
         self._failures: dict[str, float] = {}
 
@@ -326,10 +341,25 @@ class Channel:
     def last_failure(self, member_id: str) -> float | None:
         return self._failures.get(member_id)
 
+    def link_down(self, member_id: str) -> bool:
+        """The link to the member failed and is not connected again (a killed member's link
+        fails at once: its kernel resets the connection)."""
+        if member_id not in self._failures:
+            return False
+        link = self.links.get(member_id)
+        return link is None or not link.connected
+
     async def probe(
         self, host: str, port: int, timeout: float, *, shutdown: bool = False
     ) -> Hello | None:
         """Open a connection, trade Hellos, close: the peer's Hello, or None if it failed."""
+        return (await self.probe_verdict(host, port, timeout, shutdown=shutdown))[0]
+
+    async def probe_verdict(
+        self, host: str, port: int, timeout: float, *, shutdown: bool = False
+    ) -> tuple[Hello | None, bool]:
+        """As probe(), and whether the connection was refused: the host answered that nothing
+        listens there — proof the member's process is gone, which a timeout is not."""
         writer = None
         try:
             async with asyncio.timeout(timeout):
@@ -337,12 +367,14 @@ class Channel:
                 ep = Endpoint(self, reader, writer)
                 ep.write(self.handler.make_hello(None, reply=False, shutdown=shutdown))
                 msg = await ep.read()
+        except ConnectionRefusedError:
+            return None, True
         except (OSError, TimeoutError):
-            return None
+            return None, False
         finally:
             if writer is not None:
                 writer.close()
-        return msg if isinstance(msg, Hello) and msg.reply else None
+        return (msg if isinstance(msg, Hello) and msg.reply else None), False
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ep = Endpoint(self, reader, writer)

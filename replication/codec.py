@@ -19,9 +19,11 @@ from typing import Any
 from worker.delta import SessionDelta, SessionState, WireFormatError
 from worker.session_ids import check_route
 
+from .election import Advert
 from .ledger import RecordedResponse, RecordError
 from .member_info import MemberInfo
 from .merge import Replica, SessionMeta, Stamp
+from .seal import Kind, Opener, SealError
 
 MEMBER_ID_RE = re.compile(r"[0-9a-f]{32}")
 RANDOM_PART_RE = re.compile(r"[0-9A-F]{32}")
@@ -44,6 +46,7 @@ class Heartbeat:
     seq: int  # the member's newest delta sequence number
     digest: str  # 16 hex: a fingerprint of every live session the member holds
     shutdown: bool = False
+    election: Advert | None = None  # cluster singletons (election.py), as "svc" on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,10 @@ class Hello:
     to: str | None = None  # the member id this connection is meant for (None: a probe)
     reply: bool = False
     shutdown: bool = False
+    # A probe from a reader of the membership that is no member (a balancer's dynamic lb with
+    # static_members): answered, never added. Optional on the wire (absent = false).
+    observer: bool = False
+    election: Advert | None = None  # as in Heartbeat: static members have no multicast
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +125,15 @@ def _recorded(request_id: str, record: RecordedResponse) -> list[Any]:
 
 
 def _member(m: MemberInfo) -> dict[str, Any]:
-    return {"id": m.id, "route": m.route, "host": m.host, "port": m.port, "start": m.start}
+    wire: dict[str, Any] = {
+        "id": m.id, "route": m.route, "host": m.host, "port": m.port, "start": m.start
+    }  # fmt: skip
+    if m.http_port:
+        wire["http"] = [m.http_host, m.http_port]
+        wire["lbfactor"] = m.lbfactor
+    if m.leaving:
+        wire["leaving"] = True
+    return wire
 
 
 def _meta(meta: SessionMeta) -> dict[str, Any]:
@@ -132,7 +147,7 @@ def _meta(meta: SessionMeta) -> dict[str, Any]:
 
 def to_wire(msg: Message) -> dict[str, Any]:
     if isinstance(msg, Heartbeat):
-        return {
+        hb = {
             "t": "hb",
             "cluster": msg.cluster,
             "member": _member(msg.member),
@@ -140,8 +155,11 @@ def to_wire(msg: Message) -> dict[str, Any]:
             "digest": msg.digest,
             "shutdown": msg.shutdown,
         }
+        if msg.election is not None:
+            hb["svc"] = advert_to_wire(msg.election)
+        return hb
     if isinstance(msg, Hello):
-        return {
+        hello = {
             "t": "hello",
             "cluster": msg.cluster,
             "member": _member(msg.member),
@@ -150,6 +168,11 @@ def to_wire(msg: Message) -> dict[str, Any]:
             "reply": msg.reply,
             "shutdown": msg.shutdown,
         }
+        if msg.observer:
+            hello["observer"] = True
+        if msg.election is not None:
+            hello["svc"] = advert_to_wire(msg.election)
+        return hello
     if isinstance(msg, DeltaMsg):
         wire = {"t": "delta", "n": msg.n, "seq": msg.seq, "delta": msg.delta.to_wire(),
                 "stamp": list(msg.stamp), "base": list(msg.base)}  # fmt: skip
@@ -211,7 +234,7 @@ class _Obj:
     def flag(self, name: str) -> bool:
         if type(self.d[name]) is not bool:
             raise self.fail(name, "expected true or false")
-        return self.d[name]
+        return bool(self.d[name])
 
     def text(self, name: str, pattern: re.Pattern[str]) -> str:
         v = self.d[name]
@@ -244,13 +267,26 @@ def _stamp(v: object, where: str) -> Stamp:
     return (v[0], v[1])
 
 
-def _member_info(v: object, where: str) -> MemberInfo:
-    o = _Obj(where, v, {"id", "route", "host", "port", "start"})
-    host = o.d["host"]
+_MEMBER_KEYS = {"id", "route", "host", "port", "start"}
+_MEMBER_OPTIONAL = ({"http", "lbfactor"}, {"leaving"})  # each group present whole or not at all
+
+
+def _ip(o: _Obj, name: str, host: object) -> str:
     try:
         ipaddress.ip_address(host if type(host) is str else "")
     except ValueError:
-        raise o.fail("host", f"expected an IP address, found {str(host)[:60]!r}") from None
+        raise o.fail(name, f"expected an IP address, found {str(host)[:60]!r}") from None
+    return host  # type: ignore[return-value]
+
+
+def _member_info(v: object, where: str) -> MemberInfo:
+    keys = set(_MEMBER_KEYS)
+    if type(v) is dict:
+        for group in _MEMBER_OPTIONAL:
+            if group & v.keys():
+                keys |= group
+    o = _Obj(where, v, keys)
+    host = _ip(o, "host", o.d["host"])
     route = o.d["route"]
     try:
         check_route(route)
@@ -262,7 +298,21 @@ def _member_info(v: object, where: str) -> MemberInfo:
     port = o.integer("port", 1)
     if port > 65535:
         raise o.fail("port", f"{port} is not a TCP port")
-    return MemberInfo(o.text("id", MEMBER_ID_RE), route, host, port, start)
+    http_host, http_port, lbfactor = "", 0, 1
+    if "http" in o.d:
+        http = o.d["http"]
+        if type(http) is not list or len(http) != 2:
+            raise o.fail("http", "expected [IP address, port]")
+        http_host = _ip(o, "http", http[0])
+        if type(http[1]) is not int or not 0 < http[1] <= 65535:
+            raise o.fail("http", f"{str(http[1])[:20]} is not a TCP port")
+        http_port = http[1]
+        lbfactor = o.integer("lbfactor", 1)
+        if lbfactor > 100_000:
+            raise o.fail("lbfactor", f"expected 1..100000, found {lbfactor}")
+    leaving = o.flag("leaving") if "leaving" in o.d else False
+    return MemberInfo(o.text("id", MEMBER_ID_RE), route, host, port, start, http_host, http_port,
+                      lbfactor, leaving)  # fmt: skip
 
 
 def _random_part(v: object, where: str) -> str:
@@ -333,15 +383,22 @@ def from_wire(wire: object) -> Message:
         keys = keys | {"rid", "resp"}
     if kind == "pull" and type(wire) is dict and "have" in wire:
         keys = keys | {"have"}
+    if kind == "hello" and type(wire) is dict and "observer" in wire:
+        keys = keys | {"observer"}
+    if kind in ("hb", "hello") and type(wire) is dict and "svc" in wire:
+        keys = keys | {"svc"}
     o = _Obj(kind, wire, keys)
     if kind in ("hb", "hello"):
         cluster = o.text("cluster", CLUSTER_NAME_RE)
         member = _member_info(o.d["member"], f"{kind}.member")
+        advert = advert_from_wire(o.d["svc"], f"{kind}.svc") if "svc" in o.d else None
         if kind == "hb":
             return Heartbeat(cluster, member, o.integer("seq"), o.text("digest", FINGERPRINT_RE),
-                             o.flag("shutdown"))  # fmt: skip
+                             o.flag("shutdown"), advert)  # fmt: skip
         to = None if o.d["to"] is None else o.text("to", MEMBER_ID_RE)
-        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"))
+        observer = o.flag("observer") if "observer" in o.d else False
+        return Hello(cluster, member, o.integer("seq"), to, o.flag("reply"), o.flag("shutdown"),
+                     observer, advert)  # fmt: skip
     if kind == "delta":
         try:
             delta = SessionDelta.from_wire(o.d["delta"])
@@ -408,6 +465,52 @@ def from_wire(wire: object) -> Message:
     return Touch(tuple(items))
 
 
+# -- cluster singletons: the optional "svc" field of heartbeats and hellos -------------------
+SINGLETON_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_SINGLETONS = 256
+
+
+def advert_to_wire(advert: Advert) -> dict[str, Any]:
+    return {"runs": sorted(advert.runs), "owns": dict(sorted(advert.owns.items())),
+            "epochs": dict(sorted(advert.epochs.items())),
+            "seen": {k: list(v) for k, v in sorted(advert.seen.items())}}  # fmt: skip
+
+
+def advert_from_wire(v: object, where: str) -> Advert:
+    o = _Obj(where, v, {"runs", "owns", "epochs", "seen"})
+    runs = o.items("runs") or []
+    if len(runs) > MAX_SINGLETONS:
+        raise o.fail("runs", f"at most {MAX_SINGLETONS} names")
+    for i, name in enumerate(runs):
+        if type(name) is not str or not SINGLETON_NAME_RE.fullmatch(name):
+            raise CodecError(f"{where}.runs[{i}]: expected {SINGLETON_NAME_RE.pattern}")
+    seen = o.d["seen"]
+    if type(seen) is not dict or len(seen) > MAX_SINGLETONS:
+        raise o.fail("seen", f"expected an object of at most {MAX_SINGLETONS} claims")
+    claims = {}
+    for name, claim in seen.items():
+        if not SINGLETON_NAME_RE.fullmatch(name):
+            raise o.fail("seen", f"bad singleton name {name[:70]!r}")
+        if (type(claim) is not list or len(claim) != 2 or type(claim[0]) is not str
+                or not MEMBER_ID_RE.fullmatch(claim[0]) or type(claim[1]) is not int
+                or not 1 <= claim[1] <= MAX_INT):  # fmt: skip
+            raise CodecError(f"{where}.seen[{name!r}]: expected [member id, epoch >= 1]")
+        claims[name] = (claim[0], claim[1])
+    return Advert(frozenset(runs), _epochs(o.d["owns"], f"{where}.owns"),
+                  _epochs(o.d["epochs"], f"{where}.epochs"), claims)  # fmt: skip
+
+
+def _epochs(v: object, where: str) -> dict[str, int]:
+    if type(v) is not dict or len(v) > MAX_SINGLETONS:
+        raise CodecError(f"{where}: expected an object of at most {MAX_SINGLETONS} epochs")
+    for name, epoch in v.items():
+        if not SINGLETON_NAME_RE.fullmatch(name):
+            raise CodecError(f"{where}: bad singleton name {name[:70]!r}")
+        if type(epoch) is not int or not 1 <= epoch <= MAX_INT:
+            raise CodecError(f"{where}[{name!r}]: expected an epoch >= 1, found {epoch!r}")
+    return dict(v)
+
+
 def decode(data: bytes) -> Message:
     try:
         wire = json.loads(data.decode("utf-8"), parse_constant=_refuse)
@@ -418,3 +521,16 @@ def decode(data: bytes) -> Message:
 
 def _refuse(token: str) -> Any:
     raise ValueError(f"{token} is not allowed")
+
+
+def open_heartbeat(opener: Opener, data: bytes, now: float) -> Heartbeat:
+    """A multicast datagram → the Heartbeat it seals, or SealError / CodecError (the caller
+    counts the reason). The sender id inside must be the envelope's: a member cannot speak for
+    another with its own key stream."""
+    opened = opener.open(data, now)
+    if opened.kind is not Kind.HEARTBEAT:
+        raise SealError("malformed", "a frame envelope in a datagram")
+    hb = decode(opened.payload)
+    if not isinstance(hb, Heartbeat) or hb.member.id != opened.sender.hex():
+        raise CodecError("not a heartbeat from its sender")
+    return hb

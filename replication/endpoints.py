@@ -2,11 +2,13 @@
 
 `/cluster-manager` lists the cluster as this node sees it, itself included:
 `{"cluster", "self", "members": [{"id", "route", "host", "port", "state", "age_s",
-"live_sessions"}, ...], "counters": {...}, ...}`; `live_sessions` counts the live sessions whose
-route names that member. It answers only a loopback client that did not come through a proxy
-(no Forwarded / X-Forwarded-For), or any client with `Authorization: Bearer <manager_token>`
-when a token is configured; everyone else gets 403 (front-door-security.md: admin pages stay on
-loopback by default).
+"live_sessions"}, ...], "sessions", "sessions_limit", "counters": {...}, ...}`; `live_sessions`
+counts the live sessions whose route names that member; `sessions` is every session this node
+holds (replicas included) and `sessions_limit` its max_active_sessions, where it starts to refuse
+new ones (503 `X-Pyjk-Refusal: sessions-full`). It answers only a loopback client that did not
+come through a proxy (no Forwarded / X-Forwarded-For), or any client with
+`Authorization: Bearer <manager_token>` when a token is configured; everyone else gets 403
+(front-door-security.md: admin pages stay on loopback by default).
 
 `POST /-/cluster/faults {"cut": true|false}` exists only when the worker was started with
 PYJK_CLUSTER_FAULTS=1, and only for loopback clients: it cuts this node off (every frame and
@@ -15,34 +17,19 @@ heartbeat in or out is dropped) so tests can partition a node and heal it.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from worker.admin import allowed as _allowed
+from worker.admin import loopback as _loopback
 
 if TYPE_CHECKING:
     from .node import ClusterNode
 
 MANAGER_PATH = "/cluster-manager"
 FAULTS_PATH = "/-/cluster/faults"
-
-
-def _loopback(request: web.Request) -> bool:
-    try:
-        return ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:
-        return False
-
-
-def _allowed(request: web.Request, token: str) -> bool:
-    if token:
-        given = request.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return True
-    proxied = "Forwarded" in request.headers or "X-Forwarded-For" in request.headers
-    return _loopback(request) and not proxied
 
 
 def listing(node: ClusterNode) -> dict[str, Any]:
@@ -72,7 +59,10 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "seq": node.replicator.seq,
         "digest": node.replicator.digest_hash(),  # fresh, not the heartbeat's (<= 1 s old)
         "sessions": len(node.store),
+        # every node holds every session: at the limit the whole cluster refuses new visitors
+        "sessions_limit": node.store.max_active_sessions,
         "counters": dict(sorted((node.counters + refused(node)).items())),
+        "singletons": [] if node.singletons is None else node.singletons.listing(),
     }
 
 

@@ -67,6 +67,22 @@ class _Receiver(asyncio.DatagramProtocol):
         log.warning("multicast receive error: %s", exc)
 
 
+async def receive_only(
+    group: str, port: int, interface: str, on_datagram: Callable[[bytes], None]
+) -> asyncio.DatagramTransport:
+    """Join the group and hand every datagram to `on_datagram`; never send (a balancer's
+    dynamic lb listens to heartbeats without being a member, balancer/cluster_source.py)."""
+    rx = open_receiver(group, port, interface)
+    try:
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _Receiver(on_datagram), sock=rx
+        )
+    except BaseException:
+        rx.close()
+        raise
+    return transport
+
+
 class Multicast:
     """The group socket pair. `send` never blocks; errors are logged and counted by the caller."""
 

@@ -16,3 +16,11 @@ class MemberInfo:
     host: str  # where the receiver listens (an IP literal)
     port: int
     start: float  # Unix seconds when the member started
+    # Optional on the wire (absent = these defaults, what older members send): where the
+    # member's HTTP listener is, its weight in a balancer's lb, and whether it is stopping
+    # gracefully (SIGTERM: no new sessions, sticky ones drain). A balancer with a dynamic lb
+    # (worker.<lb>.cluster) builds its members from them; replication ignores them.
+    http_host: str = ""
+    http_port: int = 0  # 0 = no HTTP address advertised
+    lbfactor: int = 1
+    leaving: bool = False

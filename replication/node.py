@@ -32,23 +32,28 @@ from typing import Any
 from aiohttp import web
 
 from worker.delta import SessionDelta
+from worker.failover import DORMANT
 from worker.middleware import SessionManager
 from worker.peers import Hold, Lookup
 from worker.readiness import Readiness
+from worker.singletons import SINGLETONS
 
 from . import codec
 from .channel import Channel, Endpoint, Faults
-from .codec import Ack, DeltaMsg, Heartbeat, Hello, MemberInfo, Message, Pull, Touch
+from .codec import Ack, DeltaMsg, Heartbeat, Hello, Message, Pull, Touch
 from .config import ClusterConfig
+from .election import Advert
 from .endpoints import install_endpoints
 from .keyfile import load_or_create_key
 from .ledger import Ledger
 from .mcast import Multicast
+from .member_info import MemberInfo
 from .membership import ALIVE, Joined, Left, Membership, Probe
 from .membership import Event as MemberEvent
 from .replay import replay_response, snapshot_response
 from .replicator import Replicator
 from .seal import Kind, Opener, Sealer, SealError
+from .singleton import SingletonRunner
 from .syncing import Syncer
 
 log = logging.getLogger("pyjk.cluster")
@@ -57,6 +62,8 @@ RESYNC = "resync"
 # readiness holds that mean "sessions may be missing or stale"; during a resync (one member's
 # writes) sessions routed here are still complete: this node wrote them last
 INCOMPLETE = {STATE_TRANSFER: Hold(STATE_TRANSFER), RESYNC: Hold(RESYNC, own_sessions=True)}
+# failover mode: a dormant node serves nothing, though its sessions are complete
+REFUSING = {**INCOMPLETE, DORMANT: Hold(DORMANT)}
 LOOKUP_TIMEOUT = 1.0  # s, at most (ack_timeout if shorter): asking members for a session
 
 
@@ -73,6 +80,7 @@ class ClusterNode:
         self.config, self.manager, self.readiness, self.clock = config, manager, readiness, clock
         self.store = manager.store
         self.counters: Counter[str] = Counter()
+        self.state_transfer_seconds: float | None = None  # set when the start-up one ends
         self.faults, self.faults_enabled = Faults(), faults_enabled
         self.key = None if config.insecure else load_or_create_key(config.key_file)
         if self.key is None:
@@ -104,6 +112,8 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.singletons: SingletonRunner | None = None  # the app's singletons, if it has any
+        self._dead: set[str] = set()  # members whose last probe proved them gone (refused)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def install(self, app: web.Application) -> None:
@@ -115,6 +125,13 @@ class ClusterNode:
         self.store.replica_grace = math.inf
         install_endpoints(app, self)
         self.readiness.hold(STATE_TRANSFER)
+        if specs := app.get(SINGLETONS):
+            self.singletons = SingletonRunner(
+                specs, member_id=self.me.id, route=self.me.route, started=self.me.start,
+                drop_time=self.config.drop_time, frequency=self.config.frequency,
+                clock=self.clock, counters=self.counters, announce=self._announce,
+                may_start=self._complete,  # nothing starts before the state transfer
+            )  # fmt: skip
 
     async def start(self) -> None:
         cfg = self.config
@@ -137,9 +154,32 @@ class ClusterNode:
         ):
             self._tasks.append(asyncio.create_task(self._every(loop, every)))
         self._tasks.append(asyncio.create_task(self.syncer.state_transfer()))
+        if self.singletons is not None:
+            self.singletons.start()
+
+    async def release_singletons(self) -> None:
+        """Graceful: stop the singletons held here and tell the cluster (a handover)."""
+        if self.singletons is not None:
+            await self.singletons.release()
+
+    def advertise_http(self, host: str, port: int, lbfactor: int = 1) -> None:
+        """Where this node serves HTTP, sent in every heartbeat from now on: balancers with a
+        dynamic lb (worker.<lb>.cluster) add it as a member once its /-/ready answers 200."""
+        self.me = replace(self.me, http_host=host, http_port=port, lbfactor=lbfactor)
+        self.membership.me = self.me
+
+    def announce_leaving(self) -> None:
+        """A graceful stop began: say so at once (balancers give no new sessions here, sticky
+        requests go on while the worker drains); stop() later announces the shutdown itself."""
+        self.me = replace(self.me, leaving=True)
+        self.membership.me = self.me
+        self._heartbeat()
 
     async def stop(self) -> None:
-        """Announce the shutdown (peers drop this member at once), then close everything."""
+        """Stop the singletons, announce the shutdown (peers drop this member at once), then
+        close everything."""
+        if self.singletons is not None:
+            await self.singletons.close()
         self._stopping = True
         self._heartbeat(shutdown=True)
         targets = {(m.info.host, m.info.port) for m in self.membership.members()}
@@ -167,7 +207,7 @@ class ClusterNode:
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Future[None]) -> None:
-        self._background.discard(task)  # type: ignore[arg-type]
+        self._background.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("cluster background task failed: %r", exc, exc_info=exc)
 
@@ -185,6 +225,14 @@ class ClusterNode:
     def _beat(self) -> None:
         self._heartbeat()
         self._handle(self.membership.tick(self.clock()))
+        self._ping_static()
+
+    def _announce(self) -> None:
+        """An election change travels now: a heartbeat, and a Hello to each static member."""
+        self._heartbeat()
+        self._ping_static()
+
+    def _ping_static(self) -> None:
         for host, port in self.config.static_members:
             if (host, port) != (self.me.host, self.me.port):
                 self.spawn(self._ping(host, port))
@@ -195,7 +243,9 @@ class ClusterNode:
         if self.faults.cut:
             self.counters["drop_fault_out"] += 1
             return
-        hb = Heartbeat(self.config.name, self.me, self.replicator.seq, self.digest, shutdown)
+        advert = None if self.singletons is None else self.singletons.advert()
+        hb = Heartbeat(self.config.name, self.me, self.replicator.seq, self.digest, shutdown,
+                       advert)  # fmt: skip
         if self.mcast.send(self._hb_sealer.seal(codec.encode(hb), self.clock())):
             self.counters["heartbeats_out"] += 1
 
@@ -204,12 +254,7 @@ class ClusterNode:
             self.counters["drop_fault_in"] += 1
             return
         try:
-            opened = self.opener.open(data, self.clock())
-            if opened.kind is not Kind.HEARTBEAT:
-                raise SealError("malformed", "a frame envelope in a datagram")
-            hb = codec.decode(opened.payload)
-            if not isinstance(hb, Heartbeat) or hb.member.id != opened.sender.hex():
-                raise codec.CodecError("not a heartbeat from its sender")
+            hb = codec.open_heartbeat(self.opener, data, self.clock())
         except SealError as exc:
             self.counters[f"drop_{exc.reason}"] += 1
             return
@@ -222,16 +267,19 @@ class ClusterNode:
         if hb.member.id == self.me.id:
             return
         self.counters["heartbeats_in"] += 1
-        self._heard(hb.member, hb.seq, hb.digest, hb.shutdown)
+        self._heard(hb.member, hb.seq, hb.digest, hb.shutdown, advert=hb.election)
 
     def _heard(
-        self, info: MemberInfo, seq: int, digest: str, shutdown: bool, *, exact: bool = False
-    ) -> None:
+        self, info: MemberInfo, seq: int, digest: str, shutdown: bool, *, exact: bool = False,
+        advert: Advert | None = None,
+    ) -> None:  # fmt: skip
         now = self.clock()
         events = self.membership.heard(info, now, seq=seq, digest=digest, shutdown=shutdown)
         self._handle(events)
         if shutdown or info.id not in self.membership:
             return
+        if self.singletons is not None:
+            self.singletons.heard(info.id, info.route, info.start, advert)
         joined = any(isinstance(e, Joined) for e in events)
         order = self.replicator.order
         if exact or joined:
@@ -258,6 +306,10 @@ class ClusterNode:
                 m = event.member
                 log.info("member left id=%s route=%s reason=%s", m.id, m.route, event.reason)
                 self.syncer.member_left(m.id, forever=event.reason == "shutdown")
+                if self.singletons is not None:
+                    certain = event.reason == "shutdown" or m.id in self._dead
+                    self.singletons.left(m.id, certain=certain)
+                self._dead.discard(m.id)
                 self.spawn(self.channel.drop_link(m.id))
             elif isinstance(event, Probe):
                 self.spawn(self._probe(event.member))
@@ -265,8 +317,12 @@ class ClusterNode:
             self.syncer.progress.set()
 
     async def _probe(self, member: MemberInfo) -> None:
-        hello = await self.channel.probe(member.host, member.port, self.config.probe_timeout)
+        hello, refused = await self.channel.probe_verdict(
+            member.host, member.port, self.config.probe_timeout
+        )
         ok = hello is not None and hello.member.id == member.id
+        if refused or (hello is not None and not ok):  # its process is gone, not cut off
+            self._dead.add(member.id)
         self.counters["probes_ok" if ok else "probes_failed"] += 1
         self._handle(self.membership.probe_result(member.id, ok, self.clock()))
 
@@ -275,7 +331,10 @@ class ClusterNode:
         self, to: str | None, *, reply: bool, first_seq: int | None = None, shutdown: bool = False
     ) -> Hello:
         seq = self.replicator.seq if first_seq is None else first_seq
-        return Hello(self.config.name, self.me, seq, to, reply, shutdown or self._stopping)
+        advert = None if self.singletons is None else self.singletons.advert()
+        return Hello(
+            self.config.name, self.me, seq, to, reply, shutdown or self._stopping, election=advert
+        )
 
     def on_hello(self, hello: Hello, *, incoming: bool) -> bool:
         if hello.cluster != self.config.name:
@@ -283,9 +342,13 @@ class ClusterNode:
             return False
         if hello.member.id == self.me.id:
             return False
+        if hello.observer:  # a balancer reading who is here: answer a probe, add nothing
+            self.counters["observer_probes"] += 1
+            return hello.to is None and not hello.reply
         # A link from the member to us states exactly what it sent before it (ordering.py).
         exact = incoming and hello.to == self.me.id
-        self._heard(hello.member, hello.seq, "", hello.shutdown, exact=exact)
+        self._heard(hello.member, hello.seq, "", hello.shutdown, exact=exact,
+                    advert=hello.election)  # fmt: skip
         return True
 
     def on_message(self, peer: MemberInfo, msg: Message, endpoint: Endpoint) -> None:
@@ -370,11 +433,18 @@ class ClusterNode:
     # -- SessionPeers (worker.peers) ----------------------------------------------------------
     def holding_back(self) -> Hold | None:
         held = self.readiness.waiting_for
-        return next((hold for reason, hold in INCOMPLETE.items() if reason in held), None)
+        return next((hold for reason, hold in REFUSING.items() if reason in held), None)
+
+    def _complete(self) -> bool:
+        return not set(INCOMPLETE) & set(self.readiness.waiting_for)
 
     async def find(self, random_parts: Sequence[str]) -> Lookup:
         timeout = min(LOOKUP_TIMEOUT, self.config.ack_timeout)
         return await self.syncer.lookup(tuple(random_parts), timeout)
+
+    async def refresh(self, random_parts: Sequence[str]) -> Lookup:
+        timeout = min(LOOKUP_TIMEOUT, self.config.ack_timeout)
+        return await self.syncer.refresh(tuple(random_parts), timeout)
 
     # -- timers --------------------------------------------------------------------------------
     def _maintain(self) -> None:

@@ -57,7 +57,7 @@ class Answer:
     seq: int
     sessions: tuple[Replica, ...]
     dead: tuple[tuple[str, Stamp], ...]
-    responses: tuple
+    responses: tuple[tuple[str, RecordedResponse], ...]
     want: tuple[str, ...] = ()
 
 
@@ -105,6 +105,10 @@ class Replicator:
         else:
             self.meta[rp] = stamp_local(meta, delta, stamp)
             self._seen_access(rp, delta.at)
+        if delta.replaces is not None:  # a rotation: the old id is dead, like an invalidation
+            old = _rp(delta.replaces)
+            self._kill(old, stamp, now)
+            self._log.append((self.seq, old))
         self._log.append((self.seq, rp))
         if request_id is None or response is None:
             return DeltaMsg(1, self.seq, delta, stamp, base)
@@ -137,6 +141,11 @@ class Replicator:
         """Apply one delivered delta; returns a random part to fetch if it was unknown."""
         delta, stamp = msg.delta, msg.stamp
         rp = _rp(delta.session_id)
+        if delta.replaces is not None:
+            # a rotation ends the old id here too, whatever happens to the new one below
+            old = _rp(delta.replaces)
+            if old not in self.dead:
+                self._kill(old, stamp, now, drop_state=True)
         if rp in self.dead:
             self.counters["deltas_after_invalidate"] += 1
             return None

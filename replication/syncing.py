@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING
 from worker.peers import ABSENT, FOUND, UNKNOWN, Lookup
 
 from .channel import Endpoint
-from .codec import MemberInfo, Pull, StateChunk
+from .codec import Pull, StateChunk
 from .ledger import RecordedResponse
+from .member_info import MemberInfo
 from .membership import ALIVE
+from .merge import Replica, Stamp
 from .replicator import Answer, Received
 
 if TYPE_CHECKING:
@@ -164,6 +166,33 @@ class Syncer:
         node.counters[f"lookups_{result}"] += 1
         return result
 
+    async def refresh(self, rps: tuple[str, ...], timeout: float) -> Lookup:
+        """Before a takeover: ask the live members for versions of `rps` newer than ours and
+        merge them (within `timeout`). A writer that died mid-broadcast can leave its last
+        write on some survivors only — one of them may even have answered the client's retry
+        from its ledger — so the survivor taking the session over must not serve its older
+        copy. FOUND when every live member answered (or is gone), UNKNOWN otherwise."""
+        node = self.node
+        # A member whose link just failed is gone or cut off: it cannot answer now, and waiting
+        # for the link's next attempt (RECONNECT_DELAY, then a refusal) would cost the failover
+        # ~100 ms while the membership still lists it as alive (async mode has no missed acks).
+        members = [
+            m.info
+            for m in node.membership.members()
+            if m.state == ALIVE and not node.channel.link_down(m.info.id)
+        ]
+        if not rps or not members:
+            return FOUND
+        node.counters["refreshes"] += 1
+        asks = [asyncio.ensure_future(self._ask(m, rps)) for m in members]
+        _, pending = await asyncio.wait(asks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            node.counters["refreshes_unanswered"] += 1
+            return UNKNOWN
+        return FOUND
+
     async def _ask(self, member: MemberInfo, rps: tuple[str, ...]) -> None:
         with contextlib.suppress(ConnectionError):  # gone: it cannot hold them for us
             have = self.node.replicator.versions(rps)  # none, unless another answer came first
@@ -198,12 +227,14 @@ class Syncer:
             ]
             remaining = started + cfg.state_transfer_timeout - node.clock()
             if not waiting:
+                node.state_transfer_seconds = node.clock() - started
                 log.info(
                     "state transfer complete members=%d sessions=%d took_ms=%.0f",
                     len(initial), len(node.store), 1000 * (node.clock() - started),
                 )  # fmt: skip
                 break
             if remaining <= 0:
+                node.state_transfer_seconds = node.clock() - started
                 node.counters["state_transfer_timeouts"] += 1
                 log.warning(
                     "state transfer timed out after %.0f ms (state_transfer_timeout), still "
@@ -267,16 +298,22 @@ class Syncer:
             node.spawn(self.fetch(peer, answer.want))
 
 
-def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
+Records = list[tuple[str, RecordedResponse]]
+Chunk = tuple[
+    tuple[Replica, ...], tuple[tuple[str, Stamp], ...], tuple[tuple[str, RecordedResponse], ...]
+]
+
+
+def split(answer: Answer, budget: int) -> list[Chunk]:
     """Cut an answer into chunks of roughly `budget` bytes of JSON (at least one chunk).
 
     A session's records travel in the chunk that carries the session (merge_chunk keeps the
     records before it merges the sessions), so a connection lost between two chunks cannot
     leave a write here without its record."""
-    chunks: list[tuple[tuple, tuple, tuple]] = []
-    sessions: list = []
-    dead: list = []
-    responses: list = []
+    chunks: list[Chunk] = []
+    sessions: list[Replica] = []
+    dead: list[tuple[str, Stamp]] = []
+    responses: Records = []
     size = 0
 
     def flush() -> None:
@@ -285,8 +322,8 @@ def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
         sessions, dead, responses, size = [], [], [], 0
 
     sent = {replica.state.random_part for replica in answer.sessions}
-    with_session: dict[str, list] = {}
-    others = []
+    with_session: dict[str | None, Records] = {}
+    others: Records = []
     for item in answer.responses:
         session = item[1].session
         if session in sent:
@@ -302,10 +339,10 @@ def split(answer: Answer, budget: int) -> list[tuple[tuple, tuple, tuple]]:
         sessions.append(replica)
         responses.extend(records)
         size += cost
-    for item in answer.dead:
+    for tombstone in answer.dead:
         if size and size + 80 > budget:
             flush()
-        dead.append(item)
+        dead.append(tombstone)
         size += 80
     for request_id, record in others:
         cost = _record_cost(record)

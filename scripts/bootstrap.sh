@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pyjk needs on a fresh Debian machine and creates .venv.
-# Usage: scripts/bootstrap.sh [extra apt packages...]
-# Idempotent: a second run installs nothing new.
+# Usage: [PYJK_EXTRAS=test,bench] scripts/bootstrap.sh [extra apt packages...]
+# PYJK_EXTRAS names the pyproject extras to install besides pyjk itself (the demo needs none;
+# scripts/test.sh asks for test,bench). Idempotent: a second run installs nothing new.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -21,21 +22,34 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # Keep packaged services (nginx, haproxy, tomcat) from starting and taking ports.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-        as_root chmod +x /usr/sbin/policy-rc.d
+    # Keep packaged services (nginx, haproxy, tomcat) from starting and taking ports while
+    # they install. Only a policy-rc.d this script created is removed afterwards (also on
+    # failure): left in place it keeps every packaged service on the machine from starting.
+    policy="${PYJK_POLICY_RC_D:-/usr/sbin/policy-rc.d}"
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# pyjk bootstrap\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod +x "$policy"
+        trap 'as_root rm -f "$policy"' EXIT
+        created_policy=1
     fi
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "${created_policy:-}" ]; then
+        as_root rm -f "$policy"
+        trap - EXIT
+    fi
 fi
 
-stamp=.venv/.pyjk-installed
+extras="${PYJK_EXTRAS:-}"
+spec="."
+[ -n "$extras" ] && spec=".[$extras]"
+# one stamp per set of extras: the demo's install does not stand for the tests'
+stamp=".venv/.pyjk-installed${extras:+-${extras//,/-}}"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test,bench]'
+    .venv/bin/python -m pip install -q -e "$spec"
     touch "$stamp"
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs pyjk's checks and tests: ruff, then pytest (unit + integration).
+# Runs pyjk's checks and tests: ruff, mypy (strict on the pure cores, see pyproject.toml),
+# then pytest (unit + integration).
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -k sticky
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,7 +9,8 @@ cd "$here"
 # nginx, haproxy: the bench harness validates its peer configs with the real binaries;
 # tomcat10 (pulls in a headless JRE): the ajp13 interop tests run real Tomcat instances
 # (bootstrap.sh's policy-rc.d keeps the packaged service from starting)
-scripts/bootstrap.sh chromium chromium-driver nginx haproxy tomcat10
+PYJK_EXTRAS=test,bench scripts/bootstrap.sh chromium chromium-driver nginx haproxy tomcat10
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -9,14 +9,21 @@ Put an app behind pyjk::
         session["count"] = session.get("count", 0) + 1
         return web.json_response({"count": session["count"]})
 
-and run it with `python -m worker --route node1 --listen 127.0.0.1:8101 --app pkg.mod:factory`
+and run it with `pyjk-worker --route node1 --listen 127.0.0.1:8101 --app pkg.mod:factory`
 (the CLI calls setup_sessions for you). See docs/worker.md.
 """
 
 from __future__ import annotations
 
 from .delta import SessionDelta, SessionState, apply_delta
-from .middleware import DeltaSink, SessionManager, get_session, request_id, setup_sessions
+from .middleware import (
+    DeltaSink,
+    SessionManager,
+    get_session,
+    request_id,
+    rotate_session_id,
+    setup_sessions,
+)
 from .request_session import (
     RequestSession,
     SessionClosedError,
@@ -44,5 +51,6 @@ __all__ = [
     "apply_delta",
     "get_session",
     "request_id",
+    "rotate_session_id",
     "setup_sessions",
 ]

@@ -105,6 +105,9 @@ class SessionDelta:
     - `new_id`: the session's new id after a route change (same random part, new route).
     - `set_attributes`: (name, canonical JSON text) pairs; `removed_attributes`: names.
     - `invalidated`: the session is gone; nothing else in the delta matters.
+    - `replaces`: on a creating delta, the id of the session this one replaces (session id
+      rotation, Tomcat's changeSessionId): applying the delta ends that session and creates
+      this one with the same data, as one change on every node.
     """
 
     session_id: str
@@ -115,9 +118,17 @@ class SessionDelta:
     set_attributes: tuple[tuple[str, str], ...] = ()
     removed_attributes: tuple[str, ...] = ()
     invalidated: bool = False
+    replaces: str | None = None
 
     def __post_init__(self) -> None:
         random_part = random_part_of(self.session_id)
+        if self.replaces is not None and (
+            self.created is None or random_part_of(self.replaces) == random_part
+        ):
+            raise ValueError(
+                "session delta: only a creating delta may replace a session, and only another "
+                "one (a rotation gives a new random part)"
+            )
         if self.new_id is not None and random_part_of(self.new_id) != random_part:
             raise ValueError(
                 f"session delta: new_id {self.new_id!r} must keep the random part of "
@@ -148,6 +159,8 @@ class SessionDelta:
             wire["remove"] = list(self.removed_attributes)
         if self.invalidated:
             wire["invalidate"] = True
+        if self.replaces is not None:
+            wire["replaces"] = self.replaces
         return wire
 
     @classmethod
@@ -156,7 +169,15 @@ class SessionDelta:
             "session delta",
             wire,
             required={"v", "id", "at"},
-            optional={"created", "max_inactive", "new_id", "set", "remove", "invalidate"},
+            optional={
+                "created",
+                "max_inactive",
+                "new_id",
+                "set",
+                "remove",
+                "invalidate",
+                "replaces",
+            },
         )
         w.version()
         texts = w.attribute_texts("set") if "set" in w.data else {}
@@ -170,6 +191,7 @@ class SessionDelta:
                 set_attributes=tuple(texts.items()),
                 removed_attributes=w.names("remove") if "remove" in w.data else (),
                 invalidated=w.true("invalidate") if "invalidate" in w.data else False,
+                replaces=w.session_id("replaces") if "replaces" in w.data else None,
             )
         except ValueError as exc:
             if isinstance(exc, WireFormatError):

@@ -57,8 +57,9 @@ async def _session(request: web.Request) -> RequestSession:
 
 def _count_visit(session: RequestSession) -> int:
     count = session.get("count", 0)
-    session["count"] = (count if type(count) is int else 0) + 1
-    return session["count"]
+    count = (count if type(count) is int else 0) + 1
+    session["count"] = count
+    return count
 
 
 def _cart(session: RequestSession) -> dict[str, int]:

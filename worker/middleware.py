@@ -39,13 +39,23 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from yarl import URL
 
 from .delta import SessionDelta
-from .peers import ABSENT, FOUND, SessionPeers, missing, own_or_none, unavailable
+from .peers import (
+    ABSENT,
+    FOUND,
+    SessionPeers,
+    missing,
+    own_or_none,
+    taken_over,
+    unavailable,
+)
+from .refusals import REFUSAL_HEADER, RETRY_AFTER_S, SESSIONS_FULL, RefusalLog
 from .request_session import RequestSession, TooManySessions
 from .sessions import SessionStore
 
@@ -99,12 +109,30 @@ class SessionManager:
     observer: CommitObserver | None = field(default=None, init=False)
     peers: SessionPeers | None = field(default=None, init=False)
     refused: Counter[str] = field(default_factory=Counter, init=False)  # 503s by reason
+    full_log: RefusalLog = field(default_factory=RefusalLog, init=False)  # sessions-full 503s
     # exact paths outside internal_prefix that have no sessions either (e.g. /cluster-manager)
     internal_paths: set[str] = field(default_factory=set, init=False)
 
     @property
     def route(self) -> str:
         return self.store.route
+
+    def capacity(self) -> tuple[int, int]:
+        """(sessions held here, replicas included; max_active_sessions): how full this node
+        is, for /cluster-manager, metrics and the balancer's status page."""
+        return len(self.store), self.store.max_active_sessions
+
+    def log_refusals(self, now: float, count: int | None) -> None:
+        """One line for ``count`` sessions-full refusals (RefusalLog decides when)."""
+        if count:
+            live, limit = self.capacity()
+            log.warning(
+                "sessions refused count=%d live=%d limit=%d: max_active_sessions reached "
+                "(every node holds every session; see docs/cluster.md)",
+                count,
+                live,
+                limit,
+            )
 
 
 SESSIONS: web.AppKey[SessionManager] = web.AppKey("pyjk.sessions", SessionManager)
@@ -139,25 +167,49 @@ def setup_sessions(
     return manager
 
 
+@overload
+async def get_session(request: web.Request) -> RequestSession: ...
+@overload
+async def get_session(request: web.Request, *, create: Literal[True]) -> RequestSession: ...
+@overload
+async def get_session(request: web.Request, *, create: bool) -> RequestSession | None: ...
+
+
 async def get_session(request: web.Request, *, create: bool = True) -> RequestSession | None:
     """This request's session; created when absent unless `create=False` (then None).
 
     Raises TooManySessions when a new one is needed past max_active_sessions (answered 503 by
     the middleware if the handler does not catch it).
     """
-    context = request.get(_CONTEXT_KEY)
+    return _context(request).session(create)
+
+
+def _context(request: web.Request) -> _RequestSessions:
+    context: _RequestSessions | None = request.get(_CONTEXT_KEY)
     if context is None:
         raise RuntimeError(
             f"no sessions for {request.path!r}: call worker.setup_sessions(app, route=...) "
             "(paths under /-/ never have sessions)"
         )
-    return context.session(create)
+    return context
+
+
+async def rotate_session_id(request: web.Request) -> RequestSession:
+    """Give this request's session a new id with the same data (created when there is none).
+
+    Call it where a user's privileges change — at login — against session fixation (Tomcat's
+    ``changeSessionId``, Django's ``cycle_key``): the new id carries this node's route, the
+    response sets its cookie, and the old id ends on every node in the same replicated change,
+    so a request that still presents it finds no session. Returns the session to go on with.
+    """
+    return _context(request).rotate()
 
 
 def request_id(request: web.Request) -> str | None:
     """The balancer's `X-Pyjk-Request-Id` for this request (None if absent or malformed)."""
     if _REQUEST_ID_KEY in request:
-        return request[_REQUEST_ID_KEY]
+        known: str | None = request[_REQUEST_ID_KEY]
+        return known
     return _read_request_id(request)
 
 
@@ -265,6 +317,20 @@ class _RequestSessions:
         self.current = view
         return view
 
+    def rotate(self) -> RequestSession:
+        old = self.current
+        if old is None or old.invalidated:
+            view = self.session(True)
+            assert view is not None
+            return view
+        new = self.manager.store.rotate(old, self.manager.clock())
+        # committed before the old view: if the new one cannot be kept, both are aborted and
+        # the old session stays as it was
+        self.views.insert(self.views.index(old), new)
+        self.current = new
+        log.info("session id rotated route=%s", self.manager.route)
+        return new
+
     def abort(self) -> None:
         for view in self.views:
             if not view.ended:
@@ -326,7 +392,7 @@ class _RequestSessions:
 
 def _make_middleware(manager: SessionManager) -> Any:
     @web.middleware
-    async def sessions_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def sessions_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path_id, clean = split_path_parameter(request.rel_url.raw_path, manager.path_parameter)
         if clean is not None:
             request = request.clone(rel_url=_with_path(request.rel_url, clean))
@@ -348,10 +414,29 @@ def _make_middleware(manager: SessionManager) -> Any:
         ):
             manager.refused[hold.reason] += 1
             return unavailable(hold.reason)  # missing here, or maybe stale
+        if peers is not None and (taking := taken_over(context.requested, manager.store)):
+            asked = time.monotonic()
+            if await peers.refresh(taking) != FOUND:
+                log.warning("session refresh unanswered ids=%d path=%s", len(taking), request.path)
+                manager.refused["refresh"] += 1
+                return unavailable("a cluster member did not answer in time")
+            log.info(  # the failover bench reads these
+                "session refresh ids=%d took_ms=%.1f",
+                len(taking),
+                (time.monotonic() - asked) * 1000,
+            )
+            recorded = _replay(manager, rid)  # a newer write came with its record: this one?
+            if recorded is not None:
+                return recorded
         if not context.open_requested() and peers is not None:
             wanted = missing(context.requested, manager.store)
+            asked = time.monotonic()
             lookup = await peers.find(wanted) if wanted else ABSENT
             if lookup == FOUND:
+                # one line per found session: how long a failover waited for it (the
+                # failover bench reads these)
+                took = (time.monotonic() - asked) * 1000
+                log.info("session lookup found ids=%d took_ms=%.1f", len(wanted), took)
                 # The session came with the records of its writes: if this request is the
                 # retry of one of them, it ran already (elsewhere) and must not run again.
                 recorded = _replay(manager, rid)
@@ -370,10 +455,12 @@ def _make_middleware(manager: SessionManager) -> Any:
             raise
         except TooManySessions as exc:
             context.abort()
-            log.warning("session refused: %s", exc)
+            manager.refused[SESSIONS_FULL] += 1
+            now = manager.clock()
+            manager.log_refusals(now, manager.full_log.note(now))
             raise web.HTTPServiceUnavailable(
                 text="This server cannot open more sessions right now. Please retry later.\n",
-                headers={"Retry-After": "10"},
+                headers={"Retry-After": str(RETRY_AFTER_S), REFUSAL_HEADER: SESSIONS_FULL},
             ) from exc
         except BaseException:
             context.abort()

@@ -23,6 +23,11 @@ the session middleware asks `SessionManager.peers` (set by replication; None whe
      request has no session, as on a standalone node;
    - UNKNOWN: some member did not answer in time and none had it: 503 `Retry-After: 1`, since
      the session may well exist.
+3. When a held session is about to be taken over (its route names another node), `refresh()`
+   first asks the live members for a newer version and merges it: a node that died while
+   broadcasting its last write may have reached only some survivors (and one of them may have
+   answered the client's retry of that write from its ledger). FOUND: every live member
+   answered; UNKNOWN: one did not in time — 503 `Retry-After: 1`, as for a lookup.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class SessionPeers(Protocol):
 
     async def find(self, random_parts: Sequence[str]) -> Lookup: ...
 
+    async def refresh(self, random_parts: Sequence[str]) -> Lookup: ...
+
 
 def missing(requested: Iterable[str], store: SessionStore) -> tuple[str, ...]:
     """Random parts of the well-formed ids in `requested` that `store` does not hold, in order,
@@ -74,6 +81,22 @@ def missing(requested: Iterable[str], store: SessionStore) -> tuple[str, ...]:
         found.append(parts[0])
         if len(found) == MAX_LOOKUP_IDS:
             break
+    return tuple(found)
+
+
+def taken_over(requested: Iterable[str], store: SessionStore) -> tuple[str, ...]:
+    """Random parts of the requested sessions held here but routed to another node (a takeover
+    is coming), in order, without repeats, at most MAX_LOOKUP_IDS."""
+    found: list[str] = []
+    for session_id in requested:
+        parts = split_session_id(session_id)
+        if parts is None or parts[0] in found:
+            continue
+        state = store.get_state(session_id)
+        if state is not None and state.route != store.route:
+            found.append(parts[0])
+            if len(found) == MAX_LOOKUP_IDS:
+                break
     return tuple(found)
 
 

@@ -61,6 +61,8 @@ class RequestSession(MutableMapping[str, Any]):
         self._size: int | None = None
         self._invalidated = False
         self._finished = False
+        self._replaces: str | None = None  # a rotation's new view: the id it replaces
+        self._rotated = False  # a rotation's old view: ended without a delta of its own
 
     # -- identity and metadata -------------------------------------------------------------
     @property
@@ -157,7 +159,7 @@ class RequestSession(MutableMapping[str, Any]):
     def __contains__(self, name: object) -> bool:
         self._usable()
         if name in self._working:
-            return self._working[name] is not _ABSENT  # type: ignore[index]
+            return self._working[name] is not _ABSENT
         return name in self._start.attributes
 
     def __iter__(self) -> Iterator[str]:

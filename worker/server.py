@@ -13,16 +13,21 @@ import importlib
 import inspect
 import logging
 import os
+import secrets
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from .delta import SessionDelta
+from .failover import failover_spec
+from .metrics import install_metrics
 from .middleware import SESSIONS, SessionManager, setup_sessions
 from .readiness import Readiness, install_ready_endpoint
-from .sessions import DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
+from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_INACTIVE_INTERVAL, SessionStore
+from .singletons import SINGLETONS
 
 log = logging.getLogger("pyjk.worker")
 
@@ -41,6 +46,10 @@ class WorkerOptions:
     shutdown_timeout: float = 30.0
     drain: float = 0.0  # seconds to keep answering (readiness 503) before closing the listener
     cluster: str | None = None  # path of a cluster.toml: join that cluster and replicate
+    lbfactor: int = 1  # advertised in heartbeats, for balancers with a dynamic lb
+    max_active_sessions: int = DEFAULT_MAX_ACTIVE_SESSIONS  # replicas included
+    log_format: str = "text"  # the CLI's --log-format (text or json)
+    failover: str | None = None  # a failover group: serve only while this node is its master
 
 
 class WorkerSetupError(Exception):
@@ -74,7 +83,11 @@ def prepare_app(app: web.Application, options: WorkerOptions) -> tuple[SessionMa
     manager = app.get(SESSIONS)
     if manager is None:
         try:
-            store = SessionStore(options.route, max_inactive_interval=options.max_inactive)
+            store = SessionStore(
+                options.route,
+                max_inactive_interval=options.max_inactive,
+                max_active_sessions=options.max_active_sessions,
+            )
             manager = setup_sessions(
                 app, route=options.route, store=store, cookie_name=options.cookie_name
             )
@@ -101,6 +114,7 @@ async def sweep_once(manager: SessionManager) -> list[str]:
                 log.exception("session delta sink failed id=%s", session_id)
     if expired:
         log.info("sessions expired count=%d", len(expired))
+    manager.log_refusals(now, manager.full_log.due(now))  # the rest of a burst of refusals
     return expired
 
 
@@ -127,19 +141,42 @@ def _cluster_node(options: WorkerOptions, manager: SessionManager, readiness: Re
         raise WorkerSetupError(f"--cluster {options.cluster}: {exc}") from exc
 
 
+def _local_singletons(app: web.Application, route: str) -> Any:
+    """Without a cluster this node is the only candidate: it runs every singleton at once."""
+    from replication.singleton import SingletonRunner
+
+    specs = app.get(SINGLETONS)
+    if not specs:
+        return None
+    return SingletonRunner(specs, member_id=secrets.token_hex(16), route=route,
+                           started=time.time())  # fmt: skip
+
+
 async def serve(options: WorkerOptions) -> int:
     app = await load_app(options.app)
     manager, readiness = prepare_app(app, options)
-    node = None
+    node = local = None
+    if options.failover is not None:
+        if options.cluster is None:
+            raise WorkerSetupError("--failover needs --cluster (the group elects over it)")
+        app.setdefault(SINGLETONS, []).append(failover_spec(options.failover, readiness))
     if options.cluster is not None:
         node = _cluster_node(options, manager, readiness)
         node.install(app)  # before the app starts: routes freeze then
+        from replication.metrics import ReplicationCollector
+
+        install_metrics(app, manager, (ReplicationCollector(node),), node.config.manager_token)
+    else:
+        install_metrics(app, manager)
+        local = _local_singletons(app, options.route)
     runner = web.AppRunner(app, shutdown_timeout=options.shutdown_timeout, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port)
         await site.start()
         if node is not None:
+            host, port = runner.addresses[0][:2]  # the port actually bound (--listen HOST:0)
+            node.advertise_http(host, port, options.lbfactor)
             try:
                 await node.start()
             except OSError as exc:  # e.g. the multicast join or the receiver port refused
@@ -154,12 +191,22 @@ async def serve(options: WorkerOptions) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     sweeper = asyncio.create_task(_sweep_forever(manager, options.sweep_interval))
+    if local is not None:
+        local.start()
     host, port = runner.addresses[0][:2]
-    print(f"pyjk worker route={options.route} listening on http://{host}:{port}", flush=True)
+    # logged (stderr) rather than printed: with --log-format json every line is one object
+    log.info("worker listening route=%s url=http://%s:%d", options.route, host, port)
     try:
         await stop.wait()
         log.info("worker stopping route=%s", options.route)
+        if node is not None:  # balancers stop sending new sessions at once; sticky ones drain
+            node.announce_leaving()
         readiness.hold("shutting-down")
+        # singletons first: another node takes them over while requests drain here
+        if node is not None:
+            await node.release_singletons()
+        elif local is not None:
+            await local.close()
         if options.drain > 0:  # let the balancer's health probe see the 503 first
             await asyncio.sleep(options.drain)
     finally:

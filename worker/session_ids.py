@@ -27,6 +27,18 @@ def new_random_part() -> str:
     return secrets.token_hex(RANDOM_BYTES).upper()
 
 
+AUTO_ROUTE = "auto"  # `--route auto`: pick one (auto_route)
+
+
+def auto_route() -> str:
+    """A fresh route for `--route auto`: "w" and 8 hex digits from `secrets`.
+
+    Short and valid as a jvmRoute; 32 random bits make a clash in one cluster unlikely, and a
+    balancer refuses a second live member with a route already in use (balancer/cluster_members).
+    Stable for the process's life: chosen once at start."""
+    return "w" + secrets.token_hex(4)
+
+
 def check_route(route: object) -> str:
     """Return `route` if it can be a session route, else raise ValueError saying why."""
     if not isinstance(route, str):

@@ -16,7 +16,7 @@ Two concurrent requests on one session merge attribute by attribute; for the sam
 the last commit wins (what Tomcat documents for frames/AJAX, §3.7).
 
 Limits (defaults): max_inactive_interval 1800 s per session (<= 0: never expires);
-max_active_sessions 10000 (counting replicas; creating one more raises TooManySessions, live
+max_active_sessions 100000 (counting replicas; creating one more raises TooManySessions, live
 sessions are never evicted); max_session_bytes 65536, counted as attribute names plus their
 JSON text (a set() that would pass it raises SessionTooLarge right there; growth in place is
 caught at commit, which then raises and keeps none of the request's changes).
@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 
+from . import values
 from .delta import SessionDelta, SessionState, apply_delta
 from .request_session import (
     RequestSession,
@@ -54,7 +55,11 @@ __all__ = [
 ]
 
 DEFAULT_MAX_INACTIVE_INTERVAL = 1800.0
-DEFAULT_MAX_ACTIVE_SESSIONS = 10_000
+# Sized from the measured cost (bench/session_cost.py: ~2-2.5 KB of RSS per session, replica
+# or not): ~250 MB per node at the limit. With all-to-all replication every node holds every
+# session, so this bounds the whole cluster: 100,000 covers ~55 new sessions/s at the default
+# 30-minute timeout (docs/cluster.md, "How many sessions"). 10,000 was reached by a 10/s soak.
+DEFAULT_MAX_ACTIVE_SESSIONS = 100_000
 DEFAULT_MAX_SESSION_BYTES = 64 * 1024
 # Tomcat's replicas expire a session only after 2 x max_inactive (tomcat-cluster.md §3.6): a
 # replica does not see the owner's read-only requests, so it must not give up at 1 x.
@@ -90,6 +95,9 @@ class SessionStore:
         # source, bounded FIFO (default: max_active_sessions entries) to keep memory flat.
         self._retired: OrderedDict[str, None] = OrderedDict()
         self._retired_capacity = retired_capacity or max_active_sessions
+        # for /metrics: sessions this store created, and sessions it expired (any route)
+        self.created_total = 0
+        self.expired_total = 0
 
     # -- lookups ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -119,6 +127,7 @@ class SessionStore:
             return None
         if not self._open.get(parts[0]) and self._expired(state, now):
             self._drop(state)
+            self.expired_total += 1
             return None
         return self._open_view(state, is_new=False)
 
@@ -129,19 +138,58 @@ class SessionStore:
                 f"{len(self._states)} sessions are live, the limit (max_active_sessions) is "
                 f"{self.max_active_sessions}"
             )
-        for _ in range(4):
-            random_part = self._random_part()
-            if random_part not in self._states and random_part not in self._retired:
-                break
-        else:
-            raise RuntimeError("the random source keeps returning session ids already used")
+        random_part = self._unused_random_part()
         max_inactive = self.max_inactive_interval
         if max_inactive_interval is not None:
             max_inactive = float(max_inactive_interval)
         now = float(now)
         state = SessionState(make_session_id(random_part, self.route), now, now, max_inactive)
         self._states[random_part] = state
+        self.created_total += 1
         return self._open_view(state, is_new=True)
+
+    def rotate(self, view: RequestSession, now: float) -> RequestSession:
+        """Give the session of ``view`` a new id (new random part, this node's route) with the
+        same data: Tomcat's changeSessionId, against session fixation. Returns the new view.
+
+        Both views are committed at the request's end, the new one first: it yields one
+        creating delta that carries every attribute and ``replaces`` the old id (one change
+        on every node); the old view then ends without a delta of its own. If the new one
+        cannot be committed, aborting both leaves the old session as it was.
+        """
+        view._usable()
+        if len(self._states) >= self.max_active_sessions:
+            raise TooManySessions(
+                f"{len(self._states)} sessions are live, the limit (max_active_sessions) is "
+                f"{self.max_active_sessions}"
+            )
+        start = view._start
+        random_part = self._unused_random_part()
+        # an empty start: every attribute is this request's "change", so the creating delta
+        # carries them all and a replica builds the whole session from it
+        state = SessionState(
+            make_session_id(random_part, self.route),
+            start.created,
+            start.last_accessed,
+            view._max_inactive,
+        )
+        self._states[random_part] = state
+        new = self._open_view(state, is_new=True)
+        working = {
+            name: values.decode(text)
+            for name, text in start.attributes.items()
+            if name not in view._working
+        }
+        working.update(view._working)
+        new._working = working
+        new._texts = {**start.attributes, **view._texts}
+        new._size = view._current_size()
+        # rotating a session this request created (or rotated already) replaces what that one
+        # replaced: the id the cluster knows
+        new._replaces = view._replaces if view._is_new else view.id
+        view._invalidated = True
+        view._rotated = True
+        return new
 
     def commit(self, view: RequestSession, now: float) -> SessionDelta | None:
         """Apply what the request changed and return it as a delta (None: nothing to tell).
@@ -162,7 +210,11 @@ class SessionStore:
             raise
         if view._invalidated:
             self._drop(current)
-            return None if view._is_new else delta
+            if view._replaces is not None and not view._rotated:
+                # rotated, then invalidated in the same request: the old id still has to end
+                return SessionDelta(view._replaces, float(now), invalidated=True)
+            # a rotated session's end travels in its successor's delta (``replaces``)
+            return None if view._is_new or view._rotated else delta
         if new_state is None:  # read only: the access time is state, not a delta
             new_state = replace(current, last_accessed=max(current.last_accessed, float(now)))
         self._states[random_part] = new_state
@@ -186,12 +238,15 @@ class SessionStore:
         ]
         for state in gone:
             self._drop(state)
+        self.expired_total += len(gone)
         return [s.id for s in gone]
 
     def apply(self, delta: SessionDelta) -> None:
         """Apply a delta made on another node (no limits: refusing would make replicas differ)."""
         parts = split_session_id(delta.session_id)
         assert parts is not None
+        if delta.replaces is not None and (old := self.get_state(delta.replaces)) is not None:
+            self._drop(old)  # a rotation: the old id ends where the new one begins
         new_state = apply_delta(self._states.get(parts[0]), delta)
         if new_state is None:
             if parts[0] in self._states:
@@ -204,6 +259,13 @@ class SessionStore:
         self._states[state.random_part] = state
 
     # -- internals --------------------------------------------------------------------------
+    def _unused_random_part(self) -> str:
+        for _ in range(4):
+            random_part = self._random_part()
+            if random_part not in self._states and random_part not in self._retired:
+                return random_part
+        raise RuntimeError("the random source keeps returning session ids already used")
+
     def _open_view(self, state: SessionState, *, is_new: bool) -> RequestSession:
         self._open[state.random_part] = self._open.get(state.random_part, 0) + 1
         return RequestSession(self, state, is_new=is_new, max_session_bytes=self.max_session_bytes)
@@ -274,4 +336,5 @@ class SessionStore:
             new_id=new_id,
             set_attributes=tuple(sets),
             removed_attributes=tuple(removes),
+            replaces=view._replaces,
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, cast
 
 # Deeper nesting is almost always a cycle or an accident; it would also strain decoders.
 MAX_DEPTH = 64
@@ -73,10 +73,10 @@ def _check(name: str, value: object, path: str, depth: int, open_ids: set[int]) 
         raise AttributeValueError(name, path, "contains itself (a cycle)")
     open_ids.add(id(value))
     if kind is list:
-        for index, item in enumerate(value):  # type: ignore[arg-type]
+        for index, item in enumerate(cast("list[object]", value)):
             _check(name, item, f"{path}[{index}]", depth + 1, open_ids)
     else:
-        for key, item in value.items():  # type: ignore[union-attr]
+        for key, item in cast("dict[object, object]", value).items():
             if type(key) is not str:
                 raise AttributeValueError(
                     name, path, f"dict key {key!r} is a {type(key).__name__}, not a str"

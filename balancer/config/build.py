@@ -8,6 +8,7 @@ unique within an lb.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -38,6 +39,8 @@ class Built:
     members: dict[str, MemberConfig] = field(default_factory=dict)
     statuses: dict[str, StatusConfig] = field(default_factory=dict)
     lb_members: set[str] = field(default_factory=set)
+    # (absolute path, the line naming it) of every worker.<lb>.cluster, for the reader to check
+    cluster_files: list[tuple[str, Entry]] = field(default_factory=list)
 
 
 def build_workers(
@@ -65,6 +68,10 @@ def build_workers(
             for member, _ in lb_items[name]:
                 membership.setdefault(member, []).append(name)
     built.lb_members = set(membership)
+    for name in lb_items:
+        template = _template_of(name, resolved, types, findings)
+        if template is not None:
+            membership.setdefault(template, [])  # built as a member, in no lb's list
     for name, wtype in types.items():
         if wtype in MEMBER:
             built.members[name] = _member(
@@ -247,13 +254,44 @@ def _lb_members(
                 )
             elif wtype is not None:
                 members.append((member, entry))
-    if not seen:
+    if not seen and not resolved[name].get("cluster"):
         findings.error(
             origin,
             f"worker.{name}.balance_workers",
-            f"lb worker {name!r} has no members",
+            f"lb worker {name!r} has no members (and no cluster directive to bring some)",
         )
     return members
+
+
+def _template_of(
+    name: str, resolved: Mapping[str, Keys], types: dict[str, str | None], findings: Findings
+) -> str | None:
+    """The worker named by ``worker.<lb>.cluster_template=worker.<name>``, if it is a usable
+    http/ajp13 worker (errors otherwise)."""
+    entries = resolved[name].get("cluster_template")
+    if not entries:
+        return None
+    entry = entries[-1]
+    template = entry.value.removeprefix("worker.")
+    if template not in resolved:
+        _report_undefined(template, entry, entry.key, resolved, findings)
+        return None
+    if template not in types:
+        types[template] = _type_of(template, resolved[template], findings)
+    if types[template] not in MEMBER:
+        findings.error(entry, None, f"template {template!r} is not an http or ajp13 worker")
+        return None
+    return template
+
+
+def _cluster_file(value: str, entry: Entry, built: Built) -> str:
+    """The cluster.toml path, absolute (relative to the folder of the file that names it).
+    The file itself is read and checked by the reader (``Built.cluster_files``), so that
+    --check and a reload report a missing or invalid file at this line."""
+    path = value if os.path.isabs(value) else os.path.join(os.path.dirname(entry.file), value)
+    path = os.path.abspath(path)
+    built.cluster_files.append((path, entry))
+    return path
 
 
 def _lb(
@@ -267,6 +305,12 @@ def _lb(
     keys = resolved[name]
     v = _parse(name, LB, keys, findings)
     v["balance_workers"] = tuple(member for member, _ in items)
+    if isinstance(v.get("cluster"), str) and v["cluster"]:
+        v["cluster"] = _cluster_file(str(v["cluster"]), keys["cluster"][-1], built)
+    if isinstance(v.get("cluster_template"), str):
+        v["cluster_template"] = str(v["cluster_template"]).removeprefix("worker.")
+        if not v.get("cluster"):
+            findings.warn(keys["cluster_template"][-1], None, "has no effect without cluster")
     if "error_escalation_time" not in v:
         v["error_escalation_time"] = _int(v, "recover_time", LB) // 2
     if v.get("set_session_cookie"):

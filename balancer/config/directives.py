@@ -262,7 +262,8 @@ DIRECTIVES: tuple[Directive, ...] = (
     _d("retries", _I, 2, MEMBER,
        "Attempts on this member for connection-level errors, the first one included.", unit="count",
        minimum=1),
-    _d("retry_interval", _I, 100, MEMBER, "Sleep between two attempts on this member.", unit="ms"),
+    _d("retry_interval", _I, 100, MEMBER,
+       "Sleep between two attempts on this member (none after a refused connect).", unit="ms"),
     _d("recovery_options", _I, 0, MEMBER,
        "Bitmask: 1 no retry once the backend got the request, 2 not once headers were sent, "
        "4 close on client write error, 8 always retry HEAD, 16 always retry GET."),
@@ -335,6 +336,21 @@ DIRECTIVES: tuple[Directive, ...] = (
     _d("set_session_cookie", _B, False, {LB},
        "Send a routing cookie when a request was not routed by its session."),
     _d("session_cookie_path", _S, "/", {LB}, "Path attribute of that routing cookie."),
+    _d("cluster", _S, "", {LB},
+       "A cluster.toml: pyjk workers of that cluster join this lb by themselves (sealed "
+       "heartbeats, then /-/ready answering 200) and leave it when they stop. Relative to the "
+       "folder of the file that sets it. With it, balance_workers may be empty.",
+       pyjk_only=True,
+       elsewhere="httpd: mod_cluster (not mod_jk); HAProxy: server-template with DNS discovery"),
+    _d("cluster_template", _S, "", {LB},
+       "Prefix of a worker (e.g. worker.template, defined but in no lb) whose settings the "
+       "dynamic members copy; host, port, route and lbfactor come from each member's "
+       "heartbeat.",
+       pyjk_only=True),
+    _d("cluster_allow", Kind.NETWORKS, ("127.0.0.0/8", "::1/128"), {LB},
+       "Networks (CIDR) a dynamic member's advertised HTTP address must fall in; a member "
+       "outside is refused with a log line. Repeats append.",
+       pyjk_only=True),
     # -- status --
     _d("css", _S, "", {STATUS}, "Stylesheet URL linked from the HTML pages."),
     _d("prefix", _S, "worker", {STATUS}, "Key prefix of the mime=prop output."),

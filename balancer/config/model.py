@@ -103,6 +103,11 @@ class MemberConfig:
     slow_start: int = 0  # s, ramp a recovered member's share up over this long; 0 = off
     extra: Mapping[str, object] = field(default_factory=dict)
     location: Location | None = None
+    # pyjk: where the member comes from — "static" (workers.properties) or "cluster" (it
+    # joined a dynamic lb by its heartbeats, balancer.cluster_members) — and, for the latter,
+    # when (Unix s). Not directives: a dynamic member's config is built, not read.
+    origin: str = "static"
+    joined_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,13 @@ class LbConfig:
     set_session_cookie: bool = False
     session_cookie_path: str = "/"
     secret: str = ""
+    # pyjk: dynamic members (balancer.cluster_members): the cluster.toml whose heartbeats add
+    # members (absolute once built; "" = static members only), the worker whose settings they
+    # copy (a member name, from worker.<lb>.cluster_template=worker.<name>), and the networks
+    # their advertised HTTP addresses must fall in
+    cluster: str = ""
+    cluster_template: str = ""
+    cluster_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     extra: Mapping[str, object] = field(default_factory=dict)
     location: Location | None = None
 

@@ -82,9 +82,12 @@ def parse_workers(
     maintain = _maintain(globals_.get("maintain", []), findings)
     balancer = _balancer(globals_, findings)
     built = build_workers(resolved, listed, origins, findings)
+    for path, entry in built.cluster_files:
+        _check_cluster_file(path, entry, findings)
     names = [name for name, _ in listed]
     mounts = _mounts(resolved, set(names), targets, findings)
-    used = set(names) | built.lb_members | targets
+    templates = {lb.cluster_template for lb in built.lbs.values() if lb.cluster_template}
+    used = set(names) | built.lb_members | targets | templates
     for name in raw:
         if name not in used:
             findings.warn(
@@ -106,6 +109,19 @@ def parse_workers(
         balancer=balancer,
     )
     return config, in_file_order(findings.warnings)
+
+
+def _check_cluster_file(path: str, entry: Entry, findings: Findings) -> None:
+    """Read the cluster.toml a ``worker.<lb>.cluster`` names; its problems are this line's."""
+    from replication.config import load_cluster_config  # replication builds on balancer.config
+
+    try:
+        load_cluster_config(path)
+    except ConfigError as exc:
+        for p in exc.problems:
+            where = f"{p.file}:{p.line}" if p.line else p.file
+            key = f" {p.directive}" if p.directive else ""
+            findings.error(entry, None, f"cluster file {where}{key}: {p.message}")
 
 
 def _sort_keys(
@@ -299,8 +315,8 @@ def _effective(
             value = getattr(balancer, directive.name)
             out[key] = ",".join(value) if isinstance(value, tuple) else str(value)
     for name, keys in resolved.items():
-        for directive, entries in keys.items():
-            key = f"worker.{name}.{directive}"
+        for directive_name, entries in keys.items():
+            key = f"worker.{name}.{directive_name}"
             if is_list_key(key):
                 out[key] = ",".join(e.value for e in entries)
             else:

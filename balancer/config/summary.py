@@ -40,6 +40,12 @@ def summary(config: WorkersConfig) -> str:
                 f"method={lb.method.value} members={len(lb.balance_workers)}"
             )
             lines.extend(f"  {_member_line(m)}" for m in config.lb_members(lb))
+            if lb.cluster:  # pyjk: members also join by heartbeat (balancer.cluster_members)
+                template = f" template={lb.cluster_template}" if lb.cluster_template else ""
+                lines.append(
+                    f"  + dynamic members from cluster {lb.cluster}{template} "
+                    f"allow={','.join(lb.cluster_allow)}"
+                )
         elif name in config.statuses:
             status = config.statuses[name]
             mode = "read-only" if status.read_only else "read-write"

@@ -17,8 +17,9 @@ One request on a connection:
     <- GET_BODY_CHUNK n  -> one body packet of <= n bytes (an empty one once the body is done)
     <- SEND_HEADERS, SEND_BODY_CHUNK..., END_RESPONSE reuse   (GET_BODY_CHUNK may interleave)
 
-Failures map onto the same outcomes as http members: CPing failure -> CONNECT_FAILED (nothing
-of the request was sent), connection lost -> SEND_FAILED / READ_FAILED, malformed or oversized
+Failures map onto the same outcomes as http members: CPing unanswered in time ->
+CONNECT_FAILED, connection closed instead of a CPong -> READ_FAILED (nothing of the request was
+sent in either case), connection lost later -> SEND_FAILED / READ_FAILED, malformed or oversized
 packets -> BAD_RESPONSE (502), silence -> REPLY_TIMEOUT. A connection goes back to the pool only
 after END_RESPONSE with reuse=1 and with the stream in step (no body packet owed, no byte
 after the end).
@@ -154,7 +155,11 @@ class AjpConnection(AjpResponse, asyncio.Protocol):
                 self.exchange = None
                 self.pool.acquire(ex, fresh=True)
                 return
-            ex.upstream_failed(OutcomeKind.CONNECT_FAILED, f"cping-failed: {reason}")
+            # The container accepted the connection and closed it instead of answering: the
+            # failure an http member shows when it closes without a response, a read failure
+            # (502 when it is the last; mod_jk answers 502 here, modjk.md §9 item 2) — though
+            # only the CPing went out, so the request itself may still go anywhere.
+            ex.upstream_failed(OutcomeKind.READ_FAILED, f"cping-failed: {reason}")
         else:
             sent_all = ex.body_done_up and not self.upload
             kind = (

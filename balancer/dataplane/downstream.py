@@ -28,6 +28,7 @@ from httptools import (
 )
 
 from balancer.dataplane import http11 as h
+from balancer.dataplane.chunk_lines import ChunkLines, locate_body
 from balancer.dataplane.exchange import Exchange
 from balancer.dataplane.request import Request
 from balancer.dataplane.request_head import (
@@ -54,6 +55,8 @@ LINGER_SECONDS = 2.0
 class ClientConnection(RequestParsing, asyncio.Protocol):
     __slots__ = (
         "body_read_at",
+        "chunk_lines",
+        "chunked_heads",
         "closed",
         "conn_at",
         "eof",
@@ -109,6 +112,10 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         self.tunnel: Tunnel | None = None
         self.head_size = 0  # exact size of the head being parsed (target + fields)
         self.head_raw = 0  # bytes read while a head stayed incomplete
+        # a chunked request body's size lines, followed to bound them (chunk_lines.py):
+        # the body being followed, and the chunked heads that completed in the current read
+        self.chunk_lines: ChunkLines | None = None
+        self.chunked_heads: list[Request] | None = None
         self.n_headers = 0
         self.reject_status = 0
         self.overflow = False  # too many pipelined requests: stop parsing
@@ -261,6 +268,16 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
             return
         if self.parse_dead:
             return
+        lines = self.chunk_lines
+        if lines is not None:
+            # checked before llhttp reads any of it: nothing of a refused line goes anywhere
+            lines.feed(data)
+            if lines.longest > self.limits.max_chunk_line:
+                self.chunk_lines = None
+                self._reject_parsing(400)
+                return
+            if lines.done:
+                self.chunk_lines = None
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -269,6 +286,8 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
                 self._feed(rest)
         except HttpParserError as exc:
             self._parse_failed(exc)
+        if self.chunked_heads is not None:
+            self._follow_chunks(data)
         req = self.req
         if req is not None and not req.head_done and not self.parse_dead:
             # llhttp has no head size limit and buffers a field until it ends: count raw bytes
@@ -301,6 +320,28 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
             except HttpParserError as exc:
                 self._parse_failed(exc)
                 return
+
+    def _follow_chunks(self, data: bytes) -> None:
+        """Chunked request heads ended in this read: find where each body began and follow
+        its size lines from there (the check for later reads runs before llhttp's)."""
+        heads, self.chunked_heads = self.chunked_heads or [], None
+        for req in heads:
+            if self.parse_dead:
+                return
+            lines = locate_body(data, req.body_received, req.complete)
+            if lines is None:
+                continue
+            if lines.longest > self.limits.max_chunk_line:
+                queue = self.queue
+                if req is not self.req and any(q is req for q in queue):
+                    # complete already (and perhaps more parsed behind it): none is served
+                    while queue[-1] is not req:
+                        queue.pop()
+                    self.req = req
+                self._reject_parsing(400)
+                return
+            if not lines.done:
+                self.chunk_lines = lines
 
     # --- parse outcomes -----------------------------------------------------------------------
 

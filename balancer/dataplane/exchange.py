@@ -15,10 +15,15 @@ core, and every step of the loop is an event anyway (a connection, a response he
 Every Forward is closed exactly once: ``fwd`` is set while one is open and cleared by the
 call that closes it (report, finish, or response_head returning False).
 
-Retries are the plan's, with one exception: a pooled connection that fails before any
-response byte, for an idempotent and replayable request, is retried once on a fresh
-connection without telling the engine — the backend closing an idle keep-alive connection
-as it is reused is not a member failure (what HTTP clients such as Go's net/http do).
+Retries are the plan's, with one exception: a *reused* pooled connection that fails before
+any response byte is retried once on a fresh connection without telling the engine — the
+backend closing an idle keep-alive connection as it is reused is not a member failure (what
+HTTP clients such as Go's net/http do). The request was written to that connection, so the
+retry is taken only when the request may be re-sent at all: the same
+``recovery.resend_refusal`` the engine applies, with the member's ``recovery_options``
+(``1`` forbids it even for a GET; a non-idempotent method needs ``0x80``). ``request_sent``
+stays true for the rest of the request once any byte of it was written, so a fresh
+connection that then fails to connect is still reported as "sent" (issue 11 item 1).
 
 A request body is kept in memory while it fits ``Limits.replay_buffer_size``, so a failed try
 can be replayed; past that it streams, and once sent it cannot be replayed (replayable=False).
@@ -37,7 +42,6 @@ from balancer.dataplane.local import LocalAnswers
 from balancer.dataplane.relay import MODE_NONE, ResponseRelay
 from balancer.dataplane.routes import LocalHandler, LocalResponse, ProxyTo
 from balancer.lb.decisions import (
-    IDEMPOTENT_METHODS,
     Fail,
     Forward,
     Outcome,
@@ -45,6 +49,7 @@ from balancer.lb.decisions import (
     RequestFacts,
     Wait,
 )
+from balancer.lb.recovery import resend_refusal
 
 if TYPE_CHECKING:
     import asyncio
@@ -59,7 +64,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ACTIVATION = {a: b"X-Pyjk-Activation: %s\r\n" % a.encode("ascii") for a in ("ACT", "DIS", "STP")}
-_IDEMPOTENT = frozenset(m.encode("ascii") for m in IDEMPOTENT_METHODS)
+_READ_FAILED = OutcomeKind.READ_FAILED
+_SEND_FAILED = OutcomeKind.SEND_FAILED
 _METHOD_NAMES = {
     m.encode("ascii"): m
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "PROPFIND")
@@ -68,6 +74,7 @@ _METHOD_NAMES = {
 
 class Exchange(ResponseRelay, LocalAnswers):
     __slots__ = (
+        "attached_at",
         "body",
         "body_complete",
         "body_done_up",
@@ -75,6 +82,8 @@ class Exchange(ResponseRelay, LocalAnswers):
         "client",
         "client_ka",
         "done",
+        "failed",
+        "first_byte_at",
         "fwd",
         "handler",
         "head_common",
@@ -99,6 +108,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         "stale_retried",
         "started",
         "status",
+        "unsent_head",
         "up",
         "up_chunked",
         "wait_timer",
@@ -135,12 +145,16 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.mode = MODE_NONE
         self.client_ka = False
         self.status = 0
+        self.unsent_head: bytes | None = None  # the relayed head, while only in wbuf
         self.set_cookie: bytes | None = None
         self.member = ""
         self.local_limit = -1  # >= 0: the body is read for a LocalHandler
         self.handler: LocalHandler | None = None
         self.wbuf: list[bytes] = []
-        self.started = monotonic() if self.server.access_log is not None else 0.0
+        self.started = monotonic()
+        self.attached_at = 0.0  # when the last try got its member connection
+        self.first_byte_at = 0.0  # when the response head was taken for the client
+        self.failed = ""  # the reason the last try failed: the next one is a retry
 
     # --- start ------------------------------------------------------------------------------
 
@@ -166,19 +180,20 @@ class Exchange(ResponseRelay, LocalAnswers):
         req = self.req
         self.route = route
         server = self.server
-        server.rid_counter += 1  # server.next_request_id(), inlined
+        server.rid_counter += 1  # the request id (ProxyServer.rid_prefix)
         self.request_id = server.rid_prefix + b"%x" % server.rid_counter
         method = req.method
-        cookies = req.cookies
-        if cookies:
-            if len(cookies) == 1:
-                cookies = (cookies[0].decode("latin-1"),)
+        raw_cookies = req.cookies
+        cookies: tuple[str, ...] = ()
+        if raw_cookies:
+            if len(raw_cookies) == 1:
+                cookies = (raw_cookies[0].decode("latin-1"),)
             else:
-                cookies = tuple([c.decode("latin-1") for c in cookies])
+                cookies = tuple([c.decode("latin-1") for c in raw_cookies])
         facts = RequestFacts(
             _METHOD_NAMES.get(method) or method.decode("latin-1"),
             req.path.decode("latin-1"),
-            cookies or (),
+            cookies,
             route.rule,
             route.route_override,
             req.secure,
@@ -228,7 +243,10 @@ class Exchange(ResponseRelay, LocalAnswers):
 
     def _forward(self, fwd: Forward) -> None:
         self.fwd = fwd
-        self.request_sent = False
+        # (request_sent is not reset: once written anywhere, the request stays "sent")
+        if self.failed:
+            self.server.stats.retry(self.route.name, self.failed)  # type: ignore[union-attr]
+            self.failed = ""
         self.sent = 0
         if not self.replayable:
             # The engine was told the body cannot be sent again; close the Forward without
@@ -281,6 +299,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         assert fwd is not None
         req = self.req
         self.up = conn
+        self.attached_at = monotonic()
         self.reused = reused
         self.body_done_up = False
         conn.begin(self, fwd.reply_timeout_ms / 1000, req.method == b"HEAD")
@@ -431,6 +450,13 @@ class Exchange(ResponseRelay, LocalAnswers):
             return
         received = up.received
         self._drop_up()
+        if self.resp_started and self.wbuf and self.wbuf[0] is self.unsent_head:
+            # The head and what followed it came in the read that broke and are still only
+            # in wbuf: nothing reached the client, so it gets a clean answer (a malformed
+            # chunk in the same read as the head: 502 like HAProxy, or another member).
+            self.wbuf = []
+            self.resp_started = False
+            self.resp_bytes = 0
         if self.resp_started:
             # half a response went out: it cannot be retried, only cut off
             if kind == OutcomeKind.BAD_RESPONSE:
@@ -444,22 +470,38 @@ class Exchange(ResponseRelay, LocalAnswers):
             self.reused
             and not self.stale_retried
             and not received
-            and kind in (OutcomeKind.READ_FAILED, OutcomeKind.SEND_FAILED)
-            and self.replayable
-            and self.req.method in _IDEMPOTENT
+            and (kind is _READ_FAILED or kind is _SEND_FAILED)
+            and self._may_resend(kind)
         ):
             self.stale_retried = True
-            self.request_sent = False
+            self.server.stats.retry(self.route.name, "stale-connection")  # type: ignore[union-attr]
             self.pool.acquire(self, fresh=True)  # type: ignore[union-attr]
             return
         self._report_received(kind, reason, received)
         self._advance()
+
+    def _may_resend(self, kind: OutcomeKind) -> bool:
+        """Whether the request, written to the open Forward's member, may be sent again."""
+        fwd = self.fwd
+        if fwd is None:
+            return False
+        method = self.req.method
+        refusal = resend_refusal(
+            _METHOD_NAMES.get(method) or method.decode("latin-1"),
+            fwd.member.recovery_options,
+            kind,
+            request_sent=True,
+            replayable=self.replayable,
+            response_started=self.resp_started,
+        )
+        return refusal is None
 
     def _report_received(self, kind: OutcomeKind, reason: str, received: int) -> None:
         """Close the open Forward with a failed outcome, ``received`` bytes read from upstream."""
         if self.fwd is None:
             return
         self.fwd = None
+        self.failed = kind.value
         outcome = Outcome(
             kind,
             request_sent=self.request_sent,
@@ -532,14 +574,11 @@ class Exchange(ResponseRelay, LocalAnswers):
         # request <-> exchange is a reference cycle: break it, so both (and the plan) are freed
         # at once rather than by the cyclic collector (whose passes cost ~6% of the CPU)
         self.req.sink = None
-        if self.server.access_log is not None:
-            self.server.log_access(self)
+        self.server.finished(self)
         self.client.exchange_done(keep_alive)
 
     def _log(self) -> None:
-        access_log = self.server.access_log
-        if access_log is not None:
-            self.server.log_access(self)
+        self.server.finished(self)
 
 
 def _forwarded_fields(peer_ip: str, secure: bool, host: bytes | None) -> bytes:

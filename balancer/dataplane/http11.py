@@ -6,7 +6,19 @@ never decodes what it only relays.
 
 from __future__ import annotations
 
+import binascii
 from http import HTTPStatus
+
+
+class ParserStop(Exception):
+    """Raised inside an llhttp callback to stop the parser (the reason is kept elsewhere).
+
+    Always raise the class (``raise ParserStop``), never one shared instance: raising the same
+    exception object again chains the new traceback onto the one it carries, so a module-level
+    instance kept every frame it was ever raised through — and with them every connection and
+    transport (the balancer grew ~37 KB per fail_on_status response, issue 11 item 6).
+    """
+
 
 # --- status lines and local responses ------------------------------------------------------
 
@@ -250,6 +262,33 @@ def websocket_upgrade(upgrade: bytes | None, connection: list[bytes]) -> bool:
     if upgrade is None or b"upgrade" not in connection:
         return False
     return any(t.strip(b" \t").lower() == b"websocket" for t in upgrade.split(b","))
+
+
+def websocket_handshake_ok(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The opening handshake's own fields are there and right (RFC 6455 §4.2.1): one
+    Sec-WebSocket-Key that is base64 of 16 bytes, and Sec-WebSocket-Version 13 (the only
+    version there is; HAProxy refuses the others too). Checked only for upgrade requests."""
+    keys = [v for n, v in headers if n.lower() == b"sec-websocket-key"]
+    versions = [v for n, v in headers if n.lower() == b"sec-websocket-version"]
+    if len(keys) != 1 or len(versions) != 1 or versions[0].strip(b" \t") != b"13":
+        return False
+    key = keys[0].strip(b" \t")
+    try:
+        return len(key) == 24 and len(binascii.a2b_base64(key, strict_mode=True)) == 16
+    except binascii.Error:
+        return False
+
+
+def same_authority(a: bytes, b: bytes) -> bool:
+    """Two authorities (``host[:port]``) name the same origin: case-insensitive, and an
+    explicit default port (80, 443) is the same as none."""
+    a, b = a.lower(), b.lower()
+    if a == b:
+        return True
+    for default in (b":80", b":443"):
+        a = a.removesuffix(default)
+        b = b.removesuffix(default)
+    return a == b
 
 
 def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:

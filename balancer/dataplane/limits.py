@@ -49,6 +49,10 @@ class Limits:
     # a backend response head (status line + fields) over this gives 502 (nginx: "upstream
     # sent too big header")
     max_response_head_size: int = 64 * 1024
+    # a chunk-size line of a request body (size and extensions), bytes; over -> 400. llhttp
+    # reads extensions of any length and pyjk drops them: this bounds what a client can make
+    # it read for nothing (HAProxy refuses such lines too)
+    max_chunk_line: int = 4096
     # transport write-buffer high-water mark, bytes (both directions): backpressure point
     write_buffer_high: int = 256 * 1024
 
@@ -62,6 +66,7 @@ class Limits:
             "max_connections",
             "max_pipelined",
             "max_response_head_size",
+            "max_chunk_line",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be >= 1, got {getattr(self, name)!r}")

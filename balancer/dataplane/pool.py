@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from balancer.dataplane.ajp_upstream import AjpConnection, ajp_settings
 from balancer.dataplane.upstream import UpstreamConnection
-from balancer.lb.decisions import OutcomeKind
+from balancer.lb.decisions import CONNECT_REFUSED, OutcomeKind
 
 if TYPE_CHECKING:
     from balancer.config.model import MemberConfig
@@ -82,15 +82,6 @@ class MemberPool:
         return self.total - len(self.idle)
 
     # --- taking and giving back -------------------------------------------------------------
-
-    def take_idle(self) -> UpstreamConnection | None:
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                return conn
-        return None
 
     def acquire(self, ex: Exchange, fresh: bool = False) -> None:
         """Get ``ex`` a connection: ``ex.pool_ready(conn)`` or ``ex.pool_failed(kind, why)``."""
@@ -232,7 +223,7 @@ def _connect_reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "connect-timeout"
     if isinstance(exc, ConnectionRefusedError):
-        return "connect-refused"
+        return CONNECT_REFUSED
     code = getattr(exc, "errno", None)
     if code is not None and code in errno.errorcode:
         return f"connect-{errno.errorcode[code].lower()}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import monotonic
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from balancer.dataplane.downstream import ClientConnection
 from balancer.dataplane.limits import Limits
 from balancer.dataplane.pool import MemberPool
+from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.tls_listener import Terminator, TlsListener
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class AccessRecord:
     worker: str  # the routed worker (ProxyTo.name), "" for local answers
     member: str  # the member of the last try, "" if none
     request_id: str
+    connect: float = 0.0  # seconds from the head to a member connection (last try), 0 if none
+    first_byte: float = 0.0  # seconds from the head to the response head going out
 
 
 def _default_member_config(member: object) -> MemberConfig:
@@ -89,11 +92,14 @@ class ProxyServer:
         self.per_ip: dict[str, int] = {}
         self.pools: dict[tuple[str, str, int], MemberPool] = {}
         self.pools_by_member: dict[int, tuple[object, MemberPool]] = {}
-        self.rid_prefix = os.urandom(6).hex().encode("ascii") + b"-"
+        # request ids (X-Pyjk-Request-Id, made by Exchange._proxy): unique per process start
+        # (random prefix) and per request (counter), the same for every try of one request
+        self.rid_prefix = secrets.token_hex(6).encode("ascii") + b"-"
         self.rid_counter = 0
         self.refused = 0  # connections turned away by the caps
         # "Strict-Transport-Security: ..." for responses on TLS connections (--hsts), or b""
         self.hsts = b""
+        self.stats = TrafficStats()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -113,7 +119,7 @@ class ProxyServer:
         """Listen on ``host:port`` (``kwargs`` go to ``loop.create_server``: sock, ssl, ...)."""
         self._loop = asyncio.get_running_loop()
         kwargs.setdefault("backlog", 1024)
-        server = await self._loop.create_server(self, host, port, **kwargs)  # type: ignore[arg-type]
+        server: asyncio.Server = await self._loop.create_server(self, host, port, **kwargs)  # type: ignore[call-overload]
         self.servers.append(server)
         return server
 
@@ -168,14 +174,17 @@ class ProxyServer:
         limits = self.limits
         if len(self.connections) >= limits.max_connections:
             self.refused += 1
+            self.stats.refuse("max_connections")
             return 503
         ip = conn.peer_ip
         n = self.per_ip.get(ip, 0)
         if limits.max_connections_per_ip and n >= limits.max_connections_per_ip:
             self.refused += 1
+            self.stats.refuse("max_connections_per_ip")
             return 503
         self.per_ip[ip] = n + 1
         self.connections.add(conn)
+        self.stats.accepted += 1
         return 0
 
     def release(self, conn: ClientConnection) -> None:
@@ -202,12 +211,6 @@ class ProxyServer:
                 self._trusted_cache.clear()
             self._trusted_cache[ip] = known
         return known
-
-    def next_request_id(self) -> bytes:
-        # unique per process start (random prefix) and per request (counter); the same
-        # for every try of one request
-        self.rid_counter += 1
-        return self.rid_prefix + b"%x" % self.rid_counter
 
     # --- member pools -----------------------------------------------------------------------
 
@@ -241,30 +244,40 @@ class ProxyServer:
                 self.pools.pop(key).close()
         self.pools_by_member = {k: v for k, v in self.pools_by_member.items() if not v[1].closed}
 
-    # --- access log -------------------------------------------------------------------------
+    # --- the end of a request: metrics and access log ---------------------------------------
 
-    def log_access(self, ex: Exchange) -> None:
+    def finished(self, ex: Exchange) -> None:
+        """Called once per request at its end: one observation, and the access log's record."""
+        started = ex.started
+        now = monotonic()
+        total = now - started
+        first = ex.first_byte_at - started if ex.first_byte_at else total
+        route = ex.route
+        worker = route.name if route is not None else ""
+        self.stats.answered(worker, ex.member, ex.status, first, total)
         access_log = self.access_log
         if access_log is None:
             return
         req = ex.req
-        route = ex.route
         record = AccessRecord(
             client_ip=req.client_ip,
             method=req.method.decode("latin-1"),
             target=req.target.decode("latin-1"),
             status=ex.status,
             response_bytes=ex.resp_bytes,
-            duration=monotonic() - ex.started,
-            worker=route.name if route is not None else "",
+            duration=total,
+            worker=worker,
             member=ex.member,
             request_id=ex.request_id.decode("ascii"),
+            connect=ex.attached_at - started if ex.attached_at else 0.0,
+            first_byte=first,
         )
         with contextlib.suppress(Exception):  # a logging sink must not break the request path
             access_log(record)
 
     def log_refusal(self, conn: ClientConnection, status: int, response_bytes: int) -> None:
         """A request refused before routing (malformed, too large, too slow) is logged too."""
+        self.stats.reject(status)
         access_log = self.access_log
         if access_log is None:
             return

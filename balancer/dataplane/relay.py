@@ -12,7 +12,7 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from balancer.dataplane import http11 as h
-from balancer.lb.decisions import OutcomeKind
+from balancer.lb.decisions import OutcomeKind, refusal_of
 
 if TYPE_CHECKING:
     from balancer.dataplane.downstream import ClientConnection
@@ -56,6 +56,9 @@ class ResponseRelay:
     client_ka: bool
     status: int
     set_cookie: bytes | None
+    unsent_head: bytes | None
+    failed: str
+    first_byte_at: float
     wbuf: list[bytes]
 
     if TYPE_CHECKING:  # provided by the class this is mixed into
@@ -90,16 +93,25 @@ class ResponseRelay:
                 self.resp_started = True
                 self.wbuf.append(self._head(up, status, MODE_NONE, interim=True))
             return
+        # a member's "cluster full" 503 names itself (plan.py: relayed, not retried); the
+        # keyword goes only with it, so plans written before it keep working
+        refusal = refusal_of(up.headers) if status == 503 else None
+        plan = self.plan
+        now = monotonic()
         try:
-            keep = self.plan.response_head(  # type: ignore[union-attr]
-                status, monotonic(), replayable=self.replayable
-            )
+            if refusal is None:
+                keep = plan.response_head(status, now, replayable=self.replayable)  # type: ignore[union-attr]
+            else:
+                keep = plan.response_head(  # type: ignore[union-attr]
+                    status, now, replayable=self.replayable, refusal=refusal
+                )
         except Exception:
             log.exception("plan.response_head failed for %r", req)
             keep = True
         if not keep:
             # fail_on_status: the response is thrown away with its connection
             self.fwd = None
+            self.failed = "fail-on-status"
             self._drop_up()
             if self.resp_started:
                 self._fail(503)  # a 103 went out already: no other member can answer now
@@ -128,7 +140,10 @@ class ResponseRelay:
             req.keep_alive and req.complete and mode != MODE_CLOSE and not req.upgrade_ws
         )
         self.resp_started = True
-        self.wbuf.append(self._head(up, status, mode))
+        self.first_byte_at = now
+        # kept to tell, if the read that brought it breaks, that it never left (exchange.py)
+        head = self.unsent_head = self._head(up, status, mode)
+        self.wbuf.append(head)
 
     def _head(self, up: UpstreamConnection, status: int, mode: int, interim: bool = False) -> bytes:
         reason = up.reason

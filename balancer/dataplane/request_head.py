@@ -6,7 +6,7 @@ Content-Length, Transfer-Encoding that does not end in chunked, bare LF/CR, bad 
 obs-fold, control characters in names and values, and unknown methods. ``RequestParsing``
 adds the rest of front-door-security.md (``_check_head``): Host, singletons, underscores,
 versions, targets, framing, Expect, Upgrade, sizes and counts. A callback refuses a request by
-setting ``reject_status`` and raising ``_STOP``, which leaves llhttp dead: nothing after a
+setting ``reject_status`` and raising ``h.ParserStop``, which leaves llhttp dead: nothing after a
 refused request is ever parsed.
 
 A mixin of ``ClientConnection`` (balancer.dataplane.downstream), whose state it uses.
@@ -54,13 +54,6 @@ _SINGLETON_BITS = {
 _KINDS = {name: (kind, _SINGLETON_BITS.get(name, 0)) for name, kind in h.REQUEST_HEADERS.items()}
 
 
-class _Stop(Exception):
-    """Raised inside a parser callback to stop llhttp; the reason is on the connection."""
-
-
-_STOP = _Stop()
-
-
 class RequestParsing:
     """llhttp's callbacks for one client connection (a mixin: the state is the connection's)."""
 
@@ -88,6 +81,7 @@ class RequestParsing:
     parse_dead: bool
     reseed: bytes | None
     upgrade_rest: bytes | None
+    chunked_heads: list[Request] | None
     valid_host: bytes | None
 
     if TYPE_CHECKING:  # provided by the class this is mixed into
@@ -97,7 +91,7 @@ class RequestParsing:
     def on_message_begin(self) -> None:
         if len(self.queue) >= self.limits.max_pipelined:
             self.overflow = True
-            raise _STOP
+            raise h.ParserStop
         self.req = Request(self.peer_ip, self.secure)
         self.head_size = self.head_raw = self.n_headers = 0
         self.head_started = self.conn_at if self.fresh else self.loop.time()
@@ -108,7 +102,7 @@ class RequestParsing:
         req.target += url
         if len(req.target) > self.limits.max_head_size:
             self.reject_status = 414
-            raise _STOP
+            raise h.ParserStop
 
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.req
@@ -118,7 +112,7 @@ class RequestParsing:
         self.head_size += len(name) + len(value) + 4
         if self.n_headers > limits.max_headers or self.head_size > limits.max_head_size:
             self.reject_status = 431
-            raise _STOP
+            raise h.ParserStop
         if req.head_done:
             return  # a trailer field of a chunked body: counted above, never forwarded
         lname = name.lower()
@@ -128,7 +122,7 @@ class RequestParsing:
                 policy = limits.underscores_in_headers
                 if policy == "reject":
                     self.reject_status = 400
-                    raise _STOP
+                    raise h.ParserStop
                 if policy == "drop":
                     return
             if lname.startswith(h.OWN_HEADER_PREFIX):
@@ -139,12 +133,12 @@ class RequestParsing:
         if bit:
             if req.singletons & bit:
                 self.reject_status = 400
-                raise _STOP
+                raise h.ParserStop
             req.singletons |= bit
         if kind == h.H_HOST:
             if req.host is not None:
                 self.reject_status = 400
-                raise _STOP
+                raise h.ParserStop
             req.host = value
         elif kind == h.H_SINGLETON:
             req.headers.append((name, value))
@@ -156,7 +150,7 @@ class RequestParsing:
         elif kind == h.H_TRANSFER_ENCODING:
             if req.te is not None:
                 self.reject_status = 400
-                raise _STOP
+                raise h.ParserStop
             req.te = value
         elif kind == h.H_CONNECTION:
             req.connection += h.connection_tokens(value)
@@ -182,7 +176,7 @@ class RequestParsing:
         status = self._check_head(req)
         if status:
             self.reject_status = status
-            raise _STOP
+            raise h.ParserStop
         req.head_done = True
         self.queue.append(req)
 
@@ -209,7 +203,13 @@ class RequestParsing:
             split = h.split_absolute_target(target)
             if split is None or not h.valid_host(split[0]):
                 return 400
-            req.host, target = split  # RFC 9112 §3.2.2: the target's authority wins over Host
+            # RFC 9112 §3.2.2 lets the target's authority win over Host; a reverse proxy that
+            # followed it would serve (and let a cache store) another host's page under this
+            # one's name. pyjk takes an absolute-form target only when it names the Host the
+            # request carries — what the client says twice cannot disagree — else 400.
+            authority, target = split
+            if req.host is None or not h.same_authority(authority, req.host):
+                return 400
             req.target = target
         if b"#" in target:
             return 400
@@ -229,6 +229,11 @@ class RequestParsing:
             if req.te.strip(b" \t").lower() != b"chunked":
                 return 501
             req.chunked = has_body = True
+            # its size lines are followed (downstream._follow_chunks)
+            if self.chunked_heads is None:
+                self.chunked_heads = [req]
+            else:
+                self.chunked_heads.append(req)
         max_body = self.limits.max_body_size
         if max_body and req.content_length is not None and req.content_length > max_body:
             return 413
@@ -242,8 +247,8 @@ class RequestParsing:
             # llhttp stops after this head (HttpParserUpgrade). Only a WebSocket upgrade is
             # forwarded; any other Upgrade is ignored and the request served as plain HTTP.
             if h.websocket_upgrade(req.upgrade, tokens) and req.http11 and method == b"GET":
-                if has_body:
-                    return 400
+                if has_body or not h.websocket_handshake_ok(req.headers):
+                    return 400  # refused at the edge rather than left to the backend
                 req.upgrade_ws = True
             elif has_body:
                 self.reseed = (
@@ -272,7 +277,7 @@ class RequestParsing:
         max_body = self.limits.max_body_size
         if max_body and req.body_received > max_body:
             self.reject_status = 413
-            raise _STOP
+            raise h.ParserStop
         self.body_read_at = self.loop.time()
         sink = req.sink
         if sink is not None:
@@ -297,7 +302,7 @@ class RequestParsing:
             sink.request_complete()
         if self.stop_after:
             self.parse_dead = True
-            raise _STOP  # whatever follows a closing request is never parsed
+            raise h.ParserStop  # whatever follows a closing request is never parsed
 
     def _upgrade_pause(self, data: bytes, offset: int) -> bytes | None:
         """llhttp stopped after a head that asked to switch protocols; returns bytes to parse."""

@@ -27,14 +27,8 @@ if TYPE_CHECKING:
     from balancer.dataplane.tunnel import Tunnel
 
 
-class _Stop(Exception):
-    pass
-
-
 _STANDARD_REASONS = frozenset(h.REASONS.values())
 
-
-_STOP = _Stop()
 
 # Response field names as servers usually spell them -> their RESPONSE_HEADERS kind, 0 for a
 # field relayed as is. Any other spelling is lower-cased and looked up in RESPONSE_HEADERS.
@@ -300,7 +294,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.msg_done:
             self.keep_alive = False  # a second response to one request
-            raise _STOP
+            raise h.ParserStop
         # _reset(), inlined: this runs for every response
         self.reason = b""
         self.headers = []
@@ -343,18 +337,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = status
         if not 100 <= status <= 599:
             self.error = f"bad-response: status {status}"
-            raise _STOP
+            raise h.ParserStop
         if parser.get_http_version() not in ("1.1", "1.0"):
             self.error = "bad-response: version"
-            raise _STOP
+            raise h.ParserStop
         reason = self.reason
         if reason not in _STANDARD_REASONS and not h.valid_reason(reason):
             self.error = "bad-response: reason phrase"
-            raise _STOP
+            raise h.ParserStop
         if self.te is not None:
             if self.te.strip(b" \t").lower() != b"chunked":
                 self.error = "bad-response: transfer-encoding"
-                raise _STOP
+                raise h.ParserStop
             self.chunked = True
         self.keep_alive = parser.should_keep_alive()
         tokens = self.conn_tokens
@@ -366,7 +360,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.in_body = True
             if self.head_request:
                 self.head_stop = True
-                raise _STOP
+                raise h.ParserStop
             self.close_delimited = (
                 not self.chunked and self.content_length is None and status not in (204, 304)
             )
@@ -375,12 +369,12 @@ class UpstreamConnection(asyncio.Protocol):
         assert ex is not None
         ex.upstream_head()
         if self.exchange is not ex:
-            raise _STOP
+            raise h.ParserStop
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
         if ex is None:
-            raise _STOP
+            raise h.ParserStop
         ex.upstream_body(body)
 
     def on_message_complete(self) -> None:

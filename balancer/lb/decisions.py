@@ -74,7 +74,8 @@ class OutcomeKind(Enum):
 @dataclass(slots=True)
 class Outcome:
     kind: OutcomeKind
-    # the backend may have received the request (anything after the head started going out)
+    # a member may have received the request: true from its first byte written, on this try
+    # or an earlier one (the data plane never resets it within a request)
     request_sent: bool = False
     # the request can be sent again (its body is fully buffered or there is none)
     replayable: bool = True
@@ -83,6 +84,25 @@ class Outcome:
     bytes_sent: int = 0
     bytes_received: int = 0
     reason: str = ""  # for logs and the status page's last error, e.g. "connect-refused"
+
+
+# A member's 503 with this header says the whole cluster refuses (pyjk workers at
+# max_active_sessions: every node holds every session, so every member is full at once). The
+# plan passes it to the client instead of trying the other members (plan.py).
+REFUSAL_HEADER = b"x-pyjk-refusal"
+
+
+def refusal_of(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The X-Pyjk-Refusal value of a response head (names in any case), or None."""
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == REFUSAL_HEADER:
+            return value.decode("latin-1").strip()
+    return None
+
+
+# The reason of a connect the member's host refused (RST to the SYN): nothing listens there, so
+# the plan tries the member again without the retry_interval pause (see plan.py).
+CONNECT_REFUSED = "connect-refused"
 
 
 @dataclass(slots=True)

@@ -86,7 +86,7 @@ class LbEngine:
         now: float,
         state: LbState = LOCAL,
     ) -> None:
-        if not members:
+        if not members and not config.cluster:  # a dynamic lb waits for its first member
             raise LbError(f"lb {config.name!r} has no members")
         self.config = config
         self.name = config.name
@@ -340,7 +340,7 @@ class LbEngine:
         members: Sequence[MemberConfig],
         maintain_interval: int,
         now: float,
-        state: LbState = LOCAL,
+        state: LbState | None = None,
     ) -> LbEngine:
         """A new engine for a reloaded config that keeps what is still true.
 
@@ -350,7 +350,8 @@ class LbEngine:
         from the new config (a reload is an explicit edit); its counters and maintenance clock
         are kept.
         """
-        new = cls(config, members, maintain_interval, now, state)
+        # the numbers stay where the old engine kept them unless told otherwise
+        new = cls(config, members, maintain_interval, now, state or old.lb_state)
         fresh = new.members
         previous = {m.name: m for m in old.members}
         rebuilt = [
@@ -365,7 +366,7 @@ class LbEngine:
         ]
         new.members = tuple(rebuilt)
         new.update_multipliers()
-        new.next_offset = old.next_offset % len(new.members)
+        new.next_offset = old.next_offset % max(1, len(new.members))
         new.max_busy = old.max_busy
         new.last_reset = old.last_reset
         new.last_maintain_time = old.last_maintain_time

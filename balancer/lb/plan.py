@@ -10,7 +10,8 @@ The loop (reference modjk.md §3.6, with the counts observed in §9.2):
                 afterwards the attempt just counts ("no member": 503)
         ERR/REC -> ERR/PRB: this request is its probe
         busy_limit reached -> OK/BUSY, next attempt
-        member tries 0 .. member retries-1   (Wait(member retry_interval) between tries)
+        member tries 0 .. member retries-1   (Wait(member retry_interval) between tries,
+                                              none after a refused connect: see below)
           Forward; a failure the request may be re-sent after is tried again on the same
           member; otherwise the failure is classified (table below) and the loop moves on
           or stops
@@ -35,6 +36,13 @@ same request does not choose it again until the next round. Whether a failed req
 sent again at all is ``recovery.resend_refusal``: when it may not, the loop stops with 502 (504
 after a reply timeout; 503 after fail_on_status).
 
+Departure from mod_jk (failover time): after a *refused* connect (``CONNECT_REFUSED``) the
+member's next try follows without the ``retry_interval`` pause. A refusal is certain — nothing
+listens there, nothing was sent — and mod_jk's 100 ms sleep there is what made a dead member's
+sessions wait ~100 ms for their next write (docs/benchmarks.md, failover). The tries themselves
+(and so the counters) are mod_jk's; a refused connect costs well under a millisecond on a LAN.
+The Wait between lb rounds, when every member failed, stays.
+
 When every round has run out after reply timeouts the client gets 503, as §9.3 observed
 ("no more workers"). The try counts differ: §9.3 saw n1 tried 2x and n2 4x; this loop tries
 each member 2x + 2x, since the observed run needs n1 to be unusable (BUSY or probing) in the
@@ -43,7 +51,7 @@ last round, which nothing here invents.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from operator import attrgetter
@@ -51,7 +59,16 @@ from typing import TYPE_CHECKING
 
 from balancer.config.model import Activation
 from balancer.lb.choice import Choice, Chooser, best_by_value
-from balancer.lb.decisions import Fail, Forward, Outcome, OutcomeKind, RequestFacts, Step, Wait
+from balancer.lb.decisions import (
+    CONNECT_REFUSED,
+    Fail,
+    Forward,
+    Outcome,
+    OutcomeKind,
+    RequestFacts,
+    Step,
+    Wait,
+)
 from balancer.lb.member import Member, State
 from balancer.lb.recovery import resend_refusal
 from balancer.lb.sticky import session_id, session_routes
@@ -120,6 +137,7 @@ class RequestPlan:
         self.sticky = False
         self._first_choice = True  # the session route's owner is judged once per request
         self._last_sent: Member | None = None  # member of the last Forward (failover count)
+        self._pause = True  # retry_interval before the member's next try (not after a refusal)
         # The loop is a generator (_run), made only when the first Forward did not end the
         # request: the first Forward, which usually does, comes from _first_step.
         self._steps: Iterator[Step] | None = None
@@ -178,6 +196,7 @@ class RequestPlan:
         if refusal is None and op.try_no + 1 < m.retries:
             self._set_status(status, reason)
             self._verdict = _Verdict.RETRY_SAME
+            self._pause = not (kind is OutcomeKind.CONNECT_FAILED and reason == CONNECT_REFUSED)
             return
         self._classify_failure(op.index, kind, reason, now)
         if refusal is None:
@@ -188,10 +207,15 @@ class RequestPlan:
         else:
             self._stop(502, f"{reason}; not sent again: {refusal}")
 
-    def response_head(self, status: int, now: float, *, replayable: bool = True) -> bool:
+    def response_head(
+        self, status: int, now: float, *, replayable: bool = True, refusal: str | None = None
+    ) -> bool:
         """A response head arrived. False: it matches fail_on_status and is to be discarded
         (the Forward is closed); True: relay it, then ``finish`` (or ``report`` a break).
-        ``replayable``: the request body could be sent again."""
+        ``replayable``: the request body could be sent again. ``refusal``: the response's
+        ``X-Pyjk-Refusal`` (a cluster-wide refusal, e.g. ``sessions-full``): relayed as it is,
+        even when fail_on_status names its status — every member would answer the same, and
+        trying them all would only delay the client's ``Retry-After``."""
         self._now = now
         op = self._open
         if op is None:
@@ -200,7 +224,7 @@ class RequestPlan:
         rule_codes = self.facts.rule.fail_on_status
         codes = m.fail_on_status if rule_codes is None else rule_codes
         hard, soft = status in codes, -status in codes
-        if not (hard or soft):
+        if not (hard or soft) or refusal is not None:
             op.head_status = status
             return True
         self._close(0, 0)
@@ -218,6 +242,7 @@ class RequestPlan:
         if refusal is None and op.try_no + 1 < m.retries:
             self._set_status(503, reason)
             self._verdict = _Verdict.RETRY_SAME
+            self._pause = True
             return False
         self._states[op.index] = State.ERR
         m.last_error_reason = reason
@@ -352,7 +377,7 @@ class RequestPlan:
                 self._count_sticky_miss(choice)
         return choice
 
-    def _attempt_on(self, index: int, sticky: bool) -> Iterator[Step]:
+    def _attempt_on(self, index: int, sticky: bool) -> Generator[Step, None, _Verdict | None]:
         """One lb attempt on member ``index``: its tries; returns the verdict of the last one.
         ``index`` -1: the attempt began in ``_first_step`` and its first try is over."""
         if index >= 0:
@@ -364,7 +389,7 @@ class RequestPlan:
         try_no = 0
         while self._verdict is _Verdict.RETRY_SAME:
             try_no += 1
-            if m.retry_interval > 0:
+            if m.retry_interval > 0 and self._pause:
                 yield Wait(m.retry_interval / 1000)
             self._engine.open_busyness(m)
             yield self._forward(try_no)

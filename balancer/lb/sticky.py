@@ -20,7 +20,6 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from balancer.config.model import RuleExtensions
 from balancer.lb.decisions import RequestFacts
 from balancer.lb.settings import LbSettings
 
@@ -48,14 +47,6 @@ def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
             return None
         value = cookie_value(cookies, rule.session_cookie or settings.session_cookie)
     return value or None
-
-
-def session_cookie(rule: RuleExtensions, settings: LbSettings) -> str:
-    return rule.session_cookie or settings.session_cookie
-
-
-def session_path(rule: RuleExtensions, settings: LbSettings) -> str:
-    return rule.session_path or settings.session_path
 
 
 def path_parameter(uri: str, name: str) -> str | None:

@@ -15,12 +15,12 @@ from balancer.mounts.matching import (
     MapDecision,
     Mapped,
     MountRule,
-    Rejected,
     RuleSource,
     Unmapped,
     UriMap,
 )
 from balancer.mounts.reading import load_mounts, parse_mounts
+from balancer.uri import Rejected
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",

@@ -140,7 +140,7 @@ class UriMap:
 
     def _decide(self, raw_path: str) -> MapDecision:
         path = normalize(raw_path)
-        return self.match_path(path) if type(path) is str else path  # type: ignore[return-value,arg-type]
+        return self.match_path(path) if type(path) is str else path  # type: ignore[return-value]
 
     def _match(self, path: str) -> Mapped | Unmapped:
         best = self._exact.get(path)

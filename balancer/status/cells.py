@@ -62,6 +62,15 @@ def drained(r: Row) -> Html:
     return Html("" if value is False else "-")
 
 
+def live_of_limit(r: Row) -> object:
+    """The lb's live sessions against the cluster's max_active_sessions ("812 / 10000"): with
+    all-to-all replication every node holds all of them, so at the limit new visitors get 503."""
+    live, limit = r.get("live_sessions"), r.get("sessions_limit")
+    if limit is None:
+        return live
+    return f"{'-' if live is None else live} / {limit}"
+
+
 def per_second(value: int, r: Row) -> float | None:
     ago = r.get("last_reset_ago")
     return value / ago if isinstance(ago, int) and ago > 0 else None

@@ -47,7 +47,7 @@ class Context:
             if k in ("cmd", "w", "sw", "re", "att", "from")
         }
         opt = self.opt | bit if on else self.opt & ~bit
-        return self.link(label, **query, opt=opt)  # type: ignore[arg-type]
+        return self.link(label, **query, opt=opt)
 
     def target(self) -> forms.Target:
         cmd = self.params.cmd

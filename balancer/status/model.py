@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from balancer.status.tls_view import TlsView
 
 Scalar = str | int | bool | None
-ClusterView = Callable[[], Mapping[str, int]]  # route -> live sessions
+ClusterView = Callable[[], Mapping[str, int] | None]  # route -> live sessions; None: unknown
+ClusterLimits = Callable[[], Mapping[str, int]]  # lb -> sessions limit (max_active_sessions)
 # a member's endpoint config -> (connected, max_connected), None = unknown; the config rather
 # than the name because pools are keyed by endpoint and a reload may change one
 PoolStats = Callable[[MemberConfig], "tuple[int, int] | None"]
@@ -160,6 +161,7 @@ class Sources:
     pool_stats: PoolStats | None = None
     maintain_tick: float = 1.0  # s between the wiring's maintain() calls
     tls_view: Callable[[], TlsView | None] | None = None  # HTTPS listeners (tls_view.py)
+    cluster_limits: ClusterLimits | None = None
     processes: Callable[[], Sequence[ProcessRow]] | None = None  # processes_view.py
 
     def ordered(self) -> list[tuple[str, LbEngine]]:

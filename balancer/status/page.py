@@ -71,6 +71,11 @@ _LEGEND = (
         "the member but went elsewhere (pyjk)",
     ),
     ("FO", "Failovers: requests tried here that moved on to another member (pyjk)"),
+    (
+        "Origin",
+        "static (workers.properties) or cluster: joined a dynamic lb by its heartbeats, at the "
+        "time shown (pyjk)",
+    ),
 )
 
 

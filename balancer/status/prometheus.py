@@ -13,21 +13,19 @@ statistics) are left out rather than written as 0.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from balancer.config.model import Activation
 from balancer.lb.member import State
 from balancer.status.model import Row, Snapshot
 from balancer.status.processes_view import processes_metrics
 from balancer.status.tls_view import tls_metrics
+from pyjk.metrics import CONTENT_TYPE, render
 
 __all__ = ["CONTENT_TYPE", "render_prometheus"]
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LB = ["worker"]
@@ -36,7 +34,11 @@ _MEMBER = ["worker", "member"]
 # (metric name, row key, help); counters get "_total" from the library
 _MEMBER_COUNTERS = (
     ("pyjk_member_requests", "elected", "lb attempts that chose the member (mod_jk elected/used)"),
-    ("pyjk_member_sessions", "sessions", "requests without a session id sent to the member"),
+    (
+        "pyjk_member_requests_without_session",
+        "sessions",
+        "lb attempts without a session id that chose the member (mod_jk's Sess)",
+    ),
     ("pyjk_member_errors", "errors", "failed requests"),
     ("pyjk_member_client_errors", "client_errors", "requests the client broke off"),
     ("pyjk_member_transferred_bytes", "transferred", "bytes sent to the backend"),
@@ -63,12 +65,15 @@ _MEMBER_GAUGES = (
     ("pyjk_member_drained", "drained", "1 = disabled and no live session left"),
     ("pyjk_member_last_reset_timestamp_seconds", "last_reset_at", "time of the last reset"),
     ("pyjk_member_last_error_timestamp_seconds", "error_time_unix_seconds", "last error time"),
+    ("pyjk_member_joined_timestamp_seconds", "joined_at", "when a cluster member joined"),
 )
 _LB_GAUGES = (
     ("pyjk_lb_members", "member_count", "members of the lb"),
     ("pyjk_lb_busy", "busy", "requests in flight through the lb"),
     ("pyjk_lb_max_busy", "max_busy", "most requests in flight since the last reset"),
     ("pyjk_lb_maps", "map_count", "URI map rules naming the lb"),
+    ("pyjk_lb_live_sessions", "live_sessions", "live sessions the cluster reports"),
+    ("pyjk_lb_sessions_limit", "sessions_limit", "the cluster's max_active_sessions"),
     ("pyjk_lb_last_reset_timestamp_seconds", "last_reset_at", "time of the last reset"),
 )
 
@@ -102,7 +107,17 @@ class _SnapshotCollector(Collector):
         info = GaugeMetricFamily(
             "pyjk_member_info",
             "member settings (value 1)",
-            labels=["worker", "member", "type", "host", "port", "route", "domain", "redirect"],
+            labels=[
+                "worker",
+                "member",
+                "type",
+                "host",
+                "port",
+                "route",
+                "domain",
+                "redirect",
+                "origin",
+            ],
         )
         state = GaugeMetricFamily(
             "pyjk_member_state", "1 for the member's state", labels=[*_MEMBER, "state"]
@@ -117,7 +132,7 @@ class _SnapshotCollector(Collector):
 
         def member(worker: str, row: Row, used_key: str) -> None:
             labels = [_label(worker), _label(row["name"])]
-            settings = ("type", "host", "port", "route", "domain", "redirect")
+            settings = ("type", "host", "port", "route", "domain", "redirect", "origin")
             info.add_metric([*labels, *(_label(row.get(k)) for k in settings)], 1.0)
             current = row.get("state")
             for s in State:
@@ -131,10 +146,10 @@ class _SnapshotCollector(Collector):
                 value = _number(row.get(used_key if key == "elected" else key))
                 if value is not None:
                     family.add_metric(labels, value)
-            for key, family in gauges.items():
+            for key, gauge in gauges.items():
                 value = _number(row.get(key))
                 if value is not None:
-                    family.add_metric(labels, value)
+                    gauge.add_metric(labels, value)
 
         for view in self.snap.lbs:
             r = view.row
@@ -172,7 +187,6 @@ class _SnapshotCollector(Collector):
         yield from processes_metrics(self.snap.processes)
 
 
-def render_prometheus(snap: Snapshot) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snap))
-    return generate_latest(registry)
+def render_prometheus(snap: Snapshot, extra: Iterable[Collector] = ()) -> bytes:
+    """The snapshot's families, then those of ``extra`` (traffic, process, python)."""
+    return render((_SnapshotCollector(snap), *extra))

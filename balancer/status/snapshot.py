@@ -93,6 +93,16 @@ def _live_sessions(src: Sources) -> Mapping[str, int] | None:
         return None
 
 
+def _limit(src: Sources, lb: str) -> int | None:
+    """The cluster's max_active_sessions behind ``lb`` (None: not reported)."""
+    if src.cluster_limits is None:
+        return None
+    try:
+        return src.cluster_limits().get(lb)
+    except Exception:  # as _live_sessions: the page must not fail on a broken view
+        return None
+
+
 def _count_maps(uri_map: UriMap | None, name: str) -> int:
     if uri_map is None:
         return 0
@@ -133,6 +143,7 @@ def _lb_row(
             Field("last_reset_ago", _ago(engine.last_reset, now)),
             Field("retry_interval", s.retry_interval, pyjk=True),
             Field("live_sessions", sum(known) if known else None, pyjk=True),
+            Field("sessions_limit", _limit(src, engine.name), pyjk=True),
         ]
     )
 
@@ -229,6 +240,9 @@ def _member_row(
             Field("sticky_misses", m.sticky_misses, pyjk=True),
             Field("failovers", m.failovers, pyjk=True),
             Field("last_error", m.last_error_reason, quoted=True, pyjk=True),
+            # static (workers.properties) or cluster (joined by heartbeat: balancer.dynamic)
+            Field("origin", m.config.origin, pyjk=True),
+            Field("joined_at", int(m.config.joined_at) or None, pyjk=True),
         ]
     )
 

@@ -3,6 +3,9 @@ their S/E/R/T links and action forms, single-member workers and URI mappings."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 from balancer.status import cells, forms
 from balancer.status.escape import h, text
 from balancer.status.htmlctx import Context
@@ -50,6 +53,7 @@ _MEMBER_HEAD = (
     "SM",
     "FO",
     "Rating",
+    "Origin",
     "Last error",
 )
 _NAME_AT = _MEMBER_HEAD.index("Name")
@@ -127,7 +131,7 @@ def lb_section(ctx: Context, view: WorkerView) -> str:
                         r["max_busy"],
                         f"{text(r['time_to_maintenance_min'])}/{text(r['time_to_maintenance_max'])}",
                         r["last_reset_ago"],
-                        r["live_sessions"],
+                        cells.live_of_limit(r),
                         "",
                     ]
                 ],
@@ -300,8 +304,16 @@ def _member_counters(m: Row) -> list[object]:
         m["sticky_misses"],
         m["failovers"],
         cells.Html(f'<span class="r-{h(m["rating"])}">{h(m["rating"])}</span>'),
+        _origin(m),
         m["last_error"],
     ]
+
+
+def _origin(m: Row) -> str:
+    joined = m["joined_at"]
+    if m["origin"] != "cluster" or not isinstance(joined, int):
+        return str(m["origin"])
+    return f"cluster {time.strftime('%H:%M:%S', time.gmtime(joined))} UTC"
 
 
 def _maps(ctx: Context, view: WorkerView) -> str:
@@ -340,7 +352,7 @@ def _maps(ctx: Context, view: WorkerView) -> str:
     )
 
 
-def _table(heads: list[str], rows: list[list[object]]) -> str:
+def _table(heads: list[str], rows: Sequence[Sequence[object]]) -> str:
     head = "".join(f"<th>{c if c.startswith('[') else h(c)}</th>" for c in heads)
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'

@@ -8,7 +8,8 @@ pyjk does better (front-door-security.md, admin rows):
 - access: the client must be on loopback or in the ``allow`` networks, and in the ``user``
   list when one is set; else 403 ``Access denied.``;
 - ``read_only`` (or ``opt=0x20`` for one view) refuses every change with 403;
-- changes (update, reset, recover) only by POST, parameters in a form-urlencoded body, with the
+- changes (update, reset, recover) only by POST, parameters in a form-urlencoded body or, as
+  mod_jk takes them, in the query string (the body's win where both name one), with the
   process's CSRF token (field ``csrf``, put in every HTML form) or ``Authorization: Bearer
   <token>`` (the ``token`` directive). A GET with such a command changes nothing: 405 with
   ``Allow: POST`` (the resource the query names only accepts POST). Wrong or missing token:
@@ -26,6 +27,8 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlencode
+
+from prometheus_client.registry import Collector
 
 from balancer.config.directives import is_sensitive_key
 from balancer.config.model import StatusConfig, WorkersConfig
@@ -63,6 +66,7 @@ from balancer.status.messages import (
     StatusResponse,
 )
 from balancer.status.model import (
+    ClusterLimits,
     ClusterView,
     Document,
     PoolStats,
@@ -125,6 +129,7 @@ class StatusWorker:
         pool_stats: PoolStats | None = None,
         maintain_tick: float = 1.0,
         tls_view: Callable[[], TlsView | None] | None = None,
+        cluster_limits: ClusterLimits | None = None,
         processes: Callable[[], Sequence[ProcessRow]] | None = None,
     ) -> None:
         self.config = config
@@ -139,9 +144,12 @@ class StatusWorker:
             pool_stats,
             maintain_tick,
             tls_view,
+            cluster_limits,
             processes,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
+        # rendered after the snapshot on /metrics (traffic, process, python); set by the wiring
+        self.collectors: tuple[Collector, ...] = ()
         self._allow = networks(config)
         self._results: OrderedDict[str, Result] = OrderedDict()
 
@@ -192,7 +200,13 @@ class StatusWorker:
             if ctype != "application/x-www-form-urlencoded" and (ctype or req.body):
                 # the query still names the format for the error answer
                 raise StatusError(415, FORM_ONLY)
-            return Params.parse(req.body.decode("latin-1"))
+            # mod_jk reads a command's parameters from the query string; a mod_jk-era
+            # ``curl -X POST ".../jkstatus?cmd=update&w=lb&sw=n3&vwa=d"`` must do what it says
+            # rather than answer the list page (issue 18). The body's values win over the
+            # query's (first value wins in Params.parse), so a form that posts to a URL with a
+            # query still does what its fields say.
+            body = req.body.decode("latin-1")
+            return Params.parse(f"{body}&{req.query}" if body and req.query else body or req.query)
         return Params.parse(req.query)
 
     def _mime(self, req: StatusRequest, params: Params) -> str:
@@ -316,7 +330,9 @@ class StatusWorker:
             )
             snap = snapshot(self.sources, sel, now, wall)
             if mime == "prometheus":
-                return StatusResponse(200, _TYPES[mime], render_prometheus(snap), _COMMON_HEADERS)
+                return StatusResponse(
+                    200, _TYPES[mime], render_prometheus(snap, self.collectors), _COMMON_HEADERS
+                )
             doc = Document(ok, head(self.sources, wall), snap)
         elif cmd == "version":
             doc = Document(ok, head(self.sources, wall))

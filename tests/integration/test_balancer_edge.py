@@ -10,13 +10,12 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.integration.conftest import BACKENDS, Stack
-from tests.support.procs import free_port, port_open, wait_for
+from tests.support.procs import free_port, memory_mib, port_open, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +23,7 @@ GIB = 1 << 30
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
+    return memory_mib(pid, "VmHWM")
 
 
 async def test_a_1_gib_body_streams_both_ways_with_bounded_memory(stack: Stack):

@@ -121,8 +121,10 @@ class Cluster:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def start(self, route: str, config: Path | None = None, *, wait_ready: bool = True) -> Node:
-        return self.start_many([route], config, wait_ready=wait_ready)[0]
+    def start(
+        self, route: str, config: Path | None = None, *, wait_ready: bool = True, **kw: Any
+    ) -> Node:
+        return self.start_many([route], config, wait_ready=wait_ready, **kw)[0]
 
     def start_many(
         self,
@@ -130,6 +132,8 @@ class Cluster:
         config: Path | list[Path] | None = None,
         *,
         wait_ready: bool = True,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> list[Node]:
         """Start workers side by side (one config, or one per route), then wait for each
         (ready, or at least its cluster node answering)."""
@@ -141,8 +145,8 @@ class Cluster:
             port = free_port()
             proc = self.group.python(
                 "-m", "worker", "--route", route, "--listen", f"127.0.0.1:{port}",
-                "--cluster", str(path), name=f"{route}-{port}",
-                env={"PYJK_CLUSTER_FAULTS": "1"},
+                "--cluster", str(path), *args, name=f"{route}-{port}",
+                env={"PYJK_CLUSTER_FAULTS": "1", **(env or {})},
             )  # fmt: skip
             nodes.append(Node(route, port, proc, path))
         for node in nodes:

@@ -128,7 +128,11 @@ def _from_json(body: bytes) -> Counts:
 
 
 def _from_prometheus(body: bytes) -> Counts:
-    names = {"pyjk_member_requests": 0, "pyjk_member_sessions": 1, "pyjk_member_errors": 2}
+    names = {
+        "pyjk_member_requests": 0,
+        "pyjk_member_requests_without_session": 1,
+        "pyjk_member_errors": 2,
+    }
     found: dict[str, list[int]] = {}
     for family in text_string_to_metric_families(body.decode()):
         if family.name not in names:

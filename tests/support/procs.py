@@ -53,6 +53,14 @@ async def until(check: Callable[[], bool], timeout: float = 20.0, what: str = ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
 
 
+def memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """A /proc/<pid>/status memory field in MiB: VmRSS (resident now), VmHWM (its peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)

@@ -149,16 +149,22 @@ async def test_a_container_that_closes_before_answering_is_a_read_failure() -> N
 
 @uvloop_test
 async def test_a_short_body_then_end_response_cuts_the_client_off() -> None:
+    head_seen = asyncio.Event()
+
     async def script(talk: Talk, req: ForwardRequest) -> None:
         talk.headers(200, [(b"Content-Length", b"10")])
         talk.chunk(b"abc")
+        await head_seen.wait()
         talk.end()
 
     async with ajp_proxied(script) as (_, proxy):
         client = await proxy.connect()
         client.send(get("/"))
+        assert (await client.reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+        head_seen.set()
+        await client.reader.readuntil(b"\r\n\r\n")
         with pytest.raises(asyncio.IncompleteReadError):
-            await client.response()
+            await client.reader.readexactly(10)
         (outcome,) = proxy.engine.last.outcomes
         client.close()
     assert outcome.kind is OutcomeKind.READ_FAILED and outcome.response_started
@@ -166,21 +172,48 @@ async def test_a_short_body_then_end_response_cuts_the_client_off() -> None:
 
 @uvloop_test
 async def test_more_body_than_content_length_cuts_the_client_off() -> None:
+    head_seen = asyncio.Event()
+
     async def script(talk: Talk, req: ForwardRequest) -> None:
         talk.headers(200, [(b"Content-Length", b"3")])
+        await head_seen.wait()
         talk.chunk(b"abcdef")
         talk.end()
 
     async with ajp_proxied(script) as (container, proxy):
         client = await proxy.connect()
         client.send(get("/") + get("/second"))
-        rest = await client.rest()  # never more than the announced 3 bytes, then closed
+        head = await client.reader.readuntil(b"\r\n\r\n")
+        head_seen.set()
+        body = await client.rest()  # never more than the announced 3 bytes, then closed
         client.close()
         (outcome,) = proxy.engine.last.outcomes
-    head, _, body = rest.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and len(body) <= 3 and b"HTTP/1.1" not in body
     assert outcome.kind is OutcomeKind.READ_FAILED
     assert len(container.seen) == 1  # the pipelined request behind it was not served
+
+
+@pytest.mark.parametrize(
+    ("length", "sent"), [(b"10", b"abc"), (b"3", b"abcdef")], ids=["short", "long"]
+)
+@uvloop_test
+async def test_a_wrong_body_in_the_same_read_as_its_head_gives_a_clean_502(
+    length: bytes, sent: bytes
+) -> None:
+    # nothing of it had gone to the client when the read turned out bad (as HAProxy answers)
+    async def script(talk: Talk, req: ForwardRequest) -> None:
+        talk.headers(200, [(b"Content-Length", length)])
+        talk.chunk(sent)
+        talk.end()
+
+    async with ajp_proxied(script) as (_, proxy):
+        client = await proxy.connect()
+        client.send(get("/"))
+        resp = await client.response()
+        client.close()
+        (outcome,) = proxy.engine.last.outcomes
+    assert resp.status == 502 and sent not in resp.body
+    assert not outcome.response_started
 
 
 @uvloop_test
@@ -360,3 +393,69 @@ async def test_the_engine_fails_over_when_a_cping_goes_unanswered() -> None:
     assert n1.seen == [] and n1.cpings >= 1  # the POST never went to n1
     assert engine.member("n1").state is State.ERR
     assert "cping" in engine.member("n1").last_error_reason
+
+
+class _ClosesOnFirstBytes(asyncio.Protocol):
+    """Accepts, reads whatever comes first (request head, CPing), closes without a byte."""
+
+    def __init__(self, counts: list[int]) -> None:
+        self.counts = counts
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.counts[0] += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.close()
+
+
+async def _accept_and_close(kind: str, **settings: object) -> list[tuple[object, ...]]:
+    loop = asyncio.get_running_loop()
+    counts = [[0], [0]]
+    servers = [
+        await loop.create_server(lambda c=c: _ClosesOnFirstBytes(c), "127.0.0.1", 0) for c in counts
+    ]
+    cfgs = [
+        MemberConfig(
+            name=f"n{i}",
+            type=kind,
+            host="127.0.0.1",
+            port=s.sockets[0].getsockname()[1],
+            retry_interval=5,
+            **settings,  # type: ignore[arg-type]
+        )
+        for i, s in enumerate(servers, 1)
+    ]
+    engine = lb_engine(*cfgs, retry_interval=5)
+    seen: list[tuple[object, ...]] = []
+    try:
+        async with Proxy(router=lambda req: ProxyTo(engine, name="lb")) as proxy:
+            for _ in range(2):
+                resp = await proxy.request(get("/app"))
+                seen.append(
+                    (
+                        resp.status,
+                        [c[0] for c in counts],
+                        [(m.state, m.errors) for m in engine.members],
+                    )
+                )
+    finally:
+        for s in servers:
+            s.close()
+    return seen
+
+
+# ping_mode A in workers.properties sets connect_timeout and prepost_timeout (config/build.py)
+@pytest.mark.parametrize("settings", [{}, {"connect_timeout": 500, "prepost_timeout": 500}])
+@uvloop_test
+async def test_ajp_members_that_accept_and_close_fail_as_http_members_do(
+    settings: dict[str, object],
+) -> None:
+    # mod_jk (modjk.md §9 item 2): the first request gets 502 (the last member failure was a
+    # read), 4 connections per member; the second 503 with 2 more; every member ERR
+    http = await _accept_and_close("http")
+    ajp = await _accept_and_close("ajp13", **settings)
+    assert ajp == http
+    first, second = ajp
+    assert first == (502, [4, 4], [(State.ERR, 2), (State.ERR, 2)])
+    assert second[:2] == (503, [6, 6])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("balancer", "worker", "replication")
+PACKAGES = ("balancer", "worker", "replication", "pyjk")
 # What a module that decides without I/O has no use for: the event loop, sockets, files,
 # processes, signals and the web framework. (time, os, secrets and logging are allowed: the
 # clock's formatting, os.urandom and ids from secrets are not I/O, and logging is a side line.)

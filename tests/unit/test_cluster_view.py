@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from balancer.cluster_view import _preferred_first, live_by_route
+from balancer.cluster_view import _preferred_first, live_by_route, sessions_limit
 
 
 def test_live_sessions_are_read_per_route_from_the_listing():
@@ -36,3 +36,10 @@ def test_the_member_that_answered_last_is_asked_first():
     endpoints = [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 2)]
     assert _preferred_first(endpoints, ("127.0.0.1", 2)) == [("127.0.0.1", 2), ("127.0.0.1", 1)]
     assert _preferred_first(endpoints, None) == [("127.0.0.1", 1), ("127.0.0.1", 2)]
+
+
+def test_the_sessions_limit_is_read_from_the_listing_when_it_is_a_number():
+    assert sessions_limit({"sessions": 3, "sessions_limit": 100_000}) == 100_000
+    assert sessions_limit({"sessions_limit": "100"}) is None
+    assert sessions_limit({"sessions_limit": True}) is None
+    assert sessions_limit({}) is None

@@ -12,7 +12,7 @@ from balancer.config.docs import render
 from balancer.config.model import BalancerSettings, LbConfig, MemberConfig, StatusConfig
 from balancer.mounts.extensions import EXTENSIONS
 
-NOT_DIRECTIVES = {"name", "extra", "location", "type"}
+NOT_DIRECTIVES = {"name", "extra", "location", "type", "origin", "joined_at"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,7 +49,7 @@ def test_list_directives_are_mod_jks_plus_allow_and_trusted_proxies():
     listed = {d.name for d in dt.DIRECTIVES if d.is_list}
     assert listed == {
         "list", "balance_workers", "mount", "user", "good", "bad", "fail_on_status", "allow",
-        "trusted_proxies",
+        "trusted_proxies", "cluster_allow",
     }  # fmt: skip
     assert dt.is_list_key("worker.trusted_proxies")
 
@@ -76,7 +76,8 @@ def test_mod_jk_clamps_below_one():
 def test_pyjk_only_directives():
     assert {d.name for d in dt.DIRECTIVES if d.pyjk_only} == {
         "health_check_path", "health_check_interval", "health_check_rise",
-        "health_check_fall", "slow_start", "allow", "token",
+        "health_check_fall", "slow_start", "allow", "token", "cluster", "cluster_template",
+        "cluster_allow",
     } | {f.name for f in dataclasses.fields(BalancerSettings)}  # fmt: skip
 
 

@@ -184,6 +184,17 @@ async def test_a_fail_on_status_response_is_discarded_and_the_next_member_answer
 
 
 @uvloop_test
+async def test_a_members_refusal_header_on_a_503_reaches_the_plan() -> None:
+    full = ok(b"full", status=503, headers=(b"x-pyjk-refusal: sessions-full",))
+    async with Backend(lambda c, r: full) as a, Backend(lambda c, r: ok(b"no", status=503)) as b:
+        engine = FakeEngine([member("a", a.port), member("b", b.port)], fail_on_status=(503,))
+        async with Proxy(engine) as proxy:
+            await proxy.request(get("/"))
+    refusals = [e for e in engine.last.events if e[0] == "refusal"]
+    assert refusals == [("refusal", "a", "sessions-full")]  # b's plain 503 names nothing
+
+
+@uvloop_test
 async def test_a_fail_on_status_response_on_the_last_member_gives_503() -> None:
     async with Backend(lambda c, r: ok(b"oops", status=500)) as a:
         engine = FakeEngine([member("a", a.port)], fail_on_status=(500,))
@@ -342,7 +353,9 @@ class WaitingPlan:
     def report(self, outcome: Outcome, now: float) -> None:
         self.log.append("report")
 
-    def response_head(self, status: int, now: float, *, replayable: bool = True) -> bool:
+    def response_head(
+        self, status: int, now: float, *, replayable: bool = True, refusal: str | None = None
+    ) -> bool:
         return True
 
     def finish(self, sent: int, received: int, now: float) -> None:

@@ -155,6 +155,18 @@ BAD_RESPONSES = {
     "101 nobody asked for": b"HTTP/1.1 101 Switching\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
     "not HTTP at all": b"SSH-2.0-OpenSSH_9.0\r\n",
     "a head that never ends": b"HTTP/1.1 200 OK\r\nX-Endless: " + b"v" * (200 * 1024),
+    # chunked bodies broken in the read that brought the head: nothing was relayed yet, so
+    # the client gets a clean 502 rather than a started 200 and a cut connection (HAProxy)
+    "malformed chunk size with the head": (
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n"
+    ),
+    "a good chunk, then a malformed size, with the head": (
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n-1\r\nhi\r\n0\r\n\r\n"
+    ),
+    "chunk longer than its size with the head": (
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi!\r\n0\r\n\r\n"
+    ),
 }
 
 
@@ -412,7 +424,8 @@ async def test_a_websocket_upgrade_is_spliced_both_ways() -> None:
             client = await proxy.connect()
             client.send(
                 b"GET /ws HTTP/1.1\r\n" + H + b"Connection: keep-alive, Upgrade\r\n"
-                b"Upgrade: websocket\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
                 b"early"
             )
             resp = await client.response()

@@ -116,6 +116,44 @@ MALFORMED: dict[str, tuple[bytes, int]] = {
         b"POST / HTTP/1.1\r\n" + H + b"Expect: something\r\nContent-Length: 1\r\n\r\nx",
         417,
     ),
+    "absolute target naming another host": (
+        b"GET http://other.example/p HTTP/1.1\r\n" + H + b"\r\n",
+        400,  # not a forward proxy: the authority must be the Host the request carries
+    ),
+    "absolute target on HTTP/1.0 without a Host": (
+        b"GET http://example.test/p HTTP/1.0\r\n\r\n",
+        400,
+    ),
+    "websocket upgrade without Sec-WebSocket-Key": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n",
+        400,
+    ),
+    "websocket upgrade with a key that is not 16 bytes": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: a2V5\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        400,
+    ),
+    "websocket upgrade with version 8": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        400,
+    ),
+    "websocket upgrade without a version": (
+        b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        400,
+    ),
+    "chunk extension of 64 KiB": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"5;" + b"e" * 65536 + b"\r\nhello\r\n0\r\n\r\n",
+        400,  # past Limits.max_chunk_line (4 KiB for size and extensions)
+    ),
+    "chunk extension of 5 KiB on the second chunk": (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n5;x=" + b"v" * 5000 + b"\r\nhello\r\n0\r\n\r\n",
+        400,
+    ),
     "websocket upgrade with a body": (
         b"GET / HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
         b"Content-Length: 3\r\n\r\nabc",
@@ -210,6 +248,49 @@ async def test_chunked_body_over_the_limit_gets_413_and_is_never_forwarded() -> 
         raw = b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
         raw += b"6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n"
         await assert_rejected(proxy, backend, raw, 413)
+
+
+@uvloop_test
+async def test_a_chunk_extension_trickling_in_over_many_reads_gets_400_and_nothing_upstream() -> (
+    None
+):
+    async with proxied() as (backend, proxy):
+        client = await proxy.connect()
+        client.send(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;")
+        await eventually(lambda: len(proxy.server.connections) == 1)
+        for _ in range(10):  # 10 x 600 bytes: past the 4 KiB bound only as a whole
+            client.send(b"e" * 600)
+            await client.writer.drain()
+        resp = await client.response()
+        assert resp.status == 400
+        assert await client.closed()
+    assert backend.requests == []
+
+
+@uvloop_test
+async def test_a_long_chunk_extension_behind_a_pipelined_get_is_refused_after_the_get() -> None:
+    post = b"POST /p HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+    post += b"5;" + b"e" * 65536 + b"\r\nhello\r\n0\r\n\r\n"
+    async with proxied() as (backend, proxy):
+        client = await proxy.connect()
+        client.send(get("/first") + post)  # one write: both heads in the same read
+        first = await client.response()
+        second = await client.response()
+        assert await client.closed()
+    assert (first.status, second.status) == (200, 400)
+    assert [r.url for r in backend.requests] == [b"/first"]
+
+
+@uvloop_test
+async def test_short_chunk_extensions_are_accepted_on_every_chunk_and_dropped() -> None:
+    ext = b";name=" + b"v" * 3000  # under the bound on each line, 300 KB in all
+    chunks = b"".join(b"1%s\r\n%d\r\n" % (ext, i % 10) for i in range(100))
+    raw = b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + chunks
+    async with proxied(Limits(max_body_size=0)) as (backend, proxy):
+        resp = await proxy.request(raw + b"0\r\n\r\n")
+    assert resp.status == 200
+    assert resp.body == b"".join(b"%d" % (i % 10) for i in range(100))
+    assert b"name=" not in bytes(backend.received)
 
 
 @uvloop_test
@@ -349,14 +430,19 @@ async def test_a_valid_request_before_a_malformed_one_is_served_then_the_error_c
 
 
 @uvloop_test
-async def test_absolute_form_target_goes_upstream_in_origin_form_with_its_authority() -> None:
-    target = b"http://app.test:8080/p;jsessionid=X?q=1"
+async def test_absolute_form_target_naming_the_host_goes_upstream_in_origin_form() -> None:
+    # the same origin as Host: case and an explicit default port do not matter
+    target = b"http://Example.TEST:80/p;jsessionid=X?q=1"
     async with proxied() as (backend, proxy):
         resp = await proxy.request(b"GET %s HTTP/1.1\r\n%s\r\n" % (target, H))
-    assert resp.status == 200
+        other = await proxy.request(
+            b"GET http://app.test:8080/p HTTP/1.1\r\nHost: app.test:8080\r\n\r\n"
+        )
+    assert resp.status == other.status == 200
     seen = backend.requests[0]
     assert seen.url == b"/p;jsessionid=X?q=1"
-    assert seen.all("host") == [b"app.test:8080"]
+    assert seen.all("host") == [b"example.test"]
+    assert backend.requests[1].all("host") == [b"app.test:8080"]
 
 
 @uvloop_test

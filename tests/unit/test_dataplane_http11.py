@@ -154,3 +154,64 @@ def test_limits_have_the_documented_defaults() -> None:
 def test_limits_refuse_nonsense_and_name_the_field(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         Limits(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("headers", "ok"),
+    [
+        (
+            [
+                (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+                (b"Sec-WebSocket-Version", b"13"),
+            ],
+            True,
+        ),
+        (
+            [
+                (b"sec-websocket-key", b" dGhlIHNhbXBsZSBub25jZQ== "),
+                (b"SEC-WEBSOCKET-VERSION", b"13"),
+            ],
+            True,
+        ),
+        ([(b"Sec-WebSocket-Version", b"13")], False),
+        ([(b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ==")], False),
+        (
+            [(b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="), (b"Sec-WebSocket-Version", b"8")],
+            False,
+        ),
+        ([(b"Sec-WebSocket-Key", b"a2V5"), (b"Sec-WebSocket-Version", b"13")], False),
+        (
+            [
+                (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=!"),
+                (b"Sec-WebSocket-Version", b"13"),
+            ],
+            False,
+        ),
+        (
+            [
+                (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+                (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+                (b"Sec-WebSocket-Version", b"13"),
+            ],
+            False,
+        ),
+    ],
+)
+def test_websocket_handshake_fields_are_checked(
+    headers: list[tuple[bytes, bytes]], ok: bool
+) -> None:
+    assert h.websocket_handshake_ok(headers) is ok
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (b"example.test", b"EXAMPLE.test", True),
+        (b"example.test:80", b"example.test", True),
+        (b"example.test", b"example.test:443", True),
+        (b"example.test:8080", b"example.test", False),
+        (b"other.example", b"example.test", False),
+    ],
+)
+def test_same_authority_ignores_case_and_default_ports(a: bytes, b: bytes, same: bool) -> None:
+    assert h.same_authority(a, b) is same

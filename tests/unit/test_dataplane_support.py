@@ -61,6 +61,10 @@ class FakeMember:
     name: str
     config: MemberConfig
 
+    @property
+    def recovery_options(self) -> int:
+        return self.config.recovery_options
+
 
 @dataclass
 class FakeEngine:
@@ -145,9 +149,13 @@ class FakePlan:
         ):
             self.stopped = True
 
-    def response_head(self, status: int, now: float, *, replayable: bool = True) -> bool:
+    def response_head(
+        self, status: int, now: float, *, replayable: bool = True, refusal: str | None = None
+    ) -> bool:
         assert self.open is not None, "response_head() without a Forward"
         self.events.append(("head", self.open.name, status))
+        if refusal is not None:
+            self.events.append(("refusal", self.open.name, refusal))
         if status in self.engine.fail_on_status:
             self.open = None
             self.closes += 1

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from balancer.config.model import MemberConfig, RuleExtensions
-from balancer.lb.decisions import Outcome, OutcomeKind
+from balancer.lb.decisions import Outcome, OutcomeKind, refusal_of
 from balancer.lb.engine import RECOVERY_REPLAY_UNSAFE
 from balancer.lb.member import State
 from tests.unit.test_lb_driver import (
@@ -25,24 +25,26 @@ ON_N1 = "JSESSIONID=abc.n1"
 # -- §9.2: retry counts when everything is down ---------------------------------------------
 
 
-def test_two_refusing_members_cost_eight_connects_and_half_a_second():
+def test_two_refusing_members_cost_eight_connects_and_one_round_wait():
+    # mod_jk's counts (§9.2); its member retry_interval sleeps after a refused connect are
+    # dropped (a refusal is certain), the Wait between lb rounds stays
     eng = engine("n1", "n2")
     result = run(eng, backends=DOWN)
     assert result.tried == ["n1", "n1", "n2", "n2", "n1", "n1", "n2", "n2"]
-    assert result.waits == [0.1, 0.1, 0.1, 0.1, 0.1]  # member, member, round, member, member
-    assert result.waited == 0.5
+    assert result.waits == [0.1]  # the round
+    assert result.waited == 0.1
     assert result.client_status == 503
     assert states(eng) == {"n1": State.ERR, "n2": State.ERR}
     assert [m.errors for m in eng.members] == [2, 2]  # once per lb attempt, not per connect
     assert [m.elected for m in eng.members] == [2, 2]
 
 
-def test_second_request_while_both_are_err_costs_four_connects_and_0_3_s():
+def test_second_request_while_both_are_err_costs_four_connects_and_one_round_wait():
     eng = engine("n1", "n2")
     run(eng, backends=DOWN)
     result = run(eng, now=1.0, backends=DOWN)
     assert result.tried == ["n1", "n1", "n2", "n2"]  # the forced-recovery pass
-    assert result.waited == 0.3
+    assert result.waited == 0.1  # mod_jk: 0.3 (two member retry_intervals and the round)
     assert result.client_status == 503
 
 
@@ -71,18 +73,46 @@ def test_lb_retries_limits_members_per_round():
 
 def test_member_retries_and_retry_interval_are_per_member():
     eng = engine(MemberConfig("n1", retries=3, retry_interval=250), "n2")
-    result = run(eng, backends={"n1": REFUSED})
+    result = run(eng, backends={"n1": CLOSED})
     assert result.tried == ["n1", "n1", "n1", "n2"]
     assert result.waits == [0.25, 0.25]
     assert result.status == 200
 
 
-def test_failover_serves_the_first_request_after_a_member_dies_in_about_100_ms():
-    # §9.5: one retry on the dead member after retry_interval, then the next member
+def test_failover_serves_the_first_request_after_a_member_dies_without_a_pause():
+    # §9.5: one retry on the dead member, then the next member; mod_jk sleeps retry_interval
+    # (100 ms) before that retry, pyjk does not after a refused connect: nothing listens there
     eng = engine("n1", "n2")
     result = run(eng, backends={"n1": REFUSED})
     assert result.tried == ["n1", "n1", "n2"]
-    assert result.waited == 0.1 and result.status == 200
+    assert result.waited == 0 and result.status == 200
+
+
+def test_a_refused_retry_after_a_lost_connection_has_its_pause_then_none():
+    # a read failure is not certain (the member may be alive): its retry waits retry_interval;
+    # the refusal that follows is certain: the member's next try comes at once
+    eng = engine(MemberConfig("n1", retries=3), "n2")
+    answers = iter([CLOSED, REFUSED, REFUSED])
+    result = run(eng, backends={"n1": lambda fwd: next(answers)})
+    assert result.tried == ["n1", "n1", "n1", "n2"]
+    assert result.waits == [0.1]
+    assert result.status == 200
+
+
+def test_other_connect_failures_keep_the_retry_interval():
+    timeout = Outcome(OutcomeKind.CONNECT_FAILED, reason="connect-timeout")
+    eng = engine("n1", "n2")
+    result = run(eng, backends={"n1": timeout})
+    assert result.tried == ["n1", "n1", "n2"]
+    assert result.waits == [0.1]
+
+
+def test_fail_on_status_retry_keeps_the_retry_interval_after_a_refusal():
+    eng = engine(MemberConfig("n1", retries=3, fail_on_status=(503,)), "n2")
+    answers = iter([REFUSED, 503, 503])
+    result = run(eng, backends={"n1": lambda fwd: next(answers)})
+    assert result.tried == ["n1", "n1", "n1", "n2"]
+    assert result.waits == [0.1]  # before the third try: the 503 is not a refusal
 
 
 # -- §9.3: reply timeouts -------------------------------------------------------------------
@@ -297,9 +327,9 @@ def test_error_with_other_requests_in_flight_stays_local_until_escalation_time()
     n1 = eng.member("n1")
     assert n1.state is State.OK and n1.errors == 1
     # classified after the member's last try, as mod_jk does after its member loop
-    assert n1.first_error_time == n1.last_error_time == 1.1
-    run(eng, facts(cookie=ON_N1), now=20.0, backends={"n1": REFUSED})
-    assert n1.state is State.OK and n1.first_error_time == 1.1 and n1.last_error_time == 20.1
+    assert n1.first_error_time == n1.last_error_time == 1.0
+    run(eng, facts(cookie=ON_N1), now=20.0, backends={"n1": CLOSED})
+    assert n1.state is State.OK and n1.first_error_time == 1.0 and n1.last_error_time == 20.1
     run(eng, facts(cookie=ON_N1), now=40.0, backends={"n1": REFUSED})  # first error >= 30 s old
     assert n1.state is State.ERR and n1.errors == 3
 
@@ -386,3 +416,34 @@ def test_reply_timeout_on_a_request_that_may_not_be_resent_answers_504():
     result = run(eng, facts("POST"), backends={"n1": TIMEOUT, "n2": TIMEOUT})
     assert result.tried == ["n1"]
     assert result.client_status == 504
+
+
+# -- a cluster-wide refusal (pyjk workers at max_active_sessions) ----------------------------
+
+
+def test_a_cluster_full_503_goes_to_the_client_at_once_even_with_fail_on_status():
+    for codes in ((-503,), (503,)):
+        eng = engine(
+            MemberConfig("n1", fail_on_status=codes), MemberConfig("n2", fail_on_status=codes)
+        )
+        plan = eng.plan(facts(), 0.0)
+        step = plan.next(0.0)
+        assert plan.response_head(503, 0.0, refusal="sessions-full") is True  # relay it
+        plan.finish(0, 100, 0.0)
+        assert plan.status == 503 and plan.forwards == 1
+        assert step.member.state is State.OK and step.member.errors == 0
+
+
+def test_a_plain_503_under_fail_on_status_still_tries_the_other_member():
+    eng = engine(
+        MemberConfig("n1", fail_on_status=(-503,)), MemberConfig("n2", fail_on_status=(-503,))
+    )
+    plan = eng.plan(facts(), 0.0)
+    plan.next(0.0)
+    assert plan.response_head(503, 0.0) is False  # discarded: the next try comes
+
+
+def test_the_refusal_header_is_found_in_any_case_and_only_by_its_name():
+    assert refusal_of([(b"X-Pyjk-Refusal", b" sessions-full ")]) == "sessions-full"
+    assert refusal_of([(b"x-pyjk-refusal", b"sessions-full")]) == "sessions-full"
+    assert refusal_of([(b"Retry-After", b"10"), (b"X-Pyjk-Refusals", b"x")]) is None

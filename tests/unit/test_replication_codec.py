@@ -22,6 +22,7 @@ from replication.codec import (
     StateChunk,
     Touch,
 )
+from replication.election import Advert
 from replication.ledger import RecordedResponse
 from replication.merge import Replica, SessionMeta
 from worker.delta import SessionDelta, SessionState
@@ -230,3 +231,111 @@ def test_replacing_any_nested_part_never_crashes_the_decoder(msg, data):
     target[path[-1]] = data.draw(JSONISH)
     with contextlib.suppress(CodecError):
         codec.from_wire(w)
+
+
+def test_a_heartbeat_without_the_http_fields_reads_as_before():
+    """Members that advertise nothing (older ones) send the five fields; they keep meaning."""
+    wire = codec.to_wire(Heartbeat("c", MEMBER, 1, "0" * 16))
+    assert set(wire["member"]) == {"id", "route", "host", "port", "start"}
+    hb = codec.from_wire(wire)
+    assert isinstance(hb, Heartbeat)
+    assert (hb.member.http_port, hb.member.lbfactor, hb.member.leaving) == (0, 1, False)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"http": ["127.0.0.1", 8101]},  # lbfactor travels with it
+        {"lbfactor": 2},
+        {"http": ["localhost", 8101], "lbfactor": 1},
+        {"http": ["127.0.0.1", 0], "lbfactor": 1},
+        {"http": ["127.0.0.1", 70000], "lbfactor": 1},
+        {"http": ["127.0.0.1"], "lbfactor": 1},
+        {"http": ["127.0.0.1", 8101], "lbfactor": 0},
+        {"http": ["127.0.0.1", 8101], "lbfactor": 100_001},
+        {"leaving": 1},
+    ],
+)
+def test_advertised_http_fields_are_checked(extra):
+    wire = codec.to_wire(Heartbeat("c", MEMBER, 1, "0" * 16))
+    wire["member"].update(extra)
+    with pytest.raises(CodecError):
+        codec.from_wire(wire)
+
+
+# members advertising an HTTP address, a weight and a graceful stop (dynamic lbs)
+ADVERTISING = [
+    Hello("c", MEMBER, 0, None, False, False, True),  # a balancer's probe (observer)
+    Heartbeat("c", MemberInfo(M1, "w1", "127.0.0.1", 4000, 1.5, "127.0.0.1", 8101, 3), 0, "0" * 16),
+    Heartbeat("c", MemberInfo(M1, "w1", "::1", 4000, 1.5, "::1", 8101, 1, True), 0, "0" * 16),
+]
+
+
+@pytest.mark.parametrize("msg", ADVERTISING)
+def test_advertised_http_address_weight_and_leaving_survive_the_wire(msg):
+    assert codec.decode(codec.encode(msg)) == msg
+
+
+def test_an_observer_flag_must_be_a_boolean_and_is_left_out_when_false():
+    assert "observer" not in codec.to_wire(Hello("c", MEMBER, 0))
+    wire = codec.to_wire(Hello("c", MEMBER, 0, observer=True))
+    assert wire["observer"] is True
+    wire["observer"] = "yes"
+    with pytest.raises(CodecError):
+        codec.from_wire(wire)
+
+
+ELECTION_BEATS = [
+    Heartbeat(
+        "c",
+        MEMBER,
+        0,
+        "0" * 16,
+        False,
+        Advert(
+            frozenset({"counter", "r.1"}),
+            {"counter": 7},
+            {"counter": 7, "x": 2},
+            {"x": ("b" * 32, 2)},
+        ),
+    ),
+    Heartbeat("c", MEMBER, 0, "0" * 16, False, Advert()),
+    Hello(
+        "c", MEMBER, 3, None, False, False, election=Advert(frozenset({"counter"}), {"counter": 2})
+    ),
+]
+
+
+@pytest.mark.parametrize("msg", ELECTION_BEATS)
+def test_election_adverts_survive_the_wire(msg):
+    assert codec.decode(codec.encode(msg)) == msg
+
+
+@pytest.mark.parametrize(
+    "svc",
+    [
+        None,
+        [],
+        {"runs": [], "owns": {}, "epochs": {}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["b" * 32]}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["nothex", 1]}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {"x": ["b" * 32, 0]}},
+        {"runs": ["bad name"], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": ["x" * 65], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {"counter": 0}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {"counter": True}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {"counter": 1.5}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {"": 1}, "seen": {}},
+        {"runs": [f"n{i}" for i in range(257)], "owns": {}, "epochs": {}, "seen": {}},
+        {"runs": [], "owns": {}, "epochs": {}, "seen": {}, "extra": 1},
+    ],
+)
+def test_election_adverts_in_heartbeats_are_checked(svc):
+    wire = codec.to_wire(Heartbeat("c", MEMBER, 0, "0" * 16, False, Advert()))
+    wire["svc"] = svc
+    with pytest.raises(CodecError, match=r"hb\.svc"):
+        codec.from_wire(wire)
+
+
+def test_a_heartbeat_without_election_state_has_no_svc_field():
+    assert "svc" not in codec.to_wire(Heartbeat("c", MEMBER, 0, "0" * 16))

@@ -177,6 +177,9 @@ class BringsRecords:
         self.observer.ledger.put("req-5", record(b'{"n": 5}'), T0)  # the write that made n 5
         return FOUND
 
+    async def refresh(self, random_parts: Sequence[str]) -> Lookup:
+        return FOUND
+
 
 async def test_a_retry_whose_session_a_lookup_brings_in_is_answered_from_its_record(
     aiohttp_client,

@@ -214,3 +214,51 @@ async def test_past_the_cap_of_lookups_in_flight_a_request_is_told_unknown_witho
     assert sum(len(link.pulls) for link in links.values()) == 2 * MAX_LOOKUPS  # none added
     assert node.counters["lookups_refused"] == 1
     assert set(await asyncio.gather(*waiting)) == {UNKNOWN}  # nobody answered them either
+
+
+# -- refresh before a takeover -------------------------------------------------------------------
+async def test_a_takeover_refresh_merges_the_newer_copy_a_member_answers():
+    node, _, _ = make_node()
+    links = with_links(node)
+    node.store.install(replica(count=5).state)  # held here, routed to node2 (a takeover)
+    node.replicator.meta[RANDOM] = replica(count=5).meta
+    refresh = asyncio.create_task(node.refresh([RANDOM]))
+    await pulls_sent(links, 2)
+    newer = replica(count=6)
+    newer = Replica(newer.state, SessionMeta.fresh(newer.state, (9, OTHER.id)))
+    answer(links[OTHER.id], newer)  # node3 got node2's last write
+    answer(links[PEER.id])  # node2 (or what is left of it) has nothing newer
+    assert await refresh == FOUND
+    assert node.store.get_state(RANDOM).attributes["count"] == "6"
+    assert all(link.pulls[0][0].have for link in links.values())  # only newer copies, please
+    assert node.counters["refreshes"] == 1
+
+
+async def test_a_takeover_refresh_with_a_silent_member_is_unknown():
+    node, _, _ = make_node()  # ack_timeout 50 ms: the bound
+    links = with_links(node)
+    node.store.install(replica(count=5).state)
+    refresh = asyncio.create_task(node.refresh([RANDOM]))
+    await pulls_sent(links, 2)
+    answer(links[PEER.id])
+    assert await refresh == UNKNOWN
+    assert node.counters["refreshes_unanswered"] == 1
+
+
+async def test_a_takeover_refresh_with_no_live_member_asks_nobody():
+    node, _, _ = make_node()
+    node.store.install(replica(count=5).state)
+    assert await node.refresh([RANDOM]) == FOUND
+    assert node.counters["refreshes"] == 0
+
+
+async def test_a_takeover_refresh_skips_a_member_whose_link_just_failed():
+    node, _, _ = make_node()
+    links = with_links(node)
+    node.store.install(replica(count=5).state)
+    node.channel.note_failure(PEER.id)  # its connection was reset: killed, or cut off
+    refresh = asyncio.create_task(node.refresh([RANDOM]))
+    await pulls_sent(links, 1)
+    answer(links[OTHER.id])
+    assert await refresh == FOUND
+    assert links[PEER.id].pulls == []

@@ -144,12 +144,14 @@ async def test_async_mode_returns_without_waiting():
 
 
 async def test_cluster_manager_answers_loopback_or_the_token_only(aiohttp_client):
-    _, app, _ = make_node(security='manager_token = "s3cret"')
+    node, app, _ = make_node(security='manager_token = "s3cret"')
     client = await aiohttp_client(app)
     resp = await client.get("/cluster-manager")
     listing = await resp.json()
     assert resp.status == 200 and listing["members"][0]["state"] == "self"
     assert listing["members"][0]["route"] == "node1" and listing["cluster"] == "unit"
+    # sessions held vs max_active_sessions: where this node (and so the cluster) starts refusing
+    assert listing["sessions"] == 0 and listing["sessions_limit"] == node.store.max_active_sessions
     proxied = {"X-Forwarded-For": "203.0.113.9"}
     resp = await client.get("/cluster-manager", headers=proxied)
     assert resp.status == 403
@@ -157,3 +159,27 @@ async def test_cluster_manager_answers_loopback_or_the_token_only(aiohttp_client
     assert resp.status == 403
     auth = {**proxied, "Authorization": "Bearer s3cret"}
     assert (await client.get("/cluster-manager", headers=auth)).status == 200
+
+
+def test_an_observers_probe_is_answered_and_adds_nothing():
+    from replication.codec import Hello
+
+    node, _, _ = make_node()
+    observer = MemberInfo("d" * 32, "balancer", "127.0.0.1", 1, time.time())
+    assert node.on_hello(Hello("unit", observer, 0, None, False, False, True), incoming=True)
+    assert observer.id not in node.membership and len(node.membership) == 0
+    assert node.counters["observer_probes"] == 1
+    # an observer never opens a link (deltas would follow): refused
+    link = Hello("unit", observer, 0, node.me.id, False, False, True)
+    assert not node.on_hello(link, incoming=True)
+    assert len(node.membership) == 0
+
+
+def test_leaving_and_the_http_address_go_into_this_nodes_heartbeats():
+    node, _, _ = make_node()
+    node.advertise_http("127.0.0.1", 8101, 3)
+    assert (node.me.http_host, node.me.http_port, node.me.lbfactor) == ("127.0.0.1", 8101, 3)
+    assert not node.me.leaving and not node.make_hello(None, reply=True).member.leaving
+    node.announce_leaving()  # no multicast here: nothing is sent, the state is kept
+    assert node.me.leaving and node.make_hello(None, reply=True).member.leaving
+    assert node.membership.me is node.me

@@ -157,20 +157,54 @@ def test_a_cross_site_form_post_is_refused_even_with_the_csrf_token():
     assert same.status == 200
 
 
-def test_parameters_in_the_query_of_a_post_are_not_read():
-    kit = Kit()
-    resp = kit.send(
+def _post_with_query(kit: Kit, query: str, body: bytes, *headers: tuple[bytes, bytes]):
+    return kit.send(
         StatusRequest(
             "POST",
             "/jkmanager",
-            "cmd=update&w=lb&sw=n1&vwa=d",
-            ((b"content-type", b"application/x-www-form-urlencoded"),),
-            f"csrf={kit.worker.csrf}&mime=txt".encode(),
+            query,
+            ((b"content-type", b"application/x-www-form-urlencoded"), *headers),
+            body,
             "127.0.0.1",
         )
     )
-    assert resp.status == 200  # a plain list: the body has no command
+
+
+def test_parameters_in_the_query_of_a_post_are_read_as_mod_jk_reads_them():
+    # issue 18: ``curl -X POST ".../jkmanager?cmd=update&w=lb&sw=n1&vwa=d"`` answered the
+    # list page with 200 and changed nothing
+    kit = Kit()
+    resp = _post_with_query(
+        kit, "cmd=update&w=lb&sw=n1&vwa=d&mime=txt", f"csrf={kit.worker.csrf}".encode()
+    )
+    assert resp.status == 200
+    assert n1_activation(kit) is Activation.DISABLED
+
+
+def test_a_query_only_post_with_a_bearer_token_applies_the_change():
+    kit = Kit()
+    bearer = (b"authorization", b"Bearer " + TOKEN.encode())
+    resp = _post_with_query(kit, "cmd=update&w=lb&sw=n1&vwa=d&mime=txt", b"", bearer)
+    assert resp.status == 200
+    assert n1_activation(kit) is Activation.DISABLED
+
+
+def test_a_query_only_post_still_needs_the_token():
+    kit = Kit()
+    resp = _post_with_query(kit, "cmd=update&w=lb&sw=n1&vwa=d&mime=txt", b"")
+    assert resp.status == 403
     assert n1_activation(kit) is Activation.ACTIVE
+
+
+def test_the_body_wins_over_the_query_where_both_name_a_parameter():
+    kit = Kit()
+    resp = _post_with_query(
+        kit,
+        "cmd=update&w=lb&sw=n1&vwa=d&mime=txt",
+        f"csrf={kit.worker.csrf}&vwa=s".encode(),
+    )
+    assert resp.status == 200
+    assert n1_activation(kit) is Activation.STOPPED
 
 
 def test_a_post_body_must_be_form_urlencoded():

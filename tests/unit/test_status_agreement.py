@@ -34,7 +34,7 @@ KEYS = (
 )
 PROMETHEUS = {
     "elected": "pyjk_member_requests_total",
-    "sessions": "pyjk_member_sessions_total",
+    "sessions": "pyjk_member_requests_without_session_total",
     "errors": "pyjk_member_errors_total",
     "client_errors": "pyjk_member_client_errors_total",
     "transferred": "pyjk_member_transferred_bytes_total",

@@ -110,6 +110,8 @@ def test_txt_member_fields_are_mod_jk_s_then_pyjk_s():
         "sticky_misses",
         "failovers",
         "last_error",
+        "origin",
+        "joined_at",
     ]
 
 
@@ -129,8 +131,8 @@ def test_error_times_appear_once_a_member_failed():
     kit.now += 4
     members = {m["name"]: m for m in txt_lines(kit.get("mime=txt"), "Member")}
     assert members["n1"]["state"] == "ERR"
-    # the failure was at 10.1 s (after one retry_interval), the page is read at 14 s
-    assert members["n1"]["error_time_ago"] == "3"
+    # the failure was at 10 s (a refused connect is retried without a pause), read at 14 s
+    assert members["n1"]["error_time_ago"] == "4"
     assert members["n1"]["error_time_tz"] == "UTC"
     assert int(members["n1"]["error_time_unix_seconds"]) == 1_700_000_010
     assert members["n1"]["last_error"] == "connect-refused"
@@ -380,6 +382,19 @@ def test_live_sessions_and_drained_come_from_the_cluster_view():
     assert (members["n3"]["live_sessions"], members["n3"]["drained"]) == ("-", "-")
     (lb,) = txt_lines(kit.get("mime=txt"), "Balancer Worker")
     assert lb["live_sessions"] == "5"
+
+
+def test_the_lb_shows_its_clusters_sessions_limit_beside_live_sessions():
+    kit = Kit(cluster_view=lambda: {"n1": 5, "n2": 7}, cluster_limits=lambda: {"lb": 12})
+    (lb,) = txt_lines(kit.get("mime=txt"), "Balancer Worker")
+    assert (lb["live_sessions"], lb["sessions_limit"]) == ("12", "12")
+    assert "<td>12 / 12</td>" in kit.get("").body.decode()  # the HTML summary: live / limit
+    (lb,) = txt_lines(Kit().get("mime=txt"), "Balancer Worker")
+    assert lb["sessions_limit"] == "-"
+    metrics = text(kit.get("mime=prometheus"))
+    assert 'pyjk_lb_sessions_limit{worker="lb"} 12.0' in metrics
+    assert 'pyjk_lb_live_sessions{worker="lb"} 12.0' in metrics
+    assert "pyjk_lb_sessions_limit{" not in text(Kit().get("mime=prometheus"))
 
 
 def test_without_a_cluster_view_live_sessions_show_a_dash():

@@ -52,6 +52,7 @@ class Kit:
         status: Mapping[str, object] | None = None,
         cluster_view: object = None,
         pool_stats: object = None,
+        cluster_limits: object = None,
     ) -> None:
         workers, _ = parse_workers(workers_text, "workers.properties", {})
         self.workers = workers
@@ -77,6 +78,7 @@ class Kit:
             START,
             cluster_view=cluster_view,  # type: ignore[arg-type]
             pool_stats=pool_stats,  # type: ignore[arg-type]
+            cluster_limits=cluster_limits,  # type: ignore[arg-type]
         )
         self.now = 10.0
 

@@ -20,7 +20,8 @@ import pytest
 from aiohttp import web
 
 from worker.__main__ import parse_args
-from worker.server import WorkerSetupError, load_app
+from worker.server import WorkerSetupError, load_app, serve
+from worker.sessions import DEFAULT_MAX_ACTIVE_SESSIONS
 
 REPO = Path(__file__).resolve().parents[2]
 START_DEADLINE = 20.0
@@ -57,6 +58,11 @@ def test_parse_args_defaults_and_listen_forms():
     assert (options.host, options.port, options.max_inactive) == ("::1", 9000, -1.0)
 
 
+def test_max_active_sessions_has_the_sized_default_and_can_be_set():
+    assert parse_args(["--route", "n1"]).max_active_sessions == DEFAULT_MAX_ACTIVE_SESSIONS
+    assert parse_args(["--route", "n1", "--max-active-sessions", "3"]).max_active_sessions == 3
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -65,12 +71,22 @@ def test_parse_args_defaults_and_listen_forms():
         ["--route", "n1", "--listen", "8101"],
         ["--route", "n1", "--listen", "h:99999"],
         ["--route", "n1", "--max-inactive", "nan"],
+        ["--route", "n1", "--max-active-sessions", "0"],
+        ["--route", "n1", "--max-active-sessions", "many"],
+        ["--route", "n1", "--failover", "bad group"],
     ],
 )
 def test_parse_args_refuses_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit) as info:
         parse_args(argv)
     assert info.value.code == 2
+
+
+def test_failover_takes_a_group_and_needs_a_cluster():
+    options = parse_args(["--route", "n1", "--failover", "front", "--cluster", "c.toml"])
+    assert options.failover == "front"
+    with pytest.raises(WorkerSetupError, match="--failover needs --cluster"):
+        asyncio.run(serve(parse_args(["--route", "n1", "--failover", "front"])))
 
 
 async def test_load_app_accepts_sync_and_async_factories():
@@ -209,3 +225,21 @@ def test_a_bad_app_spec_exits_2_with_a_message(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert proc.returncode == 2 and "returned str" in proc.stderr
+
+
+def test_route_auto_picks_a_fresh_valid_route_and_port_0_is_accepted():
+    from worker.session_ids import check_route
+
+    first = parse_args(["--route", "auto", "--listen", "127.0.0.1:0"])
+    second = parse_args(["--route", "auto"])
+    assert first.route != second.route and first.route.startswith("w")
+    assert check_route(first.route) == first.route and len(first.route) == 9
+    assert (first.host, first.port, first.lbfactor) == ("127.0.0.1", 0, 1)
+    assert parse_args(["--route", "n1", "--lbfactor", "7"]).lbfactor == 7
+
+
+@pytest.mark.parametrize("bad", ["0", "100001", "x", "-1"])
+def test_lbfactor_out_of_range_is_refused(bad, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--route", "n1", "--lbfactor", bad])
+    assert "expected a whole number 1..100000" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 
 from worker import SessionDelta, SessionStore, get_session, request_id, setup_sessions
 from worker.demo import create_app as demo_app
-from worker.middleware import cookie_values, split_path_parameter
+from worker.middleware import SESSIONS, cookie_values, split_path_parameter
 from worker.readiness import Readiness, install_ready_endpoint
 
 OTHER = "0123456789ABCDEF0123456789ABCDEF"
@@ -280,6 +280,36 @@ async def test_new_sessions_past_max_active_sessions_get_503_and_live_ones_keep_
     assert resp.status == 503 and "Retry-After" in resp.headers and not set_cookies(resp)
     resp = await c.get("/show", params={"bump": "1"}, headers=cookie(sid))
     assert resp.status == 200 and (await resp.json())["attrs"] == {"n": 1}
+
+
+async def test_a_full_node_says_so_in_a_header_the_balancer_passes_through(client):
+    store = SessionStore("node1", max_active_sessions=1)
+    c = await client(make_app(store))
+    await new_session(c)
+    resp = await c.get("/show")
+    assert resp.status == 503
+    assert resp.headers["X-Pyjk-Refusal"] == "sessions-full"
+    assert resp.headers["Retry-After"] == "10"
+
+
+async def test_refusals_of_a_full_node_are_logged_as_one_line_per_interval(client, caplog):
+    store = SessionStore("node1", max_active_sessions=1)
+    clock = [1000.0]
+    app = make_app(store, clock=lambda: clock[0])
+    manager = app[SESSIONS]
+    c = await client(app)
+    await new_session(c)
+    caplog.set_level("WARNING", logger="pyjk.worker.sessions")
+    for _ in range(50):
+        assert (await c.get("/show")).status == 503
+    lines = [r.getMessage() for r in caplog.records if "sessions refused" in r.getMessage()]
+    assert lines == [lines[0]] and "count=1 live=1 limit=1" in lines[0]  # the first at once
+    clock[0] += 10
+    assert (await c.get("/show")).status == 503
+    lines = [r.getMessage() for r in caplog.records if "sessions refused" in r.getMessage()]
+    assert len(lines) == 2 and "count=50 " in lines[1]  # 49 held back + this one
+    assert manager.refused["sessions-full"] == 51
+    assert manager.capacity() == (1, 1)
 
 
 async def test_in_place_growth_past_the_size_limit_answers_500_and_keeps_nothing(client):

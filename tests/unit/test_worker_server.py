@@ -68,3 +68,32 @@ async def test_sweep_expires_idle_sessions_and_ships_invalidations_for_its_own()
     clock.now += 60  # past the replica's grace (2 x 60 s): dropped locally, not announced
     assert await sweep_once(manager) == [replica]
     assert len(shipped) == 1 and len(store) == 0
+
+
+async def test_worker_metrics_are_served_outside_sessions_and_an_apps_own_route_wins(
+    aiohttp_client,
+):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from worker import setup_sessions
+    from worker.metrics import install_metrics
+
+    app = web.Application()
+    manager = setup_sessions(app, route="n1")
+    install_metrics(app, manager)
+    client = await aiohttp_client(app)
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert "Set-Cookie" not in resp.headers  # no session for the scrape
+    names = {f.name for f in text_string_to_metric_families(await resp.text())}
+    assert {"pyjk_worker_sessions", "pyjk_worker_sessions_created", "process_cpu_seconds"} <= names
+
+    own = web.Application()
+
+    async def mine(request: web.Request) -> web.Response:
+        return web.Response(text="the app's own")
+
+    own.router.add_get("/metrics", mine)
+    install_metrics(own, setup_sessions(own, route="n1"))  # no RuntimeError: skipped
+    client = await aiohttp_client(own)
+    assert await (await client.get("/metrics")).text() == "the app's own"

@@ -1,0 +1,141 @@
+"""Traffic counters of the data plane: latencies, status classes, refusals, retries.
+
+Plain numbers, no I/O and no Prometheus objects: the data plane calls ``answered`` once per
+request at its end (where the access log is written) and the failure paths call ``retry`` /
+``refuse`` / ``reject``; ``balancer/status/traffic_metrics.py`` turns them into Prometheus
+families when ``/metrics`` is read.
+
+Shaped for the request path (measured: docs/benchmarks.md, "Metrics on the request path"):
+one ``Answers`` per (worker, member) and one observation per request, two bisects and a few
+additions inlined, no min()/max(), no per-lb or front-end copies — the lb's and the front
+end's figures are sums over these, made at scrape time. A prometheus-client ``Histogram``
+with its lock and label lookup costs several times as much.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+
+# seconds; Prometheus' default buckets widened to the proxy's range (1 ms .. a long download)
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# status // 100 -> index in STATUS_CLASSES (0 and anything past 5xx fold into the ends)
+_CLASS_OF = (0, 0, 1, 2, 3, 4, 4, 4, 4, 4)
+
+
+def status_class(status: int) -> int:
+    return _CLASS_OF[min(max(status, 0), 999) // 100]
+
+
+def cumulative(counts: Iterable[int]) -> list[tuple[str, float]]:
+    """``(le, count)`` pairs as Prometheus wants them, ending with ``+Inf``."""
+    out: list[tuple[str, float]] = []
+    running = 0
+    for bound, n in zip((*map(repr, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+        running += n
+        out.append((bound, float(running)))
+    return out
+
+
+class Answers:
+    """Requests answered for one (worker, member): two latency histograms (bucket counts, the
+    last one +Inf, and sums) and the status classes."""
+
+    __slots__ = ("classes", "first_byte", "first_byte_sum", "total", "total_sum")
+
+    def __init__(self) -> None:
+        self.first_byte = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.first_byte_sum = 0.0
+        self.total_sum = 0.0
+        self.classes = [0] * len(STATUS_CLASSES)
+
+    def add(self, other: Answers) -> None:
+        for mine, theirs in (
+            (self.first_byte, other.first_byte),
+            (self.total, other.total),
+            (self.classes, other.classes),
+        ):
+            for i, n in enumerate(theirs):
+                mine[i] += n
+        self.first_byte_sum += other.first_byte_sum
+        self.total_sum += other.total_sum
+
+
+class TrafficStats:
+    """Everything ``/metrics`` reports about traffic beyond the engines' own counters.
+
+    ``answers[(worker, member)]``: ``member`` is "" when no member answered (every try failed,
+    the client left first); ``worker`` is "" for a request routed to no lb (a local answer, a
+    status page).
+    """
+
+    def __init__(self) -> None:
+        self.accepted = 0  # client connections admitted
+        self.refused: dict[str, int] = {}  # connections turned away, by reason
+        self.rejected: dict[int, int] = {}  # requests refused before routing, by status
+        self.answers: dict[tuple[str, str], Answers] = {}
+        self.retries: dict[tuple[str, str], int] = {}  # (worker, reason of the failed try)
+
+    def answered(
+        self, worker: str, member: str, status: int, first_byte: float, total: float
+    ) -> None:
+        key = (worker, member)
+        a = self.answers.get(key)
+        if a is None:
+            a = self.answers[key] = Answers()
+        # inlined for speed (see the module docstring)
+        a.first_byte[bisect_left(LATENCY_BUCKETS, first_byte)] += 1
+        a.first_byte_sum += first_byte
+        a.total[bisect_left(LATENCY_BUCKETS, total)] += 1
+        a.total_sum += total
+        a.classes[_CLASS_OF[status // 100] if 0 <= status < 1000 else 4] += 1
+
+    def retry(self, worker: str, reason: str) -> None:
+        key = (worker, reason)
+        self.retries[key] = self.retries.get(key, 0) + 1
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def reject(self, status: int) -> None:
+        self.rejected[status] = self.rejected.get(status, 0) + 1
+
+    # -- at scrape time ---------------------------------------------------------------------
+    def lbs(self) -> dict[str, Answers]:
+        """Per lb: the sum over its members (and its member-less answers)."""
+        out: dict[str, Answers] = {}
+        for (worker, _), answers in self.answers.items():
+            if worker:
+                out.setdefault(worker, Answers()).add(answers)
+        return out
+
+    def members(self) -> dict[tuple[str, str], Answers]:
+        return {k: v for k, v in self.answers.items() if k[0] and k[1]}
+
+    def frontend(self) -> list[int]:
+        """Every answered request by status class, refusals before routing included."""
+        classes = [0] * len(STATUS_CLASSES)
+        for answers in self.answers.values():
+            for i, n in enumerate(answers.classes):
+                classes[i] += n
+        for status, n in self.rejected.items():
+            classes[status_class(status)] += n
+        return classes

@@ -1,0 +1,85 @@
+"""TrafficStats: what the data plane counts per request, and how it reaches Prometheus."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
+
+from balancer.dataplane.stats import LATENCY_BUCKETS, TrafficStats, cumulative
+from balancer.status.traffic_metrics import TrafficCollector
+
+
+def test_a_latency_lands_in_the_first_bucket_at_or_above_it():
+    stats = TrafficStats()
+    for seconds in (0.0005, 0.001, 0.02, 100.0):
+        stats.answered("lb", "n1", 200, seconds, seconds)
+    answers = stats.answers[("lb", "n1")]
+    buckets = dict(cumulative(answers.total))
+    assert buckets["0.001"] == 2  # le is inclusive
+    assert buckets["0.025"] == 3
+    assert buckets[repr(LATENCY_BUCKETS[-1])] == 3
+    assert buckets["+Inf"] == 4
+    assert answers.total_sum == 0.0005 + 0.001 + 0.02 + 100.0
+    assert dict(cumulative(answers.first_byte)) == buckets
+
+
+def test_an_answer_counts_for_its_lb_its_member_and_the_front_end():
+    stats = TrafficStats()
+    stats.answered("lb", "n1", 200, 0.01, 0.02)
+    stats.answered("lb", "", 503, 0.0, 0.5)  # no member could answer
+    stats.answered("", "", 404, 0.0, 0.0)  # a local answer
+    stats.answered("lb", "n2", 499, 0.1, 0.1)  # the client left
+    stats.reject(431)
+    lbs = stats.lbs()
+    assert list(lbs) == ["lb"]
+    assert lbs["lb"].classes == [0, 1, 0, 1, 1]
+    assert lbs["lb"].total_sum == 0.02 + 0.5 + 0.1
+    assert sum(lbs["lb"].total) == 3
+    assert stats.members()[("lb", "n1")].classes == [0, 1, 0, 0, 0]
+    assert sorted(stats.members()) == [("lb", "n1"), ("lb", "n2")]
+    assert stats.frontend() == [0, 1, 0, 3, 1]
+
+
+def test_the_collector_writes_histograms_prometheus_can_read():
+    stats = TrafficStats()
+    stats.answered("lb", "n1", 200, 0.003, 0.004)
+    stats.retry("lb", "connect-failed")
+    stats.reject(431)
+    stats.refuse("max_connections")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TrafficCollector(stats, lambda: 7))
+    text = generate_latest(registry).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    m = (("member", "n1"), ("worker", "lb"))
+    assert samples[("pyjk_member_first_byte_seconds_bucket", (("le", "0.005"), *m))] == 1
+    assert samples[("pyjk_member_first_byte_seconds_bucket", (("le", "0.0025"), *m))] == 0
+    assert samples[("pyjk_member_request_duration_seconds_count", m)] == 1
+    key = (("reason", "connect-failed"), ("worker", "lb"))
+    assert samples[("pyjk_lb_retries_total", key)] == 1
+    assert samples[("pyjk_frontend_requests_rejected_total", (("code", "431"),))] == 1
+    assert samples[("pyjk_frontend_connections_refused_total", (("reason", "max_connections"),))]
+    assert samples[("pyjk_frontend_connections_open", ())] == 7
+
+
+def test_a_member_that_left_loses_its_series_but_its_lb_keeps_the_count():
+    stats = TrafficStats()
+    stats.answered("lb", "n1", 200, 0.003, 0.004)
+    stats.answered("lb", "n2", 200, 0.003, 0.004)
+    stats.answered("lb", "", 503, 0.001, 0.001)  # no member answered: the lb's alone
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TrafficCollector(stats, lambda: 0, lambda: {("lb", "n1")}))
+    families = text_string_to_metric_families(generate_latest(registry).decode())
+    counts = {
+        (s.name, s.labels.get("member")): s.value
+        for f in families
+        for s in f.samples
+        if s.name.endswith("request_duration_seconds_count")
+    }
+    assert ("pyjk_member_request_duration_seconds_count", "n1") in counts
+    assert ("pyjk_member_request_duration_seconds_count", "n2") not in counts  # n2 was removed
+    assert counts[("pyjk_lb_request_duration_seconds_count", None)] == 3  # the lb's sum: all

@@ -1,0 +1,142 @@
+"""Session id rotation: the store gives a session a new id with the same data, the change is
+one creating delta that ``replaces`` the old id, and replicas end the old id when they apply it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from replication.codec import decode, encode
+from replication.ledger import Ledger, RecordedResponse
+from replication.replicator import Replicator
+from tests.unit.test_sessions_store import new_session
+from worker import get_session, rotate_session_id, setup_sessions
+from worker.delta import SessionDelta
+from worker.sessions import SessionStore, TooManySessions
+
+T0 = 1_700_000_000.0
+
+
+def test_a_rotated_session_has_a_new_random_part_the_route_and_all_the_data():
+    store = SessionStore("node1")
+    old_id = new_session(store, cart=["apple"], user="bob")
+    view = store.begin(old_id, T0 + 1)
+    view["user"] = "alice"
+    new = store.rotate(view, T0 + 1)
+    assert new.id.split(".")[0] != old_id.split(".")[0]
+    assert new.route == "node1"
+    assert dict(new) == {"cart": ["apple"], "user": "alice"}
+    new_delta = store.commit(new, T0 + 1)
+    assert store.commit(view, T0 + 1) is None  # the old one has no delta of its own
+    assert new_delta.replaces == old_id
+    assert new_delta.created == T0  # the session's age is kept
+    assert dict(new_delta.set_values) == {"cart": ["apple"], "user": "alice"}
+    assert old_id not in store and new.id in store
+    assert store.begin(old_id, T0 + 2) is None
+
+
+def test_a_failed_commit_of_the_new_session_leaves_the_old_one_as_it_was():
+    store = SessionStore("node1", max_session_bytes=64)
+    old_id = new_session(store, n=1)
+    view = store.begin(old_id, T0 + 1)
+    new = store.rotate(view, T0 + 1)
+    box = new.setdefault("box", [])
+    box.append("x" * 100)  # grows in place past the limit: found at commit
+    with pytest.raises(ValueError):
+        store.commit(new, T0 + 1)
+    store.abort(view)
+    assert old_id in store and new.id not in store
+
+
+def test_rotation_counts_against_the_session_limit():
+    store = SessionStore("node1", max_active_sessions=1)
+    old_id = new_session(store)
+    with pytest.raises(TooManySessions):
+        store.rotate(store.begin(old_id, T0), T0)
+
+
+def test_a_replaces_field_travels_on_the_wire_and_only_on_a_creating_delta():
+    store = SessionStore("node1")
+    old_id = new_session(store, n=1)
+    new = store.rotate(store.begin(old_id, T0), T0)
+    delta = store.commit(new, T0)
+    assert SessionDelta.from_wire(delta.to_wire()) == delta
+    with pytest.raises(ValueError):
+        SessionDelta(new.id, T0, replaces=old_id)  # not creating
+
+
+def test_a_replica_ends_the_old_id_and_holds_the_new_one_in_one_change():
+    a_store, b_store = SessionStore("node1"), SessionStore("node2")
+    a, b = Replicator(a_store, "a" * 32, ledger=Ledger()), Replicator(b_store, "b" * 32)
+    b.order.contact(a.me, 0)
+    first = a_store.create(T0)
+    first["cart"] = ["apple"]
+    b.receive(a.me, a.local(a_store.commit(first, T0), T0), T0)
+    assert first.id in b_store
+
+    view = a_store.begin(first.id, T0 + 1)
+    new = a_store.rotate(view, T0 + 1)
+    delta = a_store.commit(new, T0 + 1)
+    a_store.commit(view, T0 + 1)
+    record = RecordedResponse(200, (), b"ok", T0 + 1)
+    msg = a.local(delta, T0 + 1, "rid-login", record)
+    msg = decode(encode(msg))  # as it travels
+    assert b.receive(a.me, msg, T0 + 1).status == "applied"
+    assert first.id not in b_store
+    assert b_store.begin(new.id, T0 + 2)["cart"] == ["apple"]
+    old_rp = first.id.split(".")[0]
+    assert old_rp in a.dead and old_rp in b.dead  # a late write to the old id stays dead
+    assert b.ledger.get("rid-login", T0 + 2) == record
+
+
+async def test_the_middleware_sets_the_new_cookie_and_forgets_the_old_id(aiohttp_client):
+    app = web.Application()
+    setup_sessions(app, route="n1")
+
+    async def visit(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session["n"] = session.get("n", 0) + 1
+        return web.json_response({"id": session.id, "n": session["n"]})
+
+    async def login(request: web.Request) -> web.Response:
+        session = await rotate_session_id(request)
+        return web.json_response({"id": session.id, "n": session.get("n", 0)})
+
+    app.router.add_get("/visit", visit)
+    app.router.add_post("/login", login)
+    client: TestClient = await aiohttp_client(app)
+    first = await (await client.get("/visit")).json()
+    resp = await client.post("/login")
+    rotated = await resp.json()
+    assert rotated["n"] == 1 and rotated["id"] != first["id"]
+    assert resp.cookies["JSESSIONID"].value == rotated["id"]
+    client.session.cookie_jar.clear()
+    stale = await client.get("/visit", headers={"Cookie": f"JSESSIONID={first['id']}"})
+    assert (await stale.json())["n"] == 1  # the old id opens nothing
+    fresh = await client.get("/visit", headers={"Cookie": f"JSESSIONID={rotated['id']}"})
+    assert (await fresh.json())["n"] == 2
+
+
+def test_rotating_twice_in_one_request_still_replaces_the_id_the_cluster_knows():
+    store = SessionStore("node1")
+    old_id = new_session(store, n=1)
+    view = store.begin(old_id, T0)
+    first = store.rotate(view, T0)
+    second = store.rotate(first, T0)
+    deltas = [store.commit(v, T0) for v in (second, first, view)]
+    assert deltas[1:] == [None, None]
+    assert deltas[0].replaces == old_id and deltas[0].session_id == second.id
+    assert set(s.id for s in store.states()) == {second.id}
+
+
+def test_rotating_then_invalidating_ends_the_old_id_everywhere():
+    store = SessionStore("node1")
+    old_id = new_session(store, n=1)
+    view = store.begin(old_id, T0)
+    new = store.rotate(view, T0)
+    new.invalidate()
+    deltas = [store.commit(v, T0) for v in (new, view)]
+    assert deltas == [SessionDelta(old_id, T0, invalidated=True), None]
+    assert store.states() == []

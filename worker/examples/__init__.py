@@ -1,0 +1,1 @@
+"""Runnable example apps (`pyjk-worker --app worker.examples.<module>:make_app`)."""
