@@ -35,7 +35,6 @@ import asyncio
 import base64
 import contextlib
 import ctypes
-import json
 import logging
 import mmap
 import os
@@ -44,16 +43,16 @@ import signal
 import socket
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from balancer.config import ConfigError, load_workers
-from balancer.dataplane.tls import TlsStats
 from balancer.lb.shared import ShmState
-from balancer.lb.shm import MAX_PROCS, SECRET_SIZE, Table, table_size
+from balancer.lb.shm import MAX_PROCS, SECRET_SIZE, Table, TableFull, table_size
 from balancer.lb.state import LOCAL, LbState
+from balancer.process_totals import AllProcessesTraffic, all_tls_stats, all_traffic, document
 from balancer.server import Balancer
+from balancer.status.traffic_metrics import TrafficCollector
 
 log = logging.getLogger("pyjk.balancer")
 
@@ -152,45 +151,6 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def tls_document(stats: TlsStats) -> bytes:
-    """One process's TLS counters for the others to add up (JSON: never pickle)."""
-    doc = {
-        "handshakes": stats.handshakes,
-        "failures": dict(stats.failures),
-        "protocols": dict(stats.protocols),
-        "ciphers": dict(stats.ciphers),
-        "sni_default": stats.sni_default,
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def all_tls_stats(table: Table, own_slot: int, own: TlsStats) -> TlsStats:
-    """This process's live counters plus the other processes' last documents. Reloads are
-    not added: every process reloads the same certificates."""
-    total = TlsStats(
-        own.handshakes,
-        Counter(own.failures),
-        Counter(own.protocols),
-        Counter(own.ciphers),
-        own.sni_default,
-        own.reloads,
-        own.reload_failures,
-    )
-    for row in table.processes():
-        if row.slot == own_slot:
-            continue
-        try:
-            doc = json.loads(table.blob(row.slot) or b"{}")
-            total.handshakes += int(doc.get("handshakes", 0))
-            total.sni_default += int(doc.get("sni_default", 0))
-            total.failures.update(doc.get("failures", {}))
-            total.protocols.update(doc.get("protocols", {}))
-            total.ciphers.update(doc.get("ciphers", {}))
-        except (ValueError, TypeError, AttributeError):
-            continue  # a document cut short: the next refresh is whole
-    return total
-
-
 class Role:
     """What this process is: one balancer alone, a supervisor, or a data-plane process."""
 
@@ -232,9 +192,24 @@ class Role:
         sockets = dataplane_listeners(spec, balancer.listens)
         self.generation = self.reading
         balancer.on_reload = self._loaded
+        table, slot = self.table, spec.slot
         if balancer.tls is not None:
             terminator = balancer.tls
-            balancer.tls_stats = lambda: all_tls_stats(self.table, spec.slot, terminator.stats)
+            balancer.tls_stats = lambda: all_tls_stats(table, slot, terminator.stats)
+        # /metrics shows the traffic of every process, and the connections open in all
+        traffic, proxy = balancer.proxy.stats, balancer.proxy
+
+        def open_connections() -> int:
+            others = sum(r.connections for r in table.processes() if r.slot != slot)
+            return others + len(proxy.connections)
+
+        balancer.status.collectors = tuple(
+            AllProcessesTraffic(c, lambda: all_traffic(table, slot, traffic), open_connections)
+            if isinstance(c, TrafficCollector)
+            else c
+            for c in balancer.status.collectors
+        )
+        balancer.status.update(balancer.runtime)
         follow = asyncio.create_task(self._follow(balancer, self.table, spec.slot))
         try:
             await balancer.serve(sockets, control=False)
@@ -269,12 +244,18 @@ class Role:
         """Publish this process's row; reload when the supervisor published a generation and
         its SIGHUP did not arrive (a reload that failed on it is not tried again)."""
         started = time.time()
+        too_big = False
         while True:
             if table.generation not in (self.generation, self.reading):
                 balancer.reload_all(f"generation {table.generation}")
             table.write_process(balancer.process_row(slot, started, self.generation))
-            if balancer.tls is not None:
-                table.write_blob(slot, tls_document(balancer.tls.stats))
+            tls = balancer.tls.stats if balancer.tls is not None else None
+            try:
+                table.write_blob(slot, document(tls, balancer.proxy.stats))
+            except TableFull as exc:  # hundreds of members: totals of the others only
+                if not too_big:
+                    log.warning("slot=%d counters not shared: %s", slot, exc)
+                too_big = True
             await asyncio.sleep(FOLLOW_INTERVAL)
 
 

@@ -54,7 +54,7 @@ DEFAULT_RECORDS = 1024
 TEXT_SLOT = 1 << 20
 # Per process slot: counters whose keys are not known in advance (TLS failures by reason,
 # ciphers), as a small document its process rewrites; the others read and add them up.
-BLOB_SIZE = 4096
+BLOB_SIZE = 64 * 1024  # the traffic histograms of a few hundred members
 
 
 def table_size(records: int = DEFAULT_RECORDS) -> int:
