@@ -67,6 +67,7 @@ class StatusEndpoints:
                 )
                 if self.csrf is not None:
                     kept[name].csrf = self.csrf
+                    kept[name].signed_results = True
         for worker in kept.values():
             worker.collectors = self.collectors
         self.workers = kept

@@ -97,7 +97,9 @@ class LbEngine:
         self._check_unique()
         self.maintain_interval = maintain_interval  # s, worker.maintain; 0 = never
         self.next_offset = 0  # where find_best_byvalue starts scanning
-        self.busy = 0  # Forwards in flight through this lb
+        self._busy = 0  # Forwards in flight through this lb, from this process
+        # with shared state, the lb's Forwards in flight are its members' (every process's)
+        self._busy_of_members = state is not LOCAL
         self.max_busy = 0
         self.last_maintain_time = now
         self.last_reset = now
@@ -108,6 +110,13 @@ class LbEngine:
         self._changes: list[StateChange] = []
         self._routes: dict[str, int] = {}  # route_index's table
         self.update_multipliers()
+
+    @property
+    def busy(self) -> int:
+        """Forwards in flight through this lb (all processes' with shared state)."""
+        if self._busy_of_members:
+            return sum(m.busy for m in self.members)
+        return self._busy
 
     def _check_unique(self) -> None:
         names = [m.name for m in self.members]
@@ -193,7 +202,8 @@ class LbEngine:
     def open_forward(self, member: Member) -> None:
         # through note_busy: with shared state each process counts in its own busy slot
         member.note_busy(1)
-        busy = self.busy = self.busy + 1
+        self._busy += 1
+        busy = self.busy
         if busy > self.max_busy:
             self.max_busy = busy
 
@@ -202,7 +212,7 @@ class LbEngine:
     ) -> None:
         """End of one Forward: in-flight counts, byte counters, T and B load values."""
         member.note_busy(-1)
-        self.busy = self.busy - 1 if self.busy > 0 else 0
+        self._busy = self._busy - 1 if self._busy > 0 else 0
         if sent > 0:
             member.bytes_transferred += sent
         if received > 0:

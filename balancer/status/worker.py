@@ -22,6 +22,9 @@ Changes apply to the running engines only and are not persisted (the pages say s
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import secrets
 from collections import OrderedDict
@@ -113,6 +116,23 @@ _HTML_CSP = (
 _KEPT_RESULTS = 64  # one-shot result messages waiting to be shown after a redirect
 
 
+def _signed(secret: str, message: str) -> str:
+    text = base64.urlsafe_b64encode(message.encode()).decode().rstrip("=")
+    mac = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{text}.{mac}"
+
+
+def _verified(secret: str, key: str) -> str | None:
+    text, _, mac = key.partition(".")
+    good = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()[:32]
+    if not hmac.compare_digest(mac, good):
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except ValueError:
+        return None
+
+
 class StatusWorker:
     """One ``type=status`` worker. Single-threaded: call it from the event loop only."""
 
@@ -152,6 +172,10 @@ class StatusWorker:
         self.collectors: tuple[Collector, ...] = ()
         self._allow = networks(config)
         self._results: OrderedDict[str, Result] = OrderedDict()
+        # --processes N: the page after a change may come from another process, which has
+        # not this one's results; the message then travels in the URL, signed with the token
+        # every process shares (a forged message does not verify)
+        self.signed_results = False
 
     def update_sources(
         self,
@@ -291,10 +315,13 @@ class StatusWorker:
     ) -> StatusResponse:
         """After a change from the HTML page: 303 to the view it came from, with a one-shot
         result id (not the text: a message in a URL could be forged by anyone)."""
-        key = secrets.token_urlsafe(9)
-        self._results[key] = Result(True, message)
-        while len(self._results) > _KEPT_RESULTS:
-            self._results.popitem(last=False)
+        if self.signed_results:
+            key = _signed(self.csrf, message)
+        else:
+            key = secrets.token_urlsafe(9)
+            self._results[key] = Result(True, message)
+            while len(self._results) > _KEPT_RESULTS:
+                self._results.popitem(last=False)
         query: dict[str, str] = {"cmd": params.origin}
         if params.origin == "show":
             query["w"] = worker
@@ -383,4 +410,9 @@ class StatusWorker:
 
     def _take_result(self, params: Params) -> Result | None:
         key = params.get("result")
-        return None if key is None else self._results.pop(key, None)
+        if key is None:
+            return None
+        if self.signed_results:
+            message = _verified(self.csrf, key)
+            return None if message is None else Result(True, message)
+        return self._results.pop(key, None)

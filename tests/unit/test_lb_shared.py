@@ -149,3 +149,12 @@ def test_a_process_document_is_read_whole_and_goes_with_its_process():
     seq_word = t._blob(4) // 8
     t.words[seq_word] = 1  # a writer that died mid-write leaves an odd count
     assert t.blob(4) == b""
+
+
+def test_the_lbs_forwards_in_flight_are_those_of_every_process():
+    a, b = engines(table(), 2)
+    a.open_forward(a.member("n1"))
+    b.open_forward(b.member("n2"))
+    assert a.busy == b.busy == 2
+    b.close_forward(b.member("n2"), 0, 0)
+    assert a.busy == 1 and a.max_busy == 1 and b.max_busy == 2

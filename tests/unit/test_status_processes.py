@@ -45,3 +45,13 @@ def test_metrics_have_a_series_per_process_and_the_totals():
     assert 'pyjk_process_requests_total{pid="101",slot="0"} 40.0' in text
     assert 'pyjk_process_config_generation{pid="102",slot="1"} 3.0' in text
     assert "pyjk_processes 2.0" in text and "pyjk_requests_total 65.0" in text
+
+
+def test_a_result_message_signed_by_one_process_is_shown_by_another_and_not_forged():
+    from balancer.status.worker import _signed, _verified
+
+    key = _signed("shared-token", "lb/n2 activation: DIS -> STP")
+    assert _verified("shared-token", key) == "lb/n2 activation: DIS -> STP"
+    assert _verified("other-token", key) is None
+    _text, _, mac = key.partition(".")
+    assert _verified("shared-token", "bGllcw." + mac) is None
