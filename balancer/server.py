@@ -154,6 +154,7 @@ class Balancer:
         processes: Callable[[], Sequence[ProcessRow]] | None = None,
         config_texts: Callable[[], tuple[str, str]] | None = None,
         csrf: str | None = None,
+        consume_result: Callable[[int], bool] | None = None,
     ) -> None:
         # Where the configuration's text comes from: the files, or (a data-plane process of
         # a supervisor) the text the supervisor checked and published for all.
@@ -184,6 +185,7 @@ class Balancer:
         self.status.cluster_view = self.cluster.counts
         self.status.processes = processes
         self.status.csrf = csrf
+        self.status.consume_result = consume_result
         self.status.cluster_limits = self.cluster.limits
         self.status.update(self.runtime)
         self.health = HealthMonitor()
@@ -521,6 +523,7 @@ def run(args: argparse.Namespace) -> int:
                 processes=role.table.processes if role.table is not None else None,
                 config_texts=role.config_source(),
                 csrf=role.csrf(),
+                consume_result=role.table.consume if role.table is not None else None,
             )
         except TlsError as exc:
             log.error("tls error: %s", exc)

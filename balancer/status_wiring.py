@@ -39,6 +39,7 @@ class StatusEndpoints:
         self.collectors: tuple[Collector, ...] = ()  # more families for /metrics
         self.processes: Callable[[], Sequence[ProcessRow]] | None = None  # --processes N
         self.csrf: str | None = None  # one token for N processes (else each worker's own)
+        self.consume_result: Callable[[int], bool] | None = None  # with csrf: shown-once ids
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -67,7 +68,7 @@ class StatusEndpoints:
                 )
                 if self.csrf is not None:
                     kept[name].csrf = self.csrf
-                    kept[name].signed_results = True
+                    kept[name].consume_result = self.consume_result
         for worker in kept.values():
             worker.collectors = self.collectors
         self.workers = kept

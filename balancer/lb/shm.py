@@ -57,6 +57,10 @@ TEXT_SLOT = 1 << 20
 BLOB_SIZE = 64 * 1024  # the traffic histograms of a few hundred members
 
 
+# The last one-shot ids the status page consumed (a result shown once, by any process).
+RING = 64
+
+
 def table_size(records: int = DEFAULT_RECORDS) -> int:
     return (
         HEADER_SIZE
@@ -64,6 +68,7 @@ def table_size(records: int = DEFAULT_RECORDS) -> int:
         + records * RECORD_SIZE
         + 2 * TEXT_SLOT
         + MAX_PROCS * BLOB_SIZE
+        + (RING + 1) * 8
     )
 
 
@@ -132,15 +137,27 @@ class Table:
 
     # -- the configuration text of each generation ----------------------------------------
 
+    def consume(self, token: int) -> bool:
+        """Whether ``token`` (non-zero) is seen for the first time; it is remembered among
+        the last RING. Two processes consuming the same token at one instant may both be
+        first: it only decides whether a message is shown again."""
+        at = (table_size(self.records) - (RING + 1) * 8) // 8
+        ring = self.words[at + 1 : at + 1 + RING]
+        if token in ring.tolist():
+            return False
+        self.words[at + 1 + self.words[at] % RING] = token
+        self.words[at] = self.words[at] + 1
+        return True
+
     def _text_slot(self, generation: int) -> int:
-        end = table_size(self.records) - MAX_PROCS * BLOB_SIZE
+        end = table_size(self.records) - MAX_PROCS * BLOB_SIZE - (RING + 1) * 8
         return end - (2 - generation % 2) * TEXT_SLOT
 
     # -- per-process documents ----------------------------------------------------------------
 
     def _blob(self, slot: int) -> int:
         self._proc(slot)  # checks the slot
-        return table_size(self.records) - (MAX_PROCS - slot) * BLOB_SIZE
+        return table_size(self.records) - (RING + 1) * 8 - (MAX_PROCS - slot) * BLOB_SIZE
 
     def write_blob(self, slot: int, data: bytes) -> None:
         """Replace ``slot``'s document (its process only: one writer). A seqlock: the count

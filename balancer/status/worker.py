@@ -174,8 +174,9 @@ class StatusWorker:
         self._results: OrderedDict[str, Result] = OrderedDict()
         # --processes N: the page after a change may come from another process, which has
         # not this one's results; the message then travels in the URL, signed with the token
-        # every process shares (a forged message does not verify)
-        self.signed_results = False
+        # every process shares (a forged message does not verify), and ``consume_result``
+        # (the shared table's) says whether its one-shot id was shown already
+        self.consume_result: Callable[[int], bool] | None = None
 
     def update_sources(
         self,
@@ -315,8 +316,8 @@ class StatusWorker:
     ) -> StatusResponse:
         """After a change from the HTML page: 303 to the view it came from, with a one-shot
         result id (not the text: a message in a URL could be forged by anyone)."""
-        if self.signed_results:
-            key = _signed(self.csrf, message)
+        if self.consume_result is not None:
+            key = _signed(self.csrf, f"{secrets.randbits(62) + 1}:{message}")
         else:
             key = secrets.token_urlsafe(9)
             self._results[key] = Result(True, message)
@@ -412,7 +413,12 @@ class StatusWorker:
         key = params.get("result")
         if key is None:
             return None
-        if self.signed_results:
-            message = _verified(self.csrf, key)
-            return None if message is None else Result(True, message)
+        if self.consume_result is not None:
+            signed = _verified(self.csrf, key)
+            if signed is None:
+                return None
+            token, _, message = signed.partition(":")
+            if not token.isdigit() or not self.consume_result(int(token)):
+                return None  # shown once, by whichever process
+            return Result(True, message)
         return self._results.pop(key, None)

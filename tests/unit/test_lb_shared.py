@@ -158,3 +158,11 @@ def test_the_lbs_forwards_in_flight_are_those_of_every_process():
     assert a.busy == b.busy == 2
     b.close_forward(b.member("n2"), 0, 0)
     assert a.busy == 1 and a.max_busy == 1 and b.max_busy == 2
+
+
+def test_a_one_shot_id_is_consumed_once_by_any_process():
+    t = table()
+    assert t.consume(42) and not t.consume(42)
+    for token in range(100, 100 + 64):  # 64 newer ones push it out of the ring
+        assert t.consume(token)
+    assert t.consume(42)
