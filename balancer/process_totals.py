@@ -79,7 +79,7 @@ def all_tls_stats(table: Table, own_slot: int, own: TlsStats) -> TlsStats:
         own.reload_failures,
     )
     for doc in _others(table, own_slot):
-        tls = doc.get("tls")
+        tls: Any = doc.get("tls")
         try:  # all of a document or none of it
             handshakes, sni_default = int(tls["handshakes"]), int(tls["sni_default"])
             counts = [Counter({k: int(v) for k, v in tls[key].items()}) for key in _TLS_COUNTS]

@@ -186,6 +186,11 @@ class SharedMember(Member):
     """A ``Member`` whose runtime numbers are words of a shared record."""
 
     __slots__ = ("_base", "_floats", "_slot", "_view", "_words")
+    _base: int  # the record's first word
+    _floats: memoryview  # the table as doubles
+    _slot: int  # this process's busy slot
+    _view: memoryview  # the table as bytes
+    _words: memoryview  # the table as 8-byte ints
 
     def note_busy(self, delta: int) -> None:
         # this process's slot only: another process's in-flight count is not ours to change
