@@ -106,6 +106,7 @@ class Stack:
     cluster_file: Path | None = None
     starts: int = 0
     pool_size: int = 0  # the balancer's connection_pool_size per member; 0: its default
+    store_toml: str = ""  # a whole cluster.toml instead of the generated one (store_bench.py)
 
     @property
     def url(self) -> str:
@@ -114,7 +115,10 @@ class Stack:
     def start(self, timeout: float = 60.0) -> None:
         *worker_ports, self.balancer_port = free_ports(len(ROUTES) + 1)
         self.ports = dict(zip(ROUTES, worker_ports, strict=True))
-        if self.mode != "none":
+        if self.store_toml:  # an external store: no membership to wait for
+            self.cluster_file = self.tmp / "cluster.toml"
+            self.cluster_file.write_text(self.store_toml)
+        elif self.mode != "none":
             key = self.tmp / "cluster.key"
             key.write_text(secrets.token_hex(32) + "\n")
             key.chmod(0o600)
@@ -125,7 +129,7 @@ class Stack:
             )
         for route in ROUTES:
             self.start_worker(route)
-        if self.cluster_file is None:
+        if self.cluster_file is None or self.store_toml:
             for route, child in self.workers.items():
                 wait_http_ready(child, "127.0.0.1", self.ports[route], "/-/ready", timeout)
         else:

@@ -72,6 +72,22 @@ def _split_host_port(text: str) -> tuple[str, int] | None:
     return (host, int(port)) if port.isdigit() and 0 < int(port) < 65536 else None
 
 
+def _redis_nodes(v: Any) -> str | None:
+    for item in v:
+        host, _, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return f'expected "HOST:PORT" strings, found {item!r}'
+    return None
+
+
+def _redis_url(v: Any) -> str | None:
+    if v and not re.match(r"rediss?://[^/\s]+", v):
+        return f"expected redis://HOST:PORT or rediss://HOST:PORT, found {v!r}"
+    if "@" in v:
+        return "no password in the url: put it in password_file (or password_env)"
+    return None
+
+
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in choices else f"expected one of {', '.join(choices)}"
 
@@ -122,6 +138,25 @@ DIRECTIVES: tuple[Directive, ...] = (
               "now are refused (replay protection across restarts)", _range(1000, 3_600_000)),
     Directive("security", "manager_token", "str", "", "", "token for /cluster-manager from "
               "non-loopback clients (Authorization: Bearer ...); empty: loopback only"),
+    Directive("store", "kind", "str", "cluster", "", "where sessions live: cluster (every "
+              "node holds every session, replicated all-to-all) or redis (docs/redis.md)",
+              _one_of("cluster", "redis")),
+    Directive("store", "url", "str", "", "", "redis: one Redis (or Valkey) server, "
+              "redis://HOST:PORT[/DB] (rediss:// for TLS)", _redis_url),
+    Directive("store", "nodes", "list", [], "", "redis: seed nodes of a Redis Cluster "
+              "(\"HOST:PORT\"); instead of url", _redis_nodes),
+    Directive("store", "wait_replicas", "int", 0, "", "redis: 1 = a write is acknowledged "
+              "only once a replica has it too (WAIT)", _range(0, 1)),
+    Directive("store", "password_file", "str", "", "", "redis: file holding the password "
+              "(relative to this file; never the password itself in this file)"),
+    Directive("store", "password_env", "str", "", "", "redis: environment variable holding "
+              "the password (when there is no password_file)"),
+    Directive("store", "tls", "bool", False, "", "redis: connect with TLS (system CAs)"),
+    Directive("store", "timeout", "ms", 1000, "ms", "redis: longest wait for one read or "
+              "write (WAIT included); past it the request gets 503", _range(10, 60_000)),
+    Directive("store", "key_prefix", "str", "pyjk", "", "redis: prefix of every key",
+              lambda v: None if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", v)
+              else "expected 1-64 of A-Za-z0-9_.:-"),
     Directive("exactly_once", "ttl", "ms", 300_000, "ms", "how long a recorded response is kept",
               _range(1000, 86_400_000)),
     Directive("exactly_once", "max_entries", "int", 10_000, "", "recorded responses kept at most",
@@ -164,6 +199,15 @@ class ClusterConfig:
     dedup_max_entries: int
     dedup_max_body: int
     dedup_max_bytes: int
+    store_kind: str = "cluster"
+    store_url: str = ""
+    store_nodes: tuple[tuple[str, int], ...] = ()
+    store_wait_replicas: int = 0
+    store_password_file: Path | None = None
+    store_password_env: str = ""
+    store_tls: bool = False
+    store_timeout: float = 1.0
+    store_key_prefix: str = "pyjk"
 
 
 _FIELD = {
@@ -171,6 +215,9 @@ _FIELD = {
     "receiver.port": "receiver_port", "exactly_once.ttl": "dedup_ttl",
     "exactly_once.max_entries": "dedup_max_entries", "exactly_once.max_body": "dedup_max_body",
     "exactly_once.max_bytes": "dedup_max_bytes",
+    **{f"store.{k}": f"store_{k}" for k in ("kind", "url", "nodes", "wait_replicas",
+                                            "password_file", "password_env", "tls", "timeout",
+                                            "key_prefix")},
 }  # fmt: skip
 
 
@@ -221,6 +268,7 @@ def parse_cluster_config(text: str, source: str = "<cluster.toml>") -> ClusterCo
                 problems.append(Problem(source, None, path, message))
             else:
                 values[path] = v
+    problems += _store_problems(source, values)
     if problems:
         raise ConfigError(problems)
     fields: dict[str, Any] = {"source": source}
@@ -237,7 +285,31 @@ def parse_cluster_config(text: str, source: str = "<cluster.toml>") -> ClusterCo
     if not key_file.is_absolute():
         key_file = Path(source).resolve().parent / key_file
     fields["key_file"] = key_file
+    fields["store_nodes"] = tuple(
+        (h, int(p)) for h, _, p in (n.rpartition(":") for n in values["store.nodes"])
+    )
+    password_path = Path(values["store.password_file"])
+    if not password_path.is_absolute():
+        password_path = Path(source).resolve().parent / password_path
+    fields["store_password_file"] = password_path if values["store.password_file"] else None
     return ClusterConfig(**fields)
+
+
+def _store_problems(source: str, values: dict[str, Any]) -> list[Problem]:
+    """The [store] keys that only make sense together."""
+    url, nodes = values["store.url"], values["store.nodes"]
+    if values["store.kind"] != "redis":
+        return [
+            Problem(source, None, f"store.{key}", 'only for kind = "redis"')
+            for key in ("url", "nodes")
+            if values[f"store.{key}"]
+        ]
+    if bool(url) == bool(nodes):
+        return [
+            Problem(source, None, "store.url", 'kind = "redis" needs url (one server) or '
+                    "nodes (a Redis Cluster), not both")
+        ]  # fmt: skip
+    return []
 
 
 def load_cluster_config(path: str | Path) -> ClusterConfig:

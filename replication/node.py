@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.registry import Collector
 
 from worker.delta import SessionDelta
 from worker.failover import DORMANT
@@ -50,7 +51,7 @@ from .mcast import Multicast
 from .member_info import MemberInfo
 from .membership import ALIVE, Joined, Left, Membership, Probe
 from .membership import Event as MemberEvent
-from .replay import replay_response, snapshot_response
+from .replay import replay_from, snapshot_response
 from .replicator import Replicator
 from .seal import Kind, Opener, Sealer, SealError
 from .singleton import SingletonRunner
@@ -161,6 +162,16 @@ class ClusterNode:
         """Graceful: stop the singletons held here and tell the cluster (a handover)."""
         if self.singletons is not None:
             await self.singletons.release()
+
+    @property
+    def manager_token(self) -> str:
+        return self.config.manager_token
+
+    def collectors(self) -> Sequence[Collector]:
+        """Replication's families for the worker's /metrics (SessionBackend)."""
+        from .metrics import ReplicationCollector
+
+        return (ReplicationCollector(self),)
 
     def advertise_http(self, host: str, port: int, lbfactor: int = 1) -> None:
         """Where this node serves HTTP, sent in every heartbeat from now on: balancers with a
@@ -369,12 +380,7 @@ class ClusterNode:
 
     # -- CommitObserver and sink (worker.middleware) ----------------------------------------
     def replay(self, request_id: str) -> web.StreamResponse | None:
-        record = self.ledger.get(request_id, self.clock())
-        if record is None:
-            return None
-        self.counters["replays_answered"] += 1
-        log.info("request replayed from the ledger request_id=%s", request_id)
-        return replay_response(record)
+        return replay_from(self.ledger, request_id, self.clock(), self.counters)
 
     def committed(
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse

@@ -4,9 +4,14 @@ leaves as its record, and the response a replay of that record answers with.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+
 from aiohttp import web
 
-from .ledger import MAX_HEADERS, RECORDED_HEADERS, RecordedResponse, header_value_ok
+from .ledger import MAX_HEADERS, RECORDED_HEADERS, Ledger, RecordedResponse, header_value_ok
+
+log = logging.getLogger("pyjk.cluster")
 
 # Tells the client (and the tests) that the handler did not run again.
 REPLAY_HEADER = "X-Pyjk-Replayed"
@@ -44,3 +49,16 @@ def replay_response(record: RecordedResponse) -> web.Response:
         response.headers.add(name, value)
     response.headers[REPLAY_HEADER] = "1"
     return response
+
+
+def replay_from(
+    ledger: Ledger, request_id: str, now: float, counters: Counter[str]
+) -> web.Response | None:
+    """The replay of `request_id` if `ledger` holds its record (counted and logged), else None:
+    the CommitObserver.replay of every session backend."""
+    record = ledger.get(request_id, now)
+    if record is None:
+        return None
+    counters["replays_answered"] += 1
+    log.info("request replayed from the ledger request_id=%s", request_id)
+    return replay_response(record)

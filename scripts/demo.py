@@ -12,6 +12,8 @@ serving through the other two, and starts the worker again after ``--restart-aft
 (5), then says when it is back and ready (it rejoins and takes the cluster's sessions over by
 state transfer). Only Ctrl-C or SIGTERM stops everything, or the balancer itself exiting.
 ``--duration S`` stops by itself after S seconds (used by the demo's own test).
+``--cluster FILE`` gives the workers another cluster file: ``conf/cluster-redis.toml`` keeps
+the sessions in a Redis server on 127.0.0.1:6379 instead (docs/redis.md).
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ class Restarts:
 
 
 class Demo:
-    def __init__(self, port: int, restart_after: float) -> None:
+    def __init__(self, port: int, restart_after: float, cluster: Path = CONF / "cluster.toml"):
         self.port = port
+        self.cluster = cluster
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.balancer: subprocess.Popen[bytes] | None = None
@@ -92,7 +95,7 @@ class Demo:
 
     def start_worker(self, route: str, port: int) -> None:
         argv = [sys.executable, "-m", "worker", "--route", route, "--listen",
-                f"127.0.0.1:{port}", "--cluster", str(CONF / "cluster.toml")]  # fmt: skip
+                f"127.0.0.1:{port}", "--cluster", str(self.cluster)]  # fmt: skip
         self.workers[route] = subprocess.Popen(argv, cwd=ROOT, env=self.env)
 
     def start(self) -> None:
@@ -171,12 +174,15 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=0, help="stop after S seconds")
     parser.add_argument("--restart-after", type=float, default=5.0, metavar="S",
                         help="start a dead worker again after S seconds (default 5)")  # fmt: skip
+    parser.add_argument("--cluster", type=Path, default=CONF / "cluster.toml", metavar="FILE",
+                        help="the workers' cluster file (default conf/cluster.toml; "
+                        "conf/cluster-redis.toml: sessions in Redis on :6379)")  # fmt: skip
     args = parser.parse_args()
     busy = [p for p in (args.port, *(p for _, p in NODES)) if not _free(p)]
     if busy:
         print(f"demo: port(s) {busy} on 127.0.0.1 are in use; stop what holds them", flush=True)
         return 1
-    demo = Demo(args.port, args.restart_after)
+    demo = Demo(args.port, args.restart_after, args.cluster.resolve())
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt

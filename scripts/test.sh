@@ -8,8 +8,10 @@ cd "$here"
 # chromium + chromium-driver: the status page test drives a real headless browser;
 # nginx, haproxy: the bench harness validates its peer configs with the real binaries;
 # tomcat10 (pulls in a headless JRE): the ajp13 interop tests run real Tomcat instances
-# (bootstrap.sh's policy-rc.d keeps the packaged service from starting)
-PYJK_EXTRAS=test,bench scripts/bootstrap.sh chromium chromium-driver nginx haproxy tomcat10
+# (bootstrap.sh's policy-rc.d keeps the packaged service from starting);
+# redis-server: the Redis store tests start their own servers and a 3+3 Redis Cluster
+PYJK_EXTRAS=test,bench scripts/bootstrap.sh chromium chromium-driver nginx haproxy tomcat10 \
+    redis-server
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

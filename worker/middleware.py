@@ -22,6 +22,11 @@ Per request (paths under `/-/`, pyjk's own endpoints, are left alone):
    (asked again after a lookup brought the session in: the records of its writes come with it);
    after a request's views are committed, the observer is told synchronously (deltas, request
    id, response) before any delta is shipped, so it can stamp them and record the response.
+7. External store (`SessionManager.loader`, set by a backend such as Redis; worker/backend.py):
+   before anything else the loader brings the request's sessions and its request id's record
+   into the local store (UNKNOWN: 503 `Retry-After: 1`), and forgets them when the request
+   ends. A sink raising SessionNotSaved (the store did not keep the change) turns the
+   response into 503 `Retry-After: 1`: a change is acknowledged only once it is kept.
 
 The `;jsessionid=` parameter is removed from the path before routing. A middleware runs only
 after the route was matched, so setup_sessions wraps the app router's `resolve()` to match on
@@ -45,10 +50,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from yarl import URL
 
+from .backend import SessionLoader, SessionNotSaved
 from .delta import SessionDelta
 from .peers import (
     ABSENT,
     FOUND,
+    RETRY_AFTER,
+    UNKNOWN,
     SessionPeers,
     missing,
     own_or_none,
@@ -57,6 +65,7 @@ from .peers import (
 )
 from .refusals import REFUSAL_HEADER, RETRY_AFTER_S, SESSIONS_FULL, RefusalLog
 from .request_session import RequestSession, TooManySessions
+from .session_ids import split_session_id
 from .sessions import SessionStore
 
 log = logging.getLogger("pyjk.worker.sessions")
@@ -108,6 +117,7 @@ class SessionManager:
     takeovers: int = field(default=0, init=False)
     observer: CommitObserver | None = field(default=None, init=False)
     peers: SessionPeers | None = field(default=None, init=False)
+    loader: SessionLoader | None = field(default=None, init=False)  # an external store's
     refused: Counter[str] = field(default_factory=Counter, init=False)  # 503s by reason
     full_log: RefusalLog = field(default_factory=RefusalLog, init=False)  # sessions-full 503s
     # exact paths outside internal_prefix that have no sessions either (e.g. /cluster-manager)
@@ -290,6 +300,15 @@ class _RequestSessions:
         self.views: list[RequestSession] = []
         self.current: RequestSession | None = None
 
+    def random_parts(self) -> list[str]:
+        """Random parts of the sessions this request named or opened (for the loader)."""
+        parts = [view._start.random_part for view in self.views]
+        for session_id in self.requested:
+            split = split_session_id(session_id)
+            if split is not None and split[0] not in parts:
+                parts.append(split[0])
+        return parts
+
     def open_requested(self) -> bool:
         """Open the first requested session held here (taking it over if routed elsewhere)."""
         store, now = self.manager.store, self.manager.clock()
@@ -371,6 +390,8 @@ class _RequestSessions:
         for delta in deltas:
             try:
                 await self.manager.sink(delta)
+            except SessionNotSaved:
+                raise
             except Exception:
                 log.exception("session delta sink failed id=%s", delta.session_id)
 
@@ -403,72 +424,93 @@ def _make_middleware(manager: SessionManager) -> Any:
         ):
             return await handler(request)
         rid = request[_REQUEST_ID_KEY]
-        recorded = _replay(manager, rid)
-        if recorded is not None:  # a retry of a request already answered: same answer
-            return recorded
         context = _RequestSessions(manager, request, path_id)
-        peers = manager.peers
-        hold = peers.holding_back() if peers is not None else None
-        if hold is not None and not (
-            hold.own_sessions and own_or_none(context.requested, manager.store)
-        ):
-            manager.refused[hold.reason] += 1
-            return unavailable(hold.reason)  # missing here, or maybe stale
-        if peers is not None and (taking := taken_over(context.requested, manager.store)):
-            asked = time.monotonic()
-            if await peers.refresh(taking) != FOUND:
-                log.warning("session refresh unanswered ids=%d path=%s", len(taking), request.path)
-                manager.refused["refresh"] += 1
-                return unavailable("a cluster member did not answer in time")
-            log.info(  # the failover bench reads these
-                "session refresh ids=%d took_ms=%.1f",
-                len(taking),
-                (time.monotonic() - asked) * 1000,
-            )
-            recorded = _replay(manager, rid)  # a newer write came with its record: this one?
-            if recorded is not None:
-                return recorded
-        if not context.open_requested() and peers is not None:
-            wanted = missing(context.requested, manager.store)
-            asked = time.monotonic()
-            lookup = await peers.find(wanted) if wanted else ABSENT
-            if lookup == FOUND:
-                # one line per found session: how long a failover waited for it (the
-                # failover bench reads these)
-                took = (time.monotonic() - asked) * 1000
-                log.info("session lookup found ids=%d took_ms=%.1f", len(wanted), took)
-                # The session came with the records of its writes: if this request is the
-                # retry of one of them, it ran already (elsewhere) and must not run again.
-                recorded = _replay(manager, rid)
-                if recorded is not None:
-                    return recorded
-                context.open_requested()
-            elif lookup != ABSENT:  # a member did not answer: the session may well exist
-                log.warning("session lookup unanswered ids=%d path=%s", len(wanted), request.path)
-                manager.refused["lookup"] += 1
-                return unavailable("a cluster member did not answer in time")
-        request[_CONTEXT_KEY] = context
+        loader = manager.loader
+        if loader is None:
+            return await _serve(manager, request, handler, context, rid)
+        # an external store: this request's sessions (and its request id's record) are read
+        # from it first, and forgotten here after, so the next request reads them again
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:  # a response raised: it still commits
-            await _finish_or_500(context, exc)
-            raise
-        except TooManySessions as exc:
-            context.abort()
-            manager.refused[SESSIONS_FULL] += 1
-            now = manager.clock()
-            manager.log_refusals(now, manager.full_log.note(now))
-            raise web.HTTPServiceUnavailable(
-                text="This server cannot open more sessions right now. Please retry later.\n",
-                headers={"Retry-After": str(RETRY_AFTER_S), REFUSAL_HEADER: SESSIONS_FULL},
-            ) from exc
-        except BaseException:
-            context.abort()
-            raise
-        await _finish_or_500(context, response)
-        return response
+            if await loader.load(context.requested, rid) == UNKNOWN:
+                manager.refused["store"] += 1
+                return unavailable("the session store did not answer")
+            return await _serve(manager, request, handler, context, rid)
+        finally:
+            loader.release(context.random_parts())
 
     return sessions_middleware
+
+
+async def _serve(
+    manager: SessionManager,
+    request: web.Request,
+    handler: Handler,
+    context: _RequestSessions,
+    rid: str | None,
+) -> web.StreamResponse:
+    recorded = _replay(manager, rid)
+    if recorded is not None:  # a retry of a request already answered: same answer
+        return recorded
+    peers = manager.peers
+    hold = peers.holding_back() if peers is not None else None
+    if hold is not None and not (
+        hold.own_sessions and own_or_none(context.requested, manager.store)
+    ):
+        manager.refused[hold.reason] += 1
+        return unavailable(hold.reason)  # missing here, or maybe stale
+    if peers is not None and (taking := taken_over(context.requested, manager.store)):
+        asked = time.monotonic()
+        if await peers.refresh(taking) != FOUND:
+            log.warning("session refresh unanswered ids=%d path=%s", len(taking), request.path)
+            manager.refused["refresh"] += 1
+            return unavailable("a cluster member did not answer in time")
+        log.info(  # the failover bench reads these
+            "session refresh ids=%d took_ms=%.1f",
+            len(taking),
+            (time.monotonic() - asked) * 1000,
+        )
+        recorded = _replay(manager, rid)  # a newer write came with its record: this one?
+        if recorded is not None:
+            return recorded
+    if not context.open_requested() and peers is not None:
+        wanted = missing(context.requested, manager.store)
+        asked = time.monotonic()
+        lookup = await peers.find(wanted) if wanted else ABSENT
+        if lookup == FOUND:
+            # one line per found session: how long a failover waited for it (the
+            # failover bench reads these)
+            took = (time.monotonic() - asked) * 1000
+            log.info("session lookup found ids=%d took_ms=%.1f", len(wanted), took)
+            # The session came with the records of its writes: if this request is the
+            # retry of one of them, it ran already (elsewhere) and must not run again.
+            recorded = _replay(manager, rid)
+            if recorded is not None:
+                return recorded
+            context.open_requested()
+        elif lookup != ABSENT:  # a member did not answer: the session may well exist
+            log.warning("session lookup unanswered ids=%d path=%s", len(wanted), request.path)
+            manager.refused["lookup"] += 1
+            return unavailable("a cluster member did not answer in time")
+    request[_CONTEXT_KEY] = context
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # a response raised: it still commits
+        await _finish_or_500(context, exc)
+        raise
+    except TooManySessions as exc:
+        context.abort()
+        manager.refused[SESSIONS_FULL] += 1
+        now = manager.clock()
+        manager.log_refusals(now, manager.full_log.note(now))
+        raise web.HTTPServiceUnavailable(
+            text="This server cannot open more sessions right now. Please retry later.\n",
+            headers={"Retry-After": str(RETRY_AFTER_S), REFUSAL_HEADER: SESSIONS_FULL},
+        ) from exc
+    except BaseException:
+        context.abort()
+        raise
+    await _finish_or_500(context, response)
+    return response
 
 
 def _replay(manager: SessionManager, rid: str | None) -> web.StreamResponse | None:
@@ -480,6 +522,13 @@ def _replay(manager: SessionManager, rid: str | None) -> web.StreamResponse | No
 async def _finish_or_500(context: _RequestSessions, response: web.StreamResponse) -> None:
     try:
         await context.finish(response)
+    except SessionNotSaved as exc:  # the store did not keep it: not an acknowledged write
+        log.warning("session changes not confirmed path=%s: %s", context.request.path, exc)
+        context.manager.refused["store"] += 1
+        raise web.HTTPServiceUnavailable(
+            text="The session store did not confirm this change. Please retry.\n",
+            headers={"Retry-After": RETRY_AFTER, "Cache-Control": "no-store"},
+        ) from exc
     except (ValueError, TypeError) as exc:  # SessionTooLarge, AttributeValueError
         log.error("session changes not saved path=%s: %s", context.request.path, exc)
         raise web.HTTPInternalServerError(

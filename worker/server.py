@@ -124,16 +124,25 @@ async def _sweep_forever(manager: SessionManager, interval: float) -> None:
         await sweep_once(manager)
 
 
-def _cluster_node(options: WorkerOptions, manager: SessionManager, readiness: Readiness) -> Any:
-    """The replication node for `--cluster` (imported here: replication builds on worker)."""
+def _backend(options: WorkerOptions, manager: SessionManager, readiness: Readiness) -> Any:
+    """The SessionBackend (worker/backend.py) `--cluster` names: the built-in cluster, or
+    the Redis store for `[store] kind = "redis"` (imported here: replication builds on worker)."""
     from balancer.config.errors import ConfigError
     from replication.config import load_cluster_config
     from replication.keyfile import KeyFileError
-    from replication.node import ClusterNode
 
     assert options.cluster is not None
     try:
         config = load_cluster_config(options.cluster)
+        if config.store_kind == "redis":
+            from replication.redis_store import RedisStore, StoreSetupError
+
+            try:
+                return RedisStore(config, manager, readiness)
+            except StoreSetupError as exc:
+                raise WorkerSetupError(f"--cluster {options.cluster}: {exc}") from exc
+        from replication.node import ClusterNode
+
         # PYJK_CLUSTER_FAULTS=1 adds the loopback-only fault switch the cluster tests use
         faults = os.environ.get("PYJK_CLUSTER_FAULTS") == "1"
         return ClusterNode(config, manager, readiness, faults_enabled=faults)
@@ -161,11 +170,12 @@ async def serve(options: WorkerOptions) -> int:
             raise WorkerSetupError("--failover needs --cluster (the group elects over it)")
         app.setdefault(SINGLETONS, []).append(failover_spec(options.failover, readiness))
     if options.cluster is not None:
-        node = _cluster_node(options, manager, readiness)
-        node.install(app)  # before the app starts: routes freeze then
-        from replication.metrics import ReplicationCollector
-
-        install_metrics(app, manager, (ReplicationCollector(node),), node.config.manager_token)
+        node = _backend(options, manager, readiness)
+        try:
+            node.install(app)  # before the app starts: routes freeze then
+        except ValueError as exc:  # the backend refuses what the app asks of it
+            raise WorkerSetupError(f"--cluster {options.cluster}: {exc}") from exc
+        install_metrics(app, manager, node.collectors(), node.manager_token)
     else:
         install_metrics(app, manager)
         local = _local_singletons(app, options.route)

@@ -258,6 +258,14 @@ class SessionStore:
         """Add or replace a whole session (state transfer from another node)."""
         self._states[state.random_part] = state
 
+    def forget(self, random_part: str) -> bool:
+        """Drop the local copy of a session no request has open (an external store keeps the
+        session itself; see worker/backend.py). False, and nothing dropped, while one does."""
+        if self._open.get(random_part):
+            return False
+        self._states.pop(random_part, None)
+        return True
+
     # -- internals --------------------------------------------------------------------------
     def _unused_random_part(self) -> str:
         for _ in range(4):

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
-import time
 
-import aiohttp
 import pytest
 
 from tests.integration.conftest import Stack, http_get, http_json
+from tests.integration.counter_load import CounterLoad
 from tests.integration.test_cluster_kit import Cluster
 from tests.support.procs import until, wait_for
 
@@ -75,63 +73,28 @@ async def test_kill_9_under_load_loses_no_acknowledged_write_and_applies_none_tw
     stack: Stack,
 ):
     replicated(stack, HEALTH)
-    users = 24
-    stop = asyncio.Event()
-    errors: list[str] = []
-    moved: dict[int, tuple[str, str]] = {}
+    load = CounterLoad(stack.url, 24)
+    load.start()
     killed: list[str] = []
-    answered = [0]
-
-    async def user(i: int) -> None:
-        jar = aiohttp.CookieJar(unsafe=True)
-        async with aiohttp.ClientSession(
-            cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=20)
-        ) as session:
-            expected = 0
-            node = None
-            deadline = time.monotonic() + 60
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    async with session.get(f"{stack.url}/app/counter") as resp:
-                        if resp.status != 200:
-                            errors.append(f"user {i}: status {resp.status}")
-                            continue
-                        answer = await resp.json()
-                        set_cookie = resp.headers.get("Set-Cookie", "")
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    errors.append(f"user {i}: {exc!r}")
-                    continue
-                answered[0] += 1
-                expected += 1
-                if answer["count"] != expected:
-                    kind = "lost" if answer["count"] < expected else "applied twice"
-                    errors.append(f"user {i}: {kind}: count {answer['count']} != {expected}")
-                    expected = answer["count"]
-                if node is not None and answer["node"] != node:
-                    # a failover: the response must move the cookie to the serving node
-                    if not re.search(rf"JSESSIONID=[0-9A-F]+\.{answer['node']}", set_cookie):
-                        errors.append(f"user {i}: moved {node}->{answer['node']} without cookie")
-                    moved[i] = (node, answer["node"])
-                elif node is not None and i in moved and answer["node"] != moved[i][1]:
-                    errors.append(f"user {i}: did not stick after moving")
-                node = answer["node"]
-
-    tasks = [asyncio.create_task(user(i)) for i in range(users)]
-    await until(lambda: answered[0] >= 600, 30, what="load before the first kill")
+    await until(lambda: load.answered >= 600, 30, what="load before the first kill")
     for victim in ("n2", "n3"):
         killed.append(victim)
         stack.backends[victim].proc.signal(signal.SIGKILL)
-        mark = answered[0]
-        await until(lambda m=mark: answered[0] >= m + 800, 40, what=f"load after killing {victim}")
+        mark = load.answered
+        await until(
+            lambda m=mark: load.answered >= m + 800, 40, what=f"load after killing {victim}"
+        )
         # it comes back (same route and port), takes the state over, and serves again
         port = stack.backends[victim].port
         await asyncio.to_thread(
             stack.start_worker, victim, "--cluster", config_of(stack), port=port
         )
-        mark = answered[0]
-        await until(lambda m=mark: answered[0] >= m + 400, 40, what=f"load after {victim} is back")
-    stop.set()
-    await asyncio.gather(*tasks)
+        mark = load.answered
+        await until(
+            lambda m=mark: load.answered >= m + 400, 40, what=f"load after {victim} is back"
+        )
+    await load.finish()
+    errors, moved = load.errors, load.moved
     assert errors == [], errors[:10]
     assert moved, "no session was on a killed node: the test proved nothing"
     assert {old for old, _ in moved.values()} <= set(killed)

@@ -36,6 +36,45 @@ def test_the_shipped_config_loads_and_keeps_multicast_on_loopback():
     assert cfg.key_file == ROOT / "conf" / "cluster.key"
 
 
+def test_the_shipped_redis_config_loads_and_names_one_loopback_server():
+    cfg = load_cluster_config(ROOT / "conf" / "cluster-redis.toml")
+    assert (cfg.store_kind, cfg.store_url, cfg.store_nodes) == (
+        "redis",
+        "redis://127.0.0.1:6379",
+        (),
+    )
+    assert (cfg.store_wait_replicas, cfg.store_timeout, cfg.store_password_file) == (0, 1.0, None)
+    assert load_cluster_config(ROOT / "conf" / "cluster.toml").store_kind == "cluster"
+
+
+def test_a_redis_store_takes_a_url_or_cluster_nodes_and_a_password_file_beside_it():
+    cfg = parse_cluster_config(
+        '[store]\nkind = "redis"\nnodes = ["127.0.0.1:7000", "redis-a:7001"]\n'
+        'wait_replicas = 1\npassword_file = "redis.pw"\ntimeout = 250\n',
+        "/etc/pyjk/cluster.toml",
+    )
+    assert cfg.store_nodes == (("127.0.0.1", 7000), ("redis-a", 7001))
+    assert cfg.store_password_file == Path("/etc/pyjk/redis.pw")
+    assert (cfg.store_wait_replicas, cfg.store_timeout) == (1, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[store]\nkind = "redis"\n', 'store.url: kind = "redis" needs url'),
+        ('[store]\nkind = "redis"\nurl = "redis://h:1"\nnodes = ["h:2"]\n', "not both"),
+        ('[store]\nkind = "redis"\nurl = "redis://u:secret@h:1"\n', "no password in the url"),
+        ('[store]\nkind = "redis"\nurl = "http://h:1"\n', "expected redis://"),
+        ('[store]\nkind = "redis"\nnodes = ["h"]\n', 'expected "HOST:PORT"'),
+        ('[store]\nkind = "redis"\nurl = "redis://h:1"\nwait_replicas = 2\n', "expected 0..1"),
+        ('[store]\nkind = "memcached"\n', "expected one of cluster, redis"),
+        ('[store]\nurl = "redis://h:1"\n', 'store.url: only for kind = "redis"'),
+    ],
+)
+def test_a_store_section_that_cannot_work_is_refused(text, says):
+    assert any(says in m for m in problems(text)), problems(text)
+
+
 def test_an_empty_file_gives_tomcat_defaults_in_seconds():
     cfg = parse_cluster_config("", "/etc/pyjk/cluster.toml")
     assert (cfg.frequency, cfg.drop_time, cfg.ack_timeout) == (0.5, 3.0, 3.0)
