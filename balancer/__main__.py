@@ -32,6 +32,20 @@ from balancer.mounts import UriMap, load_mounts
 from pyjk import __version__
 from pyjk.logs import LOG_FORMATS
 
+MAX_PROCESSES = 63  # balancer.lb.shm.MAX_PROCS less the supervisor's slot
+
+
+def processes_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"expected 1..{MAX_PROCESSES}, got {text!r}")
+    return int(text)
+
+
+def parse_dataplane(text: str) -> object:
+    from balancer.supervisor import parse_dataplane as parse
+
+    return parse(text)
+
 
 class Listen(NamedTuple):
     """One ``--listen``: plain ``HOST:PORT`` or ``https://HOST:PORT``."""
@@ -205,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
         "default: json with --log-format json, else combined",
     )
     parser.add_argument(
+        "--processes",
+        type=processes_count,
+        default=None,
+        metavar="N",
+        help="data-plane processes sharing one lb state, under a supervisor that runs health "
+        "checks, maintenance and reloads (default: worker.processes, else the CPUs this "
+        "process may run on; 1 = one process, no supervisor)",
+    )
+    parser.add_argument(
+        "--accept",
+        choices=("reuseport", "inherit"),
+        default="reuseport",
+        help="with --processes N > 1: one SO_REUSEPORT socket per process, the kernel spreads "
+        "connections (default), or every process accepts on the supervisor's inherited "
+        "sockets (one queue: nothing queued is lost when a process dies, but the spread of "
+        "long connections is uneven; docs/benchmarks.md)",
+    )
+    parser.add_argument("--dataplane", type=parse_dataplane, help=argparse.SUPPRESS)
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -269,6 +302,7 @@ def check(workers_path: Path, mounts_path: Path | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a supervisor's children get it
     args.listen = args.listen or [Listen("127.0.0.1", 8080)]
     try:
         args.tls = tls_settings(args)

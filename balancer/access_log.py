@@ -8,16 +8,21 @@ unwritten records new ones are counted and dropped.
 ``reopen`` (SIGUSR1, as nginx does) writes what is pending to the file it has, closes it and
 opens the path again: logrotate renames the file, then its ``postrotate`` sends the signal, and
 the next line lands in a new file of the old name.
+
+With several data-plane processes (``--processes``) each one writes the same file. Lines never
+interleave: the file is opened ``O_APPEND`` and every ``write()`` carries whole lines and at
+most ``PIPE_BUF`` bytes (a longer line goes alone), so each write lands in one piece at the end
+of a file and is atomic on a pipe (POSIX).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
+import os
+import select
 import time
 from collections.abc import Callable
-from typing import TextIO
 
 from balancer.dataplane import AccessRecord
 from pyjk.logs import utc_stamp
@@ -72,10 +77,31 @@ FORMATS: dict[str, Callable[[AccessRecord, float], str]] = {
 }
 
 
+PIPE_BUF = select.PIPE_BUF
+
+
+def whole_line_chunks(lines: list[str], limit: int = PIPE_BUF) -> list[bytes]:
+    """The lines joined into writes of whole lines of at most ``limit`` bytes each (a line
+    longer than ``limit`` is a write of its own)."""
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        raw = line.encode("utf-8", "replace")
+        if current and size + len(raw) > limit:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(raw)
+        size += len(raw)
+    if current:
+        chunks.append(b"".join(current))
+    return chunks
+
+
 class AccessLog:
-    def __init__(self, stream: TextIO, path: str | None = None, fmt: str = "combined") -> None:
-        self.stream = stream
-        self.path = path  # None: a stream that is not ours to reopen (stdout)
+    def __init__(self, fd: int, path: str | None = None, fmt: str = "combined") -> None:
+        self.fd = fd
+        self.path = path  # None: a descriptor that is not ours to reopen (stdout)
         self.line = FORMATS[fmt]
         self.pending: list[tuple[AccessRecord, float]] = []
         self.dropped = 0
@@ -83,7 +109,7 @@ class AccessLog:
     @classmethod
     def open(cls, path: str, fmt: str = "combined") -> AccessLog:
         if path == "-":
-            return cls(sys.stdout, None, fmt)
+            return cls(1, None, fmt)
         return cls(_open(path), path, fmt)
 
     def reopen(self) -> None:
@@ -94,8 +120,8 @@ class AccessLog:
         if self.path is None:
             return
         new = _open(self.path)
-        old, self.stream = self.stream, new
-        old.close()
+        old, self.fd = self.fd, new
+        os.close(old)
 
     def record(self, rec: AccessRecord) -> None:
         if len(self.pending) >= MAX_PENDING:
@@ -105,13 +131,15 @@ class AccessLog:
 
     def flush(self) -> None:
         batch, self.pending = self.pending, []
-        if batch:
-            line = self.line
-            self.stream.write("".join(line(r, w) for r, w in batch))
+        line = self.line
+        lines = [line(r, w) for r, w in batch]
         if self.dropped:
-            self.stream.write(f"# pyjk: {self.dropped} access log records dropped (backlog)\n")
+            lines.append(f"# pyjk: {self.dropped} access log records dropped (backlog)\n")
             self.dropped = 0
-        self.stream.flush()
+        for chunk in whole_line_chunks(lines):
+            view = memoryview(chunk)
+            while view:  # a regular file or a pipe takes a chunk this size whole
+                view = view[os.write(self.fd, view) :]
 
     async def run(self) -> None:
         while True:
@@ -119,5 +147,5 @@ class AccessLog:
             self.flush()
 
 
-def _open(path: str) -> TextIO:
-    return open(path, "a", encoding="utf-8", buffering=1 << 16)
+def _open(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -23,23 +23,27 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from balancer.access_log import AccessLog
 from balancer.cluster_view import ClusterView
-from balancer.config import ConfigError, load_workers
+from balancer.config import ConfigError
 from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
+from balancer.config.reader import parse_workers, read_config_file
 from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
 from balancer.dataplane.ajp_fields import split_host
-from balancer.dataplane.tls import TlsError, TlsSettings
+from balancer.dataplane.tls import TlsError, TlsSettings, TlsStats
 from balancer.dataplane.tls_listener import Terminator
 from balancer.dynamic import DynamicLbs
 from balancer.health_monitor import HealthMonitor
 from balancer.lb.engine import LbEngine
-from balancer.mounts import Mapped, UriMap, load_mounts, parse_mounts
+from balancer.lb.shm import ProcessRow
+from balancer.lb.state import LOCAL, LbState
+from balancer.mounts import Mapped, UriMap, parse_mounts
 from balancer.status.tls_view import TlsView, tls_view
 from balancer.status.traffic_metrics import TrafficCollector
 from balancer.status_wiring import StatusEndpoints
@@ -87,6 +91,7 @@ def build_engines(
     previous: Mapping[str, LbEngine],
     now: float,
     dynamic: Mapping[str, Sequence[MemberConfig]] | None = None,
+    state: LbState = LOCAL,
 ) -> dict[str, LbEngine]:
     """An engine per listed lb or member; an lb's members are its static ones followed by the
     ``dynamic`` ones its cluster brought (balancer.cluster_members)."""
@@ -102,9 +107,9 @@ def build_engines(
             continue  # a status worker
         old = previous.get(name)
         if old is None:
-            engines[name] = LbEngine(lb, members, workers.maintain, now)
+            engines[name] = LbEngine(lb, members, workers.maintain, now, state)
         else:
-            engines[name] = LbEngine.from_previous(old, lb, members, workers.maintain, now)
+            engines[name] = LbEngine.from_previous(old, lb, members, workers.maintain, now, state)
     return engines
 
 
@@ -145,7 +150,23 @@ class Balancer:
         *,
         hsts: int = 0,
         https_redirect: bool = False,
+        state: LbState = LOCAL,
+        processes: Callable[[], Sequence[ProcessRow]] | None = None,
+        config_texts: Callable[[], tuple[str, str]] | None = None,
+        csrf: str | None = None,
+        consume_result: Callable[[int], bool] | None = None,
     ) -> None:
+        # Where the configuration's text comes from: the files, or (a data-plane process of
+        # a supervisor) the text the supervisor checked and published for all.
+        self.config_texts = config_texts or self.read_files
+        self.loaded_texts = ("", "")
+        self.state = state  # where the engines keep their numbers (shared with --processes)
+        # Set by the supervisor (balancer/supervisor.py): runs after every successful reload,
+        # with the line that would be logged.
+        self.on_reload: Callable[[str], None] | None = None
+        self.requests = 0  # routed since the start (a data-plane process's row)
+        # Set by a data-plane process of a supervisor: the TLS counters of all processes.
+        self.tls_stats: Callable[[], TlsStats] | None = None
         self.workers_path = workers_path
         self.mounts_path = mounts_path
         self.listens = [(host, port, tls) for host, port, tls in listen]  # tls: https://
@@ -162,6 +183,9 @@ class Balancer:
         self.status = StatusEndpoints(VERSION, self.listen)
         self.status.tls_view = self._tls_view if self.tls is not None else None
         self.status.cluster_view = self.cluster.counts
+        self.status.processes = processes
+        self.status.csrf = csrf
+        self.status.consume_result = consume_result
         self.status.cluster_limits = self.cluster.limits
         self.status.update(self.runtime)
         self.health = HealthMonitor()
@@ -192,21 +216,35 @@ class Balancer:
 
     # --- configuration ----------------------------------------------------------------------
 
+    def read_files(self) -> tuple[str, str]:
+        """The text of workers.properties and of the URI map ("" without one)."""
+        workers = read_config_file(self.workers_path, "the worker definitions")
+        if self.mounts_path is None:
+            return workers, ""
+        return workers, read_config_file(self.mounts_path, "the URI map")
+
     def load(self, previous: Runtime | None) -> Runtime:
         """Read both files into a new Runtime; raises ConfigError or StartupError."""
-        workers, warnings = load_workers(self.workers_path, os.environ)
+        mtime = _mtime(self.mounts_path)
+        texts = self.config_texts()
+        workers, warnings = parse_workers(texts[0], str(self.workers_path), os.environ)
         for w in warnings:
             log.warning("config warning: %s", w)
         if self.mounts_path is not None:
-            uri_map, mount_warnings = load_mounts(self.mounts_path, workers, environ=os.environ)
+            uri_map, mount_warnings = parse_mounts(
+                texts[1], str(self.mounts_path), workers, environ=os.environ
+            )
         else:  # the worker.NAME.mount rules alone
             uri_map, mount_warnings = parse_mounts("", "<no uriworkermap>", workers)
         for w in mount_warnings:
             log.warning("config warning: %s", w)
         now = time.monotonic()
         dynamic = self.dynamic.members(workers)
-        engines = build_engines(workers, previous.engines if previous else {}, now, dynamic)
-        return Runtime(workers, uri_map, engines, _mtime(self.mounts_path))
+        engines = build_engines(
+            workers, previous.engines if previous else {}, now, dynamic, self.state
+        )
+        self.loaded_texts = texts
+        return Runtime(workers, uri_map, engines, mtime)
 
     def reload(self, reason: str) -> bool:
         """Swap in a freshly read configuration; keep the old one on any error."""
@@ -224,14 +262,16 @@ class Balancer:
         self.dynamic.sync(runtime.workers, runtime.engines)
         added = set(runtime.engines) - set(old.engines)
         removed = set(old.engines) - set(runtime.engines)
-        log.info(
-            "reloaded (%s): workers=%s added=%s removed=%s mounts=%d",
-            reason,
-            ",".join(runtime.workers.worker_list),
-            ",".join(sorted(added)) or "-",
-            ",".join(sorted(removed)) or "-",
-            sum(1 for r in runtime.uri_map.rules if r.enabled),
+        workers_list = ",".join(runtime.workers.worker_list)
+        mounts = sum(1 for r in runtime.uri_map.rules if r.enabled)
+        summary = (
+            f"reloaded ({reason}): workers={workers_list} added={','.join(sorted(added)) or '-'} "
+            f"removed={','.join(sorted(removed)) or '-'} mounts={mounts}"
         )
+        if self.on_reload is not None:
+            self.on_reload(summary)  # the supervisor says it once every process serves it
+        else:
+            log.info("%s", summary)
         return True
 
     def _members_now(self) -> set[tuple[str, str]]:
@@ -272,6 +312,7 @@ class Balancer:
     # --- per request ------------------------------------------------------------------------
 
     def route(self, req: Request) -> RouteDecision:
+        self.requests += 1
         if self.redirect_port is not None and not req.secure:
             return https_redirect(req, self.redirect_port)
         runtime = self.runtime
@@ -310,12 +351,21 @@ class Balancer:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def serve(self) -> None:
+    async def serve(
+        self, sockets: Sequence[socket.socket | None] = (), *, control: bool = True
+    ) -> None:
+        """Listen, run until SIGTERM/SIGINT, drain. ``sockets``: listening sockets made by the
+        supervisor, one per ``--listen`` (None: bind here). ``control``: also run the health
+        checks, maintenance and the URI map watch (a data-plane process of a supervisor does
+        not: the supervisor runs them once for all)."""
         loop = asyncio.get_running_loop()
-        for host, port, tls in self.listens:
+        for i, (host, port, tls) in enumerate(self.listens):
+            sock = sockets[i] if i < len(sockets) else None
             if tls:
                 assert self.tls is not None
-                self.proxy.start_tls(host, port, self.tls)
+                self.proxy.start_tls(host, port, self.tls, sock=sock)
+            elif sock is not None:
+                await self.proxy.start(None, None, sock=sock)
             else:
                 await self.proxy.start(host, port)
             log.info("listening on %s%s:%d (%s)", "https://" if tls else "", host, port, VERSION)
@@ -326,13 +376,11 @@ class Balancer:
             (signal.SIGUSR1, self.reopen_access_log),
         ):
             loop.add_signal_handler(sig, handler)
-        self.health.update(self.runtime.engines)
-        self.health.start()
+        if control:
+            self.start_control()
+        else:
+            self._tasks.append(asyncio.create_task(self._log_changes(), name="state-log"))
         self.cluster.start()
-        self._tasks = [
-            asyncio.create_task(self._maintenance(), name="maintenance"),
-            asyncio.create_task(self._watch_mounts(), name="mount-reload"),
-        ]
         self.dynamic.sync(self.runtime.workers, self.runtime.engines)
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
@@ -342,27 +390,55 @@ class Balancer:
         grace = float(self.runtime.workers.balancer.shutdown_timeout)
         log.info("stopping: draining requests in flight for up to %.0fs", grace)
         await self.proxy.close(grace=grace)
-        await self.health.stop()
         await self.cluster.stop()
+        await self.stop_control()
         await self.dynamic.stop()
+        if self.access_log is not None:
+            self.access_log.flush()
+        log.info("stopped")
+
+    def start_control(self) -> None:
+        """Health checks, maintenance and the URI map watch: once per balancer."""
+        self.health.update(self.runtime.engines)
+        self.health.start()
+        self._tasks += [
+            asyncio.create_task(self._maintenance(), name="maintenance"),
+            asyncio.create_task(self._watch_mounts(), name="mount-reload"),
+        ]
+
+    async def stop_control(self) -> None:
+        await self.health.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.access_log is not None:
-            self.access_log.flush()
-        log.info("stopped")
+        self._tasks = []
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def process_row(self, slot: int, started: float, generation: int) -> ProcessRow:
+        """This process as the shared table's process rows show it."""
+        return ProcessRow(
+            slot, os.getpid(), started, len(self.proxy.connections), self.requests, generation
+        )
 
     def _sighup(self) -> None:
-        self.reload("SIGHUP")
+        self.reload_all("SIGHUP")
+
+    def reload_all(self, reason: str) -> bool:
+        """Both files and the TLS certificates; whether the files' reload succeeded."""
+        ok = self.reload(reason)
         if self.tls is not None:
             self.tls.reload()  # new contexts first; a bad pair keeps the running certificates
+        return ok
 
     def _tls_view(self) -> TlsView | None:
         if self.tls is None:
             return None
-        return tls_view(self.tls, self.listens)
+        stats = self.tls_stats() if self.tls_stats is not None else None
+        return tls_view(self.tls, self.listens, stats)
 
     def reopen_access_log(self) -> None:
         """SIGUSR1: logrotate renamed the access log; go on in a new file of the old name."""
@@ -381,6 +457,11 @@ class Balancer:
             for change in engine.drain_changes():
                 level = logging.WARNING if change.new.value == "ERR" else logging.INFO
                 log.log(level, "%s", change)
+
+    async def _log_changes(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTAIN_TICK)
+            self.log_changes()
 
     async def _maintenance(self) -> None:
         while True:
@@ -422,8 +503,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
         log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
         uvloop = None  # type: ignore[assignment]
+    from balancer.supervisor import Role  # it imports this module
+
     access_format = args.access_log_format or ("json" if args.log_format == "json" else "combined")
     access_log = AccessLog.open(args.access_log, access_format) if args.access_log else None
+    role = Role(args)
 
     async def main() -> int:
         try:
@@ -435,6 +519,11 @@ def run(args: argparse.Namespace) -> int:
                 getattr(args, "tls", None),
                 hsts=getattr(args, "hsts", 0),
                 https_redirect=getattr(args, "https_redirect", False),
+                state=role.state,
+                processes=role.table.processes if role.table is not None else None,
+                config_texts=role.config_source(),
+                csrf=role.csrf(),
+                consume_result=role.table.consume if role.table is not None else None,
             )
         except TlsError as exc:
             log.error("tls error: %s", exc)
@@ -452,12 +541,11 @@ def run(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()
         try:
-            await balancer.serve()
+            return await role.run(balancer)
         except OSError as exc:
             where = " ".join(str(x) for x in args.listen)
             log.error("cannot listen on %s: %s", where, exc.strerror or exc)
             return 1
-        return 0
 
     if uvloop is not None:
         return uvloop.run(main())

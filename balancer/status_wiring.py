@@ -10,11 +10,12 @@ itself a trusted proxy, as nginx's real_ip_recursive does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from balancer.config.model import MemberConfig
 from balancer.dataplane import LocalHandler, LocalResponse, Request, RouteDecision
+from balancer.lb.shm import ProcessRow
 from balancer.status import ServerInfo, StatusWorker
 from balancer.status.adapter import local_handler
 from balancer.status.model import ClusterLimits, ClusterView
@@ -36,6 +37,9 @@ class StatusEndpoints:
         self.tls_view: Callable[[], TlsView | None] | None = None
         self.cluster_limits: ClusterLimits | None = None
         self.collectors: tuple[Collector, ...] = ()  # more families for /metrics
+        self.processes: Callable[[], Sequence[ProcessRow]] | None = None  # --processes N
+        self.csrf: str | None = None  # one token for N processes (else each worker's own)
+        self.consume_result: Callable[[int], bool] | None = None  # with csrf: shown-once ids
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -60,7 +64,11 @@ class StatusEndpoints:
                     pool_stats=self._pool_stats,
                     tls_view=self.tls_view,
                     cluster_limits=self.cluster_limits,
+                    processes=self.processes,
                 )
+                if self.csrf is not None:
+                    kept[name].csrf = self.csrf
+                    kept[name].consume_result = self.consume_result
         for worker in kept.values():
             worker.collectors = self.collectors
         self.workers = kept

@@ -65,7 +65,10 @@ from race_wrk import WrkError, run_wrk, wrk_argv
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 ALL_PEERS = ("pyjk", "nginx", "haproxy", "direct")
-PYJK_CMD = "{python} -m balancer --workers {workers} --mounts {mounts} --listen {listen}"
+PYJK_CMD = (
+    "{python} -m balancer --workers {workers} --mounts {mounts} --listen {listen} "
+    "--processes {processes}"
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class Race:
     sup: Supervisor
     workdir: Path
     proxy_cpu: int | None  # None: not pinned
+    proxy_cpus: list[int]  # every core of the proxy (--processes N > 1: N of them)
     load_cpu: int | None
     cores: list[int]  # the cores watched for other load
     cert: race_tls.RaceCert | None = None  # when a tls-* scenario runs
@@ -138,12 +142,22 @@ def peer_argv(
         (workdir / "nginx-tmp").mkdir(exist_ok=True)
         conf = workdir / "nginx.conf"
         tls_server = race_tls.nginx_server(tls_port, cert) if cert and tls_port else ""
-        conf.write_text(cfg.nginx_conf(members, port=port, workdir=workdir, tls_server=tls_server))
+        conf.write_text(
+            cfg.nginx_conf(
+                members,
+                port=port,
+                workdir=workdir,
+                tls_server=tls_server,
+                processes=race.args.processes,
+            )
+        )
         return backend.nginx_argv(str(race.bins["nginx"]), conf, workdir)
     if name == "haproxy":
         conf = workdir / "haproxy.cfg"
         tls_bind = race_tls.haproxy_bind(tls_port, cert) if cert and tls_port else ""
-        conf.write_text(cfg.haproxy_cfg(members, port=port, tls_bind=tls_bind))
+        conf.write_text(
+            cfg.haproxy_cfg(members, port=port, tls_bind=tls_bind, processes=race.args.processes)
+        )
         return [str(race.bins["haproxy"]), "-db", "-f", str(conf)]
     if name == "pyjk":
         workers = workdir / "workers.properties"
@@ -155,6 +169,7 @@ def peer_argv(
             "workers": workers,
             "mounts": mounts,
             "listen": f"{HOST}:{port}",
+            "processes": race.args.processes,
         }
         argv = [token.format(**values) for token in shlex.split(race.args.pyjk_cmd)]
         if cert and tls_port:
@@ -177,7 +192,8 @@ def start_peers(race: Race, members: Sequence[cfg.Member]) -> tuple[list[Peer], 
             try:
                 argv = peer_argv(race, name, members, port, tls)
                 log = race.workdir / f"{name}.log"
-                child = race.sup.start(name, argv, cpu=race.proxy_cpu, log=log, cwd=REPO)
+                cpus = ",".join(str(c) for c in race.proxy_cpus) if race.proxy_cpus else None
+                child = race.sup.start(name, argv, cpu=cpus, log=log, cwd=REPO)
                 wait_http_ready(child, HOST, port, "/100", race.args.start_timeout)
             except (StartError, OSError, ValueError) as exc:
                 failures[name] = str(exc)
@@ -202,7 +218,7 @@ def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
         url = f"http://{HOST}:{peer.port}{scenario.path}"
     if args.warmup > 0:
         run_wrk(race.wrk_cmd(url, args.warmup, scenario.headers), duration_s=args.warmup)
-    cores = [c for c in (race.proxy_cpu, race.load_cpu) if c is not None]
+    cores = sorted({*race.proxy_cpus, *([race.load_cpu] if race.load_cpu is not None else [])})
     pid = peer.child.pid if peer.child else None
     cpu0 = cpu_seconds(pid) if pid else 0.0
     cores0 = core_times(cores)
@@ -234,7 +250,8 @@ def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
         proxy_cpu_s=cpu,
         cpu_us_per_req=cpu * 1e6 / result.requests if cpu is not None and result.requests else None,
         proxy_cpu_pct=100.0 * cpu / result.duration_s if cpu is not None else None,
-        proxy_core_pct=busy(race.proxy_cpu),
+        # summed over the proxy's cores, as its CPU % is over its processes
+        proxy_core_pct=sum(busy(c) for c in race.proxy_cpus),
         load_core_pct=busy(race.load_cpu),
     )
 
@@ -289,6 +306,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="3 s runs, 1 s warm-up, 1 round")
     add("--connections", type=int, default=50, help="wrk -c (default 50; wrk always -t1)")
     add("--proxy-cpu", type=int, default=0, help="core of the proxy under test (default 0)")
+    add(
+        "--processes",
+        type=int,
+        default=1,
+        help="pyjk --processes N vs nginx worker_processes N vs HAProxy nbthread N (default 1); "
+        "the proxy gets N cores other than --load-cpu when the machine has them, else runs "
+        "unpinned",
+    )
     add("--load-cpu", type=int, default=1, help="core of backends, wrk, harness (default 1)")
     add("--pyjk-python", default=str(_default_python()), help="python for {python}")
     add("--pyjk-cmd", default=PYJK_CMD, help="pyjk's command line (default: %(default)s)")
@@ -312,9 +337,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown scenario {bad!r}; choose from {','.join(SCENARIOS)}")
     if not (1 <= args.duration <= 600 and 0 <= args.warmup <= 60 and 1 <= args.rounds <= 50):
         p.error("need 1 <= --duration <= 600, 0 <= --warmup <= 60, 1 <= --rounds <= 50")
+    if not 1 <= args.processes <= 63:
+        p.error("need 1 <= --processes <= 63")
     if not 0 <= args.wait_quiet <= 3600:
         p.error("need 0 <= --wait-quiet <= 3600")
     return args
+
+
+def proxy_cores(args: argparse.Namespace, cores: set[int]) -> list[int]:
+    """--proxy-cpu, plus cores other than --load-cpu up to --processes of them; [] (unpinned)
+    when the machine has too few: N processes pinned to fewer cores would measure contention."""
+    if args.processes == 1:
+        return [args.proxy_cpu]
+    spare = [c for c in sorted(cores) if c not in (args.proxy_cpu, args.load_cpu)]
+    chosen = [args.proxy_cpu, *spare][: args.processes]
+    if len(chosen) < args.processes:
+        print(
+            f"!! --processes {args.processes}: {len(cores)} cores leave {len(chosen)} for the "
+            "proxy besides --load-cpu; the proxies run unpinned and share cores with wrk"
+        )
+        return []
+    return chosen
 
 
 def _default_python() -> Path:
@@ -375,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = os.sched_getaffinity(0)
     pin = bool(bins["taskset"]) and args.proxy_cpu != args.load_cpu
     pin = pin and {args.proxy_cpu, args.load_cpu} <= cores
+    proxy_cpus = proxy_cores(args, cores) if pin else []
     if pin:
         os.sched_setaffinity(0, {args.load_cpu})  # keep the harness itself off the proxy's core
     else:
@@ -387,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"-c{args.connections}; about {n_runs * (args.duration + args.warmup + 1)} s",
         flush=True,
     )
-    watched = sorted({args.proxy_cpu, args.load_cpu}) if pin else sorted(cores)
+    watched = sorted({*proxy_cpus, args.load_cpu}) if pin else sorted(cores)
     quiet = [quiet_check("before the race", watched, wait=args.wait_quiet)]
 
     workdir = Path(tempfile.mkdtemp(prefix="pyjk-race-"))
@@ -399,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sup=sup,
         workdir=workdir,
         proxy_cpu=args.proxy_cpu if pin else None,
+        proxy_cpus=proxy_cpus,
         load_cpu=args.load_cpu if pin else None,
         cores=watched,
     )

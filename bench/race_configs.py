@@ -77,7 +77,14 @@ def uriworkermap(*, lb_name: str = "lb") -> str:
 # -- nginx and HAProxy peers -----------------------------------------------------------------
 
 
-def nginx_conf(members: Sequence[Member], *, port: int, workdir: Path, tls_server: str = "") -> str:
+def nginx_conf(
+    members: Sequence[Member],
+    *,
+    port: int,
+    workdir: Path,
+    tls_server: str = "",
+    processes: int = 1,
+) -> str:
     lb_servers = "\n".join(f"        server {m.host}:{m.port};" for m in members)
     route_upstreams = "\n".join(
         f"    upstream {m.name} {{\n"
@@ -99,18 +106,27 @@ def nginx_conf(members: Sequence[Member], *, port: int, workdir: Path, tls_serve
             "ROUTE_UPSTREAMS": route_upstreams,
             "ROUTE_MAP": route_map,
             "TLS_SERVER": tls_server,  # race_tls.nginx_server(...) or nothing
+            "WORKERS": processes,  # worker_processes, as pyjk's --processes
         },
         source="peers/nginx.conf",
     )
 
 
-def haproxy_cfg(members: Sequence[Member], *, port: int, tls_bind: str = "") -> str:
+def haproxy_cfg(
+    members: Sequence[Member], *, port: int, tls_bind: str = "", processes: int = 1
+) -> str:
     use_servers = "\n".join(
         f"    use-server {m.name} if {{ req.cook(JSESSIONID) -m end .{m.route} }}" for m in members
     )
     servers = "\n".join(f"    server {m.name} {m.host}:{m.port}" for m in members)
     return render(
         load_template("haproxy.cfg"),
-        {"PORT": port, "USE_SERVERS": use_servers, "SERVERS": servers, "TLS_BIND": tls_bind},
+        {
+            "PORT": port,
+            "USE_SERVERS": use_servers,
+            "SERVERS": servers,
+            "TLS_BIND": tls_bind,
+            "THREADS": processes,  # nbthread: HAProxy scales with threads, not processes
+        },
         source="peers/haproxy.cfg",
     )

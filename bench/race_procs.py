@@ -57,7 +57,7 @@ class Supervisor:
         name: str,
         argv: Sequence[str],
         *,
-        cpu: int | None,
+        cpu: int | str | None,  # a core, or a taskset list such as "0,2"
         log: Path,
         cwd: Path | None = None,
     ) -> Child:

@@ -193,6 +193,12 @@ DIRECTIVES: tuple[Directive, ...] = (
        "closed.",
        unit="s", bounds=_ABOVE_0, pyjk_only=True,
        elsewhere="httpd: GracefulShutdownTimeout; nginx: worker_shutdown_timeout"),
+    _d("processes", _I, 0, _G,
+       "Data-plane processes that share one lb state under a supervisor; 0 = one per CPU "
+       "this process may run on, 1 = a single process. --processes overrides it; a change "
+       "takes a restart.",
+       unit="count", bounds=(0, 63), pyjk_only=True,
+       elsewhere="nginx: worker_processes; HAProxy: nbthread; httpd: MaxRequestWorkers"),
     _d("cluster_poll_interval", _I, 0, _G,
        "How often the balancer reads a member's /cluster-manager listing (pyjk workers with "
        "--cluster) for the status page's live sessions and drained marks; 0 = never (the "

@@ -205,6 +205,7 @@ class BalancerSettings:
     underscores_in_headers: str = "reject"  # reject | drop | allow
     mount_reload: int = 60  # s, uriworkermap re-read check (JkMountFileReload); 0 = never
     shutdown_timeout: int = 30  # s, SIGTERM drain bound for requests in flight
+    processes: int = 0  # data-plane processes (--processes); 0 = the CPUs we may run on
     cluster_poll_interval: int = 0  # s, reading the workers' /cluster-manager; 0 = never
     cluster_manager_token: str = ""  # Bearer token for /cluster-manager of non-loopback members
 

@@ -27,6 +27,8 @@ from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.tls_listener import Terminator, TlsListener
 
 if TYPE_CHECKING:
+    import socket
+
     from balancer.config.model import MemberConfig
     from balancer.dataplane.exchange import Exchange
     from balancer.dataplane.routes import Router
@@ -118,7 +120,7 @@ class ProxyServer:
         return ClientConnection(self)
 
     async def start(
-        self, host: str | None = "127.0.0.1", port: int = 8080, **kwargs: object
+        self, host: str | None = "127.0.0.1", port: int | None = 8080, **kwargs: object
     ) -> asyncio.Server:
         """Listen on ``host:port`` (``kwargs`` go to ``loop.create_server``: sock, ssl, ...)."""
         self._loop = asyncio.get_running_loop()
@@ -127,8 +129,11 @@ class ProxyServer:
         self.servers.append(server)
         return server
 
-    def start_tls(self, host: str, port: int, terminator: Terminator) -> TlsListener:
-        """Listen for HTTPS on ``host:port`` with ``terminator``'s certificates."""
+    def start_tls(
+        self, host: str, port: int, terminator: Terminator, sock: socket.socket | None = None
+    ) -> TlsListener:
+        """Listen for HTTPS on ``host:port`` (or the listening ``sock`` given) with
+        ``terminator``'s certificates."""
         self._loop = asyncio.get_running_loop()
 
         def secure_connection() -> ClientConnection:
@@ -137,7 +142,7 @@ class ProxyServer:
             return conn
 
         listener = TlsListener(terminator, secure_connection, self.limits.max_connections)
-        listener.start(host, port)
+        listener.start(host, port, sock=sock)
         self.tls_listeners.append(listener)
         return listener
 

@@ -157,9 +157,14 @@ class TlsListener:
         host, port = self.sock.getsockname()[:2]
         return host, port
 
-    def start(self, host: str, port: int, backlog: int = 1024) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=backlog)
+    def start(
+        self, host: str, port: int, backlog: int = 1024, sock: socket.socket | None = None
+    ) -> None:
+        """Listen on ``host:port``, or on ``sock``: a listening socket made elsewhere (a
+        supervisor's, shared by its data-plane processes)."""
+        if sock is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.create_server((host, port), family=family, backlog=backlog)
         sock.setblocking(False)
         self.sock = sock
         self.loop.add_reader(sock.fileno(), self._accept)

@@ -41,7 +41,7 @@ from balancer.lb.recovery import (  # noqa: F401
     RECOVERY_NO_RETRY_AFTER_SEND,
     RECOVERY_REPLAY_UNSAFE,
 )
-from balancer.lb.settings import LbSettings
+from balancer.lb.state import LOCAL, LbState
 
 # Silent transitions: OK/IDLE <-> OK happens on every first request after a quiet spell.
 _QUIET = {(State.OK_IDLE, State.OK), (State.OK, State.OK_IDLE)}
@@ -84,17 +84,22 @@ class LbEngine:
         members: Sequence[MemberConfig],
         maintain_interval: int,
         now: float,
+        state: LbState = LOCAL,
     ) -> None:
         if not members and not config.cluster:  # a dynamic lb waits for its first member
             raise LbError(f"lb {config.name!r} has no members")
         self.config = config
         self.name = config.name
-        self.settings = LbSettings.from_config(config)
-        self.members: tuple[Member, ...] = tuple(Member.from_config(m, now) for m in members)
+        # the numbers live where ``state`` keeps them: objects, or records N processes share
+        self.lb_state = state
+        self.settings = state.settings(config)
+        self.members: tuple[Member, ...] = tuple(state.member(self.name, m, now) for m in members)
         self._check_unique()
         self.maintain_interval = maintain_interval  # s, worker.maintain; 0 = never
         self.next_offset = 0  # where find_best_byvalue starts scanning
-        self.busy = 0  # Forwards in flight through this lb
+        self._busy = 0  # Forwards in flight through this lb, from this process
+        # with shared state, the lb's Forwards in flight are its members' (every process's)
+        self._busy_of_members = state is not LOCAL
         self.max_busy = 0
         self.last_maintain_time = now
         self.last_reset = now
@@ -105,6 +110,13 @@ class LbEngine:
         self._changes: list[StateChange] = []
         self._routes: dict[str, int] = {}  # route_index's table
         self.update_multipliers()
+
+    @property
+    def busy(self) -> int:
+        """Forwards in flight through this lb (all processes' with shared state)."""
+        if self._busy_of_members:
+            return sum(m.busy for m in self.members)
+        return self._busy
 
     def _check_unique(self) -> None:
         names = [m.name for m in self.members]
@@ -188,12 +200,10 @@ class LbEngine:
             member.sessions += 1
 
     def open_forward(self, member: Member) -> None:
-        # member.note_busy(+1), inlined: once per Forward
-        busy = member.busy + 1
-        member.busy = busy
-        if busy > member.max_busy:
-            member.max_busy = busy
-        busy = self.busy = self.busy + 1
+        # through note_busy: with shared state each process counts in its own busy slot
+        member.note_busy(1)
+        self._busy += 1
+        busy = self.busy
         if busy > self.max_busy:
             self.max_busy = busy
 
@@ -201,11 +211,8 @@ class LbEngine:
         self, member: Member, sent: int, received: int, now: float | None = None
     ) -> None:
         """End of one Forward: in-flight counts, byte counters, T and B load values."""
-        busy = member.busy - 1  # member.note_busy(-1), inlined: once per Forward
-        member.busy = busy = busy if busy > 0 else 0
-        if busy > member.max_busy:
-            member.max_busy = busy
-        self.busy = self.busy - 1 if self.busy > 0 else 0
+        member.note_busy(-1)
+        self._busy = self._busy - 1 if self._busy > 0 else 0
         if sent > 0:
             member.bytes_transferred += sent
         if received > 0:
@@ -343,6 +350,7 @@ class LbEngine:
         members: Sequence[MemberConfig],
         maintain_interval: int,
         now: float,
+        state: LbState | None = None,
     ) -> LbEngine:
         """A new engine for a reloaded config that keeps what is still true.
 
@@ -352,7 +360,8 @@ class LbEngine:
         from the new config (a reload is an explicit edit); its counters and maintenance clock
         are kept.
         """
-        new = cls(config, members, maintain_interval, now)
+        # the numbers stay where the old engine kept them unless told otherwise
+        new = cls(config, members, maintain_interval, now, state or old.lb_state)
         fresh = new.members
         previous = {m.name: m for m in old.members}
         rebuilt = [

@@ -15,7 +15,7 @@ lbs is decided by the config: a name in ``WorkersConfig.lbs`` is an lb, any othe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from balancer.lb.engine import LbEngine
 from balancer.mounts import UriMap
 
 if TYPE_CHECKING:
+    from balancer.lb.shm import ProcessRow
     from balancer.status.tls_view import TlsView
 
 Scalar = str | int | bool | None
@@ -105,6 +106,7 @@ class Snapshot:
     lb_count: int | None = None
     ajp_count: int | None = None
     tls: TlsView | None = None  # pyjk: the HTTPS listeners, when there are some
+    processes: tuple[ProcessRow, ...] = ()  # pyjk: data-plane processes (--processes N)
 
     @property
     def workers(self) -> tuple[WorkerView, ...]:
@@ -160,6 +162,7 @@ class Sources:
     maintain_tick: float = 1.0  # s between the wiring's maintain() calls
     tls_view: Callable[[], TlsView | None] | None = None  # HTTPS listeners (tls_view.py)
     cluster_limits: ClusterLimits | None = None
+    processes: Callable[[], Sequence[ProcessRow]] | None = None  # processes_view.py
 
     def ordered(self) -> list[tuple[str, LbEngine]]:
         """Engines in worker.list order, then any others in the mapping's order."""

@@ -26,6 +26,7 @@ from balancer.status.messages import (
     OPT_READ_ONLY,
 )
 from balancer.status.model import Document, Head
+from balancer.status.processes_view import processes_html
 from balancer.status.style import STYLE
 from balancer.status.tables import lb_section, single_section
 from balancer.status.tls_view import tls_html
@@ -156,6 +157,7 @@ def _body(ctx: Context, doc: Document) -> str:
             )
         out += [single_section(ctx, v) for v in snap.ajps]
         out.append(tls_html(snap.tls))
+        out.append(processes_html(snap.processes))
         out.append(_legend(ctx))
     if doc.dump is not None:
         out.append(

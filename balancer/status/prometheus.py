@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from balancer.config.model import Activation
 from balancer.lb.member import State
 from balancer.status.model import Row, Snapshot
+from balancer.status.processes_view import processes_metrics
 from balancer.status.tls_view import tls_metrics
 from pyjk.metrics import CONTENT_TYPE, render
 
@@ -183,6 +184,7 @@ class _SnapshotCollector(Collector):
         yield from counters.values()
         yield from gauges.values()
         yield from tls_metrics(self.snap.tls)
+        yield from processes_metrics(self.snap.processes)
 
 
 def render_prometheus(snap: Snapshot, extra: Iterable[Collector] = ()) -> bytes:

@@ -78,8 +78,9 @@ def snapshot(src: Sources, sel: Selection, now: float, wall: float) -> Snapshot:
             row = _single_row(src, name, engine, live, now, wall)
             ajps.append(WorkerView(name, "ajp", row, (), maps, engine))
     tls = src.tls_view() if src.tls_view is not None and listing else None
+    procs = tuple(src.processes()) if src.processes is not None and listing else ()
     return Snapshot(
-        head(src, wall), tuple(lbs), tuple(ajps), lb_count or None, ajp_count or None, tls
+        head(src, wall), tuple(lbs), tuple(ajps), lb_count or None, ajp_count or None, tls, procs
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from balancer.config.model import StatusConfig
 from balancer.status.escape import prop_key, prop_value, txt
 from balancer.status.model import Document, Field, Head, Snapshot, WorkerView
+from balancer.status.processes_view import process_fields
 
 
 def _line(kind: str, fields: Iterable[Field]) -> str:
@@ -69,6 +70,7 @@ def _snapshot_txt(snap: Snapshot) -> str:
     if snap.ajp_count is not None:
         out.append(f"AJP Workers: count={snap.ajp_count}\n")
     out += [_worker_txt(v) for v in snap.ajps]
+    out += [_line(kind, fields) for kind, fields in process_fields(snap.processes)]
     return "".join(out)
 
 

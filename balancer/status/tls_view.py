@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from balancer.status.escape import h
 
 if TYPE_CHECKING:
+    from balancer.dataplane.tls import TlsStats
     from balancer.dataplane.tls_listener import Terminator
 
 
@@ -44,8 +45,14 @@ class TlsView:
     client_verify: str | None  # None: no client certificates asked for
 
 
-def tls_view(terminator: Terminator, listens: Sequence[tuple[str, int, bool]]) -> TlsView:
-    stats = terminator.stats
+def tls_view(
+    terminator: Terminator,
+    listens: Sequence[tuple[str, int, bool]],
+    stats: TlsStats | None = None,
+) -> TlsView:
+    """``stats``: the counters to show (all processes' with --processes N), else the
+    terminator's own."""
+    stats = stats or terminator.stats
     settings = terminator.settings
     return TlsView(
         listeners=tuple(f"https://{host}:{port}" for host, port, tls in listens if tls),

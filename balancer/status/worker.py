@@ -22,10 +22,13 @@ Changes apply to the running engines only and are not persisted (the pages say s
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
 from prometheus_client.registry import Collector
@@ -33,6 +36,7 @@ from prometheus_client.registry import Collector
 from balancer.config.directives import is_sensitive_key
 from balancer.config.model import StatusConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
+from balancer.lb.shm import ProcessRow
 from balancer.mounts import UriMap
 from balancer.status import commands, page
 from balancer.status.access import check_access, check_change, networks, safe_path
@@ -112,6 +116,23 @@ _HTML_CSP = (
 _KEPT_RESULTS = 64  # one-shot result messages waiting to be shown after a redirect
 
 
+def _signed(secret: str, message: str) -> str:
+    text = base64.urlsafe_b64encode(message.encode()).decode().rstrip("=")
+    mac = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{text}.{mac}"
+
+
+def _verified(secret: str, key: str) -> str | None:
+    text, _, mac = key.partition(".")
+    good = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()[:32]
+    if not hmac.compare_digest(mac, good):
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except ValueError:
+        return None
+
+
 class StatusWorker:
     """One ``type=status`` worker. Single-threaded: call it from the event loop only."""
 
@@ -129,6 +150,7 @@ class StatusWorker:
         maintain_tick: float = 1.0,
         tls_view: Callable[[], TlsView | None] | None = None,
         cluster_limits: ClusterLimits | None = None,
+        processes: Callable[[], Sequence[ProcessRow]] | None = None,
     ) -> None:
         self.config = config
         self.sources = Sources(
@@ -143,12 +165,18 @@ class StatusWorker:
             maintain_tick,
             tls_view,
             cluster_limits,
+            processes,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
         # rendered after the snapshot on /metrics (traffic, process, python); set by the wiring
         self.collectors: tuple[Collector, ...] = ()
         self._allow = networks(config)
         self._results: OrderedDict[str, Result] = OrderedDict()
+        # --processes N: the page after a change may come from another process, which has
+        # not this one's results; the message then travels in the URL, signed with the token
+        # every process shares (a forged message does not verify), and ``consume_result``
+        # (the shared table's) says whether its one-shot id was shown already
+        self.consume_result: Callable[[int], bool] | None = None
 
     def update_sources(
         self,
@@ -288,10 +316,13 @@ class StatusWorker:
     ) -> StatusResponse:
         """After a change from the HTML page: 303 to the view it came from, with a one-shot
         result id (not the text: a message in a URL could be forged by anyone)."""
-        key = secrets.token_urlsafe(9)
-        self._results[key] = Result(True, message)
-        while len(self._results) > _KEPT_RESULTS:
-            self._results.popitem(last=False)
+        if self.consume_result is not None:
+            key = _signed(self.csrf, f"{secrets.randbits(62) + 1}:{message}")
+        else:
+            key = secrets.token_urlsafe(9)
+            self._results[key] = Result(True, message)
+            while len(self._results) > _KEPT_RESULTS:
+                self._results.popitem(last=False)
         query: dict[str, str] = {"cmd": params.origin}
         if params.origin == "show":
             query["w"] = worker
@@ -380,4 +411,14 @@ class StatusWorker:
 
     def _take_result(self, params: Params) -> Result | None:
         key = params.get("result")
-        return None if key is None else self._results.pop(key, None)
+        if key is None:
+            return None
+        if self.consume_result is not None:
+            signed = _verified(self.csrf, key)
+            if signed is None:
+                return None
+            token, _, message = signed.partition(":")
+            if not token.isdigit() or not self.consume_result(int(token)):
+                return None  # shown once, by whichever process
+            return Result(True, message)
+        return self._results.pop(key, None)

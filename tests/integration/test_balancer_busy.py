@@ -45,7 +45,8 @@ def test_a_busy_member_stays_busy_while_its_pool_is_full_and_recovers_when_it_fr
         "worker.n1.busy_limit=50\n"
         "worker.n1.connection_acquire_timeout=300\n"
     )
-    stack.start_balancer(stack.workers_properties(["n1", "n2"], extra))
+    # connection pools are per data-plane process: one process, so one pool of one
+    stack.start_balancer(stack.workers_properties(["n1", "n2"], extra), args=("--processes", "1"))
     held: dict[str, object] = {}
 
     def slow() -> None:

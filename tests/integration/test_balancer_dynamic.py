@@ -46,7 +46,10 @@ def dynamic_workers(cluster_file: Path, extra: str = "") -> str:
 
 def start(stack: Stack, extra: str = "") -> Cluster:
     cluster = Cluster(stack.group, stack.tmp)
-    stack.start_balancer(dynamic_workers(cluster.default_config, extra), MOUNTS)
+    # one process: with --processes N each one hears the heartbeats itself (operations.md)
+    stack.start_balancer(
+        dynamic_workers(cluster.default_config, extra), MOUNTS, args=("--processes", "1")
+    )
     wait_for(lambda: "listens to cluster" in stack.balancer.output(), 10, what="the listener")
     return cluster
 
@@ -262,7 +265,7 @@ def test_without_multicast_the_balancer_asks_the_static_members_and_joins_none_o
         )
         for p in ports
     ]
-    stack.start_balancer(dynamic_workers(configs[0]), MOUNTS)
+    stack.start_balancer(dynamic_workers(configs[0]), MOUNTS, args=("--processes", "1"))
     a, b = cluster.start_many(["node1", "node2"], configs)
     wait_for(lambda: has_members(stack, {"node1", "node2"}), 10, what="both to join")
     assert f"static={static[0]} static={static[1]}" in stack.balancer.output()

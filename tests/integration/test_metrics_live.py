@@ -87,7 +87,8 @@ def test_traffic_families_appear_and_move_under_real_traffic(stack: Stack):
 def test_connections_over_the_cap_are_counted_by_reason(stack: Stack):
     stack.start_backend("n1")
     workers = stack.workers_properties(["n1"]) + "worker.max_connections_per_ip=1\n"
-    stack.start_balancer(workers, mounts=MOUNTS)
+    # the connection caps hold per data-plane process: one process, so one cap
+    stack.start_balancer(workers, mounts=MOUNTS, args=("--processes", "1"))
     held: list[socket.socket] = []
 
     def hold_one() -> bool:

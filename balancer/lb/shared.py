@@ -1,0 +1,344 @@
+"""The engine's numbers in shared records: ``SharedMember``, ``SharedSettings``, ``ShmState``.
+
+``SharedMember`` is a ``Member`` and ``SharedSettings`` an ``LbSettings`` whose runtime fields are
+descriptors over 8-byte words (and 64-byte strings) of one record of a ``Table`` (shm.py), so
+the engine's decision code reads and writes them as before. ``ShmState`` is the ``LbState``
+(state.py) that builds them: the supervisor claims and initialises records, the data-plane
+processes bind to them. See shm.py for the concurrency rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import fields
+from enum import Enum
+from typing import Any
+
+from balancer.config.model import Activation, LbConfig, Lock, MemberConfig, Method
+from balancer.lb.member import Member, State
+from balancer.lb.settings import LbSettings
+from balancer.lb.shm import (
+    BUSY_AT,
+    MAX_PROCS,
+    NAME_SIZE,
+    STRINGS,
+    STRINGS_AT,
+    WORDS,
+    WORDS_AT,
+    Table,
+    TableFull,
+    fingerprint,
+)
+
+log = logging.getLogger("pyjk.balancer")
+
+
+# -- fields as words of a record ------------------------------------------------------------
+
+
+class _Word:
+    """An int field: one 8-byte word of the object's record."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._words[obj._base + self.at]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._words[obj._base + self.at] = int(value)
+
+
+class _Float(_Word):
+    """A float field; None is stored as NaN (error times, slow-start start)."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj._floats[obj._base + self.at]
+        return None if value != value else value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._floats[obj._base + self.at] = math.nan if value is None else float(value)
+
+
+class _Plain(_Word):
+    """A float that is never None (carry, reset time)."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._floats[obj._base + self.at]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._floats[obj._base + self.at] = float(value)
+
+
+class _Bool(_Word):
+    __slots__ = ()
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._words[obj._base + self.at] != 0
+
+
+class _Choice(_Word):
+    """An Enum field, stored as its position in the Enum."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self, at: int, enum: type[Enum]) -> None:
+        super().__init__(at)
+        self.values = tuple(enum)
+        self.index = {v: i for i, v in enumerate(self.values)}
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return self.values[obj._words[obj._base + self.at]]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._words[obj._base + self.at] = self.index[value]
+
+
+class _Text:
+    """A string field of up to NAME_SIZE - 1 UTF-8 bytes (route, domain, ...)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        at = obj._base * 8 + self.at
+        raw = bytes(obj._view[at : at + NAME_SIZE])
+        return raw[: raw.find(b"\0")].decode("utf-8", "replace") if b"\0" in raw else ""
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raw = str(value).encode("utf-8")[: NAME_SIZE - 1]
+        at = obj._base * 8 + self.at
+        obj._view[at : at + NAME_SIZE] = raw.ljust(NAME_SIZE, b"\0")
+
+
+class _Busy:
+    """Forwards in flight: one word per process slot, summed (see the module docstring)."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        at = obj._base + BUSY_AT // 8
+        return sum(obj._words[at : at + MAX_PROCS])
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        at = obj._base + BUSY_AT // 8
+        words = obj._words
+        own = at + obj._slot
+        others = sum(words[at : at + MAX_PROCS]) - words[own]
+        words[own] = max(0, int(value) - others)
+
+
+def _layout(cls: type, specs: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """Install a descriptor per (field, kind) on ``cls``; returns the field names."""
+    word = text = 0
+    for name, kind in specs:
+        if kind == "text":
+            setattr(cls, name, _Text(STRINGS_AT + text * NAME_SIZE))
+            text += 1
+            continue
+        at = WORDS_AT // 8 + word
+        word += 1
+        if kind == "int":
+            setattr(cls, name, _Word(at))
+        elif kind == "float?":
+            setattr(cls, name, _Float(at))
+        elif kind == "float":
+            setattr(cls, name, _Plain(at))
+        elif kind == "bool":
+            setattr(cls, name, _Bool(at))
+        else:
+            setattr(cls, name, _Choice(at, _ENUMS[kind]))
+    assert word <= WORDS and text <= STRINGS, cls
+    return tuple(name for name, _ in specs)
+
+
+_ENUMS: dict[str, type[Enum]] = {
+    "state": State,
+    "activation": Activation,
+    "method": Method,
+    "lock": Lock,
+}
+
+
+class SharedMember(Member):
+    """A ``Member`` whose runtime numbers are words of a shared record."""
+
+    __slots__ = ("_base", "_floats", "_slot", "_view", "_words")
+    _base: int  # the record's first word
+    _floats: memoryview  # the table as doubles
+    _slot: int  # this process's busy slot
+    _view: memoryview  # the table as bytes
+    _words: memoryview  # the table as 8-byte ints
+
+    def note_busy(self, delta: int) -> None:
+        # this process's slot only: another process's in-flight count is not ours to change
+        own = self._base + BUSY_AT // 8 + self._slot
+        self._words[own] = max(0, self._words[own] + delta)
+        busy = self.busy
+        if busy > self.max_busy:
+            self.max_busy = busy
+
+
+SHARED_MEMBER_FIELDS = _layout(
+    SharedMember,
+    [
+        ("distance", "int"),
+        ("lbfactor", "int"),
+        ("activation", "activation"),
+        ("retries", "int"),
+        ("retry_interval", "int"),
+        ("recovery_options", "int"),
+        ("busy_limit", "int"),
+        ("reply_timeout", "int"),
+        ("state", "state"),
+        ("lb_mult", "int"),
+        ("lb_value", "int"),
+        ("first_error_time", "float?"),
+        ("last_error_time", "float?"),
+        ("elected", "int"),
+        ("sessions", "int"),
+        ("errors", "int"),
+        ("client_errors", "int"),
+        ("reply_timeouts", "int"),
+        ("bytes_read", "int"),
+        ("bytes_transferred", "int"),
+        ("max_busy", "int"),
+        ("sticky_hits", "int"),
+        ("sticky_misses", "int"),
+        ("failovers", "int"),
+        ("chosen_since_maintenance", "bool"),
+        ("last_reset", "float"),
+        ("health_down", "bool"),
+        ("slow_start_since", "float?"),
+        ("slow_start_carry", "float"),
+        ("route", "text"),
+        ("domain", "text"),
+        ("redirect", "text"),
+        ("last_error_reason", "text"),
+    ],
+)
+SharedMember.busy = _Busy()  # type: ignore[assignment,misc]
+
+
+class SharedSettings(LbSettings):
+    """An lb's ``LbSettings`` (what the status page edits) in a shared record."""
+
+    __slots__ = ("_base", "_floats", "_slot", "_view", "_words")
+
+
+SHARED_SETTING_FIELDS = _layout(
+    SharedSettings,
+    [
+        ("sticky_session", "bool"),
+        ("sticky_session_force", "bool"),
+        ("method", "method"),
+        ("lock", "lock"),
+        ("retries", "int"),
+        ("lb_retries", "int"),
+        ("retry_interval", "int"),
+        ("recover_time", "int"),
+        ("error_escalation_time", "int"),
+        ("max_reply_timeouts", "int"),
+        ("set_session_cookie", "bool"),
+        ("session_cookie", "text"),
+        ("session_path", "text"),
+        ("session_cookie_path", "text"),
+    ],
+)
+
+
+# -- the state interface the engine builds its members through ---------------------------------
+
+
+class ShmState:
+    """N processes: records in ``table``. The ``owner`` (the supervisor) claims records and
+    writes their starting values when a member is new or its configuration changed; the
+    data-plane processes (``slot`` = their process slot) only bind to them."""
+
+    def __init__(self, table: Table, slot: int, owner: bool) -> None:
+        self.table = table
+        self.slot = slot
+        self.owner = owner
+
+    def _bind(self, obj: Any, index: int) -> None:
+        obj._words = self.table.words
+        obj._floats = self.table.floats
+        obj._view = self.table.view
+        obj._base = self.table.record_word(index)
+        obj._slot = self.slot
+
+    def _record(self, lb: str, name: str, config: object) -> tuple[int, bool]:
+        """(record index, whether the caller must write starting values)."""
+        mark = fingerprint(config)
+        if self.owner:
+            index = self.table.allocate(lb, name)
+            fresh = self.table.fingerprint_of(index) != mark
+            return index, fresh
+        index = self.table.find(lb, name)
+        if index < 0 or self.table.fingerprint_of(index) != mark:
+            raise TableFull(f"no shared record for {lb}/{name} in this configuration")
+        return index, False
+
+    def member(self, lb: str, config: MemberConfig, now: float) -> Member:
+        local = Member.from_config(config, now)
+        try:
+            index, fresh = self._record(lb, config.name, config)
+        except TableFull as exc:
+            if self.owner:
+                raise
+            # a data-plane process read a file the supervisor has not (yet) loaded: it serves
+            # this member with its own numbers rather than not at all
+            log.warning("member not shared: %s", exc)
+            return local
+        shared = SharedMember.__new__(SharedMember)
+        self._bind(shared, index)
+        for f in fields(Member):
+            if f.name not in SHARED_MEMBER_FIELDS and f.name != "busy":
+                setattr(shared, f.name, getattr(local, f.name))
+        if fresh:
+            for name in SHARED_MEMBER_FIELDS:
+                setattr(shared, name, getattr(local, name))
+            self.table.set_fingerprint(index, fingerprint(config))
+        return shared
+
+    def settings(self, config: LbConfig) -> LbSettings:
+        local = LbSettings.from_config(config)
+        try:
+            index, _ = self._record(config.name, "", config)
+        except TableFull as exc:
+            if self.owner:
+                raise
+            log.warning("lb settings not shared: %s", exc)
+            return local
+        shared = SharedSettings.__new__(SharedSettings)
+        self._bind(shared, index)
+        for f in fields(LbSettings):
+            if f.name not in SHARED_SETTING_FIELDS:
+                setattr(shared, f.name, getattr(local, f.name))
+        if self.owner:  # a reload is an explicit edit: the lb's settings come from the file
+            for name in SHARED_SETTING_FIELDS:
+                setattr(shared, name, getattr(local, name))
+            self.table.set_fingerprint(index, fingerprint(config))
+        return shared

@@ -1,0 +1,384 @@
+"""``--processes N``: a supervisor and N data-plane processes that share one lb state.
+
+The supervisor (nginx's master) reads and checks the configuration, binds the listening
+sockets, lays out the shared lb table (balancer/lb/shm.py) in a ``memfd`` and starts N
+data-plane processes — ``python -m balancer`` again, with ``--dataplane`` naming their process
+slot and the inherited descriptors. It never proxies a request. It runs, once for all:
+health checks, maintenance, the URI map watch and reloads. The data-plane processes accept,
+route, forward and answer the status page; their engines read and write the shared records,
+so weights, states, status-page edits and counters are one set for the whole balancer.
+
+- A data-plane process that dies is reaped: its process row and its busy counts are cleared
+  (no member stays busy because of it) and it is started again, at once, then with a backoff
+  up to ``RESTART_MAX`` s while it keeps dying young.
+- SIGHUP (or a changed URI map file) reloads in the supervisor first. An invalid file is
+  rejected there and nothing changes anywhere. A valid one bumps the table's configuration
+  generation; each data-plane process sees the new generation within ``FOLLOW_INTERVAL`` s and
+  reloads the same files (its process row shows the generation it serves).
+- SIGTERM/SIGINT: every data-plane process drains (``worker.shutdown_timeout``), then the
+  supervisor exits. A data-plane process whose supervisor is gone gets SIGTERM (Linux
+  ``PR_SET_PDEATHSIG``), so a ``kill -9`` of the supervisor leaves no orphans serving.
+
+Accepting: ``--accept reuseport`` (the default) gives each process its own ``SO_REUSEPORT``
+socket; the kernel hashes connections over them, evenly (measured: 47-53 % each of 50
+keep-alive connections over 2 processes, bench/accept_spread.py), but the connections queued
+on a dying process's socket are reset. With ``--accept inherit`` every process accepts on the
+supervisor's sockets: one queue, nothing queued is lost when a process dies, but whichever
+process wakes first takes a burst of connections (28-72 % measured), and keep-alive connections
+stay where they landed. docs/benchmarks.md has the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import ctypes
+import logging
+import mmap
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from balancer.config import ConfigError, load_workers
+from balancer.lb.shared import ShmState
+from balancer.lb.shm import MAX_PROCS, SECRET_SIZE, Table, TableFull, table_size
+from balancer.lb.state import LOCAL, LbState
+from balancer.process_totals import AllProcessesTraffic, all_tls_stats, all_traffic, document
+from balancer.server import Balancer
+from balancer.status.traffic_metrics import TrafficCollector
+
+log = logging.getLogger("pyjk.balancer")
+
+SUPERVISOR_SLOT = MAX_PROCS - 1  # the supervisor's busy slot (its health probes count none)
+MAX_PROCESSES = MAX_PROCS - 1
+ACCEPT_MODES = ("inherit", "reuseport")
+FOLLOW_INTERVAL = 0.05  # s: refresh of a process row and documents; new-generation check
+RESTART_MIN = 0.1  # s before restarting a process that died
+RESTART_MAX = 5.0  # s, the backoff's bound for a process that keeps dying young
+ANNOUNCE_TIMEOUT = 10.0  # s: longest wait for every process to serve a new generation
+STOP_GRACE = 2.0  # s a cleanly stopped process waits for the supervisor's own stop
+YOUNG = 2.0  # s: a process that dies younger than this doubles the backoff
+_PR_SET_PDEATHSIG = 1
+
+
+def default_processes() -> int:
+    """The CPUs this process may run on (a container's or taskset's limit counts)."""
+    return len(os.sched_getaffinity(0))
+
+
+def configured_processes(args: argparse.Namespace) -> int:
+    """``worker.processes`` of the workers file; 0 when unset or the file does not load (the
+    balancer's own load reports why)."""
+    try:
+        workers, _ = load_workers(args.workers, os.environ)
+    except ConfigError:
+        return 0
+    return workers.balancer.processes
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlaneSpec:
+    """What a data-plane process is told on its command line (``--dataplane``)."""
+
+    slot: int
+    table_fd: int
+    parent: int  # the supervisor's pid
+    listen_fds: tuple[int, ...]  # one per --listen; () with --accept reuseport
+
+    def __str__(self) -> str:
+        fds = ",".join(str(fd) for fd in self.listen_fds)
+        return f"{self.slot}:{self.table_fd}:{self.parent}:{fds}"
+
+
+def parse_dataplane(text: str) -> DataPlaneSpec:
+    try:
+        slot, table_fd, parent, fds = text.split(":")
+        return DataPlaneSpec(
+            int(slot),
+            int(table_fd),
+            int(parent),
+            tuple(int(fd) for fd in fds.split(",") if fd),
+        )
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SLOT:FD:PID:FDS, got {text!r}") from None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def bind_listeners(listens: Sequence[tuple[str, int, bool]], accept: str) -> list[socket.socket]:
+    """The supervisor's sockets: listening ones to hand down (inherit), or bound, unlistened
+    SO_REUSEPORT ones that hold the ports and find a conflict before any process starts."""
+    out = []
+    for host, port, _ in listens:
+        if accept == "inherit":
+            sock = socket.create_server((host, port), family=_family(host), backlog=1024)
+        else:
+            sock = socket.socket(_family(host), socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+        out.append(sock)
+    return out
+
+
+def dataplane_listeners(
+    spec: DataPlaneSpec, listens: Sequence[tuple[str, int, bool]]
+) -> list[socket.socket]:
+    """A data-plane process's listening sockets: inherited, or its own SO_REUSEPORT ones."""
+    if spec.listen_fds:
+        return [socket.socket(fileno=fd) for fd in spec.listen_fds]
+    return [
+        socket.create_server((host, port), family=_family(host), backlog=1024, reuse_port=True)
+        for host, port, _ in listens
+    ]
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM when the supervisor goes (Linux); elsewhere the row's pid check is all."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Role:
+    """What this process is: one balancer alone, a supervisor, or a data-plane process."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.spec: DataPlaneSpec | None = getattr(args, "dataplane", None)
+        self.processes: int = args.processes or configured_processes(args) or default_processes()
+        self.table: Table | None = None
+        self.table_fd = -1
+        self.state: LbState = LOCAL
+        self.generation = 0  # the configuration generation this process serves
+        self.reading = 0  # the generation of the text read last
+        if self.spec is not None:
+            # the supervisor signals a process once its row exists; until serve() has its
+            # handler, a SIGHUP must not end it (the new generation is polled for anyway)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            _die_with_parent(self.spec.parent)
+            size = os.fstat(self.spec.table_fd).st_size
+            self.table = Table.attach(mmap.mmap(self.spec.table_fd, size))
+            self.state = ShmState(self.table, self.spec.slot, owner=False)
+        elif self.processes > 1:
+            self.table_fd = os.memfd_create("pyjk-lb-state")
+            os.ftruncate(self.table_fd, table_size())
+            self.table = Table(mmap.mmap(self.table_fd, table_size()))
+            self.table.format(secrets.token_bytes(SECRET_SIZE))
+            self.state = ShmState(self.table, SUPERVISOR_SLOT, owner=True)
+
+    async def run(self, balancer: Balancer) -> int:
+        if self.spec is not None:
+            return await self._dataplane(balancer, self.spec)
+        if self.table is not None:
+            return await Supervisor(self, balancer).run()
+        await balancer.serve()
+        return 0
+
+    async def _dataplane(self, balancer: Balancer, spec: DataPlaneSpec) -> int:
+        assert self.table is not None
+        sockets = dataplane_listeners(spec, balancer.listens)
+        self.generation = self.reading
+        balancer.on_reload = self._loaded
+        table, slot = self.table, spec.slot
+        if balancer.tls is not None:
+            terminator = balancer.tls
+            balancer.tls_stats = lambda: all_tls_stats(table, slot, terminator.stats)
+        # /metrics shows the traffic of every process, and the connections open in all
+        traffic, proxy = balancer.proxy.stats, balancer.proxy
+
+        def open_connections() -> int:
+            others = sum(r.connections for r in table.processes() if r.slot != slot)
+            return others + len(proxy.connections)
+
+        balancer.status.collectors = tuple(
+            AllProcessesTraffic(c, lambda: all_traffic(table, slot, traffic), open_connections)
+            if isinstance(c, TrafficCollector)
+            else c
+            for c in balancer.status.collectors
+        )
+        balancer.status.update(balancer.runtime)
+        follow = asyncio.create_task(self._follow(balancer, self.table, spec.slot))
+        try:
+            await balancer.serve(sockets, control=False)
+        finally:
+            follow.cancel()
+        return 0
+
+    def config_texts(self) -> tuple[str, str]:
+        """A data-plane process loads the text the supervisor published, never the files."""
+        assert self.table is not None
+        self.reading, workers, mounts = self.table.texts()
+        return workers, mounts
+
+    def config_source(self) -> Callable[[], tuple[str, str]] | None:
+        return self.config_texts if self.spec is not None else None
+
+    def csrf(self) -> str | None:
+        """One CSRF token for every process: a page one process served may be posted to
+        another."""
+        if self.table is None:
+            return None
+        return base64.urlsafe_b64encode(self.table.secret).decode("ascii").rstrip("=")
+
+    def _loaded(self, summary: str) -> None:
+        # the supervisor logs "reloaded (...)" once every process serves the generation
+        assert self.spec is not None
+        log.debug("%s", summary)
+        log.info("slot=%d pid=%d serves generation %d", self.spec.slot, os.getpid(), self.reading)
+        self.generation = self.reading
+
+    async def _follow(self, balancer: Balancer, table: Table, slot: int) -> None:
+        """Publish this process's row; reload when the supervisor published a generation and
+        its SIGHUP did not arrive (a reload that failed on it is not tried again)."""
+        started = time.time()
+        too_big = False
+        while True:
+            if table.generation not in (self.generation, self.reading):
+                balancer.reload_all(f"generation {table.generation}")
+            table.write_process(balancer.process_row(slot, started, self.generation))
+            tls = balancer.tls.stats if balancer.tls is not None else None
+            try:
+                table.write_blob(slot, document(tls, balancer.proxy.stats))
+            except TableFull as exc:  # hundreds of members: totals of the others only
+                if not too_big:
+                    log.warning("slot=%d counters not shared: %s", slot, exc)
+                too_big = True
+            await asyncio.sleep(FOLLOW_INTERVAL)
+
+
+class Supervisor:
+    def __init__(self, role: Role, balancer: Balancer) -> None:
+        assert role.table is not None
+        self.role = role
+        self.table = role.table
+        self.balancer = balancer
+        self.accept: str = role.args.accept
+        self.processes = min(role.processes, MAX_PROCESSES)
+        self.children: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping = asyncio.Event()
+        self._announcing: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.sockets = bind_listeners(self.balancer.listens, self.accept)
+        self._next_generation()  # generation 1: what the processes start with
+        self.balancer.on_reload = self._next_generation
+        for sig, handler in (
+            (signal.SIGHUP, lambda: self.balancer.reload_all("SIGHUP")),
+            (signal.SIGTERM, self._stopping.set),
+            (signal.SIGINT, self._stopping.set),
+            (signal.SIGUSR1, lambda: self._signal_all(signal.SIGUSR1)),  # reopen access logs
+        ):
+            loop.add_signal_handler(sig, handler)
+        self.balancer.start_control()
+        # dynamic members (worker.<lb>.cluster): the supervisor claims their records and
+        # health-checks them; every process listens too, to rebuild its own engines
+        self.balancer.dynamic.sync(self.balancer.runtime.workers, self.balancer.runtime.engines)
+        log.info(
+            "supervisor pid=%d: %d data-plane processes, accept=%s",
+            os.getpid(),
+            self.processes,
+            self.accept,
+        )
+        keepers = [asyncio.create_task(self._keep(slot)) for slot in range(self.processes)]
+        await self._stopping.wait()
+        for proc in list(self.children.values()):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        grace = float(self.balancer.runtime.workers.balancer.shutdown_timeout) + 5.0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*keepers, return_exceptions=True), grace)
+        for proc in list(self.children.values()):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await self.balancer.stop_control()
+        await self.balancer.dynamic.stop()
+        log.info("stopped")
+        return 0
+
+    def _signal_all(self, sig: int) -> None:
+        for row in self.table.processes():  # a row exists once its handlers are safe to use
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(row.pid, sig)
+
+    def _next_generation(self, summary: str = "") -> None:
+        engines = self.balancer.runtime.engines
+        kept = {(lb, m.name) for lb, e in engines.items() for m in e.members}
+        self.table.release_except(kept | {(lb, "") for lb in engines})  # removed members
+        generation = self.table.publish(*self.balancer.loaded_texts)
+        self._signal_all(signal.SIGHUP)
+        if summary:
+            task = asyncio.create_task(self._announce(summary, generation))
+            self._announcing.add(task)
+            task.add_done_callback(self._announcing.discard)
+
+    async def _announce(self, summary: str, generation: int) -> None:
+        """Log the reload once every running process serves ``generation`` (operators and
+        scripts wait for this line), or say which ones do not."""
+        deadline = time.monotonic() + ANNOUNCE_TIMEOUT
+        while time.monotonic() < deadline:
+            behind = [r for r in self.table.processes() if r.generation < generation]
+            if not behind:
+                log.info("%s processes=%d generation=%d", summary, self.processes, generation)
+                return
+            await asyncio.sleep(FOLLOW_INTERVAL / 2)
+        for r in behind:
+            log.warning(
+                "generation %d not taken by slot=%d pid=%d (serves %d)",
+                generation,
+                r.slot,
+                r.pid,
+                r.generation,
+            )
+        log.info("%s processes=%d generation=%d (partly)", summary, self.processes, generation)
+
+    def _command(self, slot: int) -> tuple[list[str], tuple[int, ...]]:
+        fds = tuple(s.fileno() for s in self.sockets) if self.accept == "inherit" else ()
+        spec = DataPlaneSpec(slot, self.role.table_fd, os.getpid(), fds)
+        argv = [*self.role.args.argv, "--processes", "1", "--dataplane", str(spec)]
+        return [sys.executable, "-m", "balancer", *argv], (self.role.table_fd, *fds)
+
+    async def _keep(self, slot: int) -> None:
+        """Run the process of ``slot``; start it again whenever it dies, until SIGTERM."""
+        backoff = RESTART_MIN
+        while not self._stopping.is_set():
+            command, fds = self._command(slot)
+            born = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(*command, pass_fds=fds)
+            self.children[slot] = proc
+            log.info("data-plane process slot=%d pid=%d started", slot, proc.pid)
+            code = await proc.wait()
+            del self.children[slot]
+            self.table.clear_process(slot)  # its row, and its busy counts in every member
+            if code == 0 and not self._stopping.is_set():
+                # a clean exit is a stop on request: Ctrl-C reaches the whole process group,
+                # and the supervisor's own SIGINT may be a moment behind
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), STOP_GRACE)
+            if self._stopping.is_set():
+                log.info("data-plane process slot=%d pid=%d exited %s", slot, proc.pid, code)
+                return
+            backoff = min(backoff * 2, RESTART_MAX) if time.monotonic() - born < YOUNG else 0
+            log.warning(
+                "data-plane process slot=%d pid=%d died (%s); restarting in %.1fs",
+                slot,
+                proc.pid,
+                f"signal {-code}" if code < 0 else f"exit {code}",
+                backoff,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            backoff = max(backoff, RESTART_MIN)

@@ -1,0 +1,168 @@
+"""One lb state for N processes (balancer/lb/shm.py): engines in different "processes" (process
+slots over one buffer) make one set of decisions with the unchanged decision code."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from balancer.config.model import Activation, LbConfig, MemberConfig
+from balancer.lb.engine import LbEngine
+from balancer.lb.member import State
+from balancer.lb.shared import SharedMember, ShmState
+from balancer.lb.shm import TEXT_SLOT, ProcessRow, Table, TableFull, table_size
+from tests.unit.test_lb_driver import REFUSED, run
+
+MEMBERS = (
+    MemberConfig("n1", lbfactor=1),
+    MemberConfig("n2", lbfactor=2),
+    MemberConfig("n3", lbfactor=3),
+)
+LB = LbConfig("lb", balance_workers=("n1", "n2", "n3"))
+
+
+def table(records: int = 16) -> Table:
+    t = Table(bytearray(table_size(records)), records)
+    t.format()
+    return t
+
+
+def engines(t: Table, n: int, members=MEMBERS, lb=LB) -> list[LbEngine]:
+    """The supervisor's engine (owner: writes starting values), then n process engines."""
+    LbEngine(lb, members, 60, 0.0, ShmState(t, slot=63, owner=True))
+    return [LbEngine(lb, members, 60, 0.0, ShmState(t, slot=k, owner=False)) for k in range(n)]
+
+
+def test_weights_hold_across_processes_taking_turns():
+    t = table()
+    procs = engines(t, 3)
+    picks = Counter()
+    for i in range(600):
+        picks[run(procs[i % 3]).tried[0]] += 1
+    assert picks == {"n1": 100, "n2": 200, "n3": 300}
+
+
+def test_every_round_has_the_single_process_counts():
+    # where ties start scanning (next_offset) is per process, as in mod_jk, so the order
+    # within a round may differ; the counts of each round of 6 do not
+    single = LbEngine(LB, MEMBERS, 60, 0.0)
+    alone = [run(single).tried[0] for _ in range(36)]
+    procs = engines(table(), 2)
+    shared = [run(procs[i % 2]).tried[0] for i in range(36)]
+    for r in range(0, 36, 6):
+        assert (
+            Counter(shared[r : r + 6]) == Counter(alone[r : r + 6]) == {"n1": 1, "n2": 2, "n3": 3}
+        )
+
+
+def test_a_member_in_error_in_one_process_is_in_error_for_all():
+    a, b = engines(table(), 2)
+    result = run(a, backends={"n1": REFUSED})
+    assert result.status == 200
+    assert b.member("n1").state is State.ERR
+    assert "n1" not in [run(b).tried[0] for _ in range(12)]
+
+
+def test_a_status_page_edit_in_one_process_applies_to_all():
+    a, b = engines(table(), 2)
+    a.update_member("n3", 0.0, activation=Activation.DISABLED, route="third")
+    assert b.member("n3").activation is Activation.DISABLED
+    assert b.member("n3").route == "third"
+    assert "n3" not in {run(b).tried[0] for _ in range(12)}
+    a.update_settings(sticky_session=False)
+    assert b.settings.sticky_session is False
+
+
+def test_busy_is_counted_per_process_and_a_reaped_process_leaves_no_busy_member():
+    t = table()
+    a, b = engines(t, 2)
+    a.open_forward(a.member("n1"))
+    a.open_forward(a.member("n1"))
+    b.open_forward(b.member("n1"))
+    assert b.member("n1").busy == 3
+    b.close_forward(b.member("n1"), 0, 0)
+    assert a.member("n1").busy == 2
+    t.clear_process(0)  # process 0 died with two requests in flight
+    assert b.member("n1").busy == 0
+    assert b.member("n1").max_busy == 3
+
+
+def test_a_reload_by_the_owner_keeps_unchanged_members_and_resets_changed_ones():
+    t = table()
+    (a,) = engines(t, 1)
+    for _ in range(6):
+        run(a)
+    changed = (MEMBERS[0], MEMBERS[1], MemberConfig("n3", lbfactor=1))
+    owner = ShmState(t, slot=63, owner=True)
+    LbEngine(LB, changed, 60, 1.0, owner)
+    assert a.member("n1").elected == 1 and a.member("n2").elected == 2
+    assert a.member("n3").elected == 0 and a.member("n3").lbfactor == 1
+
+
+def test_a_process_that_read_a_file_the_supervisor_did_not_serves_with_its_own_numbers():
+    t = table()
+    engines(t, 1)
+    other = (MemberConfig("n1", port=9999), *MEMBERS[1:])
+    e = LbEngine(LB, other, 60, 0.0, ShmState(t, slot=0, owner=False))
+    assert not isinstance(e.member("n1"), SharedMember)
+    assert isinstance(e.member("n2"), SharedMember)
+
+
+def test_a_full_table_is_a_clear_error():
+    t = table(records=2)
+    with pytest.raises(TableFull, match="no free record for lb/n2"):
+        engines(t, 1)
+
+
+def test_process_rows_have_one_writer_each_and_go_when_reaped():
+    t = table()
+    t.write_process(ProcessRow(0, 100, 1.5, 3, 40, 1))
+    t.write_process(ProcessRow(1, 101, 2.5, 1, 7, 1))
+    assert [(r.pid, r.requests) for r in t.processes()] == [(100, 40), (101, 7)]
+    t.clear_process(0)
+    assert [r.pid for r in t.processes()] == [101]
+
+
+def test_processes_read_the_configuration_text_of_the_newest_generation():
+    t = table()
+    assert t.publish("worker.list=a\n", "/a=a\n") == 1
+    assert t.publish("worker.list=b\n", "") == 2
+    assert t.texts() == (2, "worker.list=b\n", "")
+    assert t.publish("worker.list=c ü\n", "/c=c\n") == 3  # overwrites generation 1's slot
+    assert t.texts() == (3, "worker.list=c ü\n", "/c=c\n")
+
+
+def test_a_configuration_text_too_large_for_its_slot_is_refused():
+    with pytest.raises(TableFull, match="configuration text"):
+        table().publish("x" * TEXT_SLOT, "")
+
+
+def test_a_process_document_is_read_whole_and_goes_with_its_process():
+    t = table()
+    t.write_blob(3, b'{"handshakes": 2}')
+    t.write_blob(3, b'{"handshakes": 5}')
+    assert t.blob(3) == b'{"handshakes": 5}'
+    assert t.blob(4) == b""
+    t.clear_process(3)
+    assert t.blob(3) == b""
+    seq_word = t._blob(4) // 8
+    t.words[seq_word] = 1  # a writer that died mid-write leaves an odd count
+    assert t.blob(4) == b""
+
+
+def test_the_lbs_forwards_in_flight_are_those_of_every_process():
+    a, b = engines(table(), 2)
+    a.open_forward(a.member("n1"))
+    b.open_forward(b.member("n2"))
+    assert a.busy == b.busy == 2
+    b.close_forward(b.member("n2"), 0, 0)
+    assert a.busy == 1 and a.max_busy == 1 and b.max_busy == 2
+
+
+def test_a_one_shot_id_is_consumed_once_by_any_process():
+    t = table()
+    assert t.consume(42) and not t.consume(42)
+    for token in range(100, 100 + 64):  # 64 newer ones push it out of the ring
+        assert t.consume(token)
+    assert t.consume(42)
