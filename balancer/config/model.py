@@ -107,7 +107,9 @@ class MemberConfig:
     # joined a dynamic lb by its heartbeats, balancer.cluster_members) — and, for the latter,
     # when (Unix s). Not directives: a dynamic member's config is built, not read.
     origin: str = "static"
-    joined_at: float = 0.0
+    # out of repr: shm.fingerprint (repr-based) keys a member's shared record across processes,
+    # and each process stamps the join with its own clock
+    joined_at: float = field(default=0.0, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ slots over one buffer) make one set of decisions with the unchanged decision cod
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -11,7 +12,7 @@ from balancer.config.model import Activation, LbConfig, MemberConfig
 from balancer.lb.engine import LbEngine
 from balancer.lb.member import State
 from balancer.lb.shared import SharedMember, ShmState
-from balancer.lb.shm import TEXT_SLOT, ProcessRow, Table, TableFull, table_size
+from balancer.lb.shm import TEXT_SLOT, ProcessRow, Table, TableFull, fingerprint, table_size
 from tests.unit.test_lb_driver import REFUSED, run
 
 MEMBERS = (
@@ -166,3 +167,12 @@ def test_a_one_shot_id_is_consumed_once_by_any_process():
     for token in range(100, 100 + 64):  # 64 newer ones push it out of the ring
         assert t.consume(token)
     assert t.consume(42)
+
+
+def test_a_dynamic_member_has_one_shared_record_whatever_time_each_process_saw_it_join():
+    # every process (and the supervisor) admits a cluster member with its own clock; the
+    # record they share is found by the config's fingerprint, which must not depend on that
+    seen_by_one = MemberConfig("w1", port=8101, origin="cluster", joined_at=1796577134.125)
+    seen_by_other = replace(seen_by_one, joined_at=1796577134.375)
+    assert fingerprint(seen_by_one) == fingerprint(seen_by_other)
+    assert fingerprint(seen_by_one) != fingerprint(replace(seen_by_one, port=8102))
