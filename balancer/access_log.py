@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import select
 import time
@@ -26,6 +27,8 @@ from collections.abc import Callable
 
 from balancer.dataplane import AccessRecord
 from pyjk.logs import utc_stamp
+
+log = logging.getLogger("pyjk.balancer")
 
 FLUSH_INTERVAL = 0.5  # s
 MAX_PENDING = 100_000
@@ -130,21 +133,39 @@ class AccessLog:
         self.pending.append((rec, time.time()))
 
     def flush(self) -> None:
+        """Write what is pending. Raises OSError when the file refuses it; the records that
+        did not get through are then counted in the next "dropped" line."""
         batch, self.pending = self.pending, []
+        dropped, self.dropped = self.dropped, 0
         line = self.line
         lines = [line(r, w) for r, w in batch]
-        if self.dropped:
-            lines.append(f"# pyjk: {self.dropped} access log records dropped (backlog)\n")
-            self.dropped = 0
-        for chunk in whole_line_chunks(lines):
-            view = memoryview(chunk)
-            while view:  # a regular file or a pipe takes a chunk this size whole
-                view = view[os.write(self.fd, view) :]
+        if dropped:
+            lines.append(f"# pyjk: {dropped} access log records dropped (backlog)\n")
+        try:
+            for chunk in whole_line_chunks(lines):
+                view = memoryview(chunk)
+                while view:  # a regular file or a pipe takes a chunk this size whole
+                    view = view[os.write(self.fd, view) :]
+        except OSError:
+            self.dropped += dropped + len(batch)
+            raise
 
     async def run(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            self.flush()
+            try:
+                self.flush()
+            except OSError as exc:
+                # a full disk or a closed pipe must not end the writer: it tries again at the
+                # next interval and says how many records were lost once it gets through
+                if not failing:
+                    log.error(
+                        "access log write failed path=%s error=%r", self.path or "-", str(exc)
+                    )
+                failing = True
+            else:
+                failing = False
 
 
 def _open(path: str) -> int:
