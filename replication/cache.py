@@ -297,6 +297,8 @@ class ModeBackend:
             return CacheReply(req.n, False, error=f"too large: {exc}"[:200])
         if written is None:
             return CacheReply(req.n, False)
+        if self.mode == "local":  # this node's alone: nothing goes to the others
+            return CacheReply(req.n, True)
         if self.mode == "invalidated":
             others = tuple(m for m in self.caches.members())
             await self.caches.copy_to(others, self._req("evict", req.key))

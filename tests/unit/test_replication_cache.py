@@ -122,6 +122,14 @@ async def test_a_backup_whose_copy_lags_behind_the_primary_still_updates() -> No
     assert await net.apps[primary].get("n") == 3
 
 
+async def test_a_local_cache_keeps_its_writes_on_its_own_node() -> None:
+    net = Net(3, "local")
+    await net.apps[IDS[0]].put("k", 1)
+    await net.apps[IDS[1]].put("k", 2)
+    assert net.frames == []  # nothing was sent to another member
+    assert [await net.apps[m].get("k") for m in IDS[:3]] == [1, 2, None]
+
+
 async def test_keys_survive_losing_fewer_than_owners_members_and_copies_come_back() -> None:
     net = Net(5, "distributed", owners=2)
     keys = [f"k{i}" for i in range(40)]
