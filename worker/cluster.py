@@ -199,6 +199,13 @@ def scale(args: argparse.Namespace) -> int:
                     print(f"started route={worker.route} pid={worker.pid} {worker.url}", flush=True)
             finally:
                 running.extend(started)
+                # a start that failed part-way: the processes not yet recorded would run on
+                # unseen by later `scale` and `status` calls — stop them
+                recorded = {w.pid for w in started}
+                for proc, _ in procs:
+                    if proc.pid not in recorded and proc.poll() is None:
+                        proc.kill()
+                        proc.wait(timeout=10)
         stopping = sorted(running, key=lambda w: w.started)[args.n :]
         for worker in reversed(stopping):  # newest first, as compose removes the last ones
             clean = stop(worker, args.stop_timeout)
