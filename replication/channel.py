@@ -211,8 +211,11 @@ class Link:
         is lost first."""
         self._n += 1
         future: asyncio.Future[CacheReply] = asyncio.get_running_loop().create_future()
-        self._requests[self._n] = future
-        self._write(replace(msg, n=self._n))
+        n = self._n
+        self._requests[n] = future
+        # an asker that gave up (its timeout cancels the future) leaves no entry behind
+        future.add_done_callback(lambda _: self._requests.pop(n, None))
+        self._write(replace(msg, n=n))
         return future
 
     def _write(self, msg: Message) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.registry import Collector
 
+from worker.cache_table import CacheError
 from worker.caches import CACHES
 from worker.delta import SessionDelta
 from worker.failover import DORMANT
@@ -419,9 +420,12 @@ class ClusterNode:
 
     async def _serve_cache(self, peer: MemberInfo, req: CacheReq, endpoint: Endpoint) -> None:
         assert self.caches is not None
-        reply = self.caches.handle(peer, req)
-        if not isinstance(reply, CacheReply):
-            reply = await reply
+        try:
+            reply = self.caches.handle(peer, req)
+            if not isinstance(reply, CacheReply):
+                reply = await reply
+        except CacheError as exc:  # e.g. no other owner answered: the asker gets an answer
+            reply = CacheReply(req.n, False, error=str(exc)[:200])
         endpoint.write(reply)
 
     # -- CommitObserver and sink (worker.middleware) ----------------------------------------

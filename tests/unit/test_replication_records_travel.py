@@ -10,10 +10,13 @@ that carries a session carries the records of its writes the asker may lack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 from aiohttp import web
 
+from replication.cache import CacheUnavailable
+from replication.cache_codec import CacheReq
 from replication.codec import DeltaMsg, Pull, StateChunk
 from replication.config import parse_cluster_config
 from replication.ledger import Ledger, RecordedResponse
@@ -23,6 +26,7 @@ from replication.syncing import split
 from tests.support.procs import free_port
 from tests.unit.test_replication_replicator import T0, Node, a_b, pull, sync
 from worker import get_session, setup_sessions
+from worker.caches import cluster_cache
 from worker.readiness import Readiness
 
 
@@ -173,7 +177,9 @@ def test_the_ledger_finds_a_sessions_records_by_version_and_forgets_evicted_ones
 
 
 # -- the same over real links, through the session middleware ---------------------------------
-def real_node(route: str, port: int, ports: list[int]) -> tuple[ClusterNode, web.Application]:
+def real_node(
+    route: str, port: int, ports: list[int], setup=None
+) -> tuple[ClusterNode, web.Application]:
     statics = json.dumps([f"127.0.0.1:{p}" for p in ports])
     config = parse_cluster_config(
         f'name = "unit"\n[membership]\nmulticast = false\nfrequency = 50\n'
@@ -185,6 +191,8 @@ def real_node(route: str, port: int, ports: list[int]) -> tuple[ClusterNode, web
     )
     app = web.Application()
     app.router.add_get("/counter", counter)
+    if setup is not None:
+        setup(app)  # before the node is installed: it takes the app's caches then
     node = ClusterNode(config, setup_sessions(app, route=route), Readiness())
     node.install(app)
     return node, app
@@ -238,3 +246,38 @@ async def test_over_real_links_a_retry_after_the_writer_died_is_replayed_not_run
         assert n2.store.get_state(rp).attributes["count"] == "2"  # not run a second time
     finally:
         await asyncio.gather(*(node.stop() for node in nodes))
+
+
+async def test_over_real_links_a_cache_request_that_fails_is_answered_and_leaves_no_waiter():
+    ports = [free_port() for _ in range(2)]
+
+    def with_cache(app: web.Application) -> None:
+        cluster_cache(app, "c", mode="distributed", owners=2)
+
+    (n1, _), (n2, _) = (
+        real_node(r, p, ports, with_cache) for r, p in zip(("n1", "n2"), ports, strict=True)
+    )
+    await asyncio.gather(n1.start(), n2.start())
+    try:
+        for _ in range(300):  # bounded: 3 s
+            if all(len(n.membership) == 1 and n.readiness.ready for n in (n1, n2)):
+                break
+            await asyncio.sleep(0.01)
+        assert n1.caches is not None and n2.caches is not None
+
+        def refuse(peer, req):  # the serving side cannot reach the key's other owners
+            raise CacheUnavailable("cache 'c' key 'k': no owner answered")
+
+        n2.caches.handle = refuse  # type: ignore[method-assign]
+        link = n1.channel.link(n2.membership.me)
+        reply = await asyncio.wait_for(link.request(CacheReq(0, "c", "get", "k")), 2)
+        assert not reply.ok and "no owner answered" in (reply.error or "")
+        assert link._requests == {}
+
+        n2.caches.handle = lambda peer, req: asyncio.sleep(10)  # type: ignore[method-assign]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(link.request(CacheReq(0, "c", "get", "k")), 0.1)
+        await asyncio.sleep(0)  # the done callback runs
+        assert link._requests == {}  # the asker gave up: no entry is left behind
+    finally:
+        await asyncio.gather(n1.stop(), n2.stop())
