@@ -57,13 +57,25 @@ def test_traffic_families_appear_and_move_under_real_traffic(stack: Stack):
     stack.backends["n2"].proc.stop()  # n2's next try fails to connect: a retry on n1
     for _ in range(6):
         assert http_get(f"{stack.url}/app/x")[0] == 200
-    after = _scrape(stack)
+    # with several data-plane processes, each publishes its counters every 50 ms: poll (with a
+    # deadline) until the scrape has every process's share, then check the figures on it
+    scrapes: list[dict] = []
 
-    answered = sum(
-        _value(after, "pyjk_member_request_duration_seconds_count", worker="lb", member=m)
-        for m in ("n1", "n2")
-    )
-    assert answered == 26
+    def answered() -> float:
+        scrapes.append(_scrape(stack))
+        return sum(
+            _value(scrapes[-1], "pyjk_member_request_duration_seconds_count", worker="lb", member=m)
+            for m in ("n1", "n2")
+        )
+
+    def published() -> bool:
+        return answered() >= 26 and (
+            _value(scrapes[-1], "pyjk_frontend_requests_rejected_total", code="400") >= 1
+        )
+
+    wait_for(published, 5, what="every process's counters in /metrics")
+    after = scrapes[-1]
+    assert answered() == 26  # and no more than the requests sent
     assert _value(after, "pyjk_lb_request_duration_seconds_count", worker="lb") == 26
     assert _value(after, "pyjk_lb_first_byte_seconds_count", worker="lb") == 26
     assert _value(after, "pyjk_lb_request_duration_seconds_bucket", worker="lb", le="+Inf") == 26
