@@ -172,9 +172,12 @@ def test_tls_1_1_and_weak_ciphers_are_refused(stack: Stack, tls: Tls):
     tls12 = tls.context()
     tls12.maximum_version = ssl.TLSVersion.TLSv1_2
     assert https(tls, "/app/x", ctx=tls12)[0] == 200
-    text = metrics(stack)
-    assert 'reason="no-shared-cipher"' in text
-    assert 'pyjk_tls_handshakes_by_protocol_total{protocol="TLSv1.2"} 1.0' in text
+    # each data-plane process publishes its TLS counters every 50 ms: poll until they are in
+    expected = (
+        'reason="no-shared-cipher"',
+        'pyjk_tls_handshakes_by_protocol_total{protocol="TLSv1.2"} 1.0',
+    )
+    wait_for(lambda: all(e in metrics(stack) for e in expected), 5, what="the TLS counters")
 
 
 def _raw(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -240,7 +243,8 @@ def test_a_certificate_directory_serves_by_name_and_refuses_unknown_names(stack:
     with pytest.raises((ssl.SSLError, ConnectionError)):
         https(tls, "/app/x", "unknown.test", ctx=name_ctx)
     assert https(tls, "/app/x", "shop.test")[0] == 200
-    assert 'pyjk_tls_handshake_failures_total{reason="unknown-sni"} 1.0' in metrics(stack)
+    refused = 'pyjk_tls_handshake_failures_total{reason="unknown-sni"} 1.0'
+    wait_for(lambda: refused in metrics(stack), 5, what="the refusal counted")  # 50 ms publish
 
 
 def test_client_certificates_reach_the_member_and_cannot_be_forged(stack: Stack, tls: Tls):
