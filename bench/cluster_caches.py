@@ -20,18 +20,15 @@ import argparse
 import http.client
 import json
 import os
-import random
-import secrets
 import signal
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from failover_stack import ROOT, cluster_toml, get_json
+from failover_stack import ROOT, get_json, new_cluster_file, wait
 from race_procs import Child, Supervisor, free_ports, wait_http_ready
 
 APP = "tests.integration.apps.caches:make_app"
@@ -63,24 +60,10 @@ class Conn:
         return json.loads(payload)
 
 
-def wait(check: Any, timeout: float, what: str) -> float:
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > timeout:
-            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-    return time.monotonic() - began
-
-
 class Cluster:
     def __init__(self, sup: Supervisor, tmp: Path, count: int) -> None:
         self.sup, self.tmp = sup, tmp
-        key = tmp / "cluster.key"
-        key.write_text(secrets.token_hex(32) + "\n")
-        key.chmod(0o600)
-        self.file = tmp / "cluster.toml"
-        name = f"caches-{uuid.uuid4().hex[:8]}"
-        self.file.write_text(cluster_toml(name, random.randint(20000, 60000), "sync", key))
+        self.file = new_cluster_file(tmp, "caches")
         self.routes = [f"node{i + 1}" for i in range(count)]
         self.ports = dict(zip(self.routes, free_ports(count), strict=True))
         self.procs: dict[str, Child] = {}

@@ -50,6 +50,28 @@ def get_json(port: int, path: str, timeout: float = 2.0) -> tuple[int, Any]:
         conn.close()
 
 
+def new_cluster_file(tmp: Path, prefix: str) -> Path:
+    """A fresh sealed cluster in ``tmp``: a key file (0600) and a cluster.toml with a unique
+    name and multicast port, sync replication."""
+    key = tmp / "cluster.key"
+    key.write_text(secrets.token_hex(32) + "\n")
+    key.chmod(0o600)
+    file = tmp / "cluster.toml"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    file.write_text(cluster_toml(name, random.randint(20000, 60000), "sync", key))
+    return file
+
+
+def wait(check: Any, timeout: float, what: str) -> float:
+    """Poll ``check`` every 10 ms; the seconds it took, or SystemExit after ``timeout``."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout:
+            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - began
+
+
 def cluster_toml(name: str, mport: int, mode: str, key_file: Path) -> str:
     """The shipped conf/cluster.toml's settings, with this run's name, port, key and mode."""
     return (

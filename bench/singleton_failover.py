@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import secrets
 import signal
 import statistics
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
-from typing import Any
 
-from failover_stack import ROOT, ROUTES, cluster_toml, get_json
+from failover_stack import ROOT, ROUTES, get_json, new_cluster_file, wait
 from race_procs import Child, Supervisor, free_ports, wait_http_ready
 
 APP = "worker.examples.singleton_counter:make_app"
@@ -45,24 +40,10 @@ def count(port: int) -> int:
     return int(get_json(port, "/counter")[1]["count"])
 
 
-def wait(check: Any, timeout: float, what: str) -> float:
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > timeout:
-            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-    return time.monotonic() - began
-
-
 class Cluster:
     def __init__(self, sup: Supervisor, tmp: Path) -> None:
         self.sup, self.tmp = sup, tmp
-        key = tmp / "cluster.key"
-        key.write_text(secrets.token_hex(32) + "\n")
-        key.chmod(0o600)
-        self.file = tmp / "cluster.toml"
-        name = f"singleton-{uuid.uuid4().hex[:8]}"
-        self.file.write_text(cluster_toml(name, random.randint(20000, 60000), "sync", key))
+        self.file = new_cluster_file(tmp, "singleton")
         self.ports = dict(zip(ROUTES, free_ports(len(ROUTES)), strict=True))
         self.procs: dict[str, Child] = {}
 
