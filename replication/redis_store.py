@@ -141,8 +141,12 @@ class RedisStore:
         self.keys = Keys(config.store_key_prefix)
         self.client = client if client is not None else make_client(config)
         self.cluster = isinstance(self.client, RedisCluster)
-        # records read for requests in flight (a replay is answered from here, synchronously)
-        self.ledger = Ledger(ttl=config.dedup_ttl, max_entries=1000, max_body=config.dedup_max_body)
+        # records read for requests in flight (a replay is answered from here, synchronously),
+        # within [exactly_once]'s bounds; the records in Redis are bounded by their TTL
+        self.ledger = Ledger(
+            ttl=config.dedup_ttl, max_entries=config.dedup_max_entries,
+            max_bytes=config.dedup_max_bytes, max_body=config.dedup_max_body,
+        )  # fmt: skip
         self.counters: Counter[str] = Counter()
         self.down_since: float | None = None
         self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
@@ -215,9 +219,10 @@ class RedisStore:
                 replies = await self._run(build)
         except FAILURES as exc:
             self._failed("read", exc)
-            # without a session id only a retry's record was asked for: the request may run
-            # (if it creates a session, its write fails and it gets 503 then)
-            return UNKNOWN if wanted else ABSENT
+            # "not seen" would let a retried request run again: its first attempt may have
+            # written (and recorded its response) just before the store went away, and the
+            # store may be back by the time this one writes. Not known is UNKNOWN (503).
+            return UNKNOWN
         self._recovered()
         self.counters["loads"] += 1
         self.counters["load_seconds_sum_us"] += int((time.monotonic() - started) * 1e6)
@@ -258,7 +263,7 @@ class RedisStore:
     ) -> None:
         now = self.clock()
         record = None
-        if request_id is not None:
+        if request_id is not None and self.config.dedup_max_entries > 0:  # 0: nothing recorded
             record = snapshot_response(response, now, self.config.dedup_max_body)
         writes = []
         last = len(deltas) - 1
