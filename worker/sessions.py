@@ -318,9 +318,9 @@ class SessionStore:
                 view._working[name] = values.decode(text)
                 view._texts[name] = text
         size = 0
-        for name, text in view._texts.items():
-            if text is not None and view._working.get(name, _ABSENT) is not _ABSENT:
-                size += len(name) + len(text)
+        for name, known in view._texts.items():
+            if known is not None and view._working.get(name, _ABSENT) is not _ABSENT:
+                size += len(name) + len(known)
         view._size = size
 
     def _expired(self, state: SessionState, now: float) -> bool:
