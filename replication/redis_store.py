@@ -52,6 +52,7 @@ from worker.readiness import Readiness
 from worker.session_ids import split_session_id
 from worker.singletons import SINGLETONS
 
+from .announcer import Announcer
 from .config import ClusterConfig
 from .ledger import Ledger, RecordedResponse
 from .redis_codec import (
@@ -151,6 +152,10 @@ class RedisStore:
         self.counters: Counter[str] = Counter()
         self.down_since: float | None = None
         self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
+        # membership only (announcer.py): dynamic lbs find this worker by its heartbeats
+        self.announcer: Announcer | None = None
+        if "membership" in config.sections:
+            self.announcer = Announcer(config, manager.route, clock=clock)
 
     manager_token = property(lambda self: self.config.manager_token)
 
@@ -180,19 +185,25 @@ class RedisStore:
         except FAILURES as exc:
             # not fatal: requests get 503 until it answers, and the client reconnects itself
             self.failed("ping", exc)
+        if self.announcer is not None:
+            await self.announcer.start()
         log.info(
             "session store redis=%s cluster=%s wait_replicas=%d",
             where, self.cluster, self.config.store_wait_replicas,
         )  # fmt: skip
 
     async def stop(self) -> None:
+        if self.announcer is not None:
+            await self.announcer.stop()
         await self.client.aclose()
 
     def advertise_http(self, host: str, port: int, lbfactor: int = 1) -> None:
-        return None  # no membership channel with a Redis store: static balancer members
+        if self.announcer is not None:  # else: static balancer members only
+            self.announcer.advertise_http(host, port, lbfactor)
 
     def announce_leaving(self) -> None:
-        return None
+        if self.announcer is not None:
+            self.announcer.announce_leaving()
 
     async def release_singletons(self) -> None:
         return None  # install() refused singletons
