@@ -57,3 +57,25 @@ def test_without_multicast_the_balancer_finds_them_by_static_members(stack: Stac
     wait_for(lambda: has_members(stack, {"n1", "n2"}), 15, what="both workers in the lb")
     status, body, _ = counter(stack)
     assert status == 200 and body["count"] == 1
+
+
+def test_pyjk_cluster_scale_brings_workers_on_redis_into_the_lb_and_out(stack: Stack):
+    from tests.integration.test_balancer_dynamic import members
+    from tests.integration.test_cluster_scale import pyjk_cluster
+
+    redis = RedisServer(stack.group, stack.tmp / "redis", free_port()).start()
+    config = Cluster(stack.group, stack.tmp).config(store={"kind": "redis", "url": redis.url})
+    stack.start_balancer(dynamic_workers(config), MOUNTS, args=("--processes", "1"))
+    try:
+        done = pyjk_cluster("scale", "2", "--cluster", str(config), "--drain", "0.5")
+        assert done.returncode == 0 and "2 worker(s) running" in done.stdout, done.stderr
+        wait_for(lambda: len(members(stack)) == 2, 10, what="two members")
+        status, body, cookie = counter(stack)
+        assert (status, body["count"]) == (200, 1)
+        done = pyjk_cluster("scale", "1", "--cluster", str(config), "--drain", "0.5")
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: len(members(stack)) == 1, 10, what="one member left")
+        status, body, _ = counter(stack, cookie)  # the session lives on in Redis
+        assert (status, body["count"]) == (200, 2)
+    finally:
+        pyjk_cluster("scale", "0", "--cluster", str(config), "--stop-timeout", "5")
