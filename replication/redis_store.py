@@ -19,6 +19,10 @@ first failure of an outage is logged, the recovery too, and both are counted; th
 reconnects by itself on the next request. MOVED/ASK and the slot map are the `redis` client's.
 A malformed hash or record is refused by the codec (StoreFormatError), logged and counted,
 and the request gets 503: the session is neither used nor replaced.
+
+The app's cluster caches (all but `local`) are bound to Redis at install (redis_cache.py),
+sharing this store's client, timeout, outage accounting and WAIT; with a `[membership]`
+section the worker announces itself to dynamic lbs (announcer.py), replicating nothing.
 """
 
 from __future__ import annotations
