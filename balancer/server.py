@@ -155,6 +155,8 @@ class Balancer:
         config_texts: Callable[[], tuple[str, str]] | None = None,
         csrf: str | None = None,
         consume_result: Callable[[int], bool] | None = None,
+        dynamic_members: Callable[[WorkersConfig], Mapping[str, Sequence[MemberConfig]]]
+        | None = None,
     ) -> None:
         # Where the configuration's text comes from: the files, or (a data-plane process of
         # a supervisor) the text the supervisor checked and published for all.
@@ -164,6 +166,15 @@ class Balancer:
         # Set by the supervisor (balancer/supervisor.py): runs after every successful reload,
         # with the line that would be logged.
         self.on_reload: Callable[[str], None] | None = None
+        # Set by the supervisor: runs after a dynamic lb's members changed.
+        self.on_members: Callable[[], None] | None = None
+        # Set by a data-plane process of a supervisor: SIGHUP follows the supervisor's
+        # generation instead of reading the files.
+        self.on_sighup: Callable[[], None] | None = None
+        # A data-plane process of a supervisor: the dynamic members the supervisor published
+        # (it listens to no cluster itself); else this balancer's own listeners'.
+        self.dynamic_members = dynamic_members
+        self.control = False  # running health checks, maintenance, listeners (start_control)
         self.requests = 0  # routed since the start (a data-plane process's row)
         # Set by a data-plane process of a supervisor: the TLS counters of all processes.
         self.tls_stats: Callable[[], TlsStats] | None = None
@@ -239,7 +250,10 @@ class Balancer:
         for w in mount_warnings:
             log.warning("config warning: %s", w)
         now = time.monotonic()
-        dynamic = self.dynamic.members(workers)
+        if self.dynamic_members is not None:
+            dynamic = self.dynamic_members(workers)
+        else:
+            dynamic = self.dynamic.members(workers)
         engines = build_engines(
             workers, previous.engines if previous else {}, now, dynamic, self.state
         )
@@ -259,7 +273,8 @@ class Balancer:
             return False
         old = self.runtime
         self._swap(runtime)
-        self.dynamic.sync(runtime.workers, runtime.engines)
+        if self.control:
+            self.dynamic.sync(runtime.workers, runtime.engines)
         added = set(runtime.engines) - set(old.engines)
         removed = set(old.engines) - set(runtime.engines)
         workers_list = ",".join(runtime.workers.worker_list)
@@ -302,6 +317,8 @@ class Balancer:
         engine = self.dynamic.rebuild(runtime.workers, runtime.engines, lb_name, time.monotonic())
         if engine is not None:
             self._swap(replace(runtime, engines={**runtime.engines, lb_name: engine}))
+            if self.on_members is not None:
+                self.on_members()
 
     def _configure_cluster_view(self) -> None:
         settings = self.runtime.workers.balancer
@@ -380,8 +397,6 @@ class Balancer:
             self.start_control()
         else:
             self._tasks.append(asyncio.create_task(self._log_changes(), name="state-log"))
-        self.cluster.start()
-        self.dynamic.sync(self.runtime.workers, self.runtime.engines)
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         if self.tls is not None:
@@ -390,24 +405,29 @@ class Balancer:
         grace = float(self.runtime.workers.balancer.shutdown_timeout)
         log.info("stopping: draining requests in flight for up to %.0fs", grace)
         await self.proxy.close(grace=grace)
-        await self.cluster.stop()
         await self.stop_control()
-        await self.dynamic.stop()
         if self.access_log is not None:
             self.access_log.flush()
         log.info("stopped")
 
     def start_control(self) -> None:
-        """Health checks, maintenance and the URI map watch: once per balancer."""
+        """Health checks, maintenance, the URI map watch, the cluster view's poll and the
+        dynamic lbs' cluster listeners: once per balancer (its supervisor with N processes)."""
+        self.control = True
         self.health.update(self.runtime.engines)
         self.health.start()
+        self.cluster.start()
+        self.dynamic.sync(self.runtime.workers, self.runtime.engines)
         self._tasks += [
             asyncio.create_task(self._maintenance(), name="maintenance"),
             asyncio.create_task(self._watch_mounts(), name="mount-reload"),
         ]
 
     async def stop_control(self) -> None:
+        self.control = False
         await self.health.stop()
+        await self.cluster.stop()
+        await self.dynamic.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -425,7 +445,10 @@ class Balancer:
         )
 
     def _sighup(self) -> None:
-        self.reload_all("SIGHUP")
+        if self.on_sighup is not None:
+            self.on_sighup()
+        else:
+            self.reload_all("SIGHUP")
 
     def reload_all(self, reason: str) -> bool:
         """Both files and the TLS certificates; whether the files' reload succeeded."""
@@ -506,8 +529,10 @@ def run(args: argparse.Namespace) -> int:
     from balancer.supervisor import Role  # it imports this module
 
     access_format = args.access_log_format or ("json" if args.log_format == "json" else "combined")
-    access_log = AccessLog.open(args.access_log, access_format) if args.access_log else None
     role = Role(args)
+    # a supervisor proxies nothing: its data-plane processes open and write the access log
+    writes = args.access_log and not role.supervises
+    access_log = AccessLog.open(args.access_log, access_format) if writes else None
 
     async def main() -> int:
         try:
@@ -524,6 +549,7 @@ def run(args: argparse.Namespace) -> int:
                 config_texts=role.config_source(),
                 csrf=role.csrf(),
                 consume_result=role.table.consume if role.table is not None else None,
+                dynamic_members=role.dynamic_source(),
             )
         except TlsError as exc:
             log.error("tls error: %s", exc)

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.integration.conftest import Stack, http_get, wait_for
+from tests.support.procs import open_files
 
 PROCS = ("--processes", "2")
 TOKEN = "t0k3n-for-the-processes-tests-0123456789"
@@ -290,6 +291,10 @@ def test_the_access_log_of_two_processes_has_whole_lines(stack: Stack):
     wait_for(complete, 10, what="300 access log lines")
     lines = [ln for ln in log_path.read_text().splitlines() if "/app/" in ln]
     assert len(lines) == 300
+    # the processes write it; the supervisor, which proxies nothing, does not hold it open
+    assert stack.balancer is not None
+    assert str(log_path) not in open_files(stack.balancer.pid)
+    assert all(str(log_path) in open_files(int(p["pid"])) for p in processes(stack))
     assert all(line.match(ln) for ln in lines), [ln[:120] for ln in lines if not line.match(ln)]
 
 

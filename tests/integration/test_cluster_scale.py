@@ -40,7 +40,7 @@ def pyjk_cluster(*args: str) -> subprocess.CompletedProcess[str]:
 def scaled(stack: Stack) -> Iterator[tuple[Stack, Path]]:
     """A dynamic-lb balancer and its cluster file; every worker scale started is stopped."""
     config = Cluster(stack.group, stack.tmp).default_config
-    # one process: with --processes N each one hears the heartbeats itself (operations.md)
+    # one process: its log lines are counted (with --processes N the supervisor hears the cluster)
     stack.start_balancer(dynamic_workers(config), MOUNTS, args=("--processes", "1"))
     try:
         yield stack, config
