@@ -320,3 +320,38 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+COUNTER = re.compile(r"^(?!process_|python_)(\w+(?:_total|_count|_bucket)(?:\{[^}]*\})?) (\S+)$")
+
+
+def counters(text: str) -> dict[str, float]:
+    """Every cumulative series of a scrape (not the answering process's own process_*)."""
+    return {m.group(1): float(m.group(2)) for m in map(COUNTER.match, text.splitlines()) if m}
+
+
+def test_summed_totals_never_go_backwards_across_scrapes_under_load(stack: Stack):
+    # each scrape is answered by either process; the totals it shows may never be below
+    # those of an earlier scrape (summing one's live counters with the other's older
+    # document did go backwards: 26 then 24)
+    start(stack, ["n1", "n2"])
+    load = Load(f"{stack.url}/app/x", threads=4)
+    backwards: list[str] = []
+    try:
+        load.wait_for(50)
+        before = served_by_each(stack)
+        previous: dict[str, float] = {}
+        for _ in range(200):
+            status, _, body = http_get(f"{stack.url}/jkmanager/metrics")
+            assert status == 200
+            now = counters(body.decode())
+            backwards += [
+                f"{k}: {previous[k]} -> {v}" for k, v in now.items() if v < previous.get(k, 0)
+            ]
+            previous = now
+        each_served_more(stack, before)  # both processes served (and answered scrapes)
+    finally:
+        results = load.stop()
+    assert [r for r in results if r[0] != 200] == []
+    assert any(k.startswith("pyjk_member_responses_total") for k in previous), sorted(previous)
+    assert backwards == [], backwards[:10]
