@@ -309,6 +309,7 @@ class Balancer:
         self.proxy.prune_pools(
             m for e in runtime.engines.values() for m in (x.config for x in e.members)
         )
+        self.proxy.stats.fold_departed(self._members_now())
 
     def _members_changed(self, lb_name: str) -> None:
         """A dynamic lb's members changed: swap in its rebuilt engine (balancer.dynamic)."""

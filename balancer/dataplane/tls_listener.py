@@ -141,11 +141,13 @@ class TlsListener:
         self,
         terminator: Terminator,
         factory: Callable[[], asyncio.Protocol],
-        max_waiting: int,
+        has_room: Callable[[], bool],
     ) -> None:
         self.terminator = terminator
         self.factory = factory
-        self.max_waiting = max_waiting
+        # whether one more connection may wait for its handshake: the proxy's one cap
+        # (worker.max_connections) counts these and the established connections together
+        self.has_room = has_room
         self.loop = asyncio.get_running_loop()
         self.sock: socket.socket | None = None
         self.waiting: set[_Waiting] = set()
@@ -194,7 +196,7 @@ class TlsListener:
             except OSError as exc:  # EMFILE and friends: the next readiness tries again
                 log.warning("tls accept failed: %s", exc)
                 return
-            if len(self.waiting) + len(self.handshaking) >= self.max_waiting:
+            if not self.has_room():
                 stats.failed("overload")
                 sock.close()
                 continue

@@ -44,7 +44,7 @@ async def serve(tmp: Path, rotation: float) -> tuple[Terminator, TlsListener, ss
     ca = make_ca(tmp)
     pair = make_pair(tmp, "a", ["a.test"], ca)
     terminator = Terminator(TlsSettings(pairs=((pair.cert, pair.key),), ticket_rotation=rotation))
-    listener = TlsListener(terminator, Echo, 100)
+    listener = TlsListener(terminator, Echo, lambda: True)
     listener.start("127.0.0.1", 0)
     return terminator, listener, ssl.create_default_context(cafile=str(ca.cert))
 
