@@ -11,6 +11,8 @@ counters' document when they changed (balancer/process_totals.py).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import os
@@ -34,9 +36,11 @@ FOLLOW_INTERVAL = 0.05  # s: refresh of the process row; new-generation and scra
 SUPERVISOR_SLOT = MAX_PROCESSES  # the last slot: the supervisor's busy counts, its document
 
 
-def control_document(dynamic: Mapping[str, Any], tls_epoch: int) -> str:
-    """What the supervisor publishes with a generation besides the files."""
-    return json.dumps({"dynamic": dynamic, "tls": tls_epoch}, sort_keys=True)
+def control_document(dynamic: Mapping[str, Any], tls_epoch: int, tickets: bytes) -> str:
+    """What the supervisor publishes with a generation besides the files: the dynamic
+    members, its SIGHUP count, the secret the TLS session ticket keys derive from."""
+    doc = {"dynamic": dynamic, "tls": tls_epoch, "tickets": base64.b64encode(tickets).decode()}
+    return json.dumps(doc, sort_keys=True)
 
 
 class DataPlaneProcess:
@@ -58,6 +62,13 @@ class DataPlaneProcess:
             doc = {}
         self.control = doc if isinstance(doc, dict) else {}
         return workers, mounts
+
+    def ticket_secret(self) -> bytes | None:
+        """The secret every process derives its TLS session ticket keys from."""
+        try:
+            return base64.b64decode(self.control["tickets"], validate=True) or None
+        except (KeyError, TypeError, binascii.Error):
+            return None
 
     def dynamic_members(self, workers: WorkersConfig) -> dict[str, tuple[MemberConfig, ...]]:
         return published(self.control.get("dynamic"), workers)

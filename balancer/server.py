@@ -157,6 +157,7 @@ class Balancer:
         consume_result: Callable[[int], bool] | None = None,
         dynamic_members: Callable[[WorkersConfig], Mapping[str, Sequence[MemberConfig]]]
         | None = None,
+        ticket_secret: Callable[[], bytes | None] | None = None,
     ) -> None:
         # Where the configuration's text comes from: the files, or (a data-plane process of
         # a supervisor) the text the supervisor checked and published for all.
@@ -182,11 +183,13 @@ class Balancer:
         self.mounts_path = mounts_path
         self.listens = [(host, port, tls) for host, port, tls in listen]  # tls: https://
         self.listen = self.listens[0][:2]
-        # TlsError (a certificate that cannot be served) stops the start, as a config error
-        self.tls = Terminator(tls) if tls is not None else None
         self.access_log = access_log
         self.dynamic = DynamicLbs(self._members_changed)  # worker.<lb>.cluster listeners
         self.runtime = self.load(previous=None)
+        # TlsError (a certificate that cannot be served) stops the start, as a config error;
+        # after the load: a data-plane process's ticket secret comes with the generation
+        secret = ticket_secret() if ticket_secret is not None else None
+        self.tls = Terminator(tls, ticket_secret=secret) if tls is not None else None
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
         self._answers_for = self.runtime
         self.cluster = ClusterView()
@@ -551,6 +554,7 @@ def run(args: argparse.Namespace) -> int:
                 csrf=role.csrf(),
                 consume_result=role.table.consume if role.table is not None else None,
                 dynamic_members=role.dynamic_source(),
+                ticket_secret=role.ticket_source(),
             )
         except TlsError as exc:
             log.error("tls error: %s", exc)

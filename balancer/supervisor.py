@@ -200,6 +200,9 @@ class Role:
     def config_source(self) -> Callable[[], tuple[str, str]] | None:
         return self.follower.config_texts if self.follower is not None else None
 
+    def ticket_source(self) -> Callable[[], bytes | None] | None:
+        return self.follower.ticket_secret if self.follower is not None else None
+
     def dynamic_source(
         self,
     ) -> Callable[[WorkersConfig], dict[str, tuple[MemberConfig, ...]]] | None:
@@ -226,6 +229,7 @@ class Supervisor:
         self._announcing: set[asyncio.Task[None]] = set()
         self.tls_epoch = 0  # SIGHUPs: a generation with a new one renews the TLS contexts
         self.control = ""  # the control document of the newest generation
+        self.tickets = secrets.token_bytes(32)  # TLS session ticket keys derive from it
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -277,7 +281,8 @@ class Supervisor:
 
     def _control(self) -> str:
         workers = self.balancer.runtime.workers
-        return control_document(self.balancer.dynamic.document(workers), self.tls_epoch)
+        dynamic = self.balancer.dynamic.document(workers)
+        return control_document(dynamic, self.tls_epoch, self.tickets)
 
     def _members_changed(self) -> None:
         """A dynamic lb's members changed here: a generation with them for every process
