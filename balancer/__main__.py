@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.tls is not None:
             status = check_tls(args.tls) or status
         return status
-    from balancer.server import run  # imported late: --check needs no event loop machinery
+    from balancer.launch import run  # imported late: --check needs no event loop machinery
 
     return run(args)
 

@@ -24,7 +24,7 @@ from balancer.status.tls_view import TlsView
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
-    from balancer.server import Runtime
+    from balancer.runtime import Runtime
 
 
 class StatusEndpoints:
