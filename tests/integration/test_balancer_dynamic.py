@@ -20,16 +20,8 @@ from replication.codec import Heartbeat, MemberInfo
 from replication.keyfile import parse_key
 from replication.seal import Kind, Sealer
 from tests.integration.conftest import Stack, http_get, http_json
-from tests.integration.test_balancer_processes import each_served_more, processes, served_by_each
 from tests.integration.test_cluster_kit import Cluster, multicast_socket
-from tests.support.procs import (
-    free_port,
-    open_files,
-    tcp_connections_to,
-    udp_sockets,
-    until,
-    wait_for,
-)
+from tests.support.procs import free_port, until, wait_for
 
 pytestmark = pytest.mark.integration
 GROUP = "228.0.0.4"
@@ -283,49 +275,3 @@ def test_without_multicast_the_balancer_asks_the_static_members_and_joins_none_o
     assert counter(stack)[0] == 200
     b.proc.signal(signal.SIGTERM)
     wait_for(lambda: has_members(stack, {"node1"}), 10, what="node2 to leave")
-
-
-def test_with_two_processes_only_the_supervisor_hears_the_cluster_and_every_process_follows(
-    stack: Stack,
-):
-    cluster = Cluster(stack.group, stack.tmp)
-    workers = dynamic_workers(cluster.default_config, "worker.cluster_poll_interval=1\n")
-    stack.start_balancer(workers, MOUNTS, args=("--processes", "2"))
-    wait_for(lambda: len(processes(stack)) == 2, 20, what="two data-plane processes")
-    assert stack.balancer is not None
-    supervisor, dataplane = stack.balancer.pid, [int(p["pid"]) for p in processes(stack)]
-
-    def agreed(names: set[str]) -> bool:
-        """Pages on new connections (both processes answer some) show ``names``, and every
-        process serves the same generation."""
-        pages = [set(members(stack)) for _ in range(8)]
-        return (
-            all(p == names for p in pages) and len({p["generation"] for p in processes(stack)}) == 1
-        )
-
-    a, b = cluster.start_many(["node1", "node2"])
-    wait_for(lambda: agreed({"node1", "node2"}), 15, what="both processes with both members")
-    # the Live column, polled by the supervisor, shows on every process's pages
-    wait_for(lambda: all(members(stack)["node1"]["live_sessions"] is not None for _ in range(6)),
-             10, what="the Live column")  # fmt: skip
-    # one multicast receiver, the supervisor's; no process polls /cluster-manager itself
-    # (checked before any request is proxied: the processes' pools connect to the nodes too)
-    assert udp_sockets(cluster.mport) & open_files(supervisor)
-    for pid in dataplane:
-        assert not udp_sockets(cluster.mport) & open_files(pid), f"process {pid} listens"
-        assert not tcp_connections_to({a.port, b.port}) & open_files(pid), f"{pid} polls"
-    assert stack.balancer.output().count("listens to cluster") == 1
-    before = served_by_each(stack)
-    served = [counter(stack)[1]["node"] for _ in range(60)]  # new sessions, new connections
-    assert {"node1", "node2"} == set(served)
-    each_served_more(stack, before)
-    # one set of numbers: every page shows the same elected counts, whoever answers
-    pages = [{n: m["elected"] for n, m in members(stack).items()} for _ in range(6)]
-    assert all(p == pages[0] for p in pages) and sum(pages[0].values()) == 60, pages
-    b.proc.signal(signal.SIGTERM)
-    wait_for(lambda: agreed({"node1"}), 20, what="node2 gone from both processes")
-    # its shared record is freed (reused once no process serves an older generation)
-    assert "lb=lb member=node2 shared record freed generation=" in stack.balancer.output()
-    before = served_by_each(stack)
-    assert {counter(stack)[1]["node"] for _ in range(40)} == {"node1"}
-    each_served_more(stack, before)
