@@ -85,6 +85,7 @@ class DataPlaneProcess:
         self.totals = Totals(
             table, slot, balancer.proxy.stats, lambda: tls.stats if tls is not None else None
         )
+        self.totals.inherit()
         if tls is not None:
             balancer.tls_stats = lambda: self.totals.tls(tls.stats)
         # /metrics shows the traffic of every process, and the connections open in all

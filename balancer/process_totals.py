@@ -11,8 +11,10 @@ A page or a scrape sums the *published* documents only, the answering process pu
 own first. So two scrapes in a row never go backwards, whichever process answers each: every
 document the second one reads is at least as new as what the first read (summing one
 process's live counters with the others' older documents did go backwards: 26 then 24). A
-document that cannot be read (its writer died mid-write, a cut-off) counts as the last good
-one read from that slot; each document is parsed once, when its bytes change.
+slot's document outlives its process: a process that died still counts with what it
+published, and the next process of that slot starts its counters from it. A document that
+cannot be read (its writer died mid-write, a cut-off) counts as the last good one read from
+that slot; each document is parsed once, when its bytes change.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from prometheus_client.core import Metric
 
 from balancer.dataplane.stats import Answers, TrafficStats
 from balancer.dataplane.tls import TlsStats
-from balancer.lb.shm import Table, TableFull
+from balancer.lb.shm import MAX_PROCESSES, Table, TableFull
 from balancer.status.traffic_metrics import TrafficCollector
 
 _TLS_COUNTS = ("failures", "protocols", "ciphers")
@@ -142,6 +144,7 @@ class Totals:
         tls: Callable[[], TlsStats | None],
     ) -> None:
         self.table, self.slot = table, slot
+        self.slots = range(MAX_PROCESSES)  # the data-plane processes' (not the supervisor's)
         self.own_traffic, self.own_tls = traffic, tls
         self._last: dict[int, _Parsed] = {}  # slot → its last good document
         self._published_at = float("-inf")
@@ -172,15 +175,30 @@ class Totals:
         self._published_at = now
         self.publish()
 
+    def inherit(self) -> None:
+        """A process starting in a slot goes on from the counters its predecessor published
+        (before it publishes anything): the totals do not drop when a process is replaced."""
+        raw = self.table.blob(self.slot) if self.table.has_blob(self.slot) else b""
+        try:
+            before = parse(raw)
+        except ValueError:
+            return  # none, or its writer died mid-write
+        _merge(self.own_traffic, before.traffic)
+        tls = self.own_tls()
+        if tls is not None and before.tls is not None:
+            tls.handshakes += before.tls.handshakes
+            tls.sni_default += before.tls.sni_default
+            tls.failures.update(before.tls.failures)
+            tls.protocols.update(before.tls.protocols)
+            tls.ciphers.update(before.tls.ciphers)
+
     def _documents(self) -> Iterator[_Parsed]:
-        """Publish ours, ask the others for theirs (for the next read), read all."""
+        """Publish ours, ask the others for theirs (for the next read), read every slot's."""
         self.publish()
         self.table.ask()
-        live = {row.slot for row in self.table.processes()} | {self.slot}
-        for slot in list(self._last):
-            if slot not in live:
-                del self._last[slot]  # its process is gone (a new one starts from zero)
-        for slot in sorted(live):
+        for slot in self.slots:
+            if not self.table.has_blob(slot):
+                continue
             raw = self.table.blob(slot)
             last = self._last.get(slot)
             if last is None or raw != last.raw:

@@ -185,6 +185,9 @@ class Table:
         self.view[at + 16 : at + 16 + len(data)] = data
         self.words[at // 8] = seq + 2
 
+    def has_blob(self, slot: int) -> bool:
+        return self.words[self._blob(slot) // 8 + 1] > 0
+
     def blob(self, slot: int) -> bytes:
         at = self._blob(slot)
         for _ in range(1000):
@@ -267,11 +270,11 @@ class Table:
         return rows
 
     def clear_process(self, slot: int) -> None:
-        """A reaped process: its row and its busy counts in every record go."""
+        """A reaped process: its row and its busy counts in every record go. Its document
+        stays: what it counted still counts in the totals, and the next process of the slot
+        goes on from it."""
         w = self._proc(slot)
         self.words[w : w + PROC_SIZE // 8] = memoryview(bytes(PROC_SIZE)).cast("q")
-        at = self._blob(slot)
-        self.words[at // 8 : at // 8 + 2] = memoryview(bytes(16)).cast("q")
         for r in range(self.records):
             self.words[self.record_word(r) + (BUSY_AT + slot * 8) // 8] = 0
 

@@ -122,3 +122,21 @@ def test_a_document_is_parsed_once_per_change(monkeypatch):
     mine.traffic()
     mine.traffic()
     assert len([c for c in calls if b'"accepted":3' in c]) == 1
+
+
+def test_a_replaced_process_s_counts_stay_and_its_successor_goes_on_from_them():
+    t = table()
+    t.clear_process(2)
+    first = totals(t, 0, traffic(5))
+    first.publish()
+    other = totals(t, 1, traffic(3))
+    assert other.traffic().accepted == 8
+    t.clear_process(0)  # killed: its row goes, its published document stays
+    assert other.traffic().accepted == 8
+    own = TrafficStats()
+    successor = totals(t, 0, own)
+    successor.inherit()  # at its start, before it publishes
+    own.accepted += 2
+    assert other.traffic().accepted == 8  # not published yet: the predecessor's 5 count
+    successor.publish()
+    assert other.traffic().accepted == 10
