@@ -4,7 +4,8 @@ The supervisor (nginx's master) reads and checks the configuration, binds the li
 sockets, lays out the shared lb table (balancer/lb/shm.py) in a ``memfd`` and starts N
 data-plane processes — ``python -m balancer`` again, with ``--dataplane`` naming their process
 slot and the inherited descriptors. It never proxies a request. It runs, once for all:
-health checks, maintenance, the URI map watch and reloads. The data-plane processes accept,
+health checks, maintenance, the URI map watch, reloads, the dynamic lbs' cluster listeners and
+the cluster view's poll. The data-plane processes (balancer/dataplane_process.py) accept,
 route, forward and answer the status page; their engines read and write the shared records,
 so weights, states, status-page edits and counters are one set for the whole balancer.
 
@@ -14,7 +15,8 @@ so weights, states, status-page edits and counters are one set for the whole bal
 - SIGHUP (or a changed URI map file) reloads in the supervisor first. An invalid file is
   rejected there and nothing changes anywhere. A valid one bumps the table's configuration
   generation; each data-plane process sees the new generation within ``FOLLOW_INTERVAL`` s and
-  reloads the same files (its process row shows the generation it serves).
+  loads the same text (its process row shows the generation it serves). A dynamic lb's
+  members changing makes a generation too: it carries them, so every process has the same.
 - SIGTERM/SIGINT: every data-plane process drains (``worker.shutdown_timeout``), then the
   supervisor exits. A data-plane process whose supervisor is gone gets SIGTERM (Linux
   ``PR_SET_PDEATHSIG``), so a ``kill -9`` of the supervisor leaves no orphans serving.
