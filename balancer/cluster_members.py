@@ -29,6 +29,7 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from balancer.config.model import MemberConfig
 from replication.member_info import MemberInfo
@@ -214,7 +215,7 @@ def member_config(
     )  # fmt: skip
 
 
-def members_document(members: Mapping[str, Sequence[MemberConfig]]) -> dict[str, list[list]]:
+def members_document(members: Mapping[str, Sequence[MemberConfig]]) -> dict[str, list[list[Any]]]:
     """The dynamic members of each lb as plain data (a supervisor publishes it to its
     data-plane processes): what ``member_config`` rebuilds them from."""
     return {

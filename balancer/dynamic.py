@@ -36,7 +36,7 @@ class DynamicLbs:
             if name in workers.lbs and workers.lbs[name].cluster == source.config.source
         }
 
-    def document(self, workers: WorkersConfig) -> dict[str, list[list]]:
+    def document(self, workers: WorkersConfig) -> dict[str, list[list[Any]]]:
         """``members()`` as plain data, for the supervisor to publish (see ``published``)."""
         return members_document(self.members(workers))
 

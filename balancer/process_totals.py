@@ -33,7 +33,6 @@ from balancer.dataplane.tls import TlsStats
 from balancer.lb.shm import MAX_PROCESSES, Table, TableFull
 from balancer.status.traffic_metrics import TrafficCollector
 
-_TLS_COUNTS = ("failures", "protocols", "ciphers")
 PUBLISH_EVERY = 1.0  # s: the longest a changed document waits unless a scrape asks
 
 
@@ -101,8 +100,16 @@ def parse(raw: bytes) -> _Parsed:
 
 
 def _tls(doc: Any) -> TlsStats:
-    counts = [Counter({str(k): int(v) for k, v in doc[key].items()}) for key in _TLS_COUNTS]
-    return TlsStats(int(doc["handshakes"]), *counts, int(doc["sni_default"]))
+    def counts(key: str) -> Counter[str]:
+        return Counter({str(k): int(v) for k, v in doc[key].items()})
+
+    return TlsStats(
+        handshakes=int(doc["handshakes"]),
+        failures=counts("failures"),
+        protocols=counts("protocols"),
+        ciphers=counts("ciphers"),
+        sni_default=int(doc["sni_default"]),
+    )
 
 
 def _add(total: TrafficStats, doc: dict[str, Any]) -> None:
