@@ -34,9 +34,10 @@ FAULTS_PATH = "/-/cluster/faults"
 
 def listing(node: ClusterNode) -> dict[str, Any]:
     now = node.clock()
-    per_route: Counter[str | None] = Counter(
-        s.route for s in node.store.states() if not s.idle_too_long(now)
-    )
+    if node.dist is not None:  # distributed: the sessions are the entries held here
+        per_route = node.dist.per_route()
+    else:
+        per_route = Counter(s.route for s in node.store.states() if not s.idle_too_long(now))
     me = node.me
     members = [
         {"id": me.id, "route": me.route, "host": me.host, "port": me.port, "state": "self",
@@ -58,7 +59,9 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "sealed": node.key is not None,
         "seq": node.replicator.seq,
         "digest": node.replicator.digest_hash(),  # fresh, not the heartbeat's (<= 1 s old)
-        "sessions": len(node.store),
+        "sessions": len(node.store) if node.dist is None else sum(per_route.values()),
+        # replicated: every session here; distributed: the sessions this node owns and backs
+        "session_store": {"mode": "replicated"} if node.dist is None else node.dist.describe(),
         # every node holds every session: at the limit the whole cluster refuses new visitors
         "sessions_limit": node.store.max_active_sessions,
         "counters": dict(sorted((node.counters + refused(node)).items())),

@@ -65,7 +65,7 @@ from .redis_codec import (
     state_from,
     write_of,
 )
-from .replay import replay_from, snapshot_response
+from .replay import record_of, replay_from
 
 log = logging.getLogger("pyjk.store")
 # Redis names a script by the SHA-1 of its text (EVALSHA): an identifier, not a security use
@@ -257,9 +257,7 @@ class RedisStore:
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
     ) -> None:
         now = self.clock()
-        record = None
-        if request_id is not None:
-            record = snapshot_response(response, now, self.config.dedup_max_body)
+        record = record_of(request_id, response, now, self.config.dedup_max_body)
         writes = []
         last = len(deltas) - 1
         for i, delta in enumerate(deltas):

@@ -107,6 +107,45 @@ async def test_a_retried_write_is_recognised_by_the_next_primary() -> None:
     assert again.ok and await net.apps[backup].get("n") == 2  # applied once, not refused
 
 
+async def test_a_retry_after_a_primary_change_is_recognised_where_the_rebalance_copied() -> None:
+    # The write reached the primary and its backup, the primary died before answering while a
+    # member joined that is the key's new primary: it gets the key by a rebalance copy, which
+    # must carry the write's id, or the retried compare-and-set finds "2" where it expects
+    # "1", answers "lost" and update() applies the increment a second time.
+    p, b, c, d = IDS[:4]
+    probe = Net(3, "distributed", owners=2).caches[p].backends["c"]
+    key = next(
+        k for k in (f"k{i}" for i in range(500))
+        if probe.owners_of(k) == (p, b) and probe.owners_of(k, frozenset({b, c, d}))[0] == d
+    )  # fmt: skip
+    net = Net(3, "distributed", owners=2)
+    await net.apps[p].put(key, 1)
+    req = CacheReq(0, "c", "cas", key, "2", "1", op_id="ab" * 16)
+    assert (await net.caches[p].backends["c"].serve_write(req)).ok
+    net.dead.add(p)
+    net.join(d)
+    await net.settle()  # b copies the key to d, the new primary
+    assert d in net.holders(key)
+    again = await net.caches[d].backends["c"].serve_write(req)
+    assert again.ok, "the retry was not recognised: update() would apply it twice"
+    assert await net.apps[d].get(key) == 2
+
+
+async def test_a_primary_that_fetches_a_missing_key_learns_its_write_ids() -> None:
+    net = Net(3, "distributed", owners=2)
+    await net.apps[IDS[0]].put("n", 1)
+    primary, backup = net.caches[IDS[0]].backends["c"].owners_of("n")
+    req = CacheReq(0, "c", "cas", "n", "2", "1", op_id="cd" * 16)
+    assert (await net.caches[primary].backends["c"].serve_write(req)).ok
+    (other,) = set(IDS[:3]) - {primary, backup}
+    entry = net.caches[backup].backends["c"].table.entry("n")
+    assert entry is not None and req.op_id in entry.ops  # the copy carried the id
+    # a member without the key (a rebalance still bringing it) fetches it first: the fetched
+    # entry carries the ids, so the retry is recognised there too
+    fetched = await net.caches[other].backends["c"].fetch("n", (backup,))
+    assert fetched is not None and req.op_id in fetched.ops
+
+
 async def test_a_backup_whose_copy_lags_behind_the_primary_still_updates() -> None:
     # A backup cut off while the primary moved on keeps an older copy; its update must not
     # compare against that copy forever (seen after a partition healed: the singleton counter
@@ -218,10 +257,20 @@ async def test_invalidated_put_evicts_the_other_copies_before_it_returns() -> No
 
 # -- frames -----------------------------------------------------------------------------------
 def test_cache_frames_round_trip() -> None:
-    req = CacheReq(3, "c", "copy", "k", '{"a":[1,2.5]}', None, (5, IDS[0]), 99.5, None, "cd" * 16)
+    req = CacheReq(3, "c", "copy", "k", '{"a":[1,2.5]}', None, (5, IDS[0]), 99.5, None, "cd" * 16,
+                   ("ab" * 16, "cd" * 16))  # fmt: skip
     assert codec.decode(codec.encode(req)) == req
-    reply = CacheReply(3, True, "1", (7, IDS[1]), None, ("a", "b"), None)
+    reply = CacheReply(3, True, "1", (7, IDS[1]), None, ("a", "b"), None, ("ef" * 16,))
     assert codec.decode(codec.encode(reply)) == reply
+
+
+def test_cluster_cache_refuses_values_no_cache_frame_can_carry() -> None:
+    app = web.Application()
+    with pytest.raises(ValueError, match=r"max_value_bytes must be 1\.\.1048576"):
+        cluster_cache(app, "big", max_value_bytes=2 << 20)
+    assert cluster_cache(app, "ok", max_value_bytes=1 << 20).name == "ok"
+    with pytest.raises(ValueError, match="pyjk's own"):
+        cluster_cache(app, "pyjk.sessions")
 
 
 @pytest.mark.parametrize(
@@ -237,6 +286,9 @@ def test_cache_frames_round_trip() -> None:
         ({"ver": None, "op": "copy"}, "a copy carries its version"),
         ({"ttl": -1}, "cache.ttl"),
         ({"id": "x"}, "cache.id"),
+        ({"ids": ["x"]}, "cache.ids"),
+        ({"ids": ["ab" * 16] * 9}, "cache.ids"),
+        ({"ids": None}, "cache.ids"),
         ({"extra": 1}, "fields must be"),
     ],
 )
