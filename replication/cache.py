@@ -204,7 +204,7 @@ class ModeBackend:
             text = entry.text
         return None if text is None else self.pin(text)
 
-    def _req(self, op: str, key: str | None = None, **fields: Any) -> CacheReq:
+    def request(self, op: str, key: str | None = None, **fields: Any) -> CacheReq:
         return CacheReq(0, self.table.name, op, key, **fields)
 
     # -- the app's calls (CacheBackend) ------------------------------------------------------
@@ -230,15 +230,15 @@ class ModeBackend:
         return entry.text
 
     async def put(self, key: str, text: str, ttl: float | None) -> None:
-        await self._write(self._req("put", key, text=text, ttl=ttl))
+        await self._write(self.request("put", key, text=text, ttl=ttl))
 
     async def delete(self, key: str) -> bool:
-        return (await self._write(self._req("del", key))).ok
+        return (await self._write(self.request("del", key))).ok
 
     async def compare_and_set(
         self, key: str, expected: str | None, text: str, ttl: float | None
     ) -> bool:
-        req = self._req("cas", key, text=text, expected=expected, ttl=ttl)
+        req = self.request("cas", key, text=text, expected=expected, ttl=ttl)
         return (await self._write(req)).ok
 
     async def keys(self) -> list[str]:
@@ -248,7 +248,7 @@ class ModeBackend:
         found = set(self.table.keys(now))
         others = tuple(self.caches.members())
         replies = await asyncio.gather(
-            *(self.caches.ask(m, self._req("keys")) for m in others), return_exceptions=True
+            *(self.caches.ask(m, self.request("keys")) for m in others), return_exceptions=True
         )
         for reply in replies:
             if isinstance(reply, CacheReply) and reply.keys is not None:
@@ -325,7 +325,7 @@ class ModeBackend:
             return CacheReply(req.n, True)
         if self.mode == "invalidated":
             others = tuple(m for m in self.caches.members())
-            await self.caches.copy_to(others, self._req("evict", req.key))
+            await self.caches.copy_to(others, self.request("evict", req.key))
         else:
             copy = self._copy_of(req.key, written)
             if await self.caches.copy_to(others, copy) < len(others) and self.strict:
@@ -371,7 +371,7 @@ class ModeBackend:
         if not members:
             return None
         replies = await asyncio.gather(
-            *(self.caches.ask(m, self._req("get", key)) for m in members),
+            *(self.caches.ask(m, self.request("get", key)) for m in members),
             return_exceptions=True,
         )
         entries = [r.entry() for r in replies if isinstance(r, CacheReply)]
@@ -418,7 +418,7 @@ class ModeBackend:
         if mine is None or self.caches.me in owners:
             return
         for owner in owners:
-            reply = await self.caches.ask(owner, self._req("get", key))
+            reply = await self.caches.ask(owner, self.request("get", key))
             theirs = reply.entry()
             if theirs is None or theirs.version < mine.version:
                 await self.caches.ask(owner, self._copy_of(key, mine))
@@ -427,7 +427,7 @@ class ModeBackend:
         self.table.evict(key)
 
     def _copy_of(self, key: str, entry: Entry) -> CacheReq:
-        return self._req("copy", key, text=entry.text, version=entry.version,
+        return self.request("copy", key, text=entry.text, version=entry.version,
                          expires=entry.expires, op_ids=entry.ops)  # fmt: skip
 
     def describe(self) -> dict[str, Any]:

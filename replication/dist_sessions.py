@@ -262,11 +262,21 @@ class DistributedSessions:
     async def _write(self, plan: _Plan) -> None:
         try:
             for rp, text, ttl in plan.writes:
+                before = self.backend.owners_of(rp)  # by the route of the copy held here
                 await self.backend.put(rp, text, ttl)
+                if gone := set(before) - set(self.backend.owners_of(rp, text=text)):
+                    self.spawn(self._evict(rp, tuple(gone)))
         except CacheError as exc:
             self.counters["dist_writes_failed"] += 1
             raise SessionNotSaved(f"session write not confirmed by its owners: {exc}") from exc
         self.counters["dist_writes"] += len(plan.writes)
+
+    async def _evict(self, rp: str, members: tuple[str, ...]) -> None:
+        """A takeover moved the session's primary (and so its backups): the members that held
+        it for the old route drop their copies, which no write reaches any more — a request
+        that still names the old route must not read one of them as current."""
+        self.counters["dist_evictions"] += 1
+        await self.caches.copy_to(members, self.backend.request("evict", rp))
 
     # -- entries ------------------------------------------------------------------------------
     def _records(self, rp: str, now: float) -> dict[str, RecordedResponse]:

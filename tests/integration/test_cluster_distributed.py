@@ -16,7 +16,7 @@ import pytest
 
 from replication.placement import Placement
 from replication.session_entry import SESSIONS_CACHE
-from tests.integration.conftest import Stack, http_json
+from tests.integration.conftest import Stack, http_get, http_json
 from tests.integration.counter_load import counter, kill_under_load
 from tests.integration.test_cluster_kit import Cluster
 from tests.support.procs import wait_for
@@ -73,6 +73,20 @@ def test_a_session_lives_on_its_route_node_and_one_backup_only(stack: Stack):
     assert n1["entries"] == n1["owned"] == 12, n1  # the route's node is every one's primary
     assert n2["backup"] + n3["backup"] == 12 and n2["owned"] == n3["owned"] == 0, (n2, n3)
     assert n2["backup"] > 0 and n3["backup"] > 0, "the backups are spread by the hash"
+    metrics = http_get(f"http://127.0.0.1:{stack.backends['n2'].port}/metrics")[2].decode()
+    assert 'pyjk_replication_sessions{role="owned"} 0.0' in metrics
+    assert f'pyjk_replication_sessions{{role="backup"}} {n2["backup"]}.0' in metrics
+    # a takeover (the balancer sent the session to n2) makes n2 its primary: the copies kept
+    # for the old route are dropped, so every session is on exactly two nodes again
+    for cookie in cookies:
+        status, headers, body = visit(stack, "n2", cookie)
+        assert status == 200 and json.loads(body)["count"] == 2 and ".n2" in headers["Set-Cookie"]
+
+    def copies() -> list[int]:
+        return [manager(stack, n)["session_store"]["entries"] for n in ("n1", "n2", "n3")]
+
+    wait_for(lambda: sum(copies()) == 24, 10, what="two copies of each session")
+    assert manager(stack, "n2")["session_store"]["owned"] == 12
 
 
 def test_a_retry_is_answered_once_from_the_record_on_another_node(stack: Stack):
