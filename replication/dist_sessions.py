@@ -53,12 +53,16 @@ from .member_info import MemberInfo
 from .placement import Placement
 from .replay import record_of, replay_from
 from .session_entry import (
+    LOOSE_PREFIX,
     SESSIONS_CACHE,
     EntryFormatError,
     SessionEntry,
     decode_entry,
+    decode_loose,
     encode_entry,
+    encode_loose,
     kept_records,
+    loose_key,
     route_of,
 )
 
@@ -133,6 +137,9 @@ class DistributedSessions:
             parts = split_session_id(session_id)
             if parts is not None and parts[0] not in wanted:
                 wanted[parts[0]] = parts[1]
+        if not wanted and request_id is not None:
+            await self._load_loose(request_id)
+            return ABSENT
         found = False
         for rp, route in list(wanted.items())[:MAX_LOAD_IDS]:
             try:
@@ -157,6 +164,32 @@ class DistributedSessions:
                 found = True
         self.counters["dist_loads"] += 1
         return FOUND if found else ABSENT
+
+    async def _load_loose(self, request_id: str) -> None:
+        """A request without a session cookie may be the retry of one that created a session
+        (the client never got the cookie): its record is under its request id. An owner that
+        lacks it knows it is absent (a write is on every owner before it is acknowledged),
+        unless a rebalance may still be bringing it; other members ask the owners."""
+        key = loose_key(request_id)
+        owners = self.backend.owners_of(key)
+        entry = self.table.entry(key)
+        if entry is None and (self.me not in owners or self.caches.rebalancing):
+            self.counters["dist_loose_lookups"] += 1
+            try:
+                entry = await self.backend.fetch(key, tuple(m for m in owners if m != self.me))
+            except CacheError:
+                # only a retry's record was asked for: the request may run (Redis does alike)
+                self.counters["dist_loose_unknown"] += 1
+                return
+        if entry is None or entry.text is None or not entry.live(self.clock()):
+            return
+        try:
+            record = decode_loose(entry.text, request_id, self.config.dedup_max_body)
+        except EntryFormatError as exc:
+            self.counters["dist_malformed"] += 1
+            log.error("session record refused: %s", exc)
+            return
+        self.ledger.put(request_id, record, self.clock())
 
     async def _read(self, rp: str, route: str | None) -> SessionEntry | None:
         mine = self.table.entry(rp)
@@ -240,6 +273,13 @@ class DistributedSessions:
                                self.config.dedup_ttl))  # fmt: skip
             else:
                 writes.append((rp, self._text(rp, state, attach, now), self._ttl(state)))
+            if (
+                attach is not None
+                and request_id is not None
+                and (delta.created is not None or state is None)
+            ):  # its retry may come without the new cookie (or with none): found by its id
+                writes.append((loose_key(request_id), encode_loose(request_id, attach[1]),
+                               self.config.dedup_ttl))  # fmt: skip
         plan = _Plan(writes)
         for delta in deltas:
             self._plans[id(delta)] = (delta, plan)
@@ -323,18 +363,40 @@ class DistributedSessions:
 
     # -- observability ------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        """/cluster-manager's "session_store": the sessions held here by owner and backup."""
-        d = self.backend.describe()
-        return {"mode": "distributed", "owners": self.config.owners, "entries": d["entries"],
-                "owned": d["owned"], "backup": d["backup"], "rebalancing": d["rebalancing"],
-                "rebalanced_keys": d["rebalanced_keys"],
-                "rebalanced_bytes": d["rebalanced_bytes"]}  # fmt: skip
+        """/cluster-manager's "session_store": the sessions held here by owner and backup
+        (apart: `records`, entries that only keep recorded responses — of a session-creating
+        request under its id, of an ended session under its own)."""
+        now, owned, backup, records = self.clock(), 0, 0, 0
+        for key, entry in self.table.items():
+            if not entry.live(now):
+                continue
+            if key.startswith(LOOSE_PREFIX) or not _is_session(entry, now):
+                records += 1
+            elif self.backend.pinned(key) == self.me:
+                owned += 1
+            else:
+                backup += 1
+        stats = self.backend.stats
+        return {"mode": "distributed", "owners": self.config.owners, "entries": owned + backup,
+                "owned": owned, "backup": backup, "records": records,
+                "rebalancing": self.caches.rebalancing, "rebalanced_keys": stats.rebalanced_keys,
+                "rebalanced_bytes": stats.rebalanced_bytes}  # fmt: skip
 
     def per_route(self) -> Counter[str | None]:
         """Live sessions held here by the route they carry (the members' live_sessions)."""
         now = self.clock()
         out: Counter[str | None] = Counter()
         for _, entry in self.table.items():
-            if entry.live(now) and entry.text is not None and '"s":null' not in entry.text:
-                out[route_of(entry.text)] += 1
+            if _is_session(entry, now) and (route := route_of(entry.text or "")) is not None:
+                out[route] += 1
         return out
+
+
+def _is_session(entry: Entry, now: float) -> bool:
+    """A live entry with a session in it (not one kept only for its records: an ended
+    session's, whose state is null right after its id, or a creating request's)."""
+    text = entry.text
+    return (
+        entry.live(now) and text is not None and route_of(text) is not None
+        and ',"s":null,' not in text[:160]
+    )  # fmt: skip

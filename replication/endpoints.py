@@ -45,9 +45,12 @@ def listing(node: ClusterNode) -> dict[str, Any]:
     ]  # fmt: skip
     for m in node.membership.members():
         i = m.info
+        # distributed: this node holds every session of its own route (their primary) but
+        # only those of another route it backs up, so it cannot count theirs: null
+        live = per_route[i.route] if node.dist is None else None
         members.append(
             {"id": i.id, "route": i.route, "host": i.host, "port": i.port, "state": m.state,
-             "age_s": round(now - i.start, 3), "live_sessions": per_route[i.route]}
+             "age_s": round(now - i.start, 3), "live_sessions": live}
         )  # fmt: skip
     return {
         "cluster": node.config.name,

@@ -335,6 +335,8 @@ class ClusterNode:
             return
         if self.singletons is not None:
             self.singletons.heard(info.id, info.route, info.start, advert)
+        if self.dist is not None:  # distributed: no deltas, so no per-origin order to follow
+            return
         joined = any(isinstance(e, Joined) for e in events)
         order = self.replicator.order
         if exact or joined:

@@ -14,6 +14,11 @@
 - `r`: the recorded responses of the session's last writes (exactly-once): they travel with the
   session in every copy, so any member that holds the session holds the records of the writes
   it contains — the same rule as the all-to-all records (docs/cluster.md, Exactly once).
+
+A request that created (or ended) a session also leaves its record under its request id,
+`rid/<request id>` → `{"q": "<request id>", "r": <record>}`: its retry may come without the new
+cookie, so it is found by the id alone. Such an entry has no route (no pin): its owners are
+the hash's, which every member computes alike.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from worker.delta import SessionState, WireFormatError
 from .ledger import RecordedResponse, RecordError
 
 SESSIONS_CACHE = "pyjk.sessions"  # the internal cache's name (apps cannot take "pyjk.")
-MAX_RECORDS = 8  # recorded responses an entry keeps (the newest): retries come soon
+MAX_RECORDS = 2  # recorded responses an entry keeps (the newest): a retry is of the last write
+# or two (one client's concurrent requests); each copy of the entry carries them all
+LOOSE_PREFIX = "rid/"  # keys of the records of session-creating requests (random parts: hex)
 _HEAD_RE = re.compile(r'\{"i":"[0-9A-F]+\.([^"\\]{1,63})"')
 
 
@@ -40,6 +47,26 @@ class SessionEntry:
     session_id: str
     state: SessionState | None  # None: the session ended; the records stay for retries
     records: dict[str, RecordedResponse] = field(default_factory=dict)
+
+
+def loose_key(request_id: str) -> str:
+    return f"{LOOSE_PREFIX}{request_id}"
+
+
+def encode_loose(request_id: str, record: RecordedResponse) -> str:
+    return values.encode("value", {"q": request_id, "r": record.to_wire()})
+
+
+def decode_loose(text: str, request_id: str, max_body: int) -> RecordedResponse:
+    try:
+        wire = values.decode(text)
+        if type(wire) is not dict or set(wire) != {"q", "r"} or wire["q"] != request_id:
+            raise EntryFormatError(f"{loose_key(request_id)}: expected the keys q, r")
+        return RecordedResponse.from_wire(wire["r"], max_body)
+    except (ValueError, TypeError, RecordError) as exc:
+        if isinstance(exc, EntryFormatError):
+            raise
+        raise EntryFormatError(str(exc)[:200]) from None
 
 
 def route_of(text: str) -> str | None:

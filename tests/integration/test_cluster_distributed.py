@@ -90,9 +90,15 @@ def test_a_session_lives_on_its_route_node_and_one_backup_only(stack: Stack):
 
 
 def test_a_retry_is_answered_once_from_the_record_on_another_node(stack: Stack):
-    distributed(stack, ("n1", "n2"), balancer=False)
-    status, headers, body = visit(stack, "n1")
+    distributed(stack, ("n1", "n2", "n3"), balancer=False)
+    status, headers, body = visit(stack, "n1", rid="visit-1")
     cookie = headers["Set-Cookie"].split("JSESSIONID=", 1)[1].split(";", 1)[0]
+    # the first visit's retry comes without the cookie (n1 died before answering): it is found
+    # by its request id alone, with the same cookie, and no second session is made
+    for name in ("n2", "n3"):
+        status, again, body = visit(stack, name, rid="visit-1")
+        assert status == 200 and again.get("X-Pyjk-Replayed") == "1", (name, body)
+        assert cookie in again["Set-Cookie"] and json.loads(body)["count"] == 1
     status, _, body = visit(stack, "n1", cookie, rid="visit-2")
     assert status == 200 and json.loads(body)["count"] == 2
     # the balancer re-sends the same request id to n2 (n1 looked dead): answered from the

@@ -195,6 +195,11 @@ async def test_distributed_mode_wires_the_session_cache_as_loader_and_sink():
     # until the node heard the members its view may lack a session's owner: 503, not "absent"
     assert "state-transfer" in readiness.waiting_for
     assert await node.dist.load(["0123456789ABCDEF0123456789ABCDEF.node2"], None) == "unknown"
+    # a member joining starts no delta sync (there are no deltas): no 503 for a resync
+    node._heard(PEER, 7, "", False)
+    assert node.counters["syncs_started"] == 0 and "resync" not in readiness.waiting_for
+    assert node.dist.routes["node2"] == PEER.id  # its route pins its sessions to it
+    await node.stop()
 
 
 async def test_a_departed_members_per_peer_counters_are_forgotten():

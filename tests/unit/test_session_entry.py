@@ -11,8 +11,11 @@ from replication.session_entry import (
     EntryFormatError,
     SessionEntry,
     decode_entry,
+    decode_loose,
     encode_entry,
+    encode_loose,
     kept_records,
+    loose_key,
     route_of,
 )
 from worker.delta import SessionState
@@ -66,3 +69,12 @@ def test_only_young_records_are_kept_and_at_most_the_newest_few():
     assert len(kept) == MAX_RECORDS
     assert set(kept) == {f"r{i}" for i in range(20 - MAX_RECORDS, 20)}
     assert kept_records(records, now=100.0, ttl=15.0) == {}
+
+
+def test_a_creating_requests_record_is_kept_under_its_request_id_without_a_route():
+    text = encode_loose("rid-7", RECORD)
+    assert route_of(text) is None  # placed by the hash alone: any member finds its owners
+    assert decode_loose(text, "rid-7", 16384) == RECORD
+    assert loose_key("rid-7") == "rid/rid-7"
+    with pytest.raises(EntryFormatError):
+        decode_loose(text, "rid-8", 16384)  # a record filed under another id is refused
