@@ -265,8 +265,9 @@ class DistributedSessions:
             attach = (request_id, record) if i == last and record is not None else None
             state = self.store.get_state(delta.session_id)
             if delta.replaces is not None and (old := split_session_id(delta.replaces)):
-                # a rotation: the old id ends in the same request (its entry keeps no state)
-                writes.append((old[0], self._ended(old[0], delta.replaces, None, now),
+                # a rotation: the old id ends in the same request (its entry keeps no state,
+                # and the request's record: a retry of it still carries the old cookie)
+                writes.append((old[0], self._ended(old[0], delta.replaces, attach, now),
                                self.config.dedup_ttl))  # fmt: skip
             if state is None:
                 writes.append((rp, self._ended(rp, delta.session_id, attach, now),
