@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -159,3 +160,25 @@ async def test_expiry_ends_a_session_on_every_owner(stack: Stack, tmp_path):
     await asyncio.sleep(1.5)  # past the idle timeout + one touch period: no poll can replace it
     status, _, body = visit(stack, "n2", cookie)
     assert status == 200 and json.loads(body)["count"] == 1, "an expired session came back"
+
+
+async def test_a_session_that_is_only_read_stays_alive_on_its_backup(stack: Stack):
+    """Read-only requests make no write; the primary extends the entry's expiry on the backups
+    (at most once per touch_interval), so a failover after the idle timeout still finds it."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.config(replication={"mode": "distributed", "owners": 2,
+                                             "touch_interval": 200}))  # fmt: skip
+    app = ("--app", "tests.integration.apps.caches:make_app", "--max-inactive", "1")
+    for name in ("n1", "n2"):
+        stack.start_worker(name, "--cluster", config, *app)
+    n1, n2 = (f"http://127.0.0.1:{stack.backends[n].port}" for n in ("n1", "n2"))
+    req = urllib.request.Request(f"{n1}/s", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
+    for _ in range(10):  # 2.5 s of reads only, well past the 1 s idle timeout
+        status, _, body = http_get(f"{n1}/s", {"Cookie": cookie})
+        assert status == 200 and json.loads(body)["n"] == 1, body
+        await asyncio.sleep(0.25)
+    assert json.loads(http_get(f"{n2}/s", {"Cookie": cookie})[2])["n"] == 1
+    counters = manager(stack, "n1")["counters"]
+    assert counters["dist_touches"] >= 2, counters
