@@ -61,6 +61,9 @@ async def test_kill_9_under_load_loses_no_acknowledged_write_and_applies_none_tw
     wait_for(lambda: manager(stack, "n1")["session_store"]["entries"] >= load.users, 10,
              what="every session on n1")  # fmt: skip
     assert n1["mode"] == n3["mode"] == "distributed" and n1["owners"] == 2, n1
+    # each moved session was read from a backup over the network, once, then served locally
+    remote = sum(manager(stack, n)["counters"].get("dist_reads_remote", 0) for n in ("n1", "n3"))
+    assert remote >= len(load.moved), (remote, len(load.moved))
 
 
 def test_a_session_lives_on_its_route_node_and_one_backup_only(stack: Stack):
