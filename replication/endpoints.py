@@ -25,6 +25,8 @@ from aiohttp import web
 from worker.admin import allowed as _allowed
 from worker.admin import loopback as _loopback
 
+from .session_entry import SESSIONS_CACHE
+
 if TYPE_CHECKING:
     from .node import ClusterNode
 
@@ -70,7 +72,13 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "counters": dict(sorted((node.counters + refused(node)).items())),
         "singletons": [] if node.singletons is None else node.singletons.listing(),
         # each cache: mode, entries, owned (primary here) vs backup, rebalance state
-        "caches": [] if node.caches is None else node.caches.describe(),
+        "caches": []
+        if node.caches is None
+        else [
+            c
+            for c in node.caches.describe()
+            if c["name"] != SESSIONS_CACHE  # session_store
+        ],
     }
 
 

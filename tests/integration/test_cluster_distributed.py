@@ -74,6 +74,7 @@ def test_a_session_lives_on_its_route_node_and_one_backup_only(stack: Stack):
         assert status == 200
         cookies.append(headers["Set-Cookie"].split("JSESSIONID=", 1)[1].split(";", 1)[0])
     n1, n2, n3 = (manager(stack, n)["session_store"] for n in ("n1", "n2", "n3"))
+    assert manager(stack, "n1")["caches"] == []  # the sessions' cache is not an app cache
     assert n1["entries"] == n1["owned"] == 12, n1  # the route's node is every one's primary
     assert n2["backup"] + n3["backup"] == 12 and n2["owned"] == n3["owned"] == 0, (n2, n3)
     assert n2["backup"] > 0 and n3["backup"] > 0, "the backups are spread by the hash"
