@@ -300,7 +300,14 @@ class ModeBackend:
         owners = self.owners_of(req.key, text=req.text)
         others = tuple(m for m in owners if m != self.caches.me)
         if self.mode == "distributed" and table.entry(req.key) is None and others:
-            entry = await self.fetch(req.key, others)  # a rebalance may still bring it
+            try:
+                entry = await self.fetch(req.key, others)  # a rebalance may still bring it
+            except CacheUnavailable:
+                # every other owner failed: killed members leave the view as their links
+                # fail, so ask the owners of the view as it is now (none: the key is new here)
+                others = tuple(m for m in self.owners_of(req.key, text=req.text)
+                               if m != self.caches.me)  # fmt: skip
+                entry = await self.fetch(req.key, others)
             if entry is not None:
                 table.apply(req.key, entry)
             if table.seen(req.op_id):

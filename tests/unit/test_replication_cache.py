@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replication import codec
-from replication.cache import Caches
+from replication.cache import CacheRemoteError, Caches
 from replication.cache_codec import CacheReply, CacheReq
 from replication.codec import CodecError
 from replication.member_info import MemberInfo
@@ -144,6 +144,66 @@ async def test_a_primary_that_fetches_a_missing_key_learns_its_write_ids() -> No
     # entry carries the ids, so the retry is recognised there too
     fetched = await net.caches[other].backends["c"].fetch("n", (backup,))
     assert fetched is not None and req.op_id in fetched.ops
+
+
+class LateNet(Net):
+    """A killed member stays in the others' views until a frame to it fails (a link reset),
+    as Caches.members sees it; a hung one stays in them (its frames time out)."""
+
+    def __init__(self, count: int) -> None:
+        self.gone: set[str] = set()
+        self.hung: set[str] = set()
+        super().__init__(count, "distributed", owners=2)
+
+    def _members(self, me: str):
+        def members() -> Mapping[str, MemberInfo]:
+            return {m: MemberInfo(m, f"n{m[-1]}", "127.0.0.1", 1, 1.0)
+                    for m in self.caches if m != me and m not in self.gone}  # fmt: skip
+
+        return members
+
+    async def _request(self, info: MemberInfo, req: CacheReq) -> CacheReply:
+        if info.id in self.hung:
+            raise TimeoutError("no answer")
+        if info.id in self.dead:
+            self.gone.add(info.id)  # the link failed: out of the view from now on
+        return await super()._request(info, req)
+
+
+def primary_key(net: LateNet) -> tuple[str, str, str]:
+    """A key whose primary is IDS[0]; its backup and the third member."""
+    backend = net.caches[IDS[0]].backends["c"]
+    key = next(k for k in (f"k{i}" for i in range(100)) if backend.owners_of(k)[0] == IDS[0])
+    backup = backend.owners_of(key)[1]
+    (third,) = set(IDS[:3]) - {IDS[0], backup}
+    return key, backup, third
+
+
+@pytest.mark.parametrize("existing", [True, False])
+async def test_a_strict_write_is_acknowledged_only_once_every_live_owner_has_it(existing: bool):
+    net = LateNet(3)
+    net.caches[IDS[0]].backends["c"].strict = True  # as the sessions of distributed mode
+    key, backup, third = primary_key(net)
+    if existing:
+        await net.apps[IDS[0]].put(key, 0)
+    net.dead.add(backup)  # killed; still in the view
+    await net.apps[IDS[0]].put(key, 1)
+    # the copy to the dead backup failed, the owners were computed again: the third has it
+    assert net.holders(key) == {IDS[0], third}
+    net.hung.add(third)  # alive for the view, but it does not answer
+    with pytest.raises(CacheRemoteError, match="did not confirm"):
+        await net.apps[IDS[0]].put(key, 2)  # not acknowledged: one copy only
+    assert net.caches[IDS[0]].counters["cache_writes_short"] == 1
+
+
+async def test_a_lenient_write_returns_even_when_a_backup_missed_it() -> None:
+    net = LateNet(3)
+    key, backup, _ = primary_key(net)
+    await net.apps[IDS[0]].put(key, 0)
+    net.hung.add(backup)
+    await net.apps[IDS[0]].put(key, 1)  # app caches: counted as a missed copy, not refused
+    assert net.caches[IDS[0]].counters["cache_copies_missed"] == 1
+    assert net.caches[backup].backends["c"].table.get(key, 0.0) == "0"
 
 
 async def test_a_backup_whose_copy_lags_behind_the_primary_still_updates() -> None:
