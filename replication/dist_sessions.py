@@ -264,16 +264,17 @@ class DistributedSessions:
             rp = parts[0]
             attach = (request_id, record) if i == last and record is not None else None
             state = self.store.get_state(delta.session_id)
-            if delta.replaces is not None and (old := split_session_id(delta.replaces)):
-                # a rotation: the old id ends in the same request (its entry keeps no state,
-                # and the request's record: a retry of it still carries the old cookie)
-                writes.append((old[0], self._ended(old[0], delta.replaces, attach, now),
-                               self.config.dedup_ttl))  # fmt: skip
             if state is None:
                 writes.append((rp, self._ended(rp, delta.session_id, attach, now),
                                self.config.dedup_ttl))  # fmt: skip
             else:
                 writes.append((rp, self._text(rp, state, attach, now), self._ttl(state)))
+            if delta.replaces is not None and (old := split_session_id(delta.replaces)):
+                # a rotation: the old id ends once the new one is kept (a failed write leaves
+                # the old session as it was); its entry keeps no state, and the request's
+                # record: a retry of the request still carries the old cookie
+                writes.append((old[0], self._ended(old[0], delta.replaces, attach, now),
+                               self.config.dedup_ttl))  # fmt: skip
             if (
                 attach is not None
                 and request_id is not None
@@ -320,7 +321,7 @@ class DistributedSessions:
         await self.caches.copy_to(members, self.backend.request("evict", rp))
 
     # -- entries ------------------------------------------------------------------------------
-    def _records(self, rp: str, now: float) -> dict[str, RecordedResponse]:
+    def _records(self, rp: str) -> dict[str, RecordedResponse]:
         entry: Entry | None = self.table.entry(rp)
         if entry is None or entry.text is None:
             return {}
@@ -332,7 +333,7 @@ class DistributedSessions:
     def _with(
         self, rp: str, attach: tuple[str | None, RecordedResponse] | None, now: float
     ) -> dict[str, RecordedResponse]:
-        records = self._records(rp, now)
+        records = self._records(rp)
         if attach is not None and attach[0] is not None:
             records[attach[0]] = attach[1]
         return kept_records(records, now, self.config.dedup_ttl)
