@@ -211,3 +211,22 @@ async def test_a_departed_members_per_peer_counters_are_forgotten():
     await node.channel.drop_link("f" * 32, OTHER.route)
     assert set(node.channel.per_peer) == {"node3"}
     await node.channel.close()
+
+
+async def test_distributed_rotation_keeps_the_new_session_before_it_ends_the_old_one():
+    node, _, _ = make_node('mode = "distributed"')
+    assert node.dist is not None
+    store, now = node.manager.store, time.time()
+    view = store.create(now)
+    view["a"] = 1
+    store.commit(view, now)
+    old = store.begin(view.id, now)
+    assert old is not None
+    new = store.rotate(old, now)
+    delta = store.commit(new, now)
+    assert delta is not None and delta.replaces == view.id
+    node.dist.committed([delta], "login-1", web.Response(text="ok"))
+    keys = [key for key, _, _ in node.dist._plans[id(delta)][1].writes]
+    # the new session first: if its write fails, the old one must still be there
+    assert keys == [new.id.split(".")[0], view.id.split(".")[0], "rid/login-1"]
+    await node.stop()
