@@ -182,6 +182,15 @@ class Role:
     async def run(self, balancer: Balancer) -> int:
         if self.spec is not None:
             return await self._dataplane(balancer, self.spec)
+        if getattr(self.args, "cluster", None) is not None:  # a balancer pair (standby.py)
+            from balancer.standby import run_paired
+
+            table = self.table
+            publish = None if table is None else lambda doc: table.write_blob(SUPERVISOR_SLOT, doc)
+            return await run_paired(self.args, balancer, publish, self._serve)
+        return await self._serve(balancer)
+
+    async def _serve(self, balancer: Balancer) -> int:
         if self.table is not None:
             return await Supervisor(self, balancer).run()
         await balancer.serve()
@@ -209,6 +218,10 @@ class Role:
             else c
             for c in balancer.status.collectors
         )
+        if getattr(self.args, "cluster", None) is not None:  # the supervisor's pair view
+            from balancer.standby import read_view
+
+            balancer.status.pair = lambda: read_view(table.blob(SUPERVISOR_SLOT))
         balancer.status.update(balancer.runtime)
         follow = asyncio.create_task(self._follow(balancer, self.table, spec.slot))
         try:
