@@ -4,6 +4,7 @@ daemons and jobs start, stop, restart with backoff, and hand over in the right o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -144,3 +145,30 @@ def test_bad_names_and_periods_are_refused():
     singleton(app, "ok", noop)
     with pytest.raises(ValueError, match="twice"):
         singleton(app, "ok", noop)
+
+
+async def test_a_daemon_that_swallows_its_cancel_does_not_block_the_handover(monkeypatch, caplog):
+    """Review finding: ``_stop`` awaited the cancelled task without a bound, so a daemon that
+    caught CancelledError and went on held the handover (and the next owner) forever."""
+    monkeypatch.setattr(singleton_module, "CANCEL_GRACE", 0.2)
+    started = asyncio.Event()
+    stubborn_now = True
+
+    async def stubborn(ctx: SingletonContext) -> None:
+        started.set()
+        while stubborn_now:
+            with contextlib.suppress(asyncio.CancelledError):  # the bug: a swallowed cancel
+                await asyncio.sleep(0.01)
+
+    runner = alone(SingletonSpec("stubborn", stubborn))
+    runner.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(runner.release(), 3)  # the old code never returned
+    assert runner.advert().owns == {}  # the claim is dropped: another node may start it
+    assert runner.counters["singleton_cancel_ignored"] == 1
+    assert any("singleton=stubborn owner=node1 epoch=1 reason=cancel-ignored" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    [stray] = runner._stray
+    stubborn_now = False  # it gives in at last (or the test's loop could not close)
+    await runner.close()  # cancelled once more
+    await asyncio.wait_for(asyncio.wait((stray,)), 3)
