@@ -1,0 +1,54 @@
+"""The balancer pair on the status page (balancer/status/pair_view.py) and the view's trip
+from a supervisor to its data-plane processes (balancer/standby.py)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
+
+from balancer.pair import PairView, Peer
+from balancer.standby import read_view, view_document
+from balancer.status.pair_view import pair_fields, pair_html, pair_metrics
+from balancer.status.text import _line
+
+PEER = Peer("b" * 32, "standby", "10.0.0.2", ("0.0.0.0:80",), 0.25)
+VIEW = PairView("active", (PEER,), 1, 0, False)
+
+
+def test_txt_has_the_balancer_line_and_one_peer_line_each():
+    text = "".join(_line(kind, fields) for kind, fields in pair_fields(VIEW))
+    assert text == (
+        "Balancer: role=active takeovers=1 two_actives=0 other_active=False\n"
+        f"Peer: role=standby host=10.0.0.2 listen=0.0.0.0:80 heard_ms=250 id={'b' * 32}\n"
+    )
+
+
+def test_no_pair_shows_nothing():
+    assert pair_fields(None) == [] and pair_html(None) == ""
+    assert list(pair_metrics(None)) == []
+
+
+def test_the_page_says_which_balancer_serves_and_warns_of_two_actives():
+    html = pair_html(VIEW)
+    assert "Balancer: <b>active</b>" in html and "standby at 10.0.0.2" in html
+    assert "both serve" not in html
+    assert "both serve" in pair_html(PairView("active", (), 0, 1, True))
+
+
+def test_metrics_say_active_takeovers_and_the_peers_age():
+    class Pair(Collector):
+        def collect(self):
+            yield from pair_metrics(VIEW)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Pair())
+    text = generate_latest(registry).decode()
+    assert "pyjk_balancer_active 1.0" in text
+    assert "pyjk_balancer_takeovers_total 1.0" in text
+    assert "pyjk_balancer_two_actives_total 0.0" in text
+    assert 'pyjk_balancer_peer_heard_seconds{host="10.0.0.2",role="standby"} 0.25' in text
+
+
+def test_the_view_crosses_the_shared_table_whole_or_not_at_all():
+    assert read_view(view_document(VIEW)) == VIEW
+    assert read_view(b"") is None and read_view(b'{"role": "active"}') is None
