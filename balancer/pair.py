@@ -274,13 +274,20 @@ class TwoActives:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerHeard:
+    """A balancer heard for the first time (or again after it was forgotten)."""
+
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
 class ActiveBack:
     """An active was heard again while the standby waited for the ports: it stays standby."""
 
     peer: Peer
 
 
-PairEvent = Takeover | TwoActives | ActiveBack
+PairEvent = PeerHeard | Takeover | TwoActives | ActiveBack
 
 
 @dataclass(slots=True)
@@ -310,8 +317,11 @@ class PairState:
     ) -> list[PairEvent]:  # fmt: skip
         if sender == self.me:
             return []
+        known = self._heard.get(sender)
         self._heard[sender] = _Heard(role, host, listen, now, shutdown)
         events: list[PairEvent] = []
+        if (known is None or known.role != role) and not shutdown:
+            events.append(PeerHeard(self._peer(sender, now)))
         if role == ACTIVE and not shutdown:
             if self.role == ACTIVE and sender not in self._split:
                 self._split.add(sender)

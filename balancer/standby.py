@@ -48,6 +48,7 @@ from balancer.pair import (
     PairEvent,
     PairState,
     PairView,
+    PeerHeard,
     Takeover,
     TwoActives,
     lb_entries,
@@ -247,7 +248,11 @@ class BalancerPair:
 
     def _events(self, events: Sequence[PairEvent]) -> None:
         for event in events:
-            if isinstance(event, Takeover):
+            if isinstance(event, PeerHeard):
+                log.info("balancer=%s hears peer=%s role=%s listen=%s id=%s", self.state.role,
+                         event.peer.host, event.peer.role, ",".join(event.peer.listen),
+                         event.peer.id)  # fmt: skip
+            elif isinstance(event, Takeover):
                 peer = event.peer
                 log.warning(
                     "balancer=standby state=taking-over reason=%s peer=%s peer_listen=%s "

@@ -23,7 +23,7 @@ from replication.codec import BalancerBeat
 from replication.seal import Kind, Sealer
 from tests.integration.conftest import Stack, http_get
 from tests.integration.test_cluster_kit import Cluster, session_cookie
-from tests.support.procs import Proc, wait_for
+from tests.support.procs import Proc, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +179,58 @@ def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state
     for _ in range(6):  # new sessions avoid n2 on the standby too
         status, _, body = http_get(f"{stack.url}/app/counter")
         assert json.loads(body)["node"] != "n2"
+
+
+def start_paired(stack: Stack, config: str, port: int, name: str, *extra: str) -> Proc:
+    assert stack.workers_file is not None and stack.mounts_file is not None
+    return stack.group.python(
+        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
+        str(stack.mounts_file), "--listen", f"127.0.0.1:{port}", "--processes", "1",
+        "--cluster", config, *extra, name=name,
+    )  # fmt: skip
+
+
+def metric(url: str, name: str) -> float | None:
+    _, _, body = http_get(f"{url}/jkmanager?mime=prometheus", timeout=2)
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
+    """One process each (no supervisor): SIGTERM of the active → its last heartbeat says so
+    and the standby serves without waiting for drop_time; an active started again without
+    --standby makes two actives, which both log and count."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.config(membership={"drop_time": 3000}))
+    stack.start_worker("n1", "--cluster", config)
+    stack.start_balancer(stack.workers_properties(["n1"]),
+                         args=("--processes", "1", "--cluster", config))  # fmt: skip
+    first = stack.balancer
+    assert first is not None
+    standby = start_paired(stack, config, stack.port, "standby", "--standby")
+    wait_for(lambda: any(p["role"] == "standby" for p in lines(stack, "Peer")), 15,
+             what="the standby on the active's status page")  # fmt: skip
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
+             what="the standby hearing the active")  # fmt: skip
+
+    stopped = time.monotonic()
+    first.signal(signal.SIGTERM)
+    wait_for(lambda: "state=active reason=ports-free" in standby.output(), 10,
+             what="the standby taking over")  # fmt: skip
+    took = time.monotonic() - stopped
+    wait_for(lambda: http_get(f"{stack.url}/app/counter", timeout=1)[0] == 200, 10,
+             what="serving")  # fmt: skip
+    print(f"standby took over {took:.2f} s after SIGTERM of the active (drop_time 3 s)")
+    assert took < 2.5  # it did not wait for drop_time
+    assert "reason=active-shutdown" in standby.output()
+    assert first.wait(10) == 0
+
+    # the old active comes back on another port, without --standby: two actives
+    other = start_paired(stack, config, free_port(), "second-active")
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_other_active") == 1.0, 15,
+             what="two actives on the first one's /metrics")  # fmt: skip
+    assert metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0
+    wait_for(lambda: "state=two-actives" in other.output(), 10, what="the second's log")
+    assert "state=two-actives" in standby.output()

@@ -21,6 +21,7 @@ from balancer.pair import (
     LbStateCopy,
     PairState,
     PairView,
+    PeerHeard,
     Takeover,
     TwoActives,
     lb_entries,
@@ -199,6 +200,8 @@ LISTEN = ("127.0.0.1:8080",)
 
 def test_a_standby_waits_while_the_active_is_heard_and_takes_over_after_drop_time():
     pair = PairState(A, standby=True, drop_time=3.0, now=0.0)
+    [heard] = pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 0.2)
+    assert isinstance(heard, PeerHeard) and heard.peer.role == ACTIVE  # logged once
     for t in (0.5, 1.0, 3.5):
         assert pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, t) == []
         assert pair.tick(t + 0.4) == []
@@ -239,13 +242,13 @@ def test_an_active_heard_again_while_the_ports_are_held_keeps_the_standby_waitin
 
 def test_two_actives_are_counted_once_per_episode_and_shown():
     pair = PairState(A, standby=False, drop_time=1.0, now=0.0)
-    [event] = pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.1)
+    _, event = pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.1)
     assert isinstance(event, TwoActives) and event.peer.host == "10.0.0.2"
     assert pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.2) == []
     assert pair.view(0.3).other_active and pair.two_actives == 1
     pair.tick(1.5)  # silent past drop_time: the episode ends
     assert not pair.view(1.5).other_active
-    assert isinstance(pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 2.0)[0], TwoActives)
+    assert isinstance(pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 2.0)[-1], TwoActives)
     assert pair.two_actives == 2
 
 
