@@ -192,14 +192,21 @@ class LbStateCopy:
         for key, entry in part.items():
             self.entries[key] = (entry, now)
 
-    def apply(self, engines: Mapping[str, LbEngine]) -> list[Applied]:
-        """Apply what is known to the members present; one ``Applied`` per member applied."""
+    def apply(
+        self, engines: Mapping[str, LbEngine], only: Iterable[tuple[str, str]] | None = None
+    ) -> list[Applied]:
+        """Apply what is known to the members present (``only`` those, e.g. the entries of
+        the part just received: an active sends every member every heartbeat); one
+        ``Applied`` per member applied."""
+        wanted = None if only is None else set(only)
+        lbs = engines if wanted is None else {lb: engines[lb] for lb, _ in wanted if lb in engines}
         applied = []
-        for lb, engine in engines.items():
+        for lb, engine in lbs.items():
             touched = False
             for member in engine.members:
-                known = self.entries.get((lb, member.name))
-                if known is None:
+                key = (lb, member.name)
+                known = self.entries.get(key)
+                if known is None or (wanted is not None and key not in wanted):
                     continue
                 entry, received = known
                 before = (member.activation, member.state)

@@ -32,7 +32,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -241,7 +241,7 @@ class BalancerPair:
                 return
             self.copy.take(part, now)
             if self.state.role != ACTIVE and not self.state.taking_over:
-                self._apply()  # its first decisions are the active's
+                self._apply(part)  # its first decisions are the active's
         self.counters["heartbeats_in"] += 1
         self._events(self.state.heard(msg.id, msg.role, msg.host, msg.listen, now,
                                       shutdown=msg.shutdown))  # fmt: skip
@@ -272,8 +272,8 @@ class BalancerPair:
         if events:
             self._publish()
 
-    def _apply(self) -> list[Applied]:
-        applied = self.copy.apply(self.engines())
+    def _apply(self, only: Iterable[tuple[str, str]] | None = None) -> list[Applied]:
+        applied = self.copy.apply(self.engines(), only)
         for change in applied:
             if change.changed:
                 log.info("%s", change)

@@ -258,3 +258,12 @@ def test_the_view_travels_as_json_between_the_supervisor_and_its_processes():
     view = pair.view(0.35)
     again = PairView.from_json(json.loads(json.dumps(view.to_json())))
     assert again == view and again.peers[0].heard_ago == 0.25
+
+
+def test_a_part_just_received_is_applied_alone():
+    copy = LbStateCopy()
+    copy.take(parse_part({"lb": {"n1": ENTRY, "n2": ENTRY}}), now=0.0)
+    standby = engine("n1", "n2")
+    standby.member("n1").activation = Activation.STOPPED  # changed since: not re-applied
+    [applied] = copy.apply({"lb": standby}, only=[("lb", "n2")])
+    assert applied.member == "n2" and standby.member("n1").activation is Activation.STOPPED
