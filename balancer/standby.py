@@ -140,15 +140,22 @@ class BalancerPair:
         self._beat(shutdown=True)  # the standby takes over at once, not after drop_time
         self.mcast.close()
 
-    async def wait_turn(self, listens: Sequence[tuple[str, int, bool]]) -> bool:
+    async def wait_turn(
+        self,
+        listens: Sequence[tuple[str, int, bool]],
+        handlers: Mapping[signal.Signals, Callable[[], object]] | None = None,
+    ) -> bool:
         """A standby: wait until it is this balancer's turn to serve, the ports free. False
-        when SIGTERM/SIGINT came first (the caller exits 0)."""
+        when SIGTERM/SIGINT came first (the caller exits 0). ``handlers``: what other signals
+        do meanwhile (SIGHUP reloads, SIGUSR1 reopens the access log: their default would
+        end the process)."""
         if self.state.role == ACTIVE:
             return True
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
+        handled = {signal.SIGTERM: stopping.set, signal.SIGINT: stopping.set, **(handlers or {})}
+        for sig, handler in handled.items():
+            loop.add_signal_handler(sig, handler)
         log.info("balancer=standby waits: serves nothing while the active is heard")
         try:
             while not stopping.is_set():
@@ -160,7 +167,7 @@ class BalancerPair:
             else:
                 return False
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in handled:
                 loop.remove_signal_handler(sig)
         applied = self._apply()
         self.state.serving()
@@ -330,7 +337,11 @@ async def run_paired(
         if args.standby:
             # dynamic lbs' members join while it waits: the cluster tells the standby itself
             balancer.dynamic.sync(balancer.runtime.workers, balancer.runtime.engines)
-            if not await pair.wait_turn(balancer.listens):
+            handlers = {
+                signal.SIGHUP: lambda: balancer.reload_all("SIGHUP"),
+                signal.SIGUSR1: balancer.reopen_access_log,
+            }
+            if not await pair.wait_turn(balancer.listens, handlers):
                 log.info("stopped (standby)")
                 return 0
         return await serve(balancer)

@@ -214,6 +214,9 @@ def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
              what="the standby on the active's status page")  # fmt: skip
     wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
              what="the standby hearing the active")  # fmt: skip
+    standby.signal(signal.SIGHUP)  # a reload of both balancers reaches the waiting one too
+    wait_for(lambda: "reloaded (SIGHUP)" in standby.output(), 10, what="the standby's reload")
+    assert standby.alive()
 
     stopped = time.monotonic()
     first.signal(signal.SIGTERM)
