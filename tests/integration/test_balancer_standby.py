@@ -180,6 +180,13 @@ def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state
         status, _, body = http_get(f"{stack.url}/app/counter")
         assert json.loads(body)["node"] != "n2"
 
+    # the workers heard both balancers and made neither a member
+    listing = json.loads(
+        http_get(f"http://127.0.0.1:{stack.backends['n1'].port}/cluster-manager")[2]
+    )
+    assert sorted(m["route"] for m in listing["members"]) == ["n1", "n2", "n3"]  # n1: itself
+    assert listing["counters"]["balancer_heartbeats_in"] > 0
+
 
 def start_paired(stack: Stack, config: str, port: int, name: str, *extra: str) -> Proc:
     assert stack.workers_file is not None and stack.mounts_file is not None
