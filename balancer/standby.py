@@ -2,10 +2,10 @@
 
 Run once per balancer (its supervisor with ``--processes N``, the process itself with one),
 never in the data-plane processes. Every ``frequency`` it sends a sealed ``BalancerBeat`` on
-the cluster's multicast group: the active one with its lb state (balancer/pair.py says what
-and how it is split), a standby with none. It reads the group too: the other balancer's beats
-(workers' heartbeats are opened and ignored here; forged, stale or replayed datagrams are
-dropped and counted by reason, as the workers do).
+the cluster's multicast group: the active one with its lb state (balancer/lb/handover.py says
+what and how it is split), a standby with none. It reads the group too: the other
+balancer's beats (workers' heartbeats are opened and ignored here; forged, stale or replayed
+datagrams are dropped and counted by reason, as the workers do).
 
 A standby (``wait_turn``) binds nothing and starts no data-plane process while an active is
 heard. It applies the active's lb state to its own engines as it arrives (with N processes
@@ -39,21 +39,16 @@ from typing import TYPE_CHECKING
 from balancer.cluster_source import count_drop, open_group_datagram
 from balancer.config import ConfigError
 from balancer.lb.engine import LbEngine
+from balancer.lb.handover import Applied, BadEntry, LbStateCopy, lb_entries, parse_part, split_state
 from balancer.pair import (
     ACTIVE,
     ActiveBack,
-    Applied,
-    BadEntry,
-    LbStateCopy,
     PairEvent,
     PairState,
     PairView,
     PeerHeard,
     Takeover,
     TwoActives,
-    lb_entries,
-    parse_part,
-    split_state,
 )
 from replication import codec
 from replication.codec import BalancerBeat

@@ -1,5 +1,6 @@
-"""The balancer pair's pure parts (balancer/pair.py) and its heartbeat on the wire: what the
-active sends, how it is split, what the standby applies, and who serves when."""
+"""The balancer pair's pure parts (balancer/pair.py, balancer/lb/handover.py) and its
+heartbeat on the wire: what the active sends, how it is split, what the standby applies, and
+who serves when."""
 
 from __future__ import annotations
 
@@ -10,25 +11,27 @@ import time
 import pytest
 
 from balancer.config.model import Activation
-from balancer.lb.member import State
-from balancer.pair import (
-    ACTIVE,
+from balancer.lb.handover import (
     MAX_PARTS,
     PART_BUDGET,
-    STANDBY,
-    ActiveBack,
     BadEntry,
     LbStateCopy,
-    PairState,
-    PairView,
-    PeerHeard,
-    Takeover,
-    TwoActives,
     lb_entries,
     member_entry,
     parse_entry,
     parse_part,
     split_state,
+)
+from balancer.lb.member import State
+from balancer.pair import (
+    ACTIVE,
+    STANDBY,
+    ActiveBack,
+    PairState,
+    PairView,
+    PeerHeard,
+    Takeover,
+    TwoActives,
 )
 from replication import codec
 from replication.codec import BalancerBeat, CodecError
