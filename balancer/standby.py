@@ -99,6 +99,11 @@ class BalancerPair:
         if not cfg.multicast:
             raise PairError(f"{cluster}: a balancer pair heartbeats over multicast; "
                             "membership.multicast is off")  # fmt: skip
+        if standby and not cfg.insecure and not cfg.key_file.exists():
+            # a key made here could open nothing the active sends: the standby would take
+            # over after drop_time while the active serves, neither hearing the other
+            raise PairError(f"{cfg.key_file}: no cluster key; a standby needs the active's "
+                            "(copy the file, mode 0600)")  # fmt: skip
         self.key = None if cfg.insecure else load_or_create_key(cfg.key_file)
         self.listen = tuple(listen)
         self.engines = engines

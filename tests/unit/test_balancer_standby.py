@@ -68,6 +68,12 @@ def test_a_cluster_without_multicast_cannot_carry_a_pair(tmp_path):
                      engines=dict)  # fmt: skip
 
 
+def test_a_standby_without_the_cluster_key_is_refused(tmp_path):
+    with pytest.raises(PairError, match=r"cluster\.key: no cluster key; a standby needs"):
+        BalancerPair(cluster_file(tmp_path), standby=True, listen=[], engines=dict)
+    assert not (tmp_path / "cluster.key").exists()  # none made: it could open nothing
+
+
 def test_standby_without_cluster_is_a_usage_error(tmp_path, capsys):
     workers = tmp_path / "workers.properties"
     workers.write_text("worker.list=n1\nworker.n1.type=http\nworker.n1.host=127.0.0.1\n")
