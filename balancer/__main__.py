@@ -28,11 +28,10 @@ from balancer.dataplane.tls import (
     TlsSettings,
     check_lines,
 )
+from balancer.lb.shm import MAX_PROCESSES
 from balancer.mounts import UriMap, load_mounts
 from pyjk import __version__
 from pyjk.logs import LOG_FORMATS
-
-MAX_PROCESSES = 63  # balancer.lb.shm.MAX_PROCS less the supervisor's slot
 
 
 def processes_count(text: str) -> int:
@@ -330,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.tls is not None:
             status = check_tls(args.tls) or status
         return status
-    from balancer.server import run  # imported late: --check needs no event loop machinery
+    from balancer.launch import run  # imported late: --check needs no event loop machinery
 
     return run(args)
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from balancer.config.model import MemberConfig
 from replication.member_info import MemberInfo
@@ -197,18 +198,50 @@ class DynamicLb:
         return None
 
     def _config(self, info: MemberInfo, wall: float) -> MemberConfig:
-        # Members speak HTTP (pyjk workers); everything else comes from the template.
-        base = self.template or MemberConfig(name=info.route, type="http")
-        return replace(
-            base,
-            name=info.route,
-            type="http",
-            host=info.http_host,
-            port=info.http_port,
-            route=info.route,
-            domain="",
-            redirect="",
-            lbfactor=max(1, info.lbfactor),
-            origin=ORIGIN,
-            joined_at=wall,
+        return member_config(
+            self.template, info.route, info.http_host, info.http_port, info.lbfactor, wall
         )
+
+
+def member_config(
+    template: MemberConfig | None, route: str, host: str, port: int, lbfactor: int, wall: float
+) -> MemberConfig:
+    """A dynamic member: what its node advertises, the other settings from the template."""
+    # Members speak HTTP (pyjk workers); everything else comes from the template.
+    base = template or MemberConfig(name=route, type="http")
+    return replace(
+        base, name=route, type="http", host=host, port=port, route=route, domain="",
+        redirect="", lbfactor=max(1, lbfactor), origin=ORIGIN, joined_at=wall,
+    )  # fmt: skip
+
+
+def members_document(members: Mapping[str, Sequence[MemberConfig]]) -> dict[str, list[list[Any]]]:
+    """The dynamic members of each lb as plain data (a supervisor publishes it to its
+    data-plane processes): what ``member_config`` rebuilds them from."""
+    return {
+        lb: [[m.route, m.host, m.port, m.lbfactor, m.joined_at] for m in configs]
+        for lb, configs in members.items()
+    }
+
+
+def members_from_document(
+    doc: object, templates: Mapping[str, MemberConfig | None]
+) -> dict[str, tuple[MemberConfig, ...]]:
+    """``members_document``'s members again, for the lbs in ``templates`` (lb → its template);
+    an entry that is not what the supervisor writes is skipped."""
+    out: dict[str, tuple[MemberConfig, ...]] = {}
+    if not isinstance(doc, dict):
+        return out
+    for lb, template in templates.items():
+        configs = []
+        for entry in doc.get(lb) or ():
+            try:
+                route, host, port, lbfactor, wall = entry
+                config = member_config(
+                    template, str(route), str(host), int(port), int(lbfactor), float(wall)
+                )
+            except (TypeError, ValueError):
+                continue
+            configs.append(config)
+        out[lb] = tuple(configs)
+    return out

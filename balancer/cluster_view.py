@@ -7,15 +7,19 @@ one reachable member per lb is enough. The status page shows these counts as Liv
 disabled member with none left as drained, so an operator knows when a deploy may proceed.
 
 ``live_by_route`` is pure; ``ClusterView`` is the poller around it (control plane only: it runs
-every ``worker.cluster_poll_interval`` seconds, never on the request path).
+every ``worker.cluster_poll_interval`` seconds, never on the request path). With ``--processes
+N`` only the supervisor polls; it publishes each round (``view_document``) and the data-plane
+processes show what it published (``PublishedView``), so every process shows the same Live
+column.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -61,6 +65,7 @@ class ClusterView:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._preferred: dict[str, tuple[str, int]] = {}  # lb → the member that answered last
+        self.on_update: Callable[[], None] | None = None  # after each round (the supervisor's)
 
     def counts(self) -> Mapping[str, int] | None:
         """Route → live sessions, or None while nothing could be read (the page shows "-")."""
@@ -92,6 +97,7 @@ class ClusterView:
         while True:
             if self.interval <= 0:
                 self._counts = None
+                self._updated()
                 await asyncio.sleep(1.0)
                 continue
             merged: dict[str, int] = {}
@@ -102,7 +108,12 @@ class ClusterView:
                     reached = True
                     merged.update(counts)
             self._counts = merged if reached else None
+            self._updated()
             await asyncio.sleep(self.interval)
+
+    def _updated(self) -> None:
+        if self.on_update is not None:
+            self.on_update()
 
     async def _read_one(self, lb: str, engine: LbEngine) -> dict[str, int] | None:
         endpoints = [
@@ -134,6 +145,43 @@ class ClusterView:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+
+def view_document(view: ClusterView) -> bytes:
+    """What a supervisor publishes after each round of its poll."""
+    return json.dumps({"live": view.counts(), "limits": dict(view.limits())}).encode()
+
+
+class PublishedView:
+    """A data-plane process's cluster view: the supervisor's last round (``read`` returns
+    ``view_document``'s bytes, b"" before the first), parsed once per change."""
+
+    def __init__(self, read: Callable[[], bytes]) -> None:
+        self.read = read
+        self._raw = b""
+        self._counts: dict[str, int] | None = None
+        self._limits: dict[str, int] = {}
+
+    def _refresh(self) -> None:
+        raw = self.read()
+        if raw == self._raw:
+            return
+        self._raw = raw
+        try:
+            doc = json.loads(raw)
+            live, limits = doc["live"], doc["limits"]
+            self._counts = None if live is None else {str(k): int(v) for k, v in live.items()}
+            self._limits = {str(k): int(v) for k, v in limits.items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return  # keep the last good round
+
+    def counts(self) -> Mapping[str, int] | None:
+        self._refresh()
+        return self._counts
+
+    def limits(self) -> Mapping[str, int]:
+        self._refresh()
+        return self._limits
 
 
 def _preferred_first(

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from balancer.cluster_members import members_document, members_from_document
 from balancer.cluster_source import ClusterSource, signature
 from balancer.config.model import Activation, LbConfig, MemberConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
@@ -34,6 +35,10 @@ class DynamicLbs:
             for name, source in self.sources.items()
             if name in workers.lbs and workers.lbs[name].cluster == source.config.source
         }
+
+    def document(self, workers: WorkersConfig) -> dict[str, list[list[Any]]]:
+        """``members()`` as plain data, for the supervisor to publish (see ``published``)."""
+        return members_document(self.members(workers))
 
     def sync(self, workers: WorkersConfig, engines: Mapping[str, LbEngine]) -> None:
         """One listener per dynamic lb: kept when its cluster settings are unchanged (its
@@ -96,6 +101,14 @@ class DynamicLbs:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("dynamic lb listener failed: %s", exc)
+
+
+def published(doc: object, workers: WorkersConfig) -> dict[str, tuple[MemberConfig, ...]]:
+    """A data-plane process's dynamic members: those its supervisor heard and published
+    (``DynamicLbs.document``), for the lbs that are dynamic in ``workers``. The process
+    listens to no cluster itself, so every process has the same members at one generation."""
+    templates = {name: _template(workers, lb) for name, lb in workers.lbs.items() if lb.cluster}
+    return members_from_document(doc, templates)
 
 
 def _template(workers: WorkersConfig, lb: LbConfig) -> MemberConfig | None:

@@ -1,10 +1,10 @@
 """Wiring: configuration → engines + URI map → data plane; signals, reload, shutdown.
 
-One balancer process holds one ``Runtime`` at a time: the loaded WorkersConfig, the URI map and
-an lb engine per balancing worker (a plain ``http`` worker in worker.list gets a one-member
-engine, so every forward goes through the same attempt loop). A reload builds a new Runtime
-— carrying over the state and counters of members whose configuration did not change — and
-swaps it in with one assignment; requests in flight keep the plans they started with.
+One balancer process holds one ``Runtime`` at a time (runtime.py: the loaded WorkersConfig, the
+URI map and an lb engine per balancing worker). A reload builds a new Runtime — carrying over
+the state and counters of members whose configuration did not change — and swaps it in with
+one assignment; requests in flight keep the plans they started with. The process start (which
+role, what the Balancer is wired with) is launch.py's.
 
 Signals: SIGHUP reloads both files and the TLS certificates (an invalid file or certificate
 is rejected with its errors and the old one stays live; TLS connections in flight keep
@@ -16,40 +16,36 @@ changes, checked every ``worker.mount_reload`` seconds (mod_jk's JkMountFileRelo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from balancer.access_log import AccessLog
 from balancer.cluster_view import ClusterView
 from balancer.config import ConfigError
-from balancer.config.model import LbConfig, MemberConfig, WorkersConfig
-from balancer.config.reader import parse_workers, read_config_file
-from balancer.dataplane import Limits, LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
+from balancer.config.model import MemberConfig, WorkersConfig
+from balancer.dataplane import LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
 from balancer.dataplane.ajp_fields import split_host
-from balancer.dataplane.tls import TlsError, TlsSettings, TlsStats
+from balancer.dataplane.tls import TlsSettings, TlsStats
 from balancer.dataplane.tls_listener import Terminator
 from balancer.dynamic import DynamicLbs
 from balancer.health_monitor import HealthMonitor
-from balancer.lb.engine import LbEngine
 from balancer.lb.shm import ProcessRow
 from balancer.lb.state import LOCAL, LbState
-from balancer.mounts import Mapped, UriMap, parse_mounts
+from balancer.mounts import Mapped
+from balancer.runtime import Runtime, RuntimeLoader, StartupError, file_mtime, limits_for
 from balancer.status.tls_view import TlsView, tls_view
 from balancer.status.traffic_metrics import TrafficCollector
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
 from pyjk import __version__
-from pyjk.logs import configure_logging
 from pyjk.metrics import standard_collectors
 
 log = logging.getLogger("pyjk.balancer")
@@ -59,82 +55,6 @@ MAINTAIN_TICK = 1.0  # s; engines run their maintenance only once worker.maintai
 # route() remembers its answer for this many raw paths of up to ANSWER_CACHE_PATH bytes
 ANSWER_CACHE_SIZE = 4096
 ANSWER_CACHE_PATH = 256
-
-
-class StartupError(Exception):
-    """The configuration loads but cannot be served (http and ajp13 members both can)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Runtime:
-    """One loaded configuration: what the router reads on every request."""
-
-    workers: WorkersConfig
-    uri_map: UriMap
-    engines: Mapping[str, LbEngine]  # lb name, or listed member name → engine
-    mounts_mtime: float | None
-
-
-def single_member_lb(member: MemberConfig) -> LbConfig:
-    """A one-member lb for a member mapped directly: its own retries, no stickiness, one round.
-
-    mod_jk services a directly mapped ajp13 worker with the member's own retries only; one lb
-    round over one member does the same, and keeps one code path for every forward.
-    """
-    return LbConfig(
-        name=member.name, balance_workers=(member.name,), sticky_session=False, retries=1
-    )
-
-
-def build_engines(
-    workers: WorkersConfig,
-    previous: Mapping[str, LbEngine],
-    now: float,
-    dynamic: Mapping[str, Sequence[MemberConfig]] | None = None,
-    state: LbState = LOCAL,
-) -> dict[str, LbEngine]:
-    """An engine per listed lb or member; an lb's members are its static ones followed by the
-    ``dynamic`` ones its cluster brought (balancer.cluster_members)."""
-    engines: dict[str, LbEngine] = {}
-    for name in workers.worker_list:
-        if name in workers.lbs:
-            lb = workers.lbs[name]
-            members = workers.lb_members(lb) + tuple((dynamic or {}).get(name, ()))
-        elif name in workers.members:
-            lb = single_member_lb(workers.members[name])
-            members = (workers.members[name],)
-        else:
-            continue  # a status worker
-        old = previous.get(name)
-        if old is None:
-            engines[name] = LbEngine(lb, members, workers.maintain, now, state)
-        else:
-            engines[name] = LbEngine.from_previous(old, lb, members, workers.maintain, now, state)
-    return engines
-
-
-def limits_for(workers: WorkersConfig) -> Limits:
-    b = workers.balancer
-    return Limits(
-        max_head_size=b.max_head_size,
-        max_headers=b.max_headers,
-        header_timeout=float(b.header_timeout),
-        keepalive_timeout=float(b.keepalive_timeout),
-        body_timeout=float(b.body_timeout),
-        max_body_size=b.max_body_size,
-        max_connections=b.max_connections,
-        max_connections_per_ip=b.max_connections_per_ip,
-        underscores_in_headers=b.underscores_in_headers,
-    )
-
-
-def _mtime(path: Path | None) -> float | None:
-    if path is None:
-        return None
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None
 
 
 class Balancer:
@@ -155,15 +75,20 @@ class Balancer:
         config_texts: Callable[[], tuple[str, str]] | None = None,
         csrf: str | None = None,
         consume_result: Callable[[int], bool] | None = None,
+        dynamic_members: Callable[[WorkersConfig], Mapping[str, Sequence[MemberConfig]]]
+        | None = None,
+        ticket_secret: Callable[[], bytes | None] | None = None,
     ) -> None:
-        # Where the configuration's text comes from: the files, or (a data-plane process of
-        # a supervisor) the text the supervisor checked and published for all.
-        self.config_texts = config_texts or self.read_files
-        self.loaded_texts = ("", "")
         self.state = state  # where the engines keep their numbers (shared with --processes)
         # Set by the supervisor (balancer/supervisor.py): runs after every successful reload,
         # with the line that would be logged.
         self.on_reload: Callable[[str], None] | None = None
+        # Set by the supervisor: runs after a dynamic lb's members changed.
+        self.on_members: Callable[[], None] | None = None
+        # Set by a data-plane process of a supervisor: SIGHUP follows the supervisor's
+        # generation instead of reading the files.
+        self.on_sighup: Callable[[], None] | None = None
+        self.control = False  # running health checks, maintenance, listeners (start_control)
         self.requests = 0  # routed since the start (a data-plane process's row)
         # Set by a data-plane process of a supervisor: the TLS counters of all processes.
         self.tls_stats: Callable[[], TlsStats] | None = None
@@ -171,11 +96,18 @@ class Balancer:
         self.mounts_path = mounts_path
         self.listens = [(host, port, tls) for host, port, tls in listen]  # tls: https://
         self.listen = self.listens[0][:2]
-        # TlsError (a certificate that cannot be served) stops the start, as a config error
-        self.tls = Terminator(tls) if tls is not None else None
         self.access_log = access_log
         self.dynamic = DynamicLbs(self._members_changed)  # worker.<lb>.cluster listeners
+        # A data-plane process of a supervisor loads the text and the dynamic members the
+        # supervisor checked and published for all (it reads no file, hears no cluster).
+        self.loader = RuntimeLoader(
+            workers_path, mounts_path, dynamic_members or self.dynamic.members, state, config_texts
+        )
         self.runtime = self.load(previous=None)
+        # TlsError (a certificate that cannot be served) stops the start, as a config error;
+        # after the load: a data-plane process's ticket secret comes with the generation
+        secret = ticket_secret() if ticket_secret is not None else None
+        self.tls = Terminator(tls, ticket_secret=secret) if tls is not None else None
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
         self._answers_for = self.runtime
         self.cluster = ClusterView()
@@ -216,35 +148,13 @@ class Balancer:
 
     # --- configuration ----------------------------------------------------------------------
 
-    def read_files(self) -> tuple[str, str]:
-        """The text of workers.properties and of the URI map ("" without one)."""
-        workers = read_config_file(self.workers_path, "the worker definitions")
-        if self.mounts_path is None:
-            return workers, ""
-        return workers, read_config_file(self.mounts_path, "the URI map")
-
     def load(self, previous: Runtime | None) -> Runtime:
-        """Read both files into a new Runtime; raises ConfigError or StartupError."""
-        mtime = _mtime(self.mounts_path)
-        texts = self.config_texts()
-        workers, warnings = parse_workers(texts[0], str(self.workers_path), os.environ)
-        for w in warnings:
-            log.warning("config warning: %s", w)
-        if self.mounts_path is not None:
-            uri_map, mount_warnings = parse_mounts(
-                texts[1], str(self.mounts_path), workers, environ=os.environ
-            )
-        else:  # the worker.NAME.mount rules alone
-            uri_map, mount_warnings = parse_mounts("", "<no uriworkermap>", workers)
-        for w in mount_warnings:
-            log.warning("config warning: %s", w)
-        now = time.monotonic()
-        dynamic = self.dynamic.members(workers)
-        engines = build_engines(
-            workers, previous.engines if previous else {}, now, dynamic, self.state
-        )
-        self.loaded_texts = texts
-        return Runtime(workers, uri_map, engines, mtime)
+        """A new Runtime from the configuration's text; raises ConfigError or StartupError."""
+        return self.loader.load(previous)
+
+    @property
+    def loaded_texts(self) -> tuple[str, str]:
+        return self.loader.loaded_texts
 
     def reload(self, reason: str) -> bool:
         """Swap in a freshly read configuration; keep the old one on any error."""
@@ -259,7 +169,8 @@ class Balancer:
             return False
         old = self.runtime
         self._swap(runtime)
-        self.dynamic.sync(runtime.workers, runtime.engines)
+        if self.control:
+            self.dynamic.sync(runtime.workers, runtime.engines)
         added = set(runtime.engines) - set(old.engines)
         removed = set(old.engines) - set(runtime.engines)
         workers_list = ",".join(runtime.workers.worker_list)
@@ -294,6 +205,7 @@ class Balancer:
         self.proxy.prune_pools(
             m for e in runtime.engines.values() for m in (x.config for x in e.members)
         )
+        self.proxy.stats.fold_departed(self._members_now())
 
     def _members_changed(self, lb_name: str) -> None:
         """A dynamic lb's members changed: swap in its rebuilt engine (balancer.dynamic)."""
@@ -302,6 +214,8 @@ class Balancer:
         engine = self.dynamic.rebuild(runtime.workers, runtime.engines, lb_name, time.monotonic())
         if engine is not None:
             self._swap(replace(runtime, engines={**runtime.engines, lb_name: engine}))
+            if self.on_members is not None:
+                self.on_members()
 
     def _configure_cluster_view(self) -> None:
         settings = self.runtime.workers.balancer
@@ -380,8 +294,6 @@ class Balancer:
             self.start_control()
         else:
             self._tasks.append(asyncio.create_task(self._log_changes(), name="state-log"))
-        self.cluster.start()
-        self.dynamic.sync(self.runtime.workers, self.runtime.engines)
         if self.access_log is not None:
             self._tasks.append(asyncio.create_task(self.access_log.run(), name="access-log"))
         if self.tls is not None:
@@ -390,24 +302,29 @@ class Balancer:
         grace = float(self.runtime.workers.balancer.shutdown_timeout)
         log.info("stopping: draining requests in flight for up to %.0fs", grace)
         await self.proxy.close(grace=grace)
-        await self.cluster.stop()
         await self.stop_control()
-        await self.dynamic.stop()
         if self.access_log is not None:
             self.access_log.flush()
         log.info("stopped")
 
     def start_control(self) -> None:
-        """Health checks, maintenance and the URI map watch: once per balancer."""
+        """Health checks, maintenance, the URI map watch, the cluster view's poll and the
+        dynamic lbs' cluster listeners: once per balancer (its supervisor with N processes)."""
+        self.control = True
         self.health.update(self.runtime.engines)
         self.health.start()
+        self.cluster.start()
+        self.dynamic.sync(self.runtime.workers, self.runtime.engines)
         self._tasks += [
             asyncio.create_task(self._maintenance(), name="maintenance"),
             asyncio.create_task(self._watch_mounts(), name="mount-reload"),
         ]
 
     async def stop_control(self) -> None:
+        self.control = False
         await self.health.stop()
+        await self.cluster.stop()
+        await self.dynamic.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -425,7 +342,10 @@ class Balancer:
         )
 
     def _sighup(self) -> None:
-        self.reload_all("SIGHUP")
+        if self.on_sighup is not None:
+            self.on_sighup()
+        else:
+            self.reload_all("SIGHUP")
 
     def reload_all(self, reason: str) -> bool:
         """Both files and the TLS certificates; whether the files' reload succeeded."""
@@ -480,7 +400,7 @@ class Balancer:
             if interval <= 0:
                 return
             await asyncio.sleep(interval)
-            mtime = _mtime(self.mounts_path)
+            mtime = file_mtime(self.mounts_path)
             if mtime is not None and mtime != self.runtime.mounts_mtime:
                 self.reload(f"{self.mounts_path} changed")
 
@@ -493,60 +413,3 @@ def https_redirect(req: Request, port: int) -> LocalResponse:
     status = 301 if req.method in (b"GET", b"HEAD") else 308
     location = b"https://" + authority + req.target
     return LocalResponse(status, headers=((b"Location", location),), close=req.has_body)
-
-
-def run(args: argparse.Namespace) -> int:
-    """``pyjk-balancer`` without --check."""
-    configure_logging(args.log_level, args.log_format)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
-        log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
-        uvloop = None  # type: ignore[assignment]
-    from balancer.supervisor import Role  # it imports this module
-
-    access_format = args.access_log_format or ("json" if args.log_format == "json" else "combined")
-    access_log = AccessLog.open(args.access_log, access_format) if args.access_log else None
-    role = Role(args)
-
-    async def main() -> int:
-        try:
-            balancer = Balancer(
-                args.workers,
-                args.mounts,
-                args.listen,
-                access_log,
-                getattr(args, "tls", None),
-                hsts=getattr(args, "hsts", 0),
-                https_redirect=getattr(args, "https_redirect", False),
-                state=role.state,
-                processes=role.table.processes if role.table is not None else None,
-                config_texts=role.config_source(),
-                csrf=role.csrf(),
-                consume_result=role.table.consume if role.table is not None else None,
-            )
-        except TlsError as exc:
-            log.error("tls error: %s", exc)
-            return 1
-        except ConfigError as exc:
-            for p in exc.problems:
-                log.error("config error: %s", p)
-            return 1
-        except StartupError as exc:
-            log.error("cannot start: %s", exc)
-            return 1
-        # What is loaded by now lives as long as the process: keep it out of the cyclic
-        # collector's full passes, which otherwise walk every module and config object each
-        # time requests in flight have survived enough young collections.
-        gc.collect()
-        gc.freeze()
-        try:
-            return await role.run(balancer)
-        except OSError as exc:
-            where = " ".join(str(x) for x in args.listen)
-            log.error("cannot listen on %s: %s", where, exc.strerror or exc)
-            return 1
-
-    if uvloop is not None:
-        return uvloop.run(main())
-    return asyncio.run(main())

@@ -293,16 +293,16 @@ class BalancerPair:
         self.on_view(self.view())
 
 
-def view_document(view: PairView) -> bytes:
-    return json.dumps(view.to_json(), separators=(",", ":")).encode("ascii")
+def view_part(view: PairView) -> dict[str, object]:
+    """The view's part of the supervisor's document (``supervisor.publish_part``)."""
+    return {"pair": view.to_json()}
 
 
 def read_view(data: bytes) -> PairView | None:
-    """The supervisor's published view (``view_document``), or None before it wrote one."""
-    if not data:
-        return None
+    """The view in the supervisor's document (``view_part``), or None before it wrote one."""
     try:
-        return PairView.from_json(json.loads(data))
+        doc = json.loads(data or b"{}")
+        return PairView.from_json(doc["pair"]) if isinstance(doc, dict) and "pair" in doc else None
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -310,7 +310,7 @@ def read_view(data: bytes) -> PairView | None:
 async def run_paired(
     args: argparse.Namespace,
     balancer: Balancer,
-    publish: Callable[[bytes], None] | None,
+    publish: Callable[[dict[str, object]], None] | None,
     serve: Callable[[Balancer], Awaitable[int]],
 ) -> int:
     """The balancer's run with ``--cluster`` (``--standby``): heartbeat, wait for the turn
@@ -325,7 +325,7 @@ async def run_paired(
         log.error("--cluster %s: %s", args.cluster, exc)
         return 1
     if publish is not None:
-        pair.on_view = lambda view: publish(view_document(view))
+        pair.on_view = lambda view: publish(view_part(view))
     else:
         balancer.status.pair = pair.view
     try:

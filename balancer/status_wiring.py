@@ -25,7 +25,7 @@ from balancer.status.tls_view import TlsView
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
-    from balancer.server import Runtime
+    from balancer.runtime import Runtime
 
 
 class StatusEndpoints:
@@ -81,6 +81,12 @@ class StatusEndpoints:
 
     def _pair(self) -> PairView | None:
         return self.pair() if self.pair is not None else None
+
+    def rebuild(self, runtime: Runtime) -> None:
+        """New status workers with the current sources (a kept worker keeps the ones it was
+        made with): a data-plane process rewires its cluster view at start."""
+        self.workers = {}
+        self.update(runtime)
 
     def _pool_stats(self, member: MemberConfig) -> tuple[int, int] | None:
         return self.pool_stats(member) if self.pool_stats is not None else None

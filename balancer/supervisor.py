@@ -4,7 +4,8 @@ The supervisor (nginx's master) reads and checks the configuration, binds the li
 sockets, lays out the shared lb table (balancer/lb/shm.py) in a ``memfd`` and starts N
 data-plane processes — ``python -m balancer`` again, with ``--dataplane`` naming their process
 slot and the inherited descriptors. It never proxies a request. It runs, once for all:
-health checks, maintenance, the URI map watch and reloads. The data-plane processes accept,
+health checks, maintenance, the URI map watch, reloads, the dynamic lbs' cluster listeners and
+the cluster view's poll. The data-plane processes (balancer/dataplane_process.py) accept,
 route, forward and answer the status page; their engines read and write the shared records,
 so weights, states, status-page edits and counters are one set for the whole balancer.
 
@@ -14,7 +15,8 @@ so weights, states, status-page edits and counters are one set for the whole bal
 - SIGHUP (or a changed URI map file) reloads in the supervisor first. An invalid file is
   rejected there and nothing changes anywhere. A valid one bumps the table's configuration
   generation; each data-plane process sees the new generation within ``FOLLOW_INTERVAL`` s and
-  reloads the same files (its process row shows the generation it serves).
+  loads the same text (its process row shows the generation it serves). A dynamic lb's
+  members changing makes a generation too: it carries them, so every process has the same.
 - SIGTERM/SIGINT: every data-plane process drains (``worker.shutdown_timeout``), then the
   supervisor exits. A data-plane process whose supervisor is gone gets SIGTERM (Linux
   ``PR_SET_PDEATHSIG``), so a ``kill -9`` of the supervisor leaves no orphans serving.
@@ -35,6 +37,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import json
 import logging
 import mmap
 import os
@@ -43,23 +46,27 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from balancer.cluster_view import view_document
 from balancer.config import ConfigError, load_workers
+from balancer.config.model import MemberConfig, WorkersConfig
+from balancer.dataplane_process import (
+    FOLLOW_INTERVAL,
+    SUPERVISOR_SLOT,
+    DataPlaneProcess,
+    control_document,
+)
 from balancer.lb.shared import ShmState
-from balancer.lb.shm import MAX_PROCS, SECRET_SIZE, Table, TableFull, table_size
+from balancer.lb.shm import MAX_PROCESSES, SECRET_SIZE, Table, table_size
 from balancer.lb.state import LOCAL, LbState
-from balancer.process_totals import AllProcessesTraffic, all_tls_stats, all_traffic, document
 from balancer.server import Balancer
-from balancer.status.traffic_metrics import TrafficCollector
 
 log = logging.getLogger("pyjk.balancer")
 
-SUPERVISOR_SLOT = MAX_PROCS - 1  # the supervisor's busy slot (its health probes count none)
-MAX_PROCESSES = MAX_PROCS - 1
 ACCEPT_MODES = ("inherit", "reuseport")
-FOLLOW_INTERVAL = 0.05  # s: refresh of a process row and documents; new-generation check
 RESTART_MIN = 0.1  # s before restarting a process that died
 RESTART_MAX = 5.0  # s, the backoff's bound for a process that keeps dying young
 ANNOUNCE_TIMEOUT = 10.0  # s: longest wait for every process to serve a new generation
@@ -142,6 +149,21 @@ def dataplane_listeners(
     ]
 
 
+def publish_part(table: Table, part: Mapping[str, Any]) -> None:
+    """Merge ``part`` into the supervisor's document (one JSON object in its slot, read by
+    every data-plane process): the cluster view's round ("live", "limits") and the balancer
+    pair's view ("pair", balancer/standby.py) are written at their own pace, each keeping the
+    other's keys."""
+    try:
+        doc = json.loads(table.blob(SUPERVISOR_SLOT) or b"{}")
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    doc.update(part)
+    table.write_blob(SUPERVISOR_SLOT, json.dumps(doc, separators=(",", ":")).encode())
+
+
 def _die_with_parent(parent: int) -> None:
     """SIGTERM when the supervisor goes (Linux); elsewhere the row's pid check is all."""
     with contextlib.suppress(OSError, AttributeError):
@@ -161,8 +183,7 @@ class Role:
         self.table: Table | None = None
         self.table_fd = -1
         self.state: LbState = LOCAL
-        self.generation = 0  # the configuration generation this process serves
-        self.reading = 0  # the generation of the text read last
+        self.follower: DataPlaneProcess | None = None  # a data-plane process's side
         if self.spec is not None:
             # the supervisor signals a process once its row exists; until serve() has its
             # handler, a SIGHUP must not end it (the new generation is polled for anyway)
@@ -172,6 +193,7 @@ class Role:
             size = os.fstat(self.spec.table_fd).st_size
             self.table = Table.attach(mmap.mmap(self.spec.table_fd, size))
             self.state = ShmState(self.table, self.spec.slot, owner=False)
+            self.follower = DataPlaneProcess(self.table, self.spec.slot)
         elif self.processes > 1:
             self.table_fd = os.memfd_create("pyjk-lb-state")
             os.ftruncate(self.table_fd, table_size())
@@ -179,14 +201,27 @@ class Role:
             self.table.format(secrets.token_bytes(SECRET_SIZE))
             self.state = ShmState(self.table, SUPERVISOR_SLOT, owner=True)
 
+    @property
+    def supervises(self) -> bool:
+        """Whether this process is the supervisor of data-plane processes."""
+        return self.spec is None and self.table is not None
+
     async def run(self, balancer: Balancer) -> int:
-        if self.spec is not None:
-            return await self._dataplane(balancer, self.spec)
+        if self.follower is not None:
+            assert self.spec is not None
+            if getattr(self.args, "cluster", None) is not None:  # the supervisor's pair view
+                from balancer.standby import read_view
+
+                table = self.table
+                assert table is not None
+                balancer.status.pair = lambda: read_view(table.blob(SUPERVISOR_SLOT))
+            await self.follower.run(balancer, dataplane_listeners(self.spec, balancer.listens))
+            return 0
         if getattr(self.args, "cluster", None) is not None:  # a balancer pair (standby.py)
             from balancer.standby import run_paired
 
             table = self.table
-            publish = None if table is None else lambda doc: table.write_blob(SUPERVISOR_SLOT, doc)
+            publish = None if table is None else lambda part: publish_part(table, part)
             return await run_paired(self.args, balancer, publish, self._serve)
         return await self._serve(balancer)
 
@@ -196,48 +231,16 @@ class Role:
         await balancer.serve()
         return 0
 
-    async def _dataplane(self, balancer: Balancer, spec: DataPlaneSpec) -> int:
-        assert self.table is not None
-        sockets = dataplane_listeners(spec, balancer.listens)
-        self.generation = self.reading
-        balancer.on_reload = self._loaded
-        table, slot = self.table, spec.slot
-        if balancer.tls is not None:
-            terminator = balancer.tls
-            balancer.tls_stats = lambda: all_tls_stats(table, slot, terminator.stats)
-        # /metrics shows the traffic of every process, and the connections open in all
-        traffic, proxy = balancer.proxy.stats, balancer.proxy
-
-        def open_connections() -> int:
-            others = sum(r.connections for r in table.processes() if r.slot != slot)
-            return others + len(proxy.connections)
-
-        balancer.status.collectors = tuple(
-            AllProcessesTraffic(c, lambda: all_traffic(table, slot, traffic), open_connections)
-            if isinstance(c, TrafficCollector)
-            else c
-            for c in balancer.status.collectors
-        )
-        if getattr(self.args, "cluster", None) is not None:  # the supervisor's pair view
-            from balancer.standby import read_view
-
-            balancer.status.pair = lambda: read_view(table.blob(SUPERVISOR_SLOT))
-        balancer.status.update(balancer.runtime)
-        follow = asyncio.create_task(self._follow(balancer, self.table, spec.slot))
-        try:
-            await balancer.serve(sockets, control=False)
-        finally:
-            follow.cancel()
-        return 0
-
-    def config_texts(self) -> tuple[str, str]:
-        """A data-plane process loads the text the supervisor published, never the files."""
-        assert self.table is not None
-        self.reading, workers, mounts = self.table.texts()
-        return workers, mounts
-
     def config_source(self) -> Callable[[], tuple[str, str]] | None:
-        return self.config_texts if self.spec is not None else None
+        return self.follower.config_texts if self.follower is not None else None
+
+    def ticket_source(self) -> Callable[[], bytes | None] | None:
+        return self.follower.ticket_secret if self.follower is not None else None
+
+    def dynamic_source(
+        self,
+    ) -> Callable[[WorkersConfig], dict[str, tuple[MemberConfig, ...]]] | None:
+        return self.follower.dynamic_members if self.follower is not None else None
 
     def csrf(self) -> str | None:
         """One CSRF token for every process: a page one process served may be posted to
@@ -245,31 +248,6 @@ class Role:
         if self.table is None:
             return None
         return base64.urlsafe_b64encode(self.table.secret).decode("ascii").rstrip("=")
-
-    def _loaded(self, summary: str) -> None:
-        # the supervisor logs "reloaded (...)" once every process serves the generation
-        assert self.spec is not None
-        log.debug("%s", summary)
-        log.info("slot=%d pid=%d serves generation %d", self.spec.slot, os.getpid(), self.reading)
-        self.generation = self.reading
-
-    async def _follow(self, balancer: Balancer, table: Table, slot: int) -> None:
-        """Publish this process's row; reload when the supervisor published a generation and
-        its SIGHUP did not arrive (a reload that failed on it is not tried again)."""
-        started = time.time()
-        too_big = False
-        while True:
-            if table.generation not in (self.generation, self.reading):
-                balancer.reload_all(f"generation {table.generation}")
-            table.write_process(balancer.process_row(slot, started, self.generation))
-            tls = balancer.tls.stats if balancer.tls is not None else None
-            try:
-                table.write_blob(slot, document(tls, balancer.proxy.stats))
-            except TableFull as exc:  # hundreds of members: totals of the others only
-                if not too_big:
-                    log.warning("slot=%d counters not shared: %s", slot, exc)
-                too_big = True
-            await asyncio.sleep(FOLLOW_INTERVAL)
 
 
 class Supervisor:
@@ -283,23 +261,27 @@ class Supervisor:
         self.children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
         self._announcing: set[asyncio.Task[None]] = set()
+        self.tls_epoch = 0  # SIGHUPs: a generation with a new one renews the TLS contexts
+        self.control = ""  # the control document of the newest generation
+        self.tickets = secrets.token_bytes(32)  # TLS session ticket keys derive from it
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.sockets = bind_listeners(self.balancer.listens, self.accept)
         self._next_generation()  # generation 1: what the processes start with
         self.balancer.on_reload = self._next_generation
+        # the supervisor alone hears the dynamic lbs' clusters and polls the cluster view;
+        # the processes follow what it publishes
+        self.balancer.on_members = self._members_changed
+        self.balancer.cluster.on_update = self._publish_view
         for sig, handler in (
-            (signal.SIGHUP, lambda: self.balancer.reload_all("SIGHUP")),
+            (signal.SIGHUP, self._sighup),
             (signal.SIGTERM, self._stopping.set),
             (signal.SIGINT, self._stopping.set),
             (signal.SIGUSR1, lambda: self._signal_all(signal.SIGUSR1)),  # reopen access logs
         ):
             loop.add_signal_handler(sig, handler)
         self.balancer.start_control()
-        # dynamic members (worker.<lb>.cluster): the supervisor claims their records and
-        # health-checks them; every process listens too, to rebuild its own engines
-        self.balancer.dynamic.sync(self.balancer.runtime.workers, self.balancer.runtime.engines)
         log.info(
             "supervisor pid=%d: %d data-plane processes, accept=%s",
             os.getpid(),
@@ -327,11 +309,38 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(row.pid, sig)
 
+    def _sighup(self) -> None:
+        self.tls_epoch += 1
+        self.balancer.reload_all("SIGHUP")
+
+    def _control(self) -> str:
+        workers = self.balancer.runtime.workers
+        dynamic = self.balancer.dynamic.document(workers)
+        return control_document(dynamic, self.tls_epoch, self.tickets)
+
+    def _members_changed(self) -> None:
+        """A dynamic lb's members changed here: a generation with them for every process
+        (one that is only leaving needs none: its activation is in the shared record)."""
+        if self._control() != self.control:
+            self._next_generation()
+
+    def _publish_view(self) -> None:
+        publish_part(self.table, json.loads(view_document(self.balancer.cluster)))
+
     def _next_generation(self, summary: str = "") -> None:
         engines = self.balancer.runtime.engines
         kept = {(lb, m.name) for lb, e in engines.items() for m in e.members}
-        self.table.release_except(kept | {(lb, "") for lb in engines})  # removed members
-        generation = self.table.publish(*self.balancer.loaded_texts)
+        kept |= {(lb, "") for lb in engines}
+        # removed members' records: reused once no process serves an older generation
+        for lb, member in self.table.release_except(kept, self.table.generation + 1):
+            log.info(
+                "lb=%s member=%s shared record freed generation=%d",
+                lb,
+                member or "-",
+                self.table.generation + 1,
+            )
+        self.control = self._control()
+        generation = self.table.publish(*self.balancer.loaded_texts, self.control)
         self._signal_all(signal.SIGHUP)
         if summary:
             task = asyncio.create_task(self._announce(summary, generation))

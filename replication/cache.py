@@ -36,8 +36,15 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from worker.cache_table import CacheError, CacheFull, CacheTable, CacheValueTooLarge, Entry
-from worker.caches import CacheStats, ClusterCache, LocalBackend
+from worker.cache_table import (
+    CacheError,
+    CacheFull,
+    CacheTable,
+    CacheUnavailable,
+    CacheValueTooLarge,
+    Entry,
+)
+from worker.caches import CacheStats, ClusterCache, limits_of
 
 from .cache_codec import CacheReply, CacheReq
 from .member_info import MemberInfo
@@ -51,10 +58,6 @@ Request = Callable[[MemberInfo, CacheReq], Awaitable[CacheReply]]
 
 class CacheRemoteError(CacheError):
     """A member refused a cache request (e.g. its copy is full); says which and why."""
-
-
-class CacheUnavailable(CacheError, ConnectionError):
-    """No owner of the key answered within the timeout."""
 
 
 class Caches:
@@ -83,12 +86,7 @@ class Caches:
 
     def install(self, caches: Mapping[str, ClusterCache]) -> None:
         for name, cache in caches.items():
-            local = cache.backend
-            limits = {}
-            if isinstance(local, LocalBackend):  # the limits the app gave cluster_cache
-                limits = {"max_entries": local.table.max_entries,
-                          "max_value_bytes": local.table.max_value_bytes}  # fmt: skip
-            table = CacheTable(name, writer=self.me, **limits)
+            table = CacheTable(name, writer=self.me, **limits_of(cache))
             backend = ModeBackend(self, cache.mode, cache.owners, table, cache.stats)
             self.backends[name] = backend
             cache.bind(backend)

@@ -90,7 +90,7 @@ def from_wire(wire: dict[str, Any]) -> CacheReq | CacheReply:
     n = wire["n"]
     if type(n) is not int or not 1 <= n <= MAX_INT:
         raise CacheWireError(f"{kind}.n: expected an integer >= 1")
-    text = _text(wire["v"], f"{kind}.v")
+    text = value_text(wire["v"], f"{kind}.v")
     version = _version(wire["ver"], f"{kind}.ver")
     expires = _number(wire["exp"], f"{kind}.exp")
     if kind == "cache-re":
@@ -123,7 +123,7 @@ def from_wire(wire: dict[str, Any]) -> CacheReq | CacheReply:
     op_id = wire["id"]
     if op_id is not None and (type(op_id) is not str or not OP_ID_RE.fullmatch(op_id)):
         raise CacheWireError(f"cache.id: expected {OP_ID_RE.pattern}")
-    expected = _text(wire["x"], "cache.x")
+    expected = value_text(wire["x"], "cache.x")
     return CacheReq(n, cache, op, key, text, expected, version, expires, ttl, op_id)
 
 
@@ -133,7 +133,7 @@ def _key(v: object, where: str) -> str:
     return v
 
 
-def _text(v: object, where: str) -> str | None:
+def value_text(v: object, where: str) -> str | None:
     """A value text: None, or exactly the canonical JSON of a JSON-safe value."""
     if v is None:
         return None

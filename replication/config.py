@@ -208,6 +208,7 @@ class ClusterConfig:
     store_tls: bool = False
     store_timeout: float = 1.0
     store_key_prefix: str = "pyjk"
+    sections: frozenset[str] = frozenset()  # the sections the file has (e.g. "membership")
 
 
 _FIELD = {
@@ -292,6 +293,7 @@ def parse_cluster_config(text: str, source: str = "<cluster.toml>") -> ClusterCo
     if not password_path.is_absolute():
         password_path = Path(source).resolve().parent / password_path
     fields["store_password_file"] = password_path if values["store.password_file"] else None
+    fields["sections"] = frozenset(k for k, v in data.items() if isinstance(v, dict))
     return ClusterConfig(**fields)
 
 

@@ -98,6 +98,14 @@ class Keys:
     def loose_record(self, request_id: str) -> str:
         return f"{self.prefix}:r:{request_id}"
 
+    # the app's cluster caches (redis_cache.py): one hash tag per cache, so a cache's entries
+    # and its index share a slot and one script changes both atomically
+    def cache_entry(self, cache: str, key: str) -> str:
+        return f"{self.prefix}:c:{{{cache}}}:k:{key}"
+
+    def cache_index(self, cache: str) -> str:
+        return f"{self.prefix}:c:{{{cache}}}:i"
+
 
 @dataclass(frozen=True, slots=True)
 class Write:

@@ -19,6 +19,10 @@ first failure of an outage is logged, the recovery too, and both are counted; th
 reconnects by itself on the next request. MOVED/ASK and the slot map are the `redis` client's.
 A malformed hash or record is refused by the codec (StoreFormatError), logged and counted,
 and the request gets 503: the session is neither used nor replaced.
+
+The app's cluster caches (all but `local`) are bound to Redis at install (redis_cache.py),
+sharing this store's client, timeout, outage accounting and WAIT; with a `[membership]`
+section the worker announces itself to dynamic lbs (announcer.py), replicating nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.backend import SessionNotSaved
+from worker.caches import CACHES
 from worker.delta import SessionDelta
 from worker.middleware import SessionManager
 from worker.peers import ABSENT, FOUND, UNKNOWN, Lookup
@@ -51,6 +56,7 @@ from worker.readiness import Readiness
 from worker.session_ids import split_session_id
 from worker.singletons import SINGLETONS
 
+from .announcer import Announcer
 from .config import ClusterConfig
 from .ledger import Ledger, RecordedResponse
 from .redis_codec import (
@@ -141,11 +147,19 @@ class RedisStore:
         self.keys = Keys(config.store_key_prefix)
         self.client = client if client is not None else make_client(config)
         self.cluster = isinstance(self.client, RedisCluster)
-        # records read for requests in flight (a replay is answered from here, synchronously)
-        self.ledger = Ledger(ttl=config.dedup_ttl, max_entries=1000, max_body=config.dedup_max_body)
+        # records read for requests in flight (a replay is answered from here, synchronously),
+        # within [exactly_once]'s bounds; the records in Redis are bounded by their TTL
+        self.ledger = Ledger(
+            ttl=config.dedup_ttl, max_entries=config.dedup_max_entries,
+            max_bytes=config.dedup_max_bytes, max_body=config.dedup_max_body,
+        )  # fmt: skip
         self.counters: Counter[str] = Counter()
         self.down_since: float | None = None
         self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
+        # membership only (announcer.py): dynamic lbs find this worker by its heartbeats
+        self.announcer: Announcer | None = None
+        if "membership" in config.sections:
+            self.announcer = Announcer(config, manager.route, clock=clock)
 
     manager_token = property(lambda self: self.config.manager_token)
 
@@ -161,6 +175,11 @@ class RedisStore:
         self.manager.sink = self.sink
         self.manager.observer = self
         self.manager.loader = self
+        if caches := app.get(CACHES):
+            from .redis_cache import bind_caches  # it builds on this module
+
+            bound = bind_caches(self, caches)
+            log.info("cluster caches in redis: %s", ",".join(bound) or "none (all local)")
 
     async def start(self) -> None:
         where = self.config.store_url or ",".join(f"{h}:{p}" for h, p in self.config.store_nodes)
@@ -169,20 +188,26 @@ class RedisStore:
                 await self.client.ping()
         except FAILURES as exc:
             # not fatal: requests get 503 until it answers, and the client reconnects itself
-            self._failed("ping", exc)
+            self.failed("ping", exc)
+        if self.announcer is not None:
+            await self.announcer.start()
         log.info(
             "session store redis=%s cluster=%s wait_replicas=%d",
             where, self.cluster, self.config.store_wait_replicas,
         )  # fmt: skip
 
     async def stop(self) -> None:
+        if self.announcer is not None:
+            await self.announcer.stop()
         await self.client.aclose()
 
     def advertise_http(self, host: str, port: int, lbfactor: int = 1) -> None:
-        return None  # no membership channel with a Redis store: static balancer members
+        if self.announcer is not None:  # else: static balancer members only
+            self.announcer.advertise_http(host, port, lbfactor)
 
     def announce_leaving(self) -> None:
-        return None
+        if self.announcer is not None:
+            self.announcer.announce_leaving()
 
     async def release_singletons(self) -> None:
         return None  # install() refused singletons
@@ -212,13 +237,14 @@ class RedisStore:
                     if request_id is not None:
                         pipe.get(self.keys.loose_record(request_id))
 
-                replies = await self._run(build)
+                replies = await self.run(build)
         except FAILURES as exc:
-            self._failed("read", exc)
-            # without a session id only a retry's record was asked for: the request may run
-            # (if it creates a session, its write fails and it gets 503 then)
-            return UNKNOWN if wanted else ABSENT
-        self._recovered()
+            self.failed("read", exc)
+            # "not seen" would let a retried request run again: its first attempt may have
+            # written (and recorded its response) just before the store went away, and the
+            # store may be back by the time this one writes. Not known is UNKNOWN (503).
+            return UNKNOWN
+        self.recovered()
         self.counters["loads"] += 1
         self.counters["load_seconds_sum_us"] += int((time.monotonic() - started) * 1e6)
         now = self.clock()
@@ -258,7 +284,7 @@ class RedisStore:
     ) -> None:
         now = self.clock()
         record = None
-        if request_id is not None:
+        if request_id is not None and self.config.dedup_max_entries > 0:  # 0: nothing recorded
             record = snapshot_response(response, now, self.config.dedup_max_body)
         writes = []
         last = len(deltas) - 1
@@ -299,9 +325,7 @@ class RedisStore:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.config.store_timeout):
-                if self.cluster:  # the slot map (a no-op once known): WAIT goes by node
-                    await self.client.initialize()
-                waits = self._waits(writes)
+                waits = await self.waits([w.keys[0] for w in writes])
 
                 def build(pipe: Any) -> None:
                     for w in writes:
@@ -309,29 +333,23 @@ class RedisStore:
                             pipe.evalsha(WRITE_SHA, 2, *w.keys, *w.args)
                         else:
                             pipe.set(w.keys[0], w.args[0], px=int(w.args[1]))
-                    wait_ms = max(1, int(self.config.store_timeout * 500))
-                    for target in waits:
-                        # on the connection that wrote: WAIT counts that connection's writes
-                        pipe.execute_command("WAIT", self.config.store_wait_replicas, wait_ms,
-                                             **target)  # fmt: skip
+                    self.queue_waits(pipe, waits)
 
-                replies = await self._run(build)
+                replies = await self.run(build)
         except FAILURES as exc:
-            self._failed("write", exc)
+            self.failed("write", exc)
             raise SessionNotSaved(f"session store write failed: {exc!r}") from exc
-        self._recovered()
-        acks = [_acks(reply) for reply in replies[len(replies) - len(waits) :]]
-        if any(n < self.config.store_wait_replicas for n in acks):
-            self.counters["wait_short"] += 1
-            log.warning("session store write not on a replica in time (WAIT answered %r)",
-                        acks)  # fmt: skip
+        self.recovered()
+        if not self.replicated(replies, waits):
             raise SessionNotSaved("the write reached no replica in time (wait_replicas = 1)")
         self.counters["writes"] += 1
         self.counters["write_bytes"] += sum(w.size for w in writes)
         self.counters["write_seconds_sum_us"] += int((time.monotonic() - started) * 1e6)
 
     # -- internals ---------------------------------------------------------------------------
-    async def _run(self, build: Callable[[Any], None]) -> list[Any]:
+    async def run(
+        self, build: Callable[[Any], None], scripts: Sequence[str] = (WRITE_SCRIPT, LOAD_SCRIPT)
+    ) -> list[Any]:
         """One pipelined round trip of the commands `build` queues. Scripts go by digest
         (EVALSHA: their text is not sent with every request); a node that lacks them (restarted,
         or a replica just promoted: SCRIPT LOAD is not replicated) gets them, and the pipeline
@@ -347,26 +365,44 @@ class RedisStore:
                 if attempt == 2:
                     raise
                 self.counters["scripts_loaded"] += 1
-                for script in (WRITE_SCRIPT, LOAD_SCRIPT):
+                for script in scripts:
                     await self.client.script_load(script)  # every master, in a cluster
         raise AssertionError("unreachable")
 
-    def _waits(self, writes: list[Write]) -> list[dict[str, Any]]:
-        """One WAIT per node written to (a rotation's two sessions may sit on two masters)."""
+    async def waits(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """One WAIT per node written to (a rotation's two sessions may sit on two masters):
+        what `queue_waits` sends after the writes to `keys`, when wait_replicas = 1."""
         if self.config.store_wait_replicas < 1:
             return []
         if not self.cluster:
             return [{}]
+        await self.client.initialize()  # the slot map (a no-op once known): WAIT goes by node
         nodes = {}
-        for w in writes:
-            node = self.client.get_node_from_key(w.keys[0])
+        for key in keys:
+            node = self.client.get_node_from_key(key)
             nodes[node.name] = node
         return [{"target_nodes": node} for node in nodes.values()]
+
+    def queue_waits(self, pipe: Any, waits: list[dict[str, Any]]) -> None:
+        wait_ms = max(1, int(self.config.store_timeout * 500))
+        for target in waits:
+            # on the connection that wrote: WAIT counts that connection's writes
+            pipe.execute_command("WAIT", self.config.store_wait_replicas, wait_ms, **target)
+
+    def replicated(self, replies: list[Any], waits: list[dict[str, Any]]) -> bool:
+        """Whether every WAIT at the end of `replies` saw the writes on a replica (counted
+        and logged when not)."""
+        acks = [_acks(reply) for reply in replies[len(replies) - len(waits) :]]
+        if all(n >= self.config.store_wait_replicas for n in acks):
+            return True
+        self.counters["wait_short"] += 1
+        log.warning("store write not on a replica in time (WAIT answered %r)", acks)
+        return False
 
     def _remember(self, request_id: str, record: RecordedResponse) -> None:
         self.ledger.put(request_id, record, self.clock())
 
-    def _failed(self, what: str, exc: BaseException) -> None:
+    def failed(self, what: str, exc: BaseException) -> None:
         self.counters[f"{what}_failures"] += 1
         if self.down_since is None:
             self.down_since = time.monotonic()
@@ -374,7 +410,7 @@ class RedisStore:
             log.error("session store unreachable op=%s error=%r; requests that need a session "
                       "get 503 until it answers", what, exc)  # fmt: skip
 
-    def _recovered(self) -> None:
+    def recovered(self) -> None:
         if self.down_since is not None:
             log.warning("session store reachable again after %.1f s",
                         time.monotonic() - self.down_since)  # fmt: skip
@@ -404,7 +440,8 @@ class StoreCollector(Collector):
         )  # fmt: skip
         for name in ("loads", "writes", "read_failures", "write_failures", "ping_failures",
                      "malformed", "outages", "replays_answered", "wait_short",
-                     "scripts_loaded"):  # fmt: skip
+                     "scripts_loaded", "cache_reads", "cache_writes", "cache_failures",
+                     "cache_malformed", "cache_full"):  # fmt: skip
             events.add_metric([name], counters[name])
         yield events
         sent = CounterMetricFamily("pyjk_store_write_bytes", "bytes of keys and values written")

@@ -133,14 +133,12 @@ class Syncer:
         FOUND once one is held here, ABSENT when every member answered (or is gone) without
         it, UNKNOWN when a member did not answer in time."""
         node = self.node
-        rps = tuple(rp for rp in rps if rp not in node.replicator.dead)  # invalidated: gone
+        rps = self._worth_asking(rps)
         members = [m.info for m in node.membership.members()]
         if not rps or not members:
             return ABSENT
-        if self._lookups >= MAX_LOOKUPS:
-            node.counters["lookups_refused"] += 1
+        if not self._admit("lookups"):
             return UNKNOWN
-        self._lookups += 1
         node.counters["lookups"] += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -181,17 +179,38 @@ class Syncer:
             for m in node.membership.members()
             if m.state == ALIVE and not node.channel.link_down(m.info.id)
         ]
+        rps = self._worth_asking(rps)
         if not rps or not members:
             return FOUND
+        if not self._admit("refreshes"):
+            return UNKNOWN
         node.counters["refreshes"] += 1
         asks = [asyncio.ensure_future(self._ask(m, rps)) for m in members]
-        _, pending = await asyncio.wait(asks, timeout=timeout)
-        for task in pending:
-            task.cancel()
+        try:
+            _, pending = await asyncio.wait(asks, timeout=timeout)
+        finally:
+            self._lookups -= 1
+            for task in asks:
+                task.cancel()
         if pending:
             node.counters["refreshes_unanswered"] += 1
             return UNKNOWN
         return FOUND
+
+    def _worth_asking(self, rps: tuple[str, ...]) -> tuple[str, ...]:
+        """The ids members may hold: an invalidated session is gone for good (its tombstone
+        is here), so a made-up or replayed old id costs no cluster traffic."""
+        dead = self.node.replicator.dead
+        return tuple(rp for rp in rps if rp not in dead)
+
+    def _admit(self, kind: str) -> bool:
+        """One more ask of the members (a lookup or a refresh) if fewer than MAX_LOOKUPS are in
+        flight; the caller gives it back (`self._lookups -= 1`) when it is done."""
+        if self._lookups >= MAX_LOOKUPS:
+            self.node.counters[f"{kind}_refused"] += 1
+            return False
+        self._lookups += 1
+        return True
 
     async def _ask(self, member: MemberInfo, rps: tuple[str, ...]) -> None:
         with contextlib.suppress(ConnectionError):  # gone: it cannot hold them for us

@@ -39,6 +39,20 @@ class CacheValueTooLarge(CacheError, ValueError):
     """A value's canonical text passes max_value_bytes."""
 
 
+class CacheUnavailable(CacheError, ConnectionError):
+    """The cache's shared copy cannot be reached now (no owner answered in time, or the Redis
+    store is down): retry later. The session middleware answers an uncaught one with 503."""
+
+
+def check_value_size(cache: str, key: str, text: str, max_value_bytes: int) -> None:
+    """CacheValueTooLarge when `text` passes the cache's max_value_bytes."""
+    if len(text) > max_value_bytes:
+        raise CacheValueTooLarge(
+            f"cache {cache!r} key {key!r}: the value is {len(text)} bytes as JSON, "
+            f"the limit (max_value_bytes) is {max_value_bytes}"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     text: str | None  # canonical JSON; None: a tombstone (deleted)
@@ -177,11 +191,7 @@ class CacheTable:
 
     # -- inside -------------------------------------------------------------------------------
     def _check(self, key: str, text: str, now: float) -> None:
-        if len(text) > self.max_value_bytes:
-            raise CacheValueTooLarge(
-                f"cache {self.name!r} key {key!r}: the value is {len(text)} bytes as JSON, "
-                f"the limit (max_value_bytes) is {self.max_value_bytes}"
-            )
+        check_value_size(self.name, key, text, self.max_value_bytes)
         if self.get(key, now) is None and self._live >= self.max_entries:
             self.expire(now)  # expired entries are not what fills it
             if self._live >= self.max_entries:

@@ -209,6 +209,16 @@ class ClusterCache:
             ) from None
 
 
+def limits_of(cache: ClusterCache) -> dict[str, int]:
+    """The limits the app gave cluster_cache (kept by the local table until a cluster binds
+    the cache), for the backend that takes over."""
+    local = cache.backend
+    if not isinstance(local, LocalBackend):
+        return {}
+    return {"max_entries": local.table.max_entries,
+            "max_value_bytes": local.table.max_value_bytes}  # fmt: skip
+
+
 class _Absent:
     def __repr__(self) -> str:
         return "ABSENT"

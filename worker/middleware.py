@@ -51,6 +51,7 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from .backend import SessionLoader, SessionNotSaved
+from .cache_table import CacheUnavailable
 from .delta import SessionDelta
 from .peers import (
     ABSENT,
@@ -505,6 +506,14 @@ async def _serve(
         raise web.HTTPServiceUnavailable(
             text="This server cannot open more sessions right now. Please retry later.\n",
             headers={"Retry-After": str(RETRY_AFTER_S), REFUSAL_HEADER: SESSIONS_FULL},
+        ) from exc
+    except CacheUnavailable as exc:  # the cache's shared copy is out of reach: retry later
+        context.abort()
+        manager.refused["cache"] += 1
+        log.warning("cache unavailable path=%s: %s", request.path, exc)
+        raise web.HTTPServiceUnavailable(
+            text="A cache this page needs is unavailable right now. Please retry.\n",
+            headers={"Retry-After": RETRY_AFTER, "Cache-Control": "no-store"},
         ) from exc
     except BaseException:
         context.abort()

@@ -63,6 +63,12 @@ class RequestSession(MutableMapping[str, Any]):
         self._finished = False
         self._replaces: str | None = None  # a rotation's new view: the id it replaces
         self._rotated = False  # a rotation's old view: ended without a delta of its own
+        # A rotation's new view: the random part of the session it copies, and the attributes
+        # it copied without this request touching them (name -> text then). At commit they are
+        # taken again from that session's current state, so a write another request made to
+        # the old id meanwhile (and had acknowledged) is carried over, not dropped.
+        self._source: str | None = None
+        self._carried: dict[str, str] = {}
 
     # -- identity and metadata -------------------------------------------------------------
     @property

@@ -31,6 +31,7 @@ from dataclasses import replace
 from . import values
 from .delta import SessionDelta, SessionState, apply_delta
 from .request_session import (
+    _ABSENT,
     RequestSession,
     SessionClosedError,
     SessionError,
@@ -175,15 +176,18 @@ class SessionStore:
         )
         self._states[random_part] = state
         new = self._open_view(state, is_new=True)
-        working = {
-            name: values.decode(text)
-            for name, text in start.attributes.items()
-            if name not in view._working
-        }
+        carried = {name: text for name, text in start.attributes.items()
+                   if name not in view._working}  # fmt: skip
+        working = {name: values.decode(text) for name, text in carried.items()}
         working.update(view._working)
         new._working = working
         new._texts = {**start.attributes, **view._texts}
         new._size = view._current_size()
+        if view._source is not None:  # rotated twice: still a copy of the first session
+            new._source, carried = view._source, {**_untouched(view), **carried}
+        elif not view._is_new:
+            new._source = start.random_part
+        new._carried = carried
         # rotating a session this request created (or rotated already) replaces what that one
         # replaced: the id the cluster knows
         new._replaces = view._replaces if view._is_new else view.id
@@ -202,6 +206,8 @@ class SessionStore:
         current = self._states.get(random_part)
         if current is None:  # invalidated or expired by another request meanwhile
             return None
+        if view._source is not None and not view._invalidated:
+            self._carry_over(view)
         try:
             delta = self._delta_of(view, current, now)
             new_state = self._checked_apply(current, delta, view)
@@ -295,6 +301,28 @@ class SessionStore:
         if view._is_new:  # the session only existed for this request: it never happened
             self._drop(current)
 
+    def _carry_over(self, view: RequestSession) -> None:
+        """A rotation's new view at commit: the attributes it copied untouched are taken from
+        the replaced session as it is now (another request may have changed it since this one
+        began), and attributes added there meanwhile come along too."""
+        source = self._states.get(view._source) if view._source is not None else None
+        if source is None:  # ended meanwhile: the copy made at rotation is all there is
+            return
+        untouched = _untouched(view)
+        for name in untouched:
+            if name not in source.attributes:
+                view._working[name] = _ABSENT
+                view._texts[name] = None
+        for name, text in source.attributes.items():
+            if name in untouched or name not in view._working:
+                view._working[name] = values.decode(text)
+                view._texts[name] = text
+        size = 0
+        for name, known in view._texts.items():
+            if known is not None and view._working.get(name, _ABSENT) is not _ABSENT:
+                size += len(name) + len(known)
+        view._size = size
+
     def _expired(self, state: SessionState, now: float) -> bool:
         factor = 1.0 if state.route == self.route else self.replica_grace
         return state.idle_too_long(now, factor)
@@ -346,3 +374,13 @@ class SessionStore:
             removed_attributes=tuple(removes),
             replaces=view._replaces,
         )
+
+
+def _untouched(view: RequestSession) -> dict[str, str]:
+    """The attributes a rotation's new view copied that this request has not changed since."""
+    out = {}
+    for name, text in view._carried.items():
+        value = view._working.get(name, _ABSENT)
+        if value is not _ABSENT and values.encode(name, value) == text:
+            out[name] = text
+    return out

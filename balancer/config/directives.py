@@ -169,7 +169,9 @@ DIRECTIVES: tuple[Directive, ...] = (
        unit="bytes", pyjk_only=True,
        elsewhere="httpd: LimitRequestBody; nginx: client_max_body_size"),
     _d("max_connections", _I, 10000, _G,
-       "Most client connections open at once; one more is answered 503 and closed.",
+       "Most client connections open at once, per process; one more is answered 503 and "
+       "closed (on an HTTPS listener, connections still in their handshake count too and "
+       "one more is closed before it).",
        unit="count", bounds=_ABOVE_0, pyjk_only=True,
        elsewhere="httpd: MaxRequestWorkers (the MPM's); nginx: worker_connections"),
     _d("max_connections_per_ip", _I, 1024, _G,

@@ -141,7 +141,7 @@ class ProxyServer:
             conn.secure = True
             return conn
 
-        listener = TlsListener(terminator, secure_connection, self.limits.max_connections)
+        listener = TlsListener(terminator, secure_connection, self.tls_has_room)
         listener.start(host, port, sock=sock)
         self.tls_listeners.append(listener)
         return listener
@@ -174,6 +174,13 @@ class ProxyServer:
         return self.hsts
 
     # --- client connections -----------------------------------------------------------------
+
+    def tls_has_room(self) -> bool:
+        """One cap for all client connections: those still before or in their TLS handshake
+        count against ``max_connections`` with the established ones (separate caps let twice
+        as many in)."""
+        pending = sum(len(t.waiting) + len(t.handshaking) for t in self.tls_listeners)
+        return len(self.connections) + pending < self.limits.max_connections
 
     def admit(self, conn: ClientConnection) -> int:
         """0 to accept ``conn``, or the status to turn it away with."""

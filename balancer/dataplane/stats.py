@@ -15,7 +15,7 @@ with its lock and label lookup costs several times as much.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 # seconds; Prometheus' default buckets widened to the proxy's range (1 ms .. a long download)
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -117,6 +117,13 @@ class TrafficStats:
 
     def reject(self, status: int) -> None:
         self.rejected[status] = self.rejected.get(status, 0) + 1
+
+    def fold_departed(self, members_now: Collection[tuple[str, str]]) -> None:
+        """Members no longer configured (a reload removed them, they left a dynamic lb):
+        their answers move to their lb's member-less entry, so the lb's and the front end's
+        sums keep them while the table stops growing with every member that ever was."""
+        for key in [k for k in self.answers if k[1] and k not in members_now]:
+            self.answers.setdefault((key[0], ""), Answers()).add(self.answers.pop(key))
 
     # -- at scrape time ---------------------------------------------------------------------
     def lbs(self) -> dict[str, Answers]:

@@ -19,13 +19,12 @@ Defaults follow Mozilla's "intermediate" profile (ssl-config.mozilla.org, v5.7):
 this list every choice is an AEAD suite with forward secrecy either way).
 
 Session resumption: Python's ``ssl`` resumes only with stateless session tickets (a server
-context with ``OP_NO_TICKET`` resumed nothing in our tests, TLS 1.2 or 1.3), and it cannot set
-or rotate OpenSSL's ticket keys; each new context makes fresh random ones. So tickets are off
-by default (Mozilla's advice for nginx too: a ticket key that lives as long as the process
-undoes forward secrecy), and ``--tls-session-tickets MINUTES`` turns them on with rotation:
-the contexts are rebuilt from the same files every MINUTES (``Terminator.rotate``), which
-renews the keys — a ticket resumes for at most one period, after which that client does one
-full handshake.
+context with ``OP_NO_TICKET`` resumed nothing in our tests, TLS 1.2 or 1.3). So tickets are
+off by default (Mozilla's advice for nginx too: a ticket key that lives as long as the process
+undoes forward secrecy), and ``--tls-session-tickets MINUTES`` turns them on with keys that
+change every MINUTES (tls_tickets.py: derived from a secret every process shares, set through
+OpenSSL; ``Terminator.rotate``) — a ticket resumes for at most one period, after which that
+client does one full handshake.
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -35,6 +37,7 @@ from balancer.dataplane.tls import (
     failure_reason,
     load_certificates,
 )
+from balancer.dataplane.tls_tickets import period_of, set_ticket_keys, ticket_keys
 
 log = logging.getLogger("pyjk.tls")
 
@@ -69,15 +72,47 @@ def hello_verdict(head: bytes, max_client_hello: int) -> str | None:
 class Terminator:
     """The certificates and counters all HTTPS listeners of a process share."""
 
-    def __init__(self, settings: TlsSettings, now: datetime | None = None) -> None:
+    def __init__(
+        self,
+        settings: TlsSettings,
+        now: datetime | None = None,
+        ticket_secret: bytes | None = None,
+    ) -> None:
         self.stats = TlsStats()
         self.settings = settings
+        # the session ticket keys derive from this and the period (tls_tickets.py): with
+        # --processes N the supervisor's secret, so every process has the same keys
+        self.ticket_secret = ticket_secret or secrets.token_bytes(32)
+        self.period = -1  # the ticket key period the contexts have
+        self.shared_keys = True  # False where OpenSSL's keys cannot be set (see rotate)
         self.certs = self._load(settings, now)  # TlsError: nothing to serve
 
     def _load(self, settings: TlsSettings, now: datetime | None) -> Certificates:
         certs = load_certificates(settings, now)
         certs.default.sni_callback = self._sni_callback(certs)
+        if settings.ticket_rotation > 0:
+            period = self.period if self.period >= 0 else self._period_now(settings)
+            self._set_keys(certs, period)
         return certs
+
+    @staticmethod
+    def _period_now(settings: TlsSettings) -> int:
+        return period_of(time.time(), settings.ticket_rotation)
+
+    def _set_keys(self, certs: Certificates, period: int) -> None:
+        """The period's ticket keys on every context of ``certs`` (a rebuilt context gets
+        the keys it had, so a reload does not end the sessions of the period)."""
+        keys = ticket_keys(self.ticket_secret, period)
+        contexts = (certs.default, *certs.exact.values(), *certs.wildcard.values())
+        if not all([set_ticket_keys(ctx, keys) for ctx in contexts]) and self.shared_keys:
+            self.shared_keys = False
+            log.warning("tls session ticket keys cannot be set here: each context has its own")
+        self.period = period
+
+    def rotate_keys(self, period: int) -> None:
+        """Move to the ticket keys of ``period``: older tickets no longer resume."""
+        self._set_keys(self.certs, period)
+        log.info("tls session ticket keys rotated period=%d", period)
 
     def _sni_callback(self, certs: Certificates) -> Callable[[Any, str | None, Any], int | None]:
         # a refusal fails the handshake with OpenSSL's CALLBACK_FAILED: counted there
@@ -116,11 +151,18 @@ class Terminator:
         return True
 
     async def rotate(self) -> None:
-        """With session tickets on: new contexts (fresh ticket keys) every ``ticket_rotation``
-        seconds, read from the same files and checked as a reload is."""
-        while self.settings.ticket_rotation > 0:
-            await asyncio.sleep(self.settings.ticket_rotation)
-            self.reload(why="session ticket keys rotated")
+        """With session tickets on: the next period's keys at each period boundary (the
+        same instant in every process). Where the keys cannot be set, new contexts (fresh
+        random keys) every ``ticket_rotation`` seconds instead."""
+        while (rotation := self.settings.ticket_rotation) > 0:
+            if not self.shared_keys:
+                await asyncio.sleep(rotation)
+                self.reload(why="session ticket keys rotated")
+                continue
+            await asyncio.sleep(max(0.0, (self.period + 1) * rotation - time.time()) + 0.001)
+            period = period_of(time.time(), rotation)
+            if period != self.period:
+                self.rotate_keys(period)
 
 
 class _Waiting:
@@ -141,11 +183,13 @@ class TlsListener:
         self,
         terminator: Terminator,
         factory: Callable[[], asyncio.Protocol],
-        max_waiting: int,
+        has_room: Callable[[], bool],
     ) -> None:
         self.terminator = terminator
         self.factory = factory
-        self.max_waiting = max_waiting
+        # whether one more connection may wait for its handshake: the proxy's one cap
+        # (worker.max_connections) counts these and the established connections together
+        self.has_room = has_room
         self.loop = asyncio.get_running_loop()
         self.sock: socket.socket | None = None
         self.waiting: set[_Waiting] = set()
@@ -194,7 +238,7 @@ class TlsListener:
             except OSError as exc:  # EMFILE and friends: the next readiness tries again
                 log.warning("tls accept failed: %s", exc)
                 return
-            if len(self.waiting) + len(self.handshaking) >= self.max_waiting:
+            if not self.has_room():
                 stats.failed("overload")
                 sock.close()
                 continue

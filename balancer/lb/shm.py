@@ -32,26 +32,31 @@ from dataclasses import dataclass
 from typing import Any
 
 MAGIC = b"PYJKSHM1"
-MAX_PROCS = 64  # process slots; --processes is capped below this
+MAX_PROCS = 64  # process slots
+MAX_PROCESSES = MAX_PROCS - 1  # data-plane processes: the last slot is the supervisor's
 NAME_SIZE = 64  # bytes of a record key part or a string field (mod_jk: JK_SHM_STR_SIZ 63)
 WORDS = 40  # 8-byte numeric fields per record
 STRINGS = 4  # string fields per record
-HEADER_SIZE = 64  # magic, record count, generation, a 32-byte secret
+HEADER_SIZE = 64  # magic, record count, generation, a 32-byte secret, scrape requests
 SECRET_SIZE = 32
 PROC_SIZE = 64  # bytes per process row
 # record: lb name, member name ("" = the lb's settings), fingerprint, in-use, words, strings,
-# one busy word per process slot
+# one busy word per process slot. The in-use word: IN_USE, FREE, or -G: freed by generation G
+# and not reusable until every live process serves G or later (one still on an older
+# generation may write it).
 KEY_SIZE = 2 * NAME_SIZE
 WORDS_AT = KEY_SIZE + 16
 STRINGS_AT = WORDS_AT + WORDS * 8
 BUSY_AT = STRINGS_AT + STRINGS * NAME_SIZE
 RECORD_SIZE = BUSY_AT + MAX_PROCS * 8
 DEFAULT_RECORDS = 1024
+IN_USE, FREE = 1, 0
 
 
 # Two slots for the configuration text of a generation (workers.properties, uriworkermap), so
 # the processes load what the supervisor checked, not what the files say a moment later.
 TEXT_SLOT = 1 << 20
+TEXT_HEAD = 32  # a slot's generation (the seqlock) and the lengths of its three parts
 # Per process slot: counters whose keys are not known in advance (TLS failures by reason,
 # ciphers), as a small document its process rewrites; the others read and add them up.
 BLOB_SIZE = 64 * 1024  # the traffic histograms of a few hundred members
@@ -135,6 +140,15 @@ class Table:
     def generation(self, value: int) -> None:
         self.words[2] = value
 
+    @property
+    def asked(self) -> int:
+        """How many times a page asked every process to publish its document now."""
+        return self.words[7]
+
+    def ask(self) -> None:
+        """A scrape's request (two at once may count one: either way everyone publishes)."""
+        self.words[7] = self.words[7] + 1
+
     # -- the configuration text of each generation ----------------------------------------
 
     def consume(self, token: int) -> bool:
@@ -171,6 +185,9 @@ class Table:
         self.view[at + 16 : at + 16 + len(data)] = data
         self.words[at // 8] = seq + 2
 
+    def has_blob(self, slot: int) -> bool:
+        return self.words[self._blob(slot) // 8 + 1] > 0
+
     def blob(self, slot: int) -> bytes:
         at = self._blob(slot)
         for _ in range(1000):
@@ -183,34 +200,41 @@ class Table:
                 return data
         return b""  # its writer died mid-write: nothing to add up
 
-    def publish(self, workers: str, mounts: str) -> int:
+    def publish(self, workers: str, mounts: str, control: str = "") -> int:
         """The supervisor's next generation: its text first, then the generation number.
-        Returns the new generation."""
+        ``control``: what the supervisor decided for this generation besides the files (the
+        dynamic lbs' members it heard). Returns the new generation."""
         generation = self.generation + 1
-        a, b = workers.encode("utf-8"), mounts.encode("utf-8")
+        parts = [t.encode("utf-8") for t in (workers, mounts, control)]
+        raw = b"".join(parts)
         at = self._text_slot(generation)
-        if 24 + len(a) + len(b) > TEXT_SLOT:
+        if TEXT_HEAD + len(raw) > TEXT_SLOT:
             raise TableFull(f"configuration text over {TEXT_SLOT} bytes")
         self.words[at // 8] = -1  # being written (a seqlock's odd count)
-        self.words[at // 8 + 1] = len(a)
-        self.words[at // 8 + 2] = len(b)
-        self.view[at + 24 : at + 24 + len(a) + len(b)] = a + b
+        for i, part in enumerate(parts):
+            self.words[at // 8 + 1 + i] = len(part)
+        self.view[at + TEXT_HEAD : at + TEXT_HEAD + len(raw)] = raw
         self.words[at // 8] = generation
         self.generation = generation
         return generation
 
-    def texts(self) -> tuple[int, str, str]:
-        """(generation, workers text, mounts text) of the newest generation, read whole: a
-        copy the supervisor overwrote meanwhile is read again."""
+    def texts(self) -> tuple[int, str, str, str]:
+        """(generation, workers text, mounts text, control) of the newest generation, read
+        whole: a copy the supervisor overwrote meanwhile is read again."""
         while True:
             generation = self.generation
             at = self._text_slot(generation)
             if self.words[at // 8] != generation:
                 continue  # two publishes since we looked: read the newest
-            n, m = self.words[at // 8 + 1], self.words[at // 8 + 2]
-            raw = bytes(self.view[at + 24 : at + 24 + n + m])
+            n, m, c = (self.words[at // 8 + 1 + i] for i in range(3))
+            raw = bytes(self.view[at + TEXT_HEAD : at + TEXT_HEAD + n + m + c])
             if self.words[at // 8] == generation:
-                return generation, raw[:n].decode("utf-8"), raw[n:].decode("utf-8")
+                return (
+                    generation,
+                    raw[:n].decode("utf-8"),
+                    raw[n : n + m].decode("utf-8"),
+                    raw[n + m :].decode("utf-8"),
+                )
 
     # -- process rows ----------------------------------------------------------------------
 
@@ -246,11 +270,11 @@ class Table:
         return rows
 
     def clear_process(self, slot: int) -> None:
-        """A reaped process: its row and its busy counts in every record go."""
+        """A reaped process: its row and its busy counts in every record go. Its document
+        stays: what it counted still counts in the totals, and the next process of the slot
+        goes on from it."""
         w = self._proc(slot)
         self.words[w : w + PROC_SIZE // 8] = memoryview(bytes(PROC_SIZE)).cast("q")
-        at = self._blob(slot)
-        self.words[at // 8 : at // 8 + 2] = memoryview(bytes(16)).cast("q")
         for r in range(self.records):
             self.words[self.record_word(r) + (BUSY_AT + slot * 8) // 8] = 0
 
@@ -266,36 +290,49 @@ class Table:
             bytes(self.view[at + NAME_SIZE : at + KEY_SIZE]).rstrip(b"\0"),
         )
 
+    def _in_use(self, index: int) -> int:
+        return self.words[self.record_word(index) + KEY_SIZE // 8 + 1]
+
     def find(self, lb: str, member: str) -> int:
         """The record of (lb, member), or -1."""
         key = (_name(lb), _name(member))
         for i in range(self.records):
-            if self.words[self.record_word(i) + KEY_SIZE // 8 + 1] and self._key(i) == key:
+            if self._in_use(i) == IN_USE and self._key(i) == key:
                 return i
         return -1
 
     def allocate(self, lb: str, member: str) -> int:
-        """The record of (lb, member), claimed if new (the supervisor only: one writer)."""
+        """The record of (lb, member), claimed if new (the supervisor only: one writer). A
+        record freed by a generation some live process has not passed yet is not reused."""
         found = self.find(lb, member)
         if found >= 0:
             return found
+        oldest = min((r.generation for r in self.processes()), default=self.generation)
         for i in range(self.records):
-            w = self.record_word(i)
-            if not self.words[w + KEY_SIZE // 8 + 1]:
+            used = self._in_use(i)
+            if used == FREE or (used < 0 and -used <= oldest):
+                w = self.record_word(i)
                 at = w * 8
                 self.view[at : at + RECORD_SIZE] = bytes(RECORD_SIZE)
                 self.view[at : at + NAME_SIZE] = _name(lb).ljust(NAME_SIZE, b"\0")
                 self.view[at + NAME_SIZE : at + KEY_SIZE] = _name(member).ljust(NAME_SIZE, b"\0")
-                self.words[w + KEY_SIZE // 8 + 1] = 1
+                self.words[w + KEY_SIZE // 8 + 1] = IN_USE
                 return i
         raise TableFull(f"the shared lb table has no free record for {lb}/{member}")
 
-    def release_except(self, keep: set[tuple[str, str]]) -> None:
-        """Free the records of members a reload removed (the supervisor only)."""
+    def release_except(self, keep: set[tuple[str, str]], generation: int) -> list[tuple[str, str]]:
+        """Free the records of members ``generation`` no longer has (a reload removed them, or
+        they left a dynamic lb); the supervisor only. They are reused once every live process
+        serves ``generation``: until then a process on an older one may still write them.
+        Returns the (lb, member) keys freed."""
         wanted = {(_name(lb), _name(m)) for lb, m in keep}
+        freed = []
         for i in range(self.records):
-            if self.words[self.record_word(i) + KEY_SIZE // 8 + 1] and self._key(i) not in wanted:
-                self.words[self.record_word(i) + KEY_SIZE // 8 + 1] = 0
+            key = self._key(i)
+            if self._in_use(i) == IN_USE and key not in wanted:
+                self.words[self.record_word(i) + KEY_SIZE // 8 + 1] = -generation
+                freed.append((key[0].decode("utf-8"), key[1].decode("utf-8")))
+        return freed
 
     def fingerprint_of(self, index: int) -> int:
         return self.words[self.record_word(index) + KEY_SIZE // 8]

@@ -105,6 +105,9 @@ class RedisClusterKit:
         for s in self.servers:
             wait_for(lambda s=s: "cluster_state:ok" in cli(s.port, "cluster", "info"), 30,
                      what=f"cluster state ok on {s.port}")  # fmt: skip
+        # every replica synced with its master: a WAIT 1 before that waits in vain
+        wait_for(lambda: sum("master_link_status:up" in cli(s.port, "info", "replication")
+                             for s in self.servers) == 3, 30, what="replicas in sync")  # fmt: skip
         return self
 
     @property

@@ -46,7 +46,7 @@ def dynamic_workers(cluster_file: Path, extra: str = "") -> str:
 
 def start(stack: Stack, extra: str = "") -> Cluster:
     cluster = Cluster(stack.group, stack.tmp)
-    # one process: with --processes N each one hears the heartbeats itself (operations.md)
+    # one process: its log lines are counted (with --processes N the supervisor hears the cluster)
     stack.start_balancer(
         dynamic_workers(cluster.default_config, extra), MOUNTS, args=("--processes", "1")
     )

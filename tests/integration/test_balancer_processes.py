@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.integration.conftest import Stack, http_get, wait_for
+from tests.support.procs import open_files
 
 PROCS = ("--processes", "2")
 TOKEN = "t0k3n-for-the-processes-tests-0123456789"
@@ -290,6 +291,10 @@ def test_the_access_log_of_two_processes_has_whole_lines(stack: Stack):
     wait_for(complete, 10, what="300 access log lines")
     lines = [ln for ln in log_path.read_text().splitlines() if "/app/" in ln]
     assert len(lines) == 300
+    # the processes write it; the supervisor, which proxies nothing, does not hold it open
+    assert stack.balancer is not None
+    assert str(log_path) not in open_files(stack.balancer.pid)
+    assert all(str(log_path) in open_files(int(p["pid"])) for p in processes(stack))
     assert all(line.match(ln) for ln in lines), [ln[:120] for ln in lines if not line.match(ln)]
 
 
@@ -315,3 +320,68 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# not the answering process's own process_*, nor the rows of the processes running now
+COUNTER = re.compile(
+    r"^(?!process_|python_|pyjk_requests_total|pyjk_process_)"
+    r"(\w+(?:_total|_count|_bucket)(?:\{[^}]*\})?) (\S+)$"
+)
+
+
+def counters(text: str) -> dict[str, float]:
+    """Every cumulative series of a scrape but the per-process ones."""
+    return {m.group(1): float(m.group(2)) for m in map(COUNTER.match, text.splitlines()) if m}
+
+
+def scrape(stack: Stack) -> dict[str, float]:
+    """One /metrics; again if the connection landed on a process just killed (its queued
+    connections are reset: SO_REUSEPORT)."""
+    for _ in range(5):
+        try:
+            status, _, body = http_get(f"{stack.url}/jkmanager/metrics")
+        except OSError:
+            continue
+        assert status == 200
+        return counters(body.decode())
+    raise AssertionError("no scrape answered")
+
+
+def test_summed_totals_never_go_backwards_across_scrapes_under_load_and_a_kill_9(stack: Stack):
+    # each scrape is answered by either process; the totals it shows may never be below
+    # those of an earlier scrape (summing one's live counters with the other's older
+    # document did go backwards: 26 then 24), not even when a process is killed and replaced
+    start(stack, ["n1", "n2"])
+    load = Load(f"{stack.url}/app/x", threads=4)
+    backwards: list[str] = []
+    try:
+        load.wait_for(50)
+        before = served_by_each(stack)
+        previous: dict[str, float] = {}
+        victim = next(p for p in processes(stack) if p["slot"] == "0")
+        for i in range(240):
+            if i == 120:
+                os.kill(int(victim["pid"]), signal.SIGKILL)
+            now = scrape(stack)
+            backwards += [
+                f"{i} {k}: {previous[k]} -> {v}" for k, v in now.items() if v < previous.get(k, 0)
+            ]
+            previous = now
+
+        def replaced() -> bool:
+            return any(p["slot"] == "0" and p["pid"] != victim["pid"] for p in processes(stack))
+
+        wait_for(replaced, 20, what="slot 0 replaced")
+        for i in range(240, 300):  # and with its successor serving
+            now = scrape(stack)
+            backwards += [
+                f"{i} {k}: {previous[k]} -> {v}" for k, v in now.items() if v < previous.get(k, 0)
+            ]
+            previous = now
+        each_served_more(stack, before)  # both processes served (and answered scrapes)
+    finally:
+        results = load.stop()
+    # (the requests the kill failed are test_kill_9_of_a_process_under_load_...'s subject)
+    assert sum(1 for r in results if r[0] == 200) >= 50
+    assert any(k.startswith("pyjk_member_responses_total") for k in previous), sorted(previous)
+    assert backwards == [], backwards[:10]

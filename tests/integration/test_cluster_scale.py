@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import ROOT, Stack, http_get
-from tests.integration.test_balancer_dynamic import MOUNTS, dynamic_workers, members
+from tests.integration.test_balancer_dynamic import MOUNTS, counter, dynamic_workers, members
+from tests.integration.test_balancer_processes import each_served_more, processes, served_by_each
 from tests.integration.test_cluster_kit import Cluster
-from tests.support.procs import wait_for
+from tests.support.procs import open_files, tcp_connections_to, udp_sockets, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -36,20 +37,28 @@ def pyjk_cluster(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.fixture
-def scaled(stack: Stack) -> Iterator[tuple[Stack, Path]]:
-    """A dynamic-lb balancer and its cluster file; every worker scale started is stopped."""
-    config = Cluster(stack.group, stack.tmp).default_config
-    # one process: with --processes N each one hears the heartbeats itself (operations.md)
-    stack.start_balancer(dynamic_workers(config), MOUNTS, args=("--processes", "1"))
+@contextlib.contextmanager
+def scaled_balancer(stack: Stack, processes: int, extra: str = "") -> Iterator[Cluster]:
+    """A dynamic-lb balancer and its cluster; every worker scale started is stopped."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = cluster.default_config
+    workers = dynamic_workers(config, extra)
+    stack.start_balancer(workers, MOUNTS, args=("--processes", str(processes)))
     try:
-        yield stack, config
+        yield cluster
     finally:
         pyjk_cluster("scale", "0", "--cluster", str(config), "--stop-timeout", "5")
         state = config.parent / f".{config.name}.workers.json"  # what scale 0 could not stop
         for line in state.read_text().splitlines() if state.exists() else []:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 os.kill(json.loads(line)["pid"], signal.SIGKILL)
+
+
+@pytest.fixture
+def scaled(stack: Stack) -> Iterator[tuple[Stack, Path]]:
+    # one process: its log lines are counted (with --processes N the supervisor hears the cluster)
+    with scaled_balancer(stack, 1) as cluster:
+        yield stack, cluster.default_config
 
 
 def scale(config: Path, n: int) -> str:
@@ -113,3 +122,54 @@ def test_scaling_3_6_2_under_locust_load_fails_no_request_and_loses_no_session(
     assert log.count("state=JOINED reason=ready") == 6
     assert log.count("state=DIS reason=leaving") == 4
     assert log.count("state=REMOVED reason=shutdown") == 4
+
+
+def test_with_two_processes_only_the_supervisor_hears_the_cluster_and_every_process_follows(
+    stack: Stack,
+):
+    with scaled_balancer(stack, 2, "worker.cluster_poll_interval=1\n") as cluster:
+        config = cluster.default_config
+        wait_for(lambda: len(processes(stack)) == 2, 20, what="two data-plane processes")
+        assert stack.balancer is not None
+        supervisor, dataplane = stack.balancer.pid, [int(p["pid"]) for p in processes(stack)]
+
+        def agreed(count: int) -> set[str] | None:
+            """The members, once pages on new connections (both processes answer some) all
+            show ``count`` of them and every process serves the same generation."""
+            pages = [frozenset(members(stack)) for _ in range(8)]
+            generations = {p["generation"] for p in processes(stack)}
+            if len(set(pages)) == 1 and len(pages[0]) == count and len(generations) == 1:
+                return set(pages[0])
+            return None
+
+        scale(config, 2)
+        wait_for(lambda: agreed(2), 15, what="both processes with both members")
+        names = agreed(2)
+        assert names is not None
+        # the Live column, polled by the supervisor, shows on every process's pages
+        wait_for(lambda: all(all(m["live_sessions"] is not None for m in members(stack).values())
+                             for _ in range(6)), 10, what="the Live column")  # fmt: skip
+        # one multicast receiver, the supervisor's; no process polls /cluster-manager itself
+        # (checked before any request is proxied: the processes' pools connect to the nodes)
+        ports = {m["port"] for m in members(stack).values()}
+        assert udp_sockets(cluster.mport) & open_files(supervisor)
+        for pid in dataplane:
+            assert not udp_sockets(cluster.mport) & open_files(pid), f"process {pid} listens"
+            assert not tcp_connections_to(ports) & open_files(pid), f"process {pid} polls"
+        assert stack.balancer.output().count("listens to cluster") == 1
+        before = served_by_each(stack)
+        served = [counter(stack)[1]["node"] for _ in range(60)]  # new sessions and connections
+        assert set(served) == names
+        each_served_more(stack, before)
+        # one set of numbers: every page shows the same elected counts, whoever answers
+        pages = [{n: m["elected"] for n, m in members(stack).items()} for _ in range(6)]
+        assert all(p == pages[0] for p in pages) and sum(pages[0].values()) == 60, pages
+        scale(config, 1)
+        wait_for(lambda: agreed(1), 20, what="one member left in both processes")
+        (kept,) = agreed(1) or {""}
+        (gone,) = names - {kept}
+        # its shared record is freed (reused once no process serves an older generation)
+        assert f"lb=lb member={gone} shared record freed generation=" in stack.balancer.output()
+        before = served_by_each(stack)
+        assert {counter(stack)[1]["node"] for _ in range(40)} == {kept}
+        each_served_more(stack, before)

@@ -135,10 +135,15 @@ def test_redis_stopped_answers_503_and_resumes_with_nothing_lost_or_invented(
             assert status == 503, (status, body)
             assert headers["Retry-After"] == "1"
             assert "Set-Cookie" not in headers  # no new session handed out
-    # a request that names no session runs (the retry record it may have is not readable,
-    # but it changes no session): the demo's /app answers its redirect
+    # a request with a request id but no session: its retry record cannot be read, and its
+    # first attempt may have written just before Redis went away, so it must not run again
     conn = http.client.HTTPConnection("127.0.0.1", stack.backends["n1"].port, timeout=10)
-    conn.request("GET", "/app", headers={"X-Pyjk-Request-Id": "stateless-1"})
+    conn.request("GET", "/app", headers={"X-Pyjk-Request-Id": "retried-1"})
+    assert conn.getresponse().status == 503
+    conn.close()
+    # one with neither asks Redis nothing and runs: the demo's /app answers its redirect
+    conn = http.client.HTTPConnection("127.0.0.1", stack.backends["n1"].port, timeout=10)
+    conn.request("GET", "/app")
     assert conn.getresponse().status in (301, 302, 303, 307, 308)
     conn.close()
     through_balancer = counter(stack.url, session)

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.integration.conftest import BACKENDS, Stack, http_get
 from tests.integration.test_balancer_edge import MALFORMED, _exchange
+from tests.integration.test_balancer_processes import each_served_more, processes
 from tests.support.certs import Ca, Pair, make_ca, make_pair
 from tests.support.procs import ROOT, free_port, port_open, wait_for
 
@@ -443,3 +444,30 @@ def test_without_the_settings_there_is_no_hsts_and_no_redirect(stack: Stack, tls
         sock.sendall(b"GET /app/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
         data = sock.recv(65536)
     assert b"Strict-Transport-Security" not in data
+
+
+def test_a_session_resumes_on_either_process_and_after_reloads(stack: Stack, tls: Tls):
+    start(stack, tls, "--processes", "2", "--tls-session-tickets", "60")
+    wait_for(lambda: len(processes(stack)) == 2, 20, what="two processes")
+    ctx = tls.context()
+
+    def one(session: ssl.SSLSession | None) -> tuple[bool, ssl.SSLSession | None]:
+        raw = socket.create_connection(("127.0.0.1", tls.port), timeout=5)
+        with raw, ctx.wrap_socket(raw, server_hostname="a.test", session=session) as sock:
+            sock.sendall(b"GET /app/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            assert read_response(sock).startswith(b"HTTP/1.1 200")
+            return sock.session_reused, sock.session
+
+    _, session = one(None)
+    before = [0, 0]
+    reused = [one(session)[0] for _ in range(24)]  # new connections: both processes take some
+    each_served_more(stack, before)
+    assert all(reused), reused
+    # a reload (files and certificates) and a URI-map-only one keep the keys of the period
+    assert stack.balancer is not None and stack.mounts_file is not None
+    stack.balancer.signal(signal.SIGHUP)
+    wait_for(lambda: "generation=2" in stack.balancer.output(), 10, what="the reload")
+    stack.mounts_file.write_text(stack.mounts_file.read_text() + "/other|/*=lb\n")
+    stack.balancer.signal(signal.SIGHUP)
+    wait_for(lambda: "generation=3" in stack.balancer.output(), 10, what="the second reload")
+    assert all(one(session)[0] for _ in range(12))

@@ -44,7 +44,7 @@ async def serve(tmp: Path, rotation: float) -> tuple[Terminator, TlsListener, ss
     ca = make_ca(tmp)
     pair = make_pair(tmp, "a", ["a.test"], ca)
     terminator = Terminator(TlsSettings(pairs=((pair.cert, pair.key),), ticket_rotation=rotation))
-    listener = TlsListener(terminator, Echo, 100)
+    listener = TlsListener(terminator, Echo, lambda: True)
     listener.start("127.0.0.1", 0)
     return terminator, listener, ssl.create_default_context(cafile=str(ca.cert))
 
@@ -72,7 +72,11 @@ async def test_a_ticket_resumes_until_the_keys_rotate(tmp_path: Path, version: s
         _, session = await asyncio.to_thread(connect, port, ctx, None)
         reused, session = await asyncio.to_thread(connect, port, ctx, session)
         assert reused
-        assert terminator.reload(why="session ticket keys rotated")  # what rotate() does
+        # a reload rebuilds the contexts within the period: the keys stay, sessions resume
+        assert terminator.reload()
+        reused, session = await asyncio.to_thread(connect, port, ctx, session)
+        assert reused
+        terminator.rotate_keys(terminator.period + 1)  # what rotate() does at the boundary
         reused, session = await asyncio.to_thread(connect, port, ctx, session)
         assert not reused  # the old key is gone: one full handshake
         reused, _ = await asyncio.to_thread(connect, port, ctx, session)
@@ -81,13 +85,43 @@ async def test_a_ticket_resumes_until_the_keys_rotate(tmp_path: Path, version: s
         listener.close()
 
 
-async def test_rotation_renews_the_contexts_on_its_interval(tmp_path: Path):
-    terminator, listener, _ = await serve(tmp_path, 0.2)
-    first = terminator.certs
+async def test_a_ticket_from_one_process_resumes_on_another_with_the_same_secret(tmp_path: Path):
+    # two processes' listeners: the supervisor's secret gives both the same keys
+    ca = make_ca(tmp_path)
+    pair = make_pair(tmp_path, "a", ["a.test"], ca)
+    settings = TlsSettings(pairs=((pair.cert, pair.key),), ticket_rotation=3600)
+    secret = b"s" * 32
+    one = TlsListener(Terminator(settings, ticket_secret=secret), Echo, lambda: True)
+    other = TlsListener(Terminator(settings, ticket_secret=secret), Echo, lambda: True)
+    stranger = TlsListener(Terminator(settings, ticket_secret=b"t" * 32), Echo, lambda: True)
+    for listener in (one, other, stranger):
+        listener.start("127.0.0.1", 0)
+    ctx = ssl.create_default_context(cafile=str(ca.cert))
+    try:
+        assert one.terminator.shared_keys
+        _, session = await asyncio.to_thread(connect, one.address[1], ctx, None)
+        reused, session = await asyncio.to_thread(connect, other.address[1], ctx, session)
+        assert reused
+        reused, _ = await asyncio.to_thread(connect, stranger.address[1], ctx, session)
+        assert not reused
+    finally:
+        for listener in (one, other, stranger):
+            listener.close()
+
+
+async def test_the_keys_rotate_at_each_period_boundary(tmp_path: Path):
+    terminator, listener, ctx = await serve(tmp_path, 0.5)
     task = asyncio.create_task(terminator.rotate())
     try:
-        await until(lambda: terminator.stats.reloads >= 2, 5, what="two rotations")
-        assert terminator.certs is not first
+        port = listener.address[1]
+        first = terminator.period
+        await until(lambda: terminator.period > first, 5, what="a new period")
+        _, session = await asyncio.to_thread(connect, port, ctx, None)
+        period = terminator.period
+        await until(lambda: terminator.period > period, 5, what="the next period")
+        reused, _ = await asyncio.to_thread(connect, port, ctx, session)
+        assert not reused
+        assert terminator.stats.reloads == 0  # the keys changed, not the contexts
     finally:
         task.cancel()
         listener.close()

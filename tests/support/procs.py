@@ -61,6 +61,37 @@ def memory_mib(pid: int, field: str = "VmRSS") -> float:
     raise AssertionError(f"no {field} for pid {pid}")
 
 
+def open_files(pid: int) -> set[str]:
+    """What the descriptors of ``pid`` point at (paths, ``socket:[inode]``)."""
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            out.add(os.readlink(fd))
+    return out
+
+
+def _sockets(table: str, local: set[int], remote: set[int]) -> set[str]:
+    """``socket:[inode]`` of the /proc/net/<table> entries with a local or remote port."""
+    out = set()
+    for name in (table, table + "6"):
+        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
+            cols = line.split()
+            lport, rport = int(cols[1].rsplit(":", 1)[1], 16), int(cols[2].rsplit(":", 1)[1], 16)
+            if lport in local or rport in remote:
+                out.add(f"socket:[{cols[9]}]")
+    return out
+
+
+def udp_sockets(port: int) -> set[str]:
+    """The UDP sockets bound to ``port`` (e.g. a multicast group's receivers)."""
+    return _sockets("udp", {port}, set())
+
+
+def tcp_connections_to(ports: set[int]) -> set[str]:
+    """The TCP sockets connected to one of ``ports``."""
+    return _sockets("tcp", set(), ports)
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)

@@ -10,7 +10,7 @@ from balancer.cluster_source import ClusterSource
 from balancer.config import parse_workers
 from balancer.config.model import Activation, WorkersConfig
 from balancer.dynamic import DynamicLbs
-from balancer.server import build_engines
+from balancer.runtime import build_engines
 from replication.codec import MemberInfo
 
 N4 = MemberInfo("4" * 32, "node4", "127.0.0.1", 4004, 1000.0, "127.0.0.1", 8104, 3)

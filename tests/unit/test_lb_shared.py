@@ -129,9 +129,10 @@ def test_processes_read_the_configuration_text_of_the_newest_generation():
     t = table()
     assert t.publish("worker.list=a\n", "/a=a\n") == 1
     assert t.publish("worker.list=b\n", "") == 2
-    assert t.texts() == (2, "worker.list=b\n", "")
-    assert t.publish("worker.list=c ü\n", "/c=c\n") == 3  # overwrites generation 1's slot
-    assert t.texts() == (3, "worker.list=c ü\n", "/c=c\n")
+    assert t.texts() == (2, "worker.list=b\n", "", "")
+    # overwrites generation 1's slot; with what the supervisor decided besides the files
+    assert t.publish("worker.list=c ü\n", "/c=c\n", '{"dynamic": {}}') == 3
+    assert t.texts() == (3, "worker.list=c ü\n", "/c=c\n", '{"dynamic": {}}')
 
 
 def test_a_configuration_text_too_large_for_its_slot_is_refused():
@@ -139,14 +140,14 @@ def test_a_configuration_text_too_large_for_its_slot_is_refused():
         table().publish("x" * TEXT_SLOT, "")
 
 
-def test_a_process_document_is_read_whole_and_goes_with_its_process():
+def test_a_process_document_is_read_whole_and_outlives_its_process():
     t = table()
     t.write_blob(3, b'{"handshakes": 2}')
     t.write_blob(3, b'{"handshakes": 5}')
     assert t.blob(3) == b'{"handshakes": 5}'
-    assert t.blob(4) == b""
-    t.clear_process(3)
-    assert t.blob(3) == b""
+    assert t.blob(4) == b"" and not t.has_blob(4)
+    t.clear_process(3)  # what it counted still counts; its successor goes on from it
+    assert t.blob(3) == b'{"handshakes": 5}' and t.has_blob(3)
     seq_word = t._blob(4) // 8
     t.words[seq_word] = 1  # a writer that died mid-write leaves an odd count
     assert t.blob(4) == b""
@@ -176,3 +177,47 @@ def test_a_dynamic_member_has_one_shared_record_whatever_time_each_process_saw_i
     seen_by_other = replace(seen_by_one, joined_at=1796577134.375)
     assert fingerprint(seen_by_one) == fingerprint(seen_by_other)
     assert fingerprint(seen_by_one) != fingerprint(replace(seen_by_one, port=8102))
+
+
+def supervisor_reload(t: Table, members) -> LbEngine:
+    """The owner builds the next generation's engine, frees what it dropped, publishes."""
+    engine = LbEngine(LB, members, 60, 0.0, ShmState(t, slot=63, owner=True))
+    keep = {("lb", m.name) for m in members} | {("lb", "")}
+    t.release_except(keep, t.generation + 1)
+    t.publish("", "")
+    return engine
+
+
+def test_a_freed_record_is_not_reused_while_a_process_may_still_write_it():
+    t = table(records=4)  # the lb's settings and three members: full
+    supervisor_reload(t, MEMBERS)  # generation 1
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 1))
+    t.write_process(ProcessRow(1, 101, 0.0, 0, 0, 1))
+    (lagging,) = engines(t, 1)
+    old_n3 = lagging.member("n3")
+    supervisor_reload(t, MEMBERS[:2])  # generation 2 drops n3
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 2))  # process 1 still serves generation 1
+    with pytest.raises(TableFull):  # n3's record is not free yet: process 1 may write it
+        supervisor_reload(t, (*MEMBERS[:2], MemberConfig("n4", lbfactor=4)))
+    old_n3.elected += 1  # process 1 still counts on it: it corrupts no other member
+    t.write_process(ProcessRow(1, 101, 0.0, 0, 0, 2))  # now every process passed it
+    engine = supervisor_reload(t, (*MEMBERS[:2], MemberConfig("n4", lbfactor=4)))
+    assert engine.member("n4").lbfactor == 4 and engine.member("n4").elected == 0
+
+
+def test_a_failed_process_s_row_holds_the_record_until_it_is_reaped():
+    t = table(records=4)
+    supervisor_reload(t, MEMBERS)
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 1))
+    supervisor_reload(t, MEMBERS[:2])  # process 0's reload failed: it stays on 1
+    with pytest.raises(TableFull):
+        supervisor_reload(t, (*MEMBERS[:2], MemberConfig("n4")))
+    t.clear_process(0)  # reaped (its replacement starts on the newest generation)
+    assert supervisor_reload(t, (*MEMBERS[:2], MemberConfig("n4"))).member("n4").elected == 0
+
+
+def test_a_released_record_is_no_longer_found_by_the_processes():
+    t = table()
+    supervisor_reload(t, MEMBERS)
+    supervisor_reload(t, MEMBERS[:2])
+    assert t.find("lb", "n3") == -1 and t.find("lb", "n2") >= 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.tls import TlsStats
 from balancer.lb.shm import ProcessRow, Table, table_size
-from balancer.process_totals import all_tls_stats, all_traffic, document
+from balancer.process_totals import PUBLISH_EVERY, Totals, document, parse
 
 
 def table() -> Table:
@@ -27,17 +29,61 @@ def traffic(requests: int, status: int = 200) -> TrafficStats:
     return s
 
 
-def test_a_page_shows_its_own_live_counters_plus_the_others_documents():
+def totals(t: Table, slot: int, stats: TrafficStats, tls: TlsStats | None = None) -> Totals:
+    return Totals(t, slot, stats, lambda: tls)
+
+
+def test_a_page_sums_the_published_documents_its_own_published_first():
     t = table()
     t.write_blob(1, document(None, traffic(3)))
     t.write_blob(2, document(None, traffic(4, status=503)))
-    t.write_blob(0, document(None, traffic(100)))  # its own document is stale: not read
-    total = all_traffic(t, 0, traffic(5))
+    t.write_blob(0, document(None, traffic(100)))  # its own old document: replaced first
+    total = totals(t, 0, traffic(5)).traffic()
     assert total.accepted == 12
     assert total.answers[("lb", "n1")].classes == [0, 8, 0, 0, 4]
     assert sum(total.answers[("lb", "n1")].total) == 12
     assert total.refused == {"max_connections": 3} and total.rejected == {400: 3}
     assert total.retries == {("lb", "connect-refused"): 3}
+    assert parse(t.blob(0)).traffic.accepted == 5
+
+
+def test_totals_never_go_backwards_whichever_process_answers():
+    # Two processes whose counters grow; scrapes alternate between them. Summing one's live
+    # counters with the other's older document went backwards (26 then 24 in CI).
+    t = table()
+    t.clear_process(2)
+    a_stats, b_stats = TrafficStats(), TrafficStats()
+    a, b = totals(t, 0, a_stats), totals(t, 1, b_stats)
+    a.publish(), b.publish()
+    seen = []
+    for i in range(60):
+        (a_stats if i % 3 else b_stats).answered("lb", "n1", 200, 0.001, 0.002)
+        if i % 7 == 0:
+            a.tick(float(i)), b.tick(float(i))  # the follow loops' own publishing
+        answering = a if i % 2 else b
+        seen.append(sum(answering.traffic().answers[("lb", "n1")].classes))
+    assert seen == sorted(seen) and seen[-1] == 60
+
+
+def test_a_document_is_published_when_changed_at_most_every_period_or_when_asked():
+    t = table()
+    stats = TrafficStats()
+    mine, other = totals(t, 0, stats), totals(t, 1, TrafficStats())
+    mine.tick(0.0)
+    first = t.blob(0)
+    mine.tick(0.05)  # nothing changed
+    stats.answered("lb", "n1", 200, 0.001, 0.002)
+    mine.tick(0.1)  # changed, but published 0.1 s ago
+    assert t.blob(0) == first
+    mine.tick(PUBLISH_EVERY + 0.01)
+    assert parse(t.blob(0)).traffic.answers[("lb", "n1")].classes[1] == 1
+    stats.answered("lb", "n1", 200, 0.001, 0.002)
+    other.traffic()  # a scrape in another process asks everyone
+    mine.tick(PUBLISH_EVERY + 0.02)
+    assert parse(t.blob(0)).traffic.answers[("lb", "n1")].classes[1] == 2
+    stats.answered("lb", "n1", 200, 0.001, 0.002)
+    mine.tick(PUBLISH_EVERY + 0.03)  # the request was answered: back to the period
+    assert parse(t.blob(0)).traffic.answers[("lb", "n1")].classes[1] == 2
 
 
 def test_tls_counters_add_up_but_reloads_do_not():
@@ -50,14 +96,47 @@ def test_tls_counters_add_up_but_reloads_do_not():
     own = TlsStats()
     own.failed("timeout")
     own.reloads = 2
-    total = all_tls_stats(t, 0, own)
+    total = totals(t, 0, TrafficStats(), own).tls(own)
     assert total.handshakes == 1 and total.failures == {"timeout": 2}
     assert total.protocols == {"TLSv1.3": 1} and total.reloads == 2
 
 
-def test_a_document_that_cannot_be_read_adds_nothing():
+def test_a_document_that_cannot_be_read_counts_as_the_last_good_one():
     t = table()
-    t.write_blob(1, b'{"traffic": {"accepted": "x"')
-    t.write_blob(2, b'{"traffic": {"accepted": 1}}')  # fields missing
-    assert all_traffic(t, 0, traffic(1)).accepted == 1
-    assert all_tls_stats(t, 0, TlsStats()).handshakes == 0
+    mine = totals(t, 0, traffic(1))
+    t.write_blob(1, document(None, traffic(3)))
+    t.write_blob(2, b'{"traffic": {"accepted": 1}}')  # fields missing: never good
+    assert mine.traffic().accepted == 4
+    t.write_blob(1, b'{"traffic": {"accepted": "x"')  # cut short
+    assert mine.traffic().accepted == 4
+    assert mine.tls(TlsStats()).handshakes == 0
+
+
+def test_a_document_is_parsed_once_per_change(monkeypatch):
+    t = table()
+    mine = totals(t, 0, traffic(1))
+    t.write_blob(1, document(None, traffic(3)))
+    calls = []
+    real = json.loads
+    monkeypatch.setattr(json, "loads", lambda raw: calls.append(raw) or real(raw))
+    mine.traffic()
+    mine.traffic()
+    assert len([c for c in calls if b'"accepted":3' in c]) == 1
+
+
+def test_a_replaced_process_s_counts_stay_and_its_successor_goes_on_from_them():
+    t = table()
+    t.clear_process(2)
+    first = totals(t, 0, traffic(5))
+    first.publish()
+    other = totals(t, 1, traffic(3))
+    assert other.traffic().accepted == 8
+    t.clear_process(0)  # killed: its row goes, its published document stays
+    assert other.traffic().accepted == 8
+    own = TrafficStats()
+    successor = totals(t, 0, own)
+    successor.inherit()  # at its start, before it publishes
+    own.accepted += 2
+    assert other.traffic().accepted == 8  # not published yet: the predecessor's 5 count
+    successor.publish()
+    assert other.traffic().accepted == 10

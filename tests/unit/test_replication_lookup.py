@@ -262,3 +262,25 @@ async def test_a_takeover_refresh_skips_a_member_whose_link_just_failed():
     answer(links[OTHER.id])
     assert await refresh == FOUND
     assert links[PEER.id].pulls == []
+
+
+async def test_past_the_cap_of_asks_in_flight_a_takeover_refresh_is_unknown_without_asking():
+    node, _, _ = make_node()
+    links = with_links(node)
+    node.store.install(replica(count=5).state)
+    waiting = [asyncio.create_task(node.find([f"{i:032X}"])) for i in range(MAX_LOOKUPS)]
+    await pulls_sent(links, 2 * MAX_LOOKUPS)
+    assert await node.refresh([RANDOM]) == UNKNOWN
+    assert sum(len(link.pulls) for link in links.values()) == 2 * MAX_LOOKUPS  # none added
+    assert node.counters["refreshes_refused"] == 1
+    await asyncio.gather(*waiting)
+    assert node.syncer._lookups == 0  # every ask gave its place back
+
+
+async def test_a_takeover_refresh_of_an_invalidated_id_asks_nobody():
+    node, _, _ = make_node()
+    links = with_links(node)
+    node.replicator.dead[RANDOM] = ((1, PEER.id), time.time())  # a tombstone: gone
+    assert await node.refresh([RANDOM]) == FOUND
+    assert sum(len(link.pulls) for link in links.values()) == 0
+    assert node.counters["refreshes"] == 0

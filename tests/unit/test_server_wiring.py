@@ -33,3 +33,21 @@ def test_every_engine_sees_the_pools_at_start_and_after_a_reload(tmp_path: Path)
     engines = balancer.runtime.engines
     assert {"lb", "lb2"} <= set(engines)
     assert all(e.pool_has_room == has_room for e in engines.values())
+
+
+def test_a_departed_member_s_traffic_stats_fold_into_its_lb(tmp_path: Path) -> None:
+    # dynamic members come and go for as long as the balancer runs: their per-member
+    # histograms must not pile up, and the lb's totals must not go back
+    workers = tmp_path / "workers.properties"
+    mounts = tmp_path / "uriworkermap.properties"
+    two = WORKERS.format(lbs="lb", lb="lb").replace("balance_workers=n1", "balance_workers=n1,n2")
+    workers.write_text(two + "worker.n2.type=http\nworker.n2.host=127.0.0.1\nworker.n2.port=2\n")
+    mounts.write_text("/app|/*=lb\n")
+    balancer = Balancer(workers, mounts, [("127.0.0.1", 0, False)])
+    stats = balancer.proxy.stats
+    stats.answered("lb", "n1", 200, 0.001, 0.002)
+    stats.answered("lb", "n2", 503, 0.001, 0.002)
+    workers.write_text(WORKERS.format(lbs="lb", lb="lb"))
+    assert balancer.reload("n2 removed")
+    assert set(stats.members()) == {("lb", "n1")}
+    assert stats.lbs()["lb"].classes == [0, 1, 0, 0, 1] and stats.frontend()[4] == 1

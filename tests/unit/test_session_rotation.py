@@ -4,6 +4,8 @@ one creating delta that ``replaces`` the old id, and replicas end the old id whe
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -14,6 +16,7 @@ from replication.replicator import Replicator
 from tests.unit.test_sessions_store import new_session
 from worker import get_session, rotate_session_id, setup_sessions
 from worker.delta import SessionDelta
+from worker.middleware import SESSIONS
 from worker.sessions import SessionStore, TooManySessions
 
 T0 = 1_700_000_000.0
@@ -140,3 +143,82 @@ def test_rotating_then_invalidating_ends_the_old_id_everywhere():
     deltas = [store.commit(v, T0) for v in (new, view)]
     assert deltas == [SessionDelta(old_id, T0, invalidated=True), None]
     assert store.states() == []
+
+
+def test_a_write_to_the_old_id_acknowledged_during_the_rotation_is_carried_over():
+    """Issue 18: the new session was built from the rotating request's start, so a concurrent
+    request's acknowledged write to the old id vanished with it."""
+    store = SessionStore("node1")
+    old_id = new_session(store, cart=["apple"], user="bob", theme="dark")
+    rotating = store.begin(old_id, T0 + 1)
+    rotating["user"] = "alice"  # changed by the rotating request: its own value wins
+    new = store.rotate(rotating, T0 + 1)
+    writer = store.begin(old_id, T0 + 1)  # a concurrent request on the old id
+    writer["cart"] = ["apple", "pear"]
+    writer["user"] = "mallory"
+    writer["coupon"] = "X1"
+    del writer["theme"]
+    assert store.commit(writer, T0 + 1) is not None  # acknowledged to its client
+    delta = store.commit(new, T0 + 2)
+    assert store.commit(rotating, T0 + 2) is None
+    expected = {"cart": ["apple", "pear"], "user": "alice", "coupon": "X1"}
+    assert dict(delta.set_values) == expected
+    assert {k: json.loads(t) for k, t in store.get_state(new.id).attributes.items()} == expected
+    assert old_id not in store
+
+
+def test_a_value_changed_in_place_after_the_rotation_is_this_requests_own():
+    store = SessionStore("node1")
+    old_id = new_session(store, cart=["apple"], n=1)
+    rotating = store.begin(old_id, T0)
+    new = store.rotate(rotating, T0)
+    new["cart"].append("fig")  # touched after the rotation
+    again = store.rotate(new, T0)  # and rotated once more: still a copy of the first session
+    writer = store.begin(old_id, T0)
+    writer["cart"] = ["plum"]
+    writer["n"] = 2
+    store.commit(writer, T0)
+    delta = store.commit(again, T0)
+    assert [store.commit(v, T0) for v in (new, rotating)] == [None, None]
+    assert dict(delta.set_values) == {"cart": ["apple", "fig"], "n": 2}
+
+
+async def test_two_concurrent_requests_one_rotating_one_writing_keep_both(aiohttp_client):
+    import asyncio
+
+    app = web.Application()
+    setup_sessions(app, route="n1")
+    rotated, written = asyncio.Event(), asyncio.Event()
+
+    async def visit(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session["n"] = session.get("n", 0) + 1
+        return web.json_response({"id": session.id, "n": session["n"]})
+
+    async def add(request: web.Request) -> web.Response:
+        await rotated.wait()
+        session = await get_session(request)
+        session["item"] = request.query["item"]
+        return web.json_response({"id": session.id})
+
+    async def login(request: web.Request) -> web.Response:
+        session = await rotate_session_id(request)
+        session["user"] = "alice"
+        rotated.set()
+        await written.wait()  # the other request commits while this one is still running
+        return web.json_response({"id": session.id})
+
+    app.router.add_get("/visit", visit)
+    app.router.add_get("/add", add)
+    app.router.add_post("/login", login)
+    client: TestClient = await aiohttp_client(app)
+    first = await (await client.get("/visit")).json()
+    cookie = {"Cookie": f"JSESSIONID={first['id']}"}
+    login_task = asyncio.ensure_future(client.post("/login", headers=cookie))
+    added = await client.get("/add?item=book", headers=cookie)
+    assert added.status == 200  # acknowledged
+    written.set()
+    new_id = (await (await login_task).json())["id"]
+    state = app[SESSIONS].store.get_state(new_id)
+    kept = {k: json.loads(t) for k, t in state.attributes.items()}
+    assert kept == {"n": 1, "user": "alice", "item": "book"}

@@ -3,13 +3,18 @@ from a supervisor to its data-plane processes (balancer/standby.py)."""
 
 from __future__ import annotations
 
+import json
+import mmap
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
+from balancer.lb.shm import Table, table_size
 from balancer.pair import PairView, Peer
-from balancer.standby import read_view, view_document
+from balancer.standby import read_view, view_part
 from balancer.status.pair_view import pair_fields, pair_html, pair_metrics
 from balancer.status.text import _line
+from balancer.supervisor import SUPERVISOR_SLOT, publish_part
 
 PEER = Peer("b" * 32, "standby", "10.0.0.2", ("0.0.0.0:80",), 0.25)
 VIEW = PairView("active", (PEER,), 1, 0, False)
@@ -50,5 +55,17 @@ def test_metrics_say_active_takeovers_and_the_peers_age():
 
 
 def test_the_view_crosses_the_shared_table_whole_or_not_at_all():
-    assert read_view(view_document(VIEW)) == VIEW
-    assert read_view(b"") is None and read_view(b'{"role": "active"}') is None
+    doc = json.dumps({"live": None, "limits": {}, **view_part(VIEW)}).encode()
+    assert read_view(doc) == VIEW
+    assert read_view(b"") is None and read_view(b'{"live": null, "limits": {}}') is None
+    assert read_view(b'{"pair": {"role": "active"}}') is None
+
+
+def test_the_supervisors_document_keeps_each_writers_keys():
+    table = Table(mmap.mmap(-1, table_size()))
+    table.format(b"s" * 32)
+    publish_part(table, view_part(VIEW))
+    publish_part(table, {"live": {"n1": 3}, "limits": {}})  # the cluster view's round
+    assert read_view(table.blob(SUPERVISOR_SLOT)) == VIEW
+    publish_part(table, view_part(PairView("standby", (), 0, 0, False)))
+    assert json.loads(table.blob(SUPERVISOR_SLOT))["live"] == {"n1": 3}

@@ -1,0 +1,143 @@
+"""A data-plane process of a supervisor (``--processes N``): what it reads, what it publishes.
+
+It reads, never decides again, what the supervisor decided once for all: the configuration
+text of each generation, the dynamic lbs' members the supervisor heard from the cluster (the
+process joins no multicast group), whether a generation renews the TLS contexts (a SIGHUP
+does; a URI map change or a member joining does not, so a session ticket stays good), and the
+cluster view's Live column. It publishes its process row every ``FOLLOW_INTERVAL`` and its
+counters' document when they changed (balancer/process_totals.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from balancer.cluster_view import PublishedView
+from balancer.config.model import MemberConfig, WorkersConfig
+from balancer.dynamic import published
+from balancer.lb.shm import MAX_PROCESSES, Table
+from balancer.process_totals import AllProcessesTraffic, Totals
+from balancer.status.traffic_metrics import TrafficCollector
+
+if TYPE_CHECKING:  # server.py imports the supervisor, which imports this module
+    from balancer.server import Balancer
+
+log = logging.getLogger("pyjk.balancer")
+
+FOLLOW_INTERVAL = 0.05  # s: refresh of the process row; new-generation and scrape checks
+SUPERVISOR_SLOT = MAX_PROCESSES  # the last slot: the supervisor's busy counts, its document
+
+
+def control_document(dynamic: Mapping[str, Any], tls_epoch: int, tickets: bytes) -> str:
+    """What the supervisor publishes with a generation besides the files: the dynamic
+    members, its SIGHUP count, the secret the TLS session ticket keys derive from."""
+    doc = {"dynamic": dynamic, "tls": tls_epoch, "tickets": base64.b64encode(tickets).decode()}
+    return json.dumps(doc, sort_keys=True)
+
+
+class DataPlaneProcess:
+    def __init__(self, table: Table, slot: int) -> None:
+        self.table, self.slot = table, slot
+        self.generation = 0  # the configuration generation this process serves
+        self.reading = 0  # the generation of the text read last
+        self.control: dict[str, Any] = {}  # the control document of the text read last
+        self.tls_epoch: object = None  # the supervisor's SIGHUP count this process's TLS has
+
+    # -- what Balancer reads through (server.py) -----------------------------------------------
+
+    def config_texts(self) -> tuple[str, str]:
+        """The text the supervisor published, never the files (they may have changed since)."""
+        self.reading, workers, mounts, control = self.table.texts()
+        try:
+            doc = json.loads(control) if control else {}
+        except ValueError:
+            doc = {}
+        self.control = doc if isinstance(doc, dict) else {}
+        return workers, mounts
+
+    def ticket_secret(self) -> bytes | None:
+        """The secret every process derives its TLS session ticket keys from."""
+        try:
+            return base64.b64decode(self.control["tickets"], validate=True) or None
+        except (KeyError, TypeError, binascii.Error):
+            return None
+
+    def dynamic_members(self, workers: WorkersConfig) -> dict[str, tuple[MemberConfig, ...]]:
+        return published(self.control.get("dynamic"), workers)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self, balancer: Balancer, sockets: list[Any]) -> None:
+        table, slot = self.table, self.slot
+        self.generation = self.reading
+        self.tls_epoch = self.control.get("tls")
+        balancer.on_reload = self._loaded
+        balancer.on_sighup = lambda: self.catch_up(balancer)
+        tls = balancer.tls
+        self.totals = Totals(
+            table, slot, balancer.proxy.stats, lambda: tls.stats if tls is not None else None
+        )
+        self.totals.inherit()
+        if tls is not None:
+            balancer.tls_stats = lambda: self.totals.tls(tls.stats)
+        # /metrics shows the traffic of every process, and the connections open in all
+        proxy = balancer.proxy
+
+        def open_connections() -> int:
+            others = sum(r.connections for r in table.processes() if r.slot != slot)
+            return others + len(proxy.connections)
+
+        balancer.status.collectors = tuple(
+            AllProcessesTraffic(c, self.totals.traffic, open_connections)
+            if isinstance(c, TrafficCollector)
+            else c
+            for c in balancer.status.collectors
+        )
+        view = PublishedView(lambda: table.blob(SUPERVISOR_SLOT))
+        balancer.status.cluster_view = view.counts
+        balancer.status.cluster_limits = view.limits
+        balancer.status.rebuild(balancer.runtime)
+        follow = asyncio.create_task(self._follow(balancer))
+        try:
+            await balancer.serve(sockets, control=False)
+        finally:
+            follow.cancel()
+
+    def catch_up(self, balancer: Balancer) -> None:
+        """Serve the supervisor's newest generation (its SIGHUP, or the follow loop's check);
+        a reload that failed on a generation is not tried again."""
+        if self.table.generation in (self.generation, self.reading):
+            return
+        balancer.reload(f"generation {self.table.generation}")
+        epoch = self.control.get("tls")
+        if balancer.tls is not None and epoch != self.tls_epoch:
+            self.tls_epoch = epoch
+            balancer.tls.reload()  # a bad pair keeps the running certificates
+
+    def _loaded(self, summary: str) -> None:
+        # the supervisor logs "reloaded (...)" once every process serves the generation
+        log.debug("%s", summary)
+        log.info("slot=%d pid=%d serves generation %d", self.slot, os.getpid(), self.reading)
+        self.generation = self.reading
+
+    async def _follow(self, balancer: Balancer) -> None:
+        """Publish this process's row and, when due, its document; catch up with a generation
+        whose SIGHUP did not arrive."""
+        started = time.time()
+        warned = False
+        while True:
+            self.catch_up(balancer)
+            self.table.write_process(balancer.process_row(self.slot, started, self.generation))
+            self.totals.tick(time.monotonic())
+            if self.totals.too_big and not warned:
+                warned = True
+                log.warning("slot=%d counters not shared: the document is over its slot", self.slot)
+            await asyncio.sleep(FOLLOW_INTERVAL)

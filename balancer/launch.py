@@ -1,0 +1,79 @@
+"""``pyjk-balancer`` (without --check) starting its process: logging, the event loop, what
+this process is (one balancer alone, a supervisor of N data-plane processes, or one of those:
+``supervisor.Role``) and the ``Balancer`` wired for that role."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+
+from balancer.access_log import AccessLog
+from balancer.config import ConfigError
+from balancer.dataplane.tls import TlsError
+from balancer.runtime import StartupError
+from balancer.server import Balancer
+from balancer.supervisor import Role
+from pyjk.logs import configure_logging
+
+log = logging.getLogger("pyjk.balancer")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``pyjk-balancer`` without --check."""
+    configure_logging(args.log_level, args.log_format)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; fall back loudly
+        log.warning("uvloop is not installed: running on the default asyncio loop (slower)")
+        uvloop = None  # type: ignore[assignment]
+    access_format = args.access_log_format or ("json" if args.log_format == "json" else "combined")
+    role = Role(args)
+    # a supervisor proxies nothing: its data-plane processes open and write the access log
+    writes = args.access_log and not role.supervises
+    access_log = AccessLog.open(args.access_log, access_format) if writes else None
+
+    async def main() -> int:
+        try:
+            balancer = Balancer(
+                args.workers,
+                args.mounts,
+                args.listen,
+                access_log,
+                getattr(args, "tls", None),
+                hsts=getattr(args, "hsts", 0),
+                https_redirect=getattr(args, "https_redirect", False),
+                state=role.state,
+                processes=role.table.processes if role.table is not None else None,
+                config_texts=role.config_source(),
+                csrf=role.csrf(),
+                consume_result=role.table.consume if role.table is not None else None,
+                dynamic_members=role.dynamic_source(),
+                ticket_secret=role.ticket_source(),
+            )
+        except TlsError as exc:
+            log.error("tls error: %s", exc)
+            return 1
+        except ConfigError as exc:
+            for p in exc.problems:
+                log.error("config error: %s", p)
+            return 1
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        # What is loaded by now lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which otherwise walk every module and config object each
+        # time requests in flight have survived enough young collections.
+        gc.collect()
+        gc.freeze()
+        try:
+            return await role.run(balancer)
+        except OSError as exc:
+            where = " ".join(str(x) for x in args.listen)
+            log.error("cannot listen on %s: %s", where, exc.strerror or exc)
+            return 1
+
+    if uvloop is not None:
+        return uvloop.run(main())
+    return asyncio.run(main())

@@ -1,0 +1,58 @@
+"""One cap for a TLS listener's connections: those before or in their handshake and the
+established ones count against ``worker.max_connections`` together (real TLS over loopback,
+the proxy in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+
+from balancer.dataplane import Limits, LocalResponse, ProxyServer
+from balancer.dataplane.tls import TlsSettings
+from balancer.dataplane.tls_listener import Terminator
+from tests.support.certs import make_ca, make_pair
+from tests.support.procs import until
+
+pytestmark = pytest.mark.integration
+
+
+def closed_at_once(port: int) -> bool:
+    """Whether a new connection is closed by the listener before sending anything."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.settimeout(2)
+        try:
+            return sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+
+async def test_handshaking_and_established_connections_share_max_connections(tmp_path: Path):
+    ca = make_ca(tmp_path)
+    pair = make_pair(tmp_path, "a", ["a.test"], ca)
+    terminator = Terminator(TlsSettings(pairs=((pair.cert, pair.key),)))
+    proxy = ProxyServer(lambda req: LocalResponse(200), Limits(max_connections=2))
+    listener = proxy.start_tls("127.0.0.1", 0, terminator)
+    port = listener.address[1]
+    ctx = ssl.create_default_context(cafile=str(ca.cert))
+    established = await asyncio.to_thread(
+        lambda: ctx.wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="a.test"
+        )
+    )
+    waiting = socket.create_connection(("127.0.0.1", port), timeout=5)  # no ClientHello yet
+    try:
+        await until(lambda: len(proxy.connections) == 1 and len(listener.waiting) == 1, 5,
+                    what="one established, one waiting")  # fmt: skip
+        # a third is one too many: refused before its handshake
+        assert await asyncio.to_thread(closed_at_once, port)
+        assert terminator.stats.failures["overload"] == 1
+    finally:
+        established.close()
+        waiting.close()
+        await proxy.close(grace=0)
