@@ -2,7 +2,8 @@
 
 1. bytes sent per write on `--nodes` nodes (default 6): a distributed cache (owners = 2), a
    replicated cache, and the same run's 1-attribute session write (all-to-all), from the
-   nodes' own `bytes_out` counters (sealed TCP frames);
+   nodes' own `bytes_out` counters (sealed TCP frames); then the same session write on a
+   second cluster of as many nodes with `[replication] mode = "distributed"`, `owners = 2`;
 2. write → visible latency, p50/p99 per mode: a put on one node, then a read on another
    (distributed, replicated: the new value; invalidated: no longer the old one), beside the
    same run's session write time;
@@ -61,9 +62,9 @@ class Conn:
 
 
 class Cluster:
-    def __init__(self, sup: Supervisor, tmp: Path, count: int) -> None:
+    def __init__(self, sup: Supervisor, tmp: Path, count: int, replication: str = "") -> None:
         self.sup, self.tmp = sup, tmp
-        self.file = new_cluster_file(tmp, "caches")
+        self.file = new_cluster_file(tmp, "caches", replication)
         self.routes = [f"node{i + 1}" for i in range(count)]
         self.ports = dict(zip(self.routes, free_ports(count), strict=True))
         self.procs: dict[str, Child] = {}
@@ -112,6 +113,18 @@ def bytes_per_write(c: Cluster, writes: int) -> dict[str, float]:
         time.sleep(0.3)  # copies and acks already counted (sync); heartbeats are UDP, not here
         out[label] = (c.bytes_out() - before) / writes
     return out
+
+
+def session_bytes(c: Cluster, writes: int) -> float:
+    """Bytes sent per 1-attribute session write, sticky on the first node (its route)."""
+    writer = Conn(c.ports[c.routes[0]])
+    writer.call("POST", "/s")  # the session's creation, links connected
+    time.sleep(0.3)
+    before = c.bytes_out()
+    for _ in range(writes):
+        writer.call("POST", "/s")
+    time.sleep(0.3)
+    return (c.bytes_out() - before) / writes
 
 
 def visible(c: Cluster, writes: int) -> dict[str, list[float]]:
@@ -173,6 +186,7 @@ def main() -> int:
     parser.add_argument("--kill-nodes", type=int, default=5)
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--only-bytes", action="store_true", help="step 1 only (sessions too)")
     args = parser.parse_args()
     sup = Supervisor(None)
     sup.install_signal_handlers()
@@ -184,7 +198,17 @@ def main() -> int:
             print(f"bytes sent per write on {args.nodes} nodes:")
             for label, n in sizes.items():
                 print(f"  {label:<20} {n:8.0f}")
-            lat = visible(c, args.writes)
+            if not args.only_bytes:
+                lat = visible(c, args.writes)
+            sup.stop_all()
+            (Path(tmp) / "d").mkdir()
+            d = Cluster(sup, Path(tmp) / "d", args.nodes, 'mode = "distributed"\nowners = 2\n')
+            print(
+                f"  {'session distributed':<20} {session_bytes(d, args.writes):8.0f}"
+                "   (a second cluster: [replication] mode = distributed, owners = 2)"
+            )
+            if args.only_bytes:
+                return 0
             print(f"write -> visible on another node, ms ({args.writes} writes):")
             for label, xs in lat.items():
                 print(f"  {label:<20} p50 {statistics.median(xs):6.2f}  p99 {pct(xs, 0.99):6.2f}")

@@ -50,15 +50,15 @@ def get_json(port: int, path: str, timeout: float = 2.0) -> tuple[int, Any]:
         conn.close()
 
 
-def new_cluster_file(tmp: Path, prefix: str) -> Path:
+def new_cluster_file(tmp: Path, prefix: str, replication: str = "") -> Path:
     """A fresh sealed cluster in ``tmp``: a key file (0600) and a cluster.toml with a unique
-    name and multicast port, sync replication."""
+    name and multicast port, sync replication (plus ``replication``'s lines, e.g. the mode)."""
     key = tmp / "cluster.key"
     key.write_text(secrets.token_hex(32) + "\n")
     key.chmod(0o600)
     file = tmp / "cluster.toml"
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    file.write_text(cluster_toml(name, random.randint(20000, 60000), "sync", key))
+    file.write_text(cluster_toml(name, random.randint(20000, 60000), "sync", key, replication))
     return file
 
 
@@ -72,8 +72,9 @@ def wait(check: Any, timeout: float, what: str) -> float:
     return time.monotonic() - began
 
 
-def cluster_toml(name: str, mport: int, mode: str, key_file: Path) -> str:
-    """The shipped conf/cluster.toml's settings, with this run's name, port, key and mode."""
+def cluster_toml(name: str, mport: int, mode: str, key_file: Path, replication: str = "") -> str:
+    """The shipped conf/cluster.toml's settings, with this run's name, port, key and send
+    mode; ``replication``: more lines of that section (e.g. ``mode = "distributed"``)."""
     return (
         f'name = "{name}"\n'
         "[membership]\n"
@@ -83,6 +84,7 @@ def cluster_toml(name: str, mport: int, mode: str, key_file: Path) -> str:
         "[replication]\n"
         f'send_mode = "{mode}"\nack_timeout = 3000\nstate_transfer_timeout = 60000\n'
         "anti_entropy_interval = 5000\ntouch_interval = 2000\n"
+        f"{replication}"
         f'[security]\nkey_file = "{key_file}"\ninsecure = false\n'
     )
 
@@ -129,6 +131,7 @@ class Stack:
     starts: int = 0
     pool_size: int = 0  # the balancer's connection_pool_size per member; 0: its default
     store_toml: str = ""  # a whole cluster.toml instead of the generated one (store_bench.py)
+    replication: str = ""  # more [replication] lines of the generated one (the session mode)
 
     @property
     def url(self) -> str:
@@ -147,7 +150,7 @@ class Stack:
             self.cluster_file = self.tmp / "cluster.toml"
             name = f"failover-{self.mode}-{uuid.uuid4().hex[:8]}"
             self.cluster_file.write_text(
-                cluster_toml(name, random.randint(20000, 60000), self.mode, key)
+                cluster_toml(name, random.randint(20000, 60000), self.mode, key, self.replication)
             )
         for route in ROUTES:
             self.start_worker(route)

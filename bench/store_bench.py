@@ -7,17 +7,20 @@ sessions live in the built-in cluster (all-to-all, sync) or in Redis.
 Stores (`--store`, default all):
 - `cluster`: the built-in all-to-all replication, send_mode sync (every node holds every
   session; a write waits for the other two nodes' acks);
+- `distributed`: the built-in cluster with `[replication] mode = "distributed"`, `owners = 2`
+  (each session on its route's node and one backup; a write waits for the backup's reply);
 - `redis`: one redis-server on a free loopback port (no persistence), `[store] kind = "redis"`;
 - `redis-cluster`: a Redis Cluster of 3 masters + 3 replicas (redis-cli --cluster create),
   `wait_replicas = 1` (a write waits for a replica's WAIT);
-- the distributed mode of the built-in cluster (issue 16) is not built yet: no row.
 
 Load: bench/locustfile.py headless (session users: 9 in 10 requests `GET /app/counter`, a
 write each). Reported per store: requests/s, failures, p50/p99 of `/app/counter` (a write,
 as locust saw it through the balancer), and bytes per write as the workers count them on
 /metrics (cluster: replication bytes out per delta sent — to *each* peer; redis: keys and
-arguments sent per request's write, the script text aside). The load generator, balancer,
-workers and Redis share the machine: compare rows of one run, not runs of different machines.
+arguments sent per request's write, the script text aside; distributed: replication bytes out
+of every node — the copy to the backup, its reply, takeovers' reads — per session write).
+The load generator, balancer, workers and Redis share the machine: compare rows of one run,
+not runs of different machines.
 Every process runs in its own process group and is killed at exit.
 """
 
@@ -39,7 +42,8 @@ from failover_stack import ROOT, Stack
 from race_procs import StartError, Supervisor, free_ports
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-STORES = ("cluster", "redis", "redis-cluster")
+STORES = ("cluster", "distributed", "redis", "redis-cluster")
+DISTRIBUTED = 'mode = "distributed"\nowners = 2\n'
 
 
 def redis_server(sup: Supervisor, tmp: Path, port: int, extra: list[str]) -> None:
@@ -98,9 +102,10 @@ def bytes_per_write(store: str, stack: Stack) -> float | None:
     written = sent = 0.0
     for port in stack.ports.values():
         text = metrics(port)
-        if store == "cluster":
+        if store in ("cluster", "distributed"):
             written += metric_sum(text, "pyjk_replication_bytes_total", 'direction="out"')
-            sent += metric_sum(text, "pyjk_replication_events_total", 'event="deltas_sent"')
+            event = "deltas_sent" if store == "cluster" else "dist_writes"
+            sent += metric_sum(text, "pyjk_replication_events_total", f'event="{event}"')
         else:
             written += metric_sum(text, "pyjk_store_write_bytes_total")
             sent += metric_sum(text, "pyjk_store_events_total", 'event="writes"')
@@ -130,8 +135,9 @@ def percentiles(path: Path, name: str) -> tuple[float | None, float | None]:
 
 def run_store(store: str, args: argparse.Namespace, sup: Supervisor, tmp: Path) -> dict[str, Any]:
     tmp.mkdir(parents=True, exist_ok=True)
-    toml = "" if store == "cluster" else store_toml(store, sup, tmp)
-    stack = Stack(sup, tmp, "sync", store_toml=toml)
+    toml = "" if store in ("cluster", "distributed") else store_toml(store, sup, tmp)
+    extra = DISTRIBUTED if store == "distributed" else ""
+    stack = Stack(sup, tmp, "sync", store_toml=toml, replication=extra)
     print(f"[{store}] starting 3 workers + balancer in {tmp}", flush=True)
     stack.start()
     prefix = tmp / "locust"
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--keep-dir", action="store_true", help="keep configs and logs")
     args = p.parse_args(argv)
-    if shutil.which("redis-server") is None and args.store != "cluster":
+    if shutil.which("redis-server") is None and args.store not in ("cluster", "distributed"):
         print("store_bench: redis-server is not installed (apt-get install redis-server)")
         return 2
     base = Path(tempfile.mkdtemp(prefix="pyjk-store-bench-"))

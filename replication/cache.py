@@ -54,6 +54,7 @@ log = logging.getLogger("pyjk.cluster")
 
 ALL = 1 << 16  # replicated: "owners" larger than any cluster
 Request = Callable[[MemberInfo, CacheReq], Awaitable[CacheReply]]
+Pin = Callable[[str], str | None]  # an entry's text → the member id that must be its primary
 
 
 class CacheRemoteError(CacheError):
@@ -168,17 +169,40 @@ class ModeBackend:
     """One cache bound to its mode (worker.caches.CacheBackend)."""
 
     def __init__(
-        self, caches: Caches, mode: str, owners: int, table: CacheTable, stats: CacheStats
+        self,
+        caches: Caches,
+        mode: str,
+        owners: int,
+        table: CacheTable,
+        stats: CacheStats,
+        *,
+        pin: Pin | None = None,
+        strict: bool = False,
     ) -> None:
         self.caches, self.mode, self.table, self.stats = caches, mode, table, stats
         self.owners = ALL if mode in ("replicated", "invalidated", "local") else owners
+        # pin: the member an entry's text names as its primary (sessions: the route's node);
+        # strict: a write is acknowledged only once every owner of the current view has it
+        self.pin, self.strict = pin, strict
 
     # -- placement ---------------------------------------------------------------------------
-    def owners_of(self, key: str, view: frozenset[str] | None = None) -> tuple[str, ...]:
+    def owners_of(
+        self, key: str, view: frozenset[str] | None = None, text: str | None = None
+    ) -> tuple[str, ...]:
+        """The key's owners in `view` (default: the live view), primary first; a pinned cache
+        pins by `text` (a write's new value) or else by the entry held here."""
         members = self.caches.view() if view is None else view
-        return Placement(members, self.owners).owners_of(f"{self.table.name}/{key}")
+        pinned = self.pinned(key, text)
+        return Placement(members, self.owners).owners_of(f"{self.table.name}/{key}", pinned)
 
-    def _req(self, op: str, key: str | None = None, **fields: Any) -> CacheReq:
+    def pinned(self, key: str, text: str | None = None) -> str | None:
+        if self.pin is None:
+            return None
+        if text is None and (entry := self.table.entry(key)) is not None:
+            text = entry.text
+        return None if text is None else self.pin(text)
+
+    def request(self, op: str, key: str | None = None, **fields: Any) -> CacheReq:
         return CacheReq(0, self.table.name, op, key, **fields)
 
     # -- the app's calls (CacheBackend) ------------------------------------------------------
@@ -198,21 +222,21 @@ class ModeBackend:
         ):
             return text
         # not an owner, or an owner still waiting for its copy: ask the others, best first
-        entry = await self._fetch(key, tuple(m for m in owners if m != self.caches.me))
+        entry = await self.fetch(key, tuple(m for m in owners if m != self.caches.me))
         if entry is None or not entry.live(now):
             return None
         return entry.text
 
     async def put(self, key: str, text: str, ttl: float | None) -> None:
-        await self._write(self._req("put", key, text=text, ttl=ttl))
+        await self._write(self.request("put", key, text=text, ttl=ttl))
 
     async def delete(self, key: str) -> bool:
-        return (await self._write(self._req("del", key))).ok
+        return (await self._write(self.request("del", key))).ok
 
     async def compare_and_set(
         self, key: str, expected: str | None, text: str, ttl: float | None
     ) -> bool:
-        req = self._req("cas", key, text=text, expected=expected, ttl=ttl)
+        req = self.request("cas", key, text=text, expected=expected, ttl=ttl)
         return (await self._write(req)).ok
 
     async def keys(self) -> list[str]:
@@ -222,7 +246,7 @@ class ModeBackend:
         found = set(self.table.keys(now))
         others = tuple(self.caches.members())
         replies = await asyncio.gather(
-            *(self.caches.ask(m, self._req("keys")) for m in others), return_exceptions=True
+            *(self.caches.ask(m, self.request("keys")) for m in others), return_exceptions=True
         )
         for reply in replies:
             if isinstance(reply, CacheReply) and reply.keys is not None:
@@ -238,7 +262,7 @@ class ModeBackend:
         deadline = self.caches.clock() + 2 * self.caches.timeout
         while True:
             assert req.key is not None
-            primary = self.owners_of(req.key)[0]
+            primary = self.owners_of(req.key, text=req.text)[0]
             if primary == self.caches.me:
                 return self._raise(await self.serve_write(req))
             try:
@@ -271,10 +295,17 @@ class ModeBackend:
         if table.seen(req.op_id):  # a retry of a write applied here already (or copied here)
             self.caches.counters["cache_retries_recognised"] += 1
             return CacheReply(req.n, True)
-        owners = self.owners_of(req.key)
+        owners = self.owners_of(req.key, text=req.text)
         others = tuple(m for m in owners if m != self.caches.me)
         if self.mode == "distributed" and table.entry(req.key) is None and others:
-            entry = await self._fetch(req.key, others)  # a rebalance may still bring it
+            try:
+                entry = await self.fetch(req.key, others)  # a rebalance may still bring it
+            except CacheUnavailable:
+                # every other owner failed: killed members leave the view as their links
+                # fail, so ask the owners of the view as it is now (none: the key is new here)
+                others = tuple(m for m in self.owners_of(req.key, text=req.text)
+                               if m != self.caches.me)  # fmt: skip
+                entry = await self.fetch(req.key, others)
             if entry is not None:
                 table.apply(req.key, entry)
             if table.seen(req.op_id):
@@ -299,12 +330,26 @@ class ModeBackend:
             return CacheReply(req.n, True)
         if self.mode == "invalidated":
             others = tuple(m for m in self.caches.members())
-            await self.caches.copy_to(others, self._req("evict", req.key))
+            await self.caches.copy_to(others, self.request("evict", req.key))
         else:
-            copy = self._req("copy", req.key, text=written.text, version=written.version,
-                             expires=written.expires, op_id=req.op_id)  # fmt: skip
-            await self.caches.copy_to(others, copy)
+            copy = self._copy_of(req.key, written)
+            if await self.caches.copy_to(others, copy) < len(others) and self.strict:
+                return await self._copy_again(req, copy)
         return CacheReply(req.n, True)
+
+    async def _copy_again(self, req: CacheReq, copy: CacheReq) -> CacheReply:
+        """Strict: an owner did not answer. A dead member's link fails at once and leaves the
+        view (Caches.members), so the key's owners are computed again and the copy goes to
+        them; the write is refused when still short (the writer answers 503: not
+        acknowledged; its retry finds it applied here, by its id or its recorded response)."""
+        assert req.key is not None
+        for _ in range(2):
+            others = tuple(m for m in self.owners_of(req.key, text=req.text)
+                           if m != self.caches.me)  # fmt: skip
+            if await self.caches.copy_to(others, copy) == len(others):
+                return CacheReply(req.n, True)
+        self.caches.counters["cache_writes_short"] += 1
+        return CacheReply(req.n, False, error="copies: an owner did not confirm the write")
 
     # -- reads and copies from members -------------------------------------------------------
     def serve(self, req: CacheReq) -> CacheReply:
@@ -316,7 +361,8 @@ class ModeBackend:
             entry = table.entry(req.key)
             if entry is None:
                 return CacheReply(req.n, False)
-            return CacheReply(req.n, True, entry.text, entry.version, entry.expires)
+            return CacheReply(req.n, True, entry.text, entry.version, entry.expires,
+                              op_ids=entry.ops)  # fmt: skip
         if req.op == "copy":
             self.caches.counters["cache_copies_in"] += 1
             table.apply(req.key, req.entry(), req.op_id)
@@ -325,12 +371,12 @@ class ModeBackend:
         self.caches.counters["cache_evictions_in"] += 1
         return CacheReply(req.n, True)
 
-    async def _fetch(self, key: str, members: tuple[str, ...]) -> Entry | None:
+    async def fetch(self, key: str, members: tuple[str, ...]) -> Entry | None:
         """The newest entry the members hold for `key` (asked together, first answers)."""
         if not members:
             return None
         replies = await asyncio.gather(
-            *(self.caches.ask(m, self._req("get", key)) for m in members),
+            *(self.caches.ask(m, self.request("get", key)) for m in members),
             return_exceptions=True,
         )
         entries = [r.entry() for r in replies if isinstance(r, CacheReply)]
@@ -347,15 +393,17 @@ class ModeBackend:
             return
         name = self.table.name
         keys = {f"{name}/{k}": k for k, _ in self.table.items()}
-        plan = rebalance(Placement(old, self.owners), Placement(new, self.owners), keys)
+        pins = {}
+        if self.pin is not None:
+            pins = {placed: p for placed, k in keys.items() if (p := self.pinned(k)) is not None}
+        plan = rebalance(Placement(old, self.owners), Placement(new, self.owners), keys, pins)
         me = self.caches.me
         for transfer in plan.sends(me):
             key = keys[transfer.key]
             entry = self.table.entry(key)
             if entry is None:
                 continue
-            copy = self._req("copy", key, text=entry.text, version=entry.version,
-                             expires=entry.expires)  # fmt: skip
+            copy = self._copy_of(key, entry)
             size = len(entry.text or "") + len(key) + 64
             now = time.monotonic()
             if (pause := self.caches.bucket.delay(size * len(transfer.to), now)) > 0:
@@ -375,15 +423,17 @@ class ModeBackend:
         if mine is None or self.caches.me in owners:
             return
         for owner in owners:
-            reply = await self.caches.ask(owner, self._req("get", key))
+            reply = await self.caches.ask(owner, self.request("get", key))
             theirs = reply.entry()
             if theirs is None or theirs.version < mine.version:
-                copy = self._req("copy", key, text=mine.text, version=mine.version,
-                                 expires=mine.expires)  # fmt: skip
-                await self.caches.ask(owner, copy)
+                await self.caches.ask(owner, self._copy_of(key, mine))
                 self.stats.rebalanced_keys += 1
                 self.stats.rebalanced_bytes += len(mine.text or "") + len(key) + 64
         self.table.evict(key)
+
+    def _copy_of(self, key: str, entry: Entry) -> CacheReq:
+        return self.request("copy", key, text=entry.text, version=entry.version,
+                         expires=entry.expires, op_ids=entry.ops)  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         now, me = self.caches.clock(), self.caches.me

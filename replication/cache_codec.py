@@ -14,14 +14,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from worker.cache_table import Entry
+from worker.cache_table import KEY_OPS, MAX_VALUE_TEXT, Entry
+from worker.names import NAME_RE
 from worker.values import decode, encode
 
-CACHE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as worker/caches.py NAME_RE
 WRITER_RE = re.compile(r"[0-9a-f]{32}|local")
 OP_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_KEY = 256
-MAX_TEXT = 1 << 20  # above any cache's max_value_bytes a worker can be given sensibly
+MAX_TEXT = MAX_VALUE_TEXT  # cluster_cache refuses a max_value_bytes above it
 MAX_KEYS = 100_000
 MAX_INT = (1 << 63) - 1
 MAX_ERROR = 200
@@ -46,10 +46,11 @@ class CacheReq:
     expires: float | None = None  # copy
     ttl: float | None = None  # put, cas
     op_id: str | None = None  # put, cas, del, copy: the write's id (a retry is not re-applied)
+    op_ids: tuple[str, ...] = ()  # copy: the ids of the key's last writes (Entry.ops)
 
     def entry(self) -> Entry:
         assert self.version is not None
-        return Entry(self.text, self.version, self.expires)
+        return Entry(self.text, self.version, self.expires, self.op_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +62,16 @@ class CacheReply:
     expires: float | None = None
     keys: tuple[str, ...] | None = None
     error: str | None = None  # e.g. "unknown cache", "full: ..." (the put raises it)
+    op_ids: tuple[str, ...] = ()  # get: the ids of the key's last writes (Entry.ops)
 
     def entry(self) -> Entry | None:
-        return None if self.version is None else Entry(self.text, self.version, self.expires)
+        if self.version is None:
+            return None
+        return Entry(self.text, self.version, self.expires, self.op_ids)
 
 
-_REQ = {"t", "n", "c", "op", "k", "v", "x", "ver", "exp", "ttl", "id"}
-_REPLY = {"t", "n", "ok", "v", "ver", "exp", "keys", "err"}
+_REQ = {"t", "n", "c", "op", "k", "v", "x", "ver", "exp", "ttl", "id", "ids"}
+_REPLY = {"t", "n", "ok", "v", "ver", "exp", "keys", "err", "ids"}
 
 
 def to_wire(msg: CacheReq | CacheReply) -> dict[str, Any]:
@@ -75,10 +79,10 @@ def to_wire(msg: CacheReq | CacheReply) -> dict[str, Any]:
     if isinstance(msg, CacheReq):
         return {"t": "cache", "n": msg.n, "c": msg.cache, "op": msg.op, "k": msg.key,
                 "v": msg.text, "x": msg.expected, "ver": ver, "exp": msg.expires,
-                "ttl": msg.ttl, "id": msg.op_id}  # fmt: skip
+                "ttl": msg.ttl, "id": msg.op_id, "ids": list(msg.op_ids)}  # fmt: skip
     return {"t": "cache-re", "n": msg.n, "ok": msg.ok, "v": msg.text, "ver": ver,
             "exp": msg.expires, "keys": None if msg.keys is None else list(msg.keys),
-            "err": msg.error}  # fmt: skip
+            "err": msg.error, "ids": list(msg.op_ids)}  # fmt: skip
 
 
 def from_wire(wire: dict[str, Any]) -> CacheReq | CacheReply:
@@ -93,6 +97,13 @@ def from_wire(wire: dict[str, Any]) -> CacheReq | CacheReply:
     text = value_text(wire["v"], f"{kind}.v")
     version = _version(wire["ver"], f"{kind}.ver")
     expires = _number(wire["exp"], f"{kind}.exp")
+    ids = wire["ids"]
+    if type(ids) is not list or len(ids) > KEY_OPS:
+        raise CacheWireError(f"{kind}.ids: expected a list of at most {KEY_OPS} write ids")
+    for op in ids:
+        if type(op) is not str or not OP_ID_RE.fullmatch(op):
+            raise CacheWireError(f"{kind}.ids: expected {OP_ID_RE.pattern}")
+    op_ids = tuple(ids)
     if kind == "cache-re":
         if type(wire["ok"]) is not bool:
             raise CacheWireError("cache-re.ok: expected true or false")
@@ -104,10 +115,10 @@ def from_wire(wire: dict[str, Any]) -> CacheReq | CacheReply:
         err = wire["err"]
         if err is not None and (type(err) is not str or len(err) > MAX_ERROR):
             raise CacheWireError(f"cache-re.err: expected a text of at most {MAX_ERROR}")
-        return CacheReply(n, wire["ok"], text, version, expires, listed, err)
+        return CacheReply(n, wire["ok"], text, version, expires, listed, err, op_ids)
     cache, op = wire["c"], wire["op"]
-    if type(cache) is not str or not CACHE_NAME_RE.fullmatch(cache):
-        raise CacheWireError(f"cache.c: expected {CACHE_NAME_RE.pattern}")
+    if type(cache) is not str or not NAME_RE.fullmatch(cache):
+        raise CacheWireError(f"cache.c: expected {NAME_RE.pattern}")
     if op not in OPS:
         raise CacheWireError(f"cache.op: expected one of {sorted(OPS)}, found {str(op)[:20]!r}")
     key = None if op == "keys" else _key(wire["k"], "cache.k")
@@ -124,7 +135,7 @@ def from_wire(wire: dict[str, Any]) -> CacheReq | CacheReply:
     if op_id is not None and (type(op_id) is not str or not OP_ID_RE.fullmatch(op_id)):
         raise CacheWireError(f"cache.id: expected {OP_ID_RE.pattern}")
     expected = value_text(wire["x"], "cache.x")
-    return CacheReq(n, cache, op, key, text, expected, version, expires, ttl, op_id)
+    return CacheReq(n, cache, op, key, text, expected, version, expires, ttl, op_id, op_ids)
 
 
 def _key(v: object, where: str) -> str:

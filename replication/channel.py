@@ -352,9 +352,13 @@ class Channel:
             link = self.links[member.id] = Link(self, member)
         return link
 
-    async def drop_link(self, member_id: str) -> None:
+    async def drop_link(self, member_id: str, route: str | None = None) -> None:
+        """Forget a member that left: its link, its failure mark and (when no other member
+        has its route: a restart comes back under a new id) its per-peer counters."""
         link = self.links.pop(member_id, None)
         self._failures.pop(member_id, None)
+        if route is not None and all(other.member.route != route for other in self.links.values()):
+            self.per_peer.pop(route, None)
         if link is not None:
             await link.close()
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.delta import SessionDelta, SessionState, WireFormatError
+from worker.names import NAME_RE
 from worker.session_ids import check_route
 
 from . import cache_codec
@@ -30,7 +31,7 @@ from .seal import Kind, Opener, SealError
 MEMBER_ID_RE = re.compile(r"[0-9a-f]{32}")
 RANDOM_PART_RE = re.compile(r"[0-9A-F]{32}")
 FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}")
-CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+CLUSTER_NAME_RE = NAME_RE  # one pattern for every name (worker/names.py)
 REQUEST_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")  # what the worker accepts in the header
 MAX_ITEMS = 1_000_000
 MAX_INT = (1 << 63) - 1
@@ -542,7 +543,7 @@ def _balancer_beat(o: _Obj) -> BalancerBeat:
 
 
 # -- cluster singletons: the optional "svc" field of heartbeats and hellos -------------------
-SINGLETON_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SINGLETON_NAME_RE = NAME_RE
 MAX_SINGLETONS = 256
 
 

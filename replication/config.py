@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from balancer.config.errors import ConfigError, Problem
-
-from .codec import CLUSTER_NAME_RE
+from worker.names import NAME_RE, NAME_RULE
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +94,7 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
 DIRECTIVES: tuple[Directive, ...] = (
     Directive("", "name", "str", "pyjk", "", "cluster name; members of another name on the same "
               "group are ignored",
-              lambda v: None if CLUSTER_NAME_RE.fullmatch(v) else "expected 1-64 of A-Za-z0-9_.-"),
+              lambda v: None if NAME_RE.fullmatch(v) else f"expected {NAME_RULE}"),
     Directive("membership", "multicast", "bool", True, "", "send and receive UDP multicast "
               "heartbeats (false: static members only)"),
     Directive("membership", "group", "str", "228.0.0.4", "", "multicast group address",
@@ -121,6 +120,13 @@ DIRECTIVES: tuple[Directive, ...] = (
     Directive("replication", "send_mode", "str", "sync", "", "sync: a response waits until "
               "every live member acknowledged its deltas; async: it does not",
               _one_of("sync", "async")),
+    Directive("replication", "mode", "str", "replicated", "", "where sessions live in the "
+              "cluster: replicated (every node holds every session, all-to-all) or distributed "
+              "(the route's node plus owners - 1 backups; docs/cluster.md)",
+              _one_of("replicated", "distributed")),
+    Directive("replication", "owners", "int", 2, "", "distributed: copies of each session (the "
+              "route's node first); 1..members (with fewer live members each holds every one)",
+              _range(1, 64)),
     Directive("replication", "ack_timeout", "ms", 3000, "ms", "longest wait for one member's "
               "ack; a member that misses it becomes a suspect", _range(10, 600_000)),
     Directive("replication", "state_transfer_timeout", "ms", 60_000, "ms", "longest wait for "
@@ -199,6 +205,8 @@ class ClusterConfig:
     dedup_max_entries: int
     dedup_max_body: int
     dedup_max_bytes: int
+    mode: str = "replicated"
+    owners: int = 2
     store_kind: str = "cluster"
     store_url: str = ""
     store_nodes: tuple[tuple[str, int], ...] = ()
@@ -247,12 +255,13 @@ def parse_cluster_config(text: str, source: str = "<cluster.toml>") -> ClusterCo
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(source, None, None, f"not valid TOML: {exc}")]) from None
     problems: list[Problem] = []
+    lines = _key_lines(text)
     values: dict[str, Any] = {d.path: d.default for d in DIRECTIVES}
     for key, value in data.items():
         if isinstance(value, dict) and key in _SECTIONS:
             items = [(f"{key}.{k}", v) for k, v in value.items()]
         elif isinstance(value, dict):
-            problems.append(Problem(source, None, f"[{key}]",
+            problems.append(Problem(source, lines.get(f"[{key}]"), f"[{key}]",
                                     "unknown section" + _suggest(key, _SECTIONS)))  # fmt: skip
             continue
         else:
@@ -260,16 +269,15 @@ def parse_cluster_config(text: str, source: str = "<cluster.toml>") -> ClusterCo
         for path, v in items:
             d = _BY_PATH.get(path)
             if d is None:
-                problems.append(
-                    Problem(source, None, path, "unknown key" + _suggest(path, list(_BY_PATH)))
-                )
+                hint = "unknown key" + _suggest(path, list(_BY_PATH))
+                problems.append(Problem(source, lines.get(path), path, hint))
                 continue
             message = _typed(d, v) or d.check(v)
             if message:
-                problems.append(Problem(source, None, path, message))
+                problems.append(Problem(source, lines.get(path), path, message))
             else:
                 values[path] = v
-    problems += _store_problems(source, values)
+    problems += _store_problems(source, values, lines)
     if problems:
         raise ConfigError(problems)
     fields: dict[str, Any] = {"source": source}
@@ -297,19 +305,43 @@ def parse_cluster_config(text: str, source: str = "<cluster.toml>") -> ClusterCo
     return ClusterConfig(**fields)
 
 
-def _store_problems(source: str, values: dict[str, Any]) -> list[Problem]:
-    """The [store] keys that only make sense together."""
+_TABLE_RE = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+_KEY_RE = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Where each `section.key` (and each `[section]`) is written: 1-based line numbers for the
+    errors (tomllib parses values, not positions). Keys inside multi-line values are not
+    mistaken for directives: only lines that look like `key =` at a table's top level count."""
+    found: dict[str, int] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if table := _TABLE_RE.match(line):
+            section = table.group(1)
+            found.setdefault(f"[{section}]", number)
+        elif key := _KEY_RE.match(line):
+            path = f"{section}.{key.group(1)}" if section else key.group(1)
+            found.setdefault(path, number)
+    return found
+
+
+def _store_problems(source: str, values: dict[str, Any], lines: dict[str, int]) -> list[Problem]:
+    """The keys that only make sense together ([store], and the replication mode's)."""
     url, nodes = values["store.url"], values["store.nodes"]
+    if values["replication.mode"] == "distributed" and values["store.kind"] != "cluster":
+        return [Problem(source, lines.get("replication.mode"), "replication.mode",
+                        'distributed needs [store] kind = "cluster" (the built-in store); '
+                        f'found kind = "{values["store.kind"]}"')]  # fmt: skip
     if values["store.kind"] != "redis":
         return [
-            Problem(source, None, f"store.{key}", 'only for kind = "redis"')
+            Problem(source, lines.get(f"store.{key}"), f"store.{key}", 'only for kind = "redis"')
             for key in ("url", "nodes")
             if values[f"store.{key}"]
         ]
     if bool(url) == bool(nodes):
         return [
-            Problem(source, None, "store.url", 'kind = "redis" needs url (one server) or '
-                    "nodes (a Redis Cluster), not both")
+            Problem(source, lines.get("store.url"), "store.url", 'kind = "redis" needs url '
+                    "(one server) or nodes (a Redis Cluster), not both")
         ]  # fmt: skip
     return []
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .placement import score
+from .placement import rank
 
 ELECTED = "elected"  # nobody held it before: the first start
 FAILOVER = "failover"  # the previous owner was dropped (it died or was cut off)
@@ -114,7 +114,9 @@ class _Peer:
 
 
 def preferred(name: str, candidates: Iterable[str]) -> str | None:
-    return max(candidates, key=lambda m: (score(name, m), m), default=None)
+    """The candidate a name's singleton belongs on: a key's primary by the same rule."""
+    best = rank(name, candidates, 1)
+    return best[0] if best else None
 
 
 class Election:

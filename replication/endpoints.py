@@ -25,6 +25,8 @@ from aiohttp import web
 from worker.admin import allowed as _allowed
 from worker.admin import loopback as _loopback
 
+from .session_entry import SESSIONS_CACHE
+
 if TYPE_CHECKING:
     from .node import ClusterNode
 
@@ -34,9 +36,10 @@ FAULTS_PATH = "/-/cluster/faults"
 
 def listing(node: ClusterNode) -> dict[str, Any]:
     now = node.clock()
-    per_route: Counter[str | None] = Counter(
-        s.route for s in node.store.states() if not s.idle_too_long(now)
-    )
+    if node.dist is not None:  # distributed: the sessions are the entries held here
+        per_route = node.dist.per_route()
+    else:
+        per_route = Counter(s.route for s in node.store.states() if not s.idle_too_long(now))
     me = node.me
     members = [
         {"id": me.id, "route": me.route, "host": me.host, "port": me.port, "state": "self",
@@ -44,9 +47,12 @@ def listing(node: ClusterNode) -> dict[str, Any]:
     ]  # fmt: skip
     for m in node.membership.members():
         i = m.info
+        # distributed: this node holds every session of its own route (their primary) but
+        # only those of another route it backs up, so it cannot count theirs: null
+        live = per_route[i.route] if node.dist is None else None
         members.append(
             {"id": i.id, "route": i.route, "host": i.host, "port": i.port, "state": m.state,
-             "age_s": round(now - i.start, 3), "live_sessions": per_route[i.route]}
+             "age_s": round(now - i.start, 3), "live_sessions": live}
         )  # fmt: skip
     return {
         "cluster": node.config.name,
@@ -58,13 +64,21 @@ def listing(node: ClusterNode) -> dict[str, Any]:
         "sealed": node.key is not None,
         "seq": node.replicator.seq,
         "digest": node.replicator.digest_hash(),  # fresh, not the heartbeat's (<= 1 s old)
-        "sessions": len(node.store),
+        "sessions": len(node.store) if node.dist is None else sum(per_route.values()),
+        # replicated: every session here; distributed: the sessions this node owns and backs
+        "session_store": {"mode": "replicated"} if node.dist is None else node.dist.describe(),
         # every node holds every session: at the limit the whole cluster refuses new visitors
         "sessions_limit": node.store.max_active_sessions,
         "counters": dict(sorted((node.counters + refused(node)).items())),
         "singletons": [] if node.singletons is None else node.singletons.listing(),
         # each cache: mode, entries, owned (primary here) vs backup, rebalance state
-        "caches": [] if node.caches is None else node.caches.describe(),
+        "caches": []
+        if node.caches is None
+        else [
+            c
+            for c in node.caches.describe()
+            if c["name"] != SESSIONS_CACHE  # session_store
+        ],
     }
 
 

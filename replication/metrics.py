@@ -80,6 +80,16 @@ class ReplicationCollector(Collector):
                 "how long the start-up state transfer took (until ready, or timed out)",
                 took,
             )
+        if node.dist is not None:
+            held = GaugeMetricFamily(
+                "pyjk_replication_sessions",
+                "distributed mode: sessions held here, as their primary (owned) or a backup",
+                labels=["role"],
+            )
+            store = node.dist.describe()
+            for role in ("owned", "backup"):
+                held.add_metric([role], store[role])
+            yield held
         yield CounterMetricFamily(
             "pyjk_replication_replays_answered",
             "retried requests answered from the exactly-once ledger instead of run again",

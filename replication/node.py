@@ -47,6 +47,7 @@ from .cache_codec import CacheReply, CacheReq
 from .channel import Channel, Endpoint, Faults
 from .codec import Ack, DeltaMsg, Heartbeat, Hello, Message, Pull, Touch
 from .config import ClusterConfig
+from .dist_sessions import DistributedSessions
 from .election import Advert
 from .endpoints import install_endpoints
 from .keyfile import load_or_create_key
@@ -55,7 +56,7 @@ from .mcast import Multicast
 from .member_info import MemberInfo
 from .membership import ALIVE, Joined, Left, Membership, Probe
 from .membership import Event as MemberEvent
-from .replay import replay_from, snapshot_response
+from .replay import record_of, replay_from
 from .replicator import Replicator
 from .seal import Kind, Opener, Sealer, SealError
 from .singleton import SingletonRunner
@@ -120,25 +121,36 @@ class ClusterNode:
         self._stopping = False
         self.singletons: SingletonRunner | None = None  # the app's singletons, if it has any
         self.caches: Caches | None = None  # the app's cluster caches, if it has any
+        self.dist: DistributedSessions | None = None  # sessions in distributed mode
         self._dead: set[str] = set()  # members whose last probe proved them gone (refused)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def install(self, app: web.Application) -> None:
-        self.manager.sink = self.sink
-        self.manager.observer = self
-        self.manager.peers = self
-        # The owner expires its sessions and says so; replicas expire only through the
-        # replicator's rules (owner gone, or 2x), never by the store's own factor.
-        self.store.replica_grace = math.inf
         install_endpoints(app, self)
         self.readiness.hold(STATE_TRANSFER)
-        if caches := app.get(CACHES):
+        caches = app.get(CACHES)
+        if caches or self.config.mode == "distributed":
             self.caches = Caches(
                 self.me.id, self._cache_members, self._cache_request,
                 timeout=self.config.ack_timeout, rate=CACHE_REBALANCE_RATE,
                 counters=self.counters, clock=self.clock,
             )  # fmt: skip
-            self.caches.install(caches)
+            self.caches.install(caches or {})
+        if self.config.mode == "distributed":
+            assert self.caches is not None
+            # each session is an entry of an internal distributed cache (dist_sessions.py)
+            self.dist = DistributedSessions(
+                self.config, self.manager, self.readiness, self.caches, spawn=self.spawn,
+                counters=self.counters, clock=self.clock,
+            )  # fmt: skip
+            self.dist.install()
+        else:
+            self.manager.sink = self.sink
+            self.manager.observer = self
+            self.manager.peers = self
+            # The owner expires its sessions and says so; replicas expire only through the
+            # replicator's rules (owner gone, or 2x), never by the store's own factor.
+            self.store.replica_grace = math.inf
         if specs := app.get(SINGLETONS):
             self.singletons = SingletonRunner(
                 specs, member_id=self.me.id, route=self.me.route, started=self.me.start,
@@ -160,18 +172,33 @@ class ClusterNode:
             self.key is not None, cfg.send_mode,
         )  # fmt: skip
         self._heartbeat()
-        for loop, every in (
+        loops: list[tuple[Callable[[], object], float]] = [
             (self._beat, cfg.frequency),
             (self._maintain, min(1.0, cfg.anti_entropy_interval)),
-            (self._touch, cfg.touch_interval),
-            (self.syncer.anti_entropy, cfg.anti_entropy_interval),
-        ):
+        ]
+        if self.dist is None:  # all-to-all: touches, anti-entropy and the state transfer
+            loops += [(self._touch, cfg.touch_interval),
+                      (self.syncer.anti_entropy, cfg.anti_entropy_interval)]  # fmt: skip
+            self._tasks.append(asyncio.create_task(self.syncer.state_transfer()))
+        else:  # distributed: nothing to copy at start, the rebalance brings what it owns
+            self._tasks.append(asyncio.create_task(self._settle()))
+        for loop, every in loops:
             self._tasks.append(asyncio.create_task(self._every(loop, every)))
-        self._tasks.append(asyncio.create_task(self.syncer.state_transfer()))
         if self.singletons is not None:
             self.singletons.start()
         if self.caches is not None:
             self.caches.start()
+
+    async def _settle(self) -> None:
+        """Distributed mode: ready once this node has heard the members (two heartbeat
+        periods, as the state transfer waits): before, its view may lack a session's owner,
+        and a session read as absent would be replaced by a new one."""
+        started = time.monotonic()
+        await asyncio.sleep(2 * self.config.frequency)
+        self.state_transfer_seconds = time.monotonic() - started
+        self.readiness.release(STATE_TRANSFER)
+        log.info("sessions distributed owners=%d members=%d: ready",
+                 self.config.owners, len(self.membership.members()) + 1)  # fmt: skip
 
     async def release_singletons(self) -> None:
         """Graceful: stop the singletons held here and tell the cluster (a handover)."""
@@ -313,6 +340,8 @@ class ClusterNode:
             return
         if self.singletons is not None:
             self.singletons.heard(info.id, info.route, info.start, advert)
+        if self.dist is not None:  # distributed: no deltas, so no per-origin order to follow
+            return
         joined = any(isinstance(e, Joined) for e in events)
         order = self.replicator.order
         if exact or joined:
@@ -332,6 +361,8 @@ class ClusterNode:
             if isinstance(event, Joined):
                 m = event.member
                 log.info("member joined id=%s route=%s at=%s:%d", m.id, m.route, m.host, m.port)
+                if self.dist is not None:
+                    self.dist.learn(m)
                 if m.route == self.me.route:
                     log.warning("member id=%s has this node's route=%s: one of us is "
                                 "misconfigured (routes must be unique)", m.id, m.route)  # fmt: skip
@@ -343,7 +374,7 @@ class ClusterNode:
                     certain = event.reason == "shutdown" or m.id in self._dead
                     self.singletons.left(m.id, certain=certain)
                 self._dead.discard(m.id)
-                self.spawn(self.channel.drop_link(m.id))
+                self.spawn(self.channel.drop_link(m.id, m.route))
             elif isinstance(event, Probe):
                 self.spawn(self._probe(event.member))
         if events:
@@ -441,9 +472,7 @@ class ClusterNode:
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
     ) -> None:
         now = self.clock()
-        record = None
-        if request_id is not None:
-            record = snapshot_response(response, now, self.config.dedup_max_body)
+        record = record_of(request_id, response, now, self.config.dedup_max_body)
         last = len(deltas) - 1
         for i, delta in enumerate(deltas):
             if i == last and record is not None:  # recorded here, attached to this write

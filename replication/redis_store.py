@@ -71,7 +71,7 @@ from .redis_codec import (
     state_from,
     write_of,
 )
-from .replay import replay_from, snapshot_response
+from .replay import record_of, replay_from
 
 log = logging.getLogger("pyjk.store")
 # Redis names a script by the SHA-1 of its text (EVALSHA): an identifier, not a security use
@@ -284,8 +284,8 @@ class RedisStore:
     ) -> None:
         now = self.clock()
         record = None
-        if request_id is not None and self.config.dedup_max_entries > 0:  # 0: nothing recorded
-            record = snapshot_response(response, now, self.config.dedup_max_body)
+        if self.config.dedup_max_entries > 0:  # 0: nothing recorded
+            record = record_of(request_id, response, now, self.config.dedup_max_body)
         writes = []
         last = len(deltas) - 1
         for i, delta in enumerate(deltas):

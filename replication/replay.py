@@ -42,6 +42,14 @@ def snapshot_response(
     return RecordedResponse(response.status, tuple(headers[:MAX_HEADERS]), bytes(body), now)
 
 
+def record_of(
+    request_id: str | None, response: web.StreamResponse, now: float, max_body: int
+) -> RecordedResponse | None:
+    """What a committed request with `request_id` leaves for its retries (None: no id, or
+    nothing recordable): the start of every session backend's `committed`."""
+    return None if request_id is None else snapshot_response(response, now, max_body)
+
+
 def replay_response(record: RecordedResponse) -> web.Response:
     """The response to answer a retried request with, from its record."""
     response = web.Response(status=record.status, body=record.body)

@@ -25,6 +25,10 @@ from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_SESSION_BYTES
 Version = tuple[int, str]  # (counter, writer id): compared as a tuple, the writer breaks ties
 TOMBSTONE_TTL = 600.0  # s a delete is remembered: longer than any copy can be in flight
 MAX_OPS = 10_000  # write ids remembered, so a retried write is recognised, not applied twice
+# the largest value text a cluster cache can hold: the cache frames carry at most this much
+# (replication/cache_codec.py), so a bigger max_value_bytes would make values no copy can carry
+MAX_VALUE_TEXT = 1 << 20
+KEY_OPS = 8  # write ids an entry carries (a retry comes within a few writes of the key)
 
 
 class CacheError(Exception):
@@ -58,6 +62,10 @@ class Entry:
     text: str | None  # canonical JSON; None: a tombstone (deleted)
     version: Version
     expires: float | None = None  # wall-clock time; None: never
+    # ids of the key's last writes (newest last): they travel with every copy of the entry —
+    # backups, rebalance, a fetch — so a retried write reaching a member that got the key
+    # any of those ways is recognised there, not applied twice
+    ops: tuple[str, ...] = ()
 
     def live(self, now: float) -> bool:
         return self.text is not None and (self.expires is None or now < self.expires)
@@ -115,7 +123,7 @@ class CacheTable:
         `op`: the write's id, remembered so that a retry of it is recognised (`seen`)."""
         self._check(key, text, now)
         expires = None if ttl is None else now + ttl
-        entry = Entry(text, self._next(key, now), expires)
+        entry = Entry(text, self._next(key, now), expires, self._ops_after(key, op))
         self._store(key, entry)
         self.remember(op)
         return entry
@@ -124,7 +132,8 @@ class CacheTable:
         """Remove `key`; the tombstone written, or None when there was nothing live."""
         if self.get(key, now) is None:
             return None
-        entry = Entry(None, self._next(key, now), now + self.tombstone_ttl)
+        entry = Entry(None, self._next(key, now), now + self.tombstone_ttl,
+                      self._ops_after(key, op))  # fmt: skip
         self._store(key, entry)
         self.remember(op)
         return entry
@@ -163,7 +172,8 @@ class CacheTable:
         leave this node's copy stale."""
         mine = self._entries.get(key)
         self._clock = max(self._clock, entry.version[0])
-        self.remember(op)
+        for known in (*entry.ops, op):
+            self.remember(known)
         if mine is not None and mine.version >= entry.version:
             return False
         self._store(key, entry)
@@ -208,6 +218,11 @@ class CacheTable:
         self._clock = counter
         return (counter, self.writer)
 
+    def _ops_after(self, key: str, op: str | None) -> tuple[str, ...]:
+        before = self._entries.get(key)
+        ops = before.ops if before is not None else ()
+        return ops if op is None else (*ops, op)[-KEY_OPS:]
+
     def _store(self, key: str, entry: Entry) -> None:
         old = self._entries.get(key)
         self._live += (entry.text is not None) - (old is not None and old.text is not None)
@@ -215,4 +230,4 @@ class CacheTable:
 
     def _bury(self, key: str, entry: Entry, now: float) -> None:
         # an expiry is a delete every node reaches alone; same version, so no copy outranks it
-        self._store(key, Entry(None, entry.version, now + self.tombstone_ttl))
+        self._store(key, Entry(None, entry.version, now + self.tombstone_ttl, entry.ops))

@@ -23,7 +23,6 @@ Every read returns a fresh copy. See docs/worker.md.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +31,9 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from . import values
-from .cache_table import CacheError, CacheTable
+from .cache_table import MAX_VALUE_TEXT, CacheError, CacheTable
+from .names import NAME_RE
 
-NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MODES = ("replicated", "distributed", "invalidated", "local")
 MAX_KEY_LENGTH = 256
 UPDATE_ATTEMPTS = 64  # compare-and-set rounds before update() gives up (CacheConflict)
@@ -251,6 +250,13 @@ def cluster_cache(
     settings returns the same cache). Local until a cluster node binds it."""
     if not NAME_RE.fullmatch(name):
         raise ValueError(f"cache name {name!r}: expected {NAME_RE.pattern}")
+    if name.startswith("pyjk."):
+        raise ValueError(f"cache name {name!r}: names starting with 'pyjk.' are pyjk's own")
+    if max_value_bytes is not None and not 1 <= max_value_bytes <= MAX_VALUE_TEXT:
+        raise ValueError(
+            f"cache {name!r}: max_value_bytes must be 1..{MAX_VALUE_TEXT} (the largest value "
+            f"a cache frame carries between nodes), found {max_value_bytes!r}"
+        )
     if mode not in MODES:
         raise ValueError(f"cache {name!r}: mode {mode!r} is not one of {', '.join(MODES)}")
     if type(owners) is not int or owners < 1:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 
+from .names import NAME_RE
 from .readiness import Readiness
-from .singletons import NAME_RE, SingletonContext, SingletonSpec
+from .singletons import SingletonContext, SingletonSpec
 
 log = logging.getLogger("pyjk.worker")
 

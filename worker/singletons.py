@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+from .names import NAME_RE
 
 
 class SingletonContext:

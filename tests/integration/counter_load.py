@@ -14,8 +14,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 
 import aiohttp
+
+from tests.integration.conftest import http_get
+from tests.support.procs import until
 
 
 class CounterLoad:
@@ -83,3 +87,36 @@ class CounterLoad:
         self.unavailable += 1
         if not self.allow_unavailable:
             self.errors.append(what)
+
+
+async def kill_under_load(
+    url: str, users: int, victim: str, kill: Callable[[], None], *, before: int = 400,
+    after: int = 600,
+) -> CounterLoad:  # fmt: skip
+    """`users` counting through the balancer at `url`; `kill()` (a kill -9 of `victim`) after
+    `before` answers, then `after` more. Checks that no write was lost or applied twice, that
+    some sessions moved, and only from `victim`; returns the load for further checks."""
+    load = CounterLoad(url, users)
+    load.start()
+    try:
+        await until(lambda: load.answered >= before, 30, what="load before the kill")
+        kill()
+        mark = load.answered
+        await until(lambda: load.answered >= mark + after, 40, what=f"load after killing {victim}")
+    finally:
+        await load.finish()
+    assert load.errors == [], load.errors[:10]
+    assert load.moved, "no session was on the killed node: the test proved nothing"
+    assert {old for old, _ in load.moved.values()} == {victim}
+    return load
+
+
+def counter(url: str, cookie: str | None = None, rid: str | None = None):
+    """One visit of the demo counter at `url` (a worker or the balancer): (status, headers,
+    body), with the session cookie and the balancer's request id when given."""
+    headers = {}
+    if cookie:
+        headers["Cookie"] = f"JSESSIONID={cookie}"
+    if rid:
+        headers["X-Pyjk-Request-Id"] = rid
+    return http_get(f"{url}/app/counter", headers)

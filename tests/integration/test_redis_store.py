@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Stack, http_get
-from tests.integration.counter_load import CounterLoad
+from tests.integration.counter_load import CounterLoad, counter, kill_under_load
 from tests.integration.redis_kit import RedisClusterKit, RedisServer, cli, needs_redis
 from tests.support.procs import free_port, until, wait_for
 
@@ -47,31 +47,13 @@ def redis(stack: Stack) -> RedisServer:
     return RedisServer(stack.group, stack.tmp / "redis", free_port()).start()
 
 
-def counter(url: str, cookie: str | None = None, rid: str | None = None):
-    headers = {}
-    if cookie:
-        headers["Cookie"] = f"JSESSIONID={cookie}"
-    if rid:
-        headers["X-Pyjk-Request-Id"] = rid
-    return http_get(f"{url}/app/counter", headers)
-
-
 async def test_kill_9_of_a_worker_under_load_loses_no_write_and_applies_none_twice(
     stack: Stack, redis: RedisServer
 ):
     workers(stack, store_config(stack.tmp, f'url = "{redis.url}"\n'))
-    load = CounterLoad(stack.url, 16)
-    load.start()
-    try:
-        await until(lambda: load.answered >= 400, 30, what="load before the kill")
-        stack.backends["n2"].proc.signal(signal.SIGKILL)
-        mark = load.answered
-        await until(lambda: load.answered >= mark + 600, 40, what="load after killing n2")
-    finally:
-        await load.finish()
-    assert load.errors == [], load.errors[:10]
-    assert load.moved, "no session was on the killed node: the test proved nothing"
-    assert {old for old, _ in load.moved.values()} == {"n2"}
+    await kill_under_load(
+        stack.url, 16, "n2", lambda: stack.backends["n2"].proc.signal(signal.SIGKILL)
+    )
 
 
 def test_a_retry_is_answered_once_from_the_ledger_on_another_node(stack: Stack, redis: RedisServer):

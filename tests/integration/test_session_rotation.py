@@ -28,9 +28,10 @@ def _post(url: str, headers: dict[str, str]) -> tuple[int, object, bytes]:
         return resp.status, resp.headers, resp.read()
 
 
-def test_rotation_ends_the_old_id_everywhere_and_keeps_the_data_once(stack: Stack):
+@pytest.mark.parametrize("mode", ["replicated", "distributed"])
+def test_rotation_ends_the_old_id_everywhere_and_keeps_the_data_once(stack: Stack, mode: str):
     cluster = Cluster(stack.group, stack.tmp)
-    config = str(cluster.config())
+    config = str(cluster.config(replication={"mode": mode}))
     for name in ROUTES:
         stack.start_worker(name, "--cluster", config, "--app", APP)
     nodes = {name: f"http://127.0.0.1:{b.port}" for name, b in stack.backends.items()}

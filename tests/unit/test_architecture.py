@@ -130,3 +130,19 @@ def test_the_check_sees_what_it_is_meant_to_catch():
     assert "aiohttp" in io_imports("replication/replay.py")
     # an import only for annotations is no dependency at run time
     assert not any("tls_listener" in m for m in imports_of("balancer/status/tls_view.py"))
+
+
+def test_cluster_cache_and_singleton_names_follow_one_pattern():
+    """The name pattern is written once (worker/names.py): the config, the apps' APIs and the
+    codecs check the same one, so a name one side accepts the other never refuses."""
+    from replication import cache_codec, codec, config
+    from worker import caches, names, singletons
+
+    for module in (caches, singletons, cache_codec):
+        assert module.NAME_RE is names.NAME_RE, module.__name__
+    assert codec.CLUSTER_NAME_RE is codec.SINGLETON_NAME_RE is names.NAME_RE
+    assert config.NAME_RE is names.NAME_RE
+    pattern = names.NAME_RE.pattern.replace("\\", "\\\\")
+    sources = [p for pkg in ("worker", "replication") for p in (ROOT / pkg).glob("*.py")]
+    written = [p.name for p in sources if pattern in p.read_text(encoding="utf-8")]
+    assert written == ["names.py"], written

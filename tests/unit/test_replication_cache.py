@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replication import codec
-from replication.cache import Caches
+from replication.cache import CacheRemoteError, Caches
 from replication.cache_codec import CacheReply, CacheReq
 from replication.codec import CodecError
 from replication.member_info import MemberInfo
@@ -105,6 +105,105 @@ async def test_a_retried_write_is_recognised_by_the_next_primary() -> None:
     net.dead.add(primary)  # the primary dies before its answer arrives; the writer retries
     again = await net.caches[backup].backends["c"].serve_write(req)
     assert again.ok and await net.apps[backup].get("n") == 2  # applied once, not refused
+
+
+async def test_a_retry_after_a_primary_change_is_recognised_where_the_rebalance_copied() -> None:
+    # The write reached the primary and its backup, the primary died before answering while a
+    # member joined that is the key's new primary: it gets the key by a rebalance copy, which
+    # must carry the write's id, or the retried compare-and-set finds "2" where it expects
+    # "1", answers "lost" and update() applies the increment a second time.
+    p, b, c, d = IDS[:4]
+    probe = Net(3, "distributed", owners=2).caches[p].backends["c"]
+    key = next(
+        k for k in (f"k{i}" for i in range(500))
+        if probe.owners_of(k) == (p, b) and probe.owners_of(k, frozenset({b, c, d}))[0] == d
+    )  # fmt: skip
+    net = Net(3, "distributed", owners=2)
+    await net.apps[p].put(key, 1)
+    req = CacheReq(0, "c", "cas", key, "2", "1", op_id="ab" * 16)
+    assert (await net.caches[p].backends["c"].serve_write(req)).ok
+    net.dead.add(p)
+    net.join(d)
+    await net.settle()  # b copies the key to d, the new primary
+    assert d in net.holders(key)
+    again = await net.caches[d].backends["c"].serve_write(req)
+    assert again.ok, "the retry was not recognised: update() would apply it twice"
+    assert await net.apps[d].get(key) == 2
+
+
+async def test_a_primary_that_fetches_a_missing_key_learns_its_write_ids() -> None:
+    net = Net(3, "distributed", owners=2)
+    await net.apps[IDS[0]].put("n", 1)
+    primary, backup = net.caches[IDS[0]].backends["c"].owners_of("n")
+    req = CacheReq(0, "c", "cas", "n", "2", "1", op_id="cd" * 16)
+    assert (await net.caches[primary].backends["c"].serve_write(req)).ok
+    (other,) = set(IDS[:3]) - {primary, backup}
+    entry = net.caches[backup].backends["c"].table.entry("n")
+    assert entry is not None and req.op_id in entry.ops  # the copy carried the id
+    # a member without the key (a rebalance still bringing it) fetches it first: the fetched
+    # entry carries the ids, so the retry is recognised there too
+    fetched = await net.caches[other].backends["c"].fetch("n", (backup,))
+    assert fetched is not None and req.op_id in fetched.ops
+
+
+class LateNet(Net):
+    """A killed member stays in the others' views until a frame to it fails (a link reset),
+    as Caches.members sees it; a hung one stays in them (its frames time out)."""
+
+    def __init__(self, count: int) -> None:
+        self.gone: set[str] = set()
+        self.hung: set[str] = set()
+        super().__init__(count, "distributed", owners=2)
+
+    def _members(self, me: str):
+        def members() -> Mapping[str, MemberInfo]:
+            return {m: MemberInfo(m, f"n{m[-1]}", "127.0.0.1", 1, 1.0)
+                    for m in self.caches if m != me and m not in self.gone}  # fmt: skip
+
+        return members
+
+    async def _request(self, info: MemberInfo, req: CacheReq) -> CacheReply:
+        if info.id in self.hung:
+            raise TimeoutError("no answer")
+        if info.id in self.dead:
+            self.gone.add(info.id)  # the link failed: out of the view from now on
+        return await super()._request(info, req)
+
+
+def primary_key(net: LateNet) -> tuple[str, str, str]:
+    """A key whose primary is IDS[0]; its backup and the third member."""
+    backend = net.caches[IDS[0]].backends["c"]
+    key = next(k for k in (f"k{i}" for i in range(100)) if backend.owners_of(k)[0] == IDS[0])
+    backup = backend.owners_of(key)[1]
+    (third,) = set(IDS[:3]) - {IDS[0], backup}
+    return key, backup, third
+
+
+@pytest.mark.parametrize("existing", [True, False])
+async def test_a_strict_write_is_acknowledged_only_once_every_live_owner_has_it(existing: bool):
+    net = LateNet(3)
+    net.caches[IDS[0]].backends["c"].strict = True  # as the sessions of distributed mode
+    key, backup, third = primary_key(net)
+    if existing:
+        await net.apps[IDS[0]].put(key, 0)
+    net.dead.add(backup)  # killed; still in the view
+    await net.apps[IDS[0]].put(key, 1)
+    # the copy to the dead backup failed, the owners were computed again: the third has it
+    assert net.holders(key) == {IDS[0], third}
+    net.hung.add(third)  # alive for the view, but it does not answer
+    with pytest.raises(CacheRemoteError, match="did not confirm"):
+        await net.apps[IDS[0]].put(key, 2)  # not acknowledged: one copy only
+    assert net.caches[IDS[0]].counters["cache_writes_short"] == 1
+
+
+async def test_a_lenient_write_returns_even_when_a_backup_missed_it() -> None:
+    net = LateNet(3)
+    key, backup, _ = primary_key(net)
+    await net.apps[IDS[0]].put(key, 0)
+    net.hung.add(backup)
+    await net.apps[IDS[0]].put(key, 1)  # app caches: counted as a missed copy, not refused
+    assert net.caches[IDS[0]].counters["cache_copies_missed"] == 1
+    assert net.caches[backup].backends["c"].table.get(key, 0.0) == "0"
 
 
 async def test_a_backup_whose_copy_lags_behind_the_primary_still_updates() -> None:
@@ -218,10 +317,20 @@ async def test_invalidated_put_evicts_the_other_copies_before_it_returns() -> No
 
 # -- frames -----------------------------------------------------------------------------------
 def test_cache_frames_round_trip() -> None:
-    req = CacheReq(3, "c", "copy", "k", '{"a":[1,2.5]}', None, (5, IDS[0]), 99.5, None, "cd" * 16)
+    req = CacheReq(3, "c", "copy", "k", '{"a":[1,2.5]}', None, (5, IDS[0]), 99.5, None, "cd" * 16,
+                   ("ab" * 16, "cd" * 16))  # fmt: skip
     assert codec.decode(codec.encode(req)) == req
-    reply = CacheReply(3, True, "1", (7, IDS[1]), None, ("a", "b"), None)
+    reply = CacheReply(3, True, "1", (7, IDS[1]), None, ("a", "b"), None, ("ef" * 16,))
     assert codec.decode(codec.encode(reply)) == reply
+
+
+def test_cluster_cache_refuses_values_no_cache_frame_can_carry() -> None:
+    app = web.Application()
+    with pytest.raises(ValueError, match=r"max_value_bytes must be 1\.\.1048576"):
+        cluster_cache(app, "big", max_value_bytes=2 << 20)
+    assert cluster_cache(app, "ok", max_value_bytes=1 << 20).name == "ok"
+    with pytest.raises(ValueError, match="pyjk's own"):
+        cluster_cache(app, "pyjk.sessions")
 
 
 @pytest.mark.parametrize(
@@ -237,6 +346,9 @@ def test_cache_frames_round_trip() -> None:
         ({"ver": None, "op": "copy"}, "a copy carries its version"),
         ({"ttl": -1}, "cache.ttl"),
         ({"id": "x"}, "cache.id"),
+        ({"ids": ["x"]}, "cache.ids"),
+        ({"ids": ["ab" * 16] * 9}, "cache.ids"),
+        ({"ids": None}, "cache.ids"),
         ({"extra": 1}, "fields must be"),
     ],
 )

@@ -95,7 +95,7 @@ def test_values_are_read_per_section_and_durations_are_milliseconds():
 
 def test_an_unknown_key_names_file_and_key_and_suggests_the_nearest():
     (message,) = problems("[membership]\ndroptime = 100\n")
-    assert message.startswith("/etc/pyjk/cluster.toml: membership.droptime: unknown key")
+    assert message.startswith("/etc/pyjk/cluster.toml:2: membership.droptime: unknown key")
     assert "did you mean 'membership.drop_time'?" in message
 
 
@@ -176,3 +176,39 @@ def test_the_worker_cli_takes_a_cluster_file_and_refuses_a_bad_one(tmp_path):
     assert "replication.ack_timout: unknown key; did you mean 'replication.ack_timeout'?" in (
         result.stderr
     )
+
+
+def test_replication_mode_and_owners_default_to_all_to_all_and_two():
+    config = parse_cluster_config("", "/etc/pyjk/cluster.toml")
+    assert (config.mode, config.owners) == ("replicated", 2)
+    config = parse_cluster_config(
+        '[replication]\nmode = "distributed"\nowners = 3\n', "/etc/pyjk/cluster.toml"
+    )
+    assert (config.mode, config.owners) == ("distributed", 3)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('mode = "partitioned"',
+         "cluster.toml:4: replication.mode: expected one of replicated, distributed"),
+        ("owners = 0", "cluster.toml:4: replication.owners: expected 1..64, found 0"),
+        ('owners = "2"', "cluster.toml:4: replication.owners: expected an integer"),
+    ],
+)  # fmt: skip
+def test_a_bad_mode_or_owners_names_file_line_and_directive(body: str, expected: str):
+    (message,) = problems(f'name = "x"\n\n[replication]\n{body}\n')
+    assert message.startswith(f"/etc/pyjk/{expected}"), message
+
+
+def test_distributed_sessions_need_the_built_in_store():
+    text = '[replication]\nmode = "distributed"\n[store]\nkind = "redis"\nurl = "redis://h:1"\n'
+    (message,) = problems(text)
+    assert message.startswith("/etc/pyjk/cluster.toml:2: replication.mode: distributed needs")
+
+
+def test_every_problem_names_its_line_even_in_later_sections():
+    found = problems('[membership]\nfrequency = 5\n\n[security]\ninsecure = "yes"\n[bogus]\n')
+    assert [m.split(" ", 1)[0] for m in found] == [
+        "/etc/pyjk/cluster.toml:2:", "/etc/pyjk/cluster.toml:5:", "/etc/pyjk/cluster.toml:6:",
+    ]  # fmt: skip

@@ -183,3 +183,50 @@ def test_leaving_and_the_http_address_go_into_this_nodes_heartbeats():
     node.announce_leaving()  # no multicast here: nothing is sent, the state is kept
     assert node.me.leaving and node.make_hello(None, reply=True).member.leaving
     assert node.membership.me is node.me
+
+
+async def test_distributed_mode_wires_the_session_cache_as_loader_and_sink():
+    node, _, readiness = make_node('mode = "distributed"\nowners = 2')
+    manager = node.manager
+    assert node.dist is not None and node.caches is not None
+    assert manager.loader is node.dist and manager.observer is node.dist
+    assert manager.sink == node.dist.sink and manager.peers is None
+    assert "pyjk.sessions" in node.caches.backends
+    # until the node heard the members its view may lack a session's owner: 503, not "absent"
+    assert "state-transfer" in readiness.waiting_for
+    assert await node.dist.load(["0123456789ABCDEF0123456789ABCDEF.node2"], None) == "unknown"
+    # a member joining starts no delta sync (there are no deltas): no 503 for a resync
+    node._heard(PEER, 7, "", False)
+    assert node.counters["syncs_started"] == 0 and "resync" not in readiness.waiting_for
+    assert node.dist.routes["node2"] == PEER.id  # its route pins its sessions to it
+    await node.stop()
+
+
+async def test_a_departed_members_per_peer_counters_are_forgotten():
+    node, _, _ = make_node()
+    node.channel.per_peer["node2"]["frames_in"] += 3
+    node.channel.per_peer["node3"]["frames_in"] += 1
+    node.channel.link(OTHER)  # node3 is still linked (e.g. restarted under a new id)
+    await node.channel.drop_link(PEER.id, PEER.route)
+    await node.channel.drop_link("f" * 32, OTHER.route)
+    assert set(node.channel.per_peer) == {"node3"}
+    await node.channel.close()
+
+
+async def test_distributed_rotation_keeps_the_new_session_before_it_ends_the_old_one():
+    node, _, _ = make_node('mode = "distributed"')
+    assert node.dist is not None
+    store, now = node.manager.store, time.time()
+    view = store.create(now)
+    view["a"] = 1
+    store.commit(view, now)
+    old = store.begin(view.id, now)
+    assert old is not None
+    new = store.rotate(old, now)
+    delta = store.commit(new, now)
+    assert delta is not None and delta.replaces == view.id
+    node.dist.committed([delta], "login-1", web.Response(text="ok"))
+    keys = [key for key, _, _ in node.dist._plans[id(delta)][1].writes]
+    # the new session first: if its write fails, the old one must still be there
+    assert keys == [new.id.split(".")[0], view.id.split(".")[0], "rid/login-1"]
+    await node.stop()

@@ -57,11 +57,16 @@ def make_app() -> web.Application:
         session["n"] = session.get("n", 0) + 1
         return web.json_response({"n": session["n"]})
 
+    async def session_read(request: web.Request) -> web.Response:
+        session = await get_session(request, create=False)  # reads only: no write
+        return web.json_response({"n": None if session is None else session.get("n")})
+
     async def owners(request: web.Request) -> web.Response:
         backend = cache_of(request).backend
         return web.json_response(list(backend.owners_of(request.match_info["key"])))  # type: ignore[attr-defined]
 
     app.router.add_post("/s", session_write)
+    app.router.add_get("/s", session_read)
     app.router.add_get("/c/{cache}/-/owners/{key}", owners)
     app.router.add_get("/c/{cache}/-/held", held)
     app.router.add_get("/c/{cache}/{key}", get)

@@ -1,0 +1,404 @@
+"""Sessions in distributed mode: `[replication] mode = "distributed"` (the I/O shell).
+
+The built-in cluster's second way to keep sessions, beside all-to-all replication: each
+session — its attributes and the recorded responses of its last writes — is one entry of an
+internal distributed cache (replication/cache.py, `SESSIONS_CACHE`) held by `owners` members:
+the node whose route the session id carries (pinned primary) and `owners - 1` backups chosen
+by rendezvous hashing (placement.py). It plugs into the session middleware like the Redis
+store does (worker/backend.py): the worker keeps only the sessions of the requests in flight.
+
+- `load` (SessionLoader): the request's sessions come from the cache. The sticky case — this
+  node is the route's node and holds the entry — reads its own table, no network. Otherwise
+  (a failover, a stale cookie) the owners are asked and the newest copy wins; if none of them
+  has it, every member is asked before the session is called absent, so a session that exists
+  is never replaced by a new one. No member answering: UNKNOWN (503, retried).
+- `committed` + `sink`: each changed session becomes a cache put (new entry text, ttl the
+  session's idle timeout), the request's recorded response on the last one; the put goes to the
+  primary (this node: a takeover renames the session to this route first), which copies it to
+  the backups and waits for their replies (`strict`: to every owner of the current view, or
+  the write is refused with 503 and not acknowledged). A retried put keeps its id.
+- read-only requests extend the entry's expiry at most once per `touch_interval` (a put in
+  the background), so backups do not expire a session that is only read.
+- rotation and invalidation write the ended session's entry without state, keeping its
+  records until the exactly-once ttl; a retry of a logout is answered from the record.
+
+Rebalance on join/leave, the byte-rate bound and the op ids across a primary change are the
+cache's (cache.py). docs/cluster.md, "Sessions in distributed mode", has the guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from worker.backend import SessionNotSaved
+from worker.cache_table import MAX_VALUE_TEXT, CacheError, CacheTable, Entry
+from worker.caches import CacheStats
+from worker.delta import SessionDelta, SessionState
+from worker.middleware import SessionManager
+from worker.peers import ABSENT, FOUND, UNKNOWN, Lookup
+from worker.readiness import Readiness
+from worker.session_ids import split_session_id
+
+from .cache import Caches, ModeBackend
+from .config import ClusterConfig
+from .ledger import Ledger, RecordedResponse
+from .member_info import MemberInfo
+from .placement import Placement
+from .replay import record_of, replay_from
+from .session_entry import (
+    LOOSE_PREFIX,
+    SESSIONS_CACHE,
+    EntryFormatError,
+    SessionEntry,
+    decode_entry,
+    decode_loose,
+    encode_entry,
+    encode_loose,
+    kept_records,
+    loose_key,
+    route_of,
+)
+
+log = logging.getLogger("pyjk.cluster")
+MAX_LOAD_IDS = 4  # as worker/peers.py: more ids in one request are not worth a read each
+
+
+@dataclass
+class _Plan:
+    """One request's puts, sent together by the first sink call."""
+
+    writes: list[tuple[str, str, float | None]]  # (random part, entry text, ttl)
+    task: asyncio.Future[None] | None = None
+
+
+class DistributedSessions:
+    """SessionLoader, CommitObserver and sink of one node in distributed mode."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        manager: SessionManager,
+        readiness: Readiness,
+        caches: Caches,
+        *,
+        spawn: Callable[[Any], None],
+        counters: Counter[str],
+        clock: Callable[[], float],
+    ) -> None:
+        self.config, self.manager, self.readiness, self.caches = config, manager, readiness, caches
+        self.store, self.spawn, self.counters, self.clock = manager.store, spawn, counters, clock
+        self.me = caches.me
+        self.routes: dict[str, str] = {self.store.route: self.me}  # route → member id
+        table = CacheTable(SESSIONS_CACHE, writer=self.me,
+                           max_entries=self.store.max_active_sessions,
+                           max_value_bytes=MAX_VALUE_TEXT)  # fmt: skip
+        self.backend = ModeBackend(caches, "distributed", config.owners, table, CacheStats(),
+                                   pin=self._pin, strict=True)  # fmt: skip
+        caches.backends[SESSIONS_CACHE] = self.backend
+        self.table = table
+        # records read for requests in flight (a replay is answered from here, synchronously)
+        self.ledger = Ledger(ttl=config.dedup_ttl, max_entries=1000, max_body=config.dedup_max_body)
+        self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
+
+    def install(self) -> None:
+        self.manager.sink = self.sink
+        self.manager.observer = self
+        self.manager.loader = self
+
+    # -- placement ---------------------------------------------------------------------------
+    def learn(self, info: MemberInfo) -> None:
+        """A member joined: its route pins its sessions to it (kept after it leaves, so the
+        rebalance still knows who the old primary was)."""
+        self.routes[info.route] = info.id
+
+    def _pin(self, text: str) -> str | None:
+        route = route_of(text)
+        return None if route is None else self.routes.get(route)
+
+    def _owners(self, rp: str, route: str | None) -> tuple[str, ...]:
+        pinned = self.routes.get(route) if route else None
+        placement = Placement(self.caches.view(), self.backend.owners)
+        return placement.owners_of(f"{SESSIONS_CACHE}/{rp}", pinned)
+
+    # -- SessionLoader ------------------------------------------------------------------------
+    async def load(self, session_ids: Sequence[str], request_id: str | None) -> Lookup:
+        if "state-transfer" in self.readiness.waiting_for:
+            self.counters["dist_refused_settling"] += 1
+            return UNKNOWN  # the view may still lack members: an owner could be missed
+        wanted: dict[str, str | None] = {}
+        for session_id in session_ids:
+            parts = split_session_id(session_id)
+            if parts is not None and parts[0] not in wanted:
+                wanted[parts[0]] = parts[1]
+        if not wanted and request_id is not None:
+            await self._load_loose(request_id)
+            return ABSENT
+        found = False
+        for rp, route in list(wanted.items())[:MAX_LOAD_IDS]:
+            try:
+                entry = await self._read(rp, route)
+            except CacheError as exc:
+                self.counters["dist_load_unknown"] += 1
+                log.warning("session read unanswered rp=%s…: %s", rp[:8], exc)
+                return UNKNOWN
+            except EntryFormatError as exc:
+                self.counters["dist_malformed"] += 1
+                log.error("session entry refused: %s", exc)
+                return UNKNOWN
+            if entry is None:
+                continue
+            now = self.clock()
+            if request_id is not None and (record := entry.records.get(request_id)) is not None:
+                self.ledger.put(request_id, record, now)
+            if entry.state is not None and self.store.forget(rp):
+                self.store.install(entry.state)  # not open here: the cache's version is newer
+                found = True
+            elif entry.state is not None:
+                found = True
+        self.counters["dist_loads"] += 1
+        return FOUND if found else ABSENT
+
+    async def _load_loose(self, request_id: str) -> None:
+        """A request without a session cookie may be the retry of one that created a session
+        (the client never got the cookie): its record is under its request id. An owner that
+        lacks it knows it is absent (a write is on every owner before it is acknowledged),
+        unless a rebalance may still be bringing it; other members ask the owners."""
+        key = loose_key(request_id)
+        owners = self.backend.owners_of(key)
+        entry = self.table.entry(key)
+        if entry is None and (self.me not in owners or self.caches.rebalancing):
+            self.counters["dist_loose_lookups"] += 1
+            try:
+                entry = await self.backend.fetch(key, tuple(m for m in owners if m != self.me))
+            except CacheError:
+                # only a retry's record was asked for: the request may run (Redis does alike)
+                self.counters["dist_loose_unknown"] += 1
+                return
+        if entry is None or entry.text is None or not entry.live(self.clock()):
+            return
+        try:
+            record = decode_loose(entry.text, request_id, self.config.dedup_max_body)
+        except EntryFormatError as exc:
+            self.counters["dist_malformed"] += 1
+            log.error("session record refused: %s", exc)
+            return
+        self.ledger.put(request_id, record, self.clock())
+
+    async def _read(self, rp: str, route: str | None) -> SessionEntry | None:
+        mine = self.table.entry(rp)
+        max_body = self.config.dedup_max_body
+        if (
+            mine is not None and route == self.store.route and mine.text is not None
+            and route_of(mine.text) == route and mine.live(self.clock())
+        ):  # fmt: skip
+            self.counters["dist_reads_local"] += 1  # sticky: this node is the primary
+            return decode_entry(mine.text, max_body)
+        # a failover or a stale cookie: the owners by the cookie's route and by this node's
+        # copy, newest first; then everyone (a session that exists is never called absent)
+        self.counters["dist_reads_remote"] += 1
+        asked = (set(self._owners(rp, route)) | set(self.backend.owners_of(rp))) - {self.me}
+        best = await self.backend.fetch(rp, tuple(sorted(asked)))
+        if best is None:
+            others = tuple(m for m in self.caches.members() if m not in asked)
+            if others:
+                self.counters["dist_reads_everyone"] += 1
+                best = await self.backend.fetch(rp, others)
+        if mine is not None and (best is None or mine.version > best.version):
+            best = mine
+        if best is None or not best.live(self.clock()) or best.text is None:
+            return None
+        if best is not mine:
+            self.table.apply(rp, best)  # this node serves it now: the takeover's put comes next
+        return decode_entry(best.text, max_body)
+
+    def release(self, random_parts: Sequence[str]) -> None:
+        for rp in random_parts:
+            state = self.store.get_state(f"{rp}.{self.store.route}")
+            if state is not None:
+                self._maybe_touch(rp, state)  # nothing to do right after a write
+            self.store.forget(rp)
+
+    def _maybe_touch(self, rp: str, state: SessionState) -> None:
+        """A read-only request: extend the entry's expiry on every owner, at most once per
+        touch_interval (the primary's put carries the new last access to the backups)."""
+        entry, ttl = self.table.entry(rp), self._ttl(state)
+        if entry is None or entry.text is None or entry.expires is None or ttl is None:
+            return
+        if route_of(entry.text) != self.store.route:
+            return  # not ours to extend (this node is not the session's primary)
+        now = self.clock()
+        if entry.expires - now > ttl - self.config.touch_interval:
+            return
+        self.counters["dist_touches"] += 1
+        text = self._text(rp, state, None, now)
+        self.spawn(self._put_quietly(rp, text, ttl))
+
+    async def _put_quietly(self, rp: str, text: str, ttl: float | None) -> None:
+        try:
+            await self.backend.put(rp, text, ttl)
+        except CacheError as exc:
+            self.counters["dist_touches_failed"] += 1
+            log.warning("session touch not confirmed rp=%s…: %s", rp[:8], exc)
+
+    # -- CommitObserver and sink --------------------------------------------------------------
+    def replay(self, request_id: str) -> web.StreamResponse | None:
+        return replay_from(self.ledger, request_id, self.clock(), self.counters)
+
+    def committed(
+        self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
+    ) -> None:
+        now = self.clock()
+        record = record_of(request_id, response, now, self.config.dedup_max_body)
+        writes: list[tuple[str, str, float | None]] = []
+        last = len(deltas) - 1
+        for i, delta in enumerate(deltas):
+            parts = split_session_id(delta.session_id)
+            assert parts is not None
+            rp = parts[0]
+            attach = (request_id, record) if i == last and record is not None else None
+            state = self.store.get_state(delta.session_id)
+            if state is None:
+                writes.append((rp, self._ended(rp, delta.session_id, attach, now),
+                               self.config.dedup_ttl))  # fmt: skip
+            else:
+                writes.append((rp, self._text(rp, state, attach, now), self._ttl(state)))
+            if delta.replaces is not None and (old := split_session_id(delta.replaces)):
+                # a rotation: the old id ends once the new one is kept (a failed write leaves
+                # the old session as it was); its entry keeps no state, and the request's
+                # record: a retry of the request still carries the old cookie
+                writes.append((old[0], self._ended(old[0], delta.replaces, attach, now),
+                               self.config.dedup_ttl))  # fmt: skip
+            if (
+                attach is not None
+                and request_id is not None
+                and (delta.created is not None or state is None)
+            ):  # its retry may come without the new cookie (or with none): found by its id
+                writes.append((loose_key(request_id), encode_loose(request_id, attach[1]),
+                               self.config.dedup_ttl))  # fmt: skip
+        plan = _Plan(writes)
+        for delta in deltas:
+            self._plans[id(delta)] = (delta, plan)
+
+    async def sink(self, delta: SessionDelta) -> None:
+        entry = self._plans.pop(id(delta), None)
+        if entry is None or entry[0] is not delta:
+            return  # not seen at commit (the expiry sweep): the entry's own ttl ends it
+        plan = entry[1]
+        if plan.task is None:
+            plan.task = asyncio.ensure_future(self._write(plan))
+        try:
+            await asyncio.shield(plan.task)
+        except SessionNotSaved:
+            for other in list(self._plans):  # the rest of this request's deltas: same answer
+                if self._plans[other][1] is plan:
+                    del self._plans[other]
+            raise
+
+    async def _write(self, plan: _Plan) -> None:
+        try:
+            for rp, text, ttl in plan.writes:
+                before = self.backend.owners_of(rp)  # by the route of the copy held here
+                await self.backend.put(rp, text, ttl)
+                if gone := set(before) - set(self.backend.owners_of(rp, text=text)):
+                    self.spawn(self._evict(rp, tuple(gone)))
+        except CacheError as exc:
+            self.counters["dist_writes_failed"] += 1
+            raise SessionNotSaved(f"session write not confirmed by its owners: {exc}") from exc
+        self.counters["dist_writes"] += len(plan.writes)
+
+    async def _evict(self, rp: str, members: tuple[str, ...]) -> None:
+        """A takeover moved the session's primary (and so its backups): the members that held
+        it for the old route drop their copies, which no write reaches any more — a request
+        that still names the old route must not read one of them as current."""
+        self.counters["dist_evictions"] += 1
+        await self.caches.copy_to(members, self.backend.request("evict", rp))
+
+    # -- entries ------------------------------------------------------------------------------
+    def _records(self, rp: str) -> dict[str, RecordedResponse]:
+        entry: Entry | None = self.table.entry(rp)
+        if entry is None or entry.text is None:
+            return {}
+        try:
+            return decode_entry(entry.text, self.config.dedup_max_body).records
+        except EntryFormatError:
+            return {}
+
+    def _with(
+        self, rp: str, attach: tuple[str | None, RecordedResponse] | None, now: float
+    ) -> dict[str, RecordedResponse]:
+        records = self._records(rp)
+        if attach is not None and attach[0] is not None:
+            records[attach[0]] = attach[1]
+        return kept_records(records, now, self.config.dedup_ttl)
+
+    def _text(
+        self,
+        rp: str,
+        state: SessionState,
+        attach: tuple[str | None, RecordedResponse] | None,
+        now: float,
+    ) -> str:
+        return encode_entry(SessionEntry(state.id, state, self._with(rp, attach, now)))
+
+    def _ended(
+        self,
+        rp: str,
+        session_id: str,
+        attach: tuple[str | None, RecordedResponse] | None,
+        now: float,
+    ) -> str:
+        return encode_entry(SessionEntry(session_id, None, self._with(rp, attach, now)))
+
+    def _ttl(self, state: SessionState) -> float | None:
+        # past the idle timeout plus one touch period the session is gone everywhere; the
+        # store itself refuses it at its idle timeout (SessionStore.begin)
+        if state.max_inactive <= 0:
+            return None
+        return state.max_inactive + self.config.touch_interval
+
+    # -- observability ------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """/cluster-manager's "session_store": the sessions held here by owner and backup
+        (apart: `records`, entries that only keep recorded responses — of a session-creating
+        request under its id, of an ended session under its own)."""
+        now, owned, backup, records = self.clock(), 0, 0, 0
+        for key, entry in self.table.items():
+            if not entry.live(now):
+                continue
+            if key.startswith(LOOSE_PREFIX) or not _is_session(entry, now):
+                records += 1
+            elif self.backend.pinned(key) == self.me:
+                owned += 1
+            else:
+                backup += 1
+        stats = self.backend.stats
+        return {"mode": "distributed", "owners": self.config.owners, "entries": owned + backup,
+                "owned": owned, "backup": backup, "records": records,
+                "rebalancing": self.caches.rebalancing, "rebalanced_keys": stats.rebalanced_keys,
+                "rebalanced_bytes": stats.rebalanced_bytes}  # fmt: skip
+
+    def per_route(self) -> Counter[str | None]:
+        """Live sessions held here by the route they carry (the members' live_sessions)."""
+        now = self.clock()
+        out: Counter[str | None] = Counter()
+        for _, entry in self.table.items():
+            if _is_session(entry, now) and (route := route_of(entry.text or "")) is not None:
+                out[route] += 1
+        return out
+
+
+def _is_session(entry: Entry, now: float) -> bool:
+    """A live entry with a session in it (not one kept only for its records: an ended
+    session's, whose state is null right after its id, or a creating request's)."""
+    text = entry.text
+    return (
+        entry.live(now) and text is not None and route_of(text) is not None
+        and ',"s":null,' not in text[:160]
+    )  # fmt: skip

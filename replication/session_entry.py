@@ -1,0 +1,111 @@
+"""A session in distributed mode as one entry of the internal sessions cache. Pure, no clock.
+
+`[replication] mode = "distributed"` keeps each session as one entry of a distributed cache
+(replication/cache.py) keyed by the session's random part: the text is the canonical JSON
+(worker/values.py, never pickle) of
+
+    {"i": "<session id>", "s": <the session's wire state, or null once it ended>,
+     "r": {"<request id>": <recorded response>, ...}}
+
+- `i` comes first so the entry's route — the member that must be its primary (the cache's
+  pin) — is read from the text's head without decoding the rest (`route_of`);
+- `s` null: the session ended (invalidated, or rotated to a new id). The entry lives on until
+  the exactly-once ttl so that a retry of the request that ended it is still answered from `r`;
+- `r`: the recorded responses of the session's last writes (exactly-once): they travel with the
+  session in every copy, so any member that holds the session holds the records of the writes
+  it contains — the same rule as the all-to-all records (docs/cluster.md, Exactly once).
+
+A request that created (or ended) a session also leaves its record under its request id,
+`rid/<request id>` → `{"q": "<request id>", "r": <record>}`: its retry may come without the new
+cookie, so it is found by the id alone. Such an entry has no route (no pin): its owners are
+the hash's, which every member computes alike.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from worker import values
+from worker.delta import SessionState, WireFormatError
+
+from .ledger import RecordedResponse, RecordError
+
+SESSIONS_CACHE = "pyjk.sessions"  # the internal cache's name (apps cannot take "pyjk.")
+MAX_RECORDS = 2  # recorded responses an entry keeps (the newest): a retry is of the last write
+# or two (one client's concurrent requests); each copy of the entry carries them all
+LOOSE_PREFIX = "rid/"  # keys of the records of session-creating requests (random parts: hex)
+_HEAD_RE = re.compile(r'\{"i":"[0-9A-F]+\.([^"\\]{1,63})"')
+
+
+class EntryFormatError(ValueError):
+    """A sessions-cache entry that does not follow the schema (a bug, or a forged copy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEntry:
+    session_id: str
+    state: SessionState | None  # None: the session ended; the records stay for retries
+    records: dict[str, RecordedResponse] = field(default_factory=dict)
+
+
+def loose_key(request_id: str) -> str:
+    return f"{LOOSE_PREFIX}{request_id}"
+
+
+def encode_loose(request_id: str, record: RecordedResponse) -> str:
+    return values.encode("value", {"q": request_id, "r": record.to_wire()})
+
+
+def decode_loose(text: str, request_id: str, max_body: int) -> RecordedResponse:
+    try:
+        wire = values.decode(text)
+        if type(wire) is not dict or set(wire) != {"q", "r"} or wire["q"] != request_id:
+            raise EntryFormatError(f"{loose_key(request_id)}: expected the keys q, r")
+        return RecordedResponse.from_wire(wire["r"], max_body)
+    except (ValueError, TypeError, RecordError) as exc:
+        if isinstance(exc, EntryFormatError):
+            raise
+        raise EntryFormatError(str(exc)[:200]) from None
+
+
+def route_of(text: str) -> str | None:
+    """The route of the session id an entry's text starts with (None: not an entry of ours)."""
+    head = _HEAD_RE.match(text)
+    return None if head is None else head.group(1)
+
+
+def encode_entry(entry: SessionEntry) -> str:
+    wire = {
+        "i": entry.session_id,
+        "s": None if entry.state is None else entry.state.to_wire(),
+        "r": {rid: record.to_wire() for rid, record in entry.records.items()},
+    }
+    return values.encode("value", wire)
+
+
+def decode_entry(text: str, max_body: int) -> SessionEntry:
+    try:
+        wire = values.decode(text)
+        if type(wire) is not dict or set(wire) != {"i", "s", "r"} or type(wire["r"]) is not dict:
+            raise EntryFormatError("expected the keys i, s, r")
+        session_id = wire["i"]
+        if type(session_id) is not str or route_of(text) is None:
+            raise EntryFormatError("i: expected a session id")
+        state = None if wire["s"] is None else SessionState.from_wire(wire["s"])
+        if state is not None and state.id != session_id:
+            raise EntryFormatError("s.id differs from i")
+        records = {rid: RecordedResponse.from_wire(w, max_body) for rid, w in wire["r"].items()}
+    except (ValueError, TypeError, RecordError, WireFormatError) as exc:
+        if isinstance(exc, EntryFormatError):
+            raise
+        raise EntryFormatError(str(exc)[:200]) from None
+    return SessionEntry(session_id, state, records)
+
+
+def kept_records(
+    records: dict[str, RecordedResponse], now: float, ttl: float
+) -> dict[str, RecordedResponse]:
+    """The records still worth carrying: younger than `ttl`, the newest MAX_RECORDS."""
+    young = sorted(((r.at, rid) for rid, r in records.items() if now - r.at <= ttl), reverse=True)
+    return {rid: records[rid] for _, rid in sorted(young[:MAX_RECORDS])}
