@@ -38,7 +38,9 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # s, restart delay of a daemon that rais
 HEALTHY_RUN = 30.0  # s; a daemon that ran this long before raising restarts at BACKOFF_FIRST
 GRACEFUL_STOP = 10.0  # s; at most this long for an app's stop on a graceful handover
 # s at most, after the cancel, for the daemon's task to end: one that swallows CancelledError
-# would otherwise hold the handover (and the next owner) forever
+# would otherwise hold the handover (and the next owner) forever. Not cut to what is left of
+# the stop's budget: a task needs a turn of the loop to see its cancel at all, and one that
+# obeys it ends at once; only a stubborn one waits this long.
 CANCEL_GRACE = 2.0
 
 
@@ -166,22 +168,19 @@ class SingletonRunner:
             if run is not None:
                 run.ctx.end()
                 budget = GRACEFUL_STOP if graceful else self.forced_stop
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + budget
                 if run.spec.stop is not None:
                     try:
                         await asyncio.wait_for(run.spec.stop(run.ctx), budget)
                     except Exception as exc:  # reported, the stop goes on
                         self._report(action.name, run.ctx.epoch, "stop-failed", exc)
                 run.task.cancel()
-                grace = min(CANCEL_GRACE, max(0.0, deadline - loop.time()))
-                await asyncio.wait((run.task,), timeout=grace)
+                await asyncio.wait((run.task,), timeout=CANCEL_GRACE)
                 if not run.task.done():
                     self._stray.add(run.task)  # cancelled again at close()
                     self.counters["singleton_cancel_ignored"] += 1
                     log.error("singleton=%s owner=%s epoch=%d reason=cancel-ignored: its task "
                               "did not end %.1fs after the cancel; the handover goes on",
-                              action.name, self.route, run.ctx.epoch, grace)  # fmt: skip
+                              action.name, self.route, run.ctx.epoch, CANCEL_GRACE)  # fmt: skip
                 elif not run.task.cancelled():
                     run.task.exception()  # retrieved: its failure was reported already
         finally:

@@ -172,3 +172,31 @@ async def test_a_daemon_that_swallows_its_cancel_does_not_block_the_handover(mon
     stubborn_now = False  # it gives in at last (or the test's loop could not close)
     await runner.close()  # cancelled once more
     await asyncio.wait_for(asyncio.wait((stray,)), 3)
+
+
+async def test_a_forced_stop_with_no_budget_left_still_waits_for_an_obedient_daemon():
+    """The wait after the cancel is not cut to the stop's budget: with none left (a slow
+    stop) an obedient daemon still gets the moment it needs to end before the claim goes."""
+    ended: list[str] = []
+
+    async def obedient(ctx: SingletonContext) -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.sleep(0.05)  # a short clean-up of its own (flush, close)
+            ended.append("ended")
+
+    async def slow_stop(ctx: SingletonContext) -> None:
+        await asyncio.sleep(0.3)
+
+    spec = SingletonSpec("obedient", obedient, slow_stop)
+    runner = SingletonRunner([spec], member_id="a" * 32, route="node1", started=time.time(),
+                             drop_time=1.0, frequency=0.5)  # fmt: skip
+    runner.start()
+    await until(lambda: runner.advert().owns == {"obedient": 1})
+    assert runner.forced_stop == pytest.approx(0.1)  # 1.0 - lease 0.6 - frequency 0.5 -> 0.1
+    runner._act(runner.election.leave())  # a forced stop (not graceful): budget forced_stop
+    await runner.drain()
+    assert ended == ["ended"]  # it ended before the claim was dropped
+    assert runner.counters["singleton_cancel_ignored"] == 0
+    await runner.close()
