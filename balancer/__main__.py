@@ -4,7 +4,7 @@
         [--mounts conf/uriworkermap.properties]
     pyjk-balancer --workers conf/workers.properties --mounts conf/uriworkermap.properties \
         [--listen 127.0.0.1:8080] [--listen https://127.0.0.1:8443 --tls-cert C --tls-key K] \
-        [--log-format json] [--access-log PATH]
+        [--log-format json] [--access-log PATH] [--cluster conf/cluster.toml [--standby]]
 
 ``--check`` is ``haproxy -c``: it validates both files (and the certificates of https
 listeners: readable, key matches, valid now, names covered, when each expires), prints a
@@ -236,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
         "long connections is uneven; docs/benchmarks.md)",
     )
     parser.add_argument("--dataplane", type=parse_dataplane, help=argparse.SUPPRESS)
+    pair = parser.add_argument_group("active/standby pair (docs/operations.md)")
+    pair.add_argument(
+        "--cluster",
+        type=Path,
+        metavar="FILE",
+        help="cluster.toml of the workers' cluster: heartbeat on its sealed multicast channel as "
+        "a balancer (the active one carries its lb state to the standby)",
+    )
+    pair.add_argument(
+        "--standby",
+        action="store_true",
+        help="with --cluster: bind nothing and serve nothing while the active balancer is "
+        "heard; take over (bind, serve, with its lb state) once it falls silent for the "
+        "cluster's drop_time",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -307,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.tls = tls_settings(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
+    if args.standby and args.cluster is None:
+        parser.error("--standby needs --cluster FILE (the active's heartbeats arrive there)")
     if args.check:
         status = check(args.workers, args.mounts)
         if args.tls is not None:

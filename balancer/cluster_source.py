@@ -1,7 +1,7 @@
 """The receive-only listener behind a dynamic lb: heartbeats in, member changes out.
 
 One per lb with ``worker.<lb>.cluster``. It joins the cluster's multicast group and opens each
-datagram with the cluster key (``replication.codec.open_heartbeat``: sealed, fresh, not a
+datagram with the cluster key (``replication.codec.open_datagram``: sealed, fresh, not a
 replay, from the sender it names). What passes feeds the workers' own pure membership table
 (``replication.membership``), whose joins and drops feed the lb's ``DynamicLb``. The balancer
 is never a replication member: it sends nothing to the group, opens no channel, holds no
@@ -127,13 +127,11 @@ class ClusterSource:
 
     # -- heartbeats ---------------------------------------------------------------------------
     def _datagram(self, data: bytes) -> None:
-        try:
-            hb = codec.open_heartbeat(self.opener, data, self.clock())
-        except SealError as exc:
-            self._dropped(exc.reason, str(exc))
+        hb = open_group_datagram(self.opener, data, self.clock(), self._dropped)
+        if hb is None:
             return
-        except codec.CodecError as exc:
-            self._dropped("malformed", str(exc))
+        if isinstance(hb, codec.BalancerBeat):  # a balancer pair's (balancer/standby.py)
+            self.counters["balancer_heartbeats_in"] += 1
             return
         if hb.cluster != self.config.name:
             self._dropped("foreign_cluster", f"cluster {hb.cluster!r}")
@@ -152,14 +150,7 @@ class ClusterSource:
         self._apply(changes)
 
     def _dropped(self, reason: str, detail: str) -> None:
-        key = f"drop_{reason}"
-        self.counters[key] += 1
-        count = self.counters[key]
-        if count == 1 or count % LOG_EVERY == 0:
-            log.warning(
-                "lb=%s heartbeat dropped reason=%s count=%d: %s", self.lb_name, reason, count,
-                detail,
-            )  # fmt: skip
+        count_drop(self.counters, f"lb={self.lb_name} heartbeat", reason, detail)
 
     def _events(self, events: Iterable[MemberEvent]) -> list[MemberChange]:
         changes: list[MemberChange] = []
@@ -232,6 +223,30 @@ class ClusterSource:
         ok = await self._get_ready(info) is not None
         self.counters["probes_ok" if ok else "probes_failed"] += 1
         self._apply(self._events(self.membership.probe_result(info.id, ok, self.clock())))
+
+
+def open_group_datagram(
+    opener: Opener, data: bytes, now: float, dropped: Callable[[str, str], None]
+) -> codec.Heartbeat | codec.BalancerBeat | None:
+    """A datagram of the cluster's group, opened (sealed, fresh, no replay, the sender's own),
+    or None after ``dropped(reason, detail)``."""
+    try:
+        return codec.open_datagram(opener, data, now)
+    except SealError as exc:
+        dropped(exc.reason, str(exc))
+    except codec.CodecError as exc:
+        dropped("malformed", str(exc))
+    return None
+
+
+def count_drop(counters: Counter[str], what: str, reason: str, detail: str) -> None:
+    """Count a dropped datagram by reason; log the first of each reason, then every
+    LOG_EVERY-th, so a flood cannot flood the log."""
+    key = f"drop_{reason}"
+    counters[key] += 1
+    count = counters[key]
+    if count == 1 or count % LOG_EVERY == 0:
+        log.warning("%s dropped reason=%s count=%d: %s", what, reason, count, detail[:200])
 
 
 def signature(lb: LbConfig, template: MemberConfig | None) -> tuple[object, ...]:

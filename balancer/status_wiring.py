@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from balancer.config.model import MemberConfig
 from balancer.dataplane import LocalHandler, LocalResponse, Request, RouteDecision
 from balancer.lb.shm import ProcessRow
+from balancer.pair import PairView
 from balancer.status import ServerInfo, StatusWorker
 from balancer.status.adapter import local_handler
 from balancer.status.model import ClusterLimits, ClusterView
@@ -40,6 +41,7 @@ class StatusEndpoints:
         self.processes: Callable[[], Sequence[ProcessRow]] | None = None  # --processes N
         self.csrf: str | None = None  # one token for N processes (else each worker's own)
         self.consume_result: Callable[[int], bool] | None = None  # with csrf: shown-once ids
+        self.pair: Callable[[], PairView | None] | None = None  # --cluster (balancer/standby.py)
         self.workers: dict[str, StatusWorker] = {}
         self.handlers: dict[str, LocalHandler] = {}
 
@@ -65,6 +67,7 @@ class StatusEndpoints:
                     tls_view=self.tls_view,
                     cluster_limits=self.cluster_limits,
                     processes=self.processes,
+                    pair=self._pair,
                 )
                 if self.csrf is not None:
                     kept[name].csrf = self.csrf
@@ -75,6 +78,9 @@ class StatusEndpoints:
         self.handlers = {
             name: local_handler(worker, client_ip=self.client_ip) for name, worker in kept.items()
         }
+
+    def _pair(self) -> PairView | None:
+        return self.pair() if self.pair is not None else None
 
     def rebuild(self, runtime: Runtime) -> None:
         """New status workers with the current sources (a kept worker keeps the ones it was

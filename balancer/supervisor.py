@@ -37,6 +37,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import json
 import logging
 import mmap
 import os
@@ -45,8 +46,9 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from balancer.cluster_view import view_document
 from balancer.config import ConfigError, load_workers
@@ -147,6 +149,21 @@ def dataplane_listeners(
     ]
 
 
+def publish_part(table: Table, part: Mapping[str, Any]) -> None:
+    """Merge ``part`` into the supervisor's document (one JSON object in its slot, read by
+    every data-plane process): the cluster view's round ("live", "limits") and the balancer
+    pair's view ("pair", balancer/standby.py) are written at their own pace, each keeping the
+    other's keys."""
+    try:
+        doc = json.loads(table.blob(SUPERVISOR_SLOT) or b"{}")
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    doc.update(part)
+    table.write_blob(SUPERVISOR_SLOT, json.dumps(doc, separators=(",", ":")).encode())
+
+
 def _die_with_parent(parent: int) -> None:
     """SIGTERM when the supervisor goes (Linux); elsewhere the row's pid check is all."""
     with contextlib.suppress(OSError, AttributeError):
@@ -192,8 +209,23 @@ class Role:
     async def run(self, balancer: Balancer) -> int:
         if self.follower is not None:
             assert self.spec is not None
+            if getattr(self.args, "cluster", None) is not None:  # the supervisor's pair view
+                from balancer.standby import read_view
+
+                table = self.table
+                assert table is not None
+                balancer.status.pair = lambda: read_view(table.blob(SUPERVISOR_SLOT))
             await self.follower.run(balancer, dataplane_listeners(self.spec, balancer.listens))
             return 0
+        if getattr(self.args, "cluster", None) is not None:  # a balancer pair (standby.py)
+            from balancer.standby import run_paired
+
+            table = self.table
+            publish = None if table is None else lambda part: publish_part(table, part)
+            return await run_paired(self.args, balancer, publish, self._serve)
+        return await self._serve(balancer)
+
+    async def _serve(self, balancer: Balancer) -> int:
         if self.table is not None:
             return await Supervisor(self, balancer).run()
         await balancer.serve()
@@ -293,7 +325,7 @@ class Supervisor:
             self._next_generation()
 
     def _publish_view(self) -> None:
-        self.table.write_blob(SUPERVISOR_SLOT, view_document(self.balancer.cluster))
+        publish_part(self.table, json.loads(view_document(self.balancer.cluster)))
 
     def _next_generation(self, summary: str = "") -> None:
         engines = self.balancer.runtime.engines

@@ -53,6 +53,25 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class BalancerBeat:
+    """A heartbeat of a balancer of an active/standby pair (balancer/standby.py). A balancer
+    is never a cluster member: workers count and ignore these (no session, cache or singleton
+    ever lands on a balancer). ``lbs`` is the active's lb state, checked entry by entry by
+    balancer/pair.py; a big state travels as ``parts`` datagrams, this one being ``part``."""
+
+    cluster: str
+    id: str  # 32 hex: the sealing sender's id
+    role: str  # "active" or "standby"
+    start: float  # Unix seconds when the balancer started
+    host: str  # the multicast interface it sends from (an IP literal)
+    listen: tuple[str, ...]  # its --listen addresses, as given
+    part: int = 1
+    parts: int = 1
+    lbs: dict[str, Any] | None = None  # lb name -> member name -> entry (balancer/pair.py)
+    shutdown: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Hello:
     """First frame on every connection (and the reply to it); doubles as a TCP heartbeat."""
 
@@ -116,7 +135,18 @@ class Touch:
     items: tuple[tuple[str, float], ...]
 
 
-Message = Heartbeat | Hello | DeltaMsg | Ack | Pull | StateChunk | Touch | CacheReq | CacheReply
+Message = (
+    BalancerBeat
+    | Heartbeat
+    | Hello
+    | DeltaMsg
+    | Ack
+    | Pull
+    | StateChunk
+    | Touch
+    | CacheReq
+    | CacheReply
+)
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
@@ -161,6 +191,11 @@ def to_wire(msg: Message) -> dict[str, Any]:
         if msg.election is not None:
             hb["svc"] = advert_to_wire(msg.election)
         return hb
+    if isinstance(msg, BalancerBeat):
+        return {"t": "lb", "cluster": msg.cluster, "id": msg.id, "role": msg.role,
+                "start": msg.start, "host": msg.host, "listen": list(msg.listen),
+                "part": [msg.part, msg.parts], "lbs": msg.lbs or {},
+                "shutdown": msg.shutdown}  # fmt: skip
     if isinstance(msg, Hello):
         hello = {
             "t": "hello",
@@ -376,7 +411,12 @@ _FIELDS = {
     "pull": {"t", "n", "since", "ids", "digest", "dead"},
     "state": {"t", "n", "final", "seq", "sessions", "dead", "responses"},
     "touch": {"t", "items"},
+    "lb": {"t", "cluster", "id", "role", "start", "host", "listen", "part", "lbs", "shutdown"},
 }
+BALANCER_ROLES = ("active", "standby")
+MAX_LISTEN = 16
+MAX_PARTS = 64
+LISTEN_RE = re.compile(r"(https://)?[0-9A-Za-z.:\[\]-]{1,80}")
 
 
 def from_wire(wire: object) -> Message:
@@ -398,6 +438,8 @@ def from_wire(wire: object) -> Message:
     if kind in ("hb", "hello") and type(wire) is dict and "svc" in wire:
         keys = keys | {"svc"}
     o = _Obj(kind, wire, keys)
+    if kind == "lb":
+        return _balancer_beat(o)
     if kind in ("hb", "hello"):
         cluster = o.text("cluster", CLUSTER_NAME_RE)
         member = _member_info(o.d["member"], f"{kind}.member")
@@ -475,6 +517,31 @@ def from_wire(wire: object) -> Message:
     return Touch(tuple(items))
 
 
+def _balancer_beat(o: _Obj) -> BalancerBeat:
+    role = o.d["role"]
+    if role not in BALANCER_ROLES:
+        raise o.fail("role", f"expected one of {BALANCER_ROLES}, found {str(role)[:20]!r}")
+    start = o.number("start")
+    if start <= 0:
+        raise o.fail("start", "expected a positive time")
+    listen = o.items("listen") or []
+    if len(listen) > MAX_LISTEN or not all(
+        type(x) is str and LISTEN_RE.fullmatch(x) for x in listen
+    ):
+        raise o.fail("listen", f"expected at most {MAX_LISTEN} [https://]HOST:PORT strings")
+    part = o.d["part"]
+    if (type(part) is not list or len(part) != 2 or type(part[0]) is not int
+            or type(part[1]) is not int or not 1 <= part[0] <= part[1] <= MAX_PARTS):  # fmt: skip
+        raise o.fail("part", f"expected [part, parts] with 1 <= part <= parts <= {MAX_PARTS}")
+    lbs = o.d["lbs"]
+    if type(lbs) is not dict:
+        raise o.fail("lbs", "expected an object")
+    return BalancerBeat(
+        o.text("cluster", CLUSTER_NAME_RE), o.text("id", MEMBER_ID_RE), role, start,
+        _ip(o, "host", o.d["host"]), tuple(listen), part[0], part[1], lbs, o.flag("shutdown"),
+    )  # fmt: skip
+
+
 # -- cluster singletons: the optional "svc" field of heartbeats and hellos -------------------
 SINGLETON_NAME_RE = NAME_RE
 MAX_SINGLETONS = 256
@@ -533,14 +600,25 @@ def _refuse(token: str) -> Any:
     raise ValueError(f"{token} is not allowed")
 
 
-def open_heartbeat(opener: Opener, data: bytes, now: float) -> Heartbeat:
-    """A multicast datagram → the Heartbeat it seals, or SealError / CodecError (the caller
-    counts the reason). The sender id inside must be the envelope's: a member cannot speak for
-    another with its own key stream."""
+def open_datagram(opener: Opener, data: bytes, now: float) -> Heartbeat | BalancerBeat:
+    """A multicast datagram → the Heartbeat (a worker's) or BalancerBeat (a balancer's) it
+    seals, or SealError / CodecError (the caller counts the reason). The sender id inside must
+    be the envelope's: a member cannot speak for another with its own key stream."""
     opened = opener.open(data, now)
     if opened.kind is not Kind.HEARTBEAT:
         raise SealError("malformed", "a frame envelope in a datagram")
-    hb = decode(opened.payload)
-    if not isinstance(hb, Heartbeat) or hb.member.id != opened.sender.hex():
+    msg = decode(opened.payload)
+    if isinstance(msg, BalancerBeat) and msg.id == opened.sender.hex():
+        return msg
+    if not isinstance(msg, Heartbeat) or msg.member.id != opened.sender.hex():
         raise CodecError("not a heartbeat from its sender")
-    return hb
+    return msg
+
+
+def open_heartbeat(opener: Opener, data: bytes, now: float) -> Heartbeat:
+    """As ``open_datagram``, for a reader that knows no balancer heartbeats: one is a
+    CodecError."""
+    msg = open_datagram(opener, data, now)
+    if not isinstance(msg, Heartbeat):
+        raise CodecError("a balancer's heartbeat, not a member's")
+    return msg

@@ -309,12 +309,17 @@ class ClusterNode:
             self.counters["drop_fault_in"] += 1
             return
         try:
-            hb = codec.open_heartbeat(self.opener, data, self.clock())
+            hb = codec.open_datagram(self.opener, data, self.clock())
         except SealError as exc:
             self.counters[f"drop_{exc.reason}"] += 1
             return
         except codec.CodecError:
             self.counters["drop_malformed"] += 1
+            return
+        if isinstance(hb, codec.BalancerBeat):
+            # a balancer of an active/standby pair: never a member, so never a replica, a
+            # cache owner or a singleton owner (balancer/standby.py)
+            self.counters["balancer_heartbeats_in"] += 1
             return
         if hb.cluster != self.config.name:
             self.counters["drop_foreign_cluster"] += 1

@@ -37,6 +37,11 @@ LEASE_SHARE = 0.6  # of drop_time
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # s, restart delay of a daemon that raised
 HEALTHY_RUN = 30.0  # s; a daemon that ran this long before raising restarts at BACKOFF_FIRST
 GRACEFUL_STOP = 10.0  # s; at most this long for an app's stop on a graceful handover
+# s at most, after the cancel, for the daemon's task to end: one that swallows CancelledError
+# would otherwise hold the handover (and the next owner) forever. Not cut to what is left of
+# the stop's budget: a task needs a turn of the loop to see its cancel at all, and one that
+# obeys it ends at once; only a stubborn one waits this long.
+CANCEL_GRACE = 2.0
 
 
 @dataclass(slots=True)
@@ -78,6 +83,7 @@ class SingletonRunner:
         self._routes: dict[str, str] = {}
         self._running: dict[str, _Running] = {}
         self._stops: set[asyncio.Task[None]] = set()
+        self._stray: set[asyncio.Task[None]] = set()  # tasks that ignored their cancel
         self._timer: asyncio.Task[None] | None = None
 
     # -- what the cluster node tells us --------------------------------------------------------
@@ -109,11 +115,18 @@ class SingletonRunner:
             await asyncio.gather(*self._stops, return_exceptions=True)
 
     async def close(self) -> None:
-        await self.release()
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
+        """Release, then end the timer and cancel once more the tasks that ignored their
+        cancel. Safe to call again (the cleanup of an abnormal exit after a stop)."""
+        try:
+            await self.release()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._timer
+                self._timer = None
+            for task in self._stray:
+                task.cancel()
 
     async def _tick(self) -> None:
         while True:
@@ -161,8 +174,15 @@ class SingletonRunner:
                     except Exception as exc:  # reported, the stop goes on
                         self._report(action.name, run.ctx.epoch, "stop-failed", exc)
                 run.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await run.task
+                await asyncio.wait((run.task,), timeout=CANCEL_GRACE)
+                if not run.task.done():
+                    self._stray.add(run.task)  # cancelled again at close()
+                    self.counters["singleton_cancel_ignored"] += 1
+                    log.error("singleton=%s owner=%s epoch=%d reason=cancel-ignored: its task "
+                              "did not end %.1fs after the cancel; the handover goes on",
+                              action.name, self.route, run.ctx.epoch, CANCEL_GRACE)  # fmt: skip
+                elif not run.task.cancelled():
+                    run.task.exception()  # retrieved: its failure was reported already
         finally:
             self.election.stopped(action.name)
             self.counters["singleton_stops"] += 1

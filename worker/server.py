@@ -220,6 +220,8 @@ async def serve(options: WorkerOptions) -> int:
         if options.drain > 0:  # let the balancer's health probe see the 503 first
             await asyncio.sleep(options.drain)
     finally:
+        if local is not None:  # an abnormal exit too (an error, a cancel): their stop runs
+            await local.close()
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper

@@ -25,6 +25,7 @@ from balancer.mounts import UriMap
 
 if TYPE_CHECKING:
     from balancer.lb.shm import ProcessRow
+    from balancer.pair import PairView
     from balancer.status.tls_view import TlsView
 
 Scalar = str | int | bool | None
@@ -107,6 +108,7 @@ class Snapshot:
     ajp_count: int | None = None
     tls: TlsView | None = None  # pyjk: the HTTPS listeners, when there are some
     processes: tuple[ProcessRow, ...] = ()  # pyjk: data-plane processes (--processes N)
+    pair: PairView | None = None  # pyjk: the balancer pair (--cluster), pair_view.py
 
     @property
     def workers(self) -> tuple[WorkerView, ...]:
@@ -163,6 +165,7 @@ class Sources:
     tls_view: Callable[[], TlsView | None] | None = None  # HTTPS listeners (tls_view.py)
     cluster_limits: ClusterLimits | None = None
     processes: Callable[[], Sequence[ProcessRow]] | None = None  # processes_view.py
+    pair: Callable[[], PairView | None] | None = None  # pair_view.py (--cluster)
 
     def ordered(self) -> list[tuple[str, LbEngine]]:
         """Engines in worker.list order, then any others in the mapping's order."""

@@ -26,6 +26,7 @@ from balancer.status.messages import (
     OPT_READ_ONLY,
 )
 from balancer.status.model import Document, Head
+from balancer.status.pair_view import pair_html
 from balancer.status.processes_view import processes_html
 from balancer.status.style import STYLE
 from balancer.status.tables import lb_section, single_section
@@ -128,6 +129,8 @@ def _body(ctx: Context, doc: Document) -> str:
         out.append(glance(ctx, doc.snapshot.lbs))
     if doc.head is not None:
         out.append(_head(doc.head))
+    if doc.snapshot is not None:
+        out.append(pair_html(doc.snapshot.pair))
     out.append(_nav(ctx))
     if not ctx.read_only:
         out.append(

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from balancer.config.model import Activation
 from balancer.lb.member import State
 from balancer.status.model import Row, Snapshot
+from balancer.status.pair_view import pair_metrics
 from balancer.status.processes_view import processes_metrics
 from balancer.status.tls_view import tls_metrics
 from pyjk.metrics import CONTENT_TYPE, render
@@ -185,6 +186,7 @@ class _SnapshotCollector(Collector):
         yield from gauges.values()
         yield from tls_metrics(self.snap.tls)
         yield from processes_metrics(self.snap.processes)
+        yield from pair_metrics(self.snap.pair)
 
 
 def render_prometheus(snap: Snapshot, extra: Iterable[Collector] = ()) -> bytes:

@@ -79,8 +79,16 @@ def snapshot(src: Sources, sel: Selection, now: float, wall: float) -> Snapshot:
             ajps.append(WorkerView(name, "ajp", row, (), maps, engine))
     tls = src.tls_view() if src.tls_view is not None and listing else None
     procs = tuple(src.processes()) if src.processes is not None and listing else ()
+    pair = src.pair() if src.pair is not None and listing else None
     return Snapshot(
-        head(src, wall), tuple(lbs), tuple(ajps), lb_count or None, ajp_count or None, tls, procs
+        head(src, wall),
+        tuple(lbs),
+        tuple(ajps),
+        lb_count or None,
+        ajp_count or None,
+        tls,
+        procs,
+        pair,
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from balancer.config.model import StatusConfig
 from balancer.status.escape import prop_key, prop_value, txt
 from balancer.status.model import Document, Field, Head, Snapshot, WorkerView
+from balancer.status.pair_view import pair_fields
 from balancer.status.processes_view import process_fields
 
 
@@ -71,6 +72,7 @@ def _snapshot_txt(snap: Snapshot) -> str:
         out.append(f"AJP Workers: count={snap.ajp_count}\n")
     out += [_worker_txt(v) for v in snap.ajps]
     out += [_line(kind, fields) for kind, fields in process_fields(snap.processes)]
+    out += [_line(kind, fields) for kind, fields in pair_fields(snap.pair)]
     return "".join(out)
 
 

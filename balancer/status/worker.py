@@ -38,6 +38,7 @@ from balancer.config.model import StatusConfig, WorkersConfig
 from balancer.lb.engine import LbEngine
 from balancer.lb.shm import ProcessRow
 from balancer.mounts import UriMap
+from balancer.pair import PairView
 from balancer.status import commands, page
 from balancer.status.access import check_access, check_change, networks, safe_path
 from balancer.status.escape import log
@@ -151,6 +152,7 @@ class StatusWorker:
         tls_view: Callable[[], TlsView | None] | None = None,
         cluster_limits: ClusterLimits | None = None,
         processes: Callable[[], Sequence[ProcessRow]] | None = None,
+        pair: Callable[[], PairView | None] | None = None,
     ) -> None:
         self.config = config
         self.sources = Sources(
@@ -166,6 +168,7 @@ class StatusWorker:
             tls_view,
             cluster_limits,
             processes,
+            pair,
         )
         self.csrf = secrets.token_urlsafe(32)  # per process: a restart invalidates old pages
         # rendered after the snapshot on /metrics (traffic, process, python); set by the wiring

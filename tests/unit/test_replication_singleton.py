@@ -4,6 +4,7 @@ daemons and jobs start, stop, restart with backoff, and hand over in the right o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -144,3 +145,58 @@ def test_bad_names_and_periods_are_refused():
     singleton(app, "ok", noop)
     with pytest.raises(ValueError, match="twice"):
         singleton(app, "ok", noop)
+
+
+async def test_a_daemon_that_swallows_its_cancel_does_not_block_the_handover(monkeypatch, caplog):
+    """Review finding: ``_stop`` awaited the cancelled task without a bound, so a daemon that
+    caught CancelledError and went on held the handover (and the next owner) forever."""
+    monkeypatch.setattr(singleton_module, "CANCEL_GRACE", 0.2)
+    started = asyncio.Event()
+    stubborn_now = True
+
+    async def stubborn(ctx: SingletonContext) -> None:
+        started.set()
+        while stubborn_now:
+            with contextlib.suppress(asyncio.CancelledError):  # the bug: a swallowed cancel
+                await asyncio.sleep(0.01)
+
+    runner = alone(SingletonSpec("stubborn", stubborn))
+    runner.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(runner.release(), 3)  # the old code never returned
+    assert runner.advert().owns == {}  # the claim is dropped: another node may start it
+    assert runner.counters["singleton_cancel_ignored"] == 1
+    assert any("singleton=stubborn owner=node1 epoch=1 reason=cancel-ignored" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    [stray] = runner._stray
+    stubborn_now = False  # it gives in at last (or the test's loop could not close)
+    await runner.close()  # cancelled once more
+    await asyncio.wait_for(asyncio.wait((stray,)), 3)
+
+
+async def test_a_forced_stop_with_no_budget_left_still_waits_for_an_obedient_daemon():
+    """The wait after the cancel is not cut to the stop's budget: with none left (a slow
+    stop) an obedient daemon still gets the moment it needs to end before the claim goes."""
+    ended: list[str] = []
+
+    async def obedient(ctx: SingletonContext) -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.sleep(0.05)  # a short clean-up of its own (flush, close)
+            ended.append("ended")
+
+    async def slow_stop(ctx: SingletonContext) -> None:
+        await asyncio.sleep(0.3)
+
+    spec = SingletonSpec("obedient", obedient, slow_stop)
+    runner = SingletonRunner([spec], member_id="a" * 32, route="node1", started=time.time(),
+                             drop_time=1.0, frequency=0.5)  # fmt: skip
+    runner.start()
+    await until(lambda: runner.advert().owns == {"obedient": 1})
+    assert runner.forced_stop == pytest.approx(0.1)  # 1.0 - lease 0.6 - frequency 0.5 -> 0.1
+    runner._act(runner.election.leave())  # a forced stop (not graceful): budget forced_stop
+    await runner.drain()
+    assert ended == ["ended"]  # it ended before the claim was dropped
+    assert runner.counters["singleton_cancel_ignored"] == 0
+    await runner.close()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 from aiohttp import web
 
+from tests.support.procs import free_port, until
 from worker import SessionDelta, SessionStore, setup_sessions
 from worker.middleware import SESSIONS
 from worker.readiness import READINESS
-from worker.server import WorkerOptions, WorkerSetupError, prepare_app, sweep_once
+from worker.server import WorkerOptions, WorkerSetupError, prepare_app, serve, sweep_once
+from worker.singletons import SingletonContext, singleton
 
 
 class Clock:
@@ -97,3 +102,35 @@ async def test_worker_metrics_are_served_outside_sessions_and_an_apps_own_route_
     install_metrics(own, setup_sessions(own, route="n1"))  # no RuntimeError: skipped
     client = await aiohttp_client(own)
     assert await (await client.get("/metrics")).text() == "the app's own"
+
+
+_EVENTS: list[str] = []
+
+
+def singleton_app() -> web.Application:
+    """An app with one local singleton (no cluster: this node runs it)."""
+    app = web.Application()
+
+    async def daemon(ctx: SingletonContext) -> None:
+        _EVENTS.append("started")
+        await ctx.sleep(60)
+
+    async def stop(ctx: SingletonContext) -> None:
+        _EVENTS.append("stopped")
+
+    singleton(app, "local-daemon", daemon, stop)
+    return app
+
+
+async def test_an_abnormal_exit_still_stops_the_local_singletons():
+    """Review finding: without a cluster the local singletons were closed only on SIGTERM;
+    a serve() that ended otherwise (here: cancelled) left their stop unrun."""
+    _EVENTS.clear()
+    options = WorkerOptions(route="node1", port=free_port(),
+                            app=f"{__name__}:singleton_app")  # fmt: skip
+    task = asyncio.create_task(serve(options))
+    await until(lambda: _EVENTS == ["started"], 10, what="the local singleton")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert _EVENTS == ["started", "stopped"]

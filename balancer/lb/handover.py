@@ -1,0 +1,223 @@
+"""What a standby balancer needs of the active's lb state (balancer/pair.py, --standby): pure.
+
+Per lb and member, what a status page or the engine changed and a fresh balancer would not
+know from the files, as a short JSON entry:
+
+    a   activation (ACT/DIS/STP: set on the status page)     s  state (OK, ERR, ERR/REC, ...)
+    f   lbfactor      d  distance      v  lb_value (the pick's counter)
+    e1  seconds since the first error of the streak, e2 since the last one (or null)
+    r   the last error's reason      h  the health check holds it down
+    ss  seconds since its slow start began (or null)
+
+Error and slow-start times travel as ages, not as clock readings: each balancer's monotonic
+clock is its own. A datagram carries at most ``PART_BUDGET`` bytes of entries (one Ethernet
+MTU after sealing, so no IP fragmentation on a real network); a bigger state is split into
+parts sent together every heartbeat, each useful alone (entries are independent). Past
+``MAX_PARTS`` parts (some 600 members) the rest is not sent: the caller counts and logs it,
+and those members start on the standby as the files say. The standby checks every entry
+(``BadEntry``) and applies each part as it arrives (``LbStateCopy``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from balancer.config.model import Activation
+from balancer.lb.engine import LbEngine
+from balancer.lb.member import Member, State
+
+PART_BUDGET = 1200  # bytes of JSON entries per datagram (1500 MTU - IP/UDP - seal - envelope)
+MAX_PARTS = 64  # replication.codec.MAX_PARTS
+MAX_REASON = 64  # characters of an error reason carried
+_STATES = {s.value: s for s in State}
+_ACTIVATIONS = {a.value: a for a in Activation}
+
+
+class BadEntry(ValueError):
+    """An lb state entry that does not follow the schema (the whole part is dropped)."""
+
+
+# -- the lb state, out --------------------------------------------------------------------------
+
+
+def _age(now: float, at: float | None) -> float | None:
+    return None if at is None else round(max(0.0, now - at), 3)
+
+
+def member_entry(m: Member, now: float) -> dict[str, Any]:
+    """What a standby needs of one member; ``now`` is the same monotonic clock as the member's
+    times."""
+    return {
+        "a": m.activation.value, "s": m.state.value, "f": m.lbfactor, "d": m.distance,
+        "v": m.lb_value, "e1": _age(now, m.first_error_time), "e2": _age(now, m.last_error_time),
+        "r": m.last_error_reason[:MAX_REASON], "h": bool(m.health_down),
+        "ss": _age(now, m.slow_start_since),
+    }  # fmt: skip
+
+
+Entries = list[tuple[str, str, dict[str, Any]]]  # (lb, member, entry)
+
+
+def lb_entries(engines: Mapping[str, LbEngine], now: float) -> Entries:
+    return [(lb, m.name, member_entry(m, now)) for lb, e in engines.items() for m in e.members]
+
+
+def _size(lb: str, name: str, entry: Mapping[str, Any]) -> int:
+    return len(json.dumps({lb: {name: entry}}, separators=(",", ":")))
+
+
+def split_state(
+    entries: Iterable[tuple[str, str, dict[str, Any]]],
+    budget: int = PART_BUDGET,
+    max_parts: int = MAX_PARTS,
+) -> tuple[list[dict[str, dict[str, Any]]], int]:
+    """The entries packed into parts of at most ``budget`` bytes of JSON each, and how many
+    did not fit in ``max_parts`` (capped). An entry larger than the budget alone gets a part of
+    its own (names are at most 63 bytes, so it is never much larger)."""
+    parts: list[dict[str, dict[str, Any]]] = []
+    used = budget + 1
+    capped = 0
+    for lb, name, entry in entries:
+        size = _size(lb, name, entry)
+        if used + size > budget:
+            if len(parts) == max_parts:
+                capped += 1
+                continue
+            parts.append({})
+            used = 2
+        parts[-1].setdefault(lb, {})[name] = entry
+        used += size
+    return parts or [{}], capped
+
+
+# -- the lb state, in ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    activation: Activation
+    state: State
+    lbfactor: int
+    distance: int
+    lb_value: int
+    first_error_age: float | None
+    last_error_age: float | None
+    reason: str
+    health_down: bool
+    slow_start_age: float | None
+
+
+def _int(v: object, low: int, high: int, key: str) -> int:
+    if type(v) is not int or not low <= v <= high:
+        raise BadEntry(f"{key}: expected an integer {low}..{high}, found {str(v)[:20]!r}")
+    return v
+
+
+def _opt_age(v: object, key: str) -> float | None:
+    if v is None:
+        return None
+    if type(v) not in (int, float) or not math.isfinite(v) or not 0 <= v < 1e9:  # type: ignore[operator, arg-type]
+        raise BadEntry(f"{key}: expected seconds >= 0 or null, found {str(v)[:20]!r}")
+    return float(v)  # type: ignore[arg-type]
+
+
+def parse_entry(v: object) -> Entry:
+    if type(v) is not dict or set(v) != {"a", "s", "f", "d", "v", "e1", "e2", "r", "h", "ss"}:
+        raise BadEntry("expected an object with a, s, f, d, v, e1, e2, r, h, ss")
+    activation, state = _ACTIVATIONS.get(v["a"]), _STATES.get(v["s"])
+    if activation is None or state is None:
+        raise BadEntry(f"unknown activation {str(v['a'])[:8]!r} or state {str(v['s'])[:8]!r}")
+    if type(v["r"]) is not str or len(v["r"]) > MAX_REASON or type(v["h"]) is not bool:
+        raise BadEntry("r: expected a short string, h: true or false")
+    return Entry(
+        activation, state, _int(v["f"], 1, 100_000, "f"), _int(v["d"], 0, 1 << 31, "d"),
+        _int(v["v"], -(1 << 62), 1 << 62, "v"), _opt_age(v["e1"], "e1"), _opt_age(v["e2"], "e2"),
+        v["r"], v["h"], _opt_age(v["ss"], "ss"),
+    )  # fmt: skip
+
+
+def parse_part(lbs: Mapping[str, Any]) -> dict[tuple[str, str], Entry]:
+    """Every entry of one part, or BadEntry naming the first that is not one."""
+    out: dict[tuple[str, str], Entry] = {}
+    for lb, members in lbs.items():
+        if type(members) is not dict:
+            raise BadEntry(f"lb {lb[:64]!r}: expected an object of members")
+        for name, raw in members.items():
+            try:
+                out[(lb, name)] = parse_entry(raw)
+            except BadEntry as exc:
+                raise BadEntry(f"lb {lb[:64]!r} member {name[:64]!r}: {exc}") from None
+    return out
+
+
+def _at(now: float, age: float | None) -> float | None:
+    return None if age is None else now - age
+
+
+def apply_entry(member: Member, entry: Entry, now: float) -> None:
+    """Make ``member`` as the active had it ``age`` seconds ago (``now``: this balancer's
+    monotonic clock, minus how long ago the entry arrived)."""
+    member.activation = entry.activation
+    member.state = entry.state
+    member.lbfactor = entry.lbfactor
+    member.distance = entry.distance
+    member.lb_value = entry.lb_value
+    member.first_error_time = _at(now, entry.first_error_age)
+    member.last_error_time = _at(now, entry.last_error_age)
+    member.last_error_reason = entry.reason
+    member.health_down = entry.health_down
+    member.slow_start_since = _at(now, entry.slow_start_age)
+
+
+@dataclass(slots=True)
+class LbStateCopy:
+    """The newest entry of every (lb, member) the active sent, with when it arrived."""
+
+    entries: dict[tuple[str, str], tuple[Entry, float]] = field(default_factory=dict)
+
+    def take(self, part: Mapping[tuple[str, str], Entry], now: float) -> None:
+        for key, entry in part.items():
+            self.entries[key] = (entry, now)
+
+    def apply(
+        self, engines: Mapping[str, LbEngine], only: Iterable[tuple[str, str]] | None = None
+    ) -> list[Applied]:
+        """Apply what is known to the members present (``only`` those, e.g. the entries of
+        the part just received: an active sends every member every heartbeat); one
+        ``Applied`` per member applied."""
+        wanted = None if only is None else set(only)
+        lbs = engines if wanted is None else {lb: engines[lb] for lb, _ in wanted if lb in engines}
+        applied = []
+        for lb, engine in lbs.items():
+            touched = False
+            for member in engine.members:
+                key = (lb, member.name)
+                known = self.entries.get(key)
+                if known is None or (wanted is not None and key not in wanted):
+                    continue
+                entry, received = known
+                before = (member.activation, member.state)
+                apply_entry(member, entry, received)  # its ages count from its arrival
+                changed = before != (member.activation, member.state)
+                applied.append(Applied(lb, member.name, entry.activation, entry.state, changed))
+                touched = True
+            if touched:
+                engine.update_multipliers()
+        return applied
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    lb: str
+    member: str
+    activation: Activation
+    state: State
+    changed: bool  # the activation or the state differs from what the member had
+
+    def __str__(self) -> str:
+        return (f"lb={self.lb} member={self.member} activation={self.activation.value} "
+                f"state={self.state.value} source=active")  # fmt: skip

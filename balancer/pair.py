@@ -1,0 +1,178 @@
+"""The active/standby balancer pair, pure: who serves, and what the status page shows of it.
+
+Both balancers of a pair run with ``--cluster FILE`` and heartbeat on that cluster's sealed
+multicast channel as *balancers* (``replication.codec.BalancerBeat``: workers count and ignore
+them, so a balancer is never a replica, a cache owner or a singleton owner). The active one's
+heartbeats carry its lb state (balancer/lb/handover.py); balancer/standby.py is the I/O.
+
+``PairState`` decides: a standby serves once no active was heard for ``drop_time`` (or at once
+on the active's shutdown heartbeat), and, never having heard one, ``drop_time`` after its own
+start. Two actives heard at once (a partition, or a second balancer started without
+``--standby``) are not resolved here: they are made visible (``two_actives`` episodes, log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ACTIVE = "active"
+STANDBY = "standby"
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    id: str
+    role: str
+    host: str
+    listen: tuple[str, ...]
+    heard_ago: float  # s
+
+
+@dataclass(frozen=True, slots=True)
+class PairView:
+    """What the status page and /metrics show of the pair."""
+
+    role: str
+    peers: tuple[Peer, ...]
+    takeovers: int
+    two_actives: int  # episodes of another active heard while this one was active
+    other_active: bool  # one is heard right now
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role, "takeovers": self.takeovers, "two_actives": self.two_actives,
+            "other_active": self.other_active,
+            "peers": [[p.id, p.role, p.host, list(p.listen), p.heard_ago] for p in self.peers],
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, v: Mapping[str, Any]) -> PairView:
+        peers = tuple(Peer(i, r, h, tuple(lst), float(a)) for i, r, h, lst, a in v["peers"])
+        return cls(str(v["role"]), peers, int(v["takeovers"]), int(v["two_actives"]),
+                   bool(v["other_active"]))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    reason: str  # "active-silent", "active-shutdown", "no-active"
+    peer: Peer | None
+    silent: float  # s since the active was last heard (or since this one started)
+
+
+@dataclass(frozen=True, slots=True)
+class TwoActives:
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHeard:
+    """A balancer heard for the first time (or again after it was forgotten)."""
+
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveBack:
+    """An active was heard again while the standby waited for the ports: it stays standby."""
+
+    peer: Peer
+
+
+PairEvent = PeerHeard | Takeover | TwoActives | ActiveBack
+
+
+@dataclass(slots=True)
+class _Heard:
+    role: str
+    host: str
+    listen: tuple[str, ...]
+    last: float
+    shutdown: bool = False
+
+
+class PairState:
+    def __init__(self, me: str, *, standby: bool, drop_time: float, now: float) -> None:
+        self.me = me
+        self.role = STANDBY if standby else ACTIVE
+        self.drop_time = drop_time
+        self.started = now
+        self.takeovers = 0
+        self.two_actives = 0
+        self.taking_over = False  # the standby decided and waits for the ports
+        self._heard: dict[str, _Heard] = {}
+        self._split: set[str] = set()  # other actives heard while this one is active
+
+    def heard(
+        self, sender: str, role: str, host: str, listen: tuple[str, ...], now: float,
+        *, shutdown: bool = False,
+    ) -> list[PairEvent]:  # fmt: skip
+        if sender == self.me:
+            return []
+        known = self._heard.get(sender)
+        self._heard[sender] = _Heard(role, host, listen, now, shutdown)
+        events: list[PairEvent] = []
+        if (known is None or known.role != role) and not shutdown:
+            events.append(PeerHeard(self._peer(sender, now)))
+        if role == ACTIVE and not shutdown:
+            if self.role == ACTIVE and sender not in self._split:
+                self._split.add(sender)
+                self.two_actives += 1
+                events.append(TwoActives(self._peer(sender, now)))
+            elif self.taking_over:
+                self.taking_over = False
+                events.append(ActiveBack(self._peer(sender, now)))
+        elif shutdown:  # the sender stops: it is off the page at once
+            self._split.discard(sender)
+            last_active = role == ACTIVE and not self._actives(now)
+            if last_active and self.role == STANDBY and not self.taking_over:
+                events.append(self._takeover("active-shutdown", sender, now, now))
+            del self._heard[sender]
+        return events
+
+    def tick(self, now: float) -> list[PairEvent]:
+        for sender in [s for s in self._split if not self._alive(s, now)]:
+            self._split.discard(sender)
+        for sender in [s for s, h in self._heard.items() if now - h.last > 10 * self.drop_time]:
+            del self._heard[sender]  # long gone: off the status page
+        if self.role != STANDBY or self.taking_over or self._actives(now):
+            return []
+        heard = [(h.last, s) for s, h in self._heard.items() if h.role == ACTIVE]
+        if heard:
+            last, sender = max(heard)
+            return [self._takeover("active-silent", sender, last, now)]
+        if now - self.started > self.drop_time:
+            return [self._takeover("no-active", None, self.started, now)]
+        return []
+
+    def serving(self) -> None:
+        """The ports are bound: this balancer is the active one now."""
+        self.role, self.taking_over = ACTIVE, False
+        self.takeovers += 1
+
+    def view(self, now: float) -> PairView:
+        peers = tuple(self._peer(s, now) for s in sorted(self._heard))
+        return PairView(self.role, peers, self.takeovers, self.two_actives, bool(self._split))
+
+    def _alive(self, sender: str, now: float) -> bool:
+        h = self._heard.get(sender)
+        return h is not None and not h.shutdown and now - h.last <= self.drop_time
+
+    def _actives(self, now: float) -> list[str]:
+        return [s for s, h in self._heard.items() if h.role == ACTIVE and self._alive(s, now)]
+
+    def _takeover(self, reason: str, sender: str | None, since: float, now: float) -> Takeover:
+        self.taking_over = True
+        peer = self._peer(sender, now) if sender in self._heard else None
+        return Takeover(reason, peer, now - since)
+
+    def _peer(self, sender: str | None, now: float) -> Peer:
+        h = self._heard[sender or ""]
+        return Peer(sender or "", h.role, h.host, h.listen, round(now - h.last, 3))
+
+
+def peers_text(view: PairView) -> Iterator[str]:
+    for p in view.peers:
+        where = ",".join(p.listen) or "-"
+        yield f"{p.role} at {p.host} (listen {where}), heard {p.heard_ago:.1f}s ago"

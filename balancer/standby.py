@@ -1,0 +1,352 @@
+"""``--cluster FILE`` and ``--standby``: the balancer pair on the cluster's sealed channel.
+
+Run once per balancer (its supervisor with ``--processes N``, the process itself with one),
+never in the data-plane processes. Every ``frequency`` it sends a sealed ``BalancerBeat`` on
+the cluster's multicast group: the active one with its lb state (balancer/lb/handover.py says
+what and how it is split), a standby with none. It reads the group too: the other
+balancer's beats (workers' heartbeats are opened and ignored here; forged, stale or replayed
+datagrams are dropped and counted by reason, as the workers do).
+
+A standby (``wait_turn``) binds nothing and starts no data-plane process while an active is
+heard. It applies the active's lb state to its own engines as it arrives (with N processes
+they are the shared records the processes bind to, so their first decisions are the
+active's). When the active falls silent for the cluster's ``drop_time`` (or says it stops), it
+logs ``balancer=standby state=active reason=... peer=...``, waits until every listening port
+is free (the active's death frees them on one machine; ``BIND_RETRY`` s at most), applies the
+state once more and returns: the caller binds and serves as any balancer does.
+
+What the status page and /metrics show (``Balancer: active|standby``, the peer, takeovers,
+two actives) comes from ``view()``; with N processes the supervisor writes it as a small JSON
+document in its slot of the shared table, where every data-plane process reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import signal
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from balancer.cluster_source import count_drop, open_group_datagram
+from balancer.config import ConfigError
+from balancer.lb.engine import LbEngine
+from balancer.lb.handover import Applied, BadEntry, LbStateCopy, lb_entries, parse_part, split_state
+from balancer.pair import (
+    ACTIVE,
+    ActiveBack,
+    PairEvent,
+    PairState,
+    PairView,
+    PeerHeard,
+    Takeover,
+    TwoActives,
+)
+from replication import codec
+from replication.codec import BalancerBeat
+from replication.config import ClusterConfig, load_cluster_config
+from replication.keyfile import KeyFileError, load_or_create_key
+from replication.mcast import Multicast
+from replication.seal import Kind, Opener, Sealer
+
+if TYPE_CHECKING:
+    from balancer.server import Balancer
+
+log = logging.getLogger("pyjk.balancer")
+
+BIND_RETRY = 60.0  # s a standby that took over waits for the active's ports at most
+BIND_POLL = 0.05  # s between two tries
+
+
+class PairError(Exception):
+    """``--cluster`` cannot be used for a balancer pair (e.g. no multicast)."""
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing holds ``host:port``: a plain bind (no SO_REUSEPORT, which another
+    balancer's sockets would share) succeeds."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class BalancerPair:
+    def __init__(
+        self,
+        cluster: Path,
+        *,
+        standby: bool,
+        listen: Sequence[str],
+        engines: Callable[[], Mapping[str, LbEngine]],
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config: ClusterConfig = load_cluster_config(cluster)
+        cfg = self.config
+        if not cfg.multicast:
+            raise PairError(f"{cluster}: a balancer pair heartbeats over multicast; "
+                            "membership.multicast is off")  # fmt: skip
+        if standby and not cfg.insecure and not cfg.key_file.exists():
+            # a key made here could open nothing the active sends: the standby would take
+            # over after drop_time while the active serves, neither hearing the other
+            raise PairError(f"{cfg.key_file}: no cluster key; a standby needs the active's "
+                            "(copy the file, mode 0600)")  # fmt: skip
+        self.key = None if cfg.insecure else load_or_create_key(cfg.key_file)
+        self.listen = tuple(listen)
+        self.engines = engines
+        self.clock, self.monotonic = clock, monotonic
+        self.counters: Counter[str] = Counter()
+        sender = secrets.token_bytes(16)
+        self.id = sender.hex()
+        self.started = clock()
+        self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time, now=monotonic())
+        self.copy = LbStateCopy()
+        self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
+        self.sealer = Sealer(self.key, sender, int(self.started * 1000), Kind.HEARTBEAT)
+        self.mcast = Multicast(cfg.group, cfg.mcast_port, cfg.interface, cfg.ttl)
+        self.on_view: Callable[[PairView], None] = lambda view: None  # the supervisor's table
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._capped_logged = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.mcast.start(self._datagram)
+        self._task = asyncio.create_task(self._run(), name="balancer-pair")
+        cfg = self.config
+        log.info("balancer=%s pair id=%s cluster=%s group=%s:%d sealed=%s drop_time_ms=%d",
+                 self.state.role, self.id, cfg.name, cfg.group, cfg.mcast_port,
+                 self.key is not None, cfg.drop_time * 1000)  # fmt: skip
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._beat(shutdown=True)  # the standby takes over at once, not after drop_time
+        self.mcast.close()
+
+    async def wait_turn(
+        self,
+        listens: Sequence[tuple[str, int, bool]],
+        handlers: Mapping[signal.Signals, Callable[[], object]] | None = None,
+    ) -> bool:
+        """A standby: wait until it is this balancer's turn to serve, the ports free. False
+        when SIGTERM/SIGINT came first (the caller exits 0). ``handlers``: what other signals
+        do meanwhile (SIGHUP reloads, SIGUSR1 reopens the access log: their default would
+        end the process)."""
+        if self.state.role == ACTIVE:
+            return True
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        handled = {signal.SIGTERM: stopping.set, signal.SIGINT: stopping.set, **(handlers or {})}
+        for sig, handler in handled.items():
+            loop.add_signal_handler(sig, handler)
+        log.info("balancer=standby waits: serves nothing while the active is heard")
+        try:
+            while not stopping.is_set():
+                if self.state.taking_over and await self._ports_free(listens, stopping):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.frequency)
+                self._wake.clear()
+            else:
+                return False
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+        applied = self._apply()
+        self.state.serving()
+        self.counters["takeovers"] += 1
+        log.warning("balancer=standby state=active reason=ports-free members_applied=%d",
+                    len(applied))  # fmt: skip
+        self._publish()
+        self._beat()
+        return True
+
+    async def _ports_free(
+        self, listens: Sequence[tuple[str, int, bool]], stopping: asyncio.Event
+    ) -> bool:
+        deadline = self.monotonic() + BIND_RETRY
+        tries = 0
+        while not stopping.is_set() and self.state.taking_over:
+            held = [f"{h}:{p}" for h, p, _ in listens if not port_free(h, p)]
+            if not held:
+                return True
+            tries += 1
+            if tries == 1 or tries % 100 == 0:
+                log.warning("balancer=standby ports held=%s; retrying (the active's death "
+                            "frees them)", ",".join(held))  # fmt: skip
+            if self.monotonic() > deadline:
+                raise PairError(f"ports {','.join(held)} still held after {BIND_RETRY:.0f}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), BIND_POLL)
+        return False
+
+    def view(self) -> PairView:
+        return self.state.view(self.monotonic())
+
+    # -- heartbeats ---------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            try:
+                self._beat()
+                self._events(self.state.tick(self.monotonic()))
+                self._publish()
+            except Exception:  # one bad turn must not end the pair
+                log.exception("balancer pair tick failed")
+            await asyncio.sleep(self.config.frequency)
+
+    def _beat(self, shutdown: bool = False) -> None:
+        cfg, role = self.config, self.state.role
+        parts: list[dict[str, dict[str, object]]] = [{}]
+        if role == ACTIVE and not shutdown:
+            parts, capped = split_state(lb_entries(self.engines(), self.monotonic()))
+            self.counters["lb_state_capped"] = capped
+            if capped and not self._capped_logged:
+                log.warning("balancer=active lb state of %d members not sent: over %d "
+                            "datagrams per heartbeat", capped, len(parts))  # fmt: skip
+            self._capped_logged = bool(capped)
+        for i, lbs in enumerate(parts, 1):
+            beat = BalancerBeat(cfg.name, self.id, role, self.started, cfg.interface,
+                                self.listen, i, len(parts), lbs, shutdown)  # fmt: skip
+            if self.mcast.send(self.sealer.seal(codec.encode(beat), self.clock())):
+                self.counters["heartbeats_out"] += 1
+
+    def _datagram(self, data: bytes) -> None:
+        msg = open_group_datagram(self.opener, data, self.clock(), self._dropped)
+        if msg is None:
+            return
+        if not isinstance(msg, BalancerBeat):
+            self.counters["member_heartbeats_in"] += 1  # a worker's: not ours to read
+            return
+        if msg.cluster != self.config.name:
+            self._dropped("foreign_cluster", f"cluster {msg.cluster!r}")
+            return
+        if msg.id == self.id:
+            return
+        now = self.monotonic()
+        if msg.role == ACTIVE and msg.lbs:
+            try:
+                part = parse_part(msg.lbs)
+            except BadEntry as exc:
+                self._dropped("bad_state", str(exc))
+                return
+            self.copy.take(part, now)
+            if self.state.role != ACTIVE and not self.state.taking_over:
+                self._apply(part)  # its first decisions are the active's
+        self.counters["heartbeats_in"] += 1
+        self._events(self.state.heard(msg.id, msg.role, msg.host, msg.listen, now,
+                                      shutdown=msg.shutdown))  # fmt: skip
+
+    def _events(self, events: Sequence[PairEvent]) -> None:
+        for event in events:
+            if isinstance(event, PeerHeard):
+                log.info("balancer=%s hears peer=%s role=%s listen=%s id=%s", self.state.role,
+                         event.peer.host, event.peer.role, ",".join(event.peer.listen),
+                         event.peer.id)  # fmt: skip
+            elif isinstance(event, Takeover):
+                peer = event.peer
+                log.warning(
+                    "balancer=standby state=taking-over reason=%s peer=%s peer_listen=%s "
+                    "silent_ms=%d", event.reason, peer.host if peer else "-",
+                    ",".join(peer.listen) if peer else "-", event.silent * 1000,
+                )  # fmt: skip
+                self._wake.set()
+            elif isinstance(event, TwoActives):
+                self.counters["two_actives"] += 1
+                log.error("balancer=active state=two-actives peer=%s peer_listen=%s id=%s: "
+                          "both serve; stop one (a partition, or a second balancer without "
+                          "--standby)", event.peer.host, ",".join(event.peer.listen),
+                          event.peer.id)  # fmt: skip
+            elif isinstance(event, ActiveBack):
+                log.warning("balancer=standby state=standby reason=active-heard-again peer=%s",
+                            event.peer.host)  # fmt: skip
+        if events:
+            self._publish()
+
+    def _apply(self, only: Iterable[tuple[str, str]] | None = None) -> list[Applied]:
+        applied = self.copy.apply(self.engines(), only)
+        for change in applied:
+            if change.changed:
+                log.info("%s", change)
+        return applied
+
+    def _dropped(self, reason: str, detail: str) -> None:
+        count_drop(self.counters, "balancer pair datagram", reason, detail)
+
+    def _publish(self) -> None:
+        self.on_view(self.view())
+
+
+def view_part(view: PairView) -> dict[str, object]:
+    """The view's part of the supervisor's document (``supervisor.publish_part``)."""
+    return {"pair": view.to_json()}
+
+
+def read_view(data: bytes) -> PairView | None:
+    """The view in the supervisor's document (``view_part``), or None before it wrote one."""
+    try:
+        doc = json.loads(data or b"{}")
+        return PairView.from_json(doc["pair"]) if isinstance(doc, dict) and "pair" in doc else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def run_paired(
+    args: argparse.Namespace,
+    balancer: Balancer,
+    publish: Callable[[dict[str, object]], None] | None,
+    serve: Callable[[Balancer], Awaitable[int]],
+) -> int:
+    """The balancer's run with ``--cluster`` (``--standby``): heartbeat, wait for the turn
+    when standby, then ``serve`` as usual. ``publish``: where a supervisor writes the view
+    for its data-plane processes (None: one process, the status page reads it here)."""
+    try:
+        pair = BalancerPair(
+            args.cluster, standby=args.standby, listen=[str(x) for x in args.listen],
+            engines=lambda: balancer.runtime.engines,
+        )  # fmt: skip
+    except (ConfigError, KeyFileError, PairError, OSError) as exc:
+        log.error("--cluster %s: %s", args.cluster, exc)
+        return 1
+    if publish is not None:
+        pair.on_view = lambda view: publish(view_part(view))
+    else:
+        balancer.status.pair = pair.view
+    try:
+        await pair.start()
+    except OSError as exc:
+        log.error("--cluster %s: cannot join the group: %s", args.cluster, exc)
+        return 1
+    try:
+        if args.standby:
+            # dynamic lbs' members join while it waits: the cluster tells the standby itself
+            balancer.dynamic.sync(balancer.runtime.workers, balancer.runtime.engines)
+            handlers = {
+                signal.SIGHUP: lambda: balancer.reload_all("SIGHUP"),
+                signal.SIGUSR1: balancer.reopen_access_log,
+            }
+            if not await pair.wait_turn(balancer.listens, handlers):
+                log.info("stopped (standby)")
+                return 0
+        return await serve(balancer)
+    except PairError as exc:
+        log.error("balancer=standby cannot serve: %s", exc)
+        return 1
+    finally:
+        await pair.stop()

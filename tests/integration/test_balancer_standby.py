@@ -1,0 +1,246 @@
+"""The active/standby balancer pair (issue 17) with real processes: three workers replicating
+over loopback multicast, an active balancer and a standby (``--standby --cluster``), both with
+two data-plane processes. kill -9 of the active (supervisor and processes) → the standby binds
+the port and serves the same session on the same worker, with the member disabled on the
+active's status page still disabled. Forged balancer heartbeats change nothing."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from replication import codec
+from replication.codec import BalancerBeat
+from replication.seal import Kind, Sealer
+from tests.integration.conftest import Stack, http_get
+from tests.integration.test_cluster_kit import Cluster, session_cookie
+from tests.support.procs import Proc, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "t0k3n-for-the-standby-tests-0123456789"
+PROCS = ("--processes", "2")
+
+
+def fields(line: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+
+
+def lines(stack: Stack, kind: str) -> list[dict[str, str]]:
+    return [fields(x) for x in stack.status_txt().splitlines() if x.startswith(kind + ":")]
+
+
+def member(stack: Stack, name: str) -> dict[str, str]:
+    [row] = [m for m in lines(stack, "Member") if m["name"] == name]
+    return row
+
+
+def disable(stack: Stack, name: str) -> None:
+    form = urlencode({"cmd": "update", "w": "lb", "sw": name, "vwa": "d", "mime": "txt"})
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    try:
+        conn.request("POST", "/jkmanager", body=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Bearer {TOKEN}",
+        })  # fmt: skip
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+    finally:
+        conn.close()
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def kill9_all(proc: Proc) -> None:
+    """The supervisor and its data-plane processes, all at once (a machine's death)."""
+    pids = [*children(proc.pid), proc.pid]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+class Forger:
+    """Sends balancer heartbeats sealed with a key that is not the cluster's, claiming to be
+    an active balancer with member n1 stopped: every one must be dropped (reason auth)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        sender = os.urandom(16)
+        sealer = Sealer(os.urandom(32), sender, int(time.time() * 1000), Kind.HEARTBEAT)
+        entry = {"a": "STP", "s": "ERR", "f": 1, "d": 0, "v": 0, "e1": 1.0, "e2": 1.0,
+                 "r": "forged", "h": False, "ss": None}  # fmt: skip
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        with sock:
+            while not self.stop.wait(0.05):
+                beat = BalancerBeat(self.cluster.name, sender.hex(), "active", time.time(),
+                                    "127.0.0.1", (), 1, 1, {"lb": {"n1": entry}})  # fmt: skip
+                data = sealer.seal(codec.encode(beat), time.time())
+                sock.sendto(data, ("228.0.0.4", self.cluster.mport))
+                self.sent += 1
+
+    def __enter__(self) -> Forger:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def start_standby(stack: Stack, config: str) -> Proc:
+    assert stack.workers_file is not None and stack.mounts_file is not None
+    return stack.group.python(
+        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
+        str(stack.mounts_file), "--listen", f"127.0.0.1:{stack.port}", *PROCS,
+        "--cluster", config, "--standby", name="standby",
+    )  # fmt: skip
+
+
+def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state(stack: Stack):
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.default_config)
+    for name in ("n1", "n2", "n3"):
+        stack.start_worker(name, "--cluster", config)
+    workers = stack.workers_properties(
+        ["n1", "n2", "n3"], f"worker.jkstatus.read_only=false\nworker.jkstatus.token={TOKEN}\n"
+    )
+    active = stack.start_balancer(workers, args=(*PROCS, "--cluster", config))
+    standby = start_standby(stack, config)
+
+    # the active sees its standby; the standby serves nothing meanwhile
+    wait_for(lambda: any(p["role"] == "standby" for p in lines(stack, "Peer")), 15,
+             what="the standby on the active's status page")  # fmt: skip
+    [me] = lines(stack, "Balancer")
+    assert me["role"] == "active" and me["takeovers"] == "0"
+    assert "listening on" not in standby.output()
+    assert "data-plane process" not in standby.output()
+
+    disable(stack, "n2")
+    wait_for(lambda: "member=n2 activation=DIS" in standby.output(), 10,
+             what="the standby applying the active's lb state")  # fmt: skip
+
+    status, headers, body = http_get(f"{stack.url}/app/counter")
+    assert status == 200, body
+    cookie = session_cookie(headers)
+    first = json.loads(body)
+    assert first["node"] in ("n1", "n3")  # n2 is disabled: no new sessions
+    status, _, body = http_get(f"{stack.url}/app/counter", {"Cookie": cookie})
+    before = json.loads(body)
+
+    with Forger(cluster) as forger:
+        killed = time.monotonic()
+        kill9_all(active)
+
+        def served() -> bool:
+            try:
+                return http_get(f"{stack.url}/app/counter", {"Cookie": cookie}, 1)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(served, 20, what="the standby serving")
+        took = time.monotonic() - killed
+    print(f"standby served {took:.2f} s after kill -9 of the active (drop_time 1.0 s)")
+    assert forger.sent > 10
+
+    status, _, body = http_get(f"{stack.url}/app/counter", {"Cookie": cookie})
+    after = json.loads(body)
+    assert after["node"] == first["node"]  # sticky: the same worker
+    assert after["count"] == before["count"] + 2  # the same session (one more in served())
+
+    assert member(stack, "n2")["activation"] == "DIS"  # set on the active's page
+    assert member(stack, "n1")["activation"] == "ACT"  # the forged STP did not land
+    [me] = lines(stack, "Balancer")
+    assert me["role"] == "active" and me["takeovers"] == "1"
+    metrics = http_get(f"{stack.url}/jkmanager?mime=prometheus")[2].decode()
+    assert "pyjk_balancer_takeovers_total 1.0" in metrics
+    assert "pyjk_balancer_active 1.0" in metrics
+    log = standby.output()
+    assert "balancer=standby state=taking-over reason=active-silent" in log
+    assert "balancer pair datagram dropped reason=auth" in log
+    for _ in range(6):  # new sessions avoid n2 on the standby too
+        status, _, body = http_get(f"{stack.url}/app/counter")
+        assert json.loads(body)["node"] != "n2"
+
+    # the workers heard both balancers and made neither a member
+    listing = json.loads(
+        http_get(f"http://127.0.0.1:{stack.backends['n1'].port}/cluster-manager")[2]
+    )
+    assert sorted(m["route"] for m in listing["members"]) == ["n1", "n2", "n3"]  # n1: itself
+    assert listing["counters"]["balancer_heartbeats_in"] > 0
+
+
+def start_paired(stack: Stack, config: str, port: int, name: str, *extra: str) -> Proc:
+    assert stack.workers_file is not None and stack.mounts_file is not None
+    return stack.group.python(
+        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
+        str(stack.mounts_file), "--listen", f"127.0.0.1:{port}", "--processes", "1",
+        "--cluster", config, *extra, name=name,
+    )  # fmt: skip
+
+
+def metric(url: str, name: str) -> float | None:
+    _, _, body = http_get(f"{url}/jkmanager?mime=prometheus", timeout=2)
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
+    """One process each (no supervisor): SIGTERM of the active → its last heartbeat says so
+    and the standby serves without waiting for drop_time; an active started again without
+    --standby makes two actives, which both log and count."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.config(membership={"drop_time": 3000}))
+    stack.start_worker("n1", "--cluster", config)
+    stack.start_balancer(stack.workers_properties(["n1"]),
+                         args=("--processes", "1", "--cluster", config))  # fmt: skip
+    first = stack.balancer
+    assert first is not None
+    standby = start_paired(stack, config, stack.port, "standby", "--standby")
+    wait_for(lambda: any(p["role"] == "standby" for p in lines(stack, "Peer")), 15,
+             what="the standby on the active's status page")  # fmt: skip
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
+             what="the standby hearing the active")  # fmt: skip
+    standby.signal(signal.SIGHUP)  # a reload of both balancers reaches the waiting one too
+    wait_for(lambda: "reloaded (SIGHUP)" in standby.output(), 10, what="the standby's reload")
+    assert standby.alive()
+
+    stopped = time.monotonic()
+    first.signal(signal.SIGTERM)
+    wait_for(lambda: "state=active reason=ports-free" in standby.output(), 10,
+             what="the standby taking over")  # fmt: skip
+    took = time.monotonic() - stopped
+    wait_for(lambda: http_get(f"{stack.url}/app/counter", timeout=1)[0] == 200, 10,
+             what="serving")  # fmt: skip
+    print(f"standby took over {took:.2f} s after SIGTERM of the active (drop_time 3 s)")
+    assert took < 2.5  # it did not wait for drop_time
+    assert "reason=active-shutdown" in standby.output()
+    assert first.wait(10) == 0
+
+    # the old active comes back on another port, without --standby: two actives
+    other = start_paired(stack, config, free_port(), "second-active")
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_other_active") == 1.0, 15,
+             what="two actives on the first one's /metrics")  # fmt: skip
+    assert metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0
+    wait_for(lambda: "state=two-actives" in other.output(), 10, what="the second's log")
+    assert "state=two-actives" in standby.output()

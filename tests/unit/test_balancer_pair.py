@@ -1,0 +1,272 @@
+"""The balancer pair's pure parts (balancer/pair.py, balancer/lb/handover.py) and its
+heartbeat on the wire: what the active sends, how it is split, what the standby applies, and
+who serves when."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from balancer.config.model import Activation
+from balancer.lb.handover import (
+    MAX_PARTS,
+    PART_BUDGET,
+    BadEntry,
+    LbStateCopy,
+    lb_entries,
+    member_entry,
+    parse_entry,
+    parse_part,
+    split_state,
+)
+from balancer.lb.member import State
+from balancer.pair import (
+    ACTIVE,
+    STANDBY,
+    ActiveBack,
+    PairState,
+    PairView,
+    PeerHeard,
+    Takeover,
+    TwoActives,
+)
+from replication import codec
+from replication.codec import BalancerBeat, CodecError
+from replication.seal import Kind, Opener, Sealer
+from tests.unit.test_lb_driver import engine
+from tests.unit.test_replication_node import make_node
+
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+ENTRY = {"a": "DIS", "s": "ERR", "f": 2, "d": 1, "v": 7, "e1": 4.0, "e2": 1.5, "r": "refused",
+         "h": True, "ss": None}  # fmt: skip
+
+
+# -- the wire -------------------------------------------------------------------------------
+
+
+def beat(**kw: object) -> BalancerBeat:
+    fields = dict(cluster="c", id=A, role="active", start=1_700_000_000.0, host="127.0.0.1",
+                  listen=("127.0.0.1:8080", "https://[::1]:8443"), part=2, parts=3,
+                  lbs={"lb": {"n1": ENTRY}}, shutdown=False)  # fmt: skip
+    fields.update(kw)
+    return BalancerBeat(**fields)  # type: ignore[arg-type]
+
+
+def test_a_balancer_heartbeat_survives_the_wire():
+    msg = beat()
+    assert codec.decode(codec.encode(msg)) == msg
+    assert codec.decode(codec.encode(beat(role="standby", lbs={}, shutdown=True))).shutdown
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("role", "master"),
+        ("start", -1),
+        ("host", "example.com"),
+        ("listen", ["x" * 200]),
+        ("listen", ["127.0.0.1:1"] * 17),
+        ("part", [0, 1]),
+        ("part", [3, 2]),
+        ("part", [1, MAX_PARTS + 1]),
+        ("lbs", []),
+        ("id", "A" * 32),
+    ],
+)
+def test_a_balancer_heartbeats_fields_are_checked(field, value):
+    wire = codec.to_wire(beat())
+    wire[field] = value
+    with pytest.raises(CodecError, match=field):
+        codec.from_wire(wire)
+
+
+def sealed(msg: object, sender: bytes, key: bytes | None = None) -> bytes:
+    sealer = Sealer(key, sender, 1, Kind.HEARTBEAT)
+    return sealer.seal(codec.encode(msg), time.time())  # type: ignore[arg-type]
+
+
+def test_a_datagram_opens_as_the_balancers_heartbeat_only_from_its_sender():
+    sender = bytes.fromhex(A)
+    assert codec.open_datagram(Opener(None), sealed(beat(), sender), time.time()) == beat()
+    with pytest.raises(CodecError):  # another sender's id inside
+        codec.open_datagram(Opener(None), sealed(beat(id=B), sender), time.time())
+    with pytest.raises(CodecError):  # a reader of members' heartbeats only
+        codec.open_heartbeat(Opener(None), sealed(beat(), os.urandom(16)), time.time())
+
+
+def test_a_worker_counts_a_balancers_heartbeat_and_never_makes_it_a_member():
+    node, _, _ = make_node()  # insecure: envelopes unsealed, as the datagram below
+    node._datagram(sealed(beat(cluster="unit"), bytes.fromhex(A)))
+    assert node.counters["balancer_heartbeats_in"] == 1
+    assert node.counters["drop_malformed"] == 0 and node.counters["heartbeats_in"] == 0
+    assert len(node.membership) == 0  # no replica, cache owner or singleton owner
+
+
+# -- the lb state out: entries and parts ----------------------------------------------------
+
+
+def test_an_entry_carries_what_the_status_page_and_the_engine_changed_as_ages():
+    eng = engine("n1", "n2")
+    n2 = eng.member("n2")
+    n2.activation, n2.state, n2.lb_value = Activation.STOPPED, State.ERR, 9
+    n2.first_error_time, n2.last_error_time, n2.last_error_reason = 90.0, 99.5, "timeout"
+    entry = member_entry(n2, now=100.0)
+    assert entry == {"a": "STP", "s": "ERR", "f": 1, "d": 0, "v": 9, "e1": 10.0, "e2": 0.5,
+                     "r": "timeout", "h": False, "ss": None}  # fmt: skip
+    assert parse_entry(entry).activation is Activation.STOPPED
+
+
+def many(n: int) -> list[tuple[str, str, dict]]:
+    return [("lb", f"member-with-a-long-name-{i:05d}", dict(ENTRY)) for i in range(n)]
+
+
+def test_a_big_state_is_split_into_parts_that_each_fit_a_datagram():
+    entries = many(300)
+    parts, capped = split_state(entries)
+    assert capped == 0 and len(parts) > 1
+    assert sum(len(p["lb"]) for p in parts) == 300
+    for part in parts:
+        assert len(json.dumps(part, separators=(",", ":"))) <= PART_BUDGET
+        msg = beat(part=1, parts=len(parts), lbs=part)
+        # sealed: header 55 + tag 16; the rest of the heartbeat is small
+        assert len(codec.encode(msg)) + 71 <= PART_BUDGET + 300
+
+
+def test_past_the_last_part_the_rest_is_capped_and_counted():
+    parts, capped = split_state(many(5000))
+    assert len(parts) == MAX_PARTS
+    carried = sum(len(p["lb"]) for p in parts)
+    assert carried + capped == 5000 and capped > 0
+
+
+def test_no_members_is_one_empty_part():
+    assert split_state([]) == ([{}], 0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {**ENTRY, "a": "ON"},
+        {**ENTRY, "s": "FINE"},
+        {**ENTRY, "f": 0},
+        {**ENTRY, "v": 1.5},
+        {**ENTRY, "e1": -1},
+        {**ENTRY, "e1": float("inf")},
+        {**ENTRY, "r": "x" * 65},
+        {**ENTRY, "h": 1},
+        {k: v for k, v in ENTRY.items() if k != "ss"},
+        [],
+    ],
+)
+def test_a_bad_entry_is_refused(bad):
+    with pytest.raises(BadEntry):
+        parse_part({"lb": {"n1": bad}})
+
+
+# -- the lb state in ------------------------------------------------------------------------
+
+
+def test_the_standby_applies_the_actives_state_with_its_ages_counted_from_arrival():
+    active = engine("n1", "n2", "n3")
+    n2 = active.member("n2")
+    n2.activation, n2.state, n2.lbfactor = Activation.DISABLED, State.ERR, 3
+    n2.first_error_time, n2.last_error_time = 1000.0 - 8, 1000.0 - 2
+    [part], _ = split_state(lb_entries({"lb": active}, now=1000.0))
+    copy = LbStateCopy()
+    copy.take(parse_part(part), now=50.0)  # the standby's clock is its own
+
+    standby = engine("n1", "n2", "n3")
+    applied = copy.apply({"lb": standby})
+    got = standby.member("n2")
+    assert got.activation is Activation.DISABLED and got.state is State.ERR
+    assert got.lbfactor == 3 and standby.member("n1").lbfactor == 1
+    assert got.first_error_time == 42.0 and got.last_error_time == 48.0
+    assert [a.member for a in applied if a.changed] == ["n2"]
+    assert str(applied[1]) == "lb=lb member=n2 activation=DIS state=ERR source=active"
+    # the multipliers follow the new lbfactor, as a status-page edit would
+    assert got.lb_mult != standby.member("n1").lb_mult
+
+
+def test_entries_of_members_the_standby_lacks_wait_for_them():
+    copy = LbStateCopy()
+    copy.take(parse_part({"lb": {"gone": ENTRY}, "other": {"n1": ENTRY}}), now=0.0)
+    assert copy.apply({"lb": engine("n1")}) == []
+
+
+# -- who serves -----------------------------------------------------------------------------
+
+LISTEN = ("127.0.0.1:8080",)
+
+
+def test_a_standby_waits_while_the_active_is_heard_and_takes_over_after_drop_time():
+    pair = PairState(A, standby=True, drop_time=3.0, now=0.0)
+    [heard] = pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 0.2)
+    assert isinstance(heard, PeerHeard) and heard.peer.role == ACTIVE  # logged once
+    for t in (0.5, 1.0, 3.5):
+        assert pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, t) == []
+        assert pair.tick(t + 0.4) == []
+    assert pair.tick(6.4) == []  # 2.9 s of silence
+    [event] = pair.tick(6.6)
+    assert isinstance(event, Takeover) and event.reason == "active-silent"
+    assert event.peer is not None and event.peer.host == "10.0.0.1"
+    assert event.silent == pytest.approx(3.1)
+    assert pair.tick(7.0) == []  # decided once
+    pair.serving()
+    assert pair.role == ACTIVE and pair.takeovers == 1
+
+
+def test_the_actives_shutdown_heartbeat_hands_over_at_once():
+    pair = PairState(A, standby=True, drop_time=3.0, now=0.0)
+    pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 1.0)
+    [event] = pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 1.2, shutdown=True)
+    assert isinstance(event, Takeover) and event.reason == "active-shutdown"
+    assert pair.view(1.3).peers == ()  # off the page
+
+
+def test_a_standby_that_never_hears_an_active_serves_after_drop_time():
+    pair = PairState(A, standby=True, drop_time=3.0, now=10.0)
+    pair.heard(C, STANDBY, "10.0.0.3", LISTEN, 11.0)  # another standby does not count
+    assert pair.tick(12.9) == []
+    [event] = pair.tick(13.1)
+    assert isinstance(event, Takeover) and event.reason == "no-active"
+
+
+def test_an_active_heard_again_while_the_ports_are_held_keeps_the_standby_waiting():
+    pair = PairState(A, standby=True, drop_time=1.0, now=0.0)
+    pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 0.5)
+    assert isinstance(pair.tick(1.6)[0], Takeover)
+    [event] = pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 1.7)
+    assert isinstance(event, ActiveBack) and not pair.taking_over
+    assert pair.role == STANDBY
+
+
+def test_two_actives_are_counted_once_per_episode_and_shown():
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0)
+    _, event = pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.1)
+    assert isinstance(event, TwoActives) and event.peer.host == "10.0.0.2"
+    assert pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.2) == []
+    assert pair.view(0.3).other_active and pair.two_actives == 1
+    pair.tick(1.5)  # silent past drop_time: the episode ends
+    assert not pair.view(1.5).other_active
+    assert isinstance(pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 2.0)[-1], TwoActives)
+    assert pair.two_actives == 2
+
+
+def test_the_view_travels_as_json_between_the_supervisor_and_its_processes():
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0)
+    pair.heard(B, STANDBY, "10.0.0.2", LISTEN, 0.1)
+    view = pair.view(0.35)
+    again = PairView.from_json(json.loads(json.dumps(view.to_json())))
+    assert again == view and again.peers[0].heard_ago == 0.25
+
+
+def test_a_part_just_received_is_applied_alone():
+    copy = LbStateCopy()
+    copy.take(parse_part({"lb": {"n1": ENTRY, "n2": ENTRY}}), now=0.0)
+    standby = engine("n1", "n2")
+    standby.member("n1").activation = Activation.STOPPED  # changed since: not re-applied
+    [applied] = copy.apply({"lb": standby}, only=[("lb", "n2")])
+    assert applied.member == "n2" and standby.member("n1").activation is Activation.STOPPED

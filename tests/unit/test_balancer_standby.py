@@ -1,0 +1,82 @@
+"""BalancerPair (balancer/standby.py) in-process on real loopback multicast: the standby
+applies the active's lb state as it arrives and takes over when the active goes silent; what
+cannot be a pair is refused with a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+
+from balancer.__main__ import main
+from balancer.config.model import Activation
+from balancer.lb.member import State
+from balancer.pair import ACTIVE, STANDBY
+from balancer.standby import BalancerPair, PairError
+from tests.support.procs import free_port, until
+from tests.unit.test_lb_driver import engine
+
+
+def cluster_file(tmp: Path, multicast: bool = True) -> Path:
+    path = tmp / "cluster.toml"
+    path.write_text(
+        f'name = "u-{uuid.uuid4().hex[:10]}"\n[membership]\nmulticast = {str(multicast).lower()}\n'
+        f"port = {random.randint(20000, 60000)}\nfrequency = 50\ndrop_time = 400\n"
+    )
+    return path
+
+
+async def test_the_standby_follows_the_active_and_takes_over_when_it_falls_silent(tmp_path):
+    config = cluster_file(tmp_path)  # sealed: the key file is created beside it
+    active_lb, standby_lb = engine("n1", "n2"), engine("n1", "n2")
+    n2 = active_lb.member("n2")
+    n2.activation, n2.state, n2.last_error_reason = Activation.STOPPED, State.ERR, "refused"
+    listen = [("127.0.0.1", free_port(), False)]
+    active = BalancerPair(config, standby=False, listen=["a:1"], engines=lambda: {"lb": active_lb})
+    standby = BalancerPair(config, standby=True, listen=["b:1"],
+                           engines=lambda: {"lb": standby_lb})  # fmt: skip
+    await active.start()
+    await standby.start()
+    try:
+        turn = asyncio.create_task(standby.wait_turn(listen))
+        await until(lambda: standby_lb.member("n2").activation is Activation.STOPPED, 5,
+                    what="the active's state on the standby")  # fmt: skip
+        assert standby_lb.member("n2").state is State.ERR
+        assert standby_lb.member("n2").last_error_reason == "refused"
+        assert not turn.done() and standby.view().role == STANDBY
+        await until(lambda: any(p.role == STANDBY for p in active.view().peers), 5,
+                    what="the standby on the active's view")  # fmt: skip
+
+        assert active._task is not None
+        active._task.cancel()  # the active dies: no shutdown heartbeat
+        active.mcast.close()
+        assert await asyncio.wait_for(turn, 5) is True
+        view = standby.view()
+        assert view.role == ACTIVE and view.takeovers == 1
+        assert standby.counters["drop_auth"] == 0 and standby.counters["heartbeats_in"] > 0
+    finally:
+        await standby.stop()
+        active.mcast.close()
+
+
+def test_a_cluster_without_multicast_cannot_carry_a_pair(tmp_path):
+    with pytest.raises(PairError, match="multicast"):
+        BalancerPair(cluster_file(tmp_path, multicast=False), standby=True, listen=[],
+                     engines=dict)  # fmt: skip
+
+
+def test_a_standby_without_the_cluster_key_is_refused(tmp_path):
+    with pytest.raises(PairError, match=r"cluster\.key: no cluster key; a standby needs"):
+        BalancerPair(cluster_file(tmp_path), standby=True, listen=[], engines=dict)
+    assert not (tmp_path / "cluster.key").exists()  # none made: it could open nothing
+
+
+def test_standby_without_cluster_is_a_usage_error(tmp_path, capsys):
+    workers = tmp_path / "workers.properties"
+    workers.write_text("worker.list=n1\nworker.n1.type=http\nworker.n1.host=127.0.0.1\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--workers", str(workers), "--standby"])
+    assert exc.value.code == 2 and "--standby needs --cluster" in capsys.readouterr().err
