@@ -124,10 +124,16 @@ def make_client(config: ClusterConfig) -> Any:
 
 @dataclass
 class _Plan:
-    """One request's writes, sent together by the first sink call."""
+    """One request's writes, sent together by the first sink call (`refused`: never sent)."""
 
     writes: list[Write]
     task: asyncio.Future[None] | None = None
+    refused: str | None = None
+
+
+# Request ids whose retry record could not be read (Redis failed) at most remembered at once:
+# far more than the requests one worker has in flight.
+MAX_UNVERIFIED = 65_536
 
 
 class RedisStore:
@@ -156,6 +162,9 @@ class RedisStore:
         self.counters: Counter[str] = Counter()
         self.down_since: float | None = None
         self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
+        # request ids served without knowing whether an earlier attempt wrote (their record
+        # could not be read): they may run, but may not write (see `load`)
+        self._unverified: dict[str, None] = {}
         # membership only (announcer.py): dynamic lbs find this worker by its heartbeats
         self.announcer: Announcer | None = None
         if "membership" in config.sections:
@@ -240,11 +249,20 @@ class RedisStore:
                 replies = await self.run(build)
         except FAILURES as exc:
             self.failed("read", exc)
-            # "not seen" would let a retried request run again: its first attempt may have
-            # written (and recorded its response) just before the store went away, and the
-            # store may be back by the time this one writes. Not known is UNKNOWN (503).
-            return UNKNOWN
+            if wanted or request_id is None:
+                return UNKNOWN  # a session it cannot read: 503, never a new empty one
+            # Only the request id's record was asked (no session cookie). The request may run
+            # (a page that needs no session is served while Redis is down), but it may not
+            # write: its first attempt may have written, and recorded its response, just
+            # before the store went away, and the store may be back by the time this one
+            # writes — `committed` refuses its writes (503), so none is applied twice.
+            self._unverified[request_id] = None
+            if len(self._unverified) > MAX_UNVERIFIED:
+                del self._unverified[next(iter(self._unverified))]
+            return ABSENT
         self.recovered()
+        if request_id is not None:
+            self._unverified.pop(request_id, None)
         self.counters["loads"] += 1
         self.counters["load_seconds_sum_us"] += int((time.monotonic() - started) * 1e6)
         now = self.clock()
@@ -302,6 +320,9 @@ class RedisStore:
                 ended = SessionDelta(delta.replaces, delta.at, invalidated=True)
                 writes.append(write_of(self.keys, ended))
         plan = _Plan(writes)
+        if request_id is not None and request_id in self._unverified:
+            del self._unverified[request_id]
+            plan.refused = "its retry record could not be read: an earlier attempt may have written"
         for delta in deltas:
             self._plans[id(delta)] = (delta, plan)
 
@@ -311,15 +332,23 @@ class RedisStore:
             plan = _Plan([write_of(self.keys, delta)])
         else:
             plan = entry[1]
+        if plan.refused is not None:
+            self.counters["writes_refused"] += 1
+            self._drop_plan(plan)
+            raise SessionNotSaved(plan.refused)
         if plan.task is None:
             plan.task = asyncio.ensure_future(self._write(plan.writes))
         try:
             await asyncio.shield(plan.task)
         except SessionNotSaved:
-            for other in list(self._plans):  # the rest of this request's deltas: same answer
-                if self._plans[other][1] is plan:
-                    del self._plans[other]
+            self._drop_plan(plan)
             raise
+
+    def _drop_plan(self, plan: _Plan) -> None:
+        """The rest of this request's deltas: same answer (nothing written)."""
+        for other in list(self._plans):
+            if self._plans[other][1] is plan:
+                del self._plans[other]
 
     async def _write(self, writes: list[Write]) -> None:
         started = time.monotonic()
@@ -436,10 +465,11 @@ class StoreCollector(Collector):
         yield up
         events = CounterMetricFamily(
             "pyjk_store_events", "session store events (loads, writes, failures, malformed, "
-            "outages, replays, writes not on a replica in time)", labels=["event"],
+            "outages, replays, writes not on a replica in time, writes refused after an unread "
+            "retry record)", labels=["event"],
         )  # fmt: skip
         for name in ("loads", "writes", "read_failures", "write_failures", "ping_failures",
-                     "malformed", "outages", "replays_answered", "wait_short",
+                     "malformed", "outages", "replays_answered", "wait_short", "writes_refused",
                      "scripts_loaded", "cache_reads", "cache_writes", "cache_failures",
                      "cache_malformed", "cache_full"):  # fmt: skip
             events.add_metric([name], counters[name])

@@ -117,11 +117,12 @@ def test_redis_stopped_answers_503_and_resumes_with_nothing_lost_or_invented(
             assert status == 503, (status, body)
             assert headers["Retry-After"] == "1"
             assert "Set-Cookie" not in headers  # no new session handed out
-    # a request with a request id but no session: its retry record cannot be read, and its
-    # first attempt may have written just before Redis went away, so it must not run again
+    # a request with a request id but no session: its retry record cannot be read, so it
+    # may run (a page that needs no session is served) but not write: its first attempt may
+    # have written just before Redis went away (the session-creating counter above: 503)
     conn = http.client.HTTPConnection("127.0.0.1", stack.backends["n1"].port, timeout=10)
     conn.request("GET", "/app", headers={"X-Pyjk-Request-Id": "retried-1"})
-    assert conn.getresponse().status == 503
+    assert conn.getresponse().status in (301, 302, 303, 307, 308)
     conn.close()
     # one with neither asks Redis nothing and runs: the demo's /app answers its redirect
     conn = http.client.HTTPConnection("127.0.0.1", stack.backends["n1"].port, timeout=10)

@@ -17,6 +17,7 @@ from replication.redis_store import RedisStore
 from tests.integration.redis_kit import RedisServer, cli, needs_redis
 from tests.support.procs import ProcGroup, free_port
 from worker import setup_sessions
+from worker.backend import SessionNotSaved
 from worker.delta import SessionDelta
 from worker.peers import ABSENT, FOUND, UNKNOWN
 from worker.readiness import Readiness
@@ -51,20 +52,46 @@ async def plant_record(store: RedisStore, request_id: str) -> None:
     await store.client.set(write.keys[0], write.args[0], px=int(write.args[1]))
 
 
-async def test_a_failed_read_for_a_request_id_alone_is_unknown_never_not_seen(redis):
+async def test_a_failed_read_of_a_session_is_unknown_never_absent(redis):
     store = make_store(redis.url)
     try:
-        assert await store.load([], "rid-1") == ABSENT  # asked, and Redis has no record
         redis.stop()
-        # The first attempt of this retry may have written just before Redis went away;
-        # "not seen" would run it again (and its write may land once Redis is back)
-        assert await store.load([], "rid-1") == UNKNOWN
         assert await store.load([f"{RP}.n1"], "rid-1") == UNKNOWN
+        assert await store.load([f"{RP}.n1"], None) == UNKNOWN
         assert store.counters["read_failures"] == 2
-        redis.restart()
+    finally:
+        await store.stop()
+
+
+def created_delta(store: RedisStore) -> SessionDelta:
+    return SessionDelta(f"{RP}.n1", store.clock(), created=store.clock(),
+                        max_inactive=60.0, set_attributes=(("n", "1"),))  # fmt: skip
+
+
+async def test_a_request_whose_retry_record_could_not_be_read_runs_but_never_writes(redis):
+    store = make_store(redis.url)
+    try:
+        redis.stop()
+        # No session named: the request may run (a page needing no session is served while
+        # Redis is down), but its first attempt may have written just before Redis went away
+        assert await store.load([], "rid-1") == ABSENT
+        redis.restart()  # ... and Redis is back by the time this attempt writes
+        delta = created_delta(store)
+        store.committed([delta], "rid-1", web.Response(text="again"))
+        with pytest.raises(SessionNotSaved):
+            await store.sink(delta)
+        assert cli(redis.port, "--scan", "--pattern", "pyjk:*").split() == []  # nothing written
+        assert store.counters["writes_refused"] == 1
+        # the next attempt reads its record: the first attempt's answer is replayed
         await plant_record(store, "rid-1")
         assert await store.load([], "rid-1") == ABSENT  # no session named: none found
-        assert store.replay("rid-1") is not None  # the retry is answered from the record
+        assert store.replay("rid-1") is not None
+        # a request id whose record was read may write
+        assert await store.load([], "rid-2") == ABSENT
+        delta = created_delta(store)
+        store.committed([delta], "rid-2", web.Response(text="1"))
+        await store.sink(delta)
+        assert await store.load([f"{RP}.n1"], None) == FOUND
     finally:
         await store.stop()
 
