@@ -105,10 +105,21 @@ def _instructions(
     out = workdir / "callgrind.out"
     log = workdir / "balancer.log"
     argv = [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-        python, "-m", "balancer", "--workers", str(workers), "--mounts", str(mounts),
-        "--listen", f"{HOST}:{port}",
-    ]  # fmt: skip
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        python,
+        "-m",
+        "balancer",
+        "--workers",
+        str(workers),
+        "--mounts",
+        str(mounts),
+        "--listen",
+        f"{HOST}:{port}",
+        "--processes",
+        "1",
+    ]  # fmt: skip  (one process: callgrind counts the process that serves, no supervisor)
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, cwd=source, stdout=sink, stderr=subprocess.STDOUT)
     try:
