@@ -55,7 +55,6 @@ from balancer.dataplane.ajp_fields import forward_request, response_head
 from balancer.dataplane.ajp_settings import AjpSettings, ajp_settings
 from balancer.dataplane.deadlines import next_deadline
 from balancer.dataplane.member_connection import MemberSocket
-from balancer.dataplane.response_fields import field_lines
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -94,9 +93,7 @@ class AjpConnection(MemberSocket):
         self.settings = settings
         self.deframer = from_container_deframer(settings.max_packet_size)
         self.max_chunk = max_body_chunk(settings.max_packet_size)
-        self.ping_timer: asyncio.TimerHandle | None = (
-            None  # (tunnel stays None: AJP never switches)
-        )
+        self.ping_timer: asyncio.TimerHandle | None = None  # (tunnel: None, AJP never switches)
         self.phase = IDLE
         self.upload = RequestBody(self.max_chunk)
         self.body_paused = False
@@ -276,7 +273,7 @@ class AjpConnection(MemberSocket):
             return False
         self.status = head.status
         self.reason = head.reason
-        self.fields = field_lines(head.headers)
+        self.headers = head.headers
         self.set_cookies = head.set_cookies
         self.content_length = head.content_length
         self.final_head = head.status >= 200  # 1xx: interim, the final head follows

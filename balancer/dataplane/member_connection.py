@@ -40,7 +40,7 @@ class MemberConnection(Protocol):
     # the response head, for the relay
     status: int
     reason: bytes
-    fields: bytes  # the field lines relayed to the client, "Name: value\r\n" each
+    headers: list[tuple[bytes, bytes]]
     set_cookies: list[bytes] | None
     content_length: int | None
     chunked: bool
@@ -65,9 +65,9 @@ class MemberSocket:
     """What the http and the ajp13 connection share: the seam's state, socket setup and client
     backpressure.
 
-    Not an ``asyncio.Protocol`` subclass: the loop only calls the protocol methods (uvloop
-    asks only whether a protocol is a ``BufferedProtocol``), and a compiled build makes this
-    an extension type, which cannot derive from a Python class (``member_connection.pxd``).
+    Not an ``asyncio.Protocol`` subclass: the loop only calls the protocol's methods (uvloop
+    asks only whether a protocol is a ``BufferedProtocol``), and an extension type (a compiled
+    build, ``.pxd`` beside the ``.py``) cannot derive from a Python class.
     """
 
     __slots__ = (
@@ -76,8 +76,8 @@ class MemberSocket:
         "content_length",
         "discarded",
         "exchange",
-        "fields",
         "head_request",
+        "headers",
         "idle_since",
         "last_read",
         "loop",
@@ -118,10 +118,10 @@ class MemberSocket:
         self._reset_head()
 
     def _reset_head(self) -> None:
-        """The response head, as the relay reads it, before one came."""
+        """The response head as the relay reads it, before one came."""
         self.status = 0
         self.reason = b""
-        self.fields = b""
+        self.headers: list[tuple[bytes, bytes]] = []
         self.set_cookies: list[bytes] | None = None
         self.content_length: int | None = None
         self.chunked = False

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from balancer.dataplane.downstream import ClientConnection
 from balancer.dataplane.limits import Limits
 from balancer.dataplane.pool import MemberPool
-from balancer.dataplane.response_fields import has_field
 from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.tls_listener import Terminator, TlsListener
 
@@ -167,11 +166,11 @@ class ProxyServer:
             await server.wait_closed()
         self.servers.clear()
 
-    def hsts_for(self, fields: bytes) -> bytes:
-        """The HSTS field to add to a response over TLS (``fields``: the relayed field lines):
-        none when the member set its own."""
-        if has_field(fields, b"strict-transport-security"):
-            return b""
+    def hsts_for(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The HSTS field to add to a response over TLS: none when the member set its own."""
+        for name, _ in headers:
+            if len(name) == 25 and name.lower() == b"strict-transport-security":
+                return b""
         return self.hsts
 
     # --- client connections -----------------------------------------------------------------

@@ -12,7 +12,6 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from balancer.dataplane import http11 as h
-from balancer.dataplane.response_fields import field_pairs
 from balancer.lb.decisions import OutcomeKind, refusal_of
 
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ class ResponseRelay:
             return
         # a member's "cluster full" 503 names itself (plan.py: relayed, not retried); the
         # keyword goes only with it, so plans written before it keep working
-        refusal = refusal_of(field_pairs(up.fields)) if status == 503 else None
+        refusal = refusal_of(up.headers) if status == 503 else None
         plan = self.plan
         now = monotonic()
         try:
@@ -149,7 +148,9 @@ class ResponseRelay:
     def _head(self, up: MemberConnection, status: int, mode: int, interim: bool = False) -> bytes:
         reason = up.reason
         line = _OK_LINE if status == 200 and reason == b"OK" else h.status_line(status, reason)
-        parts = [line, up.fields]
+        parts = [line]
+        for name, value in up.headers:
+            parts += (name, b": ", value, b"\r\n")
         if interim:
             parts.append(b"\r\n")
             return b"".join(parts)
@@ -159,7 +160,7 @@ class ResponseRelay:
         if mode == MODE_CHUNKED:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         if self.req.secure and self.client.server.hsts:
-            parts.append(self.client.server.hsts_for(up.fields))
+            parts.append(self.client.server.hsts_for(up.headers))
         if self.req.http11:
             if not self.client_ka:
                 parts.append(b"Connection: close\r\n")
@@ -237,7 +238,9 @@ class ResponseRelay:
         self._end(self.client_ka and self.req.complete)
 
     def _switch_head(self, up: MemberConnection) -> None:
-        parts = [h.status_line(101, up.reason), up.fields]
+        parts = [h.status_line(101, up.reason)]
+        for name, value in up.headers:
+            parts += (name, b": ", value, b"\r\n")
         parts += (b"Connection: Upgrade\r\nUpgrade: ", up.upgrade or b"websocket", b"\r\n\r\n")
         self.status = 101
         self.resp_started = True

@@ -19,7 +19,6 @@ from balancer.dataplane import http11 as h
 from balancer.dataplane.deadlines import next_deadline
 from balancer.dataplane.http_request import ACTIVATION_FIELDS, activation_field, request_head
 from balancer.dataplane.member_connection import MemberSocket
-from balancer.dataplane.response_fields import drop_named, read_fields
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -30,19 +29,43 @@ if TYPE_CHECKING:
 _STANDARD_REASONS = frozenset(h.REASONS.values())
 
 
+# Response field names as servers usually spell them -> their RESPONSE_HEADERS kind, 0 for a
+# field relayed as is. Any other spelling is lower-cased and looked up in RESPONSE_HEADERS.
+_USUAL_NAMES = {
+    **{
+        name: 0
+        for name in (
+            b"Server",
+            b"Date",
+            b"Content-Type",
+            b"Last-Modified",
+            b"ETag",
+            b"Cache-Control",
+            b"Expires",
+            b"Vary",
+            b"Location",
+            b"Accept-Ranges",
+            b"Content-Encoding",
+            b"Content-Language",
+        )
+    },
+    **{name.title(): kind for name, kind in h.RESPONSE_HEADERS.items()},
+}
+
+
 class UpstreamConnection(MemberSocket):
     __slots__ = (
         "chunked_up",
         "close_delimited",
+        "conn_tokens",
         "error",
-        "head_buf",
-        "head_pos",
         "head_stop",
         "in_body",
         "keep_alive",
         "msg_done",
         "parser",
         "request_done_at",
+        "te",
         "timer_at",
     )
 
@@ -52,14 +75,18 @@ class UpstreamConnection(MemberSocket):
         self.timer_at = 0.0
         self.request_done_at = 0.0
         self.chunked_up = False  # this request's body goes up chunked
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reset_head()
+        self.te: bytes | None = None
+        self.conn_tokens: list[bytes] | None = None
         self.close_delimited = False
         self.keep_alive = True
         self.in_body = False
         self.msg_done = False
         self.head_stop = False
         self.error = ""
-        self.head_buf: bytes | bytearray = b""  # the response head read so far (data_received)
-        self.head_pos = 0  # where in head_buf the head being read begins (after a 1xx)
 
     # --- connection life ------------------------------------------------------------------
 
@@ -115,9 +142,7 @@ class UpstreamConnection(MemberSocket):
         framed for this try."""
         self.exchange = ex
         self.received = 0
-        self.msg_done = self.in_body = self.close_delimited = False
-        self.head_buf = b""
-        self.head_pos = 0
+        self.msg_done = False
         self.head_request = head_request
         self.reply_timeout = reply_timeout
         self.request_done_at = 0.0
@@ -222,14 +247,6 @@ class UpstreamConnection(MemberSocket):
         self.received += len(data)
         if self.timer is not None:
             self.last_read = self.loop.time()
-        if not self.in_body:  # (part of) a head: on_headers_complete reads it from its bytes
-            buf = self.head_buf
-            if not buf:
-                self.head_buf = data  # the usual head, whole in one read: no copy
-            elif type(buf) is bytes:
-                self.head_buf = bytearray(buf) + data  # appended to in place from now on
-            else:
-                buf += data
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -266,14 +283,46 @@ class UpstreamConnection(MemberSocket):
             ex.upstream_complete(keep)
 
     # llhttp callbacks ---------------------------------------------------------------------
-    # No on_status and no on_header: httptools registers only the callbacks a protocol has,
-    # and the head is read from its bytes once it is complete (response_fields.py) — a
-    # callback per field cost more than the rest of reading the response (issue 12).
 
     def on_message_begin(self) -> None:
         if self.msg_done:
             self.keep_alive = False  # a second response to one request
             raise h.ParserStop
+        # _reset(), inlined: this runs for every response
+        self.reason = b""
+        self.headers = []
+        self.set_cookies = self.content_length = self.te = self.conn_tokens = self.upgrade = None
+        self.chunked = self.close_delimited = self.in_body = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_body:
+            return  # trailer fields are not relayed
+        kind = _USUAL_NAMES.get(name)  # saves lower() for the usual spellings
+        if kind is None:
+            kind = h.RESPONSE_HEADERS.get(name.lower(), 0)
+        if not kind:
+            self.headers.append((name, value))
+        elif kind == h.R_CONTENT_LENGTH:
+            self.content_length = int(value)  # llhttp checked digits and duplicates
+            self.headers.append((name, value))
+        elif kind == h.R_SET_COOKIE:
+            self.headers.append((name, value))
+            if self.set_cookies is None:
+                self.set_cookies = []
+            self.set_cookies.append(value)
+        elif kind == h.R_TRANSFER_ENCODING:
+            self.te = value
+        elif kind == h.R_CONNECTION:
+            if value == b"keep-alive" or value == b"close":
+                return  # names no field (llhttp reads keep-alive itself)
+            tokens = h.connection_tokens(value)
+            self.conn_tokens = tokens if self.conn_tokens is None else self.conn_tokens + tokens
+        elif kind == h.R_UPGRADE:
+            self.upgrade = value
+        # R_HOP: dropped
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -285,39 +334,23 @@ class UpstreamConnection(MemberSocket):
         if parser.get_http_version() not in ("1.1", "1.0"):
             self.error = "bad-response: version"
             raise h.ParserStop
-        buf = self.head_buf
-        if type(buf) is bytearray:
-            buf = self.head_buf = bytes(buf)
-        pos = self.head_pos
-        while buf[pos] != 0x48:  # "H": llhttp skips CR and LF before a response
-            pos += 1
-        eol = buf.index(b"\r\n", pos)
-        end = buf.index(b"\r\n\r\n", eol)  # strict llhttp: the first empty line ends the head
-        self.head_pos = end + 4
-        # "HTTP/1.1 200 OK": the reason follows the space after the status code
-        sp = buf.find(b" ", pos + 9, eol)
-        reason = self.reason = buf[sp + 1 : eol] if sp >= 0 else b""
+        reason = self.reason
         if reason not in _STANDARD_REASONS and not h.valid_reason(reason):
             self.error = "bad-response: reason phrase"
             raise h.ParserStop
-        fields, self.content_length, te, self.upgrade, self.set_cookies, tokens = read_fields(
-            buf[eol : end + 2]
-        )
-        self.chunked = False
-        if te is not None:
-            if te.lower() != b"chunked":
+        if self.te is not None:
+            if self.te.strip(b" \t").lower() != b"chunked":
                 self.error = "bad-response: transfer-encoding"
                 raise h.ParserStop
             self.chunked = True
         self.keep_alive = parser.should_keep_alive()
+        tokens = self.conn_tokens
         if tokens:
             named = h.named_fields(tokens)
             if named:
-                fields = drop_named(fields, named)
-        self.fields = fields
+                self.headers = h.strip_named(self.headers, named)
         if status >= 200:
             self.in_body = True
-            self.head_buf = b""  # may hold a whole read of the body: not kept
             if self.head_request:
                 self.head_stop = True
                 raise h.ParserStop
