@@ -30,6 +30,7 @@ from balancer.dataplane.tls import (
 )
 from balancer.mounts import UriMap, load_mounts
 from pyjk import __version__
+from pyjk.hotpath import describe
 from pyjk.logs import LOG_FORMATS
 
 MAX_PROCESSES = 63  # balancer.lb.shm.MAX_PROCS less the supervisor's slot
@@ -186,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyjk-balancer",
         description="pyjk balancer: a mod_jk-compatible asyncio reverse proxy.",
     )
-    parser.add_argument("--version", action="version", version=f"pyjk-balancer {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"pyjk-balancer {__version__}, {describe()}"
+    )
     parser.add_argument(
         "--workers", required=True, type=Path, help="workers.properties (mod_jk format)"
     )
