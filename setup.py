@@ -15,6 +15,10 @@ from setuptools import setup
 # (docs/benchmarks.md, issue 12): compiled unchanged, ordinary classes ran slower.
 COMPILED_MODULES = [
     "balancer/lb/shared.py",
+    # the http member connection as an extension type (upstream.pxd, member_connection.pxd):
+    # -3.8k instructions per keep-alive request (docs/benchmarks.md, issue 12)
+    "balancer/dataplane/member_connection.py",
+    "balancer/dataplane/upstream.py",
 ]
 
 setup(
