@@ -16,7 +16,7 @@ from setuptools import setup
 COMPILED_MODULES = [
     "balancer/lb/shared.py",
     # the http member connection as an extension type (upstream.pxd, member_connection.pxd):
-    # -3.8k instructions per keep-alive request (docs/benchmarks.md, issue 12)
+    # -2.1k instructions per keep-alive request against PYJK_PURE=1 (docs/benchmarks.md, issue 12)
     "balancer/dataplane/member_connection.py",
     "balancer/dataplane/upstream.py",
 ]
