@@ -15,6 +15,7 @@ from setuptools import setup
 # (docs/benchmarks.md, issue 12): compiled unchanged, ordinary classes ran slower.
 COMPILED_MODULES = [
     "balancer/lb/shared.py",
+    "balancer/lb/plan.py",
 ]
 
 setup(
