@@ -16,6 +16,7 @@ from setuptools import setup
 COMPILED_MODULES = [
     "balancer/lb/shared.py",
     "balancer/lb/plan.py",
+    "balancer/lb/engine.py",
 ]
 
 setup(
