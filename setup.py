@@ -15,6 +15,8 @@ from setuptools import setup
 # (docs/benchmarks.md, issue 12): compiled unchanged, ordinary classes ran slower.
 COMPILED_MODULES = [
     "balancer/lb/shared.py",
+    "balancer/lb/plan.py",
+    "balancer/lb/engine.py",
     # the http member connection as an extension type (upstream.pxd, member_connection.pxd):
     # -2.1k instructions per keep-alive request against PYJK_PURE=1 (docs/benchmarks.md, issue 12)
     "balancer/dataplane/member_connection.py",
