@@ -31,6 +31,7 @@ from balancer.dataplane.tls import (
 from balancer.lb.shm import MAX_PROCESSES
 from balancer.mounts import UriMap, load_mounts
 from pyjk import __version__
+from pyjk.hotpath import describe
 from pyjk.logs import LOG_FORMATS
 
 
@@ -185,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyjk-balancer",
         description="pyjk balancer: a mod_jk-compatible asyncio reverse proxy.",
     )
-    parser.add_argument("--version", action="version", version=f"pyjk-balancer {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"pyjk-balancer {__version__}, {describe()}"
+    )
     parser.add_argument(
         "--workers", required=True, type=Path, help="workers.properties (mod_jk format)"
     )

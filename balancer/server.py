@@ -46,6 +46,7 @@ from balancer.status.traffic_metrics import TrafficCollector
 from balancer.status_wiring import StatusEndpoints
 from balancer.uri import Rejected
 from pyjk import __version__
+from pyjk.hotpath import describe
 from pyjk.metrics import standard_collectors
 
 log = logging.getLogger("pyjk.balancer")
@@ -283,6 +284,7 @@ class Balancer:
             else:
                 await self.proxy.start(host, port)
             log.info("listening on %s%s:%d (%s)", "https://" if tls else "", host, port, VERSION)
+        log.info("%s", describe())
         for sig, handler in (
             (signal.SIGHUP, self._sighup),
             (signal.SIGTERM, self._stopping.set),

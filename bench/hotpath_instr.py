@@ -2,6 +2,7 @@
 
     python bench/hotpath_instr.py                       # keepalive-100B, sticky-100B, close-100B
     python bench/hotpath_instr.py -n 2000 --scenario sticky-100B
+    python bench/hotpath_instr.py --processes 2        # the shared lb state (supervisor + 2)
 
 The balancer runs as in the race (``python -m balancer`` over three nginx backends,
 bench/backend.py), but under ``valgrind --tool=callgrind``. A client in this process sends N
@@ -11,6 +12,15 @@ scenario runs twice, with N and 3N requests, and the difference divided by 2N is
 one request: start-up, imports, config reading and shutdown cancel out. Instruction counts do
 not depend on the machine's load, so this can be measured on a busy machine (a wall-clock race
 cannot). ``PYJK_PURE`` and any other environment variable pass through to the balancer.
+
+``--processes`` is passed to the balancer (default 1: one process, no supervisor; without it
+the balancer would start a supervisor and a data-plane process per CPU, which callgrind does
+not follow, and count nothing). With N > 1 valgrind follows the data-plane processes
+(``--trace-children``); the supervisor's count is left out, and the count is the process that
+served the keep-alive connection (close-100B: the data-plane processes added up). What a
+process does per unit of time (its 50 ms publishing timer) does not cancel out between the
+two runs when the machine's load makes their durations differ: expect a few thousand
+instructions of noise per request.
 """
 
 from __future__ import annotations
@@ -84,36 +94,50 @@ class PortTaken(RuntimeError):
 
 
 def instructions(
-    python: str, source: Path, workdir: Path, members: Sequence[cfg.Member], scenario: str, n: int
+    python: str,
+    source: Path,
+    workdir: Path,
+    members: Sequence[cfg.Member],
+    scenario: str,
+    n: int,
+    processes: int = 1,
 ) -> int:
     for _ in range(5):  # a free port can be taken by another process before valgrind binds it
         try:
-            return _instructions(python, source, workdir, members, scenario, n)
+            return _instructions(python, source, workdir, members, scenario, n, processes)
         except PortTaken:
             continue
     raise RuntimeError("no free port for the balancer after 5 tries")
 
 
 def _instructions(
-    python: str, source: Path, workdir: Path, members: Sequence[cfg.Member], scenario: str, n: int
+    python: str,
+    source: Path,
+    workdir: Path,
+    members: Sequence[cfg.Member],
+    scenario: str,
+    n: int,
+    processes: int,
 ) -> int:
     workers = workdir / "workers.properties"
     mounts = workdir / "uriworkermap.properties"
     workers.write_text(cfg.workers_properties(members))
     mounts.write_text(cfg.uriworkermap())
     (port,) = free_ports(1)
-    out = workdir / "callgrind.out"
+    out = workdir / "callgrind.out.%p"
     log = workdir / "balancer.log"
     argv = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        *(["--trace-children=yes"] if processes > 1 else []),
         python, "-m", "balancer", "--workers", str(workers), "--mounts", str(mounts),
-        "--listen", f"{HOST}:{port}",
+        "--listen", f"{HOST}:{port}", "--processes", str(processes),
     ]  # fmt: skip
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, cwd=source, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while b"listening on" not in log.read_bytes():  # valgrind start-up is slow
+        deadline = time.monotonic() + 600  # a loaded machine: valgrind starts slowly
+        # valgrind start-up is slow; with a supervisor, every data-plane process must listen
+        while log.read_bytes().count(b"listening on") < processes:
             if proc.poll() is not None:
                 if b"cannot listen" in log.read_bytes():
                     raise PortTaken(port)
@@ -132,10 +156,20 @@ def _instructions(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    found = re.search(r"refs:\s+([\d,]+)", log.read_text())
-    if found is None:
-        raise RuntimeError(f"no callgrind summary in {log}")
-    return int(found.group(1).replace(",", ""))
+    # one summary per process valgrind ran (the supervisor and its data-plane processes)
+    totals = {
+        int(pid): int(refs.replace(",", ""))
+        for pid, refs in re.findall(r"==(\d+)== I\s+refs:\s+([\d,]+)", log.read_text())
+    }
+    if processes == 1:
+        if len(totals) != 1:
+            raise RuntimeError(f"{len(totals)} callgrind summaries in {log}")
+        return next(iter(totals.values()))
+    totals.pop(proc.pid, None)  # the supervisor's: health checks and timers, no requests
+    if len(totals) < processes:
+        raise RuntimeError(f"{len(totals)} data-plane callgrind summaries in {log}")
+    # one keep-alive connection is served by one process: the others only idle
+    return max(totals.values()) if SCENARIOS[scenario][1] else sum(totals.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,6 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         default=ROOT,
         help="the tree the balancer runs from (e.g. `git archive` of another commit)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="the balancer's --processes (default 1; N > 1: the shared lb state, see above)",
     )
     args = p.parse_args(argv)
     nginx = find_nginx()
@@ -168,10 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for m in members:
                 wait_http_ready(child, m.host, m.port, "/100", 10.0)
             pure = " (PYJK_PURE=1)" if os.environ.get("PYJK_PURE") == "1" else ""
+            if args.processes > 1:
+                pure += f" (--processes {args.processes})"
             for scenario in scenarios:
                 run = (args.python, args.source, workdir, members, scenario)
-                short = instructions(*run, args.n)
-                long = instructions(*run, 3 * args.n)
+                short = instructions(*run, args.n, args.processes)
+                long = instructions(*run, 3 * args.n, args.processes)
                 per = (long - short) / (2 * args.n)
                 print(f"{scenario:16s} {per:10,.0f} instructions per request{pure}", flush=True)
         finally:

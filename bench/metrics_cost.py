@@ -41,7 +41,7 @@ from balancer.dataplane.proxy import ProxyServer
 f = ProxyServer(lambda r: None).finished
 t = monotonic()
 ex = SimpleNamespace(started=t, first_byte_at=t + 0.001, route=SimpleNamespace(name="lb"),
-                     member="n1", status=200)
+                     member="n1", status=200, ended_at=0.0)
 for _ in range(N):
     f(ex)
 """,

@@ -14,7 +14,10 @@ as_root() {
 
 missing=()
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv python3-dev)
+# the compiled hot path (setup.py, Cython): a C compiler and Python's headers
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    >/dev/null 2>&1 || missing+=(python3-dev)
 command -v git >/dev/null 2>&1 || missing+=(git)
 for pkg in "$@"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -48,8 +51,14 @@ stamp=".venv/.pyjk-installed${extras:+-${extras//,/-}}"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e "$spec"
     touch "$stamp"
+fi
+# The compiled hot path is built by the install above; an extension older than its .py or
+# .pxd (a pull, an edit) is rebuilt here. A compile error stops this script.
+if ! .venv/bin/python -c 'import sys, pyjk.hotpath as h; sys.exit(bool(h.stale_modules()))'; then
+    echo "bootstrap: rebuilding the compiled hot path"
+    .venv/bin/python -m pip install -q --no-deps -e .
 fi

@@ -77,76 +77,30 @@ class AjpConnection(MemberSocket):
     __slots__ = (
         "body_got",
         "body_paused",
-        "chunked",
-        "closed",
-        "content_length",
         "deframer",
-        "discarded",
-        "exchange",
         "final_head",
-        "head_request",
-        "headers",
-        "idle_since",
-        "last_read",
-        "loop",
         "max_chunk",
         "phase",
         "ping_timer",
-        "pool",
-        "read_paused",
-        "reason",
-        "received",
-        "reply_timeout",
-        "reused",
-        "set_cookies",
         "settings",
-        "socket_timeout",
-        "status",
-        "timer",
-        "transport",
-        "tunnel",
-        "upgrade",
         "upload",
-        "write_paused_at",
     )
 
     def __init__(self, pool: MemberPool) -> None:
-        self.pool = pool
-        self.loop = pool.loop
+        super().__init__(pool)
         settings = pool.ajp
         assert settings is not None
         self.settings = settings
         self.deframer = from_container_deframer(settings.max_packet_size)
         self.max_chunk = max_body_chunk(settings.max_packet_size)
-        self.transport: asyncio.Transport | None = None
-        self.exchange: Exchange | None = None
-        self.tunnel = None  # AJP never switches protocols
-        self.reused = False
-        self.closed = False
-        self.discarded = False
-        self.idle_since = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.ping_timer: asyncio.TimerHandle | None = None
-        self.reply_timeout = 0.0
-        self.socket_timeout = 0.0
-        self.last_read = 0.0
-        self.write_paused_at = 0.0
-        self.read_paused = False
-        self.received = 0
-        self.head_request = False
+        self.ping_timer: asyncio.TimerHandle | None = None  # (tunnel: None, AJP never switches)
         self.phase = IDLE
         self.upload = RequestBody(self.max_chunk)
         self.body_paused = False
         self._reset_response()
 
     def _reset_response(self) -> None:
-        self.status = 0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.set_cookies: list[bytes] | None = None
-        self.content_length: int | None = None
-        self.chunked = False  # the relay's view: AJP bodies are never chunked on the wire
-        self.upgrade: bytes | None = None
+        self._reset_head()  # chunked stays False: AJP bodies are never chunked on the wire
         self.final_head = False
         self.body_got = 0
 

@@ -401,8 +401,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
                 if type(item) is int:
                     self.reject_now(item)
                     return
-                assert isinstance(item, Request)
-                ex = Exchange(self, item)
+                ex = Exchange(self, item)  # type: ignore[arg-type]  # (an int is a refusal)
                 self.exchange = ex
                 ex.start()
         finally:

@@ -84,6 +84,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         "client",
         "client_ka",
         "done",
+        "ended_at",
         "failed",
         "first_byte_at",
         "fwd",
@@ -154,6 +155,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.started = monotonic()
         self.attached_at = 0.0  # when the last try got its member connection
         self.first_byte_at = 0.0  # when the response head was taken for the client
+        self.ended_at = 0.0  # when the response was read to its end (0: it was not)
         self.failed = ""  # the reason the last try failed: the next one is a retry
 
     # --- start ------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             req.secure,
         )
         try:
-            now = monotonic()
+            now = self.started  # the exchange began a moment ago: one clock read for both
             self.plan = route.engine.plan(facts, now)
         except Exception:
             log.exception("engine.plan failed for %r", req)
@@ -224,15 +226,16 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.wait_timer = None
         if self.done:
             return
+        now = now or monotonic()
         try:
-            step = self.plan.next(now or monotonic())  # type: ignore[union-attr]
+            step = self.plan.next(now)  # type: ignore[union-attr]
         except Exception:
             log.exception("plan.next failed for %r", self.req)
             self._fail(500)
             return
         kind = type(step)
         if kind is Forward:
-            self._forward(step)  # type: ignore[arg-type]
+            self._forward(step, now)  # type: ignore[arg-type]
         elif kind is Wait:
             self.wait_timer = self.client.loop.call_later(step.seconds, self._advance)  # type: ignore[union-attr]
         elif kind is Fail:
@@ -241,7 +244,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             log.error("plan.next returned %r", step)
             self._fail(500)
 
-    def _forward(self, fwd: Forward) -> None:
+    def _forward(self, fwd: Forward, now: float) -> None:
         self.fwd = fwd
         # (request_sent is not reset: once written anywhere, the request stays "sent")
         if self.failed:
@@ -275,7 +278,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             conn = idle.pop()
             if not conn.closed:
                 conn.reused = True
-                self._attach(conn, True)
+                self._attach(conn, True, now)
                 return
         pool.acquire(self)
 
@@ -294,11 +297,11 @@ class Exchange(ResponseRelay, LocalAnswers):
 
     # --- sending ----------------------------------------------------------------------------
 
-    def _attach(self, conn: MemberConnection, reused: bool) -> None:
+    def _attach(self, conn: MemberConnection, reused: bool, now: float = 0.0) -> None:
         fwd = self.fwd
         assert fwd is not None
         self.up = conn
-        self.attached_at = monotonic()
+        self.attached_at = now or monotonic()  # an idle pooled connection: the plan's now
         self.reused = reused
         self.body_done_up = False
         # each protocol frames the request its own way

@@ -160,7 +160,7 @@ OWN_HEADER_PREFIX = b"x-pyjk-"
 
 def connection_tokens(value: bytes) -> list[bytes]:
     """The lower-cased, trimmed tokens of a Connection header value (empty ones dropped)."""
-    if b"," not in value:  # the usual single token ("keep-alive", "close")
+    if 0x2C not in value:  # no ",": the usual single token ("keep-alive", "close")
         token = value.strip(b" \t").lower()
         return [token] if token else []
     return [t for t in (p.strip(b" \t").lower() for p in value.split(b",")) if t]

@@ -90,11 +90,11 @@ def tls_fields(peer_ip: str, host: bytes | None, tls: TlsInfo | None) -> bytes:
     if tls is None:
         return b""
     node = peer_ip.encode("ascii")
-    if b":" in node:
+    if 0x3A in node:  # ":" (a byte value: cheaper than b":", request_head._check_head)
         node = b'"[' + node + b']"'
     fields = b"Forwarded: for=" + node
     if host:
-        fields += b';host="' + host + b'"' if b":" in host else b";host=" + host
+        fields += b';host="' + host + b'"' if 0x3A in host else b";host=" + host
     fields += b";proto=https\r\n"
     cert = tls.client_cert_field
     if cert is not None:

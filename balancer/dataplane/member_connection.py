@@ -61,17 +61,71 @@ class MemberConnection(Protocol):
     def close(self) -> None: ...
 
 
-class MemberSocket(asyncio.Protocol):
-    """What the http and the ajp13 connection share: socket setup and client backpressure."""
+class MemberSocket:
+    """What the http and the ajp13 connection share: the seam's state, socket setup and client
+    backpressure.
 
-    __slots__ = ()
+    Not an ``asyncio.Protocol`` subclass: the loop only calls the protocol's methods (uvloop
+    asks only whether a protocol is a ``BufferedProtocol``), and an extension type (a compiled
+    build, ``.pxd`` beside the ``.py``) cannot derive from a Python class.
+    """
 
-    pool: MemberPool
-    transport: asyncio.Transport | None
-    closed: bool
-    read_paused: bool
-    last_read: float
-    loop: asyncio.AbstractEventLoop
+    __slots__ = (
+        "chunked",
+        "closed",
+        "content_length",
+        "discarded",
+        "exchange",
+        "head_request",
+        "headers",
+        "idle_since",
+        "last_read",
+        "loop",
+        "pool",
+        "read_paused",
+        "reason",
+        "received",
+        "reply_timeout",
+        "reused",
+        "set_cookies",
+        "socket_timeout",
+        "status",
+        "timer",
+        "transport",
+        "tunnel",
+        "upgrade",
+        "write_paused_at",
+    )
+
+    def __init__(self, pool: MemberPool) -> None:
+        self.pool = pool
+        self.loop: asyncio.AbstractEventLoop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.exchange: Exchange | None = None
+        self.tunnel: Tunnel | None = None
+        self.reused = False
+        self.closed = False
+        self.discarded = False
+        self.idle_since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.reply_timeout = 0.0
+        self.socket_timeout = 0.0
+        self.last_read = 0.0
+        self.write_paused_at = 0.0
+        self.read_paused = False
+        self.received = 0
+        self.head_request = False
+        self._reset_head()
+
+    def _reset_head(self) -> None:
+        """The response head as the relay reads it, before one came."""
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.set_cookies: list[bytes] | None = None
+        self.content_length: int | None = None
+        self.chunked = False
+        self.upgrade: bytes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass

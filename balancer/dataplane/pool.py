@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from balancer.dataplane.ajp_upstream import AjpConnection, ajp_settings
 from balancer.dataplane.upstream import UpstreamConnection
@@ -165,12 +165,18 @@ class MemberPool:
         local = (self.source, 0) if self.source else None
         protocol = UpstreamConnection if self.ajp is None else AjpConnection
         try:
-            _, conn = await asyncio.wait_for(
+            # (cast: the member connections are no asyncio.Protocol subclasses, see
+            # member_connection.MemberSocket; the loop needs only their methods)
+            _, made = await asyncio.wait_for(
                 self.loop.create_connection(
-                    lambda: protocol(self), self.host, self.port, local_addr=local
+                    lambda: cast(asyncio.Protocol, protocol(self)),
+                    self.host,
+                    self.port,
+                    local_addr=local,
                 ),
                 self.connect_timeout,
             )
+            conn = cast("UpstreamConnection | AjpConnection", made)
         except OSError as exc:  # TimeoutError included
             self.total -= 1
             if not ex.done:

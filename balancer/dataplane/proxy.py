@@ -262,7 +262,7 @@ class ProxyServer:
     def finished(self, ex: Exchange) -> None:
         """Called once per request at its end: one observation, and the access log's record."""
         started = ex.started
-        now = monotonic()
+        now = ex.ended_at or monotonic()
         total = now - started
         first = ex.first_byte_at - started if ex.first_byte_at else total
         route = ex.route

@@ -59,6 +59,7 @@ class ResponseRelay:
     unsent_head: bytes | None
     failed: str
     first_byte_at: float
+    ended_at: float
     wbuf: list[bytes]
 
     if TYPE_CHECKING:  # provided by the class this is mixed into
@@ -229,10 +230,11 @@ class ResponseRelay:
             else:
                 self.client.resume_body()
                 self.pool.discard(up)  # type: ignore[union-attr]
+        self.ended_at = now = monotonic()  # (ProxyServer.finished reads it: one clock read)
         if self.fwd is not None:
             self.fwd = None
             try:
-                self.plan.finish(self.sent, received, monotonic())  # type: ignore[union-attr]
+                self.plan.finish(self.sent, received, now)  # type: ignore[union-attr]
             except Exception:
                 log.exception("plan.finish failed for %r", self.req)
         self._end(self.client_ka and self.req.complete)

@@ -125,7 +125,7 @@ class RequestParsing:
         lname = name.lower()
         entry = _KINDS.get(lname)
         if entry is None:
-            if b"_" in name:
+            if 0x5F in name:  # "_" (an int: see _check_head's "#")
                 policy = limits.underscores_in_headers
                 if policy == "reject":
                     self.reject_status = 400
@@ -218,7 +218,9 @@ class RequestParsing:
             if req.host is None or not h.same_authority(authority, req.host):
                 return 400
             req.target = target
-        if b"#" in target:
+        # an int, not b"#": `bytes in bytes` first tries the needle as an integer and clears
+        # the TypeError (CPython 3.11), ~2k instructions against ~0.2k for a byte value
+        if 0x23 in target:  # "#"
             return 400
         host = req.host
         if host is None:

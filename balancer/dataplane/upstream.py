@@ -11,7 +11,6 @@ returned, so a connection handed back to the pool is never fed the rest of an ol
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -25,7 +24,6 @@ from balancer.lb.decisions import OutcomeKind
 if TYPE_CHECKING:
     from balancer.dataplane.exchange import Exchange
     from balancer.dataplane.pool import MemberPool
-    from balancer.dataplane.tunnel import Tunnel
 
 
 _STANDARD_REASONS = frozenset(h.REASONS.values())
@@ -57,78 +55,32 @@ _USUAL_NAMES = {
 
 class UpstreamConnection(MemberSocket):
     __slots__ = (
-        "chunked",
         "chunked_up",
         "close_delimited",
-        "closed",
         "conn_tokens",
-        "content_length",
-        "discarded",
         "error",
-        "exchange",
-        "head_request",
         "head_stop",
-        "headers",
-        "idle_since",
         "in_body",
         "keep_alive",
-        "last_read",
-        "loop",
         "msg_done",
         "parser",
-        "pool",
-        "read_paused",
-        "reason",
-        "received",
-        "reply_timeout",
         "request_done_at",
-        "reused",
-        "set_cookies",
-        "socket_timeout",
-        "status",
         "te",
-        "timer",
         "timer_at",
-        "transport",
-        "tunnel",
-        "upgrade",
-        "write_paused_at",
     )
 
     def __init__(self, pool: MemberPool) -> None:
-        self.pool = pool
-        self.loop = pool.loop
-        self.transport: asyncio.Transport | None = None
+        super().__init__(pool)
         self.parser = HttpResponseParser(self)
-        self.exchange: Exchange | None = None
-        self.tunnel: Tunnel | None = None
-        self.reused = False
-        self.closed = False
-        self.discarded = False
-        self.idle_since = 0.0
-        self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
-        self.reply_timeout = 0.0
-        self.socket_timeout = 0.0
-        self.last_read = 0.0
         self.request_done_at = 0.0
-        self.write_paused_at = 0.0
-        self.read_paused = False
-        self.received = 0
-        self.head_request = False
         self.chunked_up = False  # this request's body goes up chunked
         self._reset()
 
     def _reset(self) -> None:
-        self.status = 0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.set_cookies: list[bytes] | None = None
-        self.content_length: int | None = None
+        self._reset_head()
         self.te: bytes | None = None
         self.conn_tokens: list[bytes] | None = None
-        self.upgrade: bytes | None = None
-        self.chunked = False
         self.close_delimited = False
         self.keep_alive = True
         self.in_body = False

@@ -38,116 +38,167 @@ log = logging.getLogger("pyjk.balancer")
 # -- fields as words of a record ------------------------------------------------------------
 
 
+# The record's last word counts writes of its string fields: a process decodes them again
+# only when it changed (a route is read on every sticky request, and rarely edited).
+TEXT_VERSION = WORDS_AT // 8 + WORDS - 1
+_BUSY_WORD = BUSY_AT // 8  # a record's busy words: _BUSY_WORD .. _BUSY_WORD + MAX_PROCS - 1
+_PROCS = MAX_PROCS
+
+
+class _Record:
+    """Where one shared object's fields are: the table's words, doubles and bytes, the
+    record's first word and this process's busy slot. Compiled (shared.pxd), the views are
+    typed memoryviews, so a field is one C load or store; that is why the descriptors below
+    reach the buffer through this one object rather than through attributes of the member.
+    ``texts``: this process's decoded string fields, good while ``text_version`` is the
+    record's."""
+
+    def __init__(self, table: Table, index: int, slot: int) -> None:
+        self.words = table.words
+        self.floats = table.floats
+        self.view = table.view
+        self.base = table.record_word(index)
+        self.slot = slot
+        self.text_version = -1
+        self.texts: list[str] = [""] * STRINGS
+
+
+def _texts(rec: _Record) -> list[str]:
+    """The record's string fields, decoded again when another write came in since."""
+    version = rec.words[rec.base + TEXT_VERSION]
+    if version != rec.text_version:
+        at = rec.base * 8 + STRINGS_AT
+        raw = bytes(rec.view[at : at + STRINGS * NAME_SIZE])
+        texts = []
+        for k in range(STRINGS):
+            field = raw[k * NAME_SIZE : (k + 1) * NAME_SIZE]
+            end = field.find(b"\0")
+            texts.append((field if end < 0 else field[:end]).decode("utf-8", "replace"))
+        # a write between the two reads of the version: decode again on the next read
+        rec.texts = texts
+        rec.text_version = version if rec.words[rec.base + TEXT_VERSION] == version else -1
+    return rec.texts
+
+
+def _record_of(obj: Any) -> _Record:
+    return obj._rec  # type: ignore[no-any-return]
+
+
+def _busy_sum(rec: _Record) -> int:
+    """The busy words of every process slot, added up."""
+    at = rec.base + _BUSY_WORD
+    total = 0
+    for k in range(at, at + _PROCS):
+        total += rec.words[k]
+    return total
+
+
 class _Word:
     """An int field: one 8-byte word of the object's record."""
-
-    __slots__ = ("at",)
 
     def __init__(self, at: int) -> None:
         self.at = at
 
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    def __get__(self, obj: Any, owner: type | None) -> Any:
         if obj is None:
             return self
-        return obj._words[obj._base + self.at]
+        rec = _record_of(obj)
+        return rec.words[rec.base + self.at]
 
     def __set__(self, obj: Any, value: Any) -> None:
-        obj._words[obj._base + self.at] = int(value)
+        rec = _record_of(obj)
+        rec.words[rec.base + self.at] = int(value)
 
 
 class _Float(_Word):
     """A float field; None is stored as NaN (error times, slow-start start)."""
 
-    __slots__ = ()
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    def __get__(self, obj: Any, owner: type | None) -> Any:
         if obj is None:
             return self
-        value = obj._floats[obj._base + self.at]
+        rec = _record_of(obj)
+        value = rec.floats[rec.base + self.at]
         return None if value != value else value
 
     def __set__(self, obj: Any, value: Any) -> None:
-        obj._floats[obj._base + self.at] = math.nan if value is None else float(value)
+        rec = _record_of(obj)
+        rec.floats[rec.base + self.at] = math.nan if value is None else float(value)
 
 
 class _Plain(_Word):
     """A float that is never None (carry, reset time)."""
 
-    __slots__ = ()
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    def __get__(self, obj: Any, owner: type | None) -> Any:
         if obj is None:
             return self
-        return obj._floats[obj._base + self.at]
+        rec = _record_of(obj)
+        return rec.floats[rec.base + self.at]
 
     def __set__(self, obj: Any, value: Any) -> None:
-        obj._floats[obj._base + self.at] = float(value)
+        rec = _record_of(obj)
+        rec.floats[rec.base + self.at] = float(value)
 
 
 class _Bool(_Word):
-    __slots__ = ()
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    def __get__(self, obj: Any, owner: type | None) -> Any:
         if obj is None:
             return self
-        return obj._words[obj._base + self.at] != 0
+        rec = _record_of(obj)
+        return rec.words[rec.base + self.at] != 0
 
 
 class _Choice(_Word):
     """An Enum field, stored as its position in the Enum."""
-
-    __slots__ = ("index", "values")
 
     def __init__(self, at: int, enum: type[Enum]) -> None:
         super().__init__(at)
         self.values = tuple(enum)
         self.index = {v: i for i, v in enumerate(self.values)}
 
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    def __get__(self, obj: Any, owner: type | None) -> Any:
         if obj is None:
             return self
-        return self.values[obj._words[obj._base + self.at]]
+        rec = _record_of(obj)
+        return self.values[rec.words[rec.base + self.at]]
 
     def __set__(self, obj: Any, value: Any) -> None:
-        obj._words[obj._base + self.at] = self.index[value]
+        rec = _record_of(obj)
+        rec.words[rec.base + self.at] = self.index[value]
 
 
 class _Text:
-    """A string field of up to NAME_SIZE - 1 UTF-8 bytes (route, domain, ...)."""
+    """A string field of up to NAME_SIZE - 1 UTF-8 bytes (route, domain, ...): the
+    ``index``-th of the record's strings."""
 
-    __slots__ = ("at",)
+    def __init__(self, index: int) -> None:
+        self.index = index
 
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    def __get__(self, obj: Any, owner: type | None) -> Any:
         if obj is None:
             return self
-        at = obj._base * 8 + self.at
-        raw = bytes(obj._view[at : at + NAME_SIZE])
-        return raw[: raw.find(b"\0")].decode("utf-8", "replace") if b"\0" in raw else ""
+        return _texts(_record_of(obj))[self.index]
 
     def __set__(self, obj: Any, value: Any) -> None:
+        rec = _record_of(obj)
         raw = str(value).encode("utf-8")[: NAME_SIZE - 1]
-        at = obj._base * 8 + self.at
-        obj._view[at : at + NAME_SIZE] = raw.ljust(NAME_SIZE, b"\0")
+        at = rec.base * 8 + STRINGS_AT + self.index * NAME_SIZE
+        rec.view[at : at + NAME_SIZE] = raw.ljust(NAME_SIZE, b"\0")
+        rec.words[rec.base + TEXT_VERSION] += 1  # after the bytes: see _texts
 
 
 class _Busy:
     """Forwards in flight: one word per process slot, summed (see the module docstring)."""
 
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+    def __get__(self, obj: Any, owner: type | None) -> Any:
         if obj is None:
             return self
-        at = obj._base + BUSY_AT // 8
-        return sum(obj._words[at : at + MAX_PROCS])
+        return _busy_sum(_record_of(obj))
 
     def __set__(self, obj: Any, value: Any) -> None:
-        at = obj._base + BUSY_AT // 8
-        words = obj._words
-        own = at + obj._slot
-        others = sum(words[at : at + MAX_PROCS]) - words[own]
-        words[own] = max(0, int(value) - others)
+        rec = _record_of(obj)
+        own = rec.base + _BUSY_WORD + rec.slot
+        others = _busy_sum(rec) - rec.words[own]
+        rec.words[own] = max(0, int(value) - others)
 
 
 def _layout(cls: type, specs: Sequence[tuple[str, str]]) -> tuple[str, ...]:
@@ -155,7 +206,7 @@ def _layout(cls: type, specs: Sequence[tuple[str, str]]) -> tuple[str, ...]:
     word = text = 0
     for name, kind in specs:
         if kind == "text":
-            setattr(cls, name, _Text(STRINGS_AT + text * NAME_SIZE))
+            setattr(cls, name, _Text(text))
             text += 1
             continue
         at = WORDS_AT // 8 + word
@@ -170,7 +221,7 @@ def _layout(cls: type, specs: Sequence[tuple[str, str]]) -> tuple[str, ...]:
             setattr(cls, name, _Bool(at))
         else:
             setattr(cls, name, _Choice(at, _ENUMS[kind]))
-    assert word <= WORDS and text <= STRINGS, cls
+    assert word <= WORDS - 1 and text <= STRINGS, cls  # the last word is TEXT_VERSION
     return tuple(name for name, _ in specs)
 
 
@@ -185,20 +236,12 @@ _ENUMS: dict[str, type[Enum]] = {
 class SharedMember(Member):
     """A ``Member`` whose runtime numbers are words of a shared record."""
 
-    __slots__ = ("_base", "_floats", "_slot", "_view", "_words")
-    _base: int  # the record's first word
-    _floats: memoryview  # the table as doubles
-    _slot: int  # this process's busy slot
-    _view: memoryview  # the table as bytes
-    _words: memoryview  # the table as 8-byte ints
+    __slots__ = ("_rec",)
+    _rec: _Record
 
     def note_busy(self, delta: int) -> None:
         # this process's slot only: another process's in-flight count is not ours to change
-        own = self._base + BUSY_AT // 8 + self._slot
-        self._words[own] = max(0, self._words[own] + delta)
-        busy = self.busy
-        if busy > self.max_busy:
-            self.max_busy = busy
+        _note_busy(self, _record_of(self), delta)
 
 
 SHARED_MEMBER_FIELDS = _layout(
@@ -242,10 +285,20 @@ SHARED_MEMBER_FIELDS = _layout(
 SharedMember.busy = _Busy()  # type: ignore[assignment,misc]
 
 
+def _note_busy(member: SharedMember, rec: _Record, delta: int) -> None:
+    own = rec.base + _BUSY_WORD + rec.slot
+    mine = rec.words[own] + delta
+    rec.words[own] = mine if mine > 0 else 0
+    busy = _busy_sum(rec)
+    if busy > member.max_busy:
+        member.max_busy = busy
+
+
 class SharedSettings(LbSettings):
     """An lb's ``LbSettings`` (what the status page edits) in a shared record."""
 
-    __slots__ = ("_base", "_floats", "_slot", "_view", "_words")
+    __slots__ = ("_rec",)
+    _rec: _Record
 
 
 SHARED_SETTING_FIELDS = _layout(
@@ -283,11 +336,7 @@ class ShmState:
         self.owner = owner
 
     def _bind(self, obj: Any, index: int) -> None:
-        obj._words = self.table.words
-        obj._floats = self.table.floats
-        obj._view = self.table.view
-        obj._base = self.table.record_word(index)
-        obj._slot = self.slot
+        obj._rec = _Record(self.table, index, self.slot)
 
     def _record(self, lb: str, name: str, config: object) -> tuple[int, bool]:
         """(record index, whether the caller must write starting values)."""

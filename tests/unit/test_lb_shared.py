@@ -221,3 +221,29 @@ def test_a_released_record_is_no_longer_found_by_the_processes():
     supervisor_reload(t, MEMBERS)
     supervisor_reload(t, MEMBERS[:2])
     assert t.find("lb", "n3") == -1 and t.find("lb", "n2") >= 0
+
+
+def test_a_route_another_process_read_before_an_edit_is_read_again_after_it():
+    # each process keeps its decoded strings until the record's text version moves
+    a, b = engines(table(), 2)
+    assert b.member("n2").route == "n2"
+    assert b.route_index("n2") == 1
+    a.update_member("n2", 0.0, route="second")
+    assert b.member("n2").route == "second"
+    assert b.route_index("second") == 1 and b.route_index("n2") == -1
+    a.member("n2").last_error_reason = "connect-refused"
+    assert b.member("n2").last_error_reason == "connect-refused"
+    assert b.member("n2").route == "second"
+
+
+def test_shared_numbers_keep_none_and_large_values():
+    a, b = engines(table(), 2)
+    m = a.member("n1")
+    m.first_error_time = 12.5
+    assert b.member("n1").first_error_time == 12.5
+    m.first_error_time = None
+    assert b.member("n1").first_error_time is None
+    m.bytes_read = 2**62
+    assert b.member("n1").bytes_read == 2**62
+    m.chosen_since_maintenance = True
+    assert b.member("n1").chosen_since_maintenance is True

@@ -1,0 +1,11 @@
+# The C layout of MemberSocket in the compiled build (setup.py; Cython reads it beside the .py).
+# AjpConnection stays a Python subclass; UpstreamConnection (upstream.pxd) is an extension type.
+cdef class MemberSocket:
+    cdef public object pool, loop, transport, exchange, tunnel, timer
+    cdef public object content_length, set_cookies, upgrade
+    cdef public list headers
+    cdef public bytes reason
+    cdef public int status
+    cdef public Py_ssize_t received
+    cdef public bint chunked, closed, discarded, head_request, read_paused, reused
+    cdef public double idle_since, last_read, reply_timeout, socket_timeout, write_paused_at

@@ -1,0 +1,27 @@
+# C types for balancer/lb/engine.py (Cython's pure-Python mode; see setup.py).
+
+cdef class LbEngine:
+    cdef public object config
+    cdef public object name
+    cdef public object lb_state
+    cdef public object settings
+    cdef public tuple members
+    cdef public object maintain_interval
+    cdef public Py_ssize_t next_offset
+    cdef public Py_ssize_t _busy
+    cdef public bint _busy_of_members
+    cdef public object max_busy
+    cdef public object last_maintain_time
+    cdef public object last_reset
+    cdef public object pool_has_room
+    cdef public list _changes
+    cdef public dict _routes
+
+    cpdef Py_ssize_t route_index(self, str route) except -2
+    cpdef object plan(self, object facts, double now)
+    cdef bint _has_room(self, object member) except -1
+    cpdef void set_state(self, object member, object new, object reason, double now) except *
+    cpdef void count_choice(self, object member, bint has_session, bint stateless, object now=*) except *
+    cpdef void open_forward(self, object member) except *
+    cpdef void close_forward(self, object member, object sent, object received, object now=*) except *
+    cpdef void open_busyness(self, object member) except *

@@ -1,0 +1,41 @@
+# C types for balancer/lb/plan.py (Cython's pure-Python mode; see setup.py). RequestPlan is an
+# extension type: its fields are C struct members and its helpers C calls, made once per
+# request on the hot path (plan, first Forward, response head, finish).
+
+cdef class RequestPlan:
+    cdef object _engine
+    cdef public object facts
+    cdef public object session
+    cdef list _routes
+    cdef list _states
+    cdef Py_ssize_t _attempt
+    cdef Py_ssize_t _round
+    cdef bint _forced
+    cdef double _now
+    cdef object _open
+    cdef object _verdict
+    cdef public int status
+    cdef public object reason
+    cdef public Py_ssize_t forwards
+    cdef public object member
+    cdef public bint sticky
+    cdef bint _first_choice
+    cdef object _last_sent
+    cdef bint _pause
+    cdef object _steps
+    cdef object _cur
+
+    cdef object _first_step(self)
+    cpdef Py_ssize_t _quick_choice(self)
+    cdef object _choose(self)
+    cdef bint _begin_attempt(self, Py_ssize_t i, bint sticky)
+    cdef object _forward(self, Py_ssize_t try_no)
+    cdef object _chooser(self)
+    cdef void _count_sticky_miss(self, object choice)
+    cdef object _close(self, object sent, object received)
+    cdef void _set_status(self, int status, object reason)
+    cdef void _stop(self, int status, object reason)
+    cdef void _mark_busy(self, Py_ssize_t index, object reason)
+    cdef void _classify_failure(self, Py_ssize_t index, object kind, object reason, double now)
+    cdef void _ran(self, object m, object reason)
+    cdef object _routing_cookie(self, object m, bint sticky)

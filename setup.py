@@ -1,0 +1,37 @@
+"""Builds pyjk's compiled hot path (pyproject.toml holds everything else).
+
+Cython compiles each module below from its own ``.py`` (Cython's pure-Python mode), with the
+C types of the ``.pxd`` beside it: the ``.py`` stays the readable reference the unit tests run
+with ``PYJK_PURE=1`` (pyjk/hotpath.py). ``pip install -e .`` builds the extensions in place,
+next to their sources. A compile error fails the install: there is no silent fallback to the
+sources (a balancer that quietly runs uncompiled costs twice the CPU and says so only in its
+start-up line).
+"""
+
+from Cython.Build import cythonize
+from setuptools import setup
+
+# The compiled modules: the one list. Add a module only with a measurement that it pays
+# (docs/benchmarks.md, issue 12): compiled unchanged, ordinary classes ran slower.
+COMPILED_MODULES = [
+    "balancer/lb/shared.py",
+    "balancer/lb/plan.py",
+    "balancer/lb/engine.py",
+    # the http member connection as an extension type (upstream.pxd, member_connection.pxd):
+    # -2.1k instructions per keep-alive request against PYJK_PURE=1 (docs/benchmarks.md, issue 12)
+    "balancer/dataplane/member_connection.py",
+    "balancer/dataplane/upstream.py",
+]
+
+setup(
+    ext_modules=cythonize(
+        COMPILED_MODULES,
+        language_level=3,
+        compiler_directives={
+            # the .pxd files say what is a C type; annotations stay Python's (``x: float``
+            # would otherwise turn a None default into a TypeError)
+            "annotation_typing": False,
+            "boundscheck": True,
+        },
+    )
+)
