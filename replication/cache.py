@@ -372,20 +372,29 @@ class ModeBackend:
         return CacheReply(req.n, True)
 
     async def fetch(self, key: str, members: tuple[str, ...]) -> Entry | None:
-        """The newest entry the members hold for `key` (asked together, first answers)."""
+        """The newest entry the members hold for `key` (asked together, first answers);
+        CacheUnavailable when none of them answered."""
+        entry, missed = await self.fetch_from(key, members)
+        if entry is None and members and missed == len(members):
+            raise CacheUnavailable(f"cache {self.table.name!r} key {key!r}: no owner answered")
+        return entry
+
+    async def fetch_from(self, key: str, members: tuple[str, ...]) -> tuple[Entry | None, int]:
+        """(the newest entry the members hold for `key`, how many of them did not answer): a
+        caller that must tell "absent" from "not known" sees that a member that may hold the
+        key was not heard (`fetch` calls a key absent as soon as one member says so)."""
         if not members:
-            return None
+            return None, 0
         replies = await asyncio.gather(
             *(self.caches.ask(m, self.request("get", key)) for m in members),
             return_exceptions=True,
         )
+        missed = sum(1 for r in replies if not isinstance(r, CacheReply))
         entries = [r.entry() for r in replies if isinstance(r, CacheReply)]
         found = [e for e in entries if e is not None]
         if not found:
-            if not any(isinstance(r, CacheReply) for r in replies):
-                raise CacheUnavailable(f"cache {self.table.name!r} key {key!r}: no owner answered")
-            return None
-        return max(found, key=lambda e: e.version)
+            return None, missed
+        return max(found, key=lambda e: e.version), missed
 
     # -- rebalance ---------------------------------------------------------------------------
     async def rebalance(self, old: frozenset[str], new: frozenset[str]) -> None:
