@@ -11,7 +11,11 @@ store does (worker/backend.py): the worker keeps only the sessions of the reques
   node is the route's node and holds the entry — reads its own table, no network. Otherwise
   (a failover, a stale cookie) the owners are asked and the newest copy wins; if none of them
   has it, every member is asked before the session is called absent, so a session that exists
-  is never replaced by a new one. No member answering: UNKNOWN (503, retried).
+  is never replaced by a new one. Nobody has it but a member asked did not answer: UNKNOWN
+  (503, retried). A state the worker still holds (open, or committed and being written) is
+  never replaced by the table's copy. A request id without a record in the session entries
+  is looked up under `rid/`; when that record cannot be read the request runs but its writes
+  are refused (replay.Unverified, as the Redis store's).
 - `committed` + `sink`: each changed session becomes a cache put (new entry text, ttl the
   session's idle timeout), the request's recorded response on the last one; the put goes to the
   primary (this node: a takeover renames the session to this route first), which copies it to
