@@ -167,9 +167,15 @@ class DistributedSessions:
                 if self.store.get_state(entry.state.id) is None:
                     self.store.install(entry.state)
                 found = True
-        if request_id is not None and self.ledger.get(request_id, self.clock()) is None:
-            # not in the sessions' entries: the retry of a session-creating request may carry
-            # a stale cookie (or none), its record is under its request id
+        if (
+            not found
+            and request_id is not None
+            and self.ledger.get(request_id, self.clock()) is None
+        ):
+            # No live session named and no record in their entries: the retry of a request
+            # that created a session may carry a stale cookie (or none); its record is under
+            # its request id. (With a live session named, the first attempt used it, so its
+            # record is in that session's entry: the sticky path stays free of round trips.)
             await self._load_loose(request_id)
         self.counters["dist_loads"] += 1
         return FOUND if found else ABSENT

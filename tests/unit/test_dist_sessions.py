@@ -248,3 +248,15 @@ async def test_a_delta_whose_commit_observer_failed_is_still_written() -> None:
     node.dist.release([view._start.random_part])
     assert entry_attrs(node, sid) == {"x": "1"}
     assert node.counters["dist_writes_unplanned"] == 1
+
+
+async def test_a_sticky_request_with_a_request_id_makes_no_round_trip() -> None:
+    net = DistNet(4)
+    node = net.nodes[IDS[0]]
+    sid = await create(node, x=0)
+    before = node.counters["cache_requests_out"]
+    for i in range(20):  # request ids whose record this node does not own, most of them
+        assert await node.dist.load([sid], f"r-{i:030d}") == FOUND
+        node.dist.release([sid.split(".")[0]])
+    assert node.counters["dist_loose_lookups"] == 0
+    assert node.counters["cache_requests_out"] == before
