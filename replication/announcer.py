@@ -29,7 +29,7 @@ from . import codec
 from .channel import Channel, Endpoint, Faults
 from .codec import Heartbeat, Hello, Message
 from .config import ClusterConfig
-from .keyfile import load_or_create_key
+from .keyfile import load_key
 from .mcast import Multicast
 from .member_info import MemberInfo
 from .seal import Kind, Opener, Sealer
@@ -47,7 +47,9 @@ class Announcer:
     ) -> None:
         self.config, self.clock = config, clock
         self.counters: Counter[str] = Counter()
-        self.key = None if config.insecure else load_or_create_key(config.key_file)
+        # the balancers open its heartbeats with the cluster's key: a fresh one made here
+        # would have every heartbeat dropped without a word, so a missing file is refused
+        self.key = None if config.insecure else load_key(config.key_file)
         sender = secrets.token_bytes(16)
         started = clock()
         self.me = MemberInfo(sender.hex(), route, config.receiver_host, 1, started)

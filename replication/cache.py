@@ -294,7 +294,7 @@ class ModeBackend:
         table, now = self.table, self.caches.clock()
         if table.seen(req.op_id):  # a retry of a write applied here already (or copied here)
             self.caches.counters["cache_retries_recognised"] += 1
-            return CacheReply(req.n, True)
+            return await self._confirm_seen(req)
         owners = self.owners_of(req.key, text=req.text)
         others = tuple(m for m in owners if m != self.caches.me)
         if self.mode == "distributed" and table.entry(req.key) is None and others:
@@ -309,7 +309,7 @@ class ModeBackend:
             if entry is not None:
                 table.apply(req.key, entry)
             if table.seen(req.op_id):
-                return CacheReply(req.n, True)
+                return await self._confirm_seen(req)
         try:
             if req.op == "del":
                 written = table.delete(req.key, now, req.op_id)
@@ -335,6 +335,23 @@ class ModeBackend:
             copy = self._copy_of(req.key, written)
             if await self.caches.copy_to(others, copy) < len(others) and self.strict:
                 return await self._copy_again(req, copy)
+        return CacheReply(req.n, True)
+
+    async def _confirm_seen(self, req: CacheReq) -> CacheReply:
+        """A retry of a write applied here: strict, it is acknowledged only once the owners
+        confirm the entry — its first attempt may still be copying, or have ended short (the
+        writer got 503), or this member got it as a backup and a new owner lacks it. The
+        copy is of the entry as it is now (a newer write included): copies settle by version,
+        so sending it again is harmless."""
+        assert req.key is not None
+        entry = self.table.entry(req.key)
+        if not self.strict or entry is None:
+            return CacheReply(req.n, True)
+        copy = self._copy_of(req.key, entry)
+        others = tuple(m for m in self.owners_of(req.key, text=entry.text)
+                       if m != self.caches.me)  # fmt: skip
+        if await self.caches.copy_to(others, copy) < len(others):
+            return await self._copy_again(req, copy)
         return CacheReply(req.n, True)
 
     async def _copy_again(self, req: CacheReq, copy: CacheReq) -> CacheReply:
@@ -372,20 +389,29 @@ class ModeBackend:
         return CacheReply(req.n, True)
 
     async def fetch(self, key: str, members: tuple[str, ...]) -> Entry | None:
-        """The newest entry the members hold for `key` (asked together, first answers)."""
+        """The newest entry the members hold for `key` (asked together, first answers);
+        CacheUnavailable when none of them answered."""
+        entry, missed = await self.fetch_from(key, members)
+        if entry is None and members and missed == len(members):
+            raise CacheUnavailable(f"cache {self.table.name!r} key {key!r}: no owner answered")
+        return entry
+
+    async def fetch_from(self, key: str, members: tuple[str, ...]) -> tuple[Entry | None, int]:
+        """(the newest entry the members hold for `key`, how many of them did not answer): a
+        caller that must tell "absent" from "not known" sees that a member that may hold the
+        key was not heard (`fetch` calls a key absent as soon as one member says so)."""
         if not members:
-            return None
+            return None, 0
         replies = await asyncio.gather(
             *(self.caches.ask(m, self.request("get", key)) for m in members),
             return_exceptions=True,
         )
+        missed = sum(1 for r in replies if not isinstance(r, CacheReply))
         entries = [r.entry() for r in replies if isinstance(r, CacheReply)]
         found = [e for e in entries if e is not None]
         if not found:
-            if not any(isinstance(r, CacheReply) for r in replies):
-                raise CacheUnavailable(f"cache {self.table.name!r} key {key!r}: no owner answered")
-            return None
-        return max(found, key=lambda e: e.version)
+            return None, missed
+        return max(found, key=lambda e: e.version), missed
 
     # -- rebalance ---------------------------------------------------------------------------
     async def rebalance(self, old: frozenset[str], new: frozenset[str]) -> None:

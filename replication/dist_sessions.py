@@ -11,7 +11,11 @@ store does (worker/backend.py): the worker keeps only the sessions of the reques
   node is the route's node and holds the entry — reads its own table, no network. Otherwise
   (a failover, a stale cookie) the owners are asked and the newest copy wins; if none of them
   has it, every member is asked before the session is called absent, so a session that exists
-  is never replaced by a new one. No member answering: UNKNOWN (503, retried).
+  is never replaced by a new one. Nobody has it but a member asked did not answer: UNKNOWN
+  (503, retried). A state the worker still holds (open, or committed and being written) is
+  never replaced by the table's copy. A request id without a record in the session entries
+  is looked up under `rid/`; when that record cannot be read the request runs but its writes
+  are refused (replay.Unverified, as the Redis store's).
 - `committed` + `sink`: each changed session becomes a cache put (new entry text, ttl the
   session's idle timeout), the request's recorded response on the last one; the put goes to the
   primary (this node: a takeover renames the session to this route first), which copies it to
@@ -38,7 +42,7 @@ from typing import Any
 from aiohttp import web
 
 from worker.backend import SessionNotSaved
-from worker.cache_table import MAX_VALUE_TEXT, CacheError, CacheTable, Entry
+from worker.cache_table import MAX_VALUE_TEXT, CacheError, CacheTable, CacheUnavailable, Entry
 from worker.caches import CacheStats
 from worker.delta import SessionDelta, SessionState
 from worker.middleware import SessionManager
@@ -51,7 +55,7 @@ from .config import ClusterConfig
 from .ledger import Ledger, RecordedResponse
 from .member_info import MemberInfo
 from .placement import Placement
-from .replay import record_of, replay_from
+from .replay import Unverified, record_of, replay_from
 from .session_entry import (
     LOOSE_PREFIX,
     SESSIONS_CACHE,
@@ -72,10 +76,11 @@ MAX_LOAD_IDS = 4  # as worker/peers.py: more ids in one request are not worth a 
 
 @dataclass
 class _Plan:
-    """One request's puts, sent together by the first sink call."""
+    """One request's puts, sent together by the first sink call (`refused`: never sent)."""
 
     writes: list[tuple[str, str, float | None]]  # (random part, entry text, ttl)
     task: asyncio.Future[None] | None = None
+    refused: str | None = None  # why it may not be written (replay.Unverified)
 
 
 class DistributedSessions:
@@ -106,6 +111,7 @@ class DistributedSessions:
         # records read for requests in flight (a replay is answered from here, synchronously)
         self.ledger = Ledger(ttl=config.dedup_ttl, max_entries=1000, max_body=config.dedup_max_body)
         self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
+        self._unverified = Unverified()  # may run, may not write (replay.py)
 
     def install(self) -> None:
         self.manager.sink = self.sink
@@ -137,9 +143,6 @@ class DistributedSessions:
             parts = split_session_id(session_id)
             if parts is not None and parts[0] not in wanted:
                 wanted[parts[0]] = parts[1]
-        if not wanted and request_id is not None:
-            await self._load_loose(request_id)
-            return ABSENT
         found = False
         for rp, route in list(wanted.items())[:MAX_LOAD_IDS]:
             try:
@@ -157,11 +160,23 @@ class DistributedSessions:
             now = self.clock()
             if request_id is not None and (record := entry.records.get(request_id)) is not None:
                 self.ledger.put(request_id, record, now)
-            if entry.state is not None and self.store.forget(rp):
-                self.store.install(entry.state)  # not open here: the cache's version is newer
+            if entry.state is not None:
+                # A state still in the store is the newest: a request has it open, or one
+                # committed it and its put is on the way (release forgets it only after the
+                # write) — the table may still hold the version before it.
+                if self.store.get_state(entry.state.id) is None:
+                    self.store.install(entry.state)
                 found = True
-            elif entry.state is not None:
-                found = True
+        if (
+            not found
+            and request_id is not None
+            and self.ledger.get(request_id, self.clock()) is None
+        ):
+            # No live session named and no record in their entries: the retry of a request
+            # that created a session may carry a stale cookie (or none); its record is under
+            # its request id. (With a live session named, the first attempt used it, so its
+            # record is in that session's entry: the sticky path stays free of round trips.)
+            await self._load_loose(request_id)
         self.counters["dist_loads"] += 1
         return FOUND if found else ABSENT
 
@@ -178,9 +193,12 @@ class DistributedSessions:
             try:
                 entry = await self.backend.fetch(key, tuple(m for m in owners if m != self.me))
             except CacheError:
-                # only a retry's record was asked for: the request may run (Redis does alike)
+                # Only a retry's record was asked for: the request may run, but its writes are
+                # refused (as the Redis store's): an earlier attempt may have written
                 self.counters["dist_loose_unknown"] += 1
+                self._unverified.add(request_id)
                 return
+        self._unverified.discard(request_id)
         if entry is None or entry.text is None or not entry.live(self.clock()):
             return
         try:
@@ -204,14 +222,21 @@ class DistributedSessions:
         # copy, newest first; then everyone (a session that exists is never called absent)
         self.counters["dist_reads_remote"] += 1
         asked = (set(self._owners(rp, route)) | set(self.backend.owners_of(rp))) - {self.me}
-        best = await self.backend.fetch(rp, tuple(sorted(asked)))
+        best, missed = await self.backend.fetch_from(rp, tuple(sorted(asked)))
         if best is None:
             others = tuple(m for m in self.caches.members() if m not in asked)
             if others:
                 self.counters["dist_reads_everyone"] += 1
-                best = await self.backend.fetch(rp, others)
-        if mine is not None and (best is None or mine.version > best.version):
+                best, more = await self.backend.fetch_from(rp, others)
+                missed += more
+        # read again after the awaits: a put may have reached this node's table meanwhile
+        mine = self.table.entry(rp)
+        if mine is not None and (best is None or mine.version >= best.version):
             best = mine
+        if best is None and missed:
+            # nobody said "here", but a member that may hold it (a backup after a failover)
+            # did not answer: not known, so 503 — never a new empty session over an old one
+            raise CacheUnavailable(f"session rp={rp[:8]}…: {missed} member(s) did not answer")
         if best is None or not best.live(self.clock()) or best.text is None:
             return None
         if best is not mine:
@@ -259,47 +284,70 @@ class DistributedSessions:
         writes: list[tuple[str, str, float | None]] = []
         last = len(deltas) - 1
         for i, delta in enumerate(deltas):
-            parts = split_session_id(delta.session_id)
-            assert parts is not None
-            rp = parts[0]
             attach = (request_id, record) if i == last and record is not None else None
-            state = self.store.get_state(delta.session_id)
-            if state is None:
-                writes.append((rp, self._ended(rp, delta.session_id, attach, now),
-                               self.config.dedup_ttl))  # fmt: skip
-            else:
-                writes.append((rp, self._text(rp, state, attach, now), self._ttl(state)))
-            if delta.replaces is not None and (old := split_session_id(delta.replaces)):
-                # a rotation: the old id ends once the new one is kept (a failed write leaves
-                # the old session as it was); its entry keeps no state, and the request's
-                # record: a retry of the request still carries the old cookie
-                writes.append((old[0], self._ended(old[0], delta.replaces, attach, now),
-                               self.config.dedup_ttl))  # fmt: skip
-            if (
-                attach is not None
-                and request_id is not None
-                and (delta.created is not None or state is None)
-            ):  # its retry may come without the new cookie (or with none): found by its id
-                writes.append((loose_key(request_id), encode_loose(request_id, attach[1]),
-                               self.config.dedup_ttl))  # fmt: skip
-        plan = _Plan(writes)
+            writes += self._writes_of(delta, attach, now)
+        plan = _Plan(writes, refused=self._unverified.refusal(request_id))
         for delta in deltas:
             self._plans[id(delta)] = (delta, plan)
+
+    def _writes_of(
+        self,
+        delta: SessionDelta,
+        attach: tuple[str | None, RecordedResponse] | None,
+        now: float,
+    ) -> list[tuple[str, str, float | None]]:
+        """The puts of one delta (`attach`: the request's record, on its last delta)."""
+        parts = split_session_id(delta.session_id)
+        assert parts is not None
+        rp, request_id = parts[0], None if attach is None else attach[0]
+        writes: list[tuple[str, str, float | None]] = []
+        state = self.store.get_state(delta.session_id)
+        if state is None:
+            writes.append((rp, self._ended(rp, delta.session_id, attach, now),
+                           self.config.dedup_ttl))  # fmt: skip
+        else:
+            writes.append((rp, self._text(rp, state, attach, now), self._ttl(state)))
+        if delta.replaces is not None and (old := split_session_id(delta.replaces)):
+            # a rotation: the old id ends once the new one is kept (a failed write leaves
+            # the old session as it was); its entry keeps no state, and the request's
+            # record: a retry of the request still carries the old cookie
+            writes.append((old[0], self._ended(old[0], delta.replaces, attach, now),
+                           self.config.dedup_ttl))  # fmt: skip
+        if (
+            attach is not None
+            and request_id is not None
+            and (delta.created is not None or state is None)
+        ):  # its retry may come without the new cookie (or with none): found by its id
+            writes.append((loose_key(request_id), encode_loose(request_id, attach[1]),
+                           self.config.dedup_ttl))  # fmt: skip
+        return writes
 
     async def sink(self, delta: SessionDelta) -> None:
         entry = self._plans.pop(id(delta), None)
         if entry is None or entry[0] is not delta:
-            return  # not seen at commit (the expiry sweep): the entry's own ttl ends it
-        plan = entry[1]
+            # not seen at commit (the observer failed, or the expiry sweep): written without
+            # a record — a change the store holds is never answered 200 unwritten
+            self.counters["dist_writes_unplanned"] += 1
+            plan = _Plan(self._writes_of(delta, None, self.clock()))
+        else:
+            plan = entry[1]
+        if plan.refused is not None:
+            self.counters["dist_writes_refused"] += 1
+            self._drop_plan(plan)
+            raise SessionNotSaved(plan.refused)
         if plan.task is None:
             plan.task = asyncio.ensure_future(self._write(plan))
         try:
             await asyncio.shield(plan.task)
         except SessionNotSaved:
-            for other in list(self._plans):  # the rest of this request's deltas: same answer
-                if self._plans[other][1] is plan:
-                    del self._plans[other]
+            self._drop_plan(plan)
             raise
+
+    def _drop_plan(self, plan: _Plan) -> None:
+        """The rest of this request's deltas: same answer (nothing written)."""
+        for other in list(self._plans):
+            if self._plans[other][1] is plan:
+                del self._plans[other]
 
     async def _write(self, plan: _Plan) -> None:
         try:

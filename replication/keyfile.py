@@ -71,3 +71,14 @@ def load_or_create_key(path: Path) -> bytes:
         raise KeyFileError(
             f"{path}: cannot read or create the cluster key: {exc.strerror}"
         ) from exc
+
+
+def load_key(path: Path) -> bytes:
+    """The cluster key from `path`, which must exist: for a process that only talks to
+    members already keyed (a key made here could seal nothing they can open)."""
+    if not path.exists():
+        raise KeyFileError(
+            f"{path}: no cluster key file; this process must use the cluster's key "
+            "(copy the file from a member, mode 0600)"
+        )
+    return load_or_create_key(path)

@@ -55,7 +55,10 @@ log = logging.getLogger("pyjk.store")
 # KEYS[1] the entry, KEYS[2] the cache's index. ARGV: op ("p" put, "c" compare-and-set),
 # expected present ("1") or absent ("0"), expected text, new text, ttl ms (0: none),
 # max_entries, the key (the index's member). Returns 1 stored, 0 the value was not the
-# expected one, -1 a new key past max_entries.
+# expected one, -1 a new key past max_entries. At the limit, index members whose entry is
+# gone (evicted by maxmemory, DEL by hand: no TTL tells the index) are dropped first, or the
+# cache would stay "full" for good; one pass over the index (same slot: the hash tag), only
+# when a new key finds it full.
 WRITE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -68,7 +71,13 @@ if ARGV[1] == 'c' then
     return 0
   end
 end
-if not cur and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return -1 end
+if not cur and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
+  local base = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[7])
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if redis.call('EXISTS', base .. member) == 0 then redis.call('ZREM', KEYS[2], member) end
+  end
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return -1 end
+end
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[4], 'PX', ttl)

@@ -71,7 +71,7 @@ from .redis_codec import (
     state_from,
     write_of,
 )
-from .replay import record_of, replay_from
+from .replay import Unverified, record_of, replay_from
 
 log = logging.getLogger("pyjk.store")
 # Redis names a script by the SHA-1 of its text (EVALSHA): an identifier, not a security use
@@ -131,11 +131,6 @@ class _Plan:
     refused: str | None = None
 
 
-# Request ids whose retry record could not be read (Redis failed) at most remembered at once:
-# far more than the requests one worker has in flight.
-MAX_UNVERIFIED = 65_536
-
-
 class RedisStore:
     """The Redis backend of one worker (see the module docstring)."""
 
@@ -164,7 +159,7 @@ class RedisStore:
         self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
         # request ids served without knowing whether an earlier attempt wrote (their record
         # could not be read): they may run, but may not write (see `load`)
-        self._unverified: dict[str, None] = {}
+        self._unverified = Unverified()
         # membership only (announcer.py): dynamic lbs find this worker by its heartbeats
         self.announcer: Announcer | None = None
         if "membership" in config.sections:
@@ -256,13 +251,10 @@ class RedisStore:
             # write: its first attempt may have written, and recorded its response, just
             # before the store went away, and the store may be back by the time this one
             # writes — `committed` refuses its writes (503), so none is applied twice.
-            self._unverified[request_id] = None
-            if len(self._unverified) > MAX_UNVERIFIED:
-                del self._unverified[next(iter(self._unverified))]
+            self._unverified.add(request_id)
             return ABSENT
         self.recovered()
-        if request_id is not None:
-            self._unverified.pop(request_id, None)
+        self._unverified.discard(request_id)
         self.counters["loads"] += 1
         self.counters["load_seconds_sum_us"] += int((time.monotonic() - started) * 1e6)
         now = self.clock()
@@ -319,10 +311,7 @@ class RedisStore:
             if delta.replaces is not None:  # a rotation: the old id ends once the new one is in
                 ended = SessionDelta(delta.replaces, delta.at, invalidated=True)
                 writes.append(write_of(self.keys, ended))
-        plan = _Plan(writes)
-        if request_id is not None and request_id in self._unverified:
-            del self._unverified[request_id]
-            plan.refused = "its retry record could not be read: an earlier attempt may have written"
+        plan = _Plan(writes, refused=self._unverified.refusal(request_id))
         for delta in deltas:
             self._plans[id(delta)] = (delta, plan)
 

@@ -70,3 +70,40 @@ def replay_from(
     counters["replays_answered"] += 1
     log.info("request replayed from the ledger request_id=%s", request_id)
     return replay_response(record)
+
+
+# Request ids whose retry record could not be read, at most remembered at once: far more than
+# the requests one worker has in flight.
+MAX_UNVERIFIED = 65_536
+UNVERIFIED = "its retry record could not be read: an earlier attempt may have written"
+
+
+class Unverified:
+    """Request ids served without knowing whether an earlier attempt of theirs wrote (their
+    retry record could not be read): such a request may run — a page that needs no session is
+    served while the store is out of reach — but its session writes are refused (503), so
+    none is applied twice if the store is back by the time it writes. Shared by the external
+    session stores (Redis, distributed mode)."""
+
+    def __init__(self, max_entries: int = MAX_UNVERIFIED) -> None:
+        self.max_entries = max_entries
+        self._ids: dict[str, None] = {}
+
+    def add(self, request_id: str) -> None:
+        self._ids[request_id] = None
+        if len(self._ids) > self.max_entries:
+            del self._ids[next(iter(self._ids))]
+
+    def discard(self, request_id: str | None) -> None:
+        if request_id is not None:
+            self._ids.pop(request_id, None)
+
+    def refusal(self, request_id: str | None) -> str | None:
+        """At commit: why this request's writes are refused (None: they may go); once."""
+        if request_id is None or request_id not in self._ids:
+            return None
+        del self._ids[request_id]
+        return UNVERIFIED
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._ids

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from . import values
+from .backend import SessionNotSaved
 from .delta import SessionDelta, SessionState, apply_delta
 from .request_session import (
     _ABSENT,
@@ -65,6 +66,9 @@ DEFAULT_MAX_SESSION_BYTES = 64 * 1024
 # Tomcat's replicas expire a session only after 2 x max_inactive (tomcat-cluster.md §3.6): a
 # replica does not see the owner's read-only requests, so it must not give up at 1 x.
 DEFAULT_REPLICA_GRACE = 2.0
+# Rotations remembered (old random part -> new), so a write to the old id that commits after
+# the rotation lands on its successor: such a write comes within one request's time.
+MAX_SUCCESSORS = 4096
 
 
 class SessionStore:
@@ -96,6 +100,7 @@ class SessionStore:
         # source, bounded FIFO (default: max_active_sessions entries) to keep memory flat.
         self._retired: OrderedDict[str, None] = OrderedDict()
         self._retired_capacity = retired_capacity or max_active_sessions
+        self._successors: OrderedDict[str, str] = OrderedDict()  # rotated: old rp -> new rp
         # for /metrics: sessions this store created, and sessions it expired (any route)
         self.created_total = 0
         self.expired_total = 0
@@ -204,8 +209,8 @@ class SessionStore:
         self._finish(view)
         random_part = view._start.random_part
         current = self._states.get(random_part)
-        if current is None:  # invalidated or expired by another request meanwhile
-            return None
+        if current is None:  # ended by another request meanwhile: rotated, invalidated, expired
+            return self._commit_late(view, now)
         if view._source is not None and not view._invalidated:
             self._carry_over(view)
         try:
@@ -224,7 +229,43 @@ class SessionStore:
         if new_state is None:  # read only: the access time is state, not a delta
             new_state = replace(current, last_accessed=max(current.last_accessed, float(now)))
         self._states[random_part] = new_state
+        self._note_successor(view._replaces, random_part)
         return delta
+
+    def _commit_late(self, view: RequestSession, now: float) -> SessionDelta | None:
+        """A view whose session ended before it committed. After a rotation its changes go to
+        the successor (a delta to the new id: the write is kept, not dropped under a 200);
+        when the successor is not held here (an external store forgot it after its request)
+        they cannot be applied: SessionNotSaved (503, retried). After an invalidation or an
+        expiry the session is gone and its changes with it, as in Tomcat."""
+        sets, removes = view._changes()
+        rp = view._start.random_part
+        for _ in range(4):  # rotated again meanwhile: follow the chain a little
+            if (successor := self._successors.get(rp)) is None:
+                break
+            rp = successor
+        if rp == view._start.random_part or view._invalidated or not (sets or removes):
+            return None
+        current = self._states.get(rp)
+        if current is None:
+            raise SessionNotSaved(
+                f"session {view.id} was rotated while this request ran and its successor is "
+                "not held here: this request's session changes were not kept"
+            )
+        delta = SessionDelta(current.id, float(now), set_attributes=tuple(sets),
+                             removed_attributes=tuple(removes))  # fmt: skip
+        new_state = self._checked_apply(current, delta, view)
+        assert new_state is not None
+        self._states[rp] = new_state
+        return delta
+
+    def _note_successor(self, replaced: str | None, random_part: str) -> None:
+        if replaced is None or (parts := split_session_id(replaced)) is None:
+            return
+        self._successors[parts[0]] = random_part
+        self._successors.move_to_end(parts[0])
+        while len(self._successors) > MAX_SUCCESSORS:
+            self._successors.popitem(last=False)
 
     def abort(self, view: RequestSession) -> None:
         """End the view without keeping any of its changes (the handler failed)."""
@@ -251,6 +292,7 @@ class SessionStore:
         """Apply a delta made on another node (no limits: refusing would make replicas differ)."""
         parts = split_session_id(delta.session_id)
         assert parts is not None
+        self._note_successor(delta.replaces, parts[0])
         if delta.replaces is not None and (old := self.get_state(delta.replaces)) is not None:
             self._drop(old)  # a rotation: the old id ends where the new one begins
         new_state = apply_delta(self._states.get(parts[0]), delta)

@@ -134,6 +134,21 @@ async def test_ttl_is_kept_by_redis_and_limits_are_the_caches(redis: RedisServer
         assert store.counters["cache_full"] == 1
 
 
+async def test_an_entry_removed_outside_the_cache_does_not_keep_it_full(redis: RedisServer):
+    # maxmemory eviction or a DEL by hand removes the entry but not its index member (no TTL
+    # tells the index): the cache must not stay "full" for good
+    async with one_store(f'url = "{redis.url}"\n', max_entries=2) as (cs, store):
+        cache = cs["repl"]
+        await cache.put("a", 1)
+        await cache.put("b", 2)
+        assert cli(redis.port, "del", "pyjk:c:{repl}:k:a").strip() == "1"
+        await cache.put("c", 3)  # the index's "a" went, the limit still holds
+        assert sorted(await cache.keys()) == ["b", "c"]
+        with pytest.raises(CacheFull):
+            await cache.put("d", 4)
+        assert store.counters["cache_full"] == 1
+
+
 async def test_a_malformed_value_in_redis_is_refused_and_counted(redis: RedisServer):
     async with one_store(f'url = "{redis.url}"\n') as (cs, store):
         cache = cs["dist"]

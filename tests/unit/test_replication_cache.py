@@ -357,3 +357,24 @@ def test_a_malformed_cache_frame_is_refused_with_the_field(change: dict, problem
     wire.update(change)
     with pytest.raises(CodecError, match=problem):
         codec.from_wire(wire)
+
+
+async def test_a_retry_of_a_strict_write_that_ended_short_is_acknowledged_only_with_its_copies():
+    # The first attempt was applied on the primary but its backup did not confirm (503 to
+    # the writer); the retry with the same id must not get "applied already" → ok without the
+    # copies: it is acknowledged once the owners confirm, not before.
+    net = LateNet(3)
+    primary = net.caches[IDS[0]].backends["c"]
+    primary.strict = True
+    key, backup, _ = primary_key(net)
+    await net.apps[IDS[0]].put(key, 0)
+    net.hung.add(backup)  # alive for the view, but it does not answer
+    req = CacheReq(0, "c", "put", key, "1", op_id="cd" * 16)
+    first = await primary.serve_write(req)
+    assert not first.ok and first.error is not None
+    again = await primary.serve_write(req)  # the writer's retry, the owner still silent
+    assert not again.ok and "did not confirm" in (again.error or "")
+    net.hung.clear()
+    assert (await primary.serve_write(req)).ok
+    assert net.holders(key) == {IDS[0], backup}
+    assert await net.apps[backup].get(key) == 1

@@ -212,3 +212,21 @@ def test_every_problem_names_its_line_even_in_later_sections():
     assert [m.split(" ", 1)[0] for m in found] == [
         "/etc/pyjk/cluster.toml:2:", "/etc/pyjk/cluster.toml:5:", "/etc/pyjk/cluster.toml:6:",
     ]  # fmt: skip
+
+
+def test_a_redis_worker_announcing_itself_refuses_a_missing_key_file(tmp_path: Path) -> None:
+    """A key made by the worker would seal heartbeats no balancer can open: every one of them
+    dropped without a word. The file must exist (made by the balancer, or copied)."""
+    from replication.announcer import Announcer
+
+    config = tmp_path / "cluster.toml"
+    config.write_text(
+        '[store]\nkind = "redis"\nurl = "redis://127.0.0.1:1"\n'
+        '[membership]\ninterface = "127.0.0.1"\n'
+    )
+    cfg = load_cluster_config(config)
+    with pytest.raises(KeyFileError, match=r"cluster\.key: no cluster key file"):
+        Announcer(cfg, "node1")
+    assert not (tmp_path / "cluster.key").exists()
+    load_or_create_key(tmp_path / "cluster.key")  # as the balancer does at its start
+    assert Announcer(cfg, "node1").key == load_or_create_key(tmp_path / "cluster.key")

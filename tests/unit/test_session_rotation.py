@@ -15,6 +15,7 @@ from replication.ledger import Ledger, RecordedResponse
 from replication.replicator import Replicator
 from tests.unit.test_sessions_store import new_session
 from worker import get_session, rotate_session_id, setup_sessions
+from worker.backend import SessionNotSaved
 from worker.delta import SessionDelta
 from worker.middleware import SESSIONS
 from worker.sessions import SessionStore, TooManySessions
@@ -222,3 +223,55 @@ async def test_two_concurrent_requests_one_rotating_one_writing_keep_both(aiohtt
     state = app[SESSIONS].store.get_state(new_id)
     kept = {k: json.loads(t) for k, t in state.attributes.items()}
     assert kept == {"n": 1, "user": "alice", "item": "book"}
+
+
+def test_a_write_to_the_old_id_that_commits_after_the_rotation_lands_on_the_successor():
+    """The writer commits *after* the rotating request: its view's session is gone, and its
+    change was dropped under a 200. It goes to the successor, as a delta to the new id."""
+    store = SessionStore("node1")
+    old_id = new_session(store, cart=["apple"], theme="dark")
+    writer = store.begin(old_id, T0 + 1)  # began before the rotation
+    rotating = store.begin(old_id, T0 + 1)
+    new = store.rotate(rotating, T0 + 1)
+    store.commit(new, T0 + 1)
+    store.commit(rotating, T0 + 1)
+    writer["cart"] = ["apple", "pear"]
+    del writer["theme"]
+    delta = store.commit(writer, T0 + 2)
+    assert delta is not None and delta.session_id == new.id
+    assert dict(delta.set_values) == {"cart": ["apple", "pear"]}
+    assert delta.removed_attributes == ("theme",)
+    assert {k: json.loads(t) for k, t in store.get_state(new.id).attributes.items()} == {
+        "cart": ["apple", "pear"]
+    }
+
+
+def test_a_late_write_whose_successor_is_not_held_here_is_refused_not_dropped():
+    """An external store (Redis, distributed mode) forgets the successor after the rotating
+    request: the late write cannot be applied, and the client must not get a 200."""
+    store = SessionStore("node1")
+    old_id = new_session(store, cart=["apple"])
+    writer = store.begin(old_id, T0 + 1)
+    rotating = store.begin(old_id, T0 + 1)
+    new = store.rotate(rotating, T0 + 1)
+    store.commit(new, T0 + 1)
+    store.commit(rotating, T0 + 1)
+    assert store.forget(new.id.split(".")[0])
+    writer["cart"] = ["pear"]
+    with pytest.raises(SessionNotSaved, match="rotated"):
+        store.commit(writer, T0 + 2)
+
+
+def test_a_late_write_after_a_replicated_rotation_lands_on_the_successor():
+    store, replica = SessionStore("node1"), SessionStore("node2")
+    old_id = new_session(store, cart=["apple"])
+    replica.install(store.get_state(old_id))
+    writer = replica.begin(old_id, T0 + 1)  # a request on node2, before the rotation arrives
+    rotating = store.begin(old_id, T0 + 1)
+    new = store.rotate(rotating, T0 + 1)
+    replica.apply(store.commit(new, T0 + 1))
+    writer["cart"] = ["pear"]
+    delta = replica.commit(writer, T0 + 2)
+    assert delta is not None and delta.session_id == new.id
+    store.apply(delta)
+    assert json.loads(store.get_state(new.id).attributes["cart"]) == ["pear"]
