@@ -36,11 +36,26 @@ FOLLOW_INTERVAL = 0.05  # s: refresh of the process row; new-generation and scra
 SUPERVISOR_SLOT = MAX_PROCESSES  # the last slot: the supervisor's busy counts, its document
 
 
-def control_document(dynamic: Mapping[str, Any], tls_epoch: int, tickets: bytes) -> str:
+def control_document(dynamic: Mapping[str, Any], tls_epoch: int) -> str:
     """What the supervisor publishes with a generation besides the files: the dynamic
-    members, its SIGHUP count, the secret the TLS session ticket keys derive from."""
-    doc = {"dynamic": dynamic, "tls": tls_epoch, "tickets": base64.b64encode(tickets).decode()}
-    return json.dumps(doc, sort_keys=True)
+    members, its SIGHUP count."""
+    return json.dumps({"dynamic": dynamic, "tls": tls_epoch}, sort_keys=True)
+
+
+def tickets_part(period: int, secret: bytes) -> dict[str, Any]:
+    """The supervisor's document's part with the TLS session ticket ratchet (republished
+    every period: balancer/dataplane/tls_tickets.py)."""
+    return {"tickets": {"period": period, "secret": base64.b64encode(secret).decode()}}
+
+
+def read_tickets(blob: bytes) -> tuple[int, bytes] | None:
+    """``(period, secret)`` from the supervisor's document; None when absent or malformed."""
+    try:
+        part = json.loads(blob or b"{}")["tickets"]
+        period, secret = part["period"], base64.b64decode(part["secret"], validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return (period, secret) if isinstance(period, int) and len(secret) == 32 else None
 
 
 class DataPlaneProcess:
@@ -63,12 +78,10 @@ class DataPlaneProcess:
         self.control = doc if isinstance(doc, dict) else {}
         return workers, mounts
 
-    def ticket_secret(self) -> bytes | None:
-        """The secret every process derives its TLS session ticket keys from."""
-        try:
-            return base64.b64decode(self.control["tickets"], validate=True) or None
-        except (KeyError, TypeError, binascii.Error):
-            return None
+    def ticket_secret(self) -> tuple[int, bytes] | None:
+        """The supervisor's ticket ratchet as last published: this process ratchets forward
+        from it (it never gets an older period's secret)."""
+        return read_tickets(self.table.blob(SUPERVISOR_SLOT))
 
     def dynamic_members(self, workers: WorkersConfig) -> dict[str, tuple[MemberConfig, ...]]:
         return published(self.control.get("dynamic"), workers)

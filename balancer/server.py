@@ -77,7 +77,7 @@ class Balancer:
         consume_result: Callable[[int], bool] | None = None,
         dynamic_members: Callable[[WorkersConfig], Mapping[str, Sequence[MemberConfig]]]
         | None = None,
-        ticket_secret: Callable[[], bytes | None] | None = None,
+        ticket_secret: Callable[[], tuple[int, bytes] | None] | None = None,
     ) -> None:
         self.state = state  # where the engines keep their numbers (shared with --processes)
         # Set by the supervisor (balancer/supervisor.py): runs after every successful reload,
@@ -105,7 +105,7 @@ class Balancer:
         )
         self.runtime = self.load(previous=None)
         # TlsError (a certificate that cannot be served) stops the start, as a config error;
-        # after the load: a data-plane process's ticket secret comes with the generation
+        # after the load: a data-plane process's ticket ratchet is the supervisor's
         secret = ticket_secret() if ticket_secret is not None else None
         self.tls = Terminator(tls, ticket_secret=secret) if tls is not None else None
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path

@@ -53,11 +53,13 @@ from typing import Any
 from balancer.cluster_view import view_document
 from balancer.config import ConfigError, load_workers
 from balancer.config.model import MemberConfig, WorkersConfig
+from balancer.dataplane.tls_tickets import period_of
 from balancer.dataplane_process import (
     FOLLOW_INTERVAL,
     SUPERVISOR_SLOT,
     DataPlaneProcess,
     control_document,
+    tickets_part,
 )
 from balancer.lb.shared import ShmState
 from balancer.lb.shm import MAX_PROCESSES, SECRET_SIZE, Table, table_size
@@ -234,7 +236,7 @@ class Role:
     def config_source(self) -> Callable[[], tuple[str, str]] | None:
         return self.follower.config_texts if self.follower is not None else None
 
-    def ticket_source(self) -> Callable[[], bytes | None] | None:
+    def ticket_source(self) -> Callable[[], tuple[int, bytes] | None] | None:
         return self.follower.ticket_secret if self.follower is not None else None
 
     def dynamic_source(
@@ -263,11 +265,11 @@ class Supervisor:
         self._announcing: set[asyncio.Task[None]] = set()
         self.tls_epoch = 0  # SIGHUPs: a generation with a new one renews the TLS contexts
         self.control = ""  # the control document of the newest generation
-        self.tickets = secrets.token_bytes(32)  # TLS session ticket keys derive from it
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.sockets = bind_listeners(self.balancer.listens, self.accept)
+        tickets = asyncio.create_task(self._publish_tickets(), name="tls-tickets")
         self._next_generation()  # generation 1: what the processes start with
         self.balancer.on_reload = self._next_generation
         # the supervisor alone hears the dynamic lbs' clusters and polls the cluster view;
@@ -299,10 +301,25 @@ class Supervisor:
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        tickets.cancel()
         await self.balancer.stop_control()
         await self.balancer.dynamic.stop()
         log.info("stopped")
         return 0
+
+    async def _publish_tickets(self) -> None:
+        """The TLS session ticket ratchet (the supervisor's Terminator holds it): republished
+        at each period boundary, so a process started later ratchets forward from the current
+        period's secret and never learns an older one (balancer/dataplane/tls_tickets.py)."""
+        tls = self.balancer.tls
+        if tls is None or tls.tickets is None:
+            return
+        rotation = tls.settings.ticket_rotation
+        while True:  # the first round runs before any process starts (a task runs in order)
+            tls.rotate_keys(period_of(time.time(), rotation))
+            ratchet = tls.tickets.ratchet
+            publish_part(self.table, tickets_part(ratchet.period, ratchet.secret))
+            await asyncio.sleep(max(0.0, (ratchet.period + 1) * rotation - time.time()) + 0.001)
 
     def _signal_all(self, sig: int) -> None:
         for row in self.table.processes():  # a row exists once its handlers are safe to use
@@ -316,7 +333,7 @@ class Supervisor:
     def _control(self) -> str:
         workers = self.balancer.runtime.workers
         dynamic = self.balancer.dynamic.document(workers)
-        return control_document(dynamic, self.tls_epoch, self.tickets)
+        return control_document(dynamic, self.tls_epoch)
 
     def _members_changed(self) -> None:
         """A dynamic lb's members changed here: a generation with them for every process

@@ -22,9 +22,9 @@ Session resumption: Python's ``ssl`` resumes only with stateless session tickets
 context with ``OP_NO_TICKET`` resumed nothing in our tests, TLS 1.2 or 1.3). So tickets are
 off by default (Mozilla's advice for nginx too: a ticket key that lives as long as the process
 undoes forward secrecy), and ``--tls-session-tickets MINUTES`` turns them on with keys that
-change every MINUTES (tls_tickets.py: derived from a secret every process shares, set through
-OpenSSL; ``Terminator.rotate``) — a ticket resumes for at most one period, after which that
-client does one full handshake.
+change every MINUTES (tls_tickets.py: a one-way ratchet every process shares, given to
+OpenSSL's ticket key callback; ``Terminator.rotate``) — a ticket resumes until the second
+boundary after it was issued, after which that client does one full handshake.
 """
 
 from __future__ import annotations
