@@ -17,7 +17,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from balancer.cluster_view import PublishedView
@@ -58,6 +59,35 @@ def read_tickets(blob: bytes) -> tuple[int, bytes] | None:
     return (period, secret) if isinstance(period, int) and len(secret) == 32 else None
 
 
+class EngineGenerations:
+    """The generation each engine this process routed with was last current in, so that its
+    row can say which older generations' member objects exchanges in flight still write
+    (``ProcessRow.holds``; the supervisor reuses a freed record only once none does)."""
+
+    def __init__(self) -> None:
+        self._of: dict[int, tuple[object, int]] = {}  # id(engine) -> (engine, generation)
+
+    def serve(self, engines: Iterable[object], generation: int) -> None:
+        for engine in engines:
+            self._of[id(engine)] = (engine, generation)
+
+    def holds(self, current: Iterable[object], in_flight: Iterable[object]) -> int:
+        """The oldest generation of an engine in flight that is no longer current (0: none).
+        Entries of engines neither current nor in flight are forgotten."""
+        keep = {id(e) for e in current}
+        oldest = 0
+        for engine in in_flight:
+            key = id(engine)
+            if key in keep:
+                continue
+            keep.add(key)
+            # an engine never recorded: as old as can be (it holds every freed record)
+            generation = self._of[key][1] if key in self._of else 1
+            oldest = generation if oldest == 0 else min(oldest, generation)
+        self._of = {k: v for k, v in self._of.items() if k in keep}
+        return oldest
+
+
 class DataPlaneProcess:
     def __init__(self, table: Table, slot: int) -> None:
         self.table, self.slot = table, slot
@@ -65,6 +95,7 @@ class DataPlaneProcess:
         self.reading = 0  # the generation of the text read last
         self.control: dict[str, Any] = {}  # the control document of the text read last
         self.tls_epoch: object = None  # the supervisor's SIGHUP count this process's TLS has
+        self.engines = EngineGenerations()
 
     # -- what Balancer reads through (server.py) -----------------------------------------------
 
@@ -92,7 +123,8 @@ class DataPlaneProcess:
         table, slot = self.table, self.slot
         self.generation = self.reading
         self.tls_epoch = self.control.get("tls")
-        balancer.on_reload = self._loaded
+        self.engines.serve(balancer.runtime.engines.values(), self.generation)
+        balancer.on_reload = lambda summary: self._loaded(balancer, summary)
         balancer.on_sighup = lambda: self.catch_up(balancer)
         tls = balancer.tls
         self.totals = Totals(
@@ -135,11 +167,21 @@ class DataPlaneProcess:
             self.tls_epoch = epoch
             balancer.tls.reload()  # a bad pair keeps the running certificates
 
-    def _loaded(self, summary: str) -> None:
+    def _loaded(self, balancer: Balancer, summary: str) -> None:
         # the supervisor logs "reloaded (...)" once every process serves the generation
         log.debug("%s", summary)
         log.info("slot=%d pid=%d serves generation %d", self.slot, os.getpid(), self.reading)
         self.generation = self.reading
+        self.engines.serve(balancer.runtime.engines.values(), self.generation)
+
+    def holds(self, balancer: Balancer) -> int:
+        """``ProcessRow.holds``: the oldest generation exchanges in flight still plan with."""
+        in_flight = (
+            c.exchange.route.engine
+            for c in balancer.proxy.connections
+            if c.exchange is not None and c.exchange.route is not None
+        )
+        return self.engines.holds(balancer.runtime.engines.values(), in_flight)
 
     async def _follow(self, balancer: Balancer) -> None:
         """Publish this process's row and, when due, its document; catch up with a generation
@@ -148,7 +190,8 @@ class DataPlaneProcess:
         warned = False
         while True:
             self.catch_up(balancer)
-            self.table.write_process(balancer.process_row(self.slot, started, self.generation))
+            row = balancer.process_row(self.slot, started, self.generation)
+            self.table.write_process(replace(row, holds=self.holds(balancer)))
             self.totals.tick(time.monotonic())
             if self.totals.too_big and not warned:
                 warned = True

@@ -22,7 +22,7 @@ Concurrency, without locks (so no process can die holding one and wedge the othe
 - ``busy`` is one word *per process slot* (each has one writer), summed when read. When the
   supervisor reaps a dead process it zeroes that slot in every record, so no member stays
   busy because of requests that died with their process;
-- a process row (pid, start, connections, requests) has one writer: its process.
+- a process row (pid, start, connections, requests, generations) has one writer: its process.
 """
 
 from __future__ import annotations
@@ -97,6 +97,14 @@ class ProcessRow:
     connections: int  # open client connections now
     requests: int  # requests routed since it started
     generation: int  # configuration generation it serves
+    # the oldest generation whose member objects it still writes through (an exchange in
+    # flight planned with an engine of that generation); 0: none older than ``generation``
+    holds: int = 0
+
+    @property
+    def oldest(self) -> int:
+        """The oldest generation whose records this process may still write."""
+        return min(self.holds, self.generation) if self.holds > 0 else self.generation
 
 
 class Table:
@@ -249,6 +257,7 @@ class Table:
         self.words[w + 2] = row.connections
         self.words[w + 3] = row.requests
         self.words[w + 4] = row.generation
+        self.words[w + 5] = row.holds
         self.words[w] = row.pid  # last: a row with a pid is complete
 
     def processes(self) -> list[ProcessRow]:
@@ -265,6 +274,7 @@ class Table:
                         self.words[w + 2],
                         self.words[w + 3],
                         self.words[w + 4],
+                        self.words[w + 5],
                     )
                 )
         return rows
@@ -303,22 +313,30 @@ class Table:
 
     def allocate(self, lb: str, member: str) -> int:
         """The record of (lb, member), claimed if new (the supervisor only: one writer). A
-        record freed by a generation some live process has not passed yet is not reused."""
+        never-used record first; else a freed one, the longest freed first, once no live
+        process serves an older generation or still writes through an older generation's
+        member objects (an exchange in flight planned before a reload: ``ProcessRow.holds``)."""
         found = self.find(lb, member)
         if found >= 0:
             return found
-        oldest = min((r.generation for r in self.processes()), default=self.generation)
+        oldest = min((r.oldest for r in self.processes()), default=self.generation)
+        chosen, freed_by = -1, 0
         for i in range(self.records):
             used = self._in_use(i)
-            if used == FREE or (used < 0 and -used <= oldest):
-                w = self.record_word(i)
-                at = w * 8
-                self.view[at : at + RECORD_SIZE] = bytes(RECORD_SIZE)
-                self.view[at : at + NAME_SIZE] = _name(lb).ljust(NAME_SIZE, b"\0")
-                self.view[at + NAME_SIZE : at + KEY_SIZE] = _name(member).ljust(NAME_SIZE, b"\0")
-                self.words[w + KEY_SIZE // 8 + 1] = IN_USE
-                return i
-        raise TableFull(f"the shared lb table has no free record for {lb}/{member}")
+            if used == FREE:
+                chosen = i
+                break
+            if used < 0 and -used <= oldest and (chosen < 0 or -used < freed_by):
+                chosen, freed_by = i, -used
+        if chosen < 0:
+            raise TableFull(f"the shared lb table has no free record for {lb}/{member}")
+        w = self.record_word(chosen)
+        at = w * 8
+        self.view[at : at + RECORD_SIZE] = bytes(RECORD_SIZE)
+        self.view[at : at + NAME_SIZE] = _name(lb).ljust(NAME_SIZE, b"\0")
+        self.view[at + NAME_SIZE : at + KEY_SIZE] = _name(member).ljust(NAME_SIZE, b"\0")
+        self.words[w + KEY_SIZE // 8 + 1] = IN_USE
+        return chosen
 
     def release_except(self, keep: set[tuple[str, str]], generation: int) -> list[tuple[str, str]]:
         """Free the records of members ``generation`` no longer has (a reload removed them, or

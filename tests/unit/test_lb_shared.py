@@ -221,3 +221,36 @@ def test_a_released_record_is_no_longer_found_by_the_processes():
     supervisor_reload(t, MEMBERS)
     supervisor_reload(t, MEMBERS[:2])
     assert t.find("lb", "n3") == -1 and t.find("lb", "n2") >= 0
+
+
+def test_a_freed_record_is_not_reused_while_an_exchange_in_flight_still_writes_it():
+    # reproduced before: process 0 passed generation 2, but a request planned with its
+    # generation-1 engine was still in flight; n4 took n3's record and the old n3 object's
+    # error report turned n4 into ERR
+    t = table(records=4)
+    supervisor_reload(t, MEMBERS)  # generation 1
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 1))
+    (lagging,) = engines(t, 1)
+    old_n3 = lagging.member("n3")
+    supervisor_reload(t, MEMBERS[:2])  # generation 2 drops n3
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 2, holds=1))  # serves 2, a G1 request runs
+    with pytest.raises(TableFull):
+        supervisor_reload(t, (*MEMBERS[:2], MemberConfig("n4", lbfactor=4)))
+    old_n3.state = State.ERR  # the request in flight fails: it writes n3's record only
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 2))  # it ended
+    engine = supervisor_reload(t, (*MEMBERS[:2], MemberConfig("n4", lbfactor=4)))
+    assert engine.member("n4").state is not State.ERR
+
+
+def test_never_used_records_go_first_then_the_longest_freed():
+    t = table(records=8)  # lb settings + 3 members: 4 never used left
+    supervisor_reload(t, MEMBERS)
+    n3 = t.find("lb", "n3")
+    supervisor_reload(t, MEMBERS[:2])  # n3 freed by generation 2
+    n2 = t.find("lb", "n2")
+    supervisor_reload(t, MEMBERS[:1])  # n2 freed by generation 3
+    assert t.allocate("lb", "a") not in (n3, n2)  # never-used records first
+    for name in "bcd":
+        t.allocate("lb", name)
+    assert t.allocate("lb", "e") == n3  # then the record freed longest ago
+    assert t.allocate("lb", "f") == n2
