@@ -90,6 +90,9 @@ class Balancer:
         self.on_sighup: Callable[[], None] | None = None
         self.control = False  # running health checks, maintenance, listeners (start_control)
         self.requests = 0  # routed since the start (a data-plane process's row)
+        # Set by a balancer pair (balancer/standby.py): runs once the listening sockets are
+        # closed at a stop, before the drain (the standby may take the ports at once).
+        self.on_stopping: Callable[[], None] | None = None
         # Set by a data-plane process of a supervisor: the TLS counters of all processes.
         self.tls_stats: Callable[[], TlsStats] | None = None
         self.workers_path = workers_path
@@ -299,6 +302,9 @@ class Balancer:
         if self.tls is not None:
             self._tasks.append(asyncio.create_task(self.tls.rotate(), name="tls-tickets"))
         await self._stopping.wait()
+        self.proxy.stop_listening()
+        if self.on_stopping is not None:
+            self.on_stopping()
         grace = float(self.runtime.workers.balancer.shutdown_timeout)
         log.info("stopping: draining requests in flight for up to %.0fs", grace)
         await self.proxy.close(grace=grace)

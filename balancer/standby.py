@@ -121,6 +121,7 @@ class BalancerPair:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._capped_logged = False
+        self._left = False  # leave(): the shutdown heartbeat is sent
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -131,13 +132,23 @@ class BalancerPair:
                  self.state.role, self.id, cfg.name, cfg.group, cfg.mcast_port,
                  self.key is not None, cfg.drop_time * 1000)  # fmt: skip
 
-    async def stop(self) -> None:
+    def leave(self) -> None:
+        """This balancer stops serving (its listening sockets are closed; requests in flight
+        drain on): no more heartbeats, and a last one that says so, so the standby takes
+        over at once, not after drop_time nor after the drain."""
+        if self._left:
+            return
+        self._left = True
         if self._task is not None:
             self._task.cancel()
+        self._beat(shutdown=True)
+
+    async def stop(self) -> None:
+        self.leave()
+        if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._beat(shutdown=True)  # the standby takes over at once, not after drop_time
         self.mcast.close()
 
     async def wait_turn(
@@ -344,6 +355,7 @@ async def run_paired(
             if not await pair.wait_turn(balancer.listens, handlers):
                 log.info("stopped (standby)")
                 return 0
+        balancer.on_stopping = pair.leave
         return await serve(balancer)
     except PairError as exc:
         log.error("balancer=standby cannot serve: %s", exc)

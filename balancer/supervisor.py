@@ -294,7 +294,11 @@ class Supervisor:
         await self._stopping.wait()
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)  # each closes its listening sockets, drains
+        for sock in self.sockets:  # the ports are free once the processes closed theirs
+            sock.close()
+        if self.balancer.on_stopping is not None:
+            self.balancer.on_stopping()
         grace = float(self.balancer.runtime.workers.balancer.shutdown_timeout) + 5.0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*keepers, return_exceptions=True), grace)

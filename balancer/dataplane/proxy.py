@@ -146,12 +146,16 @@ class ProxyServer:
         self.tls_listeners.append(listener)
         return listener
 
-    async def close(self, grace: float = 10.0) -> None:
-        """Stop accepting, let requests in flight finish for up to ``grace`` s, close all."""
+    def stop_listening(self) -> None:
+        """Close the listening sockets (again: a no-op); connections open go on."""
         for server in self.servers:
             server.close()
         for listener in self.tls_listeners:
             listener.close()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish for up to ``grace`` s, close all."""
+        self.stop_listening()
         deadline = monotonic() + grace
         while any(c.exchange is not None for c in self.connections) and monotonic() < deadline:
             for conn in list(self.connections):
