@@ -270,3 +270,24 @@ def test_a_part_just_received_is_applied_alone():
     standby.member("n1").activation = Activation.STOPPED  # changed since: not re-applied
     [applied] = copy.apply({"lb": standby}, only=[("lb", "n2")])
     assert applied.member == "n2" and standby.member("n1").activation is Activation.STOPPED
+
+
+def test_a_restarted_standby_with_a_new_id_replaces_its_older_entry():
+    # kill -9 and a restart: a new random id from the same host; before, two peers of one
+    # machine, so /metrics had two samples with the same {role,host}
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0)
+    pair.heard(B, STANDBY, "10.0.0.2", LISTEN, 0.1)
+    pair.heard(C, STANDBY, "10.0.0.2", LISTEN, 0.5)
+    assert [p.id for p in pair.view(0.6).peers] == [C]
+    pair.heard(B, STANDBY, "10.0.0.3", LISTEN, 0.7)  # another host is another peer
+    assert len(pair.view(0.8).peers) == 2
+
+
+def test_peers_present_count_those_heard_within_drop_time_and_reach_zero():
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0)
+    pair.heard(B, STANDBY, "10.0.0.2", LISTEN, 0.1)
+    assert pair.view(0.5).present(STANDBY) == 1 and pair.view(0.5).present(ACTIVE) == 0
+    assert pair.view(1.5).present(STANDBY) == 0  # silent: still listed, no longer present
+    pair.tick(20.0)  # 10 x drop_time: off the page, and still 0
+    view = pair.view(20.0)
+    assert view.peers == () and view.present(STANDBY) == 0
