@@ -13,7 +13,8 @@ so weights, states, status-page edits and counters are one set for the whole bal
   (no member stays busy because of it) and it is started again, at once, then with a backoff
   up to ``RESTART_MAX`` s while it keeps dying young.
 - SIGHUP (or a changed URI map file) reloads in the supervisor first. An invalid file is
-  rejected there and nothing changes anywhere. A valid one bumps the table's configuration
+  rejected there and the configuration stays (a SIGHUP's TLS renewal still reaches every
+  process, in a generation with the running text). A valid one bumps the table's configuration
   generation; each data-plane process sees the new generation within ``FOLLOW_INTERVAL`` s and
   loads the same text (its process row shows the generation it serves). A dynamic lb's
   members changing makes a generation too: it carries them, so every process has the same.
@@ -332,7 +333,10 @@ class Supervisor:
 
     def _sighup(self) -> None:
         self.tls_epoch += 1
-        self.balancer.reload_all("SIGHUP")
+        if not self.balancer.reload_all("SIGHUP") and self.balancer.tls is not None:
+            # the files were rejected, the certificates may be renewed: a generation with the
+            # running text and the new TLS epoch, so every process reads its certificates
+            self._next_generation("tls reloaded (SIGHUP; the files were rejected)")
 
     def _control(self) -> str:
         workers = self.balancer.runtime.workers
