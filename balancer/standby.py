@@ -105,6 +105,14 @@ class BalancerPair:
             raise PairError(f"{cfg.key_file}: no cluster key; a standby needs the active's "
                             "(copy the file, mode 0600)")  # fmt: skip
         self.key = None if cfg.insecure else load_or_create_key(cfg.key_file)
+        # the peer refuses a heartbeat whose listen it cannot read: refuse to start instead
+        # of a silent split brain (parse_listen already holds each one to codec.LISTEN_RE)
+        if len(listen) > codec.MAX_LISTEN:
+            raise PairError(f"{len(listen)} --listen: a balancer pair's heartbeat carries "
+                            f"at most {codec.MAX_LISTEN}")  # fmt: skip
+        bad = [x for x in listen if not codec.LISTEN_RE.fullmatch(x)]
+        if bad:
+            raise PairError(f"--listen {bad[0]!r} cannot be sent in a balancer heartbeat")
         self.listen = tuple(listen)
         self.engines = engines
         self.clock, self.monotonic = clock, monotonic

@@ -416,7 +416,13 @@ _FIELDS = {
 BALANCER_ROLES = ("active", "standby")
 MAX_LISTEN = 16
 MAX_PARTS = 64
-LISTEN_RE = re.compile(r"(https://)?[0-9A-Za-z.:\[\]-]{1,80}")
+# A balancer's --listen as it says it (balancer/__main__.py ``Listen``, whose parse_listen
+# refuses anything else at start): a DNS name (underscores too, as resolvers allow), an IPv4
+# address, or a bracketed IPv6 address with its zone (``[fe80::1%eth0]``).
+LISTEN_RE = re.compile(
+    r"(https://)?(\[[0-9A-Fa-f:.]{2,45}(%[0-9A-Za-z_.-]{1,64})?\]|[0-9A-Za-z_.-]{1,253})"
+    r":[0-9]{1,5}"
+)
 
 
 def from_wire(wire: object) -> Message:

@@ -4,12 +4,14 @@ who serves when."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
 
 import pytest
 
+from balancer.__main__ import parse_listen
 from balancer.config.model import Activation
 from balancer.lb.handover import (
     MAX_PARTS,
@@ -291,3 +293,26 @@ def test_peers_present_count_those_heard_within_drop_time_and_reach_zero():
     pair.tick(20.0)  # 10 x drop_time: off the page, and still 0
     view = pair.view(20.0)
     assert view.peers == () and view.present(STANDBY) == 0
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "my_host.internal:80",
+        "[fe80::1%eth0]:80",
+        "https://[::1]:8443",
+        "0.0.0.0:8080",
+        ("h" * 60 + ".") * 3 + "example:443",  # a long name (193 characters)
+    ],
+)
+def test_every_listen_the_command_line_takes_reaches_the_peer(given):
+    # before: these made every heartbeat unreadable to the peer (a silent split brain)
+    listen = str(parse_listen(given))
+    msg = beat(listen=(listen, "127.0.0.1:8080"))
+    assert codec.decode(codec.encode(msg)).listen == (listen, "127.0.0.1:8080")
+
+
+@pytest.mark.parametrize("bad", ["bad host:80", "a/b:80", "host\n:80", "[::1]x:80"])
+def test_a_listen_the_peer_could_not_read_is_refused_at_start(bad):
+    with pytest.raises(argparse.ArgumentTypeError, match="host must be"):
+        parse_listen(bad)
