@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from balancer.cluster_view import PublishedView
 from balancer.config.model import MemberConfig, WorkersConfig
 from balancer.dynamic import published
-from balancer.lb.shm import MAX_PROCESSES, Table
+from balancer.lb.shm import MAX_PROCESSES, ProcessRow, Table
 from balancer.process_totals import AllProcessesTraffic, Totals
 from balancer.status.traffic_metrics import TrafficCollector
 
@@ -88,6 +88,26 @@ class EngineGenerations:
         return oldest
 
 
+class DeferredFold:
+    """When a process may fold departed members' answers into their lb's entry: only once
+    every process serves the generation that dropped them. Folded earlier, a scrape answered
+    by a process still on the older generation (the member still configured there) summed
+    that member's answers of the other processes no more: its counter went backwards."""
+
+    def __init__(self) -> None:
+        self.after = 0  # the generation that dropped members; 0: nothing to fold
+
+    def departed(self, generation: int) -> None:
+        self.after = max(self.after, generation)
+
+    def due(self, rows: Iterable[ProcessRow]) -> bool:
+        """Whether to fold now (then it is not due again until the next ``departed``)."""
+        if self.after and all(r.generation >= self.after for r in rows):
+            self.after = 0
+            return True
+        return False
+
+
 class DataPlaneProcess:
     def __init__(self, table: Table, slot: int) -> None:
         self.table, self.slot = table, slot
@@ -96,6 +116,7 @@ class DataPlaneProcess:
         self.control: dict[str, Any] = {}  # the control document of the text read last
         self.tls_epoch: object = None  # the supervisor's SIGHUP count this process's TLS has
         self.engines = EngineGenerations()
+        self.fold = DeferredFold()
 
     # -- what Balancer reads through (server.py) -----------------------------------------------
 
@@ -125,6 +146,7 @@ class DataPlaneProcess:
         self.tls_epoch = self.control.get("tls")
         self.engines.serve(balancer.runtime.engines.values(), self.generation)
         balancer.on_reload = lambda summary: self._loaded(balancer, summary)
+        balancer.on_departed = lambda: self.fold.departed(self.reading)
         balancer.on_sighup = lambda: self.catch_up(balancer)
         tls = balancer.tls
         self.totals = Totals(
@@ -192,6 +214,8 @@ class DataPlaneProcess:
             self.catch_up(balancer)
             row = balancer.process_row(self.slot, started, self.generation)
             self.table.write_process(replace(row, holds=self.holds(balancer)))
+            if self.fold.due(self.table.processes()):
+                balancer.fold_departed()
             self.totals.tick(time.monotonic())
             if self.totals.too_big and not warned:
                 warned = True

@@ -90,6 +90,9 @@ class Balancer:
         self.on_sighup: Callable[[], None] | None = None
         self.control = False  # running health checks, maintenance, listeners (start_control)
         self.requests = 0  # routed since the start (a data-plane process's row)
+        # Set by a data-plane process of a supervisor: a swap may have dropped members; it
+        # folds their answers later (dataplane_process.DeferredFold) instead of at once.
+        self.on_departed: Callable[[], None] | None = None
         # Set by a balancer pair (balancer/standby.py): runs once the listening sockets are
         # closed at a stop, before the drain (the standby may take the ports at once).
         self.on_stopping: Callable[[], None] | None = None
@@ -208,6 +211,13 @@ class Balancer:
         self.proxy.prune_pools(
             m for e in runtime.engines.values() for m in (x.config for x in e.members)
         )
+        if self.on_departed is not None:
+            self.on_departed()  # a data-plane process folds once every process passed it
+        else:
+            self.fold_departed()
+
+    def fold_departed(self) -> None:
+        """Departed members' answers into their lb's member-less entry (``TrafficStats``)."""
         self.proxy.stats.fold_departed(self._members_now())
 
     def _members_changed(self, lb_name: str) -> None:
