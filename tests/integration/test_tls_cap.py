@@ -56,3 +56,39 @@ async def test_handshaking_and_established_connections_share_max_connections(tmp
         established.close()
         waiting.close()
         await proxy.close(grace=0)
+
+
+async def test_a_plain_connection_counts_the_tls_handshakes_pending_too(tmp_path: Path):
+    # before: admit() compared the established connections only, so plain connections came
+    # in past max_connections while TLS ones waited for their handshake
+    ca = make_ca(tmp_path)
+    pair = make_pair(tmp_path, "a", ["a.test"], ca)
+    terminator = Terminator(TlsSettings(pairs=((pair.cert, pair.key),)))
+    proxy = ProxyServer(lambda req: LocalResponse(200), Limits(max_connections=2))
+    listener = proxy.start_tls("127.0.0.1", 0, terminator)
+    await proxy.start("127.0.0.1", 0)
+    plain_port = proxy.servers[0].sockets[0].getsockname()[1]
+    ctx = ssl.create_default_context(cafile=str(ca.cert))
+    tls_port = listener.address[1]
+    established = await asyncio.to_thread(
+        lambda: ctx.wrap_socket(
+            socket.create_connection(("127.0.0.1", tls_port), timeout=5), server_hostname="a.test"
+        )
+    )
+    waiting = socket.create_connection(("127.0.0.1", tls_port), timeout=5)  # no ClientHello
+    try:
+        await until(lambda: len(proxy.connections) == 1 and len(listener.waiting) == 1, 5,
+                    what="one established, one waiting")  # fmt: skip
+
+        def plain() -> bytes:
+            with socket.create_connection(("127.0.0.1", plain_port), timeout=5) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                return sock.recv(65536)
+
+        answer = await asyncio.to_thread(plain)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:80]
+        assert proxy.stats.refused == {"max_connections": 1}
+    finally:
+        established.close()
+        waiting.close()
+        await proxy.close(grace=0)
