@@ -143,6 +143,15 @@ class TlsStats:
     def failed(self, reason: str) -> None:
         self.failures[reason] += 1
 
+    def add(self, other: TlsStats) -> None:
+        """Another process's handshake counters into these (reloads stay each one's own:
+        every process reloads the same certificates)."""
+        self.handshakes += other.handshakes
+        self.sni_default += other.sni_default
+        self.failures.update(other.failures)
+        self.protocols.update(other.protocols)
+        self.ciphers.update(other.ciphers)
+
 
 # --- checking certificates ---------------------------------------------------------------------
 

@@ -58,8 +58,12 @@ IN_USE, FREE = 1, 0
 TEXT_SLOT = 1 << 20
 TEXT_HEAD = 32  # a slot's generation (the seqlock) and the lengths of its three parts
 # Per process slot: counters whose keys are not known in advance (TLS failures by reason,
-# ciphers), as a small document its process rewrites; the others read and add them up.
-BLOB_SIZE = 64 * 1024  # the traffic histograms of a few hundred members
+# ciphers), as a small document its process rewrites; the others read and add them up. Two
+# copies (double buffering): a write goes to the copy not read, then the slot's current word
+# names it, so a writer killed mid-write leaves the previous document whole.
+BLOB_SIZE = 128 * 1024
+BLOB_COPY = (BLOB_SIZE - 8) // 16 * 8  # a copy: its seqlock count, its length, the document
+BLOB_MAX = BLOB_COPY - 16  # the traffic histograms of a few hundred members
 
 
 # The last one-shot ids the status page consumed (a result shown once, by any process).
@@ -181,32 +185,42 @@ class Table:
         self._proc(slot)  # checks the slot
         return table_size(self.records) - (RING + 1) * 8 - (MAX_PROCS - slot) * BLOB_SIZE
 
+    def _copy(self, slot: int, which: int) -> int:
+        return self._blob(slot) + 8 + which * BLOB_COPY
+
     def write_blob(self, slot: int, data: bytes) -> None:
-        """Replace ``slot``'s document (its process only: one writer). A seqlock: the count
-        is odd while the bytes change, so a reader retries instead of reading half."""
-        at = self._blob(slot)
-        if len(data) > BLOB_SIZE - 16:
+        """Replace ``slot``'s document (its process only: one writer). It is written into
+        the copy not current, under a seqlock (the count is odd while the bytes change, so a
+        reader retries instead of reading half), and only then made current: a writer that
+        dies mid-write leaves the previous document readable."""
+        if len(data) > BLOB_MAX:
             raise TableFull(f"a process document of {len(data)} bytes")
+        head = self._blob(slot) // 8
+        which = 1 - self.words[head] if self.has_blob(slot) else self.words[head]
+        at = self._copy(slot, which)
         seq = self.words[at // 8]
-        self.words[at // 8] = seq + 1
+        self.words[at // 8] = seq | 1
         self.words[at // 8 + 1] = len(data)
         self.view[at + 16 : at + 16 + len(data)] = data
-        self.words[at // 8] = seq + 2
+        self.words[at // 8] = (seq | 1) + 1
+        self.words[head] = which
 
     def has_blob(self, slot: int) -> bool:
-        return self.words[self._blob(slot) // 8 + 1] > 0
+        at = self._copy(slot, self.words[self._blob(slot) // 8])
+        return self.words[at // 8 + 1] > 0
 
     def blob(self, slot: int) -> bytes:
-        at = self._blob(slot)
+        head = self._blob(slot) // 8
         for _ in range(1000):
+            at = self._copy(slot, self.words[head])
             seq = self.words[at // 8]
             if seq % 2:
-                continue
-            n = min(max(self.words[at // 8 + 1], 0), BLOB_SIZE - 16)
+                continue  # rewritten under us (two writes since we looked): read it again
+            n = min(max(self.words[at // 8 + 1], 0), BLOB_MAX)
             data = bytes(self.view[at + 16 : at + 16 + n])
             if self.words[at // 8] == seq:
                 return data
-        return b""  # its writer died mid-write: nothing to add up
+        return b""  # a current copy left mid-write: never made current by write_blob
 
     def publish(self, workers: str, mounts: str, control: str = "") -> int:
         """The supervisor's next generation: its text first, then the generation number.

@@ -148,9 +148,27 @@ def test_a_process_document_is_read_whole_and_outlives_its_process():
     assert t.blob(4) == b"" and not t.has_blob(4)
     t.clear_process(3)  # what it counted still counts; its successor goes on from it
     assert t.blob(3) == b'{"handshakes": 5}' and t.has_blob(3)
-    seq_word = t._blob(4) // 8
-    t.words[seq_word] = 1  # a writer that died mid-write leaves an odd count
     assert t.blob(4) == b""
+
+
+def killed_mid_write(t: Table, slot: int, data: bytes) -> None:
+    """What a writer killed inside ``write_blob`` leaves: the copy it was writing half done."""
+    spare = t._copy(slot, 1 - t.words[t._blob(slot) // 8])
+    t.words[spare // 8] |= 1  # the seqlock's odd count
+    t.words[spare // 8 + 1] = len(data)
+    t.view[spare + 16 : spare + 16 + len(data) // 2] = data[: len(data) // 2]
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_document_whole():
+    # before: one copy, so the document read as b"" and the successor started from 0
+    t = table()
+    t.write_blob(3, b'{"handshakes": 5}')
+    killed_mid_write(t, 3, b'{"handshakes": 6, "more": "xxxxxxxx"}')
+    assert t.blob(3) == b'{"handshakes": 5}' and t.has_blob(3)
+    t.write_blob(3, b'{"handshakes": 7}')  # the successor writes over the half-written copy
+    assert t.blob(3) == b'{"handshakes": 7}'
+    t.write_blob(3, b'{"handshakes": 8}')
+    assert t.blob(3) == b'{"handshakes": 8}'
 
 
 def test_the_lbs_forwards_in_flight_are_those_of_every_process():

@@ -168,3 +168,15 @@ def test_a_departed_members_counter_does_not_go_backwards_while_a_process_still_
     total = b.traffic()
     assert total.answers[("lb", "")].classes[1] == 3  # the lb's sums keep it
     assert sum(a.classes[1] for a in total.answers.values()) == 8
+
+
+def test_a_successor_goes_on_from_the_last_whole_document_of_a_predecessor_killed_mid_write():
+    from tests.unit.test_lb_shared import killed_mid_write
+
+    t = table()
+    first = totals(t, 0, traffic(5))
+    first.publish()
+    killed_mid_write(t, 0, document(None, traffic(9)))  # kill -9 inside write_blob
+    successor_stats = TrafficStats()
+    totals(t, 0, successor_stats).inherit()
+    assert successor_stats.accepted == 5
