@@ -12,7 +12,8 @@ heard. It applies the active's lb state to its own engines as it arrives (with N
 they are the shared records the processes bind to, so their first decisions are the
 active's). When the active falls silent for the cluster's ``drop_time`` (or says it stops), it
 logs ``balancer=standby state=active reason=... peer=...``, waits until every listening port
-is free (the active's death frees them on one machine; ``BIND_RETRY`` s at most), applies the
+is free (the active's death frees them on one machine; an error every ``BIND_RETRY`` s while
+they stay held, and it waits on), applies the
 state once more and returns: the caller binds and serves as any balancer does.
 
 What the status page and /metrics show (``Balancer: active|standby``, the peer, takeovers,
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyjk.balancer")
 
-BIND_RETRY = 60.0  # s a standby that took over waits for the active's ports at most
+BIND_RETRY = 60.0  # s a standby that took over waits for the active's ports before each error
 BIND_POLL = 0.05  # s between two tries
 
 
@@ -211,7 +212,13 @@ class BalancerPair:
                 log.warning("balancer=standby ports held=%s; retrying (the active's death "
                             "frees them)", ",".join(held))  # fmt: skip
             if self.monotonic() > deadline:
-                raise PairError(f"ports {','.join(held)} still held after {BIND_RETRY:.0f}s")
+                # an active that hangs holding the ports: exiting would leave no balancer at
+                # all once it dies; wait on, loudly (log, and counted for the cluster view)
+                self.counters["ports_held_too_long"] += 1
+                log.error("balancer=standby ports held=%s for over %.0fs: the silent active "
+                          "still holds them (hung?); still waiting", ",".join(held),
+                          BIND_RETRY)  # fmt: skip
+                deadline = self.monotonic() + BIND_RETRY
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), BIND_POLL)
         return False
