@@ -122,7 +122,7 @@ class BalancerPair:
         self.id = sender.hex()
         self.started = clock()
         self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time, now=monotonic())
-        self.copy = LbStateCopy()
+        self.copy = LbStateCopy(window=cfg.drop_time)  # what the active still sends
         self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
         self.sealer = Sealer(self.key, sender, int(self.started * 1000), Kind.HEARTBEAT)
         self.mcast = Multicast(cfg.group, cfg.mcast_port, cfg.interface, cfg.ttl)

@@ -316,3 +316,17 @@ def test_every_listen_the_command_line_takes_reaches_the_peer(given):
 def test_a_listen_the_peer_could_not_read_is_refused_at_start(bad):
     with pytest.raises(argparse.ArgumentTypeError, match="host must be"):
         parse_listen(bad)
+
+
+def test_at_a_takeover_only_entries_the_active_still_sent_within_drop_time_apply():
+    # before: the copy kept every entry ever received, so a member the active had removed
+    # (or a disabled state of an older active) was applied at the takeover
+    stopped = {**ENTRY, "a": "STP"}
+    copy = LbStateCopy(window=3.0)
+    copy.take(parse_part({"lb": {"n1": ENTRY, "n2": stopped}}), now=0.0)
+    for t in (1.0, 2.0, 3.5):  # the active sends n1 only from now on
+        copy.take(parse_part({"lb": {"n1": ENTRY}}), now=t)
+    standby = engine("n1", "n2")
+    assert [a.member for a in copy.apply({"lb": standby})] == ["n1"]
+    assert standby.member("n2").activation is Activation.ACTIVE
+    assert set(copy.entries) == {("lb", "n1")}  # forgotten, not kept for ever
