@@ -17,8 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ACTIVE = "active"
-STANDBY = "standby"
+from replication.codec import BALANCER_ROLES
+
+ACTIVE, STANDBY = BALANCER_ROLES  # as a balancer heartbeat says them
 
 
 @dataclass(frozen=True, slots=True)

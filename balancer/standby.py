@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from balancer.cluster_source import count_drop, open_group_datagram
+from balancer.cluster_source import count_drop
 from balancer.config import ConfigError
 from balancer.lb.engine import LbEngine
 from balancer.lb.handover import Applied, BadEntry, LbStateCopy, lb_entries, parse_part, split_state
@@ -254,7 +254,7 @@ class BalancerPair:
                 self.counters["heartbeats_out"] += 1
 
     def _datagram(self, data: bytes) -> None:
-        msg = open_group_datagram(self.opener, data, self.clock(), self._dropped)
+        msg = codec.open_group_datagram(self.opener, data, self.clock(), self._dropped)
         if msg is None:
             return
         if not isinstance(msg, BalancerBeat):

@@ -29,9 +29,9 @@ from typing import Any
 from balancer.config.model import Activation
 from balancer.lb.engine import LbEngine
 from balancer.lb.member import Member, State
+from replication.codec import MAX_PARTS  # the parts a balancer heartbeat may say it has
 
 PART_BUDGET = 1200  # bytes of JSON entries per datagram (1500 MTU - IP/UDP - seal - envelope)
-MAX_PARTS = 64  # replication.codec.MAX_PARTS
 MAX_REASON = 64  # characters of an error reason carried
 _STATES = {s.value: s for s in State}
 _ACTIVATIONS = {a.value: a for a in Activation}
