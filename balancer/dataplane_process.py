@@ -75,6 +75,8 @@ class EngineGenerations:
         """The oldest generation of an engine in flight that is no longer current (0: none).
         Entries of engines neither current nor in flight are forgotten."""
         keep = {id(e) for e in current}
+        if keep.issuperset(self._of):
+            return 0  # no older engine left: the connections are not even looked at
         oldest = 0
         for engine in in_flight:
             key = id(engine)

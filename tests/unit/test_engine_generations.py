@@ -16,9 +16,19 @@ def test_an_engine_in_flight_from_an_older_generation_holds_it_until_it_ends():
     gens.serve([old, kept], 1)
     gens.serve([kept, new], 2)  # a reload: ``old`` is gone, ``kept`` is the same object
     assert gens.holds([kept, new], [old, kept]) == 1
-    assert gens.holds([kept, new], [kept, new]) == 0
-    # forgotten once neither current nor in flight
-    assert gens.holds([kept, new], [old]) == 1  # never recorded now: as old as can be
+    assert gens.holds([kept, new], [kept, new]) == 0  # ``old`` is forgotten now
+
+
+def test_with_no_older_engine_left_the_connections_are_not_looked_at():
+    engine = Engine()
+    gens = EngineGenerations()
+    gens.serve([engine], 1)
+
+    def in_flight():
+        raise AssertionError("scanned")
+        yield
+
+    assert gens.holds([engine], in_flight()) == 0
 
 
 def test_the_oldest_of_several_generations_in_flight_counts():
