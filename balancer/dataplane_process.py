@@ -216,7 +216,7 @@ class DataPlaneProcess:
             self.catch_up(balancer)
             row = balancer.process_row(self.slot, started, self.generation)
             self.table.write_process(replace(row, holds=self.holds(balancer)))
-            if self.fold.due(self.table.processes()):
+            if self.fold.after and self.fold.due(self.table.processes()):
                 balancer.fold_departed()
             self.totals.tick(time.monotonic())
             if self.totals.too_big and not warned:
