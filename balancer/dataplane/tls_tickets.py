@@ -192,18 +192,21 @@ class TicketKeys:
                 if _LIB.rand(iv, 16) != 1:
                     return -1
                 init = _LIB.encrypt_init
-                renew = False
             else:
                 found = self.ratchet.find(ctypes.string_at(name, 16))
                 if found is None:
                     return 0  # unknown key (expired): a full handshake, a new ticket
-                keys, renew = found
+                keys, _ = found  # the previous period's keys too: renewed below
                 init = _LIB.decrypt_init
             if _LIB.hmac_init(hmac, keys.hmac, len(keys.hmac), _LIB.sha256(), None) != 1:
                 return -1
             if init(cipher, _LIB.aes(), None, keys.aes, iv) != 1:
                 return -1
-            return 2 if renew else 1
+            # opened: always "renew" (2), so every resumption gets a fresh ticket under the
+            # current keys, as OpenSSL's own keys give in TLS 1.3. With 1 it sent no new
+            # ticket and a client with Nagle on waited for a delayed ACK: 40 ms per resumed
+            # connection, measured (2.2 ms with OpenSSL's keys and with this)
+            return 1 if enc else 2
         except Exception:
             log.exception("tls session ticket callback failed")
             return -1
