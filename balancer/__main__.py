@@ -33,6 +33,7 @@ from balancer.mounts import UriMap, load_mounts
 from pyjk import __version__
 from pyjk.hotpath import describe
 from pyjk.logs import LOG_FORMATS
+from replication.codec import LISTEN_RE
 
 
 def processes_count(text: str) -> int:
@@ -68,7 +69,15 @@ def parse_listen(text: str) -> Listen:
     host, sep, port = rest.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT or https://HOST:PORT, got {text!r}")
-    return Listen(host.strip("[]") or "127.0.0.1", int(port), scheme == "https")
+    listen = Listen(host.strip("[]") or "127.0.0.1", int(port), scheme == "https")
+    # what a balancer pair's heartbeat carries and its peer accepts (one rule for both: a
+    # host the peer refused would make every heartbeat unreadable, a silent split brain)
+    if not LISTEN_RE.fullmatch(str(listen)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the host must be a name (letters, digits, '.', '_', '-'; at most 253), "
+            "an IPv4 address or an [IPv6] address (with its %zone)"
+        )
+    return listen
 
 
 def tls_settings(args: argparse.Namespace) -> TlsSettings | None:

@@ -38,7 +38,7 @@ from replication.mcast import receive_only
 from replication.member_info import MemberInfo
 from replication.membership import Event as MemberEvent
 from replication.membership import Joined, Left, Membership, Probe
-from replication.seal import Opener, SealError
+from replication.seal import Opener
 
 log = logging.getLogger("pyjk.balancer")
 
@@ -127,7 +127,7 @@ class ClusterSource:
 
     # -- heartbeats ---------------------------------------------------------------------------
     def _datagram(self, data: bytes) -> None:
-        hb = open_group_datagram(self.opener, data, self.clock(), self._dropped)
+        hb = codec.open_group_datagram(self.opener, data, self.clock(), self._dropped)
         if hb is None:
             return
         if isinstance(hb, codec.BalancerBeat):  # a balancer pair's (balancer/standby.py)
@@ -223,20 +223,6 @@ class ClusterSource:
         ok = await self._get_ready(info) is not None
         self.counters["probes_ok" if ok else "probes_failed"] += 1
         self._apply(self._events(self.membership.probe_result(info.id, ok, self.clock())))
-
-
-def open_group_datagram(
-    opener: Opener, data: bytes, now: float, dropped: Callable[[str, str], None]
-) -> codec.Heartbeat | codec.BalancerBeat | None:
-    """A datagram of the cluster's group, opened (sealed, fresh, no replay, the sender's own),
-    or None after ``dropped(reason, detail)``."""
-    try:
-        return codec.open_datagram(opener, data, now)
-    except SealError as exc:
-        dropped(exc.reason, str(exc))
-    except codec.CodecError as exc:
-        dropped("malformed", str(exc))
-    return None
 
 
 def count_drop(counters: Counter[str], what: str, reason: str, detail: str) -> None:

@@ -17,13 +17,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from balancer.cluster_view import PublishedView
 from balancer.config.model import MemberConfig, WorkersConfig
 from balancer.dynamic import published
-from balancer.lb.shm import MAX_PROCESSES, Table
+from balancer.lb.shm import MAX_PROCESSES, ProcessRow, Table
 from balancer.process_totals import AllProcessesTraffic, Totals
 from balancer.status.traffic_metrics import TrafficCollector
 
@@ -36,11 +37,77 @@ FOLLOW_INTERVAL = 0.05  # s: refresh of the process row; new-generation and scra
 SUPERVISOR_SLOT = MAX_PROCESSES  # the last slot: the supervisor's busy counts, its document
 
 
-def control_document(dynamic: Mapping[str, Any], tls_epoch: int, tickets: bytes) -> str:
+def control_document(dynamic: Mapping[str, Any], tls_epoch: int) -> str:
     """What the supervisor publishes with a generation besides the files: the dynamic
-    members, its SIGHUP count, the secret the TLS session ticket keys derive from."""
-    doc = {"dynamic": dynamic, "tls": tls_epoch, "tickets": base64.b64encode(tickets).decode()}
-    return json.dumps(doc, sort_keys=True)
+    members, its SIGHUP count."""
+    return json.dumps({"dynamic": dynamic, "tls": tls_epoch}, sort_keys=True)
+
+
+def tickets_part(period: int, secret: bytes) -> dict[str, Any]:
+    """The supervisor's document's part with the TLS session ticket ratchet (republished
+    every period: balancer/dataplane/tls_tickets.py)."""
+    return {"tickets": {"period": period, "secret": base64.b64encode(secret).decode()}}
+
+
+def read_tickets(blob: bytes) -> tuple[int, bytes] | None:
+    """``(period, secret)`` from the supervisor's document; None when absent or malformed."""
+    try:
+        part = json.loads(blob or b"{}")["tickets"]
+        period, secret = part["period"], base64.b64decode(part["secret"], validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return (period, secret) if isinstance(period, int) and len(secret) == 32 else None
+
+
+class EngineGenerations:
+    """The generation each engine this process routed with was last current in, so that its
+    row can say which older generations' member objects exchanges in flight still write
+    (``ProcessRow.holds``; the supervisor reuses a freed record only once none does)."""
+
+    def __init__(self) -> None:
+        self._of: dict[int, tuple[object, int]] = {}  # id(engine) -> (engine, generation)
+
+    def serve(self, engines: Iterable[object], generation: int) -> None:
+        for engine in engines:
+            self._of[id(engine)] = (engine, generation)
+
+    def holds(self, current: Iterable[object], in_flight: Iterable[object]) -> int:
+        """The oldest generation of an engine in flight that is no longer current (0: none).
+        Entries of engines neither current nor in flight are forgotten."""
+        keep = {id(e) for e in current}
+        if keep.issuperset(self._of):
+            return 0  # no older engine left: the connections are not even looked at
+        oldest = 0
+        for engine in in_flight:
+            key = id(engine)
+            if key in keep:
+                continue
+            keep.add(key)
+            # an engine never recorded: as old as can be (it holds every freed record)
+            generation = self._of[key][1] if key in self._of else 1
+            oldest = generation if oldest == 0 else min(oldest, generation)
+        self._of = {k: v for k, v in self._of.items() if k in keep}
+        return oldest
+
+
+class DeferredFold:
+    """When a process may fold departed members' answers into their lb's entry: only once
+    every process serves the generation that dropped them. Folded earlier, a scrape answered
+    by a process still on the older generation (the member still configured there) summed
+    that member's answers of the other processes no more: its counter went backwards."""
+
+    def __init__(self) -> None:
+        self.after = 0  # the generation that dropped members; 0: nothing to fold
+
+    def departed(self, generation: int) -> None:
+        self.after = max(self.after, generation)
+
+    def due(self, rows: Iterable[ProcessRow]) -> bool:
+        """Whether to fold now (then it is not due again until the next ``departed``)."""
+        if self.after and all(r.generation >= self.after for r in rows):
+            self.after = 0
+            return True
+        return False
 
 
 class DataPlaneProcess:
@@ -50,6 +117,8 @@ class DataPlaneProcess:
         self.reading = 0  # the generation of the text read last
         self.control: dict[str, Any] = {}  # the control document of the text read last
         self.tls_epoch: object = None  # the supervisor's SIGHUP count this process's TLS has
+        self.engines = EngineGenerations()
+        self.fold = DeferredFold()
 
     # -- what Balancer reads through (server.py) -----------------------------------------------
 
@@ -63,12 +132,10 @@ class DataPlaneProcess:
         self.control = doc if isinstance(doc, dict) else {}
         return workers, mounts
 
-    def ticket_secret(self) -> bytes | None:
-        """The secret every process derives its TLS session ticket keys from."""
-        try:
-            return base64.b64decode(self.control["tickets"], validate=True) or None
-        except (KeyError, TypeError, binascii.Error):
-            return None
+    def ticket_secret(self) -> tuple[int, bytes] | None:
+        """The supervisor's ticket ratchet as last published: this process ratchets forward
+        from it (it never gets an older period's secret)."""
+        return read_tickets(self.table.blob(SUPERVISOR_SLOT))
 
     def dynamic_members(self, workers: WorkersConfig) -> dict[str, tuple[MemberConfig, ...]]:
         return published(self.control.get("dynamic"), workers)
@@ -79,7 +146,9 @@ class DataPlaneProcess:
         table, slot = self.table, self.slot
         self.generation = self.reading
         self.tls_epoch = self.control.get("tls")
-        balancer.on_reload = self._loaded
+        self.engines.serve(balancer.runtime.engines.values(), self.generation)
+        balancer.on_reload = lambda summary: self._loaded(balancer, summary)
+        balancer.on_departed = lambda: self.fold.departed(self.reading)
         balancer.on_sighup = lambda: self.catch_up(balancer)
         tls = balancer.tls
         self.totals = Totals(
@@ -122,11 +191,21 @@ class DataPlaneProcess:
             self.tls_epoch = epoch
             balancer.tls.reload()  # a bad pair keeps the running certificates
 
-    def _loaded(self, summary: str) -> None:
+    def _loaded(self, balancer: Balancer, summary: str) -> None:
         # the supervisor logs "reloaded (...)" once every process serves the generation
         log.debug("%s", summary)
         log.info("slot=%d pid=%d serves generation %d", self.slot, os.getpid(), self.reading)
         self.generation = self.reading
+        self.engines.serve(balancer.runtime.engines.values(), self.generation)
+
+    def holds(self, balancer: Balancer) -> int:
+        """``ProcessRow.holds``: the oldest generation exchanges in flight still plan with."""
+        in_flight = (
+            c.exchange.route.engine
+            for c in balancer.proxy.connections
+            if c.exchange is not None and c.exchange.route is not None
+        )
+        return self.engines.holds(balancer.runtime.engines.values(), in_flight)
 
     async def _follow(self, balancer: Balancer) -> None:
         """Publish this process's row and, when due, its document; catch up with a generation
@@ -135,7 +214,10 @@ class DataPlaneProcess:
         warned = False
         while True:
             self.catch_up(balancer)
-            self.table.write_process(balancer.process_row(self.slot, started, self.generation))
+            row = balancer.process_row(self.slot, started, self.generation)
+            self.table.write_process(replace(row, holds=self.holds(balancer)))
+            if self.fold.after and self.fold.due(self.table.processes()):
+                balancer.fold_departed()
             self.totals.tick(time.monotonic())
             if self.totals.too_big and not warned:
                 warned = True

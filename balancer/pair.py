@@ -17,8 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ACTIVE = "active"
-STANDBY = "standby"
+from replication.codec import BALANCER_ROLES
+
+ACTIVE, STANDBY = BALANCER_ROLES  # as a balancer heartbeat says them
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +40,16 @@ class PairView:
     takeovers: int
     two_actives: int  # episodes of another active heard while this one was active
     other_active: bool  # one is heard right now
+    drop_time: float = 0.0  # s: a peer heard longer ago is not counted as present
+
+    def present(self, role: str) -> int:
+        """Peers of ``role`` heard within ``drop_time`` (``pyjk_balancer_peers``)."""
+        return sum(1 for p in self.peers if p.role == role and p.heard_ago <= self.drop_time)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "role": self.role, "takeovers": self.takeovers, "two_actives": self.two_actives,
-            "other_active": self.other_active,
+            "other_active": self.other_active, "drop_time": self.drop_time,
             "peers": [[p.id, p.role, p.host, list(p.listen), p.heard_ago] for p in self.peers],
         }  # fmt: skip
 
@@ -51,7 +57,7 @@ class PairView:
     def from_json(cls, v: Mapping[str, Any]) -> PairView:
         peers = tuple(Peer(i, r, h, tuple(lst), float(a)) for i, r, h, lst, a in v["peers"])
         return cls(str(v["role"]), peers, int(v["takeovers"]), int(v["two_actives"]),
-                   bool(v["other_active"]))  # fmt: skip
+                   bool(v["other_active"]), float(v.get("drop_time", 0.0)))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,12 @@ class PairState:
         if sender == self.me:
             return []
         known = self._heard.get(sender)
+        if known is None:
+            # a balancer restarted (kill -9, then again: a new random id) replaces its older
+            # entry: one peer per host and role, not two series of one machine
+            for old in [s for s, h in self._heard.items() if (h.host, h.role) == (host, role)]:
+                del self._heard[old]
+                self._split.discard(old)
         self._heard[sender] = _Heard(role, host, listen, now, shutdown)
         events: list[PairEvent] = []
         if (known is None or known.role != role) and not shutdown:
@@ -153,7 +165,8 @@ class PairState:
 
     def view(self, now: float) -> PairView:
         peers = tuple(self._peer(s, now) for s in sorted(self._heard))
-        return PairView(self.role, peers, self.takeovers, self.two_actives, bool(self._split))
+        return PairView(self.role, peers, self.takeovers, self.two_actives, bool(self._split),
+                        self.drop_time)  # fmt: skip
 
     def _alive(self, sender: str, now: float) -> bool:
         h = self._heard.get(sender)

@@ -13,8 +13,9 @@ document the second one reads is at least as new as what the first read (summing
 process's live counters with the others' older documents did go backwards: 26 then 24). A
 slot's document outlives its process: a process that died still counts with what it
 published, and the next process of that slot starts its counters from it. A document that
-cannot be read (its writer died mid-write, a cut-off) counts as the last good one read from
-that slot; each document is parsed once, when its bytes change.
+cannot be read (a cut-off) counts as the last good one read from that slot; each document is
+parsed once, when its bytes change. A writer killed mid-write leaves its previous document
+whole (the slot is double-buffered: balancer/lb/shm.py), so a successor goes on from it.
 """
 
 from __future__ import annotations
@@ -193,11 +194,7 @@ class Totals:
         _merge(self.own_traffic, before.traffic)
         tls = self.own_tls()
         if tls is not None and before.tls is not None:
-            tls.handshakes += before.tls.handshakes
-            tls.sni_default += before.tls.sni_default
-            tls.failures.update(before.tls.failures)
-            tls.protocols.update(before.tls.protocols)
-            tls.ciphers.update(before.tls.ciphers)
+            tls.add(before.tls)
 
     def _documents(self) -> Iterator[_Parsed]:
         """Publish ours, ask the others for theirs (for the next read), read every slot's."""
@@ -225,13 +222,8 @@ class Totals:
         reloads the same certificates."""
         total = TlsStats(reloads=own.reloads, reload_failures=own.reload_failures)
         for doc in self._documents():
-            if doc.tls is None:
-                continue
-            total.handshakes += doc.tls.handshakes
-            total.sni_default += doc.tls.sni_default
-            total.failures.update(doc.tls.failures)
-            total.protocols.update(doc.tls.protocols)
-            total.ciphers.update(doc.tls.ciphers)
+            if doc.tls is not None:
+                total.add(doc.tls)
         return total
 
 

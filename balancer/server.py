@@ -78,7 +78,7 @@ class Balancer:
         consume_result: Callable[[int], bool] | None = None,
         dynamic_members: Callable[[WorkersConfig], Mapping[str, Sequence[MemberConfig]]]
         | None = None,
-        ticket_secret: Callable[[], bytes | None] | None = None,
+        ticket_secret: Callable[[], tuple[int, bytes] | None] | None = None,
     ) -> None:
         self.state = state  # where the engines keep their numbers (shared with --processes)
         # Set by the supervisor (balancer/supervisor.py): runs after every successful reload,
@@ -91,6 +91,12 @@ class Balancer:
         self.on_sighup: Callable[[], None] | None = None
         self.control = False  # running health checks, maintenance, listeners (start_control)
         self.requests = 0  # routed since the start (a data-plane process's row)
+        # Set by a data-plane process of a supervisor: a swap may have dropped members; it
+        # folds their answers later (dataplane_process.DeferredFold) instead of at once.
+        self.on_departed: Callable[[], None] | None = None
+        # Set by a balancer pair (balancer/standby.py): runs once the listening sockets are
+        # closed at a stop, before the drain (the standby may take the ports at once).
+        self.on_stopping: Callable[[], None] | None = None
         # Set by a data-plane process of a supervisor: the TLS counters of all processes.
         self.tls_stats: Callable[[], TlsStats] | None = None
         self.workers_path = workers_path
@@ -106,7 +112,7 @@ class Balancer:
         )
         self.runtime = self.load(previous=None)
         # TlsError (a certificate that cannot be served) stops the start, as a config error;
-        # after the load: a data-plane process's ticket secret comes with the generation
+        # after the load: a data-plane process's ticket ratchet is the supervisor's
         secret = ticket_secret() if ticket_secret is not None else None
         self.tls = Terminator(tls, ticket_secret=secret) if tls is not None else None
         self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
@@ -206,6 +212,13 @@ class Balancer:
         self.proxy.prune_pools(
             m for e in runtime.engines.values() for m in (x.config for x in e.members)
         )
+        if self.on_departed is not None:
+            self.on_departed()  # a data-plane process folds once every process passed it
+        else:
+            self.fold_departed()
+
+    def fold_departed(self) -> None:
+        """Departed members' answers into their lb's member-less entry (``TrafficStats``)."""
         self.proxy.stats.fold_departed(self._members_now())
 
     def _members_changed(self, lb_name: str) -> None:
@@ -301,6 +314,9 @@ class Balancer:
         if self.tls is not None:
             self._tasks.append(asyncio.create_task(self.tls.rotate(), name="tls-tickets"))
         await self._stopping.wait()
+        self.proxy.stop_listening()
+        if self.on_stopping is not None:
+            self.on_stopping()
         grace = float(self.runtime.workers.balancer.shutdown_timeout)
         log.info("stopping: draining requests in flight for up to %.0fs", grace)
         await self.proxy.close(grace=grace)

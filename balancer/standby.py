@@ -12,7 +12,8 @@ heard. It applies the active's lb state to its own engines as it arrives (with N
 they are the shared records the processes bind to, so their first decisions are the
 active's). When the active falls silent for the cluster's ``drop_time`` (or says it stops), it
 logs ``balancer=standby state=active reason=... peer=...``, waits until every listening port
-is free (the active's death frees them on one machine; ``BIND_RETRY`` s at most), applies the
+is free (the active's death frees them on one machine; an error every ``BIND_RETRY`` s while
+they stay held, and it waits on), applies the
 state once more and returns: the caller binds and serves as any balancer does.
 
 What the status page and /metrics show (``Balancer: active|standby``, the peer, takeovers,
@@ -36,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from balancer.cluster_source import count_drop, open_group_datagram
+from balancer.cluster_source import count_drop
 from balancer.config import ConfigError
 from balancer.lb.engine import LbEngine
 from balancer.lb.handover import Applied, BadEntry, LbStateCopy, lb_entries, parse_part, split_state
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyjk.balancer")
 
-BIND_RETRY = 60.0  # s a standby that took over waits for the active's ports at most
+BIND_RETRY = 60.0  # s a standby that took over waits for the active's ports before each error
 BIND_POLL = 0.05  # s between two tries
 
 
@@ -105,6 +106,14 @@ class BalancerPair:
             raise PairError(f"{cfg.key_file}: no cluster key; a standby needs the active's "
                             "(copy the file, mode 0600)")  # fmt: skip
         self.key = None if cfg.insecure else load_or_create_key(cfg.key_file)
+        # the peer refuses a heartbeat whose listen it cannot read: refuse to start instead
+        # of a silent split brain (parse_listen already holds each one to codec.LISTEN_RE)
+        if len(listen) > codec.MAX_LISTEN:
+            raise PairError(f"{len(listen)} --listen: a balancer pair's heartbeat carries "
+                            f"at most {codec.MAX_LISTEN}")  # fmt: skip
+        bad = [x for x in listen if not codec.LISTEN_RE.fullmatch(x)]
+        if bad:
+            raise PairError(f"--listen {bad[0]!r} cannot be sent in a balancer heartbeat")
         self.listen = tuple(listen)
         self.engines = engines
         self.clock, self.monotonic = clock, monotonic
@@ -113,7 +122,7 @@ class BalancerPair:
         self.id = sender.hex()
         self.started = clock()
         self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time, now=monotonic())
-        self.copy = LbStateCopy()
+        self.copy = LbStateCopy(window=cfg.drop_time)  # what the active still sends
         self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
         self.sealer = Sealer(self.key, sender, int(self.started * 1000), Kind.HEARTBEAT)
         self.mcast = Multicast(cfg.group, cfg.mcast_port, cfg.interface, cfg.ttl)
@@ -121,6 +130,7 @@ class BalancerPair:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._capped_logged = False
+        self._left = False  # leave(): the shutdown heartbeat is sent
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -131,13 +141,23 @@ class BalancerPair:
                  self.state.role, self.id, cfg.name, cfg.group, cfg.mcast_port,
                  self.key is not None, cfg.drop_time * 1000)  # fmt: skip
 
-    async def stop(self) -> None:
+    def leave(self) -> None:
+        """This balancer stops serving (its listening sockets are closed; requests in flight
+        drain on): no more heartbeats, and a last one that says so, so the standby takes
+        over at once, not after drop_time nor after the drain."""
+        if self._left:
+            return
+        self._left = True
         if self._task is not None:
             self._task.cancel()
+        self._beat(shutdown=True)
+
+    async def stop(self) -> None:
+        self.leave()
+        if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._beat(shutdown=True)  # the standby takes over at once, not after drop_time
         self.mcast.close()
 
     async def wait_turn(
@@ -192,7 +212,13 @@ class BalancerPair:
                 log.warning("balancer=standby ports held=%s; retrying (the active's death "
                             "frees them)", ",".join(held))  # fmt: skip
             if self.monotonic() > deadline:
-                raise PairError(f"ports {','.join(held)} still held after {BIND_RETRY:.0f}s")
+                # an active that hangs holding the ports: exiting would leave no balancer at
+                # all once it dies; wait on, loudly (log, and counted for the cluster view)
+                self.counters["ports_held_too_long"] += 1
+                log.error("balancer=standby ports held=%s for over %.0fs: the silent active "
+                          "still holds them (hung?); still waiting", ",".join(held),
+                          BIND_RETRY)  # fmt: skip
+                deadline = self.monotonic() + BIND_RETRY
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), BIND_POLL)
         return False
@@ -228,7 +254,7 @@ class BalancerPair:
                 self.counters["heartbeats_out"] += 1
 
     def _datagram(self, data: bytes) -> None:
-        msg = open_group_datagram(self.opener, data, self.clock(), self._dropped)
+        msg = codec.open_group_datagram(self.opener, data, self.clock(), self._dropped)
         if msg is None:
             return
         if not isinstance(msg, BalancerBeat):
@@ -344,6 +370,7 @@ async def run_paired(
             if not await pair.wait_turn(balancer.listens, handlers):
                 log.info("stopped (standby)")
                 return 0
+        balancer.on_stopping = pair.leave
         return await serve(balancer)
     except PairError as exc:
         log.error("balancer=standby cannot serve: %s", exc)

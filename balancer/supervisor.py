@@ -13,7 +13,8 @@ so weights, states, status-page edits and counters are one set for the whole bal
   (no member stays busy because of it) and it is started again, at once, then with a backoff
   up to ``RESTART_MAX`` s while it keeps dying young.
 - SIGHUP (or a changed URI map file) reloads in the supervisor first. An invalid file is
-  rejected there and nothing changes anywhere. A valid one bumps the table's configuration
+  rejected there and the configuration stays (a SIGHUP's TLS renewal still reaches every
+  process, in a generation with the running text). A valid one bumps the table's configuration
   generation; each data-plane process sees the new generation within ``FOLLOW_INTERVAL`` s and
   loads the same text (its process row shows the generation it serves). A dynamic lb's
   members changing makes a generation too: it carries them, so every process has the same.
@@ -53,11 +54,13 @@ from typing import Any
 from balancer.cluster_view import view_document
 from balancer.config import ConfigError, load_workers
 from balancer.config.model import MemberConfig, WorkersConfig
+from balancer.dataplane.tls_tickets import period_of
 from balancer.dataplane_process import (
     FOLLOW_INTERVAL,
     SUPERVISOR_SLOT,
     DataPlaneProcess,
     control_document,
+    tickets_part,
 )
 from balancer.lb.shared import ShmState
 from balancer.lb.shm import MAX_PROCESSES, SECRET_SIZE, Table, table_size
@@ -234,7 +237,7 @@ class Role:
     def config_source(self) -> Callable[[], tuple[str, str]] | None:
         return self.follower.config_texts if self.follower is not None else None
 
-    def ticket_source(self) -> Callable[[], bytes | None] | None:
+    def ticket_source(self) -> Callable[[], tuple[int, bytes] | None] | None:
         return self.follower.ticket_secret if self.follower is not None else None
 
     def dynamic_source(
@@ -263,11 +266,11 @@ class Supervisor:
         self._announcing: set[asyncio.Task[None]] = set()
         self.tls_epoch = 0  # SIGHUPs: a generation with a new one renews the TLS contexts
         self.control = ""  # the control document of the newest generation
-        self.tickets = secrets.token_bytes(32)  # TLS session ticket keys derive from it
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.sockets = bind_listeners(self.balancer.listens, self.accept)
+        tickets = asyncio.create_task(self._publish_tickets(), name="tls-tickets")
         self._next_generation()  # generation 1: what the processes start with
         self.balancer.on_reload = self._next_generation
         # the supervisor alone hears the dynamic lbs' clusters and polls the cluster view;
@@ -292,17 +295,36 @@ class Supervisor:
         await self._stopping.wait()
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)  # each closes its listening sockets, drains
+        for sock in self.sockets:  # the ports are free once the processes closed theirs
+            sock.close()
+        if self.balancer.on_stopping is not None:
+            self.balancer.on_stopping()
         grace = float(self.balancer.runtime.workers.balancer.shutdown_timeout) + 5.0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*keepers, return_exceptions=True), grace)
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        tickets.cancel()
         await self.balancer.stop_control()
         await self.balancer.dynamic.stop()
         log.info("stopped")
         return 0
+
+    async def _publish_tickets(self) -> None:
+        """The TLS session ticket ratchet (the supervisor's Terminator holds it): republished
+        at each period boundary, so a process started later ratchets forward from the current
+        period's secret and never learns an older one (balancer/dataplane/tls_tickets.py)."""
+        tls = self.balancer.tls
+        if tls is None or tls.tickets is None:
+            return
+        rotation = tls.settings.ticket_rotation
+        while True:  # the first round runs before any process starts (a task runs in order)
+            tls.rotate_keys(period_of(time.time(), rotation))
+            ratchet = tls.tickets.ratchet
+            publish_part(self.table, tickets_part(ratchet.period, ratchet.secret))
+            await asyncio.sleep(max(0.0, (ratchet.period + 1) * rotation - time.time()) + 0.001)
 
     def _signal_all(self, sig: int) -> None:
         for row in self.table.processes():  # a row exists once its handlers are safe to use
@@ -311,12 +333,15 @@ class Supervisor:
 
     def _sighup(self) -> None:
         self.tls_epoch += 1
-        self.balancer.reload_all("SIGHUP")
+        if not self.balancer.reload_all("SIGHUP") and self.balancer.tls is not None:
+            # the files were rejected, the certificates may be renewed: a generation with the
+            # running text and the new TLS epoch, so every process reads its certificates
+            self._next_generation("tls reloaded (SIGHUP; the files were rejected)")
 
     def _control(self) -> str:
         workers = self.balancer.runtime.workers
         dynamic = self.balancer.dynamic.document(workers)
-        return control_document(dynamic, self.tls_epoch, self.tickets)
+        return control_document(dynamic, self.tls_epoch)
 
     def _members_changed(self) -> None:
         """A dynamic lb's members changed here: a generation with them for every process

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -413,10 +414,16 @@ _FIELDS = {
     "touch": {"t", "items"},
     "lb": {"t", "cluster", "id", "role", "start", "host", "listen", "part", "lbs", "shutdown"},
 }
-BALANCER_ROLES = ("active", "standby")
+BALANCER_ROLES = ("active", "standby")  # balancer/pair.py's ACTIVE, STANDBY
 MAX_LISTEN = 16
 MAX_PARTS = 64
-LISTEN_RE = re.compile(r"(https://)?[0-9A-Za-z.:\[\]-]{1,80}")
+# A balancer's --listen as it says it (balancer/__main__.py ``Listen``, whose parse_listen
+# refuses anything else at start): a DNS name (underscores too, as resolvers allow), an IPv4
+# address, or a bracketed IPv6 address with its zone (``[fe80::1%eth0]``).
+LISTEN_RE = re.compile(
+    r"(https://)?(\[[0-9A-Fa-f:.]{2,45}(%[0-9A-Za-z_.-]{1,64})?\]|[0-9A-Za-z_.-]{1,253})"
+    r":[0-9]{1,5}"
+)
 
 
 def from_wire(wire: object) -> Message:
@@ -613,6 +620,20 @@ def open_datagram(opener: Opener, data: bytes, now: float) -> Heartbeat | Balanc
     if not isinstance(msg, Heartbeat) or msg.member.id != opened.sender.hex():
         raise CodecError("not a heartbeat from its sender")
     return msg
+
+
+def open_group_datagram(
+    opener: Opener, data: bytes, now: float, dropped: Callable[[str, str], None]
+) -> Heartbeat | BalancerBeat | None:
+    """As ``open_datagram``, or None after ``dropped(reason, detail)``: what every reader of
+    the group (a worker, a balancer's dynamic lb, a balancer pair) does with a bad one."""
+    try:
+        return open_datagram(opener, data, now)
+    except SealError as exc:
+        dropped(exc.reason, str(exc))
+    except CodecError as exc:
+        dropped("malformed", str(exc))
+    return None
 
 
 def open_heartbeat(opener: Opener, data: bytes, now: float) -> Heartbeat:

@@ -58,7 +58,7 @@ from .membership import ALIVE, Joined, Left, Membership, Probe
 from .membership import Event as MemberEvent
 from .replay import record_of, replay_from
 from .replicator import Replicator
-from .seal import Kind, Opener, Sealer, SealError
+from .seal import Kind, Opener, Sealer
 from .singleton import SingletonRunner
 from .syncing import Syncer
 
@@ -308,13 +308,8 @@ class ClusterNode:
         if self.faults.cut:
             self.counters["drop_fault_in"] += 1
             return
-        try:
-            hb = codec.open_datagram(self.opener, data, self.clock())
-        except SealError as exc:
-            self.counters[f"drop_{exc.reason}"] += 1
-            return
-        except codec.CodecError:
-            self.counters["drop_malformed"] += 1
+        hb = codec.open_group_datagram(self.opener, data, self.clock(), self._dropped)
+        if hb is None:
             return
         if isinstance(hb, codec.BalancerBeat):
             # a balancer of an active/standby pair: never a member, so never a replica, a
@@ -328,6 +323,9 @@ class ClusterNode:
             return
         self.counters["heartbeats_in"] += 1
         self._heard(hb.member, hb.seq, hb.digest, hb.shutdown, advert=hb.election)
+
+    def _dropped(self, reason: str, _detail: str) -> None:
+        self.counters[f"drop_{reason}"] += 1
 
     def _heard(
         self, info: MemberInfo, seq: int, digest: str, shutdown: bool, *, exact: bool = False,

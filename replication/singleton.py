@@ -127,6 +127,8 @@ class SingletonRunner:
                 self._timer = None
             for task in self._stray:
                 task.cancel()
+            if self._stray:  # one more grace for them; a task that still runs is left
+                await asyncio.wait(set(self._stray), timeout=CANCEL_GRACE)
 
     async def _tick(self) -> None:
         while True:
@@ -177,6 +179,7 @@ class SingletonRunner:
                 await asyncio.wait((run.task,), timeout=CANCEL_GRACE)
                 if not run.task.done():
                     self._stray.add(run.task)  # cancelled again at close()
+                    run.task.add_done_callback(self._stray.discard)  # gone once it ends
                     self.counters["singleton_cancel_ignored"] += 1
                     log.error("singleton=%s owner=%s epoch=%d reason=cancel-ignored: its task "
                               "did not end %.1fs after the cancel; the handover goes on",

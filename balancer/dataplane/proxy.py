@@ -146,12 +146,16 @@ class ProxyServer:
         self.tls_listeners.append(listener)
         return listener
 
-    async def close(self, grace: float = 10.0) -> None:
-        """Stop accepting, let requests in flight finish for up to ``grace`` s, close all."""
+    def stop_listening(self) -> None:
+        """Close the listening sockets (again: a no-op); connections open go on."""
         for server in self.servers:
             server.close()
         for listener in self.tls_listeners:
             listener.close()
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish for up to ``grace`` s, close all."""
+        self.stop_listening()
         deadline = monotonic() + grace
         while any(c.exchange is not None for c in self.connections) and monotonic() < deadline:
             for conn in list(self.connections):
@@ -175,17 +179,21 @@ class ProxyServer:
 
     # --- client connections -----------------------------------------------------------------
 
-    def tls_has_room(self) -> bool:
-        """One cap for all client connections: those still before or in their TLS handshake
-        count against ``max_connections`` with the established ones (separate caps let twice
-        as many in)."""
+    def _open(self) -> int:
+        """One count for all client connections: the established ones and those still before
+        or in their TLS handshake (separate caps let twice as many in)."""
         pending = sum(len(t.waiting) + len(t.handshaking) for t in self.tls_listeners)
-        return len(self.connections) + pending < self.limits.max_connections
+        return len(self.connections) + pending
+
+    def tls_has_room(self) -> bool:
+        return self._open() < self.limits.max_connections
 
     def admit(self, conn: ClientConnection) -> int:
         """0 to accept ``conn``, or the status to turn it away with."""
         limits = self.limits
-        if len(self.connections) >= limits.max_connections:
+        # a TLS connection is admitted while its handshake task still counts as pending
+        itself = 1 if conn.secure and any(t.handshaking for t in self.tls_listeners) else 0
+        if self._open() - itself >= limits.max_connections:
             self.refused += 1
             self.stats.refuse("max_connections")
             return 503

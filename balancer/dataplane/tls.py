@@ -22,9 +22,9 @@ Session resumption: Python's ``ssl`` resumes only with stateless session tickets
 context with ``OP_NO_TICKET`` resumed nothing in our tests, TLS 1.2 or 1.3). So tickets are
 off by default (Mozilla's advice for nginx too: a ticket key that lives as long as the process
 undoes forward secrecy), and ``--tls-session-tickets MINUTES`` turns them on with keys that
-change every MINUTES (tls_tickets.py: derived from a secret every process shares, set through
-OpenSSL; ``Terminator.rotate``) — a ticket resumes for at most one period, after which that
-client does one full handshake.
+change every MINUTES (tls_tickets.py: a one-way ratchet every process shares, given to
+OpenSSL's ticket key callback; ``Terminator.rotate``) — a ticket resumes until the second
+boundary after it was issued, after which that client does one full handshake.
 """
 
 from __future__ import annotations
@@ -142,6 +142,15 @@ class TlsStats:
 
     def failed(self, reason: str) -> None:
         self.failures[reason] += 1
+
+    def add(self, other: TlsStats) -> None:
+        """Another process's handshake counters into these (reloads stay each one's own:
+        every process reloads the same certificates)."""
+        self.handshakes += other.handshakes
+        self.sni_default += other.sni_default
+        self.failures.update(other.failures)
+        self.protocols.update(other.protocols)
+        self.ciphers.update(other.ciphers)
 
 
 # --- checking certificates ---------------------------------------------------------------------

@@ -37,7 +37,7 @@ from balancer.dataplane.tls import (
     failure_reason,
     load_certificates,
 )
-from balancer.dataplane.tls_tickets import period_of, set_ticket_keys, ticket_keys
+from balancer.dataplane.tls_tickets import SECRET_SIZE, TicketKeys, TicketRatchet, period_of
 
 log = logging.getLogger("pyjk.tls")
 
@@ -76,43 +76,53 @@ class Terminator:
         self,
         settings: TlsSettings,
         now: datetime | None = None,
-        ticket_secret: bytes | None = None,
+        ticket_secret: tuple[int, bytes] | None = None,
     ) -> None:
         self.stats = TlsStats()
         self.settings = settings
-        # the session ticket keys derive from this and the period (tls_tickets.py): with
-        # --processes N the supervisor's secret, so every process has the same keys
-        self.ticket_secret = ticket_secret or secrets.token_bytes(32)
-        self.period = -1  # the ticket key period the contexts have
+        # the session ticket keys (tls_tickets.py): with --processes N from the period and
+        # secret the supervisor published, so every process has the same keys
+        self.tickets: TicketKeys | None = None
+        if settings.ticket_rotation > 0:
+            period, secret = ticket_secret or (
+                self._period_now(settings),
+                secrets.token_bytes(SECRET_SIZE),
+            )
+            self.tickets = TicketKeys(TicketRatchet(period, secret))
         self.shared_keys = True  # False where OpenSSL's keys cannot be set (see rotate)
         self.certs = self._load(settings, now)  # TlsError: nothing to serve
+
+    @property
+    def period(self) -> int:
+        """The ticket key period the contexts have (-1: no tickets)."""
+        return self.tickets.ratchet.period if self.tickets is not None else -1
 
     def _load(self, settings: TlsSettings, now: datetime | None) -> Certificates:
         certs = load_certificates(settings, now)
         certs.default.sni_callback = self._sni_callback(certs)
-        if settings.ticket_rotation > 0:
-            period = self.period if self.period >= 0 else self._period_now(settings)
-            self._set_keys(certs, period)
+        if settings.ticket_rotation > 0 and self.tickets is not None:
+            self.tickets.ratchet.advance(self._period_now(settings))
+            self._set_keys(certs)
         return certs
 
     @staticmethod
     def _period_now(settings: TlsSettings) -> int:
         return period_of(time.time(), settings.ticket_rotation)
 
-    def _set_keys(self, certs: Certificates, period: int) -> None:
-        """The period's ticket keys on every context of ``certs`` (a rebuilt context gets
+    def _set_keys(self, certs: Certificates) -> None:
+        """The ratchet's ticket keys on every context of ``certs`` (a rebuilt context gets
         the keys it had, so a reload does not end the sessions of the period)."""
-        keys = ticket_keys(self.ticket_secret, period)
+        assert self.tickets is not None
         contexts = (certs.default, *certs.exact.values(), *certs.wildcard.values())
-        if not all([set_ticket_keys(ctx, keys) for ctx in contexts]) and self.shared_keys:
+        if not all([self.tickets.install(ctx) for ctx in contexts]) and self.shared_keys:
             self.shared_keys = False
             log.warning("tls session ticket keys cannot be set here: each context has its own")
-        self.period = period
 
     def rotate_keys(self, period: int) -> None:
-        """Move to the ticket keys of ``period``: older tickets no longer resume."""
-        self._set_keys(self.certs, period)
-        log.info("tls session ticket keys rotated period=%d", period)
+        """Ratchet forward to the keys of ``period``: the previous period's keys still open
+        (and renew) tickets; older ones no longer resume. Every context reads the ratchet."""
+        if self.tickets is not None and self.tickets.ratchet.advance(period):
+            log.info("tls session ticket keys rotated period=%d", period)
 
     def _sni_callback(self, certs: Certificates) -> Callable[[Any, str | None, Any], int | None]:
         # a refusal fails the handshake with OpenSSL's CALLBACK_FAILED: counted there

@@ -29,9 +29,9 @@ from typing import Any
 from balancer.config.model import Activation
 from balancer.lb.engine import LbEngine
 from balancer.lb.member import Member, State
+from replication.codec import MAX_PARTS  # the parts a balancer heartbeat may say it has
 
 PART_BUDGET = 1200  # bytes of JSON entries per datagram (1500 MTU - IP/UDP - seal - envelope)
-MAX_PARTS = 64  # replication.codec.MAX_PARTS
 MAX_REASON = 64  # characters of an error reason carried
 _STATES = {s.value: s for s in State}
 _ACTIVATIONS = {a.value: a for a in Activation}
@@ -175,13 +175,23 @@ def apply_entry(member: Member, entry: Entry, now: float) -> None:
 
 @dataclass(slots=True)
 class LbStateCopy:
-    """The newest entry of every (lb, member) the active sent, with when it arrived."""
+    """The newest entry of every (lb, member) the active sent, with when it arrived.
+
+    ``window``: an entry not sent again within this many seconds of the newest part (the
+    cluster's drop_time; the active sends every member every heartbeat) is of a member the
+    active no longer has, or of an older active: it is forgotten, not applied at a takeover.
+    """
 
     entries: dict[tuple[str, str], tuple[Entry, float]] = field(default_factory=dict)
+    window: float = math.inf
 
     def take(self, part: Mapping[tuple[str, str], Entry], now: float) -> None:
         for key, entry in part.items():
             self.entries[key] = (entry, now)
+        if self.window < math.inf:
+            stale = [k for k, (_, at) in self.entries.items() if now - at > self.window]
+            for key in stale:
+                del self.entries[key]
 
     def apply(
         self, engines: Mapping[str, LbEngine], only: Iterable[tuple[str, str]] | None = None

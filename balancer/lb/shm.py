@@ -22,7 +22,7 @@ Concurrency, without locks (so no process can die holding one and wedge the othe
 - ``busy`` is one word *per process slot* (each has one writer), summed when read. When the
   supervisor reaps a dead process it zeroes that slot in every record, so no member stays
   busy because of requests that died with their process;
-- a process row (pid, start, connections, requests) has one writer: its process.
+- a process row (pid, start, connections, requests, generations) has one writer: its process.
 """
 
 from __future__ import annotations
@@ -58,8 +58,12 @@ IN_USE, FREE = 1, 0
 TEXT_SLOT = 1 << 20
 TEXT_HEAD = 32  # a slot's generation (the seqlock) and the lengths of its three parts
 # Per process slot: counters whose keys are not known in advance (TLS failures by reason,
-# ciphers), as a small document its process rewrites; the others read and add them up.
-BLOB_SIZE = 64 * 1024  # the traffic histograms of a few hundred members
+# ciphers), as a small document its process rewrites; the others read and add them up. Two
+# copies (double buffering): a write goes to the copy not read, then the slot's current word
+# names it, so a writer killed mid-write leaves the previous document whole.
+BLOB_SIZE = 128 * 1024
+BLOB_COPY = (BLOB_SIZE - 8) // 16 * 8  # a copy: its seqlock count, its length, the document
+BLOB_MAX = BLOB_COPY - 16  # the traffic histograms of a few hundred members
 
 
 # The last one-shot ids the status page consumed (a result shown once, by any process).
@@ -97,6 +101,14 @@ class ProcessRow:
     connections: int  # open client connections now
     requests: int  # requests routed since it started
     generation: int  # configuration generation it serves
+    # the oldest generation whose member objects it still writes through (an exchange in
+    # flight planned with an engine of that generation); 0: none older than ``generation``
+    holds: int = 0
+
+    @property
+    def oldest(self) -> int:
+        """The oldest generation whose records this process may still write."""
+        return min(self.holds, self.generation) if self.holds > 0 else self.generation
 
 
 class Table:
@@ -173,32 +185,42 @@ class Table:
         self._proc(slot)  # checks the slot
         return table_size(self.records) - (RING + 1) * 8 - (MAX_PROCS - slot) * BLOB_SIZE
 
+    def _copy(self, slot: int, which: int) -> int:
+        return self._blob(slot) + 8 + which * BLOB_COPY
+
     def write_blob(self, slot: int, data: bytes) -> None:
-        """Replace ``slot``'s document (its process only: one writer). A seqlock: the count
-        is odd while the bytes change, so a reader retries instead of reading half."""
-        at = self._blob(slot)
-        if len(data) > BLOB_SIZE - 16:
+        """Replace ``slot``'s document (its process only: one writer). It is written into
+        the copy not current, under a seqlock (the count is odd while the bytes change, so a
+        reader retries instead of reading half), and only then made current: a writer that
+        dies mid-write leaves the previous document readable."""
+        if len(data) > BLOB_MAX:
             raise TableFull(f"a process document of {len(data)} bytes")
+        head = self._blob(slot) // 8
+        which = 1 - self.words[head] if self.has_blob(slot) else self.words[head]
+        at = self._copy(slot, which)
         seq = self.words[at // 8]
-        self.words[at // 8] = seq + 1
+        self.words[at // 8] = seq | 1
         self.words[at // 8 + 1] = len(data)
         self.view[at + 16 : at + 16 + len(data)] = data
-        self.words[at // 8] = seq + 2
+        self.words[at // 8] = (seq | 1) + 1
+        self.words[head] = which
 
     def has_blob(self, slot: int) -> bool:
-        return self.words[self._blob(slot) // 8 + 1] > 0
+        at = self._copy(slot, self.words[self._blob(slot) // 8])
+        return self.words[at // 8 + 1] > 0
 
     def blob(self, slot: int) -> bytes:
-        at = self._blob(slot)
+        head = self._blob(slot) // 8
         for _ in range(1000):
+            at = self._copy(slot, self.words[head])
             seq = self.words[at // 8]
             if seq % 2:
-                continue
-            n = min(max(self.words[at // 8 + 1], 0), BLOB_SIZE - 16)
+                continue  # rewritten under us (two writes since we looked): read it again
+            n = min(max(self.words[at // 8 + 1], 0), BLOB_MAX)
             data = bytes(self.view[at + 16 : at + 16 + n])
             if self.words[at // 8] == seq:
                 return data
-        return b""  # its writer died mid-write: nothing to add up
+        return b""  # a current copy left mid-write: never made current by write_blob
 
     def publish(self, workers: str, mounts: str, control: str = "") -> int:
         """The supervisor's next generation: its text first, then the generation number.
@@ -249,6 +271,7 @@ class Table:
         self.words[w + 2] = row.connections
         self.words[w + 3] = row.requests
         self.words[w + 4] = row.generation
+        self.words[w + 5] = row.holds
         self.words[w] = row.pid  # last: a row with a pid is complete
 
     def processes(self) -> list[ProcessRow]:
@@ -265,6 +288,7 @@ class Table:
                         self.words[w + 2],
                         self.words[w + 3],
                         self.words[w + 4],
+                        self.words[w + 5],
                     )
                 )
         return rows
@@ -303,22 +327,30 @@ class Table:
 
     def allocate(self, lb: str, member: str) -> int:
         """The record of (lb, member), claimed if new (the supervisor only: one writer). A
-        record freed by a generation some live process has not passed yet is not reused."""
+        never-used record first; else a freed one, the longest freed first, once no live
+        process serves an older generation or still writes through an older generation's
+        member objects (an exchange in flight planned before a reload: ``ProcessRow.holds``)."""
         found = self.find(lb, member)
         if found >= 0:
             return found
-        oldest = min((r.generation for r in self.processes()), default=self.generation)
+        oldest = min((r.oldest for r in self.processes()), default=self.generation)
+        chosen, freed_by = -1, 0
         for i in range(self.records):
             used = self._in_use(i)
-            if used == FREE or (used < 0 and -used <= oldest):
-                w = self.record_word(i)
-                at = w * 8
-                self.view[at : at + RECORD_SIZE] = bytes(RECORD_SIZE)
-                self.view[at : at + NAME_SIZE] = _name(lb).ljust(NAME_SIZE, b"\0")
-                self.view[at + NAME_SIZE : at + KEY_SIZE] = _name(member).ljust(NAME_SIZE, b"\0")
-                self.words[w + KEY_SIZE // 8 + 1] = IN_USE
-                return i
-        raise TableFull(f"the shared lb table has no free record for {lb}/{member}")
+            if used == FREE:
+                chosen = i
+                break
+            if used < 0 and -used <= oldest and (chosen < 0 or -used < freed_by):
+                chosen, freed_by = i, -used
+        if chosen < 0:
+            raise TableFull(f"the shared lb table has no free record for {lb}/{member}")
+        w = self.record_word(chosen)
+        at = w * 8
+        self.view[at : at + RECORD_SIZE] = bytes(RECORD_SIZE)
+        self.view[at : at + NAME_SIZE] = _name(lb).ljust(NAME_SIZE, b"\0")
+        self.view[at + NAME_SIZE : at + KEY_SIZE] = _name(member).ljust(NAME_SIZE, b"\0")
+        self.words[w + KEY_SIZE // 8 + 1] = IN_USE
+        return chosen
 
     def release_except(self, keep: set[tuple[str, str]], generation: int) -> list[tuple[str, str]]:
         """Free the records of members ``generation`` no longer has (a reload removed them, or

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from balancer.pair import ACTIVE, PairView, peers_text
+from balancer.pair import ACTIVE, STANDBY, PairView, peers_text
 from balancer.status.escape import h
 from balancer.status.model import Field
 
@@ -83,3 +83,13 @@ def pair_metrics(view: PairView | None) -> Iterator[Metric]:
     for p in view.peers:
         peers.add_metric([p.role, p.host], p.heard_ago)
     yield peers
+    # both roles always: "no standby" is a 0 sample an alert can see, and it stays 0 after
+    # the long-gone peer's heard_seconds series went away (10 x drop_time)
+    present = GaugeMetricFamily(
+        "pyjk_balancer_peers",
+        "peer balancers of this role heard within drop_time",
+        labels=["role"],
+    )
+    for role in (ACTIVE, STANDBY):
+        present.add_metric([role], view.present(role))
+    yield present

@@ -385,3 +385,39 @@ def test_summed_totals_never_go_backwards_across_scrapes_under_load_and_a_kill_9
     assert sum(1 for r in results if r[0] == 200) >= 50
     assert any(k.startswith("pyjk_member_responses_total") for k in previous), sorted(previous)
     assert backwards == [], backwards[:10]
+
+
+def test_a_record_freed_under_a_request_in_flight_is_not_given_to_a_new_member(stack: Stack):
+    """A slow request on n3 (planned with generation 1's engine) outlives two reloads: one
+    drops n3, the next adds n4. Before, n4 took n3's freed record (every process served a
+    newer generation) and the old n3 object's failure report turned n4 into ERR."""
+    start(stack, ["n1", "n2", "n3"])
+    stack.start_backend("n4")
+    n3 = stack.backends["n3"]
+    done: dict[str, int] = {}
+
+    def slow() -> None:
+        cookie = {"Cookie": "JSESSIONID=abc.n3"}
+        try:
+            done["status"] = http_get(f"{stack.url}/app/slow?ms=8000", cookie, timeout=30)[0]
+        except OSError:
+            done["status"] = 0
+
+    thread = threading.Thread(target=slow, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: json.loads(http_get(f"http://127.0.0.1:{n3.port}/-/posts")[2])[
+            "inflight"] == 1, 10, what="the slow request on n3")  # fmt: skip
+        assert stack.balancer is not None and stack.workers_file is not None
+        for generation, names in ((2, ["n1", "n2"]), (3, ["n1", "n2", "n4"])):
+            stack.workers_file.write_text(stack.workers_properties(names))
+            stack.balancer.signal(signal.SIGHUP)
+            wait_for(lambda g=generation: f"generation={g}" in stack.balancer.output(), 10,
+                     what=f"generation {generation} everywhere")  # fmt: skip
+        assert "n4" in members(stack)
+        os.kill(n3.proc.pid, signal.SIGKILL)  # the request in flight fails on the old n3
+    finally:
+        thread.join(30)
+    assert "status" in done
+    assert not members(stack)["n4"]["state"].startswith("ERR")
+    assert "member=n4 state=ERR" not in stack.balancer.output()

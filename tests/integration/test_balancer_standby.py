@@ -244,3 +244,44 @@ def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
     assert metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0
     wait_for(lambda: "state=two-actives" in other.output(), 10, what="the second's log")
     assert "state=two-actives" in standby.output()
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_sigterm_of_the_active_hands_over_before_its_drain_ends(stack: Stack, processes: str):
+    """A slow request in flight on the active: SIGTERM closes its listening sockets and
+    sends the shutdown heartbeat at once; the standby serves new requests while the slow one
+    is still draining on the active (before: only after the drain)."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.config(membership={"drop_time": 3000}))
+    backend = stack.start_backend("b1")
+    stack.start_balancer(stack.workers_properties(["b1"]),
+                         args=("--processes", processes, "--cluster", config))  # fmt: skip
+    first = stack.balancer
+    assert first is not None
+    standby = start_paired(stack, config, stack.port, "standby", "--standby")
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 15,
+             what="the standby hearing the active")  # fmt: skip
+    slow: dict[str, float | int] = {}
+
+    def slow_request() -> None:
+        status, _, _ = http_get(f"{stack.url}/app/slow?ms=8000", timeout=30)
+        slow["status"], slow["ended"] = status, time.monotonic()
+
+    thread = threading.Thread(target=slow_request, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: json.loads(http_get(f"http://127.0.0.1:{backend.port}/-/posts")[2])[
+            "inflight"] == 1, 10, what="the slow request on the member")  # fmt: skip
+        first.signal(signal.SIGTERM)
+        wait_for(lambda: "state=active reason=ports-free" in standby.output(), 6,
+                 what="the standby taking over during the drain")  # fmt: skip
+        wait_for(lambda: http_get(f"{stack.url}/app/x", timeout=1)[0] == 200, 6,
+                 what="the standby serving")  # fmt: skip
+        served = time.monotonic()
+        assert "ended" not in slow, "the standby served only after the active's drain"
+        assert "reason=active-shutdown" in standby.output()
+    finally:
+        thread.join(30)
+    assert slow["status"] == 200  # the drain went on: the slow request got its answer
+    assert served < slow["ended"]
+    assert first.wait(15) == 0

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.integration.conftest import BACKENDS, Stack, http_get
 from tests.integration.test_balancer_edge import MALFORMED, _exchange
-from tests.integration.test_balancer_processes import each_served_more, processes
+from tests.integration.test_balancer_processes import each_served_more, processes, served_by_each
 from tests.support.certs import Ca, Pair, make_ca, make_pair
 from tests.support.procs import ROOT, free_port, port_open, wait_for
 
@@ -471,3 +471,27 @@ def test_a_session_resumes_on_either_process_and_after_reloads(stack: Stack, tls
     stack.balancer.signal(signal.SIGHUP)
     wait_for(lambda: "generation=3" in stack.balancer.output(), 10, what="the second reload")
     assert all(one(session)[0] for _ in range(12))
+
+
+def test_a_rejected_file_on_sighup_still_renews_every_processes_certificate(stack: Stack, tls: Tls):
+    """A typo in workers.properties and a renewed certificate, one SIGHUP, --processes 2: the
+    file is rejected, and every process serves the new certificate all the same (before: the
+    supervisor published no generation, so no process read the certificates again)."""
+    start(stack, tls, "--processes", "2")
+    wait_for(lambda: len(processes(stack)) == 2, 20, what="two processes")
+    assert stack.balancer is not None and stack.workers_file is not None
+    first = https(tls, "/app/x")[2].serial_number
+    stack.workers_file.write_text(stack.workers_file.read_text() + "worker.n1.prot=1\n")
+    make_pair(tls.a.cert.parent, "a", ["a.test"], tls.ca)
+    stack.balancer.signal(signal.SIGHUP)
+    wait_for(lambda: "reload rejected" in stack.balancer.output(), 10, what="the rejection")
+    before = served_by_each(stack)
+
+    def renewed() -> bool:
+        return all(https(tls, "/app/x")[2].serial_number != first for _ in range(8))
+
+    wait_for(renewed, 10, what="the new certificate")
+    for _ in range(16):  # new connections: both processes take some, all with the new one
+        assert https(tls, "/app/x")[2].serial_number != first
+    each_served_more(stack, before)
+    assert "worker.n1.prot" in stack.balancer.output()  # the bad line was named

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 
 from balancer.dataplane.tls import TlsSettings
 from balancer.dataplane.tls_listener import Terminator, TlsListener
+from balancer.dataplane.tls_tickets import next_secret, period_of
 from tests.support.certs import make_ca, make_pair
 from tests.support.procs import until
 
@@ -76,11 +78,16 @@ async def test_a_ticket_resumes_until_the_keys_rotate(tmp_path: Path, version: s
         assert terminator.reload()
         reused, session = await asyncio.to_thread(connect, port, ctx, session)
         assert reused
+        old = session
         terminator.rotate_keys(terminator.period + 1)  # what rotate() does at the boundary
+        # the previous period's key still opens its tickets, once, and issues a new one
         reused, session = await asyncio.to_thread(connect, port, ctx, session)
-        assert not reused  # the old key is gone: one full handshake
-        reused, _ = await asyncio.to_thread(connect, port, ctx, session)
         assert reused
+        terminator.rotate_keys(terminator.period + 1)
+        reused, _ = await asyncio.to_thread(connect, port, ctx, old)
+        assert not reused  # two boundaries later the old key is gone: one full handshake
+        reused, _ = await asyncio.to_thread(connect, port, ctx, session)
+        assert reused  # the renewed ticket is of the period before: it still resumes
     finally:
         listener.close()
 
@@ -90,10 +97,13 @@ async def test_a_ticket_from_one_process_resumes_on_another_with_the_same_secret
     ca = make_ca(tmp_path)
     pair = make_pair(tmp_path, "a", ["a.test"], ca)
     settings = TlsSettings(pairs=((pair.cert, pair.key),), ticket_rotation=3600)
-    secret = b"s" * 32
-    one = TlsListener(Terminator(settings, ticket_secret=secret), Echo, lambda: True)
-    other = TlsListener(Terminator(settings, ticket_secret=secret), Echo, lambda: True)
-    stranger = TlsListener(Terminator(settings, ticket_secret=b"t" * 32), Echo, lambda: True)
+    period = period_of(time.time(), 3600)
+    secret = b"s" * 32  # what the supervisor published for this period
+    one = TlsListener(Terminator(settings, ticket_secret=(period, secret)), Echo, lambda: True)
+    other = TlsListener(Terminator(settings, ticket_secret=(period, secret)), Echo, lambda: True)
+    stranger = TlsListener(
+        Terminator(settings, ticket_secret=(period, b"t" * 32)), Echo, lambda: True
+    )
     for listener in (one, other, stranger):
         listener.start("127.0.0.1", 0)
     ctx = ssl.create_default_context(cafile=str(ca.cert))
@@ -104,6 +114,25 @@ async def test_a_ticket_from_one_process_resumes_on_another_with_the_same_secret
         assert reused
         reused, _ = await asyncio.to_thread(connect, stranger.address[1], ctx, session)
         assert not reused
+        # both cross the boundary on their own: a ticket of the period before still resumes
+        # on either, and a process started after it from the republished secret (s_p+1)
+        # opens what the others issue now
+        _, old = await asyncio.to_thread(connect, one.address[1], ctx, None)
+        for listener in (one, other):
+            listener.terminator.rotate_keys(period + 1)
+        reused, renewed = await asyncio.to_thread(connect, other.address[1], ctx, old)
+        assert reused
+        late = TlsListener(
+            Terminator(settings, ticket_secret=(period + 1, next_secret(secret))),
+            Echo,
+            lambda: True,
+        )
+        late.start("127.0.0.1", 0)
+        try:
+            reused, _ = await asyncio.to_thread(connect, late.address[1], ctx, renewed)
+            assert reused
+        finally:
+            late.close()
     finally:
         for listener in (one, other, stranger):
             listener.close()
@@ -119,6 +148,10 @@ async def test_the_keys_rotate_at_each_period_boundary(tmp_path: Path):
         _, session = await asyncio.to_thread(connect, port, ctx, None)
         period = terminator.period
         await until(lambda: terminator.period > period, 5, what="the next period")
+        reused, _ = await asyncio.to_thread(connect, port, ctx, session)
+        if terminator.period == period + 1:  # (a loaded machine may have crossed two)
+            assert reused  # the previous period's key opens it once more
+        await until(lambda: terminator.period > period + 1, 5, what="one more period")
         reused, _ = await asyncio.to_thread(connect, port, ctx, session)
         assert not reused
         assert terminator.stats.reloads == 0  # the keys changed, not the contexts

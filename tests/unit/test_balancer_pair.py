@@ -4,12 +4,14 @@ who serves when."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
 
 import pytest
 
+from balancer.__main__ import parse_listen
 from balancer.config.model import Activation
 from balancer.lb.handover import (
     MAX_PARTS,
@@ -270,3 +272,61 @@ def test_a_part_just_received_is_applied_alone():
     standby.member("n1").activation = Activation.STOPPED  # changed since: not re-applied
     [applied] = copy.apply({"lb": standby}, only=[("lb", "n2")])
     assert applied.member == "n2" and standby.member("n1").activation is Activation.STOPPED
+
+
+def test_a_restarted_standby_with_a_new_id_replaces_its_older_entry():
+    # kill -9 and a restart: a new random id from the same host; before, two peers of one
+    # machine, so /metrics had two samples with the same {role,host}
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0)
+    pair.heard(B, STANDBY, "10.0.0.2", LISTEN, 0.1)
+    pair.heard(C, STANDBY, "10.0.0.2", LISTEN, 0.5)
+    assert [p.id for p in pair.view(0.6).peers] == [C]
+    pair.heard(B, STANDBY, "10.0.0.3", LISTEN, 0.7)  # another host is another peer
+    assert len(pair.view(0.8).peers) == 2
+
+
+def test_peers_present_count_those_heard_within_drop_time_and_reach_zero():
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0)
+    pair.heard(B, STANDBY, "10.0.0.2", LISTEN, 0.1)
+    assert pair.view(0.5).present(STANDBY) == 1 and pair.view(0.5).present(ACTIVE) == 0
+    assert pair.view(1.5).present(STANDBY) == 0  # silent: still listed, no longer present
+    pair.tick(20.0)  # 10 x drop_time: off the page, and still 0
+    view = pair.view(20.0)
+    assert view.peers == () and view.present(STANDBY) == 0
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "my_host.internal:80",
+        "[fe80::1%eth0]:80",
+        "https://[::1]:8443",
+        "0.0.0.0:8080",
+        ("h" * 60 + ".") * 3 + "example:443",  # a long name (193 characters)
+    ],
+)
+def test_every_listen_the_command_line_takes_reaches_the_peer(given):
+    # before: these made every heartbeat unreadable to the peer (a silent split brain)
+    listen = str(parse_listen(given))
+    msg = beat(listen=(listen, "127.0.0.1:8080"))
+    assert codec.decode(codec.encode(msg)).listen == (listen, "127.0.0.1:8080")
+
+
+@pytest.mark.parametrize("bad", ["bad host:80", "a/b:80", "host\n:80", "[::1]x:80"])
+def test_a_listen_the_peer_could_not_read_is_refused_at_start(bad):
+    with pytest.raises(argparse.ArgumentTypeError, match="host must be"):
+        parse_listen(bad)
+
+
+def test_at_a_takeover_only_entries_the_active_still_sent_within_drop_time_apply():
+    # before: the copy kept every entry ever received, so a member the active had removed
+    # (or a disabled state of an older active) was applied at the takeover
+    stopped = {**ENTRY, "a": "STP"}
+    copy = LbStateCopy(window=3.0)
+    copy.take(parse_part({"lb": {"n1": ENTRY, "n2": stopped}}), now=0.0)
+    for t in (1.0, 2.0, 3.5):  # the active sends n1 only from now on
+        copy.take(parse_part({"lb": {"n1": ENTRY}}), now=t)
+    standby = engine("n1", "n2")
+    assert [a.member for a in copy.apply({"lb": standby})] == ["n1"]
+    assert standby.member("n2").activation is Activation.ACTIVE
+    assert set(copy.entries) == {("lb", "n1")}  # forgotten, not kept for ever

@@ -80,3 +80,35 @@ def test_standby_without_cluster_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--workers", str(workers), "--standby"])
     assert exc.value.code == 2 and "--standby needs --cluster" in capsys.readouterr().err
+
+
+async def test_a_standby_waits_on_past_bind_retry_while_a_hung_active_holds_the_port(tmp_path):
+    # before: PairError after 60 s, the standby exited and no balancer was left
+    import socket
+
+    from balancer.standby import BIND_RETRY
+
+    config = cluster_file(tmp_path)
+    BalancerPair(config, standby=False, listen=[], engines=dict)  # makes the cluster key
+    clock = [0.0]
+
+    def monotonic() -> float:
+        clock[0] += BIND_RETRY / 4  # each look at the clock: a quarter of BIND_RETRY
+        return clock[0]
+
+    standby = BalancerPair(config, standby=True, listen=[], engines=dict, monotonic=monotonic)
+    held = socket.create_server(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    standby.state.taking_over = True
+    stopping = asyncio.Event()
+    task = asyncio.create_task(standby._ports_free([("127.0.0.1", port, False)], stopping))
+    try:
+        await until(lambda: standby.counters["ports_held_too_long"] >= 2, 5,
+                    what="errors while the port stays held")  # fmt: skip
+        assert not task.done()
+        held.close()
+        assert await asyncio.wait_for(task, 5) is True
+    finally:
+        held.close()
+        stopping.set()
+        standby.mcast.close()

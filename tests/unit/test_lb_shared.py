@@ -148,9 +148,27 @@ def test_a_process_document_is_read_whole_and_outlives_its_process():
     assert t.blob(4) == b"" and not t.has_blob(4)
     t.clear_process(3)  # what it counted still counts; its successor goes on from it
     assert t.blob(3) == b'{"handshakes": 5}' and t.has_blob(3)
-    seq_word = t._blob(4) // 8
-    t.words[seq_word] = 1  # a writer that died mid-write leaves an odd count
     assert t.blob(4) == b""
+
+
+def killed_mid_write(t: Table, slot: int, data: bytes) -> None:
+    """What a writer killed inside ``write_blob`` leaves: the copy it was writing half done."""
+    spare = t._copy(slot, 1 - t.words[t._blob(slot) // 8])
+    t.words[spare // 8] |= 1  # the seqlock's odd count
+    t.words[spare // 8 + 1] = len(data)
+    t.view[spare + 16 : spare + 16 + len(data) // 2] = data[: len(data) // 2]
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_document_whole():
+    # before: one copy, so the document read as b"" and the successor started from 0
+    t = table()
+    t.write_blob(3, b'{"handshakes": 5}')
+    killed_mid_write(t, 3, b'{"handshakes": 6, "more": "xxxxxxxx"}')
+    assert t.blob(3) == b'{"handshakes": 5}' and t.has_blob(3)
+    t.write_blob(3, b'{"handshakes": 7}')  # the successor writes over the half-written copy
+    assert t.blob(3) == b'{"handshakes": 7}'
+    t.write_blob(3, b'{"handshakes": 8}')
+    assert t.blob(3) == b'{"handshakes": 8}'
 
 
 def test_the_lbs_forwards_in_flight_are_those_of_every_process():
@@ -247,3 +265,36 @@ def test_shared_numbers_keep_none_and_large_values():
     assert b.member("n1").bytes_read == 2**62
     m.chosen_since_maintenance = True
     assert b.member("n1").chosen_since_maintenance is True
+
+
+def test_a_freed_record_is_not_reused_while_an_exchange_in_flight_still_writes_it():
+    # reproduced before: process 0 passed generation 2, but a request planned with its
+    # generation-1 engine was still in flight; n4 took n3's record and the old n3 object's
+    # error report turned n4 into ERR
+    t = table(records=4)
+    supervisor_reload(t, MEMBERS)  # generation 1
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 1))
+    (lagging,) = engines(t, 1)
+    old_n3 = lagging.member("n3")
+    supervisor_reload(t, MEMBERS[:2])  # generation 2 drops n3
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 2, holds=1))  # serves 2, a G1 request runs
+    with pytest.raises(TableFull):
+        supervisor_reload(t, (*MEMBERS[:2], MemberConfig("n4", lbfactor=4)))
+    old_n3.state = State.ERR  # the request in flight fails: it writes n3's record only
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 2))  # it ended
+    engine = supervisor_reload(t, (*MEMBERS[:2], MemberConfig("n4", lbfactor=4)))
+    assert engine.member("n4").state is not State.ERR
+
+
+def test_never_used_records_go_first_then_the_longest_freed():
+    t = table(records=8)  # lb settings + 3 members: 4 never used left
+    supervisor_reload(t, MEMBERS)
+    n3 = t.find("lb", "n3")
+    supervisor_reload(t, MEMBERS[:2])  # n3 freed by generation 2
+    n2 = t.find("lb", "n2")
+    supervisor_reload(t, MEMBERS[:1])  # n2 freed by generation 3
+    assert t.allocate("lb", "a") not in (n3, n2)  # never-used records first
+    for name in "bcd":
+        t.allocate("lb", name)
+    assert t.allocate("lb", "e") == n3  # then the record freed longest ago
+    assert t.allocate("lb", "f") == n2

@@ -140,3 +140,43 @@ def test_a_replaced_process_s_counts_stay_and_its_successor_goes_on_from_them():
     assert other.traffic().accepted == 8  # not published yet: the predecessor's 5 count
     successor.publish()
     assert other.traffic().accepted == 10
+
+
+def test_a_departed_members_counter_does_not_go_backwards_while_a_process_still_has_it():
+    # process 0 loads generation 2 (n1 removed), process 1 still serves generation 1: a
+    # scrape answered by process 1 still shows n1. Folding at process 0's reload moved its
+    # share into the lb's entry: n1 went from 8 to 5 on that scrape.
+    from balancer.dataplane_process import DeferredFold
+
+    t = table()
+    t.clear_process(2)
+    a_stats, b_stats = traffic(3), traffic(5)
+    a, b = totals(t, 0, a_stats), totals(t, 1, b_stats)
+    a.publish()
+    assert b.traffic().answers[("lb", "n1")].classes[1] == 8
+    fold = DeferredFold()
+    fold.departed(2)  # process 0's reload dropped n1
+    t.write_process(ProcessRow(0, 100, 0.0, 0, 0, 2))
+    if fold.due(t.processes()):
+        a_stats.fold_departed(set())
+    a.publish()
+    assert b.traffic().answers[("lb", "n1")].classes[1] == 8  # not yet folded: still 8
+    t.write_process(ProcessRow(1, 101, 0.0, 0, 0, 2))  # every process passed it
+    assert fold.due(t.processes()) and not fold.due(t.processes())
+    a_stats.fold_departed(set())
+    a.publish()
+    total = b.traffic()
+    assert total.answers[("lb", "")].classes[1] == 3  # the lb's sums keep it
+    assert sum(a.classes[1] for a in total.answers.values()) == 8
+
+
+def test_a_successor_goes_on_from_the_last_whole_document_of_a_predecessor_killed_mid_write():
+    from tests.unit.test_lb_shared import killed_mid_write
+
+    t = table()
+    first = totals(t, 0, traffic(5))
+    first.publish()
+    killed_mid_write(t, 0, document(None, traffic(9)))  # kill -9 inside write_blob
+    successor_stats = TrafficStats()
+    totals(t, 0, successor_stats).inherit()
+    assert successor_stats.accepted == 5

@@ -200,3 +200,32 @@ async def test_a_forced_stop_with_no_budget_left_still_waits_for_an_obedient_dae
     assert ended == ["ended"]  # it ended before the claim was dropped
     assert runner.counters["singleton_cancel_ignored"] == 0
     await runner.close()
+
+
+async def test_a_stray_task_is_forgotten_when_it_ends_and_awaited_at_close(monkeypatch):
+    """Review finding: tasks that ignored their cancel were kept in ``_stray`` for ever and
+    close() returned without giving them a moment to end."""
+    monkeypatch.setattr(singleton_module, "CANCEL_GRACE", 0.2)
+    started = asyncio.Event()
+    swallow = [2]  # it ignores two cancels (the stop's), then ends at close()'s
+
+    async def stubborn(ctx: SingletonContext) -> None:
+        started.set()
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                swallow[0] -= 1
+                if swallow[0] < 0:
+                    await asyncio.sleep(0.05)  # a clean-up after the cancel, then it ends
+                    raise
+
+    runner = alone(SingletonSpec("stubborn", stubborn))
+    runner.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(runner.release(), 3)
+    [stray] = runner._stray
+    swallow[0] = 0  # the next cancel ends it
+    await runner.close()
+    assert stray.done()  # close() waited for it
+    assert runner._stray == set()  # and it was pruned when it ended

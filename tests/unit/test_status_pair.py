@@ -52,6 +52,15 @@ def test_metrics_say_active_takeovers_and_the_peers_age():
     assert "pyjk_balancer_takeovers_total 1.0" in text
     assert "pyjk_balancer_two_actives_total 0.0" in text
     assert 'pyjk_balancer_peer_heard_seconds{host="10.0.0.2",role="standby"} 0.25' in text
+    # VIEW's drop_time is 0: its standby, heard 0.25 s ago, is not present
+    assert 'pyjk_balancer_peers{role="standby"} 0.0' in text
+    assert 'pyjk_balancer_peers{role="active"} 0.0' in text
+
+
+def test_the_peers_gauge_counts_each_role_present():
+    view = PairView("active", (PEER,), 0, 0, False, drop_time=3.0)
+    [present] = [m for m in pair_metrics(view) if m.name == "pyjk_balancer_peers"]
+    assert {s.labels["role"]: s.value for s in present.samples} == {"active": 0, "standby": 1}
 
 
 def test_the_view_crosses_the_shared_table_whole_or_not_at_all():
