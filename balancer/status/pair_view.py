@@ -90,6 +90,6 @@ def pair_metrics(view: PairView | None) -> Iterator[Metric]:
         "peer balancers of this role heard within drop_time",
         labels=["role"],
     )
-    for role in (ACTIVE, STANDBY):
-        present.add_metric([role], view.present(role))
+    for peer_role in (ACTIVE, STANDBY):
+        present.add_metric([peer_role], view.present(peer_role))
     yield present
