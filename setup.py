@@ -17,6 +17,8 @@ COMPILED_MODULES = [
     "balancer/lb/shared.py",
     "balancer/lb/plan.py",
     "balancer/lb/engine.py",
+    "balancer/lb/sticky.py",
+    "balancer/lb/choice.py",
 ]
 
 setup(
