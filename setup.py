@@ -17,6 +17,8 @@ COMPILED_MODULES = [
     "balancer/lb/shared.py",
     "balancer/lb/plan.py",
     "balancer/lb/engine.py",
+    "balancer/lb/sticky.py",
+    "balancer/lb/choice.py",
     # the http member connection as an extension type (upstream.pxd, member_connection.pxd):
     # -2.1k instructions per keep-alive request against PYJK_PURE=1 (docs/benchmarks.md, issue 12)
     "balancer/dataplane/member_connection.py",

@@ -2,7 +2,10 @@
 
 ``SharedMember`` is a ``Member`` and ``SharedSettings`` an ``LbSettings`` whose runtime fields are
 descriptors over 8-byte words (and 64-byte strings) of one record of a ``Table`` (shm.py), so
-the engine's decision code reads and writes them as before. ``ShmState`` is the ``LbState``
+the engine's decision code reads and writes them as before. Compiled (shared.pxd, setup.py),
+the descriptors are extension types over typed memoryviews: a field read is a C load, where
+the same descriptor in Python costs a Python call (~0.3 µs, some 30 per request; see
+docs/benchmarks.md, "The compiled engine"). ``ShmState`` is the ``LbState``
 (state.py) that builds them: the supervisor claims and initialises records, the data-plane
 processes bind to them. See shm.py for the concurrency rules.
 """
