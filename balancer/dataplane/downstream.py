@@ -6,8 +6,9 @@ request pipelined behind the one in flight is parsed and queued (at most
 ``Limits.max_pipelined``), and a parse error behind it is answered in its turn and closes the
 connection — the parser is dead after an error, so nothing behind it is ever parsed.
 
-What llhttp reports for each request and the checks it leaves to us are in
-``balancer.dataplane.request_head`` (a mixin of ``ClientConnection``).
+llhttp calls the connection back for each part of a request (on_message_begin ...
+on_message_complete); the checks of a head that llhttp leaves to us are
+``request_head.check_head``.
 
 Deadlines use one timer per connection that is re-armed lazily: the hot path only stores
 timestamps, and the timer, when it fires, works out which deadline applies now.
@@ -32,11 +33,13 @@ from balancer.dataplane.chunk_lines import ChunkLines, locate_body
 from balancer.dataplane.exchange import Exchange
 from balancer.dataplane.request import Request
 from balancer.dataplane.request_head import (
+    FIELD_KINDS,
     PAUSE_DONE,
     PAUSE_HOLD,
     PAUSE_PENDING,
     PAUSE_UPSTREAM,
-    RequestParsing,
+    check_head,
+    upgrade_pause,
 )
 from balancer.dataplane.tls_facts import TlsInfo, tls_info
 
@@ -52,7 +55,7 @@ __all__ = ["PAUSE_DONE", "PAUSE_HOLD", "PAUSE_PENDING", "PAUSE_UPSTREAM", "Clien
 LINGER_SECONDS = 2.0
 
 
-class ClientConnection(RequestParsing, asyncio.Protocol):
+class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "body_read_at",
         "chunk_lines",
@@ -289,7 +292,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            rest = self._upgrade_pause(data, exc.args[0])
+            rest = upgrade_pause(self, data, exc.args[0])
             if rest:
                 self._feed(rest)
         except HttpParserError as exc:
@@ -321,7 +324,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
                 self.parser.feed_data(data)
                 return
             except HttpParserUpgrade as exc:
-                rest = self._upgrade_pause(data, exc.args[0])
+                rest = upgrade_pause(self, data, exc.args[0])
                 if not rest:
                     return
                 data = rest
@@ -350,6 +353,140 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
                 return
             if not lines.done:
                 self.chunk_lines = lines
+
+    # --- llhttp's callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.stop_after:
+            # bytes after a closing request (in the read that ended it): never parsed, and
+            # the close lingers since the client may still be sending
+            self.parse_dead = True
+            raise h.ParserStop
+        if len(self.queue) >= self.limits.max_pipelined:
+            self.overflow = True
+            raise h.ParserStop
+        self.req = Request(self.peer_ip, self.secure)
+        self.head_size = self.head_raw = self.n_headers = 0
+        self.head_started = self.conn_at if self.fresh else self.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        req = self.req
+        assert req is not None
+        req.target += url
+        if len(req.target) > self.limits.max_head_size:
+            self.reject_status = 414
+            raise h.ParserStop
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.req
+        assert req is not None
+        limits = self.limits
+        self.n_headers += 1
+        self.head_size += len(name) + len(value) + 4
+        if self.n_headers > limits.max_headers or self.head_size > limits.max_head_size:
+            self.reject_status = 431
+            raise h.ParserStop
+        if req.head_done:
+            return  # a trailer field of a chunked body: counted above, never forwarded
+        lname = name.lower()
+        entry = FIELD_KINDS.get(lname)
+        if entry is None:
+            if 0x5F in name:  # "_" (an int: see check_head's "#")
+                policy = limits.underscores_in_headers
+                if policy == "reject":
+                    self.reject_status = 400
+                    raise h.ParserStop
+                if policy == "drop":
+                    return
+            if lname.startswith(h.OWN_HEADER_PREFIX):
+                return  # ours to set, never the client's
+            req.headers.append((name, value))
+            return
+        kind, bit = entry
+        if bit:
+            if req.singletons & bit:
+                self.reject_status = 400
+                raise h.ParserStop
+            req.singletons |= bit
+        if kind == h.H_HOST:
+            if req.host is not None:
+                self.reject_status = 400
+                raise h.ParserStop
+            req.host = value
+        elif kind == h.H_SINGLETON:
+            req.headers.append((name, value))
+        elif kind == h.H_COOKIE:
+            req.headers.append((name, value))
+            req.cookies.append(value)
+        elif kind == h.H_CONTENT_LENGTH:
+            req.content_length = int(value)  # llhttp checked digits and duplicates
+        elif kind == h.H_TRANSFER_ENCODING:
+            if req.te is not None:
+                self.reject_status = 400
+                raise h.ParserStop
+            req.te = value
+        elif kind == h.H_CONNECTION:
+            req.connection += h.connection_tokens(value)
+        elif kind == h.H_EXPECT:
+            req.expect = value
+        elif kind == h.H_UPGRADE:
+            req.upgrade = value
+        elif kind == h.H_XFF:
+            req.xff = value if req.xff is None else req.xff + b", " + value
+        elif kind == h.H_XFPROTO:
+            req.xfproto = value
+        elif kind == h.H_XFHOST:
+            req.xfhost = value
+        elif kind == h.H_FORWARDED:
+            if req.forwarded is None:
+                req.forwarded = []
+            req.forwarded.append(value)
+        # H_HOP: dropped
+
+    def on_headers_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        status = check_head(self, req)
+        if status:
+            self.reject_status = status
+            raise h.ParserStop
+        req.head_done = True
+        self.queue.append(req)
+
+    def on_body(self, body: bytes) -> None:
+        req = self.req
+        assert req is not None
+        n = len(body)
+        req.body_received += n
+        max_body = self.limits.max_body_size
+        if max_body and req.body_received > max_body:
+            self.reject_status = 413
+            raise h.ParserStop
+        self.body_read_at = self.loop.time()
+        sink = req.sink
+        if sink is not None:
+            sink.request_body(body)
+        else:
+            req.pending.append(body)
+            req.pending_size += n
+            if req.pending_size > self.limits.replay_buffer_size:
+                self._pause(PAUSE_PENDING)
+
+    def on_message_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        if self.reseed is not None and not req.upgrade_ws:
+            return  # the body follows; see _upgrade_pause
+        self.req = None
+        req.complete = True
+        if not req.keep_alive:
+            self.stop_after = True
+        sink = req.sink
+        if sink is not None:
+            sink.request_complete()
+        # After a closing request nothing more is parsed: on_message_begin stops llhttp if
+        # this read holds more, data_received drops later reads. Not stopping llhttp here
+        # spares the common Connection: close request two exceptions and a lingering close.
 
     # --- parse outcomes -----------------------------------------------------------------------
 

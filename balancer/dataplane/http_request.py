@@ -90,7 +90,7 @@ def tls_fields(peer_ip: str, host: bytes | None, tls: TlsInfo | None) -> bytes:
     if tls is None:
         return b""
     node = peer_ip.encode("ascii")
-    if 0x3A in node:  # ":" (a byte value: cheaper than b":", request_head._check_head)
+    if 0x3A in node:  # ":" (a byte value: cheaper than b":", request_head.check_head)
         node = b'"[' + node + b']"'
     fields = b"Forwarded: for=" + node
     if host:
