@@ -55,7 +55,7 @@ __all__ = ["PAUSE_DONE", "PAUSE_HOLD", "PAUSE_PENDING", "PAUSE_UPSTREAM", "Clien
 LINGER_SECONDS = 2.0
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     __slots__ = (
         "body_read_at",
         "chunk_lines",
@@ -179,7 +179,7 @@ class ClientConnection(asyncio.Protocol):
         # connection is a reference cycle that only the cyclic collector frees (~9 objects per
         # Connection: close request; its passes showed in that scenario's p99). Nothing is
         # parsed after connection_lost.
-        del self.parser
+        self.parser = None
 
     def eof_received(self) -> bool:
         self.eof = True
