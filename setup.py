@@ -26,6 +26,9 @@ COMPILED_MODULES = [
     "balancer/dataplane/request.py",
     "balancer/dataplane/exchange.py",
     "balancer/dataplane/downstream.py",
+    "balancer/dataplane/relay.py",
+    "balancer/dataplane/http_request.py",
+    "balancer/dataplane/pool.py",
 ]
 
 setup(

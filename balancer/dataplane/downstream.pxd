@@ -18,6 +18,9 @@ cdef class ClientConnection:
     cdef public int reject_status, pause_flags
     cdef public double timer_at, conn_at, head_started, body_read_at, idle_since
     cdef public double write_paused_at
+    cdef public Py_ssize_t max_head_size, max_headers, max_pipelined, max_body_size
+    cdef public Py_ssize_t replay_buffer_size
+    cdef public double header_timeout, body_timeout, keepalive_timeout
 
     cpdef void _pause(self, int why) except *
     cdef void _resume(self, int why) except *

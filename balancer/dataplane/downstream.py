@@ -58,6 +58,7 @@ LINGER_SECONDS = 2.0
 class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     __slots__ = (
         "body_read_at",
+        "body_timeout",
         "chunk_lines",
         "chunked_heads",
         "closed",
@@ -70,10 +71,16 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         "head_raw",
         "head_size",
         "head_started",
+        "header_timeout",
         "idle_since",
+        "keepalive_timeout",
         "limits",
         "lingering",
         "loop",
+        "max_body_size",
+        "max_head_size",
+        "max_headers",
+        "max_pipelined",
         "n_headers",
         "overflow",
         "parse_dead",
@@ -82,6 +89,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         "peer_ip",
         "queue",
         "reject_status",
+        "replay_buffer_size",
         "req",
         "reseed",
         "secure",
@@ -101,7 +109,17 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
-        self.limits = server.limits
+        self.limits = limits = server.limits
+        # the limits read for every request, as fields of the connection's own (C fields when
+        # compiled: a read of a Limits attribute from compiled code is a Python lookup)
+        self.max_head_size = limits.max_head_size
+        self.max_headers = limits.max_headers
+        self.max_pipelined = limits.max_pipelined
+        self.max_body_size = limits.max_body_size
+        self.replay_buffer_size = limits.replay_buffer_size
+        self.header_timeout = limits.header_timeout
+        self.body_timeout = limits.body_timeout
+        self.keepalive_timeout = limits.keepalive_timeout
         self.loop = server.loop
         self.secure = server.secure
         self.tls: TlsInfo | None = None  # set when the connection is TLS (tls_listener)
@@ -162,7 +180,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
         now = self.loop.time()
         self.conn_at = self.idle_since = now
-        self._arm(now + self.limits.header_timeout)
+        self._arm(now + self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -304,14 +322,14 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             # llhttp has no head size limit and buffers a field until it ends: count raw bytes
             # while the head is incomplete (over by at most one read).
             self.head_raw += len(data)
-            if self.head_raw > self.limits.max_head_size:
+            if self.head_raw > self.max_head_size:
                 self._reject_parsing(431)
             else:
-                self._ensure_deadline(self.head_started + self.limits.header_timeout)
+                self._ensure_deadline(self.head_started + self.header_timeout)
         elif req is not None and not self.pause_flags:
             # a body is on its way: the client may not stall it
             since = max(self.body_read_at, self.head_started)
-            self._ensure_deadline(since + self.limits.body_timeout)
+            self._ensure_deadline(since + self.body_timeout)
         if self.exchange is None:
             if self.queue:
                 self.start_next()
@@ -362,7 +380,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             # the close lingers since the client may still be sending
             self.parse_dead = True
             raise h.ParserStop
-        if len(self.queue) >= self.limits.max_pipelined:
+        if len(self.queue) >= self.max_pipelined:
             self.overflow = True
             raise h.ParserStop
         self.req = Request(self.peer_ip, self.secure)
@@ -373,17 +391,16 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         req = self.req
         assert req is not None
         req.target += url
-        if len(req.target) > self.limits.max_head_size:
+        if len(req.target) > self.max_head_size:
             self.reject_status = 414
             raise h.ParserStop
 
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.req
         assert req is not None
-        limits = self.limits
         self.n_headers += 1
         self.head_size += len(name) + len(value) + 4
-        if self.n_headers > limits.max_headers or self.head_size > limits.max_head_size:
+        if self.n_headers > self.max_headers or self.head_size > self.max_head_size:
             self.reject_status = 431
             raise h.ParserStop
         if req.head_done:
@@ -392,7 +409,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         entry = FIELD_KINDS.get(lname)
         if entry is None:
             if 0x5F in name:  # "_" (an int: see check_head's "#")
-                policy = limits.underscores_in_headers
+                policy = self.limits.underscores_in_headers
                 if policy == "reject":
                     self.reject_status = 400
                     raise h.ParserStop
@@ -458,7 +475,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         assert req is not None
         n = len(body)
         req.body_received += n
-        max_body = self.limits.max_body_size
+        max_body = self.max_body_size
         if max_body and req.body_received > max_body:
             self.reject_status = 413
             raise h.ParserStop
@@ -469,7 +486,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         else:
             req.pending.append(body)
             req.pending_size += n
-            if req.pending_size > self.limits.replay_buffer_size:
+            if req.pending_size > self.replay_buffer_size:
                 self._pause(PAUSE_PENDING)
 
     def on_message_complete(self) -> None:
@@ -566,7 +583,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             return
         # idle: _idle(), inlined for the common case
         self.idle_since = now = self.loop.time()
-        when = now + self.limits.keepalive_timeout
+        when = now + self.keepalive_timeout
         if self.timer is None or self.timer_at > when:
             self._arm(when)
         if self.pause_flags:
@@ -579,7 +596,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             self.close()
             return
         self.idle_since = now = self.loop.time()
-        self._ensure_deadline(now + self.limits.keepalive_timeout)
+        self._ensure_deadline(now + self.keepalive_timeout)
         self._resume(PAUSE_HOLD)
 
     def start_tunnel(self, tunnel: Tunnel) -> None:
@@ -612,7 +629,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         now = self.loop.time()
         when, kind = self._deadline()
         if when is None:
-            self._arm(now + self.limits.header_timeout)  # nothing to watch now: look again
+            self._arm(now + self.header_timeout)  # nothing to watch now: look again
         elif now < when:
             self._arm(when)
         else:

@@ -2,12 +2,17 @@
 # typed references to the client connection and the request, so the common path reads their
 # fields and calls the connection at C level; the steps of the plan loop are C calls.
 from balancer.dataplane.downstream cimport ClientConnection
+from balancer.dataplane.member_connection cimport MemberSocket
+from balancer.dataplane.pool cimport MemberPool
+from balancer.dataplane.relay cimport body_mode, final_head, interim_head, switch_head
 from balancer.dataplane.request cimport Request
 
 cdef class Exchange:
     cdef public ClientConnection client
     cdef public Request req
-    cdef public object server, route, plan, fwd, up, pool, pool_timer, wait_timer, handler
+    cdef public object server, route, plan, fwd, pool_timer, wait_timer, handler
+    cdef public MemberPool pool
+    cdef public MemberSocket up
     cdef public object set_cookie, unsent_head
     cdef public list body, wbuf
     cdef public bytes head_common, request_id

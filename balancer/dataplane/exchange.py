@@ -475,11 +475,11 @@ class Exchange:
                     return
                 self.status = 101
                 self.resp_started = True
-                self.wbuf.append(switch_head(up))
+                self.wbuf.append(switch_head(up.reason, up.headers, up.upgrade))
             elif status != 100 and req.http11:
                 # 102/103 go to the client (not 100: the balancer answers Expect itself)
                 self.resp_started = True
-                self.wbuf.append(interim_head(up, status))
+                self.wbuf.append(interim_head(status, up.reason, up.headers))
             return
         # a member's "cluster full" 503 names itself (plan.py: relayed, not retried); the
         # keyword goes only with it, so plans written before it keep working
@@ -514,7 +514,7 @@ class Exchange:
             self._drop_up()
             self._fail(status)
             return
-        mode = self.mode = body_mode(req, status, up)
+        mode = self.mode = body_mode(req, status, up.content_length, up.chunked)
         self.status = status
         client_ka = self.client_ka = (
             req.keep_alive and req.complete and mode != MODE_CLOSE and not req.upgrade_ws
@@ -523,7 +523,15 @@ class Exchange:
         self.first_byte_at = now
         # kept to tell, if the read that brought it breaks, that it never left (upstream_failed)
         head = self.unsent_head = final_head(
-            up, status, mode, req, client_ka, self.set_cookie, self.server
+            status,
+            up.reason,
+            up.headers,
+            up.set_cookies,
+            mode,
+            req,
+            client_ka,
+            self.set_cookie,
+            self.server,
         )
         self.wbuf.append(head)
 

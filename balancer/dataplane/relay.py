@@ -1,7 +1,7 @@
 """The response head a client receives for a member's head: how its body is framed, and the
 bytes of the head (the member's fields, plus routing cookie, framing, HSTS and Connection).
 
-Pure functions of the member connection's parsed head and the request: the exchange
+Pure functions of the member's parsed head (status, reason, fields) and the request: the exchange
 (exchange.py) calls them from its response callbacks and collects the bytes it gets back.
 """
 
@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from balancer.dataplane import http11 as h
 
 if TYPE_CHECKING:
-    from balancer.dataplane.member_connection import MemberConnection
     from balancer.dataplane.proxy import ProxyServer
     from balancer.dataplane.request import Request
 
@@ -25,51 +24,56 @@ MODE_CHUNKED = 2  # re-chunked (chunked or close-delimited upstream, HTTP/1.1 cl
 MODE_CLOSE = 3  # ends when the connection closes (HTTP/1.0 client, unknown length)
 
 
-def body_mode(req: Request, status: int, up: MemberConnection) -> int:
-    """How the body of a final response (status >= 200) reaches the client."""
+def body_mode(req: Request, status: int, content_length: int | None, chunked: bool) -> int:
+    """How the body of a final response (status >= 200) reaches the client, given the
+    member's framing (``content_length``, ``chunked``)."""
     if req.method == b"HEAD" or status in (204, 304):
         return MODE_NONE
-    if up.content_length is not None and not up.chunked:
+    if content_length is not None and not chunked:
         return MODE_LENGTH
     if req.http11:
         return MODE_CHUNKED
     return MODE_CLOSE
 
 
-def _status_and_fields(up: MemberConnection, status: int) -> list[bytes]:
-    reason = up.reason
+def _status_and_fields(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+) -> list[bytes]:
     line = _OK_LINE if status == 200 and reason == b"OK" else h.status_line(status, reason)
     parts = [line]
-    for name, value in up.headers:
+    for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     return parts
 
 
-def interim_head(up: MemberConnection, status: int) -> bytes:
+def interim_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     """A 1xx head relayed as the member wrote it (102, 103)."""
-    parts = _status_and_fields(up, status)
+    parts = _status_and_fields(status, reason, headers)
     parts.append(b"\r\n")
     return b"".join(parts)
 
 
 def final_head(
-    up: MemberConnection,
     status: int,
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    set_cookies: list[bytes] | None,
     mode: int,
     req: Request,
     keep_alive: bool,
     set_cookie: bytes | None,
     server: ProxyServer,
 ) -> bytes:
-    """The client's head of a final response: the member's fields plus the routing cookie
-    (``set_cookie``), the framing of ``mode``, HSTS and what ``keep_alive`` needs said."""
-    parts = _status_and_fields(up, status)
-    if set_cookie is not None and not backend_sets(set_cookie, up):
+    """The client's head of a final response: the member's fields (``headers``; its
+    ``set_cookies`` values apart) plus the routing cookie (``set_cookie``), the framing of
+    ``mode``, HSTS and what ``keep_alive`` needs said."""
+    parts = _status_and_fields(status, reason, headers)
+    if set_cookie is not None and not backend_sets(set_cookie, set_cookies):
         parts += (b"Set-Cookie: ", set_cookie, b"\r\n")
     if mode == MODE_CHUNKED:
         parts.append(b"Transfer-Encoding: chunked\r\n")
     if req.secure and server.hsts:
-        parts.append(server.hsts_for(up.headers))
+        parts.append(server.hsts_for(headers))
     if req.http11:
         if not keep_alive:
             parts.append(b"Connection: close\r\n")
@@ -79,22 +83,27 @@ def final_head(
     return b"".join(parts)
 
 
-def switch_head(up: MemberConnection) -> bytes:
+def switch_head(reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bytes | None) -> bytes:
     """The ``101 Switching Protocols`` head of an accepted upgrade."""
-    parts = [h.status_line(101, up.reason)]
-    for name, value in up.headers:
+    parts = [h.status_line(101, reason)]
+    for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
-    parts += (b"Connection: Upgrade\r\nUpgrade: ", up.upgrade or b"websocket", b"\r\n\r\n")
+    parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade or b"websocket", b"\r\n\r\n")
     return b"".join(parts)
 
 
-def backend_sets(cookie: bytes, up: MemberConnection) -> bool:
-    """Whether the member's response sets a cookie of the routing cookie's name.
+def backend_sets(cookie: bytes, set_cookies: list[bytes] | None) -> bool:
+    """Whether the member's response sets (``set_cookies``) a cookie of the routing cookie's
+    name.
 
     pyjk does not add the routing cookie over one of the application's own with the same
     name: the browser would keep ours and lose the session id (mod_jk §9 item 4).
     """
-    if not up.set_cookies:
+    if not set_cookies:
         return False
     name = h.set_cookie_name(cookie)
-    return any(h.set_cookie_name(v) == name for v in up.set_cookies)
+    # a loop, not any(genexpr): a generator is a closure, which a compiled cpdef cannot hold
+    for value in set_cookies:  # noqa: SIM110
+        if h.set_cookie_name(value) == name:
+            return True
+    return False

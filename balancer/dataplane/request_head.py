@@ -113,7 +113,7 @@ def check_head(conn: ClientConnection, req: Request) -> int:
             conn.chunked_heads = [req]
         else:
             conn.chunked_heads.append(req)
-    max_body = conn.limits.max_body_size
+    max_body = conn.max_body_size
     if max_body and req.content_length is not None and req.content_length > max_body:
         return 413
     tokens = req.connection
