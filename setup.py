@@ -29,6 +29,7 @@ COMPILED_MODULES = [
     "balancer/dataplane/relay.py",
     "balancer/dataplane/http_request.py",
     "balancer/dataplane/pool.py",
+    "balancer/dataplane/request_head.py",
 ]
 
 setup(
