@@ -33,7 +33,11 @@ def request_head(ex: Exchange) -> bytes:
     client = ex.client
     parts = [req.method, b" ", req.target, b" HTTP/1.1\r\nHost: ", req.host or b"", b"\r\n"]
     for name, value in req.headers:
-        parts += (name, b": ", value, b"\r\n")
+        # four appends, not += of a tuple: compiled, each is a C list append (no tuple)
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
     if client.trusted:
         # a trusted proxy's forwarded fields are kept and extended (Traefik trustedIPs)
         ip = client.peer_ip.encode("ascii")

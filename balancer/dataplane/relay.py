@@ -42,7 +42,11 @@ def _status_and_fields(
     line = _OK_LINE if status == 200 and reason == b"OK" else h.status_line(status, reason)
     parts = [line]
     for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
+        # four appends, not += of a tuple: compiled, each is a C list append (no tuple)
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
     return parts
 
 
@@ -87,7 +91,10 @@ def switch_head(reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: byte
     """The ``101 Switching Protocols`` head of an accepted upgrade."""
     parts = [h.status_line(101, reason)]
     for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
     parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade or b"websocket", b"\r\n\r\n")
     return b"".join(parts)
 
