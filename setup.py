@@ -23,6 +23,15 @@ COMPILED_MODULES = [
     # -2.1k instructions per keep-alive request against PYJK_PURE=1 (docs/benchmarks.md, issue 12)
     "balancer/dataplane/member_connection.py",
     "balancer/dataplane/upstream.py",
+    # the per-request chain with typed references between its objects (request.pxd,
+    # exchange.pxd, downstream.pxd): docs/benchmarks.md, issue 12, session 3 part C
+    "balancer/dataplane/request.py",
+    "balancer/dataplane/exchange.py",
+    "balancer/dataplane/downstream.py",
+    "balancer/dataplane/relay.py",
+    "balancer/dataplane/http_request.py",
+    "balancer/dataplane/pool.py",
+    "balancer/dataplane/request_head.py",
 ]
 
 setup(

@@ -6,8 +6,9 @@ request pipelined behind the one in flight is parsed and queued (at most
 ``Limits.max_pipelined``), and a parse error behind it is answered in its turn and closes the
 connection — the parser is dead after an error, so nothing behind it is ever parsed.
 
-What llhttp reports for each request and the checks it leaves to us are in
-``balancer.dataplane.request_head`` (a mixin of ``ClientConnection``).
+llhttp calls the connection back for each part of a request (on_message_begin ...
+on_message_complete); the checks of a head that llhttp leaves to us are
+``request_head.check_head``.
 
 Deadlines use one timer per connection that is re-armed lazily: the hot path only stores
 timestamps, and the timer, when it fires, works out which deadline applies now.
@@ -32,11 +33,13 @@ from balancer.dataplane.chunk_lines import ChunkLines, locate_body
 from balancer.dataplane.exchange import Exchange
 from balancer.dataplane.request import Request
 from balancer.dataplane.request_head import (
+    FIELD_KINDS,
     PAUSE_DONE,
     PAUSE_HOLD,
     PAUSE_PENDING,
     PAUSE_UPSTREAM,
-    RequestParsing,
+    check_head,
+    upgrade_pause,
 )
 from balancer.dataplane.tls_facts import TlsInfo, tls_info
 
@@ -52,9 +55,10 @@ __all__ = ["PAUSE_DONE", "PAUSE_HOLD", "PAUSE_PENDING", "PAUSE_UPSTREAM", "Clien
 LINGER_SECONDS = 2.0
 
 
-class ClientConnection(RequestParsing, asyncio.Protocol):
+class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     __slots__ = (
         "body_read_at",
+        "body_timeout",
         "chunk_lines",
         "chunked_heads",
         "closed",
@@ -67,10 +71,16 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         "head_raw",
         "head_size",
         "head_started",
+        "header_timeout",
         "idle_since",
+        "keepalive_timeout",
         "limits",
         "lingering",
         "loop",
+        "max_body_size",
+        "max_head_size",
+        "max_headers",
+        "max_pipelined",
         "n_headers",
         "overflow",
         "parse_dead",
@@ -79,6 +89,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         "peer_ip",
         "queue",
         "reject_status",
+        "replay_buffer_size",
         "req",
         "reseed",
         "secure",
@@ -98,7 +109,17 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
-        self.limits = server.limits
+        self.limits = limits = server.limits
+        # the limits read for every request, as fields of the connection's own (C fields when
+        # compiled: a read of a Limits attribute from compiled code is a Python lookup)
+        self.max_head_size = limits.max_head_size
+        self.max_headers = limits.max_headers
+        self.max_pipelined = limits.max_pipelined
+        self.max_body_size = limits.max_body_size
+        self.replay_buffer_size = limits.replay_buffer_size
+        self.header_timeout = limits.header_timeout
+        self.body_timeout = limits.body_timeout
+        self.keepalive_timeout = limits.keepalive_timeout
         self.loop = server.loop
         self.secure = server.secure
         self.tls: TlsInfo | None = None  # set when the connection is TLS (tls_listener)
@@ -159,7 +180,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
         now = self.loop.time()
         self.conn_at = self.idle_since = now
-        self._arm(now + self.limits.header_timeout)
+        self._arm(now + self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -176,7 +197,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         # connection is a reference cycle that only the cyclic collector frees (~9 objects per
         # Connection: close request; its passes showed in that scenario's p99). Nothing is
         # parsed after connection_lost.
-        del self.parser
+        self.parser = None
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -289,7 +310,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            rest = self._upgrade_pause(data, exc.args[0])
+            rest = upgrade_pause(self, data, exc.args[0])
             if rest:
                 self._feed(rest)
         except HttpParserError as exc:
@@ -301,14 +322,14 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
             # llhttp has no head size limit and buffers a field until it ends: count raw bytes
             # while the head is incomplete (over by at most one read).
             self.head_raw += len(data)
-            if self.head_raw > self.limits.max_head_size:
+            if self.head_raw > self.max_head_size:
                 self._reject_parsing(431)
             else:
-                self._ensure_deadline(self.head_started + self.limits.header_timeout)
+                self._ensure_deadline(self.head_started + self.header_timeout)
         elif req is not None and not self.pause_flags:
             # a body is on its way: the client may not stall it
             since = max(self.body_read_at, self.head_started)
-            self._ensure_deadline(since + self.limits.body_timeout)
+            self._ensure_deadline(since + self.body_timeout)
         if self.exchange is None:
             if self.queue:
                 self.start_next()
@@ -321,7 +342,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
                 self.parser.feed_data(data)
                 return
             except HttpParserUpgrade as exc:
-                rest = self._upgrade_pause(data, exc.args[0])
+                rest = upgrade_pause(self, data, exc.args[0])
                 if not rest:
                     return
                 data = rest
@@ -350,6 +371,139 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
                 return
             if not lines.done:
                 self.chunk_lines = lines
+
+    # --- llhttp's callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.stop_after:
+            # bytes after a closing request (in the read that ended it): never parsed, and
+            # the close lingers since the client may still be sending
+            self.parse_dead = True
+            raise h.ParserStop
+        if len(self.queue) >= self.max_pipelined:
+            self.overflow = True
+            raise h.ParserStop
+        self.req = Request(self.peer_ip, self.secure)
+        self.head_size = self.head_raw = self.n_headers = 0
+        self.head_started = self.conn_at if self.fresh else self.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        req = self.req
+        assert req is not None
+        req.target += url
+        if len(req.target) > self.max_head_size:
+            self.reject_status = 414
+            raise h.ParserStop
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.req
+        assert req is not None
+        self.n_headers += 1
+        self.head_size += len(name) + len(value) + 4
+        if self.n_headers > self.max_headers or self.head_size > self.max_head_size:
+            self.reject_status = 431
+            raise h.ParserStop
+        if req.head_done:
+            return  # a trailer field of a chunked body: counted above, never forwarded
+        lname = name.lower()
+        entry = FIELD_KINDS.get(lname)
+        if entry is None:
+            if 0x5F in name:  # "_" (an int: see check_head's "#")
+                policy = self.limits.underscores_in_headers
+                if policy == "reject":
+                    self.reject_status = 400
+                    raise h.ParserStop
+                if policy == "drop":
+                    return
+            if lname.startswith(h.OWN_HEADER_PREFIX):
+                return  # ours to set, never the client's
+            req.headers.append((name, value))
+            return
+        kind, bit = entry
+        if bit:
+            if req.singletons & bit:
+                self.reject_status = 400
+                raise h.ParserStop
+            req.singletons |= bit
+        if kind == h.H_HOST:
+            if req.host is not None:
+                self.reject_status = 400
+                raise h.ParserStop
+            req.host = value
+        elif kind == h.H_SINGLETON:
+            req.headers.append((name, value))
+        elif kind == h.H_COOKIE:
+            req.headers.append((name, value))
+            req.cookies.append(value)
+        elif kind == h.H_CONTENT_LENGTH:
+            req.content_length = int(value)  # llhttp checked digits and duplicates
+        elif kind == h.H_TRANSFER_ENCODING:
+            if req.te is not None:
+                self.reject_status = 400
+                raise h.ParserStop
+            req.te = value
+        elif kind == h.H_CONNECTION:
+            req.connection += h.connection_tokens(value)
+        elif kind == h.H_EXPECT:
+            req.expect = value
+        elif kind == h.H_UPGRADE:
+            req.upgrade = value
+        elif kind == h.H_XFF:
+            req.xff = value if req.xff is None else req.xff + b", " + value
+        elif kind == h.H_XFPROTO:
+            req.xfproto = value
+        elif kind == h.H_XFHOST:
+            req.xfhost = value
+        elif kind == h.H_FORWARDED:
+            if req.forwarded is None:
+                req.forwarded = []
+            req.forwarded.append(value)
+        # H_HOP: dropped
+
+    def on_headers_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        status = check_head(self, req)
+        if status:
+            self.reject_status = status
+            raise h.ParserStop
+        req.head_done = True
+        self.queue.append(req)
+
+    def on_body(self, body: bytes) -> None:
+        req = self.req
+        assert req is not None
+        n = len(body)
+        req.body_received += n
+        max_body = self.max_body_size
+        if max_body and req.body_received > max_body:
+            self.reject_status = 413
+            raise h.ParserStop
+        self.body_read_at = self.loop.time()
+        sink = req.sink
+        if sink is not None:
+            sink.request_body(body)
+        else:
+            req.pending.append(body)
+            req.pending_size += n
+            if req.pending_size > self.replay_buffer_size:
+                self._pause(PAUSE_PENDING)
+
+    def on_message_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        if self.reseed is not None and not req.upgrade_ws:
+            return  # the body follows; see _upgrade_pause
+        self.req = None
+        req.complete = True
+        if not req.keep_alive:
+            self.stop_after = True
+        sink = req.sink
+        if sink is not None:
+            sink.request_complete()
+        # After a closing request nothing more is parsed: on_message_begin stops llhttp if
+        # this read holds more, data_received drops later reads. Not stopping llhttp here
+        # spares the common Connection: close request two exceptions and a lingering close.
 
     # --- parse outcomes -----------------------------------------------------------------------
 
@@ -429,7 +583,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
             return
         # idle: _idle(), inlined for the common case
         self.idle_since = now = self.loop.time()
-        when = now + self.limits.keepalive_timeout
+        when = now + self.keepalive_timeout
         if self.timer is None or self.timer_at > when:
             self._arm(when)
         if self.pause_flags:
@@ -442,7 +596,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
             self.close()
             return
         self.idle_since = now = self.loop.time()
-        self._ensure_deadline(now + self.limits.keepalive_timeout)
+        self._ensure_deadline(now + self.keepalive_timeout)
         self._resume(PAUSE_HOLD)
 
     def start_tunnel(self, tunnel: Tunnel) -> None:
@@ -475,7 +629,7 @@ class ClientConnection(RequestParsing, asyncio.Protocol):
         now = self.loop.time()
         when, kind = self._deadline()
         if when is None:
-            self._arm(now + self.limits.header_timeout)  # nothing to watch now: look again
+            self._arm(now + self.header_timeout)  # nothing to watch now: look again
         elif now < when:
             self._arm(when)
         else:

@@ -32,7 +32,10 @@ The exchange never asks which protocol a member speaks: it attaches a ``MemberCo
 (member_connection.py) and calls ``send_request``; the http connection frames an HTTP/1.1
 request (upstream.py, http_request.py), the ajp13 one an AJP forward request.
 
-The response half is in ``relay.py`` and the balancer's own answers in ``local.py`` (mixins).
+The client's response head is built by ``relay.py`` (pure functions of the member's head) and
+the balancer's own answers by ``local.py`` (functions taking the exchange). Output made while
+llhttp parses one read of the member (head, body chunks, the last chunk) is collected in
+``wbuf`` and written once after the read: a small response leaves in one send.
 """
 
 from __future__ import annotations
@@ -42,8 +45,16 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from balancer.dataplane import http11 as h
-from balancer.dataplane.local import LocalAnswers
-from balancer.dataplane.relay import MODE_NONE, ResponseRelay
+from balancer.dataplane import local
+from balancer.dataplane.relay import (
+    MODE_CHUNKED,
+    MODE_CLOSE,
+    MODE_NONE,
+    body_mode,
+    final_head,
+    interim_head,
+    switch_head,
+)
 from balancer.dataplane.routes import LocalHandler, LocalResponse, ProxyTo
 from balancer.lb.decisions import (
     Fail,
@@ -52,6 +63,7 @@ from balancer.lb.decisions import (
     OutcomeKind,
     RequestFacts,
     Wait,
+    refusal_of,
 )
 from balancer.lb.recovery import resend_refusal
 
@@ -74,7 +86,7 @@ _METHOD_NAMES = {
 }
 
 
-class Exchange(ResponseRelay, LocalAnswers):
+class Exchange:
     __slots__ = (
         "attached_at",
         "body",
@@ -165,18 +177,18 @@ class Exchange(ResponseRelay, LocalAnswers):
             decision = self.server.router(self.req)
         except Exception:
             log.exception("router failed for %r", self.req)
-            self._answer(LocalResponse(500))
+            local.answer(self, LocalResponse(500))
             return
         if type(decision) is ProxyTo:
             self._proxy(decision)
             return
         if type(decision) is LocalResponse:
-            self._answer(decision)
+            local.answer(self, decision)
         elif type(decision) is LocalHandler:
-            self._read_for_handler(decision)
+            local.read_for_handler(self, decision)
         else:
             log.error("router returned %r for %r", decision, self.req)
-            self._answer(LocalResponse(500))
+            local.answer(self, LocalResponse(500))
 
     def _proxy(self, route: ProxyTo) -> None:
         req = self.req
@@ -205,7 +217,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             self.plan = route.engine.plan(facts, now)
         except Exception:
             log.exception("engine.plan failed for %r", req)
-            self._answer(LocalResponse(500))
+            local.answer(self, LocalResponse(500))
             return
         req.sink = self
         complete = self.body_complete = req.complete
@@ -353,7 +365,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             return
         self.body_complete = True
         if self.local_limit >= 0:
-            self._run_handler()
+            local.run_handler(self)
             return
         up = self.up
         if up is not None and not self.body_done_up:
@@ -390,7 +402,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             self._report_received(kind, reason, received)
             self.flush()
             self.client.close()
-            self._end(False)
+            self.end(False)
             return
         if (
             self.reused
@@ -449,6 +461,155 @@ class Exchange(ResponseRelay, LocalAnswers):
             self.client.resume_body()
             self.pool.discard(up)  # type: ignore[union-attr]
 
+    # --- the response (the member connection's callbacks) ---------------------------------------
+
+    def upstream_head(self) -> None:
+        up = self.up
+        assert up is not None
+        status = up.status
+        req = self.req
+        if status < 200:
+            if status == 101:
+                if not req.upgrade_ws:
+                    self.upstream_failed(OutcomeKind.BAD_RESPONSE, "bad-response: 101 unasked")
+                    return
+                self.status = 101
+                self.resp_started = True
+                self.wbuf.append(switch_head(up.reason, up.headers, up.upgrade))
+            elif status != 100 and req.http11:
+                # 102/103 go to the client (not 100: the balancer answers Expect itself)
+                self.resp_started = True
+                self.wbuf.append(interim_head(status, up.reason, up.headers))
+            return
+        # a member's "cluster full" 503 names itself (plan.py: relayed, not retried); the
+        # keyword goes only with it, so plans written before it keep working
+        refusal = refusal_of(up.headers) if status == 503 else None
+        plan = self.plan
+        now = monotonic()
+        try:
+            if refusal is None:
+                keep = plan.response_head(status, now, replayable=self.replayable)  # type: ignore[union-attr]
+            else:
+                keep = plan.response_head(  # type: ignore[union-attr]
+                    status, now, replayable=self.replayable, refusal=refusal
+                )
+        except Exception:
+            log.exception("plan.response_head failed for %r", req)
+            keep = True
+        if not keep:
+            # fail_on_status: the response is thrown away with its connection
+            self.fwd = None
+            self.failed = "fail-on-status"
+            self._drop_up()
+            if self.resp_started:
+                self._fail(503)  # a 103 went out already: no other member can answer now
+            else:
+                self._advance()
+            return
+        rule = self.route.rule if self.route is not None else None
+        use_own = rule.use_server_errors if rule is not None else None
+        if use_own and status >= use_own:
+            # the backend's error body is replaced by the balancer's own page (mod_jk §4.5)
+            self._finish_forward(up.received)
+            self._drop_up()
+            self._fail(status)
+            return
+        mode = self.mode = body_mode(req, status, up.content_length, up.chunked)
+        self.status = status
+        client_ka = self.client_ka = (
+            req.keep_alive and req.complete and mode != MODE_CLOSE and not req.upgrade_ws
+        )
+        self.resp_started = True
+        self.first_byte_at = now
+        # kept to tell, if the read that brought it breaks, that it never left (upstream_failed)
+        head = self.unsent_head = final_head(
+            status,
+            up.reason,
+            up.headers,
+            up.set_cookies,
+            mode,
+            req,
+            client_ka,
+            self.set_cookie,
+            self.server,
+        )
+        self.wbuf.append(head)
+
+    def upstream_body(self, data: bytes) -> None:
+        n = len(data)
+        self.resp_bytes += n
+        mode = self.mode
+        if mode == MODE_CHUNKED:
+            self.wbuf += h.chunk(data)
+        elif mode != MODE_NONE:
+            self.wbuf.append(data)
+
+    def flush(self) -> None:
+        buf = self.wbuf
+        if not buf:
+            return
+        self.wbuf = []
+        client = self.client
+        transport = client.transport
+        if transport is not None and not client.closed:
+            if len(buf) == 1:
+                transport.write(buf[0])
+            elif len(buf) < 5:
+                transport.write(b"".join(buf))  # a small response: one buffer, one send
+            else:
+                transport.writelines(buf)
+
+    def upstream_complete(self, reusable: bool) -> None:
+        """The response was read to its end (``reusable``: the connection may serve again)."""
+        buf = self.wbuf
+        if self.mode == MODE_CHUNKED:
+            buf.append(h.LAST_CHUNK)
+        if buf:
+            # flush(), inlined for the usual small response
+            self.wbuf = []
+            client = self.client
+            transport = client.transport
+            if transport is not None and not client.closed:
+                if len(buf) == 1:
+                    transport.write(buf[0])
+                elif len(buf) < 5:
+                    transport.write(b"".join(buf))  # a small response: one buffer, one send
+                else:
+                    transport.writelines(buf)
+        up = self.up
+        received = 0
+        if up is not None:
+            received = up.received
+            self.up = None
+            if reusable and self.body_done_up and not up.closed:
+                self.pool.release(up)  # type: ignore[union-attr]
+            else:
+                self.client.resume_body()
+                self.pool.discard(up)  # type: ignore[union-attr]
+        self.ended_at = now = monotonic()  # (ProxyServer.finished reads it: one clock read)
+        if self.fwd is not None:
+            self.fwd = None
+            try:
+                self.plan.finish(self.sent, received, now)  # type: ignore[union-attr]
+            except Exception:
+                log.exception("plan.finish failed for %r", self.req)
+        self.end(self.client_ka and self.req.complete)
+
+    def upstream_upgraded(self, rest: bytes) -> None:
+        """The backend switched protocols: from now on bytes flow both ways untouched."""
+        from balancer.dataplane.tunnel import Tunnel
+
+        up = self.up
+        assert up is not None
+        self.flush()
+        self.up = None
+        self._finish_forward(up.received)
+        self.pool.forget_tunnel(up)  # type: ignore[union-attr]
+        client = self.client
+        self.done = True
+        self._log()
+        Tunnel(client, up, client.upgrade_rest or b"", rest)
+
     # --- the client side ----------------------------------------------------------------------
 
     def client_write_paused(self) -> None:
@@ -467,7 +628,7 @@ class Exchange(ResponseRelay, LocalAnswers):
         self._drop_up()
         self.status = self.status or 499
         self._stop_waiting()
-        self._end(False)
+        self.end(False)
 
     def client_failed(self, status: int) -> None:
         """The client's body broke the rules (framing, size, stall): answer and close."""
@@ -481,7 +642,7 @@ class Exchange(ResponseRelay, LocalAnswers):
             transport = self.client.transport
             if transport is not None and not self.client.closed:
                 transport.write(h.local_response(status, close=True))
-        self._end(False)
+        self.end(False)
 
     def _stop_waiting(self) -> None:
         if self.wait_timer is not None:
@@ -490,7 +651,7 @@ class Exchange(ResponseRelay, LocalAnswers):
 
     # --- the end ------------------------------------------------------------------------------
 
-    def _end(self, keep_alive: bool) -> None:
+    def end(self, keep_alive: bool) -> None:
         if self.done:
             return
         self.done = True
@@ -502,6 +663,9 @@ class Exchange(ResponseRelay, LocalAnswers):
         self.req.sink = None
         self.server.finished(self)
         self.client.exchange_done(keep_alive)
+
+    def _fail(self, status: int) -> None:
+        local.answer(self, LocalResponse(status))
 
     def _log(self) -> None:
         self.server.finished(self)

@@ -33,7 +33,11 @@ def request_head(ex: Exchange) -> bytes:
     client = ex.client
     parts = [req.method, b" ", req.target, b" HTTP/1.1\r\nHost: ", req.host or b"", b"\r\n"]
     for name, value in req.headers:
-        parts += (name, b": ", value, b"\r\n")
+        # four appends, not += of a tuple: compiled, each is a C list append (no tuple)
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
     if client.trusted:
         # a trusted proxy's forwarded fields are kept and extended (Traefik trustedIPs)
         ip = client.peer_ip.encode("ascii")
@@ -90,7 +94,7 @@ def tls_fields(peer_ip: str, host: bytes | None, tls: TlsInfo | None) -> bytes:
     if tls is None:
         return b""
     node = peer_ip.encode("ascii")
-    if 0x3A in node:  # ":" (a byte value: cheaper than b":", request_head._check_head)
+    if 0x3A in node:  # ":" (a byte value: cheaper than b":", request_head.check_head)
         node = b'"[' + node + b']"'
     fields = b"Forwarded: for=" + node
     if host:

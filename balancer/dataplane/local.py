@@ -1,7 +1,8 @@
 """Answers of the balancer's own: Fail statuses, the router's local responses, and local
 handlers that read the request body first (status-worker POSTs).
 
-A mixin of ``Exchange`` (balancer.dataplane.exchange), whose state it uses.
+Functions taking the exchange (balancer.dataplane.exchange) that answers: they write its
+response and end it through its ``flush``, ``end`` and ``client_failed``.
 """
 
 from __future__ import annotations
@@ -13,95 +14,72 @@ from balancer.dataplane import http11 as h
 from balancer.dataplane.routes import LocalHandler, LocalResponse
 
 if TYPE_CHECKING:
-    from balancer.dataplane.downstream import ClientConnection
-    from balancer.dataplane.proxy import ProxyServer
-    from balancer.dataplane.request import Request
+    from balancer.dataplane.exchange import Exchange
 
 log = logging.getLogger("balancer.dataplane.exchange")
 
 
-class LocalAnswers:
-    """The exchange answering by itself (a mixin: the state is the exchange's)."""
+def answer(ex: Exchange, resp: LocalResponse) -> None:
+    """Answer ``ex``'s request with ``resp`` and end the exchange."""
+    if ex.done:
+        return
+    ex.flush()
+    req = ex.req
+    keep = req.keep_alive and req.complete and not req.upgrade_ws and not resp.close
+    ex.status = resp.status
+    ex.resp_started = True
+    data = h.local_response(
+        resp.status,
+        close=not keep,
+        body=resp.body,
+        content_type=resp.content_type,
+        headers=resp.headers,
+        head_only=req.method == b"HEAD",
+        keep_alive_10=keep and not req.http11,
+    )
+    ex.resp_bytes = len(data)
+    client = ex.client
+    transport = client.transport
+    if transport is not None and not client.closed:
+        transport.write(data)
+    ex.end(keep)
 
-    __slots__ = ()
 
-    client: ClientConnection
-    server: ProxyServer
-    req: Request
-    done: bool
-    status: int
-    resp_started: bool
-    resp_bytes: int
-    body: list[bytes]
-    body_size: int
-    local_limit: int
-    handler: LocalHandler | None
+def read_for_handler(ex: Exchange, decision: LocalHandler) -> None:
+    """Read the request body (up to the handler's limit) for a local handler, then run it."""
+    req = ex.req
+    limit = decision.max_body
+    if limit is None:
+        limit = ex.server.limits.max_local_body_size
+    if req.content_length is not None and req.content_length > limit:
+        answer(ex, LocalResponse(413))
+        return
+    ex.local_limit = limit
+    ex.handler = decision
+    pending, complete = req.attach(ex)
+    ex.body = pending
+    ex.body_size = sum(map(len, pending))
+    ex.client.pending_taken()
+    if ex.body_size > limit:
+        ex.client_failed(413)
+        return
+    if complete:
+        run_handler(ex)
+    elif req.expect_continue:
+        ex.client.transport.write(h.CONTINUE_100)  # type: ignore[union-attr]
 
-    if TYPE_CHECKING:  # provided by the class this is mixed into
 
-        def flush(self) -> None: ...
+def run_handler(ex: Exchange) -> None:
+    """The body is complete: run the local handler in a task."""
+    ex.client.loop.create_task(_handler_task(ex))
 
-        def client_failed(self, status: int) -> None: ...
 
-        def _end(self, keep_alive: bool) -> None: ...
-
-    def _fail(self, status: int) -> None:
-        self._answer(LocalResponse(status))
-
-    def _answer(self, resp: LocalResponse) -> None:
-        if self.done:
-            return
-        self.flush()
-        req = self.req
-        keep = req.keep_alive and req.complete and not req.upgrade_ws and not resp.close
-        self.status = resp.status
-        self.resp_started = True
-        data = h.local_response(
-            resp.status,
-            close=not keep,
-            body=resp.body,
-            content_type=resp.content_type,
-            headers=resp.headers,
-            head_only=req.method == b"HEAD",
-            keep_alive_10=keep and not req.http11,
-        )
-        self.resp_bytes = len(data)
-        transport = self.client.transport
-        if transport is not None and not self.client.closed:
-            transport.write(data)
-        self._end(keep)
-
-    def _read_for_handler(self, decision: LocalHandler) -> None:
-        req = self.req
-        limit = decision.max_body
-        if limit is None:
-            limit = self.server.limits.max_local_body_size
-        if req.content_length is not None and req.content_length > limit:
-            self._fail(413)
-            return
-        self.local_limit = limit
-        self.handler = decision
-        pending, complete = req.attach(self)
-        self.body = pending
-        self.body_size = sum(map(len, pending))
-        self.client.pending_taken()
-        if self.body_size > limit:
-            self.client_failed(413)
-            return
-        if complete:
-            self._run_handler()
-        elif req.expect_continue:
-            self.client.transport.write(h.CONTINUE_100)  # type: ignore[union-attr]
-
-    def _run_handler(self) -> None:
-        self.client.loop.create_task(self._handler_task())
-
-    async def _handler_task(self) -> None:
-        handler = self.handler
-        assert handler is not None
-        try:
-            resp = await handler.handler(self.req, b"".join(self.body))
-        except Exception:
-            log.exception("local handler failed for %r", self.req)
-            resp = LocalResponse(500)
-        self._answer(resp)
+async def _handler_task(ex: Exchange) -> None:
+    handler = ex.handler
+    assert handler is not None
+    try:
+        resp = await handler.handler(ex.req, b"".join(ex.body))
+    except Exception:
+        log.exception("local handler failed for %r", ex.req)
+        resp = LocalResponse(500)
+    answer(ex, resp)

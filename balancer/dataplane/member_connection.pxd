@@ -1,7 +1,11 @@
 # The C layout of MemberSocket in the compiled build (setup.py; Cython reads it beside the .py).
 # AjpConnection stays a Python subclass; UpstreamConnection (upstream.pxd) is an extension type.
+# The exchange is typed: a member connection reports to it with C calls.
+from balancer.dataplane.exchange cimport Exchange
+
 cdef class MemberSocket:
-    cdef public object pool, loop, transport, exchange, tunnel, timer
+    cdef public object pool, loop, transport, tunnel, timer
+    cdef public Exchange exchange
     cdef public object content_length, set_cookies, upgrade
     cdef public list headers
     cdef public bytes reason

@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from balancer.dataplane.downstream import ClientConnection
 from balancer.dataplane.limits import Limits
@@ -136,10 +136,12 @@ class ProxyServer:
         ``terminator``'s certificates."""
         self._loop = asyncio.get_running_loop()
 
-        def secure_connection() -> ClientConnection:
+        def secure_connection() -> asyncio.Protocol:
             conn = ClientConnection(self)
             conn.secure = True
-            return conn
+            # (cast: ClientConnection is no asyncio.Protocol subclass — an extension type
+            # cannot derive from a Python class — yet has every method uvloop calls)
+            return cast(asyncio.Protocol, conn)
 
         listener = TlsListener(terminator, secure_connection, self.tls_has_room)
         listener.start(host, port, sock=sock)

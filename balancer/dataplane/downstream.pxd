@@ -1,0 +1,32 @@
+# The C layout of ClientConnection in the compiled build (setup.py; Cython reads it beside the
+# .py): typed references to the exchange in flight and the request being parsed, C fields for
+# the parse and flow-control state. No asyncio.Protocol base: uvloop needs only the methods.
+from balancer.dataplane.exchange cimport Exchange
+from balancer.dataplane.request cimport Request
+
+cdef class ClientConnection:
+    cdef public object server, limits, loop, tls, transport, parser, queue, tunnel
+    cdef public object chunk_lines, chunked_heads, reseed, upgrade_rest, valid_host
+    cdef public object forwarded_host, timer
+    cdef public Exchange exchange
+    cdef public Request req
+    cdef public str peer_ip
+    cdef public bytes forwarded_fields
+    cdef public bint secure, trusted, overflow, stop_after, parse_dead, starting, closed
+    cdef public bint lingering, eof, fresh
+    cdef public Py_ssize_t head_size, head_raw, n_headers
+    cdef public int reject_status, pause_flags
+    cdef public double timer_at, conn_at, head_started, body_read_at, idle_since
+    cdef public double write_paused_at
+    cdef public Py_ssize_t max_head_size, max_headers, max_pipelined, max_body_size
+    cdef public Py_ssize_t replay_buffer_size
+    cdef public double header_timeout, body_timeout, keepalive_timeout
+
+    cpdef void _pause(self, int why) except *
+    cdef void _resume(self, int why) except *
+    cpdef void resume_body(self) except *
+    cpdef void pending_taken(self) except *
+    cpdef void start_next(self) except *
+    cpdef void exchange_done(self, bint keep_alive) except *
+    cdef void _arm(self, double when) except *
+    cdef void _ensure_deadline(self, double when) except *

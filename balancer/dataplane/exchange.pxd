@@ -1,0 +1,40 @@
+# The C layout of Exchange in the compiled build (setup.py; Cython reads it beside the .py):
+# typed references to the client connection and the request, so the common path reads their
+# fields and calls the connection at C level; the steps of the plan loop are C calls.
+from balancer.dataplane.downstream cimport ClientConnection
+from balancer.dataplane.member_connection cimport MemberSocket
+from balancer.dataplane.pool cimport MemberPool
+from balancer.dataplane.relay cimport body_mode, final_head, interim_head, switch_head
+from balancer.dataplane.request cimport Request
+
+cdef class Exchange:
+    cdef public ClientConnection client
+    cdef public Request req
+    cdef public object server, route, plan, fwd, pool_timer, wait_timer, handler
+    cdef public MemberPool pool
+    cdef public MemberSocket up
+    cdef public object set_cookie, unsent_head
+    cdef public list body, wbuf
+    cdef public bytes head_common, request_id
+    cdef public str member, failed
+    cdef public bint reused, stale_retried, done, replayable, body_complete, body_done_up
+    cdef public bint request_sent, resp_started, client_ka
+    cdef public Py_ssize_t body_size, received, sent, resp_bytes, local_limit
+    cdef public int mode, status
+    cdef public double started, attached_at, first_byte_at, ended_at
+
+    cpdef void start(self) except *
+    cdef void _proxy(self, object route) except *
+    cpdef void _advance(self, double now=*) except *
+    cdef void _forward(self, object fwd, double now) except *
+    cdef void _attach(self, object conn, bint reused, double now=*) except *
+    cdef void _report(self, object kind, str reason) except *
+    cdef void _finish_forward(self, Py_ssize_t received) except *
+    cdef void _report_received(self, object kind, str reason, Py_ssize_t received) except *
+    cdef void _drop_up(self) except *
+    cpdef void upstream_head(self) except *
+    cpdef void upstream_body(self, object data) except *
+    cpdef void flush(self) except *
+    cpdef void upstream_complete(self, bint reusable) except *
+    cpdef void end(self, bint keep_alive) except *
+    cpdef void _fail(self, int status) except *
