@@ -561,21 +561,9 @@ class Exchange:
 
     def upstream_complete(self, reusable: bool) -> None:
         """The response was read to its end (``reusable``: the connection may serve again)."""
-        buf = self.wbuf
         if self.mode == MODE_CHUNKED:
-            buf.append(h.LAST_CHUNK)
-        if buf:
-            # flush(), inlined for the usual small response
-            self.wbuf = []
-            client = self.client
-            transport = client.transport
-            if transport is not None and not client.closed:
-                if len(buf) == 1:
-                    transport.write(buf[0])
-                elif len(buf) < 5:
-                    transport.write(b"".join(buf))  # a small response: one buffer, one send
-                else:
-                    transport.writelines(buf)
+            self.wbuf.append(h.LAST_CHUNK)
+        self.flush()  # a C call in the compiled build: no need to inline it
         up = self.up
         received = 0
         if up is not None:
