@@ -70,7 +70,8 @@ async def run_probe(spec: ProbeSpec) -> ProbeResult:
     finally:
         writer.close()
         try:
-            await asyncio.wait_for(writer.wait_closed(), max(0.1, deadline - loop.time()))
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                await writer.wait_closed()
         except (OSError, TimeoutError):
             writer.transport.abort()
 
@@ -100,10 +101,10 @@ def judge(status: int, pass_below: int) -> ProbeResult:
 async def _connect(spec: ProbeSpec) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     local = (spec.source, 0) if spec.source else None
     try:
-        return await asyncio.wait_for(
-            asyncio.open_connection(spec.host, spec.port, local_addr=local, limit=_LINE_LIMIT),
-            spec.connect_timeout,
-        )
+        async with asyncio.timeout(spec.connect_timeout):
+            return await asyncio.open_connection(
+                spec.host, spec.port, local_addr=local, limit=_LINE_LIMIT
+            )
     except TimeoutError:
         raise _Failed("connect-timeout") from None
     except ConnectionRefusedError:
@@ -117,7 +118,8 @@ async def _http(
 ) -> ProbeResult:
     writer.write(request_bytes(spec))
     try:
-        return await asyncio.wait_for(_final_status(reader, spec.pass_below), spec.timeout)
+        async with asyncio.timeout(spec.timeout):
+            return await _final_status(reader, spec.pass_below)
     except TimeoutError:
         raise _Failed(f"no-answer within {spec.timeout * 1000:.0f}ms") from None
 
@@ -155,7 +157,8 @@ async def _cping(
 ) -> ProbeResult:
     writer.write(AJP_CPING)
     try:
-        answer = await asyncio.wait_for(reader.readexactly(len(AJP_CPONG)), spec.timeout)
+        async with asyncio.timeout(spec.timeout):
+            answer = await reader.readexactly(len(AJP_CPONG))
     except TimeoutError:
         raise _Failed(f"no-cpong within {spec.timeout * 1000:.0f}ms") from None
     except asyncio.IncompleteReadError:

@@ -182,7 +182,8 @@ class BalancerPair:
                 if self.state.taking_over and await self._ports_free(listens, stopping):
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.frequency)
+                    async with asyncio.timeout(self.config.frequency):
+                        await self._wake.wait()
                 self._wake.clear()
             else:
                 return False
@@ -220,7 +221,8 @@ class BalancerPair:
                           BIND_RETRY)  # fmt: skip
                 deadline = self.monotonic() + BIND_RETRY
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), BIND_POLL)
+                async with asyncio.timeout(BIND_POLL):
+                    await stopping.wait()
         return False
 
     def view(self) -> PairView:

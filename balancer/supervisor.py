@@ -302,7 +302,8 @@ class Supervisor:
             self.balancer.on_stopping()
         grace = float(self.balancer.runtime.workers.balancer.shutdown_timeout) + 5.0
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*keepers, return_exceptions=True), grace)
+            async with asyncio.timeout(grace):
+                await asyncio.gather(*keepers, return_exceptions=True)
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -414,7 +415,8 @@ class Supervisor:
                 # a clean exit is a stop on request: Ctrl-C reaches the whole process group,
                 # and the supervisor's own SIGINT may be a moment behind
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), STOP_GRACE)
+                    async with asyncio.timeout(STOP_GRACE):
+                        await self._stopping.wait()
             if self._stopping.is_set():
                 log.info("data-plane process slot=%d pid=%d exited %s", slot, proc.pid, code)
                 return
@@ -427,5 +429,6 @@ class Supervisor:
                 backoff,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff)
+                async with asyncio.timeout(backoff):
+                    await self._stopping.wait()
             backoff = max(backoff, RESTART_MIN)

@@ -153,7 +153,8 @@ class Caches:
         if info is None:
             raise ConnectionError(f"member {member} is not in the view")
         self.counters["cache_requests_out"] += 1
-        return await asyncio.wait_for(self.request(info, req), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            return await self.request(info, req)
 
     async def copy_to(self, members: tuple[str, ...], req: CacheReq) -> int:
         """Send `req` to each member and wait; how many answered."""

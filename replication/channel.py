@@ -233,9 +233,8 @@ class Link:
         writer = None
         try:
             await asyncio.sleep(0 if ch.last_failure(member.id) is None else RECONNECT_DELAY)
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(member.host, member.port), ch.connect_timeout
-            )
+            async with asyncio.timeout(ch.connect_timeout):
+                reader, writer = await asyncio.open_connection(member.host, member.port)
             ep = Endpoint(ch, reader, writer)
             ep.peer = member
             seqs = [m.seq for m in self._pending if isinstance(m, DeltaMsg)]
@@ -442,4 +441,5 @@ class Channel:
             ep.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()

@@ -171,8 +171,11 @@ class SingletonRunner:
                 run.ctx.end()
                 budget = GRACEFUL_STOP if graceful else self.forced_stop
                 if run.spec.stop is not None:
+                    # its own task, so the daemon sees the end while its stop runs
+                    stopping = asyncio.ensure_future(run.spec.stop(run.ctx))
                     try:
-                        await asyncio.wait_for(run.spec.stop(run.ctx), budget)
+                        async with asyncio.timeout(budget):
+                            await stopping  # a timeout cancels it
                     except Exception as exc:  # reported, the stop goes on
                         self._report(action.name, run.ctx.epoch, "stop-failed", exc)
                 run.task.cancel()

@@ -263,7 +263,8 @@ class Syncer:
                 break
             self.progress.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.progress.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self.progress.wait()
         node.readiness.release("state-transfer")
 
     # -- anti-entropy --------------------------------------------------------------------------

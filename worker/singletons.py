@@ -53,7 +53,8 @@ class SingletonContext:
     async def sleep(self, seconds: float) -> bool:
         """Sleep up to `seconds`; False (at once) when the ownership ended meanwhile."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ended.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._ended.wait()
         return self.active
 
     def end(self) -> None:

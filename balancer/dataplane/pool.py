@@ -167,15 +167,13 @@ class MemberPool:
         try:
             # (cast: the member connections are no asyncio.Protocol subclasses, see
             # member_connection.MemberSocket; the loop needs only their methods)
-            _, made = await asyncio.wait_for(
-                self.loop.create_connection(
+            async with asyncio.timeout(self.connect_timeout):
+                _, made = await self.loop.create_connection(
                     lambda: cast(asyncio.Protocol, protocol(self)),
                     self.host,
                     self.port,
                     local_addr=local,
-                ),
-                self.connect_timeout,
-            )
+                )
             conn = cast("UpstreamConnection | AjpConnection", made)
         except OSError as exc:  # TimeoutError included
             self.total -= 1

@@ -260,3 +260,31 @@ async def test_ajp13_member_fails_on_anything_but_cpong():
     async with server(http_server) as port:
         result = await run_probe(http_spec(port, protocol="ajp13"))
     assert not result.passed and result.detail == "not-a-cpong"
+
+
+# -- cancellation: stopping the monitor must end a probe whatever step it is in ----------------
+
+
+async def test_a_cancel_arriving_as_the_connection_completes_ends_the_probe(monkeypatch):
+    """Python 3.11's ``asyncio.wait_for`` returned the result and dropped a cancel that came in
+    the same loop turn as the awaited future's completion (gh-86296); the health monitor's
+    ``stop`` then waited forever on a probe that went on (a CI run hung here)."""
+    import balancer.health_probe as health_probe
+
+    loop = asyncio.get_running_loop()
+    connected: asyncio.Future[tuple[asyncio.StreamReader, object]] = loop.create_future()
+
+    async def open_connection(*args: object, **kw: object) -> object:
+        return await connected
+
+    monkeypatch.setattr(health_probe.asyncio, "open_connection", open_connection)
+    spec = probe_spec(member("worker.n1.health_check_interval=1000"))
+    assert spec is not None
+    probe = asyncio.create_task(run_probe(spec))
+    for _ in range(3):  # the probe reaches the await of the connection
+        await asyncio.sleep(0)
+    assert not probe.done()
+    connected.set_result((asyncio.StreamReader(), None))
+    probe.cancel()  # the same loop turn as the completion
+    with pytest.raises(asyncio.CancelledError):
+        await probe
