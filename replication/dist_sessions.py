@@ -32,11 +32,9 @@ cache's (cache.py). docs/cluster.md, "Sessions in distributed mode", has the gua
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -55,6 +53,7 @@ from .config import ClusterConfig
 from .ledger import Ledger, RecordedResponse
 from .member_info import MemberInfo
 from .placement import Placement
+from .planned_writes import Plan, PlannedWrites
 from .replay import Unverified, record_of, replay_from
 from .session_entry import (
     LOOSE_PREFIX,
@@ -72,15 +71,6 @@ from .session_entry import (
 
 log = logging.getLogger("pyjk.cluster")
 MAX_LOAD_IDS = 4  # as worker/peers.py: more ids in one request are not worth a read each
-
-
-@dataclass
-class _Plan:
-    """One request's puts, sent together by the first sink call (`refused`: never sent)."""
-
-    writes: list[tuple[str, str, float | None]]  # (random part, entry text, ttl)
-    task: asyncio.Future[None] | None = None
-    refused: str | None = None  # why it may not be written (replay.Unverified)
 
 
 class DistributedSessions:
@@ -110,7 +100,7 @@ class DistributedSessions:
         self.table = table
         # records read for requests in flight (a replay is answered from here, synchronously)
         self.ledger = Ledger(ttl=config.dedup_ttl, max_entries=1000, max_body=config.dedup_max_body)
-        self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
+        self._planned: PlannedWrites[tuple[str, str, float | None]] = PlannedWrites(self._write)
         self._unverified = Unverified()  # may run, may not write (replay.py)
 
     def install(self) -> None:
@@ -286,9 +276,7 @@ class DistributedSessions:
         for i, delta in enumerate(deltas):
             attach = (request_id, record) if i == last and record is not None else None
             writes += self._writes_of(delta, attach, now)
-        plan = _Plan(writes, refused=self._unverified.refusal(request_id))
-        for delta in deltas:
-            self._plans[id(delta)] = (delta, plan)
+        self._planned.plan(deltas, Plan(writes, refused=self._unverified.refusal(request_id)))
 
     def _writes_of(
         self,
@@ -323,35 +311,19 @@ class DistributedSessions:
         return writes
 
     async def sink(self, delta: SessionDelta) -> None:
-        entry = self._plans.pop(id(delta), None)
-        if entry is None or entry[0] is not delta:
+        plan = self._planned.take(delta)
+        if plan is None:
             # not seen at commit (the observer failed, or the expiry sweep): written without
             # a record — a change the store holds is never answered 200 unwritten
             self.counters["dist_writes_unplanned"] += 1
-            plan = _Plan(self._writes_of(delta, None, self.clock()))
-        else:
-            plan = entry[1]
+            plan = Plan(self._writes_of(delta, None, self.clock()))
         if plan.refused is not None:
             self.counters["dist_writes_refused"] += 1
-            self._drop_plan(plan)
-            raise SessionNotSaved(plan.refused)
-        if plan.task is None:
-            plan.task = asyncio.ensure_future(self._write(plan))
-        try:
-            await asyncio.shield(plan.task)
-        except SessionNotSaved:
-            self._drop_plan(plan)
-            raise
+        await self._planned.send(plan)
 
-    def _drop_plan(self, plan: _Plan) -> None:
-        """The rest of this request's deltas: same answer (nothing written)."""
-        for other in list(self._plans):
-            if self._plans[other][1] is plan:
-                del self._plans[other]
-
-    async def _write(self, plan: _Plan) -> None:
+    async def _write(self, writes: list[tuple[str, str, float | None]]) -> None:
         try:
-            for rp, text, ttl in plan.writes:
+            for rp, text, ttl in writes:
                 before = self.backend.owners_of(rp)  # by the route of the copy held here
                 await self.backend.put(rp, text, ttl)
                 if gone := set(before) - set(self.backend.owners_of(rp, text=text)):
@@ -359,7 +331,7 @@ class DistributedSessions:
         except CacheError as exc:
             self.counters["dist_writes_failed"] += 1
             raise SessionNotSaved(f"session write not confirmed by its owners: {exc}") from exc
-        self.counters["dist_writes"] += len(plan.writes)
+        self.counters["dist_writes"] += len(writes)
 
     async def _evict(self, rp: str, members: tuple[str, ...]) -> None:
         """A takeover moved the session's primary (and so its backups): the members that held

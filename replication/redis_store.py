@@ -34,7 +34,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -59,6 +58,7 @@ from worker.singletons import SINGLETONS
 from .announcer import Announcer
 from .config import ClusterConfig
 from .ledger import Ledger, RecordedResponse
+from .planned_writes import Plan, PlannedWrites
 from .redis_codec import (
     LOAD_SCRIPT,
     WRITE_SCRIPT,
@@ -122,15 +122,6 @@ def make_client(config: ClusterConfig) -> Any:
     return aioredis.Redis.from_url(config.store_url, retry=Retry(NoBackoff(), 0), **common)
 
 
-@dataclass
-class _Plan:
-    """One request's writes, sent together by the first sink call (`refused`: never sent)."""
-
-    writes: list[Write]
-    task: asyncio.Future[None] | None = None
-    refused: str | None = None
-
-
 class RedisStore:
     """The Redis backend of one worker (see the module docstring)."""
 
@@ -156,7 +147,7 @@ class RedisStore:
         )  # fmt: skip
         self.counters: Counter[str] = Counter()
         self.down_since: float | None = None
-        self._plans: dict[int, tuple[SessionDelta, _Plan]] = {}
+        self._planned: PlannedWrites[Write] = PlannedWrites(self._write)
         # request ids served without knowing whether an earlier attempt wrote (their record
         # could not be read): they may run, but may not write (see `load`)
         self._unverified = Unverified()
@@ -311,33 +302,15 @@ class RedisStore:
             if delta.replaces is not None:  # a rotation: the old id ends once the new one is in
                 ended = SessionDelta(delta.replaces, delta.at, invalidated=True)
                 writes.append(write_of(self.keys, ended))
-        plan = _Plan(writes, refused=self._unverified.refusal(request_id))
-        for delta in deltas:
-            self._plans[id(delta)] = (delta, plan)
+        self._planned.plan(deltas, Plan(writes, refused=self._unverified.refusal(request_id)))
 
     async def sink(self, delta: SessionDelta) -> None:
-        entry = self._plans.pop(id(delta), None)
-        if entry is None or entry[0] is not delta:  # not seen at commit (an expiry sweep)
-            plan = _Plan([write_of(self.keys, delta)])
-        else:
-            plan = entry[1]
+        plan = self._planned.take(delta)
+        if plan is None:  # not seen at commit (an expiry sweep)
+            plan = Plan([write_of(self.keys, delta)])
         if plan.refused is not None:
             self.counters["writes_refused"] += 1
-            self._drop_plan(plan)
-            raise SessionNotSaved(plan.refused)
-        if plan.task is None:
-            plan.task = asyncio.ensure_future(self._write(plan.writes))
-        try:
-            await asyncio.shield(plan.task)
-        except SessionNotSaved:
-            self._drop_plan(plan)
-            raise
-
-    def _drop_plan(self, plan: _Plan) -> None:
-        """The rest of this request's deltas: same answer (nothing written)."""
-        for other in list(self._plans):
-            if self._plans[other][1] is plan:
-                del self._plans[other]
+        await self._planned.send(plan)
 
     async def _write(self, writes: list[Write]) -> None:
         started = time.monotonic()

@@ -226,7 +226,9 @@ async def test_distributed_rotation_keeps_the_new_session_before_it_ends_the_old
     delta = store.commit(new, now)
     assert delta is not None and delta.replaces == view.id
     node.dist.committed([delta], "login-1", web.Response(text="ok"))
-    keys = [key for key, _, _ in node.dist._plans[id(delta)][1].writes]
+    plan = node.dist._planned.take(delta)
+    assert plan is not None
+    keys = [key for key, _, _ in plan.writes]
     # the new session first: if its write fails, the old one must still be there
     assert keys == [new.id.split(".")[0], view.id.split(".")[0], "rid/login-1"]
     await node.stop()
