@@ -66,6 +66,7 @@ from .session_entry import (
     encode_loose,
     kept_records,
     loose_key,
+    merge_entries,
     route_of,
 )
 
@@ -93,7 +94,7 @@ class DistributedSessions:
         self.routes: dict[str, str] = {self.store.route: self.me}  # route → member id
         table = CacheTable(SESSIONS_CACHE, writer=self.me,
                            max_entries=self.store.max_active_sessions,
-                           max_value_bytes=MAX_VALUE_TEXT)  # fmt: skip
+                           max_value_bytes=MAX_VALUE_TEXT, merge=self._merge)  # fmt: skip
         self.backend = ModeBackend(caches, "distributed", config.owners, table, CacheStats(),
                                    pin=self._pin, strict=True)  # fmt: skip
         caches.backends[SESSIONS_CACHE] = self.backend
@@ -252,7 +253,7 @@ class DistributedSessions:
         if entry.expires - now > ttl - self.config.touch_interval:
             return
         self.counters["dist_touches"] += 1
-        text = self._text(rp, state, None, now)
+        text = self._text(state, None, now)
         self.spawn(self._put_quietly(rp, text, ttl))
 
     async def _put_quietly(self, rp: str, text: str, ttl: float | None) -> None:
@@ -291,15 +292,15 @@ class DistributedSessions:
         writes: list[tuple[str, str, float | None]] = []
         state = self.store.get_state(delta.session_id)
         if state is None:
-            writes.append((rp, self._ended(rp, delta.session_id, attach, now),
+            writes.append((rp, self._ended(delta.session_id, attach, now),
                            self.config.dedup_ttl))  # fmt: skip
         else:
-            writes.append((rp, self._text(rp, state, attach, now), self._ttl(state)))
+            writes.append((rp, self._text(state, attach, now), self._ttl(state)))
         if delta.replaces is not None and (old := split_session_id(delta.replaces)):
             # a rotation: the old id ends once the new one is kept (a failed write leaves
             # the old session as it was); its entry keeps no state, and the request's
             # record: a retry of the request still carries the old cookie
-            writes.append((old[0], self._ended(old[0], delta.replaces, attach, now),
+            writes.append((old[0], self._ended(delta.replaces, attach, now),
                            self.config.dedup_ttl))  # fmt: skip
         if (
             attach is not None
@@ -341,40 +342,41 @@ class DistributedSessions:
         await self.caches.copy_to(members, self.backend.request("evict", rp))
 
     # -- entries ------------------------------------------------------------------------------
-    def _records(self, rp: str) -> dict[str, RecordedResponse]:
-        entry: Entry | None = self.table.entry(rp)
-        if entry is None or entry.text is None:
-            return {}
-        try:
-            return decode_entry(entry.text, self.config.dedup_max_body).records
-        except EntryFormatError:
-            return {}
+    def _merge(self, stored: str, incoming: str, now: float) -> str:
+        """The sessions table's merge hook: a put on this member (its primary) merges into the
+        entry held here (session_entry.merge_entries). A request's text carries only its own
+        record and the state it committed; two requests of one session in flight at once
+        put in either order, and neither loses the other's record or newer state."""
+        text, problem = merge_entries(stored, incoming, now, self.config.dedup_ttl,
+                                      self.config.dedup_max_body)  # fmt: skip
+        if problem is not None:
+            self.counters["dist_malformed"] += 1
+            log.error("session entry merge: %s", problem)
+        return text
 
     def _with(
-        self, rp: str, attach: tuple[str | None, RecordedResponse] | None, now: float
+        self, attach: tuple[str | None, RecordedResponse] | None, now: float
     ) -> dict[str, RecordedResponse]:
-        records = self._records(rp)
-        if attach is not None and attach[0] is not None:
-            records[attach[0]] = attach[1]
-        return kept_records(records, now, self.config.dedup_ttl)
+        # only this request's record: the entry's others are kept by the owner's merge
+        if attach is None or attach[0] is None:
+            return {}
+        return kept_records({attach[0]: attach[1]}, now, self.config.dedup_ttl)
 
     def _text(
         self,
-        rp: str,
         state: SessionState,
         attach: tuple[str | None, RecordedResponse] | None,
         now: float,
     ) -> str:
-        return encode_entry(SessionEntry(state.id, state, self._with(rp, attach, now)))
+        return encode_entry(SessionEntry(state.id, state, self._with(attach, now)))
 
     def _ended(
         self,
-        rp: str,
         session_id: str,
         attach: tuple[str | None, RecordedResponse] | None,
         now: float,
     ) -> str:
-        return encode_entry(SessionEntry(session_id, None, self._with(rp, attach, now)))
+        return encode_entry(SessionEntry(session_id, None, self._with(attach, now)))
 
     def _ttl(self, state: SessionState) -> float | None:
         # past the idle timeout plus one touch period the session is gone everywhere; the

@@ -19,6 +19,14 @@ A request that created (or ended) a session also leaves its record under its req
 `rid/<request id>` → `{"q": "<request id>", "r": <record>}`: its retry may come without the new
 cookie, so it is found by the id alone. Such an entry has no route (no pin): its owners are
 the hash's, which every member computes alike.
+
+An entry's text is built when its request commits, but two requests of one session may be in
+flight at once (a browser's parallel calls): their puts may land in either order, and neither
+text has the other's record. So the member that stores a put merges it into the entry it holds
+(`merge_entries`, the sessions table's merge hook) instead of overwriting it: the records are
+the union of both, the state is the newer of the two by `last_accessed` (which grows with each
+commit of the session, on any node: a commit takes the max of the old value and its clock),
+and an ended session stays ended (ids are never reused).
 """
 
 from __future__ import annotations
@@ -101,6 +109,44 @@ def decode_entry(text: str, max_body: int) -> SessionEntry:
             raise
         raise EntryFormatError(str(exc)[:200]) from None
     return SessionEntry(session_id, state, records)
+
+
+def merge_entries(
+    stored: str, incoming: str, now: float, ttl: float, max_body: int
+) -> tuple[str, str | None]:
+    """The text a member keeps when a put of `incoming` finds `stored` under the same key, and
+    why `stored` was dropped unread (None: it was merged). Either order of two puts gives the
+    same state and records — a late put of an older commit loses nothing of a newer one:
+
+    - records: both entries' (the incoming one's on a shared id), young and newest only
+      (`kept_records`: `ttl` is the exactly-once ttl);
+    - state: ended (None) when either has ended; else the one accessed last, incoming on a
+      tie (a session's last access grows with each of its commits, on any node);
+    - a text that is not a session entry (a creating request's record, `rid/…`) is stored
+      as it comes; a stored text that cannot be read loses to the incoming one (reported).
+    """
+    if route_of(incoming) is None:
+        return incoming, None
+    try:
+        new = decode_entry(incoming, max_body)
+    except EntryFormatError:
+        return incoming, None  # our own writes are well formed: not ours to judge here
+    try:
+        old = decode_entry(stored, max_body)
+    except EntryFormatError as exc:
+        return incoming, f"stored entry unreadable, replaced: {exc}"
+    if new.state is None or old.state is None:
+        ended = new if new.state is None else old
+        session_id, state = ended.session_id, None
+    elif old.state.last_accessed > new.state.last_accessed:
+        session_id, state = old.session_id, old.state
+    else:
+        session_id, state = new.session_id, new.state
+    records = kept_records({**old.records, **new.records}, now, ttl)
+    merged = SessionEntry(session_id, state, records)
+    if merged == new:
+        return incoming, None
+    return encode_entry(merged), None
 
 
 def kept_records(

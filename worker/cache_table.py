@@ -9,6 +9,11 @@ order settle on the newest write (cluster modes, replication/cache.py). A delete
 tombstone with its own version for the same reason; tombstones are not entries: `get`,
 `keys` and `size` never see them, and `expire` forgets them after `tombstone_ttl`.
 
+A table may be given a `merge` (distributed mode's sessions table): a put then stores the
+merge of the value it finds and the one it brings, so puts that cross on their way lose
+nothing; copies from other nodes still settle by version (they come from the key's primary,
+whose put merged). The app caches have none: a put replaces.
+
 Limits (defaults as for sessions): `max_entries` live entries (a put of a new key beyond it
 raises CacheFull; existing keys can always be replaced), `max_value_bytes` per value text
 (CacheValueTooLarge).
@@ -17,7 +22,7 @@ raises CacheFull; existing keys can always be replaced), `max_value_bytes` per v
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_SESSION_BYTES
@@ -29,6 +34,9 @@ MAX_OPS = 10_000  # write ids remembered, so a retried write is recognised, not 
 # (replication/cache_codec.py), so a bigger max_value_bytes would make values no copy can carry
 MAX_VALUE_TEXT = 1 << 20
 KEY_OPS = 8  # write ids an entry carries (a retry comes within a few writes of the key)
+# (stored text, incoming text, now) → the text to store: a table whose values are merged
+# rather than replaced by a put (distributed mode's session entries, session_entry.py)
+Merge = Callable[[str, str, float], str]
 
 
 class CacheError(Exception):
@@ -80,12 +88,14 @@ class CacheTable:
         max_entries: int = DEFAULT_MAX_ACTIVE_SESSIONS,
         max_value_bytes: int = DEFAULT_MAX_SESSION_BYTES,
         tombstone_ttl: float = TOMBSTONE_TTL,
+        merge: Merge | None = None,
     ) -> None:
         if max_entries < 1 or max_value_bytes < 1:
             raise ValueError("max_entries and max_value_bytes must be at least 1")
         self.name, self.writer = name, writer
         self.max_entries, self.max_value_bytes = max_entries, max_value_bytes
         self.tombstone_ttl = tombstone_ttl
+        self.merge = merge  # None: a put replaces the value (the app caches' semantics)
         self._entries: dict[str, Entry] = {}
         self._live = 0  # entries with a text (expired ones count until expire() or a read)
         self._clock = 0  # the highest version counter seen (a Lamport clock per table)
@@ -120,7 +130,11 @@ class CacheTable:
         self, key: str, text: str, now: float, ttl: float | None = None, op: str | None = None
     ) -> Entry:
         """Store `text` under a new version; the entry written (to ship to other nodes).
-        `op`: the write's id, remembered so that a retry of it is recognised (`seen`)."""
+        `op`: the write's id, remembered so that a retry of it is recognised (`seen`).
+        With a `merge`, a live value is merged with `text` (the returned entry has the
+        merged text): puts of one key that cross on their way land in either order alike."""
+        if self.merge is not None and (stored := self.get(key, now)) is not None:
+            text = self.merge(stored, text, now)
         self._check(key, text, now)
         expires = None if ttl is None else now + ttl
         entry = Entry(text, self._next(key, now), expires, self._ops_after(key, op))

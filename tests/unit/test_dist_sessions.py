@@ -260,3 +260,65 @@ async def test_a_sticky_request_with_a_request_id_makes_no_round_trip() -> None:
         node.dist.release([sid.split(".")[0]])
     assert node.counters["dist_loose_lookups"] == 0
     assert node.counters["cache_requests_out"] == before
+
+
+@pytest.mark.parametrize("b_first", [True, False], ids=["reverse-order", "commit-order"])
+async def test_two_requests_of_one_session_committed_before_either_put_lose_nothing(
+    b_first: bool,
+) -> None:
+    # A browser's parallel calls: A and B run on one session on one node and both commit (B
+    # on A's state) before either put lands. Each text was built at its commit, without the
+    # other's record: the owner merges instead of overwriting, so A's record survives B's
+    # put (a retry of A is answered, not run again) and, when B's put lands first, A's older
+    # state does not replace B's.
+    net = DistNet(3)
+    node = net.nodes[IDS[0]]
+    sid = await create(node, x=0)
+    rp = sid.split(".")[0]
+    assert await node.dist.load([sid], "r-a") == FOUND
+    a, b = node.store.begin(sid, time.time()), node.store.begin(sid, time.time())
+    assert a is not None and b is not None
+    a["a"] = 1
+    b["b"] = 2
+    now = time.time()  # each commit as the middleware makes it: the store's, then the plan's
+    delta_a = node.store.commit(a, now + 1)
+    assert delta_a is not None
+    node.dist.committed([delta_a], "r-a", web.Response(text="a done"))
+    delta_b = node.store.commit(b, now + 2)
+    assert delta_b is not None
+    node.dist.committed([delta_b], "r-b", web.Response(text="b done"))
+    for delta in (delta_b, delta_a) if b_first else (delta_a, delta_b):
+        await node.dist.sink(delta)
+    node.dist.release([rp])
+    holders = [n for n in net.nodes.values() if n.dist.table.entry(rp) is not None]
+    assert len(holders) == 2  # the primary and its backup, the same entry on both
+    for holder in holders:
+        assert entry_attrs(holder, sid) == {"x": "0", "a": "1", "b": "2"}
+        entry = holder.dist.table.entry(rp)
+        assert entry is not None and entry.text is not None
+        assert set(decode_entry(entry.text, 1 << 16).records) == {"r-a", "r-b"}
+    backup = next(n for n in holders if n is not node)
+    for again in (node, backup):  # A's retry, sticky or after a failover
+        assert await again.dist.load([sid], "r-a") == FOUND
+        replayed = again.dist.replay("r-a")
+        assert replayed is not None and replayed.text == "a done"  # type: ignore[attr-defined]
+        again.dist.release([rp])
+
+
+async def test_an_unreadable_stored_entry_is_replaced_by_the_next_write_and_counted() -> None:
+    net = DistNet(3)
+    node = net.nodes[IDS[0]]
+    sid = await create(node, x=0)
+    rp = sid.split(".")[0]
+    held = node.dist.table.entry(rp)
+    assert held is not None and held.text is not None
+    forged = held.text.replace('"r":{', '"r":{"bad":1,', 1)  # its route still reads
+    node.dist.table.apply(rp, replace(held, text=forged, version=(held.version[0] + 1, "x")))
+    assert await node.dist.load([sid.split(".")[0] + ".n9"], None) == UNKNOWN  # refused
+    node.store.install(decode_entry(held.text, 1 << 16).state)  # type: ignore[arg-type]
+    view = node.store.begin(sid, time.time())
+    assert view is not None
+    view["x"] = 1
+    await finish(node, [view], None)
+    assert entry_attrs(node, sid) == {"x": "1"}
+    assert node.counters["dist_malformed"] == 2  # the read, then the merge that replaced it

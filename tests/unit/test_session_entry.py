@@ -16,6 +16,7 @@ from replication.session_entry import (
     encode_loose,
     kept_records,
     loose_key,
+    merge_entries,
     route_of,
 )
 from worker.delta import SessionState
@@ -78,3 +79,104 @@ def test_a_creating_requests_record_is_kept_under_its_request_id_without_a_route
     assert loose_key("rid-7") == "rid/rid-7"
     with pytest.raises(EntryFormatError):
         decode_loose(text, "rid-8", 16384)  # a record filed under another id is refused
+
+
+# -- merge_entries: what the member storing a put keeps ---------------------------------------
+TTL = 300.0
+
+
+def rec(at: float) -> RecordedResponse:
+    return RecordedResponse(200, (), f"at {at}".encode(), at)
+
+
+def live(accessed: float, records: dict[str, RecordedResponse], **attrs: str) -> str:
+    state = SessionState(SID, 1.0, accessed, 1800.0, attrs)
+    return encode_entry(SessionEntry(SID, state, records))
+
+
+def ended(records: dict[str, RecordedResponse], session_id: str = SID) -> str:
+    return encode_entry(SessionEntry(session_id, None, records))
+
+
+def merged(stored: str, incoming: str, now: float = 100.0) -> SessionEntry:
+    text, problem = merge_entries(stored, incoming, now, TTL, 16384)
+    assert problem is None
+    return decode_entry(text, 16384)
+
+
+def test_a_late_put_of_an_older_commit_keeps_the_newer_state_and_both_records():
+    a = live(10.0, {"A": rec(10.0)}, x="1")  # request A's text
+    b = live(11.0, {"B": rec(11.0)}, x="1", y="2")  # B committed after A, on A's state
+    for first, second in ((a, b), (b, a)):  # either order of the puts: the same entry
+        entry = merged(first, second)
+        assert entry.state is not None and dict(entry.state.attributes) == {"x": "1", "y": "2"}
+        assert set(entry.records) == {"A", "B"}
+
+
+def test_the_incoming_state_wins_a_tie_and_a_newer_one():
+    old = live(10.0, {}, x="1")
+    assert merged(old, live(10.0, {}, x="2")).state.attributes == {"x": "2"}  # type: ignore[union-attr]
+    assert merged(old, live(12.0, {}, x="3")).state.attributes == {"x": "3"}  # type: ignore[union-attr]
+
+
+def test_an_ended_session_stays_ended_whatever_arrives_later():
+    gone = ended({"logout": rec(12.0)})
+    late = live(11.0, {"A": rec(11.0)}, x="1")  # a write committed before the logout
+    newer = live(13.0, {"C": rec(13.0)}, x="9")  # even a later last access: ids are not reused
+    for stored, incoming in ((gone, late), (late, gone), (gone, newer)):
+        entry = merged(stored, incoming)
+        assert entry.state is None and entry.session_id == SID
+    assert set(merged(gone, late).records) == {"logout", "A"}
+
+
+def test_the_ended_entrys_id_is_kept_when_a_live_one_came_under_another_route():
+    # a takeover renamed the session (same random part, new route) before it ended
+    moved = SID.split(".")[0] + ".node5"
+    gone = ended({}, moved)
+    entry = merged(gone, live(20.0, {}, x="1"))
+    assert entry.state is None and entry.session_id == moved
+
+
+def test_a_takeover_under_a_new_route_wins_by_its_later_access():
+    moved = SID.split(".")[0] + ".node5"
+    newer = encode_entry(SessionEntry(moved, SessionState(moved, 1.0, 30.0, 1800.0, {}), {}))
+    entry = merged(live(20.0, {"A": rec(20.0)}), newer)
+    assert entry.session_id == moved and entry.state is not None and entry.state.id == moved
+    assert set(entry.records) == {"A"}
+    assert route_of(encode_entry(entry)) == "node5"  # the pin follows the winning state
+
+
+def test_merged_records_are_pruned_by_age_and_count():
+    stored = live(50.0, {"old": rec(1.0), "A": rec(50.0), "B": rec(60.0)})
+    entry = merged(stored, live(70.0, {"C": rec(70.0)}), now=302.0)  # "old" is past the ttl
+    assert set(entry.records) == {"B", "C"}  # and at most MAX_RECORDS, the newest
+    assert MAX_RECORDS == 2
+    assert merged(stored, live(70.0, {}), now=1000.0).records == {}
+
+
+def test_a_shared_request_id_keeps_the_incoming_record():
+    first, again = rec(10.0), RecordedResponse(201, (), b"again", 11.0)
+    entry = merged(live(10.0, {"A": first}), live(11.0, {"A": again}))
+    assert entry.records == {"A": again}
+
+
+def test_an_incoming_text_that_needs_nothing_of_the_stored_one_is_kept_as_it_came():
+    incoming = live(12.0, {"A": rec(10.0)}, x="2")
+    text, problem = merge_entries(live(10.0, {"A": rec(10.0)}), incoming, 100.0, TTL, 16384)
+    assert text == incoming and problem is None
+
+
+@pytest.mark.parametrize("stored", ["{not json", '{"i":"' + SID + '","s":{"v":1},"r":{}}', "7"])
+def test_an_unreadable_stored_entry_loses_to_the_incoming_one_and_is_reported(stored: str):
+    incoming = live(10.0, {"A": rec(10.0)}, x="1")
+    text, problem = merge_entries(stored, incoming, 100.0, TTL, 16384)
+    assert text == incoming
+    assert problem is not None and "stored entry unreadable" in problem
+
+
+def test_a_creating_requests_record_is_stored_as_it_comes():
+    record = encode_loose("rid-7", RECORD)
+    assert merge_entries(encode_loose("rid-7", rec(1.0)), record, 100.0, TTL, 16384) == (
+        record,
+        None,
+    )

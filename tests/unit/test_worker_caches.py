@@ -252,3 +252,22 @@ def test_evict_forgets_a_copy_without_a_tombstone() -> None:
     assert table.evict("k") is True and table.entry("k") is None
     table.put("j", "2", now=0.0)  # the evicted entry no longer takes room
     assert table.evict("k") is False
+
+
+def test_a_table_with_a_merge_merges_a_put_into_the_live_value_only() -> None:
+    calls: list[tuple[str, str, float]] = []
+
+    def union(stored: str, incoming: str, now: float) -> str:
+        calls.append((stored, incoming, now))
+        return stored[:-1] + "," + incoming[1:]
+
+    table = CacheTable("c", writer="a", merge=union)
+    table.put("k", "[1]", now=0.0)  # nothing stored: as it comes
+    written = table.put("k", "[2]", now=1.0, ttl=10.0)
+    assert written.text == "[1,2]" and table.get("k", 1.0) == "[1,2]"
+    assert calls == [("[1]", "[2]", 1.0)]
+    table.put("k", "[3]", now=20.0)  # the stored value expired: not merged
+    assert table.get("k", 20.0) == "[3]" and len(calls) == 1
+    plain = CacheTable("c", writer="a")  # the app caches: a put replaces
+    plain.put("k", "[1]", now=0.0)
+    assert plain.put("k", "[2]", now=1.0).text == "[2]"
