@@ -12,6 +12,7 @@ import json
 import signal
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -186,3 +187,23 @@ async def test_a_session_that_is_only_read_stays_alive_on_its_backup(stack: Stac
     assert json.loads(http_get(f"{n2}/s", {"Cookie": cookie})[2])["n"] == 1
     counters = manager(stack, "n1")["counters"]
     assert counters["dist_touches"] >= 2, counters
+
+
+def test_concurrent_requests_of_one_session_each_keep_their_retry_record(stack: Stack):
+    # A browser's parallel calls: two requests of one session on its node at once, each with
+    # its request id. Their entry texts are built at commit, and a put may land after the
+    # other's commit: the owner merges them, so a retry of either one (the balancer re-sends
+    # it to another node) is answered from its record, never run a second time.
+    distributed(stack, ("n1", "n2", "n3"), balancer=False)
+    status, headers, _ = visit(stack, "n1")
+    assert status == 200
+    cookie = headers["Set-Cookie"].split("JSESSIONID=", 1)[1].split(";", 1)[0]
+    with ThreadPoolExecutor(2) as pool:
+        for round_ in range(40):
+            rids = (f"par-{round_}-a", f"par-{round_}-b")
+            answers = list(pool.map(lambda rid: visit(stack, "n1", cookie, rid), rids))
+            assert [status for status, _, _ in answers] == [200, 200], answers
+            for rid, (_, _, body) in zip(rids, answers, strict=True):
+                status, again, replayed = visit(stack, "n2", cookie, rid)
+                assert status == 200 and again.get("X-Pyjk-Replayed") == "1", (rid, replayed)
+                assert replayed == body
