@@ -4,6 +4,8 @@ its exactly-once records travel as, its route read from the head, forged texts r
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from replication.ledger import RecordedResponse
 from replication.session_entry import (
@@ -180,3 +182,40 @@ def test_a_creating_requests_record_is_stored_as_it_comes():
         record,
         None,
     )
+
+
+PUTS = st.lists(
+    st.tuples(st.integers(0, 50), st.booleans(), st.integers(0, MAX_RECORDS)),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda p: p[0],  # each put a commit with its own last access (no ties)
+)
+
+
+@given(PUTS, st.randoms())
+def test_puts_merged_in_any_order_settle_on_the_same_entry(puts: list, rnd: object) -> None:
+    # each put: (last access, ended?, how many records it brings); records are named by the
+    # put, so any two puts' records differ, as two requests' ids do
+    texts = [
+        ended(recs) if gone else live(float(at), recs, n=str(at))
+        for at, gone, count in puts
+        for recs in [{f"{at}-{i}": rec(float(at) + i / 10) for i in range(count)}]
+    ]
+
+    def fold(order: list[str]) -> SessionEntry:
+        text = order[0]
+        for incoming in order[1:]:
+            text, problem = merge_entries(text, incoming, 60.0, TTL, 16384)
+            assert problem is None
+        return decode_entry(text, 16384)
+
+    shuffled = list(texts)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    got, want = fold(shuffled), fold(texts)
+    assert got == want
+    if any(gone for _, gone, _ in puts):
+        assert got.state is None  # ended stays ended
+    else:
+        assert got.state is not None and got.state.last_accessed == max(p[0] for p in puts)
+    every = {rid: r for t in texts for rid, r in decode_entry(t, 16384).records.items()}
+    assert got.records == kept_records(every, 60.0, TTL)  # the newest of all, whatever order
