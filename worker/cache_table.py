@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypedDict
 
 from .sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_SESSION_BYTES
 
@@ -37,6 +38,13 @@ KEY_OPS = 8  # write ids an entry carries (a retry comes within a few writes of 
 # (stored text, incoming text, now) → the text to store: a table whose values are merged
 # rather than replaced by a put (distributed mode's session entries, session_entry.py)
 Merge = Callable[[str, str, float], str]
+
+
+class TableLimits(TypedDict, total=False):
+    """The limits of a table an app chose (``cluster_cache``), passed on as keywords."""
+
+    max_entries: int
+    max_value_bytes: int
 
 
 class CacheError(Exception):

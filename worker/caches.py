@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from . import values
-from .cache_table import MAX_VALUE_TEXT, CacheError, CacheTable
+from .cache_table import MAX_VALUE_TEXT, CacheError, CacheTable, TableLimits
 from .names import NAME_RE
 
 MODES = ("replicated", "distributed", "invalidated", "local")
@@ -208,7 +208,7 @@ class ClusterCache:
             ) from None
 
 
-def limits_of(cache: ClusterCache) -> dict[str, int]:
+def limits_of(cache: ClusterCache) -> TableLimits:
     """The limits the app gave cluster_cache (kept by the local table until a cluster binds
     the cache), for the backend that takes over."""
     local = cache.backend
@@ -270,7 +270,7 @@ def cluster_cache(
                 f"asked for mode={mode} owners={owners}"
             )
         return cache
-    limits: dict[str, int] = {}
+    limits: TableLimits = {}
     if max_entries is not None:
         limits["max_entries"] = max_entries
     if max_value_bytes is not None:
