@@ -183,13 +183,7 @@ def test_closing_clients_leave_the_upstream_connections_pooled(
     relay: tuple[int, list[cfg.Member]],
 ) -> None:
     port, members = relay
-    relay_pid = next(
-        int(pid)
-        for pid in os.listdir("/proc")
-        if pid.isdigit()
-        and str(BARE_RELAY).encode() in _cmdline(int(pid))
-        and f"{HOST}:{port}".encode() in _cmdline(int(pid))
-    )
+    relay_pid = _relay_pid(port)
     for _ in range(9):
         with socket.create_connection((HOST, port), timeout=10) as sock:
             sock.sendall(b"GET /100 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -201,6 +195,21 @@ def test_closing_clients_leave_the_upstream_connections_pooled(
     while time.monotonic() < deadline:
         assert _upstream_connections(relay_pid, backend_ports) >= len(members)
         time.sleep(0.2)
+
+
+def _relay_pid(port: int) -> int:
+    return next(
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit()
+        and str(BARE_RELAY).encode() in _cmdline(int(pid))
+        and f"{HOST}:{port}".encode() in _cmdline(int(pid))
+    )
+
+
+def _peak_rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM:")))
 
 
 def _cmdline(pid: int) -> bytes:
@@ -253,3 +262,52 @@ def test_race_smoke_check_passes_without_the_sticky_part(
     # the relay has no stickiness: with the sticky part the check reports exactly that
     problems = smoke_check(port, balanced=True, sticky=True)
     assert len(problems) == 1 and "not sticky" in problems[0]
+
+
+@pytest.mark.integration
+def test_a_client_that_reads_late_still_gets_every_64k_response_whole(
+    relay: tuple[int, list[cfg.Member]],
+) -> None:
+    """300 pipelined 64 KiB responses (19.7 MB) are more than the sockets hold: the relay must
+    pause the upstream while the client does not read, and lose nothing."""
+    port, _ = relay
+    pid = _relay_pid(port)
+    peak_before = _peak_rss_kib(pid)
+    n = 300
+    requests = b"GET /64k HTTP/1.1\r\nHost: x\r\n\r\n" * (n - 1)
+    requests += b"GET /64k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(requests)
+        time.sleep(0.5)  # not a synchronisation: the client is deliberately slow to read
+        raw = _read_all(sock)
+    got = _responses(raw, ["GET"] * n)
+    assert all(r.body == backend.BODY_64K for r in got)  # type: ignore[attr-defined]
+    # and it did so by pausing, not by holding the megabytes the client had not read yet
+    assert _peak_rss_kib(pid) - peak_before < 4096
+
+
+@pytest.mark.integration
+def test_an_upstream_that_refuses_gets_the_client_a_502() -> None:
+    dead, port = free_ports(2)  # nothing listens on `dead`
+    sup = Supervisor(taskset=None)
+    workdir = Path(tempfile.mkdtemp(prefix="pyjk-relay-test-"))
+    try:
+        argv = [sys.executable, str(BARE_RELAY), "--listen", f"{HOST}:{port}"]
+        child = sup.start(
+            "relay", [*argv, "--upstream", f"{HOST}:{dead}"], cpu=None, log=workdir / "relay.log"
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                sock = socket.create_connection((HOST, port), timeout=10)
+                break
+            except OSError:
+                assert child.popen.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        with sock:
+            sock.sendall(b"GET /100 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_all(sock).startswith(b"HTTP/1.1 502 ")
+    finally:
+        sup.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
