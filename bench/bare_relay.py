@@ -433,7 +433,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set_result, None)
     where = ", ".join(f"{h}:{p}" for h, p in relay.upstreams)
     bound = server.sockets[0].getsockname()
-    print(f"bare_relay: http://{bound[0]}:{bound[1]} -> {where}", flush=True)
+    print(f"bare_relay: listening on http://{bound[0]}:{bound[1]} -> {where}", flush=True)
     try:
         await stop
     finally:
