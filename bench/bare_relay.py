@@ -148,7 +148,12 @@ class Client(asyncio.Protocol):
                 self.hold += data  # the upstream is still connecting
             self._feed(data)
             return
-        if not self._feed(data):
+        # The common case from here on: a new request, its head whole in data. _feed and the
+        # taking of an upstream are written out here (one Python call less each, per request).
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._refuse(exc)
             return
         if self.hold is not None:  # the start of this head came earlier (already parsed)
             data = self.hold + data
@@ -163,23 +168,6 @@ class Client(asyncio.Protocol):
         closes = self.close_after and self.nreq == self.nresp + 1
         if closes:
             data = without_connection_header(data)
-        self._start(data)
-        if closes and self.up is not None:
-            self.up.closing = True
-
-    def _feed(self, data: bytes) -> bool:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.fail(NOT_IMPLEMENTED)
-            return False
-        except httptools.HttpParserError:
-            self.fail(BAD_REQUEST)
-            return False
-        return True
-
-    def _start(self, data: bytes) -> None:
-        """Take an upstream (the next in round robin) for the request(s) in data and send them."""
         relay = self.relay
         i = relay.next
         relay.next = i + 1 if i + 1 < len(relay.upstreams) else 0
@@ -197,21 +185,17 @@ class Client(asyncio.Protocol):
             self.up = up
             self.hold = bytearray(data)
             relay.loop.create_task(up.connect())
+        up.closing = closes
 
-    def finish(self, up: Upstream) -> None:
-        """Every response is back and no request is half sent: give the upstream back."""
-        self.up = None
-        up.client = None
-        up.resume()
-        if self.reading_paused:
-            self.reading_paused = False
-            self.transport.resume_reading()
-        if up.reusable:
-            self.relay.pools[up.index].append(up)
-        else:
-            up.transport.close()
-        if self.close_after:
-            self.transport.close()
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._refuse(exc)
+
+    def _refuse(self, exc: Exception) -> None:
+        upgrade = isinstance(exc, httptools.HttpParserUpgrade)
+        self.fail(NOT_IMPLEMENTED if upgrade else BAD_REQUEST)
 
     def fail(self, reply: bytes | None) -> None:
         """Drop the exchange (if any) and close, after writing reply (if any)."""
@@ -314,18 +298,34 @@ class Upstream(asyncio.Protocol):
         if parser.get_status_code() < 200:
             return  # interim (100 Continue): the final response follows
         self.done = True
-        self._response_done(parser.should_keep_alive())
+        if not parser.should_keep_alive():
+            self.reusable = False
+        self.response_done()
 
-    def _response_done(self, keep_alive: bool) -> None:
+    def response_done(self) -> None:
+        """A final response is relayed whole: the exchange ends when it was the last one."""
         client = self.client
         if client is None:
             return
         client.nresp += 1
-        if not keep_alive:
-            self.reusable = False
         if client.nresp == client.nreq and not client.in_msg:
-            client.finish(self)
-        elif not keep_alive:
+            # Every response is back and no request is half sent: the exchange ends, and this
+            # connection goes back to its pool. (Written out here, not as a method of the
+            # client: one Python call less per request.)
+            client.up = None
+            self.client = None
+            if self.paused:
+                self.resume()
+            if client.reading_paused:
+                client.reading_paused = False
+                client.transport.resume_reading()
+            if self.reusable:
+                self.relay.pools[self.index].append(self)
+            else:
+                self.transport.close()  # type: ignore[union-attr]
+            if client.close_after:
+                client.transport.close()
+        elif not self.reusable:
             client.fail(None)  # requests pipelined behind this response will not be answered
 
     def _slow(self, client: Client, data: bytes) -> None:
@@ -347,8 +347,9 @@ class Upstream(asyncio.Protocol):
                     continue  # interim
                 client.heads.popleft()
                 lowered = head.lower()
-                keep = not (b"\r\nconnection: close" in lowered or head.startswith(b"HTTP/1.0"))
-                self._response_done(keep)
+                if b"\r\nconnection: close" in lowered or head.startswith(b"HTTP/1.0"):
+                    self.reusable = False
+                self.response_done()
             else:
                 self.done = False
                 while i < n and not self.done:
