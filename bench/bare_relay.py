@@ -219,6 +219,9 @@ class Client(asyncio.Protocol):
             self.up.resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # The parser holds bound methods of this object: a reference cycle that would wait for
+        # the cyclic collector, once per connection (pyjk measured it: docs/benchmarks.md).
+        self.parser = None
         up = self.up
         if up is not None:  # a response (or a request body) was in flight: the upstream is dirty
             self.up = None
