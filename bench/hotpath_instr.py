@@ -4,6 +4,7 @@
     python bench/hotpath_instr.py -n 2000 --scenario sticky-100B
     python bench/hotpath_instr.py --processes 2        # the shared lb state (supervisor + 2)
     python bench/hotpath_instr.py --relay              # the floor: bench/bare_relay.py instead
+    python bench/hotpath_instr.py --breakdown          # and by kind (bench/instr_breakdown.py)
 
 The balancer runs as in the race (``python -m balancer`` over three nginx backends,
 bench/backend.py), but under ``valgrind --tool=callgrind``. A client in this process sends N
@@ -44,6 +45,7 @@ from pathlib import Path
 
 import race_configs as cfg
 from backend import find_nginx, nginx_argv, write_backend
+from instr_breakdown import breakdown, format_breakdown
 from race_checks import STICKY_COOKIE_VALUE
 from race_procs import Supervisor, free_ports, wait_http_ready
 
@@ -106,7 +108,9 @@ def instructions(
     n: int,
     processes: int = 1,
     relay: bool = False,
-) -> int:
+) -> tuple[int, Path]:
+    """The process's instruction count for n requests, and its callgrind profile (with
+    --processes N > 1: the supervisor's; the count is the data-plane processes')."""
     for _ in range(5):  # a free port can be taken by another process before valgrind binds it
         try:
             return _instructions(python, source, workdir, members, scenario, n, processes, relay)
@@ -124,7 +128,7 @@ def _instructions(
     n: int,
     processes: int,
     relay: bool = False,
-) -> int:
+) -> tuple[int, Path]:
     workers = workdir / "workers.properties"
     mounts = workdir / "uriworkermap.properties"
     workers.write_text(cfg.workers_properties(members))
@@ -171,15 +175,17 @@ def _instructions(
         int(pid): int(refs.replace(",", ""))
         for pid, refs in re.findall(r"==(\d+)== I\s+refs:\s+([\d,]+)", log.read_text())
     }
+    profile = workdir / f"callgrind.out.{proc.pid}"  # valgrind runs python in its own process
     if processes == 1:
         if len(totals) != 1:
             raise RuntimeError(f"{len(totals)} callgrind summaries in {log}")
-        return next(iter(totals.values()))
+        return next(iter(totals.values())), profile
     totals.pop(proc.pid, None)  # the supervisor's: health checks and timers, no requests
     if len(totals) < processes:
         raise RuntimeError(f"{len(totals)} data-plane callgrind summaries in {log}")
     # one keep-alive connection is served by one process: the others only idle
-    return max(totals.values()) if SCENARIOS[scenario][1] else sum(totals.values())
+    count = max(totals.values()) if SCENARIOS[scenario][1] else sum(totals.values())
+    return count, profile
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,9 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="count bench/bare_relay.py, the race's relay peer, instead of the balancer",
     )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also say where the instructions go, by kind (one process only)",
+    )
     args = p.parse_args(argv)
-    if args.relay and args.processes != 1:
-        p.error("--relay is one process: no --processes")
+    if (args.relay or args.breakdown) and args.processes != 1:
+        p.error("--relay and --breakdown are for one process: no --processes")
     nginx = find_nginx()
     if nginx is None or shutil.which("valgrind") is None:
         print("needs nginx and valgrind (apt-get install -y nginx valgrind)", file=sys.stderr)
@@ -231,10 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pure = " (bare relay)"
             for scenario in scenarios:
                 run = (args.python, args.source, workdir, members, scenario)
-                short = instructions(*run, args.n, args.processes, args.relay)
-                long = instructions(*run, 3 * args.n, args.processes, args.relay)
+                short, short_profile = instructions(*run, args.n, args.processes, args.relay)
+                long, long_profile = instructions(*run, 3 * args.n, args.processes, args.relay)
                 per = (long - short) / (2 * args.n)
                 print(f"{scenario:16s} {per:10,.0f} instructions per request{pure}", flush=True)
+                if args.breakdown:
+                    parts = breakdown(short_profile, long_profile, 2 * args.n)
+                    print(format_breakdown(parts), flush=True)
         finally:
             sup.stop_all()
     return 0
