@@ -3,6 +3,8 @@
     python bench/hotpath_instr.py                       # keepalive-100B, sticky-100B, close-100B
     python bench/hotpath_instr.py -n 2000 --scenario sticky-100B
     python bench/hotpath_instr.py --processes 2        # the shared lb state (supervisor + 2)
+    python bench/hotpath_instr.py --relay              # the floor: bench/bare_relay.py instead
+    python bench/hotpath_instr.py --breakdown          # and by kind (bench/instr_breakdown.py)
 
 The balancer runs as in the race (``python -m balancer`` over three nginx backends,
 bench/backend.py), but under ``valgrind --tool=callgrind``. A client in this process sends N
@@ -12,6 +14,9 @@ scenario runs twice, with N and 3N requests, and the difference divided by 2N is
 one request: start-up, imports, config reading and shutdown cancel out. Instruction counts do
 not depend on the machine's load, so this can be measured on a busy machine (a wall-clock race
 cannot). ``PYJK_PURE`` and any other environment variable pass through to the balancer.
+
+``--relay`` counts bench/bare_relay.py (the race's ``relay`` peer: the same stack without pyjk's
+features) in the balancer's place, over the same backends and requests.
 
 ``--processes`` is passed to the balancer (default 1: one process, no supervisor; without it
 the balancer would start a supervisor and a data-plane process per CPU, which callgrind does
@@ -40,6 +45,7 @@ from pathlib import Path
 
 import race_configs as cfg
 from backend import find_nginx, nginx_argv, write_backend
+from instr_breakdown import breakdown, format_breakdown
 from race_checks import STICKY_COOKIE_VALUE
 from race_procs import Supervisor, free_ports, wait_http_ready
 
@@ -101,10 +107,13 @@ def instructions(
     scenario: str,
     n: int,
     processes: int = 1,
-) -> int:
+    relay: bool = False,
+) -> tuple[int, Path]:
+    """The process's instruction count for n requests, and its callgrind profile (with
+    --processes N > 1: the supervisor's; the count is the data-plane processes')."""
     for _ in range(5):  # a free port can be taken by another process before valgrind binds it
         try:
-            return _instructions(python, source, workdir, members, scenario, n, processes)
+            return _instructions(python, source, workdir, members, scenario, n, processes, relay)
         except PortTaken:
             continue
     raise RuntimeError("no free port for the balancer after 5 tries")
@@ -118,7 +127,8 @@ def _instructions(
     scenario: str,
     n: int,
     processes: int,
-) -> int:
+    relay: bool = False,
+) -> tuple[int, Path]:
     workers = workdir / "workers.properties"
     mounts = workdir / "uriworkermap.properties"
     workers.write_text(cfg.workers_properties(members))
@@ -132,6 +142,10 @@ def _instructions(
         python, "-m", "balancer", "--workers", str(workers), "--mounts", str(mounts),
         "--listen", f"{HOST}:{port}", "--processes", str(processes),
     ]  # fmt: skip
+    if relay:  # the same place in the same run, filled by the bare relay (one process)
+        upstreams = [a for m in members for a in ("--upstream", f"{m.host}:{m.port}")]
+        relay_py = str(ROOT / "bench" / "bare_relay.py")
+        argv[argv.index(python) + 1 :] = [relay_py, "--listen", f"{HOST}:{port}", *upstreams]
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, cwd=source, stdout=sink, stderr=subprocess.STDOUT)
     try:
@@ -161,15 +175,17 @@ def _instructions(
         int(pid): int(refs.replace(",", ""))
         for pid, refs in re.findall(r"==(\d+)== I\s+refs:\s+([\d,]+)", log.read_text())
     }
+    profile = workdir / f"callgrind.out.{proc.pid}"  # valgrind runs python in its own process
     if processes == 1:
         if len(totals) != 1:
             raise RuntimeError(f"{len(totals)} callgrind summaries in {log}")
-        return next(iter(totals.values()))
+        return next(iter(totals.values())), profile
     totals.pop(proc.pid, None)  # the supervisor's: health checks and timers, no requests
     if len(totals) < processes:
         raise RuntimeError(f"{len(totals)} data-plane callgrind summaries in {log}")
     # one keep-alive connection is served by one process: the others only idle
-    return max(totals.values()) if SCENARIOS[scenario][1] else sum(totals.values())
+    count = max(totals.values()) if SCENARIOS[scenario][1] else sum(totals.values())
+    return count, profile
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,7 +205,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="the balancer's --processes (default 1; N > 1: the shared lb state, see above)",
     )
+    p.add_argument(
+        "--relay",
+        action="store_true",
+        help="count bench/bare_relay.py, the race's relay peer, instead of the balancer",
+    )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also say where the instructions go, by kind (one process only)",
+    )
     args = p.parse_args(argv)
+    if (args.relay or args.breakdown) and args.processes != 1:
+        p.error("--relay and --breakdown are for one process: no --processes")
     nginx = find_nginx()
     if nginx is None or shutil.which("valgrind") is None:
         print("needs nginx and valgrind (apt-get install -y nginx valgrind)", file=sys.stderr)
@@ -210,12 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             pure = " (PYJK_PURE=1)" if os.environ.get("PYJK_PURE") == "1" else ""
             if args.processes > 1:
                 pure += f" (--processes {args.processes})"
+            if args.relay:
+                pure = " (bare relay)"
             for scenario in scenarios:
                 run = (args.python, args.source, workdir, members, scenario)
-                short = instructions(*run, args.n, args.processes)
-                long = instructions(*run, 3 * args.n, args.processes)
+                short, short_profile = instructions(*run, args.n, args.processes, args.relay)
+                long, long_profile = instructions(*run, 3 * args.n, args.processes, args.relay)
                 per = (long - short) / (2 * args.n)
                 print(f"{scenario:16s} {per:10,.0f} instructions per request{pure}", flush=True)
+                if args.breakdown:
+                    parts = breakdown(short_profile, long_profile, 2 * args.n)
+                    print(format_breakdown(parts), flush=True)
         finally:
             sup.stop_all()
     return 0

@@ -14,7 +14,11 @@ process started here is killed at exit. docs/benchmarks.md says what the columns
 The ``tls-*`` scenarios send the same requests over HTTPS: every peer terminates TLS itself
 with one certificate made for the run (race_tls.py) and the same settings; ``tls-close-100B``
 opens a new connection (a full handshake, no resumption) per request, so its req/s is the
-peer's handshakes per second. The ``direct`` peer has no TLS and skips them.
+peer's handshakes per second. The ``direct`` and ``relay`` peers have no TLS and skip them.
+
+The ``relay`` peer (not in the default ``--peers``; ask for it: ``--peers pyjk,relay,nginx``) is
+bench/bare_relay.py, the smallest keep-alive proxy on pyjk's own stack (uvloop + httptools,
+Python callbacks) run with pyjk's python: the floor of that stack, measured in the same run.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from race_procs import (
     StartError,
     Supervisor,
     core_times,
-    cpu_seconds,
+    cpu_times,
     free_ports,
     wait_http_ready,
 )
@@ -64,7 +68,10 @@ from race_wrk import WrkError, run_wrk, wrk_argv
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-ALL_PEERS = ("pyjk", "nginx", "haproxy", "direct")
+DEFAULT_PEERS = ("pyjk", "nginx", "haproxy", "direct")
+ALL_PEERS = (*DEFAULT_PEERS, "relay")
+NO_TLS = ("direct", "relay")  # peers that skip the tls-* scenarios
+BARE_RELAY = REPO / "bench" / "bare_relay.py"
 PYJK_CMD = (
     "{python} -m balancer --workers {workers} --mounts {mounts} --listen {listen} "
     "--processes {processes}"
@@ -100,7 +107,7 @@ class Peer:
     port: int
     child: Child | None  # None for "direct": wrk straight at backend node1, no proxy
     smoke: list[str] = field(default_factory=list)
-    tls_port: int | None = None  # its HTTPS listener ("direct" has none)
+    tls_port: int | None = None  # its HTTPS listener ("direct" and "relay" have none)
 
     def alive(self) -> bool:
         return self.child is None or self.child.popen.poll() is None
@@ -131,6 +138,12 @@ class Race:
         if self.load_cpu is not None and self.bins["taskset"]:
             argv = [str(self.bins["taskset"]), "-c", str(self.load_cpu), *argv]
         return argv
+
+
+def relay_argv(python: str, port: int, members: Sequence[cfg.Member]) -> list[str]:
+    """bench/bare_relay.py on pyjk's python, round robin over the members in their order."""
+    upstreams = [arg for m in members for arg in ("--upstream", f"{m.host}:{m.port}")]
+    return [python, str(BARE_RELAY), "--listen", f"{HOST}:{port}", *upstreams]
 
 
 def peer_argv(
@@ -175,6 +188,8 @@ def peer_argv(
         if cert and tls_port:
             argv += race_tls.pyjk_args(tls_port, cert)
         return argv
+    if name == "relay":
+        return relay_argv(race.args.pyjk_python, port, members)
     raise ValueError(f"unknown peer {name!r}")
 
 
@@ -188,7 +203,7 @@ def start_peers(race: Race, members: Sequence[cfg.Member]) -> tuple[list[Peer], 
         if name == "direct":
             peer = Peer("direct", members[0].port, None)
         else:
-            tls = tls_port if race.cert is not None else None
+            tls = tls_port if race.cert is not None and name not in NO_TLS else None
             try:
                 argv = peer_argv(race, name, members, port, tls)
                 log = race.workdir / f"{name}.log"
@@ -200,7 +215,8 @@ def start_peers(race: Race, members: Sequence[cfg.Member]) -> tuple[list[Peer], 
                 print(f"!! {name} failed to start: {exc}", flush=True)
                 continue
             peer = Peer(name, port, child, tls_port=tls)
-        peer.smoke = smoke_check(peer.port, balanced=peer.child is not None)
+        # the relay balances round robin but has no stickiness: that check does not apply
+        peer.smoke = smoke_check(peer.port, balanced=peer.child is not None, sticky=name != "relay")
         if peer.tls_port is not None:
             peer.smoke += race_tls.smoke(peer.tls_port)
         for problem in peer.smoke:
@@ -220,13 +236,17 @@ def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
         run_wrk(race.wrk_cmd(url, args.warmup, scenario.headers), duration_s=args.warmup)
     cores = sorted({*race.proxy_cpus, *([race.load_cpu] if race.load_cpu is not None else [])})
     pid = peer.child.pid if peer.child else None
-    cpu0 = cpu_seconds(pid) if pid else 0.0
+    user0, sys0 = cpu_times(pid) if pid else (0.0, 0.0)
     cores0 = core_times(cores)
     result, _ = run_wrk(
         race.wrk_cmd(url, args.duration, scenario.headers), duration_s=args.duration
     )
     cores1 = core_times(cores)
-    cpu = cpu_seconds(pid) - cpu0 if pid else None
+    user1, sys1 = cpu_times(pid) if pid else (0.0, 0.0)
+    cpu = (user1 - user0) + (sys1 - sys0) if pid else None
+
+    def per_request(seconds: float) -> float | None:
+        return seconds * 1e6 / result.requests if pid and result.requests else None
 
     def busy(core: int | None) -> float:
         if core is None:
@@ -249,6 +269,8 @@ def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
         non_2xx=result.non_2xx,
         proxy_cpu_s=cpu,
         cpu_us_per_req=cpu * 1e6 / result.requests if cpu is not None and result.requests else None,
+        user_us_per_req=per_request(user1 - user0),
+        sys_us_per_req=per_request(sys1 - sys0),
         proxy_cpu_pct=100.0 * cpu / result.duration_s if cpu is not None else None,
         # summed over the proxy's cores, as its CPU % is over its processes
         proxy_core_pct=sum(busy(c) for c in race.proxy_cpus),
@@ -298,7 +320,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = p.add_argument
-    add("--peers", default=",".join(ALL_PEERS), help=f"from {','.join(ALL_PEERS)} (default all)")
+    add(
+        "--peers",
+        default=",".join(DEFAULT_PEERS),
+        help=f"from {','.join(ALL_PEERS)} (default %(default)s)",
+    )
     add("--scenarios", default=",".join(SCENARIOS), help=f"from {','.join(SCENARIOS)}")
     add("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     add("--warmup", type=int, default=1, help="unmeasured seconds before each run (default 1)")
@@ -365,6 +391,11 @@ def _default_python() -> Path:
     return venv if venv.exists() else Path(sys.executable)
 
 
+def ratio_peers(order: Sequence[str]) -> list[str]:
+    """The peers pyjk is compared with: every proxy (the bare relay too), not "direct"."""
+    return [n for n in order if n not in ("pyjk", "direct")]
+
+
 def report(
     race: Race,
     peers: Sequence[Peer],
@@ -374,7 +405,7 @@ def report(
 ) -> None:
     order = [p.name for p in peers]
     rows = summarise(runs, order)
-    compared = ratios(rows, others=[n for n in order if n not in ("pyjk", "direct")])
+    compared = ratios(rows, others=ratio_peers(order))
     print()
     print(format_table(rows))
     for row in crowded(rows):
@@ -431,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"-c{args.connections}; about {n_runs * (args.duration + args.warmup + 1)} s",
         flush=True,
     )
+    if args.processes > 1 and "relay" in args.peers:
+        print(f"!! relay is one process on one event loop, whatever --processes ({args.processes})")
     watched = sorted({*proxy_cpus, args.load_cpu}) if pin else sorted(cores)
     quiet = [quiet_check("before the race", watched, wait=args.wait_quiet)]
 

@@ -182,14 +182,21 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def cpu_seconds(root: int) -> float:
-    """utime + stime of root's live process tree, in seconds (resolution 1/CLK_TCK)."""
-    ticks = 0
+def cpu_times(root: int) -> tuple[float, float]:
+    """(utime, stime) of root's live process tree, in seconds (resolution 1/CLK_TCK): the time
+    spent in the proxy's own code, and in the kernel on its behalf (syscalls, the TCP stack)."""
+    user = system = 0
     for pid in descendants(root):
         fields = _stat_fields(pid)
         if fields is not None:
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14, 15 overall
-    return ticks / CLK_TCK
+            user += int(fields[11])  # utime: field 14 overall
+            system += int(fields[12])  # stime: field 15 overall
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(root: int) -> float:
+    """utime + stime of root's live process tree, in seconds (resolution 1/CLK_TCK)."""
+    return sum(cpu_times(root))
 
 
 def core_times(cpus: Sequence[int]) -> dict[int, tuple[int, int]]:

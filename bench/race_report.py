@@ -29,6 +29,10 @@ class Run:
     proxy_core_pct: float  # busy share of the proxy's core (everything on it)
     load_core_pct: float  # busy share of the core running wrk and the backends
     quiet_before: bool | None = None  # with --wait-quiet: were the cores idle before the run?
+    # cpu_us_per_req split into utime (the proxy's own code) and stime (the kernel on its
+    # behalf: syscalls, the TCP stack; about the same work for every peer)
+    user_us_per_req: float | None = None
+    sys_us_per_req: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Row:
     proxy_core_pct: float
     load_core_pct: float
     errors: int
+    user_us_per_req: float | None = None  # medians of the split, each on its own
+    sys_us_per_req: float | None = None
 
 
 def _median_or_none(values: Iterable[float | None]) -> float | None:
@@ -79,6 +85,8 @@ def summarise(runs: Sequence[Run], peer_order: Sequence[str]) -> list[Row]:
                     proxy_core_pct=statistics.median(r.proxy_core_pct for r in mine),
                     load_core_pct=statistics.median(r.load_core_pct for r in mine),
                     errors=sum(r.errors for r in mine),
+                    user_us_per_req=_median_or_none(r.user_us_per_req for r in mine),
+                    sys_us_per_req=_median_or_none(r.sys_us_per_req for r in mine),
                 )
             )
     return rows
@@ -137,6 +145,10 @@ def _opt(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _split(user: float | None, system: float | None) -> str:
+    return "-" if user is None or system is None else f"{user:.1f}/{system:.1f}"
+
+
 def format_table(rows: Sequence[Row]) -> str:
     header = (
         "scenario",
@@ -146,6 +158,7 @@ def format_table(rows: Sequence[Row]) -> str:
         "p50 ms",
         "p99 ms",
         "CPU µs/req",
+        "user/sys µs",
         "proxy CPU%",
         "proxy core%",
         "load core%",
@@ -160,6 +173,7 @@ def format_table(rows: Sequence[Row]) -> str:
             _ms(r.p50_us),
             _ms(r.p99_us),
             _opt(r.cpu_us_per_req, ".1f"),
+            _split(r.user_us_per_req, r.sys_us_per_req),
             _opt(r.proxy_cpu_pct, ".0f"),
             f"{r.proxy_core_pct:.0f}",
             f"{r.load_core_pct:.0f}",

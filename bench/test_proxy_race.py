@@ -13,19 +13,29 @@ import time
 from pathlib import Path
 
 import backend
+import bare_relay
+import proxy_race
 import pytest
 import race_configs as cfg
 import race_tls
 from race_checks import find_binary
-from race_procs import Supervisor, cpu_seconds, descendants
-from race_report import Run, crowded, ratios, summarise
+from race_procs import Supervisor, cpu_seconds, cpu_times, descendants
+from race_report import Run, crowded, format_ratios, format_table, ratios, summarise
 from race_wrk import WrkError, parse_report, wrk_argv
 
 REPO = Path(__file__).resolve().parent.parent
 MEMBERS = cfg.members_for([18001, 18002, 18003])
 
 
-def _run(scenario: str, peer: str, rps: float, p99: int, cpu: float | None, rnd: int = 1) -> Run:
+def _run(
+    scenario: str,
+    peer: str,
+    rps: float,
+    p99: int,
+    cpu: float | None,
+    rnd: int = 1,
+    user_share: float = 0.5,
+) -> Run:
     return Run(
         round=rnd,
         scenario=scenario,
@@ -44,6 +54,8 @@ def _run(scenario: str, peer: str, rps: float, p99: int, cpu: float | None, rnd:
         proxy_cpu_pct=None if cpu is None else 90.0,
         proxy_core_pct=95.0,
         load_core_pct=60.0,
+        user_us_per_req=None if cpu is None else cpu * user_share,
+        sys_us_per_req=None if cpu is None else cpu * (1 - user_share),
     )
 
 
@@ -252,6 +264,76 @@ def test_crowded_flags_a_core_busier_than_its_proxy() -> None:
     assert crowded(rows, slack=1.0) == rows
 
 
+def test_summary_keeps_the_user_sys_split_and_the_table_shows_it() -> None:
+    runs = [
+        _run("ka", "relay", 20000, 1000, 20.0, 1, user_share=0.25),
+        _run("ka", "relay", 21000, 1000, 22.0, 2, user_share=0.5),
+        _run("ka", "relay", 19000, 1000, 30.0, 3, user_share=0.2),
+        _run("ka", "direct", 50000, 500, None),
+    ]
+    relay, direct = summarise(runs, ["relay", "direct"])
+    assert (relay.user_us_per_req, relay.sys_us_per_req) == (6.0, 15.0)  # medians of each
+    assert (direct.user_us_per_req, direct.sys_us_per_req) == (None, None)
+    header, _, relay_line, direct_line = format_table([relay, direct]).splitlines()
+    end = header.index("user/sys µs") + len("user/sys µs")  # cells are right-aligned to here
+    assert relay_line[:end].split()[-1] == "6.0/15.0"
+    assert direct_line[:end].split()[-1] == "-"  # no proxy process: no split
+
+
+def test_ratios_include_pyjk_against_the_bare_relay() -> None:
+    rows = summarise(
+        [_run("ka", "pyjk", 10000, 4000, 40.0), _run("ka", "relay", 25000, 1000, 20.0)],
+        ["pyjk", "relay"],
+    )
+    (vs_relay,) = ratios(rows, others=["relay"])
+    assert (vs_relay.other, vs_relay.rps, vs_relay.cpu_per_req) == ("relay", 0.4, 2.0)
+    assert format_ratios([vs_relay]).splitlines()[-1].split() == [
+        "ka",
+        "relay",
+        "0.40",
+        "4.00",
+        "2.00",
+    ]
+    # and the race compares pyjk with every peer that proxies: the relay too, not "direct"
+    assert proxy_race.ratio_peers(["pyjk", "relay", "nginx", "direct"]) == ["relay", "nginx"]
+
+
+# -- the bare relay as a peer --------------------------------------------------------------------
+
+
+def test_relay_is_a_peer_but_not_a_default_one() -> None:
+    assert "relay" not in proxy_race.parse_args([]).peers
+    assert proxy_race.parse_args(["--peers", "pyjk,relay,nginx"]).peers == [
+        "pyjk",
+        "relay",
+        "nginx",
+    ]
+    assert "relay" in proxy_race.NO_TLS  # it skips tls-* as "direct" does
+
+
+def test_relay_command_runs_bare_relay_with_pyjk_python_over_the_members_in_order(
+    tmp_path: Path,
+) -> None:
+    args = proxy_race.parse_args(["--peers", "relay", "--pyjk-python", "/venv/bin/python"])
+    race = proxy_race.Race(
+        args=args,
+        bins={},
+        sup=Supervisor(taskset=None),
+        workdir=tmp_path,
+        proxy_cpu=None,
+        proxy_cpus=[],
+        load_cpu=None,
+        cores=[],
+    )
+    argv = proxy_race.peer_argv(race, "relay", MEMBERS, 18000)
+    assert argv[:2] == ["/venv/bin/python", str(REPO / "bench" / "bare_relay.py")]
+    # and the relay reads that command line back as the race meant it
+    relay_args = bare_relay.parse_args(argv[2:])
+    assert relay_args.listen == ("127.0.0.1", 18000)
+    assert relay_args.upstream == [("127.0.0.1", p) for p in (18001, 18002, 18003)]
+    assert list(tmp_path.iterdir()) == []  # no config file: everything is on the command line
+
+
 # -- processes -----------------------------------------------------------------------------------
 
 
@@ -292,5 +374,35 @@ def test_cpu_seconds_counts_a_busy_child(tmp_path: Path) -> None:
         while cpu_seconds(child.pid) < 0.3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert cpu_seconds(child.pid) >= 0.3
+    finally:
+        sup.stop_all()
+
+
+@pytest.mark.parametrize(
+    ("work", "mostly"),
+    [
+        # the interpreter's own work (process_time() itself is a syscall: rarely)
+        ("while time.process_time() - t < 0.5: sum(range(100000))", "user"),
+        # zero-filling 4 MiB per read is the kernel's work, charged to the caller as stime
+        (
+            "f=open('/dev/zero','rb',buffering=0)\n"
+            "while time.process_time() - t < 0.5: f.readinto(buf)",
+            "sys",
+        ),
+    ],
+    ids=["user", "sys"],
+)
+def test_cpu_times_split_user_from_kernel_time(tmp_path: Path, work: str, mostly: str) -> None:
+    sup = Supervisor(taskset=None)
+    code = f"import time\nbuf=bytearray(1<<22)\nt=time.process_time()\n{work}\ntime.sleep(30)"
+    try:
+        child = sup.start("work", [sys.executable, "-c", code], cpu=None, log=tmp_path / "log")
+        deadline = time.monotonic() + 15
+        while sum(cpu_times(child.pid)) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        user, system = cpu_times(child.pid)
+        assert user + system >= 0.5
+        assert user + system == pytest.approx(cpu_seconds(child.pid), abs=0.05)
+        assert (user > system) == (mostly == "user"), (user, system)
     finally:
         sup.stop_all()
