@@ -37,6 +37,7 @@ from pathlib import Path
 
 import backend
 import race_configs as cfg
+import race_syscalls
 import race_tls
 from race_checks import (
     STICKY_COOKIE_VALUE,
@@ -52,6 +53,7 @@ from race_procs import (
     Supervisor,
     core_times,
     cpu_times,
+    descendants,
     free_ports,
     wait_http_ready,
 )
@@ -236,6 +238,9 @@ def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
         run_wrk(race.wrk_cmd(url, args.warmup, scenario.headers), duration_s=args.warmup)
     cores = sorted({*race.proxy_cpus, *([race.load_cpu] if race.load_cpu is not None else [])})
     pid = peer.child.pid if peer.child else None
+    counter = race_syscalls.SyscallCounter(descendants(pid)) if pid and args.syscalls else None
+    if counter is not None:
+        counter.start()  # before the CPU reading: attaching costs perf's time, not the peer's
     user0, sys0 = cpu_times(pid) if pid else (0.0, 0.0)
     cores0 = core_times(cores)
     result, _ = run_wrk(
@@ -243,6 +248,7 @@ def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
     )
     cores1 = core_times(cores)
     user1, sys1 = cpu_times(pid) if pid else (0.0, 0.0)
+    calls = counter.stop() if counter is not None else None
     cpu = (user1 - user0) + (sys1 - sys0) if pid else None
 
     def per_request(seconds: float) -> float | None:
@@ -271,6 +277,7 @@ def measure(race: Race, peer: Peer, scenario: Scenario, round_no: int) -> Run:
         cpu_us_per_req=cpu * 1e6 / result.requests if cpu is not None and result.requests else None,
         user_us_per_req=per_request(user1 - user0),
         sys_us_per_req=per_request(sys1 - sys0),
+        syscalls_per_req=race_syscalls.per_request(calls, result.requests) if calls else None,
         proxy_cpu_pct=100.0 * cpu / result.duration_s if cpu is not None else None,
         # summed over the proxy's cores, as its CPU % is over its processes
         proxy_core_pct=sum(busy(c) for c in race.proxy_cpus),
@@ -350,6 +357,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.0,
         help="before the race and each run, wait up to this many s for idle cores (shared hosts)",
     )
+    add(
+        "--syscalls",
+        action="store_true",
+        help="also count each peer's system calls per request (perf stat; bench/race_syscalls.py)",
+    )
     add("--json", type=Path, help="also write machine, runs, summary and ratios here")
     add("--keep-dir", action="store_true", help="keep generated configs and logs")
     args = p.parse_args(argv)
@@ -413,6 +425,9 @@ def report(
             f"!! {row.scenario} {row.peer}: the proxy core was {row.proxy_core_pct:.0f}% busy but "
             f"the proxy used {row.proxy_cpu_pct:.0f}%: something else ran on it"
         )
+    if race.args.syscalls:
+        print()
+        print(race_syscalls.format_table(runs, order))
     print()
     if "pyjk" in order:
         print(format_ratios(compared) if compared else "no ratios: no peer to compare with")
@@ -454,6 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.load_cpu})  # keep the harness itself off the proxy's core
     else:
         print(f"!! not pinning (cores {sorted(cores)}, taskset {bins['taskset']}): less reliable")
+    if args.syscalls and (why := race_syscalls.available()) is not None:
+        print(f"!! --syscalls: {why}; the race goes on without it")
+        args.syscalls = False
     info = machine_info(bins)
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
     n_runs = len(args.scenarios) * len(args.peers) * args.rounds

@@ -33,6 +33,8 @@ class Run:
     # behalf: syscalls, the TCP stack; about the same work for every peer)
     user_us_per_req: float | None = None
     sys_us_per_req: float | None = None
+    # with --syscalls: system calls per request by group (race_syscalls.GROUPS)
+    syscalls_per_req: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import median
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from race_report import Run
 
 # (column, tracepoints added up); "total" is every system call
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -121,3 +126,22 @@ class SyscallCounter:
             return parse(self._out.read_text()) if self._out.exists() else {}
         finally:
             self._dir.cleanup()
+
+
+def format_table(runs: Sequence[Run], order: Sequence[str]) -> str:
+    """Syscalls per request by scenario and peer (median over rounds)."""
+    groups = list(GROUPS)
+    head = f"{'scenario':16s} {'peer':8s} " + " ".join(f"{g:>9s}" for g in groups)
+    lines = ["syscalls per request (perf stat, median of rounds)", head, "-" * len(head)]
+    scenarios = list(dict.fromkeys(r.scenario for r in runs))
+    for scenario in scenarios:
+        for peer in order:
+            counted = [
+                r.syscalls_per_req
+                for r in runs
+                if r.scenario == scenario and r.peer == peer and r.syscalls_per_req
+            ]
+            if counted:
+                cells = " ".join(f"{median(c[g] for c in counted):9.2f}" for g in groups)
+                lines.append(f"{scenario:16s} {peer:8s} {cells}")
+    return "\n".join(lines)

@@ -57,3 +57,19 @@ def test_a_real_process_writes_are_counted() -> None:
         counts = counter.stop()
     per = rs.per_request(counts, 3000)
     assert 1.0 <= per["write"] < 1.1  # its 3000 writes (and little else)
+
+
+def test_the_table_shows_the_median_of_rounds_per_scenario_and_peer() -> None:
+    from race_report import Run
+
+    def run(peer: str, total: float, rnd: int = 1) -> Run:
+        calls = dict.fromkeys(rs.GROUPS, 0.0) | {"total": total}
+        return Run(rnd, "keepalive-100B", peer, 1000, 1.0, 1000.0, 1, 1, 1, 1, 0, 0, 0.1, 100.0,
+                   50.0, 100.0, 50.0, syscalls_per_req=calls)  # fmt: skip
+
+    runs = [run("pyjk", 4.0), run("pyjk", 4.2, 2), run("pyjk", 9.0, 3), run("nginx", 5.1)]
+    text = rs.format_table(runs, ["pyjk", "nginx", "haproxy"])
+    lines = text.splitlines()
+    assert lines[3].split()[:3] == ["keepalive-100B", "pyjk", "4.20"]
+    assert lines[4].split()[:3] == ["keepalive-100B", "nginx", "5.10"]
+    assert len(lines) == 5  # haproxy not measured: no row
