@@ -472,6 +472,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.syscalls and (why := race_syscalls.available()) is not None:
         print(f"!! --syscalls: {why}; the race goes on without it")
         args.syscalls = False
+    if args.syscalls:
+        print(
+            "!! --syscalls: counting costs the traced peers time on every system call, so "
+            "this race's CPU and req/s columns are not comparable with a race without it"
+        )
     info = machine_info(bins)
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
     n_runs = len(args.scenarios) * len(args.peers) * args.rounds

@@ -171,9 +171,10 @@ class SingletonRunner:
                 run.ctx.end()
                 budget = GRACEFUL_STOP if graceful else self.forced_stop
                 if run.spec.stop is not None:
-                    # its own task, so the daemon sees the end while its stop runs
-                    stopping = asyncio.ensure_future(run.spec.stop(run.ctx))
                     try:
+                        # a task of its own, as under wait_for: the daemon's task sees the end
+                        # while the stop runs (a stop that is no coroutine raises here)
+                        stopping = asyncio.ensure_future(run.spec.stop(run.ctx))
                         async with asyncio.timeout(budget):
                             await stopping  # a timeout cancels it
                     except Exception as exc:  # reported, the stop goes on

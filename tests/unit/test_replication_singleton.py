@@ -229,3 +229,24 @@ async def test_a_stray_task_is_forgotten_when_it_ends_and_awaited_at_close(monke
     await runner.close()
     assert stray.done()  # close() waited for it
     assert runner._stray == set()  # and it was pruned when it ended
+
+
+async def test_a_stop_that_is_no_coroutine_is_reported_and_the_daemon_is_still_cancelled():
+    cancelled = asyncio.Event()
+
+    async def daemon(ctx: SingletonContext) -> None:
+        try:
+            await asyncio.sleep(60)  # ignores ctx.active: only the cancel ends it
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    def stop(ctx: SingletonContext) -> None:  # a plain function where a coroutine is expected
+        return None
+
+    runner = alone(SingletonSpec("plain", daemon, stop))  # type: ignore[arg-type]
+    runner.start()
+    await until(lambda: runner.advert().owns == {"plain": 1})
+    await runner.close()
+    assert cancelled.is_set()  # not left running while another node starts it
+    assert runner.counters["singleton_stop_failed"] == 1
