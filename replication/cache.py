@@ -229,7 +229,13 @@ class ModeBackend:
         return entry.text
 
     async def put(self, key: str, text: str, ttl: float | None) -> None:
-        await self._write(self.request("put", key, text=text, ttl=ttl))
+        await self.put_stored(key, text, ttl)
+
+    async def put_stored(self, key: str, text: str, ttl: float | None) -> str:
+        """Put, and return the text the primary stored: a table with a merge (sessions) may
+        keep another text than `text` — with another route in it, so other owners."""
+        reply = await self._write(self.request("put", key, text=text, ttl=ttl))
+        return text if reply.text is None else reply.text
 
     async def delete(self, key: str) -> bool:
         return (await self._write(self.request("del", key))).ok
@@ -325,6 +331,9 @@ class ModeBackend:
             return CacheReply(req.n, False, error=f"full: {exc}")
         except CacheValueTooLarge as exc:
             return CacheReply(req.n, False, error=f"too large: {exc}"[:200])
+        except ValueError as exc:  # e.g. a compare-and-set on a table that merges (sessions)
+            self.caches.counters["cache_writes_refused"] += 1
+            return CacheReply(req.n, False, error=f"refused: {exc}"[:200])
         if written is None:
             return CacheReply(req.n, False)
         if self.mode == "local":  # this node's alone: nothing goes to the others
@@ -332,11 +341,21 @@ class ModeBackend:
         if self.mode == "invalidated":
             others = tuple(m for m in self.caches.members())
             await self.caches.copy_to(others, self.request("evict", req.key))
-        else:
-            copy = self._copy_of(req.key, written)
-            if await self.caches.copy_to(others, copy) < len(others) and self.strict:
-                return await self._copy_again(req, copy)
-        return CacheReply(req.n, True)
+            return CacheReply(req.n, True)
+        if written.text is not None and written.text != req.text:
+            # placed by the text stored, not the one that came: a merge may have kept the
+            # stored entry's id, whose route pins another primary (and so other backups)
+            others = tuple(m for m in self.owners_of(req.key, text=written.text)
+                           if m != self.caches.me)  # fmt: skip
+        copy = self._copy_of(req.key, written)
+        if await self.caches.copy_to(others, copy) < len(others) and self.strict:
+            return await self._copy_again(req, copy)
+        return self._written(req, written.text)
+
+    def _written(self, req: CacheReq, stored: str | None) -> CacheReply:
+        """A write's acknowledgement; it carries the text stored when that is not the one
+        sent (a merge), so the writer places what follows (evictions) by it (`put_stored`)."""
+        return CacheReply(req.n, True, None if stored == req.text else stored)
 
     async def _confirm_seen(self, req: CacheReq) -> CacheReply:
         """A retry of a write applied here: strict, it is acknowledged only once the owners
@@ -353,7 +372,7 @@ class ModeBackend:
                        if m != self.caches.me)  # fmt: skip
         if await self.caches.copy_to(others, copy) < len(others):
             return await self._copy_again(req, copy)
-        return CacheReply(req.n, True)
+        return self._written(req, entry.text)
 
     async def _copy_again(self, req: CacheReq, copy: CacheReq) -> CacheReply:
         """Strict: an owner did not answer. A dead member's link fails at once and leaves the
@@ -362,10 +381,12 @@ class ModeBackend:
         acknowledged; its retry finds it applied here, by its id or its recorded response)."""
         assert req.key is not None
         for _ in range(2):
-            others = tuple(m for m in self.owners_of(req.key, text=req.text)
+            # by the copy's text (the one stored: a merge may have changed its route), as the
+            # first attempt; a delete's tombstone has none, so its owners are the hash's
+            others = tuple(m for m in self.owners_of(req.key, text=copy.text)
                            if m != self.caches.me)  # fmt: skip
             if await self.caches.copy_to(others, copy) == len(others):
-                return CacheReply(req.n, True)
+                return self._written(req, copy.text)
         self.caches.counters["cache_writes_short"] += 1
         return CacheReply(req.n, False, error="copies: an owner did not confirm the write")
 

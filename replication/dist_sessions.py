@@ -292,16 +292,14 @@ class DistributedSessions:
         writes: list[tuple[str, str, float | None]] = []
         state = self.store.get_state(delta.session_id)
         if state is None:
-            writes.append((rp, self._ended(delta.session_id, attach, now),
-                           self.config.dedup_ttl))  # fmt: skip
+            writes.append((rp, self._ended(delta.session_id, attach, now), self._ttl(None)))
         else:
             writes.append((rp, self._text(state, attach, now), self._ttl(state)))
         if delta.replaces is not None and (old := split_session_id(delta.replaces)):
             # a rotation: the old id ends once the new one is kept (a failed write leaves
             # the old session as it was); its entry keeps no state, and the request's
             # record: a retry of the request still carries the old cookie
-            writes.append((old[0], self._ended(delta.replaces, attach, now),
-                           self.config.dedup_ttl))  # fmt: skip
+            writes.append((old[0], self._ended(delta.replaces, attach, now), self._ttl(None)))
         if (
             attach is not None
             and request_id is not None
@@ -326,8 +324,10 @@ class DistributedSessions:
         try:
             for rp, text, ttl in writes:
                 before = self.backend.owners_of(rp)  # by the route of the copy held here
-                await self.backend.put(rp, text, ttl)
-                if gone := set(before) - set(self.backend.owners_of(rp, text=text)):
+                # placed by the text the owner stored: its merge may have kept the stored
+                # entry's id (an ended one, or a newer state) and so its route and owners
+                stored = await self.backend.put_stored(rp, text, ttl)
+                if gone := set(before) - set(self.backend.owners_of(rp, text=stored)):
                     self.spawn(self._evict(rp, tuple(gone)))
         except CacheError as exc:
             self.counters["dist_writes_failed"] += 1
@@ -342,17 +342,24 @@ class DistributedSessions:
         await self.caches.copy_to(members, self.backend.request("evict", rp))
 
     # -- entries ------------------------------------------------------------------------------
-    def _merge(self, stored: str, incoming: str, now: float) -> str:
+    def _merge(
+        self, stored: str, incoming: str, now: float, ttl: float | None
+    ) -> tuple[str, float | None]:
         """The sessions table's merge hook: a put on this member (its primary) merges into the
         entry held here (session_entry.merge_entries). A request's text carries only its own
         record and the state it committed; two requests of one session in flight at once
-        put in either order, and neither loses the other's record or newer state."""
-        text, problem = merge_entries(stored, incoming, now, self.config.dedup_ttl,
-                                      self.config.dedup_max_body)  # fmt: skip
-        if problem is not None:
+        put in either order, and neither loses the other's record or newer state. The entry
+        expires by the state kept, not the put's: a late put of an older commit must not
+        cut short a newer state's longer (or endless) idle timeout, nor a touch stretch an
+        ended session's records past the exactly-once ttl."""
+        merged = merge_entries(stored, incoming, now, self.config.dedup_ttl,
+                               self.config.dedup_max_body)  # fmt: skip
+        if merged.problem is not None:
             self.counters["dist_malformed"] += 1
-            log.error("session entry merge: %s", problem)
-        return text
+            log.error("session entry merge: %s", merged.problem)
+        if merged.entry is None:  # not a session entry (a creating request's record)
+            return merged.text, ttl
+        return merged.text, self._ttl(merged.entry.state)
 
     def _with(
         self, attach: tuple[str | None, RecordedResponse] | None, now: float
@@ -378,7 +385,10 @@ class DistributedSessions:
     ) -> str:
         return encode_entry(SessionEntry(session_id, None, self._with(attach, now)))
 
-    def _ttl(self, state: SessionState) -> float | None:
+    def _ttl(self, state: SessionState | None) -> float | None:
+        """How long an entry with `state` lives from its write (None: for ever)."""
+        if state is None:  # ended: kept only for its records, until the exactly-once ttl
+            return self.config.dedup_ttl
         # past the idle timeout plus one touch period the session is gone everywhere; the
         # store itself refuses it at its idle timeout (SessionStore.begin)
         if state.max_inactive <= 0:

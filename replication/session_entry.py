@@ -24,9 +24,10 @@ An entry's text is built when its request commits, but two requests of one sessi
 flight at once (a browser's parallel calls): their puts may land in either order, and neither
 text has the other's record. So the member that stores a put merges it into the entry it holds
 (`merge_entries`, the sessions table's merge hook) instead of overwriting it: the records are
-the union of both, the state is the newer of the two by `last_accessed` (which grows with each
-commit of the session, on any node: a commit takes the max of the old value and its clock),
-and an ended session stays ended (ids are never reused).
+the union of both, the state is the newer of the two by `last_accessed` (which grows strictly
+with each commit of the session, on any node: a commit takes its clock, or just past the old
+value when its clock is behind), and an ended session stays ended (ids are never reused). The
+kept state also decides the entry's expiry, and where its copies go (its id's route).
 """
 
 from __future__ import annotations
@@ -111,42 +112,60 @@ def decode_entry(text: str, max_body: int) -> SessionEntry:
     return SessionEntry(session_id, state, records)
 
 
-def merge_entries(
-    stored: str, incoming: str, now: float, ttl: float, max_body: int
-) -> tuple[str, str | None]:
-    """The text a member keeps when a put of `incoming` finds `stored` under the same key, and
-    why `stored` was dropped unread (None: it was merged). Either order of two puts gives the
-    same state and records — a late put of an older commit loses nothing of a newer one:
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """What `merge_entries` decided a member keeps."""
+
+    text: str  # the text to store
+    entry: SessionEntry | None  # the session entry `text` holds (None: not one, as it came)
+    problem: str | None = None  # why the stored text was dropped unread (None: it was merged)
+
+
+def merge_entries(stored: str, incoming: str, now: float, ttl: float, max_body: int) -> Merged:
+    """What a member keeps when a put of `incoming` finds `stored` under the same key. Any
+    order of the puts gives the same state and records — a late put of an older commit loses
+    nothing of a newer one:
 
     - records: both entries' (the incoming one's on a shared id), young and newest only
       (`kept_records`: `ttl` is the exactly-once ttl);
-    - state: ended (None) when either has ended; else the one accessed last, incoming on a
-      tie (a session's last access grows with each of its commits, on any node);
+    - state: ended (None) when either has ended (of two ended ids, the greater: either order
+      alike); else the one accessed last (each commit of a session moves its last access
+      strictly forward, on any node: worker/sessions.py), a tie — two lines of commits that
+      never saw each other — going to the greater state text, never to the arrival order;
     - a text that is not a session entry (a creating request's record, `rid/…`) is stored
       as it comes; a stored text that cannot be read loses to the incoming one (reported).
+
+    The kept entry (`Merged.entry`) decides the expiry too (the caller's): the state that was
+    kept, not the one that came, says how long the session lives.
     """
     if route_of(incoming) is None:
-        return incoming, None
+        return Merged(incoming, None)
     try:
         new = decode_entry(incoming, max_body)
     except EntryFormatError:
-        return incoming, None  # our own writes are well formed: not ours to judge here
+        return Merged(incoming, None)  # our own writes are well formed: not ours to judge here
     try:
         old = decode_entry(stored, max_body)
     except EntryFormatError as exc:
-        return incoming, f"stored entry unreadable, replaced: {exc}"
-    if new.state is None or old.state is None:
+        return Merged(incoming, new, f"stored entry unreadable, replaced: {exc}")
+    if new.state is None and old.state is None:
+        session_id, state = max(old.session_id, new.session_id), None
+    elif new.state is None or old.state is None:
         ended = new if new.state is None else old
         session_id, state = ended.session_id, None
-    elif old.state.last_accessed > new.state.last_accessed:
-        session_id, state = old.session_id, old.state
     else:
-        session_id, state = new.session_id, new.state
+        kept = max(old.state, new.state, key=_recency)
+        session_id, state = kept.id, kept
     records = kept_records({**old.records, **new.records}, now, ttl)
     merged = SessionEntry(session_id, state, records)
     if merged == new:
-        return incoming, None
-    return encode_entry(merged), None
+        return Merged(incoming, new)
+    return Merged(encode_entry(merged), merged)
+
+
+def _recency(state: SessionState) -> tuple[float, str]:
+    # a total order: the state text breaks a tie of last access, so no order of arrival does
+    return state.last_accessed, values.encode("value", state.to_wire())
 
 
 def kept_records(

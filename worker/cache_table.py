@@ -11,8 +11,10 @@ tombstone with its own version for the same reason; tombstones are not entries: 
 
 A table may be given a `merge` (distributed mode's sessions table): a put then stores the
 merge of the value it finds and the one it brings, so puts that cross on their way lose
-nothing; copies from other nodes still settle by version (they come from the key's primary,
-whose put merged). The app caches have none: a put replaces.
+nothing, and the merge decides the expiry too (the value kept, not the put, says how long it
+lives); copies from other nodes still settle by version (they come from the key's primary,
+whose put merged). Such a table has no compare-and-set: what it stores is not the text given.
+The app caches have no merge: a put replaces.
 
 Limits (defaults as for sessions): `max_entries` live entries (a put of a new key beyond it
 raises CacheFull; existing keys can always be replaced), `max_value_bytes` per value text
@@ -35,9 +37,10 @@ MAX_OPS = 10_000  # write ids remembered, so a retried write is recognised, not 
 # (replication/cache_codec.py), so a bigger max_value_bytes would make values no copy can carry
 MAX_VALUE_TEXT = 1 << 20
 KEY_OPS = 8  # write ids an entry carries (a retry comes within a few writes of the key)
-# (stored text, incoming text, now) → the text to store: a table whose values are merged
-# rather than replaced by a put (distributed mode's session entries, session_entry.py)
-Merge = Callable[[str, str, float], str]
+# (stored text, incoming text, now, the put's ttl) → (the text to store, its ttl): a table
+# whose values are merged rather than replaced by a put (distributed mode's session entries,
+# session_entry.py); the ttl is the merge's to decide, as the text it keeps may not be the put's
+Merge = Callable[[str, str, float, float | None], tuple[str, float | None]]
 
 
 class TableLimits(TypedDict, total=False):
@@ -140,9 +143,10 @@ class CacheTable:
         """Store `text` under a new version; the entry written (to ship to other nodes).
         `op`: the write's id, remembered so that a retry of it is recognised (`seen`).
         With a `merge`, a live value is merged with `text` (the returned entry has the
-        merged text): puts of one key that cross on their way land in either order alike."""
+        merged text and the merge's ttl): puts of one key that cross on their way land in
+        either order alike."""
         if self.merge is not None and (stored := self.get(key, now)) is not None:
-            text = self.merge(stored, text, now)
+            text, ttl = self.merge(stored, text, now, ttl)
         self._check(key, text, now)
         expires = None if ttl is None else now + ttl
         entry = Entry(text, self._next(key, now), expires, self._ops_after(key, op))
@@ -170,7 +174,13 @@ class CacheTable:
         op: str | None = None,
     ) -> Entry | None:
         """Put `text` only if the live value's text is `expected` (None: only if absent);
-        the entry written, or None when the value was something else."""
+        the entry written, or None when the value was something else. Not on a table with a
+        merge: it would store a merged text, not `text` (ValueError)."""
+        if self.merge is not None:
+            raise ValueError(
+                f"cache {self.name!r}: compare-and-set is refused on a table that merges its "
+                "puts (it would store a merge, not the text given)"
+            )
         if self.get(key, now) != expected:
             return None
         return self.put(key, text, now, ttl, op)

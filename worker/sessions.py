@@ -24,6 +24,7 @@ caught at commit, which then raises and keeps none of the request's changes).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -213,6 +214,7 @@ class SessionStore:
             return self._commit_late(view, now)
         if view._source is not None and not view._invalidated:
             self._carry_over(view)
+        now = _commit_time(current, now)
         try:
             delta = self._delta_of(view, current, now)
             new_state = self._checked_apply(current, delta, view)
@@ -227,7 +229,7 @@ class SessionStore:
             # a rotated session's end travels in its successor's delta (``replaces``)
             return None if view._is_new or view._rotated else delta
         if new_state is None:  # read only: the access time is state, not a delta
-            new_state = replace(current, last_accessed=max(current.last_accessed, float(now)))
+            new_state = replace(current, last_accessed=now)
         self._states[random_part] = new_state
         self._note_successor(view._replaces, random_part)
         return delta
@@ -252,7 +254,7 @@ class SessionStore:
                 f"session {view.id} was rotated while this request ran and its successor is "
                 "not held here: this request's session changes were not kept"
             )
-        delta = SessionDelta(current.id, float(now), set_attributes=tuple(sets),
+        delta = SessionDelta(current.id, _commit_time(current, now), set_attributes=tuple(sets),
                              removed_attributes=tuple(removes))  # fmt: skip
         new_state = self._checked_apply(current, delta, view)
         assert new_state is not None
@@ -416,6 +418,15 @@ class SessionStore:
             removed_attributes=tuple(removes),
             replaces=view._replaces,
         )
+
+
+def _commit_time(current: SessionState, now: float) -> float:
+    """The last access a commit gives the session: `now`, but always past the one it had.
+    Each commit moves it strictly forward even while this node's clock is behind the stored
+    value (a takeover from a node whose clock ran ahead): distributed mode orders two puts of
+    one session by it (session_entry.merge_entries), and a tie would let arrival order, not
+    commit order, pick the state. One ulp is enough: times travel as JSON floats (repr, exact)."""
+    return max(float(now), math.nextafter(current.last_accessed, math.inf))
 
 
 def _untouched(view: RequestSession) -> dict[str, str]:

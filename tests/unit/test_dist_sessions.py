@@ -21,8 +21,10 @@ from replication.cache_codec import CacheReply, CacheReq
 from replication.config import parse_cluster_config
 from replication.dist_sessions import DistributedSessions
 from replication.member_info import MemberInfo
-from replication.session_entry import decode_entry, encode_entry
+from replication.session_entry import SESSIONS_CACHE, SessionEntry, decode_entry, encode_entry
 from worker.backend import SessionNotSaved
+from worker.cache_table import Entry
+from worker.delta import SessionState
 from worker.middleware import SessionManager
 from worker.peers import ABSENT, FOUND, UNKNOWN
 from worker.readiness import Readiness
@@ -262,6 +264,34 @@ async def test_a_sticky_request_with_a_request_id_makes_no_round_trip() -> None:
     assert node.counters["cache_requests_out"] == before
 
 
+def setting(name: str, value: Any) -> Any:
+    def change(view: Any) -> None:
+        view[name] = value
+
+    return change
+
+
+async def two_requests(
+    node: Node, sid: str, change_a: Any, change_b: Any, *, b_first: bool
+) -> None:
+    """Requests A then B on one session on `node`, both committed (B on A's state, each at
+    this node's clock) before either put lands; the puts land in the order asked."""
+    assert await node.dist.load([sid], None) == FOUND
+    a, b = node.store.begin(sid, time.time()), node.store.begin(sid, time.time())
+    assert a is not None and b is not None
+    change_a(a)
+    change_b(b)
+    delta_a = node.store.commit(a, time.time())
+    assert delta_a is not None
+    node.dist.committed([delta_a], "r-a", web.Response(text="a done"))
+    delta_b = node.store.commit(b, time.time())
+    assert delta_b is not None
+    node.dist.committed([delta_b], "r-b", web.Response(text="b done"))
+    for delta in (delta_b, delta_a) if b_first else (delta_a, delta_b):
+        await node.dist.sink(delta)
+    node.dist.release([sid.split(".")[0]])
+
+
 @pytest.mark.parametrize("b_first", [True, False], ids=["reverse-order", "commit-order"])
 async def test_two_requests_of_one_session_committed_before_either_put_lose_nothing(
     b_first: bool,
@@ -275,21 +305,7 @@ async def test_two_requests_of_one_session_committed_before_either_put_lose_noth
     node = net.nodes[IDS[0]]
     sid = await create(node, x=0)
     rp = sid.split(".")[0]
-    assert await node.dist.load([sid], "r-a") == FOUND
-    a, b = node.store.begin(sid, time.time()), node.store.begin(sid, time.time())
-    assert a is not None and b is not None
-    a["a"] = 1
-    b["b"] = 2
-    now = time.time()  # each commit as the middleware makes it: the store's, then the plan's
-    delta_a = node.store.commit(a, now + 1)
-    assert delta_a is not None
-    node.dist.committed([delta_a], "r-a", web.Response(text="a done"))
-    delta_b = node.store.commit(b, now + 2)
-    assert delta_b is not None
-    node.dist.committed([delta_b], "r-b", web.Response(text="b done"))
-    for delta in (delta_b, delta_a) if b_first else (delta_a, delta_b):
-        await node.dist.sink(delta)
-    node.dist.release([rp])
+    await two_requests(node, sid, setting("a", 1), setting("b", 2), b_first=b_first)
     holders = [n for n in net.nodes.values() if n.dist.table.entry(rp) is not None]
     assert len(holders) == 2  # the primary and its backup, the same entry on both
     for holder in holders:
@@ -322,3 +338,123 @@ async def test_an_unreadable_stored_entry_is_replaced_by_the_next_write_and_coun
     await finish(node, [view], None)
     assert entry_attrs(node, sid) == {"x": "1"}
     assert node.counters["dist_malformed"] == 2  # the read, then the merge that replaced it
+
+
+def holders_of(net: DistNet, sid: str) -> list[Entry]:
+    rp = sid.split(".")[0]
+    entries = [e for n in net.nodes.values() if (e := n.dist.table.entry(rp)) is not None]
+    assert len(entries) == CONFIG.owners and len({e.version for e in entries}) == 1
+    return entries
+
+
+@pytest.mark.parametrize("b_first", [True, False], ids=["reverse-order", "commit-order"])
+async def test_a_late_put_of_an_older_commit_does_not_cut_the_newer_states_lifetime_short(
+    b_first: bool,
+) -> None:
+    # B commits after A and makes the session never expire; when B's put lands first, A's
+    # older put is merged into it: B's state is kept, and so must B's lifetime be (on the old
+    # code the entry took A's ttl, and expired after ~30 min although its state says never)
+    net = DistNet(3)
+    node = net.nodes[IDS[0]]
+    sid = await create(node, x=0)
+
+    def never(view: Any) -> None:
+        view.max_inactive_interval = -1
+
+    await two_requests(node, sid, setting("a", 1), never, b_first=b_first)
+    for entry in holders_of(net, sid):
+        assert entry.text is not None
+        state = decode_entry(entry.text, 1 << 16).state
+        assert state is not None and state.max_inactive == -1 and "a" in state.attributes
+        assert entry.expires is None
+
+
+async def test_a_touch_landing_after_a_logout_does_not_stretch_the_ended_entrys_life() -> None:
+    net = DistNet(3)
+    node = net.nodes[IDS[0]]
+    sid = await create(node, x=0)
+    rp = sid.split(".")[0]
+    assert await node.dist.load([sid], None) == FOUND
+    state = node.store.get_state(sid)
+    assert state is not None
+    touch = node.dist._text(state, None, time.time())  # a read-only request's touch, built
+    view = node.store.begin(sid, time.time())  # ... while a logout runs and lands first
+    assert view is not None
+    view.invalidate()
+    await finish(node, [view], "r-logout")
+    await node.dist._put_quietly(rp, touch, node.dist._ttl(state))
+    for entry in holders_of(net, sid):
+        assert entry.text is not None and decode_entry(entry.text, 1 << 16).state is None
+        assert entry.expires is not None  # kept for the logout's retry, not the idle timeout
+        assert entry.expires <= time.time() + CONFIG.dedup_ttl
+
+
+@pytest.mark.parametrize("b_first", [True, False], ids=["reverse-order", "commit-order"])
+async def test_two_requests_on_a_node_whose_clock_is_behind_the_sessions_keep_commit_order(
+    b_first: bool,
+) -> None:
+    # The session was last accessed on a node whose clock ran an hour ahead. Here A and B
+    # commit (B on A's state) at this node's clock, behind that last access: on the old code
+    # both kept it unchanged, a tie, and when B's put landed first A's older state won it —
+    # B's acknowledged change was lost. Each commit moves the last access strictly forward.
+    net = DistNet(3)
+    node = net.nodes[IDS[0]]
+    view = node.store.create(time.time() + 3600)
+    view["x"] = 0
+    await finish(node, [view], None)
+    sid = view.id
+    await two_requests(node, sid, setting("a", 1), setting("b", 2), b_first=b_first)
+    for holder in net.nodes.values():
+        if holder.dist.table.entry(sid.split(".")[0]) is not None:
+            assert entry_attrs(holder, sid) == {"x": "0", "a": "1", "b": "2"}
+
+
+async def test_copies_and_evictions_follow_the_entry_stored_not_the_put_that_came() -> None:
+    # The session (taken over by n1) ended there; n2 is its backup. A late put of n2's own,
+    # under the old route n2, reaches n2 (its primary by that route): the merge keeps the
+    # ended entry with its id — pinned to n1. Its copy must go to n1's owners and nothing be
+    # evicted; on the old code it went to n2's (a stray copy elsewhere) and n1's copy, the
+    # primary's, was evicted as "no longer an owner".
+    net = DistNet(4)
+    n1, n2 = net.nodes[IDS[0]], net.nodes[IDS[1]]
+    for i in range(1, 500):
+        rp = f"{i:032X}"
+        by_n1 = n2.dist.backend.owners_of(rp, text=ended_text(rp, "n1"))
+        by_n2 = n2.dist.backend.owners_of(rp, text=ended_text(rp, "n2"))
+        if by_n1 == (IDS[0], IDS[1]) and IDS[0] not in by_n2:
+            break
+    else:
+        pytest.fail("no random part whose owners differ as this test needs")
+    await n1.dist.backend.put(rp, ended_text(rp, "n1"), CONFIG.dedup_ttl)  # the logout
+    state = SessionState(f"{rp}.n2", 1.0, time.time(), 1800.0, {"x": "1"})
+    late = encode_entry(SessionEntry(state.id, state, {}))
+    await n2.dist._write([(rp, late, 1802.0)])
+    await asyncio.gather(*net.spawned)
+    assert n2.counters["dist_evictions"] == 0
+    entries = holders_of(net, f"{rp}.n1")
+    assert {m for m, n in net.nodes.items() if n.dist.table.entry(rp)} == {IDS[0], IDS[1]}
+    kept = decode_entry(entries[0].text or "", 1 << 16)
+    assert kept.session_id == f"{rp}.n1" and kept.state is None
+    # a writer that is not the primary learns the text stored from the primary's answer
+    stored = await net.nodes[IDS[2]].dist.backend.put_stored(rp, late, 1802.0)
+    assert decode_entry(stored, 1 << 16).session_id == f"{rp}.n1"
+
+
+def ended_text(rp: str, route: str) -> str:
+    return encode_entry(SessionEntry(f"{rp}.{route}", None, {}))
+
+
+async def test_a_compare_and_set_on_the_sessions_cache_is_refused_with_a_clear_error() -> None:
+    net = DistNet(3)
+    node = net.nodes[IDS[0]]
+    sid = await create(node, x=0)
+    rp = sid.split(".")[0]
+    held = node.dist.table.entry(rp)
+    assert held is not None and held.text is not None
+    other = ended_text(rp, "n1")
+    cas = CacheReq(1, SESSIONS_CACHE, "cas", rp, other, held.text, op_id="c" * 32)
+    reply = await net.request(MemberInfo(IDS[0], "n1", "127.0.0.1", 1, 1.0), cas)
+    assert not reply.ok and reply.error is not None
+    assert reply.error.startswith("refused") and "compare-and-set" in reply.error
+    assert node.dist.table.entry(rp) == held
+    assert node.counters["cache_writes_refused"] == 1

@@ -11,6 +11,7 @@ from replication.ledger import RecordedResponse
 from replication.session_entry import (
     MAX_RECORDS,
     EntryFormatError,
+    Merged,
     SessionEntry,
     decode_entry,
     decode_loose,
@@ -101,9 +102,11 @@ def ended(records: dict[str, RecordedResponse], session_id: str = SID) -> str:
 
 
 def merged(stored: str, incoming: str, now: float = 100.0) -> SessionEntry:
-    text, problem = merge_entries(stored, incoming, now, TTL, 16384)
-    assert problem is None
-    return decode_entry(text, 16384)
+    result = merge_entries(stored, incoming, now, TTL, 16384)
+    assert result.problem is None
+    back = decode_entry(result.text, 16384)
+    assert result.entry == back  # the kept entry (its expiry is decided by it) is the text's
+    return back
 
 
 def test_a_late_put_of_an_older_commit_keeps_the_newer_state_and_both_records():
@@ -115,10 +118,22 @@ def test_a_late_put_of_an_older_commit_keeps_the_newer_state_and_both_records():
         assert set(entry.records) == {"A", "B"}
 
 
-def test_the_incoming_state_wins_a_tie_and_a_newer_one():
+def test_the_newer_state_wins_and_a_tie_is_settled_by_the_states_not_by_arrival():
     old = live(10.0, {}, x="1")
-    assert merged(old, live(10.0, {}, x="2")).state.attributes == {"x": "2"}  # type: ignore[union-attr]
     assert merged(old, live(12.0, {}, x="3")).state.attributes == {"x": "3"}  # type: ignore[union-attr]
+    assert merged(live(12.0, {}, x="3"), old).state.attributes == {"x": "3"}  # type: ignore[union-attr]
+    # two commits with one last access (lines of commits that never saw each other): the
+    # same winner whichever lands first — on the old code the incoming one won, so the two
+    # orders disagreed
+    tied = live(10.0, {}, x="2")
+    assert merged(old, tied) == merged(tied, old)
+
+
+def test_of_two_ended_entries_under_two_routes_either_order_keeps_the_same_id():
+    moved = SID.split(".")[0] + ".node5"
+    a, b = ended({"A": rec(10.0)}), ended({"B": rec(11.0)}, moved)
+    assert merged(a, b) == merged(b, a)
+    assert merged(a, b).session_id == max(SID, moved)
 
 
 def test_an_ended_session_stays_ended_whatever_arrives_later():
@@ -164,56 +179,66 @@ def test_a_shared_request_id_keeps_the_incoming_record():
 
 def test_an_incoming_text_that_needs_nothing_of_the_stored_one_is_kept_as_it_came():
     incoming = live(12.0, {"A": rec(10.0)}, x="2")
-    text, problem = merge_entries(live(10.0, {"A": rec(10.0)}), incoming, 100.0, TTL, 16384)
-    assert text == incoming and problem is None
+    result = merge_entries(live(10.0, {"A": rec(10.0)}), incoming, 100.0, TTL, 16384)
+    assert result.text == incoming and result.problem is None
+    assert result.entry == decode_entry(incoming, 16384)
+
+
+def test_the_kept_entry_is_the_stored_one_when_a_late_put_brings_an_older_state():
+    # its state, not the put's, decides how long the entry lives (dist_sessions._merge)
+    newer = encode_entry(SessionEntry(SID, SessionState(SID, 1.0, 20.0, -1.0, {}), {}))
+    result = merge_entries(newer, live(10.0, {}), 100.0, TTL, 16384)
+    assert result.entry is not None and result.entry.state is not None
+    assert result.entry.state.max_inactive == -1.0
 
 
 @pytest.mark.parametrize("stored", ["{not json", '{"i":"' + SID + '","s":{"v":1},"r":{}}', "7"])
 def test_an_unreadable_stored_entry_loses_to_the_incoming_one_and_is_reported(stored: str):
     incoming = live(10.0, {"A": rec(10.0)}, x="1")
-    text, problem = merge_entries(stored, incoming, 100.0, TTL, 16384)
-    assert text == incoming
-    assert problem is not None and "stored entry unreadable" in problem
+    result = merge_entries(stored, incoming, 100.0, TTL, 16384)
+    assert result.text == incoming and result.entry == decode_entry(incoming, 16384)
+    assert result.problem is not None and "stored entry unreadable" in result.problem
 
 
 def test_a_creating_requests_record_is_stored_as_it_comes():
     record = encode_loose("rid-7", RECORD)
-    assert merge_entries(encode_loose("rid-7", rec(1.0)), record, 100.0, TTL, 16384) == (
-        record,
-        None,
-    )
+    result = merge_entries(encode_loose("rid-7", rec(1.0)), record, 100.0, TTL, 16384)
+    assert result == Merged(record, None)  # no entry: the put's own ttl stands
 
 
+MOVED = SID.split(".")[0] + ".node5"  # the same session after a takeover renamed it
 PUTS = st.lists(
-    st.tuples(st.integers(0, 50), st.booleans(), st.integers(0, MAX_RECORDS)),
+    # few access times, so ties are common: lines of commits that never saw each other
+    st.tuples(st.integers(0, 4), st.booleans(), st.integers(0, MAX_RECORDS), st.booleans()),
     min_size=1,
     max_size=6,
-    unique_by=lambda p: p[0],  # each put a commit with its own last access (no ties)
 )
 
 
 @given(PUTS, st.randoms())
 def test_puts_merged_in_any_order_settle_on_the_same_entry(puts: list, rnd: object) -> None:
-    # each put: (last access, ended?, how many records it brings); records are named by the
-    # put, so any two puts' records differ, as two requests' ids do
-    texts = [
-        ended(recs) if gone else live(float(at), recs, n=str(at))
-        for at, gone, count in puts
-        for recs in [{f"{at}-{i}": rec(float(at) + i / 10) for i in range(count)}]
-    ]
+    # each put: (last access, ended?, how many records it brings, under the moved id?);
+    # records are named by the put, so any two puts' records differ, as two requests' ids do
+    texts = []
+    for k, (at, gone, count, moved) in enumerate(puts):
+        sid = MOVED if moved else SID
+        recs = {f"{k}-{i}": rec(float(at) + i / 10) for i in range(count)}
+        state = SessionState(sid, 1.0, float(at), 1800.0, {"n": str(k)})
+        texts.append(encode_entry(SessionEntry(sid, None if gone else state, recs)))
 
     def fold(order: list[str]) -> SessionEntry:
         text = order[0]
         for incoming in order[1:]:
-            text, problem = merge_entries(text, incoming, 60.0, TTL, 16384)
-            assert problem is None
+            result = merge_entries(text, incoming, 60.0, TTL, 16384)
+            assert result.problem is None
+            text = result.text
         return decode_entry(text, 16384)
 
     shuffled = list(texts)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
     got, want = fold(shuffled), fold(texts)
     assert got == want
-    if any(gone for _, gone, _ in puts):
+    if any(gone for _, gone, _, _ in puts):
         assert got.state is None  # ended stays ended
     else:
         assert got.state is not None and got.state.last_accessed == max(p[0] for p in puts)

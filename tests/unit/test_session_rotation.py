@@ -141,8 +141,8 @@ def test_rotating_then_invalidating_ends_the_old_id_everywhere():
     view = store.begin(old_id, T0)
     new = store.rotate(view, T0)
     new.invalidate()
-    deltas = [store.commit(v, T0) for v in (new, view)]
-    assert deltas == [SessionDelta(old_id, T0, invalidated=True), None]
+    deltas = [store.commit(v, T0 + 1) for v in (new, view)]
+    assert deltas == [SessionDelta(old_id, T0 + 1, invalidated=True), None]
     assert store.states() == []
 
 

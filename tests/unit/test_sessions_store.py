@@ -331,7 +331,7 @@ def test_max_inactive_change_is_recorded():
     sid = new_session(store)
     view = store.begin(sid, T0)
     view.max_inactive_interval = 42
-    assert store.commit(view, T0) == SessionDelta(sid, T0, max_inactive=42.0)
+    assert store.commit(view, T0 + 1) == SessionDelta(sid, T0 + 1, max_inactive=42.0)
 
 
 def test_invalidate_records_only_the_invalidation_and_removes_the_session():
@@ -342,7 +342,7 @@ def test_invalidate_records_only_the_invalidation_and_removes_the_session():
     view.invalidate()
     with pytest.raises(SessionInvalidatedError):
         view["a"]
-    assert store.commit(view, T0) == SessionDelta(sid, T0, invalidated=True)
+    assert store.commit(view, T0 + 1) == SessionDelta(sid, T0 + 1, invalidated=True)
     assert sid not in store and store.begin(sid, T0) is None
 
 
@@ -403,3 +403,29 @@ def test_apply_delta_never_moves_the_access_time_back():
     state = SessionState("A" * 32 + ".n1", T0, T0 + 10, 60.0)
     after = apply_delta(state, SessionDelta(state.id, T0 + 5, set_attributes=(("a", "1"),)))
     assert after.last_accessed == T0 + 10
+
+
+def test_each_commit_moves_the_last_access_strictly_forward_even_with_a_clock_behind_it():
+    # a takeover from a node whose clock ran ahead: this node's clock is behind the session's
+    # last access; two requests committed one after the other must not tie (distributed
+    # mode's merge orders a session's puts by it: a tie let the older state win)
+    store = SessionStore("n1")
+    sid = new_session(store, T0 + 3600, a=0)
+    ahead = store.get_state(sid).last_accessed  # type: ignore[union-attr]
+    one, two, reader = (store.begin(sid, T0) for _ in range(3))
+    assert one is not None and two is not None and reader is not None
+    one["a"] = 1
+    two["b"] = 2
+    first = store.commit(one, T0)
+    second = store.commit(two, T0)
+    assert first is not None and second is not None
+    assert ahead < first.at < second.at  # the replicas' last access: the deltas' times
+    after_two = store.get_state(sid).last_accessed  # type: ignore[union-attr]
+    assert after_two == second.at
+    assert store.commit(reader, T0) is None  # read-only: an access all the same
+    assert store.get_state(sid).last_accessed > after_two  # type: ignore[union-attr]
+    # with the clock ahead of it, the last access is the clock, as before
+    later = store.begin(sid, T0 + 3700)
+    assert later is not None
+    store.commit(later, T0 + 3700)
+    assert store.get_state(sid).last_accessed == T0 + 3700  # type: ignore[union-attr]

@@ -254,20 +254,44 @@ def test_evict_forgets_a_copy_without_a_tombstone() -> None:
     assert table.evict("k") is False
 
 
-def test_a_table_with_a_merge_merges_a_put_into_the_live_value_only() -> None:
-    calls: list[tuple[str, str, float]] = []
+Ttl = float | None
 
-    def union(stored: str, incoming: str, now: float) -> str:
-        calls.append((stored, incoming, now))
-        return stored[:-1] + "," + incoming[1:]
+
+def test_a_table_with_a_merge_merges_a_put_into_the_live_value_only() -> None:
+    calls: list[tuple[str, str, float, float | None]] = []
+
+    def union(stored: str, incoming: str, now: float, ttl: float | None) -> tuple[str, Ttl]:
+        calls.append((stored, incoming, now, ttl))
+        return stored[:-1] + "," + incoming[1:], ttl
 
     table = CacheTable("c", writer="a", merge=union)
     table.put("k", "[1]", now=0.0)  # nothing stored: as it comes
     written = table.put("k", "[2]", now=1.0, ttl=10.0)
     assert written.text == "[1,2]" and table.get("k", 1.0) == "[1,2]"
-    assert calls == [("[1]", "[2]", 1.0)]
+    assert calls == [("[1]", "[2]", 1.0, 10.0)]
     table.put("k", "[3]", now=20.0)  # the stored value expired: not merged
     assert table.get("k", 20.0) == "[3]" and len(calls) == 1
     plain = CacheTable("c", writer="a")  # the app caches: a put replaces
     plain.put("k", "[1]", now=0.0)
     assert plain.put("k", "[2]", now=1.0).text == "[2]"
+
+
+def test_a_merged_put_expires_by_the_ttl_its_merge_decides_not_the_puts() -> None:
+    # the value kept may be the stored one (a late put of an older session state): its own
+    # lifetime holds — None (never), or a shorter one — whatever ttl the put brought
+    def keep_stored(stored: str, incoming: str, now: float, ttl: float | None):
+        return stored, None if stored == '"forever"' else 5.0
+
+    table = CacheTable("c", writer="a", merge=keep_stored)
+    table.put("k", '"forever"', now=0.0)
+    assert table.put("k", '"older"', now=1.0, ttl=1800.0).expires is None
+    table.put("e", '"ended"', now=0.0, ttl=5.0)
+    assert table.put("e", '"touch"', now=1.0, ttl=1800.0).expires == 6.0
+    assert table.get("e", 7.0) is None
+
+
+def test_compare_and_set_is_refused_on_a_table_that_merges() -> None:
+    table = CacheTable("c", writer="a", merge=lambda s, i, now, ttl: (s, ttl))
+    with pytest.raises(ValueError, match="compare-and-set is refused on a table that merges"):
+        table.compare_and_set("k", None, "[1]", now=0.0)
+    assert table.get("k", 0.0) is None
