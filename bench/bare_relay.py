@@ -99,8 +99,16 @@ def closing_head(held: bytes, data: bytes) -> tuple[bytes, bytes | None]:
         if end < 0:
             return buf[:start], buf[start:]
         if buf[start + 9 : start + 10] != b"1":  # "HTTP/1.1 1xx": not the final response
-            return buf[:start] + closing(buf[start:]), None
+            return closing_at(buf, start, end), None
         start = end + 4
+
+
+def closing_at(buf: bytes, start: int, end: int) -> bytes:
+    """buf with the head from start to end (where its blank line begins) saying Connection:
+    close. closing() with the head's end already found: searching a response twice for it cost
+    the close scenarios ~2.5k instructions per request."""
+    head = _CONNECTION_LINE.sub(b"", buf[start:end])
+    return buf[:start] + head + b"\r\nConnection: close" + buf[end:]
 
 
 def session_route(cookie: bytes) -> bytes:
@@ -393,10 +401,10 @@ class Upstream(asyncio.Protocol):
             self.close()
             return
         if self.closing:
-            if not self.held and data[9:10] != b"1" and b"\r\n\r\n" in data:
-                # the common case, written out: a final head whole in this read
+            end = -1 if self.held or data[9:10] == b"1" else data.find(b"\r\n\r\n")
+            if end > 0:  # the common case: a final head whole in one read (one call less)
                 self.closing = False
-                client.transport.write(closing(data))
+                client.transport.write(closing_at(data, 0, end))
             else:
                 out, held = closing_head(self.held, data)
                 self.held = held or b""
