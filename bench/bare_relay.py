@@ -16,6 +16,15 @@ the connection closed, and whether an upstream connection can go back to the poo
 decision, no header checks, no logging, no counters. Large responses use the transports' flow
 control (a full client buffer pauses reading from the upstream, and the other way round).
 
+With ``--read-headers`` (the race's peer ``relay-headers``) it does the least any real balancer
+on this stack must also do per request: hand the URL and every header to Python (httptools'
+``on_url`` and ``on_header``), keep the path, Host and Cookie (bytes, never decoded), send a
+request whose ``JSESSIONID`` carries a known route after its first dot to that member (mod_jk's
+sticky session; ``--upstream ROUTE=HOST:PORT``, by default node1, node2, ... in order) and the
+others in round robin, and bound each request with its own timer (``loop.call_later``, cancelled
+when the response is complete). Without it the relay is the floor of moving bytes; with it, the
+floor of a balancer.
+
 Choices a real proxy would make differently, kept because they are cheap and honest:
 
 * The one rewrite: a request carrying ``Connection: close`` has that header removed before it
@@ -23,6 +32,9 @@ Choices a real proxy would make differently, kept because they are cheap and hon
   peer in the race keeps its upstream pool in the close scenarios), and its response head gets
   ``Connection: close`` instead of the upstream's ``keep-alive`` before the relay closes the
   client connection (a client such as wrk believes the response head, not the close).
+* A request deadline (--read-headers) closes the client connection when it passes; a real
+  proxy would answer 504 when nothing of the response has been sent yet. Only arming and
+  cancelling the timer is the cost measured; a race never lets one fire.
 * Pipelined requests stay on the upstream connection of the first one until every response
   has come back (no per-request offsets from httptools, so the bytes are not split).
 * HEAD responses and pipelined responses behind a HEAD take a slow path (the response parser
@@ -39,11 +51,13 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 
 import httptools
 import uvloop
 
 MAX_HEAD = 64 * 1024  # a request head still incomplete at this size is refused (431)
+REQUEST_TIMEOUT = 60.0  # --read-headers: seconds a request may take (nginx's proxy_read_timeout)
 _CONNECTION_LINE = re.compile(rb"\r\nconnection:[^\r\n]*(?=\r\n|\Z)", re.IGNORECASE)
 
 
@@ -71,16 +85,65 @@ def closing(data: bytes) -> bytes:
     return without_connection_header(data, b"\r\nConnection: close")
 
 
+def closing_head(held: bytes, data: bytes) -> tuple[bytes, bytes | None]:
+    """(what can go to the client now, what must wait) of a response stream whose final head
+    must say Connection: close. held is what waited from earlier reads. Interim (1xx) heads pass
+    as they are; the final head is rewritten once its end is in; nothing waits (None) after it.
+
+    A head can arrive split over reads, and a 1xx and the final head can share one: the rewrite
+    needs the final head whole, or the upstream's keep-alive would reach the client."""
+    buf = held + data if held else data
+    start = 0
+    while True:
+        end = buf.find(b"\r\n\r\n", start)
+        if end < 0:
+            return buf[:start], buf[start:]
+        if buf[start + 9 : start + 10] != b"1":  # "HTTP/1.1 1xx": not the final response
+            return closing_at(buf, start, end), None
+        start = end + 4
+
+
+def closing_at(buf: bytes, start: int, end: int) -> bytes:
+    """buf with the head from start to end (where its blank line begins) saying Connection:
+    close. closing() with the head's end already found: searching a response twice for it cost
+    the close scenarios ~2.5k instructions per request."""
+    head = _CONNECTION_LINE.sub(b"", buf[start:end])
+    return buf[:start] + head + b"\r\nConnection: close" + buf[end:]
+
+
+def session_route(cookie: bytes) -> bytes:
+    """The route of the JSESSIONID in a Cookie header: after the first dot of its value, as
+    mod_jk reads it (reference §3.5); b"" when there is none."""
+    at = cookie.find(b"JSESSIONID=")
+    while at > 0 and cookie[at - 1] not in b" ;":  # e.g. XJSESSIONID=: another cookie's name
+        at = cookie.find(b"JSESSIONID=", at + 11)
+    if at < 0:
+        return b""
+    value_end = cookie.find(b";", at)
+    value = cookie[at + 11 : value_end if value_end >= 0 else len(cookie)]
+    dot = value.find(b".")
+    return value[dot + 1 :].strip() if dot >= 0 else b""
+
+
 class Relay:
-    """What every connection shares: the upstreams, their idle pools, the round-robin cursor."""
+    """What every connection shares: the upstreams, their idle pools, the round-robin cursor,
+    and (--read-headers) the members' routes and the request deadline."""
 
-    __slots__ = ("loop", "next", "pools", "upstreams")
+    __slots__ = ("loop", "next", "pools", "routes", "timeout", "upstreams")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, upstreams: Sequence[tuple[str, int]]):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        upstreams: Sequence[tuple[str, int]],
+        routes: Sequence[bytes] = (),
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
         self.loop = loop
         self.upstreams = list(upstreams)
         self.pools: list[list[Upstream]] = [[] for _ in self.upstreams]
         self.next = 0
+        self.routes = {route: i for i, route in enumerate(routes)}
+        self.timeout = timeout
 
 
 class Client(asyncio.Protocol):
@@ -92,11 +155,13 @@ class Client(asyncio.Protocol):
         "heads",  # numbers (nreq) of outstanding HEAD requests, in order
         "hold",  # bytes waiting: a head not yet complete, or an upstream still connecting
         "in_msg",  # the request parser is inside a message
+        "member",  # the member chosen for the request just parsed; -1: round robin
         "nreq",  # request heads seen on this connection
         "nresp",  # final responses relayed on it
         "parser",
         "reading_paused",  # we paused reading the client: the upstream's buffer was full
         "relay",
+        "timers",  # deadlines of the requests not answered yet, in order (--read-headers)
         "transport",
         "up",  # the upstream connection owned now, or None
         "writing_paused",  # the client's buffer is full: don't read from an upstream
@@ -107,6 +172,10 @@ class Client(asyncio.Protocol):
         self.up: Upstream | None = None
         self.hold: bytes | bytearray | None = None
         self.heads: deque[int] = deque()
+        # (a shared empty tuple: a deque per connection would cost the plain relay's close
+        # scenarios an allocation it has no use for; HeaderClient brings its own)
+        self.timers: deque[asyncio.TimerHandle] | tuple[()] = ()
+        self.member = -1
         self.nreq = self.nresp = 0
         self.in_msg = self.close_after = False
         self.reading_paused = self.writing_paused = False
@@ -115,7 +184,7 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
 
-    # -- httptools callbacks (the only three: framing and the connection's fate) --------------
+    # -- httptools callbacks (three: framing and the connection's fate; see HeaderClient) ------
 
     def on_message_begin(self) -> None:
         self.in_msg = True
@@ -169,8 +238,10 @@ class Client(asyncio.Protocol):
         if closes:
             data = without_connection_header(data)
         relay = self.relay
-        i = relay.next
-        relay.next = i + 1 if i + 1 < len(relay.upstreams) else 0
+        i = self.member
+        if i < 0:
+            i = relay.next
+            relay.next = i + 1 if i + 1 < len(relay.upstreams) else 0
         pool = relay.pools[i]
         if pool:
             up = pool.pop()
@@ -222,6 +293,8 @@ class Client(asyncio.Protocol):
         # The parser holds bound methods of this object: a reference cycle that would wait for
         # the cyclic collector, once per connection (pyjk measured it: docs/benchmarks.md).
         self.parser = None
+        for timer in self.timers:  # (each holds this object for as long as the deadline)
+            timer.cancel()
         up = self.up
         if up is not None:  # a response (or a request body) was in flight: the upstream is dirty
             self.up = None
@@ -229,14 +302,57 @@ class Client(asyncio.Protocol):
             up.close()
 
 
+class HeaderClient(Client):
+    """--read-headers: a client connection that also does what every balancer on this stack
+    must do per request, and nothing else: read the URL and the headers in Python, keep the
+    path, Host and Cookie, choose the member by the session's route, arm a deadline."""
+
+    __slots__ = ("cookie", "host", "path", "url")
+
+    def __init__(self, relay: Relay) -> None:
+        super().__init__(relay)
+        self.timers = deque()
+        self.url = self.path = self.host = self.cookie = b""
+
+    def on_message_begin(self) -> None:
+        self.in_msg = True
+        self.url = self.host = self.cookie = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url  # llhttp hands the URL over in pieces when it spans reads
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # (httptools joins a name or value split over reads before calling this)
+        n = len(name)  # the length first: most headers are neither, and cost no lower()
+        if n == 4 and name.lower() == b"host":
+            self.host = value
+        elif n == 6 and name.lower() == b"cookie":
+            self.cookie = self.cookie + b"; " + value if self.cookie else value
+
+    def on_headers_complete(self) -> None:
+        Client.on_headers_complete(self)
+        url = self.url
+        query = url.find(b"?")
+        self.path = url if query < 0 else url[:query]  # what a URI map would match
+        relay = self.relay
+        cookie = self.cookie
+        self.member = relay.routes.get(session_route(cookie), -1) if cookie else -1
+        self.timers.append(relay.loop.call_later(relay.timeout, self.expire))  # type: ignore[union-attr]
+
+    def expire(self) -> None:
+        """A request's deadline passed before its response was complete."""
+        self.fail(None)
+
+
 class Upstream(asyncio.Protocol):
     """One connection to an upstream: idle in its pool, or owned by one client."""
 
     __slots__ = (
         "client",
-        "closing",  # the response head to come must say Connection: close (see closing())
+        "closing",  # the response head to come must say Connection: close (closing_head())
         "done",  # set by on_message_complete (the slow path feeds byte by byte)
         "headbuf",  # the slow path's bytes of a HEAD response's head
+        "held",  # response bytes waiting for the end of the head closing_head() rewrites
         "index",
         "parser",
         "paused",
@@ -254,6 +370,7 @@ class Upstream(asyncio.Protocol):
         self.reusable = True
         self.paused = self.done = self.closing = False
         self.headbuf = bytearray()
+        self.held = b""
 
     async def connect(self) -> None:
         host, port = self.relay.upstreams[self.index]
@@ -283,9 +400,17 @@ class Upstream(asyncio.Protocol):
         if client is None:  # bytes on an idle connection: it is out of step, drop it
             self.close()
             return
-        if self.closing and not data.startswith(b"HTTP/1.1 1"):  # (not an interim response)
-            self.closing = False
-            client.transport.write(closing(data))
+        if self.closing:
+            end = -1 if self.held or data[9:10] == b"1" else data.find(b"\r\n\r\n")
+            if end > 0:  # the common case: a final head whole in one read (one call less)
+                self.closing = False
+                client.transport.write(closing_at(data, 0, end))
+            else:
+                out, held = closing_head(self.held, data)
+                self.held = held or b""
+                self.closing = held is not None
+                if out:
+                    client.transport.write(out)
         else:
             client.transport.write(data)
         try:
@@ -311,6 +436,8 @@ class Upstream(asyncio.Protocol):
         if client is None:
             return
         client.nresp += 1
+        if client.timers:  # (--read-headers) this request's deadline
+            client.timers.popleft().cancel()
         if client.nresp == client.nreq and not client.in_msg:
             # Every response is back and no request is half sent: the exchange ends, and this
             # connection goes back to its pool. (Written out here, not as a method of the
@@ -407,6 +534,20 @@ def address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def command(
+    python: str,
+    listen: tuple[str, int],
+    upstreams: Sequence[tuple[str, str, int]],
+    *,
+    read_headers: bool = False,
+) -> list[str]:
+    """This relay's command line: upstreams as (route, host, port), in round-robin order."""
+    argv = [python, str(Path(__file__).resolve()), "--listen", f"{listen[0]}:{listen[1]}"]
+    for route, host, port in upstreams:
+        argv += ["--upstream", f"{route}={host}:{port}"]
+    return [*argv, "--read-headers"] if read_headers else argv
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--listen", type=address, required=True, help="HOST:PORT to serve")
@@ -414,30 +555,56 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--upstream",
         action="append",
         required=True,
-        help="HOST:PORT of an upstream (repeat, or comma-separated); round robin in this order",
+        help="[ROUTE=]HOST:PORT of an upstream (repeat, or comma-separated); round robin in this "
+        "order; ROUTE (for --read-headers) defaults to nodeN, N its place from 1",
     )
     p.add_argument("--backlog", type=int, default=1024, help="listen backlog (as pyjk's)")
+    p.add_argument(
+        "--read-headers",
+        action="store_true",
+        help="the floor of a balancer: read URL, Host and Cookie, route sticky sessions, arm a "
+        "deadline per request",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=REQUEST_TIMEOUT,
+        help="--read-headers: seconds a request may take (default %(default)s)",
+    )
     args = p.parse_args(argv)
+    items = [a for item in args.upstream for a in item.split(",") if a]
+    args.routes = []
     try:
-        args.upstream = [address(a) for item in args.upstream for a in item.split(",") if a]
+        args.upstream = [address(a.rpartition("=")[2]) for a in items]
     except argparse.ArgumentTypeError as exc:
         p.error(f"--upstream: {exc}")
+    for n, item in enumerate(items, 1):
+        route, sep, _ = item.rpartition("=")
+        if sep and not route:
+            p.error(f"--upstream: empty route in {item!r}")
+        args.routes.append((route or f"node{n}").encode())
+    if len(set(args.routes)) < len(args.routes):
+        p.error(f"--upstream: a route named twice in {b','.join(args.routes).decode()}")
+    if not args.request_timeout > 0:
+        p.error("--request-timeout: want seconds > 0")
     return args
 
 
 async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    relay = Relay(loop, args.upstream)
+    relay = Relay(loop, args.upstream, args.routes, args.request_timeout)
     host, port = args.listen
+    protocol = HeaderClient if args.read_headers else Client
     server = await loop.create_server(
-        lambda: Client(relay), host, port, backlog=args.backlog, reuse_address=True
+        lambda: protocol(relay), host, port, backlog=args.backlog, reuse_address=True
     )
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set_result, None)
     where = ", ".join(f"{h}:{p}" for h, p in relay.upstreams)
     bound = server.sockets[0].getsockname()
-    print(f"bare_relay: listening on http://{bound[0]}:{bound[1]} -> {where}", flush=True)
+    mode = " (reading headers)" if args.read_headers else ""
+    print(f"bare_relay: listening on http://{bound[0]}:{bound[1]} -> {where}{mode}", flush=True)
     try:
         await stop
     finally:

@@ -4,6 +4,7 @@
     python bench/hotpath_instr.py -n 2000 --scenario sticky-100B
     python bench/hotpath_instr.py --processes 2        # the shared lb state (supervisor + 2)
     python bench/hotpath_instr.py --relay              # the floor: bench/bare_relay.py instead
+    python bench/hotpath_instr.py --relay-headers      # the floor of a balancer (--read-headers)
     python bench/hotpath_instr.py --breakdown          # and by kind (bench/instr_breakdown.py)
 
 The balancer runs as in the race (``python -m balancer`` over three nginx backends,
@@ -16,7 +17,9 @@ not depend on the machine's load, so this can be measured on a busy machine (a w
 cannot). ``PYJK_PURE`` and any other environment variable pass through to the balancer.
 
 ``--relay`` counts bench/bare_relay.py (the race's ``relay`` peer: the same stack without pyjk's
-features) in the balancer's place, over the same backends and requests.
+features) in the balancer's place, over the same backends and requests; ``--relay-headers``
+counts it with ``--read-headers`` (the peer ``relay-headers``: URL, Host and Cookie read in
+Python, sticky routing, a deadline per request).
 
 ``--processes`` is passed to the balancer (default 1: one process, no supervisor; without it
 the balancer would start a supervisor and a data-plane process per CPU, which callgrind does
@@ -45,6 +48,7 @@ from pathlib import Path
 
 import race_configs as cfg
 from backend import find_nginx, nginx_argv, write_backend
+from bare_relay import command as relay_command
 from instr_breakdown import breakdown, format_breakdown
 from race_checks import STICKY_COOKIE_VALUE
 from race_procs import Supervisor, free_ports, wait_http_ready
@@ -107,10 +111,11 @@ def instructions(
     scenario: str,
     n: int,
     processes: int = 1,
-    relay: bool = False,
+    relay: str = "",
 ) -> tuple[int, Path]:
     """The process's instruction count for n requests, and its callgrind profile (with
-    --processes N > 1: the supervisor's; the count is the data-plane processes')."""
+    --processes N > 1: the supervisor's; the count is the data-plane processes'). relay: ""
+    for the balancer, or the race's peer "relay" or "relay-headers" in its place."""
     for _ in range(5):  # a free port can be taken by another process before valgrind binds it
         try:
             return _instructions(python, source, workdir, members, scenario, n, processes, relay)
@@ -127,7 +132,7 @@ def _instructions(
     scenario: str,
     n: int,
     processes: int,
-    relay: bool = False,
+    relay: str = "",
 ) -> tuple[int, Path]:
     workers = workdir / "workers.properties"
     mounts = workdir / "uriworkermap.properties"
@@ -143,9 +148,10 @@ def _instructions(
         "--listen", f"{HOST}:{port}", "--processes", str(processes),
     ]  # fmt: skip
     if relay:  # the same place in the same run, filled by the bare relay (one process)
-        upstreams = [a for m in members for a in ("--upstream", f"{m.host}:{m.port}")]
-        relay_py = str(ROOT / "bench" / "bare_relay.py")
-        argv[argv.index(python) + 1 :] = [relay_py, "--listen", f"{HOST}:{port}", *upstreams]
+        upstreams = [(m.route, m.host, m.port) for m in members]
+        at = argv.index(python)
+        headers = relay == "relay-headers"
+        argv[at:] = relay_command(python, (HOST, port), upstreams, read_headers=headers)
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, cwd=source, stdout=sink, stderr=subprocess.STDOUT)
     try:
@@ -211,13 +217,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="count bench/bare_relay.py, the race's relay peer, instead of the balancer",
     )
     p.add_argument(
+        "--relay-headers",
+        action="store_true",
+        help="count bench/bare_relay.py --read-headers, the race's relay-headers peer",
+    )
+    p.add_argument(
         "--breakdown",
         action="store_true",
         help="also say where the instructions go, by kind (one process only)",
     )
     args = p.parse_args(argv)
-    if (args.relay or args.breakdown) and args.processes != 1:
-        p.error("--relay and --breakdown are for one process: no --processes")
+    if args.relay and args.relay_headers:
+        p.error("--relay or --relay-headers: one of them")
+    relay = "relay" if args.relay else "relay-headers" if args.relay_headers else ""
+    if (relay or args.breakdown) and args.processes != 1:
+        p.error("--relay, --relay-headers and --breakdown are for one process: no --processes")
     nginx = find_nginx()
     if nginx is None or shutil.which("valgrind") is None:
         print("needs nginx and valgrind (apt-get install -y nginx valgrind)", file=sys.stderr)
@@ -238,12 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             pure = " (PYJK_PURE=1)" if os.environ.get("PYJK_PURE") == "1" else ""
             if args.processes > 1:
                 pure += f" (--processes {args.processes})"
-            if args.relay:
-                pure = " (bare relay)"
+            if relay:
+                pure = " (bare relay)" if relay == "relay" else " (bare relay, reading headers)"
             for scenario in scenarios:
                 run = (args.python, args.source, workdir, members, scenario)
-                short, short_profile = instructions(*run, args.n, args.processes, args.relay)
-                long, long_profile = instructions(*run, 3 * args.n, args.processes, args.relay)
+                short, short_profile = instructions(*run, args.n, args.processes, relay)
+                long, long_profile = instructions(*run, 3 * args.n, args.processes, relay)
                 per = (long - short) / (2 * args.n)
                 print(f"{scenario:16s} {per:10,.0f} instructions per request{pure}", flush=True)
                 if args.breakdown:

@@ -19,6 +19,9 @@ peer's handshakes per second. The ``direct`` and ``relay`` peers have no TLS and
 The ``relay`` peer (not in the default ``--peers``; ask for it: ``--peers pyjk,relay,nginx``) is
 bench/bare_relay.py, the smallest keep-alive proxy on pyjk's own stack (uvloop + httptools,
 Python callbacks) run with pyjk's python: the floor of that stack, measured in the same run.
+``relay-headers`` is the same relay with ``--read-headers``: it also reads the URL, Host and
+Cookie in Python, routes sticky sessions and arms a deadline per request — the floor of any
+balancer on the stack, not only of moving bytes.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import backend
+import bare_relay
 import race_configs as cfg
 import race_syscalls
 import race_tls
@@ -71,9 +75,9 @@ from race_wrk import WrkError, run_wrk, wrk_argv
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 DEFAULT_PEERS = ("pyjk", "nginx", "haproxy", "direct")
-ALL_PEERS = (*DEFAULT_PEERS, "relay")
-NO_TLS = ("direct", "relay")  # peers that skip the tls-* scenarios
-BARE_RELAY = REPO / "bench" / "bare_relay.py"
+RELAYS = ("relay", "relay-headers")  # bench/bare_relay.py, without and with --read-headers
+ALL_PEERS = (*DEFAULT_PEERS, *RELAYS)
+NO_TLS = ("direct", *RELAYS)  # peers that skip the tls-* scenarios
 PYJK_CMD = (
     "{python} -m balancer --workers {workers} --mounts {mounts} --listen {listen} "
     "--processes {processes}"
@@ -142,10 +146,13 @@ class Race:
         return argv
 
 
-def relay_argv(python: str, port: int, members: Sequence[cfg.Member]) -> list[str]:
-    """bench/bare_relay.py on pyjk's python, round robin over the members in their order."""
-    upstreams = [arg for m in members for arg in ("--upstream", f"{m.host}:{m.port}")]
-    return [python, str(BARE_RELAY), "--listen", f"{HOST}:{port}", *upstreams]
+def relay_argv(
+    python: str, port: int, members: Sequence[cfg.Member], *, read_headers: bool = False
+) -> list[str]:
+    """bench/bare_relay.py on pyjk's python, round robin over the members in their order (and,
+    reading headers, sticky by their routes)."""
+    upstreams = [(m.route, m.host, m.port) for m in members]
+    return bare_relay.command(python, (HOST, port), upstreams, read_headers=read_headers)
 
 
 def peer_argv(
@@ -190,8 +197,10 @@ def peer_argv(
         if cert and tls_port:
             argv += race_tls.pyjk_args(tls_port, cert)
         return argv
-    if name == "relay":
-        return relay_argv(race.args.pyjk_python, port, members)
+    if name in RELAYS:
+        return relay_argv(
+            race.args.pyjk_python, port, members, read_headers=name == "relay-headers"
+        )
     raise ValueError(f"unknown peer {name!r}")
 
 
@@ -218,6 +227,7 @@ def start_peers(race: Race, members: Sequence[cfg.Member]) -> tuple[list[Peer], 
                 continue
             peer = Peer(name, port, child, tls_port=tls)
         # the relay balances round robin but has no stickiness: that check does not apply
+        # (relay-headers routes by the cookie: it does)
         peer.smoke = smoke_check(peer.port, balanced=peer.child is not None, sticky=name != "relay")
         if peer.tls_port is not None:
             peer.smoke += race_tls.smoke(peer.tls_port)
@@ -311,7 +321,7 @@ def race_rounds(race: Race, peers: Sequence[Peer]) -> list[Run]:
                     continue
                 runs.append(run)
                 print(
-                    f"  round {round_no} {scenario_name:16} {peer.name:8}"
+                    f"  round {round_no} {scenario_name:16} {peer.name:13}"
                     f"{run.rps:>10,.0f} req/s  p99 {run.p99_us / 1000:7.3f} ms  "
                     f"errors {run.errors}",
                     flush=True,
@@ -404,7 +414,7 @@ def _default_python() -> Path:
 
 
 def ratio_peers(order: Sequence[str]) -> list[str]:
-    """The peers pyjk is compared with: every proxy (the bare relay too), not "direct"."""
+    """The peers pyjk is compared with: every proxy (both bare relays too), not "direct"."""
     return [n for n in order if n not in ("pyjk", "direct")]
 
 
@@ -485,8 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"-c{args.connections}; about {n_runs * (args.duration + args.warmup + 1)} s",
         flush=True,
     )
-    if args.processes > 1 and "relay" in args.peers:
-        print(f"!! relay is one process on one event loop, whatever --processes ({args.processes})")
+    for name in (r for r in RELAYS if args.processes > 1 and r in args.peers):
+        print(f"!! {name} is one process on one event loop, whatever --processes {args.processes}")
     watched = sorted({*proxy_cpus, args.load_cpu}) if pin else sorted(cores)
     quiet = [quiet_check("before the race", watched, wait=args.wait_quiet)]
 

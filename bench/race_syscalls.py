@@ -2,15 +2,20 @@
 
 ``perf stat`` counts the kernel's syscall tracepoints of the peer's processes while wrk runs:
 the total (``raw_syscalls:sys_enter``) and the calls a proxy's request path makes (reads,
-writes, the event-loop waits, accepts and closes). Counting is exact and costs little, so the
-figures do not depend on the machine's load — unlike the CPU columns. They answer one
-question of issue 12: does pyjk ask the kernel for more than nginx does, or is its extra CPU
-its own user-space work? Needs ``perf`` (Debian's linux-perf) and the right to trace (root, or
-``kernel.perf_event_paranoid`` <= 1); without them the race goes on without the column.
+writes, the event-loop waits, accepts and closes). The count is exact for its run; per
+request it still depends on how many events each wait returns, so on the relative speed of the
+load and the proxy. The tracepoints cost the traced process time on every system call: the CPU
+and req/s columns of a race with --syscalls are not comparable with a race without it (run the
+count as a race of its own). The figures answer one question of issue 12: does pyjk ask the
+kernel for more than nginx does, or is its extra CPU its own user-space work? Needs ``perf``
+(Debian's linux-perf) and the right to trace (root, or ``kernel.perf_event_paranoid`` <= 1);
+without them the race goes on without the column.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -80,6 +85,15 @@ def per_request(counts: dict[str, int], requests: int) -> dict[str, float]:
     }
 
 
+def threads(pids: Sequence[int]) -> int:
+    """How many threads the processes have now (/proc/<pid>/task; a process gone counts 0)."""
+    count = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            count += len(os.listdir(f"/proc/{pid}/task"))
+    return count
+
+
 class SyscallCounter:
     """``perf stat`` attached to some processes from ``start()`` to ``stop()``."""
 
@@ -96,19 +110,24 @@ class SyscallCounter:
         self._wait_attached(timeout=10.0)
 
     def _wait_attached(self, timeout: float) -> None:
-        """Until perf holds its counters (one perf_event fd per event and thread): what runs
-        after start() is counted."""
+        """Until perf holds all its counters: what runs after start() is counted. perf opens one
+        perf_event fd per event and per thread of the traced processes, and enables them only
+        once all are open, so a count of len(EVENTS) fds would return too early."""
         assert self._proc is not None
-        fds = Path(f"/proc/{self._proc.pid}/fd")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._proc.poll() is None:
-            try:
-                opened = sum("perf_event" in str(f.readlink()) for f in fds.iterdir())
-            except OSError:  # an fd closed while listed
-                opened = 0
-            if opened >= len(EVENTS):
+            if self._counters_open() >= len(EVENTS) * max(1, threads(self._pids)):
                 return
             time.sleep(0.02)
+
+    def _counters_open(self) -> int:
+        """How many perf_event fds perf holds now."""
+        assert self._proc is not None
+        fds = Path(f"/proc/{self._proc.pid}/fd")
+        try:
+            return sum("perf_event" in str(f.readlink()) for f in fds.iterdir())
+        except OSError:  # an fd closed while listed
+            return 0
 
     def stop(self) -> dict[str, int]:
         """Detach and return the counts (empty when perf failed)."""
@@ -131,7 +150,7 @@ class SyscallCounter:
 def format_table(runs: Sequence[Run], order: Sequence[str]) -> str:
     """Syscalls per request by scenario and peer (median over rounds)."""
     groups = list(GROUPS)
-    head = f"{'scenario':16s} {'peer':8s} " + " ".join(f"{g:>9s}" for g in groups)
+    head = f"{'scenario':16s} {'peer':13s} " + " ".join(f"{g:>9s}" for g in groups)
     lines = ["syscalls per request (perf stat, median of rounds)", head, "-" * len(head)]
     scenarios = list(dict.fromkeys(r.scenario for r in runs))
     for scenario in scenarios:
@@ -143,5 +162,5 @@ def format_table(runs: Sequence[Run], order: Sequence[str]) -> str:
             ]
             if counted:
                 cells = " ".join(f"{median(c[g] for c in counted):9.2f}" for g in groups)
-                lines.append(f"{scenario:16s} {peer:8s} {cells}")
+                lines.append(f"{scenario:16s} {peer:13s} {cells}")
     return "\n".join(lines)

@@ -294,21 +294,25 @@ def test_ratios_include_pyjk_against_the_bare_relay() -> None:
         "4.00",
         "2.00",
     ]
-    # and the race compares pyjk with every peer that proxies: the relay too, not "direct"
-    assert proxy_race.ratio_peers(["pyjk", "relay", "nginx", "direct"]) == ["relay", "nginx"]
+    # and the race compares pyjk with every peer that proxies: both relays too, not "direct"
+    order = ["pyjk", "relay", "relay-headers", "nginx", "direct"]
+    assert proxy_race.ratio_peers(order) == ["relay", "relay-headers", "nginx"]
 
 
 # -- the bare relay as a peer --------------------------------------------------------------------
 
 
-def test_relay_is_a_peer_but_not_a_default_one() -> None:
-    assert "relay" not in proxy_race.parse_args([]).peers
-    assert proxy_race.parse_args(["--peers", "pyjk,relay,nginx"]).peers == [
+def test_relays_are_peers_but_not_default_ones() -> None:
+    defaults = proxy_race.parse_args([]).peers
+    assert "relay" not in defaults and "relay-headers" not in defaults
+    assert proxy_race.parse_args(["--peers", "pyjk,relay,relay-headers,nginx"]).peers == [
         "pyjk",
         "relay",
+        "relay-headers",
         "nginx",
     ]
-    assert "relay" in proxy_race.NO_TLS  # it skips tls-* as "direct" does
+    # they skip tls-* as "direct" does
+    assert {"relay", "relay-headers"} <= set(proxy_race.NO_TLS)
 
 
 def test_relay_command_runs_bare_relay_with_pyjk_python_over_the_members_in_order(
@@ -331,6 +335,13 @@ def test_relay_command_runs_bare_relay_with_pyjk_python_over_the_members_in_orde
     relay_args = bare_relay.parse_args(argv[2:])
     assert relay_args.listen == ("127.0.0.1", 18000)
     assert relay_args.upstream == [("127.0.0.1", p) for p in (18001, 18002, 18003)]
+    assert relay_args.routes == [m.route.encode() for m in MEMBERS]
+    assert not relay_args.read_headers
+    # relay-headers: the same relay, reading headers (and routing by the members' routes)
+    headers_argv = proxy_race.peer_argv(race, "relay-headers", MEMBERS, 18000)
+    headers_args = bare_relay.parse_args(headers_argv[2:])
+    assert headers_args.read_headers and headers_args.upstream == relay_args.upstream
+    assert headers_args.routes == relay_args.routes
     assert list(tmp_path.iterdir()) == []  # no config file: everything is on the command line
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -73,3 +74,78 @@ def test_the_table_shows_the_median_of_rounds_per_scenario_and_peer() -> None:
     assert lines[3].split()[:3] == ["keepalive-100B", "pyjk", "4.20"]
     assert lines[4].split()[:3] == ["keepalive-100B", "nginx", "5.10"]
     assert len(lines) == 5  # haproxy not measured: no row
+
+
+def _threaded_child(n: int) -> subprocess.Popen[bytes]:
+    """A python with n threads besides its main one, all started, waiting for its stdin."""
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, threading\nev = threading.Event()\n"
+         f"for _ in range({n}): threading.Thread(target=ev.wait, daemon=True).start()\n"
+         "print('up', flush=True)\nsys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert child.stdout is not None
+    if child.stdout.readline() != b"up\n":
+        child.kill()
+        child.wait()
+        raise RuntimeError("the threaded child did not start")
+    return child
+
+
+def test_threads_are_counted_from_proc_and_a_gone_process_counts_none() -> None:
+    child = _threaded_child(4)
+    try:
+        assert rs.threads([child.pid]) == 5  # the main thread and four
+    finally:
+        child.kill()
+        child.wait()
+    assert rs.threads([child.pid]) == 0
+
+
+def test_start_waits_for_a_counter_per_event_and_thread_not_per_event() -> None:
+    """perf opens one counter per event and per thread, and enables them when all are open: a
+    process of 5 threads is counted once 5 x len(EVENTS) counters are open, not len(EVENTS)."""
+
+    class Running:  # perf, as _wait_attached sees it: still running
+        pid = 0
+
+        def poll(self) -> None:
+            return None
+
+    opening = iter(range(0, 100 * len(rs.EVENTS), len(rs.EVENTS)))  # one thread's at a time
+    seen: list[int] = []
+
+    def counters_open() -> int:
+        seen.append(next(opening))
+        return seen[-1]
+
+    child = _threaded_child(4)
+    counter = rs.SyscallCounter([child.pid])
+    try:
+        counter._proc = Running()  # type: ignore[assignment]
+        counter._counters_open = counters_open  # type: ignore[method-assign]
+        counter._wait_attached(timeout=10.0)
+        assert seen[-1] == 5 * len(rs.EVENTS)  # not len(EVENTS): the first thread's
+    finally:
+        child.kill()
+        child.wait()
+        counter._proc = None
+        counter.stop()
+
+
+@pytest.mark.skipif(rs.available() is not None, reason=f"perf: {rs.available()}")
+def test_start_returns_with_every_counter_of_a_threaded_process_open() -> None:
+    n_threads = 40
+    child = _threaded_child(n_threads)
+    counter = rs.SyscallCounter([child.pid])
+    try:
+        counter.start()
+        perf = counter._proc
+        assert perf is not None
+        opened = len(os.listdir(f"/proc/{perf.pid}/fd"))  # (its other fds: a handful)
+        assert opened >= len(rs.EVENTS) * (n_threads + 1)
+    finally:
+        counter.stop()
+        child.kill()
+        child.wait()
