@@ -179,10 +179,14 @@ class LbEngine:
 
     def plan(self, facts: RequestFacts, now: float) -> RequestPlan:
         """Start routing one request; drive it with ``next``/``report``/``finish``."""
+        states = []  # the plan's own copy, read here once (a shared state is a record's word)
         for m in self.members:
-            if m.state is _OK_BUSY and self._has_room(m):
+            state = m.state
+            if state is _OK_BUSY and self._has_room(m):
                 self.set_state(m, State.OK, "busy-cleared", now)
-        return RequestPlan(self, facts, now)
+                state = m.state
+            states.append(state)
+        return RequestPlan(self, facts, now, states)
 
     def _has_room(self, member: Member) -> bool:
         if member.busy_limit and member.busy >= member.busy_limit:

@@ -104,12 +104,20 @@ class RequestPlan:
     """Drive with ``next(now)``; close every Forward with ``report``, ``finish`` or a
     ``response_head`` that returns False (see ``balancer.lb.decisions``)."""
 
-    def __init__(self, engine: LbEngine, facts: RequestFacts, now: float) -> None:
+    def __init__(
+        self,
+        engine: LbEngine,
+        facts: RequestFacts,
+        now: float,
+        states: list[State] | None = None,
+    ) -> None:
+        """``states``: the members' states as the engine just read them (``LbEngine.plan``);
+        None reads them here."""
         self._engine = engine
         self.facts = facts
         self.session = session_id(facts, engine.settings)
         self._routes = session_routes(self.session) if self.session else []
-        self._states = [m.state for m in engine.members]
+        self._states = [m.state for m in engine.members] if states is None else states
         self._attempt = 0
         self._round = 0
         self._forced = False
