@@ -426,6 +426,7 @@ class RequestPlan:
     def _forward(self, try_no: int) -> Forward:
         """Open the attempt's try ``try_no``."""
         m = self._cur
+        assert m is not None  # _begin_attempt set it
         self._engine.open_forward(m)
         self._open, self._open_index, self._open_try = m, self._cur_index, try_no
         self._head_status = 0
