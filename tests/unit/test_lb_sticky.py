@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from balancer.config.model import Activation, LbConfig, MemberConfig, Method, RuleExtensions
@@ -276,5 +276,8 @@ def _regex_cookie_value(headers, name):
     ),
     name=st.sampled_from(["JSESSIONID", "J", "ID", "S=", "x"]),
 )
+@example(headers=["x="], name="x")  # nothing after the "=": no value
+@example(headers=["x=;x= \tx=,"], name="x")  # empty values, a name inside a value
+@example(headers=['a=1,\vJSESSIONID \f= "A.n1";J=2', "JSESSIONIDx=3"], name="JSESSIONID")
 def test_cookie_scan_finds_what_the_regex_finds(headers, name):
     assert cookie_value(headers, name) == _regex_cookie_value(headers, name)
