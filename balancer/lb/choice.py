@@ -16,10 +16,22 @@ from typing import Protocol
 from balancer.config.model import Activation, RuleExtensions
 from balancer.lb.member import Member, State
 
-# Hot-path aliases: an attribute of an Enum class is a slow lookup in CPython 3.11.
+# Hot-path aliases: an attribute of an Enum class is a slow lookup in CPython 3.11 (compiled,
+# choice.pxd makes some of them C variables).
 _ACTIVE = Activation.ACTIVE
 _STOPPED = Activation.STOPPED
 _DISABLED = Activation.DISABLED
+_OK_IDLE = State.OK_IDLE
+_OK = State.OK
+_ERR_REC = State.ERR_REC
+_ERR_FRC = State.ERR_FRC
+
+
+def takes_requests(state: State) -> bool:
+    """``state.takes_requests`` (member.py), as identity tests: compiled, a few pointer
+    comparisons where reading the Enum member's attribute is a generic lookup, for every member
+    of every pass. A unit test holds the two equal."""
+    return state is _OK or state is _OK_IDLE or state is _ERR_REC or state is _ERR_FRC
 
 
 class Rotation(Protocol):
@@ -130,7 +142,8 @@ class Chooser:
 
     def best_by_value(self) -> int | None:
         """mod_jk ``find_best_byvalue`` (see ``best_by_value`` below)."""
-        return best_by_value(self.members, self.states, self.rule, self.stateless, self.rotation)
+        best = best_by_value(self.members, self.states, self.rule, self.stateless, self.rotation)
+        return None if best < 0 else best
 
     def failover(self) -> Choice | None:
         """Hot standby (mod_jk ``find_failover_worker``): when nothing is eligible, route as if
@@ -148,32 +161,43 @@ def best_by_value(
     rule: RuleExtensions,
     stateless: bool,
     rotation: Rotation,
-) -> int | None:
+) -> int:
     """mod_jk ``find_best_byvalue``: scan n members from ``next_offset``; among the eligible
     ones (``Chooser.eligible``) the lowest distance wins, then (unless stateless) the lowest
-    lb_value; ties go to the first in rotation order. Every pick moves ``next_offset`` past
-    the picked member."""
+    lb_value; ties go to the first in rotation order. Returns the index, or -1 when no member
+    is eligible; a pick moves ``next_offset`` past the picked member.
+
+    The plan calls this for every request without a session (plan.py, ``_quick_choice``):
+    compiled (choice.pxd), it is a C call with C locals, and the best member's distance and
+    lb_value are kept in locals rather than read again for every comparison."""
     n = len(members)
-    offset = rotation.next_offset % n if n else 0
+    if n == 0:
+        return -1
+    offset = rotation.next_offset
+    offset = offset % n
     by_value = not stateless
     overrides = rule.activation
-    best: Member | None = None
-    best_i: int | None = None
+    best_i = -1
+    best_distance = best_value = value = 0
     for j in range(offset, offset + n):
-        i = j % n if j >= n else j
-        if not states[i].takes_requests:
+        i = j - n if j >= n else j
+        if not takes_requests(states[i]):
             continue
         member = members[i]
         activation = overrides.get(member.name) if overrides else None
         if (member.activation if activation is None else activation) is not _ACTIVE:
             continue
-        if best is None or (
-            member.distance < best.distance
-            if member.distance != best.distance
-            else by_value and member.lb_value < best.lb_value
+        distance = member.distance
+        if by_value:
+            value = member.lb_value
+        if (
+            best_i < 0
+            or distance < best_distance
+            or (distance == best_distance and by_value and value < best_value)
         ):
-            best, best_i = member, i
-            rotation.next_offset = (i + 1) % n
+            best_i, best_distance, best_value = i, distance, value
+    if best_i >= 0:
+        rotation.next_offset = (best_i + 1) % n
     return best_i
 
 

@@ -1,4 +1,8 @@
 # C types for balancer/lb/engine.py (Cython's pure-Python mode; see setup.py).
+cimport cython
+
+@cython.locals(busy=cython.longlong)
+cdef void _note_busy(object member, long long delta) except *
 
 cdef class LbEngine:
     cdef public object config
@@ -17,6 +21,8 @@ cdef class LbEngine:
     cdef public list _changes
     cdef public dict _routes
 
+    @cython.locals(total=cython.longlong)
+    cdef long long _busy_now(self) except? -1
     cpdef Py_ssize_t route_index(self, str route) except -2
     cpdef object plan(self, object facts, double now)
     cdef bint _has_room(self, object member) except -1

@@ -59,6 +59,22 @@ _OK_BUSY = State.OK_BUSY
 HEALTH_PASSED = "health-check-passed"
 
 
+def _note_busy(member: Member, delta: int) -> None:
+    """``member.note_busy(delta)``. A plain ``Member``'s is done here: compiled, this is a few
+    C-level field reads and writes where the call of its Python method cost ~3k instructions,
+    twice a request (docs/benchmarks.md, issue 12, session 4). Any other member (a
+    ``SharedMember`` counts in this process's own slot of its record) is asked to do it."""
+    if type(member) is not Member:
+        member.note_busy(delta)
+        return
+    busy = member.busy + delta
+    if busy < 0:
+        busy = 0
+    member.busy = busy
+    if busy > member.max_busy:
+        member.max_busy = busy
+
+
 @dataclass(frozen=True, slots=True)
 class StateChange:
     lb: str
@@ -114,8 +130,15 @@ class LbEngine:
     @property
     def busy(self) -> int:
         """Forwards in flight through this lb (all processes' with shared state)."""
+        return self._busy_now()
+
+    def _busy_now(self) -> int:
+        # the property's value as a C call for open_forward (a property is a generic lookup)
         if self._busy_of_members:
-            return sum(m.busy for m in self.members)
+            total = 0
+            for m in self.members:
+                total += m.busy
+            return total
         return self._busy
 
     def _check_unique(self) -> None:
@@ -156,10 +179,14 @@ class LbEngine:
 
     def plan(self, facts: RequestFacts, now: float) -> RequestPlan:
         """Start routing one request; drive it with ``next``/``report``/``finish``."""
+        states = []  # the plan's own copy, read here once (a shared state is a record's word)
         for m in self.members:
-            if m.state is _OK_BUSY and self._has_room(m):
+            state = m.state
+            if state is _OK_BUSY and self._has_room(m):
                 self.set_state(m, State.OK, "busy-cleared", now)
-        return RequestPlan(self, facts, now)
+                state = m.state
+            states.append(state)
+        return RequestPlan(self, facts, now, states)
 
     def _has_room(self, member: Member) -> bool:
         if member.busy_limit and member.busy >= member.busy_limit:
@@ -200,10 +227,9 @@ class LbEngine:
             member.sessions += 1
 
     def open_forward(self, member: Member) -> None:
-        # through note_busy: with shared state each process counts in its own busy slot
-        member.note_busy(1)
+        _note_busy(member, 1)
         self._busy += 1
-        busy = self.busy
+        busy = self._busy_now()
         if busy > self.max_busy:
             self.max_busy = busy
 
@@ -211,7 +237,7 @@ class LbEngine:
         self, member: Member, sent: int, received: int, now: float | None = None
     ) -> None:
         """End of one Forward: in-flight counts, byte counters, T and B load values."""
-        member.note_busy(-1)
+        _note_busy(member, -1)
         self._busy = self._busy - 1 if self._busy > 0 else 0
         if sent > 0:
             member.bytes_transferred += sent

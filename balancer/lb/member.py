@@ -133,6 +133,7 @@ class Member:
         return self.activation
 
     def note_busy(self, delta: int) -> None:
+        # the engine does this itself for a plain Member (engine._note_busy): keep them alike
         self.busy = max(0, self.busy + delta)
         self.max_busy = max(self.max_busy, self.busy)
 

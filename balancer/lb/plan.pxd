@@ -1,9 +1,14 @@
 # C types for balancer/lb/plan.py (Cython's pure-Python mode; see setup.py). RequestPlan is an
 # extension type: its fields are C struct members and its helpers C calls, made once per
-# request on the hot path (plan, first Forward, response head, finish).
+# request on the hot path (plan, first Forward, response head, finish). The engine is typed, so
+# its per-request methods (count_choice, open_forward, close_forward ...) are C calls too, as
+# are best_by_value (choice.pxd) and the session lookup (sticky.pxd).
+from balancer.lb.choice cimport best_by_value
+from balancer.lb.engine cimport LbEngine
+from balancer.lb.sticky cimport session_id, session_routes
 
 cdef class RequestPlan:
-    cdef object _engine
+    cdef LbEngine _engine
     cdef public object facts
     cdef public object session
     cdef list _routes
@@ -13,6 +18,9 @@ cdef class RequestPlan:
     cdef bint _forced
     cdef double _now
     cdef object _open
+    cdef Py_ssize_t _open_index
+    cdef Py_ssize_t _open_try
+    cdef int _head_status
     cdef object _verdict
     cdef public int status
     cdef public object reason
@@ -24,6 +32,9 @@ cdef class RequestPlan:
     cdef bint _pause
     cdef object _steps
     cdef object _cur
+    cdef Py_ssize_t _cur_index
+    cdef bint _cur_probe
+    cdef object _cur_cookie
 
     cdef object _first_step(self)
     cpdef Py_ssize_t _quick_choice(self)

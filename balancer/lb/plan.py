@@ -52,9 +52,7 @@ last round, which nothing here invents.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from enum import Enum
-from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from balancer.config.model import Activation
@@ -99,35 +97,38 @@ class _Verdict(Enum):
 _DONE = _Verdict.DONE
 _OK = State.OK
 _ERR_REC = State.ERR_REC
-_STATE_OF = attrgetter("state")
 _STOPPED = Activation.STOPPED
-
-
-@dataclass(slots=True)
-class _Open:
-    """The Forward handed out and not yet closed."""
-
-    member: Member
-    index: int
-    try_no: int
-    head_status: int | None = None
 
 
 class RequestPlan:
     """Drive with ``next(now)``; close every Forward with ``report``, ``finish`` or a
     ``response_head`` that returns False (see ``balancer.lb.decisions``)."""
 
-    def __init__(self, engine: LbEngine, facts: RequestFacts, now: float) -> None:
+    def __init__(
+        self,
+        engine: LbEngine,
+        facts: RequestFacts,
+        now: float,
+        states: list[State] | None = None,
+    ) -> None:
+        """``states``: the members' states as the engine just read them (``LbEngine.plan``);
+        None reads them here."""
         self._engine = engine
         self.facts = facts
         self.session = session_id(facts, engine.settings)
         self._routes = session_routes(self.session) if self.session else []
-        self._states = list(map(_STATE_OF, engine.members))
+        self._states = [m.state for m in engine.members] if states is None else states
         self._attempt = 0
         self._round = 0
         self._forced = False
         self._now = now
-        self._open: _Open | None = None
+        # The Forward handed out and not yet closed: its member (None: none is open), the
+        # member's index, the try on it, the status of its response head (0: none yet). Plain
+        # fields rather than an object per Forward: compiled, they are C fields (plan.pxd).
+        self._open: Member | None = None
+        self._open_index = -1
+        self._open_try = 0
+        self._head_status = 0
         self._verdict: _Verdict | None = None
         # what the data plane and logs may read
         self.status = 503  # the answer so far: the last failed attempt's status
@@ -141,8 +142,11 @@ class RequestPlan:
         # The loop is a generator (_run), made only when the first Forward did not end the
         # request: the first Forward, which usually does, comes from _first_step.
         self._steps: Iterator[Step] | None = None
-        self._cur: tuple[Member, int, bool, str | None] | None = None  # the attempt's member,
-        # its index, probe, routing cookie
+        # the current lb attempt: its member (None before the first), index, probe, cookie
+        self._cur: Member | None = None
+        self._cur_index = -1
+        self._cur_probe = False
+        self._cur_cookie: str | None = None
 
     @property
     def done(self) -> bool:
@@ -167,8 +171,8 @@ class RequestPlan:
     def report(self, outcome: Outcome, now: float) -> None:
         """The open Forward ended without a relayed response (or broke while relaying)."""
         self._now = now
-        op = self._close(outcome.bytes_sent, outcome.bytes_received)
-        m, kind = op.member, outcome.kind
+        m = self._close(outcome.bytes_sent, outcome.bytes_received)
+        index, kind = self._open_index, outcome.kind
         reason = outcome.reason or kind.value
         status = STATUS_BY_KIND[kind]
         if kind is OutcomeKind.REPLY_TIMEOUT:
@@ -178,11 +182,11 @@ class RequestPlan:
             m.client_errors += 1
             m.clear_error_times()
             self._engine.set_state(m, State.OK, "client-error", now)
-            self._states[op.index] = State.ERR
+            self._states[index] = State.ERR
             self._stop(status, reason)
             return
         if kind is OutcomeKind.BUSY:
-            self._mark_busy(op.index, reason)
+            self._mark_busy(index, reason)
             self._verdict = _Verdict.NEXT
             return
         refusal = resend_refusal(
@@ -193,12 +197,12 @@ class RequestPlan:
             replayable=outcome.replayable,
             response_started=outcome.response_started,
         )
-        if refusal is None and op.try_no + 1 < m.retries:
+        if refusal is None and self._open_try + 1 < m.retries:
             self._set_status(status, reason)
             self._verdict = _Verdict.RETRY_SAME
             self._pause = not (kind is OutcomeKind.CONNECT_FAILED and reason == CONNECT_REFUSED)
             return
-        self._classify_failure(op.index, kind, reason, now)
+        self._classify_failure(index, kind, reason, now)
         if refusal is None:
             self._set_status(status, reason)
             self._verdict = _Verdict.NEXT
@@ -217,15 +221,14 @@ class RequestPlan:
         even when fail_on_status names its status — every member would answer the same, and
         trying them all would only delay the client's ``Retry-After``."""
         self._now = now
-        op = self._open
-        if op is None:
+        m = self._open
+        if m is None:
             raise RuntimeError("response_head() without an open Forward")
-        m = op.member
         rule_codes = self.facts.rule.fail_on_status
         codes = m.fail_on_status if rule_codes is None else rule_codes
         hard, soft = status in codes, -status in codes
         if not (hard or soft) or refusal is not None:
-            op.head_status = status
+            self._head_status = status
             return True
         self._close(0, 0)
         reason = f"fail-on-status-{status}"
@@ -239,12 +242,12 @@ class RequestPlan:
         )
         # The same member is asked again first, like any failure (§9.5: ~105 ms after a hard
         # fail_on_status with the default member retries).
-        if refusal is None and op.try_no + 1 < m.retries:
+        if refusal is None and self._open_try + 1 < m.retries:
             self._set_status(503, reason)
             self._verdict = _Verdict.RETRY_SAME
             self._pause = True
             return False
-        self._states[op.index] = State.ERR
+        self._states[self._open_index] = State.ERR
         m.last_error_reason = reason
         if hard:
             m.errors += 1
@@ -263,13 +266,12 @@ class RequestPlan:
     def finish(self, bytes_sent: int, bytes_received: int, now: float) -> None:
         """The response was relayed completely: the member served the request."""
         self._now = now
-        op = self._close(bytes_sent, bytes_received)
-        m = op.member
+        m = self._close(bytes_sent, bytes_received)
         m.first_error_time = m.last_error_time = None  # m.clear_error_times()
         if m.state is not _OK:
             self._engine.set_state(m, _OK, "success", now)
-        self._states[op.index] = _OK
-        self.status = op.head_status if op.head_status is not None else 200
+        self._states[self._open_index] = _OK
+        self.status = self._head_status or 200
         self.reason = "served"
         self._verdict = _DONE
 
@@ -318,8 +320,7 @@ class RequestPlan:
             return i
         if self.session is not None:
             return -1
-        best = best_by_value(members, self._states, rule, rule.stateless, engine)
-        return -1 if best is None else best
+        return best_by_value(members, self._states, rule, rule.stateless, engine)
 
     def _run(self, *, resume: bool = False, choice: Choice | bool | None = False) -> Iterator[Step]:
         """The attempt loop. ``resume``: start right after the first Forward (handed out by
@@ -384,8 +385,8 @@ class RequestPlan:
             if not self._begin_attempt(index, sticky):
                 return _Verdict.NEXT
             yield self._forward(0)
-        assert self._cur is not None
-        m = self._cur[0]
+        m = self._cur
+        assert m is not None
         try_no = 0
         while self._verdict is _Verdict.RETRY_SAME:
             try_no += 1
@@ -419,14 +420,16 @@ class RequestPlan:
         cookie = None
         if not sticky and (rule.set_session_cookie or engine.settings.set_session_cookie):
             cookie = self._routing_cookie(m, sticky)
-        self._cur = (m, i, probe, cookie)
+        self._cur, self._cur_index, self._cur_probe, self._cur_cookie = m, i, probe, cookie
         return True
 
     def _forward(self, try_no: int) -> Forward:
         """Open the attempt's try ``try_no``."""
-        m, i, probe, cookie = self._cur  # type: ignore[misc]
+        m = self._cur
+        assert m is not None  # _begin_attempt set it
         self._engine.open_forward(m)
-        self._open = _Open(m, i, try_no)
+        self._open, self._open_index, self._open_try = m, self._cur_index, try_no
+        self._head_status = 0
         self._verdict = None
         self.forwards += 1
         rule = self.facts.rule
@@ -438,9 +441,9 @@ class RequestPlan:
         return Forward(
             m,
             self.sticky,
-            cookie,
+            self._cur_cookie,
             override if override is not None and override >= 0 else m.reply_timeout,
-            probe,
+            self._cur_probe,
             activation._value_,  # .value is a Python-level descriptor call
         )
 
@@ -467,13 +470,14 @@ class RequestPlan:
                         m.sticky_misses += 1
                     return
 
-    def _close(self, sent: int, received: int) -> _Open:
-        op = self._open
-        if op is None:
+    def _close(self, sent: int, received: int) -> Member:
+        """Close the open Forward; its member (its index and try stay in ``_open_*``)."""
+        m = self._open
+        if m is None:
             raise RuntimeError("no open Forward to close")
         self._open = None
-        self._engine.close_forward(op.member, sent, received, self._now)
-        return op
+        self._engine.close_forward(m, sent, received, self._now)
+        return m
 
     def _set_status(self, status: int, reason: str) -> None:
         self.status, self.reason = status, reason

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from balancer.config.model import Activation, MemberConfig, Method, RuleExtensions
+from balancer.lb.choice import best_by_value, takes_requests
 from balancer.lb.decisions import Forward
 from balancer.lb.engine import LbEngine
 from balancer.lb.member import State
@@ -128,3 +129,62 @@ def test_every_state_and_activation_of_the_routed_member(state, activation, forc
     quick_step = RequestPlan(quick, request, 1.0).next(1.0)
     full_step = _FullPass(full, request, 1.0).next(1.0)
     assert _observed(quick, quick_step) == _observed(full, full_step)
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_takes_requests_is_the_states_own_flag(state):
+    assert takes_requests(state) is state.takes_requests
+
+
+def _reference_best_by_value(members, states, rule, stateless, rotation):
+    """find_best_byvalue as the plan computed it before session 4 (issue 12): the best member
+    read back for every comparison, next_offset moved on every improvement."""
+    n = len(members)
+    offset = rotation.next_offset % n if n else 0
+    best = best_i = None
+    for j in range(offset, offset + n):
+        i = j % n
+        if not states[i].takes_requests or members[i].effective_activation(rule) is not (
+            Activation.ACTIVE
+        ):
+            continue
+        m = members[i]
+        if best is None or (
+            m.distance < best.distance
+            if m.distance != best.distance
+            else not stateless and m.lb_value < best.lb_value
+        ):
+            best, best_i = m, i
+            rotation.next_offset = (i + 1) % n
+    return -1 if best_i is None else best_i
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), n=st.integers(min_value=1, max_value=5), stateless=st.booleans())
+def test_best_by_value_matches_mod_jks_scan(data, n, stateless):
+    twins = []
+    draws = [
+        (
+            data.draw(st.sampled_from(list(State)), label=f"state{i}"),
+            data.draw(st.sampled_from(list(Activation)), label=f"activation{i}"),
+            data.draw(st.integers(0, 2), label=f"distance{i}"),
+            data.draw(st.integers(0, 3), label=f"lb_value{i}"),
+        )
+        for i in range(n)
+    ]
+    offset = data.draw(st.integers(0, 2 * n), label="next_offset")
+    override = data.draw(st.booleans(), label="override")
+    rule = RuleExtensions(
+        stateless=stateless, activation={"n0": Activation.ACTIVE} if override else {}
+    )
+    for _ in range(2):
+        eng = engine(*[MemberConfig(f"n{i}") for i in range(n)])
+        for m, (state, activation, distance, value) in zip(eng.members, draws, strict=True):
+            m.state, m.activation, m.distance, m.lb_value = state, activation, distance, value
+        eng.next_offset = offset
+        twins.append(eng)
+    mine, ref = twins
+    states = [m.state for m in mine.members]
+    got = best_by_value(mine.members, states, rule, stateless, mine)
+    want = _reference_best_by_value(ref.members, states, rule, stateless, ref)
+    assert (got, mine.next_offset) == (want, ref.next_offset)

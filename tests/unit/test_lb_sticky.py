@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
 from balancer.config.model import Activation, LbConfig, MemberConfig, Method, RuleExtensions
 from balancer.lb.decisions import RequestFacts
 from balancer.lb.member import State
@@ -249,3 +254,30 @@ def test_rule_activation_override_applies_to_choice_and_to_the_forwarded_activat
     )
     result = run(eng, sticky)
     assert result.tried == ["n1"] and result.forwards[0].activation == "DIS"
+
+
+def _regex_cookie_value(headers, name):
+    """cookie_value as one regex (pyjk before session 4): the reference the scan must match."""
+    space = re.escape(" \t\n\v\f\r")
+    pattern = re.compile(
+        f"(?:^|(?<=[;,{space}])){re.escape(name)}[{space}]*=(?=.)([^;,]*)", re.DOTALL
+    )
+    found = [v for header in headers for v in pattern.findall(header)]
+    if not found:
+        return None
+    return ";".join(v[1:-1] if len(v) > 1 and v[0] == v[-1] == '"' else v for v in found)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    headers=st.lists(
+        st.text(alphabet=st.sampled_from(list('JSESIONIDjx=;, \t\n\v\f\r".AB')), max_size=30),
+        max_size=3,
+    ),
+    name=st.sampled_from(["JSESSIONID", "J", "ID", "S=", "x"]),
+)
+@example(headers=["x="], name="x")  # nothing after the "=": no value
+@example(headers=["x=;x= \tx=,"], name="x")  # empty values, a name inside a value
+@example(headers=['a=1,\vJSESSIONID \f= "A.n1";J=2', "JSESSIONIDx=3"], name="JSESSIONID")
+def test_cookie_scan_finds_what_the_regex_finds(headers, name):
+    assert cookie_value(headers, name) == _regex_cookie_value(headers, name)
