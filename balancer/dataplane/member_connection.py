@@ -41,6 +41,7 @@ class MemberConnection(Protocol):
     status: int
     reason: bytes
     headers: list[tuple[bytes, bytes]]
+    fields: bytes  # or the fields as bytes (b"" when ``headers`` holds them)
     set_cookies: list[bytes] | None
     content_length: int | None
     chunked: bool
@@ -76,6 +77,7 @@ class MemberSocket:
         "content_length",
         "discarded",
         "exchange",
+        "fields",
         "head_request",
         "headers",
         "idle_since",
@@ -122,6 +124,9 @@ class MemberSocket:
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        # the http connection gives its fields as the client gets them, as bytes (field lines
+        # ending in CRLF; response_head.py), the ajp13 one as ``headers``: b"" when unused
+        self.fields = b""
         self.set_cookies: list[bytes] | None = None
         self.content_length: int | None = None
         self.chunked = False

@@ -1,0 +1,244 @@
+"""The fields of a member's response head that pyjk reads, scanned from the head's own bytes.
+
+The http member connection (upstream.py) gives llhttp no per-field callback: a Python call and
+two bytes objects per field were most of what reading a response cost (issue 12). Once llhttp
+has accepted a head whole (strict: CRLF line ends, token names, no control bytes in values,
+no obs-fold, Content-Length digits and duplicates, Content-Length with Transfer-Encoding) the
+connection hands its bytes to ``ResponseFields.scan``, which looks at one thing per field —
+its name — and makes Python objects only for the fields pyjk acts on:
+
+- framing: Content-Length (kept; its value read), Transfer-Encoding (dropped; the relay frames
+  the body itself);
+- Connection (dropped, and the fields its tokens name), the other hop-by-hop fields (dropped),
+  Upgrade (dropped; kept for the 101 head);
+- Set-Cookie (kept; the values let the relay see whether the member sets the routing cookie).
+
+Every other field goes to the client as the member wrote it: ``fields`` is the head's field
+lines as bytes (each ending with CRLF), less the dropped ones — one slice of the read for a
+head with nothing to drop, a join of the kept spans otherwise.
+
+Compiled (response_head.pxd) the scan is a C loop over the bytes; ``PYJK_PURE=1`` runs this
+same loop in Python (slower, same results: the unit tests run both).
+"""
+
+from __future__ import annotations
+
+from balancer.dataplane import http11 as h
+
+_CR = 13
+_LF = 10
+_COLON = 58
+_SP = 32
+_HTAB = 9
+_LONG_NUMBER = 18  # more digits than a C long long surely holds: Python's int() reads them
+# the kinds of http11.RESPONSE_HEADERS, as C ints in the compiled build
+_CONTENT_LENGTH = h.R_CONTENT_LENGTH
+_TRANSFER_ENCODING = h.R_TRANSFER_ENCODING
+_CONNECTION = h.R_CONNECTION
+_HOP = h.R_HOP
+_UPGRADE = h.R_UPGRADE
+_SET_COOKIE = h.R_SET_COOKIE
+
+
+class ResponseFields:
+    """The bytes of a response head as they arrive, and what ``scan`` read of the last head;
+    one per connection, reused for every response.
+
+    The connection gives ``add`` every read until llhttp has accepted the final head (usually
+    one read holds it whole, and it is kept without a copy), calls ``read_head`` from llhttp's
+    headers-complete callback, and ``clear`` before the next request.
+    """
+
+    __slots__ = (
+        "buf",
+        "conn_tokens",
+        "content_length",
+        "fields",
+        "more",
+        "set_cookies",
+        "start",
+        "te",
+        "upgrade",
+    )
+
+    def __init__(self) -> None:
+        self.buf = b""  # the first read of the head
+        self.more: bytearray | None = None  # the reads so far, once a head spans several
+        self.start = 0  # where the next head begins in them (after a 1xx)
+        self.fields = b""
+        self.content_length: int | None = None
+        self.te: bytes | None = None
+        self.conn_tokens: list[bytes] | None = None
+        self.upgrade: bytes | None = None
+        self.set_cookies: list[bytes] | None = None
+
+    def add(self, data: bytes) -> None:
+        """A read that holds (a part of) a head llhttp is still reading."""
+        if not self.buf:
+            self.buf = data
+            return
+        if self.more is None:
+            self.more = bytearray(self.buf)
+        self.more += data  # bounded: the connection fails a head over max_response_head_size
+
+    def read_head(self) -> None:
+        """llhttp has just accepted a head (it checked all of it): read its fields."""
+        buf = self.buf if self.more is None else bytes(self.more)
+        self.start = self.scan(buf, self.start)
+
+    def clear(self) -> None:
+        """Forget the bytes of the last head (its fields stay readable)."""
+        self.buf = b""
+        self.more = None
+        self.start = 0
+
+    def scan(self, buf: bytes, start: int) -> int:
+        """Read the head that begins at ``start`` of ``buf`` — one llhttp has accepted, so
+        every line ends with CRLF and every field line has a colon — and return the offset
+        just past its blank line (where a following response begins, after a 1xx)."""
+        p = buf  # compiled: a C pointer to the bytes (response_head.pxd)
+        n = len(buf)
+        self.content_length = self.te = self.conn_tokens = self.upgrade = None
+        self.set_cookies = None
+        i = start
+        while i < n and (p[i] == _CR or p[i] == _LF):
+            i += 1  # llhttp skips empty lines before a status line
+        while i < n and p[i] != _LF:
+            i += 1  # the status line (llhttp read it; the relay writes its own)
+        i += 1
+        first = keep_from = i
+        kept = None  # the kept spans, once a field is dropped
+        while i < n and p[i] != _CR:
+            line = i
+            while i < n and p[i] != _COLON:
+                i += 1
+            name_len = i - line
+            i += 1
+            while i < n and (p[i] == _SP or p[i] == _HTAB):
+                i += 1  # leading OWS; llhttp keeps the trailing one in a value, and so do we
+            value = i
+            while i < n and p[i] != _CR:
+                i += 1
+            value_end = i
+            i += 2
+            kind = _kind(p, line, name_len)
+            if kind == 0:
+                continue
+            if kind == _CONTENT_LENGTH:
+                length = _number(p, value, value_end)
+                self.content_length = length if length >= 0 else int(buf[value:value_end])
+                continue
+            if kind == _SET_COOKIE:
+                if self.set_cookies is None:
+                    self.set_cookies = []
+                self.set_cookies.append(buf[value:value_end])
+                continue
+            if kind == _TRANSFER_ENCODING:
+                self.te = buf[value:value_end]
+            elif kind == _CONNECTION:
+                self._connection(buf[value:value_end])
+            elif kind == _UPGRADE:
+                self.upgrade = buf[value:value_end]
+            # a field the client does not get: relay the bytes around it
+            if kept is None:
+                kept = []
+            if line > keep_from:
+                kept.append(buf[keep_from:line])
+            keep_from = i
+        last = i
+        if kept is None:
+            self.fields = buf[first:last]
+        else:
+            if last > keep_from:
+                kept.append(buf[keep_from:last])
+            self.fields = b"".join(kept)
+        if self.conn_tokens:
+            named = h.named_fields(self.conn_tokens)
+            if named:
+                self.fields = strip_fields(self.fields, named)
+        return i + 2
+
+    def _connection(self, value: bytes) -> None:
+        if value == b"keep-alive" or value == b"close":
+            return  # names no field (llhttp reads keep-alive itself)
+        tokens = h.connection_tokens(value)
+        self.conn_tokens = tokens if self.conn_tokens is None else self.conn_tokens + tokens
+
+
+def _kind(p: bytes, at: int, n: int) -> int:
+    """The RESPONSE_HEADERS kind of the field name of ``n`` bytes at ``at``, 0 for the others
+    (by its length first: most names are not compared at all)."""
+    if n == 10:
+        if _named(p, at, b"connection"):
+            return _CONNECTION
+        if _named(p, at, b"set-cookie"):
+            return _SET_COOKIE
+        if _named(p, at, b"keep-alive"):
+            return _HOP
+    elif n == 14 and _named(p, at, b"content-length"):
+        return _CONTENT_LENGTH
+    elif n == 17 and _named(p, at, b"transfer-encoding"):
+        return _TRANSFER_ENCODING
+    elif n == 7:
+        if _named(p, at, b"upgrade"):
+            return _UPGRADE
+        if _named(p, at, b"trailer"):
+            return _HOP
+    elif (
+        (n == 2 and _named(p, at, b"te"))
+        or (n == 16 and _named(p, at, b"proxy-connection"))
+        or (n == 18 and _named(p, at, b"proxy-authenticate"))
+    ):
+        return _HOP
+    return 0
+
+
+def _named(p: bytes, at: int, name: bytes) -> bool:
+    """The bytes at ``at`` spell the lower-case ``name`` in any case. ``| 0x20`` lower-cases a
+    letter and leaves "-" alone; no other byte of a token turns into a letter or "-"."""
+    q = name
+    # a loop, not all(genexpr): compiled, a C loop over two C pointers
+    for k in range(len(name)):  # noqa: SIM110
+        if (p[at + k] | 0x20) != q[k]:
+            return False
+    return True
+
+
+def _number(p: bytes, at: int, end: int) -> int:
+    """The decimal number at ``at`` (llhttp checked the digits; trailing OWS ends it), or -1
+    when it is too long to add up here."""
+    value = 0
+    i = at
+    while i < end and 48 <= p[i] <= 57:
+        if i - at >= _LONG_NUMBER:
+            return -1
+        value = value * 10 + (p[i] - 48)
+        i += 1
+    return value
+
+
+def strip_fields(fields: bytes, named: set[bytes]) -> bytes:
+    """The field lines of ``fields`` less those whose lower-cased name is in ``named`` (the
+    fields a Connection header lists: rare, so plain Python)."""
+    lines = fields.split(b"\r\n")
+    return b"".join(
+        line + b"\r\n" for line in lines if line and line.split(b":", 1)[0].lower() not in named
+    )
+
+
+def field_list(fields: bytes) -> list[tuple[bytes, bytes]]:
+    """``fields`` as (name, value) pairs, for the rare readers of a relayed head (a 503's
+    refusal field)."""
+    pairs = []
+    for line in fields.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            pairs.append((name, value.lstrip(b" \t")))
+    return pairs
+
+
+def has_field(fields: bytes, name: bytes) -> bool:
+    """``fields`` holds a field of the lower-case ``name`` (no value holds CR or LF, so a
+    match after a line start is a name)."""
+    low = fields.lower()
+    return low.startswith(name + b":") or (b"\n" + name + b":") in low
