@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, cast
@@ -173,7 +173,7 @@ class ProxyServer:
             await server.wait_closed()
         self.servers.clear()
 
-    def hsts_for(self, headers: list[tuple[bytes, bytes]], fields: bytes = b"") -> bytes:
+    def hsts_for(self, headers: list[tuple[bytes, bytes]], fields: Sequence[bytes] = ()) -> bytes:
         """The HSTS field to add to a response over TLS: none when the member set its own (in
         ``headers``, or in ``fields``, the bytes of the http connection's, relay.py)."""
         if fields:

@@ -3,12 +3,13 @@ bytes of the head (the member's fields, plus routing cookie, framing, HSTS and C
 
 Pure functions of the member's parsed head (status, reason, fields) and the request: the exchange
 (exchange.py) calls them from its response callbacks and collects the bytes it gets back. The
-member's fields come either as bytes ready to relay (``fields``: the http connection's, read
-from the head's bytes, response_head.py) or as (name, value) pairs (``headers``: ajp13's).
+member's fields come either as bytes ready to relay (``fields``: the http connection's pieces of
+the head's bytes, response_head.py) or as (name, value) pairs (``headers``: ajp13's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from balancer.dataplane import http11 as h
@@ -39,12 +40,12 @@ def body_mode(req: Request, status: int, content_length: int | None, chunked: bo
 
 
 def _status_and_fields(
-    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], fields: bytes
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], fields: Sequence[bytes]
 ) -> list[bytes]:
     line = _OK_LINE if status == 200 and reason == b"OK" else h.status_line(status, reason)
     parts = [line]
     if fields:
-        parts.append(fields)
+        parts += fields
         return parts
     for name, value in headers:
         # four appends, not += of a tuple: compiled, each is a C list append (no tuple)
@@ -56,7 +57,7 @@ def _status_and_fields(
 
 
 def interim_head(
-    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], fields: bytes
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], fields: Sequence[bytes]
 ) -> bytes:
     """A 1xx head relayed as the member wrote it (102, 103)."""
     parts = _status_and_fields(status, reason, headers, fields)
@@ -68,7 +69,7 @@ def final_head(
     status: int,
     reason: bytes,
     headers: list[tuple[bytes, bytes]],
-    fields: bytes,
+    fields: Sequence[bytes],
     set_cookies: list[bytes] | None,
     mode: int,
     req: Request,
@@ -96,7 +97,10 @@ def final_head(
 
 
 def switch_head(
-    reason: bytes, headers: list[tuple[bytes, bytes]], fields: bytes, upgrade: bytes | None
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    fields: Sequence[bytes],
+    upgrade: bytes | None,
 ) -> bytes:
     """The ``101 Switching Protocols`` head of an accepted upgrade."""
     parts = _status_and_fields(101, reason, headers, fields)

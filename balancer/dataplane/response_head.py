@@ -14,14 +14,20 @@ its name — and makes Python objects only for the fields pyjk acts on:
 - Set-Cookie (kept; the values let the relay see whether the member sets the routing cookie).
 
 Every other field goes to the client as the member wrote it: ``fields`` is the head's field
-lines as bytes (each ending with CRLF), less the dropped ones — one slice of the read for a
-head with nothing to drop, a join of the kept spans otherwise.
+lines (each ending with CRLF) less the dropped ones, as the slices of the read between them —
+one slice for a head with nothing to drop; the relay joins them into the client's head with
+its own lines, so they are copied once.
+
+The status line is read here too (status, version, reason phrase): llhttp's getters build a
+version string per response, and its status callback a bytes object per read.
 
 Compiled (response_head.pxd) the scan is a C loop over the bytes; ``PYJK_PURE=1`` runs this
 same loop in Python (slower, same results: the unit tests run both).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from balancer.dataplane import http11 as h
 
@@ -30,6 +36,12 @@ _LF = 10
 _COLON = 58
 _SP = 32
 _HTAB = 9
+_H = 72  # "H" of "HTTP/"
+_DIGIT_0 = 48
+_DIGIT_1 = 49
+_O = 79
+_K = 75
+_OK = b"OK"
 _LONG_NUMBER = 18  # more digits than a C long long surely holds: Python's int() reads them
 # the kinds of http11.RESPONSE_HEADERS, as C ints in the compiled build
 _CONTENT_LENGTH = h.R_CONTENT_LENGTH
@@ -54,9 +66,12 @@ class ResponseFields:
         "conn_tokens",
         "content_length",
         "fields",
+        "http1",
         "more",
+        "reason",
         "set_cookies",
         "start",
+        "status",
         "te",
         "upgrade",
     )
@@ -65,7 +80,10 @@ class ResponseFields:
         self.buf = b""  # the first read of the head
         self.more: bytearray | None = None  # the reads so far, once a head spans several
         self.start = 0  # where the next head begins in them (after a 1xx)
-        self.fields = b""
+        self.status = 0
+        self.http1 = False  # HTTP/1.0 or HTTP/1.1
+        self.reason = b""
+        self.fields: list[bytes] = []
         self.content_length: int | None = None
         self.te: bytes | None = None
         self.conn_tokens: list[bytes] | None = None
@@ -103,11 +121,29 @@ class ResponseFields:
         i = start
         while i < n and (p[i] == _CR or p[i] == _LF):
             i += 1  # llhttp skips empty lines before a status line
-        while i < n and p[i] != _LF:
-            i += 1  # the status line (llhttp read it; the relay writes its own)
-        i += 1
-        first = keep_from = i
-        kept = None  # the kept spans, once a field is dropped
+        # the status line, "HTTP/" DIGIT "." DIGIT SP 3DIGIT [SP reason] CRLF as llhttp checked
+        # it (the relay writes its own); llhttp's getters would build a version string
+        self.http1 = (
+            i + 12 <= n
+            and p[i] == _H
+            and p[i + 5] == _DIGIT_1
+            and (p[i + 7] == _DIGIT_0 or p[i + 7] == _DIGIT_1)
+        )
+        if i + 12 <= n:
+            self.status = (p[i + 9] - 48) * 100 + (p[i + 10] - 48) * 10 + (p[i + 11] - 48)
+        i += 12
+        if i < n and p[i] == _SP:
+            i += 1
+        reason = i
+        while i < n and p[i] != _CR:
+            i += 1
+        if i - reason == 2 and p[reason] == _O and p[reason + 1] == _K:
+            self.reason = _OK  # the usual one: no new object
+        else:
+            self.reason = buf[reason:i]
+        i += 2
+        keep_from = i
+        kept = []
         while i < n and p[i] != _CR:
             line = i
             while i < n and p[i] != _COLON:
@@ -140,22 +176,16 @@ class ResponseFields:
             elif kind == _UPGRADE:
                 self.upgrade = buf[value:value_end]
             # a field the client does not get: relay the bytes around it
-            if kept is None:
-                kept = []
             if line > keep_from:
                 kept.append(buf[keep_from:line])
             keep_from = i
-        last = i
-        if kept is None:
-            self.fields = buf[first:last]
-        else:
-            if last > keep_from:
-                kept.append(buf[keep_from:last])
-            self.fields = b"".join(kept)
+        if i > keep_from:
+            kept.append(buf[keep_from:i])
+        self.fields = kept
         if self.conn_tokens:
             named = h.named_fields(self.conn_tokens)
             if named:
-                self.fields = strip_fields(self.fields, named)
+                self.fields = [strip_fields(b"".join(kept), named)]
         return i + 2
 
     def _connection(self, value: bytes) -> None:
@@ -226,19 +256,19 @@ def strip_fields(fields: bytes, named: set[bytes]) -> bytes:
     )
 
 
-def field_list(fields: bytes) -> list[tuple[bytes, bytes]]:
-    """``fields`` as (name, value) pairs, for the rare readers of a relayed head (a 503's
-    refusal field)."""
+def field_list(fields: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    """``fields`` (the pieces of ``ResponseFields.fields``) as (name, value) pairs, for the rare
+    readers of a relayed head (a 503's refusal field)."""
     pairs = []
-    for line in fields.split(b"\r\n"):
+    for line in b"".join(fields).split(b"\r\n"):
         if line:
             name, _, value = line.partition(b":")
             pairs.append((name, value.lstrip(b" \t")))
     return pairs
 
 
-def has_field(fields: bytes, name: bytes) -> bool:
-    """``fields`` holds a field of the lower-case ``name`` (no value holds CR or LF, so a
-    match after a line start is a name)."""
-    low = fields.lower()
+def has_field(fields: Sequence[bytes], name: bytes) -> bool:
+    """``fields`` (the pieces of ``ResponseFields.fields``) hold a field of the lower-case
+    ``name`` (no value holds CR or LF, so a match after a line start is a name)."""
+    low = b"".join(fields).lower()
     return low.startswith(name + b":") or (b"\n" + name + b":") in low

@@ -270,29 +270,26 @@ class UpstreamConnection(MemberSocket):
         if self.msg_done:
             self.keep_alive = False  # a second response to one request
             raise h.ParserStop
-        # _reset(), inlined: this runs for every response (the head's fields: on_headers_complete)
-        self.reason = b""
+        # _reset(), inlined: this runs for every response (the head: on_headers_complete)
         self.chunked = self.close_delimited = self.in_body = False
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
     def on_headers_complete(self) -> None:
-        parser = self.parser
-        status = parser.get_status_code()
+        # llhttp has accepted the whole head: read it from its bytes (no on_status/on_header
+        # callbacks, see the module's docstring)
+        head = self.head
+        head.read_head()
+        status = head.status
         self.status = status
         if not 100 <= status <= 599:
             self.error = f"bad-response: status {status}"
             raise h.ParserStop
-        if parser.get_http_version() not in ("1.1", "1.0"):
+        if not head.http1:
             self.error = "bad-response: version"
             raise h.ParserStop
-        reason = self.reason
+        reason = self.reason = head.reason
         if reason not in _STANDARD_REASONS and not h.valid_reason(reason):
             self.error = "bad-response: reason phrase"
             raise h.ParserStop
-        head = self.head
-        head.read_head()
         te = head.te
         if te is not None:
             if te.strip(b" \t").lower() != b"chunked":
@@ -303,7 +300,7 @@ class UpstreamConnection(MemberSocket):
         self.content_length = head.content_length
         self.set_cookies = head.set_cookies
         self.upgrade = head.upgrade
-        self.keep_alive = parser.should_keep_alive()
+        self.keep_alive = self.parser.should_keep_alive()
         if status >= 200:
             head.clear()  # the final head: the reads that follow are body
             self.in_body = True

@@ -27,6 +27,7 @@ class _Reader:
         self.llhttp_fields: list[tuple[bytes, bytes]] = []
         self.heads: list[tuple[bytes, object, object, object, object, object]] = []
         self.in_body = False
+        self.lines: list[tuple[int, bool, bytes]] = []
 
     def feed(self, data: bytes) -> None:
         if not self.in_body:
@@ -41,8 +42,16 @@ class _Reader:
         rf = self.rf
         rf.read_head()
         self.heads.append(
-            (rf.fields, rf.content_length, rf.te, rf.conn_tokens, rf.upgrade, rf.set_cookies)
+            (
+                b"".join(rf.fields),
+                rf.content_length,
+                rf.te,
+                rf.conn_tokens,
+                rf.upgrade,
+                rf.set_cookies,
+            )
         )
+        self.lines.append((rf.status, rf.http1, rf.reason))
         if self.parser.get_status_code() >= 200:
             self.in_body = True
             rf.clear()
@@ -74,6 +83,31 @@ def test_a_head_with_nothing_to_drop_is_relayed_as_its_bytes() -> None:
     fields = b"Server: nginx\r\nDate: Mon, 07 Dec 2026 00:00:00 GMT\r\nContent-Length: 2\r\n"
     r = read(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\nhi")
     assert r.heads == [(fields, 2, None, None, None, None)]
+    assert r.rf.fields == [fields]  # one slice of the read, nothing joined
+
+
+@pytest.mark.parametrize(
+    ("line", "status", "http1", "reason"),
+    [
+        (b"HTTP/1.1 200 OK", 200, True, b"OK"),
+        (b"HTTP/1.0 404 Not Found", 404, True, b"Not Found"),
+        (b"HTTP/1.1 204", 204, True, b""),
+        (b"HTTP/1.1 299 ", 299, True, b""),
+        (b"HTTP/1.1 200 OK \t", 200, True, b"OK \t"),
+        (b"HTTP/1.1 200 Ok\xff", 200, True, b"Ok\xff"),
+        (b"HTTP/2.0 200 OK", 200, False, b"OK"),
+        (b"HTTP/1.1 999 X", 999, True, b"X"),
+    ],
+)
+def test_the_status_line_is_read_from_the_bytes(
+    line: bytes, status: int, http1: bool, reason: bytes
+) -> None:
+    r = _Reader()
+    try:
+        r.feed(line + b"\r\nContent-Length: 0\r\n\r\n")
+    except httptools.HttpParserError:
+        pytest.fail("llhttp refused a status line the connection checks itself")
+    assert r.lines == [(status, http1, reason)]
 
 
 def test_connection_hop_by_hop_framing_and_upgrade_fields_are_cut_out_and_read() -> None:
@@ -221,7 +255,7 @@ def test_any_head_llhttp_accepts_reads_as_its_per_field_report_says(
     cut = min(cut, len(raw) - 1)
     r = read(raw[:cut], raw[cut:])
     ((relayed, got_length, _, tokens, upgrade, cookies),) = r.heads
-    assert field_list(relayed) == expected(reference.llhttp_fields)
+    assert field_list([relayed]) == expected(reference.llhttp_fields)
     assert got_length == length
     llhttp = reference.llhttp_fields
     assert cookies == ([v for n, v in llhttp if n.lower() == b"set-cookie"] or None)
@@ -231,11 +265,13 @@ def test_any_head_llhttp_accepts_reads_as_its_per_field_report_says(
 
 
 def test_field_list_and_has_field_read_relayed_bytes() -> None:
-    fields = b"X-Pyjk-Refusal: cluster-full \r\nStrict-Transport-Security:max-age=1\r\n"
+    fields = [b"X-Pyjk-Refusal: cluster-full \r\n", b"Strict-Transport-Security:max-age=1\r\n"]
     assert field_list(fields) == [
         (b"X-Pyjk-Refusal", b"cluster-full "),
         (b"Strict-Transport-Security", b"max-age=1"),
     ]
     assert has_field(fields, b"strict-transport-security")
-    assert not has_field(b"X-Note: strict-transport-security: no\r\n", b"strict-transport-security")
-    assert not has_field(b"", b"strict-transport-security")
+    assert not has_field(
+        [b"X-Note: strict-transport-security: no\r\n"], b"strict-transport-security"
+    )
+    assert not has_field([], b"strict-transport-security")
