@@ -22,7 +22,7 @@ cdef class ResponseFields:
     cpdef void clear(self) except *
     @cython.locals(p="const unsigned char *", n=Py_ssize_t, i=Py_ssize_t,
                    keep_from=Py_ssize_t, line=Py_ssize_t, name_len=Py_ssize_t,
-                   value=Py_ssize_t, value_end=Py_ssize_t, reason=Py_ssize_t, kind=int,
+                   value=Py_ssize_t, value_end=Py_ssize_t, reason=Py_ssize_t, size=Py_ssize_t, kind=int,
                    kept=list, length="long long")
     cpdef Py_ssize_t scan(self, bytes buf, Py_ssize_t start) except -1
     cdef void _connection(self, bytes value) except *

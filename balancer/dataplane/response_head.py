@@ -172,7 +172,13 @@ class ResponseFields:
             if kind == _TRANSFER_ENCODING:
                 self.te = buf[value:value_end]
             elif kind == _CONNECTION:
-                self._connection(buf[value:value_end])
+                size = value_end - value
+                # "keep-alive" and "close" name no field (llhttp reads them itself): no object
+                if not (
+                    (size == 10 and _named(p, value, b"keep-alive"))
+                    or (size == 5 and _named(p, value, b"close"))
+                ):
+                    self._connection(buf[value:value_end])
             elif kind == _UPGRADE:
                 self.upgrade = buf[value:value_end]
             # a field the client does not get: relay the bytes around it
@@ -189,8 +195,6 @@ class ResponseFields:
         return i + 2
 
     def _connection(self, value: bytes) -> None:
-        if value == b"keep-alive" or value == b"close":
-            return  # names no field (llhttp reads keep-alive itself)
         tokens = h.connection_tokens(value)
         self.conn_tokens = tokens if self.conn_tokens is None else self.conn_tokens + tokens
 
