@@ -43,6 +43,10 @@ _O = 79
 _K = 75
 _OK = b"OK"
 _LONG_NUMBER = 18  # more digits than a C long long surely holds: Python's int() reads them
+# Run from this .py (PYJK_PURE=1, or not built), a loop per byte in Python would cost ~100k
+# instructions per head: ``_find`` uses ``bytes.find`` there. Compiled, ``__file__`` is the
+# extension's and ``_find`` is a C loop.
+_PURE = __file__.endswith(".py")
 # the kinds of http11.RESPONSE_HEADERS, as C ints in the compiled build
 _CONTENT_LENGTH = h.R_CONTENT_LENGTH
 _TRANSFER_ENCODING = h.R_TRANSFER_ENCODING
@@ -135,8 +139,7 @@ class ResponseFields:
         if i < n and p[i] == _SP:
             i += 1
         reason = i
-        while i < n and p[i] != _CR:
-            i += 1
+        i = _find(buf, p, _CR, i, n)
         if i - reason == 2 and p[reason] == _O and p[reason + 1] == _K:
             self.reason = _OK  # the usual one: no new object
         else:
@@ -146,15 +149,13 @@ class ResponseFields:
         kept = []
         while i < n and p[i] != _CR:
             line = i
-            while i < n and p[i] != _COLON:
-                i += 1
+            i = _find(buf, p, _COLON, i, n)
             name_len = i - line
             i += 1
             while i < n and (p[i] == _SP or p[i] == _HTAB):
                 i += 1  # leading OWS; llhttp keeps the trailing one in a value, and so do we
             value = i
-            while i < n and p[i] != _CR:
-                i += 1
+            i = _find(buf, p, _CR, i, n)
             value_end = i
             i += 2
             kind = _kind(p, line, name_len)
@@ -170,7 +171,10 @@ class ResponseFields:
                 self.set_cookies.append(buf[value:value_end])
                 continue
             if kind == _TRANSFER_ENCODING:
-                self.te = buf[value:value_end]
+                # several fields are one list (RFC 9110 §5.3): "gzip" then "chunked" must not
+                # pass as chunked and lose the gzip coding on the way to the client
+                te = buf[value:value_end]
+                self.te = te if self.te is None else self.te + b", " + te
             elif kind == _CONNECTION:
                 size = value_end - value
                 # "keep-alive" and "close" name no field (llhttp reads them itself): no object
@@ -197,6 +201,17 @@ class ResponseFields:
     def _connection(self, value: bytes) -> None:
         tokens = h.connection_tokens(value)
         self.conn_tokens = tokens if self.conn_tokens is None else self.conn_tokens + tokens
+
+
+def _find(buf: bytes, p: bytes, c: int, i: int, n: int) -> int:
+    """The offset of the first byte ``c`` at or after ``i`` in ``buf`` (``p``: its bytes), or
+    ``n`` (its length) when there is none."""
+    if _PURE:
+        j = buf.find(c, i, n)
+        return n if j < 0 else j
+    while i < n and p[i] != c:
+        i += 1
+    return i
 
 
 def _kind(p: bytes, at: int, n: int) -> int:

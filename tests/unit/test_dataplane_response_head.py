@@ -159,6 +159,15 @@ def test_an_interim_head_and_the_final_one_in_one_read_are_read_one_after_the_ot
     ]
 
 
+def test_transfer_encoding_fields_are_read_as_one_list() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nX-A: 1\r\n"
+        b"transfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    )
+    ((fields, _, te, _, _, _),) = read(raw).heads
+    assert te == b"gzip, chunked" and fields == b"X-A: 1\r\n"
+
+
 def test_a_content_length_too_long_for_the_c_loop_is_still_read() -> None:
     big = 10**19 + 7  # 20 digits: llhttp takes up to 2**64 - 1
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % big
