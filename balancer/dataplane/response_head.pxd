@@ -29,8 +29,8 @@ cdef class ResponseFields:
     cdef void _connection(self, bytes value) except *
 
 @cython.locals(j=Py_ssize_t)
-cdef Py_ssize_t _find(bytes buf, const unsigned char *p, unsigned char c, Py_ssize_t i,
-                      Py_ssize_t n) except? -2
+cdef inline Py_ssize_t _find(bytes buf, const unsigned char *p, unsigned char c, Py_ssize_t i,
+                             Py_ssize_t n) except? -2
 cdef int _kind(const unsigned char *p, Py_ssize_t at, Py_ssize_t n) noexcept
 @cython.locals(q="const unsigned char *", k=Py_ssize_t)
 cdef bint _named(const unsigned char *p, Py_ssize_t at, bytes name) noexcept
