@@ -23,6 +23,9 @@ COMPILED_MODULES = [
     # -2.1k instructions per keep-alive request against PYJK_PURE=1 (docs/benchmarks.md, issue 12)
     "balancer/dataplane/member_connection.py",
     "balancer/dataplane/upstream.py",
+    # the response head read from its bytes, no per-field Python call (response_head.pxd):
+    # docs/benchmarks.md, issue 12, session 4
+    "balancer/dataplane/response_head.py",
     # the per-request chain with typed references between its objects (request.pxd,
     # exchange.pxd, downstream.pxd): docs/benchmarks.md, issue 12, session 3 part C
     "balancer/dataplane/request.py",

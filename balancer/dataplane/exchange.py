@@ -55,6 +55,7 @@ from balancer.dataplane.relay import (
     interim_head,
     switch_head,
 )
+from balancer.dataplane.response_head import field_list
 from balancer.dataplane.routes import LocalHandler, LocalResponse, ProxyTo
 from balancer.lb.decisions import (
     Fail,
@@ -475,15 +476,15 @@ class Exchange:
                     return
                 self.status = 101
                 self.resp_started = True
-                self.wbuf.append(switch_head(up.reason, up.headers, up.upgrade))
+                self.wbuf.append(switch_head(up.reason, up.headers, up.fields, up.upgrade))
             elif status != 100 and req.http11:
                 # 102/103 go to the client (not 100: the balancer answers Expect itself)
                 self.resp_started = True
-                self.wbuf.append(interim_head(status, up.reason, up.headers))
+                self.wbuf.append(interim_head(status, up.reason, up.headers, up.fields))
             return
         # a member's "cluster full" 503 names itself (plan.py: relayed, not retried); the
         # keyword goes only with it, so plans written before it keep working
-        refusal = refusal_of(up.headers) if status == 503 else None
+        refusal = refusal_of(up.headers or field_list(up.fields)) if status == 503 else None
         plan = self.plan
         now = monotonic()
         try:
@@ -526,6 +527,7 @@ class Exchange:
             status,
             up.reason,
             up.headers,
+            up.fields,
             up.set_cookies,
             mode,
             req,

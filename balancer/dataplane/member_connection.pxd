@@ -9,6 +9,7 @@ cdef class MemberSocket:
     cdef public object content_length, set_cookies, upgrade
     cdef public list headers
     cdef public bytes reason
+    cdef public object fields
     cdef public int status
     cdef public Py_ssize_t received
     cdef public bint chunked, closed, discarded, head_request, read_paused, reused

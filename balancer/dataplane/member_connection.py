@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class MemberConnection(Protocol):
     status: int
     reason: bytes
     headers: list[tuple[bytes, bytes]]
+    fields: Sequence[bytes]  # or the fields as bytes, in pieces (empty when ``headers`` holds them)
     set_cookies: list[bytes] | None
     content_length: int | None
     chunked: bool
@@ -76,6 +78,7 @@ class MemberSocket:
         "content_length",
         "discarded",
         "exchange",
+        "fields",
         "head_request",
         "headers",
         "idle_since",
@@ -122,6 +125,9 @@ class MemberSocket:
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        # the http connection gives its fields as the client gets them, as bytes (field lines
+        # ending in CRLF, in pieces; response_head.py), the ajp13 one as ``headers``
+        self.fields: Sequence[bytes] = ()
         self.set_cookies: list[bytes] | None = None
         self.content_length: int | None = None
         self.chunked = False

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, cast
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 from balancer.dataplane.downstream import ClientConnection
 from balancer.dataplane.limits import Limits
 from balancer.dataplane.pool import MemberPool
+from balancer.dataplane.response_head import has_field
 from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.tls_listener import Terminator, TlsListener
 
@@ -172,8 +173,11 @@ class ProxyServer:
             await server.wait_closed()
         self.servers.clear()
 
-    def hsts_for(self, headers: list[tuple[bytes, bytes]]) -> bytes:
-        """The HSTS field to add to a response over TLS: none when the member set its own."""
+    def hsts_for(self, headers: list[tuple[bytes, bytes]], fields: Sequence[bytes] = ()) -> bytes:
+        """The HSTS field to add to a response over TLS: none when the member set its own (in
+        ``headers``, or in ``fields``, the bytes of the http connection's, relay.py)."""
+        if fields:
+            return b"" if has_field(fields, b"strict-transport-security") else self.hsts
         for name, _ in headers:
             if len(name) == 25 and name.lower() == b"strict-transport-security":
                 return b""

@@ -2,11 +2,14 @@
 bytes of the head (the member's fields, plus routing cookie, framing, HSTS and Connection).
 
 Pure functions of the member's parsed head (status, reason, fields) and the request: the exchange
-(exchange.py) calls them from its response callbacks and collects the bytes it gets back.
+(exchange.py) calls them from its response callbacks and collects the bytes it gets back. The
+member's fields come either as bytes ready to relay (``fields``: the http connection's pieces of
+the head's bytes, response_head.py) or as (name, value) pairs (``headers``: ajp13's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from balancer.dataplane import http11 as h
@@ -37,10 +40,13 @@ def body_mode(req: Request, status: int, content_length: int | None, chunked: bo
 
 
 def _status_and_fields(
-    status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], fields: Sequence[bytes]
 ) -> list[bytes]:
     line = _OK_LINE if status == 200 and reason == b"OK" else h.status_line(status, reason)
     parts = [line]
+    if fields:
+        parts += fields
+        return parts
     for name, value in headers:
         # four appends, not += of a tuple: compiled, each is a C list append (no tuple)
         parts.append(name)
@@ -50,9 +56,11 @@ def _status_and_fields(
     return parts
 
 
-def interim_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+def interim_head(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], fields: Sequence[bytes]
+) -> bytes:
     """A 1xx head relayed as the member wrote it (102, 103)."""
-    parts = _status_and_fields(status, reason, headers)
+    parts = _status_and_fields(status, reason, headers, fields)
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -61,6 +69,7 @@ def final_head(
     status: int,
     reason: bytes,
     headers: list[tuple[bytes, bytes]],
+    fields: Sequence[bytes],
     set_cookies: list[bytes] | None,
     mode: int,
     req: Request,
@@ -68,16 +77,16 @@ def final_head(
     set_cookie: bytes | None,
     server: ProxyServer,
 ) -> bytes:
-    """The client's head of a final response: the member's fields (``headers``; its
-    ``set_cookies`` values apart) plus the routing cookie (``set_cookie``), the framing of
+    """The client's head of a final response: the member's fields (``headers`` or ``fields``;
+    its ``set_cookies`` values apart) plus the routing cookie (``set_cookie``), the framing of
     ``mode``, HSTS and what ``keep_alive`` needs said."""
-    parts = _status_and_fields(status, reason, headers)
+    parts = _status_and_fields(status, reason, headers, fields)
     if set_cookie is not None and not backend_sets(set_cookie, set_cookies):
         parts += (b"Set-Cookie: ", set_cookie, b"\r\n")
     if mode == MODE_CHUNKED:
         parts.append(b"Transfer-Encoding: chunked\r\n")
     if req.secure and server.hsts:
-        parts.append(server.hsts_for(headers))
+        parts.append(server.hsts_for(headers, fields))
     if req.http11:
         if not keep_alive:
             parts.append(b"Connection: close\r\n")
@@ -87,14 +96,14 @@ def final_head(
     return b"".join(parts)
 
 
-def switch_head(reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bytes | None) -> bytes:
+def switch_head(
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    fields: Sequence[bytes],
+    upgrade: bytes | None,
+) -> bytes:
     """The ``101 Switching Protocols`` head of an accepted upgrade."""
-    parts = [h.status_line(101, reason)]
-    for name, value in headers:
-        parts.append(name)
-        parts.append(b": ")
-        parts.append(value)
-        parts.append(b"\r\n")
+    parts = _status_and_fields(101, reason, headers, fields)
     parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade or b"websocket", b"\r\n\r\n")
     return b"".join(parts)
 

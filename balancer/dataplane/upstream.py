@@ -4,6 +4,10 @@ Parses responses with llhttp (strict) and checks what llhttp lets through: the s
 the version, control bytes in the reason phrase, and Transfer-Encoding other than chunked.
 Anything wrong is a BAD_RESPONSE and never reaches the client.
 
+llhttp gets no per-field callback: the head's bytes are kept as they arrive and read once llhttp
+has accepted them whole (response_head.py), so the fields pyjk does not act on cost no Python
+object and reach the client as the member wrote them.
+
 The connection reports to the exchange that owns it (``exchange``): a response head, body
 chunks, the end, or a failure. The end of a response is reported only after llhttp has
 returned, so a connection handed back to the pool is never fed the rest of an old read.
@@ -19,6 +23,7 @@ from balancer.dataplane import http11 as h
 from balancer.dataplane.deadlines import next_deadline
 from balancer.dataplane.http_request import ACTIVATION_FIELDS, activation_field, request_head
 from balancer.dataplane.member_connection import MemberSocket
+from balancer.dataplane.response_head import ResponseFields
 from balancer.lb.decisions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -29,49 +34,25 @@ if TYPE_CHECKING:
 _STANDARD_REASONS = frozenset(h.REASONS.values())
 
 
-# Response field names as servers usually spell them -> their RESPONSE_HEADERS kind, 0 for a
-# field relayed as is. Any other spelling is lower-cased and looked up in RESPONSE_HEADERS.
-_USUAL_NAMES = {
-    **{
-        name: 0
-        for name in (
-            b"Server",
-            b"Date",
-            b"Content-Type",
-            b"Last-Modified",
-            b"ETag",
-            b"Cache-Control",
-            b"Expires",
-            b"Vary",
-            b"Location",
-            b"Accept-Ranges",
-            b"Content-Encoding",
-            b"Content-Language",
-        )
-    },
-    **{name.title(): kind for name, kind in h.RESPONSE_HEADERS.items()},
-}
-
-
 class UpstreamConnection(MemberSocket):
     __slots__ = (
         "chunked_up",
         "close_delimited",
-        "conn_tokens",
         "error",
+        "head",
         "head_stop",
         "in_body",
         "keep_alive",
         "msg_done",
         "parser",
         "request_done_at",
-        "te",
         "timer_at",
     )
 
     def __init__(self, pool: MemberPool) -> None:
         super().__init__(pool)
         self.parser = HttpResponseParser(self)
+        self.head = ResponseFields()
         self.timer_at = 0.0
         self.request_done_at = 0.0
         self.chunked_up = False  # this request's body goes up chunked
@@ -79,8 +60,6 @@ class UpstreamConnection(MemberSocket):
 
     def _reset(self) -> None:
         self._reset_head()
-        self.te: bytes | None = None
-        self.conn_tokens: list[bytes] | None = None
         self.close_delimited = False
         self.keep_alive = True
         self.in_body = False
@@ -142,7 +121,8 @@ class UpstreamConnection(MemberSocket):
         framed for this try."""
         self.exchange = ex
         self.received = 0
-        self.msg_done = False
+        self.msg_done = self.in_body = False
+        self.head.clear()
         self.head_request = head_request
         self.reply_timeout = reply_timeout
         self.request_done_at = 0.0
@@ -247,6 +227,8 @@ class UpstreamConnection(MemberSocket):
         self.received += len(data)
         if self.timer is not None:
             self.last_read = self.loop.time()
+        if not self.in_body:
+            self.head.add(data)  # read when llhttp has accepted the head (on_headers_complete)
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -288,68 +270,39 @@ class UpstreamConnection(MemberSocket):
         if self.msg_done:
             self.keep_alive = False  # a second response to one request
             raise h.ParserStop
-        # _reset(), inlined: this runs for every response
-        self.reason = b""
-        self.headers = []
-        self.set_cookies = self.content_length = self.te = self.conn_tokens = self.upgrade = None
+        # _reset(), inlined: this runs for every response (the head: on_headers_complete)
         self.chunked = self.close_delimited = self.in_body = False
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_body:
-            return  # trailer fields are not relayed
-        kind = _USUAL_NAMES.get(name)  # saves lower() for the usual spellings
-        if kind is None:
-            kind = h.RESPONSE_HEADERS.get(name.lower(), 0)
-        if not kind:
-            self.headers.append((name, value))
-        elif kind == h.R_CONTENT_LENGTH:
-            self.content_length = int(value)  # llhttp checked digits and duplicates
-            self.headers.append((name, value))
-        elif kind == h.R_SET_COOKIE:
-            self.headers.append((name, value))
-            if self.set_cookies is None:
-                self.set_cookies = []
-            self.set_cookies.append(value)
-        elif kind == h.R_TRANSFER_ENCODING:
-            self.te = value
-        elif kind == h.R_CONNECTION:
-            if value == b"keep-alive" or value == b"close":
-                return  # names no field (llhttp reads keep-alive itself)
-            tokens = h.connection_tokens(value)
-            self.conn_tokens = tokens if self.conn_tokens is None else self.conn_tokens + tokens
-        elif kind == h.R_UPGRADE:
-            self.upgrade = value
-        # R_HOP: dropped
-
     def on_headers_complete(self) -> None:
-        parser = self.parser
-        status = parser.get_status_code()
+        # llhttp has accepted the whole head: read it from its bytes (no on_status/on_header
+        # callbacks, see the module's docstring)
+        head = self.head
+        head.read_head()
+        status = head.status
         self.status = status
         if not 100 <= status <= 599:
             self.error = f"bad-response: status {status}"
             raise h.ParserStop
-        if parser.get_http_version() not in ("1.1", "1.0"):
+        if not head.http1:
             self.error = "bad-response: version"
             raise h.ParserStop
-        reason = self.reason
+        reason = self.reason = head.reason
         if reason not in _STANDARD_REASONS and not h.valid_reason(reason):
             self.error = "bad-response: reason phrase"
             raise h.ParserStop
-        if self.te is not None:
-            if self.te.strip(b" \t").lower() != b"chunked":
+        te = head.te
+        if te is not None:
+            if te.strip(b" \t").lower() != b"chunked":
                 self.error = "bad-response: transfer-encoding"
                 raise h.ParserStop
             self.chunked = True
-        self.keep_alive = parser.should_keep_alive()
-        tokens = self.conn_tokens
-        if tokens:
-            named = h.named_fields(tokens)
-            if named:
-                self.headers = h.strip_named(self.headers, named)
+        self.fields = head.fields
+        self.content_length = head.content_length
+        self.set_cookies = head.set_cookies
+        self.upgrade = head.upgrade
+        self.keep_alive = self.parser.should_keep_alive()
         if status >= 200:
+            head.clear()  # the final head: the reads that follow are body
             self.in_body = True
             if self.head_request:
                 self.head_stop = True

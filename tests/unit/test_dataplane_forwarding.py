@@ -172,6 +172,11 @@ BAD_RESPONSES = {
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     ),
     "transfer-encoding gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhi",
+    # two fields are one list: gzip must not be lost by reading only the last (llhttp takes it)
+    "transfer-encoding gzip, then chunked in a second field": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\n\r\n"
+    ),
     "101 nobody asked for": b"HTTP/1.1 101 Switching\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
     "not HTTP at all": b"SSH-2.0-OpenSSH_9.0\r\n",
     "a head that never ends": b"HTTP/1.1 200 OK\r\nX-Endless: " + b"v" * (200 * 1024),
