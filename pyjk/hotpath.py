@@ -42,8 +42,11 @@ class SourceFinder:
     ``PYJK_PURE`` set, and when the extension is older than its ``.py`` or ``.pxd`` (an edit
     not rebuilt yet must not be silently ignored: the source runs, with a warning)."""
 
-    def __init__(self, pure: bool) -> None:
+    def __init__(self, pure: bool, *, all_sources: bool = False) -> None:
         self.pure = pure
+        # some extension is stale: every compiled module runs its source, as the compiled
+        # ones cimport each other's C functions (plan.so needs sticky.so, not sticky.py)
+        self.all_sources = all_sources
         self.stale: list[str] = []
 
     def find_spec(
@@ -62,8 +65,10 @@ class SourceFinder:
             if not self.pure:
                 newest = max(_mtime(source), _mtime(os.path.join(folder, leaf + ".pxd")))
                 if _mtime(built) >= newest:
+                    if self.all_sources:
+                        return importlib.util.spec_from_file_location(name, source)
                     return None  # the extension wins, as the import system has it
-                if name in self.stale:
+                if name in self.stale or self.all_sources:  # said once, at start
                     return importlib.util.spec_from_file_location(name, source)
                 self.stale.append(name)
                 logging.getLogger("pyjk").warning(
@@ -96,7 +101,14 @@ def use_sources_if_asked() -> bool:
     too. Returns whether ``PYJK_PURE`` is set."""
     pure = pure_requested()
     if not any(isinstance(f, SourceFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, SourceFinder(pure))
+        stale = () if pure else stale_modules()
+        if stale:
+            logging.getLogger("pyjk").warning(
+                "%s changed after it was compiled: the whole hot path runs its sources (the "
+                "compiled modules call each other at C level) until `pip install -e .` rebuilds it",
+                ", ".join(stale),
+            )
+        sys.meta_path.insert(0, SourceFinder(pure, all_sources=bool(stale)))
     return pure
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,37 @@ def test_modules_of_other_packages_and_without_extension_are_not_touched(tmp_pat
 def test_pyjk_pure_values(monkeypatch, value, pure):
     monkeypatch.setenv(hotpath.ENV, value)
     assert hotpath.pure_requested() is pure
+
+
+def test_with_one_stale_extension_every_compiled_module_runs_its_source(tmp_path):
+    # plan.so cimports sticky.so's C functions: a fresh plan.so beside sticky.py (stale) fails
+    # to import, so one stale extension sends the whole hot path to its sources
+    fresh_source, _ = _module(tmp_path, +10)
+    finder = hotpath.SourceFinder(pure=False, all_sources=True)
+    spec = finder.find_spec("balancer.fast", [str(tmp_path)])
+    assert spec is not None and spec.origin == str(fresh_source)
+    alone = hotpath.SourceFinder(pure=False)
+    assert alone.find_spec("balancer.fast", [str(tmp_path)]) is None
+
+
+def test_a_stale_module_in_a_real_tree_runs_every_module_from_source(tmp_path):
+    if not names():
+        pytest.skip("the hot path is not built here")
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__"),
+                    copy_function=shutil.copy2)  # fmt: skip
+    sticky = tree / "balancer" / "lb" / "sticky.py"
+    later = sticky.stat().st_mtime + 3600
+    os.utime(sticky, (later, later))  # edited after the build
+    code = (
+        "import importlib\nfrom pyjk import hotpath\n"
+        f"for n in {names()!r}:\n    print(importlib.import_module(n).__file__)\n"
+        "print(hotpath.describe())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYJK_PURE": ""})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    *origins, described = out.stdout.splitlines()
+    assert all(o.endswith(".py") for o in origins)
+    assert described.startswith("hot path pure (extensions older than their sources")
+    assert "balancer.lb.sticky changed after it was compiled" in out.stderr
