@@ -46,6 +46,14 @@ def scaled_balancer(stack: Stack, processes: int, extra: str = "") -> Iterator[C
     stack.start_balancer(workers, MOUNTS, args=("--processes", str(processes)))
     try:
         yield cluster
+    except BaseException:
+        # the workers scale started log beside the cluster file: shown with the failure
+        logs = config.parent / f".{config.name}.logs"
+        for log in sorted(logs.glob("*")) if logs.is_dir() else []:
+            print(
+                f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            )
+        raise
     finally:
         pyjk_cluster("scale", "0", "--cluster", str(config), "--stop-timeout", "5")
         state = config.parent / f".{config.name}.workers.json"  # what scale 0 could not stop
