@@ -238,8 +238,10 @@ def test_kill_9_of_a_process_under_load_fails_only_its_own_requests_and_it_is_re
     finally:
         results = load.stop()
     failed = [r for r in results if r[0] != 200]
-    # only the requests the killed process had in flight (at most one per client thread)
-    assert len(failed) <= 6, failed
+    # only what the killed process held: per client thread the request in flight, and a new
+    # connection the kernel had already queued on its SO_REUSEPORT socket (reset when that
+    # socket closed with the process; a CI run saw 7 with 6 threads)
+    assert len(failed) <= 12, failed
     assert all(r[0] == 200 for r in results[mark + 12 :]), results[mark:]
     # no member stays busy for requests that died with their process
     wait_for(lambda: all(m["busy"] == "0" for m in members(stack).values()), 10, what="busy 0")
