@@ -62,13 +62,11 @@ class SourceFinder:
             built = _extension(folder, leaf)
             if built is None:
                 return None  # nothing compiled: the ordinary finders do as usual
-            if not self.pure:
+            if not (self.pure or self.all_sources):  # (all_sources: said once, at start)
                 newest = max(_mtime(source), _mtime(os.path.join(folder, leaf + ".pxd")))
                 if _mtime(built) >= newest:
-                    if self.all_sources:
-                        return importlib.util.spec_from_file_location(name, source)
                     return None  # the extension wins, as the import system has it
-                if name in self.stale or self.all_sources:  # said once, at start
+                if name in self.stale:
                     return importlib.util.spec_from_file_location(name, source)
                 self.stale.append(name)
                 logging.getLogger("pyjk").warning(
