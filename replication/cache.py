@@ -196,6 +196,10 @@ class ModeBackend:
         pinned = self.pinned(key, text)
         return Placement(members, self.owners).owners_of(f"{self.table.name}/{key}", pinned)
 
+    def other_owners(self, key: str, text: str | None) -> tuple[str, ...]:
+        """The key's owners in the live view other than this member (pinned by `text`)."""
+        return tuple(m for m in self.owners_of(key, text=text) if m != self.caches.me)
+
     def pinned(self, key: str, text: str | None = None) -> str | None:
         if self.pin is None:
             return None
@@ -302,16 +306,14 @@ class ModeBackend:
         if table.seen(req.op_id):  # a retry of a write applied here already (or copied here)
             self.caches.counters["cache_retries_recognised"] += 1
             return await self._confirm_seen(req)
-        owners = self.owners_of(req.key, text=req.text)
-        others = tuple(m for m in owners if m != self.caches.me)
+        others = self.other_owners(req.key, req.text)
         if self.mode == "distributed" and table.entry(req.key) is None and others:
             try:
                 entry = await self.fetch(req.key, others)  # a rebalance may still bring it
             except CacheUnavailable:
                 # every other owner failed: killed members leave the view as their links
                 # fail, so ask the owners of the view as it is now (none: the key is new here)
-                others = tuple(m for m in self.owners_of(req.key, text=req.text)
-                               if m != self.caches.me)  # fmt: skip
+                others = self.other_owners(req.key, req.text)
                 entry = await self.fetch(req.key, others)
             if entry is not None:
                 table.apply(req.key, entry)
@@ -345,8 +347,7 @@ class ModeBackend:
         if written.text is not None and written.text != req.text:
             # placed by the text stored, not the one that came: a merge may have kept the
             # stored entry's id, whose route pins another primary (and so other backups)
-            others = tuple(m for m in self.owners_of(req.key, text=written.text)
-                           if m != self.caches.me)  # fmt: skip
+            others = self.other_owners(req.key, written.text)
         copy = self._copy_of(req.key, written)
         if await self.caches.copy_to(others, copy) < len(others) and self.strict:
             return await self._copy_again(req, copy)
@@ -368,8 +369,7 @@ class ModeBackend:
         if not self.strict or entry is None:
             return CacheReply(req.n, True)
         copy = self._copy_of(req.key, entry)
-        others = tuple(m for m in self.owners_of(req.key, text=entry.text)
-                       if m != self.caches.me)  # fmt: skip
+        others = self.other_owners(req.key, entry.text)
         if await self.caches.copy_to(others, copy) < len(others):
             return await self._copy_again(req, copy)
         return self._written(req, entry.text)
@@ -383,8 +383,7 @@ class ModeBackend:
         for _ in range(2):
             # by the copy's text (the one stored: a merge may have changed its route), as the
             # first attempt; a delete's tombstone has none, so its owners are the hash's
-            others = tuple(m for m in self.owners_of(req.key, text=copy.text)
-                           if m != self.caches.me)  # fmt: skip
+            others = self.other_owners(req.key, copy.text)
             if await self.caches.copy_to(others, copy) == len(others):
                 return self._written(req, copy.text)
         self.caches.counters["cache_writes_short"] += 1
