@@ -226,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also say where the instructions go, by kind (one process only)",
     )
+    p.add_argument(
+        "--keep",
+        type=Path,
+        help="copy each run's callgrind profile here (SCENARIO.short / SCENARIO.long), for "
+        "callgrind_annotate",
+    )
     args = p.parse_args(argv)
     if args.relay and args.relay_headers:
         p.error("--relay or --relay-headers: one of them")
@@ -260,6 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 long, long_profile = instructions(*run, 3 * args.n, args.processes, relay)
                 per = (long - short) / (2 * args.n)
                 print(f"{scenario:16s} {per:10,.0f} instructions per request{pure}", flush=True)
+                if args.keep is not None:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(short_profile, args.keep / f"{scenario}.short")
+                    shutil.copyfile(long_profile, args.keep / f"{scenario}.long")
                 if args.breakdown:
                     parts = breakdown(short_profile, long_profile, 2 * args.n)
                     print(format_breakdown(parts), flush=True)
