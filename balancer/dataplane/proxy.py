@@ -17,6 +17,7 @@ import ipaddress
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING, cast
 
@@ -126,7 +127,10 @@ class ProxyServer:
         """Listen on ``host:port`` (``kwargs`` go to ``loop.create_server``: sock, ssl, ...)."""
         self._loop = asyncio.get_running_loop()
         kwargs.setdefault("backlog", 1024)
-        server: asyncio.Server = await self._loop.create_server(self, host, port, **kwargs)  # type: ignore[call-overload]
+        # the factory as a partial of the class: uvloop calls it per connection, and a partial
+        # makes the connection without running a Python frame (``__call__`` does the same)
+        factory = partial(ClientConnection, self)
+        server: asyncio.Server = await self._loop.create_server(factory, host, port, **kwargs)  # type: ignore[call-overload]
         self.servers.append(server)
         return server
 
@@ -188,6 +192,8 @@ class ProxyServer:
     def _open(self) -> int:
         """One count for all client connections: the established ones and those still before
         or in their TLS handshake (separate caps let twice as many in)."""
+        if not self.tls_listeners:  # plain HTTP only: no generator per accepted connection
+            return len(self.connections)
         pending = sum(len(t.waiting) + len(t.handshaking) for t in self.tls_listeners)
         return len(self.connections) + pending
 
