@@ -174,7 +174,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             transport.write(h.local_response(status, close=True))
             transport.close()
             return
-        self.trusted = self.server.is_trusted(self.peer_ip)
+        # (admit set self.trusted: whether the peer's X-Forwarded-*/Forwarded fields are kept)
         if self.secure:  # what members learn of the TLS connection, read once
             self.tls = tls_info(transport.get_extra_info("ssl_object"))
         transport.set_write_buffer_limits(high=self.limits.write_buffer_high)

@@ -201,7 +201,8 @@ class ProxyServer:
         return self._open() < self.limits.max_connections
 
     def admit(self, conn: ClientConnection) -> int:
-        """0 to accept ``conn``, or the status to turn it away with."""
+        """0 to accept ``conn`` (and ``conn.trusted`` is set), or the status to turn it away
+        with."""
         limits = self.limits
         # a TLS connection is admitted while its handshake task still counts as pending
         itself = 1 if conn.secure and any(t.handshaking for t in self.tls_listeners) else 0
@@ -218,6 +219,8 @@ class ProxyServer:
         self.per_ip[ip] = n + 1
         self.connections.add(conn)
         self.stats.accepted += 1
+        if self.trusted_networks:  # (one call per connection for both: admit and trust)
+            conn.trusted = self.is_trusted(ip)
         return 0
 
     def release(self, conn: ClientConnection) -> None:
