@@ -1,11 +1,13 @@
 # The C layout of Exchange in the compiled build (setup.py; Cython reads it beside the .py):
 # typed references to the client connection and the request, so the common path reads their
 # fields and calls the connection at C level; the steps of the plan loop are C calls.
+cimport cython
 from balancer.dataplane.downstream cimport ClientConnection
 from balancer.dataplane.member_connection cimport MemberSocket
 from balancer.dataplane.pool cimport MemberPool
 from balancer.dataplane.relay cimport body_mode, final_head, interim_head, switch_head
 from balancer.dataplane.request cimport Request
+from balancer.dataplane.stats cimport TrafficStats
 
 cdef class Exchange:
     cdef public ClientConnection client
@@ -38,3 +40,5 @@ cdef class Exchange:
     cpdef void upstream_complete(self, bint reusable) except *
     cpdef void end(self, bint keep_alive) except *
     cpdef void _fail(self, int status) except *
+    @cython.locals(stats=TrafficStats, started=double, total=double, first=double)
+    cdef void _observe(self) except *
