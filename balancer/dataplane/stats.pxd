@@ -20,7 +20,9 @@ cdef Py_ssize_t _bucket(double seconds) except -1
 cdef class TrafficStats:
     cdef public Py_ssize_t accepted
     cdef public dict refused, rejected, answers, retries
+    cdef dict _by_worker
 
-    @cython.locals(a=Answers)
+    @cython.locals(a=Answers, members=dict)
     cpdef void answered(self, str worker, str member, int status, double first_byte,
                         double total) except *
+    cdef Answers _answers_for(self, str worker, str member)

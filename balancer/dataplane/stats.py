@@ -119,15 +119,29 @@ class TrafficStats:
         self.rejected: dict[int, int] = {}  # requests refused before routing, by status
         self.answers: dict[tuple[str, str], Answers] = {}
         self.retries: dict[tuple[str, str], int] = {}  # (worker, reason of the failed try)
+        # answers[(worker, member)] again, as by_worker[worker][member]: a request finds its
+        # Answers by two lookups of strings whose hashes are cached, with no key tuple to
+        # build, hash and free (issue 12, session 5). Filled from ``answers`` as requests come;
+        # emptied whenever an entry leaves ``answers`` (fold_departed).
+        self._by_worker: dict[str, dict[str, Answers]] = {}
 
     def answered(
         self, worker: str, member: str, status: int, first_byte: float, total: float
     ) -> None:
+        members = self._by_worker.get(worker)
+        a = members.get(member) if members is not None else None
+        if a is None:
+            a = self._answers_for(worker, member)
+        a.observe(first_byte, total, status)
+
+    def _answers_for(self, worker: str, member: str) -> Answers:
+        """The Answers of (worker, member), made on first sight, and indexed."""
         key = (worker, member)
         a = self.answers.get(key)
         if a is None:
             a = self.answers[key] = Answers()
-        a.observe(first_byte, total, status)
+        self._by_worker.setdefault(worker, {})[member] = a
+        return a
 
     def retry(self, worker: str, reason: str) -> None:
         key = (worker, reason)
@@ -145,6 +159,7 @@ class TrafficStats:
         sums keep them while the table stops growing with every member that ever was."""
         for key in [k for k in self.answers if k[1] and k not in members_now]:
             self.answers.setdefault((key[0], ""), Answers()).add(self.answers.pop(key))
+        self._by_worker.clear()
 
     # -- at scrape time ---------------------------------------------------------------------
     def lbs(self) -> dict[str, Answers]:

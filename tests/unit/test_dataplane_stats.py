@@ -106,3 +106,16 @@ def test_a_status_counts_in_its_class_and_odd_ones_at_the_ends():
     for status in (0, 101, 200, 204, 302, 404, 499, 503, 599, 999, 1000, -1):
         a.observe(0.0, 0.0, status)
     assert a.classes == [2, 2, 1, 2, 5]
+
+
+def test_a_member_that_comes_back_after_it_was_folded_counts_afresh():
+    # answered() finds a member's Answers through an index; folding a departed member away
+    # must not leave the index pointing at the Answers that left the table
+    stats = TrafficStats()
+    stats.answered("lb", "n1", 200, 0.001, 0.001)
+    stats.fold_departed(set())
+    assert ("lb", "n1") not in stats.answers
+    stats.answered("lb", "n1", 503, 0.001, 0.001)
+    assert stats.answers[("lb", "n1")].classes == [0, 0, 0, 0, 1]
+    assert stats.answers[("lb", "")].classes == [0, 1, 0, 0, 0]
+    assert stats.frontend() == [0, 1, 0, 0, 1]
