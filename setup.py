@@ -35,6 +35,9 @@ COMPILED_MODULES = [
     "balancer/dataplane/http_request.py",
     "balancer/dataplane/pool.py",
     "balancer/dataplane/request_head.py",
+    # the request's one observation, a C call from the exchange (stats.pxd): docs/benchmarks.md,
+    # issue 12, session 5
+    "balancer/dataplane/stats.py",
 ]
 
 setup(

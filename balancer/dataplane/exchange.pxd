@@ -1,11 +1,14 @@
 # The C layout of Exchange in the compiled build (setup.py; Cython reads it beside the .py):
 # typed references to the client connection and the request, so the common path reads their
 # fields and calls the connection at C level; the steps of the plan loop are C calls.
+cimport cython
 from balancer.dataplane.downstream cimport ClientConnection
 from balancer.dataplane.member_connection cimport MemberSocket
 from balancer.dataplane.pool cimport MemberPool
 from balancer.dataplane.relay cimport body_mode, final_head, interim_head, switch_head
 from balancer.dataplane.request cimport Request
+from balancer.dataplane.stats cimport TrafficStats
+from balancer.lb.plan cimport RequestPlan
 
 cdef class Exchange:
     cdef public ClientConnection client
@@ -29,12 +32,16 @@ cdef class Exchange:
     cdef void _forward(self, object fwd, double now) except *
     cdef void _attach(self, object conn, bint reused, double now=*) except *
     cdef void _report(self, object kind, str reason) except *
-    cdef void _finish_forward(self, Py_ssize_t received) except *
+    @cython.locals(lb_plan=RequestPlan)
+    cdef void _finish_forward(self, Py_ssize_t received, double now) except *
     cdef void _report_received(self, object kind, str reason, Py_ssize_t received) except *
     cdef void _drop_up(self) except *
+    @cython.locals(lb_plan=RequestPlan)
     cpdef void upstream_head(self) except *
     cpdef void upstream_body(self, object data) except *
     cpdef void flush(self) except *
     cpdef void upstream_complete(self, bint reusable) except *
     cpdef void end(self, bint keep_alive) except *
     cpdef void _fail(self, int status) except *
+    @cython.locals(stats=TrafficStats, started=double, ended=double, total=double, first=double)
+    cdef void _observe(self) except *

@@ -66,6 +66,7 @@ from balancer.lb.decisions import (
     Wait,
     refusal_of,
 )
+from balancer.lb.plan import RequestPlan
 from balancer.lb.recovery import resend_refusal
 
 if TYPE_CHECKING:
@@ -373,12 +374,18 @@ class Exchange:
             self.body_done_up = True
             up.request_done()
 
-    def _finish_forward(self, received: int) -> None:
+    def _finish_forward(self, received: int, now: float) -> None:
+        """Close the open Forward with success (``received``: bytes read from the member)."""
         if self.fwd is None:
             return
         self.fwd = None
+        plan = self.plan
         try:
-            self.plan.finish(self.sent, received, monotonic())  # type: ignore[union-attr]
+            if type(plan) is RequestPlan:
+                lb_plan = plan  # compiled: typed (exchange.pxd), so finish is a C call
+                lb_plan.finish(self.sent, received, now)
+            else:
+                plan.finish(self.sent, received, now)  # type: ignore[union-attr]
         except Exception:
             log.exception("plan.finish failed for %r", self.req)
 
@@ -488,7 +495,12 @@ class Exchange:
         plan = self.plan
         now = monotonic()
         try:
-            if refusal is None:
+            if type(plan) is RequestPlan:
+                lb_plan = plan  # compiled: typed (exchange.pxd), so this is a C call
+                keep = lb_plan.response_head(
+                    status, now, replayable=self.replayable, refusal=refusal
+                )
+            elif refusal is None:
                 keep = plan.response_head(status, now, replayable=self.replayable)  # type: ignore[union-attr]
             else:
                 keep = plan.response_head(  # type: ignore[union-attr]
@@ -511,7 +523,7 @@ class Exchange:
         use_own = rule.use_server_errors if rule is not None else None
         if use_own and status >= use_own:
             # the backend's error body is replaced by the balancer's own page (mod_jk §4.5)
-            self._finish_forward(up.received)
+            self._finish_forward(up.received, now)
             self._drop_up()
             self._fail(status)
             return
@@ -576,13 +588,8 @@ class Exchange:
             else:
                 self.client.resume_body()
                 self.pool.discard(up)  # type: ignore[union-attr]
-        self.ended_at = now = monotonic()  # (ProxyServer.finished reads it: one clock read)
-        if self.fwd is not None:
-            self.fwd = None
-            try:
-                self.plan.finish(self.sent, received, now)  # type: ignore[union-attr]
-            except Exception:
-                log.exception("plan.finish failed for %r", self.req)
+        self.ended_at = now = monotonic()  # (_observe reads it: one clock read)
+        self._finish_forward(received, now)
         self.end(self.client_ka and self.req.complete)
 
     def upstream_upgraded(self, rest: bytes) -> None:
@@ -593,7 +600,7 @@ class Exchange:
         assert up is not None
         self.flush()
         self.up = None
-        self._finish_forward(up.received)
+        self._finish_forward(up.received, monotonic())
         self.pool.forget_tunnel(up)  # type: ignore[union-attr]
         client = self.client
         self.done = True
@@ -651,11 +658,29 @@ class Exchange:
         # request <-> exchange is a reference cycle: break it, so both (and the plan) are freed
         # at once rather than by the cyclic collector (whose passes cost ~6% of the CPU)
         self.req.sink = None
-        self.server.finished(self)
+        self._observe()
         self.client.exchange_done(keep_alive)
 
     def _fail(self, status: int) -> None:
         local.answer(self, LocalResponse(status))
 
     def _log(self) -> None:
-        self.server.finished(self)
+        self._observe()
+
+    def _observe(self) -> None:
+        """The request's one observation in the traffic counters and, when the balancer
+        writes an access log, its record. Compiled, ``answered`` is a C call (stats.pxd): with
+        no access log (the common case) nothing at the end of a request runs as Python."""
+        server = self.server
+        started = self.started
+        ended = self.ended_at
+        if not ended:
+            ended = monotonic()
+        total = ended - started
+        first = self.first_byte_at - started if self.first_byte_at else total
+        route = self.route
+        worker = route.name if route is not None else ""
+        stats = server.stats
+        stats.answered(worker, self.member, self.status, first, total)
+        if server.access_log is not None:
+            server.log_access(self, worker, first, total)

@@ -280,21 +280,17 @@ class ProxyServer:
                 self.pools.pop(key).close()
         self.pools_by_member = {k: v for k, v in self.pools_by_member.items() if not v[1].closed}
 
-    # --- the end of a request: metrics and access log ---------------------------------------
+    # --- the end of a request: the access log --------------------------------------------
 
-    def finished(self, ex: Exchange) -> None:
-        """Called once per request at its end: one observation, and the access log's record."""
-        started = ex.started
-        now = ex.ended_at or monotonic()
-        total = now - started
-        first = ex.first_byte_at - started if ex.first_byte_at else total
-        route = ex.route
-        worker = route.name if route is not None else ""
-        self.stats.answered(worker, ex.member, ex.status, first, total)
+    def log_access(self, ex: Exchange, worker: str, first: float, total: float) -> None:
+        """The access log's record of a request that ended (``Exchange._observe`` calls this
+        after the request's observation, only when an access log is configured): ``worker``
+        routed it, ``first`` and ``total`` are its seconds to the response head and to the end."""
         access_log = self.access_log
         if access_log is None:
             return
         req = ex.req
+        started = ex.started
         record = AccessRecord(
             client_ip=req.client_ip,
             method=req.method.decode("latin-1"),

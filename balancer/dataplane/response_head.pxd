@@ -28,7 +28,10 @@ cdef class ResponseFields:
     cpdef Py_ssize_t scan(self, bytes buf, Py_ssize_t start) except -1
     cdef void _connection(self, bytes value) except *
 
-@cython.locals(j=Py_ssize_t)
+cdef extern from "string.h":
+    const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
+
+@cython.locals(j=Py_ssize_t, at="const unsigned char *")
 cdef inline Py_ssize_t _find(bytes buf, const unsigned char *p, unsigned char c, Py_ssize_t i,
                              Py_ssize_t n) except? -2
 cdef int _kind(const unsigned char *p, Py_ssize_t at, Py_ssize_t n) noexcept

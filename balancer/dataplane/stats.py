@@ -6,15 +6,16 @@ request at its end (where the access log is written) and the failure paths call 
 families when ``/metrics`` is read.
 
 Shaped for the request path (measured: docs/benchmarks.md, "Metrics on the request path"):
-one ``Answers`` per (worker, member) and one observation per request, two bisects and a few
-additions inlined, no min()/max(), no per-lb or front-end copies — the lb's and the front
-end's figures are sums over these, made at scrape time. A prometheus-client ``Histogram``
-with its lock and label lookup costs several times as much.
+one ``Answers`` per (worker, member) and one observation per request, no per-lb or front-end
+copies — the lb's and the front end's figures are sums over these, made at scrape time. A
+prometheus-client ``Histogram`` with its lock and label lookup costs several times as much.
+Compiled (stats.pxd), ``Answers`` and ``TrafficStats`` are extension types: the exchange
+calls ``answered`` at C level at the end of every request (exchange.pxd), and the buckets are
+found by a C loop over the bounds (docs/benchmarks.md, issue 12, session 5).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Collection, Iterable
 
 # seconds; Prometheus' default buckets widened to the proxy's range (1 ms .. a long download)
@@ -35,6 +36,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     30.0,
     60.0,
 )
+_BOUNDS = LATENCY_BUCKETS  # (compiled: a typed tuple, read as C doubles)
+_N_BOUNDS = len(LATENCY_BUCKETS)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # status // 100 -> index in STATUS_CLASSES (0 and anything past 5xx fold into the ends)
 _CLASS_OF = (0, 0, 1, 2, 3, 4, 4, 4, 4, 4)
@@ -54,6 +57,18 @@ def cumulative(counts: Iterable[int]) -> list[tuple[str, float]]:
     return out
 
 
+def _bucket(seconds: float) -> int:
+    """``bisect_left(LATENCY_BUCKETS, seconds)``: the first bucket whose bound is at or above
+    ``seconds`` (``len(LATENCY_BUCKETS)``: +Inf). Most requests stop at the first bounds."""
+    i = 0
+    while i < _N_BOUNDS:
+        bound = _BOUNDS[i]
+        if bound >= seconds:
+            break
+        i += 1
+    return i
+
+
 class Answers:
     """Requests answered for one (worker, member): two latency histograms (bucket counts, the
     last one +Inf, and sums) and the status classes."""
@@ -66,6 +81,17 @@ class Answers:
         self.first_byte_sum = 0.0
         self.total_sum = 0.0
         self.classes = [0] * len(STATUS_CLASSES)
+
+    def observe(self, first_byte: float, total: float, status: int) -> None:
+        """One answered request: its time to the response head, its whole time, its status."""
+        i = _bucket(first_byte)
+        self.first_byte[i] += 1
+        self.first_byte_sum += first_byte
+        i = _bucket(total)
+        self.total[i] += 1
+        self.total_sum += total
+        c = _CLASS_OF[status // 100] if 0 <= status < 1000 else 4
+        self.classes[c] += 1
 
     def add(self, other: Answers) -> None:
         for mine, theirs in (
@@ -93,20 +119,29 @@ class TrafficStats:
         self.rejected: dict[int, int] = {}  # requests refused before routing, by status
         self.answers: dict[tuple[str, str], Answers] = {}
         self.retries: dict[tuple[str, str], int] = {}  # (worker, reason of the failed try)
+        # answers[(worker, member)] again, as by_worker[worker][member]: a request finds its
+        # Answers by two lookups of strings whose hashes are cached, with no key tuple to
+        # build, hash and free (issue 12, session 5). Filled from ``answers`` as requests come;
+        # emptied whenever an entry leaves ``answers`` (fold_departed).
+        self._by_worker: dict[str, dict[str, Answers]] = {}
 
     def answered(
         self, worker: str, member: str, status: int, first_byte: float, total: float
     ) -> None:
+        members = self._by_worker.get(worker)
+        a = members.get(member) if members is not None else None
+        if a is None:
+            a = self._answers_for(worker, member)
+        a.observe(first_byte, total, status)
+
+    def _answers_for(self, worker: str, member: str) -> Answers:
+        """The Answers of (worker, member), made on first sight, and indexed."""
         key = (worker, member)
         a = self.answers.get(key)
         if a is None:
             a = self.answers[key] = Answers()
-        # inlined for speed (see the module docstring)
-        a.first_byte[bisect_left(LATENCY_BUCKETS, first_byte)] += 1
-        a.first_byte_sum += first_byte
-        a.total[bisect_left(LATENCY_BUCKETS, total)] += 1
-        a.total_sum += total
-        a.classes[_CLASS_OF[status // 100] if 0 <= status < 1000 else 4] += 1
+        self._by_worker.setdefault(worker, {})[member] = a
+        return a
 
     def retry(self, worker: str, reason: str) -> None:
         key = (worker, reason)
@@ -124,6 +159,7 @@ class TrafficStats:
         sums keep them while the table stops growing with every member that ever was."""
         for key in [k for k in self.answers if k[1] and k not in members_now]:
             self.answers.setdefault((key[0], ""), Answers()).add(self.answers.pop(key))
+        self._by_worker.clear()
 
     # -- at scrape time ---------------------------------------------------------------------
     def lbs(self) -> dict[str, Answers]:

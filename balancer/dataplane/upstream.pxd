@@ -17,7 +17,7 @@ cdef class UpstreamConnection(MemberSocket):
     cpdef send_request(self, Exchange ex, double reply_timeout, bint head_request)
     @cython.locals(ex=Exchange)
     cpdef data_received(self, data)
-    @cython.locals(ex=Exchange, head=ResponseFields)
+    @cython.locals(ex=Exchange, head=ResponseFields, reason=bytes)
     cpdef on_headers_complete(self)
     @cython.locals(ex=Exchange)
     cpdef on_body(self, body)

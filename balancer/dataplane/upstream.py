@@ -287,7 +287,8 @@ class UpstreamConnection(MemberSocket):
             self.error = "bad-response: version"
             raise h.ParserStop
         reason = self.reason = head.reason
-        if reason not in _STANDARD_REASONS and not h.valid_reason(reason):
+        # "OK" first: compiled, a C comparison where the set lookup is a Python call
+        if reason != b"OK" and reason not in _STANDARD_REASONS and not h.valid_reason(reason):
             self.error = "bad-response: reason phrase"
             raise h.ParserStop
         te = head.te

@@ -36,6 +36,9 @@ cdef class RequestPlan:
     cdef bint _cur_probe
     cdef object _cur_cookie
 
+    cpdef bint response_head(self, int status, double now, bint replayable=*,
+                             object refusal=*) except -1
+    cpdef void finish(self, Py_ssize_t bytes_sent, Py_ssize_t bytes_received, double now) except *
     cdef object _first_step(self)
     cpdef Py_ssize_t _quick_choice(self)
     cdef object _choose(self)

@@ -6,7 +6,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from balancer.dataplane.stats import LATENCY_BUCKETS, TrafficStats, cumulative
+from balancer.dataplane.stats import LATENCY_BUCKETS, Answers, TrafficStats, cumulative
 from balancer.status.traffic_metrics import TrafficCollector
 
 
@@ -83,3 +83,39 @@ def test_a_member_that_left_loses_its_series_but_its_lb_keeps_the_count():
     assert ("pyjk_member_request_duration_seconds_count", "n1") in counts
     assert ("pyjk_member_request_duration_seconds_count", "n2") not in counts  # n2 was removed
     assert counts[("pyjk_lb_request_duration_seconds_count", None)] == 3  # the lb's sum: all
+
+
+def test_each_latency_lands_where_bisect_puts_it_bounds_included():
+    # the compiled build finds the bucket with its own loop (stats.pxd): it must agree with
+    # bisect_left everywhere, at each bound (le is inclusive), between them and past the last
+    from bisect import bisect_left
+
+    values = [0.0, 1e-9, 0.00099, 60.0000001, 1e9]
+    for bound in LATENCY_BUCKETS:
+        values += [bound, bound * 0.999999, bound * 1.000001]
+    for seconds in values:
+        a = Answers()
+        a.observe(seconds, seconds, 200)
+        expected = bisect_left(LATENCY_BUCKETS, seconds)
+        assert a.first_byte.index(1) == expected, seconds
+        assert a.total.index(1) == expected, seconds
+
+
+def test_a_status_counts_in_its_class_and_odd_ones_at_the_ends():
+    a = Answers()
+    for status in (0, 101, 200, 204, 302, 404, 499, 503, 599, 999, 1000, -1):
+        a.observe(0.0, 0.0, status)
+    assert a.classes == [2, 2, 1, 2, 5]
+
+
+def test_a_member_that_comes_back_after_it_was_folded_counts_afresh():
+    # answered() finds a member's Answers through an index; folding a departed member away
+    # must not leave the index pointing at the Answers that left the table
+    stats = TrafficStats()
+    stats.answered("lb", "n1", 200, 0.001, 0.001)
+    stats.fold_departed(set())
+    assert ("lb", "n1") not in stats.answers
+    stats.answered("lb", "n1", 503, 0.001, 0.001)
+    assert stats.answers[("lb", "n1")].classes == [0, 0, 0, 0, 1]
+    assert stats.answers[("lb", "")].classes == [0, 1, 0, 0, 0]
+    assert stats.frontend() == [0, 1, 0, 0, 1]

@@ -1,0 +1,28 @@
+# C types for balancer/dataplane/stats.py in the compiled build (setup.py): the exchange makes
+# the request's one observation with a C call (exchange.pxd cimports TrafficStats), and the
+# bucket of a latency is found by a C loop over C doubles rather than two bisect calls.
+cimport cython
+
+cdef tuple _BOUNDS
+cdef Py_ssize_t _N_BOUNDS
+cdef tuple _CLASS_OF
+
+cdef class Answers:
+    cdef public list first_byte, total, classes
+    cdef public double first_byte_sum, total_sum
+
+    @cython.locals(i=Py_ssize_t, c=int)
+    cpdef void observe(self, double first_byte, double total, int status) except *
+
+@cython.locals(i=Py_ssize_t, bound=double)
+cdef Py_ssize_t _bucket(double seconds) except -1
+
+cdef class TrafficStats:
+    cdef public Py_ssize_t accepted
+    cdef public dict refused, rejected, answers, retries
+    cdef dict _by_worker
+
+    @cython.locals(a=Answers, members=dict)
+    cpdef void answered(self, str worker, str member, int status, double first_byte,
+                        double total) except *
+    cdef Answers _answers_for(self, str worker, str member)
