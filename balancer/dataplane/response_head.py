@@ -215,7 +215,7 @@ def _find(buf: bytes, p: bytes, c: int, i: int, n: int) -> int:
         return n
     # compiled: libc's memchr (response_head.pxd), which reads the bytes a word at a time — a
     # third of the instructions of a loop per byte over a typical head (issue 12, session 5)
-    at = _memchr(p + i, c, n - i)  # noqa: F821 (cimported by response_head.pxd)
+    at = _memchr(p + i, c, n - i)  # type: ignore[name-defined,operator]  # noqa: F821 (cimported by response_head.pxd)
     return at - p if at else n
 
 

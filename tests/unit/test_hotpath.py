@@ -161,8 +161,11 @@ def test_a_stale_module_in_a_real_tree_runs_every_module_from_source(tmp_path):
     shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__"),
                     copy_function=shutil.copy2)  # fmt: skip
     sticky = tree / "balancer" / "lb" / "sticky.py"
-    later = sticky.stat().st_mtime + 3600
-    os.utime(sticky, (later, later))  # edited after the build
+    built = max(
+        tree.joinpath("balancer", "lb").glob("sticky.*.so"), key=lambda p: p.stat().st_mtime
+    )
+    later = max(sticky.stat().st_mtime, built.stat().st_mtime) + 60
+    os.utime(sticky, (later, later))  # edited after the build (whenever the build ran)
     code = (
         "import importlib\nfrom pyjk import hotpath\n"
         f"for n in {names()!r}:\n    print(importlib.import_module(n).__file__)\n"
