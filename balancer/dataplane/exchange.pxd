@@ -10,6 +10,7 @@ from balancer.dataplane.relay cimport body_mode, final_head, interim_head, switc
 from balancer.dataplane.request cimport Request
 from balancer.lb.decisions cimport Forward, new_facts
 from balancer.lb.engine cimport LbEngine
+from balancer.lb.plan cimport RequestPlan
 
 cdef class Exchange:
     cdef public ClientConnection client
@@ -30,11 +31,13 @@ cdef class Exchange:
 
     @cython.locals(answers=RouteAnswers)
     cpdef void start(self) except *
-    @cython.locals(lb=LbEngine)
+    @cython.locals(lb=LbEngine, rid=cython.ulonglong, names=dict)
     cdef void _proxy(self, object route) except *
+    @cython.locals(lb_plan=RequestPlan)
     cpdef void _advance(self, double now=*) except *
+    @cython.locals(pools=dict, conn=MemberSocket)
     cdef void _forward(self, Forward fwd, double now) except *
-    cdef void _attach(self, object conn, bint reused, double now=*) except *
+    cdef void _attach(self, MemberSocket conn, bint reused, double now=*) except *
     cdef void _report(self, object kind, str reason) except *
     cdef void _finish_forward(self, Py_ssize_t received) except *
     cdef void _report_received(self, object kind, str reason, Py_ssize_t received) except *

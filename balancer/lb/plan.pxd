@@ -37,6 +37,7 @@ cdef class RequestPlan:
     cdef bint _cur_probe
     cdef object _cur_cookie
 
+    cpdef object next(self, double now)
     cdef object _first_step(self)
     cpdef Py_ssize_t _quick_choice(self)
     cdef object _choose(self)
