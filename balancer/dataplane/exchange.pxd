@@ -8,6 +8,7 @@ from balancer.dataplane.member_connection cimport MemberSocket
 from balancer.dataplane.pool cimport MemberPool
 from balancer.dataplane.relay cimport body_mode, final_head, interim_head, switch_head
 from balancer.dataplane.request cimport Request
+from balancer.dataplane.routes cimport ProxyTo
 from balancer.lb.decisions cimport Forward, new_facts
 from balancer.lb.engine cimport LbEngine
 from balancer.lb.plan cimport RequestPlan
@@ -15,7 +16,8 @@ from balancer.lb.plan cimport RequestPlan
 cdef class Exchange:
     cdef public ClientConnection client
     cdef public Request req
-    cdef public object server, route, plan, pool_timer, wait_timer, handler
+    cdef public object server, plan, pool_timer, wait_timer, handler
+    cdef public ProxyTo route
     cdef public Forward fwd
     cdef public MemberPool pool
     cdef public MemberSocket up
@@ -32,10 +34,10 @@ cdef class Exchange:
     @cython.locals(answers=RouteAnswers)
     cpdef void start(self) except *
     @cython.locals(lb=LbEngine, rid=cython.ulonglong, names=dict)
-    cdef void _proxy(self, object route) except *
+    cdef void _proxy(self, ProxyTo route) except *
     @cython.locals(lb_plan=RequestPlan)
     cpdef void _advance(self, double now=*) except *
-    @cython.locals(pools=dict, conn=MemberSocket)
+    @cython.locals(pools=dict, conn=MemberSocket, pool=MemberPool)
     cdef void _forward(self, Forward fwd, double now) except *
     cdef void _attach(self, MemberSocket conn, bint reused, double now=*) except *
     cdef void _report(self, object kind, str reason) except *
