@@ -268,6 +268,7 @@ class Balancer:
         runtime = self.runtime
         path = req.path
         decision = runtime.uri_map.match(path.decode("latin-1"))
+        answer: RouteDecision
         if type(decision) is Mapped:
             engine = runtime.engines.get(decision.worker)
             if engine is None:

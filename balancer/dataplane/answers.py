@@ -46,7 +46,7 @@ class RouteAnswers:
             if hit is not None:
                 self.hits += 1
                 return hit
-        return self.router(req)  # type: ignore[no-any-return]
+        return self.router(req)
 
     def remember(self, path: bytes, answer: RouteDecision) -> None:
         """Keep ``answer`` for every later request of ``path`` (until ``clear``)."""
