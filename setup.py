@@ -19,6 +19,11 @@ COMPILED_MODULES = [
     "balancer/lb/engine.py",
     "balancer/lb/sticky.py",
     "balancer/lb/choice.py",
+    # RequestFacts and Forward as extension types made by C calls (decisions.pxd), and the
+    # router's table of answers (answers.pxd): docs/benchmarks.md, issue 12, session 5
+    "balancer/lb/decisions.py",
+    "balancer/dataplane/answers.py",
+    "balancer/dataplane/routes.py",
     # the http member connection as an extension type (upstream.pxd, member_connection.pxd):
     # -2.1k instructions per keep-alive request against PYJK_PURE=1 (docs/benchmarks.md, issue 12)
     "balancer/dataplane/member_connection.py",

@@ -33,6 +33,7 @@ from balancer.config import ConfigError
 from balancer.config.model import MemberConfig, WorkersConfig
 from balancer.dataplane import LocalResponse, ProxyServer, ProxyTo, Request, RouteDecision
 from balancer.dataplane.ajp_fields import split_host
+from balancer.dataplane.answers import RouteAnswers
 from balancer.dataplane.tls import TlsSettings, TlsStats
 from balancer.dataplane.tls_listener import Terminator
 from balancer.dynamic import DynamicLbs
@@ -90,7 +91,12 @@ class Balancer:
         # generation instead of reading the files.
         self.on_sighup: Callable[[], None] | None = None
         self.control = False  # running health checks, maintenance, listeners (start_control)
-        self.requests = 0  # routed since the start (a data-plane process's row)
+        self._routed = 0  # requests route() saw (``requests`` adds those answered by the table)
+        # route()'s answers by raw path, asked first by the data plane (answers.py); emptied
+        # whenever ``runtime`` is assigned
+        self.answers = RouteAnswers(
+            self.route, limit=ANSWER_CACHE_SIZE, path_limit=ANSWER_CACHE_PATH
+        )
         # Set by a data-plane process of a supervisor: a swap may have dropped members; it
         # folds their answers later (dataplane_process.DeferredFold) instead of at once.
         self.on_departed: Callable[[], None] | None = None
@@ -115,8 +121,6 @@ class Balancer:
         # after the load: a data-plane process's ticket ratchet is the supervisor's
         secret = ticket_secret() if ticket_secret is not None else None
         self.tls = Terminator(tls, ticket_secret=secret) if tls is not None else None
-        self._answers: dict[bytes, RouteDecision] = {}  # route()'s, by raw path
-        self._answers_for = self.runtime
         self.cluster = ClusterView()
         self._configure_cluster_view()
         self.status = StatusEndpoints(VERSION, self.listen)
@@ -129,7 +133,7 @@ class Balancer:
         self.status.update(self.runtime)
         self.health = HealthMonitor()
         self.proxy = ProxyServer(
-            self.route,
+            self.answers,
             limits_for(self.runtime.workers),
             trusted_proxies=self.runtime.workers.balancer.trusted_proxies,
             access_log=access_log.record if access_log else None,
@@ -140,6 +144,7 @@ class Balancer:
         # --https-redirect: plain listeners answer every request with a redirect to the first
         # HTTPS listener (nginx's "return 301 https://$host$request_uri")
         self.redirect_port = https_ports[0] if https_redirect and https_ports else None
+        self.answers.plain_to_router = self.redirect_port is not None
         self.status.pool_stats = self._pool_stats
         self.status.is_trusted = self.proxy.is_trusted
         self._wire_engines(self.runtime)
@@ -158,6 +163,21 @@ class Balancer:
     def load(self, previous: Runtime | None) -> Runtime:
         """A new Runtime from the configuration's text; raises ConfigError or StartupError."""
         return self.loader.load(previous)
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    @runtime.setter
+    def runtime(self, runtime: Runtime) -> None:
+        # A new runtime has other rules and engines: no answer of the old one may be served.
+        self._runtime = runtime
+        self.answers.clear()
+
+    @property
+    def requests(self) -> int:
+        """Requests routed since the start (a data-plane process's row)."""
+        return self._routed + self.answers.hits
 
     @property
     def loaded_texts(self) -> tuple[str, str]:
@@ -240,18 +260,15 @@ class Balancer:
     # --- per request ------------------------------------------------------------------------
 
     def route(self, req: Request) -> RouteDecision:
-        self.requests += 1
+        """The router: asked by the data plane through ``self.answers`` when that table has no
+        answer for the request's path."""
+        self._routed += 1
         if self.redirect_port is not None and not req.secure:
             return https_redirect(req, self.redirect_port)
         runtime = self.runtime
-        if runtime is not self._answers_for:
-            self._answers = {}  # a reload: other rules and engines
-            self._answers_for = runtime
         path = req.path
-        answer = self._answers.get(path)
-        if answer is not None:
-            return answer
         decision = runtime.uri_map.match(path.decode("latin-1"))
+        answer: RouteDecision
         if type(decision) is Mapped:
             engine = runtime.engines.get(decision.worker)
             if engine is None:
@@ -262,13 +279,9 @@ class Balancer:
         else:
             answer = LocalResponse(404)
         # The answer depends on the raw path alone (and the runtime): most requests repeat a
-        # few paths, and a hit costs one dict lookup instead of decoding, the URI map's cache
-        # and a new ProxyTo.
-        if len(path) <= ANSWER_CACHE_PATH:
-            answers = self._answers
-            if len(answers) >= ANSWER_CACHE_SIZE:
-                answers.clear()
-            answers[path] = answer
+        # few paths, and a hit costs the data plane one dict lookup instead of this function,
+        # decoding, the URI map's cache and a new ProxyTo.
+        self.answers.remember(path, answer)
         return answer
 
     def _pool_stats(self, member: MemberConfig) -> tuple[int, int] | None:

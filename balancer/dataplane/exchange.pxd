@@ -2,18 +2,24 @@
 # typed references to the client connection and the request, so the common path reads their
 # fields and calls the connection at C level; the steps of the plan loop are C calls.
 cimport cython
+from balancer.dataplane.answers cimport RouteAnswers
 from balancer.dataplane.downstream cimport ClientConnection
 from balancer.dataplane.member_connection cimport MemberSocket
 from balancer.dataplane.pool cimport MemberPool
 from balancer.dataplane.relay cimport body_mode, final_head, interim_head, switch_head
 from balancer.dataplane.request cimport Request
 from balancer.dataplane.stats cimport TrafficStats
+from balancer.dataplane.routes cimport ProxyTo
+from balancer.lb.decisions cimport Forward, new_facts
+from balancer.lb.engine cimport LbEngine
 from balancer.lb.plan cimport RequestPlan
 
 cdef class Exchange:
     cdef public ClientConnection client
     cdef public Request req
-    cdef public object server, route, plan, fwd, pool_timer, wait_timer, handler
+    cdef public object server, plan, pool_timer, wait_timer, handler
+    cdef public ProxyTo route
+    cdef public Forward fwd
     cdef public MemberPool pool
     cdef public MemberSocket up
     cdef public object set_cookie, unsent_head
@@ -26,11 +32,15 @@ cdef class Exchange:
     cdef public int mode, status
     cdef public double started, attached_at, first_byte_at, ended_at
 
+    @cython.locals(answers=RouteAnswers)
     cpdef void start(self) except *
-    cdef void _proxy(self, object route) except *
+    @cython.locals(lb=LbEngine, rid=cython.ulonglong, names=dict)
+    cdef void _proxy(self, ProxyTo route) except *
+    @cython.locals(lb_plan=RequestPlan)
     cpdef void _advance(self, double now=*) except *
-    cdef void _forward(self, object fwd, double now) except *
-    cdef void _attach(self, object conn, bint reused, double now=*) except *
+    @cython.locals(pools=dict, conn=MemberSocket, pool=MemberPool)
+    cdef void _forward(self, Forward fwd, double now) except *
+    cdef void _attach(self, MemberSocket conn, bint reused, double now=*) except *
     cdef void _report(self, object kind, str reason) except *
     @cython.locals(lb_plan=RequestPlan)
     cdef void _finish_forward(self, Py_ssize_t received, double now) except *

@@ -145,6 +145,12 @@ class MemberSocket:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, pool.socket_buffer)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, pool.socket_buffer)
 
+    def send_request(self, ex: Exchange, reply_timeout: float, head_request: bool) -> None:
+        """Each protocol's own (``MemberConnection.send_request``). Declared here so that the
+        exchange's call is a C call in the compiled build (member_connection.pxd); the ajp13
+        connection, a Python subclass, overrides it all the same."""
+        raise NotImplementedError
+
     def pause_reading_for_client(self) -> None:
         if not self.read_paused and self.transport is not None and not self.closed:
             self.read_paused = True

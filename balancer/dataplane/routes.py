@@ -8,7 +8,7 @@ fully validated and before any byte of the body is read.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from balancer.config.model import RuleExtensions
@@ -61,14 +61,44 @@ class LocalHandler:
     max_body: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class ProxyTo:
-    """Forward through ``engine`` (an lb worker, or a single member wrapped as one)."""
+    """Forward through ``engine`` (an lb worker, or a single member wrapped as one).
 
-    engine: Engine
-    rule: RuleExtensions = field(default_factory=RuleExtensions)
-    route_override: str | None = None  # mod_jk's JK_ROUTE
-    name: str = ""  # the worker's name, for the access log
+    A value: treat it as immutable (the router's table hands one to every request of a path;
+    compiled, its fields are read-only C fields the exchange reads at C level, routes.pxd).
+    """
+
+    __slots__ = ("engine", "name", "route_override", "rule")
+
+    def __init__(
+        self,
+        engine: Engine,
+        rule: RuleExtensions | None = None,  # None: RuleExtensions()
+        route_override: str | None = None,  # mod_jk's JK_ROUTE
+        name: str = "",  # the worker's name, for the access log
+    ) -> None:
+        self.engine = engine
+        self.rule = RuleExtensions() if rule is None else rule
+        self.route_override = route_override
+        self.name = name
+
+    def __repr__(self) -> str:
+        return (
+            f"ProxyTo(engine={self.engine!r}, rule={self.rule!r}, "
+            f"route_override={self.route_override!r}, name={self.name!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ProxyTo:
+            return NotImplemented
+        return (self.engine, self.rule, self.route_override, self.name) == (
+            other.engine,
+            other.rule,
+            other.route_override,
+            other.name,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 RouteDecision = LocalResponse | LocalHandler | ProxyTo

@@ -14,6 +14,7 @@ cdef class UpstreamConnection(MemberSocket):
     cdef public bint chunked_up, close_delimited, head_stop, in_body, keep_alive, msg_done
     cdef public double request_done_at, timer_at
 
+    @cython.locals(fields=dict)
     cpdef send_request(self, Exchange ex, double reply_timeout, bint head_request)
     @cython.locals(ex=Exchange)
     cpdef data_received(self, data)

@@ -28,13 +28,16 @@ plan's decisions (mod_jk §3.6 and §9.2); the data plane only carries them out.
 
 The classes below are values: treat them as immutable. They are not ``frozen`` dataclasses
 only because one of each is made per request, and a frozen dataclass's ``__init__`` costs about
-three times as much (``object.__setattr__`` per field).
+three times as much (``object.__setattr__`` per field). ``RequestFacts`` and ``Forward`` are made
+for every request: compiled (setup.py, decisions.pxd) they are extension types with C fields,
+which the plan and the exchange read at C level and make with ``new_facts``/``new_forward``
+(C calls, no argument parsing); so they are plain classes here rather than dataclasses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -47,16 +50,62 @@ if TYPE_CHECKING:
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
-@dataclass(slots=True)
 class RequestFacts:
     """What the engine needs to know of a request to route it."""
 
-    method: str
-    uri: str  # the forwarded URI (raw path, ;jsessionid kept, no query) — path-param session
-    cookies: Sequence[str] = ()  # every Cookie header value, in order
-    rule: RuleExtensions = field(default_factory=RuleExtensions)
-    route_override: str | None = None  # mod_jk's JK_ROUTE
-    secure: bool = False  # the client connection is TLS (adds ;Secure to the routing cookie)
+    __slots__ = ("cookies", "method", "route_override", "rule", "secure", "uri")
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,  # the forwarded URI (raw path, ;jsessionid kept, no query) — path-param session
+        cookies: Sequence[str] = (),  # every Cookie header value, in order
+        rule: RuleExtensions | None = None,  # None: RuleExtensions()
+        route_override: str | None = None,  # mod_jk's JK_ROUTE
+        secure: bool = False,  # the client connection is TLS (;Secure on the routing cookie)
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.cookies = cookies
+        self.rule = RuleExtensions() if rule is None else rule
+        self.route_override = route_override
+        self.secure = secure
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestFacts(method={self.method!r}, uri={self.uri!r}, cookies={self.cookies!r}, "
+            f"rule={self.rule!r}, route_override={self.route_override!r}, secure={self.secure!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not RequestFacts:
+            return NotImplemented
+        return (self.method, self.uri, tuple(self.cookies), self.rule, self.route_override,
+                self.secure) == (other.method, other.uri, tuple(other.cookies), other.rule,
+                other.route_override, other.secure)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]  # a value that compares by fields, as before
+
+
+def new_facts(
+    method: str,
+    uri: str,
+    cookies: Sequence[str],
+    rule: RuleExtensions,
+    route_override: str | None,
+    secure: bool,
+) -> RequestFacts:
+    """``RequestFacts(...)`` for the data plane's every request: compiled, a C call that fills
+    the C fields of a new object, where calling the class parses its arguments (~1k
+    instructions; docs/benchmarks.md, issue 12, session 5)."""
+    facts = RequestFacts.__new__(RequestFacts)
+    facts.method = method
+    facts.uri = uri
+    facts.cookies = cookies
+    facts.rule = rule
+    facts.route_override = route_override
+    facts.secure = secure
+    return facts
 
 
 class OutcomeKind(Enum):
@@ -105,16 +154,61 @@ def refusal_of(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
 CONNECT_REFUSED = "connect-refused"
 
 
-@dataclass(slots=True)
 class Forward:
     """Send the request to ``member`` now."""
 
-    member: Member
-    sticky: bool  # routed by the session's route
-    set_cookie: str | None  # a Set-Cookie header value to add to the response, or None
-    reply_timeout_ms: int  # 0 = none; the rule's override already applied
-    probe: bool  # the member was ERR/REC: this request is its recovery probe
-    activation: str  # ACT / DIS / STP as the member is now, for the activation header
+    __slots__ = ("activation", "member", "probe", "reply_timeout_ms", "set_cookie", "sticky")
+
+    def __init__(
+        self,
+        member: Member,
+        sticky: bool,  # routed by the session's route
+        set_cookie: str | None,  # a Set-Cookie header value to add to the response, or None
+        reply_timeout_ms: int,  # 0 = none; the rule's override already applied
+        probe: bool,  # the member was ERR/REC: this request is its recovery probe
+        activation: str,  # ACT / DIS / STP as the member is now, for the activation header
+    ) -> None:
+        self.member = member
+        self.sticky = sticky
+        self.set_cookie = set_cookie
+        self.reply_timeout_ms = reply_timeout_ms
+        self.probe = probe
+        self.activation = activation
+
+    def __repr__(self) -> str:
+        return (
+            f"Forward(member={self.member!r}, sticky={self.sticky!r}, "
+            f"set_cookie={self.set_cookie!r}, reply_timeout_ms={self.reply_timeout_ms!r}, "
+            f"probe={self.probe!r}, activation={self.activation!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Forward:
+            return NotImplemented
+        return (self.member, self.sticky, self.set_cookie, self.reply_timeout_ms, self.probe,
+                self.activation) == (other.member, other.sticky, other.set_cookie,
+                other.reply_timeout_ms, other.probe, other.activation)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def new_forward(
+    member: Member,
+    sticky: bool,
+    set_cookie: str | None,
+    reply_timeout_ms: int,
+    probe: bool,
+    activation: str,
+) -> Forward:
+    """``Forward(...)`` for the plan (see ``new_facts``)."""
+    fwd = Forward.__new__(Forward)
+    fwd.member = member
+    fwd.sticky = sticky
+    fwd.set_cookie = set_cookie
+    fwd.reply_timeout_ms = reply_timeout_ms
+    fwd.probe = probe
+    fwd.activation = activation
+    return fwd
 
 
 @dataclass(slots=True)

@@ -4,12 +4,13 @@
 # its per-request methods (count_choice, open_forward, close_forward ...) are C calls too, as
 # are best_by_value (choice.pxd) and the session lookup (sticky.pxd).
 from balancer.lb.choice cimport best_by_value
+from balancer.lb.decisions cimport Forward, RequestFacts, new_forward
 from balancer.lb.engine cimport LbEngine
 from balancer.lb.sticky cimport session_id, session_routes
 
 cdef class RequestPlan:
     cdef LbEngine _engine
-    cdef public object facts
+    cdef public RequestFacts facts
     cdef public object session
     cdef list _routes
     cdef list _states
@@ -39,11 +40,12 @@ cdef class RequestPlan:
     cpdef bint response_head(self, int status, double now, bint replayable=*,
                              object refusal=*) except -1
     cpdef void finish(self, Py_ssize_t bytes_sent, Py_ssize_t bytes_received, double now) except *
+    cpdef object next(self, double now)
     cdef object _first_step(self)
     cpdef Py_ssize_t _quick_choice(self)
     cdef object _choose(self)
     cdef bint _begin_attempt(self, Py_ssize_t i, bint sticky)
-    cdef object _forward(self, Py_ssize_t try_no)
+    cdef Forward _forward(self, Py_ssize_t try_no)
     cdef object _chooser(self)
     cdef void _count_sticky_miss(self, object choice)
     cdef object _close(self, object sent, object received)

@@ -66,6 +66,7 @@ from balancer.lb.decisions import (
     RequestFacts,
     Step,
     Wait,
+    new_forward,
 )
 from balancer.lb.member import Member, State
 from balancer.lb.recovery import resend_refusal
@@ -438,7 +439,7 @@ class RequestPlan:
         activation = overrides.get(m.name) if overrides else None  # effective_activation
         if activation is None:
             activation = m.activation
-        return Forward(
+        return new_forward(  # Forward(...) as a C call (decisions.py)
             m,
             self.sticky,
             self._cur_cookie,
