@@ -10,6 +10,8 @@ cdef int _C_COOKIE, _C_XFF, _C_XFPROTO, _C_XFHOST, _C_FORWARDED, _C_KEEP_ALIVE
 cdef int _C_PROXY_CONNECTION, _C_PROXY_AUTHORIZATION, _C_PROXY_AUTHENTICATE, _C_TE, _C_TRAILER
 cdef int _C_CLIENT_CERT, _C_CLIENT_CERT_CHAIN, _C_CONTENT_TYPE, _C_CONTENT_LOCATION
 cdef int _C_CONTENT_RANGE, _C_MAX_FORWARDS, _C_USER_AGENT, _C_AUTHORIZATION
+cdef int _H_HOST, _H_CONTENT_LENGTH, _H_TRANSFER_ENCODING, _H_CONNECTION, _H_EXPECT, _H_UPGRADE
+cdef int _H_COOKIE, _H_XFF, _H_XFPROTO, _H_XFHOST, _H_FORWARDED, _H_HOP, _H_SINGLETON
 cdef int _CR, _SP, _HTAB, _COLON, _UNDERSCORE, _G, _P, _O, _H
 cdef bytes _GET, _POST, _HEAD
 cdef bint _PURE
@@ -20,7 +22,8 @@ cdef bint _PURE
                size=Py_ssize_t, max_headers=Py_ssize_t, max_size=Py_ssize_t, version=int,
                length="long long", val=bytes)
 cpdef int read_head(ClientConnection conn, Request req, bytes buf, Py_ssize_t start) except -1
-@cython.locals(method=bytes, target=bytes, host=object, tokens=list)
+@cython.locals(method=bytes, target=bytes, host=object, tokens=list, t="const unsigned char *",
+               n=Py_ssize_t, q=Py_ssize_t)
 cpdef int check_head(ClientConnection conn, Request req, int version) except -1
 @cython.locals(j=Py_ssize_t)
 cdef Py_ssize_t _find(bytes buf, const unsigned char *p, unsigned char c, Py_ssize_t i,
