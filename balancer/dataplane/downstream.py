@@ -349,6 +349,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             # a body is on its way: the client may not stall it
             since = max(self.body_read_at, self.head_started)
             self._ensure_deadline(since + self.body_timeout)
+        self.rbuf = b""  # llhttp is done with this read: an idle connection holds none
         if self.exchange is None:
             if self.queue:
                 self.start_next()

@@ -361,3 +361,11 @@ def test_a_request_after_a_chunked_body_with_trailers_is_read_where_it_begins() 
         got = read([(first + second)[:k], (first + second)[k:]])
         assert [r["target"] for r in got] == [b"/", b"/next"], k
         assert got[0]["body"] == b"\r\n\r\n" and got[1]["host"] == b"second.test"
+
+
+def test_a_connection_keeps_no_read_once_it_is_parsed() -> None:
+    conn = Conn(_Server(Limits()))  # type: ignore[arg-type]
+    conn.data_received(b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 3\r\n\r\nabc")
+    assert conn.rbuf == b"" and conn.head_part is None
+    conn.data_received(b"GET / HTTP/1.1\r\n" + HOST)  # a head that goes on: only its bytes
+    assert conn.rbuf == b"" and conn.head_part == b"GET / HTTP/1.1\r\n" + HOST
