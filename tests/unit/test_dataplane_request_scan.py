@@ -369,3 +369,26 @@ def test_a_connection_keeps_no_read_once_it_is_parsed() -> None:
     assert conn.rbuf == b"" and conn.head_part is None
     conn.data_received(b"GET / HTTP/1.1\r\n" + HOST)  # a head that goes on: only its bytes
     assert conn.rbuf == b"" and conn.head_part == b"GET / HTTP/1.1\r\n" + HOST
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 4\r\n\r\nbody", b"Transfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n"],
+    ids=["content-length", "chunked"],
+)
+def test_a_request_after_an_ignored_upgrade_with_a_body_is_read_where_it_begins(
+    framing: bytes,
+) -> None:
+    # llhttp stops after the upgrade head and a fresh parser reads the body: the end of the
+    # body is then found in the rest of the read, not in the read itself
+    raw = (
+        b"POST /h2c HTTP/1.1\r\n" + HOST + b"Connection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"
+        + framing
+        + b"GET /next HTTP/1.1\r\nHost: second.test\r\nX-A: 1\r\n\r\n"
+    )
+    for k in range(1, len(raw)):
+        got = read([raw[:k], raw[k:]])
+        assert [r["target"] for r in got] == [b"/h2c", b"/next"], k
+        assert got[0]["body"] == b"body" and got[0]["headers"] == []
+        assert (got[1]["host"], got[1]["headers"]) == (b"second.test", [(b"X-A", b"1")])
