@@ -13,7 +13,7 @@ cdef int _C_CONTENT_RANGE, _C_MAX_FORWARDS, _C_USER_AGENT, _C_AUTHORIZATION
 cdef int _H_HOST, _H_CONTENT_LENGTH, _H_TRANSFER_ENCODING, _H_CONNECTION, _H_EXPECT, _H_UPGRADE
 cdef int _H_COOKIE, _H_XFF, _H_XFPROTO, _H_XFHOST, _H_FORWARDED, _H_HOP, _H_SINGLETON
 cdef int _CR, _SP, _HTAB, _COLON, _UNDERSCORE, _G, _P, _O, _H
-cdef bytes _GET, _POST, _HEAD
+cdef bytes _GET, _POST, _HEAD, _CLOSE, _KEEP_ALIVE_TOKEN
 cdef bint _PURE
 
 @cython.locals(p="const unsigned char *", n=Py_ssize_t, i=Py_ssize_t, sp=Py_ssize_t,

@@ -115,6 +115,8 @@ _G = 71
 _P = 80
 _O = 79
 _H = 72
+_CLOSE = b"close"
+_KEEP_ALIVE_TOKEN = b"keep-alive"
 _GET = b"GET"
 _POST = b"POST"
 _HEAD = b"HEAD"
@@ -218,7 +220,14 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
                 return 400
             req.te = p[value:value_end]
         elif kind == _H_CONNECTION:
-            req.connection += h.connection_tokens(p[value:value_end])
+            length = value_end - value
+            # the usual single options name no field: no Python call, no new object
+            if length == 5 and _named(p, value, b"close"):
+                req.connection.append(_CLOSE)
+            elif length == 10 and _named(p, value, b"keep-alive"):
+                req.connection.append(_KEEP_ALIVE_TOKEN)
+            else:
+                req.connection += h.connection_tokens(p[value:value_end])
         elif kind == _H_EXPECT:
             req.expect = p[value:value_end]
         elif kind == _H_UPGRADE:
@@ -318,7 +327,9 @@ def check_head(conn: ClientConnection, req: Request, version: int) -> int:
                     b"Content-Length: %d" % req.content_length  # type: ignore[str-format]
                 )
             )
-    if tokens:
+    if tokens and not (
+        len(tokens) == 1 and (tokens[0] is _CLOSE or tokens[0] is _KEEP_ALIVE_TOKEN)
+    ):
         named = h.named_fields(tokens)
         if named:
             req.headers = h.strip_named(req.headers, named)

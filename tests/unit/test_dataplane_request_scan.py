@@ -392,3 +392,32 @@ def test_a_request_after_an_ignored_upgrade_with_a_body_is_read_where_it_begins(
         assert [r["target"] for r in got] == [b"/h2c", b"/next"], k
         assert got[0]["body"] == b"body" and got[0]["headers"] == []
         assert (got[1]["host"], got[1]["headers"]) == (b"second.test", [(b"X-A", b"1")])
+
+
+@pytest.mark.parametrize(
+    ("fields", "version", "tokens", "keep_alive", "kept"),
+    [
+        (b"Connection: close\r\nX-A: 1\r\n", b"1.1", [b"close"], False, [(b"X-A", b"1")]),
+        (b"Connection: CLOSE \r\n", b"1.1", [b"close"], False, []),
+        (b"Connection: Keep-Alive\r\n", b"1.0", [b"keep-alive"], True, []),
+        (
+            b"Connection: close\r\nConnection: X-A\r\nX-A: 1\r\n",
+            b"1.1",
+            [b"close", b"x-a"],
+            False,
+            [],
+        ),
+        (
+            b"Connection: keep-alive, X-A\r\nX-A: 1\r\nX-B: 2\r\n",
+            b"1.0",
+            [b"keep-alive", b"x-a"],
+            True,
+            [(b"X-B", b"2")],
+        ),
+    ],
+)
+def test_connection_options_are_read_and_the_fields_they_name_dropped(
+    fields: bytes, version: bytes, tokens: list[bytes], keep_alive: bool, kept: list[Any]
+) -> None:
+    req = one(b"GET / HTTP/" + version + b"\r\n" + HOST + fields + b"\r\n")
+    assert (req["connection"], req["keep_alive"], req["headers"]) == (tokens, keep_alive, kept)
