@@ -25,7 +25,10 @@ cpdef int read_head(ClientConnection conn, Request req, bytes buf, Py_ssize_t st
 @cython.locals(method=bytes, target=bytes, host=object, tokens=list, t="const unsigned char *",
                n=Py_ssize_t, q=Py_ssize_t)
 cpdef int check_head(ClientConnection conn, Request req, int version) except -1
-@cython.locals(j=Py_ssize_t)
+cdef extern from "string.h":
+    const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
+
+@cython.locals(j=Py_ssize_t, at="const unsigned char *")
 cdef Py_ssize_t _find(bytes buf, const unsigned char *p, unsigned char c, Py_ssize_t i,
                       Py_ssize_t n) except? -2
 cdef int _code(const unsigned char *p, Py_ssize_t at, Py_ssize_t n) noexcept
