@@ -7,13 +7,15 @@ same framing over the bytes of one body — size line, data, CRLF — and record
 size line; the client connection answers 400 once it exceeds ``Limits.max_chunk_line``.
 
 It only needs to be right for framing llhttp accepts: on anything else it stops (``done``) and
-leaves the refusal to llhttp. The last chunk ends it too: trailer fields count against the
-head limits like any field.
+leaves the refusal to llhttp. After the last chunk it follows the trailer section to its blank
+line: trailer fields count against the head limits like any field (``fields``, ``size``, from
+the head's counts), and ``end`` is where the message ended in the last read — the client
+connection reads the next pipelined head from there (llhttp gives no positions).
 """
 
 from __future__ import annotations
 
-_LINE, _DATA, _DATA_END = 0, 1, 2
+_LINE, _DATA, _DATA_END, _TRAILER = 0, 1, 2, 3
 _SIZE_PREFIX = 20  # bytes of a size line kept to read the size (16 hex digits at most)
 
 
@@ -35,11 +37,26 @@ def chunk_size(line: bytes) -> int | None:
 
 class ChunkLines:
     """The framing of one chunked body, fed in order; ``longest`` is the longest size line so
-    far (bytes before its LF), ``body`` the chunk data bytes, ``done`` past the last chunk."""
+    far (bytes before its LF), ``body`` the chunk data bytes, ``done`` past the blank line that
+    ends the trailer section (``end``: its offset in the last data fed), ``fields`` and ``size``
+    the head's field count and size (given) plus the trailer fields' (each line with its CRLF:
+    ``name: value`` counts as the head's fields do, len(name) + len(value) + 4)."""
 
-    __slots__ = ("bad", "body", "done", "left", "line", "line_len", "longest", "state")
+    __slots__ = (
+        "bad",
+        "body",
+        "done",
+        "end",
+        "fields",
+        "left",
+        "line",
+        "line_len",
+        "longest",
+        "size",
+        "state",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, fields: int = 0, size: int = 0) -> None:
         self.state = _LINE
         self.left = 0  # bytes of chunk data (or of its CRLF) still to come
         self.line = b""  # the start of the size line being read
@@ -48,12 +65,15 @@ class ChunkLines:
         self.body = 0
         self.done = False
         self.bad = False  # a size line llhttp would refuse: followed no further
+        self.end = -1
+        self.fields = fields
+        self.size = size
 
     def feed(self, data: bytes, start: int = 0) -> None:
         pos, n = start, len(data)
         while pos < n and not self.done:
             state = self.state
-            if state != _LINE:
+            if state in (_DATA, _DATA_END):
                 take = min(self.left, n - pos)
                 pos += take
                 self.left -= take
@@ -67,6 +87,19 @@ class ChunkLines:
                 continue
             lf = data.find(b"\n", pos)
             end = n if lf < 0 else lf
+            if state == _TRAILER:
+                self.line_len += end - pos
+                if lf < 0:
+                    return
+                pos = lf + 1
+                if self.line_len <= 1:  # CRLF alone (llhttp refuses a bare LF): the end
+                    self.done = True
+                    self.end = pos
+                else:
+                    self.fields += 1
+                    self.size += self.line_len + 1  # with its LF
+                self.line_len = 0
+                continue
             if len(self.line) < _SIZE_PREFIX:
                 self.line += data[pos : min(end, pos + _SIZE_PREFIX)]
             self.line_len += end - pos
@@ -80,28 +113,11 @@ class ChunkLines:
             if size is None:
                 self.done = self.bad = True  # llhttp refuses it
             elif size == 0:
-                self.done = True  # the last chunk
+                self.state = _TRAILER  # the last chunk: trailer fields, then a blank line
             else:
                 self.state, self.left = _DATA, size
 
-
-def locate_body(data: bytes, body_bytes: int, complete: bool) -> ChunkLines | None:
-    """The framing of a chunked body whose head ended somewhere in ``data``: the scan from
-    the first end of a head (CRLFCRLF, or the rest of one the previous read began) after
-    which the chunk data adds up to ``body_bytes`` — what llhttp delivered for it from this
-    read — and ends, or not, as the message did. Pipelined requests ahead of it in the same
-    read are why a search is needed at all; None if nothing fits (then it is not followed)."""
-    starts = [k for k, rest in ((1, b"\n"), (2, b"\r\n"), (3, b"\n\r\n")) if data.startswith(rest)]
-    pos = 0
-    while len(starts) < 20:  # a handful of requests ahead of it in one read, at most
-        i = data.find(b"\r\n\r\n", pos)
-        if i < 0:
-            break
-        starts.append(i + 4)
-        pos = i + 1
-    for start in starts:
-        lines = ChunkLines()
-        lines.feed(data, start)
-        if lines.body == body_bytes and not lines.bad and (lines.done or not complete):
-            return lines
-    return None
+    def over(self, max_fields: int, max_size: int) -> bool:
+        """The head and its trailer fields so far are over the head limits."""
+        partial = self.line_len if self.state == _TRAILER else 0  # a trailer line not ended
+        return self.fields > max_fields or self.size + partial > max_size

@@ -1,20 +1,21 @@
 # The C layout of ClientConnection in the compiled build (setup.py; Cython reads it beside the
 # .py): typed references to the exchange in flight and the request being parsed, C fields for
 # the parse and flow-control state. No asyncio.Protocol base: uvloop needs only the methods.
+cimport cython
 from balancer.dataplane.exchange cimport Exchange
 from balancer.dataplane.request cimport Request
 
 cdef class ClientConnection:
     cdef public object server, limits, loop, tls, transport, parser, queue, tunnel
-    cdef public object chunk_lines, chunked_heads, reseed, upgrade_rest, valid_host
+    cdef public object chunk_lines, reseed, upgrade_rest, valid_host, head_part
     cdef public object forwarded_host, timer
     cdef public Exchange exchange
     cdef public Request req
     cdef public str peer_ip
-    cdef public bytes forwarded_fields
+    cdef public bytes forwarded_fields, rbuf
     cdef public bint secure, trusted, overflow, stop_after, parse_dead, starting, closed
     cdef public bint lingering, eof, fresh
-    cdef public Py_ssize_t head_size, head_raw, n_headers
+    cdef public Py_ssize_t head_size, head_raw, n_headers, rpos, head_at, head_end, chunk_end
     cdef public int reject_status, pause_flags
     cdef public double timer_at, conn_at, head_started, body_read_at, idle_since
     cdef public double write_paused_at
@@ -22,6 +23,8 @@ cdef class ClientConnection:
     cdef public Py_ssize_t replay_buffer_size
     cdef public double header_timeout, body_timeout, keepalive_timeout
 
+    @cython.locals(p="const unsigned char *", i=Py_ssize_t, n=Py_ssize_t)
+    cpdef void on_message_begin(self) except *
     cpdef void _pause(self, int why) except *
     cdef void _resume(self, int why) except *
     cpdef void resume_body(self) except *

@@ -6,9 +6,12 @@ request pipelined behind the one in flight is parsed and queued (at most
 ``Limits.max_pipelined``), and a parse error behind it is answered in its turn and closes the
 connection — the parser is dead after an error, so nothing behind it is ever parsed.
 
-llhttp calls the connection back for each part of a request (on_message_begin ...
-on_message_complete); the checks of a head that llhttp leaves to us are
-``request_head.check_head``.
+llhttp calls the connection back at a request's begin, at its head's end, for body bytes and
+at its end — never per field: the bytes of the head are kept as they arrive (a head split over
+reads too), and when llhttp has accepted a head ``request_head.read_head`` scans them for the
+fields pyjk uses and checks what llhttp leaves to us. llhttp reports no positions, so the
+connection follows where each message ends in the read (``rpos``): at the head's blank line,
+plus the body bytes llhttp delivers, or where ``ChunkLines`` saw a chunked body end.
 
 Deadlines use one timer per connection that is re-armed lazily: the hot path only stores
 timestamps, and the timer, when it fires, works out which deadline applies now.
@@ -29,16 +32,15 @@ from httptools import (
 )
 
 from balancer.dataplane import http11 as h
-from balancer.dataplane.chunk_lines import ChunkLines, locate_body
+from balancer.dataplane.chunk_lines import ChunkLines
 from balancer.dataplane.exchange import Exchange
 from balancer.dataplane.request import Request
 from balancer.dataplane.request_head import (
-    FIELD_KINDS,
     PAUSE_DONE,
     PAUSE_HOLD,
     PAUSE_PENDING,
     PAUSE_UPSTREAM,
-    check_head,
+    read_head,
     upgrade_pause,
 )
 from balancer.dataplane.tls_facts import TlsInfo, tls_info
@@ -59,8 +61,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     __slots__ = (
         "body_read_at",
         "body_timeout",
+        "chunk_end",
         "chunk_lines",
-        "chunked_heads",
         "closed",
         "conn_at",
         "eof",
@@ -68,6 +70,9 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         "forwarded_fields",
         "forwarded_host",
         "fresh",
+        "head_at",
+        "head_end",
+        "head_part",
         "head_raw",
         "head_size",
         "head_started",
@@ -88,10 +93,12 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         "pause_flags",
         "peer_ip",
         "queue",
+        "rbuf",
         "reject_status",
         "replay_buffer_size",
         "req",
         "reseed",
+        "rpos",
         "secure",
         "server",
         "starting",
@@ -131,13 +138,23 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.queue: deque[Request | int] = deque()  # parsed, not started; int = reject status
         self.exchange: Exchange | None = None
         self.tunnel: Tunnel | None = None
-        self.head_size = 0  # exact size of the head being parsed (target + fields)
+        self.head_size = 0  # size of the last head's fields (as its trailers count on)
+        self.n_headers = 0  # its field count
         self.head_raw = 0  # bytes read while a head stayed incomplete
-        # a chunked request body's size lines, followed to bound them (chunk_lines.py):
-        # the body being followed, and the chunked heads that completed in the current read
+        # Where llhttp is in the read it parses (``rbuf``): ``rpos``, where the last message
+        # ended (or 0); ``head_at``, where the head being parsed began; ``head_part``, its
+        # bytes while it spans reads (bounded: head_raw); ``head_end``, where read_head saw it
+        # end in the bytes it scanned.
+        self.rbuf = b""
+        self.rpos = 0
+        self.head_at = 0
+        self.head_end = 0
+        self.head_part: bytes | None = None
+        # a chunked request body's framing, followed to bound its size lines and trailers
+        # and to find its end (chunk_lines.py): the body being followed across reads, and
+        # where in the read the last one ended
         self.chunk_lines: ChunkLines | None = None
-        self.chunked_heads: list[Request] | None = None
-        self.n_headers = 0
+        self.chunk_end = -1
         self.reject_status = 0
         self.overflow = False  # too many pipelined requests: stop parsing
         self.stop_after = False  # the last parsed request closes the connection
@@ -300,13 +317,12 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         lines = self.chunk_lines
         if lines is not None:
             # checked before llhttp reads any of it: nothing of a refused line goes anywhere
-            lines.feed(data)
-            if lines.longest > self.limits.max_chunk_line:
-                self.chunk_lines = None
-                self._reject_parsing(400)
+            status = self._follow(lines, data, 0)
+            if status:
+                self._reject_parsing(status)
                 return
-            if lines.done:
-                self.chunk_lines = None
+        self.rbuf = data
+        self.rpos = 0
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -315,21 +331,25 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
                 self._feed(rest)
         except HttpParserError as exc:
             self._parse_failed(exc)
-        if self.chunked_heads is not None:
-            self._follow_chunks(data)
         req = self.req
         if req is not None and not req.head_done and not self.parse_dead:
-            # llhttp has no head size limit and buffers a field until it ends: count raw bytes
-            # while the head is incomplete (over by at most one read).
+            # the head goes on in the next read: keep its bytes for read_head
+            if self.head_part is None:
+                self.head_part = self.rbuf[self.head_at :]
+            else:
+                self.head_part += self.rbuf
+            # llhttp has no head size limit: count raw bytes while the head is incomplete
+            # (over by at most one read), which also bounds head_part.
             self.head_raw += len(data)
             if self.head_raw > self.max_head_size:
-                self._reject_parsing(431)
+                self._reject_parsing(self._over_status())
             else:
                 self._ensure_deadline(self.head_started + self.header_timeout)
         elif req is not None and not self.pause_flags:
             # a body is on its way: the client may not stall it
             since = max(self.body_read_at, self.head_started)
             self._ensure_deadline(since + self.body_timeout)
+        self.rbuf = b""  # llhttp is done with this read: an idle connection holds none
         if self.exchange is None:
             if self.queue:
                 self.start_next()
@@ -338,6 +358,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
 
     def _feed(self, data: bytes) -> None:
         while True:
+            self.rbuf = data
+            self.rpos = 0
             try:
                 self.parser.feed_data(data)
                 return
@@ -350,27 +372,37 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
                 self._parse_failed(exc)
                 return
 
-    def _follow_chunks(self, data: bytes) -> None:
-        """Chunked request heads ended in this read: find where each body began and follow
-        its size lines from there (the check for later reads runs before llhttp's)."""
-        heads, self.chunked_heads = self.chunked_heads or [], None
-        for req in heads:
-            if self.parse_dead:
-                return
-            lines = locate_body(data, req.body_received, req.complete)
-            if lines is None:
-                continue
-            if lines.longest > self.limits.max_chunk_line:
-                queue = self.queue
-                if req is not self.req and any(q is req for q in queue):
-                    # complete already (and perhaps more parsed behind it): none is served
-                    while queue[-1] is not req:
-                        queue.pop()
-                    self.req = req
-                self._reject_parsing(400)
-                return
-            if not lines.done:
-                self.chunk_lines = lines
+    def _follow(self, lines: ChunkLines, data: bytes, start: int) -> int:
+        """Follow a chunked body's framing over ``data`` from ``start``; the status that refuses
+        the request when its size lines or trailers are over the limits, else 0."""
+        lines.feed(data, start)
+        if lines.longest > self.limits.max_chunk_line:
+            self.chunk_lines = None
+            return 400
+        if lines.over(self.max_headers, self.max_head_size):
+            self.chunk_lines = None
+            return 431
+        if lines.done:
+            self.chunk_lines = None
+            self.chunk_end = lines.end
+        else:
+            self.chunk_lines = lines
+        return 0
+
+    def _over_status(self) -> int:
+        """The status for a head over the size limit that has not ended: 414 when its target
+        alone is (as when llhttp called back with the target), else 431."""
+        part = self.head_part or b""
+        sp = part.find(b" ")
+        if sp >= 0:
+            end = part.find(b" ", sp + 1)
+            if end < 0:
+                end = part.find(b"\r", sp + 1)
+            if end < 0:
+                end = len(part)
+            if end - sp - 1 > self.max_head_size:
+                return 414
+        return 431
 
     # --- llhttp's callbacks -------------------------------------------------------------------
 
@@ -384,96 +416,46 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             self.overflow = True
             raise h.ParserStop
         self.req = Request(self.peer_ip, self.secure)
-        self.head_size = self.head_raw = self.n_headers = 0
+        self.head_raw = 0
+        # where its head begins: llhttp skips the empty lines between messages
+        p = self.rbuf  # compiled: a C pointer to the bytes (downstream.pxd)
+        n = len(self.rbuf)
+        i = self.rpos
+        while i < n and (p[i] == 13 or p[i] == 10):
+            i += 1
+        self.head_at = i
+        self.head_part = None
+        self.chunk_end = -1
         self.head_started = self.conn_at if self.fresh else self.loop.time()
-
-    def on_url(self, url: bytes) -> None:
-        req = self.req
-        assert req is not None
-        req.target += url
-        if len(req.target) > self.max_head_size:
-            self.reject_status = 414
-            raise h.ParserStop
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        req = self.req
-        assert req is not None
-        self.n_headers += 1
-        self.head_size += len(name) + len(value) + 4
-        if self.n_headers > self.max_headers or self.head_size > self.max_head_size:
-            self.reject_status = 431
-            raise h.ParserStop
-        if req.head_done:
-            return  # a trailer field of a chunked body: counted above, never forwarded
-        lname = name.lower()
-        entry = FIELD_KINDS.get(lname)
-        if entry is None:
-            if 0x5F in name:  # "_" (an int: see check_head's "#")
-                policy = self.limits.underscores_in_headers
-                if policy == "reject":
-                    self.reject_status = 400
-                    raise h.ParserStop
-                if policy == "drop":
-                    return
-            if lname.startswith(h.OWN_HEADER_PREFIX):
-                return  # ours to set, never the client's
-            req.headers.append((name, value))
-            return
-        kind, bit = entry
-        if bit:
-            if req.singletons & bit:
-                self.reject_status = 400
-                raise h.ParserStop
-            req.singletons |= bit
-        if kind == h.H_HOST:
-            if req.host is not None:
-                self.reject_status = 400
-                raise h.ParserStop
-            req.host = value
-        elif kind == h.H_SINGLETON:
-            req.headers.append((name, value))
-        elif kind == h.H_COOKIE:
-            req.headers.append((name, value))
-            req.cookies.append(value)
-        elif kind == h.H_CONTENT_LENGTH:
-            req.content_length = int(value)  # llhttp checked digits and duplicates
-        elif kind == h.H_TRANSFER_ENCODING:
-            if req.te is not None:
-                self.reject_status = 400
-                raise h.ParserStop
-            req.te = value
-        elif kind == h.H_CONNECTION:
-            req.connection += h.connection_tokens(value)
-        elif kind == h.H_EXPECT:
-            req.expect = value
-        elif kind == h.H_UPGRADE:
-            req.upgrade = value
-        elif kind == h.H_XFF:
-            req.xff = value if req.xff is None else req.xff + b", " + value
-        elif kind == h.H_XFPROTO:
-            req.xfproto = value
-        elif kind == h.H_XFHOST:
-            req.xfhost = value
-        elif kind == h.H_FORWARDED:
-            if req.forwarded is None:
-                req.forwarded = []
-            req.forwarded.append(value)
-        # H_HOP: dropped
 
     def on_headers_complete(self) -> None:
         req = self.req
         assert req is not None
-        status = check_head(self, req)
+        part = self.head_part
+        if part is None:  # the usual case: the head is in this read, read without a copy
+            status = read_head(self, req, self.rbuf, self.head_at)
+            end = self.head_end
+        else:
+            self.head_part = None
+            status = read_head(self, req, part + self.rbuf, 0)
+            end = self.head_end - len(part)
         if status:
             self.reject_status = status
             raise h.ParserStop
+        self.rpos = end
         req.head_done = True
+        if req.chunked:
+            status = self._follow(ChunkLines(self.n_headers, self.head_size), self.rbuf, end)
+            if status:
+                self.reject_status = status
+                raise h.ParserStop
         self.queue.append(req)
 
     def on_body(self, body: bytes) -> None:
         req = self.req
         assert req is not None
         n = len(body)
+        self.rpos += n  # a Content-Length body's bytes follow its head (chunked: chunk_end)
         req.body_received += n
         max_body = self.max_body_size
         if max_body and req.body_received > max_body:
@@ -496,6 +478,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             return  # the body follows; see _upgrade_pause
         self.req = None
         req.complete = True
+        if req.chunked:
+            self.rpos = self.chunk_end
         if not req.keep_alive:
             self.stop_after = True
         sink = req.sink

@@ -1,14 +1,20 @@
-"""Reading request heads: the checks llhttp leaves to us, and the parser re-seeded after an
-ignored upgrade — functions taking the client connection (downstream.py), whose llhttp
-callbacks call them.
+"""Reading request heads: the fields scanned from a head's own bytes, the checks llhttp leaves
+to us, and the parser re-seeded after an ignored upgrade — functions taking the client
+connection (downstream.py), whose llhttp callbacks call them.
 
-llhttp runs in its strict mode (no lenient flags): it rejects CL+TE, duplicate or invalid
-Content-Length, Transfer-Encoding that does not end in chunked, bare LF/CR, bad chunk framing,
-obs-fold, control characters in names and values, and unknown methods. ``check_head``
-adds the rest of front-door-security.md: Host, singletons, underscores,
-versions, targets, framing, Expect, Upgrade, sizes and counts. A callback refuses a request by
-setting ``reject_status`` and raising ``h.ParserStop``, which leaves llhttp dead: nothing after a
-refused request is ever parsed.
+llhttp runs in its strict mode (no lenient flags) and stays the judge of what is malformed: it
+rejects CL+TE, duplicate or invalid Content-Length, Transfer-Encoding that does not end in
+chunked, bare LF/CR, bad chunk framing, obs-fold, control characters in names and values, and
+unknown methods. It calls the connection back only at a message's begin, at its head's end,
+for body bytes and at its end — no per-field callbacks; when it has accepted a head,
+``read_head`` reads the fields pyjk uses from the head's bytes and ``check_head`` adds the rest
+of front-door-security.md: Host, singletons, underscores, versions, targets, framing, Expect,
+Upgrade, sizes and counts. A callback refuses a request by setting ``reject_status`` and
+raising ``h.ParserStop``, which leaves llhttp dead: nothing after a refused request is ever
+parsed.
+
+Compiled (request_head.pxd) the scan is a C loop over the bytes; ``PYJK_PURE=1`` runs this same
+code in Python (slower, same results: the unit tests run both).
 """
 
 from __future__ import annotations
@@ -51,21 +57,210 @@ FIELD_KINDS = {
 }
 
 
-def check_head(conn: ClientConnection, req: Request) -> int:
-    """The rules llhttp leaves to us, for the head ``req`` that ``conn`` read; 0 when it is
-    acceptable, else the status that refuses it."""
-    parser = conn.parser
-    version = parser.get_http_version()
-    if version == "1.1":
+# Field codes of the scan: the field's kind (http11.H_*) and its singleton bit (<< 8), as C
+# ints in the compiled build; 0 is every other field.
+def _code_of(name: bytes) -> int:
+    kind, bit = FIELD_KINDS[name]
+    return kind | bit << 8
+
+
+_C_HOST = _code_of(b"host")
+_C_CONTENT_LENGTH = _code_of(b"content-length")
+_C_TRANSFER_ENCODING = _code_of(b"transfer-encoding")
+_C_CONNECTION = _code_of(b"connection")
+_C_EXPECT = _code_of(b"expect")
+_C_UPGRADE = _code_of(b"upgrade")
+_C_COOKIE = _code_of(b"cookie")
+_C_XFF = _code_of(b"x-forwarded-for")
+_C_XFPROTO = _code_of(b"x-forwarded-proto")
+_C_XFHOST = _code_of(b"x-forwarded-host")
+_C_FORWARDED = _code_of(b"forwarded")
+_C_KEEP_ALIVE = _code_of(b"keep-alive")
+_C_PROXY_CONNECTION = _code_of(b"proxy-connection")
+_C_PROXY_AUTHORIZATION = _code_of(b"proxy-authorization")
+_C_PROXY_AUTHENTICATE = _code_of(b"proxy-authenticate")
+_C_TE = _code_of(b"te")
+_C_TRAILER = _code_of(b"trailer")
+_C_CLIENT_CERT = _code_of(b"client-cert")
+_C_CLIENT_CERT_CHAIN = _code_of(b"client-cert-chain")
+_C_CONTENT_TYPE = _code_of(b"content-type")
+_C_CONTENT_LOCATION = _code_of(b"content-location")
+_C_CONTENT_RANGE = _code_of(b"content-range")
+_C_MAX_FORWARDS = _code_of(b"max-forwards")
+_C_USER_AGENT = _code_of(b"user-agent")
+_C_AUTHORIZATION = _code_of(b"authorization")
+
+# the kinds of http11.REQUEST_HEADERS, as C ints in the compiled build (a read of ``h.H_HOST``
+# there is a module attribute lookup and a Python comparison per field)
+_H_HOST = h.H_HOST
+_H_CONTENT_LENGTH = h.H_CONTENT_LENGTH
+_H_TRANSFER_ENCODING = h.H_TRANSFER_ENCODING
+_H_CONNECTION = h.H_CONNECTION
+_H_EXPECT = h.H_EXPECT
+_H_UPGRADE = h.H_UPGRADE
+_H_COOKIE = h.H_COOKIE
+_H_XFF = h.H_XFF
+_H_XFPROTO = h.H_XFPROTO
+_H_XFHOST = h.H_XFHOST
+_H_FORWARDED = h.H_FORWARDED
+_H_HOP = h.H_HOP
+_H_SINGLETON = h.H_SINGLETON
+
+_CR = 13
+_SP = 32
+_HTAB = 9
+_COLON = 58
+_UNDERSCORE = 0x5F
+_G = 71
+_P = 80
+_O = 79
+_H = 72
+_CLOSE = b"close"
+_KEEP_ALIVE_TOKEN = b"keep-alive"
+_GET = b"GET"
+_POST = b"POST"
+_HEAD = b"HEAD"
+# Run from this .py (PYJK_PURE=1, or not built), ``_find`` uses ``bytes.find`` (a loop per byte
+# in Python would cost ~100k instructions per head); compiled, it is libc's ``memchr``.
+_PURE = __file__.endswith(".py")
+
+
+def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> int:
+    """Read the head that begins at ``start`` of ``buf`` into ``req`` — one llhttp has just
+    accepted whole (strict: CRLF line ends, a token method, a target without spaces or control
+    bytes, token names, no control bytes in values, no obs-fold, Content-Length digits and
+    duplicates, Content-Length with Transfer-Encoding) — and check it; 0 when it is
+    acceptable, else the status that refuses it. ``conn.head_end`` is set to the offset just
+    past its blank line.
+
+    llhttp gets no per-field callback (issue 12): a Python call and two bytes objects per
+    field were most of what reading a request head cost. The scan looks at one thing per
+    field — its name — and makes Python objects only for the fields pyjk keeps or acts on.
+    Fields are taken in order, so the first offending one decides the status, as when llhttp
+    called back per field.
+    """
+    p = buf  # compiled: a C pointer to the bytes (request_head.pxd)
+    n = len(buf)
+    i = start
+    # the request line: method SP target SP "HTTP/" DIGIT "." DIGIT CRLF, or HTTP/0.9's
+    # method SP target CRLF (refused below); llhttp's getters would build a version string
+    sp = _find(buf, p, _SP, i, n)
+    if sp - i == 3 and p[i] == _G:
+        req.method = _GET  # the usual ones: no new object
+    elif sp - i == 4 and p[i] == _P and p[i + 1] == _O:
+        req.method = _POST
+    elif sp - i == 4 and p[i] == _H:
+        req.method = _HEAD
+    else:
+        req.method = p[i:sp]
+    i = sp + 1
+    eol = _find(buf, p, _CR, i, n)
+    sp = _find(buf, p, _SP, i, eol)
+    if sp - i > conn.max_head_size:
+        return 414
+    req.target = p[i:sp]
+    version = 9  # 0.9
+    if eol - sp == 9:
+        version = (p[sp + 6] - 48) * 10 + (p[sp + 8] - 48)
+    i = eol + 2
+    max_headers = conn.max_headers
+    max_size = conn.max_head_size
+    fields = 0
+    size = 0
+    while i < n and p[i] != _CR:
+        line = i
+        i = _find(buf, p, _COLON, i, n)
+        name_len = i - line
+        i += 1
+        while i < n and (p[i] == _SP or p[i] == _HTAB):
+            i += 1  # leading OWS; llhttp keeps the trailing one in a value, and so do we
+        value = i
+        i = _find(buf, p, _CR, i, n)
+        value_end = i
+        i += 2
+        fields += 1
+        size += name_len + (value_end - value) + 4
+        if fields > max_headers or size > max_size:
+            return 431
+        code = _code(p, line, name_len)
+        if code == 0:
+            if _find(buf, p, _UNDERSCORE, line, line + name_len) < line + name_len:
+                policy = conn.limits.underscores_in_headers
+                if policy == "reject":
+                    return 400
+                if policy == "drop":
+                    continue
+            if name_len >= 7 and _named(p, line, h.OWN_HEADER_PREFIX):
+                continue  # ours to set, never the client's
+            req.headers.append((p[line : line + name_len], p[value:value_end]))
+            continue
+        bit = code >> 8
+        if bit:
+            if req.singletons & bit:
+                return 400
+            req.singletons |= bit
+        kind = code & 0xFF
+        if kind == _H_HOST:
+            if req.host is not None:
+                return 400
+            req.host = p[value:value_end]
+        elif kind == _H_COOKIE:
+            val = p[value:value_end]
+            req.headers.append((p[line : line + name_len], val))
+            req.cookies.append(val)
+        elif kind == _H_SINGLETON:
+            req.headers.append((p[line : line + name_len], p[value:value_end]))
+        elif kind == _H_CONTENT_LENGTH:
+            length = _number(p, value, value_end)  # llhttp checked digits and duplicates
+            req.content_length = length if length >= 0 else int(p[value:value_end])
+        elif kind == _H_HOP:
+            continue  # dropped
+        elif kind == _H_TRANSFER_ENCODING:
+            if req.te is not None:
+                return 400
+            req.te = p[value:value_end]
+        elif kind == _H_CONNECTION:
+            length = value_end - value
+            # the usual single options name no field: no Python call, no new object
+            if length == 5 and _named(p, value, b"close"):
+                req.connection.append(_CLOSE)
+            elif length == 10 and _named(p, value, b"keep-alive"):
+                req.connection.append(_KEEP_ALIVE_TOKEN)
+            else:
+                req.connection += h.connection_tokens(p[value:value_end])
+        elif kind == _H_EXPECT:
+            req.expect = p[value:value_end]
+        elif kind == _H_UPGRADE:
+            req.upgrade = p[value:value_end]
+        elif kind == _H_XFF:
+            val = p[value:value_end]
+            req.xff = val if req.xff is None else req.xff + b", " + val
+        elif kind == _H_XFPROTO:
+            req.xfproto = p[value:value_end]
+        elif kind == _H_XFHOST:
+            req.xfhost = p[value:value_end]
+        elif kind == _H_FORWARDED:
+            if req.forwarded is None:
+                req.forwarded = []
+            req.forwarded.append(p[value:value_end])
+    conn.n_headers = fields
+    conn.head_size = size
+    conn.head_end = i + 2 if i + 2 <= n else n  # (an HTTP/0.9 line may end the read)
+    return check_head(conn, req, version)
+
+
+def check_head(conn: ClientConnection, req: Request, version: int) -> int:
+    """The rules llhttp leaves to us, for the head ``req`` that ``conn`` read (``version``:
+    10 * major + minor); 0 when it is acceptable, else the status that refuses it."""
+    if version == 11:
         req.http11 = True
-    elif version == "1.0":
+    elif version == 10:
         req.http11 = False
     else:
         return 505
-    method = parser.get_method()
+    method = req.method
     if method == b"CONNECT":
         return 405  # a reverse proxy, not a tunnel to arbitrary hosts
-    req.method = method
     target = req.target
     first = target[0]  # llhttp never reports an empty target
     if first == 0x2A:  # "*"
@@ -83,9 +278,9 @@ def check_head(conn: ClientConnection, req: Request) -> int:
         if req.host is None or not h.same_authority(authority, req.host):
             return 400
         req.target = target
-    # an int, not b"#": `bytes in bytes` first tries the needle as an integer and clears
-    # the TypeError (CPython 3.11), ~2k instructions against ~0.2k for a byte value
-    if 0x23 in target:  # "#"
+    t = target  # compiled: a C pointer to the bytes (request_head.pxd)
+    n = len(target)
+    if _find(target, t, 0x23, 0, n) < n:  # "#"
         return 400
     host = req.host
     if host is None:
@@ -107,12 +302,7 @@ def check_head(conn: ClientConnection, req: Request) -> int:
             return 400  # RFC 9112 §6.1: HTTP/1.0 framing with TE is faulty
         if req.te.strip(b" \t").lower() != b"chunked":
             return 501
-        req.chunked = has_body = True
-        # its size lines are followed (ClientConnection._follow_chunks)
-        if conn.chunked_heads is None:
-            conn.chunked_heads = [req]
-        else:
-            conn.chunked_heads.append(req)
+        req.chunked = has_body = True  # its framing is followed (ClientConnection)
     max_body = conn.max_body_size
     if max_body and req.content_length is not None and req.content_length > max_body:
         return 413
@@ -122,7 +312,7 @@ def check_head(conn: ClientConnection, req: Request) -> int:
         if req.expect.strip(b" \t").lower() != b"100-continue":
             return 417
         req.expect_continue = has_body
-    if req.upgrade is not None and parser.should_upgrade():
+    if req.upgrade is not None and conn.parser.should_upgrade():
         # llhttp stops after this head (HttpParserUpgrade). Only a WebSocket upgrade is
         # forwarded; any other Upgrade is ignored and the request served as plain HTTP.
         if h.websocket_upgrade(req.upgrade, tokens) and req.http11 and method == b"GET":
@@ -137,15 +327,101 @@ def check_head(conn: ClientConnection, req: Request) -> int:
                     b"Content-Length: %d" % req.content_length  # type: ignore[str-format]
                 )
             )
-    if tokens:
+    if tokens and not (
+        len(tokens) == 1 and (tokens[0] is _CLOSE or tokens[0] is _KEEP_ALIVE_TOKEN)
+    ):
         named = h.named_fields(tokens)
         if named:
             req.headers = h.strip_named(req.headers, named)
-    q = target.find(b"?")
-    if q >= 0:
-        req.path, req.query = target[:q], target[q + 1 :]
+    q = _find(target, t, 0x3F, 0, n)  # "?"
+    if q < n:
+        req.path, req.query = t[:q], t[q + 1 : n]
     else:
         req.path = target
+    return 0
+
+
+def _find(buf: bytes, p: bytes, c: int, i: int, n: int) -> int:
+    """The offset of the first byte ``c`` at or after ``i`` in ``buf`` (``p``: its bytes), or
+    ``n`` when there is none before it."""
+    if _PURE:
+        j = buf.find(c, i, n)
+        return n if j < 0 else j
+    if i >= n:
+        return n
+    # compiled: libc's memchr (request_head.pxd), which reads the bytes a word at a time
+    at = _memchr(p + i, c, n - i)  # noqa: F821 (declared by request_head.pxd)
+    return at - p if at else n
+
+
+def _code(p: bytes, at: int, n: int) -> int:
+    """The code of the field name of ``n`` bytes at ``at`` (any case), 0 for a name
+    REQUEST_HEADERS does not list (by its length first: most names are not compared at all).
+    A test checks it against FIELD_KINDS."""
+    if n == 4:
+        if _named(p, at, b"host"):
+            return _C_HOST
+    elif n == 10:
+        if _named(p, at, b"user-agent"):
+            return _C_USER_AGENT
+        if _named(p, at, b"connection"):
+            return _C_CONNECTION
+        if _named(p, at, b"keep-alive"):
+            return _C_KEEP_ALIVE
+    elif n == 6:
+        if _named(p, at, b"cookie"):
+            return _C_COOKIE
+        if _named(p, at, b"expect"):
+            return _C_EXPECT
+    elif n == 14:
+        if _named(p, at, b"content-length"):
+            return _C_CONTENT_LENGTH
+    elif n == 12:
+        if _named(p, at, b"content-type"):
+            return _C_CONTENT_TYPE
+        if _named(p, at, b"max-forwards"):
+            return _C_MAX_FORWARDS
+    elif n == 13:
+        if _named(p, at, b"authorization"):
+            return _C_AUTHORIZATION
+        if _named(p, at, b"content-range"):
+            return _C_CONTENT_RANGE
+    elif n == 17:
+        if _named(p, at, b"transfer-encoding"):
+            return _C_TRANSFER_ENCODING
+        if _named(p, at, b"x-forwarded-proto"):
+            return _C_XFPROTO
+        if _named(p, at, b"client-cert-chain"):
+            return _C_CLIENT_CERT_CHAIN
+    elif n == 15:
+        if _named(p, at, b"x-forwarded-for"):
+            return _C_XFF
+    elif n == 16:
+        if _named(p, at, b"x-forwarded-host"):
+            return _C_XFHOST
+        if _named(p, at, b"proxy-connection"):
+            return _C_PROXY_CONNECTION
+        if _named(p, at, b"content-location"):
+            return _C_CONTENT_LOCATION
+    elif n == 7:
+        if _named(p, at, b"upgrade"):
+            return _C_UPGRADE
+        if _named(p, at, b"trailer"):
+            return _C_TRAILER
+    elif n == 9:
+        if _named(p, at, b"forwarded"):
+            return _C_FORWARDED
+    elif n == 2:
+        if _named(p, at, b"te"):
+            return _C_TE
+    elif n == 11:
+        if _named(p, at, b"client-cert"):
+            return _C_CLIENT_CERT
+    elif n == 18:
+        if _named(p, at, b"proxy-authenticate"):
+            return _C_PROXY_AUTHENTICATE
+    elif n == 19 and _named(p, at, b"proxy-authorization"):
+        return _C_PROXY_AUTHORIZATION
     return 0
 
 
@@ -153,6 +429,8 @@ def upgrade_pause(conn: ClientConnection, data: bytes, offset: int) -> bytes | N
     """llhttp stopped after a head that asked to switch protocols (``offset`` into ``data``,
     the read); returns the bytes ``conn`` should parse next."""
     rest = data[offset:]
+    if conn.chunk_end >= 0:
+        conn.chunk_end -= offset  # where a chunked body ended, now in ``rest``
     req = conn.queue[-1] if conn.queue else None
     if req is not None and req.upgrade_ws:
         # Parse nothing more: after a 101 the bytes are the new protocol's, otherwise the
@@ -188,14 +466,6 @@ class _Relay:
         if self.live:
             self.conn.on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        if self.live:
-            self.conn.on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.live:
-            self.conn.on_header(name, value)
-
     def on_headers_complete(self) -> None:
         if self.live:
             self.conn.on_headers_complete()
@@ -207,3 +477,29 @@ class _Relay:
     def on_message_complete(self) -> None:
         if self.live:
             self.conn.on_message_complete()
+
+
+# ``_named`` and ``_number`` are response_head's: C functions taking a pointer cannot be shared
+# by a cimport that the pure-mode .py could also import (Cython refuses the Python import of a
+# cimported C function), so the scan of each head has its own.
+def _named(p: bytes, at: int, name: bytes) -> bool:
+    """The bytes at ``at`` spell the lower-case ``name`` in any case (``| 0x20`` lower-cases
+    a letter and leaves "-" alone; no other byte of a token turns into a letter or "-")."""
+    q = name
+    for k in range(len(name)):  # noqa: SIM110  (compiled: a C loop over two C pointers)
+        if (p[at + k] | 0x20) != q[k]:
+            return False
+    return True
+
+
+def _number(p: bytes, at: int, end: int) -> int:
+    """The decimal number at ``at`` (llhttp checked the digits; trailing OWS ends it), or -1
+    when it is too long to add up here."""
+    value = 0
+    i = at
+    while i < end and 48 <= p[i] <= 57:
+        if i - at >= 18:
+            return -1
+        value = value * 10 + (p[i] - 48)
+        i += 1
+    return value

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from balancer.dataplane.chunk_lines import ChunkLines, chunk_size, locate_body
-
-HEAD = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+from balancer.dataplane.chunk_lines import ChunkLines, chunk_size
 
 
 @pytest.mark.parametrize(
@@ -51,22 +49,30 @@ def test_a_malformed_size_stops_following_and_says_so() -> None:
     assert lines.done and lines.bad
 
 
-def test_locate_body_finds_the_body_after_its_head() -> None:
-    data = HEAD + b"5;" + b"e" * 100
-    lines = locate_body(data, 0, False)
-    assert lines is not None and lines.longest == 102 and not lines.done
+def test_the_trailer_section_is_followed_to_its_blank_line_and_the_end_is_where_it_ended() -> None:
+    body = b"3\r\nabc\r\n0\r\nX-T: ab\r\nX-U:\r\n\r\n"
+    after = b"GET / HTTP/1.1\r\n\r\n"
+    lines = ChunkLines(fields=2, size=30)
+    lines.feed(b"head" + body + after, 4)
+    assert lines.done and lines.end == 4 + len(body)
+    assert (lines.fields, lines.size) == (4, 30 + len(b"X-T: ab\r\n") + len(b"X-U:\r\n"))
 
 
-def test_locate_body_skips_a_pipelined_request_ahead_of_it() -> None:
-    data = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n" + HEAD + b"3\r\nabc\r\n0\r\n\r\n"
-    lines = locate_body(data, 3, True)
-    assert lines is not None and lines.done and lines.body == 3
+def test_the_end_is_found_in_the_read_that_holds_it_however_the_bytes_are_split() -> None:
+    body = b"2;e=1\r\nhi\r\n0\r\nX-T: v\r\n\r\n"
+    for k in range(1, len(body)):
+        lines = ChunkLines()
+        lines.feed(body[:k])
+        assert not lines.done
+        lines.feed(body[k:] + b"next")
+        assert lines.done and lines.end == len(body) - k, k
+        assert (lines.fields, lines.size) == (1, len(b"X-T: v\r\n"))
 
 
-def test_locate_body_finishes_a_head_end_the_previous_read_began() -> None:
-    lines = locate_body(b"\n4;" + b"e" * 10 + b"\r\nab", 2, False)
-    assert lines is not None and lines.longest == 13 and lines.body == 2  # CR counted
-
-
-def test_locate_body_gives_up_when_nothing_fits() -> None:
-    assert locate_body(b"no head end here", 0, False) is None
+def test_a_trailer_line_not_ended_counts_against_the_size_limit() -> None:
+    lines = ChunkLines(fields=1, size=10)
+    lines.feed(b"0\r\nX-Long: " + b"v" * 100)
+    assert not lines.done
+    assert lines.over(max_fields=5, max_size=100)
+    assert not lines.over(max_fields=5, max_size=200)
+    assert ChunkLines(fields=6).over(max_fields=5, max_size=100)
