@@ -350,7 +350,7 @@ def _find(buf: bytes, p: bytes, c: int, i: int, n: int) -> int:
     if i >= n:
         return n
     # compiled: libc's memchr (request_head.pxd), which reads the bytes a word at a time
-    at = _memchr(p + i, c, n - i)  # noqa: F821 (declared by request_head.pxd)
+    at = _memchr(p + i, c, n - i)  # type: ignore[name-defined,operator]  # noqa: F821 (declared by request_head.pxd)
     return at - p if at else n
 
 
