@@ -4,10 +4,11 @@
 
 Runs a small loop under callgrind twice (N and 3N iterations) and divides the difference by
 2N, so interpreter start-up and imports cancel out. Measured: an empty call with the same
-arguments (the loop's own cost), ``TrafficStats.answered`` (one observation), and
-``ProxyServer.finished`` with the access log off (what every request now pays at its end:
-the clock, the latency arithmetic and the observation). Compare with the ~157k instructions
-of a whole sticky request (docs/benchmarks.md).
+arguments (the loop's own cost) and ``TrafficStats.answered`` (one observation, called from
+Python here; since issue 12's session 5 the compiled exchange makes it with a C call,
+``Exchange._observe``, and ``ProxyServer.finished`` is gone: the end of a request runs no
+Python function without an access log). Compare with the instructions of a whole request
+(docs/benchmarks.md, ``bench/hotpath_instr.py``).
 """
 
 from __future__ import annotations
@@ -33,17 +34,6 @@ from balancer.dataplane.stats import TrafficStats
 f = TrafficStats().answered
 for _ in range(N):
     f("lb", "n1", 200, 0.0012, 0.0031)
-""",
-    "ProxyServer.finished (no access log)": """
-from time import monotonic
-from types import SimpleNamespace
-from balancer.dataplane.proxy import ProxyServer
-f = ProxyServer(lambda r: None).finished
-t = monotonic()
-ex = SimpleNamespace(started=t, first_byte_at=t + 0.001, route=SimpleNamespace(name="lb"),
-                     member="n1", status=200, ended_at=0.0)
-for _ in range(N):
-    f(ex)
 """,
 }
 

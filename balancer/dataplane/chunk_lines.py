@@ -6,11 +6,13 @@ framing that carries nothing (issue 11 item 8; HAProxy refuses it). ``ChunkLines
 same framing over the bytes of one body — size line, data, CRLF — and records the longest
 size line; the client connection answers 400 once it exceeds ``Limits.max_chunk_line``.
 
-It only needs to be right for framing llhttp accepts: on anything else it stops (``done``) and
-leaves the refusal to llhttp. After the last chunk it follows the trailer section to its blank
-line: trailer fields count against the head limits like any field (``fields``, ``size``, from
-the head's counts), and ``end`` is where the message ended in the last read — the client
-connection reads the next pipelined head from there (llhttp gives no positions).
+It reads every size line llhttp accepts (any number of leading zeros included); on a line it
+cannot read it stops (``done`` and ``bad``) and the client connection refuses the request with
+400 — fail-closed, because its positions are load-bearing: after the last chunk it follows the
+trailer section to its blank line (trailer fields count against the head limits like any
+field: ``fields``, ``size``, from the head's counts), and ``end`` is where the message ended in
+the last read — the client connection reads the next pipelined head from there (llhttp gives no
+positions), and a message whose end it does not know is never read past.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ _LINE, _DATA, _DATA_END, _TRAILER = 0, 1, 2, 3
 _SIZE_PREFIX = 20  # bytes of a size line kept to read the size (16 hex digits at most)
 
 
-def chunk_size(line: bytes) -> int | None:
-    """The size of a chunk-size line's prefix (``1a;ext=1\\r`` -> 26), None if malformed."""
+def chunk_size(line: bytes, zeros: bool = False) -> int | None:
+    """The size of a chunk-size line's prefix (``1a;ext=1\\r`` -> 26), None if malformed.
+    ``zeros``: leading zeros were taken off the line (``ChunkLines`` keeps the digits after
+    them), so no digits left means 0."""
     end = len(line)
     for stop in (b";", b"\r", b" ", b"\t"):
         i = line.find(stop)
         if 0 <= i < end:
             end = i
     digits = line[:end]
-    if not digits or len(digits) > 16:
+    if not digits:
+        return 0 if zeros else None
+    if len(digits) > 16:
         return None
     try:
         return int(digits, 16)
@@ -54,6 +60,7 @@ class ChunkLines:
         "longest",
         "size",
         "state",
+        "zeros",
     )
 
     def __init__(self, fields: int = 0, size: int = 0) -> None:
@@ -61,6 +68,7 @@ class ChunkLines:
         self.left = 0  # bytes of chunk data (or of its CRLF) still to come
         self.line = b""  # the start of the size line being read
         self.line_len = 0
+        self.zeros = False  # leading zeros were taken off the size line being read
         self.longest = 0
         self.body = 0
         self.done = False
@@ -100,16 +108,22 @@ class ChunkLines:
                     self.size += self.line_len + 1  # with its LF
                 self.line_len = 0
                 continue
-            if len(self.line) < _SIZE_PREFIX:
-                self.line += data[pos : min(end, pos + _SIZE_PREFIX)]
+            if not self.line:
+                # leading zeros, any number (llhttp reads them all): the digits after them
+                piece = data[pos:end].lstrip(b"0")
+                if end - pos > len(piece):
+                    self.zeros = True
+                self.line = piece[:_SIZE_PREFIX]
+            elif len(self.line) < _SIZE_PREFIX:
+                self.line += data[pos : min(end, pos + _SIZE_PREFIX - len(self.line))]
             self.line_len += end - pos
             if self.line_len > self.longest:
                 self.longest = self.line_len
             if lf < 0:
                 return
             pos = lf + 1
-            size = chunk_size(self.line)
-            self.line, self.line_len = b"", 0
+            size = chunk_size(self.line, self.zeros)
+            self.line, self.line_len, self.zeros = b"", 0, False
             if size is None:
                 self.done = self.bad = True  # llhttp refuses it
             elif size == 0:

@@ -376,6 +376,12 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         """Follow a chunked body's framing over ``data`` from ``start``; the status that refuses
         the request when its size lines or trailers are over the limits, else 0."""
         lines.feed(data, start)
+        if lines.bad:
+            # a size line ChunkLines cannot read. llhttp would refuse it too; but where the
+            # next pipelined head begins is taken from ChunkLines (``end``), so the request is
+            # refused here, fail-closed, rather than read on from a position it does not know
+            self.chunk_lines = None
+            return 400
         if lines.longest > self.limits.max_chunk_line:
             self.chunk_lines = None
             return 400
@@ -421,6 +427,9 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         p = self.rbuf  # compiled: a C pointer to the bytes (downstream.pxd)
         n = len(self.rbuf)
         i = self.rpos
+        if i < 0 or i > n:  # (a backstop: the position of the message before is always known)
+            self.reject_status = 400
+            raise h.ParserStop
         while i < n and (p[i] == 13 or p[i] == 10):
             i += 1
         self.head_at = i
@@ -479,6 +488,9 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.req = None
         req.complete = True
         if req.chunked:
+            if self.chunk_end < 0:  # llhttp saw the end ChunkLines did not: never read on
+                self.reject_status = 400
+                raise h.ParserStop
             self.rpos = self.chunk_end
         if not req.keep_alive:
             self.stop_after = True

@@ -143,7 +143,8 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
     n = len(buf)
     i = start
     # the request line: method SP target SP "HTTP/" DIGIT "." DIGIT CRLF, or HTTP/0.9's
-    # method SP target CRLF (refused below); llhttp's getters would build a version string
+    # method SP target CRLF (refused below); llhttp's getters would build a version string.
+    # llhttp takes a run of spaces where one SP stands, and so does this scan.
     sp = _find(buf, p, _SP, i, n)
     if sp - i == 3 and p[i] == _G:
         req.method = _GET  # the usual ones: no new object
@@ -155,13 +156,17 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
         req.method = p[i:sp]
     i = sp + 1
     eol = _find(buf, p, _CR, i, n)
+    while i < eol and p[i] == _SP:
+        i += 1
     sp = _find(buf, p, _SP, i, eol)
     if sp - i > conn.max_head_size:
         return 414
     req.target = p[i:sp]
+    while sp < eol and p[sp] == _SP:
+        sp += 1
     version = 9  # 0.9
-    if eol - sp == 9:
-        version = (p[sp + 6] - 48) * 10 + (p[sp + 8] - 48)
+    if eol - sp == 8:  # HTTP/x.y
+        version = (p[sp + 5] - 48) * 10 + (p[sp + 7] - 48)
     i = eol + 2
     max_headers = conn.max_headers
     max_size = conn.max_head_size

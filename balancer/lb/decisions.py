@@ -9,7 +9,7 @@ driven like this (``now`` is ``time.monotonic()`` read by the caller, in seconds
         match step:
             case Wait(seconds):      await asyncio.sleep(seconds)           # retry_interval
             case Fail(status):       answer the client with status; stop
-            case Forward(member, ...):
+            case Forward(member=member):  # (by keyword: an extension type, no __match_args__)
                 try the member once (one connection attempt + request)
                 - connect/send/read failure, timeout, busy, bad response:
                       plan.report(Outcome(kind, ...), now) and loop

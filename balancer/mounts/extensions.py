@@ -15,6 +15,7 @@ from enum import Enum
 from balancer.config.directives import suggest
 from balancer.config.model import Activation, Location, RuleExtensions
 from balancer.config.values import (
+    MAX_INT,
     BadValue,
     parse_bool,
     parse_status_list,
@@ -52,7 +53,10 @@ def _whole(value: str) -> int:
     # "5s" or "1k" would silently be 5 or 1 there; pyjk refuses any text around the digits.
     if not _INT.fullmatch(value):
         raise BadValue(f"expected a whole number, found {value!r}")
-    return int(value)
+    number = int(value)
+    if abs(number) > MAX_INT:  # a C int in mod_jk (and a C field of the Forward in pyjk)
+        raise BadValue(f"{value} is too large (at most {MAX_INT})")
+    return number
 
 
 def _reply_timeout(value: str) -> int | None:

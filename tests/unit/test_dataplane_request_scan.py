@@ -295,6 +295,16 @@ def test_the_version_is_read_from_the_request_line(line: bytes, http11: bool, st
     assert got == status if status else got["http11"] is http11
 
 
+@pytest.mark.parametrize(
+    "line", [b"GET  /a HTTP/1.1", b"GET /a  HTTP/1.1", b"GET   /a   HTTP/1.1", b"GET /a HTTP/1.1"]
+)
+def test_runs_of_spaces_in_the_request_line_read_as_one(line: bytes) -> None:
+    # llhttp accepts a run of spaces where the request line has one SP (a review found the
+    # first scan answered these 505, with an empty target, where they used to be served)
+    got = one(line + b"\r\n" + HOST + b"\r\n")
+    assert (got["method"], got["target"], got["http11"]) == (b"GET", b"/a", True)
+
+
 def test_an_http_0_9_request_line_is_refused() -> None:
     assert read([b"GET /\r\n\r\n"]) == [505]
 
@@ -361,6 +371,39 @@ def test_a_request_after_a_chunked_body_with_trailers_is_read_where_it_begins() 
         got = read([(first + second)[:k], (first + second)[k:]])
         assert [r["target"] for r in got] == [b"/", b"/next"], k
         assert got[0]["body"] == b"\r\n\r\n" and got[1]["host"] == b"second.test"
+
+
+_FAKE = b"GET /admin HTTP/1.1\r\nHost: evil.test\r\nX-A: a\nX-Inj: 1\r\nContent-Length: 5\r\n\r\n"
+
+
+@pytest.mark.parametrize("zeros", [1, 16, 17, 20, 64, 300])
+def test_a_chunk_size_with_leading_zeros_frames_the_body_llhttp_reads(zeros: int) -> None:
+    # llhttp reads a size line with any number of leading zeros; the next pipelined head is
+    # read where ChunkLines says the body ended, so it must read those lines exactly (a line
+    # it gave up on once sent the next head's reading back to bytes of the body: a review
+    # found a request smuggled that way, with a bare LF in a value).
+    first = (
+        b"POST /a HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"0" * zeros + b"%x\r\n" % len(_FAKE) + _FAKE + b"\r\n" + b"0" * zeros + b"\r\n\r\n"
+    )  # fmt: skip
+    second = b"GET /b HTTP/1.1\r\nHost: second.test\r\n\r\n"
+    for k in range(len(first) + 1):
+        got = read([(first + second)[:k], (first + second)[k:]])
+        assert [r["target"] for r in got] == [b"/a", b"/b"], k
+        assert got[0]["body"] == _FAKE and got[1]["host"] == b"second.test"
+        assert got[1]["headers"] == [] and got[1]["method"] == b"GET"
+
+
+def test_a_chunk_size_line_chunk_lines_cannot_read_is_refused_and_nothing_after_it_read() -> None:
+    # a size line of 17 significant hex digits (over llhttp's 64 bits too): refused with 400
+    # before anything after it is read as a request
+    stream = (
+        b"POST /a HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"1" + b"0" * 16 + b"\r\n" + _FAKE
+    )  # fmt: skip
+    for k in range(1, len(stream)):
+        got = read([stream[:k], stream[k:]])
+        assert got == [400] or (len(got) == 2 and got[1] == 400 and got[0]["target"] == b"/a"), k
 
 
 def test_a_connection_keeps_no_read_once_it_is_parsed() -> None:

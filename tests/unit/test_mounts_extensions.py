@@ -25,12 +25,14 @@ def test_extensions_apply_to_both_rules_of_a_bar():
     assert all(r.extensions.stateless for r in m.rules)
 
 
-@pytest.mark.parametrize(("text", "expected"), [("5000", 5000), ("0", 0), ("-1", None)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("5000", 5000), ("0", 0), ("-1", None), ("2147483647", 2**31 - 1)]
+)
 def test_reply_timeout_is_milliseconds_and_minus_one_means_the_workers(text, expected):
     assert extensions(f"lb;reply_timeout={text}").reply_timeout == expected
 
 
-@pytest.mark.parametrize("text", ["-2", "5s", "abc", "1.5"])
+@pytest.mark.parametrize("text", ["-2", "5s", "abc", "1.5", "2147483648", "99999999999999999999"])
 def test_a_bad_reply_timeout_is_an_error_at_its_line(text):
     (error,) = errors_of(f"\n/app/*=lb;reply_timeout={text}")
     assert error.startswith(f"{FILE}:2: /app/*: reply_timeout:")
