@@ -44,7 +44,8 @@ def field_line(buf: bytes, p: bytes, i: int, n: int) -> tuple[int, int, int]:
     scanners) and of the CR that ends it; the next line begins 2 bytes after that.
 
     One call per field line: compiled, a call from another module is not inlined, and three
-    (a find, the OWS, a find) cost ~200 instructions more per request (issue 12, session 5).
+    (a find, the OWS, a find) cost ~260 instructions more per keep-alive request than one
+    (docs/benchmarks.md, issue 12, session 5).
     """
     colon = find(buf, p, _COLON, i, n)
     value = colon + 1
