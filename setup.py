@@ -31,6 +31,8 @@ COMPILED_MODULES = [
     # the response head read from its bytes, no per-field Python call (response_head.pxd):
     # docs/benchmarks.md, issue 12, session 4
     "balancer/dataplane/response_head.py",
+    # the byte steps both head scanners share, C functions they cimport (head_bytes.pxd)
+    "balancer/dataplane/head_bytes.py",
     # the per-request chain with typed references between its objects (request.pxd,
     # exchange.pxd, downstream.pxd): docs/benchmarks.md, issue 12, session 3 part C
     "balancer/dataplane/request.py",

@@ -2,6 +2,7 @@
 # C loop over the bytes of the head (``p`` points into the bytes object, no copy), and the
 # checks read the request's and the connection's C fields.
 cimport cython
+from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.downstream cimport ClientConnection
 from balancer.dataplane.request cimport Request
 
@@ -12,12 +13,11 @@ cdef int _C_CLIENT_CERT, _C_CLIENT_CERT_CHAIN, _C_CONTENT_TYPE, _C_CONTENT_LOCAT
 cdef int _C_CONTENT_RANGE, _C_MAX_FORWARDS, _C_USER_AGENT, _C_AUTHORIZATION
 cdef int _H_HOST, _H_CONTENT_LENGTH, _H_TRANSFER_ENCODING, _H_CONNECTION, _H_EXPECT, _H_UPGRADE
 cdef int _H_COOKIE, _H_XFF, _H_XFPROTO, _H_XFHOST, _H_FORWARDED, _H_HOP, _H_SINGLETON
-cdef int _CR, _SP, _HTAB, _COLON, _UNDERSCORE, _G, _P, _O, _H
+cdef int _CR, _SP, _UNDERSCORE, _G, _P, _O, _H
 cdef bytes _GET, _POST, _HEAD, _CLOSE, _KEEP_ALIVE_TOKEN
-cdef bint _PURE
 
 @cython.locals(p="const unsigned char *", n=Py_ssize_t, i=Py_ssize_t, sp=Py_ssize_t,
-               eol=Py_ssize_t, line=Py_ssize_t, name_len=Py_ssize_t, value=Py_ssize_t,
+               eol=Py_ssize_t, line=Py_ssize_t, colon=Py_ssize_t, name_len=Py_ssize_t, value=Py_ssize_t,
                value_end=Py_ssize_t, code=int, kind=int, bit=long, fields=Py_ssize_t,
                size=Py_ssize_t, max_headers=Py_ssize_t, max_size=Py_ssize_t, version=int,
                length="long long", val=bytes)
@@ -25,14 +25,4 @@ cpdef int read_head(ClientConnection conn, Request req, bytes buf, Py_ssize_t st
 @cython.locals(method=bytes, target=bytes, host=object, tokens=list, t="const unsigned char *",
                n=Py_ssize_t, q=Py_ssize_t)
 cpdef int check_head(ClientConnection conn, Request req, int version) except -1
-cdef extern from "string.h":
-    const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
-
-@cython.locals(j=Py_ssize_t, at="const unsigned char *")
-cdef Py_ssize_t _find(bytes buf, const unsigned char *p, unsigned char c, Py_ssize_t i,
-                      Py_ssize_t n) except? -2
 cdef int _code(const unsigned char *p, Py_ssize_t at, Py_ssize_t n) noexcept
-@cython.locals(q="const unsigned char *", k=Py_ssize_t)
-cdef bint _named(const unsigned char *p, Py_ssize_t at, bytes name) noexcept
-@cython.locals(value="long long", i=Py_ssize_t)
-cdef long long _number(const unsigned char *p, Py_ssize_t at, Py_ssize_t end) noexcept

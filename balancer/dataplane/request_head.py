@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpRequestParser
 
+from balancer.dataplane import head_bytes as hb
 from balancer.dataplane import http11 as h
 from balancer.dataplane.request import Request
 
@@ -108,8 +109,6 @@ _H_SINGLETON = h.H_SINGLETON
 
 _CR = 13
 _SP = 32
-_HTAB = 9
-_COLON = 58
 _UNDERSCORE = 0x5F
 _G = 71
 _P = 80
@@ -120,9 +119,6 @@ _KEEP_ALIVE_TOKEN = b"keep-alive"
 _GET = b"GET"
 _POST = b"POST"
 _HEAD = b"HEAD"
-# Run from this .py (PYJK_PURE=1, or not built), ``_find`` uses ``bytes.find`` (a loop per byte
-# in Python would cost ~100k instructions per head); compiled, it is libc's ``memchr``.
-_PURE = __file__.endswith(".py")
 
 
 def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> int:
@@ -145,7 +141,7 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
     # the request line: method SP target SP "HTTP/" DIGIT "." DIGIT CRLF, or HTTP/0.9's
     # method SP target CRLF (refused below); llhttp's getters would build a version string.
     # llhttp takes a run of spaces where one SP stands, and so does this scan.
-    sp = _find(buf, p, _SP, i, n)
+    sp = hb.find(buf, p, _SP, i, n)
     if sp - i == 3 and p[i] == _G:
         req.method = _GET  # the usual ones: no new object
     elif sp - i == 4 and p[i] == _P and p[i + 1] == _O:
@@ -155,10 +151,10 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
     else:
         req.method = p[i:sp]
     i = sp + 1
-    eol = _find(buf, p, _CR, i, n)
+    eol = hb.find(buf, p, _CR, i, n)
     while i < eol and p[i] == _SP:
         i += 1
-    sp = _find(buf, p, _SP, i, eol)
+    sp = hb.find(buf, p, _SP, i, eol)
     if sp - i > conn.max_head_size:
         return 414
     req.target = p[i:sp]
@@ -174,28 +170,22 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
     size = 0
     while i < n and p[i] != _CR:
         line = i
-        i = _find(buf, p, _COLON, i, n)
-        name_len = i - line
-        i += 1
-        while i < n and (p[i] == _SP or p[i] == _HTAB):
-            i += 1  # leading OWS; llhttp keeps the trailing one in a value, and so do we
-        value = i
-        i = _find(buf, p, _CR, i, n)
-        value_end = i
-        i += 2
+        colon, value, value_end = hb.field_line(buf, p, i, n)
+        name_len = colon - line
+        i = value_end + 2
         fields += 1
         size += name_len + (value_end - value) + 4
         if fields > max_headers or size > max_size:
             return 431
         code = _code(p, line, name_len)
         if code == 0:
-            if _find(buf, p, _UNDERSCORE, line, line + name_len) < line + name_len:
+            if hb.find(buf, p, _UNDERSCORE, line, line + name_len) < line + name_len:
                 policy = conn.limits.underscores_in_headers
                 if policy == "reject":
                     return 400
                 if policy == "drop":
                     continue
-            if name_len >= 7 and _named(p, line, h.OWN_HEADER_PREFIX):
+            if name_len >= 7 and hb.named(p, line, h.OWN_HEADER_PREFIX):
                 continue  # ours to set, never the client's
             req.headers.append((p[line : line + name_len], p[value:value_end]))
             continue
@@ -216,7 +206,7 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
         elif kind == _H_SINGLETON:
             req.headers.append((p[line : line + name_len], p[value:value_end]))
         elif kind == _H_CONTENT_LENGTH:
-            length = _number(p, value, value_end)  # llhttp checked digits and duplicates
+            length = hb.number(p, value, value_end)  # llhttp checked digits and duplicates
             req.content_length = length if length >= 0 else int(p[value:value_end])
         elif kind == _H_HOP:
             continue  # dropped
@@ -227,9 +217,9 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
         elif kind == _H_CONNECTION:
             length = value_end - value
             # the usual single options name no field: no Python call, no new object
-            if length == 5 and _named(p, value, b"close"):
+            if length == 5 and hb.named(p, value, b"close"):
                 req.connection.append(_CLOSE)
-            elif length == 10 and _named(p, value, b"keep-alive"):
+            elif length == 10 and hb.named(p, value, b"keep-alive"):
                 req.connection.append(_KEEP_ALIVE_TOKEN)
             else:
                 req.connection += h.connection_tokens(p[value:value_end])
@@ -285,7 +275,7 @@ def check_head(conn: ClientConnection, req: Request, version: int) -> int:
         req.target = target
     t = target  # compiled: a C pointer to the bytes (request_head.pxd)
     n = len(target)
-    if _find(target, t, 0x23, 0, n) < n:  # "#"
+    if hb.find(target, t, 0x23, 0, n) < n:  # "#"
         return 400
     host = req.host
     if host is None:
@@ -338,7 +328,7 @@ def check_head(conn: ClientConnection, req: Request, version: int) -> int:
         named = h.named_fields(tokens)
         if named:
             req.headers = h.strip_named(req.headers, named)
-    q = _find(target, t, 0x3F, 0, n)  # "?"
+    q = hb.find(target, t, 0x3F, 0, n)  # "?"
     if q < n:
         req.path, req.query = t[:q], t[q + 1 : n]
     else:
@@ -346,86 +336,73 @@ def check_head(conn: ClientConnection, req: Request, version: int) -> int:
     return 0
 
 
-def _find(buf: bytes, p: bytes, c: int, i: int, n: int) -> int:
-    """The offset of the first byte ``c`` at or after ``i`` in ``buf`` (``p``: its bytes), or
-    ``n`` when there is none before it."""
-    if _PURE:
-        j = buf.find(c, i, n)
-        return n if j < 0 else j
-    if i >= n:
-        return n
-    # compiled: libc's memchr (request_head.pxd), which reads the bytes a word at a time
-    at = _memchr(p + i, c, n - i)  # type: ignore[name-defined,operator]  # noqa: F821 (declared by request_head.pxd)
-    return at - p if at else n
-
-
 def _code(p: bytes, at: int, n: int) -> int:
     """The code of the field name of ``n`` bytes at ``at`` (any case), 0 for a name
     REQUEST_HEADERS does not list (by its length first: most names are not compared at all).
     A test checks it against FIELD_KINDS."""
     if n == 4:
-        if _named(p, at, b"host"):
+        if hb.named(p, at, b"host"):
             return _C_HOST
     elif n == 10:
-        if _named(p, at, b"user-agent"):
+        if hb.named(p, at, b"user-agent"):
             return _C_USER_AGENT
-        if _named(p, at, b"connection"):
+        if hb.named(p, at, b"connection"):
             return _C_CONNECTION
-        if _named(p, at, b"keep-alive"):
+        if hb.named(p, at, b"keep-alive"):
             return _C_KEEP_ALIVE
     elif n == 6:
-        if _named(p, at, b"cookie"):
+        if hb.named(p, at, b"cookie"):
             return _C_COOKIE
-        if _named(p, at, b"expect"):
+        if hb.named(p, at, b"expect"):
             return _C_EXPECT
     elif n == 14:
-        if _named(p, at, b"content-length"):
+        if hb.named(p, at, b"content-length"):
             return _C_CONTENT_LENGTH
     elif n == 12:
-        if _named(p, at, b"content-type"):
+        if hb.named(p, at, b"content-type"):
             return _C_CONTENT_TYPE
-        if _named(p, at, b"max-forwards"):
+        if hb.named(p, at, b"max-forwards"):
             return _C_MAX_FORWARDS
     elif n == 13:
-        if _named(p, at, b"authorization"):
+        if hb.named(p, at, b"authorization"):
             return _C_AUTHORIZATION
-        if _named(p, at, b"content-range"):
+        if hb.named(p, at, b"content-range"):
             return _C_CONTENT_RANGE
     elif n == 17:
-        if _named(p, at, b"transfer-encoding"):
+        if hb.named(p, at, b"transfer-encoding"):
             return _C_TRANSFER_ENCODING
-        if _named(p, at, b"x-forwarded-proto"):
+        if hb.named(p, at, b"x-forwarded-proto"):
             return _C_XFPROTO
-        if _named(p, at, b"client-cert-chain"):
+        if hb.named(p, at, b"client-cert-chain"):
             return _C_CLIENT_CERT_CHAIN
     elif n == 15:
-        if _named(p, at, b"x-forwarded-for"):
+        if hb.named(p, at, b"x-forwarded-for"):
             return _C_XFF
     elif n == 16:
-        if _named(p, at, b"x-forwarded-host"):
+        if hb.named(p, at, b"x-forwarded-host"):
             return _C_XFHOST
-        if _named(p, at, b"proxy-connection"):
+        if hb.named(p, at, b"proxy-connection"):
             return _C_PROXY_CONNECTION
-        if _named(p, at, b"content-location"):
+        if hb.named(p, at, b"content-location"):
             return _C_CONTENT_LOCATION
     elif n == 7:
-        if _named(p, at, b"upgrade"):
+        if hb.named(p, at, b"upgrade"):
             return _C_UPGRADE
-        if _named(p, at, b"trailer"):
+        if hb.named(p, at, b"trailer"):
             return _C_TRAILER
     elif n == 9:
-        if _named(p, at, b"forwarded"):
+        if hb.named(p, at, b"forwarded"):
             return _C_FORWARDED
     elif n == 2:
-        if _named(p, at, b"te"):
+        if hb.named(p, at, b"te"):
             return _C_TE
     elif n == 11:
-        if _named(p, at, b"client-cert"):
+        if hb.named(p, at, b"client-cert"):
             return _C_CLIENT_CERT
     elif n == 18:
-        if _named(p, at, b"proxy-authenticate"):
+        if hb.named(p, at, b"proxy-authenticate"):
             return _C_PROXY_AUTHENTICATE
-    elif n == 19 and _named(p, at, b"proxy-authorization"):
+    elif n == 19 and hb.named(p, at, b"proxy-authorization"):
         return _C_PROXY_AUTHORIZATION
     return 0
 
@@ -482,29 +459,3 @@ class _Relay:
     def on_message_complete(self) -> None:
         if self.live:
             self.conn.on_message_complete()
-
-
-# ``_named`` and ``_number`` are response_head's: C functions taking a pointer cannot be shared
-# by a cimport that the pure-mode .py could also import (Cython refuses the Python import of a
-# cimported C function), so the scan of each head has its own.
-def _named(p: bytes, at: int, name: bytes) -> bool:
-    """The bytes at ``at`` spell the lower-case ``name`` in any case (``| 0x20`` lower-cases
-    a letter and leaves "-" alone; no other byte of a token turns into a letter or "-")."""
-    q = name
-    for k in range(len(name)):  # noqa: SIM110  (compiled: a C loop over two C pointers)
-        if (p[at + k] | 0x20) != q[k]:
-            return False
-    return True
-
-
-def _number(p: bytes, at: int, end: int) -> int:
-    """The decimal number at ``at`` (llhttp checked the digits; trailing OWS ends it), or -1
-    when it is too long to add up here."""
-    value = 0
-    i = at
-    while i < end and 48 <= p[i] <= 57:
-        if i - at >= 18:
-            return -1
-        value = value * 10 + (p[i] - 48)
-        i += 1
-    return value

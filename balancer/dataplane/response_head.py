@@ -29,24 +29,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from balancer.dataplane import head_bytes as hb
 from balancer.dataplane import http11 as h
 
 _CR = 13
 _LF = 10
-_COLON = 58
-_SP = 32
-_HTAB = 9
 _H = 72  # "H" of "HTTP/"
 _DIGIT_0 = 48
 _DIGIT_1 = 49
 _O = 79
 _K = 75
+_SP = 32
 _OK = b"OK"
-_LONG_NUMBER = 18  # more digits than a C long long surely holds: Python's int() reads them
-# Run from this .py (PYJK_PURE=1, or not built), a loop per byte in Python would cost ~100k
-# instructions per head: ``_find`` uses ``bytes.find`` there. Compiled, ``__file__`` is the
-# extension's and ``_find`` is libc's ``memchr``.
-_PURE = __file__.endswith(".py")
 # the kinds of http11.RESPONSE_HEADERS, as C ints in the compiled build
 _CONTENT_LENGTH = h.R_CONTENT_LENGTH
 _TRANSFER_ENCODING = h.R_TRANSFER_ENCODING
@@ -141,7 +135,7 @@ class ResponseFields:
         if i < n and p[i] == _SP:
             i += 1
         reason = i
-        i = _find(buf, p, _CR, i, n)
+        i = hb.find(buf, p, _CR, i, n)
         if i - reason == 2 and p[reason] == _O and p[reason + 1] == _K:
             self.reason = _OK  # the usual one: no new object
         else:
@@ -151,20 +145,14 @@ class ResponseFields:
         kept = []
         while i < n and p[i] != _CR:
             line = i
-            i = _find(buf, p, _COLON, i, n)
-            name_len = i - line
-            i += 1
-            while i < n and (p[i] == _SP or p[i] == _HTAB):
-                i += 1  # leading OWS; llhttp keeps the trailing one in a value, and so do we
-            value = i
-            i = _find(buf, p, _CR, i, n)
-            value_end = i
-            i += 2
+            colon, value, value_end = hb.field_line(buf, p, i, n)
+            name_len = colon - line
+            i = value_end + 2
             kind = _kind(p, line, name_len)
             if kind == 0:
                 continue
             if kind == _CONTENT_LENGTH:
-                length = _number(p, value, value_end)
+                length = hb.number(p, value, value_end)
                 self.content_length = length if length >= 0 else int(p[value:value_end])
                 continue
             if kind == _SET_COOKIE:
@@ -181,8 +169,8 @@ class ResponseFields:
                 size = value_end - value
                 # "keep-alive" and "close" name no field (llhttp reads them itself): no object
                 if not (
-                    (size == 10 and _named(p, value, b"keep-alive"))
-                    or (size == 5 and _named(p, value, b"close"))
+                    (size == 10 and hb.named(p, value, b"keep-alive"))
+                    or (size == 5 and hb.named(p, value, b"close"))
                 ):
                     self._connection(p[value:value_end])
             elif kind == _UPGRADE:
@@ -205,70 +193,32 @@ class ResponseFields:
         self.conn_tokens = tokens if self.conn_tokens is None else self.conn_tokens + tokens
 
 
-def _find(buf: bytes, p: bytes, c: int, i: int, n: int) -> int:
-    """The offset of the first byte ``c`` at or after ``i`` in ``buf`` (``p``: its bytes), or
-    ``n`` (its length) when there is none."""
-    if _PURE:
-        j = buf.find(c, i, n)
-        return n if j < 0 else j
-    if i >= n:
-        return n
-    # compiled: libc's memchr (response_head.pxd), which reads the bytes a word at a time — a
-    # third of the instructions of a loop per byte over a typical head (issue 12, session 5)
-    at = _memchr(p + i, c, n - i)  # type: ignore[name-defined,operator]  # noqa: F821 (cimported by response_head.pxd)
-    return at - p if at else n
-
-
 def _kind(p: bytes, at: int, n: int) -> int:
     """The RESPONSE_HEADERS kind of the field name of ``n`` bytes at ``at``, 0 for the others
     (by its length first: most names are not compared at all)."""
     if n == 10:
-        if _named(p, at, b"connection"):
+        if hb.named(p, at, b"connection"):
             return _CONNECTION
-        if _named(p, at, b"set-cookie"):
+        if hb.named(p, at, b"set-cookie"):
             return _SET_COOKIE
-        if _named(p, at, b"keep-alive"):
+        if hb.named(p, at, b"keep-alive"):
             return _HOP
-    elif n == 14 and _named(p, at, b"content-length"):
+    elif n == 14 and hb.named(p, at, b"content-length"):
         return _CONTENT_LENGTH
-    elif n == 17 and _named(p, at, b"transfer-encoding"):
+    elif n == 17 and hb.named(p, at, b"transfer-encoding"):
         return _TRANSFER_ENCODING
     elif n == 7:
-        if _named(p, at, b"upgrade"):
+        if hb.named(p, at, b"upgrade"):
             return _UPGRADE
-        if _named(p, at, b"trailer"):
+        if hb.named(p, at, b"trailer"):
             return _HOP
     elif (
-        (n == 2 and _named(p, at, b"te"))
-        or (n == 16 and _named(p, at, b"proxy-connection"))
-        or (n == 18 and _named(p, at, b"proxy-authenticate"))
+        (n == 2 and hb.named(p, at, b"te"))
+        or (n == 16 and hb.named(p, at, b"proxy-connection"))
+        or (n == 18 and hb.named(p, at, b"proxy-authenticate"))
     ):
         return _HOP
     return 0
-
-
-def _named(p: bytes, at: int, name: bytes) -> bool:
-    """The bytes at ``at`` spell the lower-case ``name`` in any case. ``| 0x20`` lower-cases a
-    letter and leaves "-" alone; no other byte of a token turns into a letter or "-"."""
-    q = name
-    # a loop, not all(genexpr): compiled, a C loop over two C pointers
-    for k in range(len(name)):  # noqa: SIM110
-        if (p[at + k] | 0x20) != q[k]:
-            return False
-    return True
-
-
-def _number(p: bytes, at: int, end: int) -> int:
-    """The decimal number at ``at`` (llhttp checked the digits; trailing OWS ends it), or -1
-    when it is too long to add up here."""
-    value = 0
-    i = at
-    while i < end and 48 <= p[i] <= 57:
-        if i - at >= _LONG_NUMBER:
-            return -1
-        value = value * 10 + (p[i] - 48)
-        i += 1
-    return value
 
 
 def strip_fields(fields: bytes, named: set[bytes]) -> bytes:

@@ -1,0 +1,22 @@
+# C types for balancer/dataplane/head_bytes.py in the compiled build (setup.py): C functions
+# over a C pointer into a head's bytes, which request_head.pxd and response_head.pxd cimport
+# (``from balancer.dataplane cimport head_bytes as hb``: see head_bytes.py for why not by name).
+cimport cython
+
+cdef int _CR, _SP, _HTAB, _COLON, _LONG_NUMBER
+cdef bint _PURE
+
+cdef extern from "string.h":
+    const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
+
+@cython.locals(j=Py_ssize_t, at="const unsigned char *")
+cdef Py_ssize_t find(bytes buf, const unsigned char *p, unsigned char c, Py_ssize_t i,
+                     Py_ssize_t n) except? -2
+# noexcept: compiled, ``find`` takes the memchr path, which raises nothing
+@cython.locals(colon=Py_ssize_t, value=Py_ssize_t)
+cdef (Py_ssize_t, Py_ssize_t, Py_ssize_t) field_line(bytes buf, const unsigned char *p,
+                                                     Py_ssize_t i, Py_ssize_t n) noexcept
+@cython.locals(q="const unsigned char *", k=Py_ssize_t)
+cdef bint named(const unsigned char *p, Py_ssize_t at, bytes name) noexcept
+@cython.locals(value="long long", i=Py_ssize_t)
+cdef long long number(const unsigned char *p, Py_ssize_t at, Py_ssize_t end) noexcept

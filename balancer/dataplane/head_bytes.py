@@ -1,0 +1,78 @@
+"""The byte-level steps both head scanners take: a request's (request_head.py) and a member's
+response's (response_head.py). Each scans a head llhttp has accepted whole, so every line ends
+with CRLF and every field line has a colon; these functions find a byte, split a field line
+into name and value, compare a field name in any case and read a Content-Length.
+
+Compiled (head_bytes.pxd) they are C functions over a C pointer into the head's bytes (``p``),
+which the scanners call as C functions: their ``.pxd`` files cimport this module under the
+name their ``.py`` files import it by (``hb``), so ``hb.find(...)`` is a C call there and a
+Python call when this ``.py`` runs (``PYJK_PURE=1``: slower, same results — the unit tests run
+both). A ``from ... import find`` would not do: Cython refuses a Python import of a name the
+``.pxd`` cimports as a C function taking a pointer.
+"""
+
+from __future__ import annotations
+
+_CR = 13
+_SP = 32
+_HTAB = 9
+_COLON = 58
+_LONG_NUMBER = 18  # more digits than a C long long surely holds: Python's int() reads them
+# Run from this .py (PYJK_PURE=1, or not built), a loop per byte in Python would cost ~100k
+# instructions per head: ``find`` uses ``bytes.find`` there. Compiled, ``__file__`` is the
+# extension's and ``find`` is libc's ``memchr``.
+_PURE = __file__.endswith(".py")
+
+
+def find(buf: bytes, p: bytes, c: int, i: int, n: int) -> int:
+    """The offset of the first byte ``c`` at or after ``i`` in ``buf`` (``p``: its bytes), or
+    ``n`` when there is none before it."""
+    if _PURE:
+        j = buf.find(c, i, n)
+        return n if j < 0 else j
+    if i >= n:
+        return n
+    # compiled: libc's memchr (head_bytes.pxd), which reads the bytes a word at a time — a
+    # third of the instructions of a loop per byte over a typical head (issue 12, session 5)
+    at = _memchr(p + i, c, n - i)  # type: ignore[name-defined,operator]  # noqa: F821 (declared by head_bytes.pxd)
+    return at - p if at else n
+
+
+def field_line(buf: bytes, p: bytes, i: int, n: int) -> tuple[int, int, int]:
+    """The field line at ``i`` of ``buf`` (``p``: its bytes): the offsets of its colon, of its
+    value (the leading OWS skipped; llhttp keeps the trailing one in a value, and so do the
+    scanners) and of the CR that ends it; the next line begins 2 bytes after that.
+
+    One call per field line: compiled, a call from another module is not inlined, and three
+    (a find, the OWS, a find) cost ~260 instructions more per keep-alive request than one
+    (docs/benchmarks.md, issue 12, session 5).
+    """
+    colon = find(buf, p, _COLON, i, n)
+    value = colon + 1
+    while value < n and (p[value] == _SP or p[value] == _HTAB):
+        value += 1
+    return colon, value, find(buf, p, _CR, value, n)
+
+
+def named(p: bytes, at: int, name: bytes) -> bool:
+    """The bytes at ``at`` spell the lower-case ``name`` in any case. ``| 0x20`` lower-cases a
+    letter and leaves "-" alone; no other byte of a token turns into a letter or "-"."""
+    q = name
+    # a loop, not all(genexpr): compiled, a C loop over two C pointers
+    for k in range(len(name)):  # noqa: SIM110
+        if (p[at + k] | 0x20) != q[k]:
+            return False
+    return True
+
+
+def number(p: bytes, at: int, end: int) -> int:
+    """The decimal number at ``at`` (llhttp checked the digits; trailing OWS ends it), or -1
+    when it is too long to add up here."""
+    value = 0
+    i = at
+    while i < end and 48 <= p[i] <= 57:
+        if i - at >= _LONG_NUMBER:
+            return -1
+        value = value * 10 + (p[i] - 48)
+        i += 1
+    return value
