@@ -19,6 +19,7 @@ from __future__ import annotations
 
 _LINE, _DATA, _DATA_END, _TRAILER = 0, 1, 2, 3
 _SIZE_PREFIX = 20  # bytes of a size line kept to read the size (16 hex digits at most)
+_HEX = b"0123456789abcdefABCDEF"
 
 
 def chunk_size(line: bytes, zeros: bool = False) -> int | None:
@@ -33,8 +34,8 @@ def chunk_size(line: bytes, zeros: bool = False) -> int | None:
     digits = line[:end]
     if not digits:
         return 0 if zeros else None
-    if len(digits) > 16:
-        return None
+    if len(digits) > 16 or digits.strip(_HEX):
+        return None  # only hex digits: int(x, 16) also takes a sign, "_" and whitespace
     try:
         return int(digits, 16)
     except ValueError:
@@ -124,7 +125,7 @@ class ChunkLines:
             pos = lf + 1
             size = chunk_size(self.line, self.zeros)
             self.line, self.line_len, self.zeros = b"", 0, False
-            if size is None:
+            if size is None or size < 0:  # (never negative: the position only moves on)
                 self.done = self.bad = True  # llhttp refuses it
             elif size == 0:
                 self.state = _TRAILER  # the last chunk: trailer fields, then a blank line

@@ -400,6 +400,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         alone is (as when llhttp called back with the target), else 431."""
         part = self.head_part or b""
         sp = part.find(b" ")
+        while 0 <= sp < len(part) - 1 and part[sp + 1] == 32:
+            sp += 1  # a run of spaces stands for one SP (llhttp, read_head)
         if sp >= 0:
             end = part.find(b" ", sp + 1)
             if end < 0:

@@ -17,6 +17,13 @@ from balancer.dataplane.chunk_lines import ChunkLines, chunk_size
         (b"zz\r", None),
         (b"\r", None),
         (b"1ffffffffffffffff\r", None),
+        (b"1A\r", 26),
+        # int(x, 16) takes these; llhttp does not (a negative size once made feed loop forever)
+        (b"-6\r", None),
+        (b"+5\r", None),
+        (b"1_0\r", None),
+        (b"\x0b5\r", None),
+        (b"0x5\r", None),
     ],
 )
 def test_chunk_size_reads_the_hex_before_any_extension(line: bytes, size: int | None) -> None:

@@ -406,6 +406,28 @@ def test_a_chunk_size_line_chunk_lines_cannot_read_is_refused_and_nothing_after_
         assert got == [400] or (len(got) == 2 and got[1] == 400 and got[0]["target"] == b"/a"), k
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", [b"-6", b"0-6", b"+5", b"1_0", b"\x0b5", b"0x5"])
+def test_a_signed_or_odd_chunk_size_is_refused_at_every_split(size: bytes) -> None:
+    # Python's int(x, 16) reads a sign, "_" and whitespace that llhttp refuses; a negative
+    # size moved ChunkLines' position backwards and one 60-byte read hung the event loop
+    # (found by a review; ChunkLines sees a read before llhttp does)
+    stream = (
+        b"POST /a HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+        + size + b"\r\nZZZZZZ\r\n0\r\n\r\n" + b"GET /b HTTP/1.1\r\n" + HOST + b"\r\n"
+    )  # fmt: skip
+    for k in range(1, len(stream) + 1):
+        got = read([stream[:k], stream[k:]] if k < len(stream) else [stream])
+        assert got[-1] == 400 and all(r == 400 or r["target"] == b"/a" for r in got), k
+
+
+def test_a_long_target_after_a_run_of_spaces_over_two_reads_is_refused_with_414() -> None:
+    limits = Limits(max_head_size=64)
+    for spaces in (b" ", b"  "):
+        head = b"GET" + spaces + b"/" + b"a" * 100
+        assert read([head[:20], head[20:]], limits) == [414], spaces
+
+
 def test_a_connection_keeps_no_read_once_it_is_parsed() -> None:
     conn = Conn(_Server(Limits()))  # type: ignore[arg-type]
     conn.data_received(b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 3\r\n\r\nabc")
