@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from balancer.config.rules import RuleExtensions as RuleExtensions
+
 
 class Activation(Enum):
     """Member activation (mod_jk §3.7). ``value`` is the status page's text."""
@@ -170,20 +172,8 @@ class StatusConfig:
 WorkerConfig = MemberConfig | LbConfig | StatusConfig
 
 
-@dataclass(frozen=True, slots=True)
-class RuleExtensions:
-    """Per-rule overrides from uriworkermap (mod_jk §4.5). ``None`` = use the worker's."""
-
-    reply_timeout: int | None = None  # ms
-    sticky_ignore: bool = False
-    stateless: bool = False
-    activation: Mapping[str, Activation] = field(default_factory=dict)  # member name -> act
-    fail_on_status: tuple[int, ...] | None = None
-    use_server_errors: int | None = None  # replace backend bodies for status >= N
-    session_cookie: str | None = None
-    session_path: str | None = None
-    set_session_cookie: bool | None = None
-    session_cookie_path: str | None = None
+# RuleExtensions (a rule's overrides, mod_jk §4.5) is a model class of its own module: the lb
+# engine reads it on every request, compiled (rules.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 # the choice of every request without a session: a C call from the plan (plan.pxd cimports
 # it), with C locals and the states it compares as C variables.
 cimport cython
+from balancer.config.rules cimport RuleExtensions
 
 cdef object _ACTIVE, _OK_IDLE, _OK, _ERR_REC, _ERR_FRC
 
@@ -13,5 +14,5 @@ cpdef bint takes_requests(object state)
     value=cython.longlong, best_value=cython.longlong,
 )
 cpdef Py_ssize_t best_by_value(
-    object members, list states, object rule, bint stateless, object rotation
+    object members, list states, RuleExtensions rule, bint stateless, object rotation
 ) except -2

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from balancer.config.model import Activation, RuleExtensions
+from balancer.config.model import Activation
+from balancer.config.rules import RuleExtensions
 from balancer.lb.member import Member, State
 
 # Hot-path aliases: an attribute of an Enum class is a slow lookup in CPython 3.11 (compiled,
