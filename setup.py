@@ -22,6 +22,9 @@ COMPILED_MODULES = [
     # RequestFacts and Forward as extension types made by C calls (decisions.pxd), and the
     # router's table of answers (answers.pxd): docs/benchmarks.md, issue 12, session 5
     "balancer/lb/decisions.py",
+    # a rule's overrides as an extension type the engine reads at C level (rules.pxd):
+    # docs/benchmarks.md, issue 12, session 5
+    "balancer/config/rules.py",
     "balancer/dataplane/answers.py",
     "balancer/dataplane/routes.py",
     # the http member connection as an extension type (upstream.pxd, member_connection.pxd):

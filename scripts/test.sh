@@ -19,7 +19,7 @@ PYJK_EXTRAS=test,bench scripts/bootstrap.sh chromium chromium-driver nginx hapro
 .venv/bin/mypy
 # The unit tests of the modules setup.py compiles (add yours when you add a module there).
 PURE_TESTS=(tests/unit/test_hotpath.py tests/unit/test_lb_*.py tests/unit/test_dataplane_*.py
-    tests/unit/test_route_answers.py)
+    tests/unit/test_route_answers.py tests/unit/test_config_rules.py)
 .venv/bin/python -m pytest "$@"
 if [ "$#" -eq 0 ]; then
     echo "scripts/test.sh: the compiled modules' unit tests on their sources (PYJK_PURE=1)"

@@ -1,6 +1,7 @@
 """The typed configuration model: what the readers produce and everyone else consumes.
 
-Frozen dataclasses. Field names are the mod_jk directive names (reference modjk.md §2), so the
+Frozen dataclasses (``RuleExtensions``, re-exported from ``rules.py``, is an extension type
+with read-only C fields when compiled, and acts as one). Field names are the mod_jk directive names (reference modjk.md §2), so the
 directive table (``balancer.config.directives``) and these classes line up one to one; a unit
 test checks that they do, defaults included. Units are mod_jk's: the unit is in each field's
 comment. pyjk's own directives (health checks, slow start, the status worker's ``allow`` and
@@ -17,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+
+from balancer.config.rules import RuleExtensions as RuleExtensions
 
 
 class Activation(Enum):
@@ -170,20 +173,8 @@ class StatusConfig:
 WorkerConfig = MemberConfig | LbConfig | StatusConfig
 
 
-@dataclass(frozen=True, slots=True)
-class RuleExtensions:
-    """Per-rule overrides from uriworkermap (mod_jk §4.5). ``None`` = use the worker's."""
-
-    reply_timeout: int | None = None  # ms
-    sticky_ignore: bool = False
-    stateless: bool = False
-    activation: Mapping[str, Activation] = field(default_factory=dict)  # member name -> act
-    fail_on_status: tuple[int, ...] | None = None
-    use_server_errors: int | None = None  # replace backend bodies for status >= N
-    session_cookie: str | None = None
-    session_path: str | None = None
-    set_session_cookie: bool | None = None
-    session_cookie_path: str | None = None
+# RuleExtensions (a rule's overrides, mod_jk §4.5) is a model class of its own module: the lb
+# engine reads it on every request, compiled (rules.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,13 @@
 # plan, the session lookup, the exchange, the member connection): extension types with C
 # fields, made by C functions the plan and the exchange cimport.
 cimport cython
+from balancer.config.rules cimport RuleExtensions
 
 cdef class RequestFacts:
     cdef public str method
     cdef public str uri
     cdef public object cookies
-    cdef public object rule
+    cdef public RuleExtensions rule
     cdef public object route_override
     cdef public bint secure
 

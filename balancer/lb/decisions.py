@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from balancer.config.model import RuleExtensions
+from balancer.config.rules import RuleExtensions
 
 if TYPE_CHECKING:
     from balancer.lb.member import Member

@@ -2,11 +2,16 @@
 # extension type: its fields are C struct members and its helpers C calls, made once per
 # request on the hot path (plan, first Forward, response head, finish). The engine is typed, so
 # its per-request methods (count_choice, open_forward, close_forward ...) are C calls too, as
-# are best_by_value (choice.pxd) and the session lookup (sticky.pxd).
-from balancer.lb.choice cimport best_by_value
+# are best_from (choice.pxd) and the session lookup (sticky.pxd).
+cimport cython
+from balancer.config.rules cimport RuleExtensions
+from balancer.lb.choice cimport best_from
 from balancer.lb.decisions cimport Forward, RequestFacts, new_forward
 from balancer.lb.engine cimport LbEngine
 from balancer.lb.sticky cimport session_id, session_routes
+
+cdef object _ACTIVE
+cdef str _ACTIVE_VALUE
 
 cdef class RequestPlan:
     cdef LbEngine _engine
@@ -42,9 +47,12 @@ cdef class RequestPlan:
     cpdef void finish(self, Py_ssize_t bytes_sent, Py_ssize_t bytes_received, double now) except *
     cpdef object next(self, double now)
     cdef object _first_step(self)
+    @cython.locals(rule=RuleExtensions, engine=LbEngine, best=Py_ssize_t)
     cpdef Py_ssize_t _quick_choice(self)
     cdef object _choose(self)
+    @cython.locals(rule=RuleExtensions)
     cdef bint _begin_attempt(self, Py_ssize_t i, bint sticky)
+    @cython.locals(rule=RuleExtensions)
     cdef Forward _forward(self, Py_ssize_t try_no)
     cdef object _chooser(self)
     cdef void _count_sticky_miss(self, object choice)

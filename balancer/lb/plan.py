@@ -56,7 +56,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from balancer.config.model import Activation
-from balancer.lb.choice import Choice, Chooser, best_by_value
+from balancer.lb.choice import Choice, Chooser, best_from
 from balancer.lb.decisions import (
     CONNECT_REFUSED,
     Fail,
@@ -99,6 +99,8 @@ _DONE = _Verdict.DONE
 _OK = State.OK
 _ERR_REC = State.ERR_REC
 _STOPPED = Activation.STOPPED
+_ACTIVE = Activation.ACTIVE
+_ACTIVE_VALUE: str = _ACTIVE.value
 
 
 class RequestPlan:
@@ -321,7 +323,11 @@ class RequestPlan:
             return i
         if self.session is not None:
             return -1
-        return best_by_value(members, self._states, rule, rule.stateless, engine)
+        # choice.best_by_value, with the engine's rotation offset read and moved as C fields
+        best = best_from(members, self._states, rule, rule.stateless, engine.next_offset)
+        if best >= 0:
+            engine.next_offset = (best + 1) % len(members)
+        return best
 
     def _run(self, *, resume: bool = False, choice: Choice | bool | None = False) -> Iterator[Step]:
         """The attempt loop. ``resume``: start right after the first Forward (handed out by
@@ -445,7 +451,8 @@ class RequestPlan:
             self._cur_cookie,
             override if override is not None and override >= 0 else m.reply_timeout,
             self._cur_probe,
-            activation._value_,  # .value is a Python-level descriptor call
+            # .value is a Python-level descriptor call, _value_ a generic lookup
+            _ACTIVE_VALUE if activation is _ACTIVE else activation._value_,
         )
 
     # -- helpers ----------------------------------------------------------------------------

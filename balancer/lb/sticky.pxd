@@ -2,8 +2,10 @@
 # session_id and session_routes for every request, as C calls (plan.pxd cimports them); the
 # cookie scan runs over the characters in C.
 cimport cython
+from balancer.config.rules cimport RuleExtensions
 from balancer.lb.decisions cimport RequestFacts
 
+@cython.locals(rule=RuleExtensions)
 cpdef object session_id(RequestFacts facts, object settings)
 cpdef object path_parameter(str uri, str name)
 cpdef object cookie_value(object headers, str name)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import balancer.mounts as mounts
+from balancer.config import rules
 from balancer.config.errors import ConfigError
 from balancer.config.model import RuleExtensions
 from balancer.config.values import BadValue, parse_status_list
@@ -95,7 +96,10 @@ def test_a_fail_on_status_of_separators_only_is_an_error():
 
 def test_the_table_fills_every_field_of_rule_extensions():
     fields = {e.field for e in EXTENSIONS.values()}
-    assert fields == set(RuleExtensions.__dataclass_fields__)
+    assert fields == set(rules.FIELDS)
+    # and those are the rule's attributes, compiled or not
+    rule = RuleExtensions()
+    assert all(hasattr(rule, name) for name in rules.FIELDS)
 
 
 # --- the status page's map list ---------------------------------------------------------------
