@@ -3,9 +3,10 @@
 Frozen dataclasses (``RuleExtensions``, re-exported from ``rules.py``, is an extension type
 with read-only C fields when compiled, and acts as one). Field names are the mod_jk directive
 names (reference modjk.md §2), so the directive table (``balancer.config.directives``) and
-these classes line up one to one; a unit test checks that they do, defaults included. Units are mod_jk's: the unit is in each field's
-comment. pyjk's own directives (health checks, slow start, the status worker's ``allow`` and
-``token``) are typed fields too, marked "pyjk" below; ``extra`` stays empty (reserved).
+these classes line up one to one; a unit test checks that they do, defaults included. Units are
+mod_jk's: the unit is in each field's comment. pyjk's own directives (health checks, slow
+start, the status worker's ``allow`` and ``token``) are typed fields too, marked "pyjk" below;
+``extra`` stays empty (reserved).
 
 Where a default differs from mod_jk's, it is because mod_jk's default assumes a forking web
 server with blocking sockets (see docs/configuration.md for each):
