@@ -117,18 +117,14 @@ class ProxyServer:
 
     # --- listening --------------------------------------------------------------------------
 
-    def __call__(self) -> ClientConnection:
-        """Protocol factory, for ``loop.create_server(proxy, ...)``."""
-        return ClientConnection(self)
-
     async def start(
         self, host: str | None = "127.0.0.1", port: int | None = 8080, **kwargs: object
     ) -> asyncio.Server:
         """Listen on ``host:port`` (``kwargs`` go to ``loop.create_server``: sock, ssl, ...)."""
         self._loop = asyncio.get_running_loop()
         kwargs.setdefault("backlog", 1024)
-        # the factory as a partial of the class: uvloop calls it per connection, and a partial
-        # makes the connection without running a Python frame (``__call__`` does the same)
+        # the protocol factory as a partial of the class: uvloop calls it per connection, and a
+        # partial makes the connection without running a Python frame
         factory = partial(ClientConnection, self)
         server: asyncio.Server = await self._loop.create_server(factory, host, port, **kwargs)  # type: ignore[call-overload]
         self.servers.append(server)
