@@ -48,6 +48,11 @@ COMPILED_MODULES = [
     # the request's one observation, a C call from the exchange (stats.pxd): docs/benchmarks.md,
     # issue 12, session 5
     "balancer/dataplane/stats.py",
+    # a new client connection runs no Python frame of pyjk's: admission a C call, the
+    # deadline an entry of one timer wheel (admission.pxd, timer_wheel.pxd): docs/benchmarks.md,
+    # issue 12, session 6
+    "balancer/dataplane/admission.py",
+    "balancer/dataplane/timer_wheel.py",
 ]
 
 setup(

@@ -2,13 +2,17 @@
 # .py): typed references to the exchange in flight and the request being parsed, C fields for
 # the parse and flow-control state. No asyncio.Protocol base: uvloop needs only the methods.
 cimport cython
+from balancer.dataplane.admission cimport Admission
 from balancer.dataplane.exchange cimport Exchange
 from balancer.dataplane.request cimport Request
+from balancer.dataplane.timer_wheel cimport TimerWheel
 
 cdef class ClientConnection:
     cdef public object server, limits, loop, tls, transport, parser, queue, tunnel
     cdef public object chunk_lines, reseed, upgrade_rest, valid_host, head_part
-    cdef public object forwarded_host, timer
+    cdef public object forwarded_host
+    cdef public Admission admission
+    cdef public TimerWheel wheel
     cdef public Exchange exchange
     cdef public Request req
     cdef public str peer_ip
@@ -17,6 +21,7 @@ cdef class ClientConnection:
     cdef public bint lingering, eof, fresh
     cdef public Py_ssize_t head_size, head_raw, n_headers, rpos, head_at, head_end, chunk_end
     cdef public int reject_status, pause_flags
+    cdef public long long timer_slot
     cdef public double timer_at, conn_at, head_started, body_read_at, idle_since
     cdef public double write_paused_at
     cdef public Py_ssize_t max_head_size, max_headers, max_pipelined, max_body_size

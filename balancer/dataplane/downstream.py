@@ -13,8 +13,10 @@ fields pyjk uses and checks what llhttp leaves to us. llhttp reports no position
 connection follows where each message ends in the read (``rpos``): at the head's blank line,
 plus the body bytes llhttp delivers, or where ``ChunkLines`` saw a chunked body end.
 
-Deadlines use one timer per connection that is re-armed lazily: the hot path only stores
-timestamps, and the timer, when it fires, works out which deadline applies now.
+Deadlines use one wake-up per connection that is re-armed lazily: the hot path only stores
+timestamps, and the wake-up, when it comes, works out which deadline applies now. The wake-ups
+of all connections share one loop timer (``timer_wheel.py``: no TimerHandle per connection),
+so a deadline fires up to ``timer_wheel.TICK`` (100 ms) after it is due.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ from balancer.dataplane.request_head import (
 from balancer.dataplane.tls_facts import TlsInfo, tls_info
 
 if TYPE_CHECKING:
+    from balancer.dataplane.admission import Admission
     from balancer.dataplane.proxy import ProxyServer
+    from balancer.dataplane.timer_wheel import TimerWheel
     from balancer.dataplane.tunnel import Tunnel
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ LINGER_SECONDS = 2.0
 
 class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     __slots__ = (
+        "admission",
         "body_read_at",
         "body_timeout",
         "chunk_end",
@@ -103,14 +108,15 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         "server",
         "starting",
         "stop_after",
-        "timer",
         "timer_at",
+        "timer_slot",
         "tls",
         "transport",
         "trusted",
         "tunnel",
         "upgrade_rest",
         "valid_host",
+        "wheel",
         "write_paused_at",
     )
 
@@ -127,7 +133,11 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.header_timeout = limits.header_timeout
         self.body_timeout = limits.body_timeout
         self.keepalive_timeout = limits.keepalive_timeout
-        self.loop = server.loop
+        self.admission: Admission = server.admission
+        # (made when the server listens; the loop read from it, not from ProxyServer.loop, a
+        # property: a Python call per connection)
+        self.wheel: TimerWheel = server.wheel  # type: ignore[assignment]
+        self.loop = self.wheel.loop
         self.secure = server.secure
         self.tls: TlsInfo | None = None  # set when the connection is TLS (tls_listener)
         self.transport: asyncio.Transport | None = None
@@ -171,7 +181,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.lingering = False
         self.eof = False
         self.fresh = True  # no request answered yet
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer_slot = 0  # the wheel's bucket of the armed deadline, 0: none (timer_wheel)
         self.timer_at = 0.0
         self.conn_at = 0.0
         self.head_started = 0.0
@@ -184,14 +194,15 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if peer else ""
-        status = self.server.admit(self)
+        self.peer_ip = ip = peer[0] if peer else ""
+        status = self.admission.admit(self, ip, self.secure)
         if status:
             self.closed = True
             transport.write(h.local_response(status, close=True))
             transport.close()
             return
-        # (admit set self.trusted: whether the peer's X-Forwarded-*/Forwarded fields are kept)
+        # whether the peer's X-Forwarded-*/Forwarded fields are kept
+        self.trusted = self.admission.is_trusted(ip)
         if self.secure:  # what members learn of the TLS connection, read once
             self.tls = tls_info(transport.get_extra_info("ssl_object"))
         transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
@@ -200,11 +211,11 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self._arm(now + self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.timer_slot:
+            self.wheel.remove(self, self.timer_slot)
+            self.timer_slot = 0
         self.closed = True
-        self.server.release(self)
+        self.admission.release(self, self.peer_ip)
         if self.tunnel is not None:
             self.tunnel.side_lost(self)
         elif self.exchange is not None:
@@ -582,7 +593,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         # idle: _idle(), inlined for the common case
         self.idle_since = now = self.loop.time()
         when = now + self.keepalive_timeout
-        if self.timer is None or self.timer_at > when:
+        if not self.timer_slot or self.timer_at > when:
             self._arm(when)
         if self.pause_flags:
             self._resume(PAUSE_HOLD)
@@ -607,17 +618,17 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     # --- deadlines ----------------------------------------------------------------------------
 
     def _arm(self, when: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        if self.timer_slot:
+            self.wheel.remove(self, self.timer_slot)
         self.timer_at = when
-        self.timer = self.loop.call_at(when, self._on_timer)
+        self.timer_slot = self.wheel.add(self, when)
 
     def _ensure_deadline(self, when: float) -> None:
-        if self.timer is None or self.timer_at > when:
+        if not self.timer_slot or self.timer_at > when:
             self._arm(when)
 
-    def _on_timer(self) -> None:
-        self.timer = None
+    def _on_timer(self) -> None:  # the wheel's wake-up
+        self.timer_slot = 0
         if self.lingering:
             if self.transport is not None:
                 self.transport.close()

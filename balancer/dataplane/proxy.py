@@ -21,11 +21,13 @@ from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING, cast
 
+from balancer.dataplane.admission import Admission
 from balancer.dataplane.downstream import ClientConnection
 from balancer.dataplane.limits import Limits
 from balancer.dataplane.pool import MemberPool
 from balancer.dataplane.response_head import has_field
 from balancer.dataplane.stats import TrafficStats
+from balancer.dataplane.timer_wheel import TimerWheel
 from balancer.dataplane.tls_listener import Terminator, TlsListener
 
 if TYPE_CHECKING:
@@ -83,25 +85,29 @@ class ProxyServer:
         self.access_log = access_log
         self.member_config = member_config
         self.secure = secure
-        self.trusted_networks = tuple(
-            ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies
-        )
-        self._trusted_cache: dict[str, bool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        # the client connections' deadlines, one loop timer for all (made by start*)
+        self.wheel: TimerWheel | None = None
         self.servers: list[asyncio.Server] = []
         self.tls_listeners: list[TlsListener] = []
-        self.connections: set[ClientConnection] = set()
-        self.per_ip: dict[str, int] = {}
+        self.stats = TrafficStats()
+        # who gets in (the connection caps) and whose forwarded fields are kept
+        self.admission = Admission(
+            self.limits,
+            self.stats,
+            [ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies],
+            self.tls_listeners,
+        )
+        self.connections: set[ClientConnection] = self.admission.connections  # type: ignore[assignment]
+        self.per_ip: dict[str, int] = self.admission.per_ip
         self.pools: dict[tuple[str, str, int], MemberPool] = {}
         self.pools_by_member: dict[int, tuple[object, MemberPool]] = {}
         # request ids (X-Pyjk-Request-Id, made by Exchange._proxy): unique per process start
         # (random prefix) and per request (counter), the same for every try of one request
         self.rid_prefix = secrets.token_hex(6).encode("ascii") + b"-"
         self.rid_counter = 0
-        self.refused = 0  # connections turned away by the caps
         # "Strict-Transport-Security: ..." for responses on TLS connections (--hsts), or b""
         self.hsts = b""
-        self.stats = TrafficStats()
         # Per-connection work done once per process rather than once per connection (a new
         # connection per request is the close scenario): Host values that passed
         # http11.valid_host, and the X-Forwarded-* fields of (peer, scheme, Host). Bounded:
@@ -115,18 +121,30 @@ class ProxyServer:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
+    @property
+    def refused(self) -> int:
+        """Connections turned away by the caps."""
+        return self.admission.refused
+
+    def _listening(self) -> asyncio.AbstractEventLoop:
+        """The running loop, and the deadline wheel on it (once)."""
+        self._loop = loop = asyncio.get_running_loop()
+        if self.wheel is None:
+            self.wheel = TimerWheel(loop)
+        return loop
+
     # --- listening --------------------------------------------------------------------------
 
     async def start(
         self, host: str | None = "127.0.0.1", port: int | None = 8080, **kwargs: object
     ) -> asyncio.Server:
         """Listen on ``host:port`` (``kwargs`` go to ``loop.create_server``: sock, ssl, ...)."""
-        self._loop = asyncio.get_running_loop()
+        loop = self._listening()
         kwargs.setdefault("backlog", 1024)
         # the protocol factory as a partial of the class: uvloop calls it per connection, and a
         # partial makes the connection without running a Python frame
         factory = partial(ClientConnection, self)
-        server: asyncio.Server = await self._loop.create_server(factory, host, port, **kwargs)  # type: ignore[call-overload]
+        server: asyncio.Server = await loop.create_server(factory, host, port, **kwargs)  # type: ignore[call-overload]
         self.servers.append(server)
         return server
 
@@ -135,7 +153,7 @@ class ProxyServer:
     ) -> TlsListener:
         """Listen for HTTPS on ``host:port`` (or the listening ``sock`` given) with
         ``terminator``'s certificates."""
-        self._loop = asyncio.get_running_loop()
+        self._listening()
 
         def secure_connection() -> asyncio.Protocol:
             conn = ClientConnection(self)
@@ -144,7 +162,7 @@ class ProxyServer:
             # cannot derive from a Python class — yet has every method uvloop calls)
             return cast(asyncio.Protocol, conn)
 
-        listener = TlsListener(terminator, secure_connection, self.tls_has_room)
+        listener = TlsListener(terminator, secure_connection, self.admission.has_room)
         listener.start(host, port, sock=sock)
         self.tls_listeners.append(listener)
         return listener
@@ -172,6 +190,8 @@ class ProxyServer:
         for server in self.servers:
             await server.wait_closed()
         self.servers.clear()
+        if self.wheel is not None:
+            self.wheel.close()
 
     def hsts_for(self, headers: list[tuple[bytes, bytes]], fields: Sequence[bytes] = ()) -> bytes:
         """The HSTS field to add to a response over TLS: none when the member set its own (in
@@ -185,64 +205,12 @@ class ProxyServer:
 
     # --- client connections -----------------------------------------------------------------
 
-    def _open(self) -> int:
-        """One count for all client connections: the established ones and those still before
-        or in their TLS handshake (separate caps let twice as many in)."""
-        if not self.tls_listeners:  # plain HTTP only: no generator per accepted connection
-            return len(self.connections)
-        pending = sum(len(t.waiting) + len(t.handshaking) for t in self.tls_listeners)
-        return len(self.connections) + pending
-
     def tls_has_room(self) -> bool:
-        return self._open() < self.limits.max_connections
-
-    def admit(self, conn: ClientConnection) -> int:
-        """0 to accept ``conn`` (and ``conn.trusted`` is set), or the status to turn it away
-        with."""
-        limits = self.limits
-        # a TLS connection is admitted while its handshake task still counts as pending
-        itself = 1 if conn.secure and any(t.handshaking for t in self.tls_listeners) else 0
-        if self._open() - itself >= limits.max_connections:
-            self.refused += 1
-            self.stats.refuse("max_connections")
-            return 503
-        ip = conn.peer_ip
-        n = self.per_ip.get(ip, 0)
-        if limits.max_connections_per_ip and n >= limits.max_connections_per_ip:
-            self.refused += 1
-            self.stats.refuse("max_connections_per_ip")
-            return 503
-        self.per_ip[ip] = n + 1
-        self.connections.add(conn)
-        self.stats.accepted += 1
-        if self.trusted_networks:  # (one call per connection for both: admit and trust)
-            conn.trusted = self.is_trusted(ip)
-        return 0
-
-    def release(self, conn: ClientConnection) -> None:
-        if conn in self.connections:
-            self.connections.discard(conn)
-            ip = conn.peer_ip
-            n = self.per_ip.get(ip, 1) - 1
-            if n > 0:
-                self.per_ip[ip] = n
-            else:
-                self.per_ip.pop(ip, None)
+        return self.admission.has_room()
 
     def is_trusted(self, ip: str) -> bool:
-        if not self.trusted_networks or not ip:
-            return False
-        known = self._trusted_cache.get(ip)
-        if known is None:
-            try:
-                addr = ipaddress.ip_address(ip)
-            except ValueError:
-                return False
-            known = any(addr in net for net in self.trusted_networks)
-            if len(self._trusted_cache) > 4096:
-                self._trusted_cache.clear()
-            self._trusted_cache[ip] = known
-        return known
+        """Whether ``ip`` is a trusted proxy's (its X-Forwarded-*/Forwarded fields are kept)."""
+        return self.admission.is_trusted(ip)
 
     # --- member pools -----------------------------------------------------------------------
 

@@ -17,8 +17,11 @@ import pytest
 
 from balancer.dataplane import Limits
 from balancer.dataplane import http11 as h
+from balancer.dataplane.admission import Admission
 from balancer.dataplane.downstream import ClientConnection
 from balancer.dataplane.request import Request
+from balancer.dataplane.stats import TrafficStats
+from balancer.dataplane.timer_wheel import TimerWheel
 
 
 class _Handle:
@@ -40,6 +43,8 @@ class _Server:
         self.loop = _Loop()
         self.secure = False
         self.valid_hosts: set[bytes] = set()
+        self.wheel = TimerWheel(self.loop)  # type: ignore[arg-type]
+        self.admission = Admission(limits, TrafficStats(), [], [])
 
 
 class Conn(ClientConnection):

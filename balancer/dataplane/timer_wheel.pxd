@@ -1,0 +1,11 @@
+# The C layout of TimerWheel in the compiled build (setup.py; Cython reads it beside the .py):
+# the client connection arms and disarms its deadline with C calls (downstream.pxd).
+cdef class TimerWheel:
+    cdef public object loop, handle
+    cdef public dict slots
+    cdef public double tick
+    cdef public long long handle_slot
+
+    cpdef long long add(self, object entry, double when) except -1
+    cpdef void remove(self, object entry, long long slot) except *
+    cdef void _schedule(self, long long slot) except *

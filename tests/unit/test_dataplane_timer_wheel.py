@@ -1,0 +1,164 @@
+"""The client connections' deadlines on one loop timer (balancer/dataplane/timer_wheel.py):
+a deadline wakes its entry at or up to one tick after it is due, never before; a removed entry
+is never woken and not kept; one loop timer serves all entries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from balancer.dataplane.timer_wheel import TICK, TimerWheel
+
+
+class FakeHandle:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """call_at and time() only: time moves when the test says."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.handles: list[FakeHandle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> FakeHandle:
+        handle = FakeHandle(when, callback)
+        self.handles.append(handle)
+        return handle
+
+    def pending(self) -> list[FakeHandle]:
+        return [h for h in self.handles if not h.cancelled and h.callback is not None]
+
+    def run_until(self, t: float) -> None:
+        """Fire every live timer due by ``t``, in order, with the clock at its time."""
+        while True:
+            due = [h for h in self.pending() if h.when <= t]
+            if not due:
+                break
+            handle = min(due, key=lambda h: h.when)
+            self.now = max(self.now, handle.when)
+            callback, handle.callback = handle.callback, None  # type: ignore[assignment]
+            callback()
+        self.now = t
+
+
+class Entry:
+    def __init__(self, wheel: TimerWheel, loop: FakeLoop) -> None:
+        self.wheel = wheel
+        self.loop = loop
+        self.timer_slot = 0
+        self.woken: list[float] = []
+        self.on_wake: Callable[[Entry], Any] | None = None
+
+    def arm(self, when: float) -> None:
+        if self.timer_slot:
+            self.wheel.remove(self, self.timer_slot)
+        self.timer_slot = self.wheel.add(self, when)
+
+    def _on_timer(self) -> None:
+        self.woken.append(self.loop.time())
+        if self.on_wake is not None:
+            self.on_wake(self)
+
+
+def make() -> tuple[FakeLoop, TimerWheel]:
+    loop = FakeLoop()
+    return loop, TimerWheel(loop)  # type: ignore[arg-type]
+
+
+def test_a_deadline_wakes_its_entry_after_it_is_due_and_within_one_tick() -> None:
+    loop, wheel = make()
+    entry = Entry(wheel, loop)
+    due = loop.now + 0.33
+    entry.arm(due)
+    loop.run_until(due - 0.001)
+    assert entry.woken == []
+    loop.run_until(due + TICK)
+    assert len(entry.woken) == 1
+    assert due <= entry.woken[0] <= due + TICK
+    assert entry.timer_slot == 0  # the wheel says it no longer holds it
+    assert wheel.slots == {}
+
+
+def test_a_removed_entry_is_never_woken_and_not_kept() -> None:
+    loop, wheel = make()
+    entry = Entry(wheel, loop)
+    entry.arm(loop.now + 1)
+    wheel.remove(entry, entry.timer_slot)
+    assert wheel.slots == {}  # a closed connection is not held until its deadline
+    loop.run_until(loop.now + 5)
+    assert entry.woken == []
+
+
+def test_rearming_later_moves_the_entry_and_it_wakes_once() -> None:
+    loop, wheel = make()
+    entry = Entry(wheel, loop)
+    start = loop.now
+    entry.arm(start + 0.5)
+    entry.arm(start + 2.0)
+    loop.run_until(start + 1.9)
+    assert entry.woken == []
+    loop.run_until(start + 2.0 + TICK)
+    assert len(entry.woken) == 1 and entry.woken[0] >= start + 2.0
+
+
+def test_one_loop_timer_serves_many_entries_and_an_earlier_one_moves_it() -> None:
+    loop, wheel = make()
+    start = loop.now
+    late = [Entry(wheel, loop) for _ in range(50)]
+    for i, e in enumerate(late):
+        e.arm(start + 10 + i * 0.01)
+    assert len(loop.pending()) == 1  # not one per entry
+    early = Entry(wheel, loop)
+    early.arm(start + 1)
+    assert len(loop.pending()) == 1  # moved, not added
+    loop.run_until(start + 1 + TICK)
+    assert len(early.woken) == 1 and not any(e.woken for e in late)
+    loop.run_until(start + 11 + TICK)
+    assert all(len(e.woken) == 1 for e in late)
+    assert all(e.woken[0] >= start + 10 + i * 0.01 for i, e in enumerate(late))
+    assert loop.pending() == [] and wheel.slots == {}
+
+
+def test_an_entry_may_arm_again_from_its_wake_up() -> None:
+    loop, wheel = make()
+    entry = Entry(wheel, loop)
+    start = loop.now
+
+    def again(e: Entry) -> None:
+        if len(e.woken) < 3:
+            e.arm(e.loop.time() + 1)
+
+    entry.on_wake = again
+    entry.arm(start + 1)
+    loop.run_until(start + 10)
+    assert len(entry.woken) == 3
+    gaps = [b - a for a, b in zip(entry.woken, entry.woken[1:], strict=False)]
+    assert all(gap >= 1 for gap in gaps)
+
+
+def test_a_deadline_already_past_wakes_at_the_next_tick() -> None:
+    loop, wheel = make()
+    entry = Entry(wheel, loop)
+    entry.arm(loop.now - 3)
+    loop.run_until(loop.now + TICK)
+    assert len(entry.woken) == 1
+
+
+def test_close_stops_the_loop_timer() -> None:
+    loop, wheel = make()
+    entry = Entry(wheel, loop)
+    entry.arm(loop.now + 1)
+    wheel.close()
+    assert loop.pending() == []
+    loop.run_until(loop.now + 5)
+    assert entry.woken == []
