@@ -9,6 +9,9 @@ cdef class Admission:
     cdef public list tls_listeners
     cdef public TrafficStats stats
     cdef public Py_ssize_t max_connections, max_per_ip, refused
+    cdef public Py_ssize_t max_head_size, max_headers, max_pipelined, max_body_size
+    cdef public Py_ssize_t replay_buffer_size, write_buffer_high
+    cdef public double header_timeout, body_timeout, keepalive_timeout
 
     cpdef Py_ssize_t open_count(self) except -1
     cpdef bint has_room(self) except -1

@@ -1,4 +1,5 @@
-"""Who gets in: the process's connection cap, the per-IP cap, and whose forwarded fields count.
+"""Who gets in, and on what terms: the process's connection cap, the per-IP cap, whose
+forwarded fields count, and the limits an admitted connection is held to.
 
 One object per ``ProxyServer``, asked once per client connection when it is made
 (``admit``) and told when it is lost (``release``). It keeps the set of open client
@@ -28,15 +29,24 @@ TRUSTED_CACHE_SIZE = 4096
 
 class Admission:
     __slots__ = (
+        "body_timeout",
         "connections",
+        "header_timeout",
+        "keepalive_timeout",
+        "max_body_size",
         "max_connections",
+        "max_head_size",
+        "max_headers",
         "max_per_ip",
+        "max_pipelined",
         "per_ip",
         "refused",
+        "replay_buffer_size",
         "stats",
         "tls_listeners",
         "trusted_cache",
         "trusted_networks",
+        "write_buffer_high",
     )
 
     def __init__(
@@ -56,6 +66,18 @@ class Admission:
         self.connections: set[object] = set()  # the admitted client connections still open
         self.per_ip: dict[str, int] = {}  # open connections by peer address
         self.refused = 0  # connections turned away by the caps
+        # The limits every client connection copies when it is made (ClientConnection), read
+        # here as C fields: a read of a Limits attribute is a Python lookup, eight of them per
+        # connection.
+        self.max_head_size = limits.max_head_size
+        self.max_headers = limits.max_headers
+        self.max_pipelined = limits.max_pipelined
+        self.max_body_size = limits.max_body_size
+        self.replay_buffer_size = limits.replay_buffer_size
+        self.header_timeout = limits.header_timeout
+        self.body_timeout = limits.body_timeout
+        self.keepalive_timeout = limits.keepalive_timeout
+        self.write_buffer_high = limits.write_buffer_high
 
     def open_count(self) -> int:
         """The client connections that count against the cap: the established ones and those

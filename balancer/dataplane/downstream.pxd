@@ -8,7 +8,8 @@ from balancer.dataplane.request cimport Request
 from balancer.dataplane.timer_wheel cimport TimerWheel
 
 cdef class ClientConnection:
-    cdef public object server, limits, loop, tls, transport, parser, queue, tunnel
+    cdef public object server, limits, loop, tls, transport, parser, tunnel
+    cdef public list queue
     cdef public object chunk_lines, reseed, upgrade_rest, valid_host, head_part
     cdef public object forwarded_host
     cdef public Admission admission

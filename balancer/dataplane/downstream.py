@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import TYPE_CHECKING
 
 from httptools import (
@@ -122,18 +121,19 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
-        self.limits = limits = server.limits
-        # the limits read for every request, as fields of the connection's own (C fields when
-        # compiled: a read of a Limits attribute from compiled code is a Python lookup)
-        self.max_head_size = limits.max_head_size
-        self.max_headers = limits.max_headers
-        self.max_pipelined = limits.max_pipelined
-        self.max_body_size = limits.max_body_size
-        self.replay_buffer_size = limits.replay_buffer_size
-        self.header_timeout = limits.header_timeout
-        self.body_timeout = limits.body_timeout
-        self.keepalive_timeout = limits.keepalive_timeout
+        self.limits = server.limits
         self.admission: Admission = server.admission
+        # the limits read for every request, as fields of the connection's own (C fields when
+        # compiled, copied from the admission's C fields: a read of a Limits attribute from
+        # compiled code is a Python lookup)
+        self.max_head_size = self.admission.max_head_size
+        self.max_headers = self.admission.max_headers
+        self.max_pipelined = self.admission.max_pipelined
+        self.max_body_size = self.admission.max_body_size
+        self.replay_buffer_size = self.admission.replay_buffer_size
+        self.header_timeout = self.admission.header_timeout
+        self.body_timeout = self.admission.body_timeout
+        self.keepalive_timeout = self.admission.keepalive_timeout
         # (made when the server listens; the loop read from it, not from ProxyServer.loop, a
         # property: a Python call per connection)
         self.wheel: TimerWheel = server.wheel  # type: ignore[assignment]
@@ -145,7 +145,9 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.peer_ip = ""
         self.trusted = False
         self.req: Request | None = None  # the request being parsed
-        self.queue: deque[Request | int] = deque()  # parsed, not started; int = reject status
+        # parsed, not started; int = reject status. A list, not a deque: at most
+        # max_pipelined long, and made with no Python call (and used with C calls) compiled
+        self.queue: list[Request | int] = []
         self.exchange: Exchange | None = None
         self.tunnel: Tunnel | None = None
         self.head_size = 0  # size of the last head's fields (as its trailers count on)
@@ -205,7 +207,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.trusted = self.admission.is_trusted(ip)
         if self.secure:  # what members learn of the TLS connection, read once
             self.tls = tls_info(transport.get_extra_info("ssl_object"))
-        transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
+        transport.set_write_buffer_limits(self.admission.write_buffer_high)  # (high)
         now = self.loop.time()
         self.conn_at = self.idle_since = now
         self._arm(now + self.header_timeout)
@@ -560,7 +562,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.starting = True
         try:
             while self.exchange is None and self.queue and not self.closed:
-                item = self.queue.popleft()
+                item = self.queue.pop(0)
                 if type(item) is int:
                     self.reject_now(item)
                     return

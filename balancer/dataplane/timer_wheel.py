@@ -58,9 +58,9 @@ class TimerWheel:
         bucket = self.slots.get(slot)
         if bucket is not None:
             bucket.pop(entry, None)
-            if not bucket:
-                del self.slots[slot]
-        # (the loop timer stays: when it fires for an empty bucket it moves on)
+        # (an empty bucket stays until its time comes, as the loop timer does: a bucket is
+        # shared by the connections of one tick, made and dropped once per tick, not per
+        # connection)
 
     def _schedule(self, slot: int) -> None:
         if self.handle is not None:
