@@ -4,12 +4,12 @@ cimport cython
 
 cdef class TimerWheel:
     cdef public object loop, handle
-    cdef public dict slots
+    cdef public dict slots, last_bucket
     cdef public double tick
-    cdef public long long handle_slot
+    cdef public long long handle_slot, last_slot
 
-    @cython.locals(slot="long long", bucket=dict)
+    @cython.locals(slot="long long", bucket=dict, last=dict, found=dict)
     cpdef long long add(self, object entry, double when) except -1
-    @cython.locals(bucket=dict)
+    @cython.locals(bucket=dict, last=dict)
     cpdef void remove(self, object entry, long long slot) except *
     cdef void _schedule(self, long long slot) except *

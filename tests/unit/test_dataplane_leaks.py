@@ -133,7 +133,12 @@ async def test_a_closed_client_connection_is_freed_without_the_cyclic_collector(
                     await asyncio.sleep(0.01)  # connection_lost runs in a later loop pass
                 await asyncio.sleep(0)
                 left = sum(1 for o in gc.get_objects() if type(o) is ClientConnection)
+                wheel = proxy.server.wheel
+                assert wheel is not None
+                # the deadline wheel lets go of a closed connection (not at its deadline)
+                in_wheel = sum(len(bucket) for bucket in wheel.slots.values())
             finally:
                 gc.enable()
     assert not proxy.server.connections
     assert left == 0
+    assert in_wheel == 0

@@ -163,3 +163,24 @@ def test_close_stops_the_loop_timer() -> None:
     assert loop.pending() == []
     loop.run_until(loop.now + 5)
     assert entry.woken == []
+
+
+def test_a_bucket_that_left_is_never_used_again() -> None:
+    # The wheel reuses the bucket it used last; an entry woken in a pass may arm into a bucket
+    # the same pass then empties, and a later entry must not land in that emptied bucket.
+    loop, wheel = make()
+    start = loop.now
+    first, other, second, fourth = (Entry(wheel, loop) for _ in range(4))
+    first.arm(start - TICK)
+    other.arm(start)
+
+    def arm_past(e: Entry) -> None:
+        second.arm(start)  # a deadline already due, in a bucket this pass empties next
+
+    first.on_wake = arm_past
+    loop.now = start + 5 * TICK  # the loop was busy: the timer runs late, both buckets due
+    loop.run_until(loop.now)
+    assert [len(e.woken) for e in (first, other, second)] == [1, 1, 1]
+    fourth.arm(start)  # due already: woken at the next tick
+    loop.run_until(loop.now + 2 * TICK)
+    assert len(fourth.woken) == 1
