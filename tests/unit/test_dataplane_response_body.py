@@ -13,19 +13,25 @@ member connection serves the next request: the positions left it in step.
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from balancer.lb.decisions import OutcomeKind
+from tests.support.certs import make_pair
 from tests.unit.test_dataplane_support import (
+    Backend,
     BackendConn,
     BackendRequest,
     Client,
+    FakeEngine,
     Proxy,
     Response,
     eventually,
     get,
+    member,
     proxied,
     uvloop_test,
 )
@@ -225,3 +231,31 @@ async def test_a_response_to_head_relays_no_body_and_keeps_the_connection() -> N
     assert head.status == 200 and head.header("content-length") == b"5"
     assert again.body == b"ok"
     assert backend.connections == 1
+
+
+@uvloop_test
+async def test_large_body_pieces_reach_a_tls_client_whole(tmp_path: Path) -> None:
+    # the pieces over _COPY_MAX go to the client transport as memoryviews of the member's reads:
+    # the TLS transport takes them as it takes bytes
+    pair = make_pair(tmp_path, "proxy", ["proxy.test"])
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pair.cert, pair.key)
+    client_ctx = ssl.create_default_context(cafile=str(pair.cert))
+    pieces = [HEAD % 70000 + b"a" * 5000, b"b" * 40000, b"c" * 25000]
+    script = Scripted(pieces)
+    async with Backend(script) as backend:
+        proxy = Proxy(FakeEngine([member("a", backend.port)]))
+        srv = await proxy.server.start("127.0.0.1", 0, ssl=server_ctx)
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1",
+                srv.sockets[0].getsockname()[1],
+                ssl=client_ctx,
+                server_hostname="proxy.test",
+                limit=1 << 22,
+            )
+            resp = await exchange(proxy, script, Client(reader, writer), pieces)
+            writer.close()
+        finally:
+            await proxy.__aexit__()
+    assert resp.body == b"a" * 5000 + b"b" * 40000 + b"c" * 25000
