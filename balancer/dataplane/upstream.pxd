@@ -10,6 +10,8 @@ from balancer.dataplane.response_head cimport ResponseFields
 cdef int _BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE
 cdef Py_ssize_t _COPY_MAX
 
+cdef object _piece(bytes data, const unsigned char *p, Py_ssize_t begin, Py_ssize_t end)
+
 cdef class UpstreamConnection(MemberSocket):
     cdef public object parser, lines
     cdef public ResponseFields head

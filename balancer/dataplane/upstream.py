@@ -299,9 +299,7 @@ class UpstreamConnection(MemberSocket):
     def _relay(self, ex: Exchange, data: bytes) -> bool:
         """Relay the body bytes of ``data`` (a read llhttp has just accepted), from ``body_at``;
         False when llhttp and the body's own framing disagree on where it ends."""
-        # compiled: p[a:b] is a bytes object made straight from a C pointer into ``data``
-        # (data[a:b] would build a slice object and two ints to get there)
-        p = data
+        p = data  # compiled: a C pointer into ``data`` (see _piece)
         at = self.body_at
         n = len(data)
         kind = self.body_kind
@@ -314,25 +312,21 @@ class UpstreamConnection(MemberSocket):
                 self.body_left = left = left - take
                 if take == n:
                     ex.upstream_body(data)  # a read that is all body: the same object
-                elif take <= _COPY_MAX:
-                    ex.upstream_body(p[at : at + take])
                 else:
-                    ex.upstream_body(memoryview(data)[at : at + take])
+                    ex.upstream_body(_piece(data, p, at, at + take))
             return (left == 0) == self.msg_done
         if kind == _BODY_CLOSE:
             if at == 0:
                 ex.upstream_body(data)
             elif n > at:
-                ex.upstream_body(data[at:] if n - at <= _COPY_MAX else memoryview(data)[at:])
+                ex.upstream_body(_piece(data, p, at, n))
             return True
         lines = self.lines
         assert lines is not None
         spans: list[tuple[int, int]] = []
         lines.feed(data, at, spans)
         for begin, end in spans:
-            ex.upstream_body(
-                data[begin:end] if end - begin <= _COPY_MAX else memoryview(data)[begin:end]
-            )
+            ex.upstream_body(_piece(data, p, begin, end))
         return not lines.bad and lines.done == self.msg_done
 
     def _head_response_done(self, ex: Exchange, data: bytes) -> None:
@@ -463,3 +457,14 @@ class UpstreamConnection(MemberSocket):
             return
         ex.upstream_failed(kind, reason)
         ex.flush()
+
+
+def _piece(data: bytes, p: bytes, begin: int, end: int) -> bytes | memoryview:
+    """The body bytes ``begin:end`` of the read ``data`` (``p``: its bytes): a small piece
+    copied (the relay joins it with what goes before it), a large one a ``memoryview`` of the
+    read (no copy)."""
+    if end - begin <= _COPY_MAX:
+        # compiled: p[a:b] is a bytes object made straight from the C pointer (data[a:b] would
+        # build a slice object and two ints to get there)
+        return p[begin:end]
+    return memoryview(data)[begin:end]
