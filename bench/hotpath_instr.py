@@ -2,6 +2,7 @@
 
     python bench/hotpath_instr.py                       # keepalive-100B, sticky-100B, close-100B
     python bench/hotpath_instr.py -n 2000 --scenario sticky-100B
+    python bench/hotpath_instr.py -n 300 --scenario keepalive-64KiB   # or close-64KiB: /64k
     python bench/hotpath_instr.py --processes 2        # the shared lb state (supervisor + 2)
     python bench/hotpath_instr.py --relay              # the floor: bench/bare_relay.py instead
     python bench/hotpath_instr.py --relay-headers      # the floor of a balancer (--read-headers)
