@@ -9,6 +9,7 @@ from balancer.dataplane.response_head cimport ResponseFields
 
 cdef int _BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE
 cdef Py_ssize_t _COPY_MAX
+cdef long long _LEFT_MAX
 
 cdef object _piece(bytes data, const unsigned char *p, Py_ssize_t begin, Py_ssize_t end)
 

@@ -52,6 +52,9 @@ _BODY_CLOSE = 3  # to the end of the connection
 # a body piece up to this size is copied out of its read (one small copy that the relay joins
 # with the head); a larger one goes as a memoryview of the read
 _COPY_MAX = 4096
+# the most ``body_left`` holds (a C long long, compiled): llhttp takes a Content-Length up to
+# 2**64 - 1, and a body that long is followed as one that never ends (llhttp still ends it)
+_LEFT_MAX = 1 << 62
 
 
 class UpstreamConnection(MemberSocket):
@@ -398,7 +401,7 @@ class UpstreamConnection(MemberSocket):
                 self.lines = ChunkLines()
             elif length is not None:
                 self.body_kind = _BODY_LENGTH
-                self.body_left = length
+                self.body_left = length if length < _LEFT_MAX else _LEFT_MAX
             else:
                 self.body_kind = _BODY_CLOSE
         # 1xx: for 101 HttpParserUpgrade follows, for the others the final response does

@@ -202,6 +202,15 @@ async def test_a_body_cut_short_by_the_member_reaches_the_client_truncated() -> 
 
 
 @uvloop_test
+async def test_a_content_length_past_a_c_integer_is_relayed_as_llhttp_reads_it() -> None:
+    # llhttp takes up to 2**64 - 1; the count of what is left must not overflow on the way
+    pieces = [b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\nhel", b"lo"]
+    head, body = await cut_off(Scripted(pieces, close=True), pieces)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 9223372036854775808" in head
+    assert body == b"hello"
+
+
+@uvloop_test
 async def test_bytes_after_the_body_in_the_read_of_the_head_give_a_clean_502() -> None:
     pieces = [HEAD % 2 + b"hiHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno"]
     member = Scripted(pieces)
