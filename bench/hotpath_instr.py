@@ -2,6 +2,7 @@
 
     python bench/hotpath_instr.py                       # keepalive-100B, sticky-100B, close-100B
     python bench/hotpath_instr.py -n 2000 --scenario sticky-100B
+    python bench/hotpath_instr.py -n 300 --scenario keepalive-64KiB   # or close-64KiB: /64k
     python bench/hotpath_instr.py --processes 2        # the shared lb state (supervisor + 2)
     python bench/hotpath_instr.py --relay              # the floor: bench/bare_relay.py instead
     python bench/hotpath_instr.py --relay-headers      # the floor of a balancer (--read-headers)
@@ -55,16 +56,20 @@ from race_procs import Supervisor, free_ports, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
-SCENARIOS: dict[str, tuple[str, bool]] = {  # name -> (extra header lines, keep-alive)
-    "keepalive-100B": ("", True),
-    "sticky-100B": (f"Cookie: {STICKY_COOKIE_VALUE}\r\n", True),
-    "close-100B": ("Connection: close\r\n", False),
+# name -> (extra header lines, keep-alive, path); the default run is the first three
+SCENARIOS: dict[str, tuple[str, bool, str]] = {
+    "keepalive-100B": ("", True, "/100"),
+    "sticky-100B": (f"Cookie: {STICKY_COOKIE_VALUE}\r\n", True, "/100"),
+    "close-100B": ("Connection: close\r\n", False, "/100"),
+    "keepalive-64KiB": ("", True, "/64k"),
+    "close-64KiB": ("Connection: close\r\n", False, "/64k"),
 }
+_DEFAULT_SCENARIOS = ["keepalive-100B", "sticky-100B", "close-100B"]
 _HEAD_END = b"\r\n\r\n"
 
 
 def _read_response(sock: socket.socket) -> None:
-    """Read one response with a Content-Length body (the backends' /100 always has one)."""
+    """Read one response with a Content-Length body (the backends' /100 and /64k have one)."""
     buf = b""
     while _HEAD_END not in buf:
         chunk = sock.recv(65536)
@@ -83,8 +88,8 @@ def _read_response(sock: socket.socket) -> None:
 
 
 def drive(port: int, scenario: str, n: int) -> None:
-    extra, keepalive = SCENARIOS[scenario]
-    request = f"GET /100 HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}\r\n".encode()
+    extra, keepalive, path = SCENARIOS[scenario]
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}\r\n".encode()
     sock: socket.socket | None = None
     for _ in range(n):
         if sock is None:
@@ -242,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if nginx is None or shutil.which("valgrind") is None:
         print("needs nginx and valgrind (apt-get install -y nginx valgrind)", file=sys.stderr)
         return 2
-    scenarios = args.scenario or list(SCENARIOS)
+    scenarios = args.scenario or _DEFAULT_SCENARIOS
     with tempfile.TemporaryDirectory(prefix="pyjk-instr-") as tmp:
         workdir = Path(tmp)
         members = cfg.members_for(free_ports(3))

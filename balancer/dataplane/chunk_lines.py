@@ -1,4 +1,4 @@
-"""How long the chunk-size lines of a chunked request body are (pure, no I/O).
+"""How long the chunk-size lines of a chunked body are, and where its data is (pure, no I/O).
 
 llhttp checks chunk framing but reads a chunk extension (``5;name=value``) of any length and
 hands no callback for it through httptools, so a client could make a proxy read megabytes of
@@ -13,6 +13,10 @@ trailer section to its blank line (trailer fields count against the head limits 
 field: ``fields``, ``size``, from the head's counts), and ``end`` is where the message ended in
 the last read — the client connection reads the next pipelined head from there (llhttp gives no
 positions), and a message whose end it does not know is never read past.
+
+The http member connection (upstream.py) follows a chunked response with it too: llhttp checks
+the framing but is given no body callback, and the chunk data is relayed from the offsets
+``feed`` reports (``spans``); where the two disagree the response is refused.
 """
 
 from __future__ import annotations
@@ -78,12 +82,17 @@ class ChunkLines:
         self.fields = fields
         self.size = size
 
-    def feed(self, data: bytes, start: int = 0) -> None:
+    def feed(self, data: bytes, start: int = 0, spans: list[tuple[int, int]] | None = None) -> None:
+        """Follow ``data`` from ``start``; ``spans`` (when given) gets the (begin, end) offsets
+        of the chunk data in it (a member's chunked response is relayed from them: upstream.py).
+        """
         pos, n = start, len(data)
         while pos < n and not self.done:
             state = self.state
             if state in (_DATA, _DATA_END):
                 take = min(self.left, n - pos)
+                if spans is not None and state == _DATA and take:
+                    spans.append((pos, pos + take))
                 pos += take
                 self.left -= take
                 if state == _DATA:

@@ -14,6 +14,8 @@ from balancer.lb.decisions cimport Forward, new_facts
 from balancer.lb.engine cimport LbEngine
 from balancer.lb.plan cimport RequestPlan
 
+cdef Py_ssize_t _JOIN_MAX
+
 cdef class Exchange:
     cdef public ClientConnection client
     cdef public Request req
@@ -27,7 +29,7 @@ cdef class Exchange:
     cdef public bytes head_common, request_id
     cdef public str member, failed
     cdef public bint reused, stale_retried, done, replayable, body_complete, body_done_up
-    cdef public bint request_sent, resp_started, client_ka
+    cdef public bint request_sent, resp_started, client_ka, wbuf_big
     cdef public Py_ssize_t body_size, received, sent, resp_bytes, local_limit
     cdef public int mode, status
     cdef public double started, attached_at, first_byte_at, ended_at
@@ -48,6 +50,7 @@ cdef class Exchange:
     cdef void _drop_up(self) except *
     @cython.locals(lb_plan=RequestPlan)
     cpdef void upstream_head(self) except *
+    @cython.locals(n=Py_ssize_t)
     cpdef void upstream_body(self, object data) except *
     cpdef void flush(self) except *
     cpdef void upstream_complete(self, bint reusable) except *

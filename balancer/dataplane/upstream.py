@@ -8,6 +8,16 @@ llhttp gets no per-field callback: the head's bytes are kept as they arrive and 
 has accepted them whole (response_head.py), so the fields pyjk does not act on cost no Python
 object and reach the client as the member wrote them.
 
+Nor does it get a body callback: llhttp still reads every byte (it checks the framing and says
+where the message ends), but the body is relayed from the reads themselves. The connection
+knows where the head ended in the read that held it (``body_at``) and follows the body from
+there: a Content-Length body by counting down what is left (``body_left``), a chunked one with
+``ChunkLines`` (the offsets of the chunk data), a close-delimited one to the end of every read.
+A read that is all body goes to the client as the same object, a large piece of one as a
+``memoryview`` of it: no copy and no Python call per piece (httptools' ``on_body`` made a
+``bytes`` copy of every piece and called back for it; issue 12, session 6). Where llhttp and the
+count disagree on the end, the response is refused (BAD_RESPONSE), never relayed on a guess.
+
 The connection reports to the exchange that owns it (``exchange``): a response head, body
 chunks, the end, or a failure. The end of a response is reported only after llhttp has
 returned, so a connection handed back to the pool is never fed the rest of an old read.
@@ -20,6 +30,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from balancer.dataplane import http11 as h
+from balancer.dataplane.chunk_lines import ChunkLines
 from balancer.dataplane.deadlines import next_deadline
 from balancer.dataplane.http_request import ACTIVATION_FIELDS, activation_field, request_head
 from balancer.dataplane.member_connection import MemberSocket
@@ -33,9 +44,24 @@ if TYPE_CHECKING:
 
 _STANDARD_REASONS = frozenset(h.REASONS.values())
 
+# how the body of the response being read is followed (``body_kind``)
+_BODY_NONE = 0  # no body: a 1xx, 204 or 304, or none yet
+_BODY_LENGTH = 1  # Content-Length: ``body_left`` bytes to come
+_BODY_CHUNKED = 2  # chunked: ``lines`` follows the framing
+_BODY_CLOSE = 3  # to the end of the connection
+# a body piece up to this size is copied out of its read (one small copy that the relay joins
+# with the head); a larger one goes as a memoryview of the read
+_COPY_MAX = 4096
+# the most ``body_left`` holds (a C long long, compiled): llhttp takes a Content-Length up to
+# 2**64 - 1, and a body that long is followed as one that never ends (llhttp still ends it)
+_LEFT_MAX = 1 << 62
+
 
 class UpstreamConnection(MemberSocket):
     __slots__ = (
+        "body_at",
+        "body_kind",
+        "body_left",
         "chunked_up",
         "close_delimited",
         "error",
@@ -43,8 +69,10 @@ class UpstreamConnection(MemberSocket):
         "head_stop",
         "in_body",
         "keep_alive",
+        "lines",
         "msg_done",
         "parser",
+        "read_size",
         "request_done_at",
         "timer_at",
     )
@@ -56,6 +84,11 @@ class UpstreamConnection(MemberSocket):
         self.timer_at = 0.0
         self.request_done_at = 0.0
         self.chunked_up = False  # this request's body goes up chunked
+        self.body_kind = _BODY_NONE
+        self.body_left = 0
+        self.body_at = 0  # where the body begins in the read being parsed
+        self.read_size = 0  # the size of that read
+        self.lines: ChunkLines | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -66,6 +99,7 @@ class UpstreamConnection(MemberSocket):
         self.msg_done = False
         self.head_stop = False
         self.error = ""
+        self.body_kind = _BODY_NONE
 
     # --- connection life ------------------------------------------------------------------
 
@@ -122,6 +156,7 @@ class UpstreamConnection(MemberSocket):
         self.exchange = ex
         self.received = 0
         self.msg_done = self.in_body = False
+        self.body_kind = _BODY_NONE
         self.head.clear()
         self.head_request = head_request
         self.reply_timeout = reply_timeout
@@ -225,11 +260,13 @@ class UpstreamConnection(MemberSocket):
             else:
                 self.pool.discard(self)  # bytes nobody asked for: the stream is out of step
             return
-        self.received += len(data)
+        n = self.read_size = len(data)
+        self.received += n
         if self.timer is not None:
             self.last_read = self.loop.time()
         if not self.in_body:
             self.head.add(data)  # read when llhttp has accepted the head (on_headers_complete)
+        self.body_at = 0  # (on_headers_complete moves it past a head that ends in this read)
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -241,8 +278,16 @@ class UpstreamConnection(MemberSocket):
                 if self.head_stop:
                     self._head_response_done(ex, data)
                 else:
+                    # bytes after a complete response: its body is relayed, as far as it went
+                    # (llhttp checked it), before the try fails
+                    if self.msg_done and self.body_kind:
+                        self._relay(ex, data)
                     reason, self.error = self.error or f"bad-response: {exc}", ""
                     ex.upstream_failed(OutcomeKind.BAD_RESPONSE, reason)
+            ex.flush()
+            return
+        if self.body_kind and self.exchange is ex and not self._relay(ex, data):
+            ex.upstream_failed(OutcomeKind.BAD_RESPONSE, "bad-response: body framing")
             ex.flush()
             return
         if self.msg_done and self.exchange is ex:
@@ -253,6 +298,39 @@ class UpstreamConnection(MemberSocket):
             ex.upstream_failed(OutcomeKind.BAD_RESPONSE, "bad-response: head too large")
         if ex.wbuf:
             ex.flush()
+
+    def _relay(self, ex: Exchange, data: bytes) -> bool:
+        """Relay the body bytes of ``data`` (a read llhttp has just accepted), from ``body_at``;
+        False when llhttp and the body's own framing disagree on where it ends."""
+        p = data  # compiled: a C pointer into ``data`` (see _piece)
+        at = self.body_at
+        n = len(data)
+        kind = self.body_kind
+        if kind == _BODY_LENGTH:
+            take = n - at
+            left = self.body_left
+            if take > left:
+                take = left  # (only with bytes after the response: llhttp refused them)
+            if take > 0:
+                self.body_left = left = left - take
+                if take == n:
+                    ex.upstream_body(data)  # a read that is all body: the same object
+                else:
+                    ex.upstream_body(_piece(data, p, at, at + take))
+            return (left == 0) == self.msg_done
+        if kind == _BODY_CLOSE:
+            if at == 0:
+                ex.upstream_body(data)
+            elif n > at:
+                ex.upstream_body(_piece(data, p, at, n))
+            return True
+        lines = self.lines
+        assert lines is not None
+        spans: list[tuple[int, int]] = []
+        lines.feed(data, at, spans)
+        for begin, end in spans:
+            ex.upstream_body(_piece(data, p, begin, end))
+        return not lines.bad and lines.done == self.msg_done
 
     def _head_response_done(self, ex: Exchange, data: bytes) -> None:
         # llhttp cannot be told that a response answers HEAD: it stopped at the head (see
@@ -273,6 +351,7 @@ class UpstreamConnection(MemberSocket):
             raise h.ParserStop
         # _reset(), inlined: this runs for every response (the head: on_headers_complete)
         self.chunked = self.close_delimited = self.in_body = False
+        self.body_kind = _BODY_NONE
 
     def on_headers_complete(self) -> None:
         # llhttp has accepted the whole head: read it from its bytes (no on_status/on_header
@@ -304,26 +383,33 @@ class UpstreamConnection(MemberSocket):
         self.upgrade = head.upgrade
         self.keep_alive = self.parser.should_keep_alive()
         if status >= 200:
+            # where the body begins in the read being parsed: the head's bytes end with it
+            buf = head.buf
+            more = head.more
+            self.body_at = self.read_size - ((len(buf) if more is None else len(more)) - head.start)
             head.clear()  # the final head: the reads that follow are body
             self.in_body = True
             if self.head_request:
                 self.head_stop = True
                 raise h.ParserStop
-            self.close_delimited = (
-                not self.chunked and self.content_length is None and status not in (204, 304)
-            )
+            length = self.content_length
+            self.close_delimited = not self.chunked and length is None and status not in (204, 304)
+            if status == 204 or status == 304:
+                self.body_kind = _BODY_NONE  # (llhttp reads no body after them)
+            elif self.chunked:
+                self.body_kind = _BODY_CHUNKED
+                self.lines = ChunkLines()
+            elif length is not None:
+                self.body_kind = _BODY_LENGTH
+                self.body_left = length if length < _LEFT_MAX else _LEFT_MAX
+            else:
+                self.body_kind = _BODY_CLOSE
         # 1xx: for 101 HttpParserUpgrade follows, for the others the final response does
         ex = self.exchange
         assert ex is not None
         ex.upstream_head()
         if self.exchange is not ex:
             raise h.ParserStop
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.exchange
-        if ex is None:
-            raise h.ParserStop
-        ex.upstream_body(body)
 
     def on_message_complete(self) -> None:
         if self.status >= 200:
@@ -374,3 +460,14 @@ class UpstreamConnection(MemberSocket):
             return
         ex.upstream_failed(kind, reason)
         ex.flush()
+
+
+def _piece(data: bytes, p: bytes, begin: int, end: int) -> bytes | memoryview:
+    """The body bytes ``begin:end`` of the read ``data`` (``p``: its bytes): a small piece
+    copied (the relay joins it with what goes before it), a large one a ``memoryview`` of the
+    read (no copy)."""
+    if end - begin <= _COPY_MAX:
+        # compiled: p[a:b] is a bytes object made straight from the C pointer (data[a:b] would
+        # build a slice object and two ints to get there)
+        return p[begin:end]
+    return memoryview(data)[begin:end]

@@ -83,3 +83,18 @@ def test_a_trailer_line_not_ended_counts_against_the_size_limit() -> None:
     assert lines.over(max_fields=5, max_size=100)
     assert not lines.over(max_fields=5, max_size=200)
     assert ChunkLines(fields=6).over(max_fields=5, max_size=100)
+
+
+@pytest.mark.parametrize("cut", range(4, 38))
+def test_the_chunk_data_offsets_give_the_data_however_the_bytes_are_split(cut: int) -> None:
+    body = b"HEAD3;x=y\r\nabc\r\n0002\r\nde\r\n0\r\nT: t\r\n\r\n"
+    start = 4  # the body begins after a head in the first read
+    lines = ChunkLines()
+    data: list[bytes] = []
+    for piece, at in ((body[:cut], start), (body[cut:], 0)):
+        spans: list[tuple[int, int]] = []
+        lines.feed(piece, at, spans)
+        data += [piece[begin:end] for begin, end in spans]
+    assert b"".join(data) == b"abcde"
+    assert all(data)  # no empty spans
+    assert lines.done and not lines.bad and lines.body == 5

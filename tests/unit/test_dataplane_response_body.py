@@ -1,0 +1,270 @@
+"""A member's response body relayed from its reads (upstream.py: no llhttp body callback).
+
+The connection follows where the body is in each read itself: past the head in the read that
+ends it, a Content-Length count, ChunkLines for a chunked body, everything for a
+close-delimited one. These tests make the member write its response in chosen pieces, each read
+by the balancer on its own (the member writes the next piece only once the balancer's upstream
+connection has counted the bytes before it), so every position edge is reached for certain:
+a body byte by byte, a read ending exactly at the head or at the body, the body and bytes after
+it in one read, a short body then close, a zero-length body. After each response the same
+member connection serves the next request: the positions left it in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from balancer.lb.decisions import OutcomeKind
+from tests.support.certs import make_pair
+from tests.unit.test_dataplane_support import (
+    Backend,
+    BackendConn,
+    BackendRequest,
+    Client,
+    FakeEngine,
+    Proxy,
+    Response,
+    eventually,
+    get,
+    member,
+    proxied,
+    uvloop_test,
+)
+
+HEAD = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: %d\r\n\r\n"
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def upstream_received(proxy: Proxy) -> int:
+    """Bytes the balancer has read of the response in flight (-1: none in flight)."""
+    for conn in proxy.server.connections:
+        ex = conn.exchange
+        if ex is not None and ex.up is not None:
+            return int(ex.up.received)
+    return -1
+
+
+class Scripted:
+    """A member that answers every request with the next script: its pieces written one at a
+    time, each once the balancer has read all before it; then, with ``close``, it closes."""
+
+    def __init__(self, *scripts: list[bytes], close: bool = False) -> None:
+        self.scripts = list(scripts)
+        self.close = close
+        self.gate: asyncio.Queue[None] = asyncio.Queue()
+
+    def __call__(self, conn: BackendConn, req: BackendRequest) -> None:
+        pieces = self.scripts.pop(0)
+        asyncio.get_running_loop().create_task(self._write(conn, pieces))
+
+    async def _write(self, conn: BackendConn, pieces: list[bytes]) -> None:
+        for i, piece in enumerate(pieces):
+            if i:
+                await self.gate.get()
+            conn.write(piece)
+        if self.close:
+            conn.close()
+
+    async def drive(self, proxy: Proxy, pieces: list[bytes]) -> None:
+        """Let the member write ``pieces`` as separate reads of the balancer's."""
+        total = 0
+        for piece in pieces[:-1]:
+            total += len(piece)
+            await eventually(
+                lambda total=total: upstream_received(proxy) == total,  # type: ignore[misc]
+                what=f"the balancer to read {total} bytes",
+            )
+            self.gate.put_nowait(None)
+
+
+async def exchange(proxy: Proxy, member: Scripted, client: Client, pieces: list[bytes]) -> Any:
+    client.send(get("/"))
+    answer = asyncio.get_running_loop().create_task(client.response())
+    await member.drive(proxy, pieces)
+    return await answer
+
+
+async def served_then_reused(pieces: list[bytes]) -> Response:
+    """The response the member writes in ``pieces``; the same member connection then serves
+    a second request (the positions left it in step for the next response)."""
+    member = Scripted(pieces, [HEAD % 2 + b"ok"])
+    async with proxied(responder=member) as (backend, proxy):
+        client = await proxy.connect()
+        resp = await exchange(proxy, member, client, pieces)
+        again = await exchange(proxy, member, client, [HEAD % 2 + b"ok"])
+        client.close()
+    assert again.body == b"ok"
+    assert backend.connections == 1
+    return resp  # type: ignore[no-any-return]
+
+
+def by_bytes(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+CONTENT_LENGTH_CASES = {
+    "a body byte by byte": [HEAD % 5, *by_bytes(b"hello")],
+    "the head byte by byte, then the body": [*by_bytes(HEAD % 5), b"hello"],
+    "the head and part of the body, then the rest": [HEAD % 5 + b"he", b"llo"],
+    "a read that ends exactly at the head, then the whole body": [HEAD % 5, b"hello"],
+    "head and body in one read": [HEAD % 5 + b"hello"],
+    "a zero-length body": [HEAD % 0],
+    "a large body in uneven reads": [
+        HEAD % 70000 + b"a" * 5000,
+        b"b" * 3,
+        b"c" * 40000,
+        b"d" * 24997,
+    ],
+    "a large body with its head": [HEAD % 9000 + b"e" * 9000],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONTENT_LENGTH_CASES))
+@uvloop_test
+async def test_a_content_length_body_is_relayed_whole_at_any_read_boundary(case: str) -> None:
+    pieces = CONTENT_LENGTH_CASES[case]
+    body = b"".join(pieces).partition(b"\r\n\r\n")[2]
+    resp = await served_then_reused(pieces)
+    assert resp.status == 200 and resp.header("x-a") == b"1"
+    assert resp.header("content-length") == b"%d" % len(body)
+    assert resp.body == body
+
+
+CHUNKED_CASES = {
+    "the framing byte by byte": [
+        CHUNKED_HEAD,
+        *by_bytes(b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n"),
+    ],
+    "a chunk split inside its data": [CHUNKED_HEAD + b"5\r\nab", b"cde\r\n0\r\n\r\n"],
+    "the head with the whole body": [CHUNKED_HEAD + b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"],
+    "a large chunk over reads": [
+        CHUNKED_HEAD + b"4e20\r\n" + b"a" * 7000,
+        b"b" * 13000 + b"\r\n",
+        b"0\r\n\r\n",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHUNKED_CASES))
+@uvloop_test
+async def test_a_chunked_body_is_rechunked_from_its_data_at_any_read_boundary(case: str) -> None:
+    pieces = CHUNKED_CASES[case]
+    raw = b"".join(pieces).partition(b"\r\n\r\n")[2]
+    body, at = b"", 0
+    while True:  # the chunk data of the member's framing
+        line_end = raw.index(b"\r\n", at)
+        size = int(raw[at:line_end].split(b";")[0], 16)
+        if not size:
+            break
+        body += raw[line_end + 2 : line_end + 2 + size]
+        at = line_end + 2 + size + 2
+    resp = await served_then_reused(pieces)
+    assert resp.chunked and resp.body == body
+
+
+@uvloop_test
+async def test_a_close_delimited_body_is_relayed_from_every_read_until_the_close() -> None:
+    pieces = [b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil", b" the", b" " + b"e" * 9000 + b"nd"]
+    member = Scripted(pieces, close=True)
+    async with proxied(responder=member) as (_, proxy):
+        client = await proxy.connect()
+        resp = await exchange(proxy, member, client, pieces)
+        client.close()
+    assert resp.chunked and resp.body == b"until the " + b"e" * 9000 + b"nd"
+
+
+async def cut_off(member: Scripted, pieces: list[bytes]) -> tuple[bytes, bytes]:
+    """The head and body a client gets of a response that breaks after it started: all the
+    balancer sends before it closes the connection; the try failed as READ_FAILED."""
+    async with proxied(responder=member) as (_, proxy):
+        client = await proxy.connect()
+        client.send(get("/"))
+        await member.drive(proxy, pieces)
+        got = await client.rest()
+        client.close()
+    (outcome,) = proxy.engine.last.outcomes
+    assert outcome.kind is OutcomeKind.READ_FAILED and outcome.response_started
+    head, _, body = got.partition(b"\r\n\r\n")
+    return head, body
+
+
+@uvloop_test
+async def test_a_body_cut_short_by_the_member_reaches_the_client_truncated() -> None:
+    pieces = [HEAD % 10, b"hel", b"lo"]
+    head, body = await cut_off(Scripted(pieces, close=True), pieces)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 10" in head
+    assert body == b"hello"  # five of ten bytes, then the connection closes
+
+
+@uvloop_test
+async def test_a_content_length_past_a_c_integer_is_relayed_as_llhttp_reads_it() -> None:
+    # llhttp takes up to 2**64 - 1; the count of what is left must not overflow on the way
+    pieces = [b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\nhel", b"lo"]
+    head, body = await cut_off(Scripted(pieces, close=True), pieces)
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 9223372036854775808" in head
+    assert body == b"hello"
+
+
+@uvloop_test
+async def test_bytes_after_the_body_in_the_read_of_the_head_give_a_clean_502() -> None:
+    pieces = [HEAD % 2 + b"hiHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno"]
+    member = Scripted(pieces)
+    async with proxied(responder=member) as (_, proxy):
+        resp = await proxy.request(get("/"))
+    assert resp.status == 502
+    (outcome,) = proxy.engine.last.outcomes
+    assert outcome.kind is OutcomeKind.BAD_RESPONSE and not outcome.response_started
+
+
+@uvloop_test
+async def test_bytes_after_the_body_in_a_later_read_relay_the_body_then_close() -> None:
+    pieces = [HEAD % 5 + b"he", b"lloHTTP/1.1 200 OK\r\n"]
+    _, body = await cut_off(Scripted(pieces), pieces)
+    assert body == b"hello"  # the whole body, then the close
+
+
+@uvloop_test
+async def test_a_response_to_head_relays_no_body_and_keeps_the_connection() -> None:
+    member = Scripted([HEAD % 5], [HEAD % 2 + b"ok"])
+    async with proxied(responder=member) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(b"HEAD / HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        head: Response = await client.response(head=True)
+        again = await exchange(proxy, member, client, [HEAD % 2 + b"ok"])
+        client.close()
+    assert head.status == 200 and head.header("content-length") == b"5"
+    assert again.body == b"ok"
+    assert backend.connections == 1
+
+
+@uvloop_test
+async def test_large_body_pieces_reach_a_tls_client_whole(tmp_path: Path) -> None:
+    # the pieces over _COPY_MAX go to the client transport as memoryviews of the member's reads:
+    # the TLS transport takes them as it takes bytes
+    pair = make_pair(tmp_path, "proxy", ["proxy.test"])
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pair.cert, pair.key)
+    client_ctx = ssl.create_default_context(cafile=str(pair.cert))
+    pieces = [HEAD % 70000 + b"a" * 5000, b"b" * 40000, b"c" * 25000]
+    script = Scripted(pieces)
+    async with Backend(script) as backend:
+        proxy = Proxy(FakeEngine([member("a", backend.port)]))
+        srv = await proxy.server.start("127.0.0.1", 0, ssl=server_ctx)
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1",
+                srv.sockets[0].getsockname()[1],
+                ssl=client_ctx,
+                server_hostname="proxy.test",
+                limit=1 << 22,
+            )
+            resp = await exchange(proxy, script, Client(reader, writer), pieces)
+            writer.close()
+        finally:
+            await proxy.__aexit__()
+    assert resp.body == b"a" * 5000 + b"b" * 40000 + b"c" * 25000
