@@ -59,7 +59,7 @@ class RequestFacts:
         self,
         method: str,
         uri: str,  # the forwarded URI (raw path, ;jsessionid kept, no query) — path-param session
-        cookies: Sequence[str] = (),  # every Cookie header value, in order
+        cookies: Sequence[bytes] = (),  # every Cookie header value as sent, in order
         rule: RuleExtensions | None = None,  # None: RuleExtensions()
         route_override: str | None = None,  # mod_jk's JK_ROUTE
         secure: bool = False,  # the client connection is TLS (;Secure on the routing cookie)
@@ -90,7 +90,7 @@ class RequestFacts:
 def new_facts(
     method: str,
     uri: str,
-    cookies: Sequence[str],
+    cookies: Sequence[bytes],
     rule: RuleExtensions,
     route_override: str | None,
     secure: bool,

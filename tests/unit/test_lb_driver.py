@@ -34,7 +34,7 @@ def engine(*members: MemberConfig | str, maintain: int = 60, now: float = 0.0, *
 
 
 def facts(method: str = "GET", uri: str = "/app/x", cookie: str | None = None, **kw: object):
-    cookies = () if cookie is None else (cookie,)
+    cookies = () if cookie is None else (cookie.encode("latin-1"),)
     return RequestFacts(method, uri, cookies=cookies, **kw)  # type: ignore[arg-type]
 
 
