@@ -1,7 +1,7 @@
 # C types for balancer/lb/sticky.py (Cython's pure-Python mode; see setup.py): the plan calls
 # session_id and session_routes for every request, as C calls (plan.pxd cimports them); the
 # cookie scan runs over the bytes of each Cookie header through a C pointer, the name found
-# with libc's memmem.
+# with libc's memchr and memcmp.
 cimport cython
 from balancer.config.rules cimport RuleExtensions
 from balancer.lb.decisions cimport RequestFacts
@@ -11,9 +11,8 @@ cdef bint _PURE
 cdef tuple _last_name
 
 cdef extern from "string.h":
-    # a GNU extension (pyconfig.h defines _GNU_SOURCE), in the BSDs' and macOS's libc too
-    const unsigned char *_memmem "memmem" (const unsigned char *haystack, size_t haystacklen,
-                                           const unsigned char *needle, size_t needlelen) nogil
+    const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
+    int _memcmp "memcmp" (const unsigned char *a, const unsigned char *b, size_t n) nogil
 
 @cython.locals(rule=RuleExtensions)
 cpdef object session_id(RequestFacts facts, object settings)
@@ -29,7 +28,8 @@ cpdef object cookie_value(object headers, str name)
 cdef (Py_ssize_t, Py_ssize_t) _next_value(bytes header, const unsigned char *p, Py_ssize_t n,
                                           bytes key, Py_ssize_t start) noexcept
 
-@cython.locals(size=Py_ssize_t, q="const unsigned char *", at="const unsigned char *")
+@cython.locals(q="const unsigned char *", size=Py_ssize_t, last=Py_ssize_t,
+               at="const unsigned char *")
 cdef Py_ssize_t _find(bytes header, const unsigned char *p, Py_ssize_t n, bytes key,
                       Py_ssize_t i) noexcept
 
