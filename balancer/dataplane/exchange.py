@@ -214,9 +214,9 @@ class Exchange:
         name = "GET" if method == b"GET" else names.get(method) or method.decode("latin-1")
         facts = new_facts(  # RequestFacts(...) as a C call (decisions.py)
             name,
-            req.path.decode("latin-1"),
-            # the Cookie values as the request's bytes: the lb scans them as bytes (sticky.py)
-            # and decodes only the session id it finds; the request is done being read
+            # the path and the Cookie values as the request's bytes: the lb scans them as bytes
+            # (sticky.py) and decodes only the session id it finds; the request is read whole
+            req.path,
             req.cookies,
             route.rule,
             route.route_override,

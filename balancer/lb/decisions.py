@@ -58,7 +58,7 @@ class RequestFacts:
     def __init__(
         self,
         method: str,
-        uri: str,  # the forwarded URI (raw path, ;jsessionid kept, no query) — path-param session
+        uri: bytes,  # the forwarded URI as sent (raw path, ;jsessionid kept, no query)
         cookies: Sequence[bytes] = (),  # every Cookie header value as sent, in order
         rule: RuleExtensions | None = None,  # None: RuleExtensions()
         route_override: str | None = None,  # mod_jk's JK_ROUTE
@@ -89,7 +89,7 @@ class RequestFacts:
 
 def new_facts(
     method: str,
-    uri: str,
+    uri: bytes,
     cookies: Sequence[bytes],
     rule: RuleExtensions,
     route_override: str | None,

@@ -6,9 +6,9 @@ cimport cython
 from balancer.config.rules cimport RuleExtensions
 from balancer.lb.decisions cimport RequestFacts
 
-cdef int _SEMICOLON, _COMMA, _EQUALS, _QUOTE, _SP
+cdef int _SEMICOLON, _COMMA, _EQUALS, _QUOTE, _SP, _QUESTION, _SLASH
 cdef bint _PURE
-cdef tuple _last_name
+cdef tuple _path_key, _cookie_key
 
 cdef extern from "string.h":
     const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
@@ -16,12 +16,16 @@ cdef extern from "string.h":
 
 @cython.locals(rule=RuleExtensions)
 cpdef object session_id(RequestFacts facts, object settings)
-cpdef object path_parameter(str uri, str name)
+@cython.locals(last=tuple, key=bytes, p="const unsigned char *", n=Py_ssize_t, start=Py_ssize_t,
+               after=Py_ssize_t, stop=Py_ssize_t)
+cpdef object path_parameter(bytes uri, str name)
 
 @cython.locals(last=tuple, key=bytes, count=Py_ssize_t, first=str, found=list, header=bytes,
                p="const unsigned char *", n=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t,
                value=str)
 cpdef object cookie_value(object headers, str name)
+
+cdef bytes _encoded(str name)
 
 @cython.locals(size=Py_ssize_t, i=Py_ssize_t, c="unsigned char", at=Py_ssize_t,
                stop=Py_ssize_t)

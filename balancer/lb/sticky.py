@@ -10,12 +10,12 @@ Pure string work, kept apart from member choice so every quirk can be tested on 
 - the route of one id is what follows its *first* ``.`` (the docs say "after a dot"; the code
   takes the first, reference §8).
 
-The Cookie header values arrive as the request's bytes (``RequestFacts.cookies``) and are
-scanned as bytes: only the id found is decoded (latin-1, so every byte compares as the
-character it stood for when the headers were decoded whole). Compiled (sticky.pxd), the scan
-is a C loop over a C pointer into each header, the cookie name found with libc's ``memchr``
-and ``memcmp`` (issue 12, session 6: ~2k instructions less per sticky request than decoding
-every header and scanning the text).
+The Cookie header values and the path arrive as the request's bytes (``RequestFacts.cookies``
+and ``.uri``) and are scanned as bytes: only the id found is decoded (latin-1, so every byte
+compares as the character it stood for when the request was decoded whole). Compiled
+(sticky.pxd), the scans are C loops over a C pointer into the bytes, a name found with libc's
+``memchr`` and ``memcmp`` (issue 12, session 6: ~2k instructions less per sticky request than
+decoding every header and scanning the text).
 
 The route is untrusted client input. It is only ever compared with configured routes and
 domains; it never names a host.
@@ -36,9 +36,13 @@ _SP = 32
 # Run from this .py (PYJK_PURE=1, or not built), ``_find`` uses ``bytes.find``; compiled,
 # ``__file__`` is the extension's and ``_find`` is libc's ``memchr`` (as head_bytes.py does).
 _PURE = __file__.endswith(".py")
-# The last cookie name asked for and its bytes: nearly every request asks for its lb's one
-# name (the same str object), so an identity check spares encoding it per request.
-_last_name: tuple[str, bytes] = ("", b"")
+_QUESTION = 63
+_SLASH = 47
+# The last name each scan was asked for and its bytes (``_encoded``): nearly every request
+# asks for its lb's names, the same str objects, so an identity check spares encoding them
+# per request (a dict lookup cost ~160 instructions; issue 12, session 6).
+_path_key: tuple[str, bytes] = ("", b"")
+_cookie_key: tuple[str, bytes] = ("", b"")
 
 
 def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
@@ -63,26 +67,32 @@ def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
     return value or None
 
 
-def path_parameter(uri: str, name: str) -> str | None:
-    """Value of the first ``name=`` in ``uri`` that has something after the ``=``.
+def path_parameter(uri: bytes, name: str) -> str | None:
+    """Value of the first ``name=`` in ``uri`` (the raw path, as bytes) that has something
+    after the ``=``, decoded as latin-1.
 
     ``name`` includes its leading ``;`` (``;jsessionid``) and is case-sensitive. The value ends
     at the first ``?``, ``;`` or ``/``; it may come out empty (``;jsessionid=/x``), which the
     caller treats as no session.
     """
-    if not name:
+    global _path_key
+    last = _path_key
+    if last[0] is not name:
+        last = _path_key = (name, _encoded(name))
+    key = last[1]
+    if not key:
         return None
-    start = uri.find(name)
+    p = uri  # compiled: a C pointer to the bytes (sticky.pxd)
+    n = len(uri)
+    start = _find(uri, p, n, key, 0)
     while start >= 0:
-        after = start + len(name)
-        if uri.startswith("=", after) and after + 1 < len(uri):
-            value = uri[after + 1 :]
-            for stop in "?;/":
-                cut = value.find(stop)
-                if cut >= 0:
-                    value = value[:cut]
-            return value
-        start = uri.find(name, start + 1)
+        after = start + len(key)
+        if after + 1 < n and p[after] == _EQUALS:  # "=" and something after it
+            stop = after + 1
+            while stop < n and p[stop] not in (_QUESTION, _SEMICOLON, _SLASH):
+                stop += 1
+            return uri[after + 1 : stop].decode("latin-1")
+        start = _find(uri, p, n, key, start + 1)
     return None
 
 
@@ -94,18 +104,13 @@ def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
     between the name and ``=``; the value must not be empty right after the ``=`` and ends at
     ``;`` or ``,``; one pair of surrounding double quotes is removed.
     """
-    if not name:
+    global _cookie_key
+    last = _cookie_key
+    if last[0] is not name:
+        last = _cookie_key = (name, _encoded(name))
+    key = last[1]
+    if not key:
         return None
-    global _last_name
-    last = _last_name
-    if last[0] is name:
-        key = last[1]
-    else:
-        try:
-            key = name.encode("latin-1")
-        except UnicodeEncodeError:
-            return None  # no latin-1 header spells it
-        _last_name = (name, key)
     count = 0
     first: str | None = None
     found: list[str] | None = None
@@ -130,6 +135,16 @@ def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
     if found is not None:
         return ";".join(found)
     return first
+
+
+def _encoded(name: str) -> bytes:
+    """``name`` as the bytes it is found as (latin-1), or b"" when none are (found nowhere)."""
+    if not name:
+        return b""
+    try:
+        return name.encode("latin-1")
+    except UnicodeEncodeError:
+        return b""
 
 
 def _next_value(header: bytes, p: bytes, n: int, key: bytes, start: int) -> tuple[int, int]:

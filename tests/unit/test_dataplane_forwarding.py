@@ -158,7 +158,7 @@ async def test_the_forwarded_uri_keeps_jsessionid_and_the_engine_sees_path_and_c
     assert backend.requests[0].url == target
     facts = engine.last.facts
     assert facts.method == "GET"
-    assert facts.uri == "/app;jsessionid=ABC.n1/x"
+    assert facts.uri == b"/app;jsessionid=ABC.n1/x"
     assert list(facts.cookies) == [b"a=1", b"JSESSIONID=DEF.n2"]  # as sent: the lb scans bytes
 
 

@@ -19,7 +19,7 @@ DEFAULTS = LbSettings.from_config(LbConfig("lb"))
 
 def sid(uri="/app/x", cookies=(), settings=DEFAULTS, **kw):
     cookies = tuple(c.encode("latin-1") for c in cookies)
-    return session_id(RequestFacts("GET", uri, cookies=cookies, **kw), settings)
+    return session_id(RequestFacts("GET", uri.encode("latin-1"), cookies=cookies, **kw), settings)
 
 
 def cookie(headers, name):
@@ -35,14 +35,14 @@ def test_path_parameter_beats_cookie():
 
 
 def test_path_parameter_may_sit_in_any_segment_and_ends_at_slash_semicolon_or_query():
-    assert path_parameter("/a;jsessionid=X.n1/b", ";jsessionid") == "X.n1"
-    assert path_parameter("/a/b;jsessionid=X.n1;v=2", ";jsessionid") == "X.n1"
-    assert path_parameter("/a;jsessionid=X.n1?q=1", ";jsessionid") == "X.n1"
+    assert path_parameter(b"/a;jsessionid=X.n1/b", ";jsessionid") == "X.n1"
+    assert path_parameter(b"/a/b;jsessionid=X.n1;v=2", ";jsessionid") == "X.n1"
+    assert path_parameter(b"/a;jsessionid=X.n1?q=1", ";jsessionid") == "X.n1"
 
 
 def test_path_parameter_needs_an_equals_sign_and_is_case_sensitive():
-    assert path_parameter("/a;jsessionidx=1;jsessionid=Y.n2", ";jsessionid") == "Y.n2"
-    assert path_parameter("/a;JSESSIONID=Y.n2", ";jsessionid") is None
+    assert path_parameter(b"/a;jsessionidx=1;jsessionid=Y.n2", ";jsessionid") == "Y.n2"
+    assert path_parameter(b"/a;JSESSIONID=Y.n2", ";jsessionid") is None
 
 
 def test_empty_path_parameter_means_no_session_and_hides_the_cookie():
@@ -321,3 +321,31 @@ def _regex_cookie_value(headers, name):
 @example(headers=['a=1,\vJSESSIONID \f= "A.n1";J=2', "JSESSIONIDx=3"], name="JSESSIONID")
 def test_cookie_scan_finds_what_the_regex_finds(headers, name):
     assert cookie(headers, name) == _regex_cookie_value(headers, name)
+
+
+def _text_path_parameter(uri, name):
+    """path_parameter over the decoded path (pyjk before session 6): the reference."""
+    start = uri.find(name)
+    while start >= 0:
+        after = start + len(name)
+        if uri.startswith("=", after) and after + 1 < len(uri):
+            value = uri[after + 1 :]
+            for stop in "?;/":
+                cut = value.find(stop)
+                if cut >= 0:
+                    value = value[:cut]
+            return value
+        start = uri.find(name, start + 1)
+    return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    uri=st.text(alphabet=st.sampled_from(list(";jsid=/?.A\xe9\xff")), max_size=30),
+    name=st.sampled_from([";jsessionid", ";j", ";", ";\xe9", ";\u20ac"]),
+)
+@example(uri="/a;jsessionid=", name=";jsessionid")  # "=" at the very end: no value
+@example(uri="/a;jsessionid=;jsessionid=B", name=";jsessionid")  # the first: empty, not B
+def test_path_parameter_on_bytes_finds_what_the_text_scan_finds(uri, name):
+    reference = None if "\u20ac" in name else _text_path_parameter(uri, name)
+    assert path_parameter(uri.encode("latin-1"), name) == reference
