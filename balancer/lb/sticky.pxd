@@ -16,15 +16,16 @@ cdef extern from "string.h":
 
 @cython.locals(rule=RuleExtensions)
 cpdef object session_id(RequestFacts facts, object settings)
-@cython.locals(last=tuple, key=bytes, p="const unsigned char *", n=Py_ssize_t, start=Py_ssize_t,
+@cython.locals(key=bytes, p="const unsigned char *", n=Py_ssize_t, start=Py_ssize_t,
                after=Py_ssize_t, stop=Py_ssize_t)
 cpdef object path_parameter(bytes uri, str name)
 
-@cython.locals(last=tuple, key=bytes, count=Py_ssize_t, first=str, found=list, header=bytes,
+@cython.locals(key=bytes, count=Py_ssize_t, first=str, found=list, header=bytes,
                p="const unsigned char *", n=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t,
                value=str)
 cpdef object cookie_value(object headers, str name)
 
+cdef tuple _keyed(str name, tuple last)
 cdef bytes _encoded(str name)
 
 @cython.locals(size=Py_ssize_t, i=Py_ssize_t, c="unsigned char", at=Py_ssize_t,

@@ -38,7 +38,7 @@ _SP = 32
 _PURE = __file__.endswith(".py")
 _QUESTION = 63
 _SLASH = 47
-# The last name each scan was asked for and its bytes (``_encoded``): nearly every request
+# The last name each scan was asked for and its bytes (``_keyed``): nearly every request
 # asks for its lb's names, the same str objects, so an identity check spares encoding them
 # per request (a dict lookup cost ~160 instructions; issue 12, session 6).
 _path_key: tuple[str, bytes] = ("", b"")
@@ -76,10 +76,8 @@ def path_parameter(uri: bytes, name: str) -> str | None:
     caller treats as no session.
     """
     global _path_key
-    last = _path_key
-    if last[0] is not name:
-        last = _path_key = (name, _encoded(name))
-    key = last[1]
+    _path_key = _keyed(name, _path_key)
+    key = _path_key[1]
     if not key:
         return None
     p = uri  # compiled: a C pointer to the bytes (sticky.pxd)
@@ -105,10 +103,8 @@ def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
     ``;`` or ``,``; one pair of surrounding double quotes is removed.
     """
     global _cookie_key
-    last = _cookie_key
-    if last[0] is not name:
-        last = _cookie_key = (name, _encoded(name))
-    key = last[1]
+    _cookie_key = _keyed(name, _cookie_key)
+    key = _cookie_key[1]
     if not key:
         return None
     count = 0
@@ -135,6 +131,11 @@ def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
     if found is not None:
         return ";".join(found)
     return first
+
+
+def _keyed(name: str, last: tuple[str, bytes]) -> tuple[str, bytes]:
+    """``last`` when it is ``name``'s (the same object), else ``name`` and its bytes."""
+    return last if last[0] is name else (name, _encoded(name))
 
 
 def _encoded(name: str) -> bytes:
