@@ -32,8 +32,8 @@ from balancer.lb.state import LOCAL, LbState
 MEMBERS = tuple(MemberConfig(f"n{i}", route=f"n{i}") for i in (1, 2, 3))
 LB = LbConfig("lb", balance_workers=tuple(m.name for m in MEMBERS))
 REQUESTS = {
-    "new-session": RequestFacts("GET", "/100"),
-    "sticky": RequestFacts("GET", "/100", cookies=("JSESSIONID=0123456789ABCDEF.n2",)),
+    "new-session": RequestFacts("GET", b"/100"),
+    "sticky": RequestFacts("GET", b"/100", cookies=(b"JSESSIONID=0123456789ABCDEF.n2",)),
 }
 STATES = ("local", "shared")
 

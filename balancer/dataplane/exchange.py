@@ -218,17 +218,12 @@ class Exchange:
         names = _METHOD_NAMES  # a typed dict in the compiled build: get() is a C call
         # (GET first: comparing the bytes is cheaper than hashing the request's new object)
         name = "GET" if method == b"GET" else names.get(method) or method.decode("latin-1")
-        raw_cookies = req.cookies
-        cookies: tuple[str, ...] = ()
-        if raw_cookies:
-            if len(raw_cookies) == 1:
-                cookies = (raw_cookies[0].decode("latin-1"),)
-            else:
-                cookies = tuple([c.decode("latin-1") for c in raw_cookies])
         facts = new_facts(  # RequestFacts(...) as a C call (decisions.py)
             name,
-            req.path.decode("latin-1"),
-            cookies,
+            # the path and the Cookie values as the request's bytes: the lb scans them as bytes
+            # (sticky.py) and decodes only the session id it finds; the request is read whole
+            req.path,
+            req.cookies,
             route.rule,
             route.route_override,
             req.secure,

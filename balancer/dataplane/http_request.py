@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from balancer.dataplane import head_bytes as hb
 from balancer.dataplane.http11 import CACHE_LIMIT
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def request_head(ex: Exchange) -> bytes:
     parts += (b"X-Pyjk-Request-Id: ", ex.request_id, b"\r\n")
     if req.upgrade_ws:
         parts += (b"Connection: Upgrade\r\nUpgrade: ", req.upgrade or b"websocket", b"\r\n")
-    return b"".join(parts)
+    return hb.join(parts)  # compiled: a C join (head_bytes.py)
 
 
 def forwarded_fields(peer_ip: str, secure: bool, host: bytes | None) -> bytes:

@@ -7,7 +7,7 @@ from balancer.config.rules cimport RuleExtensions
 
 cdef class RequestFacts:
     cdef public str method
-    cdef public str uri
+    cdef public bytes uri
     cdef public object cookies
     cdef public RuleExtensions rule
     cdef public object route_override
@@ -22,6 +22,6 @@ cdef class Forward:
     cdef public str activation
 
 @cython.locals(facts=RequestFacts)
-cpdef RequestFacts new_facts(str method, str uri, object cookies, object rule, object route_override, bint secure)
+cpdef RequestFacts new_facts(str method, bytes uri, object cookies, object rule, object route_override, bint secure)
 @cython.locals(fwd=Forward)
 cpdef Forward new_forward(object member, bint sticky, object set_cookie, long long reply_timeout_ms, bint probe, str activation)

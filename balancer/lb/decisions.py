@@ -58,8 +58,8 @@ class RequestFacts:
     def __init__(
         self,
         method: str,
-        uri: str,  # the forwarded URI (raw path, ;jsessionid kept, no query) — path-param session
-        cookies: Sequence[str] = (),  # every Cookie header value, in order
+        uri: bytes,  # the forwarded URI as sent (raw path, ;jsessionid kept, no query)
+        cookies: Sequence[bytes] = (),  # every Cookie header value as sent, in order
         rule: RuleExtensions | None = None,  # None: RuleExtensions()
         route_override: str | None = None,  # mod_jk's JK_ROUTE
         secure: bool = False,  # the client connection is TLS (;Secure on the routing cookie)
@@ -89,8 +89,8 @@ class RequestFacts:
 
 def new_facts(
     method: str,
-    uri: str,
-    cookies: Sequence[str],
+    uri: bytes,
+    cookies: Sequence[bytes],
     rule: RuleExtensions,
     route_override: str | None,
     secure: bool,

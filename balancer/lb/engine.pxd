@@ -23,6 +23,7 @@ cdef class LbEngine:
 
     @cython.locals(total=cython.longlong)
     cdef long long _busy_now(self) except? -1
+    @cython.locals(i=Py_ssize_t, members=tuple, k=Py_ssize_t)
     cpdef Py_ssize_t route_index(self, str route) except -2
     cpdef object plan(self, object facts, double now)
     cdef bint _has_room(self, object member) except -1

@@ -1,16 +1,42 @@
 # C types for balancer/lb/sticky.py (Cython's pure-Python mode; see setup.py): the plan calls
 # session_id and session_routes for every request, as C calls (plan.pxd cimports them); the
-# cookie scan runs over the characters in C.
+# cookie scan runs over the bytes of each Cookie header through a C pointer, the name found
+# with libc's memchr and memcmp.
 cimport cython
 from balancer.config.rules cimport RuleExtensions
 from balancer.lb.decisions cimport RequestFacts
 
+cdef int _SEMICOLON, _COMMA, _EQUALS, _QUOTE, _SP, _QUESTION, _SLASH
+cdef bint _PURE
+cdef tuple _path_key, _cookie_key
+
+cdef extern from "string.h":
+    const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
+    int _memcmp "memcmp" (const unsigned char *a, const unsigned char *b, size_t n) nogil
+
 @cython.locals(rule=RuleExtensions)
 cpdef object session_id(RequestFacts facts, object settings)
-cpdef object path_parameter(str uri, str name)
+@cython.locals(key=bytes, p="const unsigned char *", n=Py_ssize_t, start=Py_ssize_t,
+               after=Py_ssize_t, stop=Py_ssize_t)
+cpdef object path_parameter(bytes uri, str name)
+
+@cython.locals(key=bytes, count=Py_ssize_t, first=str, found=list, header=bytes,
+               p="const unsigned char *", n=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t,
+               value=str)
 cpdef object cookie_value(object headers, str name)
 
-@cython.locals(size=Py_ssize_t, end=Py_ssize_t, start=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t)
-cdef list _cookie_values(str header, str name)
+cdef tuple _keyed(str name, tuple last)
+cdef bytes _encoded(str name)
 
+@cython.locals(size=Py_ssize_t, i=Py_ssize_t, c="unsigned char", at=Py_ssize_t,
+               stop=Py_ssize_t)
+cdef (Py_ssize_t, Py_ssize_t) _next_value(bytes header, const unsigned char *p, Py_ssize_t n,
+                                          bytes key, Py_ssize_t start) noexcept
+
+@cython.locals(q="const unsigned char *", size=Py_ssize_t, last=Py_ssize_t,
+               at="const unsigned char *")
+cdef Py_ssize_t _find(bytes header, const unsigned char *p, Py_ssize_t n, bytes key,
+                      Py_ssize_t i) noexcept
+
+@cython.locals(dot=Py_ssize_t)
 cpdef list session_routes(str session)

@@ -10,16 +10,39 @@ Pure string work, kept apart from member choice so every quirk can be tested on 
 - the route of one id is what follows its *first* ``.`` (the docs say "after a dot"; the code
   takes the first, reference §8).
 
+The Cookie header values and the path arrive as the request's bytes (``RequestFacts.cookies``
+and ``.uri``) and are scanned as bytes: only the id found is decoded (latin-1, so every byte
+compares as the character it stood for when the request was decoded whole). Compiled
+(sticky.pxd), the scans are C loops over a C pointer into the bytes, a name found with libc's
+``memchr`` and ``memcmp`` (issue 12, session 6: ~2k instructions less per sticky request than
+decoding every header and scanning the text).
+
 The route is untrusted client input. It is only ever compared with configured routes and
 domains; it never names a host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from balancer.lb.decisions import RequestFacts
 from balancer.lb.settings import LbSettings
+
+_SEMICOLON = 59
+_COMMA = 44
+_EQUALS = 61
+_QUOTE = 34
+_SP = 32
+# Run from this .py (PYJK_PURE=1, or not built), ``_find`` uses ``bytes.find``; compiled,
+# ``__file__`` is the extension's and ``_find`` is libc's ``memchr`` (as head_bytes.py does).
+_PURE = __file__.endswith(".py")
+_QUESTION = 63
+_SLASH = 47
+# The last name each scan was asked for and its bytes (``_keyed``): nearly every request
+# asks for its lb's names, the same str objects, so an identity check spares encoding them
+# per request (a dict lookup cost ~160 instructions; issue 12, session 6).
+_path_key: tuple[str, bytes] = ("", b"")
+_cookie_key: tuple[str, bytes] = ("", b"")
 
 
 def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
@@ -44,90 +67,145 @@ def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
     return value or None
 
 
-def path_parameter(uri: str, name: str) -> str | None:
-    """Value of the first ``name=`` in ``uri`` that has something after the ``=``.
+def path_parameter(uri: bytes, name: str) -> str | None:
+    """Value of the first ``name=`` in ``uri`` (the raw path, as bytes) that has something
+    after the ``=``, decoded as latin-1.
 
     ``name`` includes its leading ``;`` (``;jsessionid``) and is case-sensitive. The value ends
     at the first ``?``, ``;`` or ``/``; it may come out empty (``;jsessionid=/x``), which the
     caller treats as no session.
     """
-    if not name:
+    global _path_key
+    _path_key = _keyed(name, _path_key)
+    key = _path_key[1]
+    if not key:
         return None
-    start = uri.find(name)
+    p = uri  # compiled: a C pointer to the bytes (sticky.pxd)
+    n = len(uri)
+    start = _find(uri, p, n, key, 0)
     while start >= 0:
-        after = start + len(name)
-        if uri.startswith("=", after) and after + 1 < len(uri):
-            value = uri[after + 1 :]
-            for stop in "?;/":
-                cut = value.find(stop)
-                if cut >= 0:
-                    value = value[:cut]
-            return value
-        start = uri.find(name, start + 1)
+        after = start + len(key)
+        if after + 1 < n and p[after] == _EQUALS:  # "=" and something after it
+            stop = after + 1
+            while stop < n and p[stop] not in (_QUESTION, _SEMICOLON, _SLASH):
+                stop += 1
+            return uri[after + 1 : stop].decode("latin-1")
+        start = _find(uri, p, n, key, start + 1)
     return None
 
 
-def cookie_value(headers: Iterable[str], name: str) -> str | None:
-    """Every value of cookie ``name`` across ``headers`` (Cookie header values), joined by ``;``.
+def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
+    """Every value of cookie ``name`` across ``headers`` (Cookie header values, as bytes),
+    joined by ``;``, decoded as latin-1.
 
     The name must start the header or follow ``;``, ``,`` or whitespace; whitespace may sit
     between the name and ``=``; the value must not be empty right after the ``=`` and ends at
     ``;`` or ``,``; one pair of surrounding double quotes is removed.
     """
-    if not name:
+    global _cookie_key
+    _cookie_key = _keyed(name, _cookie_key)
+    key = _cookie_key[1]
+    if not key:
         return None
+    count = 0
+    first: str | None = None
     found: list[str] | None = None
     for header in headers:
-        values = _cookie_values(header, name)
-        if values:
-            if found is None:
-                found = values
+        p = header  # compiled: a C pointer to the bytes (sticky.pxd)
+        n = len(header)
+        at, stop = _next_value(header, p, n, key, 0)
+        while at >= 0:
+            # one pair of quotes is removed (by offsets: only the value is decoded)
+            if stop - at > 1 and p[at] == _QUOTE and p[stop - 1] == _QUOTE:
+                value = header[at + 1 : stop - 1].decode("latin-1")
             else:
-                found += values
-    if found is None:
-        return None
-    for k, value in enumerate(found):
-        if len(value) > 1 and value[0] == '"' and value[-1] == '"':
-            found[k] = value[1:-1]
-    return ";".join(found)
+                value = header[at:stop].decode("latin-1")
+            count += 1
+            if count == 1:
+                first = value  # the common case: one value, no list
+            elif found is None:
+                found = [first, value]  # type: ignore[list-item]  # first is set
+            else:
+                found.append(value)
+            at, stop = _next_value(header, p, n, key, stop)
+    if found is not None:
+        return ";".join(found)
+    return first
 
 
-def _cookie_values(header: str, name: str) -> list[str] | None:
-    """The values of ``name`` in one header, in order, or None: the scan ``cookie_value``
-    describes. A match resumes the search at the end of its value, a miss one character after
-    where it began. Whitespace is C isspace(): what mod_jk accepts before a cookie name and
-    around its ``=``. (A hand-written scan rather than a regex: compiled, it is a loop over the
-    characters in C, where the regex cost ~4k instructions a sticky request.)"""
-    found: list[str] | None = None
-    size = len(name)
-    end = len(header)
-    start = header.find(name)
-    while start >= 0:
-        if start == 0 or header[start - 1] in ";, \t\n\v\f\r":
-            at = start + size
-            while at < end and header[at] in " \t\n\v\f\r":
+def _keyed(name: str, last: tuple[str, bytes]) -> tuple[str, bytes]:
+    """``last`` when it is ``name``'s (the same object), else ``name`` and its bytes."""
+    return last if last[0] is name else (name, _encoded(name))
+
+
+def _encoded(name: str) -> bytes:
+    """``name`` as the bytes it is found as (latin-1), or b"" when none are (found nowhere)."""
+    if not name:
+        return b""
+    try:
+        return name.encode("latin-1")
+    except UnicodeEncodeError:
+        return b""
+
+
+def _next_value(header: bytes, p: bytes, n: int, key: bytes, start: int) -> tuple[int, int]:
+    """The offsets (value, end) of the next value of cookie ``key`` in ``header`` (``p``: its
+    bytes, ``n`` of them) found at or after ``start``, or (-1, -1): the scan ``cookie_value``
+    describes. A match resumes the search at the end of its value (the caller passes it as
+    ``start``), a miss one byte after where it began. Whitespace is C isspace() (SP and
+    9-13): what mod_jk accepts before a cookie name and around its ``=``. (A hand-written
+    scan rather than a regex: compiled, it is a loop over the bytes in C, where the regex cost
+    ~4k instructions a sticky request.)"""
+    size = len(key)
+    i = _find(header, p, n, key, start)
+    while i >= 0:
+        c = p[i - 1] if i > 0 else _SEMICOLON
+        if c in (_SEMICOLON, _COMMA, _SP) or 9 <= c <= 13:
+            at = i + size
+            while at < n and (p[at] == _SP or 9 <= p[at] <= 13):
                 at += 1
-            if at + 1 < end and header[at] == "=":  # "=" and something after it
+            if at + 1 < n and p[at] == _EQUALS:  # "=" and something after it
                 at += 1
                 stop = at
-                while stop < end and header[stop] != ";" and header[stop] != ",":
+                while stop < n and p[stop] != _SEMICOLON and p[stop] != _COMMA:
                     stop += 1
-                if found is None:
-                    found = [header[at:stop]]
-                else:
-                    found.append(header[at:stop])
-                start = header.find(name, stop)
-                continue
-        start = header.find(name, start + 1)
-    return found
+                return at, stop
+        i = _find(header, p, n, key, i + 1)
+    return -1, -1
+
+
+def _find(header: bytes, p: bytes, n: int, key: bytes, i: int) -> int:
+    """The offset of the first ``key`` at or after ``i`` in ``header`` (``p``: its bytes,
+    ``n`` of them), or -1."""
+    if _PURE:
+        return header.find(key, i)
+    # compiled: libc's memchr finds each place the name's first byte is, memcmp compares the
+    # rest (sticky.pxd): for a name of a few bytes in a header of a few dozen, cheaper than
+    # memmem's set-up (~150 instructions)
+    q = key
+    size = len(key)
+    last = n - size  # the last offset the name fits at
+    while i <= last:
+        at = _memchr(p + i, q[0], last - i + 1)  # type: ignore[name-defined,operator]  # noqa: F821
+        if not at:
+            return -1
+        i = at - p
+        if _memcmp(at + 1, q + 1, size - 1) == 0:  # type: ignore[name-defined,operator]  # noqa: F821
+            return i
+        i += 1
+    return -1
 
 
 def session_routes(session: str) -> list[str]:
     """Routes named by a session id, in order: per ``;``-separated id, the text after its
     first ``.``; ids without a dot are skipped (``ABC.dc1.n1`` names ``dc1.n1``)."""
+    if ";" not in session:
+        # one id, the common case: its route without the lists split and partition make
+        dot = session.find(".")
+        return [session[dot + 1 :]] if dot >= 0 else []
     routes = []
     for part in session.split(";"):
-        _, dot, route = part.partition(".")
-        if dot:
+        _, dot_, route = part.partition(".")
+        if dot_:
             routes.append(route)
     return routes

@@ -73,6 +73,13 @@ def test_number_reads_digits_up_to_what_a_c_long_long_surely_holds(text: bytes, 
     assert hb.number(text, 0, len(text)) == value
 
 
+@pure_only
+@pytest.mark.parametrize("count", [0, 1, 10, 11, 40])
+def test_join_is_bytes_join(count: int) -> None:
+    parts = [b"X-%d: %s\r\n" % (k, b"v" * k) for k in range(count)] + [b""]
+    assert hb.join(parts) == b"".join(parts)
+
+
 @pytest.mark.parametrize(
     "value",
     [b"12", b"\t 12", b"12 \t", b"0", b"9" * 18, b"1" + b"0" * 18, b"%d" % (2**64 - 1)],

@@ -523,7 +523,7 @@ def get(path: str = "/", host: str = "example.test", extra: bytes = b"") -> byte
 @uvloop_test
 async def test_fake_engine_plans_members_in_order_and_stops_after_a_sent_post() -> None:
     engine = FakeEngine([member("a", 1), member("b", 2)])
-    plan = engine.plan(RequestFacts("POST", "/"), 0.0)
+    plan = engine.plan(RequestFacts("POST", b"/"), 0.0)
     first = plan.next(0.0)
     assert isinstance(first, Forward) and first.member.name == "a"
     plan.report(Outcome(OutcomeKind.READ_FAILED, request_sent=True), 0.0)

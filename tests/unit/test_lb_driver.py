@@ -24,7 +24,7 @@ REFUSED = Outcome(OutcomeKind.CONNECT_FAILED, reason="connect-refused")
 CLOSED = Outcome(OutcomeKind.READ_FAILED, request_sent=True, reason="connection-closed")
 TIMEOUT = Outcome(OutcomeKind.REPLY_TIMEOUT, request_sent=True, reason="reply-timeout")
 BUSY = Outcome(OutcomeKind.BUSY, reason="pool-exhausted")
-GET = RequestFacts("GET", "/app/x")
+GET = RequestFacts("GET", b"/app/x")
 
 
 def engine(*members: MemberConfig | str, maintain: int = 60, now: float = 0.0, **lb: object):
@@ -34,8 +34,8 @@ def engine(*members: MemberConfig | str, maintain: int = 60, now: float = 0.0, *
 
 
 def facts(method: str = "GET", uri: str = "/app/x", cookie: str | None = None, **kw: object):
-    cookies = () if cookie is None else (cookie,)
-    return RequestFacts(method, uri, cookies=cookies, **kw)  # type: ignore[arg-type]
+    cookies = () if cookie is None else (cookie.encode("latin-1"),)
+    return RequestFacts(method, uri.encode("latin-1"), cookies=cookies, **kw)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -18,7 +18,13 @@ DEFAULTS = LbSettings.from_config(LbConfig("lb"))
 
 
 def sid(uri="/app/x", cookies=(), settings=DEFAULTS, **kw):
-    return session_id(RequestFacts("GET", uri, cookies=tuple(cookies), **kw), settings)
+    cookies = tuple(c.encode("latin-1") for c in cookies)
+    return session_id(RequestFacts("GET", uri.encode("latin-1"), cookies=cookies, **kw), settings)
+
+
+def cookie(headers, name):
+    """cookie_value of Cookie header values written as text (latin-1, as they arrive)."""
+    return cookie_value([h.encode("latin-1") for h in headers], name)
 
 
 # -- reading the session id -----------------------------------------------------------------
@@ -29,14 +35,14 @@ def test_path_parameter_beats_cookie():
 
 
 def test_path_parameter_may_sit_in_any_segment_and_ends_at_slash_semicolon_or_query():
-    assert path_parameter("/a;jsessionid=X.n1/b", ";jsessionid") == "X.n1"
-    assert path_parameter("/a/b;jsessionid=X.n1;v=2", ";jsessionid") == "X.n1"
-    assert path_parameter("/a;jsessionid=X.n1?q=1", ";jsessionid") == "X.n1"
+    assert path_parameter(b"/a;jsessionid=X.n1/b", ";jsessionid") == "X.n1"
+    assert path_parameter(b"/a/b;jsessionid=X.n1;v=2", ";jsessionid") == "X.n1"
+    assert path_parameter(b"/a;jsessionid=X.n1?q=1", ";jsessionid") == "X.n1"
 
 
 def test_path_parameter_needs_an_equals_sign_and_is_case_sensitive():
-    assert path_parameter("/a;jsessionidx=1;jsessionid=Y.n2", ";jsessionid") == "Y.n2"
-    assert path_parameter("/a;JSESSIONID=Y.n2", ";jsessionid") is None
+    assert path_parameter(b"/a;jsessionidx=1;jsessionid=Y.n2", ";jsessionid") == "Y.n2"
+    assert path_parameter(b"/a;JSESSIONID=Y.n2", ";jsessionid") is None
 
 
 def test_empty_path_parameter_means_no_session_and_hides_the_cookie():
@@ -48,25 +54,47 @@ def test_empty_path_parameter_means_no_session_and_hides_the_cookie():
 
 def test_every_matching_cookie_in_every_header_is_joined_in_order():
     headers = ["a=1; JSESSIONID=A.n1", "JSESSIONID=B.n2, other=3; JSESSIONID=C.n3"]
-    assert cookie_value(headers, "JSESSIONID") == "A.n1;B.n2;C.n3"
+    assert cookie(headers, "JSESSIONID") == "A.n1;B.n2;C.n3"
 
 
 def test_cookie_name_must_start_the_header_or_follow_a_separator():
-    assert cookie_value(["XJSESSIONID=A.n1"], "JSESSIONID") is None
-    assert cookie_value(["a=1;JSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
-    assert cookie_value(["a=1,JSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
-    assert cookie_value(["a=1\tJSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
+    assert cookie(["XJSESSIONID=A.n1"], "JSESSIONID") is None
+    assert cookie(["a=1;JSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
+    assert cookie(["a=1,JSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
+    assert cookie(["a=1\tJSESSIONID=A.n1"], "JSESSIONID") == "A.n1"
 
 
 def test_cookie_allows_whitespace_before_equals_and_strips_one_pair_of_quotes():
-    assert cookie_value(['JSESSIONID  ="A.n1"'], "JSESSIONID") == "A.n1"
-    assert cookie_value(['JSESSIONID=""A.n1""'], "JSESSIONID") == '"A.n1"'
-    assert cookie_value(['JSESSIONID="'], "JSESSIONID") == '"'
+    assert cookie(['JSESSIONID  ="A.n1"'], "JSESSIONID") == "A.n1"
+    assert cookie(['JSESSIONID=""A.n1""'], "JSESSIONID") == '"A.n1"'
+    assert cookie(['JSESSIONID="'], "JSESSIONID") == '"'
+
+
+def test_cookie_bytes_beyond_ascii_compare_and_decode_as_latin_1():
+    # the headers arrive as bytes: a byte is the latin-1 character it was decoded to before
+    assert cookie_value([b"JSESSIONID=\xe9t\xe9.n\xff"], "JSESSIONID") == "\xe9t\xe9.n\xff"
+    assert cookie_value([b"a=1;\xe9ID=A.n1"], "\xe9ID") == "A.n1"
+    assert cookie_value([b"a=1;\xc3\xa9ID=A.n1"], "\xe9ID") is None  # UTF-8 is two bytes
+    assert cookie_value([b"JSESSIONID=A.n1"], "\u20acID") is None  # no latin-1 byte spells it
+
+
+def test_only_c_isspace_separates_a_cookie_name_not_unicode_spaces():
+    # NBSP (0xA0) and NEL (0x85) are spaces to str.isspace(), not to C isspace() (mod_jk)
+    assert cookie_value([b"a=1\xa0JSESSIONID=A.n1"], "JSESSIONID") is None
+    assert cookie_value([b"JSESSIONID\x85=A.n1"], "JSESSIONID") is None
+    assert cookie_value([b"a=1\vJSESSIONID\f=\rA.n1"], "JSESSIONID") == "\rA.n1"
+
+
+def test_cookie_name_is_looked_up_afresh_when_another_name_is_asked():
+    headers = [b"JSESSIONID=A.n1; SID=B.n2"]
+    assert cookie_value(headers, "JSESSIONID") == "A.n1"
+    assert cookie_value(headers, "SID") == "B.n2"
+    assert cookie_value(headers, "".join(["JSESSION", "ID"])) == "A.n1"  # an equal, new str
 
 
 def test_cookie_without_value_is_skipped_and_name_is_case_sensitive():
-    assert cookie_value(["JSESSIONID="], "JSESSIONID") is None
-    assert cookie_value(["jsessionid=A.n1"], "JSESSIONID") is None
+    assert cookie(["JSESSIONID="], "JSESSIONID") is None
+    assert cookie(["jsessionid=A.n1"], "JSESSIONID") is None
     assert sid(cookies=["JSESSIONID=;x=1"]) is None
 
 
@@ -91,6 +119,15 @@ def test_route_is_everything_after_the_first_dot():
     assert session_routes("ABC.node1") == ["node1"]
     assert session_routes("ABC.dc1.n1") == ["dc1.n1"]
     assert session_routes("nodot;X.n2;.n3") == ["n2", "n3"]
+    assert session_routes("nodot") == []
+    assert session_routes(".n1") == ["n1"]
+    assert session_routes("A.") == [""]
+
+
+@given(st.text(alphabet=st.sampled_from(list("A.;n1")), max_size=12))
+def test_session_routes_of_one_id_are_those_of_the_general_split(session):
+    routes = [part.partition(".")[2] for part in session.split(";") if "." in part]
+    assert session_routes(session) == routes
 
 
 # -- routing by route -----------------------------------------------------------------------
@@ -271,13 +308,44 @@ def _regex_cookie_value(headers, name):
 @settings(max_examples=1000, deadline=None)
 @given(
     headers=st.lists(
-        st.text(alphabet=st.sampled_from(list('JSESIONIDjx=;, \t\n\v\f\r".AB')), max_size=30),
+        st.text(
+            alphabet=st.sampled_from(list('JSESIONIDjx=;, \t\n\v\f\r".AB\xa0\x85\xe9\xff')),
+            max_size=30,
+        ),
         max_size=3,
     ),
-    name=st.sampled_from(["JSESSIONID", "J", "ID", "S=", "x"]),
+    name=st.sampled_from(["JSESSIONID", "J", "ID", "S=", "x", "\xe9x"]),
 )
 @example(headers=["x="], name="x")  # nothing after the "=": no value
 @example(headers=["x=;x= \tx=,"], name="x")  # empty values, a name inside a value
 @example(headers=['a=1,\vJSESSIONID \f= "A.n1";J=2', "JSESSIONIDx=3"], name="JSESSIONID")
 def test_cookie_scan_finds_what_the_regex_finds(headers, name):
-    assert cookie_value(headers, name) == _regex_cookie_value(headers, name)
+    assert cookie(headers, name) == _regex_cookie_value(headers, name)
+
+
+def _text_path_parameter(uri, name):
+    """path_parameter over the decoded path (pyjk before session 6): the reference."""
+    start = uri.find(name)
+    while start >= 0:
+        after = start + len(name)
+        if uri.startswith("=", after) and after + 1 < len(uri):
+            value = uri[after + 1 :]
+            for stop in "?;/":
+                cut = value.find(stop)
+                if cut >= 0:
+                    value = value[:cut]
+            return value
+        start = uri.find(name, start + 1)
+    return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    uri=st.text(alphabet=st.sampled_from(list(";jsid=/?.A\xe9\xff")), max_size=30),
+    name=st.sampled_from([";jsessionid", ";j", ";", ";\xe9", ";\u20ac"]),
+)
+@example(uri="/a;jsessionid=", name=";jsessionid")  # "=" at the very end: no value
+@example(uri="/a;jsessionid=;jsessionid=B", name=";jsessionid")  # the first: empty, not B
+def test_path_parameter_on_bytes_finds_what_the_text_scan_finds(uri, name):
+    reference = None if "\u20ac" in name else _text_path_parameter(uri, name)
+    assert path_parameter(uri.encode("latin-1"), name) == reference

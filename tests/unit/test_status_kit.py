@@ -133,7 +133,7 @@ class Kit:
         received: int = 0,
         engine: str = "lb",
     ) -> Run:
-        facts = RequestFacts("GET", "/app/x", cookies=() if cookie is None else (cookie,))
+        facts = RequestFacts("GET", b"/app/x", cookies=() if cookie is None else (cookie.encode(),))
         return run(self.engines[engine], facts, self.now, backends, sent=sent, received=received)
 
 
