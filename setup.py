@@ -14,6 +14,10 @@ from setuptools import setup
 # The compiled modules: the one list. Add a module only with a measurement that it pays
 # (docs/benchmarks.md, issue 12): compiled unchanged, ordinary classes ran slower.
 COMPILED_MODULES = [
+    # Member as an extension type whose per-request reads and writes are C methods
+    # (member.pxd), which SharedMember overrides (shared.pxd): docs/benchmarks.md, issue 12,
+    # session 6
+    "balancer/lb/member.py",
     "balancer/lb/shared.py",
     "balancer/lb/plan.py",
     "balancer/lb/engine.py",

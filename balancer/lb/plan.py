@@ -270,8 +270,8 @@ class RequestPlan:
         """The response was relayed completely: the member served the request."""
         self._now = now
         m = self._close(bytes_sent, bytes_received)
-        m.first_error_time = m.last_error_time = None  # m.clear_error_times()
-        if m.state is not _OK:
+        m.clear_error_times()
+        if m.read_state() is not _OK:
             self._engine.set_state(m, _OK, "success", now)
         self._states[self._open_index] = _OK
         self.status = self._head_status or 200
@@ -318,7 +318,8 @@ class RequestPlan:
             i = engine.route_index(route)
             if i < 0:
                 return -1
-            if not self._states[i].sticky_ok or members[i].activation is _STOPPED:
+            m = members[i]
+            if not self._states[i].sticky_ok or m.read_activation() is _STOPPED:
                 return -1
             return i
         if self.session is not None:
@@ -409,17 +410,18 @@ class RequestPlan:
         engine, now = self._engine, self._now
         m = engine.members[i]
         self.member, self.sticky = m, sticky
-        probe = m.state is _ERR_REC
+        probe = m.read_state() is _ERR_REC
         if probe:
             engine.set_state(m, State.ERR_PRB, "probe", now)
             self._states[i] = State.ERR_PRB
-        if m.busy_limit and m.busy >= m.busy_limit:
+        limit = m.read_busy_limit()
+        if limit and m.read_busy() >= limit:
             self._mark_busy(i, "busy-limit")
             return False
         rule = self.facts.rule
         engine.count_choice(m, self.session is not None, rule.stateless, now)
-        if sticky and m.route in self._routes:
-            m.sticky_hits += 1
+        if sticky and m.read_route() in self._routes:
+            m.add_sticky_hit()
         last = self._last_sent
         if last is not None and last is not m:
             last.failovers += 1
@@ -444,12 +446,12 @@ class RequestPlan:
         overrides = rule.activation
         activation = overrides.get(m.name) if overrides else None  # effective_activation
         if activation is None:
-            activation = m.activation
+            activation = m.read_activation()
         return new_forward(  # Forward(...) as a C call (decisions.py)
             m,
             self.sticky,
             self._cur_cookie,
-            override if override is not None and override >= 0 else m.reply_timeout,
+            override if override is not None and override >= 0 else m.read_reply_timeout(),
             self._cur_probe,
             # .value is a Python-level descriptor call, _value_ a generic lookup
             _ACTIVE_VALUE if activation is _ACTIVE else activation._value_,
