@@ -1,6 +1,7 @@
 # C types for balancer/lb/engine.py (Cython's pure-Python mode; see setup.py).
 cimport cython
 from balancer.lb.member cimport Member
+from balancer.lb.settings cimport LbSettings
 
 cdef class LbEngine:
     cdef public object config
@@ -28,8 +29,9 @@ cdef class LbEngine:
     @cython.locals(limit=cython.longlong)
     cdef bint _has_room(self, Member member) except -1
     cpdef void set_state(self, object member, object new, object reason, double now) except *
-    @cython.locals(new_session=bint)
+    @cython.locals(new_session=bint, settings=LbSettings)
     cpdef void count_choice(self, Member member, bint has_session, bint stateless, object now=*) except *
     cpdef void open_forward(self, Member member) except *
+    @cython.locals(settings=LbSettings)
     cpdef void close_forward(self, Member member, object sent, object received, object now=*) except *
     cpdef void open_busyness(self, Member member) except *

@@ -201,7 +201,8 @@ class LbEngine:
         its slow start counts more (slowstart.py)."""
         new_session = not has_session and not stateless
         member.note_elected(new_session)  # elected, sessions
-        method = self.settings.method
+        settings = self.settings
+        method = settings.read_method()
         if method is _BUSYNESS:
             member.add_lb_value(member.read_lb_mult())
         elif method is _REQUEST or (new_session and (method is _SESSIONS or method is _NEXT)):
@@ -224,7 +225,8 @@ class LbEngine:
         member.note_busy(-1)
         self._busy = self._busy - 1 if self._busy > 0 else 0
         member.add_traffic(sent, received)
-        method = self.settings.method
+        settings = self.settings
+        method = settings.read_method()
         if method is _TRAFFIC:
             load = (max(0, sent) + max(0, received)) * member.read_lb_mult()
             member.add_lb_value(slowstart.scaled(member, load, now))

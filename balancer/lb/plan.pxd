@@ -9,6 +9,7 @@ from balancer.lb.choice cimport best_from
 from balancer.lb.decisions cimport Forward, RequestFacts, new_forward
 from balancer.lb.engine cimport LbEngine
 from balancer.lb.member cimport Member
+from balancer.lb.settings cimport LbSettings
 from balancer.lb.sticky cimport session_id, session_routes
 
 cdef object _ACTIVE
@@ -48,11 +49,12 @@ cdef class RequestPlan:
     @cython.locals(m=Member)
     cpdef void finish(self, Py_ssize_t bytes_sent, Py_ssize_t bytes_received, double now) except *
     cpdef object next(self, double now)
+    @cython.locals(settings=LbSettings)
     cdef object _first_step(self)
     @cython.locals(rule=RuleExtensions, engine=LbEngine, best=Py_ssize_t, m=Member)
     cpdef Py_ssize_t _quick_choice(self)
     cdef object _choose(self)
-    @cython.locals(rule=RuleExtensions, m=Member, limit=cython.longlong)
+    @cython.locals(rule=RuleExtensions, m=Member, limit=cython.longlong, settings=LbSettings)
     cdef bint _begin_attempt(self, Py_ssize_t i, bint sticky)
     @cython.locals(rule=RuleExtensions, m=Member)
     cdef Forward _forward(self, Py_ssize_t try_no)

@@ -282,7 +282,8 @@ class RequestPlan:
 
     def _first_step(self) -> Step:
         """The loop's first step, without the generator (the same as ``_run``'s first one)."""
-        if self._engine.settings.lb_retries < 1:
+        settings = self._engine.settings
+        if settings.read_lb_retries() < 1:
             steps = self._steps = self._run()
             return next(steps)
         index = self._quick_choice()
@@ -427,7 +428,8 @@ class RequestPlan:
             last.failovers += 1
         self._last_sent = m
         cookie = None
-        if not sticky and (rule.set_session_cookie or engine.settings.set_session_cookie):
+        settings = engine.settings
+        if not sticky and (rule.set_session_cookie or settings.read_set_session_cookie()):
             cookie = self._routing_cookie(m, sticky)
         self._cur, self._cur_index, self._cur_probe, self._cur_cookie = m, i, probe, cookie
         return True

@@ -3,6 +3,7 @@
 # descriptor call: the engine reads ~30 of them per request.
 cimport cython
 from balancer.lb.member cimport Member
+from balancer.lb.settings cimport LbSettings
 
 cdef Py_ssize_t TEXT_VERSION, _BUSY_WORD, _PROCS
 
@@ -102,3 +103,18 @@ cdef class _Text:
 
 cdef class _Busy:
     pass
+
+
+cdef Py_ssize_t _METHOD, _LB_RETRIES, _SET_SESSION_COOKIE
+cdef tuple _METHODS
+
+
+cdef class SettingsNumbers(LbSettings):
+    cdef public _Record _rec
+
+    @cython.locals(rec=_Record)
+    cdef object read_method(self)
+    @cython.locals(rec=_Record)
+    cdef long long read_lb_retries(self) except? -1
+    @cython.locals(rec=_Record)
+    cdef bint read_set_session_cookie(self) except -1

@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import fields
 from enum import Enum
 from typing import Any
 
 from balancer.config.model import Activation, LbConfig, Lock, MemberConfig, Method
 from balancer.lb.member import FIELDS, Member, State
+from balancer.lb.settings import FIELDS as SETTING_FIELDS
 from balancer.lb.settings import LbSettings
 from balancer.lb.shm import (
     BUSY_AT,
@@ -368,13 +368,13 @@ SHARED_MEMBER_FIELDS = _layout(
 SharedMember.busy = _Busy()  # type: ignore[assignment]
 
 
-def _at(name: str) -> int:
-    """The word (or, for a string, the index) of SharedMember's field ``name``."""
-    field = vars(SharedMember)[name]
+def _at(name: str, cls: type = SharedMember) -> int:
+    """The word (or, for a string, the index) of ``cls``'s field ``name``."""
+    field = vars(cls)[name]
     return field.index if isinstance(field, _Text) else field.at
 
 
-# where SharedNumbers finds each field (C variables, compiled)
+# where SharedNumbers and SettingsNumbers find each field (C variables, compiled)
 _STATE = _at("state")
 _ACTIVATION = _at("activation")
 _DISTANCE = _at("distance")
@@ -406,11 +406,29 @@ def _note_busy(rec: _Record, delta: int) -> None:
         rec.words[rec.base + _MAX_BUSY] = busy
 
 
-class SharedSettings(LbSettings):
+class SettingsNumbers(LbSettings):
+    """The plan's per-request reads of an ``LbSettings`` (settings.py), on the shared record
+    (see ``SharedNumbers``)."""
+
+    _rec: _Record
+
+    def read_method(self) -> Method:
+        rec = self._rec
+        return _METHODS[rec.words[rec.base + _METHOD]]
+
+    def read_lb_retries(self) -> int:
+        rec = self._rec
+        return rec.words[rec.base + _LB_RETRIES]
+
+    def read_set_session_cookie(self) -> bool:
+        rec = self._rec
+        return rec.words[rec.base + _SET_SESSION_COOKIE] != 0
+
+
+class SharedSettings(SettingsNumbers):
     """An lb's ``LbSettings`` (what the status page edits) in a shared record."""
 
-    __slots__ = ("_rec",)
-    _rec: _Record
+    __slots__ = ()
 
 
 SHARED_SETTING_FIELDS = _layout(
@@ -432,6 +450,10 @@ SHARED_SETTING_FIELDS = _layout(
         ("session_cookie_path", "text"),
     ],
 )
+_METHOD = _at("method", SharedSettings)
+_LB_RETRIES = _at("lb_retries", SharedSettings)
+_SET_SESSION_COOKIE = _at("set_session_cookie", SharedSettings)
+_METHODS = tuple(Method)
 
 
 # -- the state interface the engine builds its members through ---------------------------------
@@ -495,9 +517,9 @@ class ShmState:
             return local
         shared = SharedSettings.__new__(SharedSettings)
         self._bind(shared, index)
-        for f in fields(LbSettings):
-            if f.name not in SHARED_SETTING_FIELDS:
-                setattr(shared, f.name, getattr(local, f.name))
+        for name in SETTING_FIELDS:
+            if name not in SHARED_SETTING_FIELDS:
+                setattr(shared, name, getattr(local, name))
         if self.owner:  # a reload is an explicit edit: the lb's settings come from the file
             for name in SHARED_SETTING_FIELDS:
                 setattr(shared, name, getattr(local, name))

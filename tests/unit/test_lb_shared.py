@@ -93,6 +93,19 @@ def test_every_number_a_request_changes_is_in_the_record_as_one_process_counts_i
                 assert getattr(shared, field) == getattr(alone, field), (name, field)
 
 
+def test_a_settings_edit_in_one_process_applies_to_the_next_request_of_all():
+    # the plan reads the method, lb_retries and set_session_cookie through methods that
+    # SharedSettings overrides (settings.py, shared.py)
+    a, b = engines(table(), 2)
+    a.update_settings(set_session_cookie=True, method=Method.TRAFFIC, lb_retries=1)
+    result = run(b, sent=10, received=90)
+    (forward,) = result.forwards
+    assert forward.set_cookie is not None and forward.set_cookie.startswith("JSESSIONID=.")
+    chosen = b.member(result.tried[0])
+    assert chosen.lb_value == 100 * chosen.lb_mult  # Traffic: bytes, not requests
+    assert b.settings.lb_retries == 1
+
+
 def test_member_fields_are_the_class_s_fields_in_order():
     # FIELDS is written out (an extension type keeps no annotations): it must be the class's
     tree = ast.parse(Path(member.__file__.rsplit(".", 2)[0] + ".py").read_text())
