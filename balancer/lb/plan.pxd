@@ -5,7 +5,7 @@
 # are best_from (choice.pxd) and the session lookup (sticky.pxd).
 cimport cython
 from balancer.config.rules cimport RuleExtensions
-from balancer.lb.choice cimport best_from
+from balancer.lb.choice cimport best_from, takes_requests
 from balancer.lb.decisions cimport Forward, RequestFacts, new_forward
 from balancer.lb.engine cimport LbEngine
 from balancer.lb.member cimport Member

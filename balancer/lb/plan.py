@@ -56,7 +56,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from balancer.config.model import Activation
-from balancer.lb.choice import Choice, Chooser, best_from
+from balancer.lb.choice import Choice, Chooser, best_from, takes_requests
 from balancer.lb.decisions import (
     CONNECT_REFUSED,
     Fail,
@@ -320,7 +320,9 @@ class RequestPlan:
             if i < 0:
                 return -1
             m = members[i]
-            if not self._states[i].sticky_ok or m.read_activation() is _STOPPED:
+            # state.sticky_ok: the sticky states are the four that take requests (member.py),
+            # and takes_requests is a C call where the Enum's attribute is a generic lookup
+            if not takes_requests(self._states[i]) or m.read_activation() is _STOPPED:
                 return -1
             return i
         if self.session is not None:
