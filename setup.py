@@ -14,6 +14,11 @@ from setuptools import setup
 # The compiled modules: the one list. Add a module only with a measurement that it pays
 # (docs/benchmarks.md, issue 12): compiled unchanged, ordinary classes ran slower.
 COMPILED_MODULES = [
+    # Member and LbSettings as extension types whose per-request reads and writes are C
+    # methods (member.pxd, settings.pxd), which SharedMember and SharedSettings override
+    # (shared.pxd): docs/benchmarks.md, issue 12, session 6
+    "balancer/lb/member.py",
+    "balancer/lb/settings.py",
     "balancer/lb/shared.py",
     "balancer/lb/plan.py",
     "balancer/lb/engine.py",

@@ -3,6 +3,7 @@
 # it), with C locals and the states it compares as C variables.
 cimport cython
 from balancer.config.rules cimport RuleExtensions
+from balancer.lb.member cimport Member
 
 cdef object _ACTIVE, _OK_IDLE, _OK, _ERR_REC, _ERR_FRC
 
@@ -16,7 +17,7 @@ cpdef Py_ssize_t best_by_value(
 @cython.locals(
     n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, best_i=Py_ssize_t,
     by_value=bint, distance=cython.longlong, best_distance=cython.longlong,
-    value=cython.longlong, best_value=cython.longlong,
+    value=cython.longlong, best_value=cython.longlong, member=Member,
 )
 cpdef Py_ssize_t best_from(
     object members, list states, RuleExtensions rule, bint stateless, Py_ssize_t offset

@@ -201,11 +201,11 @@ def best_from(
             continue
         member = members[i]
         activation = overrides.get(member.name) if overrides else None
-        if (member.activation if activation is None else activation) is not _ACTIVE:
+        if (member.read_activation() if activation is None else activation) is not _ACTIVE:
             continue
-        distance = member.distance
+        distance = member.read_distance()
         if by_value:
-            value = member.lb_value
+            value = member.read_lb_value()
         if (
             best_i < 0
             or distance < best_distance

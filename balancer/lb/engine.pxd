@@ -1,8 +1,7 @@
 # C types for balancer/lb/engine.py (Cython's pure-Python mode; see setup.py).
 cimport cython
-
-@cython.locals(busy=cython.longlong)
-cdef void _note_busy(object member, long long delta) except *
+from balancer.lb.member cimport Member
+from balancer.lb.settings cimport LbSettings
 
 cdef class LbEngine:
     cdef public object config
@@ -21,14 +20,18 @@ cdef class LbEngine:
     cdef public list _changes
     cdef public dict _routes
 
-    @cython.locals(total=cython.longlong)
+    @cython.locals(total=cython.longlong, m=Member)
     cdef long long _busy_now(self) except? -1
-    @cython.locals(i=Py_ssize_t, members=tuple, k=Py_ssize_t)
+    @cython.locals(i=Py_ssize_t, members=tuple, k=Py_ssize_t, m=Member)
     cpdef Py_ssize_t route_index(self, str route) except -2
+    @cython.locals(m=Member)
     cpdef object plan(self, object facts, double now)
-    cdef bint _has_room(self, object member) except -1
+    @cython.locals(limit=cython.longlong)
+    cdef bint _has_room(self, Member member) except -1
     cpdef void set_state(self, object member, object new, object reason, double now) except *
-    cpdef void count_choice(self, object member, bint has_session, bint stateless, object now=*) except *
-    cpdef void open_forward(self, object member) except *
-    cpdef void close_forward(self, object member, object sent, object received, object now=*) except *
-    cpdef void open_busyness(self, object member) except *
+    @cython.locals(new_session=bint, settings=LbSettings)
+    cpdef void count_choice(self, Member member, bint has_session, bint stateless, object now=*) except *
+    cpdef void open_forward(self, Member member) except *
+    @cython.locals(settings=LbSettings)
+    cpdef void close_forward(self, Member member, object sent, object received, object now=*) except *
+    cpdef void open_busyness(self, Member member) except *

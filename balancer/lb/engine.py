@@ -59,22 +59,6 @@ _OK_BUSY = State.OK_BUSY
 HEALTH_PASSED = "health-check-passed"
 
 
-def _note_busy(member: Member, delta: int) -> None:
-    """``member.note_busy(delta)``. A plain ``Member``'s is done here: compiled, this is a few
-    C-level field reads and writes where the call of its Python method cost ~3k instructions,
-    twice a request (docs/benchmarks.md, issue 12, session 4). Any other member (a
-    ``SharedMember`` counts in this process's own slot of its record) is asked to do it."""
-    if type(member) is not Member:
-        member.note_busy(delta)
-        return
-    busy = member.busy + delta
-    if busy < 0:
-        busy = 0
-    member.busy = busy
-    if busy > member.max_busy:
-        member.max_busy = busy
-
-
 @dataclass(frozen=True, slots=True)
 class StateChange:
     lb: str
@@ -137,7 +121,7 @@ class LbEngine:
         if self._busy_of_members:
             total = 0
             for m in self.members:
-                total += m.busy
+                total += m.read_busy()
             return total
         return self._busy
 
@@ -162,12 +146,14 @@ class LbEngine:
         A lookup table, checked on every hit and rebuilt when a route has changed."""
         i = self._routes.get(route, -1)
         members = self.members
-        if i < 0 or i >= len(members) or members[i].route != route:
-            self._routes = {}
-            for k, m in enumerate(members):
-                self._routes.setdefault(m.route, k)
-            i = self._routes.get(route, -1)
-        return i
+        if 0 <= i < len(members):
+            m = members[i]
+            if m.read_route() == route:
+                return i
+        self._routes = {}
+        for k, m in enumerate(members):
+            self._routes.setdefault(m.read_route(), k)
+        return self._routes.get(route, -1)
 
     def index(self, member: Member) -> int:
         for i, m in enumerate(self.members):
@@ -181,15 +167,16 @@ class LbEngine:
         """Start routing one request; drive it with ``next``/``report``/``finish``."""
         states = []  # the plan's own copy, read here once (a shared state is a record's word)
         for m in self.members:
-            state = m.state
+            state = m.read_state()
             if state is _OK_BUSY and self._has_room(m):
                 self.set_state(m, State.OK, "busy-cleared", now)
-                state = m.state
+                state = m.read_state()
             states.append(state)
         return RequestPlan(self, facts, now, states)
 
     def _has_room(self, member: Member) -> bool:
-        if member.busy_limit and member.busy >= member.busy_limit:
+        limit = member.read_busy_limit()
+        if limit and member.read_busy() >= limit:
             return False
         return self.pool_has_room is None or self.pool_has_room(member)
 
@@ -212,22 +199,20 @@ class LbEngine:
     ) -> None:
         """Counters of one lb attempt on ``member`` (mod_jk §3.3); with ``now``, a member in
         its slow start counts more (slowstart.py)."""
-        member.elected += 1
-        member.chosen_since_maintenance = True
         new_session = not has_session and not stateless
-        method = self.settings.method
+        member.note_elected(new_session)  # elected, sessions
+        settings = self.settings
+        method = settings.read_method()
         if method is _BUSYNESS:
-            member.lb_value += member.lb_mult
+            member.add_lb_value(member.read_lb_mult())
         elif method is _REQUEST or (new_session and (method is _SESSIONS or method is _NEXT)):
-            if member.slow_start_since is None or now is None:
-                member.lb_value += member.lb_mult  # slowstart.scaled without a ramp
+            if not member.ramping() or now is None:
+                member.add_lb_value(member.read_lb_mult())  # slowstart.scaled without a ramp
             else:
-                member.lb_value += slowstart.scaled(member, member.lb_mult, now)
-        if new_session:
-            member.sessions += 1
+                member.add_lb_value(slowstart.scaled(member, member.read_lb_mult(), now))
 
     def open_forward(self, member: Member) -> None:
-        _note_busy(member, 1)
+        member.note_busy(1)
         self._busy += 1
         busy = self._busy_now()
         if busy > self.max_busy:
@@ -237,24 +222,22 @@ class LbEngine:
         self, member: Member, sent: int, received: int, now: float | None = None
     ) -> None:
         """End of one Forward: in-flight counts, byte counters, T and B load values."""
-        _note_busy(member, -1)
+        member.note_busy(-1)
         self._busy = self._busy - 1 if self._busy > 0 else 0
-        if sent > 0:
-            member.bytes_transferred += sent
-        if received > 0:
-            member.bytes_read += received
-        method = self.settings.method
+        member.add_traffic(sent, received)
+        settings = self.settings
+        method = settings.read_method()
         if method is _TRAFFIC:
-            load = (max(0, sent) + max(0, received)) * member.lb_mult
-            member.lb_value += slowstart.scaled(member, load, now)
+            load = (max(0, sent) + max(0, received)) * member.read_lb_mult()
+            member.add_lb_value(slowstart.scaled(member, load, now))
         elif method is _BUSYNESS:
-            member.lb_value = max(0, member.lb_value - member.lb_mult)
+            member.set_lb_value(max(0, member.read_lb_value() - member.read_lb_mult()))
 
     def open_busyness(self, member: Member) -> None:
         """B counts Forwards in flight: one more for a member retry on the same lb attempt
         (the lb attempt itself was counted by ``count_choice``)."""
         if self.settings.method is Method.BUSYNESS:
-            member.lb_value += member.lb_mult
+            member.add_lb_value(member.read_lb_mult())
 
     def force_recovery(self, states: list[State] | None, now: float) -> int:
         """Every ERR member to ERR/FRC with reply_timeouts cleared; returns how many.

@@ -5,9 +5,11 @@
 # are best_from (choice.pxd) and the session lookup (sticky.pxd).
 cimport cython
 from balancer.config.rules cimport RuleExtensions
-from balancer.lb.choice cimport best_from
+from balancer.lb.choice cimport best_from, takes_requests
 from balancer.lb.decisions cimport Forward, RequestFacts, new_forward
 from balancer.lb.engine cimport LbEngine
+from balancer.lb.member cimport Member
+from balancer.lb.settings cimport LbSettings
 from balancer.lb.sticky cimport session_id, session_routes
 
 cdef object _ACTIVE
@@ -44,15 +46,17 @@ cdef class RequestPlan:
 
     cpdef bint response_head(self, int status, double now, bint replayable=*,
                              object refusal=*) except -1
+    @cython.locals(m=Member)
     cpdef void finish(self, Py_ssize_t bytes_sent, Py_ssize_t bytes_received, double now) except *
     cpdef object next(self, double now)
+    @cython.locals(settings=LbSettings)
     cdef object _first_step(self)
-    @cython.locals(rule=RuleExtensions, engine=LbEngine, best=Py_ssize_t)
+    @cython.locals(rule=RuleExtensions, engine=LbEngine, best=Py_ssize_t, m=Member)
     cpdef Py_ssize_t _quick_choice(self)
     cdef object _choose(self)
-    @cython.locals(rule=RuleExtensions)
+    @cython.locals(rule=RuleExtensions, m=Member, limit=cython.longlong, settings=LbSettings)
     cdef bint _begin_attempt(self, Py_ssize_t i, bint sticky)
-    @cython.locals(rule=RuleExtensions)
+    @cython.locals(rule=RuleExtensions, m=Member)
     cdef Forward _forward(self, Py_ssize_t try_no)
     cdef object _chooser(self)
     cdef void _count_sticky_miss(self, object choice)

@@ -56,7 +56,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from balancer.config.model import Activation
-from balancer.lb.choice import Choice, Chooser, best_from
+from balancer.lb.choice import Choice, Chooser, best_from, takes_requests
 from balancer.lb.decisions import (
     CONNECT_REFUSED,
     Fail,
@@ -270,8 +270,8 @@ class RequestPlan:
         """The response was relayed completely: the member served the request."""
         self._now = now
         m = self._close(bytes_sent, bytes_received)
-        m.first_error_time = m.last_error_time = None  # m.clear_error_times()
-        if m.state is not _OK:
+        m.clear_error_times()
+        if m.read_state() is not _OK:
             self._engine.set_state(m, _OK, "success", now)
         self._states[self._open_index] = _OK
         self.status = self._head_status or 200
@@ -282,7 +282,8 @@ class RequestPlan:
 
     def _first_step(self) -> Step:
         """The loop's first step, without the generator (the same as ``_run``'s first one)."""
-        if self._engine.settings.lb_retries < 1:
+        settings = self._engine.settings
+        if settings.read_lb_retries() < 1:
             steps = self._steps = self._run()
             return next(steps)
         index = self._quick_choice()
@@ -318,7 +319,10 @@ class RequestPlan:
             i = engine.route_index(route)
             if i < 0:
                 return -1
-            if not self._states[i].sticky_ok or members[i].activation is _STOPPED:
+            m = members[i]
+            # state.sticky_ok: the sticky states are the four that take requests (member.py),
+            # and takes_requests is a C call where the Enum's attribute is a generic lookup
+            if not takes_requests(self._states[i]) or m.read_activation() is _STOPPED:
                 return -1
             return i
         if self.session is not None:
@@ -409,23 +413,25 @@ class RequestPlan:
         engine, now = self._engine, self._now
         m = engine.members[i]
         self.member, self.sticky = m, sticky
-        probe = m.state is _ERR_REC
+        probe = m.read_state() is _ERR_REC
         if probe:
             engine.set_state(m, State.ERR_PRB, "probe", now)
             self._states[i] = State.ERR_PRB
-        if m.busy_limit and m.busy >= m.busy_limit:
+        limit = m.read_busy_limit()
+        if limit and m.read_busy() >= limit:
             self._mark_busy(i, "busy-limit")
             return False
         rule = self.facts.rule
         engine.count_choice(m, self.session is not None, rule.stateless, now)
-        if sticky and m.route in self._routes:
-            m.sticky_hits += 1
+        if sticky and m.read_route() in self._routes:
+            m.add_sticky_hit()
         last = self._last_sent
         if last is not None and last is not m:
             last.failovers += 1
         self._last_sent = m
         cookie = None
-        if not sticky and (rule.set_session_cookie or engine.settings.set_session_cookie):
+        settings = engine.settings
+        if not sticky and (rule.set_session_cookie or settings.read_set_session_cookie()):
             cookie = self._routing_cookie(m, sticky)
         self._cur, self._cur_index, self._cur_probe, self._cur_cookie = m, i, probe, cookie
         return True
@@ -444,12 +450,12 @@ class RequestPlan:
         overrides = rule.activation
         activation = overrides.get(m.name) if overrides else None  # effective_activation
         if activation is None:
-            activation = m.activation
+            activation = m.read_activation()
         return new_forward(  # Forward(...) as a C call (decisions.py)
             m,
             self.sticky,
             self._cur_cookie,
-            override if override is not None and override >= 0 else m.reply_timeout,
+            override if override is not None and override >= 0 else m.read_reply_timeout(),
             self._cur_probe,
             # .value is a Python-level descriptor call, _value_ a generic lookup
             _ACTIVE_VALUE if activation is _ACTIVE else activation._value_,

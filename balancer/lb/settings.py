@@ -8,28 +8,61 @@ the frozen config. Edits are validated; mod_jk's minimums (§1.5) are applied at
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from balancer.config.model import LbConfig, Lock, Method
 from balancer.lb.errors import InvalidSetting
 
 
-@dataclass(slots=True)
 class LbSettings:
-    sticky_session: bool = True
-    sticky_session_force: bool = False
-    method: Method = Method.REQUEST
-    lock: Lock = Lock.OPTIMISTIC  # shown and editable; one event loop needs no lock
-    retries: int = 2  # rounds (min 1)
-    lb_retries: int = 2  # members per round (min 1)
-    retry_interval: int = 100  # ms between rounds
-    recover_time: int = 60  # s (min 1)
-    error_escalation_time: int = 30  # s, 0 = at once
-    max_reply_timeouts: int = 0
-    session_cookie: str = "JSESSIONID"
-    session_path: str = ";jsessionid"
-    set_session_cookie: bool = False
-    session_cookie_path: str = "/"
+    """Compiled (settings.pxd), an extension type: the plan's per-request reads are the
+    ``read_*`` methods at the end, C calls that a ``SharedSettings`` (shared.py) overrides to
+    read its shared record (see member.py's ``Member`` for why they are methods)."""
+
+    sticky_session: bool
+    sticky_session_force: bool
+    method: Method
+    lock: Lock  # shown and editable; one event loop needs no lock
+    retries: int  # rounds (min 1)
+    lb_retries: int  # members per round (min 1)
+    retry_interval: int  # ms between rounds
+    recover_time: int  # s (min 1)
+    error_escalation_time: int  # s, 0 = at once
+    max_reply_timeouts: int
+    session_cookie: str
+    session_path: str
+    set_session_cookie: bool
+    session_cookie_path: str
+
+    def __init__(
+        self,
+        sticky_session: bool = True,
+        sticky_session_force: bool = False,
+        method: Method = Method.REQUEST,
+        lock: Lock = Lock.OPTIMISTIC,
+        retries: int = 2,
+        lb_retries: int = 2,
+        retry_interval: int = 100,
+        recover_time: int = 60,
+        error_escalation_time: int = 30,
+        max_reply_timeouts: int = 0,
+        session_cookie: str = "JSESSIONID",
+        session_path: str = ";jsessionid",
+        set_session_cookie: bool = False,
+        session_cookie_path: str = "/",
+    ) -> None:
+        self.sticky_session = sticky_session
+        self.sticky_session_force = sticky_session_force
+        self.method = method
+        self.lock = lock
+        self.retries = retries
+        self.lb_retries = lb_retries
+        self.retry_interval = retry_interval
+        self.recover_time = recover_time
+        self.error_escalation_time = error_escalation_time
+        self.max_reply_timeouts = max_reply_timeouts
+        self.session_cookie = session_cookie
+        self.session_path = session_path
+        self.set_session_cookie = set_session_cookie
+        self.session_cookie_path = session_cookie_path
 
     @classmethod
     def from_config(cls, config: LbConfig) -> LbSettings:
@@ -50,11 +83,27 @@ class LbSettings:
             session_cookie_path=config.session_cookie_path,
         )
 
+    def __repr__(self) -> str:
+        # getattr, not self.x: compiled, a SharedSettings' fields are not its C fields
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS)
+        return f"LbSettings({shown})"
+
     def validated(self, where: str, name: str, value: object) -> object:
         """``value`` checked for field ``name``; raises InvalidSetting naming ``where``."""
         if name not in _FIELDS:
             raise InvalidSetting(where, name, value, f"one of {', '.join(sorted(_FIELDS))}")
         return check_value(where, name, value, _RULES[name])
+
+    # -- the plan's per-request reads (SharedSettings overrides every one) ---------------------
+
+    def read_method(self) -> Method:
+        return self.method
+
+    def read_lb_retries(self) -> int:
+        return self.lb_retries
+
+    def read_set_session_cookie(self) -> bool:
+        return self.set_session_cookie
 
 
 # name -> (type, minimum); the minimum only for ints
@@ -74,7 +123,9 @@ _RULES: dict[str, tuple[type, int | None]] = {
     "set_session_cookie": (bool, None),
     "session_cookie_path": (str, None),
 }
-# a unit test checks these are exactly the dataclass fields
+# LbSettings' fields, in declaration order (an extension type keeps no annotations): a unit
+# test checks these are exactly the class's
+FIELDS: tuple[str, ...] = tuple(_RULES)
 _FIELDS = frozenset(_RULES)
 
 

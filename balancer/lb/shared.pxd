@@ -2,6 +2,8 @@
 # setup.py). A shared field is a typed-memoryview load or store in C instead of a Python-level
 # descriptor call: the engine reads ~30 of them per request.
 cimport cython
+from balancer.lb.member cimport Member
+from balancer.lb.settings cimport LbSettings
 
 cdef Py_ssize_t TEXT_VERSION, _BUSY_WORD, _PROCS
 
@@ -28,7 +30,50 @@ cdef long long _busy_sum(_Record rec)
 
 
 @cython.locals(own=Py_ssize_t, mine=cython.longlong, busy=cython.longlong)
-cdef void _note_busy(object member, _Record rec, long long delta) except *
+cdef void _note_busy(_Record rec, long long delta) except *
+
+# where SharedNumbers finds each field in a record
+cdef Py_ssize_t _STATE, _ACTIVATION, _DISTANCE, _LB_VALUE, _LB_MULT, _ROUTE, _BUSY_LIMIT
+cdef Py_ssize_t _REPLY_TIMEOUT, _SLOW_START_SINCE, _FIRST_ERROR_TIME, _LAST_ERROR_TIME
+cdef Py_ssize_t _ELECTED, _CHOSEN, _SESSIONS, _BYTES_TRANSFERRED, _BYTES_READ, _STICKY_HITS
+cdef Py_ssize_t _MAX_BUSY
+cdef tuple _STATES, _ACTIVATIONS
+
+
+cdef class SharedNumbers(Member):
+    cdef public _Record _rec
+
+    cpdef void note_busy(self, long long delta) except *
+    @cython.locals(rec=_Record)
+    cpdef void clear_error_times(self) except *
+    @cython.locals(rec=_Record)
+    cdef object read_state(self)
+    @cython.locals(rec=_Record)
+    cdef object read_activation(self)
+    @cython.locals(rec=_Record)
+    cdef long long read_distance(self) except? -1
+    @cython.locals(rec=_Record)
+    cdef long long read_lb_value(self) except? -1
+    @cython.locals(rec=_Record)
+    cdef long long read_lb_mult(self) except? -1
+    cdef str read_route(self)
+    cdef long long read_busy(self) except? -1
+    @cython.locals(rec=_Record)
+    cdef long long read_busy_limit(self) except? -1
+    @cython.locals(rec=_Record)
+    cdef long long read_reply_timeout(self) except? -1
+    @cython.locals(rec=_Record, since=cython.double)
+    cdef bint ramping(self) except -1
+    @cython.locals(rec=_Record)
+    cdef void add_lb_value(self, long long delta) except *
+    @cython.locals(rec=_Record)
+    cdef void set_lb_value(self, long long value) except *
+    @cython.locals(rec=_Record)
+    cdef void note_elected(self, bint new_session) except *
+    @cython.locals(rec=_Record)
+    cdef void add_traffic(self, long long sent, long long received) except *
+    @cython.locals(rec=_Record)
+    cdef void add_sticky_hit(self) except *
 
 
 cdef class _Word:
@@ -58,3 +103,18 @@ cdef class _Text:
 
 cdef class _Busy:
     pass
+
+
+cdef Py_ssize_t _METHOD, _LB_RETRIES, _SET_SESSION_COOKIE
+cdef tuple _METHODS
+
+
+cdef class SettingsNumbers(LbSettings):
+    cdef public _Record _rec
+
+    @cython.locals(rec=_Record)
+    cdef object read_method(self)
+    @cython.locals(rec=_Record)
+    cdef long long read_lb_retries(self) except? -1
+    @cython.locals(rec=_Record)
+    cdef bint read_set_session_cookie(self) except -1

@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import fields
 from enum import Enum
 from typing import Any
 
 from balancer.config.model import Activation, LbConfig, Lock, MemberConfig, Method
-from balancer.lb.member import Member, State
+from balancer.lb.member import FIELDS, Member, State
+from balancer.lb.settings import FIELDS as SETTING_FIELDS
 from balancer.lb.settings import LbSettings
 from balancer.lb.shm import (
     BUSY_AT,
@@ -236,15 +236,95 @@ _ENUMS: dict[str, type[Enum]] = {
 }
 
 
-class SharedMember(Member):
-    """A ``Member`` whose runtime numbers are words of a shared record."""
+class SharedNumbers(Member):
+    """The engine's per-request reads and writes of a ``Member`` (member.py, the end of the
+    class), on the member's shared record. Compiled (shared.pxd), an extension type: the
+    engine's calls are C calls that read a word of the record, where a field read through the
+    descriptors below is a generic attribute lookup and a descriptor call. The word of each
+    field comes from the layout (``_at`` below)."""
 
-    __slots__ = ("_rec",)
     _rec: _Record
 
     def note_busy(self, delta: int) -> None:
         # this process's slot only: another process's in-flight count is not ours to change
-        _note_busy(self, _record_of(self), delta)
+        _note_busy(self._rec, delta)
+
+    def clear_error_times(self) -> None:
+        rec = self._rec
+        rec.floats[rec.base + _FIRST_ERROR_TIME] = math.nan
+        rec.floats[rec.base + _LAST_ERROR_TIME] = math.nan
+
+    def read_state(self) -> State:
+        rec = self._rec
+        return _STATES[rec.words[rec.base + _STATE]]
+
+    def read_activation(self) -> Activation:
+        rec = self._rec
+        return _ACTIVATIONS[rec.words[rec.base + _ACTIVATION]]
+
+    def read_distance(self) -> int:
+        rec = self._rec
+        return rec.words[rec.base + _DISTANCE]
+
+    def read_lb_value(self) -> int:
+        rec = self._rec
+        return rec.words[rec.base + _LB_VALUE]
+
+    def read_lb_mult(self) -> int:
+        rec = self._rec
+        return rec.words[rec.base + _LB_MULT]
+
+    def read_route(self) -> str:
+        return _texts(self._rec)[_ROUTE]
+
+    def read_busy(self) -> int:
+        return _busy_sum(self._rec)
+
+    def read_busy_limit(self) -> int:
+        rec = self._rec
+        return rec.words[rec.base + _BUSY_LIMIT]
+
+    def read_reply_timeout(self) -> int:
+        rec = self._rec
+        return rec.words[rec.base + _REPLY_TIMEOUT]
+
+    def ramping(self) -> bool:
+        rec = self._rec
+        since = rec.floats[rec.base + _SLOW_START_SINCE]
+        return since == since  # None is stored as NaN
+
+    def add_lb_value(self, delta: int) -> None:
+        rec = self._rec
+        rec.words[rec.base + _LB_VALUE] += delta
+
+    def set_lb_value(self, value: int) -> None:
+        rec = self._rec
+        rec.words[rec.base + _LB_VALUE] = value
+
+    def note_elected(self, new_session: bool) -> None:
+        rec = self._rec
+        rec.words[rec.base + _ELECTED] += 1
+        rec.words[rec.base + _CHOSEN] = 1
+        if new_session:
+            rec.words[rec.base + _SESSIONS] += 1
+
+    def add_traffic(self, sent: int, received: int) -> None:
+        rec = self._rec
+        if sent > 0:
+            rec.words[rec.base + _BYTES_TRANSFERRED] += sent
+        if received > 0:
+            rec.words[rec.base + _BYTES_READ] += received
+
+    def add_sticky_hit(self) -> None:
+        rec = self._rec
+        rec.words[rec.base + _STICKY_HITS] += 1
+
+
+class SharedMember(SharedNumbers):
+    """A ``Member`` whose runtime numbers are words of a shared record: its fields are the
+    descriptors ``_layout`` installs below (``SharedNumbers`` does the engine's hot reads)."""
+
+    __slots__ = ()
 
 
 SHARED_MEMBER_FIELDS = _layout(
@@ -285,23 +365,70 @@ SHARED_MEMBER_FIELDS = _layout(
         ("last_error_reason", "text"),
     ],
 )
-SharedMember.busy = _Busy()  # type: ignore[assignment,misc]
+SharedMember.busy = _Busy()  # type: ignore[assignment]
 
 
-def _note_busy(member: SharedMember, rec: _Record, delta: int) -> None:
+def _at(name: str, cls: type = SharedMember) -> int:
+    """The word (or, for a string, the index) of ``cls``'s field ``name``."""
+    field = vars(cls)[name]
+    return field.index if isinstance(field, _Text) else field.at
+
+
+# where SharedNumbers and SettingsNumbers find each field (C variables, compiled)
+_STATE = _at("state")
+_ACTIVATION = _at("activation")
+_DISTANCE = _at("distance")
+_LB_VALUE = _at("lb_value")
+_LB_MULT = _at("lb_mult")
+_ROUTE = _at("route")
+_BUSY_LIMIT = _at("busy_limit")
+_REPLY_TIMEOUT = _at("reply_timeout")
+_SLOW_START_SINCE = _at("slow_start_since")
+_FIRST_ERROR_TIME = _at("first_error_time")
+_LAST_ERROR_TIME = _at("last_error_time")
+_ELECTED = _at("elected")
+_CHOSEN = _at("chosen_since_maintenance")
+_SESSIONS = _at("sessions")
+_BYTES_TRANSFERRED = _at("bytes_transferred")
+_BYTES_READ = _at("bytes_read")
+_STICKY_HITS = _at("sticky_hits")
+_MAX_BUSY = _at("max_busy")
+_STATES = tuple(State)  # as _Choice stores them: the position in the Enum
+_ACTIVATIONS = tuple(Activation)
+
+
+def _note_busy(rec: _Record, delta: int) -> None:
     own = rec.base + _BUSY_WORD + rec.slot
     mine = rec.words[own] + delta
     rec.words[own] = mine if mine > 0 else 0
     busy = _busy_sum(rec)
-    if busy > member.max_busy:
-        member.max_busy = busy
+    if busy > rec.words[rec.base + _MAX_BUSY]:
+        rec.words[rec.base + _MAX_BUSY] = busy
 
 
-class SharedSettings(LbSettings):
+class SettingsNumbers(LbSettings):
+    """The plan's per-request reads of an ``LbSettings`` (settings.py), on the shared record
+    (see ``SharedNumbers``)."""
+
+    _rec: _Record
+
+    def read_method(self) -> Method:
+        rec = self._rec
+        return _METHODS[rec.words[rec.base + _METHOD]]
+
+    def read_lb_retries(self) -> int:
+        rec = self._rec
+        return rec.words[rec.base + _LB_RETRIES]
+
+    def read_set_session_cookie(self) -> bool:
+        rec = self._rec
+        return rec.words[rec.base + _SET_SESSION_COOKIE] != 0
+
+
+class SharedSettings(SettingsNumbers):
     """An lb's ``LbSettings`` (what the status page edits) in a shared record."""
 
-    __slots__ = ("_rec",)
-    _rec: _Record
+    __slots__ = ()
 
 
 SHARED_SETTING_FIELDS = _layout(
@@ -323,6 +450,10 @@ SHARED_SETTING_FIELDS = _layout(
         ("session_cookie_path", "text"),
     ],
 )
+_METHOD = _at("method", SharedSettings)
+_LB_RETRIES = _at("lb_retries", SharedSettings)
+_SET_SESSION_COOKIE = _at("set_session_cookie", SharedSettings)
+_METHODS = tuple(Method)
 
 
 # -- the state interface the engine builds its members through ---------------------------------
@@ -366,9 +497,9 @@ class ShmState:
             return local
         shared = SharedMember.__new__(SharedMember)
         self._bind(shared, index)
-        for f in fields(Member):
-            if f.name not in SHARED_MEMBER_FIELDS and f.name != "busy":
-                setattr(shared, f.name, getattr(local, f.name))
+        for name in FIELDS:
+            if name not in SHARED_MEMBER_FIELDS and name != "busy":
+                setattr(shared, name, getattr(local, name))
         if fresh:
             for name in SHARED_MEMBER_FIELDS:
                 setattr(shared, name, getattr(local, name))
@@ -386,9 +517,9 @@ class ShmState:
             return local
         shared = SharedSettings.__new__(SharedSettings)
         self._bind(shared, index)
-        for f in fields(LbSettings):
-            if f.name not in SHARED_SETTING_FIELDS:
-                setattr(shared, f.name, getattr(local, f.name))
+        for name in SETTING_FIELDS:
+            if name not in SHARED_SETTING_FIELDS:
+                setattr(shared, name, getattr(local, name))
         if self.owner:  # a reload is an explicit edit: the lb's settings come from the file
             for name in SHARED_SETTING_FIELDS:
                 setattr(shared, name, getattr(local, name))

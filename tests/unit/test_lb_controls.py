@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import ast
+from pathlib import Path
 
 import pytest
 
 from balancer.config.model import Activation, LbConfig, MemberConfig, Method
+from balancer.lb import settings
 from balancer.lb.engine import LbEngine
 from balancer.lb.errors import InvalidSetting, RecoverRefused, UnknownMember
 from balancer.lb.member import State
 from balancer.lb.rating import matches, rate
-from balancer.lb.settings import _RULES, LbSettings
+from balancer.lb.settings import _RULES, FIELDS, LbSettings
 from tests.unit.test_lb_driver import REFUSED, engine, facts, run, states
 
 
@@ -98,8 +100,15 @@ def test_unknown_member_is_named():
 # -- lb edits -------------------------------------------------------------------------------
 
 
-def test_settings_table_covers_every_setting():
-    assert set(_RULES) == {f.name for f in fields(LbSettings)}
+def test_settings_table_covers_every_setting_in_declaration_order():
+    # FIELDS (the table's names) stands for dataclasses.fields: LbSettings compiles to an
+    # extension type, which keeps no annotations
+    tree = ast.parse(Path(settings.__file__.rsplit(".", 2)[0] + ".py").read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LbSettings"]
+    declared = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)]  # type: ignore[union-attr]
+    assert FIELDS == tuple(_RULES) == tuple(declared)
+    defaults = LbSettings()
+    assert [getattr(defaults, name) for name in FIELDS]  # every field has a starting value
 
 
 def test_lb_settings_apply_to_the_next_request():

@@ -134,6 +134,8 @@ def test_every_state_and_activation_of_the_routed_member(state, activation, forc
 @pytest.mark.parametrize("state", list(State))
 def test_takes_requests_is_the_states_own_flag(state):
     assert takes_requests(state) is state.takes_requests
+    # the plan's quick sticky check reads it for state.sticky_ok (plan.py): the same four
+    assert state.sticky_ok is state.takes_requests
 
 
 def _reference_best_by_value(members, states, rule, stateless, rotation):

@@ -3,17 +3,21 @@ slots over one buffer) make one set of decisions with the unchanged decision cod
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from balancer.config.model import Activation, LbConfig, MemberConfig
+from balancer.config.model import Activation, LbConfig, MemberConfig, Method
+from balancer.lb import member
+from balancer.lb.decisions import Outcome, OutcomeKind
 from balancer.lb.engine import LbEngine
-from balancer.lb.member import State
+from balancer.lb.member import FIELDS, State
 from balancer.lb.shared import SharedMember, ShmState
 from balancer.lb.shm import TEXT_SLOT, ProcessRow, Table, TableFull, fingerprint, table_size
-from tests.unit.test_lb_driver import REFUSED, run
+from tests.unit.test_lb_driver import CLOSED, REFUSED, facts, run
 
 MEMBERS = (
     MemberConfig("n1", lbfactor=1),
@@ -55,6 +59,59 @@ def test_every_round_has_the_single_process_counts():
         assert (
             Counter(shared[r : r + 6]) == Counter(alone[r : r + 6]) == {"n1": 1, "n2": 2, "n3": 3}
         )
+
+
+@pytest.mark.parametrize(
+    "method", [Method.REQUEST, Method.SESSIONS, Method.TRAFFIC, Method.BUSYNESS]
+)
+def test_every_number_a_request_changes_is_in_the_record_as_one_process_counts_it(method):
+    # The engine's per-request reads and writes are methods SharedMember overrides (member.py,
+    # shared.py): a number one of them left in the process's own object would be missing from
+    # what another process reads.
+    members = (*MEMBERS[:2], replace(MEMBERS[2], slow_start=30))
+    lb = replace(LB, method=method)
+    single = LbEngine(lb, members, 60, 0.0)
+    a, b = engines(table(), 2, members=members, lb=lb)
+    sticky = facts(cookie="JSESSIONID=abc.n2")
+    down = {"n1": REFUSED, "n2": REFUSED, "n3": REFUSED}
+    cut = Outcome(OutcomeKind.CLIENT_ERROR, request_sent=True, response_started=True)
+    for eng in (single, a):
+        for k in range(6):
+            run(eng, sent=100 + k, received=1000 * k)
+        run(eng, sticky, sent=7, received=70)
+        assert run(eng, backends=down).client_status == 503  # ERR, forced recovery, ERR
+        eng.health_up(eng.member("n3"), 1.0)  # OK, in its slow start
+        run(eng, now=1.0, backends={"n1": CLOSED, "n2": cut})
+        for _ in range(4):
+            run(eng, now=2.0, sent=9, received=90)
+            run(eng, sticky, 2.5, sent=3, received=30)
+    assert single.member("n3").slow_start_since == 1.0
+    for name in ("n1", "n2", "n3"):
+        alone, shared = single.member(name), b.member(name)
+        for field in FIELDS:
+            if field != "config":
+                assert getattr(shared, field) == getattr(alone, field), (name, field)
+
+
+def test_a_settings_edit_in_one_process_applies_to_the_next_request_of_all():
+    # the plan reads the method, lb_retries and set_session_cookie through methods that
+    # SharedSettings overrides (settings.py, shared.py)
+    a, b = engines(table(), 2)
+    a.update_settings(set_session_cookie=True, method=Method.TRAFFIC, lb_retries=1)
+    result = run(b, sent=10, received=90)
+    (forward,) = result.forwards
+    assert forward.set_cookie is not None and forward.set_cookie.startswith("JSESSIONID=.")
+    chosen = b.member(result.tried[0])
+    assert chosen.lb_value == 100 * chosen.lb_mult  # Traffic: bytes, not requests
+    assert b.settings.lb_retries == 1
+
+
+def test_member_fields_are_the_class_s_fields_in_order():
+    # FIELDS is written out (an extension type keeps no annotations): it must be the class's
+    tree = ast.parse(Path(member.__file__.rsplit(".", 2)[0] + ".py").read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Member"]
+    declared = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)]  # type: ignore[union-attr]
+    assert tuple(declared) == FIELDS
 
 
 def test_a_member_in_error_in_one_process_is_in_error_for_all():
