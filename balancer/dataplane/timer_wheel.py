@@ -10,7 +10,10 @@ in a wheel; both also round them.)
 
 Granularity: a deadline fires at the end of its tick, so at most ``tick`` seconds (100 ms by
 default) after it is due, never before. The entries' ``_on_timer`` works out which deadline
-applies now; a wheel entry is only a wake-up.
+applies now; a wheel entry is only a wake-up. An entry may arm again from its wake-up (most
+do: the deadline that applies now is later), and the loop timer still goes to the earliest
+bucket left. A wake-up that raises is reported to the loop's exception handler, as a failing
+callback is, and the other entries are woken all the same.
 """
 
 from __future__ import annotations
@@ -92,28 +95,57 @@ class TimerWheel:
             return
         # the buckets that have ended: a libuv timer is in whole milliseconds and may run up
         # to one early, so a bucket ending within 1 ms counts as ended (an entry woken before
-        # its deadline, as ClientConnection._on_timer checks, arms again)
+        # its deadline, as ClientConnection._on_timer checks, arms again). Taken once: an entry
+        # arming again into a bucket that counts as ended is woken by the next pass, not by
+        # this one (which would spin for as long as the loop's clock stands still).
         now_slot = int((self.loop.time() + 0.001) / self.tick)
-        due = sorted(s for s in slots if s <= now_slot)
-        for slot in due:
-            bucket = slots.pop(slot, None)
-            if slot == self.last_slot:  # (an entry woken below may have added to it)
-                self.last_slot = 0
-                self.last_bucket = None
-            if bucket is None:
-                continue
-            for entry in bucket:
-                entry.timer_slot = 0
-                # an entry may arm again from here: into another bucket, never this one
-                entry._on_timer()
-        if slots and self.handle is None:
-            self._schedule(max(min(slots), now_slot + 1))
+        due = [s for s in slots if s <= now_slot]
+        if len(due) > 1:  # the loop ran late: the earliest deadlines first
+            due.sort()
+        try:
+            for slot in due:
+                bucket = slots.pop(slot, None)
+                if slot == self.last_slot:  # (an entry woken below may have added to it)
+                    self.last_slot = 0
+                    self.last_bucket = None
+                if bucket is None:
+                    continue
+                for entry in bucket:
+                    entry.timer_slot = 0
+                    # an entry may arm again from here: into another bucket, never this one
+                    try:
+                        entry._on_timer()
+                    except Exception as exc:
+                        # one connection's failure is not the others': they are still woken
+                        # (and the loop timer armed below), the error reported as the loop
+                        # reports a callback's (asyncio.Handle)
+                        self.loop.call_exception_handler(
+                            {
+                                "message": "Exception in a deadline's wake-up (TimerWheel)",
+                                "exception": exc,
+                                "entry": entry,
+                            }
+                        )
+        finally:
+            # The loop timer for the earliest bucket left, whatever an entry woken above armed
+            # it for (add): its own bucket, a keep-alive deadline seconds ahead, while an
+            # earlier bucket waits (whose deadlines would wait for it); or a bucket that counts
+            # as ended (woken early, armed again), which would run the timer again at once.
+            if slots:
+                nxt = max(min(slots), now_slot + 1)
+                if self.handle is None or self.handle_slot != nxt:
+                    self._schedule(nxt)
 
     def close(self) -> None:
         """Stop the loop timer (the server is closing); entries left are not woken."""
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+        # (the server aborted its connections first; an entry left no longer names a bucket,
+        # so a connection still open arms anew rather than removing itself from a bucket gone)
+        for bucket in self.slots.values():
+            for entry in bucket:
+                entry.timer_slot = 0
         self.slots.clear()
         self.last_slot = 0
         self.last_bucket = None

@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from balancer.dataplane.timer_wheel import TICK, TimerWheel
 
 
@@ -21,11 +24,15 @@ class FakeHandle:
 
 
 class FakeLoop:
-    """call_at and time() only: time moves when the test says."""
+    """call_at, time() and call_exception_handler only: time moves when the test says."""
 
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
         self.handles: list[FakeHandle] = []
+        self.reported: list[dict[str, Any]] = []  # what reached the exception handler
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        self.reported.append(context)
 
     def time(self) -> float:
         return self.now
@@ -47,7 +54,10 @@ class FakeLoop:
             handle = min(due, key=lambda h: h.when)
             self.now = max(self.now, handle.when)
             callback, handle.callback = handle.callback, None  # type: ignore[assignment]
-            callback()
+            try:
+                callback()
+            except Exception as exc:  # as asyncio.Handle does: reported, the loop goes on
+                self.call_exception_handler({"message": "callback", "exception": exc})
         self.now = t
 
 
@@ -161,6 +171,7 @@ def test_close_stops_the_loop_timer() -> None:
     entry.arm(loop.now + 1)
     wheel.close()
     assert loop.pending() == []
+    assert entry.timer_slot == 0  # it names no bucket of a wheel that holds none
     loop.run_until(loop.now + 5)
     assert entry.woken == []
 
@@ -184,3 +195,102 @@ def test_a_bucket_that_left_is_never_used_again() -> None:
     fourth.arm(start)  # due already: woken at the next tick
     loop.run_until(loop.now + 2 * TICK)
     assert len(fourth.woken) == 1
+
+
+def test_an_entry_arming_far_ahead_from_its_wake_up_does_not_delay_an_earlier_bucket() -> None:
+    # A keep-alive connection woken at its first deadline arms again seconds ahead; a slowloris
+    # client's header deadline, in a bucket between, still fires on time (it once waited for
+    # the keep-alive one: the loop timer went to the bucket the woken entry armed).
+    loop, wheel = make()
+    start = loop.now
+    idle, slow = Entry(wheel, loop), Entry(wheel, loop)
+    idle.on_wake = lambda e: e.arm(e.loop.time() + 5) if len(e.woken) == 1 else None
+    idle.arm(start + 0.05)
+    slow.arm(start + 0.35)
+    loop.run_until(start + 0.35 + TICK)
+    assert len(idle.woken) == 1
+    assert len(slow.woken) == 1 and start + 0.35 <= slow.woken[0]
+    loop.run_until(start + 0.05 + 5 + 2 * TICK)
+    assert len(idle.woken) == 2
+
+
+def test_an_entry_arming_again_into_an_ended_bucket_is_woken_at_the_next_tick() -> None:
+    # A bucket ending within 1 ms of the clock counts as ended (a libuv timer may run 1 ms
+    # early); an entry arming into one from its wake-up is woken by the next pass, and the
+    # loop timer is not left armed for a time already past (it would run again at once).
+    loop, wheel = make()
+    start = loop.now
+    entry = Entry(wheel, loop)
+    entry.on_wake = lambda e: e.arm(e.loop.time() - 0.0005) if len(e.woken) < 3 else None
+    entry.arm(start + 0.05)
+    loop.run_until(start + 0.05 + TICK)
+    assert len(entry.woken) == 1
+    assert len(loop.pending()) == 1  # one loop timer, for the next tick, not one due now
+    assert loop.pending()[0].when > loop.now
+    loop.run_until(start + 0.05 + 3 * TICK)
+    assert len(entry.woken) == 3
+
+
+def test_a_wake_up_that_raises_is_reported_and_the_other_entries_are_still_woken() -> None:
+    loop, wheel = make()
+    start = loop.now
+    failing, same_bucket, later = Entry(wheel, loop), Entry(wheel, loop), Entry(wheel, loop)
+
+    def boom(e: Entry) -> None:
+        raise RuntimeError("boom")
+
+    failing.on_wake = boom
+    failing.arm(start + 0.05)
+    same_bucket.arm(start + 0.05)
+    later.arm(start + 0.35)
+    loop.run_until(start + 0.35 + TICK)
+    assert len(failing.woken) == 1
+    assert len(same_bucket.woken) == 1 and same_bucket.timer_slot == 0
+    assert len(later.woken) == 1
+    assert [str(c["exception"]) for c in loop.reported] == ["boom"]
+    assert loop.reported[0]["entry"] is failing  # which connection failed, for the log
+    assert wheel.slots == {} and loop.pending() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(min_value=0, max_value=8000), min_size=1, max_size=4),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_every_deadline_fires_within_one_tick_whatever_the_entries_arm_on_waking(
+    plans: list[list[int]],
+) -> None:
+    # Each entry is a connection with a chain of deadlines, each one ``ms`` after the moment
+    # the one before fired (a request answered, then a keep-alive wait...); as
+    # ClientConnection._on_timer does, it arms again if woken before its deadline. (Deadlines
+    # half a millisecond off the ms grid keep them away from the buckets' edges.)
+    loop, wheel = make()
+    start = loop.now
+    fired: list[tuple[float, float]] = []  # (deadline, when it fired)
+
+    class Connection(Entry):
+        def __init__(self, plan: list[int]) -> None:
+            super().__init__(wheel, loop)
+            self.plan = list(plan)
+            self.due = start + (self.plan.pop(0) + 0.5) / 1000
+            self.arm(self.due)
+
+        def _on_timer(self) -> None:
+            now = self.loop.time()
+            if now < self.due:
+                self.arm(self.due)
+                return
+            fired.append((self.due, now))
+            if self.plan:
+                self.due = now + (self.plan.pop(0) + 0.5) / 1000
+                self.arm(self.due)
+
+    for plan in plans:
+        Connection(plan)
+    loop.run_until(start + 4 * 8.1)
+    assert len(fired) == sum(len(plan) for plan in plans)
+    for due, at in fired:
+        assert due <= at <= due + TICK + 1e-9, (due - start, at - due)
