@@ -171,3 +171,44 @@ def test_a_request_head_that_never_completes_gets_408_and_is_closed(stack: Stack
         elapsed = time.monotonic() - began
     assert data.startswith(b"HTTP/1.1 408"), data[:200]
     assert 0.9 <= elapsed < 5
+
+
+def _read_until_closed(sock: socket.socket, deadline: float) -> bytes:
+    data = b""
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_slow_head_gets_its_408_on_time_while_another_client_idles_in_keep_alive(stack: Stack):
+    # The client connections' deadlines share one loop timer (timer_wheel.py). The idle client,
+    # woken at its first deadline, arms again for its keep-alive one 10 s ahead; the slow
+    # client's header deadline, due between the two, once waited for that one.
+    stack.start_backend("n1")
+    extra = "worker.header_timeout=1\nworker.keepalive_timeout=10"
+    stack.start_balancer(stack.workers_properties(["n1"], extra))
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=5) as idle:
+        idle_from = time.monotonic()
+        idle.sendall(b"GET /app/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        # (spacing, not waiting for anything: the slow client's header deadline falls in a
+        # later bucket than the idle client's first one, and before it fires)
+        time.sleep(max(0.0, idle_from + 0.3 - time.monotonic()))
+        with socket.create_connection(("127.0.0.1", stack.port), timeout=5) as slow:
+            began = time.monotonic()
+            slow.sendall(b"GET /app/x HTTP/1.1\r\nHost: a\r\n")  # never the end of the head
+            data = _read_until_closed(slow, began + 4)
+            elapsed = time.monotonic() - began
+        assert data.startswith(b"HTTP/1.1 408"), (data[:200], elapsed)
+        assert 0.9 <= elapsed < 1.4  # header_timeout, and at most a tick and some slack more
+        # the idle client is still open: its keep-alive deadline is 10 s away
+        idle.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            idle.recv(1)
