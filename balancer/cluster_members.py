@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from balancer.config.model import MemberConfig
+from balancer.config.model import MAX_LBFACTOR, MemberConfig
 from replication.member_info import MemberInfo
 
 ORIGIN = "cluster"
@@ -211,7 +211,7 @@ def member_config(
     base = template or MemberConfig(name=route, type="http")
     return replace(
         base, name=route, type="http", host=host, port=port, route=route, domain="",
-        redirect="", lbfactor=max(1, lbfactor), origin=ORIGIN, joined_at=wall,
+        redirect="", lbfactor=min(max(1, lbfactor), MAX_LBFACTOR), origin=ORIGIN, joined_at=wall,
     )  # fmt: skip
 
 

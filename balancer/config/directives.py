@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from balancer.config.model import Activation, Lock, Method
+from balancer.config.model import MAX_LBFACTOR, Activation, Lock, Method
 
 GLOBAL = "global"  # worker.list, worker.maintain, pyjk's edge limits: not a worker type, a scope
 LB, STATUS, HTTP, AJP13 = "lb", "status", "http", "ajp13"
@@ -281,7 +281,9 @@ DIRECTIVES: tuple[Directive, ...] = (
        "AJP shared secret. Set on an lb, it is inherited by ajp13 members that set none.",
        sensitive=True),
     # -- member-only: meaningful through an lb --
-    _d("lbfactor", _I, 1, MEMBER, "Weight of this member in its lb.", member_only=True, minimum=1),
+    _d("lbfactor", _I, 1, MEMBER, "Weight of this member in its lb (pyjk: at most 100000).",
+       member_only=True, minimum=1,
+       bounds=(1, MAX_LBFACTOR)),
     _d("route", Kind.NAME, "", MEMBER, "Session route (Tomcat's jvmRoute); unique within an lb.",
        member_only=True, derived="the worker name"),
     _d("domain", Kind.NAME, "", MEMBER, "Replication group: members that share sessions.",

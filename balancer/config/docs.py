@@ -88,7 +88,7 @@ refuses what mod_jk would silently misread. The shipped example is `conf/workers
   error naming the file, line and directive; mod_jk would silently use the default.
 * A range such as `int 1..65535` or `int >= 1024` (pyjk's bounds) is checked: a value outside it
   is an error. `int, min 1` is mod_jk's minimum: a lower value is raised to it with a
-  warning.
+  warning (`int, min 1, <= 100000`: raised to the minimum, an error above the bound).
 
 ## References (templates)
 
@@ -104,7 +104,8 @@ an unknown directive (with the nearest known one suggested); a directive that th
 does not accept; a worker named in `worker.list` or `balance_workers` but never defined (mod_jk
 invents an ajp13 worker at localhost:8009); `port=0` (mod_jk silently stops the member); an lb
 member that is itself an lb or status worker; a `redirect` that names no route of the lb; two
-members of one lb with the same route; an lb without members; an unknown `type`.
+members of one lb with the same route; an lb without members; an unknown `type`; an
+`lbfactor` above 100000 (mod_jk has no bound).
 Warnings (the file still loads): a missing `worker.list` (mod_jk's default `ajp13` is used),
 deprecated names, member-only directives on a worker that is in no lb, workers that nothing uses.
 """
@@ -194,6 +195,8 @@ def _row(d: Directive, types_column: bool, elsewhere: bool) -> str:
     kind = _KIND_TEXT[d.kind]
     if d.bounds and d.bounds[1] is None:
         kind += f" >= {d.bounds[0]}"
+    elif d.bounds and d.minimum is not None:  # raised to the minimum, refused above the bound
+        kind += f", min {d.minimum}, <= {d.bounds[1]}"
     elif d.bounds:
         kind += f" {d.bounds[0]}..{d.bounds[1]}"
     elif d.choices and d.kind is Kind.WORD:

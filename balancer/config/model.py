@@ -22,6 +22,11 @@ from enum import Enum
 
 from balancer.config.rules import RuleExtensions as RuleExtensions
 
+# pyjk: the largest lbfactor (mod_jk has none). The worker's heartbeat already carries at most
+# this (replication/codec.py); a weight ratio of 1:100000 is finer than any real cluster needs,
+# and the bound keeps the multipliers (balancer.lb.member.lb_multipliers) small.
+MAX_LBFACTOR = 100_000
+
 
 class Activation(Enum):
     """Member activation (mod_jk §3.7). ``value`` is the status page's text."""
@@ -92,7 +97,7 @@ class MemberConfig:
     busy_limit: int = 0  # 0 = off
     max_packet_size: int = 8192  # bytes, ajp13 only
     secret: str = ""  # ajp13 only
-    lbfactor: int = 1  # >= 1
+    lbfactor: int = 1  # 1..MAX_LBFACTOR
     # member-only (meaningful through an lb)
     route: str = ""  # defaults to name
     domain: str = ""  # defaults to route before its first "."

@@ -3,7 +3,8 @@
 Edits are validated and raise ``InvalidSetting`` naming the lb, the member and the value;
 nothing is changed when an edit fails. Side effects copied from mod_jk:
 - a new activation resets every lb_value to 0 (not for Busyness);
-- a new lbfactor recomputes the multipliers and keeps the lb_values;
+- a new lbfactor recomputes the multipliers and keeps the lb_values (pyjk: at most
+  ``MAX_LBFACTOR``, as the config; an integer past 64 bits is refused for every field);
 - a new route re-derives the domain when the member has none.
 pyjk's own: a method change resets the lb_values too (a Traffic byte count means nothing to
 Request), and for Busyness sets each to the requests in flight times the multiplier.
@@ -15,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from balancer.config.model import Activation, Method
+from balancer.config.model import MAX_LBFACTOR, Activation, Method
 from balancer.lb import slowstart
 from balancer.lb.errors import InvalidSetting, RecoverRefused
 from balancer.lb.member import Member, State, derive_domain
@@ -53,6 +54,9 @@ def update_member(
             expected = f"one of {', '.join(sorted(_MEMBER_RULES))}"
             raise InvalidSetting(where, name, value, expected)
         checked[name] = check_value(where, name, value, _MEMBER_RULES[name])
+    lbfactor = checked.get("lbfactor")
+    if isinstance(lbfactor, int) and lbfactor > MAX_LBFACTOR:  # as the config (model.py)
+        raise InvalidSetting(where, "lbfactor", lbfactor, f"an integer from 1 to {MAX_LBFACTOR}")
     route = checked.get("route")
     if route is not None:
         _check_route_text(where, "route", route)

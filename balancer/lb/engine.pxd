@@ -32,6 +32,6 @@ cdef class LbEngine:
     @cython.locals(new_session=bint, settings=LbSettings)
     cpdef void count_choice(self, Member member, bint has_session, bint stateless, object now=*) except *
     cpdef void open_forward(self, Member member) except *
-    @cython.locals(settings=LbSettings)
+    @cython.locals(settings=LbSettings, mult=cython.longlong)
     cpdef void close_forward(self, Member member, object sent, object received, object now=*) except *
     cpdef void open_busyness(self, Member member) except *

@@ -22,7 +22,6 @@ mod_jk behaviour followed here: reference modjk.md §3 (§9 where it differs).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,7 +30,7 @@ from balancer.lb import controls, slowstart
 from balancer.lb.decisions import RequestFacts
 from balancer.lb.errors import LbError, UnknownMember
 from balancer.lb.maintenance import run_maintenance, seconds_to_maintenance, seconds_to_recover
-from balancer.lb.member import Member, State
+from balancer.lb.member import LB_VALUE_MAX, Member, State, lb_multipliers
 from balancer.lb.plan import RequestPlan
 from balancer.lb.recovery import (  # noqa: F401
     RECOVERY_ALWAYS_RETRY_GET,
@@ -228,8 +227,12 @@ class LbEngine:
         settings = self.settings
         method = settings.read_method()
         if method is _TRAFFIC:
-            load = (max(0, sent) + max(0, received)) * member.read_lb_mult()
-            member.add_lb_value(slowstart.scaled(member, load, now))
+            moved = max(0, sent) + max(0, received)
+            mult = member.read_lb_mult()
+            # clamped before the product and after the slow-start scaling: add_lb_value takes
+            # a 64-bit C integer (it saturates there, member.py)
+            load = LB_VALUE_MAX if mult > 0 and moved > LB_VALUE_MAX // mult else moved * mult
+            member.add_lb_value(min(slowstart.scaled(member, load, now), LB_VALUE_MAX))
         elif method is _BUSYNESS:
             member.set_lb_value(max(0, member.read_lb_value() - member.read_lb_mult()))
 
@@ -268,10 +271,11 @@ class LbEngine:
                 m.lb_value = 0
 
     def update_multipliers(self) -> None:
-        """lb_mult = LCM(lbfactors) / lbfactor (mod_jk §3.2); lb_values are kept."""
-        lcm = math.lcm(*(m.lbfactor for m in self.members))
-        for m in self.members:
-            m.lb_mult = lcm // m.lbfactor
+        """lb_mult = LCM(lbfactors) / lbfactor (mod_jk §3.2; pyjk approximates it where it
+        would be too large, see ``lb_multipliers``); lb_values are kept."""
+        mults = lb_multipliers([m.lbfactor for m in self.members])
+        for m, mult in zip(self.members, mults, strict=True):
+            m.lb_mult = mult
 
     # -- the active health check (balancer.health) ------------------------------------------
 

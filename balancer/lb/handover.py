@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from balancer.config.model import Activation
+from balancer.config.model import MAX_LBFACTOR, Activation
 from balancer.lb.engine import LbEngine
 from balancer.lb.member import Member, State
 from replication.codec import MAX_PARTS  # the parts a balancer heartbeat may say it has
@@ -134,7 +134,7 @@ def parse_entry(v: object) -> Entry:
     if type(v["r"]) is not str or len(v["r"]) > MAX_REASON or type(v["h"]) is not bool:
         raise BadEntry("r: expected a short string, h: true or false")
     return Entry(
-        activation, state, _int(v["f"], 1, 100_000, "f"), _int(v["d"], 0, 1 << 31, "d"),
+        activation, state, _int(v["f"], 1, MAX_LBFACTOR, "f"), _int(v["d"], 0, 1 << 31, "d"),
         _int(v["v"], -(1 << 62), 1 << 62, "v"), _opt_age(v["e1"], "e1"), _opt_age(v["e2"], "e2"),
         v["r"], v["h"], _opt_age(v["ss"], "ss"),
     )  # fmt: skip

@@ -3,6 +3,9 @@
 # C methods (a vtable call) that SharedMember (shared.pxd) overrides to use its shared record.
 cimport cython
 
+cdef long long _LB_VALUE_MAX
+
+
 cdef class Member:
     cdef public object config
     cdef public str name
@@ -56,6 +59,7 @@ cdef class Member:
     cdef long long read_busy_limit(self) except? -1
     cdef long long read_reply_timeout(self) except? -1
     cdef bint ramping(self) except -1
+    @cython.locals(value=cython.longlong)
     cdef void add_lb_value(self, long long delta) except *
     cdef void set_lb_value(self, long long value) except *
     cdef void note_elected(self, bint new_session) except *

@@ -12,16 +12,22 @@ dataclass was a generic attribute lookup (and an int boxed) for each of some 30 
 overrides them at C level; code off the per-request path (status worker, maintenance,
 controls) uses the fields, which a ``SharedMember`` maps to its record as well.
 
+``lb_value`` and ``lb_mult`` are 64-bit C integers (mod_jk: unsigned ones): ``add_lb_value``
+saturates at ``LB_VALUE_MAX`` rather than wrapping, and ``lb_multipliers`` keeps each lb_mult at
+most ``MAX_LB_MULT``.
+
 States and their order follow mod_jk (reference modjk.md §3.7): everything up to ``ERR_FRC``
 may take new requests, ``OK_BUSY`` and worse may not.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
-from balancer.config.model import Activation, MemberConfig, RuleExtensions
+from balancer.config.model import MAX_LBFACTOR, Activation, MemberConfig, RuleExtensions
 
 
 class State(Enum):
@@ -52,6 +58,38 @@ for _state in _ORDER:
     _state.takes_requests = _state.rank <= _ORDER.index(State.ERR_FRC)
     _state.sticky_ok = _state in STICKY_STATES
 del _ORDER, _state
+
+
+# The largest lb_value, and load added at once: a 64-bit C field (member.pxd), signed like
+# mod_jk's counter is not, so it saturates here instead of wrapping (``add_lb_value``).
+LB_VALUE_MAX = (1 << 63) - 1
+_LB_VALUE_MAX = LB_VALUE_MAX  # a C constant, compiled (member.pxd)
+
+
+# The largest lb_mult. mod_jk's multipliers (§3.2) are LCM(lbfactors) / lbfactor, which grows
+# with every coprime factor: twelve members weighted 43..97 give 2**70, more than the field
+# holds, and even a product that fits would make one request's load saturate the lb_value.
+MAX_LB_MULT = 1 << 32
+
+
+def lb_multipliers(lbfactors: Sequence[int]) -> list[int]:
+    """Each member's lb_mult for these lbfactors (each >= 1), in the same order.
+
+    mod_jk's exact LCM(lbfactors) / lbfactor whenever the largest of them is at most
+    ``MAX_LB_MULT`` -- every lb of a few members with factors up to 100000 and common ones.
+    Above that, pyjk's approximation instead of an overflow: the smallest factor gets
+    ``MAX_LB_MULT`` and factor f gets ``MAX_LB_MULT * smallest / f`` rounded, so the weights'
+    ratios are off by less than f / (2 * MAX_LB_MULT * smallest) <= 1.2e-5 (lbfactor is at
+    most ``MAX_LBFACTOR``). Refusing the lb instead would refuse a dynamic member's join or a
+    status-page edit over arithmetic; the shares a member gets cannot tell the difference."""
+    if not lbfactors:
+        return []
+    lcm = math.lcm(*lbfactors)
+    smallest = min(lbfactors)
+    if lcm // smallest <= MAX_LB_MULT:
+        return [lcm // f for f in lbfactors]
+    top = MAX_LB_MULT * smallest
+    return [max(1, (top + f // 2) // f) for f in lbfactors]
 
 
 def derive_domain(route: str) -> str:
@@ -123,7 +161,7 @@ class Member:
         self.domain = config.domain or derive_domain(route)
         self.redirect = config.redirect
         self.distance = max(0, config.distance)
-        self.lbfactor = max(1, config.lbfactor)
+        self.lbfactor = min(max(1, config.lbfactor), MAX_LBFACTOR)
         self.activation = config.activation
         self.retries = max(1, config.retries)
         self.retry_interval = max(0, config.retry_interval)
@@ -238,7 +276,13 @@ class Member:
         return self.slow_start_since is not None
 
     def add_lb_value(self, delta: int) -> None:
-        self.lb_value += delta
+        """Add a load (>= 0), saturating at ``LB_VALUE_MAX``: mod_jk's unsigned counter never
+        goes negative, and a wrapped value would win every choice (lowest value wins)."""
+        value = self.lb_value
+        if delta > _LB_VALUE_MAX - value:
+            self.lb_value = _LB_VALUE_MAX
+        else:
+            self.lb_value = value + delta
 
     def set_lb_value(self, value: int) -> None:
         self.lb_value = value

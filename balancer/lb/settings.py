@@ -129,6 +129,9 @@ FIELDS: tuple[str, ...] = tuple(_RULES)
 _FIELDS = frozenset(_RULES)
 
 
+_INT64_MAX = (1 << 63) - 1
+
+
 def check_value(where: str, name: str, value: object, rule: tuple[type, int | None]) -> object:
     """Type and range check shared by lb and member edits."""
     kind, minimum = rule
@@ -138,6 +141,8 @@ def check_value(where: str, name: str, value: object, rule: tuple[type, int | No
             raise InvalidSetting(where, name, value, "an integer")
         if minimum is not None and value < minimum:
             raise InvalidSetting(where, name, value, f"an integer >= {minimum}")
+        if value > _INT64_MAX:  # the fields are 64-bit C integers (settings.pxd, member.pxd)
+            raise InvalidSetting(where, name, value, f"an integer <= {_INT64_MAX}")
         return value
     if kind is str:
         if not isinstance(value, str):

@@ -37,6 +37,7 @@ cdef Py_ssize_t _STATE, _ACTIVATION, _DISTANCE, _LB_VALUE, _LB_MULT, _ROUTE, _BU
 cdef Py_ssize_t _REPLY_TIMEOUT, _SLOW_START_SINCE, _FIRST_ERROR_TIME, _LAST_ERROR_TIME
 cdef Py_ssize_t _ELECTED, _CHOSEN, _SESSIONS, _BYTES_TRANSFERRED, _BYTES_READ, _STICKY_HITS
 cdef Py_ssize_t _MAX_BUSY
+cdef long long _LB_VALUE_MAX
 cdef tuple _STATES, _ACTIVATIONS
 
 
@@ -64,7 +65,7 @@ cdef class SharedNumbers(Member):
     cdef long long read_reply_timeout(self) except? -1
     @cython.locals(rec=_Record, since=cython.double)
     cdef bint ramping(self) except -1
-    @cython.locals(rec=_Record)
+    @cython.locals(rec=_Record, value=cython.longlong)
     cdef void add_lb_value(self, long long delta) except *
     @cython.locals(rec=_Record)
     cdef void set_lb_value(self, long long value) except *

@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any
 
 from balancer.config.model import Activation, LbConfig, Lock, MemberConfig, Method
-from balancer.lb.member import FIELDS, Member, State
+from balancer.lb.member import FIELDS, LB_VALUE_MAX, Member, State
 from balancer.lb.settings import FIELDS as SETTING_FIELDS
 from balancer.lb.settings import LbSettings
 from balancer.lb.shm import (
@@ -294,8 +294,13 @@ class SharedNumbers(Member):
         return since == since  # None is stored as NaN
 
     def add_lb_value(self, delta: int) -> None:
+        # saturates as Member.add_lb_value does (a wrapped value would win every choice)
         rec = self._rec
-        rec.words[rec.base + _LB_VALUE] += delta
+        value = rec.words[rec.base + _LB_VALUE]
+        if delta > _LB_VALUE_MAX - value:
+            rec.words[rec.base + _LB_VALUE] = _LB_VALUE_MAX
+        else:
+            rec.words[rec.base + _LB_VALUE] = value + delta
 
     def set_lb_value(self, value: int) -> None:
         rec = self._rec
@@ -393,6 +398,7 @@ _BYTES_TRANSFERRED = _at("bytes_transferred")
 _BYTES_READ = _at("bytes_read")
 _STICKY_HITS = _at("sticky_hits")
 _MAX_BUSY = _at("max_busy")
+_LB_VALUE_MAX = LB_VALUE_MAX
 _STATES = tuple(State)  # as _Choice stores them: the position in the Enum
 _ACTIVATIONS = tuple(Activation)
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from balancer.config.model import Activation, Lock, Method
+from balancer.config.model import MAX_LBFACTOR, Activation, Lock, Method
 from balancer.config.values import BadValue, parse_name
 from balancer.lb.engine import LbEngine
 from balancer.lb.errors import InvalidSetting, RecoverRefused
@@ -52,14 +52,14 @@ class Change:
     after: object
 
 
-def _int(minimum: int) -> Callable[[str], object]:
+def _int(minimum: int, maximum: int = INT_MAX) -> Callable[[str], object]:
     def parse(text: str) -> object:
         text = text.strip()
         if not re.fullmatch(r"-?[0-9]{1,10}", text):
             raise ValueError("an integer")
         value = int(text)
-        if not minimum <= value <= INT_MAX:
-            raise ValueError(f"an integer from {minimum} to {INT_MAX}")
+        if not minimum <= value <= maximum:
+            raise ValueError(f"an integer from {minimum} to {maximum}")
         return value
 
     return parse
@@ -128,7 +128,7 @@ LB_PARAMS: dict[str, tuple[str, Callable[[str], object]]] = {
 }
 BALANCING_PARAMS: dict[str, tuple[str, Callable[[str], object]]] = {
     "vwa": ("activation", _code(_ACTIVATIONS, "an activation: Active, Disabled, Stopped")),
-    "vwf": ("lbfactor", _int(1)),
+    "vwf": ("lbfactor", _int(1, MAX_LBFACTOR)),
     "vwn": ("route", _name(optional=False)),
     "vwr": ("redirect", _name(optional=True)),
     "vwc": ("domain", _name(optional=True)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from balancer.config.model import MAX_LBFACTOR
 from balancer.status.escape import h
 from balancer.status.model import Row, WorkerView
 
@@ -243,7 +244,8 @@ def member_actions(t: Target, view: WorkerView, m: Row) -> str:
     name = str(m["name"])
     factor = (
         t.start("update", view.name, name, "inline")
-        + f'<input type="number" name="vwf" value="{h(str(m["lbfactor"]))}" min="1" step="1" '
+        + f'<input type="number" name="vwf" value="{h(str(m["lbfactor"]))}" min="1" '
+        f'max="{MAX_LBFACTOR}" step="1" '
         f'inputmode="numeric" class="short" aria-label="lbfactor of {h(name)}">'
         '<button type="submit">Set F</button></form>'
     )
