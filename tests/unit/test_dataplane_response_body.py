@@ -367,3 +367,24 @@ async def test_a_large_share_of_a_read_goes_to_the_client_uncopied() -> None:
     assert resp.body == body
     (view,) = rec.views()
     assert view.obj is read and view.nbytes == len(body)
+
+
+@uvloop_test
+async def test_a_small_response_after_a_thrown_away_large_body_leaves_in_one_write() -> None:
+    # member a's head, a body over _JOIN_MAX and the start of a second response come in one
+    # read: the try fails before any byte reached the client (BAD_RESPONSE, retried on b). What
+    # it had collected is thrown away, and b's small response is joined into one buffer
+    async with Backend(silent) as backend:
+        engine = FakeEngine([member("a", backend.port), member("b", backend.port)])
+        async with Proxy(engine) as proxy:
+            client, rec = await recorded(proxy)
+            client.send(get("/"))
+            answer = asyncio.get_running_loop().create_task(client.response())
+            await member_read(proxy, HEAD % 5000 + b"x" * 5000 + b"HTTP/1.1 200 OK\r\n")
+            await member_read(proxy, HEAD % 2 + b"ok")
+            resp = await answer
+            client.close()
+    assert resp.status == 200 and resp.body == b"ok"
+    (outcome,) = engine.last.outcomes
+    assert outcome.kind is OutcomeKind.BAD_RESPONSE and not outcome.response_started
+    assert [call for call, _ in rec.calls] == ["write"]
