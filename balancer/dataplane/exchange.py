@@ -426,6 +426,7 @@ class Exchange:
             # in wbuf: nothing reached the client, so it gets a clean answer (a malformed
             # chunk in the same read as the head: 502 like HAProxy, or another member).
             self.wbuf = []
+            self.wbuf_big = False  # (else the next small response is written unjoined)
             self.resp_started = False
             self.resp_bytes = 0
         if self.resp_started:

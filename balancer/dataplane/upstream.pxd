@@ -8,9 +8,10 @@ from balancer.dataplane.member_connection cimport MemberSocket
 from balancer.dataplane.response_head cimport ResponseFields
 
 cdef int _BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE
-cdef Py_ssize_t _COPY_MAX
+cdef Py_ssize_t _COPY_MAX, _VIEW_SHARE
 cdef long long _LEFT_MAX
 
+@cython.locals(size=Py_ssize_t)
 cdef object _piece(bytes data, const unsigned char *p, Py_ssize_t begin, Py_ssize_t end)
 
 cdef class UpstreamConnection(MemberSocket):

@@ -15,8 +15,12 @@ there: a Content-Length body by counting down what is left (``body_left``), a ch
 ``ChunkLines`` (the offsets of the chunk data), a close-delimited one to the end of every read.
 A read that is all body goes to the client as the same object, a large piece of one as a
 ``memoryview`` of it: no copy and no Python call per piece (httptools' ``on_body`` made a
-``bytes`` copy of every piece and called back for it; issue 12, session 6). Where llhttp and the
-count disagree on the end, the response is refused (BAD_RESPONSE), never relayed on a guess.
+``bytes`` copy of every piece and called back for it; issue 12, session 6). A piece goes as a
+``memoryview`` only when it is over 4 KiB *and* at least an eighth of its read, else it is
+copied: the view keeps the whole read alive (up to 256 KiB from uvloop) while the client
+transport's write-buffer limit counts only the piece, so a slow client's queued pieces hold at
+most eight times what that limit counts. Where llhttp and the count disagree on the end, the
+response is refused (BAD_RESPONSE), never relayed on a guess.
 
 The connection reports to the exchange that owns it (``exchange``): a response head, body
 chunks, the end, or a failure. The end of a response is reported only after llhttp has
@@ -50,8 +54,14 @@ _BODY_LENGTH = 1  # Content-Length: ``body_left`` bytes to come
 _BODY_CHUNKED = 2  # chunked: ``lines`` follows the framing
 _BODY_CLOSE = 3  # to the end of the connection
 # a body piece up to this size is copied out of its read (one small copy that the relay joins
-# with the head); a larger one goes as a memoryview of the read
+# with the head); a larger one goes as a memoryview of the read, when it is a large share of it
 _COPY_MAX = 4096
+# ... at least 1/_VIEW_SHARE of the read, else it is copied too: a memoryview keeps its whole
+# read alive while the client transport's write-buffer limit (Limits.write_buffer_high) counts
+# only the piece. Without this a member writing small chunks between long chunk extensions (or
+# heads) made each ~4 KiB piece hold a 256 KiB read: a paused client could hold ~64 times
+# write_buffer_high; now at most _VIEW_SHARE times
+_VIEW_SHARE = 8
 # the most ``body_left`` holds (a C long long, compiled): llhttp takes a Content-Length up to
 # 2**64 - 1, and a body that long is followed as one that never ends (llhttp still ends it)
 _LEFT_MAX = 1 << 62
@@ -465,8 +475,10 @@ class UpstreamConnection(MemberSocket):
 def _piece(data: bytes, p: bytes, begin: int, end: int) -> bytes | memoryview:
     """The body bytes ``begin:end`` of the read ``data`` (``p``: its bytes): a small piece
     copied (the relay joins it with what goes before it), a large one a ``memoryview`` of the
-    read (no copy)."""
-    if end - begin <= _COPY_MAX:
+    read (no copy) — unless it is less than 1/_VIEW_SHARE of the read, which the view would keep
+    alive for it: then it is copied as well."""
+    size = end - begin
+    if size <= _COPY_MAX or size * _VIEW_SHARE < len(data):
         # compiled: p[a:b] is a bytes object made straight from the C pointer (data[a:b] would
         # build a slice object and two ints to get there)
         return p[begin:end]

@@ -268,3 +268,123 @@ async def test_large_body_pieces_reach_a_tls_client_whole(tmp_path: Path) -> Non
         finally:
             await proxy.__aexit__()
     assert resp.body == b"a" * 5000 + b"b" * 40000 + b"c" * 25000
+
+
+# --- what the relay hands the client transport ----------------------------------------------
+
+
+class Recording:
+    """Stands in for a client connection's transport: keeps every call the relay makes with the
+    objects it hands over (what the transport holds while the client does not read them), and
+    passes them on."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.calls: list[tuple[str, list[Any]]] = []
+
+    def write(self, data: Any) -> None:
+        self.calls.append(("write", [data]))
+        self.transport.write(data)
+
+    def writelines(self, parts: Any) -> None:
+        parts = list(parts)
+        self.calls.append(("writelines", parts))
+        self.transport.writelines(parts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+    def views(self) -> list[memoryview]:
+        return [p for _, parts in self.calls for p in parts if isinstance(p, memoryview)]
+
+
+async def recorded(proxy: Proxy) -> tuple[Client, Recording]:
+    """A client connection whose transport, on the balancer's side, is recorded."""
+    client = await proxy.connect()
+    await eventually(lambda: len(proxy.server.connections) == 1, what="the client connection")
+    (conn,) = proxy.server.connections
+    rec = Recording(conn.transport)
+    conn.transport = rec  # type: ignore[assignment]
+    return client, rec
+
+
+async def member_read(proxy: Proxy, data: bytes) -> None:
+    """``data`` as one read of the member connection in flight, exactly this size (the member
+    itself never answers: the kernel would choose where its reads end)."""
+
+    def up() -> Any:
+        for conn in proxy.server.connections:
+            ex = conn.exchange
+            if ex is not None and ex.up is not None:
+                return ex.up
+        return None
+
+    await eventually(lambda: up() is not None, what="a member connection in flight")
+    up().data_received(data)
+
+
+def silent(conn: BackendConn, req: BackendRequest) -> None:
+    return None
+
+
+def chunked(pieces: list[bytes]) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+SMALL_CHUNKS = [bytes([65 + i % 26]) * 5000 for i in range(50)]
+
+
+@uvloop_test
+async def test_a_body_piece_holds_no_more_than_eight_times_its_size_of_the_read() -> None:
+    # 5000-byte chunks (over _COPY_MAX) in a ~250 KiB read: a memoryview of each would keep the
+    # whole read alive while the client's write-buffer limit counts only the 5000 bytes — a
+    # member could make a slow client hold ~50x that limit
+    async with Backend(silent) as backend:  # noqa: SIM117 - the proxy needs backend.port
+        async with Proxy(FakeEngine([member("a", backend.port)])) as proxy:
+            client, rec = await recorded(proxy)
+            client.send(get("/"))
+            answer = asyncio.get_running_loop().create_task(client.response())
+            await member_read(proxy, CHUNKED_HEAD + chunked(SMALL_CHUNKS))
+            resp = await answer
+            client.close()
+    assert resp.chunked and resp.body == b"".join(SMALL_CHUNKS)
+    for view in rec.views():
+        assert len(view.obj) <= 8 * view.nbytes, (len(view.obj), view.nbytes)  # type: ignore[arg-type]
+
+
+@uvloop_test
+async def test_a_large_share_of_a_read_goes_to_the_client_uncopied() -> None:
+    body = b"z" * 65536
+    async with Backend(silent) as backend:  # noqa: SIM117 - the proxy needs backend.port
+        async with Proxy(FakeEngine([member("a", backend.port)])) as proxy:
+            client, rec = await recorded(proxy)
+            client.send(get("/"))
+            answer = asyncio.get_running_loop().create_task(client.response())
+            read = HEAD % len(body) + body
+            await member_read(proxy, read)
+            resp = await answer
+            client.close()
+    assert resp.body == body
+    (view,) = rec.views()
+    assert view.obj is read and view.nbytes == len(body)
+
+
+@uvloop_test
+async def test_a_small_response_after_a_thrown_away_large_body_leaves_in_one_write() -> None:
+    # member a's head, a body over _JOIN_MAX and the start of a second response come in one
+    # read: the try fails before any byte reached the client (BAD_RESPONSE, retried on b). What
+    # it had collected is thrown away, and b's small response is joined into one buffer
+    async with Backend(silent) as backend:
+        engine = FakeEngine([member("a", backend.port), member("b", backend.port)])
+        async with Proxy(engine) as proxy:
+            client, rec = await recorded(proxy)
+            client.send(get("/"))
+            answer = asyncio.get_running_loop().create_task(client.response())
+            await member_read(proxy, HEAD % 5000 + b"x" * 5000 + b"HTTP/1.1 200 OK\r\n")
+            await member_read(proxy, HEAD % 2 + b"ok")
+            resp = await answer
+            client.close()
+    assert resp.status == 200 and resp.body == b"ok"
+    (outcome,) = engine.last.outcomes
+    assert outcome.kind is OutcomeKind.BAD_RESPONSE and not outcome.response_started
+    assert [call for call, _ in rec.calls] == ["write"]
