@@ -42,6 +42,7 @@ from worker.cache_table import (
     CacheTable,
     CacheUnavailable,
     CacheValueTooLarge,
+    CacheWriteRefused,
     Entry,
 )
 from worker.caches import CacheStats, ClusterCache, limits_of
@@ -84,11 +85,14 @@ class Caches:
         self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.rebalancing = False
+        # why the request being served may not write the app's caches (None: it may); the
+        # session backend that can tell sets it (dist_sessions: an unread retry record)
+        self.write_refusal: Callable[[], str | None] = lambda: None
 
     def install(self, caches: Mapping[str, ClusterCache]) -> None:
         for name, cache in caches.items():
             table = CacheTable(name, writer=self.me, **limits_of(cache))
-            backend = ModeBackend(self, cache.mode, cache.owners, table, cache.stats)
+            backend = ModeBackend(self, cache.mode, cache.owners, table, cache.stats, app=True)
             self.backends[name] = backend
             cache.bind(backend)
 
@@ -179,12 +183,14 @@ class ModeBackend:
         *,
         pin: Pin | None = None,
         strict: bool = False,
+        app: bool = False,
     ) -> None:
         self.caches, self.mode, self.table, self.stats = caches, mode, table, stats
         self.owners = ALL if mode in ("replicated", "invalidated", "local") else owners
         # pin: the member an entry's text names as its primary (sessions: the route's node);
-        # strict: a write is acknowledged only once every owner of the current view has it
-        self.pin, self.strict = pin, strict
+        # strict: a write is acknowledged only once every owner of the current view has it;
+        # app: one of the app's caches, whose writes a request may be refused (write_refusal)
+        self.pin, self.strict, self.app = pin, strict, app
 
     # -- placement ---------------------------------------------------------------------------
     def owners_of(
@@ -266,6 +272,11 @@ class ModeBackend:
 
     # -- writes ------------------------------------------------------------------------------
     async def _write(self, req: CacheReq) -> CacheReply:
+        if self.app and (why := self.caches.write_refusal()) is not None:
+            # an earlier attempt of this request may have made this write (its retry record
+            # could not be read): refused as its session writes are, a 503
+            self.caches.counters["cache_writes_unverified"] += 1
+            raise CacheWriteRefused(f"cache {self.table.name!r} key {req.key!r}: {why}")
         req = CacheReq(0, req.cache, req.op, req.key, req.text, req.expected, None, None,
                        req.ttl, secrets.token_hex(16))  # fmt: skip
         if self.mode in ("invalidated", "local"):

@@ -108,6 +108,7 @@ class DistributedSessions:
         self.manager.sink = self.sink
         self.manager.observer = self
         self.manager.loader = self
+        self.caches.write_refusal = self._unverified.cache_refusal
 
     # -- placement ---------------------------------------------------------------------------
     def learn(self, info: MemberInfo) -> None:

@@ -31,7 +31,9 @@ Faults: a Redis error or a timeout (`[store] timeout`) raises CacheUnavailable (
 ConnectionError; an uncaught one becomes 503 `Retry-After: 1` in the session middleware), is
 counted (`cache_failures`) and logged once per outage, shared with the sessions' outage
 accounting; the client reconnects by itself on the next call. A write that failed this way
-may still have been applied (as a session write that got no answer).
+may still have been applied (as a session write that got no answer). A request whose retry
+record could not be read (its first attempt may have written) has its cache writes refused as
+its session writes are (CacheWriteRefused, a 503; `cache_writes_refused`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker.cache_table import CacheError, CacheFull, CacheUnavailable, check_value_size
+from worker.cache_table import (
+    CacheError,
+    CacheFull,
+    CacheUnavailable,
+    CacheWriteRefused,
+    check_value_size,
+)
 from worker.caches import ClusterCache, limits_of
 from worker.sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_SESSION_BYTES
 
@@ -158,6 +166,7 @@ class RedisCacheBackend:
         return await self._write(key, "c", expected, text, ttl)
 
     async def delete(self, key: str) -> bool:
+        self._check_may_write(key)
         keys = (self._entry(key), self.index)
         replies = await self._call(
             lambda pipe: pipe.evalsha(DELETE_SHA, 2, *keys, key), key=key, write=True
@@ -178,6 +187,7 @@ class RedisCacheBackend:
         self, key: str, op: str, expected: str | None, text: str, ttl: float | None
     ) -> bool:
         check_value_size(self.name, key, text, self.max_value_bytes)
+        self._check_may_write(key)
         ttl_ms = 0 if ttl is None else max(1, math.ceil(ttl * 1000))
         keys = (self._entry(key), self.index)
         args = (op, "0" if expected is None else "1", expected or "", text, str(ttl_ms),
@@ -192,6 +202,14 @@ class RedisCacheBackend:
                             f"{self.max_entries} entries; key {key!r} not stored")  # fmt: skip
         self.store.counters["cache_writes"] += 1
         return result == 1
+
+    def _check_may_write(self, key: str) -> None:
+        """A request whose retry record could not be read writes no cache either (the store
+        refuses its session writes): its first attempt may have made this very write, and a
+        put or an update applied twice is not what the client asked for."""
+        if (why := self.store.cache_refusal()) is not None:
+            self.store.counters["cache_writes_refused"] += 1
+            raise CacheWriteRefused(f"cache {self.name!r} key {key!r}: {why}; retry later")
 
     async def _call(
         self, build: Callable[[Any], None], *, key: str | None = None, write: bool = False

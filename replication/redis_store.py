@@ -158,6 +158,11 @@ class RedisStore:
 
     manager_token = property(lambda self: self.config.manager_token)
 
+    def cache_refusal(self) -> str | None:
+        """Why the request being served may not write the app's caches (None: it may): its
+        retry record could not be read (see `load`), as for its session writes."""
+        return self._unverified.cache_refusal()
+
     # -- SessionBackend ----------------------------------------------------------------------
     def install(self, app: web.Application) -> None:
         if app.get(SINGLETONS):
@@ -427,13 +432,13 @@ class StoreCollector(Collector):
         yield up
         events = CounterMetricFamily(
             "pyjk_store_events", "session store events (loads, writes, failures, malformed, "
-            "outages, replays, writes not on a replica in time, writes refused after an unread "
-            "retry record)", labels=["event"],
+            "outages, replays, writes not on a replica in time, session and cache writes refused "
+            "after an unread retry record)", labels=["event"],
         )  # fmt: skip
         for name in ("loads", "writes", "read_failures", "write_failures", "ping_failures",
                      "malformed", "outages", "replays_answered", "wait_short", "writes_refused",
                      "scripts_loaded", "cache_reads", "cache_writes", "cache_failures",
-                     "cache_malformed", "cache_full"):  # fmt: skip
+                     "cache_malformed", "cache_full", "cache_writes_refused"):  # fmt: skip
             events.add_metric([name], counters[name])
         yield events
         sent = CounterMetricFamily("pyjk_store_write_bytes", "bytes of keys and values written")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextvars import ContextVar
 
 from aiohttp import web
 
@@ -76,6 +77,10 @@ def replay_from(
 # the requests one worker has in flight.
 MAX_UNVERIFIED = 65_536
 UNVERIFIED = "its retry record could not be read: an earlier attempt may have written"
+# The request id an Unverified.add marked in the task that serves the request: the store's
+# `load` runs in the request's task (awaited by the session middleware, not spawned), so the
+# handler that runs next sees it, and only that request's task does (aiohttp gives each its own).
+_SERVING: ContextVar[str | None] = ContextVar("pyjk_unverified_request", default=None)
 
 
 class Unverified:
@@ -91,6 +96,7 @@ class Unverified:
 
     def add(self, request_id: str) -> None:
         self._ids[request_id] = None
+        _SERVING.set(request_id)
         if len(self._ids) > self.max_entries:
             del self._ids[next(iter(self._ids))]
 
@@ -103,6 +109,16 @@ class Unverified:
         if request_id is None or request_id not in self._ids:
             return None
         del self._ids[request_id]
+        return UNVERIFIED
+
+    def cache_refusal(self) -> str | None:
+        """During a request: why its writes to the app's cluster caches are refused (None:
+        they may go). The same rule as its session writes (`refusal`): an earlier attempt may
+        have updated the cache, and its record, which would have answered this retry, could
+        not be read. Not consumed: a handler may try several writes."""
+        request_id = _SERVING.get()
+        if request_id is None or request_id not in self._ids:
+            return None
         return UNVERIFIED
 
     def __contains__(self, request_id: object) -> bool:

@@ -67,6 +67,12 @@ class CacheUnavailable(CacheError, ConnectionError):
     store is down): retry later. The session middleware answers an uncaught one with 503."""
 
 
+class CacheWriteRefused(CacheUnavailable):
+    """A write the request may not make: its retry record could not be read, so an earlier
+    attempt of it may have written already (replication/replay.py, Unverified). A 503 like
+    CacheUnavailable: the retry, once the record can be read, is answered or runs once."""
+
+
 def check_value_size(cache: str, key: str, text: str, max_value_bytes: int) -> None:
     """CacheValueTooLarge when `text` passes the cache's max_value_bytes."""
     if len(text) > max_value_bytes:

@@ -4,6 +4,7 @@ what the store keeps (0: nothing is recorded)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from tests.integration.redis_kit import RedisServer, cli, needs_redis
 from tests.support.procs import ProcGroup, free_port
 from worker import setup_sessions
 from worker.backend import SessionNotSaved
+from worker.cache_table import CacheWriteRefused
+from worker.caches import cluster_cache
 from worker.delta import SessionDelta
 from worker.peers import ABSENT, FOUND, UNKNOWN
 from worker.readiness import Readiness
@@ -36,13 +39,13 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
         group.stop_all()
 
 
-def make_store(url: str, extra: str = "") -> RedisStore:
+def make_store(url: str, extra: str = "", app: web.Application | None = None) -> RedisStore:
     config = parse_cluster_config(
         f'[store]\nkind = "redis"\nurl = "{url}"\ntimeout = 300\n{extra}', "/tmp/c.toml"
     )
     manager = setup_sessions(web.Application(), route="n1")
     store = RedisStore(config, manager, Readiness())
-    store.install(web.Application())
+    store.install(web.Application() if app is None else app)
     return store
 
 
@@ -92,6 +95,41 @@ async def test_a_request_whose_retry_record_could_not_be_read_runs_but_never_wri
         store.committed([delta], "rid-2", web.Response(text="1"))
         await store.sink(delta)
         assert await store.load([f"{RP}.n1"], None) == FOUND
+    finally:
+        await store.stop()
+
+
+async def test_a_request_whose_retry_record_could_not_be_read_writes_no_cache_either(redis):
+    # Its first attempt may have run the same update just before Redis went away: applied a
+    # second time, a counter would count one click twice. Its cache writes are refused (503)
+    # as its session writes are, even with Redis back; other requests write as usual.
+    app = web.Application()
+    counters = cluster_cache(app, "counters", mode="distributed")
+    store = make_store(redis.url, app=app)
+    try:
+        redis.stop()
+
+        async def unverified_request() -> None:  # one request's task: load, then its handler
+            assert await store.load([], "rid-1") == ABSENT
+            redis.restart()
+            with pytest.raises(CacheWriteRefused):
+                await counters.update("hits", lambda n: n + 1, default=0)
+            with pytest.raises(CacheWriteRefused):
+                await counters.put("last", "rid-1")
+            with pytest.raises(CacheWriteRefused):
+                await counters.delete("last")
+            assert await counters.get("hits") is None  # reads are served
+
+        await asyncio.create_task(unverified_request())
+        assert cli(redis.port, "--scan", "--pattern", "pyjk:*").split() == []  # nothing written
+        assert store.counters["cache_writes_refused"] == 3
+
+        async def verified_request(request_id: str) -> int:
+            assert await store.load([], request_id) == ABSENT
+            return await counters.update("hits", lambda n: n + 1, default=0)
+
+        assert await asyncio.create_task(verified_request("rid-2")) == 1
+        assert await asyncio.create_task(verified_request("rid-1")) == 2  # its record read: may
     finally:
         await store.stop()
 

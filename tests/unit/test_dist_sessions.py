@@ -23,7 +23,8 @@ from replication.dist_sessions import DistributedSessions
 from replication.member_info import MemberInfo
 from replication.session_entry import SESSIONS_CACHE, SessionEntry, decode_entry, encode_entry
 from worker.backend import SessionNotSaved
-from worker.cache_table import Entry
+from worker.cache_table import CacheTable, CacheWriteRefused, Entry
+from worker.caches import ClusterCache, LocalBackend
 from worker.delta import SessionState
 from worker.middleware import SessionManager
 from worker.peers import ABSENT, FOUND, UNKNOWN
@@ -234,6 +235,34 @@ async def test_a_request_whose_retry_record_was_not_read_runs_but_may_not_write(
     again["cart"] = ["book"]
     await finish(node, [again], rid)
     assert entry_attrs(node, again.id) == {"cart": '["book"]'}
+
+
+async def test_a_request_whose_retry_record_was_not_read_may_not_write_the_app_caches() -> None:
+    # as its session writes: an earlier attempt may have run the same update, and a counter
+    # in a cluster cache would then count one click twice
+    net = DistNet(3)
+    caches = {}
+    for member, node in net.nodes.items():
+        caches[member] = ClusterCache("counters", "distributed", 2, LocalBackend(
+            CacheTable("counters", writer=member)))  # fmt: skip
+        node.caches.install({"counters": caches[member]})
+        node.dist.install()
+    node, counters = net.nodes[IDS[0]], caches[IDS[0]]
+    rid = next(r for r in (f"r-{i:030d}" for i in range(200))
+               if IDS[0] not in node.dist.backend.owners_of(f"rid/{r}"))  # fmt: skip
+    net.hung.update(node.dist.backend.owners_of(f"rid/{rid}"))
+
+    async def request(request_id: str) -> int:  # one request's task: load, then its handler
+        assert await node.dist.load([], request_id) == ABSENT
+        net.hung.clear()  # the owners answer again by the time it writes
+        return await counters.update("hits", lambda n: n + 1, default=0)
+
+    with pytest.raises(CacheWriteRefused, match="retry record"):
+        await asyncio.create_task(request(rid))
+    assert node.counters["cache_writes_unverified"] == 1
+    assert await counters.get("hits") is None  # nothing was written
+    assert await asyncio.create_task(request("r-other")) == 1  # other requests write
+    assert await asyncio.create_task(request(rid)) == 2  # its retry, its record read: may
 
 
 async def test_a_delta_whose_commit_observer_failed_is_still_written() -> None:
