@@ -15,7 +15,9 @@ store does (worker/backend.py): the worker keeps only the sessions of the reques
   (503, retried). A state the worker still holds (open, or committed and being written) is
   never replaced by the table's copy. A request id without a record in the session entries
   is looked up under `rid/`; when that record cannot be read the request runs but its writes
-  are refused (replay.Unverified, as the Redis store's).
+  are refused (replay.Unverified, as the Redis store's). A record that fell out of its entry
+  (three or more requests of one session in flight) is in the ledger of every owner
+  (session_records.py): found here on an owner, asked of the owners after a failover read.
 - `committed` + `sink`: each changed session becomes a cache put (new entry text, ttl the
   session's idle timeout), the request's recorded response on the last one; the put goes to the
   primary (this node: a takeover renames the session to this route first), which copies it to
@@ -41,14 +43,13 @@ from aiohttp import web
 
 from worker.backend import SessionNotSaved
 from worker.cache_table import MAX_VALUE_TEXT, CacheError, CacheTable, CacheUnavailable, Entry
-from worker.caches import CacheStats
 from worker.delta import SessionDelta, SessionState
 from worker.middleware import SessionManager
 from worker.peers import ABSENT, FOUND, UNKNOWN, Lookup
 from worker.readiness import Readiness
 from worker.session_ids import split_session_id
 
-from .cache import Caches, ModeBackend
+from .cache import Caches
 from .config import ClusterConfig
 from .ledger import Ledger, RecordedResponse
 from .member_info import MemberInfo
@@ -69,6 +70,7 @@ from .session_entry import (
     merge_entries,
     route_of,
 )
+from .session_records import SessionsBackend
 
 log = logging.getLogger("pyjk.cluster")
 MAX_LOAD_IDS = 4  # as worker/peers.py: more ids in one request are not worth a read each
@@ -95,12 +97,19 @@ class DistributedSessions:
         table = CacheTable(SESSIONS_CACHE, writer=self.me,
                            max_entries=self.store.max_active_sessions,
                            max_value_bytes=MAX_VALUE_TEXT, merge=self._merge)  # fmt: skip
-        self.backend = ModeBackend(caches, "distributed", config.owners, table, CacheStats(),
-                                   pin=self._pin, strict=True)  # fmt: skip
+        # records read for requests in flight (a replay is answered from here, synchronously)
+        # and the records that fell out of the entries this member owns (session_records.py),
+        # within [exactly_once]'s bounds, as all-to-all's
+        self.ledger = Ledger(
+            ttl=config.dedup_ttl, max_entries=config.dedup_max_entries,
+            max_bytes=config.dedup_max_bytes, max_body=config.dedup_max_body,
+        )  # fmt: skip
+        self.backend = SessionsBackend(
+            caches, config.owners, table, pin=self._pin, records=self.ledger,
+            counters=counters, clock=clock,
+        )  # fmt: skip
         caches.backends[SESSIONS_CACHE] = self.backend
         self.table = table
-        # records read for requests in flight (a replay is answered from here, synchronously)
-        self.ledger = Ledger(ttl=config.dedup_ttl, max_entries=1000, max_body=config.dedup_max_body)
         self._planned: PlannedWrites[tuple[str, str, float | None]] = PlannedWrites(self._write)
         self._unverified = Unverified()  # may run, may not write (replay.py)
 
@@ -138,7 +147,7 @@ class DistributedSessions:
         found = False
         for rp, route in list(wanted.items())[:MAX_LOAD_IDS]:
             try:
-                entry = await self._read(rp, route)
+                entry, asked = await self._read(rp, route)
             except CacheError as exc:
                 self.counters["dist_load_unknown"] += 1
                 log.warning("session read unanswered rp=%s…: %s", rp[:8], exc)
@@ -152,6 +161,10 @@ class DistributedSessions:
             now = self.clock()
             if request_id is not None and (record := entry.records.get(request_id)) is not None:
                 self.ledger.put(request_id, record, now)
+            elif request_id is not None and asked and self.ledger.get(request_id, now) is None:
+                # read from other members (a failover): a record that fell out of the entry
+                # is kept by its owners (session_records.py) — this node is not one of them
+                await self._load_kept(request_id, asked)
             if entry.state is not None:
                 # A state still in the store is the newest: a request has it open, or one
                 # committed it and its put is on the way (release forgets it only after the
@@ -191,6 +204,10 @@ class DistributedSessions:
                 self._unverified.add(request_id)
                 return
         self._unverified.discard(request_id)
+        self._remember(request_id, entry)
+
+    def _remember(self, request_id: str, entry: Entry | None) -> None:
+        """Keep the record `entry` holds for `request_id` (a `rid/` entry, None: absent)."""
         if entry is None or entry.text is None or not entry.live(self.clock()):
             return
         try:
@@ -201,7 +218,26 @@ class DistributedSessions:
             return
         self.ledger.put(request_id, record, self.clock())
 
-    async def _read(self, rp: str, route: str | None) -> SessionEntry | None:
+    async def _load_kept(self, request_id: str, asked: tuple[str, ...]) -> None:
+        """Ask the members a session was read from for the record of `request_id` that fell
+        out of its entry. Not heard from all (and not found): the request may run, but its
+        writes are refused (replay.Unverified), since its first attempt may have written."""
+        live = self.caches.members()
+        members = tuple(m for m in asked if m in live)  # a dead one left the view meanwhile
+        self.counters["dist_kept_lookups"] += 1
+        entry, missed = await self.backend.fetch_from(loose_key(request_id), members)
+        if entry is None and missed:
+            self.counters["dist_kept_unknown"] += 1
+            self._unverified.add(request_id)
+            return
+        self._unverified.discard(request_id)
+        self._remember(request_id, entry)
+
+    async def _read(
+        self, rp: str, route: str | None
+    ) -> tuple[SessionEntry | None, tuple[str, ...]]:
+        """The session's entry (None: absent), and the members asked for it (none: read
+        here, the sticky case)."""
         mine = self.table.entry(rp)
         max_body = self.config.dedup_max_body
         if (
@@ -209,18 +245,20 @@ class DistributedSessions:
             and route_of(mine.text) == route and mine.live(self.clock())
         ):  # fmt: skip
             self.counters["dist_reads_local"] += 1  # sticky: this node is the primary
-            return decode_entry(mine.text, max_body)
+            return decode_entry(mine.text, max_body), ()
         # a failover or a stale cookie: the owners by the cookie's route and by this node's
         # copy, newest first; then everyone (a session that exists is never called absent)
         self.counters["dist_reads_remote"] += 1
         asked = (set(self._owners(rp, route)) | set(self.backend.owners_of(rp))) - {self.me}
-        best, missed = await self.backend.fetch_from(rp, tuple(sorted(asked)))
+        members = tuple(sorted(asked))
+        best, missed = await self.backend.fetch_from(rp, members)
         if best is None:
             others = tuple(m for m in self.caches.members() if m not in asked)
             if others:
                 self.counters["dist_reads_everyone"] += 1
                 best, more = await self.backend.fetch_from(rp, others)
                 missed += more
+                members += others
         # read again after the awaits: a put may have reached this node's table meanwhile
         mine = self.table.entry(rp)
         if mine is not None and (best is None or mine.version >= best.version):
@@ -230,10 +268,10 @@ class DistributedSessions:
             # did not answer: not known, so 503 — never a new empty session over an old one
             raise CacheUnavailable(f"session rp={rp[:8]}…: {missed} member(s) did not answer")
         if best is None or not best.live(self.clock()) or best.text is None:
-            return None
+            return None, members
         if best is not mine:
             self.table.apply(rp, best)  # this node serves it now: the takeover's put comes next
-        return decode_entry(best.text, max_body)
+        return decode_entry(best.text, max_body), members
 
     def release(self, random_parts: Sequence[str]) -> None:
         for rp in random_parts:
@@ -355,6 +393,8 @@ class DistributedSessions:
         ended session's records past the exactly-once ttl."""
         merged = merge_entries(stored, incoming, now, self.config.dedup_ttl,
                                self.config.dedup_max_body)  # fmt: skip
+        for request_id, record in merged.dropped.items():  # kept aside (session_records.py)
+            self.ledger.put(request_id, record, now)
         if merged.problem is not None:
             self.counters["dist_malformed"] += 1
             log.error("session entry merge: %s", merged.problem)

@@ -24,10 +24,11 @@ An entry's text is built when its request commits, but two requests of one sessi
 flight at once (a browser's parallel calls): their puts may land in either order, and neither
 text has the other's record. So the member that stores a put merges it into the entry it holds
 (`merge_entries`, the sessions table's merge hook) instead of overwriting it: the records are
-the union of both, the state is the newer of the two by `last_accessed` (which grows strictly
-with each commit of the session, on any node: a commit takes its clock, or just past the old
-value when its clock is behind), and an ended session stays ended (ids are never reused). The
-kept state also decides the entry's expiry, and where its copies go (its id's route).
+the newest of both plus the put's own (the young ones left out go to the member's ledger), the
+state is the newer of the two by `last_accessed` (which grows strictly with each commit of the
+session, on any node: a commit takes its clock, or just past the old value when its clock is
+behind), and an ended session stays ended (ids are never reused). The kept state also decides
+the entry's expiry, and where its copies go (its id's route).
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ from worker.delta import SessionState, WireFormatError
 from .ledger import RecordedResponse, RecordError
 
 SESSIONS_CACHE = "pyjk.sessions"  # the internal cache's name (apps cannot take "pyjk.")
-MAX_RECORDS = 2  # recorded responses an entry keeps (the newest): a retry is of the last write
-# or two (one client's concurrent requests); each copy of the entry carries them all
+# recorded responses an entry carries (the newest, and the put's own): a retry is mostly of the
+# last write or two, and each copy of the entry carries them all, so more would cost bytes on
+# every write; the records that fall out are kept by every owner (dist_sessions.py), so a
+# retry of an older one — three or more requests of one session in flight — is still answered
+MAX_RECORDS = 2
 LOOSE_PREFIX = "rid/"  # keys of the records of session-creating requests (random parts: hex)
 _HEAD_RE = re.compile(r'\{"i":"[0-9A-F]+\.([^"\\]{1,63})"')
 
@@ -119,15 +123,22 @@ class Merged:
     text: str  # the text to store
     entry: SessionEntry | None  # the session entry `text` holds (None: not one, as it came)
     problem: str | None = None  # why the stored text was dropped unread (None: it was merged)
+    # records of either entry, still young, that the kept text no longer carries: the
+    # member keeps them aside (a retry of their request is still answered)
+    dropped: dict[str, RecordedResponse] = field(default_factory=dict)
 
 
 def merge_entries(stored: str, incoming: str, now: float, ttl: float, max_body: int) -> Merged:
     """What a member keeps when a put of `incoming` finds `stored` under the same key. Any
-    order of the puts gives the same state and records — a late put of an older commit loses
-    nothing of a newer one:
+    order of the puts gives the same state, and loses no record — a late put of an older
+    commit loses nothing of a newer one:
 
     - records: both entries' (the incoming one's on a shared id), young and newest only
-      (`kept_records`: `ttl` is the exactly-once ttl);
+      (`kept_records`: `ttl` is the exactly-once ttl), and always the incoming put's own —
+      the copy the primary sends for this write then carries its record to every owner,
+      even when newer records landed first; the young records left out are `dropped` (the
+      owners keep them aside). So the state is the same in any order of the puts, and the
+      records differ only by the last put's own: nothing young is lost in any order;
     - state: ended (None) when either has ended (of two ended ids, the greater: either order
       alike); else the one accessed last (each commit of a session moves its last access
       strictly forward, on any node: worker/sessions.py), a tie — two lines of commits that
@@ -156,11 +167,18 @@ def merge_entries(stored: str, incoming: str, now: float, ttl: float, max_body: 
     else:
         kept = max(old.state, new.state, key=_recency)
         session_id, state = kept.id, kept
-    records = kept_records({**old.records, **new.records}, now, ttl)
-    merged = SessionEntry(session_id, state, records)
+    every = {**old.records, **new.records}
+    records = {**kept_records(every, now, ttl), **kept_records(new.records, now, ttl)}
+    dropped = {rid: r for rid, r in kept_records(every, now, ttl, None).items()
+               if rid not in records}  # fmt: skip
+    merged = SessionEntry(session_id, state, dict(sorted(records.items(), key=_age)))
     if merged == new:
-        return Merged(incoming, new)
-    return Merged(encode_entry(merged), merged)
+        return Merged(incoming, new, dropped=dropped)
+    return Merged(encode_entry(merged), merged, dropped=dropped)
+
+
+def _age(item: tuple[str, RecordedResponse]) -> tuple[float, str]:
+    return item[1].at, item[0]
 
 
 def _recency(state: SessionState) -> tuple[float, str]:
@@ -169,8 +187,9 @@ def _recency(state: SessionState) -> tuple[float, str]:
 
 
 def kept_records(
-    records: dict[str, RecordedResponse], now: float, ttl: float
+    records: dict[str, RecordedResponse], now: float, ttl: float, most: int | None = MAX_RECORDS
 ) -> dict[str, RecordedResponse]:
-    """The records still worth carrying: younger than `ttl`, the newest MAX_RECORDS."""
+    """The records still worth carrying: younger than `ttl`, the newest `most` (None: all),
+    oldest first."""
     young = sorted(((r.at, rid) for rid, r in records.items() if now - r.at <= ttl), reverse=True)
-    return {rid: records[rid] for _, rid in sorted(young[:MAX_RECORDS])}
+    return {rid: records[rid] for _, rid in sorted(young[:most])}

@@ -350,6 +350,83 @@ async def test_two_requests_of_one_session_committed_before_either_put_lose_noth
         again.dist.release([rp])
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)], ids=str)
+async def test_the_retry_of_the_oldest_of_three_parallel_requests_is_answered_not_run(
+    order: tuple[int, int, int],
+) -> None:
+    # Three requests of one session in flight on its primary (a browser's parallel calls):
+    # the entry carries the records of the newest writes only, so the oldest request's
+    # record falls out of it. Its retry — on the primary, on the backup once the primary
+    # died, on a member that never held the session — is still answered from its record,
+    # never run a second time (on the old code it ran again everywhere).
+    net = DistNet(4)
+    node = net.nodes[IDS[0]]
+    sid = await create(node, x=0)
+    rp = sid.split(".")[0]
+    assert await node.dist.load([sid], None) == FOUND
+    views = [node.store.begin(sid, time.time()) for _ in range(3)]
+    deltas = []
+    for i, view in enumerate(views):
+        assert view is not None
+        view[f"k{i}"] = i
+        delta = node.store.commit(view, time.time())
+        assert delta is not None
+        node.dist.committed([delta], f"r-{i}", web.Response(text=f"{i} done"))
+        deltas.append(delta)
+    for i in order:  # the puts land in this order
+        await node.dist.sink(deltas[i])
+    node.dist.release([rp])
+    assert await node.dist.load([sid], None) == FOUND  # and one more write after them
+    last = node.store.begin(sid, time.time())
+    assert last is not None
+    last["k3"] = 3
+    await finish(node, [last], "r-3")
+    held = node.dist.table.entry(rp)
+    assert held is not None and held.text is not None
+    assert "r-0" not in decode_entry(held.text, 1 << 16).records  # fell out of the entry
+    owners = node.dist.backend.owners_of(rp)
+    backup = net.nodes[next(m for m in owners if m != IDS[0])]
+    stranger = net.nodes[next(m for m in IDS[:4] if m not in owners)]
+
+    async def retried_on(again: Node) -> str:
+        assert await again.dist.load([sid], "r-0") == FOUND
+        replayed = again.dist.replay("r-0")
+        again.dist.release([rp])
+        assert replayed is not None, "the retry would run again"
+        return replayed.text  # type: ignore[attr-defined,no-any-return]
+
+    assert await retried_on(node) == "0 done"  # sticky
+    net.dead.add(IDS[0])  # kill -9 of the primary: the retries fail over
+    assert await retried_on(stranger) == "0 done"
+    assert stranger.counters["dist_kept_lookups"] == 1
+    assert await retried_on(backup) == "0 done"
+    assert entry_attrs(backup, sid) == {"x": "0", "k0": "0", "k1": "1", "k2": "2", "k3": "3"}
+
+
+async def test_a_failover_read_whose_record_holders_do_not_answer_runs_but_may_not_write() -> None:
+    net = DistNet(4)
+    node = net.nodes[IDS[0]]
+    sid = await create(node, x=0)
+    rp = sid.split(".")[0]
+    owners = node.dist.backend.owners_of(rp)
+    stranger = net.nodes[next(m for m in IDS[:4] if m not in owners)]
+    real = stranger.dist.backend.fetch_from
+
+    async def records_unheard(key: str, members: tuple[str, ...]) -> tuple[Entry | None, int]:
+        if key.startswith("rid/"):
+            return None, len(members)  # the owners holding the records do not answer
+        return await real(key, members)
+
+    stranger.dist.backend.fetch_from = records_unheard  # type: ignore[method-assign]
+    assert await stranger.dist.load([sid], "r-9") == FOUND  # the session was read
+    view = stranger.store.begin(sid, time.time())
+    assert view is not None
+    view["y"] = 1
+    with pytest.raises(SessionNotSaved, match="retry record"):
+        await finish(stranger, [view], "r-9")
+    assert stranger.counters["dist_kept_unknown"] == 1
+
+
 async def test_an_unreadable_stored_entry_is_replaced_by_the_next_write_and_counted() -> None:
     net = DistNet(3)
     node = net.nodes[IDS[0]]

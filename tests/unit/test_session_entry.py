@@ -168,7 +168,21 @@ def test_merged_records_are_pruned_by_age_and_count():
     entry = merged(stored, live(70.0, {"C": rec(70.0)}), now=302.0)  # "old" is past the ttl
     assert set(entry.records) == {"B", "C"}  # and at most MAX_RECORDS, the newest
     assert MAX_RECORDS == 2
+    result = merge_entries(stored, live(70.0, {"C": rec(70.0)}), 302.0, TTL, 16384)
+    assert set(result.dropped) == {"A"}  # young, left out: the member keeps it aside
     assert merged(stored, live(70.0, {}), now=1000.0).records == {}
+
+
+def test_a_late_put_keeps_its_own_record_even_when_newer_ones_landed_first():
+    # the copy the primary sends for this write must carry its record to every owner, or
+    # a backup would never see it (the owners keep what falls out of the entry aside)
+    stored = live(60.0, {"B": rec(50.0), "C": rec(60.0)})
+    result = merge_entries(stored, live(40.0, {"A": rec(40.0)}), 100.0, TTL, 16384)
+    assert result.entry is not None and set(result.entry.records) == {"A", "B", "C"}
+    assert result.dropped == {}
+    later = merge_entries(result.text, live(70.0, {"D": rec(70.0)}), 100.0, TTL, 16384)
+    assert later.entry is not None and set(later.entry.records) == {"C", "D"}
+    assert set(later.dropped) == {"A", "B"}
 
 
 def test_a_shared_request_id_keeps_the_incoming_record():
@@ -226,21 +240,26 @@ def test_puts_merged_in_any_order_settle_on_the_same_entry(puts: list, rnd: obje
         state = SessionState(sid, 1.0, float(at), 1800.0, {"n": str(k)})
         texts.append(encode_entry(SessionEntry(sid, None if gone else state, recs)))
 
-    def fold(order: list[str]) -> SessionEntry:
-        text = order[0]
+    def fold(order: list[str]) -> tuple[SessionEntry, dict[str, RecordedResponse]]:
+        text, dropped = order[0], {}
         for incoming in order[1:]:
             result = merge_entries(text, incoming, 60.0, TTL, 16384)
             assert result.problem is None
             text = result.text
-        return decode_entry(text, 16384)
+            dropped.update(result.dropped)
+        return decode_entry(text, 16384), dropped
 
     shuffled = list(texts)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
-    got, want = fold(shuffled), fold(texts)
-    assert got == want
+    (got, dropped), (want, _) = fold(shuffled), fold(texts)
+    assert (got.session_id, got.state) == (want.session_id, want.state)
     if any(gone for _, gone, _, _ in puts):
         assert got.state is None  # ended stays ended
     else:
         assert got.state is not None and got.state.last_accessed == max(p[0] for p in puts)
     every = {rid: r for t in texts for rid, r in decode_entry(t, 16384).records.items()}
-    assert got.records == kept_records(every, 60.0, TTL)  # the newest of all, whatever order
+    newest = kept_records(every, 60.0, TTL)  # the newest of all, whatever order
+    last_own = decode_entry(shuffled[-1], 16384).records  # and the last put's own
+    assert got.records == {**newest, **last_own}
+    # nothing young is lost: what the entry no longer carries was handed out to keep aside
+    assert {**got.records, **dropped} == kept_records(every, 60.0, TTL, None)
