@@ -62,7 +62,6 @@ from .session_entry import (
     EntryFormatError,
     SessionEntry,
     decode_entry,
-    decode_loose,
     encode_entry,
     encode_loose,
     kept_records,
@@ -70,7 +69,7 @@ from .session_entry import (
     merge_entries,
     route_of,
 )
-from .session_records import SessionsBackend
+from .session_records import RecordLookups, SessionsBackend
 
 log = logging.getLogger("pyjk.cluster")
 MAX_LOAD_IDS = 4  # as worker/peers.py: more ids in one request are not worth a read each
@@ -112,6 +111,8 @@ class DistributedSessions:
         self.table = table
         self._planned: PlannedWrites[tuple[str, str, float | None]] = PlannedWrites(self._write)
         self._unverified = Unverified()  # may run, may not write (replay.py)
+        self.lookups = RecordLookups(self.backend, self.ledger, self._unverified, counters,
+                                     max_body=config.dedup_max_body, clock=clock)  # fmt: skip
 
     def install(self) -> None:
         self.manager.sink = self.sink
@@ -164,7 +165,7 @@ class DistributedSessions:
             elif request_id is not None and asked and self.ledger.get(request_id, now) is None:
                 # read from other members (a failover): a record that fell out of the entry
                 # is kept by its owners (session_records.py) — this node is not one of them
-                await self._load_kept(request_id, asked)
+                await self.lookups.kept(request_id, asked)
             if entry.state is not None:
                 # A state still in the store is the newest: a request has it open, or one
                 # committed it and its put is on the way (release forgets it only after the
@@ -181,57 +182,9 @@ class DistributedSessions:
             # that created a session may carry a stale cookie (or none); its record is under
             # its request id. (With a live session named, the first attempt used it, so its
             # record is in that session's entry: the sticky path stays free of round trips.)
-            await self._load_loose(request_id)
+            await self.lookups.loose(request_id)
         self.counters["dist_loads"] += 1
         return FOUND if found else ABSENT
-
-    async def _load_loose(self, request_id: str) -> None:
-        """A request without a session cookie may be the retry of one that created a session
-        (the client never got the cookie): its record is under its request id. An owner that
-        lacks it knows it is absent (a write is on every owner before it is acknowledged),
-        unless a rebalance may still be bringing it; other members ask the owners."""
-        key = loose_key(request_id)
-        owners = self.backend.owners_of(key)
-        entry = self.table.entry(key)
-        if entry is None and (self.me not in owners or self.caches.rebalancing):
-            self.counters["dist_loose_lookups"] += 1
-            try:
-                entry = await self.backend.fetch(key, tuple(m for m in owners if m != self.me))
-            except CacheError:
-                # Only a retry's record was asked for: the request may run, but its writes are
-                # refused (as the Redis store's): an earlier attempt may have written
-                self.counters["dist_loose_unknown"] += 1
-                self._unverified.add(request_id)
-                return
-        self._unverified.discard(request_id)
-        self._remember(request_id, entry)
-
-    def _remember(self, request_id: str, entry: Entry | None) -> None:
-        """Keep the record `entry` holds for `request_id` (a `rid/` entry, None: absent)."""
-        if entry is None or entry.text is None or not entry.live(self.clock()):
-            return
-        try:
-            record = decode_loose(entry.text, request_id, self.config.dedup_max_body)
-        except EntryFormatError as exc:
-            self.counters["dist_malformed"] += 1
-            log.error("session record refused: %s", exc)
-            return
-        self.ledger.put(request_id, record, self.clock())
-
-    async def _load_kept(self, request_id: str, asked: tuple[str, ...]) -> None:
-        """Ask the members a session was read from for the record of `request_id` that fell
-        out of its entry. Not heard from all (and not found): the request may run, but its
-        writes are refused (replay.Unverified), since its first attempt may have written."""
-        live = self.caches.members()
-        members = tuple(m for m in asked if m in live)  # a dead one left the view meanwhile
-        self.counters["dist_kept_lookups"] += 1
-        entry, missed = await self.backend.fetch_from(loose_key(request_id), members)
-        if entry is None and missed:
-            self.counters["dist_kept_unknown"] += 1
-            self._unverified.add(request_id)
-            return
-        self._unverified.discard(request_id)
-        self._remember(request_id, entry)
 
     async def _read(
         self, rp: str, route: str | None

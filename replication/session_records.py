@@ -15,7 +15,9 @@ again. So every owner of a session keeps the records that fall out of its entrie
 
 A retry on an owner is answered from its ledger (no round trip on the sticky path); one on
 another member (a failover) asks the session's owners for `rid/<request id>`, which an owner
-answers from its ledger when its table holds no such entry. A rebalance moves entries, not
+answers from its ledger when its table holds no such entry (`RecordLookups.kept`). The
+records of session-creating requests are entries of their own under `rid/<request id>`,
+placed by the hash (`RecordLookups.loose`). A rebalance moves entries, not
 the ledgers: a member that became an owner later has only what the entry carries.
 """
 
@@ -25,17 +27,20 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 
-from worker.cache_table import CacheTable
+from worker.cache_table import CacheError, CacheTable, Entry
 from worker.caches import CacheStats
 
 from .cache import Caches, ModeBackend, Pin
 from .cache_codec import CacheReply, CacheReq
 from .ledger import Ledger
+from .replay import Unverified
 from .session_entry import (
     LOOSE_PREFIX,
     EntryFormatError,
     decode_entry,
+    decode_loose,
     encode_loose,
+    loose_key,
     route_of,
 )
 
@@ -89,3 +94,70 @@ class SessionsBackend(ModeBackend):
         now = self.clock()
         for request_id, record in entry.records.items():
             self.records.put(request_id, record, now)
+
+
+class RecordLookups:
+    """Where a request's exactly-once record is found when the entries its load read lack it:
+    a record found goes to `ledger` (the replay answers from it); one that could not be read
+    marks the request unverified (it may run, but not write: its first attempt may have)."""
+
+    def __init__(
+        self,
+        backend: SessionsBackend,
+        ledger: Ledger,
+        unverified: Unverified,
+        counters: Counter[str],
+        *,
+        max_body: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.backend, self.ledger, self.unverified = backend, ledger, unverified
+        self.counters, self.max_body, self.clock = counters, max_body, clock
+
+    async def loose(self, request_id: str) -> None:
+        """A request without a session cookie may be the retry of one that created a session
+        (the client never got the cookie): its record is under its request id. An owner that
+        lacks it knows it is absent (a write is on every owner before it is acknowledged),
+        unless a rebalance may still be bringing it; other members ask the owners."""
+        key, backend = loose_key(request_id), self.backend
+        me, owners = backend.caches.me, backend.owners_of(key)
+        entry = backend.table.entry(key)
+        if entry is None and (me not in owners or backend.caches.rebalancing):
+            self.counters["dist_loose_lookups"] += 1
+            try:
+                entry = await backend.fetch(key, tuple(m for m in owners if m != me))
+            except CacheError:
+                # Only a retry's record was asked for: the request may run, but its writes are
+                # refused (as the Redis store's): an earlier attempt may have written
+                self.counters["dist_loose_unknown"] += 1
+                self.unverified.add(request_id)
+                return
+        self.unverified.discard(request_id)
+        self._remember(request_id, entry)
+
+    async def kept(self, request_id: str, asked: tuple[str, ...]) -> None:
+        """Ask the members a session was read from (a failover) for the record of
+        `request_id` that fell out of its entry, kept aside by its owners. Not heard from
+        all, and not found: unverified."""
+        live = self.backend.caches.members()
+        members = tuple(m for m in asked if m in live)  # a dead one left the view meanwhile
+        self.counters["dist_kept_lookups"] += 1
+        entry, missed = await self.backend.fetch_from(loose_key(request_id), members)
+        if entry is None and missed:
+            self.counters["dist_kept_unknown"] += 1
+            self.unverified.add(request_id)
+            return
+        self.unverified.discard(request_id)
+        self._remember(request_id, entry)
+
+    def _remember(self, request_id: str, entry: Entry | None) -> None:
+        """Keep the record `entry` holds for `request_id` (a `rid/` entry, None: absent)."""
+        if entry is None or entry.text is None or not entry.live(self.clock()):
+            return
+        try:
+            record = decode_loose(entry.text, request_id, self.max_body)
+        except EntryFormatError as exc:
+            self.counters["dist_malformed"] += 1
+            log.error("session record refused: %s", exc)
+            return
+        self.ledger.put(request_id, record, self.clock())
