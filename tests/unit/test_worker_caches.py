@@ -77,6 +77,45 @@ async def test_a_value_the_codec_refuses_raises_at_put_and_nothing_is_stored(
     assert cache.stats.puts == 0
 
 
+class Recording:
+    """A cluster backend that only notes what would be sent to the members."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def get(self, key: str, fresh: bool = False) -> str | None:
+        self.calls.append("get")
+        return None
+
+    async def put(self, key: str, text: str, ttl: float | None) -> None:
+        self.calls.append("put")
+
+    async def delete(self, key: str) -> bool:
+        self.calls.append("delete")
+        return False
+
+    async def compare_and_set(
+        self, key: str, expected: str | None, text: str, ttl: float | None
+    ) -> bool:
+        self.calls.append("cas")
+        return True
+
+    async def keys(self) -> list[str]:
+        return []
+
+
+async def test_in_a_cluster_a_value_the_codec_refuses_is_never_sent() -> None:
+    backend = Recording()
+    cache = ClusterCache("c", "distributed", 2, backend)
+    with pytest.raises(CacheValueError, match=r"cache 'c' key 'k': value: builtins.tuple"):
+        await cache.put("k", (1, 2))
+    with pytest.raises(CacheValueError):
+        await cache.compare_and_set("k", ABSENT, {1: "x"})
+    with pytest.raises(CacheValueError):
+        await cache.update("k", lambda _: object(), default=0)
+    assert "put" not in backend.calls and "cas" not in backend.calls  # nothing went out
+
+
 @pytest.mark.parametrize("key", ["", "x" * 257, 5, b"bytes", None])
 async def test_keys_are_non_empty_short_strings(key: object) -> None:
     cache = local_cache(Clock())
