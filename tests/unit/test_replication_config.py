@@ -58,6 +58,27 @@ def test_a_redis_store_takes_a_url_or_cluster_nodes_and_a_password_file_beside_i
     assert (cfg.store_wait_replicas, cfg.store_timeout) == (1, 0.25)
 
 
+def test_the_redis_password_comes_from_a_file_or_the_environment_never_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replication.redis_store import StoreSetupError, read_password
+
+    def config(line: str):
+        text = f'[store]\nkind = "redis"\nurl = "redis://127.0.0.1:6379"\n{line}\n'
+        return parse_cluster_config(text, str(tmp_path / "cluster.toml"))
+
+    (tmp_path / "redis.pw").write_text("s3cret\n")
+    assert read_password(config('password_file = "redis.pw"')) == "s3cret"
+    monkeypatch.setenv("PYJK_TEST_REDIS_PW", "from-env")
+    assert read_password(config('password_env = "PYJK_TEST_REDIS_PW"')) == "from-env"
+    monkeypatch.delenv("PYJK_TEST_REDIS_PW")
+    with pytest.raises(StoreSetupError, match=r"\$PYJK_TEST_REDIS_PW is not set"):
+        read_password(config('password_env = "PYJK_TEST_REDIS_PW"'))
+    with pytest.raises(StoreSetupError, match=r"missing\.pw"):
+        read_password(config('password_file = "missing.pw"'))
+    assert read_password(config("")) is None
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
