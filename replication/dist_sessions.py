@@ -407,7 +407,8 @@ class DistributedSessions:
         stats = self.backend.stats
         return {"mode": "distributed", "owners": self.config.owners, "entries": owned + backup,
                 "owned": owned, "backup": backup, "records": records,
-                "rebalancing": self.caches.rebalancing, "rebalanced_keys": stats.rebalanced_keys,
+                "kept_records": len(self.ledger), "rebalancing": self.caches.rebalancing,
+                "rebalanced_keys": stats.rebalanced_keys,
                 "rebalanced_bytes": stats.rebalanced_bytes}  # fmt: skip
 
     def per_route(self) -> Counter[str | None]:

@@ -395,6 +395,7 @@ async def test_the_retry_of_the_oldest_of_three_parallel_requests_is_answered_no
         assert replayed is not None, "the retry would run again"
         return replayed.text  # type: ignore[attr-defined,no-any-return]
 
+    assert all(n.dist.describe()["kept_records"] >= 2 for n in (node, backup))  # r-0, r-1
     assert await retried_on(node) == "0 done"  # sticky
     net.dead.add(IDS[0])  # kill -9 of the primary: the retries fail over
     assert await retried_on(stranger) == "0 done"
