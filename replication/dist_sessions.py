@@ -137,6 +137,7 @@ class DistributedSessions:
 
     # -- SessionLoader ------------------------------------------------------------------------
     async def load(self, session_ids: Sequence[str], request_id: str | None) -> Lookup:
+        self._unverified.serving(request_id)
         if "state-transfer" in self.readiness.waiting_for:
             self.counters["dist_refused_settling"] += 1
             return UNKNOWN  # the view may still lack members: an owner could be missed

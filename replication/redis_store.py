@@ -217,6 +217,7 @@ class RedisStore:
 
     # -- SessionLoader ------------------------------------------------------------------------
     async def load(self, session_ids: Sequence[str], request_id: str | None) -> Lookup:
+        self._unverified.serving(request_id)
         wanted: list[str] = []
         for session_id in session_ids:
             parts = split_session_id(session_id)

@@ -77,9 +77,9 @@ def replay_from(
 # the requests one worker has in flight.
 MAX_UNVERIFIED = 65_536
 UNVERIFIED = "its retry record could not be read: an earlier attempt may have written"
-# The request id an Unverified.add marked in the task that serves the request: the store's
-# `load` runs in the request's task (awaited by the session middleware, not spawned), so the
-# handler that runs next sees it, and only that request's task does (aiohttp gives each its own).
+# The request id the task serves (set by the store's `load`, which runs in the request's task,
+# awaited by the session middleware, not spawned): the handler that runs next sees it, and
+# only that request's task does (aiohttp gives each its own).
 _SERVING: ContextVar[str | None] = ContextVar("pyjk_unverified_request", default=None)
 
 
@@ -93,6 +93,12 @@ class Unverified:
     def __init__(self, max_entries: int = MAX_UNVERIFIED) -> None:
         self.max_entries = max_entries
         self._ids: dict[str, None] = {}
+
+    def serving(self, request_id: str | None) -> None:
+        """The store's `load` starts on `request_id`: the request this task serves from now
+        on (aiohttp gives each request its own task; set anyway, so no earlier request's id
+        can linger in a task that serves another)."""
+        _SERVING.set(request_id)
 
     def add(self, request_id: str) -> None:
         self._ids[request_id] = None

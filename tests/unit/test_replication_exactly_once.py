@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from replication.ledger import Ledger, RecordedResponse
-from replication.replay import REPLAY_HEADER, replay_response, snapshot_response
+from replication.replay import (
+    REPLAY_HEADER,
+    UNVERIFIED,
+    Unverified,
+    replay_response,
+    snapshot_response,
+)
 from worker import SessionDelta, get_session, setup_sessions
 from worker.delta import SessionState
 from worker.middleware import SESSIONS
@@ -197,3 +204,22 @@ async def test_a_retry_whose_session_a_lookup_brings_in_is_answered_from_its_rec
     assert manager.store.get_state("AB" * 16).attributes["n"] == "5"  # not run a second time
     nxt = await client.get("/bump", headers={"X-Pyjk-Request-Id": "req-6", "Cookie": cookie})
     assert await nxt.json() == {"n": 6}
+
+
+async def test_an_unverified_requests_cache_refusal_stays_with_that_request() -> None:
+    unverified = Unverified()
+
+    async def request(request_id: str, readable: bool) -> str | None:
+        unverified.serving(request_id)  # the store's load
+        if not readable:
+            unverified.add(request_id)  # its retry record could not be read
+        return unverified.cache_refusal()  # the handler's cache write asks
+
+    assert await asyncio.create_task(request("r-1", False)) == UNVERIFIED
+    assert await asyncio.create_task(request("r-2", True)) is None
+    # two requests served one after the other in one task (one context): the second one's
+    # writes are its own business, not the first one's refusal
+    assert await request("r-1", False) == UNVERIFIED
+    assert await request("r-2", True) is None
+    assert unverified.refusal("r-1") == UNVERIFIED  # its session writes, at commit (once)
+    assert await asyncio.create_task(request("r-1", True)) is None  # no longer unverified
