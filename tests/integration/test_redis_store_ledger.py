@@ -134,6 +134,41 @@ async def test_a_request_whose_retry_record_could_not_be_read_writes_no_cache_ei
         await store.stop()
 
 
+async def test_through_the_middleware_an_unverified_requests_cache_write_is_a_503(
+    redis, aiohttp_client
+):
+    # the same, end to end in aiohttp: the store's load marks the request, the handler that
+    # runs next in that request's task has its cache write refused, the client gets 503
+    app = web.Application()
+    manager = setup_sessions(app, route="n1")
+    counters = cluster_cache(app, "counters", mode="distributed")
+
+    async def hit(request: web.Request) -> web.Response:
+        if request.query.get("redis") == "back":
+            redis.restart()  # Redis returns between this request's load and its write
+        n = await counters.update("hits", lambda n: n + 1, default=0)
+        return web.json_response({"n": n})
+
+    app.router.add_post("/hit", hit)
+    config = parse_cluster_config(
+        f'[store]\nkind = "redis"\nurl = "{redis.url}"\ntimeout = 300\n', "/tmp/c.toml"
+    )
+    store = RedisStore(config, manager, Readiness())
+    store.install(app)
+    client = await aiohttp_client(app)
+    try:
+        redis.stop()
+        first = await client.post("/hit?redis=back", headers={"X-Pyjk-Request-Id": "rid-1"})
+        assert first.status == 503 and first.headers["Retry-After"] == "1"
+        other = await client.post("/hit", headers={"X-Pyjk-Request-Id": "rid-2"})
+        assert other.status == 200 and await other.json() == {"n": 1}
+        retry = await client.post("/hit", headers={"X-Pyjk-Request-Id": "rid-1"})
+        assert retry.status == 200 and await retry.json() == {"n": 2}  # applied once
+        assert store.counters["cache_writes_refused"] == 1
+    finally:
+        await store.stop()
+
+
 async def test_the_local_ledger_keeps_at_most_exactly_once_max_entries(redis):
     store = make_store(redis.url, "[exactly_once]\nmax_entries = 2\n")
     try:
