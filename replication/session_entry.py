@@ -44,7 +44,7 @@ from .ledger import RecordedResponse, RecordError
 SESSIONS_CACHE = "pyjk.sessions"  # the internal cache's name (apps cannot take "pyjk.")
 # recorded responses an entry carries (the newest, and the put's own): a retry is mostly of the
 # last write or two, and each copy of the entry carries them all, so more would cost bytes on
-# every write; the records that fall out are kept by every owner (dist_sessions.py), so a
+# every write; the records that fall out are kept by every owner (session_records.py), so a
 # retry of an older one — three or more requests of one session in flight — is still answered
 MAX_RECORDS = 2
 LOOSE_PREFIX = "rid/"  # keys of the records of session-creating requests (random parts: hex)
