@@ -190,9 +190,7 @@ async def test_a_session_that_is_only_read_stays_alive_on_its_backup(stack: Stac
 
 
 @pytest.mark.parametrize("width", [2, 3])
-def test_concurrent_requests_of_one_session_each_keep_their_retry_record(
-    stack: Stack, width: int
-):
+def test_concurrent_requests_of_one_session_each_keep_their_retry_record(stack: Stack, width: int):
     # A browser's parallel calls: two (three) requests of one session on its node at once,
     # each with its request id. Their entry texts are built at commit, and a put may land
     # after the other's commit: the owner merges them, so a retry of any one (the balancer
