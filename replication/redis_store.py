@@ -116,10 +116,13 @@ def make_client(config: ClusterConfig) -> Any:
         return RedisCluster(
             startup_nodes=nodes, ssl=config.store_tls, retry=Retry(NoBackoff(), 3), **common
         )
-    if config.store_tls and config.store_url.startswith("redis://"):
-        common["ssl"] = True
+    url = config.store_url
+    if config.store_tls and url.startswith("redis://"):
+        # from_url picks the connection class by the scheme alone (an ssl=True keyword is
+        # dropped: the client would connect in clear): `tls = true` means rediss://
+        url = "rediss://" + url[len("redis://") :]
     # no retries: a request that cannot reach Redis is answered 503 at once (it is retried)
-    return aioredis.Redis.from_url(config.store_url, retry=Retry(NoBackoff(), 0), **common)
+    return aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
 
 
 class RedisStore:

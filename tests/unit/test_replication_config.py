@@ -80,6 +80,32 @@ def test_the_redis_password_comes_from_a_file_or_the_environment_never_the_confi
 
 
 @pytest.mark.parametrize(
+    ("store", "tls"),
+    [
+        ('url = "redis://127.0.0.1:6379"\ntls = true', True),
+        ('url = "rediss://127.0.0.1:6379"', True),
+        ('url = "redis://127.0.0.1:6379"', False),
+        ('nodes = ["127.0.0.1:7000"]\ntls = true', True),
+        ('nodes = ["127.0.0.1:7000"]', False),
+    ],
+)
+def test_tls_true_makes_the_redis_client_connect_with_tls(store: str, tls: bool) -> None:
+    # on the old code `tls = true` with a redis:// url built a client that connected in clear
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.connection import SSLConnection
+
+    from replication.redis_store import make_client
+
+    config = parse_cluster_config(f'[store]\nkind = "redis"\n{store}\n', "/tmp/cluster.toml")
+    client = make_client(config)
+    if isinstance(client, RedisCluster):
+        kind = client.nodes_manager.connection_kwargs.get("connection_class")
+    else:
+        kind = client.connection_pool.connection_class
+    assert (kind is SSLConnection) is tls
+
+
+@pytest.mark.parametrize(
     ("text", "says"),
     [
         ('[store]\nkind = "redis"\n', 'store.url: kind = "redis" needs url'),
