@@ -158,6 +158,16 @@ class PairState:
             return [self._takeover("no-active", None, self.started, now)]
         return []
 
+    def due_in(self, now: float) -> float | None:
+        """Seconds until ``tick`` would decide a takeover if nothing is heard meanwhile (None:
+        none pending): the standby ticks then rather than on its next heartbeat, so the
+        takeover does not wait up to one heartbeat interval past drop_time."""
+        if self.role != STANDBY or self.taking_over:
+            return None
+        lasts = [h.last for h in self._heard.values() if h.role == ACTIVE and not h.shutdown]
+        since = max(lasts) if lasts else self.started
+        return max(0.0, since + self.drop_time - now)
+
     def serving(self) -> None:
         """The ports are bound: this balancer is the active one now."""
         self.role, self.taking_over = ACTIVE, False

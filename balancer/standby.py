@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from balancer.cluster_source import count_drop
 from balancer.config import ConfigError
@@ -237,7 +237,13 @@ class BalancerPair:
                 self._publish()
             except Exception:  # one bad turn must not end the pair
                 log.exception("balancer pair tick failed")
-            await asyncio.sleep(self.config.frequency)
+            pause = self.config.frequency
+            due = self.state.due_in(self.monotonic())
+            if due is not None and due < pause:  # the takeover's moment, not the next beat's
+                await asyncio.sleep(due + 0.001)
+                self._events(self.state.tick(self.monotonic()))
+                pause -= due + 0.001
+            await asyncio.sleep(max(0.0, pause))
 
     def _beat(self, shutdown: bool = False) -> None:
         cfg, role = self.config, self.state.role
@@ -335,15 +341,29 @@ def read_view(data: bytes) -> PairView | None:
         return None
 
 
+class Warm(Protocol):
+    """A supervisor's side of a warm standby (balancer/supervisor.py): its data-plane processes
+    start while it waits, loaded and bound to the shared lb state, accepting nothing; the
+    takeover then only binds and lets them accept."""
+
+    def warm_up(self) -> None: ...
+
+    def waiting_handlers(self) -> dict[signal.Signals, Callable[[], object]]: ...
+
+    async def stop(self) -> None: ...
+
+
 async def run_paired(
     args: argparse.Namespace,
     balancer: Balancer,
     publish: Callable[[dict[str, object]], None] | None,
-    serve: Callable[[Balancer], Awaitable[int]],
+    serve: Callable[[], Awaitable[int]],
+    warm: Warm | None = None,
 ) -> int:
     """The balancer's run with ``--cluster`` (``--standby``): heartbeat, wait for the turn
     when standby, then ``serve`` as usual. ``publish``: where a supervisor writes the view
-    for its data-plane processes (None: one process, the status page reads it here)."""
+    for its data-plane processes (None: one process, the status page reads it here).
+    ``warm``: a supervisor, whose processes start before the turn (a warm standby)."""
     try:
         pair = BalancerPair(
             args.cluster, standby=args.standby, listen=[str(x) for x in args.listen],
@@ -365,15 +385,22 @@ async def run_paired(
         if args.standby:
             # dynamic lbs' members join while it waits: the cluster tells the standby itself
             balancer.dynamic.sync(balancer.runtime.workers, balancer.runtime.engines)
-            handlers = {
+            handlers: Mapping[signal.Signals, Callable[[], object]] = {
                 signal.SIGHUP: lambda: balancer.reload_all("SIGHUP"),
                 signal.SIGUSR1: balancer.reopen_access_log,
             }
+            if warm is not None:
+                warm.warm_up()
+                handlers = warm.waiting_handlers()
             if not await pair.wait_turn(balancer.listens, handlers):
+                if warm is not None:
+                    await warm.stop()
+                else:
+                    await balancer.dynamic.stop()
                 log.info("stopped (standby)")
                 return 0
         balancer.on_stopping = pair.leave
-        return await serve(balancer)
+        return await serve()
     except PairError as exc:
         log.error("balancer=standby cannot serve: %s", exc)
         return 1

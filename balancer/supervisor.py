@@ -47,7 +47,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,7 @@ from balancer.dataplane_process import (
     SUPERVISOR_SLOT,
     DataPlaneProcess,
     control_document,
+    serve_part,
     tickets_part,
 )
 from balancer.lb.shared import ShmState
@@ -124,20 +125,31 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def bind_listeners(listens: Sequence[tuple[str, int, bool]], accept: str) -> list[socket.socket]:
-    """The supervisor's sockets: listening ones to hand down (inherit), or bound, unlistened
-    SO_REUSEPORT ones that hold the ports and find a conflict before any process starts."""
+def unbound_listeners(listens: Sequence[tuple[str, int, bool]], accept: str) -> list[socket.socket]:
+    """The supervisor's sockets before they bind: with ``--accept inherit`` the data-plane
+    processes get their descriptors at start (a warm standby's before the takeover) and
+    accept on them once ``bind_listeners`` made them listen; with reuseport they are the
+    holders of the ports (SO_REUSEPORT, never listening)."""
     out = []
-    for host, port, _ in listens:
-        if accept == "inherit":
-            sock = socket.create_server((host, port), family=_family(host), backlog=1024)
-        else:
-            sock = socket.socket(_family(host), socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for host, _, _ in listens:
+        sock = socket.socket(_family(host), socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if accept != "inherit":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
         out.append(sock)
     return out
+
+
+def bind_listeners(
+    sockets: Sequence[socket.socket], listens: Sequence[tuple[str, int, bool]], accept: str
+) -> None:
+    """Bind ``unbound_listeners``' sockets: listening ones the processes share (inherit; the
+    processes hold the same open file, so it listens for them too), or bound, unlistened
+    SO_REUSEPORT ones that hold the ports and find a conflict before a process binds its own."""
+    for sock, (host, port, _) in zip(sockets, listens, strict=True):
+        sock.bind((host, port))
+        if accept == "inherit":
+            sock.listen(1024)
 
 
 def dataplane_listeners(
@@ -218,21 +230,27 @@ class Role:
                 table = self.table
                 assert table is not None
                 balancer.status.pair = lambda: read_view(table.blob(SUPERVISOR_SLOT))
+            if not await self.follower.wait_turn(balancer):  # a warm standby's process
+                return 0
             await self.follower.run(balancer, dataplane_listeners(self.spec, balancer.listens))
             return 0
+        supervisor = Supervisor(self, balancer) if self.table is not None else None
+        serve = supervisor.run if supervisor is not None else self._serve_alone(balancer)
         if getattr(self.args, "cluster", None) is not None:  # a balancer pair (standby.py)
             from balancer.standby import run_paired
 
             table = self.table
             publish = None if table is None else lambda part: publish_part(table, part)
-            return await run_paired(self.args, balancer, publish, self._serve)
-        return await self._serve(balancer)
+            return await run_paired(self.args, balancer, publish, serve, supervisor)
+        return await serve()
 
-    async def _serve(self, balancer: Balancer) -> int:
-        if self.table is not None:
-            return await Supervisor(self, balancer).run()
-        await balancer.serve()
-        return 0
+    @staticmethod
+    def _serve_alone(balancer: Balancer) -> Callable[[], Awaitable[int]]:
+        async def serve() -> int:
+            await balancer.serve()
+            return 0
+
+        return serve
 
     def config_source(self) -> Callable[[], tuple[str, str]] | None:
         return self.follower.config_texts if self.follower is not None else None
@@ -266,17 +284,58 @@ class Supervisor:
         self._announcing: set[asyncio.Task[None]] = set()
         self.tls_epoch = 0  # SIGHUPs: a generation with a new one renews the TLS contexts
         self.control = ""  # the control document of the newest generation
+        self.sockets: list[socket.socket] = []
+        self.keepers: list[asyncio.Task[None]] = []
+        self.tickets: asyncio.Task[None] | None = None
 
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        self.sockets = bind_listeners(self.balancer.listens, self.accept)
-        tickets = asyncio.create_task(self._publish_tickets(), name="tls-tickets")
+    def warm_up(self, serve: bool = False) -> None:
+        """Start the data-plane processes: loaded with generation 1, bound to the shared lb
+        state, following generations. ``serve``: bind first (a conflict shows before any
+        process starts) and let them accept; without it they wait, binding and accepting
+        nothing, until ``go`` (a warm standby: its takeover only binds and accepts)."""
+        if self.keepers:
+            return
+        self.sockets = unbound_listeners(self.balancer.listens, self.accept)
+        if serve:
+            bind_listeners(self.sockets, self.balancer.listens, self.accept)
+        self.tickets = asyncio.create_task(self._publish_tickets(), name="tls-tickets")
         self._next_generation()  # generation 1: what the processes start with
         self.balancer.on_reload = self._next_generation
         # the supervisor alone hears the dynamic lbs' clusters and polls the cluster view;
         # the processes follow what it publishes
         self.balancer.on_members = self._members_changed
         self.balancer.cluster.on_update = self._publish_view
+        publish_part(self.table, serve_part(serve))
+        log.info(
+            "supervisor pid=%d: %d data-plane processes, accept=%s%s",
+            os.getpid(),
+            self.processes,
+            self.accept,
+            "" if serve else " (warm standby: they accept nothing until the takeover)",
+        )
+        self.keepers = [asyncio.create_task(self._keep(slot)) for slot in range(self.processes)]
+
+    def waiting_handlers(self) -> dict[signal.Signals, Callable[[], object]]:
+        """What SIGHUP and SIGUSR1 do while a warm standby waits: reload (the waiting
+        processes follow the generation) and reopen the processes' access logs."""
+        return {
+            signal.SIGHUP: self._sighup,
+            signal.SIGUSR1: lambda: self._signal_all(signal.SIGUSR1),
+        }
+
+    def go(self) -> None:
+        """A warm standby's turn: bind, then tell the waiting processes to accept (they read
+        the document every FOLLOW_INTERVAL)."""
+        bind_listeners(self.sockets, self.balancer.listens, self.accept)
+        publish_part(self.table, serve_part(True))
+        log.info("supervisor pid=%d: data-plane processes accept", os.getpid())
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        if self.keepers:
+            self.go()
+        else:
+            self.warm_up(serve=True)
         for sig, handler in (
             (signal.SIGHUP, self._sighup),
             (signal.SIGTERM, self._stopping.set),
@@ -285,14 +344,14 @@ class Supervisor:
         ):
             loop.add_signal_handler(sig, handler)
         self.balancer.start_control()
-        log.info(
-            "supervisor pid=%d: %d data-plane processes, accept=%s",
-            os.getpid(),
-            self.processes,
-            self.accept,
-        )
-        keepers = [asyncio.create_task(self._keep(slot)) for slot in range(self.processes)]
         await self._stopping.wait()
+        await self.stop()
+        return 0
+
+    async def stop(self) -> None:
+        """Every data-plane process drains (SIGTERM: it closes its listening sockets first),
+        the supervisor's own work ends (a warm standby's too: its processes only wait)."""
+        self._stopping.set()
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)  # each closes its listening sockets, drains
@@ -303,15 +362,15 @@ class Supervisor:
         grace = float(self.balancer.runtime.workers.balancer.shutdown_timeout) + 5.0
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                await asyncio.gather(*keepers, return_exceptions=True)
+                await asyncio.gather(*self.keepers, return_exceptions=True)
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        tickets.cancel()
+        if self.tickets is not None:
+            self.tickets.cancel()
         await self.balancer.stop_control()
         await self.balancer.dynamic.stop()
         log.info("stopped")
-        return 0
 
     async def _publish_tickets(self) -> None:
         """The TLS session ticket ratchet (the supervisor's Terminator holds it): republished

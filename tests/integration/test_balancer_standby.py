@@ -131,8 +131,7 @@ def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state
              what="the standby on the active's status page")  # fmt: skip
     [me] = lines(stack, "Balancer")
     assert me["role"] == "active" and me["takeovers"] == "0"
-    assert "listening on" not in standby.output()
-    assert "data-plane process" not in standby.output()
+    assert "listening on" not in standby.output()  # its processes wait, warm (below)
 
     disable(stack, "n2")
     wait_for(lambda: "member=n2 activation=DIS" in standby.output(), 10,
@@ -285,3 +284,83 @@ def test_sigterm_of_the_active_hands_over_before_its_drain_ends(stack: Stack, pr
     assert slow["status"] == 200  # the drain went on: the slow request got its answer
     assert served < slow["ended"]
     assert first.wait(15) == 0
+
+
+def pids_answering(stack: Stack, tries: int = 8) -> set[int]:
+    """The data-plane pids on the status pages answered over ``tries`` new connections (each
+    page lists every process of the balancer that answered)."""
+    seen: set[int] = set()
+    for _ in range(tries):
+        seen |= {int(row["pid"]) for row in lines(stack, "Process")}
+    return seen
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_a_warm_standby_loads_its_processes_early_and_accepts_nothing_until_the_takeover(
+    stack: Stack,
+):
+    """--processes 2 on both: the standby's data-plane processes run before the takeover,
+    follow its SIGHUP and are restarted when they die, yet no connection reaches them while
+    the active lives, and the port is refused between the active's kill -9 and the takeover;
+    the takeover lets the same processes accept. SIGTERM of a waiting standby stops them."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.default_config)  # heartbeat 100 ms, drop_time 1 s
+    stack.start_backend("b1")
+    active = stack.start_balancer(stack.workers_properties(["b1"]),
+                                  args=(*PROCS, "--cluster", config))  # fmt: skip
+    standby = start_standby(stack, config)
+    wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
+             what="the standby's two processes loaded and waiting")  # fmt: skip
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
+             what="the standby hearing the active")  # fmt: skip
+    waiting = set(children(standby.pid))
+    assert len(waiting) == 2
+    assert pids_answering(stack) == set(children(active.pid))  # the active's only
+
+    standby.signal(signal.SIGHUP)  # the waiting processes load the new generation
+    wait_for(lambda: "processes=2 generation=2" in standby.output(), 15,
+             what="both waiting processes on the standby's generation 2")  # fmt: skip
+
+    victim = sorted(waiting)[0]
+    os.kill(victim, signal.SIGKILL)  # a waiting process dies: it is started again, waiting
+    wait_for(lambda: standby.output().count("waits (standby)") == 3, 30,
+             what="the dead waiting process replaced")  # fmt: skip
+    waiting = set(children(standby.pid))
+    assert len(waiting) == 2 and victim not in waiting
+    assert pids_answering(stack) == set(children(active.pid))
+
+    killed = time.monotonic()
+    kill9_all(active)
+    # the last heartbeat was at most 100 ms before the kill: no takeover for 0.9 s
+    while time.monotonic() - killed < 0.6:
+        assert refused(stack.port), "a connection was accepted before the takeover"
+        time.sleep(0.05)
+    wait_for(lambda: http_get(f"{stack.url}/app/x", timeout=1)[0] == 200, 15,
+             what="the standby serving")  # fmt: skip
+    took = time.monotonic() - killed
+    print(f"warm standby served {took:.2f} s after kill -9 of the active (drop_time 1.0 s)")
+    assert "state=taking-over reason=active-silent" in standby.output()
+    assert pids_answering(stack) == waiting  # the processes that waited, not new ones
+    assert standby.output().count("accepts (takeover)") == 2
+
+    # a new standby behind it, stopped while it waits: its processes go with it
+    second = stack.group.python(
+        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
+        str(stack.mounts_file), "--listen", f"127.0.0.1:{stack.port}", *PROCS,
+        "--cluster", config, "--standby", name="standby-2",
+    )  # fmt: skip
+    wait_for(lambda: second.output().count("waits (standby)") == 2, 30,
+             what="the second standby's processes waiting")  # fmt: skip
+    its = children(second.pid)
+    second.signal(signal.SIGTERM)
+    assert second.wait(15) == 0
+    assert second.output().count("stopped while waiting") == 2
+    assert not [pid for pid in its if Path(f"/proc/{pid}").exists()]
+    assert pids_answering(stack) == waiting

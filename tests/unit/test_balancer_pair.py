@@ -330,3 +330,14 @@ def test_at_a_takeover_only_entries_the_active_still_sent_within_drop_time_apply
     assert [a.member for a in copy.apply({"lb": standby})] == ["n1"]
     assert standby.member("n2").activation is Activation.ACTIVE
     assert set(copy.entries) == {("lb", "n1")}  # forgotten, not kept for ever
+
+
+def test_the_standby_knows_when_its_takeover_falls_due():
+    pair = PairState("me", standby=True, drop_time=3.0, now=0.0)
+    assert pair.due_in(1.0) == 2.0  # never heard an active: drop_time after its start
+    pair.heard("a", ACTIVE, "10.0.0.1", (), 2.0)
+    assert pair.due_in(2.5) == 2.5  # the active's silence reaches drop_time at 5.0
+    assert pair.tick(4.99) == []
+    assert isinstance(pair.tick(5.0 + 1e-6)[0], Takeover)
+    assert pair.due_in(5.1) is None  # decided: nothing more pending
+    assert PairState("me", standby=False, drop_time=3.0, now=0.0).due_in(1.0) is None
