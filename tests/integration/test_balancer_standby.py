@@ -106,12 +106,12 @@ class Forger:
         self.thread.join(5)
 
 
-def start_standby(stack: Stack, config: str) -> Proc:
+def start_standby(stack: Stack, config: str, *extra: str, name: str = "standby") -> Proc:
     assert stack.workers_file is not None and stack.mounts_file is not None
     return stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
         str(stack.mounts_file), "--listen", f"127.0.0.1:{stack.port}", *PROCS,
-        "--cluster", config, "--standby", name="standby",
+        "--cluster", config, "--standby", *extra, name=name,
     )  # fmt: skip
 
 
@@ -303,19 +303,22 @@ def refused(port: int) -> bool:
     return False
 
 
+@pytest.mark.parametrize("accept", ["reuseport", "inherit"])
 def test_a_warm_standby_loads_its_processes_early_and_accepts_nothing_until_the_takeover(
-    stack: Stack,
+    stack: Stack, accept: str
 ):
     """--processes 2 on both: the standby's data-plane processes run before the takeover,
     follow its SIGHUP and are restarted when they die, yet no connection reaches them while
     the active lives, and the port is refused between the active's kill -9 and the takeover;
-    the takeover lets the same processes accept. SIGTERM of a waiting standby stops them."""
+    the takeover lets the same processes accept. SIGTERM of a waiting standby stops them.
+    ``--accept inherit``: the supervisor hands its unbound sockets down at the start and binds
+    and listens on them at the takeover (the processes hold the same open socket)."""
     cluster = Cluster(stack.group, stack.tmp)
     config = str(cluster.default_config)  # heartbeat 100 ms, drop_time 1 s
     stack.start_backend("b1")
-    active = stack.start_balancer(stack.workers_properties(["b1"]),
-                                  args=(*PROCS, "--cluster", config))  # fmt: skip
-    standby = start_standby(stack, config)
+    paired = (*PROCS, "--accept", accept, "--cluster", config)
+    active = stack.start_balancer(stack.workers_properties(["b1"]), args=paired)
+    standby = start_standby(stack, config, "--accept", accept)
     wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
              what="the standby's two processes loaded and waiting")  # fmt: skip
     wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
@@ -347,15 +350,12 @@ def test_a_warm_standby_loads_its_processes_early_and_accepts_nothing_until_the_
     took = time.monotonic() - killed
     print(f"warm standby served {took:.2f} s after kill -9 of the active (drop_time 1.0 s)")
     assert "state=taking-over reason=active-silent" in standby.output()
+    wait_for(lambda: standby.output().count("accepts (takeover)") == 2, 5,
+             what="both waiting processes accepting")  # fmt: skip
     assert pids_answering(stack) == waiting  # the processes that waited, not new ones
-    assert standby.output().count("accepts (takeover)") == 2
 
     # a new standby behind it, stopped while it waits: its processes go with it
-    second = stack.group.python(
-        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
-        str(stack.mounts_file), "--listen", f"127.0.0.1:{stack.port}", *PROCS,
-        "--cluster", config, "--standby", name="standby-2",
-    )  # fmt: skip
+    second = start_standby(stack, config, "--accept", accept, name="standby-2")
     wait_for(lambda: second.output().count("waits (standby)") == 2, 30,
              what="the second standby's processes waiting")  # fmt: skip
     its = children(second.pid)
