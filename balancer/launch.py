@@ -8,6 +8,8 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
+import sys
 
 from balancer.access_log import AccessLog
 from balancer.config import ConfigError
@@ -74,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
             log.error("cannot listen on %s: %s", where, exc.strerror or exc)
             return 1
 
-    if uvloop is not None:
-        return uvloop.run(main())
-    return asyncio.run(main())
+    code = uvloop.run(main()) if uvloop is not None else asyncio.run(main())
+    step_downs = getattr(args, "restart_standby", None)
+    if step_downs is not None:  # it stepped down: the same process, as a standby
+        from balancer.standby import standby_argv
+
+        argv = standby_argv(args.argv, step_downs)
+        log.warning("balancer=standby restarting as a standby: %s", " ".join(argv))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "balancer", *argv])
+    return code

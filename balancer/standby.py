@@ -48,6 +48,7 @@ from balancer.pair import (
     PairState,
     PairView,
     PeerHeard,
+    StepDown,
     Takeover,
     TwoActives,
 )
@@ -94,6 +95,7 @@ class BalancerPair:
         engines: Callable[[], Mapping[str, LbEngine]],
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        step_downs: int = 0,
     ) -> None:
         self.config: ClusterConfig = load_cluster_config(cluster)
         cfg = self.config
@@ -121,12 +123,16 @@ class BalancerPair:
         sender = secrets.token_bytes(16)
         self.id = sender.hex()
         self.started = clock()
-        self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time, now=monotonic())
+        self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time,
+                               now=monotonic(), started=self.started,
+                               step_downs=step_downs)  # fmt: skip
         self.copy = LbStateCopy(window=cfg.drop_time)  # what the active still sends
         self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
         self.sealer = Sealer(self.key, sender, int(self.started * 1000), Kind.HEARTBEAT)
         self.mcast = Multicast(cfg.group, cfg.mcast_port, cfg.interface, cfg.ttl)
         self.on_view: Callable[[PairView], None] = lambda view: None  # the supervisor's table
+        # stop serving (as SIGTERM does, without exiting): this active steps down
+        self.on_step_down: Callable[[], None] = lambda: None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._capped_logged = False
@@ -285,7 +291,7 @@ class BalancerPair:
                 self._apply(part)  # its first decisions are the active's
         self.counters["heartbeats_in"] += 1
         self._events(self.state.heard(msg.id, msg.role, msg.host, msg.listen, now,
-                                      shutdown=msg.shutdown))  # fmt: skip
+                                      shutdown=msg.shutdown, started=msg.start))  # fmt: skip
 
     def _events(self, events: Sequence[PairEvent]) -> None:
         for event in events:
@@ -304,9 +310,17 @@ class BalancerPair:
             elif isinstance(event, TwoActives):
                 self.counters["two_actives"] += 1
                 log.error("balancer=active state=two-actives peer=%s peer_listen=%s id=%s: "
-                          "both serve; stop one (a partition, or a second balancer without "
-                          "--standby)", event.peer.host, ",".join(event.peer.listen),
-                          event.peer.id)  # fmt: skip
+                          "both serve (a partition, or a second balancer without --standby); "
+                          "the one started later steps down", event.peer.host,
+                          ",".join(event.peer.listen), event.peer.id)  # fmt: skip
+            elif isinstance(event, StepDown):
+                self.counters["step_downs"] += 1
+                log.warning("balancer=active state=stepping-down reason=two-actives peer=%s "
+                            "peer_listen=%s started=%.3f peer_started=%.3f: the later one "
+                            "stops serving, drains and becomes a standby", event.peer.host,
+                            ",".join(event.peer.listen), event.started,
+                            event.peer_started)  # fmt: skip
+                self.on_step_down()
             elif isinstance(event, ActiveBack):
                 log.warning("balancer=standby state=standby reason=active-heard-again peer=%s",
                             event.peer.host)  # fmt: skip
@@ -352,6 +366,25 @@ class Warm(Protocol):
 
     async def stop(self) -> None: ...
 
+    def request_stop(self) -> None: ...
+
+
+def standby_argv(argv: Sequence[str], step_downs: int) -> list[str]:
+    """The command line of a balancer that stepped down, started again as a standby: its own
+    flags, ``--standby`` and how often it stepped down (kept for ``/metrics``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--step-downs":
+            skip = True
+        elif not arg.startswith("--step-downs="):
+            out.append(arg)
+    if "--standby" not in out:
+        out.append("--standby")
+    return [*out, "--step-downs", str(step_downs)]
+
 
 async def run_paired(
     args: argparse.Namespace,
@@ -367,7 +400,7 @@ async def run_paired(
     try:
         pair = BalancerPair(
             args.cluster, standby=args.standby, listen=[str(x) for x in args.listen],
-            engines=lambda: balancer.runtime.engines,
+            engines=lambda: balancer.runtime.engines, step_downs=getattr(args, "step_downs", 0),
         )  # fmt: skip
     except (ConfigError, KeyFileError, PairError, OSError) as exc:
         log.error("--cluster %s: %s", args.cluster, exc)
@@ -376,6 +409,8 @@ async def run_paired(
         pair.on_view = lambda view: publish(view_part(view))
     else:
         balancer.status.pair = pair.view
+    # an active may hear an older one from its first heartbeat on, before it serves
+    pair.on_step_down = warm.request_stop if warm is not None else balancer.stop
     try:
         await pair.start()
     except OSError as exc:
@@ -400,7 +435,12 @@ async def run_paired(
                 log.info("stopped (standby)")
                 return 0
         balancer.on_stopping = pair.leave
-        return await serve()
+        code = 0 if pair.state.stepping_down else await serve()
+        if pair.state.stepping_down:
+            # it closed its listeners, sent its last heartbeat and drained: launch.py starts
+            # it again (the same pid) as a standby, whose processes wait warm
+            args.restart_standby = pair.state.step_downs
+        return code
     except PairError as exc:
         log.error("balancer=standby cannot serve: %s", exc)
         return 1

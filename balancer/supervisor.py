@@ -323,6 +323,10 @@ class Supervisor:
             signal.SIGUSR1: lambda: self._signal_all(signal.SIGUSR1),
         }
 
+    def request_stop(self) -> None:
+        """As SIGTERM: every process drains, then ``run`` returns (an active stepping down)."""
+        self._stopping.set()
+
     def go(self) -> None:
         """A warm standby's turn: bind, then tell the waiting processes to accept (they read
         the document every FOLLOW_INTERVAL)."""

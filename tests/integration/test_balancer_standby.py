@@ -106,12 +106,16 @@ class Forger:
         self.thread.join(5)
 
 
-def start_standby(stack: Stack, config: str, *extra: str, name: str = "standby") -> Proc:
+def start_standby(
+    stack: Stack, config: str, *extra: str, name: str = "standby", standby: bool = True
+) -> Proc:
+    """A second balancer on the stack's port with two processes (``standby=False``: a second
+    active, which SO_REUSEPORT lets bind the same port)."""
     assert stack.workers_file is not None and stack.mounts_file is not None
     return stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
         str(stack.mounts_file), "--listen", f"127.0.0.1:{stack.port}", *PROCS,
-        "--cluster", config, "--standby", *extra, name=name,
+        "--cluster", config, *(("--standby",) if standby else ()), *extra, name=name,
     )  # fmt: skip
 
 
@@ -236,13 +240,20 @@ def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
     assert "reason=active-shutdown" in standby.output()
     assert first.wait(10) == 0
 
-    # the old active comes back on another port, without --standby: two actives
+    # the old active comes back on another port, without --standby: two actives; the one
+    # started later (this one) steps down and waits as a standby (the same process)
     other = start_paired(stack, config, free_port(), "second-active")
-    wait_for(lambda: metric(stack.url, "pyjk_balancer_other_active") == 1.0, 15,
-             what="two actives on the first one's /metrics")  # fmt: skip
-    assert metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0
-    wait_for(lambda: "state=two-actives" in other.output(), 10, what="the second's log")
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0, 15,
+             what="two actives counted on the first one's /metrics")  # fmt: skip
+    wait_for(lambda: "balancer=standby waits" in other.output(), 20,
+             what="the second one waiting as a standby")  # fmt: skip
+    log = other.output()
+    assert "state=two-actives" in log and "state=stepping-down reason=two-actives" in log
     assert "state=two-actives" in standby.output()
+    assert "stepping-down" not in standby.output()  # it served first: it keeps serving
+    assert other.alive()
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_other_active") == 0.0, 10,
+             what="one active left")  # fmt: skip
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
@@ -364,3 +375,81 @@ def test_a_warm_standby_loads_its_processes_early_and_accepts_nothing_until_the_
     assert second.output().count("stopped while waiting") == 2
     assert not [pid for pid in its if Path(f"/proc/{pid}").exists()]
     assert pids_answering(stack) == waiting
+
+
+def test_two_actives_on_one_port_the_later_steps_down_and_is_a_warm_standby(stack: Stack):
+    """Two balancers started as actives on one port, --processes 2 each: SO_REUSEPORT would
+    let both bind it and the kernel split the traffic. The one started later hears the first
+    (here before it binds: its first heartbeats), steps down and restarts itself as a standby
+    in the same process; every connection reaches the first; it takes over at the first's
+    kill -9 and counts the step-down."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.default_config)
+    stack.start_backend("b1")
+    first = stack.start_balancer(stack.workers_properties(["b1"]),
+                                 args=(*PROCS, "--cluster", config))  # fmt: skip
+    wait_for(lambda: "data-plane processes accept" not in first.output() and
+             first.output().count("listening on") == 2, 20,
+             what="the first one's processes listening")  # fmt: skip
+    second = start_standby(stack, config, name="second", standby=False)
+    wait_for(lambda: "state=stepping-down reason=two-actives" in second.output(), 20,
+             what="the later one stepping down")  # fmt: skip
+    wait_for(lambda: second.output().count("waits (standby)") == 2, 30,
+             what="the later one's processes waiting as a standby")  # fmt: skip
+    assert second.alive()  # the same process: it restarted itself
+    assert "restarting as a standby" in second.output()
+    assert "stepping-down" not in first.output()
+    assert pids_answering(stack, 12) == set(children(first.pid))  # no split any more
+    assert metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0
+
+    kill9_all(first)
+    wait_for(lambda: http_get(f"{stack.url}/app/x", timeout=1)[0] == 200, 15,
+             what="the stepped-down one taking over")  # fmt: skip
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_takeovers_total") == 1.0, 5,
+             what="the takeover counted")  # fmt: skip
+    assert metric(stack.url, "pyjk_balancer_step_downs_total") == 1.0
+    assert pids_answering(stack) == set(children(second.pid))
+
+
+def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_active_is_back(
+    stack: Stack,
+):
+    """The active stops being heard (SIGSTOP: a partition, or a hung machine) while holding
+    its port; the standby, on a port of its own here, takes over and serves. The old active
+    comes back (SIGCONT): two actives serve. The standby started later: it stops serving
+    (its listeners close, its processes drain), restarts itself as a standby and waits warm,
+    while the old active keeps serving throughout."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.default_config)
+    stack.start_backend("b1")
+    first = stack.start_balancer(stack.workers_properties(["b1"]),
+                                 args=("--processes", "1", "--cluster", config))  # fmt: skip
+    port = free_port()
+    standby = stack.group.python(
+        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
+        str(stack.mounts_file), "--listen", f"127.0.0.1:{port}", *PROCS,
+        "--cluster", config, "--standby", name="standby",
+    )  # fmt: skip
+    wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
+             what="the standby's processes waiting")  # fmt: skip
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
+             what="the standby hearing the active")  # fmt: skip
+    own = f"http://127.0.0.1:{port}"
+
+    first.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: http_get(f"{own}/app/x", timeout=1)[0] == 200, 15,
+                 what="the standby serving during the partition")  # fmt: skip
+    finally:
+        first.signal(signal.SIGCONT)
+    wait_for(lambda: "state=stepping-down reason=two-actives" in standby.output(), 15,
+             what="the standby (started later) stepping down")  # fmt: skip
+    wait_for(lambda: standby.output().count("waits (standby)") == 4, 30,
+             what="the stepped-down balancer waiting warm again")  # fmt: skip
+    assert refused(port)  # it serves nothing any more
+    assert standby.alive() and "restarting as a standby" in standby.output()
+    assert "stepping-down" not in first.output()
+    assert http_get(f"{stack.url}/app/x", timeout=5)[0] == 200  # the old active serves
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0, 10,
+             what="the episode counted on the old active")  # fmt: skip
+    assert metric(stack.url, "pyjk_balancer_other_active") == 0.0
