@@ -45,7 +45,12 @@ def member(stack: Stack, name: str) -> dict[str, str]:
 
 
 def disable(stack: Stack, name: str) -> None:
-    form = urlencode({"cmd": "update", "w": "lb", "sw": name, "vwa": "d", "mime": "txt"})
+    update(stack, sw=name, vwa="d")
+
+
+def update(stack: Stack, **params: str) -> None:
+    """A status-page edit of lb ``lb`` (``sw``: of one of its members) by POST with the token."""
+    form = urlencode({"cmd": "update", "w": "lb", **params, "mime": "txt"})
     conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
     try:
         conn.request("POST", "/jkmanager", body=form, headers={
@@ -138,6 +143,8 @@ def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state
     assert "listening on" not in standby.output()  # its processes wait, warm (below)
 
     disable(stack, "n2")
+    update(stack, sw="n3", vwr="n1")  # n3's redirect: carried as an edit ("x")
+    update(stack, vlm="b", vlr="3")  # the lb's method and retries: its settings entry
     wait_for(lambda: "member=n2 activation=DIS" in standby.output(), 10,
              what="the standby applying the active's lb state")  # fmt: skip
 
@@ -170,6 +177,9 @@ def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state
     assert after["count"] == before["count"] + 2  # the same session (one more in served())
 
     assert member(stack, "n2")["activation"] == "DIS"  # set on the active's page
+    assert member(stack, "n3")["redirect"].strip('"') == "n1"
+    [lb] = [fields(x) for x in stack.status_txt().splitlines() if "type=lb" in x]
+    assert (lb["method"].strip('"'), lb["retries"]) == ("Busyness", "3")
     assert member(stack, "n1")["activation"] == "ACT"  # the forged STP did not land
     [me] = lines(stack, "Balancer")
     assert me["role"] == "active" and me["takeovers"] == "1"
