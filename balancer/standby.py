@@ -7,18 +7,24 @@ what and how it is split), a standby with none. It reads the group too: the othe
 balancer's beats (workers' heartbeats are opened and ignored here; forged, stale or replayed
 datagrams are dropped and counted by reason, as the workers do).
 
-A standby (``wait_turn``) binds nothing and starts no data-plane process while an active is
-heard. It applies the active's lb state to its own engines as it arrives (with N processes
-they are the shared records the processes bind to, so their first decisions are the
-active's). When the active falls silent for the cluster's ``drop_time`` (or says it stops), it
-logs ``balancer=standby state=active reason=... peer=...``, waits until every listening port
-is free (the active's death frees them on one machine; an error every ``BIND_RETRY`` s while
-they stay held, and it waits on), applies the
-state once more and returns: the caller binds and serves as any balancer does.
+A standby (``wait_turn``) binds nothing while an active is heard. With N processes it is
+warm (``Warm``: the supervisor): its data-plane processes start at once, load the
+configuration and bind to the shared records, but accept nothing until the takeover. It
+applies the active's lb state to its own engines as it arrives (with N processes they are
+the shared records the processes read, so their first decisions are the active's). When the
+active falls silent for the cluster's ``drop_time`` (or says it stops), it logs
+``balancer=standby state=active reason=... peer=...``, waits until every listening port is
+free (the active's death frees them on one machine; an error every ``BIND_RETRY`` s while
+they stay held, and it waits on), applies the state once more and returns: the caller binds
+and serves as any balancer does (a warm supervisor only binds and lets its processes accept).
+
+Two actives (balancer/pair.py): the one started later steps down — it stops as on SIGTERM
+(listeners closed, last heartbeat, drain) and ``run_paired`` leaves ``args.restart_standby``
+for launch.py, which starts the same process again as a standby (``standby_argv``).
 
 What the status page and /metrics show (``Balancer: active|standby``, the peer, takeovers,
-two actives) comes from ``view()``; with N processes the supervisor writes it as a small JSON
-document in its slot of the shared table, where every data-plane process reads it.
+two actives, step-downs) comes from ``view()``; with N processes the supervisor writes it as a
+small JSON document in its slot of the shared table, where every data-plane process reads it.
 """
 
 from __future__ import annotations
