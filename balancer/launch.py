@@ -1,6 +1,6 @@
 """``pyjk-balancer`` (without --check) starting its process: logging, the event loop, what
 this process is (one balancer alone, a supervisor of N data-plane processes, or one of those:
-``supervisor.Role``) and the ``Balancer`` wired for that role."""
+``role.Role``) and the ``Balancer`` wired for that role."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import sys
 from balancer.access_log import AccessLog
 from balancer.config import ConfigError
 from balancer.dataplane.tls import TlsError
+from balancer.role import Role
 from balancer.runtime import StartupError
 from balancer.server import Balancer
-from balancer.supervisor import Role
 from pyjk.logs import configure_logging
 
 log = logging.getLogger("pyjk.balancer")
