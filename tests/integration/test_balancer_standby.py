@@ -68,12 +68,23 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
 
 
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie (its sockets are closed by then)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
 def kill9_all(proc: Proc) -> None:
-    """The supervisor and its data-plane processes, all at once (a machine's death)."""
+    """The supervisor and its data-plane processes, all at once (a machine's death); returns
+    once every one has exited (their listening sockets closed)."""
     pids = [*children(proc.pid), proc.pid]
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     proc.wait(10)
+    wait_for(lambda: all(gone(pid) for pid in pids), 10, what="the killed processes gone")
 
 
 class Forger:
