@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     code = uvloop.run(main()) if uvloop is not None else asyncio.run(main())
     step_downs = getattr(args, "restart_standby", None)
     if step_downs is not None:  # it stepped down: the same process, as a standby
-        from balancer.standby import standby_argv
+        from balancer.pair_run import standby_argv
 
         argv = standby_argv(args.argv, step_downs)
         log.warning("balancer=standby restarting as a standby: %s", " ".join(argv))

@@ -105,7 +105,7 @@ class Role:
         supervisor = Supervisor(self, balancer) if self.table is not None else None
         serve = supervisor.run if supervisor is not None else self._serve_alone(balancer)
         if getattr(self.args, "cluster", None) is not None:  # a balancer pair (standby.py)
-            from balancer.standby import run_paired
+            from balancer.pair_run import run_paired
 
             table = self.table
             publish = None if table is None else lambda part: publish_part(table, part)

@@ -8,7 +8,7 @@ balancer's beats (workers' heartbeats are opened and ignored here; forged, stale
 datagrams are dropped and counted by reason, as the workers do).
 
 A standby (``wait_turn``) binds nothing while an active is heard. With N processes it is
-warm (``Warm``: the supervisor): its data-plane processes start at once, load the
+warm (``pair_run.Warm``: the supervisor): its data-plane processes start at once, load the
 configuration and bind to the shared records, but accept nothing until the takeover. It
 applies the active's lb state to its own engines as it arrives (with N processes they are
 the shared records the processes read, so their first decisions are the active's). When the
@@ -19,8 +19,8 @@ they stay held, and it waits on), applies the state once more and returns: the c
 and serves as any balancer does (a warm supervisor only binds and lets its processes accept).
 
 Two actives (balancer/pair.py): the one started later steps down — it stops as on SIGTERM
-(listeners closed, last heartbeat, drain) and ``run_paired`` leaves ``args.restart_standby``
-for launch.py, which starts the same process again as a standby (``standby_argv``).
+(listeners closed, last heartbeat, drain) and ``pair_run.run_paired`` leaves
+``args.restart_standby`` for launch.py, which starts the same process again as a standby.
 
 What the status page and /metrics show (``Balancer: active|standby``, the peer, takeovers,
 two actives, step-downs) comes from ``view()``; with N processes the supervisor writes it as a
@@ -29,7 +29,6 @@ small JSON document in its slot of the shared table, where every data-plane proc
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -39,12 +38,11 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from balancer.cluster_source import count_drop
-from balancer.config import ConfigError
 from balancer.lb.engine import LbEngine
 from balancer.lb.handover import Applied, BadEntry, LbStateCopy, lb_entries, parse_part, split_state
 from balancer.pair import (
@@ -61,12 +59,12 @@ from balancer.pair import (
 from replication import codec
 from replication.codec import BalancerBeat
 from replication.config import ClusterConfig, load_cluster_config
-from replication.keyfile import KeyFileError, load_or_create_key
+from replication.keyfile import load_or_create_key
 from replication.mcast import Multicast
 from replication.seal import Kind, Opener, Sealer
 
 if TYPE_CHECKING:
-    from balancer.server import Balancer
+    pass
 
 log = logging.getLogger("pyjk.balancer")
 
@@ -359,96 +357,3 @@ def read_view(data: bytes) -> PairView | None:
         return PairView.from_json(doc["pair"]) if isinstance(doc, dict) and "pair" in doc else None
     except (ValueError, KeyError, TypeError):
         return None
-
-
-class Warm(Protocol):
-    """A supervisor's side of a warm standby (balancer/supervisor.py): its data-plane processes
-    start while it waits, loaded and bound to the shared lb state, accepting nothing; the
-    takeover then only binds and lets them accept."""
-
-    def warm_up(self) -> None: ...
-
-    def waiting_handlers(self) -> dict[signal.Signals, Callable[[], object]]: ...
-
-    async def stop(self) -> None: ...
-
-    def request_stop(self) -> None: ...
-
-
-def standby_argv(argv: Sequence[str], step_downs: int) -> list[str]:
-    """The command line of a balancer that stepped down, started again as a standby: its own
-    flags, ``--standby`` and how often it stepped down (kept for ``/metrics``)."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--step-downs":
-            skip = True
-        elif not arg.startswith("--step-downs="):
-            out.append(arg)
-    if "--standby" not in out:
-        out.append("--standby")
-    return [*out, "--step-downs", str(step_downs)]
-
-
-async def run_paired(
-    args: argparse.Namespace,
-    balancer: Balancer,
-    publish: Callable[[dict[str, object]], None] | None,
-    serve: Callable[[], Awaitable[int]],
-    warm: Warm | None = None,
-) -> int:
-    """The balancer's run with ``--cluster`` (``--standby``): heartbeat, wait for the turn
-    when standby, then ``serve`` as usual. ``publish``: where a supervisor writes the view
-    for its data-plane processes (None: one process, the status page reads it here).
-    ``warm``: a supervisor, whose processes start before the turn (a warm standby)."""
-    try:
-        pair = BalancerPair(
-            args.cluster, standby=args.standby, listen=[str(x) for x in args.listen],
-            engines=lambda: balancer.runtime.engines, step_downs=getattr(args, "step_downs", 0),
-        )  # fmt: skip
-    except (ConfigError, KeyFileError, PairError, OSError) as exc:
-        log.error("--cluster %s: %s", args.cluster, exc)
-        return 1
-    if publish is not None:
-        pair.on_view = lambda view: publish(view_part(view))
-    else:
-        balancer.status.pair = pair.view
-    # an active may hear an older one from its first heartbeat on, before it serves
-    pair.on_step_down = warm.request_stop if warm is not None else balancer.stop
-    try:
-        await pair.start()
-    except OSError as exc:
-        log.error("--cluster %s: cannot join the group: %s", args.cluster, exc)
-        return 1
-    try:
-        if args.standby:
-            # dynamic lbs' members join while it waits: the cluster tells the standby itself
-            balancer.dynamic.sync(balancer.runtime.workers, balancer.runtime.engines)
-            handlers: Mapping[signal.Signals, Callable[[], object]] = {
-                signal.SIGHUP: lambda: balancer.reload_all("SIGHUP"),
-                signal.SIGUSR1: balancer.reopen_access_log,
-            }
-            if warm is not None:
-                warm.warm_up()
-                handlers = warm.waiting_handlers()
-            if not await pair.wait_turn(balancer.listens, handlers):
-                if warm is not None:
-                    await warm.stop()
-                else:
-                    await balancer.dynamic.stop()
-                log.info("stopped (standby)")
-                return 0
-        balancer.on_stopping = pair.leave
-        code = 0 if pair.state.stepping_down else await serve()
-        if pair.state.stepping_down:
-            # it closed its listeners, sent its last heartbeat and drained: launch.py starts
-            # it again (the same pid) as a standby, whose processes wait warm
-            args.restart_standby = pair.state.step_downs
-        return code
-    except PairError as exc:
-        log.error("balancer=standby cannot serve: %s", exc)
-        return 1
-    finally:
-        await pair.stop()

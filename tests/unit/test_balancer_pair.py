@@ -36,7 +36,7 @@ from balancer.pair import (
     Takeover,
     TwoActives,
 )
-from balancer.standby import standby_argv
+from balancer.pair_run import standby_argv
 from replication import codec
 from replication.codec import BalancerBeat, CodecError
 from replication.seal import Kind, Opener, Sealer
