@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         "long connections is uneven; docs/benchmarks.md)",
     )
     parser.add_argument("--dataplane", type=parse_dataplane, help=argparse.SUPPRESS)
+    # a balancer that stepped down (two actives: docs/operations.md) restarts itself as a
+    # standby with how many times it did so far
+    parser.add_argument("--step-downs", type=int, default=0, help=argparse.SUPPRESS)
     pair = parser.add_argument_group("active/standby pair (docs/operations.md)")
     pair.add_argument(
         "--cluster",

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -57,6 +59,22 @@ def read_tickets(blob: bytes) -> tuple[int, bytes] | None:
     except (ValueError, KeyError, TypeError, binascii.Error):
         return None
     return (period, secret) if isinstance(period, int) and len(secret) == 32 else None
+
+
+def serve_part(serve: bool) -> dict[str, Any]:
+    """The supervisor's document's part that lets its data-plane processes accept: false
+    while a standby waits (they are started and loaded, warm, but bind and accept nothing),
+    true once it serves (``DataPlaneProcess.wait_turn``)."""
+    return {"serve": serve}
+
+
+def read_serve(blob: bytes) -> bool:
+    """``serve_part`` in the supervisor's document; False before it wrote one."""
+    try:
+        doc = json.loads(blob or b"{}")
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("serve") is True
 
 
 class EngineGenerations:
@@ -142,14 +160,56 @@ class DataPlaneProcess:
 
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, balancer: Balancer, sockets: list[Any]) -> None:
-        table, slot = self.table, self.slot
+    def _attach(self, balancer: Balancer) -> None:
+        """Follow the supervisor's generations from now on (once: waiting, then serving)."""
+        if balancer.on_sighup is not None:
+            return
         self.generation = self.reading
         self.tls_epoch = self.control.get("tls")
         self.engines.serve(balancer.runtime.engines.values(), self.generation)
         balancer.on_reload = lambda summary: self._loaded(balancer, summary)
         balancer.on_departed = lambda: self.fold.departed(self.reading)
         balancer.on_sighup = lambda: self.catch_up(balancer)
+
+    async def wait_turn(self, balancer: Balancer) -> bool:
+        """Until the supervisor's document says serve (at once unless it is a waiting
+        standby's): loaded and following generations (SIGHUP), its row written so the
+        supervisor sees it, but no socket bound or accepted on. False when SIGTERM/SIGINT came
+        first. Polled every FOLLOW_INTERVAL: the takeover waits at most that for it."""
+        self._attach(balancer)
+        if read_serve(self.table.blob(SUPERVISOR_SLOT)):
+            return True
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+
+        def stop() -> None:
+            stopping.set()
+            balancer.stop()  # one that lands between the go and serve()'s own handler
+
+        for sig, handler in (
+            (signal.SIGTERM, stop),
+            (signal.SIGINT, stop),
+            (signal.SIGHUP, lambda: self.catch_up(balancer)),
+            (signal.SIGUSR1, balancer.reopen_access_log),
+        ):
+            loop.add_signal_handler(sig, handler)  # serve() installs its own over them
+        log.info("slot=%d pid=%d waits (standby): loaded, accepts nothing", self.slot, os.getpid())
+        started = time.time()
+        while not stopping.is_set():
+            self.catch_up(balancer)
+            self.table.write_process(balancer.process_row(self.slot, started, self.generation))
+            if read_serve(self.table.blob(SUPERVISOR_SLOT)):
+                log.info("slot=%d pid=%d accepts (takeover)", self.slot, os.getpid())
+                return True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FOLLOW_INTERVAL):
+                    await stopping.wait()
+        log.info("slot=%d pid=%d stopped while waiting", self.slot, os.getpid())
+        return False
+
+    async def run(self, balancer: Balancer, sockets: list[Any]) -> None:
+        table, slot = self.table, self.slot
+        self._attach(balancer)
         tls = balancer.tls
         self.totals = Totals(
             table, slot, balancer.proxy.stats, lambda: tls.stats if tls is not None else None

@@ -1,6 +1,6 @@
 """``pyjk-balancer`` (without --check) starting its process: logging, the event loop, what
 this process is (one balancer alone, a supervisor of N data-plane processes, or one of those:
-``supervisor.Role``) and the ``Balancer`` wired for that role."""
+``role.Role``) and the ``Balancer`` wired for that role."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
+import sys
 
 from balancer.access_log import AccessLog
 from balancer.config import ConfigError
 from balancer.dataplane.tls import TlsError
+from balancer.role import Role
 from balancer.runtime import StartupError
 from balancer.server import Balancer
-from balancer.supervisor import Role
 from pyjk.logs import configure_logging
 
 log = logging.getLogger("pyjk.balancer")
@@ -74,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
             log.error("cannot listen on %s: %s", where, exc.strerror or exc)
             return 1
 
-    if uvloop is not None:
-        return uvloop.run(main())
-    return asyncio.run(main())
+    code = uvloop.run(main()) if uvloop is not None else asyncio.run(main())
+    step_downs = getattr(args, "restart_standby", None)
+    if step_downs is not None:  # it stepped down: the same process, as a standby
+        from balancer.pair_run import standby_argv
+
+        argv = standby_argv(args.argv, step_downs)
+        log.warning("balancer=standby restarting as a standby: %s", " ".join(argv))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "balancer", *argv])
+    return code

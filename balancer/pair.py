@@ -7,8 +7,12 @@ heartbeats carry its lb state (balancer/lb/handover.py); balancer/standby.py is 
 
 ``PairState`` decides: a standby serves once no active was heard for ``drop_time`` (or at once
 on the active's shutdown heartbeat), and, never having heard one, ``drop_time`` after its own
-start. Two actives heard at once (a partition, or a second balancer started without
-``--standby``) are not resolved here: they are made visible (``two_actives`` episodes, log).
+start. Two actives heard at once (a partition that healed, or a second balancer started
+without ``--standby``; with SO_REUSEPORT both may even hold one port and split its traffic)
+are counted (``two_actives`` episodes) and resolved by one rule both compute alike from the
+heartbeats: the balancer whose process started later (the ``start`` its heartbeats carry; the
+same start: the larger id) steps down (``StepDown``: it stops serving and becomes a standby,
+balancer/standby.py); the one that served first keeps serving.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class PairView:
     two_actives: int  # episodes of another active heard while this one was active
     other_active: bool  # one is heard right now
     drop_time: float = 0.0  # s: a peer heard longer ago is not counted as present
+    step_downs: int = 0  # times this balancer stepped down as the later of two actives
 
     def present(self, role: str) -> int:
         """Peers of ``role`` heard within ``drop_time`` (``pyjk_balancer_peers``)."""
@@ -50,6 +55,7 @@ class PairView:
         return {
             "role": self.role, "takeovers": self.takeovers, "two_actives": self.two_actives,
             "other_active": self.other_active, "drop_time": self.drop_time,
+            "step_downs": self.step_downs,
             "peers": [[p.id, p.role, p.host, list(p.listen), p.heard_ago] for p in self.peers],
         }  # fmt: skip
 
@@ -57,7 +63,8 @@ class PairView:
     def from_json(cls, v: Mapping[str, Any]) -> PairView:
         peers = tuple(Peer(i, r, h, tuple(lst), float(a)) for i, r, h, lst, a in v["peers"])
         return cls(str(v["role"]), peers, int(v["takeovers"]), int(v["two_actives"]),
-                   bool(v["other_active"]), float(v.get("drop_time", 0.0)))  # fmt: skip
+                   bool(v["other_active"]), float(v.get("drop_time", 0.0)),
+                   int(v.get("step_downs", 0)))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,16 @@ class Takeover:
 @dataclass(frozen=True, slots=True)
 class TwoActives:
     peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class StepDown:
+    """This active started after another active it hears (or at the same time, with the
+    larger id): it stops serving and becomes a standby."""
+
+    peer: Peer
+    started: float  # Unix seconds: this balancer's start
+    peer_started: float  # the other active's, as its heartbeat says
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +103,7 @@ class ActiveBack:
     peer: Peer
 
 
-PairEvent = PeerHeard | Takeover | TwoActives | ActiveBack
+PairEvent = PeerHeard | Takeover | TwoActives | ActiveBack | StepDown
 
 
 @dataclass(slots=True)
@@ -99,20 +116,26 @@ class _Heard:
 
 
 class PairState:
-    def __init__(self, me: str, *, standby: bool, drop_time: float, now: float) -> None:
+    def __init__(
+        self, me: str, *, standby: bool, drop_time: float, now: float,
+        started: float = 0.0, step_downs: int = 0,
+    ) -> None:  # fmt: skip
         self.me = me
         self.role = STANDBY if standby else ACTIVE
         self.drop_time = drop_time
         self.started = now
+        self.started_at = started  # Unix seconds, as its heartbeats say: who steps down
         self.takeovers = 0
         self.two_actives = 0
+        self.step_downs = step_downs  # carried over the step-down's restart as a standby
+        self.stepping_down = False  # decided: this active stops serving
         self.taking_over = False  # the standby decided and waits for the ports
         self._heard: dict[str, _Heard] = {}
         self._split: set[str] = set()  # other actives heard while this one is active
 
     def heard(
         self, sender: str, role: str, host: str, listen: tuple[str, ...], now: float,
-        *, shutdown: bool = False,
+        *, shutdown: bool = False, started: float = 0.0,
     ) -> list[PairEvent]:  # fmt: skip
         if sender == self.me:
             return []
@@ -132,6 +155,11 @@ class PairState:
                 self._split.add(sender)
                 self.two_actives += 1
                 events.append(TwoActives(self._peer(sender, now)))
+            if self.role == ACTIVE:
+                if not self.stepping_down and (self.started_at, self.me) > (started, sender):
+                    self.stepping_down = True
+                    self.step_downs += 1
+                    events.append(StepDown(self._peer(sender, now), self.started_at, started))
             elif self.taking_over:
                 self.taking_over = False
                 events.append(ActiveBack(self._peer(sender, now)))
@@ -158,6 +186,16 @@ class PairState:
             return [self._takeover("no-active", None, self.started, now)]
         return []
 
+    def due_in(self, now: float) -> float | None:
+        """Seconds until ``tick`` would decide a takeover if nothing is heard meanwhile (None:
+        none pending): the standby ticks then rather than on its next heartbeat, so the
+        takeover does not wait up to one heartbeat interval past drop_time."""
+        if self.role != STANDBY or self.taking_over:
+            return None
+        lasts = [h.last for h in self._heard.values() if h.role == ACTIVE and not h.shutdown]
+        since = max(lasts) if lasts else self.started
+        return max(0.0, since + self.drop_time - now)
+
     def serving(self) -> None:
         """The ports are bound: this balancer is the active one now."""
         self.role, self.taking_over = ACTIVE, False
@@ -166,7 +204,7 @@ class PairState:
     def view(self, now: float) -> PairView:
         peers = tuple(self._peer(s, now) for s in sorted(self._heard))
         return PairView(self.role, peers, self.takeovers, self.two_actives, bool(self._split),
-                        self.drop_time)  # fmt: skip
+                        self.drop_time, self.step_downs)  # fmt: skip
 
     def _alive(self, sender: str, now: float) -> bool:
         h = self._heard.get(sender)

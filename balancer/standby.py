@@ -7,23 +7,28 @@ what and how it is split), a standby with none. It reads the group too: the othe
 balancer's beats (workers' heartbeats are opened and ignored here; forged, stale or replayed
 datagrams are dropped and counted by reason, as the workers do).
 
-A standby (``wait_turn``) binds nothing and starts no data-plane process while an active is
-heard. It applies the active's lb state to its own engines as it arrives (with N processes
-they are the shared records the processes bind to, so their first decisions are the
-active's). When the active falls silent for the cluster's ``drop_time`` (or says it stops), it
-logs ``balancer=standby state=active reason=... peer=...``, waits until every listening port
-is free (the active's death frees them on one machine; an error every ``BIND_RETRY`` s while
-they stay held, and it waits on), applies the
-state once more and returns: the caller binds and serves as any balancer does.
+A standby (``wait_turn``) binds nothing while an active is heard. With N processes it is
+warm (``pair_run.Warm``: the supervisor): its data-plane processes start at once, load the
+configuration and bind to the shared records, but accept nothing until the takeover. It
+applies the active's lb state to its own engines as it arrives (with N processes they are
+the shared records the processes read, so their first decisions are the active's). When the
+active falls silent for the cluster's ``drop_time`` (or says it stops), it logs
+``balancer=standby state=active reason=... peer=...``, waits until every listening port is
+free (the active's death frees them on one machine; an error every ``BIND_RETRY`` s while
+they stay held, and it waits on), applies the state once more and returns: the caller binds
+and serves as any balancer does (a warm supervisor only binds and lets its processes accept).
+
+Two actives (balancer/pair.py): the one started later steps down — it stops as on SIGTERM
+(listeners closed, last heartbeat, drain) and ``pair_run.run_paired`` leaves
+``args.restart_standby`` for launch.py, which starts the same process again as a standby.
 
 What the status page and /metrics show (``Balancer: active|standby``, the peer, takeovers,
-two actives) comes from ``view()``; with N processes the supervisor writes it as a small JSON
-document in its slot of the shared table, where every data-plane process reads it.
+two actives, step-downs) comes from ``view()``; with N processes the supervisor writes it as a
+small JSON document in its slot of the shared table, where every data-plane process reads it.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -33,12 +38,11 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from balancer.cluster_source import count_drop
-from balancer.config import ConfigError
 from balancer.lb.engine import LbEngine
 from balancer.lb.handover import Applied, BadEntry, LbStateCopy, lb_entries, parse_part, split_state
 from balancer.pair import (
@@ -48,18 +52,19 @@ from balancer.pair import (
     PairState,
     PairView,
     PeerHeard,
+    StepDown,
     Takeover,
     TwoActives,
 )
 from replication import codec
 from replication.codec import BalancerBeat
 from replication.config import ClusterConfig, load_cluster_config
-from replication.keyfile import KeyFileError, load_or_create_key
+from replication.keyfile import load_or_create_key
 from replication.mcast import Multicast
 from replication.seal import Kind, Opener, Sealer
 
 if TYPE_CHECKING:
-    from balancer.server import Balancer
+    pass
 
 log = logging.getLogger("pyjk.balancer")
 
@@ -94,6 +99,7 @@ class BalancerPair:
         engines: Callable[[], Mapping[str, LbEngine]],
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        step_downs: int = 0,
     ) -> None:
         self.config: ClusterConfig = load_cluster_config(cluster)
         cfg = self.config
@@ -121,12 +127,16 @@ class BalancerPair:
         sender = secrets.token_bytes(16)
         self.id = sender.hex()
         self.started = clock()
-        self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time, now=monotonic())
+        self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time,
+                               now=monotonic(), started=self.started,
+                               step_downs=step_downs)  # fmt: skip
         self.copy = LbStateCopy(window=cfg.drop_time)  # what the active still sends
         self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
         self.sealer = Sealer(self.key, sender, int(self.started * 1000), Kind.HEARTBEAT)
         self.mcast = Multicast(cfg.group, cfg.mcast_port, cfg.interface, cfg.ttl)
         self.on_view: Callable[[PairView], None] = lambda view: None  # the supervisor's table
+        # stop serving (as SIGTERM does, without exiting): this active steps down
+        self.on_step_down: Callable[[], None] = lambda: None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._capped_logged = False
@@ -237,7 +247,13 @@ class BalancerPair:
                 self._publish()
             except Exception:  # one bad turn must not end the pair
                 log.exception("balancer pair tick failed")
-            await asyncio.sleep(self.config.frequency)
+            pause = self.config.frequency
+            due = self.state.due_in(self.monotonic())
+            if due is not None and due < pause:  # the takeover's moment, not the next beat's
+                await asyncio.sleep(due + 0.001)
+                self._events(self.state.tick(self.monotonic()))
+                pause -= due + 0.001
+            await asyncio.sleep(max(0.0, pause))
 
     def _beat(self, shutdown: bool = False) -> None:
         cfg, role = self.config, self.state.role
@@ -279,7 +295,7 @@ class BalancerPair:
                 self._apply(part)  # its first decisions are the active's
         self.counters["heartbeats_in"] += 1
         self._events(self.state.heard(msg.id, msg.role, msg.host, msg.listen, now,
-                                      shutdown=msg.shutdown))  # fmt: skip
+                                      shutdown=msg.shutdown, started=msg.start))  # fmt: skip
 
     def _events(self, events: Sequence[PairEvent]) -> None:
         for event in events:
@@ -298,9 +314,17 @@ class BalancerPair:
             elif isinstance(event, TwoActives):
                 self.counters["two_actives"] += 1
                 log.error("balancer=active state=two-actives peer=%s peer_listen=%s id=%s: "
-                          "both serve; stop one (a partition, or a second balancer without "
-                          "--standby)", event.peer.host, ",".join(event.peer.listen),
-                          event.peer.id)  # fmt: skip
+                          "both serve (a partition, or a second balancer without --standby); "
+                          "the one started later steps down", event.peer.host,
+                          ",".join(event.peer.listen), event.peer.id)  # fmt: skip
+            elif isinstance(event, StepDown):
+                self.counters["step_downs"] += 1
+                log.warning("balancer=active state=stepping-down reason=two-actives peer=%s "
+                            "peer_listen=%s started=%.3f peer_started=%.3f: the later one "
+                            "stops serving, drains and becomes a standby", event.peer.host,
+                            ",".join(event.peer.listen), event.started,
+                            event.peer_started)  # fmt: skip
+                self.on_step_down()
             elif isinstance(event, ActiveBack):
                 log.warning("balancer=standby state=standby reason=active-heard-again peer=%s",
                             event.peer.host)  # fmt: skip
@@ -333,49 +357,3 @@ def read_view(data: bytes) -> PairView | None:
         return PairView.from_json(doc["pair"]) if isinstance(doc, dict) and "pair" in doc else None
     except (ValueError, KeyError, TypeError):
         return None
-
-
-async def run_paired(
-    args: argparse.Namespace,
-    balancer: Balancer,
-    publish: Callable[[dict[str, object]], None] | None,
-    serve: Callable[[Balancer], Awaitable[int]],
-) -> int:
-    """The balancer's run with ``--cluster`` (``--standby``): heartbeat, wait for the turn
-    when standby, then ``serve`` as usual. ``publish``: where a supervisor writes the view
-    for its data-plane processes (None: one process, the status page reads it here)."""
-    try:
-        pair = BalancerPair(
-            args.cluster, standby=args.standby, listen=[str(x) for x in args.listen],
-            engines=lambda: balancer.runtime.engines,
-        )  # fmt: skip
-    except (ConfigError, KeyFileError, PairError, OSError) as exc:
-        log.error("--cluster %s: %s", args.cluster, exc)
-        return 1
-    if publish is not None:
-        pair.on_view = lambda view: publish(view_part(view))
-    else:
-        balancer.status.pair = pair.view
-    try:
-        await pair.start()
-    except OSError as exc:
-        log.error("--cluster %s: cannot join the group: %s", args.cluster, exc)
-        return 1
-    try:
-        if args.standby:
-            # dynamic lbs' members join while it waits: the cluster tells the standby itself
-            balancer.dynamic.sync(balancer.runtime.workers, balancer.runtime.engines)
-            handlers = {
-                signal.SIGHUP: lambda: balancer.reload_all("SIGHUP"),
-                signal.SIGUSR1: balancer.reopen_access_log,
-            }
-            if not await pair.wait_turn(balancer.listens, handlers):
-                log.info("stopped (standby)")
-                return 0
-        balancer.on_stopping = pair.leave
-        return await serve(balancer)
-    except PairError as exc:
-        log.error("balancer=standby cannot serve: %s", exc)
-        return 1
-    finally:
-        await pair.stop()

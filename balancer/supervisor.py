@@ -1,4 +1,5 @@
-"""``--processes N``: a supervisor and N data-plane processes that share one lb state.
+"""``--processes N``: a supervisor and N data-plane processes that share one lb state
+(balancer/role.py decides which of them a process is).
 
 The supervisor (nginx's master) reads and checks the configuration, binds the listening
 sockets, lays out the shared lb table (balancer/lb/shm.py) in a ``memfd`` and starts N
@@ -35,37 +36,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import ctypes
 import json
 import logging
-import mmap
 import os
-import secrets
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from balancer.cluster_view import view_document
-from balancer.config import ConfigError, load_workers
-from balancer.config.model import MemberConfig, WorkersConfig
 from balancer.dataplane.tls_tickets import period_of
 from balancer.dataplane_process import (
     FOLLOW_INTERVAL,
     SUPERVISOR_SLOT,
-    DataPlaneProcess,
     control_document,
+    serve_part,
     tickets_part,
 )
-from balancer.lb.shared import ShmState
-from balancer.lb.shm import MAX_PROCESSES, SECRET_SIZE, Table, table_size
-from balancer.lb.state import LOCAL, LbState
+from balancer.lb.shm import MAX_PROCESSES, Table
 from balancer.server import Balancer
+
+if TYPE_CHECKING:  # role.py makes the supervisor
+    from balancer.role import Role
 
 log = logging.getLogger("pyjk.balancer")
 
@@ -75,22 +71,6 @@ RESTART_MAX = 5.0  # s, the backoff's bound for a process that keeps dying young
 ANNOUNCE_TIMEOUT = 10.0  # s: longest wait for every process to serve a new generation
 STOP_GRACE = 2.0  # s a cleanly stopped process waits for the supervisor's own stop
 YOUNG = 2.0  # s: a process that dies younger than this doubles the backoff
-_PR_SET_PDEATHSIG = 1
-
-
-def default_processes() -> int:
-    """The CPUs this process may run on (a container's or taskset's limit counts)."""
-    return len(os.sched_getaffinity(0))
-
-
-def configured_processes(args: argparse.Namespace) -> int:
-    """``worker.processes`` of the workers file; 0 when unset or the file does not load (the
-    balancer's own load reports why)."""
-    try:
-        workers, _ = load_workers(args.workers, os.environ)
-    except ConfigError:
-        return 0
-    return workers.balancer.processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +104,31 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def bind_listeners(listens: Sequence[tuple[str, int, bool]], accept: str) -> list[socket.socket]:
-    """The supervisor's sockets: listening ones to hand down (inherit), or bound, unlistened
-    SO_REUSEPORT ones that hold the ports and find a conflict before any process starts."""
+def unbound_listeners(listens: Sequence[tuple[str, int, bool]], accept: str) -> list[socket.socket]:
+    """The supervisor's sockets before they bind: with ``--accept inherit`` the data-plane
+    processes get their descriptors at start (a warm standby's before the takeover) and
+    accept on them once ``bind_listeners`` made them listen; with reuseport they are the
+    holders of the ports (SO_REUSEPORT, never listening)."""
     out = []
-    for host, port, _ in listens:
-        if accept == "inherit":
-            sock = socket.create_server((host, port), family=_family(host), backlog=1024)
-        else:
-            sock = socket.socket(_family(host), socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for host, _, _ in listens:
+        sock = socket.socket(_family(host), socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if accept != "inherit":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
         out.append(sock)
     return out
+
+
+def bind_listeners(
+    sockets: Sequence[socket.socket], listens: Sequence[tuple[str, int, bool]], accept: str
+) -> None:
+    """Bind ``unbound_listeners``' sockets: listening ones the processes share (inherit; the
+    processes hold the same open file, so it listens for them too), or bound, unlistened
+    SO_REUSEPORT ones that hold the ports and find a conflict before a process binds its own."""
+    for sock, (host, port, _) in zip(sockets, listens, strict=True):
+        sock.bind((host, port))
+        if accept == "inherit":
+            sock.listen(1024)
 
 
 def dataplane_listeners(
@@ -167,92 +158,6 @@ def publish_part(table: Table, part: Mapping[str, Any]) -> None:
     table.write_blob(SUPERVISOR_SLOT, json.dumps(doc, separators=(",", ":")).encode())
 
 
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM when the supervisor goes (Linux); elsewhere the row's pid check is all."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-class Role:
-    """What this process is: one balancer alone, a supervisor, or a data-plane process."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.spec: DataPlaneSpec | None = getattr(args, "dataplane", None)
-        self.processes: int = args.processes or configured_processes(args) or default_processes()
-        self.table: Table | None = None
-        self.table_fd = -1
-        self.state: LbState = LOCAL
-        self.follower: DataPlaneProcess | None = None  # a data-plane process's side
-        if self.spec is not None:
-            # the supervisor signals a process once its row exists; until serve() has its
-            # handler, a SIGHUP must not end it (the new generation is polled for anyway)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-            _die_with_parent(self.spec.parent)
-            size = os.fstat(self.spec.table_fd).st_size
-            self.table = Table.attach(mmap.mmap(self.spec.table_fd, size))
-            self.state = ShmState(self.table, self.spec.slot, owner=False)
-            self.follower = DataPlaneProcess(self.table, self.spec.slot)
-        elif self.processes > 1:
-            self.table_fd = os.memfd_create("pyjk-lb-state")
-            os.ftruncate(self.table_fd, table_size())
-            self.table = Table(mmap.mmap(self.table_fd, table_size()))
-            self.table.format(secrets.token_bytes(SECRET_SIZE))
-            self.state = ShmState(self.table, SUPERVISOR_SLOT, owner=True)
-
-    @property
-    def supervises(self) -> bool:
-        """Whether this process is the supervisor of data-plane processes."""
-        return self.spec is None and self.table is not None
-
-    async def run(self, balancer: Balancer) -> int:
-        if self.follower is not None:
-            assert self.spec is not None
-            if getattr(self.args, "cluster", None) is not None:  # the supervisor's pair view
-                from balancer.standby import read_view
-
-                table = self.table
-                assert table is not None
-                balancer.status.pair = lambda: read_view(table.blob(SUPERVISOR_SLOT))
-            await self.follower.run(balancer, dataplane_listeners(self.spec, balancer.listens))
-            return 0
-        if getattr(self.args, "cluster", None) is not None:  # a balancer pair (standby.py)
-            from balancer.standby import run_paired
-
-            table = self.table
-            publish = None if table is None else lambda part: publish_part(table, part)
-            return await run_paired(self.args, balancer, publish, self._serve)
-        return await self._serve(balancer)
-
-    async def _serve(self, balancer: Balancer) -> int:
-        if self.table is not None:
-            return await Supervisor(self, balancer).run()
-        await balancer.serve()
-        return 0
-
-    def config_source(self) -> Callable[[], tuple[str, str]] | None:
-        return self.follower.config_texts if self.follower is not None else None
-
-    def ticket_source(self) -> Callable[[], tuple[int, bytes] | None] | None:
-        return self.follower.ticket_secret if self.follower is not None else None
-
-    def dynamic_source(
-        self,
-    ) -> Callable[[WorkersConfig], dict[str, tuple[MemberConfig, ...]]] | None:
-        return self.follower.dynamic_members if self.follower is not None else None
-
-    def csrf(self) -> str | None:
-        """One CSRF token for every process: a page one process served may be posted to
-        another."""
-        if self.table is None:
-            return None
-        return base64.urlsafe_b64encode(self.table.secret).decode("ascii").rstrip("=")
-
-
 class Supervisor:
     def __init__(self, role: Role, balancer: Balancer) -> None:
         assert role.table is not None
@@ -266,17 +171,62 @@ class Supervisor:
         self._announcing: set[asyncio.Task[None]] = set()
         self.tls_epoch = 0  # SIGHUPs: a generation with a new one renews the TLS contexts
         self.control = ""  # the control document of the newest generation
+        self.sockets: list[socket.socket] = []
+        self.keepers: list[asyncio.Task[None]] = []
+        self.tickets: asyncio.Task[None] | None = None
 
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        self.sockets = bind_listeners(self.balancer.listens, self.accept)
-        tickets = asyncio.create_task(self._publish_tickets(), name="tls-tickets")
+    def warm_up(self, serve: bool = False) -> None:
+        """Start the data-plane processes: loaded with generation 1, bound to the shared lb
+        state, following generations. ``serve``: bind first (a conflict shows before any
+        process starts) and let them accept; without it they wait, binding and accepting
+        nothing, until ``go`` (a warm standby: its takeover only binds and accepts)."""
+        if self.keepers:
+            return
+        self.sockets = unbound_listeners(self.balancer.listens, self.accept)
+        if serve:
+            bind_listeners(self.sockets, self.balancer.listens, self.accept)
+        self.tickets = asyncio.create_task(self._publish_tickets(), name="tls-tickets")
         self._next_generation()  # generation 1: what the processes start with
         self.balancer.on_reload = self._next_generation
         # the supervisor alone hears the dynamic lbs' clusters and polls the cluster view;
         # the processes follow what it publishes
         self.balancer.on_members = self._members_changed
         self.balancer.cluster.on_update = self._publish_view
+        publish_part(self.table, serve_part(serve))
+        log.info(
+            "supervisor pid=%d: %d data-plane processes, accept=%s%s",
+            os.getpid(),
+            self.processes,
+            self.accept,
+            "" if serve else " (warm standby: they accept nothing until the takeover)",
+        )
+        self.keepers = [asyncio.create_task(self._keep(slot)) for slot in range(self.processes)]
+
+    def waiting_handlers(self) -> dict[signal.Signals, Callable[[], object]]:
+        """What SIGHUP and SIGUSR1 do while a warm standby waits: reload (the waiting
+        processes follow the generation) and reopen the processes' access logs."""
+        return {
+            signal.SIGHUP: self._sighup,
+            signal.SIGUSR1: lambda: self._signal_all(signal.SIGUSR1),
+        }
+
+    def request_stop(self) -> None:
+        """As SIGTERM: every process drains, then ``run`` returns (an active stepping down)."""
+        self._stopping.set()
+
+    def go(self) -> None:
+        """A warm standby's turn: bind, then tell the waiting processes to accept (they read
+        the document every FOLLOW_INTERVAL)."""
+        bind_listeners(self.sockets, self.balancer.listens, self.accept)
+        publish_part(self.table, serve_part(True))
+        log.info("supervisor pid=%d: data-plane processes accept", os.getpid())
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        if self.keepers:
+            self.go()
+        else:
+            self.warm_up(serve=True)
         for sig, handler in (
             (signal.SIGHUP, self._sighup),
             (signal.SIGTERM, self._stopping.set),
@@ -285,14 +235,14 @@ class Supervisor:
         ):
             loop.add_signal_handler(sig, handler)
         self.balancer.start_control()
-        log.info(
-            "supervisor pid=%d: %d data-plane processes, accept=%s",
-            os.getpid(),
-            self.processes,
-            self.accept,
-        )
-        keepers = [asyncio.create_task(self._keep(slot)) for slot in range(self.processes)]
         await self._stopping.wait()
+        await self.stop()
+        return 0
+
+    async def stop(self) -> None:
+        """Every data-plane process drains (SIGTERM: it closes its listening sockets first),
+        the supervisor's own work ends (a warm standby's too: its processes only wait)."""
+        self._stopping.set()
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)  # each closes its listening sockets, drains
@@ -303,15 +253,15 @@ class Supervisor:
         grace = float(self.balancer.runtime.workers.balancer.shutdown_timeout) + 5.0
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                await asyncio.gather(*keepers, return_exceptions=True)
+                await asyncio.gather(*self.keepers, return_exceptions=True)
         for proc in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        tickets.cancel()
+        if self.tickets is not None:
+            self.tickets.cancel()
         await self.balancer.stop_control()
         await self.balancer.dynamic.stop()
         log.info("stopped")
-        return 0
 
     async def _publish_tickets(self) -> None:
         """The TLS session ticket ratchet (the supervisor's Terminator holds it): republished
@@ -408,6 +358,9 @@ class Supervisor:
             proc = await asyncio.create_subprocess_exec(*command, pass_fds=fds)
             self.children[slot] = proc
             log.info("data-plane process slot=%d pid=%d started", slot, proc.pid)
+            if self._stopping.is_set():  # stop() signalled the children before this one was
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
             code = await proc.wait()
             del self.children[slot]
             self.table.clear_process(slot)  # its row, and its busy counts in every member

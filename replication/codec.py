@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyjk.lbfactor import MAX_LBFACTOR
 from worker.delta import SessionDelta, SessionState, WireFormatError
 from worker.names import NAME_RE
 from worker.session_ids import check_route
@@ -349,8 +350,8 @@ def _member_info(v: object, where: str) -> MemberInfo:
             raise o.fail("http", f"{str(http[1])[:20]} is not a TCP port")
         http_port = http[1]
         lbfactor = o.integer("lbfactor", 1)
-        if lbfactor > 100_000:
-            raise o.fail("lbfactor", f"expected 1..100000, found {lbfactor}")
+        if lbfactor > MAX_LBFACTOR:
+            raise o.fail("lbfactor", f"expected 1..{MAX_LBFACTOR}, found {lbfactor}")
     leaving = o.flag("leaving") if "leaving" in o.d else False
     return MemberInfo(o.text("id", MEMBER_ID_RE), route, host, port, start, http_host, http_port,
                       lbfactor, leaving)  # fmt: skip

@@ -22,10 +22,8 @@ from enum import Enum
 
 from balancer.config.rules import RuleExtensions as RuleExtensions
 
-# pyjk: the largest lbfactor (mod_jk has none). The worker's heartbeat already carries at most
-# this (replication/codec.py); a weight ratio of 1:100000 is finer than any real cluster needs,
-# and the bound keeps the multipliers (balancer.lb.member.lb_multipliers) small.
-MAX_LBFACTOR = 100_000
+# pyjk: the largest lbfactor (mod_jk has none); the workers' heartbeat carries at most the same
+from pyjk.lbfactor import MAX_LBFACTOR as MAX_LBFACTOR
 
 
 class Activation(Enum):

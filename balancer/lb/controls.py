@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # keep to characters that are safe there.
 _ROUTE = re.compile(r"[A-Za-z0-9_.\-:]{1,63}")
 
+# the member fields the status page edits (update_member)
 _MEMBER_RULES: dict[str, tuple[type, int | None]] = {
     "activation": (Activation, None),
     "lbfactor": (int, 1),
@@ -42,30 +43,19 @@ _MEMBER_RULES: dict[str, tuple[type, int | None]] = {
     "busy_limit": (int, 0),
     "reply_timeout": (int, 0),
 }
+MEMBER_EDITS: tuple[str, ...] = tuple(_MEMBER_RULES)
 
 
 def update_member(
     engine: LbEngine, member: Member, now: float, changes: Mapping[str, object]
 ) -> None:
     where = f"lb {engine.name!r} member {member.name!r}"
-    checked: dict[str, object] = {}
-    for name, value in changes.items():
-        if name not in _MEMBER_RULES:
-            expected = f"one of {', '.join(sorted(_MEMBER_RULES))}"
-            raise InvalidSetting(where, name, value, expected)
-        checked[name] = check_value(where, name, value, _MEMBER_RULES[name])
-    lbfactor = checked.get("lbfactor")
-    if isinstance(lbfactor, int) and lbfactor > MAX_LBFACTOR:  # as the config (model.py)
-        raise InvalidSetting(where, "lbfactor", lbfactor, f"an integer from 1 to {MAX_LBFACTOR}")
+    checked = {name: checked_member_value(where, name, value) for name, value in changes.items()}
     route = checked.get("route")
     if route is not None:
-        _check_route_text(where, "route", route)
         for other in engine.members:
             if other is not member and other.route == route:
                 raise InvalidSetting(where, "route", route, f"a route unused ({other.name} has it)")
-    for name in ("redirect", "domain"):
-        if checked.get(name):
-            _check_route_text(where, name, checked[name])
 
     activation_changed = checked.get("activation", member.activation) is not member.activation
     for name, value in checked.items():
@@ -78,6 +68,20 @@ def update_member(
         engine.reset_lb_values()
         if member.activation is Activation.ACTIVE:
             slowstart.begin(member, now)  # pyjk: back to Active ramps up like a recovery
+
+
+def checked_member_value(where: str, name: str, value: object) -> object:
+    """One member field as the status page may set it (a standby checks the active's edits
+    with it too, balancer/lb/handover.py); InvalidSetting naming ``where`` otherwise."""
+    if name not in _MEMBER_RULES:
+        raise InvalidSetting(where, name, value, f"one of {', '.join(sorted(_MEMBER_RULES))}")
+    checked = check_value(where, name, value, _MEMBER_RULES[name])
+    if name == "lbfactor" and isinstance(checked, int) and checked > MAX_LBFACTOR:
+        # as the config (model.py)
+        raise InvalidSetting(where, "lbfactor", checked, f"an integer from 1 to {MAX_LBFACTOR}")
+    if name == "route" or (name in ("redirect", "domain") and checked):
+        _check_route_text(where, name, checked)
+    return checked
 
 
 def _check_route_text(where: str, name: str, value: object) -> None:

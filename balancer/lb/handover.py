@@ -8,6 +8,12 @@ know from the files, as a short JSON entry:
     e1  seconds since the first error of the streak, e2 since the last one (or null)
     r   the last error's reason      h  the health check holds it down
     ss  seconds since its slow start began (or null)
+    x   the other fields the status page edited (route, redirect, domain, retries, ...)
+        that differ from the files, by name; absent when none does
+
+and per lb, under the member name "" (no member is named so), the lb's settings the status
+page edited (sticky_session, method, retries, ...) that differ from the files, by name.
+A field not sent is the files' value: an edit undone on the active is undone on the standby.
 
 Error and slow-start times travel as ages, not as clock readings: each balancer's monotonic
 clock is its own. A datagram carries at most ``PART_BUDGET`` bytes of entries (one Ethernet
@@ -26,15 +32,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from balancer.config.model import MAX_LBFACTOR, Activation
+from balancer.config.model import MAX_LBFACTOR, Activation, Lock, Method
+from balancer.lb.controls import MEMBER_EDITS, checked_member_value
 from balancer.lb.engine import LbEngine
+from balancer.lb.errors import InvalidSetting
 from balancer.lb.member import Member, State
+from balancer.lb.settings import FIELDS as SETTING_FIELDS
+from balancer.lb.settings import LbSettings
 from replication.codec import MAX_PARTS  # the parts a balancer heartbeat may say it has
 
 PART_BUDGET = 1200  # bytes of JSON entries per datagram (1500 MTU - IP/UDP - seal - envelope)
 MAX_REASON = 64  # characters of an error reason carried
 _STATES = {s.value: s for s in State}
 _ACTIVATIONS = {a.value: a for a in Activation}
+# the status page's member edits the base entry does not carry: in "x" when edited
+CARRIED_EDITS = tuple(n for n in MEMBER_EDITS if n not in ("activation", "lbfactor", "distance"))
+_SETTING_ENUMS: dict[str, dict[str, Method | Lock]] = {
+    "method": {m.value: m for m in Method},
+    "lock": {k.value: k for k in Lock},
+}
+SETTINGS_KEY = ""  # the member name an lb's settings entry is sent under
 
 
 class BadEntry(ValueError):
@@ -51,19 +68,42 @@ def _age(now: float, at: float | None) -> float | None:
 def member_entry(m: Member, now: float) -> dict[str, Any]:
     """What a standby needs of one member; ``now`` is the same monotonic clock as the member's
     times."""
-    return {
+    entry = {
         "a": m.activation.value, "s": m.state.value, "f": m.lbfactor, "d": m.distance,
         "v": m.lb_value, "e1": _age(now, m.first_error_time), "e2": _age(now, m.last_error_time),
         "r": m.last_error_reason[:MAX_REASON], "h": bool(m.health_down),
         "ss": _age(now, m.slow_start_since),
     }  # fmt: skip
+    files = Member.from_config(m.config, now)
+    edits = {k: getattr(m, k) for k in CARRIED_EDITS if getattr(m, k) != getattr(files, k)}
+    if edits:
+        entry["x"] = edits
+    return entry
+
+
+def _settings_json(value: object) -> object:
+    return value.value if isinstance(value, Method | Lock) else value
+
+
+def settings_entry(engine: LbEngine) -> dict[str, Any]:
+    """The lb's settings that differ from the files (the status page edited them)."""
+    settings, files = engine.settings, LbSettings.from_config(engine.config)
+    return {
+        name: _settings_json(getattr(settings, name))
+        for name in SETTING_FIELDS
+        if getattr(settings, name) != getattr(files, name)
+    }
 
 
 Entries = list[tuple[str, str, dict[str, Any]]]  # (lb, member, entry)
 
 
 def lb_entries(engines: Mapping[str, LbEngine], now: float) -> Entries:
-    return [(lb, m.name, member_entry(m, now)) for lb, e in engines.items() for m in e.members]
+    out: Entries = []
+    for lb, engine in engines.items():
+        out.append((lb, SETTINGS_KEY, settings_entry(engine)))
+        out += [(lb, m.name, member_entry(m, now)) for m in engine.members]
+    return out
 
 
 def _size(lb: str, name: str, entry: Mapping[str, Any]) -> int:
@@ -109,6 +149,17 @@ class Entry:
     reason: str
     health_down: bool
     slow_start_age: float | None
+    edits: tuple[tuple[str, object], ...] = ()  # CARRIED_EDITS that differ from the files
+
+
+@dataclass(frozen=True, slots=True)
+class LbEdits:
+    """An lb's settings entry: the fields that differ from the files."""
+
+    values: tuple[tuple[str, object], ...]
+
+
+_KEYS = frozenset({"a", "s", "f", "d", "v", "e1", "e2", "r", "h", "ss"})
 
 
 def _int(v: object, low: int, high: int, key: str) -> int:
@@ -125,9 +176,33 @@ def _opt_age(v: object, key: str) -> float | None:
     return float(v)  # type: ignore[arg-type]
 
 
+def _edits(v: object) -> tuple[tuple[str, object], ...]:
+    if type(v) is not dict or not v or not set(v) <= set(CARRIED_EDITS):
+        raise BadEntry(f"x: expected an object of some of {', '.join(CARRIED_EDITS)}")
+    try:
+        return tuple((k, checked_member_value("x", k, value)) for k, value in v.items())
+    except InvalidSetting as exc:
+        raise BadEntry(str(exc)[:200]) from None
+
+
+def parse_settings(v: object) -> LbEdits:
+    """An lb's settings entry, each field checked as the status page checks an edit."""
+    if type(v) is not dict or not set(v) <= set(SETTING_FIELDS):
+        raise BadEntry(f"expected an object of some of {', '.join(SETTING_FIELDS)}")
+    values = []
+    check = LbSettings()
+    for name, raw in v.items():
+        value = _SETTING_ENUMS[name].get(raw) if name in _SETTING_ENUMS else raw  # type: ignore[call-overload]
+        try:
+            values.append((name, check.validated("settings", name, value)))
+        except InvalidSetting as exc:
+            raise BadEntry(str(exc)[:200]) from None
+    return LbEdits(tuple(values))
+
+
 def parse_entry(v: object) -> Entry:
-    if type(v) is not dict or set(v) != {"a", "s", "f", "d", "v", "e1", "e2", "r", "h", "ss"}:
-        raise BadEntry("expected an object with a, s, f, d, v, e1, e2, r, h, ss")
+    if type(v) is not dict or (set(v) != _KEYS and set(v) != _KEYS | {"x"}):
+        raise BadEntry("expected an object with a, s, f, d, v, e1, e2, r, h, ss (and x)")
     activation, state = _ACTIVATIONS.get(v["a"]), _STATES.get(v["s"])
     if activation is None or state is None:
         raise BadEntry(f"unknown activation {str(v['a'])[:8]!r} or state {str(v['s'])[:8]!r}")
@@ -136,19 +211,22 @@ def parse_entry(v: object) -> Entry:
     return Entry(
         activation, state, _int(v["f"], 1, MAX_LBFACTOR, "f"), _int(v["d"], 0, 1 << 31, "d"),
         _int(v["v"], -(1 << 62), 1 << 62, "v"), _opt_age(v["e1"], "e1"), _opt_age(v["e2"], "e2"),
-        v["r"], v["h"], _opt_age(v["ss"], "ss"),
+        v["r"], v["h"], _opt_age(v["ss"], "ss"), _edits(v["x"]) if "x" in v else (),
     )  # fmt: skip
 
 
-def parse_part(lbs: Mapping[str, Any]) -> dict[tuple[str, str], Entry]:
+Part = dict[tuple[str, str], Entry | LbEdits]
+
+
+def parse_part(lbs: Mapping[str, Any]) -> Part:
     """Every entry of one part, or BadEntry naming the first that is not one."""
-    out: dict[tuple[str, str], Entry] = {}
+    out: Part = {}
     for lb, members in lbs.items():
         if type(members) is not dict:
             raise BadEntry(f"lb {lb[:64]!r}: expected an object of members")
         for name, raw in members.items():
             try:
-                out[(lb, name)] = parse_entry(raw)
+                out[(lb, name)] = parse_settings(raw) if name == SETTINGS_KEY else parse_entry(raw)
             except BadEntry as exc:
                 raise BadEntry(f"lb {lb[:64]!r} member {name[:64]!r}: {exc}") from None
     return out
@@ -171,6 +249,18 @@ def apply_entry(member: Member, entry: Entry, now: float) -> None:
     member.last_error_reason = entry.reason
     member.health_down = entry.health_down
     member.slow_start_since = _at(now, entry.slow_start_age)
+    files = Member.from_config(member.config, now)
+    edited = dict(entry.edits)
+    for name in CARRIED_EDITS:  # not sent: the files' value (an edit undone)
+        setattr(member, name, edited.get(name, getattr(files, name)))
+
+
+def apply_settings(engine: LbEngine, edits: LbEdits) -> None:
+    """The lb's settings as the active has them: its edits, the files' values elsewhere."""
+    files = LbSettings.from_config(engine.config)
+    edited = dict(edits.values)
+    for name in SETTING_FIELDS:
+        setattr(engine.settings, name, edited.get(name, getattr(files, name)))
 
 
 @dataclass(slots=True)
@@ -182,10 +272,10 @@ class LbStateCopy:
     active no longer has, or of an older active: it is forgotten, not applied at a takeover.
     """
 
-    entries: dict[tuple[str, str], tuple[Entry, float]] = field(default_factory=dict)
+    entries: dict[tuple[str, str], tuple[Entry | LbEdits, float]] = field(default_factory=dict)
     window: float = math.inf
 
-    def take(self, part: Mapping[tuple[str, str], Entry], now: float) -> None:
+    def take(self, part: Mapping[tuple[str, str], Entry | LbEdits], now: float) -> None:
         for key, entry in part.items():
             self.entries[key] = (entry, now)
         if self.window < math.inf:
@@ -203,6 +293,11 @@ class LbStateCopy:
         lbs = engines if wanted is None else {lb: engines[lb] for lb, _ in wanted if lb in engines}
         applied = []
         for lb, engine in lbs.items():
+            key = (lb, SETTINGS_KEY)
+            known = self.entries.get(key)
+            if known is not None and (wanted is None or key in wanted):
+                assert isinstance(known[0], LbEdits)
+                apply_settings(engine, known[0])
             touched = False
             for member in engine.members:
                 key = (lb, member.name)
@@ -210,6 +305,7 @@ class LbStateCopy:
                 if known is None or (wanted is not None and key not in wanted):
                     continue
                 entry, received = known
+                assert isinstance(entry, Entry)
                 before = (member.activation, member.state)
                 apply_entry(member, entry, received)  # its ages count from its arrival
                 changed = before != (member.activation, member.state)

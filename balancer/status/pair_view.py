@@ -1,6 +1,6 @@
 """The balancer pair on the status page and in ``/metrics``: ``Balancer: active|standby``, the
 peer balancer (its address, its role, when it was last heard), takeovers and two-actives
-episodes. Only a balancer started with ``--cluster FILE`` has one (balancer/standby.py).
+episodes, step-downs. Only a balancer started with ``--cluster FILE`` has one (balancer/standby.py).
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ def pair_metrics(view: PairView | None) -> Iterator[Metric]:
         "pyjk_balancer_two_actives",
         "episodes of another active balancer heard while this one was active",
         view.two_actives,
+    )
+    yield CounterMetricFamily(
+        "pyjk_balancer_step_downs",
+        "times this balancer, the later started of two actives, stopped serving as a standby",
+        view.step_downs,
     )
     yield GaugeMetricFamily(
         "pyjk_balancer_other_active", "1 while another active balancer is heard", view.other_active

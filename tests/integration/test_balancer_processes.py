@@ -134,6 +134,24 @@ def test_the_status_page_lists_every_process_and_their_totals(stack: Stack):
         )
 
 
+@pytest.mark.parametrize(
+    ("setting", "args", "count"), [("3", (), 3), ("3", ("--processes", "1"), 1)]
+)
+def test_worker_processes_sets_the_count_and_the_flag_overrides_it(
+    stack: Stack, setting: str, args: tuple[str, ...], count: int
+):
+    """``worker.processes`` in the workers file (issue 13's directive), ``--processes`` over it."""
+    stack.start_backend("n1")
+    workers = stack.workers_properties(["n1"], f"worker.processes={setting}\n")
+    stack.start_balancer(workers, args=args)
+    if count == 1:  # a single process: no supervisor, no Process lines
+        assert "supervisor pid" not in stack.balancer.output()  # type: ignore[union-attr]
+        assert processes(stack) == []
+        return
+    wait_for(lambda: len(processes(stack)) == count, 30, what=f"{count} Process lines")
+    assert f"{count} data-plane processes" in stack.balancer.output()  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("accept", ["reuseport", "inherit"])
 def test_every_process_accepts_in_either_accept_mode(stack: Stack, accept: str):
     start(stack, ["n1", "n2"], args=("--accept", accept))

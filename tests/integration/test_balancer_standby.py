@@ -45,7 +45,12 @@ def member(stack: Stack, name: str) -> dict[str, str]:
 
 
 def disable(stack: Stack, name: str) -> None:
-    form = urlencode({"cmd": "update", "w": "lb", "sw": name, "vwa": "d", "mime": "txt"})
+    update(stack, sw=name, vwa="d")
+
+
+def update(stack: Stack, **params: str) -> None:
+    """A status-page edit of lb ``lb`` (``sw``: of one of its members) by POST with the token."""
+    form = urlencode({"cmd": "update", "w": "lb", **params, "mime": "txt"})
     conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
     try:
         conn.request("POST", "/jkmanager", body=form, headers={
@@ -63,12 +68,23 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
 
 
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie (its sockets are closed by then)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
 def kill9_all(proc: Proc) -> None:
-    """The supervisor and its data-plane processes, all at once (a machine's death)."""
+    """The supervisor and its data-plane processes, all at once (a machine's death); returns
+    once every one has exited (their listening sockets closed)."""
     pids = [*children(proc.pid), proc.pid]
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     proc.wait(10)
+    wait_for(lambda: all(gone(pid) for pid in pids), 10, what="the killed processes gone")
 
 
 class Forger:
@@ -106,12 +122,16 @@ class Forger:
         self.thread.join(5)
 
 
-def start_standby(stack: Stack, config: str) -> Proc:
+def start_standby(
+    stack: Stack, config: str, *extra: str, name: str = "standby", standby: bool = True
+) -> Proc:
+    """A second balancer on the stack's port with two processes (``standby=False``: a second
+    active, which SO_REUSEPORT lets bind the same port)."""
     assert stack.workers_file is not None and stack.mounts_file is not None
     return stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
         str(stack.mounts_file), "--listen", f"127.0.0.1:{stack.port}", *PROCS,
-        "--cluster", config, "--standby", name="standby",
+        "--cluster", config, *(("--standby",) if standby else ()), *extra, name=name,
     )  # fmt: skip
 
 
@@ -131,10 +151,11 @@ def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state
              what="the standby on the active's status page")  # fmt: skip
     [me] = lines(stack, "Balancer")
     assert me["role"] == "active" and me["takeovers"] == "0"
-    assert "listening on" not in standby.output()
-    assert "data-plane process" not in standby.output()
+    assert "listening on" not in standby.output()  # its processes wait, warm (below)
 
     disable(stack, "n2")
+    update(stack, sw="n3", vwr="n1")  # n3's redirect: carried as an edit ("x")
+    update(stack, vlm="b", vlr="3")  # the lb's method and retries: its settings entry
     wait_for(lambda: "member=n2 activation=DIS" in standby.output(), 10,
              what="the standby applying the active's lb state")  # fmt: skip
 
@@ -167,6 +188,9 @@ def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state
     assert after["count"] == before["count"] + 2  # the same session (one more in served())
 
     assert member(stack, "n2")["activation"] == "DIS"  # set on the active's page
+    assert member(stack, "n3")["redirect"].strip('"') == "n1"
+    [lb] = [fields(x) for x in stack.status_txt().splitlines() if "type=lb" in x]
+    assert (lb["method"].strip('"'), lb["retries"]) == ("Busyness", "3")
     assert member(stack, "n1")["activation"] == "ACT"  # the forged STP did not land
     [me] = lines(stack, "Balancer")
     assert me["role"] == "active" and me["takeovers"] == "1"
@@ -237,13 +261,20 @@ def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
     assert "reason=active-shutdown" in standby.output()
     assert first.wait(10) == 0
 
-    # the old active comes back on another port, without --standby: two actives
+    # the old active comes back on another port, without --standby: two actives; the one
+    # started later (this one) steps down and waits as a standby (the same process)
     other = start_paired(stack, config, free_port(), "second-active")
-    wait_for(lambda: metric(stack.url, "pyjk_balancer_other_active") == 1.0, 15,
-             what="two actives on the first one's /metrics")  # fmt: skip
-    assert metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0
-    wait_for(lambda: "state=two-actives" in other.output(), 10, what="the second's log")
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0, 15,
+             what="two actives counted on the first one's /metrics")  # fmt: skip
+    wait_for(lambda: "balancer=standby waits" in other.output(), 20,
+             what="the second one waiting as a standby")  # fmt: skip
+    log = other.output()
+    assert "state=two-actives" in log and "state=stepping-down reason=two-actives" in log
     assert "state=two-actives" in standby.output()
+    assert "stepping-down" not in standby.output()  # it served first: it keeps serving
+    assert other.alive()
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_other_active") == 0.0, 10,
+             what="one active left")  # fmt: skip
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
@@ -285,3 +316,161 @@ def test_sigterm_of_the_active_hands_over_before_its_drain_ends(stack: Stack, pr
     assert slow["status"] == 200  # the drain went on: the slow request got its answer
     assert served < slow["ended"]
     assert first.wait(15) == 0
+
+
+def pids_answering(stack: Stack, tries: int = 8) -> set[int]:
+    """The data-plane pids on the status pages answered over ``tries`` new connections (each
+    page lists every process of the balancer that answered)."""
+    seen: set[int] = set()
+    for _ in range(tries):
+        seen |= {int(row["pid"]) for row in lines(stack, "Process")}
+    return seen
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("accept", ["reuseport", "inherit"])
+def test_a_warm_standby_loads_its_processes_early_and_accepts_nothing_until_the_takeover(
+    stack: Stack, accept: str
+):
+    """--processes 2 on both: the standby's data-plane processes run before the takeover,
+    follow its SIGHUP and are restarted when they die, yet no connection reaches them while
+    the active lives, and the port is refused between the active's kill -9 and the takeover;
+    the takeover lets the same processes accept. SIGTERM of a waiting standby stops them.
+    ``--accept inherit``: the supervisor hands its unbound sockets down at the start and binds
+    and listens on them at the takeover (the processes hold the same open socket)."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.default_config)  # heartbeat 100 ms, drop_time 1 s
+    stack.start_backend("b1")
+    paired = (*PROCS, "--accept", accept, "--cluster", config)
+    active = stack.start_balancer(stack.workers_properties(["b1"]), args=paired)
+    standby = start_standby(stack, config, "--accept", accept)
+    wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
+             what="the standby's two processes loaded and waiting")  # fmt: skip
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
+             what="the standby hearing the active")  # fmt: skip
+    waiting = set(children(standby.pid))
+    assert len(waiting) == 2
+    assert pids_answering(stack) == set(children(active.pid))  # the active's only
+
+    standby.signal(signal.SIGHUP)  # the waiting processes load the new generation
+    wait_for(lambda: "processes=2 generation=2" in standby.output(), 15,
+             what="both waiting processes on the standby's generation 2")  # fmt: skip
+
+    victim = sorted(waiting)[0]
+    os.kill(victim, signal.SIGKILL)  # a waiting process dies: it is started again, waiting
+    wait_for(lambda: standby.output().count("waits (standby)") == 3, 30,
+             what="the dead waiting process replaced")  # fmt: skip
+    waiting = set(children(standby.pid))
+    assert len(waiting) == 2 and victim not in waiting
+    assert pids_answering(stack) == set(children(active.pid))
+
+    killed = time.monotonic()
+    kill9_all(active)
+    # the last heartbeat was at most 100 ms before the kill: no takeover for 0.9 s
+    while time.monotonic() - killed < 0.6:
+        assert refused(stack.port), "a connection was accepted before the takeover"
+        time.sleep(0.05)
+    wait_for(lambda: http_get(f"{stack.url}/app/x", timeout=1)[0] == 200, 15,
+             what="the standby serving")  # fmt: skip
+    took = time.monotonic() - killed
+    print(f"warm standby served {took:.2f} s after kill -9 of the active (drop_time 1.0 s)")
+    assert "state=taking-over reason=active-silent" in standby.output()
+    wait_for(lambda: standby.output().count("accepts (takeover)") == 2, 5,
+             what="both waiting processes accepting")  # fmt: skip
+    assert pids_answering(stack) == waiting  # the processes that waited, not new ones
+
+    # a new standby behind it, stopped while it waits: its processes go with it
+    second = start_standby(stack, config, "--accept", accept, name="standby-2")
+    wait_for(lambda: second.output().count("waits (standby)") == 2, 30,
+             what="the second standby's processes waiting")  # fmt: skip
+    its = children(second.pid)
+    second.signal(signal.SIGTERM)
+    assert second.wait(15) == 0
+    assert second.output().count("stopped while waiting") == 2
+    assert not [pid for pid in its if Path(f"/proc/{pid}").exists()]
+    assert pids_answering(stack) == waiting
+
+
+def test_two_actives_on_one_port_the_later_steps_down_and_is_a_warm_standby(stack: Stack):
+    """Two balancers started as actives on one port, --processes 2 each: SO_REUSEPORT would
+    let both bind it and the kernel split the traffic. The one started later hears the first
+    (here before it binds: its first heartbeats), steps down and restarts itself as a standby
+    in the same process; every connection reaches the first; it takes over at the first's
+    kill -9 and counts the step-down."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.default_config)
+    stack.start_backend("b1")
+    first = stack.start_balancer(stack.workers_properties(["b1"]),
+                                 args=(*PROCS, "--cluster", config))  # fmt: skip
+    wait_for(lambda: "data-plane processes accept" not in first.output() and
+             first.output().count("listening on") == 2, 20,
+             what="the first one's processes listening")  # fmt: skip
+    second = start_standby(stack, config, name="second", standby=False)
+    wait_for(lambda: "state=stepping-down reason=two-actives" in second.output(), 20,
+             what="the later one stepping down")  # fmt: skip
+    wait_for(lambda: second.output().count("waits (standby)") == 2, 30,
+             what="the later one's processes waiting as a standby")  # fmt: skip
+    assert second.alive()  # the same process: it restarted itself
+    assert "restarting as a standby" in second.output()
+    assert "stepping-down" not in first.output()
+    assert pids_answering(stack, 12) == set(children(first.pid))  # no split any more
+    assert metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0
+
+    kill9_all(first)
+    wait_for(lambda: http_get(f"{stack.url}/app/x", timeout=1)[0] == 200, 15,
+             what="the stepped-down one taking over")  # fmt: skip
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_takeovers_total") == 1.0, 5,
+             what="the takeover counted")  # fmt: skip
+    assert metric(stack.url, "pyjk_balancer_step_downs_total") == 1.0
+    assert pids_answering(stack) == set(children(second.pid))
+
+
+def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_active_is_back(
+    stack: Stack,
+):
+    """The active stops being heard (SIGSTOP: a partition, or a hung machine) while holding
+    its port; the standby, on a port of its own here, takes over and serves. The old active
+    comes back (SIGCONT): two actives serve. The standby started later: it stops serving
+    (its listeners close, its processes drain), restarts itself as a standby and waits warm,
+    while the old active keeps serving throughout."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.default_config)
+    stack.start_backend("b1")
+    first = stack.start_balancer(stack.workers_properties(["b1"]),
+                                 args=("--processes", "1", "--cluster", config))  # fmt: skip
+    port = free_port()
+    standby = stack.group.python(
+        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
+        str(stack.mounts_file), "--listen", f"127.0.0.1:{port}", *PROCS,
+        "--cluster", config, "--standby", name="standby",
+    )  # fmt: skip
+    wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
+             what="the standby's processes waiting")  # fmt: skip
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
+             what="the standby hearing the active")  # fmt: skip
+    own = f"http://127.0.0.1:{port}"
+
+    first.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: http_get(f"{own}/app/x", timeout=1)[0] == 200, 15,
+                 what="the standby serving during the partition")  # fmt: skip
+    finally:
+        first.signal(signal.SIGCONT)
+    wait_for(lambda: "state=stepping-down reason=two-actives" in standby.output(), 15,
+             what="the standby (started later) stepping down")  # fmt: skip
+    wait_for(lambda: standby.output().count("waits (standby)") == 4, 30,
+             what="the stepped-down balancer waiting warm again")  # fmt: skip
+    assert refused(port)  # it serves nothing any more
+    assert standby.alive() and "restarting as a standby" in standby.output()
+    assert "stepping-down" not in first.output()
+    assert http_get(f"{stack.url}/app/x", timeout=5)[0] == 200  # the old active serves
+    wait_for(lambda: metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0, 10,
+             what="the episode counted on the old active")  # fmt: skip
+    assert metric(stack.url, "pyjk_balancer_other_active") == 0.0

@@ -32,9 +32,11 @@ from balancer.pair import (
     PairState,
     PairView,
     PeerHeard,
+    StepDown,
     Takeover,
     TwoActives,
 )
+from balancer.pair_run import standby_argv
 from replication import codec
 from replication.codec import BalancerBeat, CodecError
 from replication.seal import Kind, Opener, Sealer
@@ -246,14 +248,14 @@ def test_an_active_heard_again_while_the_ports_are_held_keeps_the_standby_waitin
 
 
 def test_two_actives_are_counted_once_per_episode_and_shown():
-    pair = PairState(A, standby=False, drop_time=1.0, now=0.0)
-    _, event = pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.1)
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0, started=100.0)  # the first
+    _, event = pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.1, started=200.0)
     assert isinstance(event, TwoActives) and event.peer.host == "10.0.0.2"
-    assert pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.2) == []
+    assert pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.2, started=200.0) == []
     assert pair.view(0.3).other_active and pair.two_actives == 1
     pair.tick(1.5)  # silent past drop_time: the episode ends
     assert not pair.view(1.5).other_active
-    assert isinstance(pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 2.0)[-1], TwoActives)
+    assert isinstance(pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 2.0, started=200.0)[-1], TwoActives)
     assert pair.two_actives == 2
 
 
@@ -330,3 +332,61 @@ def test_at_a_takeover_only_entries_the_active_still_sent_within_drop_time_apply
     assert [a.member for a in copy.apply({"lb": standby})] == ["n1"]
     assert standby.member("n2").activation is Activation.ACTIVE
     assert set(copy.entries) == {("lb", "n1")}  # forgotten, not kept for ever
+
+
+def test_the_standby_knows_when_its_takeover_falls_due():
+    pair = PairState("me", standby=True, drop_time=3.0, now=0.0)
+    assert pair.due_in(1.0) == 2.0  # never heard an active: drop_time after its start
+    pair.heard("a", ACTIVE, "10.0.0.1", (), 2.0)
+    assert pair.due_in(2.5) == 2.5  # the active's silence reaches drop_time at 5.0
+    assert pair.tick(4.99) == []
+    assert isinstance(pair.tick(5.0 + 1e-6)[0], Takeover)
+    assert pair.due_in(5.1) is None  # decided: nothing more pending
+    assert PairState("me", standby=False, drop_time=3.0, now=0.0).due_in(1.0) is None
+
+
+def test_of_two_actives_the_later_started_steps_down_and_the_other_keeps_serving():
+    first = PairState(A, standby=False, drop_time=1.0, now=0.0, started=100.0)
+    later = PairState(B, standby=False, drop_time=1.0, now=0.0, started=200.0)
+    events = later.heard(A, ACTIVE, "10.0.0.1", LISTEN, 0.1, started=100.0)
+    [down] = [e for e in events if isinstance(e, StepDown)]
+    assert any(isinstance(e, TwoActives) for e in events)  # counted as well
+    assert (down.started, down.peer_started, down.peer.host) == (200.0, 100.0, "10.0.0.1")
+    assert later.stepping_down and later.step_downs == 1 and later.view(0.2).step_downs == 1
+    assert later.heard(A, ACTIVE, "10.0.0.1", LISTEN, 0.2, started=100.0) == []  # decided once
+    events = first.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.1, started=200.0)
+    assert not any(isinstance(e, StepDown) for e in events) and not first.stepping_down
+    assert first.two_actives == 1
+
+
+def test_two_actives_started_at_once_step_down_by_the_larger_id():
+    low, high = sorted(["a" * 32, "b" * 32])
+    assert not any(
+        isinstance(e, StepDown)
+        for e in PairState(low, standby=False, drop_time=1.0, now=0.0, started=5.0).heard(
+            high, ACTIVE, "h", LISTEN, 0.1, started=5.0
+        )
+    )
+    assert any(
+        isinstance(e, StepDown)
+        for e in PairState(high, standby=False, drop_time=1.0, now=0.0, started=5.0).heard(
+            low, ACTIVE, "h", LISTEN, 0.1, started=5.0
+        )
+    )
+
+
+def test_a_standby_never_steps_down_and_the_count_survives_the_json_view():
+    pair = PairState(A, standby=True, drop_time=1.0, now=0.0, started=900.0, step_downs=2)
+    assert not any(
+        isinstance(e, StepDown) for e in pair.heard(B, ACTIVE, "h", LISTEN, 0.1, started=1.0)
+    )
+    view = pair.view(0.2)
+    assert PairView.from_json(json.loads(json.dumps(view.to_json()))).step_downs == 2
+
+
+def test_a_balancer_that_stepped_down_restarts_with_its_flags_as_a_standby():
+    argv = ["--workers", "w", "--listen", "127.0.0.1:80", "--cluster", "c.toml"]
+    assert standby_argv(argv, 1) == [*argv, "--standby", "--step-downs", "1"]
+    again = standby_argv([*argv, "--standby", "--step-downs", "1"], 2)
+    assert again == [*argv, "--standby", "--step-downs", "2"]
+    assert standby_argv([*argv, "--step-downs=4"], 5) == [*argv, "--standby", "--step-downs", "5"]

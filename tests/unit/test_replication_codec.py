@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from balancer.config import model as config_model
+from pyjk.lbfactor import MAX_LBFACTOR
 from replication import codec
 from replication.codec import (
     Ack,
@@ -339,3 +341,16 @@ def test_election_adverts_in_heartbeats_are_checked(svc):
 
 def test_a_heartbeat_without_election_state_has_no_svc_field():
     assert "svc" not in codec.to_wire(Heartbeat("c", MEMBER, 0, "0" * 16))
+
+
+def test_the_heartbeats_lbfactor_bound_is_the_balancers():
+    """One constant (pyjk/lbfactor.py): a weight a worker may advertise is one the balancer's
+    configuration and status page accept, and no larger."""
+    assert MAX_LBFACTOR == config_model.MAX_LBFACTOR
+    wire = codec.to_wire(Heartbeat("c", MEMBER, 1, "0" * 16))
+    wire["member"].update({"http": ["127.0.0.1", 8101], "lbfactor": MAX_LBFACTOR})
+    hb = codec.from_wire(wire)
+    assert isinstance(hb, Heartbeat) and hb.member.lbfactor == MAX_LBFACTOR
+    wire["member"]["lbfactor"] = MAX_LBFACTOR + 1
+    with pytest.raises(CodecError, match=f"1..{MAX_LBFACTOR}"):
+        codec.from_wire(wire)

@@ -1,0 +1,114 @@
+"""The balancer's run with ``--cluster FILE`` (``--standby``): ``run_paired`` makes the pair
+(balancer/standby.py), waits for the turn when standby — warm with a supervisor (``Warm``) —
+serves, and, when this active was the later of two and stepped down, leaves the restart as a
+standby to launch.py (``standby_argv``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from balancer.config import ConfigError
+from balancer.standby import BalancerPair, PairError, view_part
+from replication.keyfile import KeyFileError
+
+if TYPE_CHECKING:
+    from balancer.server import Balancer
+
+log = logging.getLogger("pyjk.balancer")
+
+
+class Warm(Protocol):
+    """A supervisor's side of a warm standby (balancer/supervisor.py): its data-plane processes
+    start while it waits, loaded and bound to the shared lb state, accepting nothing; the
+    takeover then only binds and lets them accept."""
+
+    def warm_up(self) -> None: ...
+
+    def waiting_handlers(self) -> dict[signal.Signals, Callable[[], object]]: ...
+
+    async def stop(self) -> None: ...
+
+    def request_stop(self) -> None: ...
+
+
+def standby_argv(argv: Sequence[str], step_downs: int) -> list[str]:
+    """The command line of a balancer that stepped down, started again as a standby: its own
+    flags, ``--standby`` and how often it stepped down (kept for ``/metrics``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--step-downs":
+            skip = True
+        elif not arg.startswith("--step-downs="):
+            out.append(arg)
+    if "--standby" not in out:
+        out.append("--standby")
+    return [*out, "--step-downs", str(step_downs)]
+
+
+async def run_paired(
+    args: argparse.Namespace,
+    balancer: Balancer,
+    publish: Callable[[dict[str, object]], None] | None,
+    serve: Callable[[], Awaitable[int]],
+    warm: Warm | None = None,
+) -> int:
+    """The balancer's run with ``--cluster`` (``--standby``): heartbeat, wait for the turn
+    when standby, then ``serve`` as usual. ``publish``: where a supervisor writes the view
+    for its data-plane processes (None: one process, the status page reads it here).
+    ``warm``: a supervisor, whose processes start before the turn (a warm standby)."""
+    try:
+        pair = BalancerPair(
+            args.cluster, standby=args.standby, listen=[str(x) for x in args.listen],
+            engines=lambda: balancer.runtime.engines, step_downs=getattr(args, "step_downs", 0),
+        )  # fmt: skip
+    except (ConfigError, KeyFileError, PairError, OSError) as exc:
+        log.error("--cluster %s: %s", args.cluster, exc)
+        return 1
+    if publish is not None:
+        pair.on_view = lambda view: publish(view_part(view))
+    else:
+        balancer.status.pair = pair.view
+    # an active may hear an older one from its first heartbeat on, before it serves
+    pair.on_step_down = warm.request_stop if warm is not None else balancer.stop
+    try:
+        await pair.start()
+    except OSError as exc:
+        log.error("--cluster %s: cannot join the group: %s", args.cluster, exc)
+        return 1
+    try:
+        if args.standby:
+            # dynamic lbs' members join while it waits: the cluster tells the standby itself
+            balancer.dynamic.sync(balancer.runtime.workers, balancer.runtime.engines)
+            handlers: Mapping[signal.Signals, Callable[[], object]] = {
+                signal.SIGHUP: lambda: balancer.reload_all("SIGHUP"),
+                signal.SIGUSR1: balancer.reopen_access_log,
+            }
+            if warm is not None:
+                warm.warm_up()
+                handlers = warm.waiting_handlers()
+            if not await pair.wait_turn(balancer.listens, handlers):
+                if warm is not None:
+                    await warm.stop()
+                else:
+                    await balancer.dynamic.stop()
+                log.info("stopped (standby)")
+                return 0
+        balancer.on_stopping = pair.leave
+        code = 0 if pair.state.stepping_down else await serve()
+        if pair.state.stepping_down:
+            # it closed its listeners, sent its last heartbeat and drained: launch.py starts
+            # it again (the same pid) as a standby, whose processes wait warm
+            args.restart_standby = pair.state.step_downs
+        return code
+    except PairError as exc:
+        log.error("balancer=standby cannot serve: %s", exc)
+        return 1
+    finally:
+        await pair.stop()
