@@ -192,7 +192,7 @@ def parse_settings(v: object) -> LbEdits:
     values = []
     check = LbSettings()
     for name, raw in v.items():
-        value = _SETTING_ENUMS[name].get(raw) if name in _SETTING_ENUMS else raw  # type: ignore[call-overload]
+        value = _SETTING_ENUMS[name].get(raw) if name in _SETTING_ENUMS else raw
         try:
             values.append((name, check.validated("settings", name, value)))
         except InvalidSetting as exc:
