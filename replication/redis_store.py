@@ -293,9 +293,8 @@ class RedisStore:
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
     ) -> None:
         now = self.clock()
-        record = None
-        if self.config.dedup_max_entries > 0:  # 0: nothing recorded
-            record = record_of(request_id, response, now, self.config.dedup_max_body)
+        record = record_of(request_id, response, now, max_body=self.config.dedup_max_body,
+                           max_entries=self.config.dedup_max_entries)  # fmt: skip
         writes = []
         last = len(deltas) - 1
         for i, delta in enumerate(deltas):
