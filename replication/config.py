@@ -178,7 +178,8 @@ DIRECTIVES: tuple[Directive, ...] = (
               else "expected 1-64 of A-Za-z0-9_.:-"),
     Directive("exactly_once", "ttl", "ms", 300_000, "ms", "how long a recorded response is kept",
               _range(1000, 86_400_000)),
-    Directive("exactly_once", "max_entries", "int", 10_000, "", "recorded responses kept at most",
+    Directive("exactly_once", "max_entries", "int", 10_000, "", "recorded responses kept at "
+              "most (0: nothing is recorded, on every store)",
               _range(0, 10_000_000)),
     Directive("exactly_once", "max_body", "int", 16 * 1024, "bytes", "largest body recorded "
               "(bigger responses are not recorded)", _range(0, 1 << 20)),

@@ -17,7 +17,10 @@ store does (worker/backend.py): the worker keeps only the sessions of the reques
   is looked up under `rid/`; when that record cannot be read the request runs but its writes
   are refused (replay.Unverified, as the Redis store's). A record that fell out of its entry
   (three or more requests of one session in flight) is in the ledger of every owner
-  (session_records.py): found here on an owner, asked of the owners after a failover read.
+  (session_records.py): found here on an owner, asked of the owners after a failover read —
+  and on the sticky read too when this node may lack it: the request id is in doubt (an
+  earlier attempt could not read its record), or this node restarted under its route less
+  than the exactly-once ttl ago and the session is older than its start.
 - `committed` + `sink`: each changed session becomes a cache put (new entry text, ttl the
   session's idle timeout), the request's recorded response on the last one; the put goes to the
   primary (this node: a takeover renames the session to this route first), which copies it to
