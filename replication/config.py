@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from balancer.config.errors import ConfigError, Problem
 from worker.names import NAME_RE, NAME_RULE
@@ -84,6 +85,17 @@ def _redis_url(v: Any) -> str | None:
         return f"expected redis://HOST:PORT or rediss://HOST:PORT, found {v!r}"
     if "@" in v:
         return "no password in the url: put it in password_file (or password_env)"
+    parts = urlsplit(v)
+    # redis-py reads options from the query string and lets them override the keywords
+    # passed (a password, ssl_cert_reqs=none): the keys of this section would not hold
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name != "db":
+            return (f"no {name!r} in the url's query string (only db=N): the redis client "
+                    "would let it override this section's settings (password, tls)")  # fmt: skip
+        if not value.isdigit():
+            return f"db in the url's query string: expected a number, found {value!r}"
+    if parts.fragment:
+        return "no '#' fragment in the url"
     return None
 
 
@@ -148,7 +160,8 @@ DIRECTIVES: tuple[Directive, ...] = (
               "node holds every session, replicated all-to-all) or redis (docs/redis.md)",
               _one_of("cluster", "redis")),
     Directive("store", "url", "str", "", "", "redis: one Redis (or Valkey) server, "
-              "redis://HOST:PORT[/DB] (rediss:// for TLS)", _redis_url),
+              "redis://HOST:PORT[/DB] (rediss:// for TLS; no password, no query option but db)",
+              _redis_url),
     Directive("store", "nodes", "list", [], "", "redis: seed nodes of a Redis Cluster "
               "(\"HOST:PORT\"); instead of url", _redis_nodes),
     Directive("store", "wait_replicas", "int", 0, "", "redis: 1 = a write is acknowledged "
@@ -165,7 +178,8 @@ DIRECTIVES: tuple[Directive, ...] = (
               else "expected 1-64 of A-Za-z0-9_.:-"),
     Directive("exactly_once", "ttl", "ms", 300_000, "ms", "how long a recorded response is kept",
               _range(1000, 86_400_000)),
-    Directive("exactly_once", "max_entries", "int", 10_000, "", "recorded responses kept at most",
+    Directive("exactly_once", "max_entries", "int", 10_000, "", "recorded responses kept at "
+              "most (0: nothing is recorded, on every store)",
               _range(0, 10_000_000)),
     Directive("exactly_once", "max_body", "int", 16 * 1024, "bytes", "largest body recorded "
               "(bigger responses are not recorded)", _range(0, 1 << 20)),
@@ -277,7 +291,8 @@ def parse_cluster_config(text: str, source: str = "<cluster.toml>") -> ClusterCo
                 problems.append(Problem(source, lines.get(path), path, message))
             else:
                 values[path] = v
-    problems += _store_problems(source, values, lines)
+    if not any(p.directive in ("store.url", "store.nodes") for p in problems):
+        problems += _store_problems(source, values, lines)  # else it reads as missing
     if problems:
         raise ConfigError(problems)
     fields: dict[str, Any] = {"source": source}

@@ -17,7 +17,10 @@ store does (worker/backend.py): the worker keeps only the sessions of the reques
   is looked up under `rid/`; when that record cannot be read the request runs but its writes
   are refused (replay.Unverified, as the Redis store's). A record that fell out of its entry
   (three or more requests of one session in flight) is in the ledger of every owner
-  (session_records.py): found here on an owner, asked of the owners after a failover read.
+  (session_records.py): found here on an owner, asked of the owners after a failover read —
+  and on the sticky read too when this node may lack it: the request id is in doubt (an
+  earlier attempt could not read its record), or this node restarted under its route less
+  than the exactly-once ttl ago and the session is older than its start.
 - `committed` + `sink`: each changed session becomes a cache put (new entry text, ttl the
   session's idle timeout), the request's recorded response on the last one; the put goes to the
   primary (this node: a takeover renames the session to this route first), which copies it to
@@ -92,6 +95,7 @@ class DistributedSessions:
         self.config, self.manager, self.readiness, self.caches = config, manager, readiness, caches
         self.store, self.spawn, self.counters, self.clock = manager.store, spawn, counters, clock
         self.me = caches.me
+        self.started = clock()  # until the exactly-once ttl after it: _may_lack_records
         self.routes: dict[str, str] = {self.store.route: self.me}  # route → member id
         table = CacheTable(SESSIONS_CACHE, writer=self.me,
                            max_entries=self.store.max_active_sessions,
@@ -138,6 +142,9 @@ class DistributedSessions:
     # -- SessionLoader ------------------------------------------------------------------------
     async def load(self, session_ids: Sequence[str], request_id: str | None) -> Lookup:
         self._unverified.serving(request_id)
+        # an earlier attempt could not read this id's record: look it up wherever the
+        # session is read from (the sticky read included), or the retry would run unchecked
+        doubt = self._unverified.in_doubt(request_id)
         if "state-transfer" in self.readiness.waiting_for:
             self.counters["dist_refused_settling"] += 1
             return UNKNOWN  # the view may still lack members: an owner could be missed
@@ -163,10 +170,14 @@ class DistributedSessions:
             now = self.clock()
             if request_id is not None and (record := entry.records.get(request_id)) is not None:
                 self.ledger.put(request_id, record, now)
-            elif request_id is not None and asked and self.ledger.get(request_id, now) is None:
+            elif (
+                request_id is not None and self.ledger.get(request_id, now) is None
+                and (asked or doubt or self._may_lack_records(entry, now))
+            ):  # fmt: skip
                 # read from other members (a failover): a record that fell out of the entry
-                # is kept by its owners (session_records.py) — this node is not one of them
-                await self.lookups.kept(request_id, asked)
+                # is kept by its owners (session_records.py) — this node is not one of them;
+                # read here: ask the other owners when this node may not have kept it
+                await self.lookups.kept(request_id, asked or self._holders(rp, route))
             if entry.state is not None:
                 # A state still in the store is the newest: a request has it open, or one
                 # committed it and its put is on the way (release forgets it only after the
@@ -175,7 +186,7 @@ class DistributedSessions:
                     self.store.install(entry.state)
                 found = True
         if (
-            not found
+            (not found or doubt)
             and request_id is not None
             and self.ledger.get(request_id, self.clock()) is None
         ):
@@ -203,8 +214,8 @@ class DistributedSessions:
         # a failover or a stale cookie: the owners by the cookie's route and by this node's
         # copy, newest first; then everyone (a session that exists is never called absent)
         self.counters["dist_reads_remote"] += 1
-        asked = (set(self._owners(rp, route)) | set(self.backend.owners_of(rp))) - {self.me}
-        members = tuple(sorted(asked))
+        members = self._holders(rp, route)
+        asked = set(members)
         best, missed = await self.backend.fetch_from(rp, members)
         if best is None:
             others = tuple(m for m in self.caches.members() if m not in asked)
@@ -226,6 +237,21 @@ class DistributedSessions:
         if best is not mine:
             self.table.apply(rp, best)  # this node serves it now: the takeover's put comes next
         return decode_entry(best.text, max_body), members
+
+    def _holders(self, rp: str, route: str | None) -> tuple[str, ...]:
+        """The other members that may hold the session: its owners by the cookie's route and
+        by this node's copy."""
+        owners = set(self._owners(rp, route)) | set(self.backend.owners_of(rp))
+        return tuple(sorted(owners - {self.me}))
+
+    def _may_lack_records(self, entry: SessionEntry, now: float) -> bool:
+        """Whether this node, reading its own copy (the sticky case), may lack a record that
+        fell out of the entry: it restarted (same route) less than the exactly-once ttl ago,
+        and the session is older than this run — the records its owners kept aside before
+        are not in this node's ledger, and the copies it got back carry only the newest."""
+        if now - self.started >= self.config.dedup_ttl:
+            return False
+        return entry.state is None or entry.state.created < self.started
 
     def release(self, random_parts: Sequence[str]) -> None:
         for rp in random_parts:
@@ -264,7 +290,8 @@ class DistributedSessions:
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
     ) -> None:
         now = self.clock()
-        record = record_of(request_id, response, now, self.config.dedup_max_body)
+        record = record_of(request_id, response, now, max_body=self.config.dedup_max_body,
+                           max_entries=self.config.dedup_max_entries)  # fmt: skip
         writes: list[tuple[str, str, float | None]] = []
         last = len(deltas) - 1
         for i, delta in enumerate(deltas):

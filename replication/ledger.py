@@ -126,15 +126,24 @@ class Ledger:
 
     def get(self, request_id: str, now: float) -> RecordedResponse | None:
         self.expire(now)
-        return self._entries.get(request_id)
+        record = self._entries.get(request_id)
+        # expire() stops at the first young entry, and the order is only nearly by age
+        return None if record is None or now - record.at > self.ttl else record
 
     def put(self, request_id: str, record: RecordedResponse, now: float) -> None:
         if len(record.body) > self.max_body or now - record.at > self.ttl:
             return
         old = self._entries.get(request_id)
+        if old is not None and record == old:
+            # The same record again (distributed mode: every copy of an entry carries its
+            # newest records) stays where it is: moved to the end, an old record would sit
+            # behind younger ones, outliving its ttl and evicted after them under max_entries.
+            if record.session is not None and (record.session, record.stamp) != (
+                old.session, old.stamp,
+            ):  # fmt: skip
+                self._attach(request_id, record)  # it learns the write it answered
+            return
         if old is not None:
-            if record.session is None and old.session is not None and record == old:
-                return  # the same record again, without its attachment: keep what we know
             self._drop(request_id)
         self._entries[request_id] = record
         self._bytes += record.size
@@ -171,6 +180,19 @@ class Ledger:
             if record.stamp is not None and record.stamp > newer_than:
                 out.append((request_id, record))
         return out
+
+    def _attach(self, request_id: str, record: RecordedResponse) -> None:
+        """Replace an equal record (same size) in place by one that names its write."""
+        old = self._entries[request_id]
+        if old.session is not None:
+            ids = self._by_session.get(old.session)
+            if ids is not None:
+                ids.pop(request_id, None)
+                if not ids:
+                    del self._by_session[old.session]
+        self._entries[request_id] = record  # an existing key keeps its place
+        assert record.session is not None
+        self._by_session.setdefault(record.session, {})[request_id] = None
 
     def _drop(self, request_id: str) -> None:
         record = self._entries.pop(request_id)

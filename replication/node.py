@@ -470,7 +470,8 @@ class ClusterNode:
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
     ) -> None:
         now = self.clock()
-        record = record_of(request_id, response, now, self.config.dedup_max_body)
+        record = record_of(request_id, response, now, max_body=self.config.dedup_max_body,
+                           max_entries=self.config.dedup_max_entries)  # fmt: skip
         last = len(deltas) - 1
         for i, delta in enumerate(deltas):
             if i == last and record is not None:  # recorded here, attached to this write

@@ -33,7 +33,8 @@ counted (`cache_failures`) and logged once per outage, shared with the sessions'
 accounting; the client reconnects by itself on the next call. A write that failed this way
 may still have been applied (as a session write that got no answer). A request whose retry
 record could not be read (its first attempt may have written) has its cache writes refused as
-its session writes are (CacheWriteRefused, a 503; `cache_writes_refused`).
+its session writes are (CacheWriteRefused, a 503; `cache_writes_refused`) — those of the
+`local` caches too, which stay on the node.
 """
 
 from __future__ import annotations
@@ -49,10 +50,9 @@ from worker.cache_table import (
     CacheError,
     CacheFull,
     CacheUnavailable,
-    CacheWriteRefused,
     check_value_size,
 )
-from worker.caches import ClusterCache, limits_of
+from worker.caches import ClusterCache, LocalBackend, limits_of
 from worker.sessions import DEFAULT_MAX_ACTIVE_SESSIONS, DEFAULT_MAX_SESSION_BYTES
 
 from .cache_codec import CacheWireError, value_text
@@ -166,7 +166,7 @@ class RedisCacheBackend:
         return await self._write(key, "c", expected, text, ttl)
 
     async def delete(self, key: str) -> bool:
-        self._check_may_write(key)
+        self.store.check_cache_write(self.name, key)
         keys = (self._entry(key), self.index)
         replies = await self._call(
             lambda pipe: pipe.evalsha(DELETE_SHA, 2, *keys, key), key=key, write=True
@@ -187,7 +187,7 @@ class RedisCacheBackend:
         self, key: str, op: str, expected: str | None, text: str, ttl: float | None
     ) -> bool:
         check_value_size(self.name, key, text, self.max_value_bytes)
-        self._check_may_write(key)
+        self.store.check_cache_write(self.name, key)
         ttl_ms = 0 if ttl is None else max(1, math.ceil(ttl * 1000))
         keys = (self._entry(key), self.index)
         args = (op, "0" if expected is None else "1", expected or "", text, str(ttl_ms),
@@ -202,14 +202,6 @@ class RedisCacheBackend:
                             f"{self.max_entries} entries; key {key!r} not stored")  # fmt: skip
         self.store.counters["cache_writes"] += 1
         return result == 1
-
-    def _check_may_write(self, key: str) -> None:
-        """A request whose retry record could not be read writes no cache either (the store
-        refuses its session writes): its first attempt may have made this very write, and a
-        put or an update applied twice is not what the client asked for."""
-        if (why := self.store.cache_refusal()) is not None:
-            self.store.counters["cache_writes_refused"] += 1
-            raise CacheWriteRefused(f"cache {self.name!r} key {key!r}: {why}; retry later")
 
     async def _call(
         self, build: Callable[[Any], None], *, key: str | None = None, write: bool = False
@@ -244,6 +236,11 @@ def bind_caches(store: RedisStore, caches: Mapping[str, ClusterCache]) -> list[s
     bound = []
     for name, cache in caches.items():
         if cache.mode == "local":
+            # kept on this node, but an unverified request's writes are refused here too, as
+            # in distributed mode: its first attempt may have made them (on this node)
+            if isinstance(local := cache.backend, LocalBackend):
+                cache.bind(LocalBackend(local.table, local.clock,
+                                        may_write=store.check_cache_write))  # fmt: skip
             continue
         cache.bind(RedisCacheBackend(store, name, **limits_of(cache)))
         bound.append(name)

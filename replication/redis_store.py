@@ -47,6 +47,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.backend import SessionNotSaved
+from worker.cache_table import CacheWriteRefused
 from worker.caches import CACHES
 from worker.delta import SessionDelta
 from worker.middleware import SessionManager
@@ -161,10 +162,14 @@ class RedisStore:
 
     manager_token = property(lambda self: self.config.manager_token)
 
-    def cache_refusal(self) -> str | None:
-        """Why the request being served may not write the app's caches (None: it may): its
-        retry record could not be read (see `load`), as for its session writes."""
-        return self._unverified.cache_refusal()
+    def check_cache_write(self, cache: str, key: str) -> None:
+        """CacheWriteRefused (counted) when the request being served (or a task its handler
+        spawned) may not write the app's caches: its retry record could not be read (see
+        `load`), so its first attempt may have made this very write, as its session writes
+        — a put or an update applied twice is not what the client asked for."""
+        if (why := self._unverified.cache_refusal()) is not None:
+            self.counters["cache_writes_refused"] += 1
+            raise CacheWriteRefused(f"cache {cache!r} key {key!r}: {why}; retry later")
 
     # -- SessionBackend ----------------------------------------------------------------------
     def install(self, app: web.Application) -> None:
@@ -293,9 +298,8 @@ class RedisStore:
         self, deltas: Sequence[SessionDelta], request_id: str | None, response: web.StreamResponse
     ) -> None:
         now = self.clock()
-        record = None
-        if self.config.dedup_max_entries > 0:  # 0: nothing recorded
-            record = record_of(request_id, response, now, self.config.dedup_max_body)
+        record = record_of(request_id, response, now, max_body=self.config.dedup_max_body,
+                           max_entries=self.config.dedup_max_entries)  # fmt: skip
         writes = []
         last = len(deltas) - 1
         for i, delta in enumerate(deltas):

@@ -18,7 +18,8 @@ another member (a failover) asks the session's owners for `rid/<request id>`, wh
 answers from its ledger when its table holds no such entry (`RecordLookups.kept`). The
 records of session-creating requests are entries of their own under `rid/<request id>`,
 placed by the hash (`RecordLookups.loose`). A rebalance moves entries, not
-the ledgers: a member that became an owner later has only what the entry carries.
+the ledgers: a member that became an owner later has only what the entry carries (and so has
+the route's node after a restart: it asks the other owners for a while, dist_sessions.py).
 """
 
 from __future__ import annotations

@@ -62,34 +62,46 @@ class CacheBackend(Protocol):
 
 
 class LocalBackend:
-    """One node's table, read and written at once (no other node is asked)."""
+    """One node's table, read and written at once (no other node is asked). `may_write`
+    (cache name, key) raises when the request being served may not write (an external
+    session store's rule: CacheWriteRefused, as for the caches it binds)."""
 
     SWEEP_EVERY = 1024  # writes between two expiry sweeps: TTL'd keys never read do not pile up
 
-    def __init__(self, table: CacheTable, clock: Callable[[], float] = time.time) -> None:
-        self.table, self.clock = table, clock
+    def __init__(
+        self,
+        table: CacheTable,
+        clock: Callable[[], float] = time.time,
+        *,
+        may_write: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.table, self.clock, self.may_write = table, clock, may_write
         self._writes = 0
 
     async def get(self, key: str, fresh: bool = False) -> str | None:
         return self.table.get(key, self.clock())  # the only copy: always fresh
 
     async def put(self, key: str, text: str, ttl: float | None) -> None:
-        self._wrote()
+        self._wrote(key)
         self.table.put(key, text, self.clock(), ttl)
 
     async def delete(self, key: str) -> bool:
+        if self.may_write is not None:
+            self.may_write(self.table.name, key)
         return self.table.delete(key, self.clock()) is not None
 
     async def compare_and_set(
         self, key: str, expected: str | None, text: str, ttl: float | None
     ) -> bool:
-        self._wrote()
+        self._wrote(key)
         return self.table.compare_and_set(key, expected, text, self.clock(), ttl) is not None
 
     async def keys(self) -> list[str]:
         return self.table.keys(self.clock())
 
-    def _wrote(self) -> None:
+    def _wrote(self, key: str) -> None:
+        if self.may_write is not None:
+            self.may_write(self.table.name, key)
         self._writes += 1
         if self._writes % self.SWEEP_EVERY == 0:
             self.table.expire(self.clock())

@@ -18,7 +18,7 @@ from aiohttp import web
 from replication import codec
 from replication.cache import Caches
 from replication.cache_codec import CacheReply, CacheReq
-from replication.config import parse_cluster_config
+from replication.config import ClusterConfig, parse_cluster_config
 from replication.dist_sessions import DistributedSessions
 from replication.member_info import MemberInfo
 from replication.session_entry import SESSIONS_CACHE, SessionEntry, decode_entry, encode_entry
@@ -36,14 +36,14 @@ CONFIG = parse_cluster_config('[replication]\nmode = "distributed"\n', "/tmp/clu
 
 
 class Node:
-    def __init__(self, net: DistNet, me: str, route: str) -> None:
+    def __init__(self, net: DistNet, me: str, route: str, config: ClusterConfig = CONFIG) -> None:
         self.store = SessionStore(route)
         self.manager = SessionManager(self.store)
         self.counters: Counter[str] = Counter()
         self.caches = Caches(me, net.members_of(me), net.request, timeout=0.5, rate=1e9,
                              counters=self.counters)  # fmt: skip
         self.dist = DistributedSessions(
-            CONFIG, self.manager, Readiness(), self.caches, spawn=net.spawn,
+            config, self.manager, Readiness(), self.caches, spawn=net.spawn,
             counters=self.counters, clock=time.time,
         )  # fmt: skip
 
@@ -52,15 +52,19 @@ class DistNet:
     """Members calling each other's handlers directly (frames encoded as on the wire). A
     `dead` member's link fails, and it leaves the views then; a `hung` one times out."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, config: ClusterConfig = CONFIG) -> None:
         self.dead: set[str] = set()
         self.gone: set[str] = set()
         self.hung: set[str] = set()
         self.spawned: list[Any] = []
-        self.nodes = {m: Node(self, m, f"n{i + 1}") for i, m in enumerate(IDS[:count])}
+        self.nodes = {m: Node(self, m, f"n{i + 1}", config) for i, m in enumerate(IDS[:count])}
         for node in self.nodes.values():
-            for other, peer in self.nodes.items():
-                node.dist.learn(MemberInfo(other, peer.store.route, "127.0.0.1", 1, 1.0))
+            self.introduce(node)
+
+    def introduce(self, node: Node) -> None:
+        """`node` learns every member's route (their heartbeats)."""
+        for other, peer in self.nodes.items():
+            node.dist.learn(MemberInfo(other, peer.store.route, "127.0.0.1", 1, 1.0))
 
     def spawn(self, coro: Any) -> None:
         self.spawned.append(asyncio.ensure_future(coro))

@@ -112,6 +112,14 @@ def test_tls_true_makes_the_redis_client_connect_with_tls(store: str, tls: bool)
         ('[store]\nkind = "redis"\nurl = "redis://h:1"\nnodes = ["h:2"]\n', "not both"),
         ('[store]\nkind = "redis"\nurl = "redis://u:secret@h:1"\n', "no password in the url"),
         ('[store]\nkind = "redis"\nurl = "http://h:1"\n', "expected redis://"),
+        # redis-py lets options in the query string override the keywords it is given
+        ('[store]\nkind = "redis"\nurl = "redis://h:1/0?password=x"\n', "no 'password' in"),
+        ('[store]\nkind = "redis"\nurl = "rediss://h:1?ssl_cert_reqs=none"\n', "(only db=N)"),
+        (
+            '[store]\nkind = "redis"\nurl = "rediss://h:1?db=1&ssl_check_hostname=false"\n',
+            "no 'ssl_check_hostname' in",
+        ),
+        ('[store]\nkind = "redis"\nurl = "redis://h:1?db=x"\n', "expected a number"),
         ('[store]\nkind = "redis"\nnodes = ["h"]\n', 'expected "HOST:PORT"'),
         ('[store]\nkind = "redis"\nurl = "redis://h:1"\nwait_replicas = 2\n', "expected 0..1"),
         ('[store]\nkind = "memcached"\n', "expected one of cluster, redis"),
@@ -120,6 +128,13 @@ def test_tls_true_makes_the_redis_client_connect_with_tls(store: str, tls: bool)
 )
 def test_a_store_section_that_cannot_work_is_refused(text, says):
     assert any(says in m for m in problems(text)), problems(text)
+
+
+def test_a_redis_url_takes_db_in_its_query_string_and_no_other_option():
+    cfg = parse_cluster_config('[store]\nkind = "redis"\nurl = "redis://h:1?db=2"\n', "/c.toml")
+    assert cfg.store_url == "redis://h:1?db=2"
+    (problem,) = problems('[store]\nkind = "redis"\n\nurl = "rediss://h:1/0?password=x"\n')
+    assert problem.startswith("/etc/pyjk/cluster.toml:4:") and "store.url" in problem
 
 
 def test_an_empty_file_gives_tomcat_defaults_in_seconds():

@@ -74,6 +74,36 @@ def test_the_ledger_keeps_at_most_max_entries_and_max_bytes_oldest_out_first():
     assert [rid for rid, _ in ledger.items(T0)] == ["big2"]
 
 
+def test_a_record_put_again_keeps_its_place_so_ttl_and_eviction_go_by_its_age():
+    # distributed mode: every copy of a session entry a backup is sent carries its newest
+    # records, and the backup keeps them all. Moved to the end on each copy (the old code),
+    # an old record sat behind younger ones: expire() stopped before it (a replay past the
+    # ttl) and max_entries evicted the younger records first.
+    ledger = Ledger(ttl=10)
+    ledger.put("old", record(at=T0), T0)
+    ledger.put("young", record(at=T0 + 5), T0 + 5)
+    ledger.put("old", record(at=T0), T0 + 6)  # the next copy still carries it
+    assert ledger.get("old", T0 + 11) is None
+    assert [rid for rid, _ in ledger.items(T0 + 11)] == ["young"]
+    ledger = Ledger(ttl=100, max_entries=2)
+    ledger.put("in-entry", record(at=T0), T0)
+    ledger.put("fell-out", record(at=T0 + 1), T0 + 1)
+    ledger.put("in-entry", record(at=T0), T0 + 2)
+    ledger.put("new", record(at=T0 + 2), T0 + 2)  # the oldest goes, not the one put last
+    assert [rid for rid, _ in ledger.items(T0 + 3)] == ["fell-out", "new"]
+
+
+def test_an_equal_record_that_names_its_write_is_attached_in_place():
+    ledger = Ledger()
+    ledger.put("r1", record(), T0)
+    ledger.put("r2", record(), T0)
+    ledger.put("r1", record().attached("s1", (3, "n1")), T0)  # type: ignore[arg-type]
+    assert [rid for rid, _ in ledger.items(T0)] == ["r1", "r2"]
+    assert [rid for rid, _ in ledger.for_session("s1", T0)] == ["r1"]
+    ledger.put("r1", record(), T0)  # again without: what is known stays
+    assert [rid for rid, _ in ledger.for_session("s1", T0)] == ["r1"]
+
+
 def test_records_over_max_body_or_already_expired_are_ignored():
     ledger = Ledger(ttl=10, max_body=4)
     ledger.put("long", record(b"12345"), T0)
@@ -211,7 +241,9 @@ async def test_an_unverified_requests_cache_refusal_stays_with_that_request() ->
 
     async def request(request_id: str, readable: bool) -> str | None:
         unverified.serving(request_id)  # the store's load
-        if not readable:
+        if readable:
+            unverified.discard(request_id)  # its retry record was read
+        else:
             unverified.add(request_id)  # its retry record could not be read
         return unverified.cache_refusal()  # the handler's cache write asks
 
@@ -221,5 +253,64 @@ async def test_an_unverified_requests_cache_refusal_stays_with_that_request() ->
     # writes are its own business, not the first one's refusal
     assert await request("r-1", False) == UNVERIFIED
     assert await request("r-2", True) is None
-    assert unverified.refusal("r-1") == UNVERIFIED  # its session writes, at commit (once)
-    assert await asyncio.create_task(request("r-1", True)) is None  # no longer unverified
+    assert unverified.refusal("r-1") == UNVERIFIED  # in doubt, asked outside its context
+    assert await asyncio.create_task(request("r-1", True)) is None  # its record read now
+
+
+async def test_an_unverified_requests_mark_is_not_consumed_and_reaches_its_background_tasks():
+    # The old code kept one global mark per request id, removed by the commit's refusal: a
+    # task the handler spawned then wrote after the commit while the request got 503 (its
+    # retry ran the handler, and that write, again).
+    unverified = Unverified()
+    committed = asyncio.Event()
+
+    async def audit() -> str | None:  # the handler's fire-and-forget task
+        await committed.wait()
+        return unverified.cache_refusal()
+
+    async def request() -> tuple[str | None, str | None, asyncio.Task[str | None]]:
+        unverified.serving("r-1")
+        unverified.add("r-1")
+        background = asyncio.create_task(audit())
+        at_commit = unverified.refusal("r-1")
+        committed.set()
+        return at_commit, unverified.refusal("r-1"), background
+
+    at_commit, again, background = await asyncio.create_task(request())
+    assert at_commit == again == UNVERIFIED
+    assert await background == UNVERIFIED
+
+
+async def test_two_attempts_of_one_request_id_on_one_node_decide_each_for_itself():
+    unverified = Unverified()
+    unheard, heard = asyncio.Event(), asyncio.Event()
+
+    async def first() -> str | None:  # its lookup goes unanswered
+        unverified.serving("r-1")
+        unverified.add("r-1")
+        unheard.set()
+        await heard.wait()
+        return unverified.refusal("r-1")
+
+    async def second() -> str | None:  # a concurrent attempt whose lookup is answered
+        await unheard.wait()
+        unverified.serving("r-1")
+        unverified.discard("r-1")
+        heard.set()
+        return unverified.refusal("r-1")
+
+    assert await asyncio.gather(first(), second()) == [UNVERIFIED, None]
+    assert not unverified.in_doubt("r-1")  # read since: its next attempt needs no second ask
+
+
+async def test_a_request_whose_one_lookup_went_unheard_stays_unverified_when_another_is_heard():
+    unverified = Unverified()
+
+    async def request() -> str | None:
+        unverified.serving("r-1")
+        unverified.add("r-1")  # the records kept aside by the session's owners: unheard
+        unverified.discard("r-1")  # its own record entry (rid/): answered, absent
+        return unverified.cache_refusal()
+
+    assert await asyncio.create_task(request()) == UNVERIFIED
+    assert unverified.in_doubt("r-1")
