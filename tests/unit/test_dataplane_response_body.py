@@ -252,7 +252,7 @@ async def test_large_body_pieces_reach_a_tls_client_whole(tmp_path: Path) -> Non
     server_ctx.load_cert_chain(pair.cert, pair.key)
     client_ctx = ssl.create_default_context(cafile=str(pair.cert))
     pieces = [HEAD % 70000 + b"a" * 5000, b"b" * 40000, b"c" * 25000]
-    script = Scripted(pieces)
+    script = Scripted(pieces, pieces)  # the second read from pooled buffers (BufferedReads)
     async with Backend(script) as backend:
         proxy = Proxy(FakeEngine([member("a", backend.port)]))
         srv = await proxy.server.start("127.0.0.1", 0, ssl=server_ctx)
@@ -264,11 +264,13 @@ async def test_large_body_pieces_reach_a_tls_client_whole(tmp_path: Path) -> Non
                 server_hostname="proxy.test",
                 limit=1 << 22,
             )
-            resp = await exchange(proxy, script, Client(reader, writer), pieces)
+            client = Client(reader, writer)
+            resp = await exchange(proxy, script, client, pieces)
+            again = await exchange(proxy, script, client, pieces)
             writer.close()
         finally:
             await proxy.__aexit__()
-    assert resp.body == b"a" * 5000 + b"b" * 40000 + b"c" * 25000
+    assert resp.body == again.body == b"a" * 5000 + b"b" * 40000 + b"c" * 25000
 
 
 # --- what the relay hands the client transport ----------------------------------------------
