@@ -36,6 +36,9 @@ COMPILED_MODULES = [
     # -2.1k instructions per keep-alive request against PYJK_PURE=1 (docs/benchmarks.md, issue 12)
     "balancer/dataplane/member_connection.py",
     "balancer/dataplane/upstream.py",
+    # the buffers the member's responses are read into, a large body relayed as views of them
+    # (read_buffers.pxd): docs/benchmarks.md, issue 12, session 7
+    "balancer/dataplane/read_buffers.py",
     # the response head read from its bytes, no per-field Python call (response_head.pxd):
     # docs/benchmarks.md, issue 12, session 4
     "balancer/dataplane/response_head.py",

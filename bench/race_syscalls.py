@@ -10,6 +10,11 @@ count as a race of its own). The figures answer one question of issue 12: does p
 kernel for more than nginx does, or is its extra CPU its own user-space work? Needs ``perf``
 (Debian's linux-perf) and the right to trace (root, or ``kernel.perf_event_paranoid`` <= 1);
 without them the race goes on without the column.
+
+Beside the syscalls, the same run counts the heap's calls (``heap``: brk, mmap, munmap,
+madvise), page faults and context switches per request: a proxy whose allocator gives memory
+back to the kernel and takes it again per response pays page faults in system time (issue 12,
+the 64 KiB scenarios).
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "epoll_ctl": ("syscalls:sys_enter_epoll_ctl",),
     "accept": ("syscalls:sys_enter_accept4", "syscalls:sys_enter_accept"),
     "close": ("syscalls:sys_enter_close", "syscalls:sys_enter_shutdown"),
+    # the heap's calls: glibc growing (brk, mmap) and giving back (brk, madvise, munmap) memory
+    "heap": ("syscalls:sys_enter_brk", "syscalls:sys_enter_mmap", "syscalls:sys_enter_munmap",
+             "syscalls:sys_enter_madvise"),
+    # software events, not syscalls: a page touched for the first time since it was mapped (or
+    # given back) faults; both are exact counts however busy the machine is
+    "faults": ("page-faults",),
+    "cswitch": ("context-switches",),
 }  # fmt: skip
 EVENTS = tuple(event for events in GROUPS.values() for event in events)
 

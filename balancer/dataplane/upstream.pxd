@@ -6,13 +6,23 @@ from balancer.dataplane.exchange cimport Exchange
 from balancer.dataplane.http_request cimport request_head
 from balancer.dataplane.member_connection cimport MemberSocket
 from balancer.dataplane.response_head cimport ResponseFields
+from balancer.dataplane cimport read_buffers as rb
 
 cdef int _BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE
 cdef Py_ssize_t _COPY_MAX, _VIEW_SHARE
 cdef long long _LEFT_MAX
+cdef Py_ssize_t _LARGE, _SMALL_RUN
+cdef int _DIGIT_1, _H, _T, _P, _SLASH
+cdef bint _PURE
+
+cdef extern from "string.h":
+    const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
 
 @cython.locals(size=Py_ssize_t)
-cdef object _piece(bytes data, const unsigned char *p, Py_ssize_t begin, Py_ssize_t end)
+cdef object _piece(object data, const unsigned char *p, Py_ssize_t begin, Py_ssize_t end)
+cdef inline bytes _bytes_of(const unsigned char *p, Py_ssize_t begin, Py_ssize_t end)
+@cython.locals(at=Py_ssize_t, found="const unsigned char *")
+cdef Py_ssize_t _head_end(bytearray buf, const unsigned char *p, Py_ssize_t n) except -1
 
 cdef class UpstreamConnection(MemberSocket):
     cdef public object parser, lines
@@ -22,15 +32,29 @@ cdef class UpstreamConnection(MemberSocket):
     cdef public double request_done_at, timer_at
     cdef public int body_kind
     cdef public long long body_left
-    cdef public Py_ssize_t body_at, read_size
+    cdef public Py_ssize_t body_at, read_size, head_tail
+    cdef public bytearray rbuf
+    cdef public object face
+    cdef public int small_run
 
     @cython.locals(fields=dict)
     cpdef send_request(self, Exchange ex, double reply_timeout, bint head_request)
-    @cython.locals(ex=Exchange, n=Py_ssize_t)
+    cpdef bytearray read_buffer(self)
+    @cython.locals(buf=bytearray, p="const unsigned char *", n=Py_ssize_t, end=Py_ssize_t)
+    cpdef buffer_read(self, Py_ssize_t nbytes)
+    cdef void _choose_reads(self) except *
+    cdef void _read_buffered(self, bint on) except *
     cpdef data_received(self, data)
-    @cython.locals(p="const unsigned char *", at=Py_ssize_t, n=Py_ssize_t, kind=int,
+    @cython.locals(ex=Exchange, n=Py_ssize_t)
+    cdef void _read(self, object data, const unsigned char *p, bytes head_data) except *
+    @cython.locals(at=Py_ssize_t, n=Py_ssize_t, kind=int,
                    take="long long", left="long long",
                    spans=list, begin=Py_ssize_t, end=Py_ssize_t)
-    cdef bint _relay(self, Exchange ex, bytes data) except -1
-    @cython.locals(ex=Exchange, head=ResponseFields, reason=bytes, buf=bytes)
+    cdef bint _relay(self, Exchange ex, object data, const unsigned char *p) except -1
+    @cython.locals(ex=Exchange, head=ResponseFields, reason=bytes, buf=bytes, held=Py_ssize_t)
     cpdef on_headers_complete(self)
+
+cdef class BufferedReads:
+    cdef UpstreamConnection conn
+    cpdef bytearray get_buffer(self, Py_ssize_t sizehint)
+    cpdef buffer_updated(self, Py_ssize_t nbytes)

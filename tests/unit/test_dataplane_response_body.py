@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from balancer.dataplane import read_buffers as rb
 from balancer.lb.decisions import OutcomeKind
 from tests.support.certs import make_pair
 from tests.unit.test_dataplane_support import (
@@ -251,7 +252,7 @@ async def test_large_body_pieces_reach_a_tls_client_whole(tmp_path: Path) -> Non
     server_ctx.load_cert_chain(pair.cert, pair.key)
     client_ctx = ssl.create_default_context(cafile=str(pair.cert))
     pieces = [HEAD % 70000 + b"a" * 5000, b"b" * 40000, b"c" * 25000]
-    script = Scripted(pieces)
+    script = Scripted(pieces, pieces)  # the second read from pooled buffers (BufferedReads)
     async with Backend(script) as backend:
         proxy = Proxy(FakeEngine([member("a", backend.port)]))
         srv = await proxy.server.start("127.0.0.1", 0, ssl=server_ctx)
@@ -263,11 +264,13 @@ async def test_large_body_pieces_reach_a_tls_client_whole(tmp_path: Path) -> Non
                 server_hostname="proxy.test",
                 limit=1 << 22,
             )
-            resp = await exchange(proxy, script, Client(reader, writer), pieces)
+            client = Client(reader, writer)
+            resp = await exchange(proxy, script, client, pieces)
+            again = await exchange(proxy, script, client, pieces)
             writer.close()
         finally:
             await proxy.__aexit__()
-    assert resp.body == b"a" * 5000 + b"b" * 40000 + b"c" * 25000
+    assert resp.body == again.body == b"a" * 5000 + b"b" * 40000 + b"c" * 25000
 
 
 # --- what the relay hands the client transport ----------------------------------------------
@@ -388,3 +391,132 @@ async def test_a_small_response_after_a_thrown_away_large_body_leaves_in_one_wri
     (outcome,) = engine.last.outcomes
     assert outcome.kind is OutcomeKind.BAD_RESPONSE and not outcome.response_started
     assert [call for call, _ in rec.calls] == ["write"]
+
+
+# --- the read buffers (read_buffers.py): a large read relayed from the buffer it was read into
+
+
+class Holding(Recording):
+    """A client transport whose client does not read: it keeps what the relay hands it (as a
+    transport keeps what the kernel does not take yet, uvloop without a copy) until
+    ``release``."""
+
+    def __init__(self, transport: Any) -> None:
+        super().__init__(transport)
+        self.held: list[Any] = []
+
+    def write(self, data: Any) -> None:
+        self.calls.append(("write", [data]))
+        self.held.append(data)
+
+    def writelines(self, parts: Any) -> None:
+        parts = list(parts)
+        self.calls.append(("writelines", parts))
+        self.held += parts
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        self.transport.writelines(held)
+
+
+def test_a_read_buffer_is_handed_out_again_only_once_no_view_of_it_is_left() -> None:
+    first = rb.take()
+    view = memoryview(first)[:10]
+    second = rb.take()
+    assert second is not first and rb.viewable(second)  # `first` is held
+    copy = bytes(memoryview(first)[:10])  # a copy holds nothing (nor its released view)
+    assert rb.take() is second and len(copy) == 10
+    del view
+    assert rb.take() is first
+
+
+def test_past_the_pooled_buffers_a_read_goes_to_the_scratch_buffer_never_viewed() -> None:
+    views = []
+    for _ in range(1000):  # (bounded: the pool stops growing at read_buffers.POOLED)
+        buf = rb.take()
+        if not rb.viewable(buf):
+            break
+        views.append(memoryview(buf))  # every pooled buffer held
+    else:
+        pytest.fail("the pool of read buffers kept growing")
+    assert len(views) == rb.pooled() and not rb.in_use(buf)
+    assert rb.take() is buf  # the scratch buffer: copied out of at once, so always free
+    views.clear()
+    assert rb.viewable(rb.take())
+
+
+def member_protocol(proxy: Proxy) -> Any:
+    """What uvloop reads the (one) member connection for: the connection, or its
+    ``BufferedReads`` while its responses are large."""
+    (conn,) = [c for pool in proxy.server.pools.values() for c in pool.idle]
+    return conn.transport.get_protocol()
+
+
+@uvloop_test
+async def test_a_large_read_is_relayed_from_its_buffer_kept_while_the_client_lags() -> None:
+    # after a large response the member connection reads into pooled buffers (BufferedReads):
+    # the body goes to the client as views of the buffer, the head copied out. While the
+    # client transport still holds those views the buffer must not be read into — here a
+    # second client's response comes through the same member connection meanwhile, and the
+    # first client then gets its own bytes, not the second's
+    warm, body1, body2 = b"w" * 65536, b"a" * 65536, b"b" * 65536
+    scripts = [[HEAD % len(b) + b] for b in (warm, body1, body2)]
+    member = Scripted(*scripts)
+    async with proxied(responder=member) as (backend, proxy):
+        first, holding = await recorded(proxy)
+        warmed = await exchange(proxy, member, first, scripts[0])
+        assert type(member_protocol(proxy)).__name__ == "BufferedReads"
+        slow = Holding(holding.transport)
+        (conn,) = proxy.server.connections
+        conn.transport = slow  # type: ignore[assignment]
+        first.send(get("/"))
+        answer1 = asyncio.get_running_loop().create_task(first.response())
+        await eventually(lambda: sum(v.nbytes for v in slow.views()) == len(body1), what="body 1")
+        second = await proxy.connect()
+        resp2 = await exchange(proxy, member, second, scripts[2])
+        views = slow.views()
+        assert all(rb.viewable(v.obj) for v in views)  # type: ignore[arg-type]
+        assert b"".join(bytes(v) for v in views) == body1  # not overwritten by body 2
+        slow.release()
+        resp1 = await answer1
+        first.close()
+        second.close()
+    assert (warmed.body, resp1.body, resp2.body) == (warm, body1, body2)
+    assert backend.connections == 1  # the member connection served all three
+
+
+@uvloop_test
+async def test_a_member_connection_reads_buffered_after_a_large_response_until_small_ones() -> None:
+    small = [HEAD % 2 + b"ok"]
+    large = [HEAD % 20000 + b"L" * 20000]
+    member = Scripted(small, large, *[small] * 16)
+    async with proxied(responder=member) as (backend, proxy):
+        client = await proxy.connect()
+        kinds = []
+        for pieces in [small, large, *[small] * 16]:
+            resp = await exchange(proxy, member, client, pieces)
+            assert resp.body == b"".join(pieces).partition(b"\r\n\r\n")[2]
+            kinds.append(type(member_protocol(proxy)).__name__)
+        client.close()
+    assert kinds == ["UpstreamConnection", *["BufferedReads"] * 16, "UpstreamConnection"]
+    assert backend.connections == 1
+
+
+@uvloop_test
+async def test_an_interim_head_and_a_large_final_response_in_one_read() -> None:
+    # a 1xx head begins the read: the read is copied out whole (the head's bytes are scanned
+    # from it), not relayed from its buffer
+    body = b"f" * 9000
+    pieces = [b"HTTP/1.1 100 Continue\r\n\r\n" + HEAD % len(body) + body]
+    member = Scripted(pieces)
+    async with proxied(responder=member) as (_, proxy):
+        resp = await proxy.request(get("/"))
+    assert resp.status == 200 and resp.body == body
+
+
+@uvloop_test
+async def test_a_head_begun_in_a_small_read_and_ended_in_a_large_one() -> None:
+    body = b"g" * 9000
+    whole = HEAD % len(body) + body
+    resp = await served_then_reused([whole[:20], whole[20:]])
+    assert resp.status == 200 and resp.body == body
