@@ -2,10 +2,12 @@
 # typed references to the client connection and the request, so the common path reads their
 # fields and calls the connection at C level; the steps of the plan loop are C calls.
 cimport cython
+from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.answers cimport RouteAnswers
 from balancer.dataplane.downstream cimport ClientConnection
 from balancer.dataplane.member_connection cimport MemberSocket
 from balancer.dataplane.pool cimport MemberPool
+from balancer.dataplane.proxy_core cimport ProxyCore
 from balancer.dataplane.relay cimport body_mode, final_head, interim_head, switch_head
 from balancer.dataplane.request cimport Request
 from balancer.dataplane.stats cimport TrafficStats
@@ -19,7 +21,8 @@ cdef Py_ssize_t _JOIN_MAX
 cdef class Exchange:
     cdef public ClientConnection client
     cdef public Request req
-    cdef public object server, plan, pool_timer, wait_timer, handler
+    cdef public ProxyCore server
+    cdef public object plan, pool_timer, wait_timer, handler
     cdef public ProxyTo route
     cdef public Forward fwd
     cdef public MemberPool pool
@@ -36,7 +39,7 @@ cdef class Exchange:
 
     @cython.locals(answers=RouteAnswers)
     cpdef void start(self) except *
-    @cython.locals(lb=LbEngine, rid=cython.ulonglong, names=dict)
+    @cython.locals(lb=LbEngine, names=dict)
     cdef void _proxy(self, ProxyTo route) except *
     @cython.locals(lb_plan=RequestPlan)
     cpdef void _advance(self, double now=*) except *

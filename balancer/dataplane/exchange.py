@@ -44,6 +44,7 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from balancer.dataplane import head_bytes as hb
 from balancer.dataplane import http11 as h
 from balancer.dataplane import local
 from balancer.dataplane.answers import RouteAnswers
@@ -208,12 +209,8 @@ class Exchange:
     def _proxy(self, route: ProxyTo) -> None:
         req = self.req
         self.route = route
-        server = self.server
-        # the request id (ProxyServer.rid_prefix); a C integer formatted by an f-string in the
-        # compiled build (exchange.pxd), where ``b"%x" %`` costs ~600 instructions
-        rid = server.rid_counter + 1
-        server.rid_counter = rid
-        self.request_id = server.rid_prefix + f"{rid:x}".encode("ascii")
+        # compiled: a C call, the counter a C field of the server's base (proxy_core.pxd)
+        self.request_id = self.server.next_request_id()
         method = req.method
         names = _METHOD_NAMES  # a typed dict in the compiled build: get() is a C call
         # (GET first: comparing the bytes is cheaper than hashing the request's new object)
@@ -583,8 +580,8 @@ class Exchange:
         mode = self.mode
         if mode == MODE_NONE:
             return
-        if n > _JOIN_MAX:
-            self.wbuf_big = True
+        if n > _JOIN_MAX or type(data) is not bytes:
+            self.wbuf_big = True  # (flush's C join takes bytes only)
         if mode == MODE_CHUNKED:
             self.wbuf += h.chunk(data)  # type: ignore[arg-type]
         else:
@@ -603,7 +600,7 @@ class Exchange:
             if len(buf) == 1:
                 transport.write(buf[0])
             elif len(buf) < 5 and not big:
-                transport.write(b"".join(buf))  # a small response: one buffer, one send
+                transport.write(hb.join(buf))  # a small response: one buffer, one send
             else:
                 # a large body is not copied into one buffer: uvloop sends the pieces with
                 # one writev (and keeps what the kernel does not take without a copy either)

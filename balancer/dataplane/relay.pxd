@@ -2,6 +2,7 @@
 # these at C level (it cimports them: they take values, not the member connection, so the
 # .pxd files form no cycle through relay).
 cimport cython
+from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.request cimport Request
 
 cpdef int body_mode(Request req, int status, object content_length, bint chunked) except -1

@@ -2,6 +2,7 @@
 # The per-response methods are C-callable and know their exchange's type: the calls into it
 # (head, body, end) are C calls.
 cimport cython
+from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.exchange cimport Exchange
 from balancer.dataplane.http_request cimport request_head
 from balancer.dataplane.member_connection cimport MemberSocket

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from balancer.dataplane import head_bytes as hb
 from balancer.dataplane import http11 as h
 from balancer.dataplane.chunk_lines import ChunkLines
 from balancer.dataplane.deadlines import next_deadline
@@ -203,7 +204,7 @@ class UpstreamConnection(MemberSocket):
         transport = self.transport
         assert transport is not None
         if len(parts) < 6:
-            data = b"".join(parts)
+            data = hb.join(parts)  # compiled: a C join (head_bytes.py)
             ex.sent = len(data)
             transport.write(data)
         else:
