@@ -29,12 +29,13 @@ cdef class ClientConnection:
     cdef public Py_ssize_t replay_buffer_size
     cdef public double header_timeout, body_timeout, keepalive_timeout
 
-    @cython.locals(p="const unsigned char *", i=Py_ssize_t, n=Py_ssize_t)
+    @cython.locals(p="const unsigned char *", i=Py_ssize_t, n=Py_ssize_t, req=Request)
     cpdef void on_message_begin(self) except *
     cpdef void _pause(self, int why) except *
     cdef void _resume(self, int why) except *
     cpdef void resume_body(self) except *
     cpdef void pending_taken(self) except *
+    @cython.locals(ex=Exchange)
     cpdef void start_next(self) except *
     cpdef void exchange_done(self, bint keep_alive) except *
     cdef void _arm(self, double when) except *

@@ -436,7 +436,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         if len(self.queue) >= self.max_pipelined:
             self.overflow = True
             raise h.ParserStop
-        self.req = Request(self.peer_ip, self.secure)
+        req = self.req = Request.__new__(Request)  # compiled: no argument parsing (setup)
+        req.setup(self.peer_ip, self.secure)
         self.head_raw = 0
         # where its head begins: llhttp skips the empty lines between messages
         p = self.rbuf  # compiled: a C pointer to the bytes (downstream.pxd)
@@ -566,7 +567,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
                 if type(item) is int:
                     self.reject_now(item)
                     return
-                ex = Exchange(self, item)  # type: ignore[arg-type]  # (an int is a refusal)
+                ex = Exchange.__new__(Exchange)  # compiled: no argument parsing (setup)
+                ex.setup(self, item)  # type: ignore[arg-type]  # (an int is a refusal)
                 self.exchange = ex
                 ex.start()
         finally:

@@ -2,6 +2,8 @@
 # typed references to the client connection and the request, so the common path reads their
 # fields and calls the connection at C level; the steps of the plan loop are C calls.
 cimport cython
+# time.monotonic() a C call (the .py imports Python's time: the same clock)
+from cpython cimport time
 from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.answers cimport RouteAnswers
 from balancer.dataplane.downstream cimport ClientConnection
@@ -37,13 +39,14 @@ cdef class Exchange:
     cdef public int mode, status
     cdef public double started, attached_at, first_byte_at, ended_at
 
+    cdef void setup(self, ClientConnection client, Request req) except *
     @cython.locals(answers=RouteAnswers)
     cpdef void start(self) except *
     @cython.locals(lb=LbEngine, names=dict)
     cdef void _proxy(self, ProxyTo route) except *
     @cython.locals(lb_plan=RequestPlan)
     cpdef void _advance(self, double now=*) except *
-    @cython.locals(pools=dict, conn=MemberSocket, pool=MemberPool)
+    @cython.locals(pools=dict, conn=MemberSocket, pool=MemberPool, idle=list, hit=tuple)
     cdef void _forward(self, Forward fwd, double now) except *
     cdef void _attach(self, MemberSocket conn, bint reused, double now=*) except *
     cdef void _report(self, object kind, str reason) except *

@@ -41,7 +41,7 @@ llhttp parses one read of the member (head, body chunks, the last chunk) is coll
 from __future__ import annotations
 
 import logging
-from time import monotonic
+import time
 from typing import TYPE_CHECKING
 
 from balancer.dataplane import head_bytes as hb
@@ -140,6 +140,12 @@ class Exchange:
     )
 
     def __init__(self, client: ClientConnection, req: Request) -> None:
+        self.setup(client, req)
+
+    def setup(self, client: ClientConnection, req: Request) -> None:
+        """What ``__init__`` does. The client connection makes its exchanges with
+        ``Exchange.__new__(Exchange)`` and this: compiled, a C call where calling the class
+        parses its arguments (exchange.pxd)."""
         self.client = client
         self.req = req
         self.server = client.server
@@ -175,7 +181,7 @@ class Exchange:
         self.handler: LocalHandler | None = None
         self.wbuf: list[bytes] = []
         self.wbuf_big = False  # wbuf holds a large body piece: written as it is, not joined
-        self.started = monotonic()
+        self.started = time.monotonic()
         self.attached_at = 0.0  # when the last try got its member connection
         self.first_byte_at = 0.0  # when the response head was taken for the client
         self.ended_at = 0.0  # when the response was read to its end (0: it was not)
@@ -256,7 +262,7 @@ class Exchange:
         self.wait_timer = None
         if self.done:
             return
-        now = now or monotonic()
+        now = now or time.monotonic()
         plan = self.plan
         try:
             if type(plan) is RequestPlan:
@@ -337,7 +343,7 @@ class Exchange:
         fwd = self.fwd
         assert fwd is not None
         self.up = conn
-        self.attached_at = now or monotonic()  # an idle pooled connection: the plan's now
+        self.attached_at = now or time.monotonic()  # an idle pooled connection: the plan's now
         self.reused = reused
         self.body_done_up = False
         # each protocol frames the request its own way
@@ -481,7 +487,7 @@ class Exchange:
             reason=reason,
         )
         try:
-            self.plan.report(outcome, monotonic())  # type: ignore[union-attr]
+            self.plan.report(outcome, time.monotonic())  # type: ignore[union-attr]
         except Exception:
             log.exception("plan.report failed for %r", self.req)
 
@@ -516,7 +522,7 @@ class Exchange:
         # keyword goes only with it, so plans written before it keep working
         refusal = refusal_of(up.headers or field_list(up.fields)) if status == 503 else None
         plan = self.plan
-        now = monotonic()
+        now = time.monotonic()
         try:
             if type(plan) is RequestPlan:
                 lb_plan = plan  # compiled: typed (exchange.pxd), so this is a C call
@@ -621,7 +627,7 @@ class Exchange:
             else:
                 self.client.resume_body()
                 self.pool.discard(up)  # type: ignore[union-attr]
-        self.ended_at = now = monotonic()  # (_observe reads it: one clock read)
+        self.ended_at = now = time.monotonic()  # (_observe reads it: one clock read)
         self._finish_forward(received, now)
         self.end(self.client_ka and self.req.complete)
 
@@ -633,7 +639,7 @@ class Exchange:
         assert up is not None
         self.flush()
         self.up = None
-        self._finish_forward(up.received, monotonic())
+        self._finish_forward(up.received, time.monotonic())
         self.pool.forget_tunnel(up)  # type: ignore[union-attr]
         client = self.client
         self.done = True
@@ -708,7 +714,7 @@ class Exchange:
         started = self.started
         ended = self.ended_at
         if not ended:
-            ended = monotonic()
+            ended = time.monotonic()
         total = ended - started
         first = self.first_byte_at - started if self.first_byte_at else total
         route = self.route
