@@ -5,6 +5,9 @@ cimport cython
 from balancer.dataplane.admission cimport Admission
 from balancer.dataplane.exchange cimport Exchange
 from balancer.dataplane.request cimport Request
+# read_head a C call: the module cimported (request_head.pxd cimports this one; a cimport of
+# the function by name would need request_head.pxd whole while it is being read)
+from balancer.dataplane cimport request_head as rh
 from balancer.dataplane.timer_wheel cimport TimerWheel
 
 cdef class ClientConnection:
@@ -35,7 +38,7 @@ cdef class ClientConnection:
     cdef void _resume(self, int why) except *
     cpdef void resume_body(self) except *
     cpdef void pending_taken(self) except *
-    @cython.locals(ex=Exchange)
+    @cython.locals(ex=Exchange, queue=list)
     cpdef void start_next(self) except *
     cpdef void exchange_done(self, bint keep_alive) except *
     cdef void _arm(self, double when) except *

@@ -33,6 +33,7 @@ from httptools import (
 )
 
 from balancer.dataplane import http11 as h
+from balancer.dataplane import request_head as rh
 from balancer.dataplane.chunk_lines import ChunkLines
 from balancer.dataplane.exchange import Exchange
 from balancer.dataplane.request import Request
@@ -41,7 +42,6 @@ from balancer.dataplane.request_head import (
     PAUSE_HOLD,
     PAUSE_PENDING,
     PAUSE_UPSTREAM,
-    read_head,
     upgrade_pause,
 )
 from balancer.dataplane.tls_facts import TlsInfo, tls_info
@@ -458,11 +458,11 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         assert req is not None
         part = self.head_part
         if part is None:  # the usual case: the head is in this read, read without a copy
-            status = read_head(self, req, self.rbuf, self.head_at)
+            status = rh.read_head(self, req, self.rbuf, self.head_at)  # compiled: a C call
             end = self.head_end
         else:
             self.head_part = None
-            status = read_head(self, req, part + self.rbuf, 0)
+            status = rh.read_head(self, req, part + self.rbuf, 0)
             end = self.head_end - len(part)
         if status:
             self.reject_status = status
@@ -563,7 +563,9 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.starting = True
         try:
             while self.exchange is None and self.queue and not self.closed:
-                item = self.queue.pop(0)
+                queue = self.queue
+                item = queue[0]
+                del queue[0]  # compiled: a C call, where pop(0) calls the list's Python method
                 if type(item) is int:
                     self.reject_now(item)
                     return

@@ -71,7 +71,10 @@ def request_head(ex: Exchange) -> bytes:
                 fields += tls_fields(client.peer_ip, host, client.tls)
             client.forwarded_fields = fields
         parts.append(client.forwarded_fields)
-    parts += (b"X-Pyjk-Request-Id: ", ex.request_id, b"\r\n")
+    # three appends, not += of a tuple: compiled, C list appends (no tuple, no number protocol)
+    parts.append(b"X-Pyjk-Request-Id: ")
+    parts.append(ex.request_id)
+    parts.append(b"\r\n")
     if req.upgrade_ws:
         parts += (b"Connection: Upgrade\r\nUpgrade: ", req.upgrade or b"websocket", b"\r\n")
     return hb.join(parts)  # compiled: a C join (head_bytes.py)
