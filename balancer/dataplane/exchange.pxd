@@ -31,7 +31,7 @@ cdef class Exchange:
     cdef public MemberSocket up
     cdef public object set_cookie, unsent_head
     cdef public list body, wbuf
-    cdef public bytes head_common, request_id
+    cdef public bytes request_id
     cdef public str member, failed
     cdef public bint reused, stale_retried, done, replayable, body_complete, body_done_up
     cdef public bint request_sent, resp_started, client_ka, wbuf_big

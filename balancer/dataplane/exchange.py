@@ -110,7 +110,6 @@ class Exchange:
         "first_byte_at",
         "fwd",
         "handler",
-        "head_common",
         "local_limit",
         "member",
         "mode",
@@ -167,7 +166,6 @@ class Exchange:
         self.body_done_up = False  # this try sent the whole request
         self.request_sent = False
         self.sent = 0  # bytes written upstream, this try
-        self.head_common = b""
         self.request_id = b""
         self.resp_started = False
         self.resp_bytes = 0

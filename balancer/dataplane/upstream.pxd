@@ -25,7 +25,7 @@ cdef class UpstreamConnection(MemberSocket):
     cdef public long long body_left
     cdef public Py_ssize_t body_at, read_size
 
-    @cython.locals(fields=dict)
+    @cython.locals(fields=dict, parts=list, pieces=list)
     cpdef send_request(self, Exchange ex, double reply_timeout, bint head_request)
     @cython.locals(ex=Exchange, n=Py_ssize_t)
     cpdef data_received(self, data)
