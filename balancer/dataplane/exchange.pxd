@@ -29,13 +29,13 @@ cdef class Exchange:
     cdef public Forward fwd
     cdef public MemberPool pool
     cdef public MemberSocket up
-    cdef public object set_cookie, unsent_head
+    cdef public object set_cookie
     cdef public list body, wbuf
     cdef public bytes request_id
     cdef public str member, failed
     cdef public bint reused, stale_retried, done, replayable, body_complete, body_done_up
     cdef public bint request_sent, resp_started, client_ka, wbuf_big
-    cdef public Py_ssize_t body_size, received, sent, resp_bytes, local_limit
+    cdef public Py_ssize_t body_size, received, sent, resp_bytes, local_limit, head_parts
     cdef public int mode, status
     cdef public double started, attached_at, first_byte_at, ended_at
 
@@ -58,6 +58,7 @@ cdef class Exchange:
     cpdef void upstream_head(self) except *
     @cython.locals(n=Py_ssize_t)
     cpdef void upstream_body(self, object data) except *
+    @cython.locals(buf=list, head=Py_ssize_t)
     cpdef void flush(self) except *
     cpdef void upstream_complete(self, bint reusable) except *
     cpdef void end(self, bint keep_alive) except *

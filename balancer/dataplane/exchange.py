@@ -110,6 +110,7 @@ class Exchange:
         "first_byte_at",
         "fwd",
         "handler",
+        "head_parts",
         "local_limit",
         "member",
         "mode",
@@ -131,7 +132,6 @@ class Exchange:
         "stale_retried",
         "started",
         "status",
-        "unsent_head",
         "up",
         "wait_timer",
         "wbuf",
@@ -172,7 +172,8 @@ class Exchange:
         self.mode = MODE_NONE
         self.client_ka = False
         self.status = 0
-        self.unsent_head: bytes | None = None  # the relayed head, while only in wbuf
+        # the final head's parts at the start of wbuf, while it is only there (0: none)
+        self.head_parts = 0
         self.set_cookie: bytes | None = None
         self.member = ""
         self.local_limit = -1  # >= 0: the body is read for a LocalHandler
@@ -422,11 +423,12 @@ class Exchange:
             return
         received = up.received
         self._drop_up()
-        if self.resp_started and self.wbuf and self.wbuf[0] is self.unsent_head:
+        if self.resp_started and self.head_parts:
             # The head and what followed it came in the read that broke and are still only
             # in wbuf: nothing reached the client, so it gets a clean answer (a malformed
             # chunk in the same read as the head: 502 like HAProxy, or another member).
             self.wbuf = []
+            self.head_parts = 0
             self.wbuf_big = False  # (else the next small response is written unjoined)
             self.resp_started = False
             self.resp_bytes = 0
@@ -561,8 +563,7 @@ class Exchange:
         )
         self.resp_started = True
         self.first_byte_at = now
-        # kept to tell, if the read that brought it breaks, that it never left (upstream_failed)
-        head = self.unsent_head = final_head(
+        parts = final_head(
             status,
             up.reason,
             up.headers,
@@ -574,7 +575,14 @@ class Exchange:
             self.set_cookie,
             self.server,
         )
-        self.wbuf.append(head)
+        if self.wbuf:  # after a 1xx head still in wbuf
+            self.wbuf.append(hb.join(parts))
+        else:
+            # its parts start wbuf: flush joins them with a small body in one buffer (one join,
+            # not one for the head and one for the send); counted, to tell, if the read that
+            # brought it breaks, that it never left (upstream_failed)
+            self.wbuf = parts
+            self.head_parts = len(parts)
 
     def upstream_body(self, data: bytes | memoryview) -> None:
         """A piece of the member's body (``bytes``, or a ``memoryview`` of the member's read:
@@ -598,16 +606,21 @@ class Exchange:
         self.wbuf = []
         big = self.wbuf_big
         self.wbuf_big = False
+        head = self.head_parts  # (the head's parts count as one piece)
+        self.head_parts = 0
         client = self.client
         transport = client.transport
         if transport is not None and not client.closed:
             if len(buf) == 1:
                 transport.write(buf[0])
-            elif len(buf) < 5 and not big:
+            elif len(buf) - head + (head > 0) < 5 and not big:
                 transport.write(hb.join(buf))  # a small response: one buffer, one send
             else:
                 # a large body is not copied into one buffer: uvloop sends the pieces with
-                # one writev (and keeps what the kernel does not take without a copy either)
+                # one writev (and keeps what the kernel does not take without a copy either);
+                # the head's parts go as one
+                if head:
+                    buf[:head] = [hb.join(buf[:head])]
                 transport.writelines(buf)
 
     def upstream_complete(self, reusable: bool) -> None:

@@ -2,7 +2,6 @@
 # these at C level (it cimports them: they take values, not the member connection, so the
 # .pxd files form no cycle through relay).
 cimport cython
-from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.request cimport Request
 
 cpdef int body_mode(Request req, int status, object content_length, bint chunked) except -1
@@ -11,7 +10,7 @@ cdef list _status_and_fields(int status, bytes reason, list headers, object fiel
 @cython.locals(parts=list)
 cpdef bytes interim_head(int status, bytes reason, list headers, object fields)
 @cython.locals(parts=list)
-cpdef bytes final_head(int status, bytes reason, list headers, object fields, object set_cookies,
+cpdef list final_head(int status, bytes reason, list headers, object fields, object set_cookies,
                        int mode,
                        Request req, bint keep_alive, object set_cookie, object server)
 @cython.locals(parts=list)

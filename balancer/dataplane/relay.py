@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from balancer.dataplane import head_bytes as hb
 from balancer.dataplane import http11 as h
 
 if TYPE_CHECKING:
@@ -77,10 +76,11 @@ def final_head(
     keep_alive: bool,
     set_cookie: bytes | None,
     server: ProxyServer,
-) -> bytes:
-    """The client's head of a final response: the member's fields (``headers`` or ``fields``;
-    its ``set_cookies`` values apart) plus the routing cookie (``set_cookie``), the framing of
-    ``mode``, HSTS and what ``keep_alive`` needs said."""
+) -> list[bytes]:
+    """The parts of the client's head of a final response (the exchange joins them with what
+    follows): the member's fields (``headers`` or ``fields``; its ``set_cookies`` values
+    apart) plus the routing cookie (``set_cookie``), the framing of ``mode``, HSTS and what
+    ``keep_alive`` needs said."""
     parts = _status_and_fields(status, reason, headers, fields)
     if set_cookie is not None and not backend_sets(set_cookie, set_cookies):
         parts += (b"Set-Cookie: ", set_cookie, b"\r\n")
@@ -94,7 +94,7 @@ def final_head(
     elif keep_alive:
         parts.append(b"Connection: keep-alive\r\n")
     parts.append(b"\r\n")
-    return hb.join(parts)  # compiled: a C join (head_bytes.py)
+    return parts
 
 
 def switch_head(
