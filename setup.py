@@ -61,6 +61,10 @@ COMPILED_MODULES = [
     # issue 12, session 6
     "balancer/dataplane/admission.py",
     "balancer/dataplane/timer_wheel.py",
+    # what an exchange reads of its ProxyServer per request as C fields of the server's base,
+    # the request id's counter among them (proxy_core.pxd): docs/benchmarks.md, issue 12,
+    # session 7
+    "balancer/dataplane/proxy_core.py",
 ]
 
 setup(

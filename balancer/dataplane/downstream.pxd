@@ -5,6 +5,9 @@ cimport cython
 from balancer.dataplane.admission cimport Admission
 from balancer.dataplane.exchange cimport Exchange
 from balancer.dataplane.request cimport Request
+# read_head a C call: the module cimported (request_head.pxd cimports this one; a cimport of
+# the function by name would need request_head.pxd whole while it is being read)
+from balancer.dataplane cimport request_head as rh
 from balancer.dataplane.timer_wheel cimport TimerWheel
 
 cdef class ClientConnection:
@@ -29,12 +32,13 @@ cdef class ClientConnection:
     cdef public Py_ssize_t replay_buffer_size
     cdef public double header_timeout, body_timeout, keepalive_timeout
 
-    @cython.locals(p="const unsigned char *", i=Py_ssize_t, n=Py_ssize_t)
+    @cython.locals(p="const unsigned char *", i=Py_ssize_t, n=Py_ssize_t, req=Request)
     cpdef void on_message_begin(self) except *
     cpdef void _pause(self, int why) except *
     cdef void _resume(self, int why) except *
     cpdef void resume_body(self) except *
     cpdef void pending_taken(self) except *
+    @cython.locals(ex=Exchange, queue=list)
     cpdef void start_next(self) except *
     cpdef void exchange_done(self, bint keep_alive) except *
     cdef void _arm(self, double when) except *

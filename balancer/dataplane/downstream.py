@@ -33,6 +33,7 @@ from httptools import (
 )
 
 from balancer.dataplane import http11 as h
+from balancer.dataplane import request_head as rh
 from balancer.dataplane.chunk_lines import ChunkLines
 from balancer.dataplane.exchange import Exchange
 from balancer.dataplane.request import Request
@@ -41,7 +42,6 @@ from balancer.dataplane.request_head import (
     PAUSE_HOLD,
     PAUSE_PENDING,
     PAUSE_UPSTREAM,
-    read_head,
     upgrade_pause,
 )
 from balancer.dataplane.tls_facts import TlsInfo, tls_info
@@ -436,7 +436,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         if len(self.queue) >= self.max_pipelined:
             self.overflow = True
             raise h.ParserStop
-        self.req = Request(self.peer_ip, self.secure)
+        req = self.req = Request.__new__(Request)  # compiled: no argument parsing (setup)
+        req.setup(self.peer_ip, self.secure)
         self.head_raw = 0
         # where its head begins: llhttp skips the empty lines between messages
         p = self.rbuf  # compiled: a C pointer to the bytes (downstream.pxd)
@@ -457,11 +458,11 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         assert req is not None
         part = self.head_part
         if part is None:  # the usual case: the head is in this read, read without a copy
-            status = read_head(self, req, self.rbuf, self.head_at)
+            status = rh.read_head(self, req, self.rbuf, self.head_at)  # compiled: a C call
             end = self.head_end
         else:
             self.head_part = None
-            status = read_head(self, req, part + self.rbuf, 0)
+            status = rh.read_head(self, req, part + self.rbuf, 0)
             end = self.head_end - len(part)
         if status:
             self.reject_status = status
@@ -562,11 +563,14 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.starting = True
         try:
             while self.exchange is None and self.queue and not self.closed:
-                item = self.queue.pop(0)
+                queue = self.queue
+                item = queue[0]
+                del queue[0]  # compiled: a C call, where pop(0) calls the list's Python method
                 if type(item) is int:
                     self.reject_now(item)
                     return
-                ex = Exchange(self, item)  # type: ignore[arg-type]  # (an int is a refusal)
+                ex = Exchange.__new__(Exchange)  # compiled: no argument parsing (setup)
+                ex.setup(self, item)  # type: ignore[arg-type]  # (an int is a refusal)
                 self.exchange = ex
                 ex.start()
         finally:

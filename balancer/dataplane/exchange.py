@@ -41,9 +41,10 @@ llhttp parses one read of the member (head, body chunks, the last chunk) is coll
 from __future__ import annotations
 
 import logging
-from time import monotonic
+import time
 from typing import TYPE_CHECKING
 
+from balancer.dataplane import head_bytes as hb
 from balancer.dataplane import http11 as h
 from balancer.dataplane import local
 from balancer.dataplane.answers import RouteAnswers
@@ -109,7 +110,7 @@ class Exchange:
         "first_byte_at",
         "fwd",
         "handler",
-        "head_common",
+        "head_parts",
         "local_limit",
         "member",
         "mode",
@@ -131,7 +132,6 @@ class Exchange:
         "stale_retried",
         "started",
         "status",
-        "unsent_head",
         "up",
         "wait_timer",
         "wbuf",
@@ -139,6 +139,12 @@ class Exchange:
     )
 
     def __init__(self, client: ClientConnection, req: Request) -> None:
+        self.setup(client, req)
+
+    def setup(self, client: ClientConnection, req: Request) -> None:
+        """What ``__init__`` does. The client connection makes its exchanges with
+        ``Exchange.__new__(Exchange)`` and this: compiled, a C call where calling the class
+        parses its arguments (exchange.pxd)."""
         self.client = client
         self.req = req
         self.server = client.server
@@ -160,21 +166,21 @@ class Exchange:
         self.body_done_up = False  # this try sent the whole request
         self.request_sent = False
         self.sent = 0  # bytes written upstream, this try
-        self.head_common = b""
         self.request_id = b""
         self.resp_started = False
         self.resp_bytes = 0
         self.mode = MODE_NONE
         self.client_ka = False
         self.status = 0
-        self.unsent_head: bytes | None = None  # the relayed head, while only in wbuf
+        # the final head's parts at the start of wbuf, while it is only there (0: none)
+        self.head_parts = 0
         self.set_cookie: bytes | None = None
         self.member = ""
         self.local_limit = -1  # >= 0: the body is read for a LocalHandler
         self.handler: LocalHandler | None = None
         self.wbuf: list[bytes] = []
         self.wbuf_big = False  # wbuf holds a large body piece: written as it is, not joined
-        self.started = monotonic()
+        self.started = time.monotonic()
         self.attached_at = 0.0  # when the last try got its member connection
         self.first_byte_at = 0.0  # when the response head was taken for the client
         self.ended_at = 0.0  # when the response was read to its end (0: it was not)
@@ -208,12 +214,8 @@ class Exchange:
     def _proxy(self, route: ProxyTo) -> None:
         req = self.req
         self.route = route
-        server = self.server
-        # the request id (ProxyServer.rid_prefix); a C integer formatted by an f-string in the
-        # compiled build (exchange.pxd), where ``b"%x" %`` costs ~600 instructions
-        rid = server.rid_counter + 1
-        server.rid_counter = rid
-        self.request_id = server.rid_prefix + f"{rid:x}".encode("ascii")
+        # compiled: a C call, the counter a C field of the server's base (proxy_core.pxd)
+        self.request_id = self.server.next_request_id()
         method = req.method
         names = _METHOD_NAMES  # a typed dict in the compiled build: get() is a C call
         # (GET first: comparing the bytes is cheaper than hashing the request's new object)
@@ -259,7 +261,7 @@ class Exchange:
         self.wait_timer = None
         if self.done:
             return
-        now = now or monotonic()
+        now = now or time.monotonic()
         plan = self.plan
         try:
             if type(plan) is RequestPlan:
@@ -340,7 +342,7 @@ class Exchange:
         fwd = self.fwd
         assert fwd is not None
         self.up = conn
-        self.attached_at = now or monotonic()  # an idle pooled connection: the plan's now
+        self.attached_at = now or time.monotonic()  # an idle pooled connection: the plan's now
         self.reused = reused
         self.body_done_up = False
         # each protocol frames the request its own way
@@ -421,11 +423,12 @@ class Exchange:
             return
         received = up.received
         self._drop_up()
-        if self.resp_started and self.wbuf and self.wbuf[0] is self.unsent_head:
+        if self.resp_started and self.head_parts:
             # The head and what followed it came in the read that broke and are still only
             # in wbuf: nothing reached the client, so it gets a clean answer (a malformed
             # chunk in the same read as the head: 502 like HAProxy, or another member).
             self.wbuf = []
+            self.head_parts = 0
             self.wbuf_big = False  # (else the next small response is written unjoined)
             self.resp_started = False
             self.resp_bytes = 0
@@ -484,7 +487,7 @@ class Exchange:
             reason=reason,
         )
         try:
-            self.plan.report(outcome, monotonic())  # type: ignore[union-attr]
+            self.plan.report(outcome, time.monotonic())  # type: ignore[union-attr]
         except Exception:
             log.exception("plan.report failed for %r", self.req)
 
@@ -519,7 +522,7 @@ class Exchange:
         # keyword goes only with it, so plans written before it keep working
         refusal = refusal_of(up.headers or field_list(up.fields)) if status == 503 else None
         plan = self.plan
-        now = monotonic()
+        now = time.monotonic()
         try:
             if type(plan) is RequestPlan:
                 lb_plan = plan  # compiled: typed (exchange.pxd), so this is a C call
@@ -560,8 +563,7 @@ class Exchange:
         )
         self.resp_started = True
         self.first_byte_at = now
-        # kept to tell, if the read that brought it breaks, that it never left (upstream_failed)
-        head = self.unsent_head = final_head(
+        parts = final_head(
             status,
             up.reason,
             up.headers,
@@ -573,7 +575,14 @@ class Exchange:
             self.set_cookie,
             self.server,
         )
-        self.wbuf.append(head)
+        if self.wbuf:  # after a 1xx head still in wbuf
+            self.wbuf.append(hb.join(parts))
+        else:
+            # its parts start wbuf: flush joins them with a small body in one buffer (one join,
+            # not one for the head and one for the send); counted, to tell, if the read that
+            # brought it breaks, that it never left (upstream_failed)
+            self.wbuf = parts
+            self.head_parts = len(parts)
 
     def upstream_body(self, data: bytes | memoryview) -> None:
         """A piece of the member's body (``bytes``, or a ``memoryview`` of the member's read:
@@ -583,8 +592,8 @@ class Exchange:
         mode = self.mode
         if mode == MODE_NONE:
             return
-        if n > _JOIN_MAX:
-            self.wbuf_big = True
+        if n > _JOIN_MAX or type(data) is not bytes:
+            self.wbuf_big = True  # (flush's C join takes bytes only)
         if mode == MODE_CHUNKED:
             self.wbuf += h.chunk(data)  # type: ignore[arg-type]
         else:
@@ -597,16 +606,21 @@ class Exchange:
         self.wbuf = []
         big = self.wbuf_big
         self.wbuf_big = False
+        head = self.head_parts  # (the head's parts count as one piece)
+        self.head_parts = 0
         client = self.client
         transport = client.transport
         if transport is not None and not client.closed:
             if len(buf) == 1:
                 transport.write(buf[0])
-            elif len(buf) < 5 and not big:
-                transport.write(b"".join(buf))  # a small response: one buffer, one send
+            elif len(buf) - head + (head > 0) < 5 and not big:
+                transport.write(hb.join(buf))  # a small response: one buffer, one send
             else:
                 # a large body is not copied into one buffer: uvloop sends the pieces with
-                # one writev (and keeps what the kernel does not take without a copy either)
+                # one writev (and keeps what the kernel does not take without a copy either);
+                # the head's parts go as one
+                if head:
+                    buf[:head] = [hb.join(buf[:head])]
                 transport.writelines(buf)
 
     def upstream_complete(self, reusable: bool) -> None:
@@ -624,7 +638,7 @@ class Exchange:
             else:
                 self.client.resume_body()
                 self.pool.discard(up)  # type: ignore[union-attr]
-        self.ended_at = now = monotonic()  # (_observe reads it: one clock read)
+        self.ended_at = now = time.monotonic()  # (_observe reads it: one clock read)
         self._finish_forward(received, now)
         self.end(self.client_ka and self.req.complete)
 
@@ -636,7 +650,7 @@ class Exchange:
         assert up is not None
         self.flush()
         self.up = None
-        self._finish_forward(up.received, monotonic())
+        self._finish_forward(up.received, time.monotonic())
         self.pool.forget_tunnel(up)  # type: ignore[union-attr]
         client = self.client
         self.done = True
@@ -711,7 +725,7 @@ class Exchange:
         started = self.started
         ended = self.ended_at
         if not ended:
-            ended = monotonic()
+            ended = time.monotonic()
         total = ended - started
         first = self.first_byte_at - started if self.first_byte_at else total
         route = self.route

@@ -31,3 +31,6 @@ cdef bint named(const unsigned char *p, Py_ssize_t at, bytes name) noexcept
 cdef long long number(const unsigned char *p, Py_ssize_t at, Py_ssize_t end) noexcept
 @cython.locals(size=Py_ssize_t, part=bytes, out=bytes, at="char *")
 cdef bytes join(list parts)
+@cython.locals(digits=int, m="unsigned long long", size=Py_ssize_t, out=bytes, at="char *",
+               i=Py_ssize_t, d=int)
+cdef bytes hex_id(bytes prefix, unsigned long long n)

@@ -1,10 +1,9 @@
 # C types for balancer/dataplane/http_request.py in the compiled build (setup.py): the head is
 # built from the exchange's, the request's and the connection's C fields.
 cimport cython
-from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.downstream cimport ClientConnection
 from balancer.dataplane.exchange cimport Exchange
 from balancer.dataplane.request cimport Request
 
 @cython.locals(req=Request, client=ClientConnection, parts=list)
-cpdef bytes request_head(Exchange ex)
+cpdef list request_head(Exchange ex)

@@ -25,6 +25,7 @@ from balancer.dataplane.admission import Admission
 from balancer.dataplane.downstream import ClientConnection
 from balancer.dataplane.limits import Limits
 from balancer.dataplane.pool import MemberPool
+from balancer.dataplane.proxy_core import ProxyCore
 from balancer.dataplane.response_head import has_field
 from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.timer_wheel import TimerWheel
@@ -59,7 +60,7 @@ def _default_member_config(member: object) -> MemberConfig:
     return member.config  # type: ignore[attr-defined,no-any-return]
 
 
-class ProxyServer:
+class ProxyServer(ProxyCore):
     """Accepts clients and forwards their requests as the router and the engine decide.
 
     ``router(request)`` → LocalResponse | LocalHandler | ProxyTo, called once per request.
@@ -68,6 +69,9 @@ class ProxyServer:
     MemberConfig of a ``Forward.member`` (default: its ``config`` attribute). ``secure``: every
     listener is TLS (X-Forwarded-Proto https, RequestFacts.secure); ``start_tls`` adds one
     HTTPS listener beside plain ones.
+
+    What an exchange reads of it per request (router, stats, access log, pools by member,
+    request ids) is its base's (proxy_core.py): C fields in the compiled build.
     """
 
     def __init__(
@@ -80,7 +84,8 @@ class ProxyServer:
         member_config: Callable[[object], MemberConfig] = _default_member_config,
         secure: bool = False,
     ) -> None:
-        self.router = router
+        # the request ids' prefix: random per process start (ProxyCore.next_request_id)
+        super().__init__(router, TrafficStats(), secrets.token_hex(6).encode("ascii") + b"-")
         self.limits = limits or Limits()
         self.access_log = access_log
         self.member_config = member_config
@@ -90,7 +95,6 @@ class ProxyServer:
         self.wheel: TimerWheel | None = None
         self.servers: list[asyncio.Server] = []
         self.tls_listeners: list[TlsListener] = []
-        self.stats = TrafficStats()
         # who gets in (the connection caps) and whose forwarded fields are kept
         self.admission = Admission(
             self.limits,
@@ -101,11 +105,6 @@ class ProxyServer:
         self.connections: set[ClientConnection] = self.admission.connections  # type: ignore[assignment]
         self.per_ip: dict[str, int] = self.admission.per_ip
         self.pools: dict[tuple[str, str, int], MemberPool] = {}
-        self.pools_by_member: dict[int, tuple[object, MemberPool]] = {}
-        # request ids (X-Pyjk-Request-Id, made by Exchange._proxy): unique per process start
-        # (random prefix) and per request (counter), the same for every try of one request
-        self.rid_prefix = secrets.token_hex(6).encode("ascii") + b"-"
-        self.rid_counter = 0
         # "Strict-Transport-Security: ..." for responses on TLS connections (--hsts), or b""
         self.hsts = b""
         # Per-connection work done once per process rather than once per connection (a new

@@ -10,7 +10,7 @@ cdef list _status_and_fields(int status, bytes reason, list headers, object fiel
 @cython.locals(parts=list)
 cpdef bytes interim_head(int status, bytes reason, list headers, object fields)
 @cython.locals(parts=list)
-cpdef bytes final_head(int status, bytes reason, list headers, object fields, object set_cookies,
+cpdef list final_head(int status, bytes reason, list headers, object fields, object set_cookies,
                        int mode,
                        Request req, bint keep_alive, object set_cookie, object server)
 @cython.locals(parts=list)

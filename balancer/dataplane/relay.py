@@ -45,7 +45,7 @@ def _status_and_fields(
     line = _OK_LINE if status == 200 and reason == b"OK" else h.status_line(status, reason)
     parts = [line]
     if fields:
-        parts += fields
+        parts.extend(fields)  # compiled: the C list extend (+= goes by the number protocol)
         return parts
     for name, value in headers:
         # four appends, not += of a tuple: compiled, each is a C list append (no tuple)
@@ -76,10 +76,11 @@ def final_head(
     keep_alive: bool,
     set_cookie: bytes | None,
     server: ProxyServer,
-) -> bytes:
-    """The client's head of a final response: the member's fields (``headers`` or ``fields``;
-    its ``set_cookies`` values apart) plus the routing cookie (``set_cookie``), the framing of
-    ``mode``, HSTS and what ``keep_alive`` needs said."""
+) -> list[bytes]:
+    """The parts of the client's head of a final response (the exchange joins them with what
+    follows): the member's fields (``headers`` or ``fields``; its ``set_cookies`` values
+    apart) plus the routing cookie (``set_cookie``), the framing of ``mode``, HSTS and what
+    ``keep_alive`` needs said."""
     parts = _status_and_fields(status, reason, headers, fields)
     if set_cookie is not None and not backend_sets(set_cookie, set_cookies):
         parts += (b"Set-Cookie: ", set_cookie, b"\r\n")
@@ -93,7 +94,7 @@ def final_head(
     elif keep_alive:
         parts.append(b"Connection: keep-alive\r\n")
     parts.append(b"\r\n")
-    return b"".join(parts)
+    return parts
 
 
 def switch_head(

@@ -10,3 +10,5 @@ cdef class Request:
     cdef public object upgrade, sink
     cdef public long singletons
     cdef public Py_ssize_t body_received, pending_size
+
+    cdef void setup(self, str client_ip, bint secure) except *

@@ -55,6 +55,12 @@ class Request:
     )
 
     def __init__(self, client_ip: str, secure: bool) -> None:
+        self.setup(client_ip, secure)
+
+    def setup(self, client_ip: str, secure: bool) -> None:
+        """What ``__init__`` does. The client connection makes its requests with
+        ``Request.__new__(Request)`` and this: compiled, a C call where calling the class
+        parses its arguments (request.pxd)."""
         self.client_ip = client_ip
         self.secure = secure  # the client connection is TLS
         self.method = b""

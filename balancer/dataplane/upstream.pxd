@@ -2,6 +2,7 @@
 # The per-response methods are C-callable and know their exchange's type: the calls into it
 # (head, body, end) are C calls.
 cimport cython
+from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.exchange cimport Exchange
 from balancer.dataplane.http_request cimport request_head
 from balancer.dataplane.member_connection cimport MemberSocket
@@ -37,7 +38,7 @@ cdef class UpstreamConnection(MemberSocket):
     cdef public object face
     cdef public int small_run
 
-    @cython.locals(fields=dict)
+    @cython.locals(fields=dict, parts=list, pieces=list)
     cpdef send_request(self, Exchange ex, double reply_timeout, bint head_request)
     cpdef bytearray read_buffer(self)
     @cython.locals(buf=bytearray, p="const unsigned char *", n=Py_ssize_t, end=Py_ssize_t)

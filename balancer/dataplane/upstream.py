@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from balancer.dataplane import head_bytes as hb
 from balancer.dataplane import http11 as h
 from balancer.dataplane import read_buffers as rb
 from balancer.dataplane.chunk_lines import ChunkLines
@@ -208,22 +209,22 @@ class UpstreamConnection(MemberSocket):
         if st:
             self.last_read = self.loop.time()
             self._arm_by(self.last_read + st)
-        head = ex.head_common
-        if not head:
-            head = ex.head_common = request_head(ex)
+        # the parts of the head (http_request.py), this try's fields added: joined once
+        parts = request_head(ex)
         activation = ex.fwd.activation  # type: ignore[union-attr]
         fields = ACTIVATION_FIELDS  # a typed dict in the compiled build: get() is a C call
-        parts = [head, fields.get(activation) or activation_field(activation)]
+        parts.append(fields.get(activation) or activation_field(activation))
         req = ex.req
         body = ex.body
         complete = ex.body_complete
         # re-framed always: Content-Length when the length is known (a chunked body read
         # whole goes up with its length), chunked otherwise
+        pieces: list[bytes] = []  # the body read so far, as it goes up
         if req.chunked and not complete:
             self.chunked_up = True
             parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
             for data in body:
-                parts += h.chunk(data)
+                pieces += h.chunk(data)
         else:
             self.chunked_up = False
             if req.chunked:
@@ -232,16 +233,20 @@ class UpstreamConnection(MemberSocket):
                 parts.append(b"Content-Length: %d\r\n\r\n" % req.content_length)
             else:
                 parts.append(b"\r\n")
-            parts += body
+            pieces = body
         transport = self.transport
         assert transport is not None
-        if len(parts) < 6:
-            data = b"".join(parts)
+        data = hb.join(parts)  # compiled: a C join (head_bytes.py)
+        if len(pieces) < 3:  # (a chunk is three pieces: a chunked body goes by writelines)
+            if pieces:
+                pieces = [data, *pieces]
+                data = hb.join(pieces)
             ex.sent = len(data)
             transport.write(data)
         else:
-            ex.sent = sum(map(len, parts))
-            transport.writelines(parts)
+            pieces = [data, *pieces]
+            ex.sent = sum(map(len, pieces))
+            transport.writelines(pieces)
         if body or not complete:
             ex.request_out(complete)
         else:  # the common bodiless request: request_out's outcome without the call (speed)

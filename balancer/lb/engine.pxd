@@ -1,6 +1,7 @@
 # C types for balancer/lb/engine.py (Cython's pure-Python mode; see setup.py).
 cimport cython
 from balancer.lb.member cimport Member
+from balancer.lb.plan cimport RequestPlan
 from balancer.lb.settings cimport LbSettings
 
 cdef class LbEngine:
@@ -24,7 +25,7 @@ cdef class LbEngine:
     cdef long long _busy_now(self) except? -1
     @cython.locals(i=Py_ssize_t, members=tuple, k=Py_ssize_t, m=Member)
     cpdef Py_ssize_t route_index(self, str route) except -2
-    @cython.locals(m=Member)
+    @cython.locals(m=Member, plan=RequestPlan)
     cpdef object plan(self, object facts, double now)
     @cython.locals(limit=cython.longlong)
     cdef bint _has_room(self, Member member) except -1

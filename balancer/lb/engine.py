@@ -171,7 +171,9 @@ class LbEngine:
                 self.set_state(m, State.OK, "busy-cleared", now)
                 state = m.read_state()
             states.append(state)
-        return RequestPlan(self, facts, now, states)
+        plan = RequestPlan.__new__(RequestPlan)  # compiled: no argument parsing (_init)
+        plan._init(self, facts, now, states)
+        return plan
 
     def _has_room(self, member: Member) -> bool:
         limit = member.read_busy_limit()

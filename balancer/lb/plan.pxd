@@ -44,6 +44,7 @@ cdef class RequestPlan:
     cdef bint _cur_probe
     cdef object _cur_cookie
 
+    cdef void _init(self, LbEngine engine, RequestFacts facts, double now, list states) except *
     cpdef bint response_head(self, int status, double now, bint replayable=*,
                              object refusal=*) except -1
     @cython.locals(m=Member)

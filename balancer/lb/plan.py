@@ -116,6 +116,14 @@ class RequestPlan:
     ) -> None:
         """``states``: the members' states as the engine just read them (``LbEngine.plan``);
         None reads them here."""
+        self._init(engine, facts, now, states)
+
+    def _init(
+        self, engine: LbEngine, facts: RequestFacts, now: float, states: list[State] | None
+    ) -> None:
+        """What ``__init__`` does. ``LbEngine.plan`` makes its plans with
+        ``RequestPlan.__new__(RequestPlan)`` and this: compiled, a C call where calling the
+        class parses its arguments (plan.pxd)."""
         self._engine = engine
         self.facts = facts
         self.session = session_id(facts, engine.settings)

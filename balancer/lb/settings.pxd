@@ -22,6 +22,9 @@ cdef class LbSettings:
     cdef object read_method(self)
     cdef long long read_lb_retries(self) except? -1
     cdef bint read_set_session_cookie(self) except -1
+    cdef bint read_sticky_session(self) except -1
+    cdef str read_session_path(self)
+    cdef str read_session_cookie(self)
 
 
 # kind is any class (an Enum's is EnumType): Cython would otherwise take it from the tuple's

@@ -105,6 +105,16 @@ class LbSettings:
     def read_set_session_cookie(self) -> bool:
         return self.set_session_cookie
 
+    # the session lookup's reads (sticky.session_id), once per request
+    def read_sticky_session(self) -> bool:
+        return self.sticky_session
+
+    def read_session_path(self) -> str:
+        return self.session_path
+
+    def read_session_cookie(self) -> str:
+        return self.session_cookie
+
 
 # name -> (type, minimum); the minimum only for ints
 _RULES: dict[str, tuple[type, int | None]] = {

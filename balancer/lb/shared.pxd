@@ -106,7 +106,7 @@ cdef class _Busy:
     pass
 
 
-cdef Py_ssize_t _METHOD, _LB_RETRIES, _SET_SESSION_COOKIE
+cdef Py_ssize_t _METHOD, _LB_RETRIES, _SET_SESSION_COOKIE, _STICKY_SESSION
 cdef tuple _METHODS
 
 
@@ -119,3 +119,7 @@ cdef class SettingsNumbers(LbSettings):
     cdef long long read_lb_retries(self) except? -1
     @cython.locals(rec=_Record)
     cdef bint read_set_session_cookie(self) except -1
+    @cython.locals(rec=_Record)
+    cdef bint read_sticky_session(self) except -1
+    cdef str read_session_path(self)
+    cdef str read_session_cookie(self)

@@ -430,6 +430,18 @@ class SettingsNumbers(LbSettings):
         rec = self._rec
         return rec.words[rec.base + _SET_SESSION_COOKIE] != 0
 
+    def read_sticky_session(self) -> bool:
+        rec = self._rec
+        return rec.words[rec.base + _STICKY_SESSION] != 0
+
+    # The names are text fields: SharedSettings' descriptors read them from the record's
+    # strings. getattr, because compiled, ``self.session_path`` here is LbSettings' C field.
+    def read_session_path(self) -> str:
+        return getattr(self, "session_path")  # type: ignore[no-any-return]  # noqa: B009
+
+    def read_session_cookie(self) -> str:
+        return getattr(self, "session_cookie")  # type: ignore[no-any-return]  # noqa: B009
+
 
 class SharedSettings(SettingsNumbers):
     """An lb's ``LbSettings`` (what the status page edits) in a shared record."""
@@ -459,6 +471,7 @@ SHARED_SETTING_FIELDS = _layout(
 _METHOD = _at("method", SharedSettings)
 _LB_RETRIES = _at("lb_retries", SharedSettings)
 _SET_SESSION_COOKIE = _at("set_session_cookie", SharedSettings)
+_STICKY_SESSION = _at("sticky_session", SharedSettings)
 _METHODS = tuple(Method)
 
 

@@ -5,6 +5,7 @@
 cimport cython
 from balancer.config.rules cimport RuleExtensions
 from balancer.lb.decisions cimport RequestFacts
+from balancer.lb.settings cimport LbSettings
 
 cdef int _SEMICOLON, _COMMA, _EQUALS, _QUOTE, _SP, _QUESTION, _SLASH
 cdef bint _PURE
@@ -15,7 +16,7 @@ cdef extern from "string.h":
     int _memcmp "memcmp" (const unsigned char *a, const unsigned char *b, size_t n) nogil
 
 @cython.locals(rule=RuleExtensions)
-cpdef object session_id(RequestFacts facts, object settings)
+cpdef object session_id(RequestFacts facts, LbSettings settings)
 @cython.locals(key=bytes, p="const unsigned char *", n=Py_ssize_t, start=Py_ssize_t,
                after=Py_ssize_t, stop=Py_ssize_t)
 cpdef object path_parameter(bytes uri, str name)

@@ -52,18 +52,19 @@ def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
     lb's; ``sticky_session=false`` and the rule's ``sticky_ignore`` skip the lookup entirely.
     """
     rule = facts.rule
-    if not settings.sticky_session or rule.sticky_ignore:
+    # compiled: the settings' reads are C calls (settings.pxd; shared settings read their record)
+    if rule.sticky_ignore or not settings.read_sticky_session():
         return None
     if facts.route_override:
         return "." + facts.route_override
-    value = path_parameter(facts.uri, rule.session_path or settings.session_path)
+    value = path_parameter(facts.uri, rule.session_path or settings.read_session_path())
     if value is None:
         # mod_jk consults cookies only when no path parameter was found at all: an empty
         # ";jsessionid=" value hides the cookie, and the request then has no session.
         cookies = facts.cookies
         if not cookies:
             return None
-        value = cookie_value(cookies, rule.session_cookie or settings.session_cookie)
+        value = cookie_value(cookies, rule.session_cookie or settings.read_session_cookie())
     return value or None
 
 

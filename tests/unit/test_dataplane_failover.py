@@ -126,6 +126,24 @@ async def test_a_response_that_started_is_never_retried_and_is_cut_off() -> None
 
 
 @uvloop_test
+async def test_a_request_failed_over_reaches_the_next_member_with_the_same_head() -> None:
+    # every try builds the head's parts again and joins them with its own fields (upstream.py)
+    def drop(conn: BackendConn, req: BackendRequest) -> None:
+        conn.abort()
+
+    extra = b"X-One: 1\r\nCookie: a=b\r\n"
+    async with Backend(drop) as a, Backend() as b:
+        engine = FakeEngine([member("a", a.port), member("b", b.port)])
+        async with Proxy(engine) as proxy:
+            resp = await proxy.request(get("/x?y=1", extra=extra))
+    assert resp.status == 200
+    (first,), (second,) = a.requests, b.requests
+    assert (first.method, first.url) == (second.method, second.url) == (b"GET", b"/x?y=1")
+    assert first.headers == second.headers
+    assert second.header("x-one") == b"1" and second.header("x-pyjk-request-id")
+
+
+@uvloop_test
 async def test_no_byte_within_the_reply_timeout_is_a_reply_timeout_and_fails_over() -> None:
     async with Backend(lambda c, r: None) as a, Backend() as b:
         engine = FakeEngine([member("a", a.port), member("b", b.port)], reply_timeout_ms=150)

@@ -66,6 +66,21 @@ async def test_many_client_fields_reach_the_backend_whole_and_in_order() -> None
 
 
 @uvloop_test
+async def test_request_ids_are_the_process_prefix_and_a_count_in_hex() -> None:
+    # compiled: the count a C field of the server's base, its digits written in C (hex_id)
+    async with proxied() as (backend, proxy):
+        for _ in range(17):
+            assert (await proxy.request(get("/"))).status == 200
+        proxy.server.rid_counter = 2**64 - 2  # the widest count: 16 digits
+        assert (await proxy.request(get("/"))).status == 200
+        prefix = proxy.server.rid_prefix
+    ids = [r.header("x-pyjk-request-id") for r in backend.requests]
+    assert len(prefix) == 13 and prefix.endswith(b"-")
+    assert ids[:17] == [prefix + b"%x" % k for k in range(1, 18)]  # ... e, f, 10, 11
+    assert ids[17] == prefix + b"f" * 16
+
+
+@uvloop_test
 async def test_a_client_cannot_have_forwarded_fields_or_its_cookie_stripped_via_connection() -> (
     None
 ):

@@ -96,3 +96,11 @@ def test_both_scanners_keep_a_value_from_after_its_leading_ows_to_the_line_end(o
     req = one(b"GET / HTTP/1.1\r\nHost: x\r\nCookie:" + ows + b"a=1 \r\n\r\n")
     resp = read(b"HTTP/1.1 200 OK\r\nSet-Cookie:" + ows + b"a=1 \r\nContent-Length: 0\r\n\r\n")
     assert req["cookies"] == resp.heads[0][5] == [b"a=1 "]
+
+
+@pure_only
+@pytest.mark.parametrize(
+    ("n", "text"), [(1, b"1"), (15, b"f"), (16, b"10"), (0xABC0, b"abc0"), (2**64 - 1, b"f" * 16)]
+)
+def test_hex_id_is_the_prefix_and_the_count_in_lower_case_hex(n: int, text: bytes) -> None:
+    assert hb.hex_id(b"0123456789ab-", n) == b"0123456789ab-" + text

@@ -12,11 +12,12 @@ import pytest
 
 from balancer.config.model import Activation, LbConfig, MemberConfig, Method
 from balancer.lb import member
-from balancer.lb.decisions import Outcome, OutcomeKind
+from balancer.lb.decisions import Outcome, OutcomeKind, RequestFacts
 from balancer.lb.engine import LbEngine
 from balancer.lb.member import FIELDS, State
 from balancer.lb.shared import SharedMember, ShmState
 from balancer.lb.shm import TEXT_SLOT, ProcessRow, Table, TableFull, fingerprint, table_size
+from balancer.lb.sticky import session_id
 from tests.unit.test_lb_driver import CLOSED, REFUSED, facts, run
 
 MEMBERS = (
@@ -104,6 +105,20 @@ def test_a_settings_edit_in_one_process_applies_to_the_next_request_of_all():
     chosen = b.member(result.tried[0])
     assert chosen.lb_value == 100 * chosen.lb_mult  # Traffic: bytes, not requests
     assert b.settings.lb_retries == 1
+
+
+def test_a_session_settings_edit_in_one_process_applies_to_the_session_lookup_of_all():
+    # sticky_session, session_cookie and session_path: read through methods SharedSettings
+    # overrides too (compiled, LbSettings' own C fields would keep the values it started with)
+    a, b = engines(table(), 2)
+    f = RequestFacts("GET", b"/app;sid=P.n2", cookies=(b"MYCOOKIE=C.n3; JSESSIONID=J.n1",))
+    assert session_id(f, b.settings) == "J.n1"
+    a.update_settings(session_cookie="MYCOOKIE")
+    assert session_id(f, b.settings) == "C.n3"
+    a.update_settings(session_path=";sid")
+    assert session_id(f, b.settings) == "P.n2"
+    a.update_settings(sticky_session=False)
+    assert session_id(f, b.settings) is None
 
 
 def test_member_fields_are_the_class_s_fields_in_order():

@@ -1,0 +1,17 @@
+# C types for balancer/dataplane/proxy_core.py in the compiled build (setup.py): ProxyServer's
+# base, whose per-request fields the exchange reads at C level (exchange.pxd types its server).
+cimport cython
+from balancer.dataplane cimport head_bytes as hb
+from balancer.dataplane.stats cimport TrafficStats
+
+cdef class ProxyCore:
+    cdef public object router, access_log
+    cdef public TrafficStats stats
+    cdef public dict pools_by_member
+    cdef public bytes rid_prefix
+    cdef public unsigned long long rid_counter
+
+    # cdef, not cpdef: ProxyServer is a Python subclass, and a cpdef method looks for an
+    # override in its instance dictionary at every call
+    @cython.locals(n="unsigned long long")
+    cdef bytes next_request_id(self)

@@ -1,0 +1,48 @@
+"""What every request reads of its ``ProxyServer``: the compiled base class of ProxyServer.
+
+``ProxyServer`` (proxy.py) is an ordinary Python class: it listens, keeps the pools and
+answers the status worker, none of it per request. The few things an exchange reads of it for
+every request live here, as C fields of an extension type in the compiled build
+(proxy_core.pxd): the router, the traffic counters, the access log, the pools by member and
+the request ids. Read through ``ProxyServer``'s instance dictionary they cost a Python
+attribute lookup each (~160 instructions), and the request id's counter a Python integer, an
+f-string and a concatenation (~1.2k per request; docs/benchmarks.md, issue 12, session 7).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from balancer.dataplane import head_bytes as hb
+
+if TYPE_CHECKING:
+    from balancer.dataplane.pool import MemberPool
+    from balancer.dataplane.stats import TrafficStats
+
+
+class ProxyCore:
+    __slots__ = (
+        "access_log",
+        "pools_by_member",
+        "rid_counter",
+        "rid_prefix",
+        "router",
+        "stats",
+    )
+
+    def __init__(self, router: Any, stats: TrafficStats, rid_prefix: bytes) -> None:
+        self.router = router
+        self.stats = stats
+        self.access_log: Any = None
+        # the member's pool by id(member), with the member kept to tell a reused id apart
+        self.pools_by_member: dict[int, tuple[object, MemberPool]] = {}
+        # request ids (X-Pyjk-Request-Id): unique per process start (the random prefix) and
+        # per request (the counter), the same for every try of one request
+        self.rid_prefix = rid_prefix
+        self.rid_counter = 0
+
+    def next_request_id(self) -> bytes:
+        """A new request's id: the prefix and the next count in hex."""
+        n = self.rid_counter + 1
+        self.rid_counter = n
+        return hb.hex_id(self.rid_prefix, n)
