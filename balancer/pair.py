@@ -31,6 +31,10 @@ from typing import Any
 from replication.codec import BALANCER_ROLES
 
 ACTIVE, STANDBY = BALANCER_ROLES  # as a balancer heartbeat says them
+# balancers remembered at once: the view travels in the supervisor's document in the shared
+# table (with the serve flag a warm standby's takeover writes): a bounded list keeps it far
+# below that document's size (each peer at most 16 listens of ~270 bytes)
+MAX_PEERS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +162,10 @@ class PairState:
             for old in [s for s, h in self._heard.items() if (h.host, h.role) == (host, role)]:
                 del self._heard[old]
                 self._split.discard(old)
+        if known is None and len(self._heard) >= MAX_PEERS:  # the longest silent makes room
+            oldest = min(self._heard, key=lambda s: self._heard[s].last)
+            del self._heard[oldest]
+            self._split.discard(oldest)
         self._heard[sender] = _Heard(role, host, listen, now, shutdown)
         if role != ACTIVE:
             self._split.discard(sender)  # it stepped down: the episode ends

@@ -609,6 +609,8 @@ def test_a_step_down_draining_a_slow_request_exits_on_sigterm_and_takes_over_if_
         assert "the drain ends now" in log and "--peer-silent" in log
         assert "reason=no-active" in log  # at once: the silence was decided before the exec
         assert took < 8.0  # not after the 8 s drain, its restart and drop_time again
+        # the draining processes were killed and reaped before the exec: no zombie under it
+        assert not [pid for pid in children(standby.pid) if gone(pid)]
         assert standby.alive()
     finally:
         thread.join(30)

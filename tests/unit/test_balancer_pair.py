@@ -461,3 +461,18 @@ def test_a_restart_after_the_actives_silence_takes_over_at_once():
     argv = ["--listen", "127.0.0.1:80", "--cluster", "c.toml"]
     assert standby_argv(argv, 1, peer_silent=True)[-1] == "--peer-silent"
     assert "--peer-silent" not in standby_argv([*argv, "--peer-silent"], 2)
+
+
+def test_the_peers_remembered_are_bounded_the_longest_silent_making_room():
+    # before: every host heard was kept for 10 x drop_time, and the view (in the
+    # supervisor's shared document, beside the serve flag) could grow past its size
+    from balancer.pair import MAX_PEERS
+
+    pair = PairState(A, standby=True, drop_time=100.0, now=0.0)
+    pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 0.0)
+    for i in range(3 * MAX_PEERS):
+        pair.heard(f"{i:032x}", STANDBY, f"10.1.0.{i}", LISTEN, 1.0 + i / 100)
+        pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 1.0 + i / 100)  # the active beats on
+    peers = pair.view(2.0).peers
+    assert len(peers) == MAX_PEERS and B in {p.id for p in peers}
+    assert pair.tick(2.0) == []  # the active is still heard: no takeover
