@@ -65,7 +65,7 @@ from replication.codec import BalancerBeat
 from replication.config import ClusterConfig, load_cluster_config
 from replication.keyfile import load_or_create_key
 from replication.mcast import Multicast
-from replication.seal import Kind, Opener, Sealer
+from replication.seal import HEADER, Kind, Opener, Sealer
 
 if TYPE_CHECKING:
     pass
@@ -319,7 +319,7 @@ class BalancerPair:
             part, refused = parse_part(msg.lbs)
             for reason in refused:
                 self._dropped("bad_state", reason)
-            self.copy.take(part, now)
+            self.copy.take(part, now, sent=_sent(data))
             # its first decisions are the active's (a step-down's engines drain its own)
             waiting = self.state.role != ACTIVE and not self.state.stepping_down
             if waiting and not self.state.taking_over:
@@ -376,6 +376,13 @@ class BalancerPair:
 
     def _publish(self) -> None:
         self.on_view(self.view())
+
+
+def _sent(data: bytes) -> tuple[object, int]:
+    """An opened datagram's sender stream and counter (its envelope, authenticated by the
+    seal): the order the active sent its parts in."""
+    _, _, _, _, sender, epoch_ms, stream, counter, _ = HEADER.unpack_from(data)
+    return (sender, epoch_ms, stream), counter
 
 
 def view_part(view: PairView) -> dict[str, object]:

@@ -294,14 +294,29 @@ class LbStateCopy:
 
     entries: dict[tuple[str, str], tuple[Entry | LbEdits, float]] = field(default_factory=dict)
     window: float = math.inf
+    _sent: dict[tuple[str, str], tuple[object, int]] = field(default_factory=dict)
 
-    def take(self, part: Mapping[tuple[str, str], Entry | LbEdits], now: float) -> None:
+    def take(
+        self,
+        part: Mapping[tuple[str, str], Entry | LbEdits],
+        now: float,
+        sent: tuple[object, int] | None = None,
+    ) -> None:
+        """``sent``: (the sender's stream, its datagram counter): a datagram overtaken by a
+        newer one of the same sender (reordered on the way) does not overwrite what that
+        newer one said."""
         for key, entry in part.items():
+            if sent is not None:
+                newest = self._sent.get(key)
+                if newest is not None and newest[0] == sent[0] and newest[1] > sent[1]:
+                    continue
+                self._sent[key] = sent
             self.entries[key] = (entry, now)
         if self.window < math.inf:
             stale = [k for k, (_, at) in self.entries.items() if now - at > self.window]
             for key in stale:
                 del self.entries[key]
+                self._sent.pop(key, None)
 
     def apply(
         self, engines: Mapping[str, LbEngine], only: Iterable[tuple[str, str]] | None = None

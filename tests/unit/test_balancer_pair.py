@@ -476,3 +476,15 @@ def test_the_peers_remembered_are_bounded_the_longest_silent_making_room():
     peers = pair.view(2.0).peers
     assert len(peers) == MAX_PEERS and B in {p.id for p in peers}
     assert pair.tick(2.0) == []  # the active is still heard: no takeover
+
+
+def test_a_part_overtaken_on_the_way_does_not_overwrite_the_newer_one():
+    # before: parts carried no order: a reordered older datagram undid a newer edit
+    stream = ("sender", 1, 0)
+    copy = LbStateCopy()
+    disabled, active = {**ENTRY, "a": "DIS"}, {**ENTRY, "a": "ACT"}
+    copy.take(parsed({"lb": {"n1": disabled}}), now=1.0, sent=(stream, 8))
+    copy.take(parsed({"lb": {"n1": active}}), now=1.1, sent=(stream, 7))  # the older one
+    assert copy.entries[("lb", "n1")][0].activation is Activation.DISABLED
+    copy.take(parsed({"lb": {"n1": active}}), now=1.2, sent=(("restarted", 2, 0), 1))
+    assert copy.entries[("lb", "n1")][0].activation is Activation.ACTIVE  # another sender
