@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -22,6 +24,11 @@ if TYPE_CHECKING:
     from balancer.server import Balancer
 
 log = logging.getLogger("pyjk.balancer")
+
+# the lb state copy a balancer restarting after a step-down hands its next image (JSON, as
+# the active's heartbeats carry it: at most MAX_PARTS x PART_BUDGET bytes, under the kernel's
+# 128 KiB bound for one environment string)
+CARRY_ENV = "PYJK_PAIR_LB_STATE"
 
 
 class Warm(Protocol):
@@ -79,6 +86,10 @@ async def run_paired(
     except (ConfigError, KeyFileError, PairError, OSError) as exc:
         log.error("--cluster %s: %s", args.cluster, exc)
         return 1
+    carried = os.environ.pop(CARRY_ENV, None)  # not for the data-plane processes
+    if carried is not None:
+        log.info("balancer=standby lb state carried over the restart: %d entries",
+                 pair.carry_in(carried))  # fmt: skip
     if publish is not None:
         pair.on_view = lambda view: publish(view_part(view))
     else:
@@ -119,6 +130,9 @@ async def run_paired(
             # it again (the same pid) as a standby, whose processes wait warm
             args.restart_argv = standby_argv(args.argv, pair.state.step_downs,
                                              peer_silent=cut.is_set())  # fmt: skip
+            # the active's lb state as known here: the next image may take over before it
+            # hears the active again (or never does: it fell silent)
+            os.environ[CARRY_ENV] = json.dumps(pair.copy.to_wire(pair.monotonic()))
         return code
     except PairError as exc:
         log.error("balancer=standby cannot serve: %s", exc)

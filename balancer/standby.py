@@ -264,6 +264,18 @@ class BalancerPair:
                     await stopping.wait()
         return False
 
+    def carry_in(self, text: str) -> int:
+        """The lb state copy the previous image had (``pair_run``: a restart after a
+        step-down): a takeover before the active's next beat still has it. How many entries."""
+        try:
+            part, refused = parse_part(json.loads(text))
+        except (ValueError, AttributeError):
+            part, refused = {}, ["not a JSON object of lbs"]
+        for reason in refused:
+            self._dropped("bad_state", reason)
+        self.copy.take(part, self.monotonic())
+        return len(part)
+
     def view(self) -> PairView:
         return self.state.view(self.monotonic())
 

@@ -252,6 +252,26 @@ def parse_part(lbs: Mapping[str, Any]) -> tuple[Part, list[str]]:
     return out, refused
 
 
+def entry_wire(entry: Entry | LbEdits, later: float) -> dict[str, Any]:
+    """An entry as the active sent it, its ages ``later`` seconds on (a copy carried across a
+    step-down's restart, ``LbStateCopy.to_wire``)."""
+    if isinstance(entry, LbEdits):
+        return {name: _settings_json(value) for name, value in entry.values}
+
+    def age(a: float | None) -> float | None:
+        return None if a is None else round(a + later, 3)
+
+    out: dict[str, Any] = {
+        "a": entry.activation.value, "s": entry.state.value, "f": entry.lbfactor,
+        "d": entry.distance, "v": entry.lb_value, "e1": age(entry.first_error_age),
+        "e2": age(entry.last_error_age), "r": entry.reason, "h": entry.health_down,
+        "ss": age(entry.slow_start_age),
+    }  # fmt: skip
+    if entry.edits:
+        out["x"] = dict(entry.edits)
+    return out
+
+
 def _at(now: float, age: float | None) -> float | None:
     return None if age is None else now - age
 
@@ -317,6 +337,14 @@ class LbStateCopy:
             for key in stale:
                 del self.entries[key]
                 self._sent.pop(key, None)
+
+    def to_wire(self, now: float) -> dict[str, dict[str, Any]]:
+        """Every entry known, as the active sends them, aged to ``now`` (``parse_part`` reads
+        it back): what a balancer restarting after a step-down carries to its next image."""
+        out: dict[str, dict[str, Any]] = {}
+        for (lb, name), (entry, at) in self.entries.items():
+            out.setdefault(lb, {})[name] = entry_wire(entry, max(0.0, now - at))
+        return out
 
     def apply(
         self, engines: Mapping[str, LbEngine], only: Iterable[tuple[str, str]] | None = None

@@ -608,6 +608,8 @@ def test_a_step_down_draining_a_slow_request_exits_on_sigterm_and_takes_over_if_
         log = standby.output()
         assert "the drain ends now" in log and "--peer-silent" in log
         assert "reason=no-active" in log  # at once: the silence was decided before the exec
+        # the lb state it had heard crossed the exec: applied at the takeover (before: 0)
+        assert "members_applied=1" in log.rsplit("--peer-silent", 1)[1]
         assert took < 8.0  # not after the 8 s drain, its restart and drop_time again
         # the draining processes were killed and reaped before the exec: no zombie under it
         assert not [pid for pid in children(standby.pid) if gone(pid)]

@@ -220,3 +220,21 @@ def test_two_members_given_one_route_are_both_refused():
     standby = LbEngine(LB, MEMBERS, 60, 0.0)
     assert copy.apply({"lb": standby}) == []
     assert [m.route for m in standby.members] == ["n1", "n2", "n3"]
+
+
+def test_the_copy_carried_over_a_restart_reads_back_with_its_ages_gone_on():
+    # a balancer that stepped down restarts (exec) and may take over before it hears the
+    # active again: it hands its copy to its next image in the active's own format
+    copy = over_the_wire(edited_active(now=1000.0), 1000.0)  # arrived at 50.0
+    part, refused = parse_part(json.loads(json.dumps(copy.to_wire(now=53.0))))
+    assert refused == [] and set(part) == set(copy.entries)
+    again = LbStateCopy()
+    again.take(part, now=7.0)  # the next image's clock
+    written, reader = standby_engines("plain")
+    again.apply({"lb": written})
+    got = reader.member("n2")
+    for name, value in MEMBER_EDIT.items():
+        assert getattr(got, name) == value, name
+    for name, value in SETTINGS_EDIT.items():
+        assert getattr(reader.settings, name) == value, name
+    assert (got.first_error_time, got.last_error_time) == (7.0 - 11.0, 7.0 - 5.0)  # 3 s on
