@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     # a balancer that stepped down (two actives: docs/operations.md) restarts itself as a
     # standby with how many times it did so far
     parser.add_argument("--step-downs", type=int, default=0, help=argparse.SUPPRESS)
+    # ... and the active fell silent during its drain: it takes over without waiting drop_time
+    parser.add_argument("--peer-silent", action="store_true", help=argparse.SUPPRESS)
     pair = parser.add_argument_group("active/standby pair (docs/operations.md)")
     pair.add_argument(
         "--cluster",

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
 
 from balancer.access_log import AccessLog
@@ -77,11 +78,14 @@ def run(args: argparse.Namespace) -> int:
             return 1
 
     code = uvloop.run(main()) if uvloop is not None else asyncio.run(main())
-    step_downs = getattr(args, "restart_standby", None)
-    if step_downs is not None:  # it stepped down: the same process, as a standby
-        from balancer.pair_run import standby_argv
-
-        argv = standby_argv(args.argv, step_downs)
+    argv = getattr(args, "restart_argv", None)
+    if argv is not None:  # it stepped down: the same process, as a standby (pair_run.py)
+        # the closed loop left SIGHUP and SIGUSR1 at their default (the end of the process),
+        # and exec resets handled ones to it until the new image handles them (~1 s of
+        # imports): a logrotate or a reload then would kill it. Ignored stays ignored across
+        # exec; the new image's waiting standby handles both (BalancerPair.wait_turn).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         log.warning("balancer=standby restarting as a standby: %s", " ".join(argv))
         for handler in logging.getLogger().handlers:
             handler.flush()

@@ -12,7 +12,14 @@ without ``--standby``; with SO_REUSEPORT both may even hold one port and split i
 are counted (``two_actives`` episodes) and resolved by one rule both compute alike from the
 heartbeats: the balancer whose process started later (the ``start`` its heartbeats carry; the
 same start: the larger id) steps down (``StepDown``: it stops serving and becomes a standby,
-balancer/standby.py); the one that served first keeps serving.
+balancer/standby.py); the one started first keeps serving. Only when their ``--listen`` share a
+port: two actives that serve different ports both keep serving (a step-down would leave a port
+unserved).
+
+A stepping-down balancer is a standby from the decision on: it beats as one while it drains and
+takes over (``Takeover``) if the active falls silent meanwhile. A balancer that leaves
+(``leave``: SIGTERM, the shutdown heartbeat sent) decides nothing more: its stop is final, a
+standby that takes over meanwhile must not turn it into a step-down.
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ from typing import Any
 from replication.codec import BALANCER_ROLES
 
 ACTIVE, STANDBY = BALANCER_ROLES  # as a balancer heartbeat says them
+# balancers remembered at once: the view travels in the supervisor's document in the shared
+# table (with the serve flag a warm standby's takeover writes): a bounded list keeps it far
+# below that document's size (each peer at most 16 listens of ~270 bytes)
+MAX_PEERS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +129,17 @@ class _Heard:
 class PairState:
     def __init__(
         self, me: str, *, standby: bool, drop_time: float, now: float,
-        started: float = 0.0, step_downs: int = 0,
+        started: float = 0.0, step_downs: int = 0, listen: tuple[str, ...] | None = None,
+        peer_silent: bool = False,
     ) -> None:  # fmt: skip
         self.me = me
         self.role = STANDBY if standby else ACTIVE
         self.drop_time = drop_time
-        self.started = now
+        # peer_silent: restarted after a step-down whose active fell silent during the drain;
+        # its drop_time has passed already: decide the takeover at the first tick
+        self.started = now - drop_time if peer_silent else now
+        self.listen = listen  # None: not known (every peer's is taken to overlap)
+        self.left = False  # leave(): this balancer stops for good and decides nothing more
         self.started_at = started  # Unix seconds, as its heartbeats say: who steps down
         self.takeovers = 0
         self.two_actives = 0
@@ -146,7 +162,17 @@ class PairState:
             for old in [s for s, h in self._heard.items() if (h.host, h.role) == (host, role)]:
                 del self._heard[old]
                 self._split.discard(old)
+        if known is None and len(self._heard) >= MAX_PEERS:  # the longest silent makes room
+            oldest = min(self._heard, key=lambda s: self._heard[s].last)
+            del self._heard[oldest]
+            self._split.discard(oldest)
         self._heard[sender] = _Heard(role, host, listen, now, shutdown)
+        if role != ACTIVE:
+            self._split.discard(sender)  # it stepped down: the episode ends
+        if self.left:  # stopping for good: a peer's beats change nothing here any more
+            if shutdown:
+                del self._heard[sender]
+            return []
         events: list[PairEvent] = []
         if (known is None or known.role != role) and not shutdown:
             events.append(PeerHeard(self._peer(sender, now)))
@@ -155,11 +181,15 @@ class PairState:
                 self._split.add(sender)
                 self.two_actives += 1
                 events.append(TwoActives(self._peer(sender, now)))
-            if self.role == ACTIVE:
-                if not self.stepping_down and (self.started_at, self.me) > (started, sender):
-                    self.stepping_down = True
-                    self.step_downs += 1
-                    events.append(StepDown(self._peer(sender, now), self.started_at, started))
+            if (self.role == ACTIVE and not self.stepping_down
+                    and (self.started_at, self.me) > (started, sender)
+                    and overlaps(self.listen, listen)):  # fmt: skip
+                # from here on a standby: it beats as one while it drains, and takes over
+                # if the active falls silent before the drain ends
+                self.role, self.stepping_down = STANDBY, True
+                self._split.clear()  # no other active while it is not one
+                self.step_downs += 1
+                events.append(StepDown(self._peer(sender, now), self.started_at, started))
             elif self.taking_over:
                 self.taking_over = False
                 events.append(ActiveBack(self._peer(sender, now)))
@@ -171,18 +201,22 @@ class PairState:
             del self._heard[sender]
         return events
 
+    def leave(self) -> None:
+        """This balancer stops for good (SIGTERM): no more decisions from peers' beats."""
+        self.left = True
+
     def tick(self, now: float) -> list[PairEvent]:
         for sender in [s for s in self._split if not self._alive(s, now)]:
             self._split.discard(sender)
         for sender in [s for s, h in self._heard.items() if now - h.last > 10 * self.drop_time]:
             del self._heard[sender]  # long gone: off the status page
-        if self.role != STANDBY or self.taking_over or self._actives(now):
+        if self.role != STANDBY or self.taking_over or self.left or self._actives(now):
             return []
         heard = [(h.last, s) for s, h in self._heard.items() if h.role == ACTIVE]
         if heard:
             last, sender = max(heard)
             return [self._takeover("active-silent", sender, last, now)]
-        if now - self.started > self.drop_time:
+        if now - self.started >= self.drop_time:
             return [self._takeover("no-active", None, self.started, now)]
         return []
 
@@ -190,7 +224,7 @@ class PairState:
         """Seconds until ``tick`` would decide a takeover if nothing is heard meanwhile (None:
         none pending): the standby ticks then rather than on its next heartbeat, so the
         takeover does not wait up to one heartbeat interval past drop_time."""
-        if self.role != STANDBY or self.taking_over:
+        if self.role != STANDBY or self.taking_over or self.left:
             return None
         lasts = [h.last for h in self._heard.values() if h.role == ACTIVE and not h.shutdown]
         since = max(lasts) if lasts else self.started
@@ -221,6 +255,16 @@ class PairState:
     def _peer(self, sender: str | None, now: float) -> Peer:
         h = self._heard[sender or ""]
         return Peer(sender or "", h.role, h.host, h.listen, round(now - h.last, 3))
+
+
+def _port(listen: str) -> str:
+    return listen.rsplit(":", 1)[-1]
+
+
+def overlaps(mine: tuple[str, ...] | None, theirs: tuple[str, ...]) -> bool:
+    """Whether two balancers' ``--listen`` share a port. By port alone: on two machines each
+    names its own address (or both 0.0.0.0) for the same service."""
+    return mine is None or bool({_port(x) for x in mine} & {_port(x) for x in theirs})
 
 
 def peers_text(view: PairView) -> Iterator[str]:

@@ -103,6 +103,8 @@ class Balancer:
         # Set by a balancer pair (balancer/standby.py): runs once the listening sockets are
         # closed at a stop, before the drain (the standby may take the ports at once).
         self.on_stopping: Callable[[], None] | None = None
+        # SIGTERM/SIGINT (not a stop the balancer pair asked for, a step-down): pair_run.py
+        self.on_term: Callable[[], None] | None = None
         # Set by a data-plane process of a supervisor: the TLS counters of all processes.
         self.tls_stats: Callable[[], TlsStats] | None = None
         self.workers_path = workers_path
@@ -313,8 +315,8 @@ class Balancer:
         log.info("%s", describe())
         for sig, handler in (
             (signal.SIGHUP, self._sighup),
-            (signal.SIGTERM, self._stopping.set),
-            (signal.SIGINT, self._stopping.set),
+            (signal.SIGTERM, self.term),
+            (signal.SIGINT, self.term),
             (signal.SIGUSR1, self.reopen_access_log),
         ):
             loop.add_signal_handler(sig, handler)
@@ -364,6 +366,12 @@ class Balancer:
         self._tasks = []
 
     def stop(self) -> None:
+        self._stopping.set()
+
+    def term(self) -> None:
+        """SIGTERM/SIGINT: stop, and say so (a step-down's drain then ends in an exit)."""
+        if self.on_term is not None:
+            self.on_term()
         self._stopping.set()
 
     def process_row(self, slot: int, started: float, generation: int) -> ProcessRow:

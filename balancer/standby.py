@@ -18,9 +18,13 @@ free (the active's death frees them on one machine; an error every ``BIND_RETRY`
 they stay held, and it waits on), applies the state once more and returns: the caller binds
 and serves as any balancer does (a warm supervisor only binds and lets its processes accept).
 
-Two actives (balancer/pair.py): the one started later steps down — it stops as on SIGTERM
-(listeners closed, last heartbeat, drain) and ``pair_run.run_paired`` leaves
-``args.restart_standby`` for launch.py, which starts the same process again as a standby.
+Two actives on a shared port (balancer/pair.py): the one started later steps down — it stops
+serving as on SIGTERM (listeners closed, drain) but is a standby from the decision on: it beats
+as one during the drain and, should the active fall silent meanwhile, ends the drain at once
+(``on_drain_takeover``). ``pair_run.run_paired`` then leaves ``args.restart_argv`` for
+launch.py, which starts the same process again as a standby (one that takes over at once when
+the active fell silent). SIGTERM stops a balancer for good (``term``): its shutdown beat is its
+last, peers' beats decide nothing more for it, and a step-down's drain ends in an exit.
 
 What the status page and /metrics show (``Balancer: active|standby``, the peer, takeovers,
 two actives, step-downs) comes from ``view()``; with N processes the supervisor writes it as a
@@ -44,7 +48,7 @@ from typing import TYPE_CHECKING
 
 from balancer.cluster_source import count_drop
 from balancer.lb.engine import LbEngine
-from balancer.lb.handover import Applied, BadEntry, LbStateCopy, lb_entries, parse_part, split_state
+from balancer.lb.handover import Applied, LbStateCopy, lb_entries, parse_part, split_state
 from balancer.pair import (
     ACTIVE,
     ActiveBack,
@@ -61,7 +65,7 @@ from replication.codec import BalancerBeat
 from replication.config import ClusterConfig, load_cluster_config
 from replication.keyfile import load_or_create_key
 from replication.mcast import Multicast
-from replication.seal import Kind, Opener, Sealer
+from replication.seal import HEADER, Kind, Opener, Sealer
 
 if TYPE_CHECKING:
     pass
@@ -100,6 +104,7 @@ class BalancerPair:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         step_downs: int = 0,
+        peer_silent: bool = False,
     ) -> None:
         self.config: ClusterConfig = load_cluster_config(cluster)
         cfg = self.config
@@ -129,7 +134,8 @@ class BalancerPair:
         self.started = clock()
         self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time,
                                now=monotonic(), started=self.started,
-                               step_downs=step_downs)  # fmt: skip
+                               step_downs=step_downs, listen=self.listen,
+                               peer_silent=peer_silent)  # fmt: skip
         self.copy = LbStateCopy(window=cfg.drop_time)  # what the active still sends
         self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
         self.sealer = Sealer(self.key, sender, int(self.started * 1000), Kind.HEARTBEAT)
@@ -137,6 +143,9 @@ class BalancerPair:
         self.on_view: Callable[[PairView], None] = lambda view: None  # the supervisor's table
         # stop serving (as SIGTERM does, without exiting): this active steps down
         self.on_step_down: Callable[[], None] = lambda: None
+        # the active fell silent while this one drained after its step-down: end the drain
+        self.on_drain_takeover: Callable[[], None] = lambda: None
+        self.stop_requested = False  # SIGTERM/SIGINT (term()): exit, whatever else happens
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._capped_logged = False
@@ -152,15 +161,32 @@ class BalancerPair:
                  self.key is not None, cfg.drop_time * 1000)  # fmt: skip
 
     def leave(self) -> None:
-        """This balancer stops serving (its listening sockets are closed; requests in flight
+        """This balancer stops for good (its listening sockets are closed; requests in flight
         drain on): no more heartbeats, and a last one that says so, so the standby takes
-        over at once, not after drop_time nor after the drain."""
+        over at once, not after drop_time nor after the drain; from here on a peer's beats
+        decide nothing (a standby taking over is no reason to step down)."""
         if self._left:
             return
         self._left = True
+        self.state.leave()
         if self._task is not None:
             self._task.cancel()
         self._beat(shutdown=True)
+
+    def stopping(self) -> None:
+        """Its listeners are closed (the balancer's ``on_stopping``): a stop for good leaves;
+        a step-down's drain goes on beating as a standby (it may take over before the drain
+        ends), and says so at once."""
+        if self.state.stepping_down and not self.stop_requested:
+            self._beat()
+        else:
+            self.leave()
+
+    def term(self) -> None:
+        """SIGTERM/SIGINT (the balancer's ``on_term``): stop for good, even during a
+        step-down's drain (no restart as a standby)."""
+        self.stop_requested = True
+        self.leave()
 
     async def stop(self) -> None:
         self.leave()
@@ -199,7 +225,10 @@ class BalancerPair:
                 return False
         finally:
             for sig in handled:
-                loop.remove_signal_handler(sig)
+                loop.remove_signal_handler(sig)  # back to the default: for SIGHUP, the end
+                if sig not in (signal.SIGTERM, signal.SIGINT):
+                    # until serve() handles them (one balancer binds first): not the end
+                    signal.signal(sig, signal.SIG_IGN)
         applied = self._apply()
         self.state.serving()
         self.counters["takeovers"] += 1
@@ -234,6 +263,18 @@ class BalancerPair:
                 async with asyncio.timeout(BIND_POLL):
                     await stopping.wait()
         return False
+
+    def carry_in(self, text: str) -> int:
+        """The lb state copy the previous image had (``pair_run``: a restart after a
+        step-down): a takeover before the active's next beat still has it. How many entries."""
+        try:
+            part, refused = parse_part(json.loads(text))
+        except (ValueError, AttributeError):
+            part, refused = {}, ["not a JSON object of lbs"]
+        for reason in refused:
+            self._dropped("bad_state", reason)
+        self.copy.take(part, self.monotonic())
+        return len(part)
 
     def view(self) -> PairView:
         return self.state.view(self.monotonic())
@@ -285,14 +326,16 @@ class BalancerPair:
             return
         now = self.monotonic()
         if msg.role == ACTIVE and msg.lbs:
-            try:
-                part = parse_part(msg.lbs)
-            except BadEntry as exc:
-                self._dropped("bad_state", str(exc))
-                return
-            self.copy.take(part, now)
-            if self.state.role != ACTIVE and not self.state.taking_over:
-                self._apply(part)  # its first decisions are the active's
+            # an entry this balancer cannot read (a newer active's, or a value out of its
+            # bounds) is skipped and counted; the beat still counts as the active heard
+            part, refused = parse_part(msg.lbs)
+            for reason in refused:
+                self._dropped("bad_state", reason)
+            self.copy.take(part, now, sent=_sent(data))
+            # its first decisions are the active's (a step-down's engines drain its own)
+            waiting = self.state.role != ACTIVE and not self.state.stepping_down
+            if waiting and not self.state.taking_over:
+                self._apply(part)
         self.counters["heartbeats_in"] += 1
         self._events(self.state.heard(msg.id, msg.role, msg.host, msg.listen, now,
                                       shutdown=msg.shutdown, started=msg.start))  # fmt: skip
@@ -311,6 +354,8 @@ class BalancerPair:
                     ",".join(peer.listen) if peer else "-", event.silent * 1000,
                 )  # fmt: skip
                 self._wake.set()
+                if self.state.stepping_down:  # still draining: serve at once instead
+                    self.on_drain_takeover()
             elif isinstance(event, TwoActives):
                 self.counters["two_actives"] += 1
                 log.error("balancer=active state=two-actives peer=%s peer_listen=%s id=%s: "
@@ -343,6 +388,13 @@ class BalancerPair:
 
     def _publish(self) -> None:
         self.on_view(self.view())
+
+
+def _sent(data: bytes) -> tuple[object, int]:
+    """An opened datagram's sender stream and counter (its envelope, authenticated by the
+    seal): the order the active sent its parts in."""
+    _, _, _, _, sender, epoch_ms, stream, counter, _ = HEADER.unpack_from(data)
+    return (sender, epoch_ms, stream), counter
 
 
 def view_part(view: PairView) -> dict[str, object]:

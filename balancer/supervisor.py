@@ -71,6 +71,7 @@ RESTART_MAX = 5.0  # s, the backoff's bound for a process that keeps dying young
 ANNOUNCE_TIMEOUT = 10.0  # s: longest wait for every process to serve a new generation
 STOP_GRACE = 2.0  # s a cleanly stopped process waits for the supervisor's own stop
 YOUNG = 2.0  # s: a process that dies younger than this doubles the backoff
+REAP_TIMEOUT = 5.0  # s a SIGKILLed process may take to be reaped
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,11 @@ class Supervisor:
         """As SIGTERM: every process drains, then ``run`` returns (an active stepping down)."""
         self._stopping.set()
 
+    def _term(self) -> None:
+        """SIGTERM/SIGINT: as ``request_stop``, said to the balancer pair (a stop for good)."""
+        self.balancer.term()
+        self._stopping.set()
+
     def go(self) -> None:
         """A warm standby's turn: bind, then tell the waiting processes to accept (they read
         the document every FOLLOW_INTERVAL)."""
@@ -229,8 +235,8 @@ class Supervisor:
             self.warm_up(serve=True)
         for sig, handler in (
             (signal.SIGHUP, self._sighup),
-            (signal.SIGTERM, self._stopping.set),
-            (signal.SIGINT, self._stopping.set),
+            (signal.SIGTERM, self._term),
+            (signal.SIGINT, self._term),
             (signal.SIGUSR1, lambda: self._signal_all(signal.SIGUSR1)),  # reopen access logs
         ):
             loop.add_signal_handler(sig, handler)
@@ -254,14 +260,25 @@ class Supervisor:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await asyncio.gather(*self.keepers, return_exceptions=True)
-        for proc in list(self.children.values()):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+        await self.end_children()
         if self.tickets is not None:
             self.tickets.cancel()
         await self.balancer.stop_control()
         await self.balancer.dynamic.stop()
         log.info("stopped")
+
+    async def end_children(self) -> None:
+        """SIGKILL the data-plane processes still running and reap them (bounded): none is
+        left a zombie under this pid, whose next image (a step-down's exec) knows nothing of
+        them."""
+        procs = list(self.children.values())
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        if procs:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REAP_TIMEOUT):
+                    await asyncio.gather(*(proc.wait() for proc in procs))
 
     async def _publish_tickets(self) -> None:
         """The TLS session ticket ratchet (the supervisor's Terminator holds it): republished

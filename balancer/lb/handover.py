@@ -21,24 +21,26 @@ MTU after sealing, so no IP fragmentation on a real network); a bigger state is 
 parts sent together every heartbeat, each useful alone (entries are independent). Past
 ``MAX_PARTS`` parts (some 600 members) the rest is not sent: the caller counts and logs it,
 and those members start on the standby as the files say. The standby checks every entry
-(``BadEntry``) and applies each part as it arrives (``LbStateCopy``).
+as the status page checks its form (balancer/status/commands.py's parsers and bounds: only what
+the page could have set is taken), skips and counts an entry it cannot read (``BadEntry``; the
+beat still counts as the active heard, and a key it does not know is ignored: an active of a
+newer version), and applies each part as it arrives (``LbStateCopy``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from balancer.config.model import MAX_LBFACTOR, Activation, Lock, Method
-from balancer.lb.controls import MEMBER_EDITS, checked_member_value
+from balancer.lb.controls import MEMBER_EDITS
 from balancer.lb.engine import LbEngine
-from balancer.lb.errors import InvalidSetting
 from balancer.lb.member import Member, State
-from balancer.lb.settings import FIELDS as SETTING_FIELDS
 from balancer.lb.settings import LbSettings
+from balancer.status.commands import INT_MAX, LB_FIELDS, MEMBER_FIELDS, field_value
 from replication.codec import MAX_PARTS  # the parts a balancer heartbeat may say it has
 
 PART_BUDGET = 1200  # bytes of JSON entries per datagram (1500 MTU - IP/UDP - seal - envelope)
@@ -47,15 +49,14 @@ _STATES = {s.value: s for s in State}
 _ACTIVATIONS = {a.value: a for a in Activation}
 # the status page's member edits the base entry does not carry: in "x" when edited
 CARRIED_EDITS = tuple(n for n in MEMBER_EDITS if n not in ("activation", "lbfactor", "distance"))
-_SETTING_ENUMS: dict[str, dict[str, Method | Lock]] = {
-    "method": {m.value: m for m in Method},
-    "lock": {k.value: k for k in Lock},
-}
+# the lb settings the status page edits (its LB_PARAMS): no other one travels, so a forged
+# beat cannot set what the page cannot (a session cookie's name goes into a response header)
+CARRIED_SETTINGS = tuple(LB_FIELDS)
 SETTINGS_KEY = ""  # the member name an lb's settings entry is sent under
 
 
 class BadEntry(ValueError):
-    """An lb state entry that does not follow the schema (the whole part is dropped)."""
+    """An lb state entry that does not follow the schema (it alone is skipped)."""
 
 
 # -- the lb state, out --------------------------------------------------------------------------
@@ -90,7 +91,7 @@ def settings_entry(engine: LbEngine) -> dict[str, Any]:
     settings, files = engine.settings, LbSettings.from_config(engine.config)
     return {
         name: _settings_json(getattr(settings, name))
-        for name in SETTING_FIELDS
+        for name in CARRIED_SETTINGS
         if getattr(settings, name) != getattr(files, name)
     }
 
@@ -176,59 +177,98 @@ def _opt_age(v: object, key: str) -> float | None:
     return float(v)  # type: ignore[arg-type]
 
 
-def _edits(v: object) -> tuple[tuple[str, object], ...]:
-    if type(v) is not dict or not v or not set(v) <= set(CARRIED_EDITS):
-        raise BadEntry(f"x: expected an object of some of {', '.join(CARRIED_EDITS)}")
-    try:
-        return tuple((k, checked_member_value("x", k, value)) for k, value in v.items())
-    except InvalidSetting as exc:
-        raise BadEntry(str(exc)[:200]) from None
+def _page_values(
+    fields: Mapping[str, Callable[[str], object]], v: object, known: Iterable[str]
+) -> tuple[tuple[str, object], ...]:
+    """The fields of ``known`` in ``v``, each read by the status page's own parser (its
+    bounds, its name rule): what the page could not set is refused. A field this balancer
+    does not know (a newer active's) is left out."""
+    if type(v) is not dict:
+        raise BadEntry("expected an object of fields")
+    out = []
+    for name in known:
+        if name in v:
+            try:
+                out.append((name, field_value(fields, name, v[name])))
+            except ValueError as exc:
+                raise BadEntry(f"{name}: expected {exc}, found {str(v[name])[:20]!r}") from None
+    return tuple(out)
 
 
 def parse_settings(v: object) -> LbEdits:
-    """An lb's settings entry, each field checked as the status page checks an edit."""
-    if type(v) is not dict or not set(v) <= set(SETTING_FIELDS):
-        raise BadEntry(f"expected an object of some of {', '.join(SETTING_FIELDS)}")
-    values = []
-    check = LbSettings()
-    for name, raw in v.items():
-        value = _SETTING_ENUMS[name].get(raw) if name in _SETTING_ENUMS else raw
-        try:
-            values.append((name, check.validated("settings", name, value)))
-        except InvalidSetting as exc:
-            raise BadEntry(str(exc)[:200]) from None
-    return LbEdits(tuple(values))
+    """An lb's settings entry: the fields the status page edits, checked as it checks them."""
+    return LbEdits(_page_values(LB_FIELDS, v, CARRIED_SETTINGS))
 
 
 def parse_entry(v: object) -> Entry:
-    if type(v) is not dict or (set(v) != _KEYS and set(v) != _KEYS | {"x"}):
+    if type(v) is not dict or not set(v) >= _KEYS:  # keys a newer active adds are ignored
         raise BadEntry("expected an object with a, s, f, d, v, e1, e2, r, h, ss (and x)")
-    activation, state = _ACTIVATIONS.get(v["a"]), _STATES.get(v["s"])
+    a, s = v["a"], v["s"]
+    activation = _ACTIVATIONS.get(a) if type(a) is str else None
+    state = _STATES.get(s) if type(s) is str else None
     if activation is None or state is None:
-        raise BadEntry(f"unknown activation {str(v['a'])[:8]!r} or state {str(v['s'])[:8]!r}")
+        raise BadEntry(f"unknown activation {str(a)[:8]!r} or state {str(s)[:8]!r}")
     if type(v["r"]) is not str or len(v["r"]) > MAX_REASON or type(v["h"]) is not bool:
         raise BadEntry("r: expected a short string, h: true or false")
     return Entry(
-        activation, state, _int(v["f"], 1, MAX_LBFACTOR, "f"), _int(v["d"], 0, 1 << 31, "d"),
+        activation, state, _int(v["f"], 1, MAX_LBFACTOR, "f"), _int(v["d"], 0, INT_MAX, "d"),
         _int(v["v"], -(1 << 62), 1 << 62, "v"), _opt_age(v["e1"], "e1"), _opt_age(v["e2"], "e2"),
-        v["r"], v["h"], _opt_age(v["ss"], "ss"), _edits(v["x"]) if "x" in v else (),
+        v["r"], v["h"], _opt_age(v["ss"], "ss"),
+        _page_values(MEMBER_FIELDS, v["x"], CARRIED_EDITS) if "x" in v else (),
     )  # fmt: skip
 
 
 Part = dict[tuple[str, str], Entry | LbEdits]
 
 
-def parse_part(lbs: Mapping[str, Any]) -> Part:
-    """Every entry of one part, or BadEntry naming the first that is not one."""
+def parse_part(lbs: Mapping[str, Any]) -> tuple[Part, list[str]]:
+    """Every entry of one part that follows the schema, and why each other one was refused
+    (the rest of the part is still good: one entry this balancer cannot read must not make
+    the active's beat unheard). Two members of one lb given the same route are both refused:
+    the engine tells members apart by route (the status page refuses such an edit too)."""
     out: Part = {}
+    refused: list[str] = []
     for lb, members in lbs.items():
         if type(members) is not dict:
-            raise BadEntry(f"lb {lb[:64]!r}: expected an object of members")
+            refused.append(f"lb {lb[:64]!r}: expected an object of members")
+            continue
+        routes: dict[object, list[tuple[str, str]]] = {}
         for name, raw in members.items():
             try:
-                out[(lb, name)] = parse_settings(raw) if name == SETTINGS_KEY else parse_entry(raw)
+                entry = parse_settings(raw) if name == SETTINGS_KEY else parse_entry(raw)
             except BadEntry as exc:
-                raise BadEntry(f"lb {lb[:64]!r} member {name[:64]!r}: {exc}") from None
+                refused.append(f"lb {lb[:64]!r} member {name[:64]!r}: {exc}")
+                continue
+            out[(lb, name)] = entry
+            route = dict(entry.edits).get("route") if isinstance(entry, Entry) else None
+            if route is not None:
+                routes.setdefault(route, []).append((lb, name))
+        for route, keys in routes.items():
+            if len(keys) > 1:
+                for key in keys:
+                    del out[key]
+                    refused.append(f"lb {lb[:64]!r} member {key[1][:64]!r}: route {route} "
+                                   "is given to another member too")  # fmt: skip
+    return out, refused
+
+
+def entry_wire(entry: Entry | LbEdits, later: float) -> dict[str, Any]:
+    """An entry as the active sent it, its ages ``later`` seconds on (a copy carried across a
+    step-down's restart, ``LbStateCopy.to_wire``)."""
+    if isinstance(entry, LbEdits):
+        return {name: _settings_json(value) for name, value in entry.values}
+
+    def age(a: float | None) -> float | None:
+        return None if a is None else round(a + later, 3)
+
+    out: dict[str, Any] = {
+        "a": entry.activation.value, "s": entry.state.value, "f": entry.lbfactor,
+        "d": entry.distance, "v": entry.lb_value, "e1": age(entry.first_error_age),
+        "e2": age(entry.last_error_age), "r": entry.reason, "h": entry.health_down,
+        "ss": age(entry.slow_start_age),
+    }  # fmt: skip
+    if entry.edits:
+        out["x"] = dict(entry.edits)
     return out
 
 
@@ -259,7 +299,7 @@ def apply_settings(engine: LbEngine, edits: LbEdits) -> None:
     """The lb's settings as the active has them: its edits, the files' values elsewhere."""
     files = LbSettings.from_config(engine.config)
     edited = dict(edits.values)
-    for name in SETTING_FIELDS:
+    for name in CARRIED_SETTINGS:
         setattr(engine.settings, name, edited.get(name, getattr(files, name)))
 
 
@@ -274,14 +314,37 @@ class LbStateCopy:
 
     entries: dict[tuple[str, str], tuple[Entry | LbEdits, float]] = field(default_factory=dict)
     window: float = math.inf
+    _sent: dict[tuple[str, str], tuple[object, int]] = field(default_factory=dict)
 
-    def take(self, part: Mapping[tuple[str, str], Entry | LbEdits], now: float) -> None:
+    def take(
+        self,
+        part: Mapping[tuple[str, str], Entry | LbEdits],
+        now: float,
+        sent: tuple[object, int] | None = None,
+    ) -> None:
+        """``sent``: (the sender's stream, its datagram counter): a datagram overtaken by a
+        newer one of the same sender (reordered on the way) does not overwrite what that
+        newer one said."""
         for key, entry in part.items():
+            if sent is not None:
+                newest = self._sent.get(key)
+                if newest is not None and newest[0] == sent[0] and newest[1] > sent[1]:
+                    continue
+                self._sent[key] = sent
             self.entries[key] = (entry, now)
         if self.window < math.inf:
             stale = [k for k, (_, at) in self.entries.items() if now - at > self.window]
             for key in stale:
                 del self.entries[key]
+                self._sent.pop(key, None)
+
+    def to_wire(self, now: float) -> dict[str, dict[str, Any]]:
+        """Every entry known, as the active sends them, aged to ``now`` (``parse_part`` reads
+        it back): what a balancer restarting after a step-down carries to its next image."""
+        out: dict[str, dict[str, Any]] = {}
+        for (lb, name), (entry, at) in self.entries.items():
+            out.setdefault(lb, {})[name] = entry_wire(entry, max(0.0, now - at))
+        return out
 
     def apply(
         self, engines: Mapping[str, LbEngine], only: Iterable[tuple[str, str]] | None = None
@@ -299,10 +362,16 @@ class LbStateCopy:
                 assert isinstance(known[0], LbEdits)
                 apply_settings(engine, known[0])
             touched = False
+            taking = {}
             for member in engine.members:
                 key = (lb, member.name)
                 known = self.entries.get(key)
-                if known is None or (wanted is not None and key not in wanted):
+                if known is not None and (wanted is None or key in wanted):
+                    taking[member.name] = known
+            clash = _route_clashes(engine, taking)
+            for member in engine.members:
+                known = taking.get(member.name)
+                if known is None or member.name in clash:
                     continue
                 entry, received = known
                 assert isinstance(entry, Entry)
@@ -314,6 +383,23 @@ class LbStateCopy:
             if touched:
                 engine.update_multipliers()
         return applied
+
+
+def _route_clashes(
+    engine: LbEngine, taking: Mapping[str, tuple[Entry | LbEdits, float]]
+) -> set[str]:
+    """Members whose entry would give them a route another member has (or would have): not
+    applied, as the status page refuses such an edit (the engine tells members apart by
+    route; two parts may each carry one of two clashing edits)."""
+    routes: dict[str, list[str]] = {}
+    for m in engine.members:
+        known = taking.get(m.name)
+        route = m.route
+        if known is not None:
+            assert isinstance(known[0], Entry)
+            route = str(dict(known[0].edits).get("route", m.config.route or m.name))
+        routes.setdefault(route, []).append(m.name)
+    return {n for names in routes.values() if len(names) > 1 for n in names if n in taking}
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,6 +153,32 @@ FIXED_PARAMS = {
     "vamps": "max_packet_size",
 }
 MEMBER_PARAMS = BALANCING_PARAMS | ENDPOINT_PARAMS
+# by field name: what a standby takes of the active's edits (balancer/lb/handover.py) is what
+# this page could have set, read by the same parsers, within the same bounds
+LB_FIELDS: dict[str, Callable[[str], object]] = {f: parse for f, parse in LB_PARAMS.values()}
+MEMBER_FIELDS: dict[str, Callable[[str], object]] = {
+    f: parse for f, parse in MEMBER_PARAMS.values()
+}
+
+
+def field_value(fields: Mapping[str, Callable[[str], object]], name: str, raw: object) -> object:
+    """A field's value sent as JSON (an integer, a boolean or a string), read as this page
+    reads its form; ValueError saying what is expected."""
+    parse = fields.get(name)
+    if parse is None:
+        raise ValueError(f"one of {', '.join(fields)}")
+    if type(raw) is bool:
+        text = "on" if raw else "off"
+    elif type(raw) is int or type(raw) is str:
+        text = str(raw)
+    else:
+        raise ValueError("an integer, a boolean or a string")
+    value = parse(text)
+    # as typed on the wire: a number for a number, true/false for a flag (the form's text is
+    # the page's only; a JSON "3" for retries is some other sender's value)
+    if type(value) in (int, bool) and type(raw) is not type(value):
+        raise ValueError("an integer" if type(value) is int else "true or false")
+    return value
 
 
 def _checked(param: str, rule: tuple[str, Callable[[str], object]], text: str) -> object:

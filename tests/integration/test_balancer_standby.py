@@ -20,6 +20,7 @@ import pytest
 
 from replication import codec
 from replication.codec import BalancerBeat
+from replication.keyfile import create_key
 from replication.seal import Kind, Sealer
 from tests.integration.conftest import Stack, http_get
 from tests.integration.test_cluster_kit import Cluster, session_cookie
@@ -212,11 +213,13 @@ def test_the_standby_takes_over_after_kill_9_with_the_same_sessions_and_lb_state
     assert listing["counters"]["balancer_heartbeats_in"] > 0
 
 
-def start_paired(stack: Stack, config: str, port: int, name: str, *extra: str) -> Proc:
+def start_paired(
+    stack: Stack, config: str, port: int, name: str, *extra: str, host: str = "127.0.0.1"
+) -> Proc:
     assert stack.workers_file is not None and stack.mounts_file is not None
     return stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
-        str(stack.mounts_file), "--listen", f"127.0.0.1:{port}", "--processes", "1",
+        str(stack.mounts_file), "--listen", f"{host}:{port}", "--processes", "1",
         "--cluster", config, *extra, name=name,
     )  # fmt: skip
 
@@ -261,9 +264,10 @@ def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
     assert "reason=active-shutdown" in standby.output()
     assert first.wait(10) == 0
 
-    # the old active comes back on another port, without --standby: two actives; the one
-    # started later (this one) steps down and waits as a standby (the same process)
-    other = start_paired(stack, config, free_port(), "second-active")
+    # the old active comes back on the same port of another address, without --standby:
+    # two actives; the one started later (this one) steps down and waits as a standby (the
+    # same process)
+    other = start_paired(stack, config, stack.port, "second-active", host="127.0.0.2")
     wait_for(lambda: metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0, 15,
              what="two actives counted on the first one's /metrics")  # fmt: skip
     wait_for(lambda: "balancer=standby waits" in other.output(), 20,
@@ -271,10 +275,19 @@ def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
     log = other.output()
     assert "state=two-actives" in log and "state=stepping-down reason=two-actives" in log
     assert "state=two-actives" in standby.output()
-    assert "stepping-down" not in standby.output()  # it served first: it keeps serving
+    assert "stepping-down" not in standby.output()  # it started first: it keeps serving
     assert other.alive()
     wait_for(lambda: metric(stack.url, "pyjk_balancer_other_active") == 0.0, 10,
              what="one active left")  # fmt: skip
+
+    # a third active on a port of its own: counted as two actives, but neither steps down
+    # (before: the later one did, and its port was served by nobody)
+    port = free_port()
+    third = start_paired(stack, config, port, "third-active")
+    wait_for(lambda: "state=two-actives" in third.output(), 15,
+             what="the third one hearing the active")  # fmt: skip
+    assert http_get(f"http://127.0.0.1:{port}/app/counter", timeout=5)[0] == 200
+    assert "stepping-down" not in third.output() and third.alive()
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
@@ -318,6 +331,63 @@ def test_sigterm_of_the_active_hands_over_before_its_drain_ends(stack: Stack, pr
     assert first.wait(15) == 0
 
 
+def slow_in_flight(url: str, backend_port: int) -> tuple[threading.Thread, dict[str, object]]:
+    """A request of 8 s in flight through ``url`` (its member has it): the balancer that
+    has it drains for that long."""
+    slow: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            slow["status"] = http_get(f"{url}/app/slow?ms=8000", timeout=30)[0]
+        except OSError as exc:  # a drain cut short
+            slow["error"] = exc
+        slow["ended"] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_for(lambda: json.loads(http_get(f"http://127.0.0.1:{backend_port}/-/posts")[2])[
+        "inflight"] == 1, 10, what="the slow request on the member")  # fmt: skip
+    return thread, slow
+
+
+def test_sigterm_of_an_active_started_after_its_standby_ends_in_an_exit(stack: Stack):
+    """The active started after the standby (e.g. the standby was restarted first). SIGTERM
+    of the active: the standby takes over and beats as active while the active drains a
+    slow request. Before: the draining one heard an older active, stepped down and, after
+    the drain, restarted itself as a standby instead of exiting (a stop that hung until
+    SIGKILL, and a false two-actives error)."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.config(membership={"drop_time": 5000}))
+    create_key(stack.tmp / "cluster.key")  # the operator's copy: the standby starts first
+    backend = stack.start_backend("b1")
+    stack.workers_file = stack.tmp / "workers.properties"
+    stack.mounts_file = stack.tmp / "uriworkermap.properties"
+    stack.workers_file.write_text(stack.workers_properties(["b1"]))
+    stack.mounts_file.write_text("/app|/*=lb\n/jkmanager|/*=jkstatus\n")
+    stack.port = free_port()
+    standby = start_paired(stack, config, stack.port, "standby", "--standby")
+    wait_for(lambda: "balancer=standby waits" in standby.output(), 15,
+             what="the standby waiting")  # fmt: skip
+    active = start_paired(stack, config, stack.port, "active")
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 15,
+             what="the standby hearing the active")  # fmt: skip
+    wait_for(lambda: http_get(f"{stack.url}/app/x", timeout=1)[0] == 200, 10,
+             what="the active serving")  # fmt: skip
+    thread, slow = slow_in_flight(stack.url, backend.port)
+    try:
+        active.signal(signal.SIGTERM)
+        wait_for(lambda: "state=active reason=ports-free" in standby.output(), 6,
+                 what="the standby taking over during the drain")  # fmt: skip
+        # the standby beats as active now, while the stopping one drains
+        assert active.wait(20) == 0
+    finally:
+        thread.join(30)
+    assert slow.get("status") == 200
+    log = active.output()
+    assert "stepping-down" not in log and "restarting as a standby" not in log
+    assert "two-actives" not in log
+
+
 def pids_answering(stack: Stack, tries: int = 8) -> set[int]:
     """The data-plane pids on the status pages answered over ``tries`` new connections (each
     page lists every process of the balancer that answered)."""
@@ -327,9 +397,9 @@ def pids_answering(stack: Stack, tries: int = 8) -> set[int]:
     return seen
 
 
-def refused(port: int) -> bool:
+def refused(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        socket.create_connection((host, port), timeout=0.5).close()
     except ConnectionRefusedError:
         return True
     return False
@@ -413,10 +483,25 @@ def test_two_actives_on_one_port_the_later_steps_down_and_is_a_warm_standby(stac
              first.output().count("listening on") == 2, 20,
              what="the first one's processes listening")  # fmt: skip
     second = start_standby(stack, config, name="second", standby=False)
-    wait_for(lambda: "state=stepping-down reason=two-actives" in second.output(), 20,
-             what="the later one stepping down")  # fmt: skip
-    wait_for(lambda: second.output().count("waits (standby)") == 2, 30,
-             what="the later one's processes waiting as a standby")  # fmt: skip
+    # SIGHUP from the restart's log line on, through the exec (a logrotate, a reload): before,
+    # the exec's default action ended the process until the new image handled it
+    hups = threading.Event()
+
+    def hup() -> None:
+        while not hups.wait(0.1):
+            if "restarting as a standby" in second.output() and second.alive():
+                os.kill(second.pid, signal.SIGHUP)
+
+    thread = threading.Thread(target=hup, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: "state=stepping-down reason=two-actives" in second.output(), 20,
+                 what="the later one stepping down")  # fmt: skip
+        wait_for(lambda: second.output().count("waits (standby)") >= 2 or not second.alive(),
+                 30, what="the later one's processes waiting as a standby")  # fmt: skip
+    finally:
+        hups.set()
+        thread.join(5)
     assert second.alive()  # the same process: it restarted itself
     assert "restarting as a standby" in second.output()
     assert "stepping-down" not in first.output()
@@ -436,26 +521,25 @@ def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_act
     stack: Stack,
 ):
     """The active stops being heard (SIGSTOP: a partition, or a hung machine) while holding
-    its port; the standby, on a port of its own here, takes over and serves. The old active
-    comes back (SIGCONT): two actives serve. The standby started later: it stops serving
-    (its listeners close, its processes drain), restarts itself as a standby and waits warm,
-    while the old active keeps serving throughout."""
+    its port; the standby, on the same port of another address here, takes over and serves.
+    The old active comes back (SIGCONT): two actives serve. The standby started later: it
+    stops serving (its listeners close, its processes drain), restarts itself as a standby
+    and waits warm, while the old active keeps serving throughout."""
     cluster = Cluster(stack.group, stack.tmp)
     config = str(cluster.default_config)
     stack.start_backend("b1")
     first = stack.start_balancer(stack.workers_properties(["b1"]),
                                  args=("--processes", "1", "--cluster", config))  # fmt: skip
-    port = free_port()
     standby = stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
-        str(stack.mounts_file), "--listen", f"127.0.0.1:{port}", *PROCS,
+        str(stack.mounts_file), "--listen", f"127.0.0.2:{stack.port}", *PROCS,
         "--cluster", config, "--standby", name="standby",
     )  # fmt: skip
     wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
              what="the standby's processes waiting")  # fmt: skip
     wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
              what="the standby hearing the active")  # fmt: skip
-    own = f"http://127.0.0.1:{port}"
+    own = f"http://127.0.0.2:{stack.port}"
 
     first.signal(signal.SIGSTOP)
     try:
@@ -467,10 +551,70 @@ def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_act
              what="the standby (started later) stepping down")  # fmt: skip
     wait_for(lambda: standby.output().count("waits (standby)") == 4, 30,
              what="the stepped-down balancer waiting warm again")  # fmt: skip
-    assert refused(port)  # it serves nothing any more
+    assert refused(stack.port, "127.0.0.2")  # it serves nothing any more
     assert standby.alive() and "restarting as a standby" in standby.output()
     assert "stepping-down" not in first.output()
     assert http_get(f"{stack.url}/app/x", timeout=5)[0] == 200  # the old active serves
     wait_for(lambda: metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0, 10,
              what="the episode counted on the old active")  # fmt: skip
     assert metric(stack.url, "pyjk_balancer_other_active") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("then", "processes"), [("sigterm", "2"), ("active-dies", "2"), ("active-dies", "1")]
+)
+def test_a_step_down_draining_a_slow_request_exits_on_sigterm_and_takes_over_if_the_active_dies(
+    stack: Stack, then: str, processes: str
+):
+    """The standby took over during a partition and has a slow request in flight when the
+    old active is back: it steps down and drains. SIGTERM then: it exits 0 (before: ignored,
+    it restarted as a standby). The old active killed then: the draining one ends its drain
+    and takes over at once (before: nobody served until its drain ended, it restarted and
+    waited drop_time again)."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.config(membership={"drop_time": 2000}))
+    backend = stack.start_backend("b1")
+    first = stack.start_balancer(stack.workers_properties(["b1"]),
+                                 args=("--processes", "1", "--cluster", config))  # fmt: skip
+    standby = stack.group.python(
+        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
+        str(stack.mounts_file), "--listen", f"127.0.0.2:{stack.port}", "--processes", processes,
+        "--cluster", config, "--standby", name="standby",
+    )  # fmt: skip
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 20,
+             what="the standby hearing the active")  # fmt: skip
+    own = f"http://127.0.0.2:{stack.port}"
+    first.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: http_get(f"{own}/app/x", timeout=1)[0] == 200, 15,
+                 what="the standby serving during the partition")  # fmt: skip
+        thread, _ = slow_in_flight(own, backend.port)
+    finally:
+        first.signal(signal.SIGCONT)
+    try:
+        wait_for(lambda: "state=stepping-down reason=two-actives" in standby.output(), 15,
+                 what="the standby stepping down with the slow request in flight")  # fmt: skip
+        if then == "sigterm":
+            standby.signal(signal.SIGTERM)
+            assert standby.wait(20) == 0
+            assert "restarting as a standby" not in standby.output()
+            return
+        wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 5,
+                 what="the draining one hearing the active")  # fmt: skip
+        killed = time.monotonic()
+        kill9_all(first)
+        wait_for(lambda: http_get(f"{own}/app/x", timeout=1)[0] == 200, 15,
+                 what="the stepped-down one serving again")  # fmt: skip
+        took = time.monotonic() - killed
+        print(f"served {took:.2f} s after the active's kill -9 (drop_time 2 s, drain 8 s)")
+        log = standby.output()
+        assert "the drain ends now" in log and "--peer-silent" in log
+        assert "reason=no-active" in log  # at once: the silence was decided before the exec
+        # the lb state it had heard crossed the exec: applied at the takeover (before: 0)
+        assert "members_applied=1" in log.rsplit("--peer-silent", 1)[1]
+        assert took < 8.0  # not after the 8 s drain, its restart and drop_time again
+        # the draining processes were killed and reaped before the exec: no zombie under it
+        assert not [pid for pid in children(standby.pid) if gone(pid)]
+        assert standby.alive()
+    finally:
+        thread.join(30)

@@ -18,6 +18,7 @@ from balancer.lb.handover import (
     PART_BUDGET,
     BadEntry,
     LbStateCopy,
+    Part,
     lb_entries,
     member_entry,
     parse_entry,
@@ -166,8 +167,18 @@ def test_no_members_is_one_empty_part():
     ],
 )
 def test_a_bad_entry_is_refused(bad):
+    part, refused = parse_part({"lb": {"n1": bad, "n2": ENTRY}})
+    assert list(part) == [("lb", "n2")]  # the others of its part are still taken
+    assert len(refused) == 1 and "member 'n1'" in refused[0]
     with pytest.raises(BadEntry):
-        parse_part({"lb": {"n1": bad}})
+        parse_entry(bad)
+
+
+def parsed(lbs: dict[str, object]) -> Part:
+    """A part every entry of which is good."""
+    part, refused = parse_part(lbs)
+    assert refused == []
+    return part
 
 
 # -- the lb state in ------------------------------------------------------------------------
@@ -180,7 +191,7 @@ def test_the_standby_applies_the_actives_state_with_its_ages_counted_from_arriva
     n2.first_error_time, n2.last_error_time = 1000.0 - 8, 1000.0 - 2
     [part], _ = split_state(lb_entries({"lb": active}, now=1000.0))
     copy = LbStateCopy()
-    copy.take(parse_part(part), now=50.0)  # the standby's clock is its own
+    copy.take(parsed(part), now=50.0)  # the standby's clock is its own
 
     standby = engine("n1", "n2", "n3")
     applied = copy.apply({"lb": standby})
@@ -196,7 +207,7 @@ def test_the_standby_applies_the_actives_state_with_its_ages_counted_from_arriva
 
 def test_entries_of_members_the_standby_lacks_wait_for_them():
     copy = LbStateCopy()
-    copy.take(parse_part({"lb": {"gone": ENTRY}, "other": {"n1": ENTRY}}), now=0.0)
+    copy.take(parsed({"lb": {"gone": ENTRY}, "other": {"n1": ENTRY}}), now=0.0)
     assert copy.apply({"lb": engine("n1")}) == []
 
 
@@ -269,7 +280,7 @@ def test_the_view_travels_as_json_between_the_supervisor_and_its_processes():
 
 def test_a_part_just_received_is_applied_alone():
     copy = LbStateCopy()
-    copy.take(parse_part({"lb": {"n1": ENTRY, "n2": ENTRY}}), now=0.0)
+    copy.take(parsed({"lb": {"n1": ENTRY, "n2": ENTRY}}), now=0.0)
     standby = engine("n1", "n2")
     standby.member("n1").activation = Activation.STOPPED  # changed since: not re-applied
     [applied] = copy.apply({"lb": standby}, only=[("lb", "n2")])
@@ -325,9 +336,9 @@ def test_at_a_takeover_only_entries_the_active_still_sent_within_drop_time_apply
     # (or a disabled state of an older active) was applied at the takeover
     stopped = {**ENTRY, "a": "STP"}
     copy = LbStateCopy(window=3.0)
-    copy.take(parse_part({"lb": {"n1": ENTRY, "n2": stopped}}), now=0.0)
+    copy.take(parsed({"lb": {"n1": ENTRY, "n2": stopped}}), now=0.0)
     for t in (1.0, 2.0, 3.5):  # the active sends n1 only from now on
-        copy.take(parse_part({"lb": {"n1": ENTRY}}), now=t)
+        copy.take(parsed({"lb": {"n1": ENTRY}}), now=t)
     standby = engine("n1", "n2")
     assert [a.member for a in copy.apply({"lb": standby})] == ["n1"]
     assert standby.member("n2").activation is Activation.ACTIVE
@@ -390,3 +401,90 @@ def test_a_balancer_that_stepped_down_restarts_with_its_flags_as_a_standby():
     again = standby_argv([*argv, "--standby", "--step-downs", "1"], 2)
     assert again == [*argv, "--standby", "--step-downs", "2"]
     assert standby_argv([*argv, "--step-downs=4"], 5) == [*argv, "--standby", "--step-downs", "5"]
+
+
+def test_a_balancer_that_left_decides_nothing_from_the_beats_it_still_hears():
+    # before: SIGTERM of an active started after its standby: the standby took over on the
+    # shutdown beat and beat as active; the stopping one, still draining, heard an older
+    # active, stepped down and, after the drain, restarted as a standby instead of exiting
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0, started=200.0, listen=LISTEN)
+    pair.leave()
+    assert pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.1, started=100.0) == []
+    assert not pair.stepping_down and pair.step_downs == 0 and pair.two_actives == 0
+    assert pair.tick(5.0) == [] and pair.due_in(5.0) is None
+
+
+def test_a_stepping_down_active_is_a_standby_that_takes_over_if_the_active_falls_silent():
+    # before: during its drain it sent nothing and decided nothing, then restarted as a
+    # fresh standby waiting drop_time: no balancer at all if the active died meanwhile
+    pair = PairState(B, standby=False, drop_time=1.0, now=0.0, started=200.0, listen=LISTEN)
+    events = pair.heard(A, ACTIVE, "10.0.0.1", LISTEN, 0.1, started=100.0)
+    assert any(isinstance(e, StepDown) for e in events)
+    assert pair.role == STANDBY and not pair.view(0.2).other_active
+    assert pair.heard(A, ACTIVE, "10.0.0.1", LISTEN, 0.5, started=100.0) == []
+    assert pair.tick(1.4) == []
+    [event] = pair.tick(1.6)
+    assert isinstance(event, Takeover) and event.reason == "active-silent"
+    # restarted with --peer-silent: it takes over at its first tick, not drop_time later
+    again = PairState(B, standby=True, drop_time=1.0, now=50.0, peer_silent=True)
+    [event] = again.tick(50.0)
+    assert isinstance(event, Takeover) and event.reason == "no-active"
+
+
+def test_the_active_that_stays_sees_the_episode_end_when_the_other_steps_down():
+    pair = PairState(A, standby=False, drop_time=1.0, now=0.0, started=100.0, listen=LISTEN)
+    pair.heard(B, ACTIVE, "10.0.0.2", LISTEN, 0.1, started=200.0)
+    assert pair.view(0.2).other_active
+    pair.heard(B, STANDBY, "10.0.0.2", LISTEN, 0.3)  # it stepped down: beats as a standby
+    assert not pair.view(0.4).other_active
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "steps_down"),
+    [
+        (("127.0.0.1:8080",), ("127.0.0.1:9090",), False),
+        (("127.0.0.1:8080", "127.0.0.1:8443"), ("10.0.0.1:8443",), True),
+        (("0.0.0.0:8080",), ("10.0.0.2:8080",), True),
+        (("https://[::1]:8443",), ("https://[::1]:8080",), False),
+    ],
+)
+def test_two_actives_step_down_only_when_they_share_a_port(mine, theirs, steps_down):
+    # before: two actives serving different ports resolved anyway, leaving a port unserved
+    pair = PairState(B, standby=False, drop_time=1.0, now=0.0, started=200.0, listen=mine)
+    events = pair.heard(A, ACTIVE, "10.0.0.1", theirs, 0.1, started=100.0)
+    assert any(isinstance(e, TwoActives) for e in events)  # still counted and shown
+    assert any(isinstance(e, StepDown) for e in events) is steps_down
+    assert pair.role == (STANDBY if steps_down else ACTIVE)
+
+
+def test_a_restart_after_the_actives_silence_takes_over_at_once():
+    argv = ["--listen", "127.0.0.1:80", "--cluster", "c.toml"]
+    assert standby_argv(argv, 1, peer_silent=True)[-1] == "--peer-silent"
+    assert "--peer-silent" not in standby_argv([*argv, "--peer-silent"], 2)
+
+
+def test_the_peers_remembered_are_bounded_the_longest_silent_making_room():
+    # before: every host heard was kept for 10 x drop_time, and the view (in the
+    # supervisor's shared document, beside the serve flag) could grow past its size
+    from balancer.pair import MAX_PEERS
+
+    pair = PairState(A, standby=True, drop_time=100.0, now=0.0)
+    pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 0.0)
+    for i in range(3 * MAX_PEERS):
+        pair.heard(f"{i:032x}", STANDBY, f"10.1.0.{i}", LISTEN, 1.0 + i / 100)
+        pair.heard(B, ACTIVE, "10.0.0.1", LISTEN, 1.0 + i / 100)  # the active beats on
+    peers = pair.view(2.0).peers
+    assert len(peers) == MAX_PEERS and B in {p.id for p in peers}
+    assert pair.tick(2.0) == []  # the active is still heard: no takeover
+
+
+def test_a_part_overtaken_on_the_way_does_not_overwrite_the_newer_one():
+    # before: parts carried no order: a reordered older datagram undid a newer edit
+    stream = ("sender", 1, 0)
+    copy = LbStateCopy()
+    disabled, active = {**ENTRY, "a": "DIS"}, {**ENTRY, "a": "ACT"}
+    copy.take(parsed({"lb": {"n1": disabled}}), now=1.0, sent=(stream, 8))
+    copy.take(parsed({"lb": {"n1": active}}), now=1.1, sent=(stream, 7))  # the older one
+    assert copy.entries[("lb", "n1")][0].activation is Activation.DISABLED
+    copy.take(parsed({"lb": {"n1": active}}), now=1.2, sent=(("restarted", 2, 0), 1))
+    assert copy.entries[("lb", "n1")][0].activation is Activation.ACTIVE  # another sender

@@ -112,3 +112,36 @@ async def test_a_standby_waits_on_past_bind_retry_while_a_hung_active_holds_the_
         held.close()
         stopping.set()
         standby.mcast.close()
+
+
+async def test_a_beat_with_an_entry_the_standby_refuses_still_counts_as_the_active_heard(
+    tmp_path,
+):
+    # before: one bad entry (an active of a newer version, a distance over the standby's
+    # bound) dropped the whole beat: the standby took over while the active served
+    import time
+
+    from replication import codec
+    from replication.codec import BalancerBeat
+
+    config = cluster_file(tmp_path)
+    standby_lb = engine("n1", "n2")
+    active = BalancerPair(config, standby=False, listen=["a:1"], engines=dict)
+    standby = BalancerPair(config, standby=True, listen=["b:1"],
+                           engines=lambda: {"lb": standby_lb})  # fmt: skip
+    try:
+        good = {"a": "DIS", "s": "OK", "f": 1, "d": 0, "v": 0, "e1": None, "e2": None,
+                "r": "", "h": False, "ss": None}  # fmt: skip
+        lbs = {"lb": {"n1": {**good, "d": 2**40}, "n2": good, "": {"retries": 2}}}
+        beat = BalancerBeat(standby.config.name, active.id, ACTIVE, active.started, "127.0.0.1",
+                            ("a:1",), 1, 1, lbs)  # fmt: skip
+        standby._datagram(active.sealer.seal(codec.encode(beat), time.time()))
+        assert standby.counters["heartbeats_in"] == 1
+        assert standby.counters["drop_bad_state"] == 1
+        assert [p.role for p in standby.view().peers] == [ACTIVE]
+        assert standby_lb.member("n2").activation is Activation.DISABLED  # the rest applied
+        assert standby_lb.member("n1").activation is Activation.ACTIVE
+        assert standby_lb.settings.retries == 2
+    finally:
+        active.mcast.close()
+        standby.mcast.close()

@@ -19,15 +19,19 @@ from balancer.lb.engine import LbEngine
 from balancer.lb.handover import (
     CARRIED_EDITS,
     BadEntry,
+    LbEdits,
     LbStateCopy,
     lb_entries,
+    parse_entry,
     parse_part,
+    parse_settings,
     split_state,
 )
 from balancer.lb.member import State
-from balancer.lb.settings import FIELDS as SETTING_FIELDS
 from balancer.lb.shared import SharedMember, SharedSettings, ShmState
 from balancer.lb.shm import Table, table_size
+from balancer.status.commands import LB_PARAMS
+from tests.unit.test_balancer_pair import parsed
 
 MEMBERS = (MemberConfig("n1"), MemberConfig("n2"), MemberConfig("n3"))
 LB = LbConfig("lb", balance_workers=("n1", "n2", "n3"))
@@ -46,28 +50,24 @@ MEMBER_EDIT = {
     "busy_limit": 9,
     "reply_timeout": 1234,
 }
-# every lb setting the status page edits, to a non-file value
+# every lb setting the status page edits (its LB_PARAMS: no other one is carried), to a
+# non-file value
 SETTINGS_EDIT = {
     "sticky_session": False,
     "sticky_session_force": True,
     "method": Method.BUSYNESS,
     "lock": Lock.PESSIMISTIC,
     "retries": 4,
-    "lb_retries": 3,
     "retry_interval": 250,
     "recover_time": 90,
     "error_escalation_time": 10,
     "max_reply_timeouts": 2,
-    "session_cookie": "SID",
-    "session_path": ";sid",
-    "set_session_cookie": True,
-    "session_cookie_path": "/app",
 }
 
 
 def test_the_edits_above_are_every_edit_the_status_page_can_make():
     assert set(MEMBER_EDIT) == set(controls.MEMBER_EDITS)
-    assert set(SETTINGS_EDIT) == set(SETTING_FIELDS)
+    assert set(SETTINGS_EDIT) == {field for field, _ in LB_PARAMS.values()}
     assert set(CARRIED_EDITS) == set(MEMBER_EDIT) - {"activation", "lbfactor", "distance"}
 
 
@@ -87,7 +87,7 @@ def over_the_wire(active: LbEngine, now: float) -> LbStateCopy:
     assert capped == 0
     copy = LbStateCopy()
     for part in parts:  # as datagrams carry them: JSON text
-        copy.take(parse_part(json.loads(json.dumps(part))), now=50.0)
+        copy.take(parsed(json.loads(json.dumps(part))), now=50.0)
     return copy
 
 
@@ -137,7 +137,7 @@ def test_an_edit_undone_on_the_active_is_undone_on_the_standby(kind: str):
     [part], _ = split_state(lb_entries({"lb": fresh}, 1000.0))
     assert part["lb"][""] == {} and "x" not in part["lb"]["n2"]  # nothing edited: not sent
     copy = LbStateCopy()
-    copy.take(parse_part(part), now=60.0)
+    copy.take(parsed(part), now=60.0)
     copy.apply({"lb": written})
     n2 = reader.member("n2")
     assert (n2.route, n2.domain, n2.redirect, n2.retries) == (
@@ -158,17 +158,83 @@ ENTRY = {"a": "ACT", "s": "OK", "f": 1, "d": 0, "v": 0, "e1": None, "e2": None, 
 @pytest.mark.parametrize(
     "bad",
     [
-        {"lb": {"n1": {**ENTRY, "x": {"route": "bad route"}}}},
-        {"lb": {"n1": {**ENTRY, "x": {"state": "OK"}}}},  # not an edit carried in x
-        {"lb": {"n1": {**ENTRY, "x": {"retries": 0}}}},
-        {"lb": {"n1": {**ENTRY, "x": {}}}},
-        {"lb": {"": {"method": "Fastest"}}},
-        {"lb": {"": {"retries": "3"}}},
-        {"lb": {"": {"session_cookie": ""}}},
-        {"lb": {"": {"bogus": 1}}},
-        {"lb": {"": []}},
+        {"n1": {**ENTRY, "x": {"route": "bad route"}}},
+        {"n1": {**ENTRY, "x": {"route": "a:b"}}},  # the page's names have no ":"
+        {"n1": {**ENTRY, "x": {"retries": 0}}},
+        {"n1": {**ENTRY, "x": {"reply_timeout": 2**62}}},  # the page stops at 2^31-1
+        {"n1": {**ENTRY, "x": {"retries": "3"}}},
+        {"n1": {**ENTRY, "x": {"route": ["n1"]}}},
+        {"n1": {**ENTRY, "d": 2**31}},  # the page's distance stops at 2^31-1
+        {"n1": {**ENTRY, "a": ["ACT"]}},  # before: TypeError (unhashable), a traceback
+        {"n1": {**ENTRY, "s": {}}},
+        {"": {"method": "Fastest"}},
+        {"": {"method": ["Request"]}},  # before: TypeError
+        {"": {"retries": "3"}},
+        {"": {"retry_interval": 2**62}},
+        {"": {"sticky_session": 1}},
+        {"": []},
     ],
 )
-def test_a_bad_edit_in_the_actives_state_refuses_its_part(bad):
+def test_a_bad_edit_in_the_actives_state_is_refused_alone(bad):
+    part, refused = parse_part({"lb": {**bad, "n3": ENTRY}})
+    assert list(part) == [("lb", "n3")] and len(refused) == 1
     with pytest.raises(BadEntry):
-        parse_part(bad)
+        parse_entry(bad["n1"]) if "n1" in bad else parse_settings(bad[""])
+
+
+def test_only_the_settings_the_status_page_edits_travel():
+    # before: every LbSettings field was taken, so a forged (or any) beat could set the
+    # routing cookie's name to a header injection (CRLF) the standby then sent after the
+    # takeover; the status page edits none of these
+    forged = {"set_session_cookie": True, "lb_retries": 2**62,
+              "session_cookie": "JSESSIONID=.n1\r\nX-Injected: 1",
+              "session_cookie_path": "/\r\nSet-Cookie: admin=1", "session_path": ";x"}  # fmt: skip
+    part, refused = parse_part({"lb": {"": {**forged, "retries": 4}}})
+    assert refused == [] and part[("lb", "")] == LbEdits((("retries", 4),))
+    standby = LbEngine(LB, MEMBERS, 60, 0.0)
+    copy = LbStateCopy()
+    copy.take(part, now=0.0)
+    copy.apply({"lb": standby})
+    assert standby.settings.session_cookie == "JSESSIONID" and standby.settings.retries == 4
+    assert not standby.settings.set_session_cookie
+    active = LbEngine(LB, MEMBERS, 60, 0.0)
+    controls.update_settings(active, {"session_cookie": "SID"})  # not the page's: not sent
+    assert lb_entries({"lb": active}, 0.0)[0] == ("lb", "", {})
+
+
+def test_keys_a_newer_active_adds_are_ignored():
+    part, refused = parse_part(
+        {"lb": {"": {"retries": 4, "future": 1}, "n1": {**ENTRY, "new": 1, "x": {"later": 2}}}}
+    )
+    assert refused == [] and set(part) == {("lb", ""), ("lb", "n1")}
+
+
+def test_two_members_given_one_route_are_both_refused():
+    part, refused = parse_part({"lb": {"n1": {**ENTRY, "x": {"route": "r"}},
+                                       "n2": {**ENTRY, "x": {"route": "r"}},
+                                       "n3": ENTRY}})  # fmt: skip
+    assert list(part) == [("lb", "n3")] and len(refused) == 2
+    # across two parts: the second clashes with what the first gave, or with a files' route
+    copy = LbStateCopy()
+    copy.take(parsed({"lb": {"n1": {**ENTRY, "x": {"route": "n3"}}}}), now=0.0)
+    standby = LbEngine(LB, MEMBERS, 60, 0.0)
+    assert copy.apply({"lb": standby}) == []
+    assert [m.route for m in standby.members] == ["n1", "n2", "n3"]
+
+
+def test_the_copy_carried_over_a_restart_reads_back_with_its_ages_gone_on():
+    # a balancer that stepped down restarts (exec) and may take over before it hears the
+    # active again: it hands its copy to its next image in the active's own format
+    copy = over_the_wire(edited_active(now=1000.0), 1000.0)  # arrived at 50.0
+    part, refused = parse_part(json.loads(json.dumps(copy.to_wire(now=53.0))))
+    assert refused == [] and set(part) == set(copy.entries)
+    again = LbStateCopy()
+    again.take(part, now=7.0)  # the next image's clock
+    written, reader = standby_engines("plain")
+    again.apply({"lb": written})
+    got = reader.member("n2")
+    for name, value in MEMBER_EDIT.items():
+        assert getattr(got, name) == value, name
+    for name, value in SETTINGS_EDIT.items():
+        assert getattr(reader.settings, name) == value, name
+    assert (got.first_error_time, got.last_error_time) == (7.0 - 11.0, 7.0 - 5.0)  # 3 s on
