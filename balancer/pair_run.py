@@ -148,7 +148,7 @@ async def _serve_unless_cut(
     then the drain ends at once (its requests are cut; its processes ended and reaped) and
     the restart takes over without waiting drop_time again. A balancer for the port now
     matters more than the requests of a balancer that was stepping down."""
-    serving = asyncio.create_task(serve(), name="serve")
+    serving = asyncio.ensure_future(serve())
     cutting = asyncio.create_task(cut.wait(), name="drain-cut")
     try:
         await asyncio.wait((serving, cutting), return_when=asyncio.FIRST_COMPLETED)
