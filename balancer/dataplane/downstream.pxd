@@ -42,4 +42,5 @@ cdef class ClientConnection:
     cpdef void start_next(self) except *
     cpdef void exchange_done(self, bint keep_alive) except *
     cdef void _arm(self, double when) except *
+    cdef void _close_transport(self, object transport) except *
     cdef void _ensure_deadline(self, double when) except *

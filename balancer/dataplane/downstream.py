@@ -281,7 +281,16 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             transport.resume_reading()
             self._arm(self.loop.time() + LINGER_SECONDS)
         else:
-            transport.close()
+            self._close_transport(transport)
+
+    def _close_transport(self, transport: asyncio.Transport) -> None:
+        """Close once what was written is flushed, but within ``send_timeout``: the transport
+        waits for the flush, and a client that never reads would keep the connection, its
+        unsent bytes and the read buffers they view (read_buffers.py) for as long as it keeps
+        its socket. ``_on_timer`` aborts a closed connection still here then."""
+        transport.close()
+        if transport.get_write_buffer_size():
+            self._arm(self.loop.time() + self.limits.send_timeout)
 
     def abort(self) -> None:
         """Close now, dropping unsent data (a response that cannot be completed)."""
@@ -636,10 +645,15 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     def _on_timer(self) -> None:  # the wheel's wake-up
         self.timer_slot = 0
         if self.lingering:
+            self.lingering = False
             if self.transport is not None:
-                self.transport.close()
+                self._close_transport(self.transport)
             return
-        if self.closed or self.tunnel is not None:
+        if self.closed:
+            if self.transport is not None:  # not flushed in send_timeout (_close_transport)
+                self.transport.abort()
+            return
+        if self.tunnel is not None:
             return
         now = self.loop.time()
         when, kind = self._deadline()

@@ -13,7 +13,7 @@ cdef extern from *:
     """
     Py_ssize_t _exports "pyjk_bytearray_exports" (bytearray b)
 
-cpdef bytearray take()
+cpdef bytearray take(bytearray held)
 cpdef bint in_use(bytearray buf) except -1
 cpdef bint viewable(bytearray buf) noexcept
 cpdef Py_ssize_t pooled()

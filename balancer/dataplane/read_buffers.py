@@ -11,10 +11,13 @@ transport keeps what the kernel did not take yet *without a copy* (uvloop's
 ``UVStream._exec_write``), and a piece waiting in an exchange's write buffer is a view too.
 A ``bytearray`` counts the views of it (its exports), so ``take`` hands out the first buffer
 of the pool that has none; the views are released when the client's socket took the bytes.
-The pool grows to ``POOLED`` buffers when that many are held at once (a slow client holds its
-pieces' buffer); past that, ``take`` gives ``SCRATCH``, which the connection only ever copies
-out of (what uvloop's own read did), so memory stays bounded at ``POOLED`` + 1 buffers per
-process however many connections read.
+A reader holds at most one pooled buffer: while the buffer of its last pooled read is still
+viewed (its client has not taken those bytes yet), ``take`` gives it ``SCRATCH``, which the
+connection only ever copies out of (what uvloop's own read did). Without that one client that
+stops reading pinned a new buffer with each read until it held the whole pool, and every read
+of the process was copied. The pool grows to ``POOLED`` buffers when that many readers hold
+one at once; past that, ``take`` gives ``SCRATCH`` too, so memory stays bounded at
+``POOLED`` + 1 buffers per process however many connections read.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ _POOL: list[bytearray] = []
 _PURE = __file__.endswith(".py")
 
 
-def take() -> bytearray:
-    """A buffer to read into: the first pooled one nothing holds a view of, a new pooled one,
-    or ``SCRATCH`` when ``POOLED`` are all held."""
+def take(held: bytearray | None) -> bytearray:
+    """A buffer to read into for a reader whose last pooled buffer was ``held`` (None: none
+    yet): ``SCRATCH`` while ``held`` is still viewed, else the first pooled one nothing holds
+    a view of, a new pooled one, or ``SCRATCH`` when ``POOLED`` are all held."""
+    if held is not None and in_use(held):
+        return SCRATCH
     for buf in _POOL:
         if not in_use(buf):
             return buf

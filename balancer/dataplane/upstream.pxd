@@ -12,15 +12,16 @@ from balancer.dataplane cimport read_buffers as rb
 cdef int _BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE
 cdef Py_ssize_t _COPY_MAX, _VIEW_SHARE
 cdef long long _LEFT_MAX
-cdef Py_ssize_t _LARGE, _SMALL_RUN
+cdef Py_ssize_t _LARGE, _SMALL_RUN, _VIEW_MIN
 cdef int _DIGIT_1, _H, _T, _P, _SLASH
 cdef bint _PURE
 
 cdef extern from "string.h":
     const unsigned char *_memchr "memchr" (const unsigned char *s, int c, size_t n) nogil
 
-@cython.locals(size=Py_ssize_t)
+@cython.locals(size=Py_ssize_t, whole=Py_ssize_t)
 cdef object _piece(object data, const unsigned char *p, Py_ssize_t begin, Py_ssize_t end)
+cdef bint _buffers_reads(object loop) except -1
 cdef inline bytes _bytes_of(const unsigned char *p, Py_ssize_t begin, Py_ssize_t end)
 @cython.locals(at=Py_ssize_t, found="const unsigned char *")
 cdef Py_ssize_t _head_end(bytearray buf, const unsigned char *p, Py_ssize_t n) except -1
@@ -34,7 +35,7 @@ cdef class UpstreamConnection(MemberSocket):
     cdef public int body_kind
     cdef public long long body_left
     cdef public Py_ssize_t body_at, read_size, head_tail
-    cdef public bytearray rbuf
+    cdef public bytearray rbuf, lent
     cdef public object face
     cdef public int small_run
 

@@ -16,11 +16,12 @@ there: a Content-Length body by counting down what is left (``body_left``), a ch
 A read that is all body goes to the client as the same object, a large piece of one as a
 ``memoryview`` of it: no copy and no Python call per piece (httptools' ``on_body`` made a
 ``bytes`` copy of every piece and called back for it; issue 12, session 6). A piece goes as a
-``memoryview`` only when it is over 4 KiB *and* at least an eighth of its read, else it is
-copied: the view keeps the whole read alive (up to 256 KiB from uvloop) while the client
-transport's write-buffer limit counts only the piece, so a slow client's queued pieces hold at
-most eight times what that limit counts. Where llhttp and the count disagree on the end, the
-response is refused (BAD_RESPONSE), never relayed on a guess.
+``memoryview`` only when it is over 4 KiB *and* at least an eighth of its read (of a read
+buffer, an eighth of the buffer: 32 KiB), else it is copied: the view keeps the whole read
+alive (up to 256 KiB) while the client transport's write-buffer limit counts only the piece,
+so a slow client's queued pieces hold at most eight times what that limit counts. Where
+llhttp and the count disagree on the end, the response is refused (BAD_RESPONSE), never
+relayed on a guess.
 
 While its responses are large, the connection shows uvloop a buffered protocol
 (``BufferedReads``): the kernel copies a read into a buffer of read_buffers.py, and a large read
@@ -28,11 +29,16 @@ of a response in flight is relayed from that buffer (``buffer_read``): its body 
 of it, the head copied out of it (``ResponseFields`` keeps the head's bytes) — found by its
 blank line, only when the read begins with a final status line, which llhttp then reads and
 checks as before. Every other read is copied out first and taken as ``data_received`` takes a
-read. Otherwise uvloop calls ``data_received`` with a new ``bytes`` of every read: a 64 KiB
+read, and so is every read while the connection's last buffered read is still viewed: one
+connection holds at most one buffer of the pool (``read_buffers.take``), however slow its
+client. Otherwise uvloop calls ``data_received`` with a new ``bytes`` of every read: a 64 KiB
 copy, ``malloc`` and ``free`` per 64 KiB response, but for a small response ~1.1k instructions
 less than the buffered protocol's two calls per read (issue 12, session 7). A response of
 ``_LARGE`` bytes or more makes the connection read buffered from the next read on;
-``_SMALL_RUN`` small ones in a row make it read plainly again (``_choose_reads``).
+``_SMALL_RUN`` small ones in a row make it read plainly again (``_choose_reads``) — decided
+only when the connection is kept for the next request. Only uvloop reads buffered for a
+protocol that is no subclass of ``asyncio.BufferedProtocol`` (``BufferedReads``, compiled, is
+an extension type): on the stdlib loop, pyjk's fallback, the connection always reads plainly.
 
 The connection reports to the exchange that owns it (``exchange``): a response head, body
 chunks, the end, or a failure. The end of a response is reported only after llhttp has
@@ -79,6 +85,9 @@ _VIEW_SHARE = 8
 # the most ``body_left`` holds (a C long long, compiled): llhttp takes a Content-Length up to
 # 2**64 - 1, and a body that long is followed as one that never ends (llhttp still ends it)
 _LEFT_MAX = 1 << 62
+# a read into a read buffer is relayed from it (as views) only from this size on: a view
+# keeps the whole buffer alive, so at most _VIEW_SHARE times what the client's limit counts
+_VIEW_MIN = rb.SIZE // _VIEW_SHARE
 # a response of this many bytes (head and body) or more: the next ones are read buffered ...
 _LARGE = 16 * 1024
 # ... until this many smaller ones in a row (a switch costs a set_protocol: not every time)
@@ -106,6 +115,7 @@ class UpstreamConnection(MemberSocket):
         "head_tail",
         "in_body",
         "keep_alive",
+        "lent",
         "lines",
         "msg_done",
         "parser",
@@ -129,6 +139,7 @@ class UpstreamConnection(MemberSocket):
         self.read_size = 0  # the size of that read
         self.head_tail = 0  # bytes of that read after what the head was given of it
         self.rbuf: bytearray | None = None  # the buffer of the read uvloop is making
+        self.lent: bytearray | None = None  # the last pooled one: while viewed, no other
         self.face: BufferedReads | None = None  # what uvloop reads for, while reads are buffered
         self.small_run = 0  # small responses in a row while reads are buffered
         self.lines: ChunkLines | None = None
@@ -303,7 +314,9 @@ class UpstreamConnection(MemberSocket):
     def read_buffer(self) -> bytearray:
         """The buffer uvloop reads into while reads are buffered: read_buffers.py. (Not named
         ``get_buffer``: uvloop would take the connection itself for a buffered protocol.)"""
-        buf = self.rbuf = rb.take()
+        buf = self.rbuf = rb.take(self.lent)
+        if rb.viewable(buf):
+            self.lent = buf
         return buf
 
     def buffer_read(self, nbytes: int) -> None:
@@ -315,7 +328,7 @@ class UpstreamConnection(MemberSocket):
         self.rbuf = None
         p = buf  # compiled: a C pointer into the buffer
         n = nbytes
-        if n > _COPY_MAX and self.exchange is not None and rb.viewable(buf):
+        if n >= _VIEW_MIN and self.exchange is not None and rb.viewable(buf):
             if self.in_body:
                 if self.body_kind != _BODY_CHUNKED:  # (ChunkLines reads bytes: copied)
                     self._read(memoryview(buf)[:n], p, b"")
@@ -382,8 +395,8 @@ class UpstreamConnection(MemberSocket):
             ex.flush()
             return
         if self.msg_done and self.exchange is ex:
-            if self.received >= _LARGE or self.face is not None:
-                self._choose_reads()
+            if self.keep_alive and (self.received >= _LARGE or self.face is not None):
+                self._choose_reads()  # (a connection not kept is read no more)
             ex.upstream_complete(self.keep_alive)
             return
         if not self.in_body and self.received > self.pool.max_response_head:
@@ -405,7 +418,7 @@ class UpstreamConnection(MemberSocket):
 
     def _read_buffered(self, on: bool) -> None:
         transport = self.transport
-        if transport is None or self.closed:
+        if transport is None or self.closed or (on and not _buffers_reads(self.loop)):
             return
         self.small_run = 0
         self.face = BufferedReads(self) if on else None
@@ -620,11 +633,19 @@ def _piece(
     read (no copy) — unless it is less than 1/_VIEW_SHARE of the read, which the view would keep
     alive for it: then it is copied as well."""
     size = end - begin
-    if size <= _COPY_MAX or size * _VIEW_SHARE < len(data):
+    whole = rb.SIZE if type(data) is memoryview else len(data)  # (a view: of a read buffer)
+    if size <= _COPY_MAX or size * _VIEW_SHARE < whole:
         return _bytes_of(p, begin, end)
     if type(data) is memoryview:
         return data[begin:end]  # (a read buffer's view: one view less)
     return memoryview(data)[begin:end]
+
+
+def _buffers_reads(loop: object) -> bool:
+    """uvloop reads into a protocol's buffer for any protocol with ``get_buffer``; asyncio's
+    own transports only for ``asyncio.BufferedProtocol`` subclasses, which ``BufferedReads``
+    (compiled, an extension type) cannot be."""
+    return type(loop).__module__.startswith("uvloop")
 
 
 def _bytes_of(p: bytes | bytearray, begin: int, end: int) -> bytes:

@@ -13,6 +13,7 @@ member connection serves the next request: the positions left it in step.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from balancer.dataplane import read_buffers as rb
+from balancer.dataplane.limits import Limits
 from balancer.lb.decisions import OutcomeKind
 from tests.support.certs import make_pair
 from tests.unit.test_dataplane_support import (
@@ -420,29 +422,37 @@ class Holding(Recording):
 
 
 def test_a_read_buffer_is_handed_out_again_only_once_no_view_of_it_is_left() -> None:
-    first = rb.take()
+    first = rb.take(None)
     view = memoryview(first)[:10]
-    second = rb.take()
+    second = rb.take(None)
     assert second is not first and rb.viewable(second)  # `first` is held
     copy = bytes(memoryview(first)[:10])  # a copy holds nothing (nor its released view)
-    assert rb.take() is second and len(copy) == 10
+    assert rb.take(None) is second and len(copy) == 10
     del view
-    assert rb.take() is first
+    assert rb.take(None) is first
+
+
+def test_a_reader_whose_last_buffer_is_still_viewed_gets_the_scratch_buffer() -> None:
+    held = rb.take(None)
+    view = memoryview(held)[:10]
+    assert not rb.viewable(rb.take(held))  # one pooled buffer per reader at a time
+    del view
+    assert rb.take(held) is held
 
 
 def test_past_the_pooled_buffers_a_read_goes_to_the_scratch_buffer_never_viewed() -> None:
     views = []
     for _ in range(1000):  # (bounded: the pool stops growing at read_buffers.POOLED)
-        buf = rb.take()
+        buf = rb.take(None)
         if not rb.viewable(buf):
             break
         views.append(memoryview(buf))  # every pooled buffer held
     else:
         pytest.fail("the pool of read buffers kept growing")
     assert len(views) == rb.pooled() and not rb.in_use(buf)
-    assert rb.take() is buf  # the scratch buffer: copied out of at once, so always free
+    assert rb.take(None) is buf  # the scratch buffer: copied out of at once, so always free
     views.clear()
-    assert rb.viewable(rb.take())
+    assert rb.viewable(rb.take(None))
 
 
 def member_protocol(proxy: Proxy) -> Any:
@@ -520,3 +530,150 @@ async def test_a_head_begun_in_a_small_read_and_ended_in_a_large_one() -> None:
     whole = HEAD % len(body) + body
     resp = await served_then_reused([whole[:20], whole[20:]])
     assert resp.status == 200 and resp.body == body
+
+
+async def test_on_the_stdlib_loop_a_connection_after_a_large_response_keeps_serving() -> None:
+    # pyjk falls back to asyncio's own loop without uvloop (launch.py); its transport makes
+    # buffered reads only for asyncio.BufferedProtocol subclasses, so a connection that showed
+    # it BufferedReads was called data_received on it and lost (a POST got a 502)
+    big = [HEAD % 65536 + b"w" * 65536]
+    small = [HEAD % 2 + b"ok"]
+    member = Scripted(big, small)
+    async with proxied(responder=member) as (backend, proxy):
+        client = await proxy.connect()
+        first = await exchange(proxy, member, client, big)
+        client.send(b"POST / HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc")
+        second = await client.response()
+        assert (second.status, second.body) == (200, b"ok")
+        assert type(member_protocol(proxy)).__name__ == "UpstreamConnection"  # never switched
+        client.close()
+    assert first.body == big[0][-65536:]
+    assert backend.connections == 1
+    assert all(o.kind is OutcomeKind.OK for o in proxy.engine.last.outcomes)
+
+
+@uvloop_test
+async def test_a_client_that_does_not_read_holds_one_pooled_buffer_of_its_connection() -> None:
+    # a response read in several large reads while the client reads none of them: the first
+    # read is relayed as views of its pooled buffer, the next ones are copied out of the
+    # scratch buffer (as uvloop's own reads were). Taking a new pooled buffer for each let one
+    # client that does not read pin the whole pool, and every other read of the process copy
+    warm, body = b"w" * 65536, b"".join(bytes([65 + i]) * 40000 for i in range(5))
+    pieces = [HEAD % len(body) + body[:40000]] + [
+        body[i : i + 40000] for i in range(40000, len(body), 40000)
+    ]
+    member = Scripted([HEAD % len(warm) + warm], pieces)
+    async with proxied(responder=member) as (_, proxy):
+        client, holding = await recorded(proxy)
+        await exchange(proxy, member, client, [HEAD % len(warm) + warm])
+        slow = Holding(holding.transport)
+        (conn,) = proxy.server.connections
+        conn.transport = slow  # type: ignore[assignment]
+        client.send(get("/"))
+        answer = asyncio.get_running_loop().create_task(client.response())
+        await member.drive(proxy, pieces)
+        await eventually(lambda: sum(len(p) for p in slow.held) >= len(body), what="the body")
+        viewed = {id(v.obj) for v in slow.held if isinstance(v, memoryview)}
+        assert len(viewed) == 1  # one pooled buffer held, however many reads
+        slow.release()
+        resp = await answer
+        client.close()
+    assert resp.body == body
+
+
+@uvloop_test
+async def test_a_read_under_an_eighth_of_a_read_buffer_is_copied_out_of_it() -> None:
+    # a view keeps the whole 256 KiB buffer alive while the client's write-buffer limit counts
+    # only the view: reads under read_buffers.SIZE / 8 are copied, so what a lagging client
+    # holds stays within eight times what its limit counts
+    warm, body = b"w" * 65536, b"s" * 30000
+    pieces = [HEAD % len(body), body[:15000], body[15000:]]
+    member = Scripted([HEAD % len(warm) + warm], pieces)
+    async with proxied(responder=member) as (_, proxy):
+        client, rec = await recorded(proxy)
+        await exchange(proxy, member, client, [HEAD % len(warm) + warm])
+        del rec.calls[:]
+        resp = await exchange(proxy, member, client, pieces)
+        assert type(member_protocol(proxy)).__name__ == "BufferedReads"
+        client.close()
+    assert resp.body == body
+    assert not [v for v in rec.views() if rb.viewable(v.obj)]  # type: ignore[arg-type]
+
+
+@uvloop_test
+async def test_a_large_response_on_a_connection_not_kept_switches_no_reads() -> None:
+    # the member closes after this response: its connection is discarded, so changing how it
+    # reads (a set_protocol: an epoll DEL and ADD, a new BufferedReads) would be wasted
+    head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+    body = b"c" * 65536
+    pieces = [head % len(body) + body[:1000], body[1000:]]
+    member = Scripted(pieces)
+    async with proxied(responder=member) as (_, proxy):
+        client = await proxy.connect()
+        client.send(get("/"))
+        answer = asyncio.get_running_loop().create_task(client.response())
+        switches: list[Any] = []
+
+        class Switches:  # the member connection's transport, its set_protocol calls recorded
+            def __init__(self, transport: Any) -> None:
+                self.transport = transport
+
+            def set_protocol(self, protocol: Any) -> None:
+                switches.append(protocol)
+                self.transport.set_protocol(protocol)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.transport, name)
+
+        def in_flight() -> bool:
+            for conn in proxy.server.connections:
+                up = conn.exchange.up if conn.exchange is not None else None
+                if up is not None:
+                    up.transport = Switches(up.transport)
+                    return True
+            return False
+
+        await eventually(in_flight, what="the member connection in flight")
+        await member.drive(proxy, pieces)
+        resp = await answer
+        client.close()
+    assert resp.body == body
+    assert switches == []
+
+
+@uvloop_test
+async def test_a_closed_client_connection_that_never_drains_is_aborted_after_send_timeout() -> None:
+    # Connection: close, and the client never reads its large response: the balancer closes
+    # gracefully, and uvloop waits for a flush that never comes — the connection, its queued
+    # bytes and the read buffers they view were held for as long as the client kept the socket
+    body = b"x" * 120_000  # (under write_buffer_high: the transport never pauses)
+    member = Scripted([HEAD % len(body) + body])
+    async with proxied(limits=Limits(send_timeout=0.5), responder=member) as (_, proxy):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", proxy.port))
+            await eventually(lambda: len(proxy.server.connections) == 1, what="the client")
+            (conn,) = proxy.server.connections
+            conn.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+            )
+            await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await eventually(lambda: conn.closed, what="the response relayed, then closed")
+            # the client starts reading only now: an aborted connection ends in a reset
+            await eventually(lambda: not proxy.server.connections, timeout=5.0, what="the abort")
+            got, reset = 0, False
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5.0)
+                except ConnectionResetError:
+                    reset = True
+                    break
+                if not chunk:
+                    break
+                got += len(chunk)
+        finally:
+            sock.close()
+    assert reset or got < len(body)  # never the whole response: it was dropped
