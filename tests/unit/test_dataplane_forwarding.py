@@ -218,6 +218,11 @@ BAD_RESPONSES = {
     "chunk longer than its size with the head": (
         b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi!\r\n0\r\n\r\n"
     ),
+    # a 1xx in that read has not left either: no 103, then a 200 cut off (a 103 relayed was)
+    "a 103, then a malformed chunk size with the head": (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n"
+    ),
 }
 
 
