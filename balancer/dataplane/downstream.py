@@ -4,7 +4,10 @@ Every request head is validated completely before the router sees it, so nothing
 malformed request reaches a backend. Requests are answered one at a time and in order: a
 request pipelined behind the one in flight is parsed and queued (at most
 ``Limits.max_pipelined``), and a parse error behind it is answered in its turn and closes the
-connection — the parser is dead after an error, so nothing behind it is ever parsed.
+connection — the parser is dead after an error, so nothing behind it is ever parsed. While a
+request waits in the queue the connection is not read (the hold, ``PAUSE_HOLD``): a pipelining
+client gets no more read than that. The hold ends when the last one waiting starts, whose
+body may not have been read whole yet.
 
 llhttp calls the connection back at a request's begin, at its head's end, for body bytes and
 at its end — never per field: the bytes of the head are kept as they arrive (a head split over
@@ -584,8 +587,18 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
                 ex.start()
         finally:
             self.starting = False
-        if self.exchange is None and not self.closed:
-            self._idle()
+        if self.exchange is None:
+            if not self.closed:
+                self._idle()
+        elif not self.queue and self.pause_flags & PAUSE_HOLD:
+            # Nothing waits behind the request now in flight, so the hold (which bounds what a
+            # pipelining client gets read) has nothing to bound: the state of a connection's
+            # first request. Its body may be unfinished (only the last request parsed can be;
+            # any before it was read whole) and must be read on. The held time was ours, not
+            # the client's: its body clock starts again.
+            if self.req is not None:
+                self.body_read_at = self.loop.time()
+            self._resume(PAUSE_HOLD)
 
     def exchange_done(self, keep_alive: bool) -> None:
         self.exchange = None

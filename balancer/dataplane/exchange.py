@@ -424,9 +424,10 @@ class Exchange:
         received = up.received
         self._drop_up()
         if self.resp_started and self.head_parts:
-            # The head and what followed it came in the read that broke and are still only
-            # in wbuf: nothing reached the client, so it gets a clean answer (a malformed
-            # chunk in the same read as the head: 502 like HAProxy, or another member).
+            # The head (and any 1xx before it) and what followed came in the read that broke
+            # and are still only in wbuf: nothing reached the client, so it gets a clean
+            # answer (a malformed chunk in the same read as the head: 502 like HAProxy, or
+            # another member).
             self.wbuf = []
             self.head_parts = 0
             self.wbuf_big = False  # (else the next small response is written unjoined)
@@ -514,9 +515,12 @@ class Exchange:
                 self.resp_started = True
                 self.wbuf.append(switch_head(up.reason, up.headers, up.fields, up.upgrade))
             elif status != 100 and req.http11:
-                # 102/103 go to the client (not 100: the balancer answers Expect itself)
+                # 102/103 go to the client (not 100: the balancer answers Expect itself);
+                # counted as a head part (nothing but heads precedes it in wbuf): if this read
+                # breaks, it never left, and the client gets a clean answer (upstream_failed)
                 self.resp_started = True
                 self.wbuf.append(interim_head(status, up.reason, up.headers, up.fields))
+                self.head_parts += 1
             return
         # a member's "cluster full" 503 names itself (plan.py: relayed, not retried); the
         # keyword goes only with it, so plans written before it keep working
@@ -575,8 +579,9 @@ class Exchange:
             self.set_cookie,
             self.server,
         )
-        if self.wbuf:  # after a 1xx head still in wbuf
+        if self.wbuf:  # after 1xx heads still in wbuf (counted in head_parts)
             self.wbuf.append(hb.join(parts))
+            self.head_parts += 1
         else:
             # its parts start wbuf: flush joins them with a small body in one buffer (one join,
             # not one for the head and one for the send); counted, to tell, if the read that

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import socket
 import ssl
 import time
@@ -14,7 +15,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from tests.integration.conftest import BACKENDS, Stack
+from tests.integration.conftest import BACKENDS, Stack, http_json
 from tests.support.procs import free_port, memory_mib, port_open, wait_for
 
 pytestmark = pytest.mark.integration
@@ -177,6 +178,38 @@ def _read_until_closed(sock: socket.socket, deadline: float) -> bytes:
             break
         data += chunk
     return data
+
+
+@pytest.mark.parametrize(
+    ("framing", "first", "rest"),
+    [
+        (b"Content-Length: 10\r\n", b"01234", b"56789"),
+        (b"Transfer-Encoding: chunked\r\n", b"5\r\n01234\r\n", b"5\r\n56789\r\n0\r\n\r\n"),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_a_body_pipelined_behind_a_slow_request_arrives_whole_in_its_turn(
+    stack: Stack, framing: bytes, first: bytes, rest: bytes
+):
+    # The balancer stops reading a connection while a request waits behind the one in flight;
+    # the waiting request's body, unfinished, must be read on when its turn comes (it hung).
+    backend = stack.start_backend("n1")
+    stack.start_balancer(stack.workers_properties(["n1"]))
+    posts = f"http://127.0.0.1:{backend.port}/-/posts"
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as sock:
+        sock.sendall(b"GET /app/slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+        wait_for(lambda: http_json(posts)["inflight"] == 1, 10, what="/app/slow in flight")
+        sock.sendall(
+            b"PUT /app/p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" + framing + b"\r\n" + first
+        )
+        # (spacing, not waiting for anything: the rest of the body in a later read than its
+        # head, while /app/slow is still in flight)
+        time.sleep(0.2)
+        sock.sendall(rest)
+        data = _read_until_closed(sock, time.monotonic() + 10)
+    assert data.count(b"HTTP/1.1 200") == 2, data[:800]
+    answer = json.loads(data.rsplit(b"\r\n\r\n", 1)[1])
+    assert (answer["method"], answer["body_len"]) == ("PUT", 10), answer
 
 
 def test_a_slow_head_gets_its_408_on_time_while_another_client_idles_in_keep_alive(stack: Stack):

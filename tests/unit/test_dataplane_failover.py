@@ -126,6 +126,27 @@ async def test_a_response_that_started_is_never_retried_and_is_cut_off() -> None
 
 
 @uvloop_test
+async def test_an_unsent_103_before_a_broken_response_lets_the_next_member_answer() -> None:
+    def broken(conn: BackendConn, req: BackendRequest) -> bytes:
+        return (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nX-From: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n"
+        )
+
+    async with Backend(broken) as a, Backend() as b:
+        engine = FakeEngine([member("a", a.port), member("b", b.port)])
+        async with Proxy(engine) as proxy:
+            client = await proxy.connect()
+            client.send(get("/page"))
+            resp = await client.response()  # the first response: no 103, no cut 200 from a
+            client.close()
+    assert (resp.status, resp.body, resp.header("x-from")) == (200, b"/page", None)
+    (outcome,) = engine.last.outcomes
+    assert outcome.kind is OutcomeKind.BAD_RESPONSE and not outcome.response_started
+    assert engine.last.balanced
+
+
+@uvloop_test
 async def test_a_request_failed_over_reaches_the_next_member_with_the_same_head() -> None:
     # every try builds the head's parts again and joins them with its own fields (upstream.py)
     def drop(conn: BackendConn, req: BackendRequest) -> None:

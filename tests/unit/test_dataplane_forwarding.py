@@ -9,6 +9,7 @@ import pytest
 
 from balancer.config.model import RuleExtensions
 from balancer.dataplane import Limits, LocalHandler, LocalResponse, ProxyTo, http11, http_request
+from balancer.dataplane.request_head import PAUSE_HOLD
 from balancer.lb.decisions import OutcomeKind
 from tests.unit.test_dataplane_support import (
     Backend,
@@ -216,6 +217,11 @@ BAD_RESPONSES = {
     ),
     "chunk longer than its size with the head": (
         b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi!\r\n0\r\n\r\n"
+    ),
+    # a 1xx in that read has not left either: no 103, then a 200 cut off (a 103 relayed was)
+    "a 103, then a malformed chunk size with the head": (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n"
     ),
 }
 
@@ -467,6 +473,62 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         client.close()
     assert bodies == [b"/1", b"/2", b"/3"]
     assert [r.url for r in backend.requests] == [b"/1", b"/2", b"/3"]
+
+
+@pytest.mark.parametrize(
+    ("framing", "first", "rest"),
+    [
+        (b"Content-Length: 10\r\n", b"01234", b"56789"),
+        (b"Transfer-Encoding: chunked\r\n", b"5\r\n01234\r\n", b"5\r\n56789\r\n0\r\n\r\n"),
+    ],
+    ids=["content-length", "chunked"],
+)
+@uvloop_test
+async def test_a_body_pipelined_behind_a_slow_request_is_read_on_when_its_turn_comes(
+    framing: bytes, first: bytes, rest: bytes
+) -> None:
+    # The connection stops reading while a request waits behind the one in flight (the
+    # hold). The waiting request's body may be unfinished: when its turn comes, the rest of
+    # its body must be read (it was not: the hold was lifted only when the connection went
+    # idle, so the request hung until the client gave up).
+    release = {b"/slow": asyncio.Event(), b"/p": asyncio.Event()}
+
+    async def held(req: BackendRequest) -> bytes:
+        if req.url in release:
+            await release[req.url].wait()
+        return ok(req.body or req.url)
+
+    async with proxied(responder=lambda c, r: held(r)) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(get("/slow"))
+        await eventually(lambda: len(backend.requests) == 1, what="/slow in flight")
+        client.send(b"PUT /p HTTP/1.1\r\n" + H + framing + b"\r\n" + first)
+        (conn,) = proxy.server.connections
+        await eventually(
+            lambda: (
+                len(conn.queue) == 1
+                and conn.queue[0].body_received == 5
+                and bool(conn.pause_flags & PAUSE_HOLD)
+            ),
+            what="the PUT queued behind /slow and the connection held",
+        )
+        client.send(rest)  # a later read, not read while /slow is in flight
+        release[b"/slow"].set()
+        assert (await client.response(timeout=5)).body == b"/slow"
+        await eventually(lambda: len(backend.requests) == 2, what="the whole PUT upstream")
+        assert backend.requests[1].body == b"0123456789"
+        # the hold still bounds a pipelining client: a request queued behind the PUT now in
+        # flight stops the reading again
+        client.send(get("/after"))
+        await eventually(
+            lambda: len(conn.queue) == 1 and bool(conn.pause_flags & PAUSE_HOLD),
+            what="/after queued behind the PUT and the connection held",
+        )
+        release[b"/p"].set()
+        assert (await client.response(timeout=5)).body == b"0123456789"
+        assert (await client.response(timeout=5)).body == b"/after"
+        client.close()
+    assert [r.url for r in backend.requests] == [b"/slow", b"/p", b"/after"]
 
 
 @uvloop_test

@@ -16,9 +16,11 @@ import pytest
 from balancer.dataplane import Limits
 from tests.unit.test_dataplane_support import (
     Backend,
+    BackendRequest,
     Proxy,
     eventually,
     get,
+    ok,
     proxied,
     uvloop_test,
 )
@@ -360,6 +362,36 @@ async def test_a_stalled_body_gets_408() -> None:
         assert await client.closed()
     # the backend saw an incomplete request at most, never a complete one
     assert backend.requests == []
+
+
+@uvloop_test
+async def test_the_time_a_body_waits_behind_another_request_is_not_counted_as_a_stall() -> None:
+    # While /slow is in flight the PUT queued behind it is not read (the hold): that time is
+    # the balancer's, so the body clock starts again when the PUT starts and reading resumes.
+    # (header_timeout: the connection's wake-ups, which find the body deadline, come often)
+    limits = Limits(body_timeout=1.0, header_timeout=0.2)
+    release = asyncio.Event()
+
+    async def held(req: BackendRequest) -> bytes:
+        if req.url == b"/slow":
+            await release.wait()
+        return ok(req.body or req.url)
+
+    async with proxied(limits, responder=lambda c, r: held(r)) as (backend, proxy):
+        client = await proxy.connect()
+        client.send(get("/slow"))
+        await eventually(lambda: len(backend.requests) == 1, what="/slow in flight")
+        client.send(b"PUT /p HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\n01234")
+        (conn,) = proxy.server.connections
+        await eventually(lambda: len(conn.queue) == 1 and conn.queue[0].body_received == 5)
+        await asyncio.sleep(1.2)  # (the subject: a hold longer than body_timeout)
+        release.set()
+        assert (await client.response()).body == b"/slow"
+        await asyncio.sleep(0.4)  # (the subject: the client's gap after it, within body_timeout)
+        client.send(b"56789")
+        resp = await client.response()
+        client.close()
+    assert (resp.status, resp.body) == (200, b"0123456789")
 
 
 @uvloop_test
