@@ -18,7 +18,7 @@ free (the active's death frees them on one machine; an error every ``BIND_RETRY`
 they stay held, and it waits on), applies the state once more and returns: the caller binds
 and serves as any balancer does (a warm supervisor only binds and lets its processes accept).
 
-Two actives on a shared port (balancer/pair.py): the one started later steps down — it stops
+Two actives on shared sockets (balancer/pair.py): the one started later steps down — it stops
 serving as on SIGTERM (listeners closed, drain) but is a standby from the decision on: it beats
 as one during the drain and, should the active fall silent meanwhile, ends the drain at once
 (``on_drain_takeover``). ``pair_run.run_paired`` then leaves ``args.restart_argv`` for
