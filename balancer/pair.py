@@ -303,9 +303,12 @@ def _takes(theirs: str, mine: str, same_host: bool) -> bool:
 def overlaps(
     mine: tuple[str, ...] | None, theirs: tuple[str, ...], same_host: bool = False
 ) -> bool:
-    """Whether two balancers' ``--listen`` share a socket (None: mine not known, taken to)."""
-    return mine is None or any(
-        _takes(t, m, same_host) or _takes(m, t, same_host) for m in mine for t in theirs
+    """Whether two balancers' ``--listen`` share a socket (either not known — None, or none
+    said — is taken to: a standby rather waits than serves beside an active)."""
+    return (
+        not mine
+        or not theirs
+        or any(_takes(t, m, same_host) or _takes(m, t, same_host) for m in mine for t in theirs)
     )
 
 

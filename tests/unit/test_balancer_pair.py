@@ -563,3 +563,10 @@ def test_a_part_overtaken_on_the_way_does_not_overwrite_the_newer_one():
     assert copy.entries[("lb", "n1")][0].activation is Activation.DISABLED
     copy.take(parsed({"lb": {"n1": active}}), now=1.2, sent=(("restarted", 2, 0), 1))
     assert copy.entries[("lb", "n1")][0].activation is Activation.ACTIVE  # another sender
+
+
+def test_listens_not_known_are_taken_to_overlap_but_never_to_cover():
+    from balancer.pair import covers, overlaps
+
+    assert overlaps(None, ("a:1",)) and overlaps((), ("a:1",)) and overlaps(("a:1",), ())
+    assert not covers(("a:1",), ()) and covers(None, ())
