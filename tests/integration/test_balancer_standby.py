@@ -224,6 +224,16 @@ def start_paired(
     )  # fmt: skip
 
 
+def other_machine(cluster: Cluster, drop_time: int | None = None) -> str:
+    """The cluster's file for a balancer on 127.0.0.2 playing a second machine: its heartbeats
+    come from that address (the pair compares listens by port alone across machines; on one
+    machine 127.0.0.1:P and 127.0.0.2:P are separate sockets)."""
+    membership: dict[str, object] = {"interface": "127.0.0.2"}
+    if drop_time is not None:
+        membership["drop_time"] = drop_time
+    return str(cluster.config(membership=membership))
+
+
 def metric(url: str, name: str) -> float | None:
     _, _, body = http_get(f"{url}/jkmanager?mime=prometheus", timeout=2)
     for line in body.decode().splitlines():
@@ -555,7 +565,8 @@ def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_act
     stack: Stack,
 ):
     """The active stops being heard (SIGSTOP: a partition, or a hung machine) while holding
-    its port; the standby, on the same port of another address here, takes over and serves.
+    its port; the standby, on the same port of another address here (and heartbeating from it:
+    another machine to the pair), takes over and serves.
     The old active comes back (SIGCONT): two actives serve. The standby started later: it
     stops serving (its listeners close, its processes drain), restarts itself as a standby
     and waits warm, while the old active keeps serving throughout."""
@@ -567,7 +578,7 @@ def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_act
     standby = stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
         str(stack.mounts_file), "--listen", f"127.0.0.2:{stack.port}", *PROCS,
-        "--cluster", config, "--standby", name="standby",
+        "--cluster", other_machine(cluster), "--standby", name="standby",
     )  # fmt: skip
     wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
              what="the standby's processes waiting")  # fmt: skip
@@ -613,7 +624,7 @@ def test_a_step_down_draining_a_slow_request_exits_on_sigterm_and_takes_over_if_
     standby = stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
         str(stack.mounts_file), "--listen", f"127.0.0.2:{stack.port}", "--processes", processes,
-        "--cluster", config, "--standby", name="standby",
+        "--cluster", other_machine(cluster, drop_time=2000), "--standby", name="standby",
     )  # fmt: skip
     wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 20,
              what="the standby hearing the active")  # fmt: skip
