@@ -15,6 +15,7 @@ import sys
 from balancer.access_log import AccessLog
 from balancer.config import ConfigError
 from balancer.dataplane.tls import TlsError
+from balancer.pair_run import CARRY_ENV
 from balancer.role import Role
 from balancer.runtime import StartupError
 from balancer.server import Balancer
@@ -91,5 +92,20 @@ def run(args: argparse.Namespace) -> int:
             handler.flush()
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "balancer", *argv])
+        restart(argv)
     return code
+
+
+def restart(argv: list[str]) -> None:
+    """exec the balancer again with ``argv``; should the exec fail with the lb state copy in
+    the environment (too large for the kernel), once more without it: a standby that hears
+    the active's next beat rather than no balancer at all."""
+    command = [sys.executable, "-m", "balancer", *argv]
+    try:
+        os.execv(sys.executable, command)
+    except OSError as exc:
+        if os.environ.pop(CARRY_ENV, None) is None:
+            raise
+        log.error("balancer=standby restart with the lb state copy failed (%s): again "
+                  "without it", exc.strerror or exc)  # fmt: skip
+        os.execv(sys.executable, command)

@@ -12,9 +12,12 @@ without ``--standby``; with SO_REUSEPORT both may even hold one port and split i
 are counted (``two_actives`` episodes) and resolved by one rule both compute alike from the
 heartbeats: the balancer whose process started later (the ``start`` its heartbeats carry; the
 same start: the larger id) steps down (``StepDown``: it stops serving and becomes a standby,
-balancer/standby.py); the one started first keeps serving. Only when their ``--listen`` share a
-port: two actives that serve different ports both keep serving (a step-down would leave a port
-unserved).
+balancer/standby.py); the one started first keeps serving. Only when the other's ``--listen``
+cover all of this one's (``covers``: on two hosts by port; on one host by address and port,
+a wildcard taking any): two actives that serve different ports both keep serving, and one
+that would leave a port of its own unserved stays, counted as two actives. An active whose
+listens share no socket with this balancer's (``overlaps``) is another service's: a standby
+neither waits for it nor copies its lb state.
 
 A stepping-down balancer is a standby from the decision on: it beats as one while it drains and
 takes over (``Takeover``) if the active falls silent meanwhile. A balancer that leaves
@@ -130,21 +133,26 @@ class PairState:
     def __init__(
         self, me: str, *, standby: bool, drop_time: float, now: float,
         started: float = 0.0, step_downs: int = 0, listen: tuple[str, ...] | None = None,
-        peer_silent: bool = False,
+        peer_silent: bool = False, host: str | None = None, frequency: float = 0.0,
     ) -> None:  # fmt: skip
         self.me = me
         self.role = STANDBY if standby else ACTIVE
         self.drop_time = drop_time
         # peer_silent: restarted after a step-down whose active fell silent during the drain;
-        # its drop_time has passed already: decide the takeover at the first tick
-        self.started = now - drop_time if peer_silent else now
+        # its drop_time has passed already, but what it knew is the previous image's: it
+        # listens two heartbeat intervals first (an active that came back is heard then,
+        # not fought over the ports)
+        wait = min(drop_time, 2 * frequency)
+        self.started = now - drop_time + wait if peer_silent else now
         self.listen = listen  # None: not known (every peer's is taken to overlap)
+        self.host = host  # its heartbeats' host: a peer on the same one shares its addresses
         self.left = False  # leave(): this balancer stops for good and decides nothing more
         self.started_at = started  # Unix seconds, as its heartbeats say: who steps down
         self.takeovers = 0
         self.two_actives = 0
         self.step_downs = step_downs  # carried over the step-down's restart as a standby
         self.stepping_down = False  # decided: this active stops serving
+        self.stepped_for: str | None = None  # the active it stepped down for (its id)
         self.taking_over = False  # the standby decided and waits for the ports
         self._heard: dict[str, _Heard] = {}
         self._split: set[str] = set()  # other actives heard while this one is active
@@ -158,8 +166,10 @@ class PairState:
         known = self._heard.get(sender)
         if known is None:
             # a balancer restarted (kill -9, then again: a new random id) replaces its older
-            # entry: one peer per host and role, not two series of one machine
-            for old in [s for s, h in self._heard.items() if (h.host, h.role) == (host, role)]:
+            # entry: the same host, role and listens. Not any other of that host: two actives
+            # of one machine on different ports would push each other out on every beat
+            same = (host, role, listen)
+            for old in [s for s, h in self._heard.items() if (h.host, h.role, h.listen) == same]:
                 del self._heard[old]
                 self._split.discard(old)
         if known is None and len(self._heard) >= MAX_PEERS:  # the longest silent makes room
@@ -176,17 +186,22 @@ class PairState:
         events: list[PairEvent] = []
         if (known is None or known.role != role) and not shutdown:
             events.append(PeerHeard(self._peer(sender, now)))
-        if role == ACTIVE and not shutdown:
+        # an active serving none of this balancer's sockets is another service's: not counted,
+        # not waited for, not a reason to stay standby
+        if role == ACTIVE and not shutdown and self.relevant(host, listen):
             if self.role == ACTIVE and sender not in self._split:
                 self._split.add(sender)
                 self.two_actives += 1
                 events.append(TwoActives(self._peer(sender, now)))
             if (self.role == ACTIVE and not self.stepping_down
                     and (self.started_at, self.me) > (started, sender)
-                    and overlaps(self.listen, listen)):  # fmt: skip
-                # from here on a standby: it beats as one while it drains, and takes over
-                # if the active falls silent before the drain ends
+                    and covers(self.listen, listen, same_host=host == self.host)):  # fmt: skip
+                # only when the other serves every one of its sockets (else one would go
+                # unserved: two actives then, logged and counted). From here on a standby:
+                # it beats as one while it drains, and takes over if the active falls
+                # silent before the drain ends
                 self.role, self.stepping_down = STANDBY, True
+                self.stepped_for = sender
                 self._split.clear()  # no other active while it is not one
                 self.step_downs += 1
                 events.append(StepDown(self._peer(sender, now), self.started_at, started))
@@ -195,7 +210,8 @@ class PairState:
                 events.append(ActiveBack(self._peer(sender, now)))
         elif shutdown:  # the sender stops: it is off the page at once
             self._split.discard(sender)
-            last_active = role == ACTIVE and not self._actives(now)
+            mine = role == ACTIVE and self.relevant(host, listen)
+            last_active = mine and not self._actives(now)
             if last_active and self.role == STANDBY and not self.taking_over:
                 events.append(self._takeover("active-shutdown", sender, now, now))
             del self._heard[sender]
@@ -212,7 +228,7 @@ class PairState:
             del self._heard[sender]  # long gone: off the status page
         if self.role != STANDBY or self.taking_over or self.left or self._actives(now):
             return []
-        heard = [(h.last, s) for s, h in self._heard.items() if h.role == ACTIVE]
+        heard = [(h.last, s) for s, h in self._heard.items() if self._active_of_mine(h)]
         if heard:
             last, sender = max(heard)
             return [self._takeover("active-silent", sender, last, now)]
@@ -226,7 +242,7 @@ class PairState:
         takeover does not wait up to one heartbeat interval past drop_time."""
         if self.role != STANDBY or self.taking_over or self.left:
             return None
-        lasts = [h.last for h in self._heard.values() if h.role == ACTIVE and not h.shutdown]
+        lasts = [h.last for h in self._heard.values() if self._active_of_mine(h) and not h.shutdown]
         since = max(lasts) if lasts else self.started
         return max(0.0, since + self.drop_time - now)
 
@@ -244,8 +260,17 @@ class PairState:
         h = self._heard.get(sender)
         return h is not None and not h.shutdown and now - h.last <= self.drop_time
 
+    def relevant(self, host: str, listen: tuple[str, ...]) -> bool:
+        """Whether a peer's listens share a socket with this balancer's: only such an active
+        is waited for, fought with, and has its lb state copied."""
+        return overlaps(self.listen, listen, same_host=host == self.host)
+
+    def _active_of_mine(self, h: _Heard) -> bool:
+        return h.role == ACTIVE and self.relevant(h.host, h.listen)
+
     def _actives(self, now: float) -> list[str]:
-        return [s for s, h in self._heard.items() if h.role == ACTIVE and self._alive(s, now)]
+        return [s for s, h in self._heard.items()
+                if self._active_of_mine(h) and self._alive(s, now)]  # fmt: skip
 
     def _takeover(self, reason: str, sender: str | None, since: float, now: float) -> Takeover:
         self.taking_over = True
@@ -257,14 +282,40 @@ class PairState:
         return Peer(sender or "", h.role, h.host, h.listen, round(now - h.last, 3))
 
 
-def _port(listen: str) -> str:
-    return listen.rsplit(":", 1)[-1]
+WILDCARDS = frozenset({"0.0.0.0", "::"})  # a socket bound to one takes every address's port
 
 
-def overlaps(mine: tuple[str, ...] | None, theirs: tuple[str, ...]) -> bool:
-    """Whether two balancers' ``--listen`` share a port. By port alone: on two machines each
-    names its own address (or both 0.0.0.0) for the same service."""
-    return mine is None or bool({_port(x) for x in mine} & {_port(x) for x in theirs})
+def _socket(listen: str) -> tuple[str, str]:
+    """A ``--listen`` as its (address, port), the scheme and IPv6 brackets dropped."""
+    addr, _, port = listen.removeprefix("https://").rpartition(":")
+    return addr.strip("[]"), port
+
+
+def _takes(theirs: str, mine: str, same_host: bool) -> bool:
+    """Whether the other's listen takes (at least) what mine does. On two machines by port
+    alone: each names its own address (or both 0.0.0.0) for the same service. On one machine
+    127.0.0.1:P and 127.0.0.2:P (or [::1]:P) are separate sockets; a wildcard address takes
+    the port on every address (but mine on a wildcard is not served by theirs on one)."""
+    (addr_t, port_t), (addr_m, port_m) = _socket(theirs), _socket(mine)
+    return port_t == port_m and (not same_host or addr_t == addr_m or addr_t in WILDCARDS)
+
+
+def overlaps(
+    mine: tuple[str, ...] | None, theirs: tuple[str, ...], same_host: bool = False
+) -> bool:
+    """Whether two balancers' ``--listen`` share a socket (either not known — None, or none
+    said — is taken to: a standby rather waits than serves beside an active)."""
+    return (
+        not mine
+        or not theirs
+        or any(_takes(t, m, same_host) or _takes(m, t, same_host) for m in mine for t in theirs)
+    )
+
+
+def covers(mine: tuple[str, ...] | None, theirs: tuple[str, ...], same_host: bool = False) -> bool:
+    """Whether the other balancer serves every one of mine: only then may this one step down
+    without leaving a socket unserved."""
+    return mine is None or all(any(_takes(t, m, same_host) for t in theirs) for m in mine)
 
 
 def peers_text(view: PairView) -> Iterator[str]:

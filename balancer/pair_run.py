@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyjk.balancer")
 
-# the lb state copy a balancer restarting after a step-down hands its next image (JSON, as
-# the active's heartbeats carry it: at most MAX_PARTS x PART_BUDGET bytes, under the kernel's
-# 128 KiB bound for one environment string)
+# the lb state copy a balancer restarting after a step-down hands its next image (JSON: the
+# entries of the active it stepped down for, as its heartbeats carry them, and when)
 CARRY_ENV = "PYJK_PAIR_LB_STATE"
+# the kernel refuses one environment string over 128 KiB (execv: "Argument list too long"):
+# a larger copy is left behind (the next image hears the active's next beat instead)
+CARRY_MAX = 100_000
 
 
 class Warm(Protocol):
@@ -132,13 +134,27 @@ async def run_paired(
                                              peer_silent=cut.is_set())  # fmt: skip
             # the active's lb state as known here: the next image may take over before it
             # hears the active again (or never does: it fell silent)
-            os.environ[CARRY_ENV] = json.dumps(pair.copy.to_wire(pair.monotonic()))
+            carry_out(pair)
         return code
     except PairError as exc:
         log.error("balancer=standby cannot serve: %s", exc)
         return 1
     finally:
         await pair.stop()
+
+
+def carry_out(pair: BalancerPair) -> None:
+    """Leave the copy of the lb state of the active this one stepped down for (no other's)
+    in ``CARRY_ENV`` for the next image (``BalancerPair.carry_in``), unless over
+    ``CARRY_MAX``."""
+    lbs = pair.copy.to_wire(pair.monotonic(), origin=pair.state.stepped_for)
+    text = json.dumps({"at": pair.clock(), "lbs": lbs}, separators=(",", ":"))
+    if len(text) > CARRY_MAX:
+        log.warning("balancer=standby lb state not carried over the restart: %d bytes, over "
+                    "%d (the active's next heartbeat brings it)", len(text), CARRY_MAX)  # fmt: skip
+        os.environ.pop(CARRY_ENV, None)
+        return
+    os.environ[CARRY_ENV] = text
 
 
 async def _serve_unless_cut(

@@ -18,7 +18,7 @@ free (the active's death frees them on one machine; an error every ``BIND_RETRY`
 they stay held, and it waits on), applies the state once more and returns: the caller binds
 and serves as any balancer does (a warm supervisor only binds and lets its processes accept).
 
-Two actives on a shared port (balancer/pair.py): the one started later steps down — it stops
+Two actives on shared sockets (balancer/pair.py): the one started later steps down — it stops
 serving as on SIGTERM (listeners closed, drain) but is a standby from the decision on: it beats
 as one during the drain and, should the active fall silent meanwhile, ends the drain at once
 (``on_drain_takeover``). ``pair_run.run_paired`` then leaves ``args.restart_argv`` for
@@ -135,7 +135,8 @@ class BalancerPair:
         self.state = PairState(self.id, standby=standby, drop_time=cfg.drop_time,
                                now=monotonic(), started=self.started,
                                step_downs=step_downs, listen=self.listen,
-                               peer_silent=peer_silent)  # fmt: skip
+                               peer_silent=peer_silent, host=cfg.interface,
+                               frequency=cfg.frequency)  # fmt: skip
         self.copy = LbStateCopy(window=cfg.drop_time)  # what the active still sends
         self.opener = Opener(self.key, max_skew=cfg.max_clock_skew)
         self.sealer = Sealer(self.key, sender, int(self.started * 1000), Kind.HEARTBEAT)
@@ -265,15 +266,18 @@ class BalancerPair:
         return False
 
     def carry_in(self, text: str) -> int:
-        """The lb state copy the previous image had (``pair_run``: a restart after a
-        step-down): a takeover before the active's next beat still has it. How many entries."""
+        """The lb state copy the previous image had (``pair_run.carry_out``: a restart after
+        a step-down): a takeover before the active's next beat still has it, aged by the
+        time the exec took. How many entries."""
         try:
-            part, refused = parse_part(json.loads(text))
-        except (ValueError, AttributeError):
-            part, refused = {}, ["not a JSON object of lbs"]
+            doc = json.loads(text)
+            part, refused = parse_part(doc["lbs"])
+            elapsed = min(max(0.0, self.clock() - float(doc["at"])), self.config.drop_time)
+        except (ValueError, AttributeError, KeyError, TypeError):
+            part, refused, elapsed = {}, ["not a JSON object of lbs"], 0.0
         for reason in refused:
             self._dropped("bad_state", reason)
-        self.copy.take(part, self.monotonic())
+        self.copy.take(part, self.monotonic() - elapsed)
         return len(part)
 
     def view(self) -> PairView:
@@ -325,13 +329,15 @@ class BalancerPair:
         if msg.id == self.id:
             return
         now = self.monotonic()
-        if msg.role == ACTIVE and msg.lbs:
+        # an active of other sockets (another service in the cluster): its lb state is not
+        # this balancer's to copy, nor to apply when it serves its own
+        if msg.role == ACTIVE and msg.lbs and self.state.relevant(msg.host, msg.listen):
             # an entry this balancer cannot read (a newer active's, or a value out of its
             # bounds) is skipped and counted; the beat still counts as the active heard
             part, refused = parse_part(msg.lbs)
             for reason in refused:
                 self._dropped("bad_state", reason)
-            self.copy.take(part, now, sent=_sent(data))
+            self.copy.take(part, now, sent=_sent(data), origin=msg.id)
             # its first decisions are the active's (a step-down's engines drain its own)
             waiting = self.state.role != ACTIVE and not self.state.stepping_down
             if waiting and not self.state.taking_over:

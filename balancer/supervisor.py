@@ -174,6 +174,8 @@ class Supervisor:
         self.control = ""  # the control document of the newest generation
         self.sockets: list[socket.socket] = []
         self.keepers: list[asyncio.Task[None]] = []
+        # each slot's latest spawn: a keeper cancelled inside it has not recorded its process
+        self.spawns: dict[int, asyncio.Future[asyncio.subprocess.Process]] = {}
         self.tickets: asyncio.Task[None] | None = None
 
     def warm_up(self, serve: bool = False) -> None:
@@ -270,8 +272,17 @@ class Supervisor:
     async def end_children(self) -> None:
         """SIGKILL the data-plane processes still running and reap them (bounded): none is
         left a zombie under this pid, whose next image (a step-down's exec) knows nothing of
-        them."""
+        them. The keepers end first: one cancelled while it spawned left its process only in
+        ``spawns``, which finishes (shielded) and is ended too."""
+        for keeper in self.keepers:
+            keeper.cancel()
+        await asyncio.gather(*self.keepers, return_exceptions=True)
         procs = list(self.children.values())
+        for spawn in self.spawns.values():
+            with contextlib.suppress(Exception):
+                proc = await spawn
+                if all(proc is not p for p in procs):
+                    procs.append(proc)
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -372,7 +383,9 @@ class Supervisor:
         while not self._stopping.is_set():
             command, fds = self._command(slot)
             born = time.monotonic()
-            proc = await asyncio.create_subprocess_exec(*command, pass_fds=fds)
+            spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(*command, pass_fds=fds))
+            self.spawns[slot] = spawn
+            proc = await asyncio.shield(spawn)  # cancelled: end_children still finds it
             self.children[slot] = proc
             log.info("data-plane process slot=%d pid=%d started", slot, proc.pid)
             if self._stopping.is_set():  # stop() signalled the children before this one was

@@ -315,16 +315,19 @@ class LbStateCopy:
     entries: dict[tuple[str, str], tuple[Entry | LbEdits, float]] = field(default_factory=dict)
     window: float = math.inf
     _sent: dict[tuple[str, str], tuple[object, int]] = field(default_factory=dict)
+    _origin: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def take(
         self,
         part: Mapping[tuple[str, str], Entry | LbEdits],
         now: float,
         sent: tuple[object, int] | None = None,
+        origin: str | None = None,
     ) -> None:
         """``sent``: (the sender's stream, its datagram counter): a datagram overtaken by a
         newer one of the same sender (reordered on the way) does not overwrite what that
-        newer one said."""
+        newer one said. ``origin``: the sending balancer's id (``to_wire`` may keep only
+        one's)."""
         for key, entry in part.items():
             if sent is not None:
                 newest = self._sent.get(key)
@@ -332,17 +335,22 @@ class LbStateCopy:
                     continue
                 self._sent[key] = sent
             self.entries[key] = (entry, now)
+            self._origin[key] = origin
         if self.window < math.inf:
             stale = [k for k, (_, at) in self.entries.items() if now - at > self.window]
             for key in stale:
                 del self.entries[key]
                 self._sent.pop(key, None)
+                self._origin.pop(key, None)
 
-    def to_wire(self, now: float) -> dict[str, dict[str, Any]]:
-        """Every entry known, as the active sends them, aged to ``now`` (``parse_part`` reads
-        it back): what a balancer restarting after a step-down carries to its next image."""
+    def to_wire(self, now: float, origin: str | None = None) -> dict[str, dict[str, Any]]:
+        """Every entry known (``origin``: only that balancer's), as the active sends them,
+        aged to ``now`` (``parse_part`` reads it back): what a balancer restarting after a
+        step-down carries to its next image."""
         out: dict[str, dict[str, Any]] = {}
         for (lb, name), (entry, at) in self.entries.items():
+            if origin is not None and self._origin.get((lb, name)) != origin:
+                continue
             out.setdefault(lb, {})[name] = entry_wire(entry, max(0.0, now - at))
         return out
 

@@ -224,6 +224,16 @@ def start_paired(
     )  # fmt: skip
 
 
+def other_machine(cluster: Cluster, drop_time: int | None = None) -> str:
+    """The cluster's file for a balancer on 127.0.0.2 playing a second machine: its heartbeats
+    come from that address (the pair compares listens by port alone across machines; on one
+    machine 127.0.0.1:P and 127.0.0.2:P are separate sockets)."""
+    membership: dict[str, object] = {"interface": "127.0.0.2"}
+    if drop_time is not None:
+        membership["drop_time"] = drop_time
+    return str(cluster.config(membership=membership))
+
+
 def metric(url: str, name: str) -> float | None:
     _, _, body = http_get(f"{url}/jkmanager?mime=prometheus", timeout=2)
     for line in body.decode().splitlines():
@@ -232,10 +242,11 @@ def metric(url: str, name: str) -> float | None:
     return None
 
 
-def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
+def test_sigterm_hands_over_at_once_and_actives_of_other_sockets_both_serve(stack: Stack):
     """One process each (no supervisor): SIGTERM of the active → its last heartbeat says so
-    and the standby serves without waiting for drop_time; an active started again without
-    --standby makes two actives, which both log and count."""
+    and the standby serves without waiting for drop_time; actives started again without
+    --standby on sockets of their own (another address, another port) both serve, neither
+    steps down nor counts two actives (two on one socket: the warm-standby test below)."""
     cluster = Cluster(stack.group, stack.tmp)
     config = str(cluster.config(membership={"drop_time": 3000}))
     stack.start_worker("n1", "--cluster", config)
@@ -264,30 +275,63 @@ def test_sigterm_hands_over_at_once_and_two_actives_are_visible(stack: Stack):
     assert "reason=active-shutdown" in standby.output()
     assert first.wait(10) == 0
 
-    # the old active comes back on the same port of another address, without --standby:
-    # two actives; the one started later (this one) steps down and waits as a standby (the
-    # same process)
+    # the old active comes back on the same port of another address of this host, without
+    # --standby: another socket, not a second active of this one's (before: it stepped down
+    # and 127.0.0.2 was served by nobody)
     other = start_paired(stack, config, stack.port, "second-active", host="127.0.0.2")
-    wait_for(lambda: metric(stack.url, "pyjk_balancer_two_actives_total") == 1.0, 15,
-             what="two actives counted on the first one's /metrics")  # fmt: skip
-    wait_for(lambda: "balancer=standby waits" in other.output(), 20,
-             what="the second one waiting as a standby")  # fmt: skip
-    log = other.output()
-    assert "state=two-actives" in log and "state=stepping-down reason=two-actives" in log
-    assert "state=two-actives" in standby.output()
-    assert "stepping-down" not in standby.output()  # it started first: it keeps serving
-    assert other.alive()
-    wait_for(lambda: metric(stack.url, "pyjk_balancer_other_active") == 0.0, 10,
-             what="one active left")  # fmt: skip
-
-    # a third active on a port of its own: counted as two actives, but neither steps down
-    # (before: the later one did, and its port was served by nobody)
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in other.output(), 15,
+             what="the second one hearing the active")  # fmt: skip
+    wait_for(lambda: served(f"http://127.0.0.2:{stack.port}/app/counter"), 15,
+             what="the second one serving its address")  # fmt: skip
+    # a third active on a port of its own: neither steps down (a port served by nobody)
     port = free_port()
     third = start_paired(stack, config, port, "third-active")
-    wait_for(lambda: "state=two-actives" in third.output(), 15,
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in third.output(), 15,
              what="the third one hearing the active")  # fmt: skip
     assert http_get(f"http://127.0.0.1:{port}/app/counter", timeout=5)[0] == 200
-    assert "stepping-down" not in third.output() and third.alive()
+    wait_for(lambda: standby.output().count("hears peer=127.0.0.1 role=active") >= 2, 15,
+             what="the first one hearing both")  # fmt: skip
+    for proc in (standby, other, third):
+        assert "stepping-down" not in proc.output() and "state=two-actives" not in proc.output()
+        assert proc.alive()
+    assert metric(stack.url, "pyjk_balancer_two_actives_total") == 0.0
+    assert served(f"http://127.0.0.2:{stack.port}/app/counter") and served(
+        stack.url + "/app/counter"
+    )
+
+
+def served(url: str) -> bool:
+    try:
+        return http_get(url, timeout=1)[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def test_the_standby_takes_over_at_its_actives_death_whatever_an_active_of_another_port_does(
+    stack: Stack,
+):
+    """A :P, its standby S :P, and C :Q in one cluster (before: C's beats kept S waiting:
+    after A's kill -9, :P was served by nobody for good)."""
+    cluster = Cluster(stack.group, stack.tmp)
+    config = str(cluster.default_config)  # drop_time 1 s
+    stack.start_worker("n1", "--cluster", config)
+    first = stack.start_balancer(stack.workers_properties(["n1"]),
+                                 args=("--processes", "1", "--cluster", config))  # fmt: skip
+    standby = start_paired(stack, config, stack.port, "standby", "--standby")
+    wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 15,
+             what="the standby hearing the active")  # fmt: skip
+    port = free_port()
+    third = start_paired(stack, config, port, "third-active")
+    wait_for(lambda: served(f"http://127.0.0.1:{port}/app/counter"), 15, what="C serving :Q")
+    wait_for(lambda: standby.output().count("hears peer=127.0.0.1 role=active") >= 2, 15,
+             what="the standby hearing C too")  # fmt: skip
+    kill9_all(first)
+    killed = time.monotonic()
+    wait_for(lambda: served(f"{stack.url}/app/counter"), 15, what="the standby serving :P")
+    print(f":P served again {time.monotonic() - killed:.2f} s after kill -9 (drop_time 1 s)")
+    assert "state=active reason=ports-free" in standby.output()
+    assert third.alive() and served(f"http://127.0.0.1:{port}/app/counter")
+    assert "stepping-down" not in third.output()
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
@@ -521,7 +565,8 @@ def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_act
     stack: Stack,
 ):
     """The active stops being heard (SIGSTOP: a partition, or a hung machine) while holding
-    its port; the standby, on the same port of another address here, takes over and serves.
+    its port; the standby, on the same port of another address here (and heartbeating from it:
+    another machine to the pair), takes over and serves.
     The old active comes back (SIGCONT): two actives serve. The standby started later: it
     stops serving (its listeners close, its processes drain), restarts itself as a standby
     and waits warm, while the old active keeps serving throughout."""
@@ -533,7 +578,7 @@ def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_act
     standby = stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
         str(stack.mounts_file), "--listen", f"127.0.0.2:{stack.port}", *PROCS,
-        "--cluster", config, "--standby", name="standby",
+        "--cluster", other_machine(cluster), "--standby", name="standby",
     )  # fmt: skip
     wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
              what="the standby's processes waiting")  # fmt: skip
@@ -579,7 +624,7 @@ def test_a_step_down_draining_a_slow_request_exits_on_sigterm_and_takes_over_if_
     standby = stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
         str(stack.mounts_file), "--listen", f"127.0.0.2:{stack.port}", "--processes", processes,
-        "--cluster", config, "--standby", name="standby",
+        "--cluster", other_machine(cluster, drop_time=2000), "--standby", name="standby",
     )  # fmt: skip
     wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 20,
              what="the standby hearing the active")  # fmt: skip

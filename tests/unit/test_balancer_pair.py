@@ -426,8 +426,8 @@ def test_a_stepping_down_active_is_a_standby_that_takes_over_if_the_active_falls
     [event] = pair.tick(1.6)
     assert isinstance(event, Takeover) and event.reason == "active-silent"
     # restarted with --peer-silent: it takes over at its first tick, not drop_time later
-    again = PairState(B, standby=True, drop_time=1.0, now=50.0, peer_silent=True)
-    [event] = again.tick(50.0)
+    again = PairState(B, standby=True, drop_time=1.0, now=50.0, peer_silent=True, frequency=0.2)
+    [event] = again.tick(50.4)
     assert isinstance(event, Takeover) and event.reason == "no-active"
 
 
@@ -440,21 +440,96 @@ def test_the_active_that_stays_sees_the_episode_end_when_the_other_steps_down():
 
 
 @pytest.mark.parametrize(
-    ("mine", "theirs", "steps_down"),
+    ("mine", "theirs", "host", "two", "steps_down"),
     [
-        (("127.0.0.1:8080",), ("127.0.0.1:9090",), False),
-        (("127.0.0.1:8080", "127.0.0.1:8443"), ("10.0.0.1:8443",), True),
-        (("0.0.0.0:8080",), ("10.0.0.2:8080",), True),
-        (("https://[::1]:8443",), ("https://[::1]:8080",), False),
+        (("127.0.0.1:8080",), ("127.0.0.1:9090",), "10.0.0.1", False, False),
+        # partial overlap: stepping down would leave 8080 unserved (before: it stepped down)
+        (("127.0.0.1:8080", "127.0.0.1:8443"), ("10.0.0.1:8443",), "10.0.0.1", True, False),
+        (("0.0.0.0:8080",), ("10.0.0.2:8080",), "10.0.0.1", True, True),
+        (("https://[::1]:8443",), ("https://[::1]:8443", "[::1]:80"), "10.0.0.1", True, True),
+        (("https://[::1]:8443",), ("https://[::1]:8080",), "10.0.0.1", False, False),
+        # one host: other addresses are other sockets (before: the later one stepped down)
+        (("127.0.0.1:8080",), ("127.0.0.2:8080",), "10.0.0.9", False, False),
+        (("127.0.0.1:8080",), ("[::1]:8080",), "10.0.0.9", False, False),
+        (("127.0.0.1:8080",), ("0.0.0.0:8080",), "10.0.0.9", True, True),
+        (("0.0.0.0:8080",), ("127.0.0.1:8080",), "10.0.0.9", True, False),
+        (("127.0.0.1:8080",), ("127.0.0.1:8080",), "10.0.0.9", True, True),
+        # two hosts: by port alone (each names its own address)
+        (("127.0.0.1:8080",), ("127.0.0.2:8080",), "10.0.0.1", True, True),
     ],
 )
-def test_two_actives_step_down_only_when_they_share_a_port(mine, theirs, steps_down):
-    # before: two actives serving different ports resolved anyway, leaving a port unserved
-    pair = PairState(B, standby=False, drop_time=1.0, now=0.0, started=200.0, listen=mine)
-    events = pair.heard(A, ACTIVE, "10.0.0.1", theirs, 0.1, started=100.0)
-    assert any(isinstance(e, TwoActives) for e in events)  # still counted and shown
+def test_two_actives_step_down_only_when_the_other_serves_all_of_its_sockets(
+    mine, theirs, host, two, steps_down
+):
+    # this balancer's heartbeats say host 10.0.0.9: a peer saying so too is on its machine
+    pair = PairState(B, standby=False, drop_time=1.0, now=0.0, started=200.0, listen=mine,
+                     host="10.0.0.9")  # fmt: skip
+    events = pair.heard(A, ACTIVE, host, theirs, 0.1, started=100.0)
+    assert any(isinstance(e, TwoActives) for e in events) is two
     assert any(isinstance(e, StepDown) for e in events) is steps_down
     assert pair.role == (STANDBY if steps_down else ACTIVE)
+    assert pair.stepped_for == (A if steps_down else None)
+
+
+def test_a_standby_takes_over_when_its_active_dies_whatever_an_active_of_other_ports_does():
+    # before: any live active kept the standby waiting: A :8080 killed, C :9090 alive ->
+    # :8080 unserved for good (and the shutdown beat of A decided nothing either)
+    p, q = ("127.0.0.1:8080",), ("127.0.0.1:9090",)
+    for shutdown in (False, True):
+        pair = PairState(B, standby=True, drop_time=1.0, now=0.0, listen=p, host="10.0.0.9")
+        pair.heard(A, ACTIVE, "10.0.0.9", p, 0.1)
+        pair.heard(C, ACTIVE, "10.0.0.9", q, 0.1)
+        if shutdown:
+            [event] = pair.heard(A, ACTIVE, "10.0.0.9", p, 0.5, shutdown=True)
+            assert isinstance(event, Takeover) and event.reason == "active-shutdown"
+            continue
+        for t in (0.6, 1.0, 1.4, 1.8):
+            assert pair.heard(C, ACTIVE, "10.0.0.9", q, t) == []
+        assert pair.due_in(1.8) == pytest.approx(0.0, abs=0.01)
+        [event] = pair.tick(1.9)
+        assert isinstance(event, Takeover) and event.peer is not None and event.peer.id == A
+        # C's beats while it waits for the ports: not its active coming back
+        assert pair.heard(C, ACTIVE, "10.0.0.9", q, 2.0) == [] and pair.taking_over
+
+
+def test_a_stepping_down_active_cuts_its_drain_whatever_an_active_of_other_ports_does():
+    p, q = ("127.0.0.1:8080",), ("127.0.0.1:9090",)
+    pair = PairState(B, standby=False, drop_time=1.0, now=0.0, started=200.0, listen=p)
+    assert any(isinstance(e, StepDown) for e in pair.heard(A, ACTIVE, "h", p, 0.1, started=1))
+    pair.heard(C, ACTIVE, "h", q, 0.1, started=1.0)
+    pair.heard(C, ACTIVE, "h", q, 1.0, started=1.0)
+    [event] = pair.tick(1.2)
+    assert isinstance(event, Takeover) and event.reason == "active-silent"
+
+
+def test_two_actives_of_one_host_on_other_ports_keep_their_entries():
+    # before: one entry per (host, role): each beat of one pushed the other out, a new
+    # PeerHeard (and, for an active, a TwoActives episode and an ERROR line) every beat
+    pair = PairState(B, standby=False, drop_time=1.0, now=0.0, listen=("0.0.0.0:80",))
+    p, q = ("10.0.0.1:80",), ("10.0.0.1:81",)
+    assert pair.heard(A, ACTIVE, "10.0.0.1", p, 0.0, started=500.0)
+    assert pair.heard(C, ACTIVE, "10.0.0.1", q, 0.0, started=500.0)
+    for t in (0.5, 1.0, 1.5):
+        assert pair.heard(A, ACTIVE, "10.0.0.1", p, t, started=500.0) == []
+        assert pair.heard(C, ACTIVE, "10.0.0.1", q, t, started=500.0) == []
+    assert pair.two_actives == 1 and len(pair.view(1.5).peers) == 2
+    # a restart (a new id, the same host, role and listens) still replaces its entry
+    pair.heard("d" * 32, ACTIVE, "10.0.0.1", p, 2.0, started=500.0)
+    assert sorted(x.id for x in pair.view(2.0).peers) == sorted([C, "d" * 32])
+
+
+def test_a_restart_after_the_drain_cut_hears_two_beat_intervals_before_taking_over():
+    # before: started = now - drop_time: it took over at its first tick, before reading any
+    # heartbeat (old news: an active that came back meanwhile was fought over the ports)
+    again = PairState(B, standby=True, drop_time=3.0, now=50.0, peer_silent=True, frequency=0.5)
+    assert again.tick(50.0) == [] and again.due_in(50.0) == pytest.approx(1.0)
+    assert again.heard(A, ACTIVE, "h", (), 50.5) == [PeerHeard(again.view(50.5).peers[0])]
+    assert again.tick(51.1) == []  # the active is back: it stays standby
+    [event] = again.tick(53.6)
+    assert isinstance(event, Takeover) and event.reason == "active-silent"
+    fresh = PairState(B, standby=True, drop_time=3.0, now=50.0, peer_silent=True, frequency=0.5)
+    [event] = fresh.tick(51.0)
+    assert isinstance(event, Takeover) and event.reason == "no-active"
 
 
 def test_a_restart_after_the_actives_silence_takes_over_at_once():
@@ -488,3 +563,10 @@ def test_a_part_overtaken_on_the_way_does_not_overwrite_the_newer_one():
     assert copy.entries[("lb", "n1")][0].activation is Activation.DISABLED
     copy.take(parsed({"lb": {"n1": active}}), now=1.2, sent=(("restarted", 2, 0), 1))
     assert copy.entries[("lb", "n1")][0].activation is Activation.ACTIVE  # another sender
+
+
+def test_listens_not_known_are_taken_to_overlap_but_never_to_cover():
+    from balancer.pair import covers, overlaps
+
+    assert overlaps(None, ("a:1",)) and overlaps((), ("a:1",)) and overlaps(("a:1",), ())
+    assert not covers(("a:1",), ()) and covers(None, ())
