@@ -354,6 +354,22 @@ async def test_two_requests_of_one_session_committed_before_either_put_lose_noth
         again.dist.release([rp])
 
 
+async def parallel_commits(node: Node, sid: str, n: int) -> list[Any]:
+    """Requests r-0 … r-(n-1) of one session in flight on `node` at once, each committed
+    (its record given to the store) but none of their puts sent yet: the deltas, in order."""
+    assert await node.dist.load([sid], None) == FOUND
+    views = [node.store.begin(sid, time.time()) for _ in range(n)]
+    deltas = []
+    for i, view in enumerate(views):
+        assert view is not None
+        view[f"k{i}"] = i
+        delta = node.store.commit(view, time.time())
+        assert delta is not None
+        node.dist.committed([delta], f"r-{i}", web.Response(text=f"{i} done"))
+        deltas.append(delta)
+    return deltas
+
+
 @pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)], ids=str)
 async def test_the_retry_of_the_oldest_of_three_parallel_requests_is_answered_not_run(
     order: tuple[int, int, int],
@@ -367,16 +383,7 @@ async def test_the_retry_of_the_oldest_of_three_parallel_requests_is_answered_no
     node = net.nodes[IDS[0]]
     sid = await create(node, x=0)
     rp = sid.split(".")[0]
-    assert await node.dist.load([sid], None) == FOUND
-    views = [node.store.begin(sid, time.time()) for _ in range(3)]
-    deltas = []
-    for i, view in enumerate(views):
-        assert view is not None
-        view[f"k{i}"] = i
-        delta = node.store.commit(view, time.time())
-        assert delta is not None
-        node.dist.committed([delta], f"r-{i}", web.Response(text=f"{i} done"))
-        deltas.append(delta)
+    deltas = await parallel_commits(node, sid, 3)
     for i in order:  # the puts land in this order
         await node.dist.sink(deltas[i])
     node.dist.release([rp])

@@ -8,7 +8,6 @@ import asyncio
 import time
 
 import pytest
-from aiohttp import web
 
 from replication.config import parse_cluster_config
 from replication.session_entry import decode_entry
@@ -17,7 +16,7 @@ from worker.cache_table import CacheTable, CacheWriteRefused, Entry
 from worker.caches import ClusterCache, LocalBackend
 from worker.peers import ABSENT, FOUND
 
-from .test_dist_sessions import IDS, DistNet, Node, create, entry_attrs, finish
+from .test_dist_sessions import IDS, DistNet, Node, create, entry_attrs, finish, parallel_commits
 
 
 def with_counters(net: DistNet) -> dict[str, ClusterCache]:
@@ -48,17 +47,7 @@ async def three_parallel_writes(node: Node, sid: str) -> None:
     """Requests r-0, r-1, r-2 of one session in flight on `node` at once: r-0's record falls
     out of the entry (kept aside by the owners)."""
     rp = sid.split(".")[0]
-    assert await node.dist.load([sid], None) == FOUND
-    views = [node.store.begin(sid, time.time()) for _ in range(3)]
-    deltas = []
-    for i, view in enumerate(views):
-        assert view is not None
-        view[f"k{i}"] = i
-        delta = node.store.commit(view, time.time())
-        assert delta is not None
-        node.dist.committed([delta], f"r-{i}", web.Response(text=f"{i} done"))
-        deltas.append(delta)
-    for delta in deltas:
+    for delta in await parallel_commits(node, sid, 3):
         await node.dist.sink(delta)
     node.dist.release([rp])
     held = node.dist.table.entry(rp)
