@@ -241,16 +241,22 @@ async def test_a_request_whose_retry_record_was_not_read_runs_but_may_not_write(
     assert entry_attrs(node, again.id) == {"cart": '["book"]'}
 
 
-async def test_a_request_whose_retry_record_was_not_read_may_not_write_the_app_caches() -> None:
-    # as its session writes: an earlier attempt may have run the same update, and a counter
-    # in a cluster cache would then count one click twice
-    net = DistNet(3)
+def with_counters(net: DistNet) -> dict[str, ClusterCache]:
+    """A distributed app cache "counters" on every member; the caches by member."""
     caches = {}
     for member, node in net.nodes.items():
         caches[member] = ClusterCache("counters", "distributed", 2, LocalBackend(
             CacheTable("counters", writer=member)))  # fmt: skip
         node.caches.install({"counters": caches[member]})
         node.dist.install()
+    return caches
+
+
+async def test_a_request_whose_retry_record_was_not_read_may_not_write_the_app_caches() -> None:
+    # as its session writes: an earlier attempt may have run the same update, and a counter
+    # in a cluster cache would then count one click twice
+    net = DistNet(3)
+    caches = with_counters(net)
     node, counters = net.nodes[IDS[0]], caches[IDS[0]]
     rid = next(r for r in (f"r-{i:030d}" for i in range(200))
                if IDS[0] not in node.dist.backend.owners_of(f"rid/{r}"))  # fmt: skip

@@ -12,22 +12,19 @@ import pytest
 from replication.config import parse_cluster_config
 from replication.session_entry import decode_entry
 from worker.backend import SessionNotSaved
-from worker.cache_table import CacheTable, CacheWriteRefused, Entry
-from worker.caches import ClusterCache, LocalBackend
+from worker.cache_table import CacheWriteRefused, Entry
 from worker.peers import ABSENT, FOUND
 
-from .test_dist_sessions import IDS, DistNet, Node, create, entry_attrs, finish, parallel_commits
-
-
-def with_counters(net: DistNet) -> dict[str, ClusterCache]:
-    """A distributed app cache "counters" on every member; the caches by member."""
-    caches = {}
-    for member, node in net.nodes.items():
-        caches[member] = ClusterCache("counters", "distributed", 2, LocalBackend(
-            CacheTable("counters", writer=member)))  # fmt: skip
-        node.caches.install({"counters": caches[member]})
-        node.dist.install()
-    return caches
+from .test_dist_sessions import (
+    IDS,
+    DistNet,
+    Node,
+    create,
+    entry_attrs,
+    finish,
+    parallel_commits,
+    with_counters,
+)
 
 
 def records_unheard_once(node: Node) -> None:
