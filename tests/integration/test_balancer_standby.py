@@ -124,14 +124,21 @@ class Forger:
 
 
 def start_standby(
-    stack: Stack, config: str, *extra: str, name: str = "standby", standby: bool = True
+    stack: Stack,
+    config: str,
+    *extra: str,
+    name: str = "standby",
+    standby: bool = True,
+    host: str = "127.0.0.1",
+    processes: str = PROCS[1],
 ) -> Proc:
     """A second balancer on the stack's port with two processes (``standby=False``: a second
-    active, which SO_REUSEPORT lets bind the same port)."""
+    active, which SO_REUSEPORT lets bind the same port; ``host="127.0.0.2"`` with an
+    `other_machine` cluster file: a balancer playing another machine)."""
     assert stack.workers_file is not None and stack.mounts_file is not None
     return stack.group.python(
         "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
-        str(stack.mounts_file), "--listen", f"127.0.0.1:{stack.port}", *PROCS,
+        str(stack.mounts_file), "--listen", f"{host}:{stack.port}", "--processes", processes,
         "--cluster", config, *(("--standby",) if standby else ()), *extra, name=name,
     )  # fmt: skip
 
@@ -575,11 +582,7 @@ def test_a_standby_that_took_over_during_a_partition_steps_down_when_the_old_act
     stack.start_backend("b1")
     first = stack.start_balancer(stack.workers_properties(["b1"]),
                                  args=("--processes", "1", "--cluster", config))  # fmt: skip
-    standby = stack.group.python(
-        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
-        str(stack.mounts_file), "--listen", f"127.0.0.2:{stack.port}", *PROCS,
-        "--cluster", other_machine(cluster), "--standby", name="standby",
-    )  # fmt: skip
+    standby = start_standby(stack, other_machine(cluster), host="127.0.0.2")
     wait_for(lambda: standby.output().count("waits (standby)") == 2, 30,
              what="the standby's processes waiting")  # fmt: skip
     wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 10,
@@ -621,11 +624,9 @@ def test_a_step_down_draining_a_slow_request_exits_on_sigterm_and_takes_over_if_
     backend = stack.start_backend("b1")
     first = stack.start_balancer(stack.workers_properties(["b1"]),
                                  args=("--processes", "1", "--cluster", config))  # fmt: skip
-    standby = stack.group.python(
-        "-m", "balancer", "--workers", str(stack.workers_file), "--mounts",
-        str(stack.mounts_file), "--listen", f"127.0.0.2:{stack.port}", "--processes", processes,
-        "--cluster", other_machine(cluster, drop_time=2000), "--standby", name="standby",
-    )  # fmt: skip
+    standby = start_standby(
+        stack, other_machine(cluster, drop_time=2000), host="127.0.0.2", processes=processes
+    )
     wait_for(lambda: "hears peer=127.0.0.1 role=active" in standby.output(), 20,
              what="the standby hearing the active")  # fmt: skip
     own = f"http://127.0.0.2:{stack.port}"
