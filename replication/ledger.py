@@ -183,13 +183,7 @@ class Ledger:
 
     def _attach(self, request_id: str, record: RecordedResponse) -> None:
         """Replace an equal record (same size) in place by one that names its write."""
-        old = self._entries[request_id]
-        if old.session is not None:
-            ids = self._by_session.get(old.session)
-            if ids is not None:
-                ids.pop(request_id, None)
-                if not ids:
-                    del self._by_session[old.session]
+        self._unindex(request_id, self._entries[request_id].session)
         self._entries[request_id] = record  # an existing key keeps its place
         assert record.session is not None
         self._by_session.setdefault(record.session, {})[request_id] = None
@@ -197,9 +191,14 @@ class Ledger:
     def _drop(self, request_id: str) -> None:
         record = self._entries.pop(request_id)
         self._bytes -= record.size
-        if record.session is not None:
-            ids = self._by_session.get(record.session)
-            if ids is not None:
-                ids.pop(request_id, None)
-                if not ids:
-                    del self._by_session[record.session]
+        self._unindex(request_id, record.session)
+
+    def _unindex(self, request_id: str, session: str | None) -> None:
+        """Forget that `request_id`'s record belongs to `session` (if it named one)."""
+        if session is None:
+            return
+        ids = self._by_session.get(session)
+        if ids is not None:
+            ids.pop(request_id, None)
+            if not ids:
+                del self._by_session[session]
