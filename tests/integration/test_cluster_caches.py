@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -61,6 +62,30 @@ def copies(nodes: list[Node], cache: str) -> dict[str, int]:
         for key in held(node, cache):
             counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def hammer_through_kill(
+    threads: list[threading.Thread],
+    stop: threading.Event,
+    acked: list[int],
+    kill: Callable[[], object],
+    before: float,
+    after: float,
+) -> None:
+    """Run the increment threads: 20 acknowledged increments, then `kill`, then 40 more
+    (each within its deadline in seconds); the threads are stopped and joined whatever
+    happens."""
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: sum(acked) >= 20, before, "increments before the kill")
+        kill()
+        at_kill = sum(acked)
+        wait_until(lambda: sum(acked) >= at_kill + 40, after, "increments after the kill")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(15)
 
 
 def start(cluster: Cluster, routes: list[str]) -> list[Node]:
@@ -187,17 +212,7 @@ def test_a_counter_loses_no_acknowledged_increment_when_its_primary_is_killed(
                 failed[index] += 1
 
     threads = [threading.Thread(target=hammer, args=(i, n)) for i, n in enumerate(survivors)]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_until(lambda: sum(acked) >= 20, 10, "increments before the kill")
-        victim.kill9()
-        at_kill = sum(acked)
-        wait_until(lambda: sum(acked) >= at_kill + 40, 15, "increments after the kill")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(15)
+    hammer_through_kill(threads, stop, acked, victim.kill9, before=10, after=15)
     final = {get(n, "dist", "counter") for n in survivors}
     assert len(final) == 1
     [(found, value)] = final
@@ -260,17 +275,9 @@ def test_the_immutant_counter_through_the_balancer_goes_on_when_its_last_writer_
                 failed[index] += 1
 
     threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_until(lambda: sum(acked) >= 20, 15, "increments before the kill")
-        stack.backends[victim].proc.signal(signal.SIGKILL)
-        at_kill = sum(acked)
-        wait_until(lambda: sum(acked) >= at_kill + 40, 20, "increments after the kill")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(15)
+    hammer_through_kill(
+        threads, stop, acked, lambda: stack.backends[victim].proc.signal(signal.SIGKILL), 15, 20
+    )
     final = incr_via_lb()  # one more, through the balancer, on a survivor
     total_acked = 9 + sum(acked) + 1
     print(f"victim {victim}, acked {total_acked}, failed {sum(failed)}, final {final}")
