@@ -4,15 +4,21 @@
 cimport cython
 
 cdef tuple _BOUNDS
-cdef Py_ssize_t _N_BOUNDS
+cdef Py_ssize_t _N_BOUNDS, _N_BUCKETS, _N_CLASSES
 cdef tuple _CLASS_OF
 
 cdef class Answers:
-    cdef public list first_byte, total, classes
+    # the counts as C integers (16: LATENCY_BUCKETS and +Inf; 5: STATUS_CLASSES; a unit test
+    # checks the sizes against the .py)
+    cdef long long _first_byte[16]
+    cdef long long _total[16]
+    cdef long long _classes[5]
     cdef public double first_byte_sum, total_sum
 
     @cython.locals(i=Py_ssize_t, c=int)
     cpdef void observe(self, double first_byte, double total, int status) except *
+    @cython.locals(i=Py_ssize_t)
+    cpdef void add(self, Answers other) except *
 
 @cython.locals(i=Py_ssize_t, bound=double)
 cdef Py_ssize_t _bucket(double seconds) except -1

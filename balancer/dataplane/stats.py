@@ -38,7 +38,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 _BOUNDS = LATENCY_BUCKETS  # (compiled: a typed tuple, read as C doubles)
 _N_BOUNDS = len(LATENCY_BUCKETS)
+_N_BUCKETS = _N_BOUNDS + 1  # (+Inf; the size of Answers' C arrays in stats.pxd)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+_N_CLASSES = len(STATUS_CLASSES)
 # status // 100 -> index in STATUS_CLASSES (0 and anything past 5xx fold into the ends)
 _CLASS_OF = (0, 0, 1, 2, 3, 4, 4, 4, 4, 4)
 
@@ -71,38 +73,84 @@ def _bucket(seconds: float) -> int:
 
 class Answers:
     """Requests answered for one (worker, member): two latency histograms (bucket counts, the
-    last one +Inf, and sums) and the status classes."""
+    last one +Inf, and sums) and the status classes.
 
-    __slots__ = ("classes", "first_byte", "first_byte_sum", "total", "total_sum")
+    Compiled (stats.pxd), the counts are C arrays of C integers: an observation adds 1 to
+    three of them, where a list of Python ints made a new int object (and freed the old) for
+    every count past 256. ``first_byte``, ``total`` and ``classes`` read them as lists (a
+    copy, made when a document or ``/metrics`` is read) and set them from lists
+    (process_totals.py adds the other processes' documents that way)."""
+
+    __slots__ = ("_classes", "_first_byte", "_total", "first_byte_sum", "total_sum")
 
     def __init__(self) -> None:
-        self.first_byte = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.total = [0] * (len(LATENCY_BUCKETS) + 1)
+        # (compiled, the C arrays are zeros already; these lists are copied into them)
+        self._first_byte = _zeros(_N_BUCKETS)
+        self._total = _zeros(_N_BUCKETS)
         self.first_byte_sum = 0.0
         self.total_sum = 0.0
-        self.classes = [0] * len(STATUS_CLASSES)
+        self._classes = _zeros(_N_CLASSES)
 
     def observe(self, first_byte: float, total: float, status: int) -> None:
         """One answered request: its time to the response head, its whole time, its status."""
         i = _bucket(first_byte)
-        self.first_byte[i] += 1
+        self._first_byte[i] += 1
         self.first_byte_sum += first_byte
         i = _bucket(total)
-        self.total[i] += 1
+        self._total[i] += 1
         self.total_sum += total
-        c = _CLASS_OF[status // 100] if 0 <= status < 1000 else 4
-        self.classes[c] += 1
+        # _CLASS_OF[status // 100] as C arithmetic: 0 and 1xx -> 0 .. 5xx and past -> 4
+        c = status // 100 - 1 if 0 <= status < 1000 else 4
+        if c < 0:
+            c = 0
+        elif c > 4:
+            c = 4
+        self._classes[c] += 1
 
     def add(self, other: Answers) -> None:
-        for mine, theirs in (
-            (self.first_byte, other.first_byte),
-            (self.total, other.total),
-            (self.classes, other.classes),
-        ):
-            for i, n in enumerate(theirs):
-                mine[i] += n
+        for i in range(_N_BUCKETS):
+            self._first_byte[i] += other._first_byte[i]
+            self._total[i] += other._total[i]
+        for i in range(_N_CLASSES):
+            self._classes[i] += other._classes[i]
         self.first_byte_sum += other.first_byte_sum
         self.total_sum += other.total_sum
+
+    @property
+    def first_byte(self) -> list[int]:
+        return list(self._first_byte)
+
+    @first_byte.setter
+    def first_byte(self, counts: list[int]) -> None:
+        self._first_byte = _counts(counts, _N_BUCKETS)
+
+    @property
+    def total(self) -> list[int]:
+        return list(self._total)
+
+    @total.setter
+    def total(self, counts: list[int]) -> None:
+        self._total = _counts(counts, _N_BUCKETS)
+
+    @property
+    def classes(self) -> list[int]:
+        return list(self._classes)
+
+    @classes.setter
+    def classes(self, counts: list[int]) -> None:
+        self._classes = _counts(counts, _N_CLASSES)
+
+
+def _zeros(n: int) -> list[int]:
+    return [0] * n
+
+
+def _counts(counts: list[int], n: int) -> list[int]:
+    """``counts`` as the ``n`` counts of an Answers list, or ValueError (a document of another
+    process that does not fit: process_totals.parse refuses it whole)."""
+    if len(counts) != n:
+        raise ValueError(f"expected {n} counts, found {len(counts)}")
+    return [int(c) for c in counts]
 
 
 class TrafficStats:

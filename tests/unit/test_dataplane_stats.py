@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
@@ -119,3 +120,42 @@ def test_a_member_that_comes_back_after_it_was_folded_counts_afresh():
     assert stats.answers[("lb", "n1")].classes == [0, 0, 0, 0, 1]
     assert stats.answers[("lb", "")].classes == [0, 1, 0, 0, 0]
     assert stats.frontend() == [0, 1, 0, 0, 1]
+
+
+def test_the_compiled_counts_have_room_for_every_bucket_and_class():
+    # stats.pxd gives Answers' counts as C arrays of fixed sizes: they must be the .py's
+    import re
+    from pathlib import Path
+
+    from balancer.dataplane import stats
+
+    pxd = (Path(stats.__file__).with_suffix("").with_suffix(".pxd")).read_text()
+    sizes = {name: int(n) for name, n in re.findall(r"long long (_\w+)\[(\d+)\]", pxd)}
+    n_buckets = len(LATENCY_BUCKETS) + 1
+    assert sizes == {"_first_byte": n_buckets, "_total": n_buckets, "_classes": 5}
+    assert len(stats.STATUS_CLASSES) == 5
+
+
+def test_counts_stay_exact_as_they_grow_and_add_up():
+    a, b = Answers(), Answers()
+    for i in range(3000):
+        a.observe(0.0005, 0.02, 200 if i % 3 else 503)
+    b.observe(100.0, 100.0, 404)
+    b.add(a)
+    assert a.classes == [0, 2000, 0, 0, 1000]
+    assert b.classes == [0, 2000, 0, 1, 1000]
+    assert b.first_byte[0] == 3000 and b.first_byte[-1] == 1
+    assert sum(b.total) == 3001
+    a.classes[1] = 0  # a copy: the counts are not changed through it
+    assert a.classes[1] == 2000
+
+
+def test_counts_are_set_from_lists_of_their_own_length_only():
+    a = Answers()
+    a.first_byte = [1] * (len(LATENCY_BUCKETS) + 1)
+    a.classes = [0, 5, 0, 0, 0]
+    assert sum(a.first_byte) == len(LATENCY_BUCKETS) + 1 and a.classes[1] == 5
+    with pytest.raises(ValueError, match="expected 5 counts, found 6"):
+        a.classes = [0] * 6
+    with pytest.raises(ValueError):
+        a.total = [0] * len(LATENCY_BUCKETS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.tls import TlsStats
 from balancer.lb.shm import ProcessRow, Table, table_size
@@ -110,6 +112,17 @@ def test_a_document_that_cannot_be_read_counts_as_the_last_good_one():
     t.write_blob(1, b'{"traffic": {"accepted": "x"')  # cut short
     assert mine.traffic().accepted == 4
     assert mine.tls(TlsStats()).handshakes == 0
+
+
+def test_a_document_whose_counts_do_not_fit_is_refused_whole():
+    # (a longer bucket list was an IndexError out of parse, past its ValueError contract)
+    doc = json.loads(document(None, traffic(2)))
+    doc["traffic"]["answers"][0][2].append(0)  # one first-byte bucket too many
+    with pytest.raises(ValueError, match="cannot be read"):
+        parse(json.dumps(doc).encode())
+    doc["traffic"]["answers"][0][2][-2:] = []  # and one too few
+    with pytest.raises(ValueError, match="cannot be read"):
+        parse(json.dumps(doc).encode())
 
 
 def test_a_document_is_parsed_once_per_change(monkeypatch):
