@@ -40,7 +40,7 @@ cdef class ClientConnection:
     cpdef void pending_taken(self) except *
     @cython.locals(ex=Exchange, queue=list)
     cpdef void start_next(self) except *
-    cpdef void exchange_done(self, bint keep_alive) except *
+    cpdef void exchange_done(self, bint keep_alive, double now=*) except *
     cdef void _arm(self, double when) except *
     cdef void _close_transport(self, object transport) except *
     cdef void _ensure_deadline(self, double when) except *

@@ -357,6 +357,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         except HttpParserError as exc:
             self._parse_failed(exc)
         req = self.req
+        if req is not None and not self.head_started:
+            self.head_started = self.loop.time()  # (on_message_begin left it to here)
         if req is not None and not req.head_done and not self.parse_dead:
             # the head goes on in the next read: keep its bytes for read_head
             if self.head_part is None:
@@ -463,7 +465,10 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.head_at = i
         self.head_part = None
         self.chunk_end = -1
-        self.head_started = self.conn_at if self.fresh else self.loop.time()
+        # the head's clock: a connection's first head runs from its accept; a later one from
+        # the read it begins in, read from the loop only if the message outlasts that read
+        # (data_received): most end in it, and their clock is never looked at
+        self.head_started = self.conn_at if self.fresh else 0.0
 
     def on_headers_complete(self) -> None:
         req = self.req
@@ -600,7 +605,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
                 self.body_read_at = self.loop.time()
             self._resume(PAUSE_HOLD)
 
-    def exchange_done(self, keep_alive: bool) -> None:
+    def exchange_done(self, keep_alive: bool, now: float = 0.0) -> None:
+        """The exchange in flight ended (``now``: the loop's time, when its caller read it)."""
         self.exchange = None
         self.fresh = False
         if self.closed:
@@ -619,7 +625,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             self.close()
             return
         # idle: _idle(), inlined for the common case
-        self.idle_since = now = self.loop.time()
+        self.idle_since = now = now or self.loop.time()
         when = now + self.keepalive_timeout
         if not self.timer_slot or self.timer_at > when:
             self._arm(when)

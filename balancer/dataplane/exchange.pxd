@@ -61,7 +61,7 @@ cdef class Exchange:
     @cython.locals(buf=list, head=Py_ssize_t)
     cpdef void flush(self) except *
     cpdef void upstream_complete(self, bint reusable) except *
-    cpdef void end(self, bint keep_alive) except *
+    cpdef void end(self, bint keep_alive, double loop_now=*) except *
     cpdef void _fail(self, int status) except *
     @cython.locals(stats=TrafficStats, started=double, ended=double, total=double, first=double)
     cdef void _observe(self) except *

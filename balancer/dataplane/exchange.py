@@ -633,19 +633,22 @@ class Exchange:
         if self.mode == MODE_CHUNKED:
             self.wbuf.append(h.LAST_CHUNK)
         self.flush()  # a C call in the compiled build: no need to inline it
+        # the loop's time, read once for both idle clocks that start now: the member
+        # connection's in the pool and the client's keep-alive (a Python call each otherwise)
+        loop_now = self.client.loop.time()
         up = self.up
         received = 0
         if up is not None:
             received = up.received
             self.up = None
             if reusable and self.body_done_up and not up.closed:
-                self.pool.release(up)  # type: ignore[union-attr]
+                self.pool.release(up, loop_now)  # type: ignore[union-attr]
             else:
                 self.client.resume_body()
                 self.pool.discard(up)  # type: ignore[union-attr]
         self.ended_at = now = time.monotonic()  # (_observe reads it: one clock read)
         self._finish_forward(received, now)
-        self.end(self.client_ka and self.req.complete)
+        self.end(self.client_ka and self.req.complete, loop_now)
 
     def upstream_upgraded(self, rest: bytes) -> None:
         """The backend switched protocols: from now on bytes flow both ways untouched."""
@@ -703,7 +706,8 @@ class Exchange:
 
     # --- the end ------------------------------------------------------------------------------
 
-    def end(self, keep_alive: bool) -> None:
+    def end(self, keep_alive: bool, loop_now: float = 0.0) -> None:
+        """The exchange is over (``loop_now``: the loop's time, when the caller read it)."""
         if self.done:
             return
         self.done = True
@@ -714,7 +718,7 @@ class Exchange:
         # at once rather than by the cyclic collector (whose passes cost ~6% of the CPU)
         self.req.sink = None
         self._observe()
-        self.client.exchange_done(keep_alive)
+        self.client.exchange_done(keep_alive, loop_now)
 
     def _fail(self, status: int) -> None:
         local.answer(self, LocalResponse(status))

@@ -10,7 +10,7 @@ cdef class MemberPool:
     cdef public list idle
     cdef public bint closed
 
-    cpdef void release(self, MemberSocket conn) except *
+    cpdef void release(self, MemberSocket conn, double now=*) except *
     cpdef void discard(self, MemberSocket conn) except *
     cpdef void lost(self, MemberSocket conn) except *
     cdef void _forget(self, MemberSocket conn) except *

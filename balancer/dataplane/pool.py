@@ -94,8 +94,9 @@ class MemberPool:
             self.waiters.append(ex)
             ex.pool_timer = self.loop.call_later(self.acquire_timeout, self._waited_too_long, ex)
 
-    def release(self, conn: MemberConnection) -> None:
-        """A connection whose response was read to the end, ready for the next request."""
+    def release(self, conn: MemberConnection, now: float = 0.0) -> None:
+        """A connection whose response was read to the end, ready for the next request
+        (``now``: the loop's time, when the caller read it)."""
         conn.exchange = None
         if conn.timer is not None or conn.read_paused:
             conn.detach()  # (an HTTP connection keeps its timer; see UpstreamConnection.detach)
@@ -111,7 +112,7 @@ class MemberPool:
                 conn.reused = True
                 ex.pool_ready(conn)
                 return
-        conn.idle_since = self.loop.time()
+        conn.idle_since = now or self.loop.time()
         self.idle.append(conn)
         if self.idle_timeout and self.sweeper is None:
             self.sweeper = self.loop.call_later(self.idle_timeout / 2, self._sweep)

@@ -17,7 +17,9 @@ from balancer.dataplane import Limits
 from tests.unit.test_dataplane_support import (
     Backend,
     BackendRequest,
+    Client,
     Proxy,
+    Response,
     eventually,
     get,
     ok,
@@ -307,6 +309,19 @@ async def test_body_limit_zero_means_unlimited() -> None:
     assert resp.body == body
 
 
+async def trickled_head(client: Client, start: bytes) -> Response:
+    """Send ``start`` then a byte of a field every 50 ms (which keeps an idle timer happy,
+    not the whole-head deadline) until the answer; the answer."""
+    client.send(start)
+    reply = asyncio.ensure_future(client.response())
+    for _ in range(100):
+        if reply.done():
+            break
+        client.send(b"X")
+        await asyncio.sleep(0.05)
+    return await reply
+
+
 @uvloop_test
 async def test_a_head_that_does_not_arrive_in_time_gets_408_even_if_it_trickles() -> None:
     limits = Limits(header_timeout=0.3)
@@ -314,20 +329,49 @@ async def test_a_head_that_does_not_arrive_in_time_gets_408_even_if_it_trickles(
         loop = asyncio.get_running_loop()
         client = await proxy.connect()
         started = loop.time()
-        client.send(b"GET / HTTP/1.1\r\n")
-        # a byte every 50 ms keeps an idle timer happy; the whole-head deadline still fires
-        reply = asyncio.ensure_future(client.response())
-        for _ in range(100):
-            if reply.done():
-                break
-            client.send(b"X")
-            await asyncio.sleep(0.05)
-        resp = await reply
+        resp = await trickled_head(client, b"GET / HTTP/1.1\r\n")
         elapsed = loop.time() - started
         assert resp.status == 408
         assert 0.25 < elapsed < 2.0
         assert await client.closed()
     assert backend.received == b""
+
+
+@uvloop_test
+async def test_a_later_head_on_a_kept_connection_gets_408_from_its_own_first_byte() -> None:
+    # A keep-alive connection's next head reads the loop's clock only when it outlasts the
+    # read it began in (downstream.on_message_begin): its deadline still runs from that read,
+    # neither from the connection's start (long past) nor from nothing (fired at once).
+    limits = Limits(header_timeout=0.6, keepalive_timeout=30)
+    async with proxied(limits) as (backend, proxy):
+        loop = asyncio.get_running_loop()
+        client = await proxy.connect()
+        client.send(get("/one"))
+        assert (await client.response()).status == 200
+        await asyncio.sleep(0.8)  # (the subject: longer than header_timeout since the accept)
+        started = loop.time()
+        resp = await trickled_head(client, b"GET /two HTTP/1.1\r\n")
+        elapsed = loop.time() - started
+        assert resp.status == 408
+        assert 0.5 < elapsed < 2.5
+    assert [r.url for r in backend.requests] == [b"/one"]
+
+
+@uvloop_test
+async def test_a_later_request_on_a_kept_connection_whose_body_stalls_gets_408() -> None:
+    limits = Limits(body_timeout=0.5, keepalive_timeout=30)
+    async with proxied(limits) as (backend, proxy):
+        loop = asyncio.get_running_loop()
+        client = await proxy.connect()
+        client.send(get("/one"))
+        assert (await client.response()).status == 200
+        await asyncio.sleep(0.7)  # (longer than body_timeout since the accept)
+        started = loop.time()
+        client.send(b"POST /two HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc")
+        resp = await client.response()
+        assert resp.status == 408
+        assert 0.4 < loop.time() - started < 2.5
+    assert [r.url for r in backend.requests] == [b"/one"]
 
 
 @uvloop_test
