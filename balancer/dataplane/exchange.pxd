@@ -46,7 +46,7 @@ cdef class Exchange:
     cdef void _proxy(self, ProxyTo route) except *
     @cython.locals(lb_plan=RequestPlan)
     cpdef void _advance(self, double now=*) except *
-    @cython.locals(pools=dict, conn=MemberSocket, pool=MemberPool, idle=list, hit=tuple)
+    @cython.locals(pools=dict, conn=MemberSocket, pool=MemberPool, hit=tuple)
     cdef void _forward(self, Forward fwd, double now) except *
     cdef void _attach(self, MemberSocket conn, bint reused, double now=*) except *
     cdef void _report(self, object kind, str reason) except *

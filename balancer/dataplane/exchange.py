@@ -314,13 +314,11 @@ class Exchange:
         self.member = pool.name
         sc = fwd.set_cookie
         self.set_cookie = sc.encode("latin-1") if sc else None
-        idle = pool.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                self._attach(conn, True, now)
-                return
+        conn = pool.take_idle()  # compiled: a C call
+        if conn is not None:
+            conn.reused = True
+            self._attach(conn, True, now)
+            return
         pool.acquire(self)
 
     # pool callbacks

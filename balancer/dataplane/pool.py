@@ -38,6 +38,7 @@ class MemberPool:
         "loop",
         "max_response_head",
         "minsize",
+        "n_idle",
         "name",
         "port",
         "size",
@@ -68,7 +69,13 @@ class MemberPool:
         self.limits = limits
         self.max_response_head = limits.max_response_head_size
         self.ajp = ajp_settings(cfg)  # None: an http member
-        self.idle: list[MemberConnection] = []
+        # The idle connections, a stack: ``idle[:n_idle]``, newest last, the slots above
+        # it None. The list keeps its length as connections are taken and given back: a
+        # list popped empty gives its memory back and the next append asks for it again
+        # (CPython's list_resize), ~0.5k instructions for every request that takes the
+        # only idle connection and gives it back (docs/benchmarks.md, issue 12, session 8).
+        self.idle: list[MemberConnection | None] = []
+        self.n_idle = 0
         self.total = 0  # open or opening
         self.waiters: deque[Exchange] = deque()
         self.sweeper: asyncio.TimerHandle | None = None
@@ -80,7 +87,25 @@ class MemberPool:
     @property
     def busy(self) -> int:
         """Connections in use by a request right now."""
-        return self.total - len(self.idle)
+        return self.total - self.n_idle
+
+    def idle_connections(self) -> list[MemberConnection]:
+        """The idle connections, oldest first (a copy)."""
+        return cast("list[MemberConnection]", self.idle[: self.n_idle])
+
+    def take_idle(self) -> MemberConnection | None:
+        """The newest idle connection still open, taken off the stack (None: there is none)."""
+        idle = self.idle
+        n = self.n_idle
+        while n:
+            n -= 1
+            conn = idle[n]
+            idle[n] = None
+            self.n_idle = n
+            assert conn is not None  # (below n_idle: never None)
+            if not conn.closed:
+                return conn
+        return None
 
     # --- taking and giving back -------------------------------------------------------------
 
@@ -113,7 +138,12 @@ class MemberPool:
                 ex.pool_ready(conn)
                 return
         conn.idle_since = now or self.loop.time()
-        self.idle.append(conn)
+        n = self.n_idle
+        if n < len(self.idle):
+            self.idle[n] = conn
+        else:
+            self.idle.append(conn)
+        self.n_idle = n + 1
         if self.idle_timeout and self.sweeper is None:
             self.sweeper = self.loop.call_later(self.idle_timeout / 2, self._sweep)
 
@@ -136,8 +166,13 @@ class MemberPool:
             return
         conn.discarded = True
         self.total -= 1
-        if conn in self.idle:
-            self.idle.remove(conn)
+        idle = self.idle
+        for i in range(self.n_idle):
+            if idle[i] is conn:
+                del idle[i]
+                idle.append(None)  # (the stack keeps its length)
+                self.n_idle -= 1
+                break
         self._serve_waiter()
 
     def _serve_waiter(self) -> None:
@@ -201,13 +236,17 @@ class MemberPool:
 
     def _sweep(self) -> None:
         self.sweeper = None
-        if self.closed or not self.idle:
+        if self.closed or not self.n_idle:
             return
         limit = self.loop.time() - self.idle_timeout
         # oldest first: idle is a stack, the bottom has waited longest
-        while self.idle and self.total > self.minsize and self.idle[0].idle_since <= limit:
-            self.discard(self.idle[0])
-        if self.idle:
+        while self.n_idle and self.total > self.minsize:
+            oldest = self.idle[0]
+            assert oldest is not None
+            if oldest.idle_since > limit:
+                break
+            self.discard(oldest)
+        if self.n_idle:
             self.sweeper = self.loop.call_later(self.idle_timeout / 2, self._sweep)
 
     def close(self) -> None:
@@ -216,7 +255,7 @@ class MemberPool:
         if self.sweeper is not None:
             self.sweeper.cancel()
             self.sweeper = None
-        for conn in list(self.idle):
+        for conn in self.idle_connections():
             self.discard(conn)
         while self.waiters:
             ex = self.waiters.popleft()

@@ -233,7 +233,7 @@ class ProxyServer(ProxyCore):
         if hit is None or hit[0] is not member:
             return True
         pool = hit[1]
-        return bool(pool.idle) or pool.total < pool.size
+        return pool.n_idle > 0 or pool.total < pool.size
 
     def prune_pools(self, keep: Iterable[MemberConfig]) -> None:
         """After a reload: close the pools of members that are gone or moved."""

@@ -218,7 +218,7 @@ async def test_a_fail_on_status_response_is_discarded_and_the_next_member_answer
             pool_a = proxy.server.pools[("a", "127.0.0.1", a.port)]
     assert (resp.status, resp.body) == (200, b"/")
     assert engine.last.events[:3] == [("forward", "a"), ("head", "a", 503), ("forward", "b")]
-    assert pool_a.idle == []  # the discarded response went with its connection
+    assert pool_a.idle_connections() == []  # the discarded response went with its connection
     assert engine.last.balanced
 
 

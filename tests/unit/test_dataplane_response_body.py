@@ -458,7 +458,7 @@ def test_past_the_pooled_buffers_a_read_goes_to_the_scratch_buffer_never_viewed(
 def member_protocol(proxy: Proxy) -> Any:
     """What uvloop reads the (one) member connection for: the connection, or its
     ``BufferedReads`` while its responses are large."""
-    (conn,) = [c for pool in proxy.server.pools.values() for c in pool.idle]
+    (conn,) = [c for pool in proxy.server.pools.values() for c in pool.idle_connections()]
     return conn.transport.get_protocol()
 
 
