@@ -230,10 +230,11 @@ class UpstreamConnection(MemberSocket):
         complete = ex.body_complete
         # re-framed always: Content-Length when the length is known (a chunked body read
         # whole goes up with its length), chunked otherwise
-        pieces: list[bytes] = []  # the body read so far, as it goes up
+        pieces: list[bytes]  # the body read so far, as it goes up
         if req.chunked and not complete:
             self.chunked_up = True
             parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+            pieces = []
             for data in body:
                 pieces += h.chunk(data)
         else:
