@@ -12,7 +12,7 @@ cdef class MemberPool:
     cdef public Py_ssize_t n_idle
     cdef public bint closed
 
-    @cython.locals(n=Py_ssize_t, idle=list)
+    @cython.locals(n=Py_ssize_t, idle=list, conn=MemberSocket)
     cpdef MemberSocket take_idle(self)
     @cython.locals(n=Py_ssize_t)
     cpdef void release(self, MemberSocket conn, double now=*) except *
