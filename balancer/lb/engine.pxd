@@ -3,6 +3,9 @@ cimport cython
 from balancer.lb.member cimport Member
 from balancer.lb.plan cimport RequestPlan
 from balancer.lb.settings cimport LbSettings
+from balancer.lb.sticky cimport same_bytes
+
+cdef Py_ssize_t _ROUTE_SCAN
 
 cdef class LbEngine:
     cdef public object config
@@ -25,6 +28,8 @@ cdef class LbEngine:
     cdef long long _busy_now(self) except? -1
     @cython.locals(i=Py_ssize_t, members=tuple, k=Py_ssize_t, m=Member)
     cpdef Py_ssize_t route_index(self, str route) except -2
+    @cython.locals(members=tuple, i=Py_ssize_t, m=Member)
+    cpdef Py_ssize_t route_at(self, bytes data, Py_ssize_t at, Py_ssize_t stop) except -2
     @cython.locals(m=Member, plan=RequestPlan)
     cpdef object plan(self, object facts, double now)
     @cython.locals(limit=cython.longlong)

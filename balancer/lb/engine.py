@@ -41,6 +41,7 @@ from balancer.lb.recovery import (  # noqa: F401
     RECOVERY_REPLAY_UNSAFE,
 )
 from balancer.lb.state import LOCAL, LbState
+from balancer.lb.sticky import same_bytes
 
 # Silent transitions: OK/IDLE <-> OK happens on every first request after a quiet spell.
 _QUIET = {(State.OK_IDLE, State.OK), (State.OK, State.OK_IDLE)}
@@ -56,6 +57,8 @@ _NEXT = Method.NEXT
 _TRAFFIC = Method.TRAFFIC
 _OK_BUSY = State.OK_BUSY
 HEALTH_PASSED = "health-check-passed"
+# Up to this many members, route_at compares a session's route with each member's bytes
+_ROUTE_SCAN = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,20 @@ class LbEngine:
         for k, m in enumerate(members):
             self._routes.setdefault(m.read_route(), k)
         return self._routes.get(route, -1)
+
+    def route_at(self, data: bytes, at: int, stop: int) -> int:
+        """``route_index`` of the route ``data[at:stop]`` (bytes of a Cookie header), without
+        making it a str: compared with each member's route bytes (``read_route_bytes``, which
+        follows route edits). Past ``_ROUTE_SCAN`` members the table of ``route_index`` is
+        cheaper than the scan."""
+        members = self.members
+        if len(members) > _ROUTE_SCAN:
+            return self.route_index(data[at:stop].decode("latin-1"))
+        for i in range(len(members)):
+            m = members[i]
+            if same_bytes(data, at, stop, m.read_route_bytes()):
+                return i
+        return -1
 
     def index(self, member: Member) -> int:
         for i, m in enumerate(self.members):

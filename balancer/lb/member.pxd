@@ -44,6 +44,9 @@ cdef class Member:
     cdef public bint health_down
     cdef public object slow_start_since
     cdef public double slow_start_carry
+    # read_route_bytes' cache: the route str it was made from, and its bytes
+    cdef str _route_key
+    cdef bytes _route_bytes
 
     @cython.locals(busy=cython.longlong)
     cpdef void note_busy(self, long long delta) except *
@@ -65,3 +68,5 @@ cdef class Member:
     cdef void note_elected(self, bint new_session) except *
     cdef void add_traffic(self, long long sent, long long received) except *
     cdef void add_sticky_hit(self) except *
+    cdef bytes read_route_bytes(self)
+    cpdef void forget_route_bytes(self) except *

@@ -151,6 +151,7 @@ class Member:
     # and the part of a load unit not yet added to lb_value
     slow_start_since: float | None
     slow_start_carry: float
+    # (and, not fields: read_route_bytes' cache, _route_key and _route_bytes)
 
     def __init__(self, config: MemberConfig, now: float = 0.0) -> None:
         """The member as ``config`` loads it, mod_jk's minimums applied (§1.5)."""
@@ -184,6 +185,7 @@ class Member:
         self.health_down = False
         self.slow_start_since = None
         self.slow_start_carry = 0.0
+        self.forget_route_bytes()
 
     @classmethod
     def from_config(cls, config: MemberConfig, now: float) -> Member:
@@ -304,6 +306,30 @@ class Member:
 
     def add_sticky_hit(self) -> None:
         self.sticky_hits += 1
+
+    # -- the route as bytes (not overridden: it reads the route through read_route) ---------
+
+    def forget_route_bytes(self) -> None:
+        """Drop ``read_route_bytes``' cache (called by ``__init__``, and by ShmState for a
+        SharedMember, which is made without it)."""
+        self._route_key: str | None = None
+        self._route_bytes: bytes | None = None
+
+    def read_route_bytes(self) -> bytes | None:
+        """``read_route()`` as the bytes a session id's route is compared with (the plan's
+        sticky lookup, issue 12 session 8): latin-1, as sticky.py decodes ids, or None when
+        the route has a character latin-1 lacks (no id can name it). Encoded again whenever
+        ``read_route`` gives another str than last time: a route edited on the status page,
+        by the pair handover or a reload, or (SharedMember) in the shared record, is followed
+        at the next request."""
+        route = self.read_route()
+        if route is not self._route_key:
+            try:
+                encoded: bytes | None = route.encode("latin-1")
+            except UnicodeEncodeError:
+                encoded = None
+            self._route_key, self._route_bytes = route, encoded
+        return self._route_bytes
 
 
 def _fields(member: Member) -> Any:

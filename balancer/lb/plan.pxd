@@ -10,15 +10,22 @@ from balancer.lb.decisions cimport Forward, RequestFacts, new_forward
 from balancer.lb.engine cimport LbEngine
 from balancer.lb.member cimport Member
 from balancer.lb.settings cimport LbSettings
-from balancer.lb.sticky cimport session_id, session_routes
+from balancer.lb.sticky cimport route_start, same_bytes, session_id, session_routes, session_span
 
 cdef object _ACTIVE
 cdef str _ACTIVE_VALUE
+cdef Py_ssize_t _SPAN_AS_TEXT
 
 cdef class RequestPlan:
     cdef LbEngine _engine
     cdef public RequestFacts facts
-    cdef public object session
+    cdef bytes _sid
+    cdef Py_ssize_t _sid_at
+    cdef Py_ssize_t _sid_end
+    cdef Py_ssize_t _route_at
+    cdef bint _has_session
+    cdef Py_ssize_t _route_hit
+    cdef object _session
     cdef list _routes
     cdef list _states
     cdef Py_ssize_t _attempt
@@ -44,7 +51,13 @@ cdef class RequestPlan:
     cdef bint _cur_probe
     cdef object _cur_cookie
 
+    @cython.locals(settings=LbSettings, k=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t,
+                   sid=bytes)
     cdef void _init(self, LbEngine engine, RequestFacts facts, double now, list states) except *
+    @cython.locals(routes=list, sid=bytes, start=Py_ssize_t)
+    cpdef list _route_list(self)
+    @cython.locals(start=Py_ssize_t)
+    cdef bint _names_route_of(self, Member m) except -1
     cpdef bint response_head(self, int status, double now, bint replayable=*,
                              object refusal=*) except -1
     @cython.locals(m=Member)
@@ -52,7 +65,8 @@ cdef class RequestPlan:
     cpdef object next(self, double now)
     @cython.locals(settings=LbSettings)
     cdef object _first_step(self)
-    @cython.locals(rule=RuleExtensions, engine=LbEngine, best=Py_ssize_t, m=Member)
+    @cython.locals(rule=RuleExtensions, engine=LbEngine, best=Py_ssize_t, m=Member, sid=bytes,
+                   routes=list, i=Py_ssize_t)
     cpdef Py_ssize_t _quick_choice(self)
     cdef object _choose(self)
     @cython.locals(rule=RuleExtensions, m=Member, limit=cython.longlong, settings=LbSettings)

@@ -70,7 +70,14 @@ from balancer.lb.decisions import (
 )
 from balancer.lb.member import Member, State
 from balancer.lb.recovery import resend_refusal
-from balancer.lb.sticky import session_id, session_routes
+from balancer.lb.sticky import (
+    AS_TEXT,
+    route_start,
+    same_bytes,
+    session_id,
+    session_routes,
+    session_span,
+)
 
 if TYPE_CHECKING:
     from balancer.lb.engine import LbEngine
@@ -101,6 +108,7 @@ _ERR_REC = State.ERR_REC
 _STOPPED = Activation.STOPPED
 _ACTIVE = Activation.ACTIVE
 _ACTIVE_VALUE: str = _ACTIVE.value
+_SPAN_AS_TEXT = AS_TEXT  # compiled: a C constant (plan.pxd)
 
 
 class RequestPlan:
@@ -126,8 +134,30 @@ class RequestPlan:
         class parses its arguments (plan.pxd)."""
         self._engine = engine
         self.facts = facts
-        self.session = session_id(facts, engine.settings)
-        self._routes = session_routes(self.session) if self.session else []
+        # The session id. The common case, one cookie value (sticky.session_span), is kept as
+        # offsets into its Cookie header's bytes, the route found by comparing bytes with the
+        # members' (LbEngine.route_at): no str, no list, no dict lookup per sticky request
+        # (issue 12, session 8). ``session`` and ``_route_list`` make them when asked.
+        settings = engine.settings
+        k, at, stop = session_span(facts, settings)
+        self._sid: bytes | None = None  # the Cookie header holding the id, in the common case
+        self._sid_at, self._sid_end, self._route_at = at, stop, -1
+        self._route_hit = -1  # the member _quick_choice found by the session's route
+        self._session: str | None = None
+        self._routes: list[str] | None = None
+        if k >= 0:
+            sid = facts.cookies[k]
+            self._sid = sid
+            self._route_at = route_start(sid, at, stop)  # -1: the id names no route
+            self._has_session = True
+        elif k == _SPAN_AS_TEXT:
+            session = session_id(facts, settings)
+            self._session = session
+            self._routes = session_routes(session) if session else []
+            self._has_session = session is not None
+        else:
+            self._routes = []
+            self._has_session = False
         self._states = [m.state for m in engine.members] if states is None else states
         self._attempt = 0
         self._round = 0
@@ -158,6 +188,31 @@ class RequestPlan:
         self._cur_index = -1
         self._cur_probe = False
         self._cur_cookie: str | None = None
+
+    @property
+    def session(self) -> str | None:
+        """The request's session id (sticky.session_id), None without one."""
+        if self._session is None and self._sid is not None:
+            self._session = self._sid[self._sid_at : self._sid_end].decode("latin-1")
+        return self._session
+
+    def _route_list(self) -> list[str]:
+        """The routes the session id names, in order (sticky.session_routes)."""
+        routes = self._routes
+        if routes is None:
+            sid = self._sid
+            assert sid is not None  # routes are left unmade only for an id kept as bytes
+            start = self._route_at
+            routes = [sid[start : self._sid_end].decode("latin-1")] if start >= 0 else []
+            self._routes = routes
+        return routes
+
+    def _names_route_of(self, m: Member) -> bool:
+        """Whether one of the session's routes is member ``m``'s."""
+        if self._sid is not None:
+            start = self._route_at
+            return start >= 0 and same_bytes(self._sid, start, self._sid_end, m.read_route_bytes())
+        return m.read_route() in self._route_list()
 
     @property
     def done(self) -> bool:
@@ -296,7 +351,7 @@ class RequestPlan:
             return next(steps)
         index = self._quick_choice()
         if index >= 0:
-            sticky = self.session is not None
+            sticky = self._has_session
             self._first_choice = False
         else:
             choice = self._choose()
@@ -321,19 +376,25 @@ class RequestPlan:
         rule = self.facts.rule
         if len(members) < 2 or rule.activation:
             return -1
+        sid = self._sid
         routes = self._routes
-        if routes:
-            route = routes[0]
-            i = engine.route_index(route)
+        if sid is not None or routes:
+            if sid is None:
+                i = engine.route_index(routes[0])  # type: ignore[index]  # routes is a list
+            elif self._route_at >= 0:
+                i = engine.route_at(sid, self._route_at, self._sid_end)
+            else:
+                return -1  # an id without a route: the full pass
             if i < 0:
                 return -1
+            self._route_hit = i
             m = members[i]
             # state.sticky_ok: the sticky states are the four that take requests (member.py),
             # and takes_requests is a C call where the Enum's attribute is a generic lookup
             if not takes_requests(self._states[i]) or m.read_activation() is _STOPPED:
                 return -1
             return i
-        if self.session is not None:
+        if self._has_session:
             return -1
         # choice.best_by_value, with the engine's rotation offset read and moved as C fields
         best = best_from(members, self._states, rule, rule.stateless, engine.next_offset)
@@ -390,10 +451,10 @@ class RequestPlan:
             yield Fail(self.status, self.reason)
 
     def _choose(self) -> Choice | None:
-        choice = self._chooser().choose(self.session, self._routes)
+        choice = self._chooser().choose(self.session, self._route_list())
         if self._first_choice:
             self._first_choice = False
-            if self._routes:
+            if self._route_list():
                 self._count_sticky_miss(choice)
         return choice
 
@@ -430,8 +491,9 @@ class RequestPlan:
             self._mark_busy(i, "busy-limit")
             return False
         rule = self.facts.rule
-        engine.count_choice(m, self.session is not None, rule.stateless, now)
-        if sticky and m.read_route() in self._routes:
+        engine.count_choice(m, self._has_session, rule.stateless, now)
+        # (a member found by the session's route needs no second look)
+        if sticky and (i == self._route_hit or self._names_route_of(m)):
             m.add_sticky_hit()
         last = self._last_sent
         if last is not None and last is not m:
@@ -485,7 +547,7 @@ class RequestPlan:
 
     def _count_sticky_miss(self, choice: Choice | None) -> None:
         """The member the session's route names did not get the request (pyjk's counter)."""
-        for route in self._routes:
+        for route in self._route_list():
             for i, m in enumerate(self._engine.members):
                 if m.route == route:
                     if choice is None or choice.index != i or not choice.sticky:

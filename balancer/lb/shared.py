@@ -516,6 +516,7 @@ class ShmState:
             return local
         shared = SharedMember.__new__(SharedMember)
         self._bind(shared, index)
+        shared.forget_route_bytes()
         for name in FIELDS:
             if name not in SHARED_MEMBER_FIELDS and name != "busy":
                 setattr(shared, name, getattr(local, name))

@@ -1,5 +1,6 @@
 # C types for balancer/lb/sticky.py (Cython's pure-Python mode; see setup.py): the plan calls
-# session_id and session_routes for every request, as C calls (plan.pxd cimports them); the
+# session_span (and, for the uncommon ids, session_id and session_routes) for every request,
+# and the engine same_bytes, as C calls (plan.pxd, engine.pxd cimport them); the
 # cookie scan runs over the bytes of each Cookie header through a C pointer, the name found
 # with libc's memchr and memcmp.
 cimport cython
@@ -7,7 +8,8 @@ from balancer.config.rules cimport RuleExtensions
 from balancer.lb.decisions cimport RequestFacts
 from balancer.lb.settings cimport LbSettings
 
-cdef int _SEMICOLON, _COMMA, _EQUALS, _QUOTE, _SP, _QUESTION, _SLASH
+cdef int _SEMICOLON, _COMMA, _EQUALS, _QUOTE, _SP, _DOT, _QUESTION, _SLASH
+cdef Py_ssize_t _NO_SESSION, _AS_TEXT
 cdef bint _PURE
 cdef tuple _path_key, _cookie_key
 
@@ -16,6 +18,8 @@ cdef extern from "string.h":
     int _memcmp "memcmp" (const unsigned char *a, const unsigned char *b, size_t n) nogil
 
 @cython.locals(rule=RuleExtensions)
+cpdef (Py_ssize_t, Py_ssize_t, Py_ssize_t) session_span(RequestFacts facts, LbSettings settings) except *
+@cython.locals(rule=RuleExtensions, k=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t)
 cpdef object session_id(RequestFacts facts, LbSettings settings)
 @cython.locals(key=bytes, p="const unsigned char *", n=Py_ssize_t, start=Py_ssize_t,
                after=Py_ssize_t, stop=Py_ssize_t)
@@ -23,8 +27,14 @@ cpdef object path_parameter(bytes uri, str name)
 
 @cython.locals(key=bytes, count=Py_ssize_t, first=str, found=list, header=bytes,
                p="const unsigned char *", n=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t,
-               value=str)
+               value=str, start=Py_ssize_t, end=Py_ssize_t)
 cpdef object cookie_value(object headers, str name)
+@cython.locals(key=bytes, found=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t, k=Py_ssize_t,
+               header=bytes, p="const unsigned char *", n=Py_ssize_t, at=Py_ssize_t,
+               stop=Py_ssize_t)
+cpdef (Py_ssize_t, Py_ssize_t, Py_ssize_t) cookie_span(object headers, str name) except *
+cdef (Py_ssize_t, Py_ssize_t) _unquoted(const unsigned char *p, Py_ssize_t at,
+                                        Py_ssize_t stop) noexcept
 
 cdef tuple _keyed(str name, tuple last)
 cdef bytes _encoded(str name)
@@ -38,6 +48,11 @@ cdef (Py_ssize_t, Py_ssize_t) _next_value(bytes header, const unsigned char *p, 
                at="const unsigned char *")
 cdef Py_ssize_t _find(bytes header, const unsigned char *p, Py_ssize_t n, bytes key,
                       Py_ssize_t i) noexcept
+
+@cython.locals(p="const unsigned char *", i=Py_ssize_t)
+cpdef Py_ssize_t route_start(bytes data, Py_ssize_t at, Py_ssize_t stop) except? -2
+@cython.locals(p="const unsigned char *", q="const unsigned char *")
+cpdef bint same_bytes(bytes data, Py_ssize_t at, Py_ssize_t stop, bytes key) except -1
 
 @cython.locals(dot=Py_ssize_t)
 cpdef list session_routes(str session)

@@ -17,6 +17,11 @@ compares as the character it stood for when the request was decoded whole). Comp
 ``memchr`` and ``memcmp`` (issue 12, session 6: ~2k instructions less per sticky request than
 decoding every header and scanning the text).
 
+The common case — one value of the session cookie, no ``JK_ROUTE``, no path parameter — is
+answered as offsets (``session_span``): the plan keeps the id as a place in its Cookie header
+and finds the route's member by comparing bytes (``route_start``, ``same_bytes``), making the
+``str`` id and the routes list only when something asks for them (issue 12, session 8).
+
 The route is untrusted client input. It is only ever compared with configured routes and
 domains; it never names a host.
 """
@@ -33,6 +38,7 @@ _COMMA = 44
 _EQUALS = 61
 _QUOTE = 34
 _SP = 32
+_DOT = 46
 # Run from this .py (PYJK_PURE=1, or not built), ``_find`` uses ``bytes.find``; compiled,
 # ``__file__`` is the extension's and ``_find`` is libc's ``memchr`` (as head_bytes.py does).
 _PURE = __file__.endswith(".py")
@@ -45,26 +51,56 @@ _path_key: tuple[str, bytes] = ("", b"")
 _cookie_key: tuple[str, bytes] = ("", b"")
 
 
+# What ``session_span`` answers when it gives no offsets (its first number; >= 0 is the
+# Cookie header the one id is in)
+NO_SESSION = -1
+AS_TEXT = -2
+_NO_SESSION = NO_SESSION  # compiled: C constants (sticky.pxd)
+_AS_TEXT = AS_TEXT
+
+
+def session_span(facts: RequestFacts, settings: LbSettings) -> tuple[int, int, int]:
+    """Where the request's session id is, in the common case: one value of the session
+    cookie, no ``JK_ROUTE``, no path parameter. Then ``(k, at, stop)``: the id is
+    ``facts.cookies[k][at:stop]`` (quotes removed), so the plan routes by its bytes without
+    making a str (issue 12, session 8). Otherwise ``(NO_SESSION, 0, 0)`` when the request has
+    no session, ``(AS_TEXT, 0, 0)`` when ``session_id`` must read it as text (a ``JK_ROUTE``, a
+    path parameter, several cookie values to join).
+    """
+    rule = facts.rule
+    # compiled: the settings' reads are C calls (settings.pxd; shared settings read their record)
+    if rule.sticky_ignore or not settings.read_sticky_session():
+        return _NO_SESSION, 0, 0
+    if facts.route_override:
+        return _AS_TEXT, 0, 0
+    # (a path parameter is read again by session_id: rare, and it hides the cookies)
+    if path_parameter(facts.uri, rule.session_path or settings.read_session_path()) is not None:
+        return _AS_TEXT, 0, 0
+    cookies = facts.cookies
+    if not cookies:
+        return _NO_SESSION, 0, 0
+    return cookie_span(cookies, rule.session_cookie or settings.read_session_cookie())
+
+
 def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
     """The request's session id, or None when the request has none (or must not be sticky).
 
     An empty value counts as none. The rule's ``session_cookie``/``session_path`` replace the
     lb's; ``sticky_session=false`` and the rule's ``sticky_ignore`` skip the lookup entirely.
     """
-    rule = facts.rule
-    # compiled: the settings' reads are C calls (settings.pxd; shared settings read their record)
-    if rule.sticky_ignore or not settings.read_sticky_session():
+    k, at, stop = session_span(facts, settings)
+    if k >= 0:
+        return facts.cookies[k][at:stop].decode("latin-1")
+    if k == _NO_SESSION:
         return None
     if facts.route_override:
         return "." + facts.route_override
+    rule = facts.rule
     value = path_parameter(facts.uri, rule.session_path or settings.read_session_path())
     if value is None:
         # mod_jk consults cookies only when no path parameter was found at all: an empty
         # ";jsessionid=" value hides the cookie, and the request then has no session.
-        cookies = facts.cookies
-        if not cookies:
-            return None
-        value = cookie_value(cookies, rule.session_cookie or settings.read_session_cookie())
+        value = cookie_value(facts.cookies, rule.session_cookie or settings.read_session_cookie())
     return value or None
 
 
@@ -117,10 +153,8 @@ def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
         at, stop = _next_value(header, p, n, key, 0)
         while at >= 0:
             # one pair of quotes is removed (by offsets: only the value is decoded)
-            if stop - at > 1 and p[at] == _QUOTE and p[stop - 1] == _QUOTE:
-                value = header[at + 1 : stop - 1].decode("latin-1")
-            else:
-                value = header[at:stop].decode("latin-1")
+            start, end = _unquoted(p, at, stop)
+            value = header[start:end].decode("latin-1")
             count += 1
             if count == 1:
                 first = value  # the common case: one value, no list
@@ -132,6 +166,41 @@ def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
     if found is not None:
         return ";".join(found)
     return first
+
+
+def cookie_span(headers: Sequence[bytes], name: str) -> tuple[int, int, int]:
+    """``cookie_value``'s scan, answered as offsets when it finds one value: ``(k, at,
+    stop)``, the value (quotes removed) being ``headers[k][at:stop]``. ``(NO_SESSION, 0, 0)``
+    when it finds none or an empty one, ``(AS_TEXT, 0, 0)`` when it finds several (joined
+    by ``cookie_value``, mod_jk bug 44116)."""
+    global _cookie_key
+    _cookie_key = _keyed(name, _cookie_key)
+    key = _cookie_key[1]
+    if not key:
+        return _NO_SESSION, 0, 0
+    found = -1
+    start = end = 0
+    for k in range(len(headers)):
+        header = headers[k]
+        p = header  # compiled: a C pointer to the bytes (sticky.pxd)
+        n = len(header)
+        at, stop = _next_value(header, p, n, key, 0)
+        while at >= 0:
+            if found >= 0:
+                return _AS_TEXT, 0, 0
+            found = k
+            start, end = _unquoted(p, at, stop)
+            at, stop = _next_value(header, p, n, key, stop)
+    if found < 0 or start == end:
+        return _NO_SESSION, 0, 0
+    return found, start, end
+
+
+def _unquoted(p: bytes, at: int, stop: int) -> tuple[int, int]:
+    """The offsets of the value ``p[at:stop]`` without one pair of surrounding quotes."""
+    if stop - at > 1 and p[at] == _QUOTE and p[stop - 1] == _QUOTE:
+        return at + 1, stop - 1
+    return at, stop
 
 
 def _keyed(name: str, last: tuple[str, bytes]) -> tuple[str, bytes]:
@@ -195,6 +264,27 @@ def _find(header: bytes, p: bytes, n: int, key: bytes, i: int) -> int:
             return i
         i += 1
     return -1
+
+
+def route_start(data: bytes, at: int, stop: int) -> int:
+    """Where the route of the one id ``data[at:stop]`` begins (just after its first ``.``),
+    or -1 when it has no dot (``session_routes`` for an id as bytes)."""
+    p = data  # compiled: a C pointer to the bytes (sticky.pxd)
+    for i in range(at, stop):
+        if p[i] == _DOT:
+            return i + 1
+    return -1
+
+
+def same_bytes(data: bytes, at: int, stop: int, key: bytes | None) -> bool:
+    """``data[at:stop] == key``, without the slice; a ``key`` of None equals nothing."""
+    if key is None or stop - at != len(key):
+        return False
+    if _PURE:
+        return data.startswith(key, at)
+    p = data  # compiled: C pointers to the bytes, compared by libc's memcmp (sticky.pxd)
+    q = key
+    return _memcmp(p + at, q, stop - at) == 0  # type: ignore[name-defined,operator,no-any-return]  # noqa: F821
 
 
 def session_routes(session: str) -> list[str]:

@@ -326,6 +326,18 @@ def test_a_route_another_process_read_before_an_edit_is_read_again_after_it():
     assert b.member("n2").route == "second"
 
 
+def test_a_sticky_request_in_another_process_follows_a_route_edit_at_once():
+    # the plan compares route bytes cached on the member (read_route_bytes): made again when
+    # the shared record's route changes, whichever process edited it
+    a, b = engines(table(), 2)
+    sticky = facts(cookie="JSESSIONID=abc.n2")
+    assert (run(b, sticky).tried, run(b, sticky).forwards[0].sticky) == (["n2"], True)
+    a.update_member("n2", 0.0, route="second")
+    assert not run(b, sticky).forwards[0].sticky
+    followed = run(b, facts(cookie="JSESSIONID=abc.second")).forwards[0]
+    assert (followed.member.name, followed.sticky) == ("n2", True)
+
+
 def test_shared_numbers_keep_none_and_large_values():
     a, b = engines(table(), 2)
     m = a.member("n1")

@@ -11,7 +11,15 @@ from balancer.config.model import Activation, LbConfig, MemberConfig, Method, Ru
 from balancer.lb.decisions import RequestFacts
 from balancer.lb.member import State
 from balancer.lb.settings import LbSettings
-from balancer.lb.sticky import cookie_value, path_parameter, session_id, session_routes
+from balancer.lb.sticky import (
+    AS_TEXT,
+    NO_SESSION,
+    cookie_value,
+    path_parameter,
+    session_id,
+    session_routes,
+    session_span,
+)
 from tests.unit.test_lb_driver import REFUSED, engine, facts, run
 
 DEFAULTS = LbSettings.from_config(LbConfig("lb"))
@@ -138,6 +146,46 @@ def test_sticky_request_follows_route_suffix():
     result = run(eng, facts(cookie="JSESSIONID=abc.n3"))
     assert result.tried == ["n3"]
     assert result.forwards[0].sticky
+
+
+def test_sticky_request_follows_a_route_edited_at_run_time_at_once():
+    # the plan compares the id's route bytes with each member's route bytes, cached on the
+    # member (read_route_bytes): the cache must follow an edit
+    eng = engine("n1", "n2", "n3")
+    assert run(eng, facts(cookie="JSESSIONID=abc.n2")).forwards[0].member.name == "n2"
+    eng.update_member("n2", 0.0, route="second")
+    moved = run(eng, facts(cookie="JSESSIONID=abc.n2")).forwards[0]
+    assert not moved.sticky  # no member has route n2 any more: balanced
+    followed = run(eng, facts(cookie="JSESSIONID=abc.second")).forwards[0]
+    assert (followed.member.name, followed.sticky) == ("n2", True)
+    assert eng.member("n2").sticky_hits == 2
+    eng.member("n2").route = "n2"  # a plain field write (reload, handover) too
+    back = run(eng, facts(cookie="JSESSIONID=abc.n2")).forwards[0]
+    assert (back.member.name, back.sticky) == ("n2", True)
+
+
+def test_a_quoted_cookie_routes_by_its_unquoted_route_and_an_empty_one_is_no_session():
+    eng = engine("n1", "n2", "n3")
+    quoted = run(eng, facts(cookie='JSESSIONID="abc.n3"')).forwards[0]
+    assert (quoted.member.name, quoted.sticky) == ("n3", True)
+    assert run(eng, facts(cookie='JSESSIONID=""')).plan.session is None
+
+
+def test_a_route_outside_latin_1_is_named_by_no_session_id():
+    eng = engine(MemberConfig("n1"), MemberConfig("n2", route="n\u20ac"), MemberConfig("n3"))
+    # the id's bytes decode as latin-1: "n\xe2\x82\xac" is not the route "n\u20ac"
+    result = run(eng, facts(cookie="JSESSIONID=abc.n\xe2\x82\xac"))
+    assert not result.forwards[0].sticky
+    assert result.plan.session == "abc.n\xe2\x82\xac"
+
+
+def test_many_members_find_the_route_through_the_lookup_table():
+    # past LbEngine's byte scan limit, route_at decodes the route for route_index
+    eng = engine(*[f"n{i}" for i in range(12)])
+    for i in (0, 7, 11):
+        forward = run(eng, facts(cookie=f"JSESSIONID=abc.n{i}")).forwards[0]
+        assert (forward.member.name, forward.sticky) == (f"n{i}", True)
+    assert not run(eng, facts(cookie="JSESSIONID=abc.n12")).forwards[0].sticky
 
 
 def test_multiple_session_cookies_are_tried_in_order():
@@ -321,6 +369,35 @@ def _regex_cookie_value(headers, name):
 @example(headers=['a=1,\vJSESSIONID \f= "A.n1";J=2', "JSESSIONIDx=3"], name="JSESSIONID")
 def test_cookie_scan_finds_what_the_regex_finds(headers, name):
     assert cookie(headers, name) == _regex_cookie_value(headers, name)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    headers=st.lists(
+        st.text(alphabet=st.sampled_from(list('JSESIONID=;, ".ABn1\xe9')), max_size=24),
+        max_size=3,
+    ),
+    uri=st.sampled_from(["/app/x", "/a;jsessionid=P.n1", "/a;jsessionid=/b"]),
+    override=st.sampled_from([None, "n2"]),
+)
+@example(headers=['JSESSIONID="A.n1"'], uri="/app/x", override=None)
+@example(headers=['JSESSIONID=""'], uri="/app/x", override=None)
+@example(headers=["JSESSIONID=A.n1", "JSESSIONID=B.n2"], uri="/app/x", override=None)
+def test_the_plans_session_and_routes_are_those_of_session_id(headers, uri, override):
+    # the plan keeps one cookie value as offsets (session_span) and makes the str and the
+    # routes only when asked: they must be what session_id and session_routes give
+    request = facts(uri=uri, route_override=override)
+    request.cookies = tuple(h.encode("latin-1") for h in headers)
+    expected = session_id(request, DEFAULTS)
+    k, at, stop = session_span(request, DEFAULTS)
+    if k >= 0:
+        assert request.cookies[k][at:stop].decode("latin-1") == expected
+    else:
+        assert k in (NO_SESSION, AS_TEXT)  # AS_TEXT: an empty path parameter is no session too
+        assert k == AS_TEXT or expected is None
+    plan = engine("n1", "n2").plan(request, 0.0)
+    assert plan.session == expected
+    assert plan._route_list() == (session_routes(expected) if expected else [])
 
 
 def _text_path_parameter(uri, name):
