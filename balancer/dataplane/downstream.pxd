@@ -4,6 +4,7 @@
 cimport cython
 from balancer.dataplane.admission cimport Admission
 from balancer.dataplane.exchange cimport Exchange
+from balancer.dataplane.proxy_core cimport ProxyCore
 from balancer.dataplane.request cimport Request
 # read_head a C call: the module cimported (request_head.pxd cimports this one; a cimport of
 # the function by name would need request_head.pxd whole while it is being read)
@@ -11,7 +12,8 @@ from balancer.dataplane cimport request_head as rh
 from balancer.dataplane.timer_wheel cimport TimerWheel
 
 cdef class ClientConnection:
-    cdef public object server, limits, loop, tls, transport, parser, tunnel
+    cdef public ProxyCore server
+    cdef public object limits, loop, tls, transport, parser, tunnel
     cdef public list queue
     cdef public object chunk_lines, reseed, upgrade_rest, valid_host, head_part
     cdef public object forwarded_host
@@ -42,5 +44,6 @@ cdef class ClientConnection:
     cpdef void start_next(self) except *
     cpdef void exchange_done(self, bint keep_alive) except *
     cdef void _arm(self, double when) except *
+    cpdef void close(self, bint linger=*) except *
     cdef void _close_transport(self, object transport) except *
     cdef void _ensure_deadline(self, double when) except *

@@ -123,9 +123,12 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     )
 
     def __init__(self, server: ProxyServer) -> None:
+        # What is read of the server here is read through ``self.server``: compiled, C fields
+        # of its base (proxy_core.pxd), where a read of the untyped argument is a Python
+        # lookup (~150 instructions each)
         self.server = server
-        self.limits = server.limits
-        self.admission: Admission = server.admission
+        self.limits = self.server.limits
+        self.admission: Admission = self.server.admission
         # the limits read for every request, as fields of the connection's own (C fields when
         # compiled, copied from the admission's C fields: a read of a Limits attribute from
         # compiled code is a Python lookup)
@@ -139,9 +142,9 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.keepalive_timeout = self.admission.keepalive_timeout
         # (made when the server listens; the loop read from it, not from ProxyServer.loop, a
         # property: a Python call per connection)
-        self.wheel: TimerWheel = server.wheel  # type: ignore[assignment]
+        self.wheel: TimerWheel = self.server.wheel  # type: ignore[assignment]
         self.loop = self.wheel.loop
-        self.secure = server.secure
+        self.secure = self.server.secure
         self.tls: TlsInfo | None = None  # set when the connection is TLS (tls_listener)
         self.transport: asyncio.Transport | None = None
         self.parser = HttpRequestParser(self)
@@ -565,7 +568,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             data = h.local_response(status, close=True)
             self.transport.write(data)
             self.server.log_refusal(self, status, len(data))
-        self.close(linger=True)
+        self.close(True)
 
     # --- exchanges ----------------------------------------------------------------------------
 
@@ -607,7 +610,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             return
         if not keep_alive:
             # unread input is likely when the request itself was not read to its end
-            self.close(linger=self.req is not None or self.parse_dead)
+            # (positional: compiled, close is a C call, where a keyword makes it a Python one)
+            self.close(self.req is not None or self.parse_dead)
             return
         if self.queue:
             if not self.starting:

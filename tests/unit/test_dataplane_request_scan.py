@@ -19,6 +19,7 @@ from balancer.dataplane import Limits
 from balancer.dataplane import http11 as h
 from balancer.dataplane.admission import Admission
 from balancer.dataplane.downstream import ClientConnection
+from balancer.dataplane.proxy_core import ProxyCore
 from balancer.dataplane.request import Request
 from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.timer_wheel import TimerWheel
@@ -37,12 +38,13 @@ class _Loop:
         return _Handle()
 
 
-class _Server:
+class _Server(ProxyCore):
+    """What a client connection reads of its server (compiled, it must be a ProxyCore)."""
+
     def __init__(self, limits: Limits) -> None:
+        super().__init__(None, TrafficStats(), b"test-")
         self.limits = limits
         self.loop = _Loop()
-        self.secure = False
-        self.valid_hosts: set[bytes] = set()
         self.wheel = TimerWheel(self.loop)  # type: ignore[arg-type]
         self.admission = Admission(limits, TrafficStats(), [], [])
 
