@@ -11,10 +11,17 @@ from balancer.dataplane.request cimport Request
 from balancer.dataplane cimport request_head as rh
 from balancer.dataplane.timer_wheel cimport TimerWheel
 
+cdef class ClientConnection
+
+cdef class ParserSlot:
+    cdef public ClientConnection conn
+    cdef public object parser
+
 cdef class ClientConnection:
     cdef public ProxyCore server
     cdef public object limits, loop, tls, transport, parser, tunnel
     cdef public list queue
+    cdef public ParserSlot slot
     cdef public object chunk_lines, reseed, upgrade_rest, valid_host, head_part
     cdef public object forwarded_host
     cdef public Admission admission
@@ -36,6 +43,9 @@ cdef class ClientConnection:
 
     @cython.locals(p="const unsigned char *", i=Py_ssize_t, n=Py_ssize_t, req=Request)
     cpdef void on_message_begin(self) except *
+    cpdef void on_headers_complete(self) except *
+    cpdef void on_body(self, object body) except *
+    cpdef void on_message_complete(self) except *
     cpdef void _pause(self, int why) except *
     cdef void _resume(self, int why) except *
     cpdef void resume_body(self) except *

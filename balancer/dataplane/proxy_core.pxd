@@ -20,6 +20,7 @@ cdef class ProxyCore:
     cdef public bint secure, fwd_secure
     cdef public set valid_hosts
     cdef public dict forwarded_cache
+    cdef public list parser_slots
     cdef public bytes valid_host, fwd_fields
     cdef public str fwd_peer
 

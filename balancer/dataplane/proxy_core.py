@@ -20,6 +20,7 @@ from balancer.dataplane import head_bytes as hb
 
 if TYPE_CHECKING:
     from balancer.dataplane.admission import Admission
+    from balancer.dataplane.downstream import ParserSlot
     from balancer.dataplane.limits import Limits
     from balancer.dataplane.pool import MemberPool
     from balancer.dataplane.stats import TrafficStats
@@ -36,6 +37,7 @@ class ProxyCore:
         "fwd_peer",
         "fwd_secure",
         "limits",
+        "parser_slots",
         "pools_by_member",
         "rid_counter",
         "rid_prefix",
@@ -78,6 +80,8 @@ class ProxyCore:
         self.fwd_secure = False
         self.fwd_host: bytes | None = None
         self.fwd_fields = b""
+        # llhttp parsers kept for new client connections (downstream.ParserSlot)
+        self.parser_slots: list[ParserSlot] = []
 
     def next_request_id(self) -> bytes:
         """A new request's id: the prefix and the next count in hex."""
