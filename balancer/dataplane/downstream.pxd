@@ -4,15 +4,24 @@
 cimport cython
 from balancer.dataplane.admission cimport Admission
 from balancer.dataplane.exchange cimport Exchange
+from balancer.dataplane.proxy_core cimport ProxyCore
 from balancer.dataplane.request cimport Request
 # read_head a C call: the module cimported (request_head.pxd cimports this one; a cimport of
 # the function by name would need request_head.pxd whole while it is being read)
 from balancer.dataplane cimport request_head as rh
 from balancer.dataplane.timer_wheel cimport TimerWheel
 
+cdef class ClientConnection
+
+cdef class ParserSlot:
+    cdef public ClientConnection conn
+    cdef public object parser
+
 cdef class ClientConnection:
-    cdef public object server, limits, loop, tls, transport, parser, tunnel
+    cdef public ProxyCore server
+    cdef public object limits, loop, tls, transport, parser, tunnel
     cdef public list queue
+    cdef public ParserSlot slot
     cdef public object chunk_lines, reseed, upgrade_rest, valid_host, head_part
     cdef public object forwarded_host
     cdef public Admission admission
@@ -34,6 +43,9 @@ cdef class ClientConnection:
 
     @cython.locals(p="const unsigned char *", i=Py_ssize_t, n=Py_ssize_t, req=Request)
     cpdef void on_message_begin(self) except *
+    cpdef void on_headers_complete(self) except *
+    cpdef void on_body(self, object body) except *
+    cpdef void on_message_complete(self) except *
     cpdef void _pause(self, int why) except *
     cdef void _resume(self, int why) except *
     cpdef void resume_body(self) except *
@@ -42,5 +54,6 @@ cdef class ClientConnection:
     cpdef void start_next(self) except *
     cpdef void exchange_done(self, bint keep_alive, double now=*) except *
     cdef void _arm(self, double when) except *
+    cpdef void close(self, bint linger=*) except *
     cdef void _close_transport(self, object transport) except *
     cdef void _ensure_deadline(self, double when) except *

@@ -57,10 +57,57 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAUSE_DONE", "PAUSE_HOLD", "PAUSE_PENDING", "PAUSE_UPSTREAM", "ClientConnection"]
+__all__ = [
+    "PAUSE_DONE",
+    "PAUSE_HOLD",
+    "PAUSE_PENDING",
+    "PAUSE_UPSTREAM",
+    "ClientConnection",
+    "ParserSlot",
+]
 
 # how long a refused client may go on sending before the connection closes (see close())
 LINGER_SECONDS = 2.0
+# parsers kept for new connections (ParserSlot), per server: as many as close at once
+PARSERS_KEPT = 256
+
+
+class ParserSlot:
+    """An llhttp parser and the callbacks it calls, kept from one client connection to the
+    next (``ProxyCore.parser_slots``).
+
+    Making a parser per connection cost ~4k instructions (issue 12, session 8): llhttp's
+    state, eight attribute lookups on the protocol and four bound methods made, then all of
+    it freed when the connection closes — a tenth of a connection's cost where each request
+    comes on a new one. The parser calls this slot, which calls the connection it serves now
+    (C calls, compiled); a connection that closes between messages leaves the parser ready
+    for the next one.
+
+    After a message that closes its connection (``Connection: close``, HTTP/1.0) llhttp would
+    refuse any further message, and a parser kept would refuse its next connection's first
+    one: so the parser continues (``lenient_keep_alive``), and the connection refuses what
+    follows a closing request itself (``ClientConnection.stop_after``), as it did before.
+    """
+
+    __slots__ = ("conn", "parser")
+
+    def __init__(self) -> None:
+        self.conn: ClientConnection | None = None
+        self.parser: HttpRequestParser | None = HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_keep_alive=True)
+
+    # llhttp's callbacks, for the connection served now
+    def on_message_begin(self) -> None:
+        self.conn.on_message_begin()  # type: ignore[union-attr]
+
+    def on_headers_complete(self) -> None:
+        self.conn.on_headers_complete()  # type: ignore[union-attr]
+
+    def on_body(self, body: bytes) -> None:
+        self.conn.on_body(body)  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        self.conn.on_message_complete()  # type: ignore[union-attr]
 
 
 class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
@@ -108,6 +155,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         "rpos",
         "secure",
         "server",
+        "slot",
         "starting",
         "stop_after",
         "timer_at",
@@ -123,9 +171,12 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
     )
 
     def __init__(self, server: ProxyServer) -> None:
+        # What is read of the server here is read through ``self.server``: compiled, C fields
+        # of its base (proxy_core.pxd), where a read of the untyped argument is a Python
+        # lookup (~150 instructions each)
         self.server = server
-        self.limits = server.limits
-        self.admission: Admission = server.admission
+        self.limits = self.server.limits
+        self.admission: Admission = self.server.admission
         # the limits read for every request, as fields of the connection's own (C fields when
         # compiled, copied from the admission's C fields: a read of a Limits attribute from
         # compiled code is a Python lookup)
@@ -139,12 +190,15 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.keepalive_timeout = self.admission.keepalive_timeout
         # (made when the server listens; the loop read from it, not from ProxyServer.loop, a
         # property: a Python call per connection)
-        self.wheel: TimerWheel = server.wheel  # type: ignore[assignment]
+        self.wheel: TimerWheel = self.server.wheel  # type: ignore[assignment]
         self.loop = self.wheel.loop
-        self.secure = server.secure
+        self.secure = self.server.secure
         self.tls: TlsInfo | None = None  # set when the connection is TLS (tls_listener)
         self.transport: asyncio.Transport | None = None
-        self.parser = HttpRequestParser(self)
+        slots = self.server.parser_slots
+        self.slot: ParserSlot | None = slots.pop() if slots else ParserSlot()
+        self.slot.conn = self  # type: ignore[union-attr]
+        self.parser = self.slot.parser  # type: ignore[union-attr]
         self.peer_ip = ""
         self.trusted = False
         self.req: Request | None = None  # the request being parsed
@@ -226,10 +280,26 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         elif self.exchange is not None:
             self.exchange.client_lost()
         self.transport = None
-        # llhttp's parser holds bound methods of this connection: without this, every
-        # connection is a reference cycle that only the cyclic collector frees (~9 objects per
-        # Connection: close request; its passes showed in that scenario's p99). Nothing is
-        # parsed after connection_lost.
+        # The parser's slot points back here: without this, every connection is a reference
+        # cycle that only the cyclic collector frees (~9 objects per Connection: close
+        # request; its passes showed in that scenario's p99). Nothing is parsed after
+        # connection_lost. A parser that stands between messages serves the next connection
+        # (ParserSlot); any other is dropped, with its slot (which it holds bound methods of).
+        slot = self.slot
+        if slot is not None:
+            self.slot = None
+            slot.conn = None
+            slots = self.server.parser_slots
+            if (
+                self.parser is slot.parser  # (not re-seeded: request_head.upgrade_pause)
+                and self.req is None
+                and not self.parse_dead
+                and self.tunnel is None
+                and len(slots) < PARSERS_KEPT
+            ):
+                slots.append(slot)
+            else:
+                slot.parser = None
         self.parser = None
 
     def eof_received(self) -> bool:
@@ -570,7 +640,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             data = h.local_response(status, close=True)
             self.transport.write(data)
             self.server.log_refusal(self, status, len(data))
-        self.close(linger=True)
+        self.close(True)
 
     # --- exchanges ----------------------------------------------------------------------------
 
@@ -613,7 +683,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             return
         if not keep_alive:
             # unread input is likely when the request itself was not read to its end
-            self.close(linger=self.req is not None or self.parse_dead)
+            # (positional: compiled, close is a C call, where a keyword makes it a Python one)
+            self.close(self.req is not None or self.parse_dead)
             return
         if self.queue:
             if not self.starting:

@@ -298,6 +298,6 @@ def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
 
 LAST_CHUNK = b"0\r\n\r\n"
 
-# entries of the per-process caches of per-connection work (ProxyServer.valid_hosts,
-# ProxyServer.forwarded_cache); emptied when full, so a flood of Host values costs nothing more
+# entries of the per-process caches of per-connection work (ProxyCore.valid_hosts,
+# ProxyCore.forwarded_cache); emptied when full, so a flood of Host values costs nothing more
 CACHE_LIMIT = 1024

@@ -3,7 +3,9 @@
 cimport cython
 from balancer.dataplane.downstream cimport ClientConnection
 from balancer.dataplane.exchange cimport Exchange
+from balancer.dataplane.proxy_core cimport ProxyCore
 from balancer.dataplane.request cimport Request
 
-@cython.locals(req=Request, client=ClientConnection, parts=list)
+@cython.locals(req=Request, client=ClientConnection, parts=list, server=ProxyCore, peer=str,
+               secure=bint, cache=dict, fields=bytes)
 cpdef list request_head(Exchange ex)

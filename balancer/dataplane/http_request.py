@@ -59,14 +59,33 @@ def request_head(ex: Exchange) -> list[bytes]:
         if host != client.forwarded_host or not client.forwarded_fields:
             client.forwarded_host = host
             if client.tls is None:  # the same for every connection of this peer and Host
-                key = (client.peer_ip, req.secure, host)
-                cache = ex.server.forwarded_cache
-                fields = cache.get(key)
-                if fields is None:
-                    fields = forwarded_fields(client.peer_ip, req.secure, host)
-                    if len(cache) >= CACHE_LIMIT:
-                        cache.clear()
-                    cache[key] = fields
+                server = ex.server
+                peer = client.peer_ip
+                secure = req.secure
+                # the last connection's, compared before the key is hashed (a new
+                # connection's peer address is a new string: its hash is computed anew)
+                if (
+                    peer == server.fwd_peer
+                    and host == server.fwd_host
+                    and secure == server.fwd_secure
+                    and server.fwd_fields
+                ):
+                    fields = server.fwd_fields
+                else:
+                    key = (peer, secure, host)
+                    cache = server.forwarded_cache
+                    found = cache.get(key)
+                    if found is None:
+                        fields = forwarded_fields(peer, secure, host)
+                        if len(cache) >= CACHE_LIMIT:
+                            cache.clear()
+                        cache[key] = fields
+                    else:
+                        fields = found
+                    server.fwd_peer = peer
+                    server.fwd_host = host
+                    server.fwd_secure = secure
+                    server.fwd_fields = fields
             else:
                 fields = forwarded_fields(client.peer_ip, req.secure, host)
                 fields += tls_fields(client.peer_ip, host, client.tls)

@@ -92,7 +92,7 @@ class ProxyServer(ProxyCore):
         self.secure = secure
         self._loop: asyncio.AbstractEventLoop | None = None
         # the client connections' deadlines, one loop timer for all (made by start*)
-        self.wheel: TimerWheel | None = None
+        self.wheel = None
         self.servers: list[asyncio.Server] = []
         self.tls_listeners: list[TlsListener] = []
         # who gets in (the connection caps) and whose forwarded fields are kept
@@ -107,12 +107,6 @@ class ProxyServer(ProxyCore):
         self.pools: dict[tuple[str, str, int], MemberPool] = {}
         # "Strict-Transport-Security: ..." for responses on TLS connections (--hsts), or b""
         self.hsts = b""
-        # Per-connection work done once per process rather than once per connection (a new
-        # connection per request is the close scenario): Host values that passed
-        # http11.valid_host, and the X-Forwarded-* fields of (peer, scheme, Host). Bounded:
-        # emptied when full.
-        self.valid_hosts: set[bytes] = set()
-        self.forwarded_cache: dict[tuple[str, bool, bytes | None], bytes] = {}
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

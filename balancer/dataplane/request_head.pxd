@@ -4,6 +4,7 @@
 cimport cython
 from balancer.dataplane cimport head_bytes as hb
 from balancer.dataplane.downstream cimport ClientConnection
+from balancer.dataplane.proxy_core cimport ProxyCore
 from balancer.dataplane.request cimport Request
 
 cdef int _C_HOST, _C_CONTENT_LENGTH, _C_TRANSFER_ENCODING, _C_CONNECTION, _C_EXPECT, _C_UPGRADE
@@ -23,6 +24,6 @@ cdef bytes _GET, _POST, _HEAD, _CLOSE, _KEEP_ALIVE_TOKEN
                length="long long", val=bytes)
 cpdef int read_head(ClientConnection conn, Request req, bytes buf, Py_ssize_t start) except -1
 @cython.locals(method=bytes, target=bytes, host=object, tokens=list, t="const unsigned char *",
-               n=Py_ssize_t, q=Py_ssize_t)
+               n=Py_ssize_t, q=Py_ssize_t, server=ProxyCore, known=set)
 cpdef int check_head(ClientConnection conn, Request req, int version) except -1
 cdef int _code(const unsigned char *p, Py_ssize_t at, Py_ssize_t n) noexcept

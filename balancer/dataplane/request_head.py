@@ -283,13 +283,17 @@ def check_head(conn: ClientConnection, req: Request, version: int) -> int:
             return 400
         req.host = b""
     elif host != conn.valid_host:  # keep-alive clients repeat their Host
-        known = conn.server.valid_hosts
-        if host not in known:
-            if not h.valid_host(host):
-                return 400
-            if len(known) >= h.CACHE_LIMIT:
-                known.clear()
-            known.add(host)
+        server = conn.server
+        # new connections too (the last Host that passed on any): compared before hashed
+        if host != server.valid_host:
+            known = server.valid_hosts
+            if host not in known:
+                if not h.valid_host(host):
+                    return 400
+                if len(known) >= h.CACHE_LIMIT:
+                    known.clear()
+                known.add(host)
+            server.valid_host = host
         conn.valid_host = host
     has_body = bool(req.content_length)
     if req.te is not None:

@@ -15,6 +15,7 @@ from tests.unit.test_dataplane_support import (
     Backend,
     BackendConn,
     BackendRequest,
+    Client,
     FakeEngine,
     Proxy,
     eventually,
@@ -132,6 +133,23 @@ async def test_per_connection_fields_kept_per_process_follow_each_host_and_stay_
         assert len(proxy.server.forwarded_cache) <= 2
     assert statuses == [200, 200, 200, 200, 400]
     assert [r.header("x-forwarded-host") for r in backend.requests] == hosts[:4]
+
+
+@uvloop_test
+async def test_forwarded_fields_follow_the_peer_of_each_new_connection() -> None:
+    # the last connection's X-Forwarded-* fields are reused only for the same peer, scheme
+    # and Host (ProxyCore.fwd_*): peers taking turns each get their own address
+    peers = ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.2"]
+    async with proxied() as (backend, proxy):
+        for peer in peers:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", proxy.port, local_addr=(peer, 0)
+            )
+            client = Client(reader, writer)
+            client.send(get("/", extra=b"Connection: close\r\n"))
+            assert (await client.response()).status == 200
+            client.close()
+    assert [r.header("x-forwarded-for") for r in backend.requests] == [p.encode() for p in peers]
 
 
 @uvloop_test

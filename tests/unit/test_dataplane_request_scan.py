@@ -19,6 +19,7 @@ from balancer.dataplane import Limits
 from balancer.dataplane import http11 as h
 from balancer.dataplane.admission import Admission
 from balancer.dataplane.downstream import ClientConnection
+from balancer.dataplane.proxy_core import ProxyCore
 from balancer.dataplane.request import Request
 from balancer.dataplane.stats import TrafficStats
 from balancer.dataplane.timer_wheel import TimerWheel
@@ -37,12 +38,13 @@ class _Loop:
         return _Handle()
 
 
-class _Server:
+class _Server(ProxyCore):
+    """What a client connection reads of its server (compiled, it must be a ProxyCore)."""
+
     def __init__(self, limits: Limits) -> None:
+        super().__init__(None, TrafficStats(), b"test-")
         self.limits = limits
         self.loop = _Loop()
-        self.secure = False
-        self.valid_hosts: set[bytes] = set()
         self.wheel = TimerWheel(self.loop)  # type: ignore[arg-type]
         self.admission = Admission(limits, TrafficStats(), [], [])
 
@@ -491,3 +493,51 @@ def test_connection_options_are_read_and_the_fields_they_name_dropped(
 ) -> None:
     req = one(b"GET / HTTP/" + version + b"\r\n" + HOST + fields + b"\r\n")
     assert (req["connection"], req["keep_alive"], req["headers"]) == (tokens, keep_alive, kept)
+
+
+# --- the parser kept from one connection to the next (downstream.ParserSlot) ----------------
+
+
+def test_a_parser_left_after_a_closing_request_serves_the_next_connection() -> None:
+    server = _Server(Limits())
+    first = Conn(server)  # type: ignore[arg-type]
+    first.data_received(b"GET /a HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+    parser = first.parser
+    first.connection_lost(None)
+    assert [slot.parser for slot in server.parser_slots] == [parser]
+    second = Conn(server)  # type: ignore[arg-type]
+    assert second.parser is parser and not server.parser_slots
+    second.data_received(
+        b"GET /b HTTP/1.1\r\n" + HOST + b"\r\nGET /c HTTP/1.1\r\n" + HOST + b"\r\n"
+    )
+    assert [req.target for req in second.queue] == [b"/b", b"/c"]
+    assert not second.parse_dead
+
+
+def test_what_follows_a_closing_request_is_still_dropped_on_a_kept_parser() -> None:
+    server = _Server(Limits())
+    first = Conn(server)  # type: ignore[arg-type]
+    first.connection_lost(None)
+    conn = Conn(server)  # type: ignore[arg-type]
+    conn.data_received(
+        b"GET /a HTTP/1.1\r\n"
+        + HOST
+        + b"Connection: close\r\n\r\nGET /b HTTP/1.1\r\n"
+        + HOST
+        + b"\r\n"
+    )
+    conn.data_received(b"GET /c HTTP/1.1\r\n" + HOST + b"\r\n")
+    assert [req.target for req in conn.queue] == [b"/a"] and conn.parse_dead
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"GET /a HTTP/1.1\r\n" + HOST, b"GET /a HTTP/1.1\r\nHost: bad host\r\n\r\n"],
+    ids=["cut-off-head", "refused-head"],
+)
+def test_a_parser_stopped_inside_or_after_a_refused_message_is_not_kept(raw: bytes) -> None:
+    server = _Server(Limits())
+    conn = Conn(server)  # type: ignore[arg-type]
+    conn.data_received(raw)
+    conn.connection_lost(None)
+    assert not server.parser_slots
