@@ -36,7 +36,7 @@ cdef class ClientConnection:
     cdef public int reject_status, pause_flags
     cdef public long long timer_slot
     cdef public double timer_at, conn_at, head_started, body_read_at, idle_since
-    cdef public double write_paused_at
+    cdef public double write_paused_at, held_at
     cdef public Py_ssize_t max_head_size, max_headers, max_pipelined, max_body_size
     cdef public Py_ssize_t replay_buffer_size
     cdef public double header_timeout, body_timeout, keepalive_timeout
@@ -57,3 +57,5 @@ cdef class ClientConnection:
     cpdef void close(self, bint linger=*) except *
     cdef void _close_transport(self, object transport) except *
     cdef void _ensure_deadline(self, double when) except *
+    @cython.locals(req=Request, now=double)
+    cdef void _lift_hold(self) except *

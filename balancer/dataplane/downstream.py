@@ -131,6 +131,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         "head_size",
         "head_started",
         "header_timeout",
+        "held_at",
         "idle_since",
         "keepalive_timeout",
         "limits",
@@ -239,7 +240,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.closed = False
         self.lingering = False
         self.eof = False
-        self.fresh = True  # no request answered yet
+        self.fresh = True  # no message begun yet
         self.timer_slot = 0  # the wheel's bucket of the armed deadline, 0: none (timer_wheel)
         self.timer_at = 0.0
         self.conn_at = 0.0
@@ -247,6 +248,7 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.body_read_at = 0.0
         self.idle_since = 0.0
         self.write_paused_at = 0.0
+        self.held_at = 0.0  # when the hold began (_lift_hold)
 
     # --- connection life ------------------------------------------------------------------
 
@@ -451,6 +453,8 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             if self.queue:
                 self.start_next()
         elif self.queue:
+            if not self.pause_flags & PAUSE_HOLD:
+                self.held_at = self.loop.time()
             self._pause(PAUSE_HOLD)
 
     def _feed(self, data: bytes) -> None:
@@ -535,10 +539,12 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
         self.head_at = i
         self.head_part = None
         self.chunk_end = -1
-        # the head's clock: a connection's first head runs from its accept; a later one from
-        # the read it begins in, read from the loop only if the message outlasts that read
-        # (data_received): most end in it, and their clock is never looked at
+        # the head's clock: a connection's first message runs from its accept; a later one
+        # from the read it begins in, read from the loop only if the message outlasts that read
+        # (data_received): most end in it, and their clock is never looked at. (Only the first
+        # message: one pipelined behind it, begun while it is served, is not late for that.)
         self.head_started = self.conn_at if self.fresh else 0.0
+        self.fresh = False
 
     def on_headers_complete(self) -> None:
         req = self.req
@@ -669,16 +675,12 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             # Nothing waits behind the request now in flight, so the hold (which bounds what a
             # pipelining client gets read) has nothing to bound: the state of a connection's
             # first request. Its body may be unfinished (only the last request parsed can be;
-            # any before it was read whole) and must be read on. The held time was ours, not
-            # the client's: its body clock starts again.
-            if self.req is not None:
-                self.body_read_at = self.loop.time()
-            self._resume(PAUSE_HOLD)
+            # any before it was read whole) and must be read on.
+            self._lift_hold()
 
     def exchange_done(self, keep_alive: bool, now: float = 0.0) -> None:
         """The exchange in flight ended (``now``: the loop's time, when its caller read it)."""
         self.exchange = None
-        self.fresh = False
         if self.closed:
             return
         if not keep_alive:
@@ -711,6 +713,20 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             return
         self.idle_since = now = self.loop.time()
         self._ensure_deadline(now + self.keepalive_timeout)
+        if self.pause_flags & PAUSE_HOLD:
+            self._lift_hold()
+
+    def _lift_hold(self) -> None:
+        """Read on after the hold. The held time was ours, not the client's: the clock of the
+        message being read goes on without it — a head's moves forward by the time held (a
+        client that trickles it still gets its 408), a body's starts again."""
+        req = self.req
+        if req is not None:
+            now = self.loop.time()
+            self.body_read_at = now
+            if not req.head_done:
+                self.head_started += now - self.held_at
+                self._ensure_deadline(self.head_started + self.header_timeout)
         self._resume(PAUSE_HOLD)
 
     def start_tunnel(self, tunnel: Tunnel) -> None:
@@ -760,10 +776,10 @@ class ClientConnection:  # an asyncio.Protocol (uvloop needs only the methods)
             return self.write_paused_at + limits.send_timeout, 3
         req = self.req
         if req is not None and not self.parse_dead:
+            if self.pause_flags:
+                return None, 0  # we are not reading its head or body: not the client's delay
             if not req.head_done:
                 return self.head_started + limits.header_timeout, 1
-            if self.pause_flags:
-                return None, 0  # we are not reading the body: not the client's delay
             return max(self.body_read_at, self.head_started) + limits.body_timeout, 2
         if self.exchange is not None or self.queue:
             return None, 0

@@ -141,6 +141,9 @@ class Answers:
         self._classes = _counts(counts, _N_CLASSES)
 
 
+_COUNT_END = 2**63  # counts are 0 <= c < 2**63 (a C long long in the compiled build)
+
+
 def _zeros(n: int) -> list[int]:
     return [0] * n
 
@@ -150,7 +153,13 @@ def _counts(counts: list[int], n: int) -> list[int]:
     process that does not fit: process_totals.parse refuses it whole)."""
     if len(counts) != n:
         raise ValueError(f"expected {n} counts, found {len(counts)}")
-    return [int(c) for c in counts]
+    out = [int(c) for c in counts]
+    for c in out:
+        # the compiled Answers keeps them as C long long: a larger one (only a corrupt
+        # document has one) would be an OverflowError there, past parse's ValueError contract
+        if not 0 <= c < _COUNT_END:
+            raise ValueError(f"a count out of range: {c}")
+    return out
 
 
 class TrafficStats:

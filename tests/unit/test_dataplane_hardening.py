@@ -10,15 +10,18 @@ forwarded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from balancer.dataplane import Limits
+from balancer.dataplane.downstream import PAUSE_HOLD
 from tests.unit.test_dataplane_support import (
     Backend,
     BackendRequest,
     Client,
     Proxy,
+    Responder,
     Response,
     eventually,
     get,
@@ -309,6 +312,25 @@ async def test_body_limit_zero_means_unlimited() -> None:
     assert resp.body == body
 
 
+def slow_until(release: asyncio.Event) -> Responder:
+    """A backend's responder: /slow is answered once ``release`` is set, the others at once
+    (with their body, or their URL)."""
+
+    async def held(req: BackendRequest) -> bytes:
+        if req.url == b"/slow":
+            await release.wait()
+        return ok(req.body or req.url)
+
+    return lambda _conn, req: held(req)
+
+
+async def send_slow(client: Client, backend: Backend) -> None:
+    """Send /slow and return once it is in flight (held at the backend: slow_until)."""
+    before = len(backend.requests)
+    client.send(get("/slow"))
+    await eventually(lambda: len(backend.requests) > before, what="/slow in flight")
+
+
 async def trickled_head(client: Client, start: bytes) -> Response:
     """Send ``start`` then a byte of a field every 50 ms (which keeps an idle timer happy,
     not the whole-head deadline) until the answer; the answer."""
@@ -415,16 +437,9 @@ async def test_the_time_a_body_waits_behind_another_request_is_not_counted_as_a_
     # (header_timeout: the connection's wake-ups, which find the body deadline, come often)
     limits = Limits(body_timeout=1.0, header_timeout=0.2)
     release = asyncio.Event()
-
-    async def held(req: BackendRequest) -> bytes:
-        if req.url == b"/slow":
-            await release.wait()
-        return ok(req.body or req.url)
-
-    async with proxied(limits, responder=lambda c, r: held(r)) as (backend, proxy):
+    async with proxied(limits, responder=slow_until(release)) as (backend, proxy):
         client = await proxy.connect()
-        client.send(get("/slow"))
-        await eventually(lambda: len(backend.requests) == 1, what="/slow in flight")
+        await send_slow(client, backend)
         client.send(b"PUT /p HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\n01234")
         (conn,) = proxy.server.connections
         await eventually(lambda: len(conn.queue) == 1 and conn.queue[0].body_received == 5)
@@ -436,6 +451,82 @@ async def test_the_time_a_body_waits_behind_another_request_is_not_counted_as_a_
         resp = await client.response()
         client.close()
     assert (resp.status, resp.body) == (200, b"0123456789")
+
+
+@uvloop_test
+async def test_a_head_pipelined_behind_a_connection_s_first_request_runs_from_its_read() -> None:
+    # Only the connection's first message takes its head clock from the accept: a head begun
+    # while that first request is served (later than header_timeout after the accept) is not
+    # late for it. (It was: the clock came from the accept until the first exchange ended.)
+    limits = Limits(header_timeout=0.5, keepalive_timeout=30)
+    release = asyncio.Event()
+    async with proxied(limits, responder=slow_until(release)) as (backend, proxy):
+        client = await proxy.connect()
+        await send_slow(client, backend)
+        await asyncio.sleep(0.7)  # (the subject: longer than header_timeout since the accept)
+        client.send(b"GET /two HTTP/1.1\r\n")
+        await asyncio.sleep(0.3)  # (the subject: the head spans reads, within header_timeout)
+        client.send(H + b"\r\n")
+        (conn,) = proxy.server.connections
+        await eventually(lambda: len(conn.queue) == 1, what="/two queued")
+        release.set()
+        first, second = await client.response(), await client.response()
+        client.close()
+    assert (first.status, first.body) == (200, b"/slow")
+    assert (second.status, second.body) == (200, b"/two")
+
+
+async def held_behind_slow(
+    limits: Limits,
+) -> tuple[Client, Proxy, asyncio.Event, contextlib.AsyncExitStack]:
+    """A kept connection with /slow in flight (until the event is set), /b queued behind it
+    and the start of /c's head read in the same read: reads held (PAUSE_HOLD) by pyjk."""
+    release = asyncio.Event()
+    stack = contextlib.AsyncExitStack()
+    backend, proxy = await stack.enter_async_context(proxied(limits, responder=slow_until(release)))
+    client = await proxy.connect()
+    client.send(get("/one"))
+    assert (await client.response()).status == 200
+    await send_slow(client, backend)
+    client.send(get("/b") + b"GET /c HTTP/1.1\r\n")
+    (conn,) = proxy.server.connections
+    await eventually(lambda: bool(conn.pause_flags & PAUSE_HOLD) and conn.req is not None)
+    return client, proxy, release, stack
+
+
+@uvloop_test
+async def test_the_time_a_head_is_held_behind_other_requests_is_not_counted() -> None:
+    # /c's head began in the read that queued /b: its reads are held until /b starts, and that
+    # time is the balancer's, not the client's (it was counted: /c got a false 408).
+    limits = Limits(header_timeout=0.5, keepalive_timeout=30)
+    client, _proxy, release, stack = await held_behind_slow(limits)
+    async with stack:
+        await asyncio.sleep(0.8)  # (the subject: a hold longer than header_timeout)
+        client.send(H + b"\r\n")
+        release.set()
+        answers = [await client.response() for _ in range(3)]
+        client.close()
+    assert [(r.status, r.body) for r in answers] == [(200, b"/slow"), (200, b"/b"), (200, b"/c")]
+
+
+@uvloop_test
+async def test_a_head_that_trickles_after_the_hold_lifts_still_gets_408() -> None:
+    # The held time is left out of the head's clock, not the rest: once reads resume the
+    # client has header_timeout (less what it used before the hold) to end the head.
+    limits = Limits(header_timeout=0.5, keepalive_timeout=30)
+    client, _proxy, release, stack = await held_behind_slow(limits)
+    async with stack:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.8)  # (the subject: a hold longer than header_timeout)
+        release.set()
+        assert (await client.response()).body == b"/slow"
+        assert (await client.response()).body == b"/b"
+        lifted = loop.time()
+        resp = await trickled_head(client, b"")
+        elapsed = loop.time() - lifted
+        assert resp.status == 408
+        assert 0.35 < elapsed < 2.0
+        assert await client.closed()
 
 
 @uvloop_test

@@ -125,6 +125,23 @@ def test_a_document_whose_counts_do_not_fit_is_refused_whole():
         parse(json.dumps(doc).encode())
 
 
+@pytest.mark.parametrize("count", [2**63, 2**64, -1])
+def test_a_document_with_a_count_out_of_range_is_refused_whole(count):
+    # (compiled, where the counts are C long long, 2**63 was an OverflowError out of parse,
+    # past its ValueError contract; pure mode took it)
+    doc = json.loads(document(None, traffic(2)))
+    doc["traffic"]["answers"][0][2][0] = count
+    with pytest.raises(ValueError, match="cannot be read"):
+        parse(json.dumps(doc).encode())
+
+
+def test_the_largest_count_that_fits_is_read():
+    doc = json.loads(document(None, traffic(2)))
+    doc["traffic"]["answers"][0][2][0] = 2**63 - 1
+    (answers,) = parse(json.dumps(doc).encode()).traffic.answers.values()
+    assert answers.first_byte[0] == 2**63 - 1
+
+
 def test_a_document_is_parsed_once_per_change(monkeypatch):
     t = table()
     mine = totals(t, 0, traffic(1))
