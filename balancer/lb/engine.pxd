@@ -3,7 +3,7 @@ cimport cython
 from balancer.lb.member cimport Member
 from balancer.lb.plan cimport RequestPlan
 from balancer.lb.settings cimport LbSettings
-from balancer.lb.sticky cimport same_bytes
+from balancer.lb cimport sticky as st
 
 cdef Py_ssize_t _ROUTE_SCAN
 
@@ -29,7 +29,7 @@ cdef class LbEngine:
     @cython.locals(i=Py_ssize_t, members=tuple, k=Py_ssize_t, m=Member)
     cpdef Py_ssize_t route_index(self, str route) except -2
     @cython.locals(members=tuple, i=Py_ssize_t, m=Member)
-    cpdef Py_ssize_t route_at(self, bytes data, Py_ssize_t at, Py_ssize_t stop) except -2
+    cdef Py_ssize_t route_at(self, bytes data, Py_ssize_t at, Py_ssize_t stop) except -2
     @cython.locals(m=Member, plan=RequestPlan)
     cpdef object plan(self, object facts, double now)
     @cython.locals(limit=cython.longlong)

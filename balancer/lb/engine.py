@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from balancer.config.model import LbConfig, MemberConfig, Method
 from balancer.lb import controls, slowstart
+from balancer.lb import sticky as st
 from balancer.lb.decisions import RequestFacts
 from balancer.lb.errors import LbError, UnknownMember
 from balancer.lb.maintenance import run_maintenance, seconds_to_maintenance, seconds_to_recover
@@ -41,7 +42,6 @@ from balancer.lb.recovery import (  # noqa: F401
     RECOVERY_REPLAY_UNSAFE,
 )
 from balancer.lb.state import LOCAL, LbState
-from balancer.lb.sticky import same_bytes
 
 # Silent transitions: OK/IDLE <-> OK happens on every first request after a quiet spell.
 _QUIET = {(State.OK_IDLE, State.OK), (State.OK, State.OK_IDLE)}
@@ -167,7 +167,7 @@ class LbEngine:
             return self.route_index(data[at:stop].decode("latin-1"))
         for i in range(len(members)):
             m = members[i]
-            if same_bytes(data, at, stop, m.read_route_bytes()):
+            if st.same_bytes(data, at, stop, m.read_route_bytes()):
                 return i
         return -1
 

@@ -10,11 +10,12 @@ from balancer.lb.decisions cimport Forward, RequestFacts, new_forward
 from balancer.lb.engine cimport LbEngine
 from balancer.lb.member cimport Member
 from balancer.lb.settings cimport LbSettings
-from balancer.lb.sticky cimport route_start, same_bytes, session_id, session_routes, session_span
+from balancer.lb cimport sticky as st
+from balancer.lb.sticky cimport session_routes, session_span, session_text
 
 cdef object _ACTIVE
 cdef str _ACTIVE_VALUE
-cdef Py_ssize_t _SPAN_AS_TEXT
+cdef Py_ssize_t _SPAN_NONE
 
 cdef class RequestPlan:
     cdef LbEngine _engine

@@ -56,6 +56,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from balancer.config.model import Activation
+from balancer.lb import sticky as st
 from balancer.lb.choice import Choice, Chooser, best_from, takes_requests
 from balancer.lb.decisions import (
     CONNECT_REFUSED,
@@ -71,12 +72,10 @@ from balancer.lb.decisions import (
 from balancer.lb.member import Member, State
 from balancer.lb.recovery import resend_refusal
 from balancer.lb.sticky import (
-    AS_TEXT,
-    route_start,
-    same_bytes,
-    session_id,
+    NO_SESSION,
     session_routes,
     session_span,
+    session_text,
 )
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ _ERR_REC = State.ERR_REC
 _STOPPED = Activation.STOPPED
 _ACTIVE = Activation.ACTIVE
 _ACTIVE_VALUE: str = _ACTIVE.value
-_SPAN_AS_TEXT = AS_TEXT  # compiled: a C constant (plan.pxd)
+_SPAN_NONE = NO_SESSION  # compiled: a C constant (plan.pxd)
 
 
 class RequestPlan:
@@ -148,16 +147,18 @@ class RequestPlan:
         if k >= 0:
             sid = facts.cookies[k]
             self._sid = sid
-            self._route_at = route_start(sid, at, stop)  # -1: the id names no route
+            self._route_at = st.route_start(sid, at, stop)  # -1: the id names no route
             self._has_session = True
-        elif k == _SPAN_AS_TEXT:
-            session = session_id(facts, settings)
+        elif k == _SPAN_NONE:
+            self._routes = []
+            self._has_session = False
+        else:
+            # JK_ROUTE, a path parameter, several cookie values: read as text from where the
+            # span's scan found it (not scanned for again)
+            session = session_text(facts, settings, k, at, stop)
             self._session = session
             self._routes = session_routes(session) if session else []
             self._has_session = session is not None
-        else:
-            self._routes = []
-            self._has_session = False
         self._states = [m.state for m in engine.members] if states is None else states
         self._attempt = 0
         self._round = 0
@@ -211,7 +212,9 @@ class RequestPlan:
         """Whether one of the session's routes is member ``m``'s."""
         if self._sid is not None:
             start = self._route_at
-            return start >= 0 and same_bytes(self._sid, start, self._sid_end, m.read_route_bytes())
+            return start >= 0 and st.same_bytes(
+                self._sid, start, self._sid_end, m.read_route_bytes()
+            )
         return m.read_route() in self._route_list()
 
     @property

@@ -51,35 +51,62 @@ _path_key: tuple[str, bytes] = ("", b"")
 _cookie_key: tuple[str, bytes] = ("", b"")
 
 
-# What ``session_span`` answers when it gives no offsets (its first number; >= 0 is the
-# Cookie header the one id is in)
+# What ``session_span``'s first number says when it is not the Cookie header the one id is in
+# (>= 0): no session, or where ``session_text`` reads the id as text
 NO_SESSION = -1
-AS_TEXT = -2
+JK_ROUTE = -2  # JK_ROUTE wins: the id is ".<route>"
+IN_PATH = -3  # the path parameter: the id is facts.uri[at:stop]
+SEVERAL = -4  # several cookie values, the first found in cookies[at] searching from offset stop
 _NO_SESSION = NO_SESSION  # compiled: C constants (sticky.pxd)
-_AS_TEXT = AS_TEXT
+_JK_ROUTE = JK_ROUTE
+_IN_PATH = IN_PATH
+_SEVERAL = SEVERAL
 
 
 def session_span(facts: RequestFacts, settings: LbSettings) -> tuple[int, int, int]:
-    """Where the request's session id is, in the common case: one value of the session
-    cookie, no ``JK_ROUTE``, no path parameter. Then ``(k, at, stop)``: the id is
-    ``facts.cookies[k][at:stop]`` (quotes removed), so the plan routes by its bytes without
-    making a str (issue 12, session 8). Otherwise ``(NO_SESSION, 0, 0)`` when the request has
-    no session, ``(AS_TEXT, 0, 0)`` when ``session_id`` must read it as text (a ``JK_ROUTE``, a
-    path parameter, several cookie values to join).
+    """Where the request's session id is, found by one scan: ``(k, at, stop)``. In the common
+    case — one value of the session cookie, no ``JK_ROUTE``, no path parameter — ``k >= 0``
+    and the id is ``facts.cookies[k][at:stop]`` (quotes removed), so the plan routes by its
+    bytes without making a str (issue 12, session 8). ``(NO_SESSION, 0, 0)`` when the request
+    has no session (or an empty one); else ``k`` is ``JK_ROUTE``, ``IN_PATH`` or ``SEVERAL``
+    and ``session_text`` reads the id from where the scan left it, without scanning again.
     """
     rule = facts.rule
     # compiled: the settings' reads are C calls (settings.pxd; shared settings read their record)
     if rule.sticky_ignore or not settings.read_sticky_session():
         return _NO_SESSION, 0, 0
     if facts.route_override:
-        return _AS_TEXT, 0, 0
-    # (a path parameter is read again by session_id: rare, and it hides the cookies)
-    if path_parameter(facts.uri, rule.session_path or settings.read_session_path()) is not None:
-        return _AS_TEXT, 0, 0
+        return _JK_ROUTE, 0, 0
+    at, stop = path_span(facts.uri, rule.session_path or settings.read_session_path())
+    if at >= 0:
+        # mod_jk consults cookies only when no path parameter was found at all: an empty
+        # ";jsessionid=" value hides the cookie, and the request then has no session.
+        if at == stop:
+            return _NO_SESSION, 0, 0
+        return _IN_PATH, at, stop
     cookies = facts.cookies
     if not cookies:
         return _NO_SESSION, 0, 0
     return cookie_span(cookies, rule.session_cookie or settings.read_session_cookie())
+
+
+def session_text(
+    facts: RequestFacts, settings: LbSettings, k: int, at: int, stop: int
+) -> str | None:
+    """The session id that ``session_span`` answered ``(k, at, stop)`` for, as text (None for
+    ``NO_SESSION``): the plan asks for it when ``k`` is ``JK_ROUTE``, ``IN_PATH`` or
+    ``SEVERAL``, so the span it already has is not scanned for again."""
+    if k >= 0:
+        return facts.cookies[k][at:stop].decode("latin-1")
+    if k == _NO_SESSION:
+        return None
+    if k == _JK_ROUTE:
+        return "." + (facts.route_override or "")  # JK_ROUTE only when it is set
+    if k == _IN_PATH:
+        return facts.uri[at:stop].decode("latin-1")
+    # SEVERAL: joined from the first value on (mod_jk bug 44116)
+    key = _cookie_bytes(facts.rule.session_cookie or settings.read_session_cookie())
+    return _joined(facts.cookies, key, at, stop) or None
 
 
 def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
@@ -89,19 +116,7 @@ def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
     lb's; ``sticky_session=false`` and the rule's ``sticky_ignore`` skip the lookup entirely.
     """
     k, at, stop = session_span(facts, settings)
-    if k >= 0:
-        return facts.cookies[k][at:stop].decode("latin-1")
-    if k == _NO_SESSION:
-        return None
-    if facts.route_override:
-        return "." + facts.route_override
-    rule = facts.rule
-    value = path_parameter(facts.uri, rule.session_path or settings.read_session_path())
-    if value is None:
-        # mod_jk consults cookies only when no path parameter was found at all: an empty
-        # ";jsessionid=" value hides the cookie, and the request then has no session.
-        value = cookie_value(facts.cookies, rule.session_cookie or settings.read_session_cookie())
-    return value or None
+    return session_text(facts, settings, k, at, stop)
 
 
 def path_parameter(uri: bytes, name: str) -> str | None:
@@ -112,11 +127,18 @@ def path_parameter(uri: bytes, name: str) -> str | None:
     at the first ``?``, ``;`` or ``/``; it may come out empty (``;jsessionid=/x``), which the
     caller treats as no session.
     """
+    at, stop = path_span(uri, name)
+    return uri[at:stop].decode("latin-1") if at >= 0 else None
+
+
+def path_span(uri: bytes, name: str) -> tuple[int, int]:
+    """``path_parameter``'s scan, answered as offsets: ``(at, stop)``, the value being
+    ``uri[at:stop]`` (maybe empty), or ``(-1, -1)`` when there is no such parameter."""
     global _path_key
     _path_key = _keyed(name, _path_key)
     key = _path_key[1]
     if not key:
-        return None
+        return -1, -1
     p = uri  # compiled: a C pointer to the bytes (sticky.pxd)
     n = len(uri)
     start = _find(uri, p, n, key, 0)
@@ -126,9 +148,9 @@ def path_parameter(uri: bytes, name: str) -> str | None:
             stop = after + 1
             while stop < n and p[stop] not in (_QUESTION, _SEMICOLON, _SLASH):
                 stop += 1
-            return uri[after + 1 : stop].decode("latin-1")
+            return after + 1, stop
         start = _find(uri, p, n, key, start + 1)
-    return None
+    return -1, -1
 
 
 def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
@@ -139,61 +161,73 @@ def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
     between the name and ``=``; the value must not be empty right after the ``=`` and ends at
     ``;`` or ``,``; one pair of surrounding double quotes is removed.
     """
-    global _cookie_key
-    _cookie_key = _keyed(name, _cookie_key)
-    key = _cookie_key[1]
-    if not key:
-        return None
+    key = _cookie_bytes(name)
+    return _joined(headers, key, 0, 0) if key else None
+
+
+def _joined(headers: Sequence[bytes], key: bytes, first: int, start: int) -> str | None:
+    """``cookie_value``'s scan for cookie ``key`` from header ``headers[first]``, searched
+    from offset ``start`` (``session_text`` resumes where ``cookie_span`` found the first of
+    several values), the headers before it left out."""
     count = 0
-    first: str | None = None
+    one: str | None = None
     found: list[str] | None = None
-    for header in headers:
+    for k in range(first, len(headers)):
+        header = headers[k]
         p = header  # compiled: a C pointer to the bytes (sticky.pxd)
         n = len(header)
-        at, stop = _next_value(header, p, n, key, 0)
+        at, stop = _next_value(header, p, n, key, start if k == first else 0)
         while at >= 0:
             # one pair of quotes is removed (by offsets: only the value is decoded)
-            start, end = _unquoted(p, at, stop)
-            value = header[start:end].decode("latin-1")
+            begin, end = _unquoted(p, at, stop)
+            value = header[begin:end].decode("latin-1")
             count += 1
             if count == 1:
-                first = value  # the common case: one value, no list
+                one = value  # the common case: one value, no list
             elif found is None:
-                found = [first, value]  # type: ignore[list-item]  # first is set
+                found = [one, value]  # type: ignore[list-item]  # one is set
             else:
                 found.append(value)
             at, stop = _next_value(header, p, n, key, stop)
     if found is not None:
         return ";".join(found)
-    return first
+    return one
 
 
 def cookie_span(headers: Sequence[bytes], name: str) -> tuple[int, int, int]:
     """``cookie_value``'s scan, answered as offsets when it finds one value: ``(k, at,
     stop)``, the value (quotes removed) being ``headers[k][at:stop]``. ``(NO_SESSION, 0, 0)``
-    when it finds none or an empty one, ``(AS_TEXT, 0, 0)`` when it finds several (joined
-    by ``cookie_value``, mod_jk bug 44116)."""
-    global _cookie_key
-    _cookie_key = _keyed(name, _cookie_key)
-    key = _cookie_key[1]
+    when it finds none or an empty one; ``(SEVERAL, k, i)`` when it finds several (joined by
+    ``session_text``, mod_jk bug 44116), the first in ``headers[k]`` searching from ``i``."""
+    key = _cookie_bytes(name)
     if not key:
         return _NO_SESSION, 0, 0
     found = -1
     start = end = 0
+    found_from = 0  # the offset the search that found the first value began at
     for k in range(len(headers)):
         header = headers[k]
         p = header  # compiled: a C pointer to the bytes (sticky.pxd)
         n = len(header)
+        searched = 0
         at, stop = _next_value(header, p, n, key, 0)
         while at >= 0:
             if found >= 0:
-                return _AS_TEXT, 0, 0
-            found = k
+                return _SEVERAL, found, found_from
+            found, found_from = k, searched
             start, end = _unquoted(p, at, stop)
+            searched = stop
             at, stop = _next_value(header, p, n, key, stop)
     if found < 0 or start == end:
         return _NO_SESSION, 0, 0
     return found, start, end
+
+
+def _cookie_bytes(name: str) -> bytes:
+    """The bytes cookie ``name`` is found as (``_keyed``'s cache of the last name asked)."""
+    global _cookie_key
+    _cookie_key = _keyed(name, _cookie_key)
+    return _cookie_key[1]
 
 
 def _unquoted(p: bytes, at: int, stop: int) -> tuple[int, int]:

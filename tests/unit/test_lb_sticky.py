@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from balancer.config.model import Activation, LbConfig, MemberConfig, Method, RuleExtensions
+from balancer.lb import sticky
 from balancer.lb.decisions import RequestFacts
+from balancer.lb.engine import LbEngine
 from balancer.lb.member import State
 from balancer.lb.settings import LbSettings
 from balancer.lb.sticky import (
-    AS_TEXT,
     NO_SESSION,
+    SEVERAL,
     cookie_value,
     path_parameter,
     session_id,
@@ -393,8 +396,8 @@ def test_the_plans_session_and_routes_are_those_of_session_id(headers, uri, over
     if k >= 0:
         assert request.cookies[k][at:stop].decode("latin-1") == expected
     else:
-        assert k in (NO_SESSION, AS_TEXT)  # AS_TEXT: an empty path parameter is no session too
-        assert k == AS_TEXT or expected is None
+        # JK_ROUTE, IN_PATH, SEVERAL: read as text; an empty path parameter is no session
+        assert (k == NO_SESSION) == (expected is None)
     plan = engine("n1", "n2").plan(request, 0.0)
     assert plan.session == expected
     assert plan._route_list() == (session_routes(expected) if expected else [])
@@ -426,3 +429,62 @@ def _text_path_parameter(uri, name):
 def test_path_parameter_on_bytes_finds_what_the_text_scan_finds(uri, name):
     reference = None if "\u20ac" in name else _text_path_parameter(uri, name)
     assert path_parameter(uri.encode("latin-1"), name) == reference
+
+
+# -- the byte helpers and the session's scans -----------------------------------------------
+
+COMPILED = not sticky.__file__.endswith(".py")
+
+
+def test_the_byte_helpers_cannot_be_asked_to_read_past_the_buffer():
+    # route_start, same_bytes and LbEngine.route_at take offsets into the bytes unchecked:
+    # compiled (route_start(b"abc", 0, 4096) read 4 KiB past "abc") they are C-only, reached
+    # through the plan; run as Python, the bytes' own bounds checks stand
+    if COMPILED:
+        assert not hasattr(sticky, "route_start") and not hasattr(sticky, "same_bytes")
+        assert not hasattr(LbEngine, "route_at")
+    else:
+        with pytest.raises(IndexError):
+            sticky.route_start(b"abc", 0, 4096)
+        assert not sticky.same_bytes(b"ab", 1, 5, b"bcdz")
+
+
+@pytest.mark.skipif(COMPILED, reason="compiled: the scans are C calls, not counted from Python")
+@pytest.mark.parametrize(
+    ("uri", "cookies", "override", "key", "finds"),
+    [
+        # the path parameter: found once (twice more before: session_span ran again, then
+        # path_parameter)
+        ("/a;jsessionid=P.n1/x", ["JSESSIONID=C.n2"], None, b";jsessionid", 1),
+        # JK_ROUTE: no scan at all
+        ("/a;jsessionid=P.n1/x", ["JSESSIONID=C.n2"], "n2", b";jsessionid", 0),
+        # several values: cookie_span stops at the second (3 finds: A, none after it, B),
+        # session_text goes on from where A was found (4: A, none, B, none); before, the span
+        # ran twice and the whole scan after it (3 + 3 + 4)
+        ("/app/x", ["a=1; JSESSIONID=A.n1", "JSESSIONID=B.n2"], None, b"JSESSIONID", 7),
+    ],
+)
+def test_a_session_read_as_text_is_scanned_for_once(
+    monkeypatch, uri, cookies, override, key, finds
+):
+    calls: list[bytes] = []
+    find = sticky._find
+
+    def counted(header, p, n, name, i):
+        calls.append(name)
+        return find(header, p, n, name, i)
+
+    monkeypatch.setattr(sticky, "_find", counted)
+    request = facts(uri=uri, route_override=override)
+    request.cookies = tuple(h.encode("latin-1") for h in cookies)
+    plan = engine("n1", "n2").plan(request, 0.0)
+    assert calls.count(key) == finds
+    assert plan.session == session_id(request, DEFAULTS)
+
+
+def test_several_values_are_joined_from_where_the_first_was_found():
+    request = facts(uri="/app/x")
+    request.cookies = (b"a=1", b"x=2; JSESSIONID=A.n1", b"JSESSIONID=B.n2, JSESSIONID=C.n3")
+    k, at, stop = session_span(request, DEFAULTS)
+    assert (k, at) == (SEVERAL, 1)
+    assert sticky.session_text(request, DEFAULTS, k, at, stop) == "A.n1;B.n2;C.n3"
