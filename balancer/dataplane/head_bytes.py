@@ -50,7 +50,10 @@ def field_line(buf: bytes, p: bytes, i: int, n: int) -> tuple[int, int, int]:
     (docs/benchmarks.md, issue 12, session 5).
     """
     colon = find(buf, p, _COLON, i, n)
-    value = colon + 1
+    # a line with no colon (one llhttp never accepted as a field, e.g. what follows an
+    # HTTP/0.9 line it ended at a bare LF): an empty value at ``n``, never a value that ends
+    # before it begins (compiled, slicing that raised SystemError)
+    value = colon + 1 if colon < n else n
     while value < n and (p[value] == _SP or p[value] == _HTAB):
         value += 1
     return colon, value, find(buf, p, _CR, value, n)

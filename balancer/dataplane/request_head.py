@@ -160,9 +160,12 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
     req.target = p[i:sp]
     while sp < eol and p[sp] == _SP:
         sp += 1
-    version = 9  # 0.9
-    if eol - sp == 8:  # HTTP/x.y
-        version = (p[sp + 5] - 48) * 10 + (p[sp + 7] - 48)
+    if eol - sp != 8:  # no HTTP/x.y: HTTP/0.9
+        # refused before its fields are read: llhttp ends an HTTP/0.9 message at its line
+        # (at a bare LF too), so what follows is no head it checked (a review found the
+        # compiled scan raised SystemError there: a 500 and an error logged per request)
+        return 505
+    version = (p[sp + 5] - 48) * 10 + (p[sp + 7] - 48)
     i = eol + 2
     max_headers = conn.max_headers
     max_size = conn.max_head_size
@@ -240,7 +243,7 @@ def read_head(conn: ClientConnection, req: Request, buf: bytes, start: int) -> i
             req.forwarded.append(p[value:value_end])
     conn.n_headers = fields
     conn.head_size = size
-    conn.head_end = i + 2 if i + 2 <= n else n  # (an HTTP/0.9 line may end the read)
+    conn.head_end = i + 2 if i + 2 <= n else n  # (never past the read)
     return check_head(conn, req, version)
 
 

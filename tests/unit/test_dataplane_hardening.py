@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 
@@ -191,6 +192,22 @@ async def test_malformed_request_is_refused_before_any_byte_reaches_a_backend(ca
     raw, status = MALFORMED[case]
     async with proxied() as (backend, proxy):
         await assert_rejected(proxy, backend, raw, status)
+
+
+@uvloop_test
+async def test_an_http_0_9_line_ended_by_a_bare_lf_gets_505_and_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # llhttp ends the message at the bare LF; compiled, the head scan once read the next line
+    # as a field with no colon and raised SystemError: a 500 and an error logged per request,
+    # which any client could repeat (review-b F2). Alone on its connection: a request behind
+    # it would give that line a colon to find.
+    with caplog.at_level(logging.WARNING):
+        async with proxied() as (backend, proxy):
+            resp = await proxy.request(b"PRI *HTTP/2.hunked\n\r\nSM\r\n\r\n")
+            assert resp.status == 505
+            assert not backend.requests
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 @pytest.mark.parametrize(
@@ -640,3 +657,25 @@ async def test_a_refused_upload_still_gets_its_413_while_the_client_keeps_sendin
         assert resp.status == 413
         client.close()
     assert backend.received == b""
+
+
+@uvloop_test
+async def test_a_parser_kept_after_an_h2c_upgrade_reads_the_next_connections_body_as_body() -> None:
+    # connection A's ignored h2c upgrade (no body) leaves its llhttp parser kept for the next
+    # connection (downstream.ParserSlot); B's body that looks like a request head is body
+    smuggled = b"GET /smuggled HTTP/1.1\r\n" + H + b"\r\n"
+    async with proxied() as (backend, proxy):
+        first = await proxy.connect()
+        first.send(b"GET /a HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        assert (await first.response()).status == 200
+        first.close()
+        slots = proxy.server.parser_slots
+        await eventually(lambda: len(slots) == 1, what="A's parser kept")
+        resp = await proxy.request(
+            b"POST /b HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled
+        )
+        assert (resp.status, resp.body) == (200, smuggled)
+        assert [(r.method, r.url, r.body) for r in backend.requests] == [
+            (b"GET", b"/a", b""),
+            (b"POST", b"/b", smuggled),
+        ]

@@ -57,6 +57,17 @@ def test_field_line_is_the_colon_the_value_after_its_ows_and_the_cr(
 
 
 @pure_only
+@pure_only
+@pytest.mark.parametrize("line", [b"SM\r\n", b"SM", b""])
+def test_a_line_with_no_colon_has_an_empty_value_at_the_end_never_one_ending_before_it(
+    line: bytes,
+) -> None:
+    # what follows an HTTP/0.9 line llhttp ended at a bare LF (review-b F2): compiled, a value
+    # that ended before it began was a slice of negative length, SystemError
+    assert hb.field_line(line, line, 0, len(line)) == (len(line), len(line), len(line))
+
+
+@pure_only
 def test_named_matches_a_lower_case_name_in_any_case_and_nothing_else() -> None:
     assert hb.named(b"X: CONTENT-length", 3, b"content-length")
     assert hb.named(b"Keep-Alive", 0, b"keep-alive")

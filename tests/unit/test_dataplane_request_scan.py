@@ -10,6 +10,10 @@ refuse as before. They run compiled and with PYJK_PURE=1 (the same code in Pytho
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httptools
@@ -317,6 +321,26 @@ def test_an_http_0_9_request_line_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"PRI *HT", b"TP/2.hunked\n\r\nSM\r\n\r\n"],
+        [b"PRI *HTTP/2.hunked\n\r\nSM\r\n\r\n"],
+        [b"GET /x\n\r\nSM\r\n\r\n"],
+    ],
+    ids=["split", "whole", "get"],
+)
+def test_an_http_0_9_line_ended_by_a_bare_lf_is_refused_with_505_and_logs_nothing(
+    pieces: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    # llhttp ends an HTTP/0.9 message at a bare LF; compiled, the scan once read what follows
+    # as fields, sliced a line with no colon to a negative length and raised SystemError: a
+    # 500 and "request parsing failed" logged per request, by any client (review-b F2)
+    with caplog.at_level(logging.WARNING):
+        assert read(pieces) == [505]
+    assert not caplog.records
+
+
+@pytest.mark.parametrize(
     "method", [b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"]
 )
 def test_the_method_is_read_from_the_request_line(method: bytes) -> None:
@@ -541,3 +565,59 @@ def test_a_parser_stopped_inside_or_after_a_refused_message_is_not_kept(raw: byt
     conn.data_received(raw)
     conn.connection_lost(None)
     assert not server.parser_slots
+
+
+def test_a_parser_kept_after_an_ignored_h2c_upgrade_reads_the_next_body_as_body() -> None:
+    # an h2c upgrade with no body leaves its parser between messages (httptools resumes
+    # llhttp after the upgrade): the next connection's body must still be body to it
+    server = _Server(Limits())
+    first = Conn(server)  # type: ignore[arg-type]
+    first.data_received(
+        b"GET /a HTTP/1.1\r\n" + HOST + b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    )
+    parser = first.parser
+    first.connection_lost(None)
+    assert [slot.parser for slot in server.parser_slots] == [parser]
+    second = Conn(server)  # type: ignore[arg-type]
+    assert second.parser is parser
+    second.data_received(
+        b"POST /b HTTP/1.1\r\n" + HOST + b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED
+    )
+    (req,) = second.queue
+    assert isinstance(req, Request)
+    assert (req.method, req.target, b"".join(req.pending), req.complete) == (
+        b"POST",
+        b"/b",
+        SMUGGLED,
+        True,
+    )
+
+
+_FEED_A_POOLED_SLOT = """
+import httptools
+from balancer.dataplane import Limits
+from tests.unit.test_dataplane_request_scan import HOST, Conn, _Server
+server = _Server(Limits())
+Conn(server).connection_lost(None)
+(slot,) = server.parser_slots
+try:
+    slot.parser.feed_data(b"GET / HTTP/1.1\\r\\n" + HOST + b"\\r\\n")
+except httptools.HttpParserCallbackError as exc:
+    print(type(exc.__context__).__name__, exc.__context__)
+"""
+
+
+def test_a_pooled_parser_slot_that_is_fed_fails_with_an_error_not_a_crash() -> None:
+    # no path feeds a pooled slot's parser; compiled, its callbacks once made a C call on the
+    # slot's conn (None) and the process died of SIGSEGV (review-b F1): in a subprocess, so a
+    # crash fails this test rather than killing pytest (PYJK_PURE passes through the env)
+    done = subprocess.run(
+        [sys.executable, "-c", _FEED_A_POOLED_SLOT],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "RuntimeError a pooled parser slot was fed: it serves no connection\n"
