@@ -153,7 +153,10 @@ DIRECTIVES: tuple[Directive, ...] = (
        elsewhere="httpd: LimitRequestFields; nginx: none (large_client_header_buffers bounds it)"),
     _d("header_timeout", _I, 10, _G,
        "Deadline for a whole request head, answered 408 when missed: a deadline, not an idle "
-       "timer, so a client trickling bytes (slowloris) cannot hold a connection.",
+       "timer, so a client trickling bytes (slowloris) cannot hold a connection. It runs from "
+       "the accept for a connection's first request, from the read its first byte came in for "
+       "a later one; the time pyjk itself does not read (a pipelined request held behind the "
+       "ones before it) is not counted.",
        unit="s", bounds=_ABOVE_0, pyjk_only=True,
        elsewhere="httpd: RequestReadTimeout header= (mod_reqtimeout); "
        "nginx: client_header_timeout"),
