@@ -36,10 +36,10 @@ cpdef object cookie_value(object headers, str name)
 @cython.locals(count=Py_ssize_t, one=str, found=list, k=Py_ssize_t, header=bytes,
                p="const unsigned char *", n=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t,
                value=str, begin=Py_ssize_t, end=Py_ssize_t)
-cdef object _joined(object headers, bytes key, Py_ssize_t first, Py_ssize_t start)
+cdef object _joined(object headers, bytes key, Py_ssize_t first)
 @cython.locals(key=bytes, found=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t, k=Py_ssize_t,
-               found_from=Py_ssize_t, searched=Py_ssize_t, header=bytes,
-               p="const unsigned char *", n=Py_ssize_t, at=Py_ssize_t, stop=Py_ssize_t)
+               header=bytes, p="const unsigned char *", n=Py_ssize_t, at=Py_ssize_t,
+               stop=Py_ssize_t)
 cpdef (Py_ssize_t, Py_ssize_t, Py_ssize_t) cookie_span(object headers, str name) except *
 cdef bytes _cookie_bytes(str name)
 cdef (Py_ssize_t, Py_ssize_t) _unquoted(const unsigned char *p, Py_ssize_t at,

@@ -56,7 +56,7 @@ _cookie_key: tuple[str, bytes] = ("", b"")
 NO_SESSION = -1
 JK_ROUTE = -2  # JK_ROUTE wins: the id is ".<route>"
 IN_PATH = -3  # the path parameter: the id is facts.uri[at:stop]
-SEVERAL = -4  # several cookie values, the first found in cookies[at] searching from offset stop
+SEVERAL = -4  # several cookie values, the first found in cookies[at]
 _NO_SESSION = NO_SESSION  # compiled: C constants (sticky.pxd)
 _JK_ROUTE = JK_ROUTE
 _IN_PATH = IN_PATH
@@ -106,7 +106,7 @@ def session_text(
         return facts.uri[at:stop].decode("latin-1")
     # SEVERAL: joined from the first value on (mod_jk bug 44116)
     key = _cookie_bytes(facts.rule.session_cookie or settings.read_session_cookie())
-    return _joined(facts.cookies, key, at, stop) or None
+    return _joined(facts.cookies, key, at) or None
 
 
 def session_id(facts: RequestFacts, settings: LbSettings) -> str | None:
@@ -162,13 +162,13 @@ def cookie_value(headers: Sequence[bytes], name: str) -> str | None:
     ``;`` or ``,``; one pair of surrounding double quotes is removed.
     """
     key = _cookie_bytes(name)
-    return _joined(headers, key, 0, 0) if key else None
+    return _joined(headers, key, 0) if key else None
 
 
-def _joined(headers: Sequence[bytes], key: bytes, first: int, start: int) -> str | None:
-    """``cookie_value``'s scan for cookie ``key`` from header ``headers[first]``, searched
-    from offset ``start`` (``session_text`` resumes where ``cookie_span`` found the first of
-    several values), the headers before it left out."""
+def _joined(headers: Sequence[bytes], key: bytes, first: int) -> str | None:
+    """``cookie_value``'s scan for cookie ``key`` from header ``headers[first]`` on
+    (``session_text`` starts at the header where ``cookie_span`` found the first of several
+    values), the headers before it left out."""
     count = 0
     one: str | None = None
     found: list[str] | None = None
@@ -176,7 +176,7 @@ def _joined(headers: Sequence[bytes], key: bytes, first: int, start: int) -> str
         header = headers[k]
         p = header  # compiled: a C pointer to the bytes (sticky.pxd)
         n = len(header)
-        at, stop = _next_value(header, p, n, key, start if k == first else 0)
+        at, stop = _next_value(header, p, n, key, 0)
         while at >= 0:
             # one pair of quotes is removed (by offsets: only the value is decoded)
             begin, end = _unquoted(p, at, stop)
@@ -197,26 +197,23 @@ def _joined(headers: Sequence[bytes], key: bytes, first: int, start: int) -> str
 def cookie_span(headers: Sequence[bytes], name: str) -> tuple[int, int, int]:
     """``cookie_value``'s scan, answered as offsets when it finds one value: ``(k, at,
     stop)``, the value (quotes removed) being ``headers[k][at:stop]``. ``(NO_SESSION, 0, 0)``
-    when it finds none or an empty one; ``(SEVERAL, k, i)`` when it finds several (joined by
-    ``session_text``, mod_jk bug 44116), the first in ``headers[k]`` searching from ``i``."""
+    when it finds none or an empty one; ``(SEVERAL, k, 0)`` when it finds several (joined by
+    ``session_text``, mod_jk bug 44116), the first in ``headers[k]``."""
     key = _cookie_bytes(name)
     if not key:
         return _NO_SESSION, 0, 0
     found = -1
     start = end = 0
-    found_from = 0  # the offset the search that found the first value began at
     for k in range(len(headers)):
         header = headers[k]
         p = header  # compiled: a C pointer to the bytes (sticky.pxd)
         n = len(header)
-        searched = 0
         at, stop = _next_value(header, p, n, key, 0)
         while at >= 0:
             if found >= 0:
-                return _SEVERAL, found, found_from
-            found, found_from = k, searched
+                return _SEVERAL, found, 0
+            found = k
             start, end = _unquoted(p, at, stop)
-            searched = stop
             at, stop = _next_value(header, p, n, key, stop)
     if found < 0 or start == end:
         return _NO_SESSION, 0, 0
